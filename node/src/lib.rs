@@ -1,0 +1,10 @@
+//! The Cairn replica.
+//!
+//! This crate will hold one node of the replicated log: openraft (`storage-v2`) over redb
+//! storage, the sequencer that batches submissions into Raft entries, the deterministic state
+//! machine that appends batches to each named log's Merkle tree and stores tiles and signed
+//! checkpoints, the HTTP API (C2SP tlog-tiles reads, Rekor v1/v2 writes, Fulcio v2 through
+//! `ca`), the Raft transport, and metrics. It is built over one seam (clock, randomness, disk,
+//! network) so that the simulator runs the same code; binary `cairn-node`.
+//!
+//! Nothing is implemented yet; see the node issue.
