@@ -521,13 +521,15 @@ impl<R: TileReader> HashStore for TileHashStore<R> {
         let mut hashes = Vec::with_capacity(nodes.len());
         for &node in nodes {
             let (tile, position, count) = self.locate(node)?;
-            if !tiles.contains_key(&tile) {
-                let data = self.reader.read_tile(tile)?;
-                tile.check_len(&data)
-                    .map_err(|error| StoreError::Read(error.into()))?;
-                tiles.insert(tile, data);
-            }
-            let data = &tiles[&tile];
+            let data = match tiles.entry(tile) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    let data = self.reader.read_tile(tile)?;
+                    tile.check_len(&data)
+                        .map_err(|error| StoreError::Read(error.into()))?;
+                    entry.insert(data)
+                }
+            };
             let slice = data
                 .get(position * HASH_LEN..(position + count) * HASH_LEN)
                 .ok_or(StoreError::Missing(node))?;
@@ -544,7 +546,7 @@ fn subtree_root(data: &[u8]) -> Hash {
         .map(|chunk| Hash::from_slice(chunk).expect("chunks_exact yields 32-byte chunks"))
         .collect();
     while level.len() > 1 {
-        level = level.chunks_exact(2).map(|pair| fold_range(pair)).collect();
+        level = level.chunks_exact(2).map(fold_range).collect();
     }
     level[0]
 }
@@ -778,9 +780,7 @@ mod tests {
 
     #[test]
     fn bundles_round_trip_and_match_their_tile() {
-        let entries: Vec<Vec<u8>> = (0..256u32)
-            .map(|i| vec![i as u8; (i % 7) as usize])
-            .collect();
+        let entries: Vec<Vec<u8>> = (0..=255u8).map(|i| vec![i; usize::from(i % 7)]).collect();
         let bundle = encode_bundle(&entries).unwrap();
         let decoded = decode_bundle(&bundle, 256).unwrap();
         assert_eq!(

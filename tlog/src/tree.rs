@@ -157,9 +157,9 @@ pub(crate) fn range_nodes(start: u64, end: u64, nodes: &mut Vec<NodeId>) {
         let length = end - start;
         // The largest power of two not above the remaining length; the left part of the RFC
         // 6962 split when the length is not itself a power of two.
-        let level = 63 - length.leading_zeros();
+        let level = u8::try_from(63 - length.leading_zeros()).expect("a u64 has 64 bits");
         debug_assert_eq!(start % (1 << level), 0, "range start {start} not aligned");
-        nodes.push(NodeId::new(level as u8, start >> level));
+        nodes.push(NodeId::new(level, start >> level));
         start += 1 << level;
     }
 }
@@ -292,14 +292,14 @@ impl Tree {
         stored(NodeId::new(0, index), leaf_hash);
         let mut hash = leaf_hash;
         // Each trailing zero of the new size is a pair of equal subtrees that merge into one.
-        let merges = new_size.trailing_zeros();
+        let merges = u8::try_from(new_size.trailing_zeros()).expect("a u64 has 64 bits");
         for level in 1..=merges {
             let left = self
                 .edge
                 .pop()
                 .expect("a set bit of the old size below every merge");
             hash = node_hash(&left, &hash);
-            stored(NodeId::new(level as u8, (new_size >> level) - 1), hash);
+            stored(NodeId::new(level, (new_size >> level) - 1), hash);
         }
         self.edge.push(hash);
         self.size = new_size;

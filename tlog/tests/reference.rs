@@ -6,6 +6,11 @@
 //! verification) must agree with it for every size up to 300 and every index and size pair, and
 //! beyond that on random sizes and batch splits. Every tampered proof must be rejected.
 
+// Test helpers may unwrap: a panic there is a failed test.
+#![allow(clippy::unwrap_used)]
+// Sizes in these tests are a few thousand: u64 to usize cannot truncate.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 

@@ -5,6 +5,9 @@
 //! A missing or short vector folder fails the test: a vector suite that silently finds nothing
 //! would pass while checking nothing.
 
+// Test helpers may unwrap: a panic there is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
