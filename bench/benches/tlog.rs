@@ -5,6 +5,9 @@
 //! `docs/benchmarks/tlog-micro.md`. These are not load tests: they measure the pure CPU cost that
 //! bounds what a node can do per core.
 
+// A benchmark that fails to set up should stop loudly; there is no caller to hand an error to.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -25,12 +28,12 @@ fn hashing(c: &mut Criterion) {
         let leaf = vec![0xa5u8; size];
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("leaf_{size}_bytes"), |b| {
-            b.iter(|| leaf_hash(black_box(&leaf)))
+            b.iter(|| leaf_hash(black_box(&leaf)));
         });
     }
     let (left, right) = (leaf_hash(b"left"), leaf_hash(b"right"));
     group.bench_function("node", |b| {
-        b.iter(|| tlog::node_hash(black_box(&left), black_box(&right)))
+        b.iter(|| tlog::node_hash(black_box(&left), black_box(&right)));
     });
     group.finish();
 }
@@ -99,5 +102,40 @@ fn proofs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hashing, append, proofs);
+fn checkpoints(c: &mut Criterion) {
+    use tlog::checkpoint::{Checkpoint, open};
+    use tlog::note::{Ed25519Verifier, Verifier, Verifiers};
+
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let checkpoint = Checkpoint::new(
+        "example.com/artifacts",
+        TreeSize(1_234_567),
+        leaf_hash(b"root"),
+    );
+    let mut verifiers = Verifiers::new();
+    verifiers
+        .push(Verifier::Ed25519(
+            Ed25519Verifier::new("example.com/artifacts", key.verifying_key()).unwrap(),
+        ))
+        .unwrap();
+    let signed = checkpoint.sign_ed25519(&key).unwrap().format().unwrap();
+
+    let mut group = c.benchmark_group("checkpoint");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sign_ed25519", |b| {
+        b.iter(|| {
+            checkpoint
+                .sign_ed25519(black_box(&key))
+                .unwrap()
+                .format()
+                .unwrap()
+        });
+    });
+    group.bench_function("open_and_verify_ed25519", |b| {
+        b.iter(|| open(black_box(signed.as_bytes()), &verifiers).unwrap());
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hashing, append, proofs, checkpoints);
 criterion_main!(benches);

@@ -7,4 +7,9 @@
 //! `ca`), the Raft transport, and metrics. It is built over one seam (clock, randomness, disk,
 //! network) so that the simulator runs the same code; binary `cairn-node`.
 //!
-//! Nothing is implemented yet; see the node issue.
+//! Built so far: the seeded openraft runtime ([`runtime`]), the replicated types ([`types`])
+//! and the deterministic apply ([`state_machine`]).
+
+pub mod runtime;
+pub mod state_machine;
+pub mod types;

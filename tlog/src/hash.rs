@@ -107,6 +107,45 @@ impl AsRef<[u8]> for Hash {
     }
 }
 
+/// Base64 text in human-readable formats (JSON), as in checkpoints; 32 raw bytes otherwise.
+impl serde::Serialize for Hash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_base64())
+        } else {
+            serializer.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Hash, D::Error> {
+        struct HashVisitor;
+
+        impl serde::de::Visitor<'_> for HashVisitor {
+            type Value = Hash;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 32-byte hash as base64 text or bytes")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Hash, E> {
+                Hash::from_base64(text).map_err(E::custom)
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Hash, E> {
+                Hash::from_slice(bytes).map_err(E::custom)
+            }
+        }
+
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(HashVisitor)
+        } else {
+            deserializer.deserialize_bytes(HashVisitor)
+        }
+    }
+}
+
 /// The hash of a leaf: `SHA-256(0x00 ‖ leaf bytes)`.
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
     let mut hasher = Sha256::new();
@@ -160,5 +199,14 @@ mod tests {
         assert_eq!(Hash::from_base64("AAAA"), Err(HashError::Base64));
         assert_eq!(Hash::from_base64(&"!".repeat(44)), Err(HashError::Base64));
         assert_eq!(Hash::from_hex("zz"), Err(HashError::Hex));
+    }
+
+    #[test]
+    fn json_form_is_base64() {
+        let h = leaf_hash(b"x");
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, format!("\"{}\"", h.to_base64()));
+        assert_eq!(serde_json::from_str::<Hash>(&json).unwrap(), h);
+        assert!(serde_json::from_str::<Hash>("\"AAAA\"").is_err());
     }
 }

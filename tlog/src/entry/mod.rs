@@ -52,13 +52,14 @@ pub use types::{
     Digest, HashAlgorithm, KeyDetails, Signature, SignatureBytes, Verifier, VerifierKey,
 };
 
-/// The largest canonical body we build or accept: 128 KiB.
+/// The largest canonical body we build or accept: 65,535 bytes.
 ///
 /// Real bodies are 0.5 KiB (hashedrekord with a public key) to about 4.5 KiB (with a Fulcio
-/// certificate). The bound leaves room for a 10-certificate chain or a DSSE entry with several
-/// signers, keeps every leaf far below what a tile entry bundle or a Raft message should carry,
-/// and bounds the memory a hostile body can make a verifier spend. Checked on build and parse.
-pub const BODY_BYTES_MAX: usize = 128 * 1024;
+/// certificate). The bound is the largest leaf a C2SP tlog-tiles entry bundle can carry (its
+/// length prefix is 16 bits), so every logged body can be served in tiles; it leaves room for a
+/// certificate chain or a DSSE entry with several signers, and bounds the memory a hostile body
+/// can make a verifier spend. Checked on build and parse.
+pub const BODY_BYTES_MAX: usize = crate::tile::BUNDLE_ENTRY_BYTES_MAX;
 
 /// The longest raw signature: 1 KiB. RSA-4096 signatures are 512 bytes, ECDSA P-521 DER at
 /// most 139, Ed25519ph 64; nothing on the allow-list comes close.

@@ -1,0 +1,489 @@
+//! The deterministic apply: from (state, committed command) to (new state, outcome).
+//!
+//! This is the one function every replica runs on every committed entry, so it must give
+//! byte-identical state everywhere: it reads no clock and no randomness (the batch's timestamp
+//! came from the leader, inside the entry), iterates only ordered collections, and signs with
+//! Ed25519, whose signatures are deterministic. It reaches storage only through
+//! [`StateAccess`], which the storage module implements over one redb write transaction (so an
+//! entry's effects and the applied index commit together, or not at all) and tests implement in
+//! memory.
+//!
+//! Signing happens here, after commit, and only over a root this replica computed itself from
+//! the stored tree: before signing, the new tree must extend the previous signed one (a
+//! consistency proof computed from the stored tiles must verify) and the stored tiles must
+//! reproduce the new root. Both checks are `assert!`s, on in release builds: a checkpoint
+//! signed over a wrong root is permanent public evidence of a forked log, while a crashed
+//! replica is an ordinary Raft failover.
+
+use std::collections::BTreeMap;
+
+use tlog::checkpoint::Checkpoint;
+use tlog::tile::{Tile, TileHashStore, TileReader};
+use tlog::tree::StoreError;
+use tlog::{Hash, NodeId as TreeNodeId, Tree, TreeSize, leaf_hash};
+
+use crate::types::{AppendBatch, BatchOutcome, Command, CommandOutcome, LeafOutcome, LogName};
+
+/// The most leaves one batch may carry; the sequencer's bound must not exceed it.
+pub const BATCH_LEAVES_MAX: usize = 65_536;
+
+/// One log's configuration: not replicated state, but identical on every node of the cluster.
+#[derive(Clone)]
+pub struct LogConfig {
+    /// The log's short name inside the cluster.
+    pub name: LogName,
+    /// The checkpoint origin, which is also the signing key's name.
+    pub origin: String,
+    /// The log's checkpoint key (every node holds it: any node may become leader).
+    pub signing_key: ed25519_dalek::SigningKey,
+}
+
+impl std::fmt::Debug for LogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogConfig")
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The replicated head of one log: its size, the right edge of its tree and its latest signed
+/// checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogHead {
+    /// Leaves in the log.
+    pub tree_size: u64,
+    /// The hashes of the tree's complete subtrees, largest first (`tlog::Tree::edge`).
+    pub edge: Vec<Hash>,
+    /// The root at `tree_size`.
+    pub root: Hash,
+    /// The latest signed checkpoint (a signed note), empty while the log is empty.
+    pub checkpoint: String,
+}
+
+/// A storage failure while applying; the entry's transaction is abandoned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The storage backend failed.
+    #[error("state storage: {0}")]
+    Storage(String),
+    /// A tree hash the tree needs is not stored.
+    #[error(transparent)]
+    Tree(#[from] StoreError),
+    /// Building or signing the checkpoint failed.
+    #[error("signing checkpoint: {0}")]
+    Checkpoint(#[from] tlog::checkpoint::CheckpointError),
+}
+
+/// What apply needs from storage, inside the transaction of the entry being applied: reads see
+/// this entry's earlier writes.
+pub trait StateAccess {
+    /// The head of a log, or `None` if nothing was ever appended to it.
+    fn head(&self, log: &LogName) -> Result<Option<LogHead>, StateError>;
+    /// Replaces the head of a log.
+    fn put_head(&mut self, log: &LogName, head: &LogHead) -> Result<(), StateError>;
+    /// The index of the leaf with this leaf hash, if the log has one.
+    fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, StateError>;
+    /// Stores a leaf at `index` and indexes its leaf hash.
+    fn put_leaf(
+        &mut self,
+        log: &LogName,
+        index: u64,
+        leaf_hash: &Hash,
+        leaf: &[u8],
+    ) -> Result<(), StateError>;
+    /// Stores the hash of a complete subtree whose level is a multiple of 8 (a tile hash).
+    fn put_tile_hash(
+        &mut self,
+        log: &LogName,
+        node: TreeNodeId,
+        hash: &Hash,
+    ) -> Result<(), StateError>;
+    /// The bytes of one hash tile, built from stored tile hashes.
+    fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError>;
+}
+
+/// The logs of a cluster, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Logs {
+    logs: BTreeMap<LogName, LogConfig>,
+}
+
+impl Logs {
+    /// The logs given.
+    pub fn new(configs: impl IntoIterator<Item = LogConfig>) -> Logs {
+        Logs {
+            logs: configs
+                .into_iter()
+                .map(|config| (config.name.clone(), config))
+                .collect(),
+        }
+    }
+
+    /// One log's configuration.
+    pub fn get(&self, name: &LogName) -> Option<&LogConfig> {
+        self.logs.get(name)
+    }
+
+    /// Every log, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &LogConfig> {
+        self.logs.values()
+    }
+}
+
+/// Applies one committed command.
+pub fn apply<A: StateAccess>(
+    state: &mut A,
+    logs: &Logs,
+    command: &Command,
+) -> Result<CommandOutcome, StateError> {
+    match command {
+        Command::Append(batch) => apply_batch(state, logs, batch),
+    }
+}
+
+fn apply_batch<A: StateAccess>(
+    state: &mut A,
+    logs: &Logs,
+    batch: &AppendBatch,
+) -> Result<CommandOutcome, StateError> {
+    // Refusals are decided from the command and the configuration alone, so every replica
+    // refuses alike and no state changes.
+    let Some(config) = logs.get(&batch.log) else {
+        return Ok(CommandOutcome::Refused(format!(
+            "unknown log {:?}",
+            batch.log.0
+        )));
+    };
+    if batch.leaves.is_empty() || batch.leaves.len() > BATCH_LEAVES_MAX {
+        return Ok(CommandOutcome::Refused(format!(
+            "batch has {} leaves, want 1 to {BATCH_LEAVES_MAX}",
+            batch.leaves.len()
+        )));
+    }
+    let old = state.head(&batch.log)?.unwrap_or_else(|| LogHead {
+        root: Hash::EMPTY_ROOT,
+        ..LogHead::default()
+    });
+    let mut tree = Tree::from_edge(TreeSize(old.tree_size), old.edge.clone())
+        .map_err(|error| StateError::Storage(format!("stored head of {}: {error}", batch.log)))?;
+    assert_eq!(
+        tree.root(),
+        old.root,
+        "stored edge of {} does not give its root",
+        batch.log
+    );
+
+    let mut outcomes = Vec::with_capacity(batch.leaves.len());
+    let mut in_batch: BTreeMap<Hash, u64> = BTreeMap::new();
+    let mut tile_hashes: Vec<(TreeNodeId, Hash)> = Vec::new();
+    for leaf in &batch.leaves {
+        let hash = leaf_hash(leaf);
+        let existing = match in_batch.get(&hash) {
+            Some(&index) => Some(index),
+            None => state.find_leaf(&batch.log, &hash)?,
+        };
+        if let Some(index) = existing {
+            outcomes.push(LeafOutcome::Duplicate { index });
+            continue;
+        }
+        let index = tree
+            .append(hash, |node, node_hash| {
+                if node.level % tlog::tile::TILE_HEIGHT == 0 {
+                    tile_hashes.push((node, node_hash));
+                }
+            })
+            .map_err(|error| StateError::Storage(error.to_string()))?;
+        state.put_leaf(&batch.log, index.0, &hash, leaf)?;
+        for (node, node_hash) in tile_hashes.drain(..) {
+            state.put_tile_hash(&batch.log, node, &node_hash)?;
+        }
+        in_batch.insert(hash, index.0);
+        outcomes.push(LeafOutcome::Appended { index: index.0 });
+    }
+
+    if tree.size().0 == old.tree_size {
+        // Only duplicates: the log and its checkpoint are unchanged.
+        return Ok(CommandOutcome::Appended(BatchOutcome {
+            log: batch.log.clone(),
+            leaves: outcomes,
+            tree_size: old.tree_size,
+            checkpoint: old.checkpoint,
+        }));
+    }
+
+    let new_root = tree.root();
+    check_extends(state, &batch.log, &old, tree.size(), &new_root)?;
+    let checkpoint = Checkpoint::new(&config.origin, tree.size(), new_root)
+        .sign_ed25519(&config.signing_key)?
+        .format()
+        .map_err(|error| StateError::Checkpoint(error.into()))?;
+    let head = LogHead {
+        tree_size: tree.size().0,
+        edge: tree.edge().to_vec(),
+        root: new_root,
+        checkpoint: checkpoint.clone(),
+    };
+    state.put_head(&batch.log, &head)?;
+    Ok(CommandOutcome::Appended(BatchOutcome {
+        log: batch.log.clone(),
+        leaves: outcomes,
+        tree_size: head.tree_size,
+        checkpoint,
+    }))
+}
+
+/// The pre-signing assertions: the stored tiles reproduce the new root, and the new tree is
+/// consistent with the previously signed one.
+fn check_extends<A: StateAccess>(
+    state: &A,
+    log: &LogName,
+    old: &LogHead,
+    new_size: TreeSize,
+    new_root: &Hash,
+) -> Result<(), StateError> {
+    assert!(new_size.0 > old.tree_size, "{log}: tree did not grow");
+    let tiles = TileHashStore::new(StateTiles { state, log }, new_size);
+    let stored_root = tlog::tree::root_at(&tiles, new_size)?;
+    assert_eq!(
+        stored_root, *new_root,
+        "{log}: stored tiles do not reproduce the root"
+    );
+    if old.tree_size > 0 {
+        let proof = tlog::proof::consistency_proof(&tiles, TreeSize(old.tree_size), new_size)
+            .map_err(|error| StateError::Storage(error.to_string()))?;
+        let verified = proof.verify(&old.root, new_root);
+        assert!(
+            verified.is_ok(),
+            "{log}: size {new_size} is not consistent with signed size {}: {verified:?}",
+            old.tree_size
+        );
+    }
+    Ok(())
+}
+
+/// Tiles of one log read through [`StateAccess`].
+struct StateTiles<'a, A> {
+    state: &'a A,
+    log: &'a LogName,
+}
+
+impl<A: StateAccess> TileReader for StateTiles<'_, A> {
+    fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
+        self.state
+            .read_tile(self.log, tile)
+            .map_err(|error| StoreError::Read(error.to_string().into()))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tlog::note::{Verifier, Verifiers};
+
+    /// State in memory, for unit tests of apply.
+    #[derive(Default, Clone, PartialEq, Eq, Debug)]
+    pub(crate) struct MemoryState {
+        heads: BTreeMap<LogName, LogHead>,
+        leaves: BTreeMap<(LogName, u64), Vec<u8>>,
+        index: BTreeMap<(LogName, Hash), u64>,
+        tile_hashes: BTreeMap<(LogName, u8, u64), Hash>,
+    }
+
+    impl StateAccess for MemoryState {
+        fn head(&self, log: &LogName) -> Result<Option<LogHead>, StateError> {
+            Ok(self.heads.get(log).cloned())
+        }
+        fn put_head(&mut self, log: &LogName, head: &LogHead) -> Result<(), StateError> {
+            self.heads.insert(log.clone(), head.clone());
+            Ok(())
+        }
+        fn find_leaf(&self, log: &LogName, hash: &Hash) -> Result<Option<u64>, StateError> {
+            Ok(self.index.get(&(log.clone(), *hash)).copied())
+        }
+        fn put_leaf(
+            &mut self,
+            log: &LogName,
+            index: u64,
+            hash: &Hash,
+            leaf: &[u8],
+        ) -> Result<(), StateError> {
+            self.leaves.insert((log.clone(), index), leaf.to_vec());
+            self.index.insert((log.clone(), *hash), index);
+            Ok(())
+        }
+        fn put_tile_hash(
+            &mut self,
+            log: &LogName,
+            node: TreeNodeId,
+            hash: &Hash,
+        ) -> Result<(), StateError> {
+            self.tile_hashes
+                .insert((log.clone(), node.level, node.index), *hash);
+            Ok(())
+        }
+        fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError> {
+            let mut data = Vec::new();
+            for node in tile.nodes() {
+                let hash = self
+                    .tile_hashes
+                    .get(&(log.clone(), node.level, node.index))
+                    .ok_or_else(|| StateError::Storage(format!("no hash for {node:?}")))?;
+                data.extend_from_slice(hash.as_bytes());
+            }
+            Ok(data)
+        }
+    }
+
+    pub(crate) fn test_logs() -> Logs {
+        Logs::new([
+            LogConfig {
+                name: LogName("artifacts".into()),
+                origin: "example.com/artifacts".into(),
+                signing_key: ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+            },
+            LogConfig {
+                name: LogName("certificates".into()),
+                origin: "example.com/certificates".into(),
+                signing_key: ed25519_dalek::SigningKey::from_bytes(&[2; 32]),
+            },
+        ])
+    }
+
+    fn batch(log: &str, leaves: &[&str]) -> Command {
+        Command::Append(AppendBatch {
+            log: LogName(log.into()),
+            leaves: leaves.iter().map(|leaf| leaf.as_bytes().to_vec()).collect(),
+            timestamp_unix_ms: 1_700_000_000_000,
+        })
+    }
+
+    fn appended(outcome: CommandOutcome) -> BatchOutcome {
+        match outcome {
+            CommandOutcome::Appended(batch) => batch,
+            other => panic!("not appended: {other:?}"),
+        }
+    }
+
+    fn verifiers(logs: &Logs, name: &str) -> Verifiers {
+        let config = logs.get(&LogName(name.into())).unwrap();
+        let verifier =
+            tlog::note::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
+                .unwrap();
+        let mut verifiers = Verifiers::new();
+        verifiers.push(Verifier::Ed25519(verifier)).unwrap();
+        verifiers
+    }
+
+    #[test]
+    fn batches_append_in_order_and_sign_verifiable_checkpoints() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        let first = appended(apply(&mut state, &logs, &batch("artifacts", &["a", "b"])).unwrap());
+        assert_eq!(
+            first.leaves,
+            [
+                LeafOutcome::Appended { index: 0 },
+                LeafOutcome::Appended { index: 1 }
+            ]
+        );
+        let second = appended(apply(&mut state, &logs, &batch("artifacts", &["c"])).unwrap());
+        assert_eq!(second.tree_size, 3);
+
+        let verifiers = verifiers(&logs, "artifacts");
+        let signed = tlog::checkpoint::open(second.checkpoint.as_bytes(), &verifiers).unwrap();
+        let mut expected = tlog::MemoryTree::new();
+        for leaf in ["a", "b", "c"] {
+            expected.append(leaf_hash(leaf.as_bytes())).unwrap();
+        }
+        assert_eq!(signed.checkpoint.root, expected.root());
+        assert_eq!(signed.checkpoint.origin, "example.com/artifacts");
+    }
+
+    #[test]
+    fn duplicates_return_the_existing_index_and_change_nothing() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        apply(&mut state, &logs, &batch("artifacts", &["a", "b"])).unwrap();
+        let before = state.clone();
+        let outcome = appended(apply(&mut state, &logs, &batch("artifacts", &["b"])).unwrap());
+        assert_eq!(outcome.leaves, [LeafOutcome::Duplicate { index: 1 }]);
+        assert_eq!(state, before);
+        let mixed =
+            appended(apply(&mut state, &logs, &batch("artifacts", &["c", "a", "c"])).unwrap());
+        assert_eq!(
+            mixed.leaves,
+            [
+                LeafOutcome::Appended { index: 2 },
+                LeafOutcome::Duplicate { index: 0 },
+                LeafOutcome::Duplicate { index: 2 }
+            ]
+        );
+    }
+
+    #[test]
+    fn logs_are_independent() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        apply(&mut state, &logs, &batch("artifacts", &["a"])).unwrap();
+        let other = appended(apply(&mut state, &logs, &batch("certificates", &["a"])).unwrap());
+        assert_eq!(other.leaves, [LeafOutcome::Appended { index: 0 }]);
+        assert!(
+            other
+                .checkpoint
+                .starts_with("example.com/certificates\n1\n")
+        );
+    }
+
+    #[test]
+    fn refusals_change_nothing() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        for command in [batch("nope", &["a"]), batch("artifacts", &[])] {
+            let outcome = apply(&mut state, &logs, &command).unwrap();
+            assert!(matches!(outcome, CommandOutcome::Refused(_)), "{outcome:?}");
+        }
+        assert_eq!(state, MemoryState::default());
+    }
+
+    #[test]
+    fn replicas_applying_the_same_commands_agree_byte_for_byte() {
+        let logs = test_logs();
+        let commands: Vec<Command> = (0..40)
+            .map(|i| {
+                let leaves: Vec<String> = (0..(i % 7 + 1)).map(|j| format!("{i}-{j}")).collect();
+                let leaves: Vec<&str> = leaves.iter().map(String::as_str).collect();
+                batch(
+                    if i % 3 == 0 {
+                        "certificates"
+                    } else {
+                        "artifacts"
+                    },
+                    &leaves,
+                )
+            })
+            .collect();
+        let mut first = MemoryState::default();
+        let mut second = MemoryState::default();
+        for command in &commands {
+            let a = apply(&mut first, &logs, command).unwrap();
+            let b = apply(&mut second, &logs, command).unwrap();
+            assert_eq!(a, b);
+        }
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not give its root")]
+    fn a_corrupted_head_stops_the_replica_before_it_signs() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        apply(&mut state, &logs, &batch("artifacts", &["a", "b", "c"])).unwrap();
+        let log = LogName("artifacts".into());
+        let mut head = state.head(&log).unwrap().unwrap();
+        head.root = Hash::digest(b"forged");
+        state.put_head(&log, &head).unwrap();
+        let _ = apply(&mut state, &logs, &batch("artifacts", &["d"]));
+    }
+}

@@ -1,0 +1,134 @@
+//! What the replicated log replicates: the commands a Raft entry carries, what applying one
+//! returns, and the openraft type configuration that ties them together.
+//!
+//! Everything here is encoded into the Raft log and sent between nodes, so it is plain data with
+//! no behaviour. Anything that ends up in replicated state and would differ between replicas if
+//! each chose it (a timestamp) is chosen once, by the leader, and carried in the command.
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::CairnRuntime;
+
+/// A node's identity in the cluster. Never reused: a node whose disk was wiped rejoins under a
+/// new id.
+pub type NodeId = u64;
+
+/// How other nodes reach a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    /// Base URL of the node's HTTP API, which also carries Raft traffic between nodes.
+    pub api_url: String,
+}
+
+impl fmt::Display for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.api_url)
+    }
+}
+
+/// The short name that identifies a log inside the cluster (`artifacts`, `certificates`); the
+/// log's public identity is its origin.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LogName(pub String);
+
+impl fmt::Display for LogName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The payload of one Raft entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Leaves for one log, in the order the leader's sequencer pooled them.
+    Append(AppendBatch),
+}
+
+/// A batch of leaves for one log: one Raft entry, however many leaves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendBatch {
+    /// The log to append to.
+    pub log: LogName,
+    /// The leaves: canonical entry bodies, already validated and signature-checked by the node
+    /// that accepted them.
+    pub leaves: Vec<Vec<u8>>,
+    /// When the leader sequenced the batch, in milliseconds since the Unix epoch. Chosen once
+    /// so every replica stores the same integrated time.
+    pub timestamp_unix_ms: u64,
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Append(batch) => {
+                write!(f, "append {} leaves to {}", batch.leaves.len(), batch.log)
+            }
+        }
+    }
+}
+
+/// What applying one Raft entry produced, returned to the proposer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOutcome {
+    /// The entry carried no command (a blank or membership entry).
+    #[default]
+    Nothing,
+    /// A batch was applied.
+    Appended(BatchOutcome),
+    /// The command was refused by every replica alike (for example an unknown log); state is
+    /// unchanged.
+    Refused(String),
+}
+
+/// The result of applying an [`AppendBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    /// The log appended to.
+    pub log: LogName,
+    /// One outcome per leaf, in batch order.
+    pub leaves: Vec<LeafOutcome>,
+    /// The tree size after the batch.
+    pub tree_size: u64,
+    /// The signed checkpoint (a C2SP signed note) covering every leaf of the batch.
+    pub checkpoint: String,
+}
+
+/// Where one leaf of a batch ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeafOutcome {
+    /// Appended at this index.
+    Appended {
+        /// The leaf index.
+        index: u64,
+    },
+    /// An identical leaf was already in the log (or earlier in the batch) at this index; nothing
+    /// was appended.
+    Duplicate {
+        /// The index of the existing leaf.
+        index: u64,
+    },
+}
+
+impl LeafOutcome {
+    /// The index the leaf is at, new or existing.
+    pub fn index(self) -> u64 {
+        match self {
+            LeafOutcome::Appended { index } | LeafOutcome::Duplicate { index } => index,
+        }
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Cairn's openraft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandOutcome,
+        NodeId = NodeId,
+        Node = NodeAddress,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = CairnRuntime,
+);
