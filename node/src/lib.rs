@@ -10,6 +10,16 @@
 //! Built so far: the seeded openraft runtime ([`runtime`]), the replicated types ([`types`])
 //! and the deterministic apply ([`state_machine`]).
 
+pub mod api;
+pub mod config;
+pub mod crypto;
+pub mod env;
+pub mod http;
+pub mod metrics;
+pub mod network;
+pub mod node;
 pub mod runtime;
+pub mod sequencer;
 pub mod state_machine;
+pub mod storage;
 pub mod types;

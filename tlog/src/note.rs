@@ -1006,6 +1006,11 @@ impl Ed25519Signer {
         )
     }
 
+    /// The private key. Secret.
+    pub fn signing_key(&self) -> &ed25519_dalek::SigningKey {
+        &self.key
+    }
+
     /// The matching verifier.
     pub fn verifier(&self) -> Verifier {
         Verifier::Ed25519(Ed25519Verifier {

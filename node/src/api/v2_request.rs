@@ -1,0 +1,1027 @@
+//! The body of Rekor v2 `POST /api/v2/log/entries`: strict decoding, validation, signature
+//! verification, and the canonical entry (the log leaf) it produces.
+//!
+//! The body is protobuf JSON of rekor-tiles `CreateEntryRequest` (`api/proto/rekor/v2/
+//! entry.proto`, `hashedrekord.proto`, `dsse.proto`, `verifier.proto`), with exactly one of:
+//!
+//! ```json
+//! {"hashedRekordRequestV002": {"digest": B64,
+//!   "signature": {"content": B64,
+//!                 "verifier": {"publicKey": {"rawBytes": B64}} | {"x509Certificate": {"rawBytes": B64}},
+//!                              "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}}}
+//! {"dsseRequestV002": {"envelope": {"payload": B64, "payloadType": T, "signatures": [{"sig": B64, "keyid": K}]},
+//!   "verifiers": [{"publicKey" | "x509Certificate": {"rawBytes": B64}, "keyDetails": KD}]}}
+//! ```
+//!
+//! The rule of `tlog::entry` holds here too: accept a subset of what rekor-tiles accepts. Go's
+//! protojson also takes the proto field names (`hashed_rekord_request_v002`, `raw_bytes`),
+//! enum numbers, URL-safe or unpadded base64, `null` for absent fields and duplicate members;
+//! none of that is accepted. Real clients (sigstore-python, sigstore-go, cosign) send exactly
+//! the shape above.
+//!
+//! Strictness (research/reliability.md §8.3): at most [`REQUEST_BYTES_MAX`] bytes; JSON with
+//! no duplicate member, no trailing data, nesting at most [`JSON_DEPTH_MAX`] deep and at most
+//! [`JSON_MEMBERS_MAX`] members per object or array; no unknown members (fields the server
+//! controls, such as `logIndex` or `integratedTime`, get their own error); every field present,
+//! of its JSON type, non-empty and within its bound; canonical standard base64; a digest as
+//! long as the declared algorithm's hash.
+//!
+//! DSSE: rekor-tiles dropped `dsseRequestV002` in fa390b1c ("Drop DSSE support", #744;
+//! clients now log a hashedrekord over the PAE digest). Cairn still accepts it, as its API
+//! promises, and logs the dsse v0.0.2 entry rekor-tiles logged before that commit. One
+//! difference: rekor-tiles let one verifier account for several signatures and accepted extra
+//! verifiers; here there must be as many verifiers as signatures, and each signature must
+//! verify with a distinct verifier (a perfect matching, found whatever the order). Each
+//! signature is over the envelope's PAE, hashed with the verifier's declared algorithm
+//! (rekor-tiles always used SHA-256 there).
+
+use std::cell::RefCell;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use tlog::entry::{
+    BodyError, CanonicalBody, DSSE_ENVELOPE_BYTES_MAX, DSSE_PAYLOAD_TYPE_BYTES_MAX,
+    DSSE_SIGNATURES_MAX, DsseEnvelope, DsseV002, HashedRekordV002, InputError, KEY_DER_BYTES_MAX,
+    KeyDetails, SIGNATURE_BYTES_MAX, Signature, SignatureBytes, Verifier,
+};
+
+use crate::crypto::{CryptoError, Part, PublicKey};
+
+/// The largest request body: 4 MiB, rekor-tiles' default `max-request-body-size` (and the
+/// largest DSSE envelope `tlog::entry` parses). The HTTP layer should stop reading there.
+pub const REQUEST_BYTES_MAX: usize = DSSE_ENVELOPE_BYTES_MAX;
+
+/// The deepest JSON nesting accepted: 32 levels (a valid request uses 5).
+pub const JSON_DEPTH_MAX: usize = 32;
+
+/// The most members of any one JSON object, or items of any one array: 64 (a valid request
+/// has at most 10, the DSSE signature and verifier limit).
+pub const JSON_MEMBERS_MAX: usize = 64;
+
+/// The longest DSSE `keyid`: 1 KiB. It is an unauthenticated hint and never logged.
+pub const KEYID_BYTES_MAX: usize = 1024;
+
+/// The longest `digest`, in bytes (SHA-512).
+const DIGEST_BYTES_MAX: usize = 64;
+
+/// Members that only a server writes (in a `TransparencyLogEntry` or a Rekor v1 `LogEntry`);
+/// a request carrying one is refused with [`RequestError::ServerField`].
+pub const SERVER_FIELDS: &[&str] = &[
+    "logIndex",
+    "logId",
+    "logID",
+    "integratedTime",
+    "inclusionProof",
+    "inclusionPromise",
+    "canonicalizedBody",
+    "kindVersion",
+    "uuid",
+    "entryUUID",
+    "treeID",
+    "treeId",
+    "treeSize",
+    "verification",
+    "signedEntryTimestamp",
+];
+
+/// The two request kinds (the `oneof spec` of `CreateEntryRequest`).
+const REQUEST_KINDS: &[&str] = &["hashedRekordRequestV002", "dsseRequestV002"];
+
+/// Why a request body was refused. Every variant names the JSON path of the field or the
+/// limit; [`RequestError::code`] is stable and machine-readable, [`RequestError::http_status`]
+/// is 413 for size limits and 400 otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The body is longer than [`REQUEST_BYTES_MAX`].
+    #[error("request body is {actual} bytes, at most {max} allowed")]
+    TooLarge {
+        /// The length found.
+        actual: usize,
+        /// [`REQUEST_BYTES_MAX`].
+        max: usize,
+    },
+    /// The body is not JSON (truncated, trailing data, invalid UTF-8, bad syntax...).
+    #[error("request body is not valid JSON: {reason}")]
+    Json {
+        /// The JSON parser's message (with line and column).
+        reason: String,
+    },
+    /// An object has the same member twice.
+    #[error("{path}: duplicate member")]
+    DuplicateMember {
+        /// JSON path of the repeated member.
+        path: String,
+    },
+    /// JSON nesting is deeper than [`JSON_DEPTH_MAX`].
+    #[error("{path}: JSON nested deeper than {max} levels")]
+    TooDeep {
+        /// JSON path of the value that is too deep.
+        path: String,
+        /// [`JSON_DEPTH_MAX`].
+        max: usize,
+    },
+    /// An object or array has more members than allowed.
+    #[error("{path}: {count} items, at most {max} allowed")]
+    TooMany {
+        /// JSON path of the object or array.
+        path: String,
+        /// The number found (counting stops one past the bound while parsing).
+        count: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A member the request format does not have.
+    #[error("{path}: unknown field")]
+    UnknownField {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A member only the server may set (see [`SERVER_FIELDS`]).
+    #[error("{path}: set by the log, not by the client")]
+    ServerField {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A required member is missing.
+    #[error("{path}: missing")]
+    MissingField {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A member has the wrong JSON type (including `null`).
+    #[error("{path}: expected {expected}")]
+    WrongType {
+        /// JSON path of the member.
+        path: String,
+        /// The type required.
+        expected: &'static str,
+    },
+    /// A string, byte string or list that must not be empty is.
+    #[error("{path}: empty")]
+    Empty {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// Not canonical standard base64 with padding.
+    #[error("{path}: not canonical standard base64 with padding")]
+    Base64 {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A value longer than its bound.
+    #[error("{path}: {actual} bytes, at most {max} allowed")]
+    TooLong {
+        /// JSON path of the member.
+        path: String,
+        /// The length found (for base64, an upper bound of the decoded length).
+        actual: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// Not exactly one of the members of a `oneof` is present.
+    #[error("{path}: exactly one of {} required, {found} present", .members.join(", "))]
+    OneOf {
+        /// JSON path of the object.
+        path: String,
+        /// The members of the `oneof`.
+        members: &'static [&'static str],
+        /// How many of them are present.
+        found: usize,
+    },
+    /// A value failed `tlog::entry` validation (digest length, key details, duplicate
+    /// signature...); `prefix` is the JSON path of the object the error's own field is in.
+    #[error("{prefix}{source}")]
+    Field {
+        /// JSON path prefix (ending in `.`) of the error's field.
+        prefix: String,
+        /// The validation error, naming its field within that object.
+        source: InputError,
+    },
+    /// The key was refused or the signature did not verify (see [`CryptoError::code`]); its
+    /// field is already the JSON path.
+    #[error(transparent)]
+    Crypto(CryptoError),
+    /// A DSSE envelope signature could not be assigned a verifier of its own that verifies it.
+    #[error("{path}: {reason}")]
+    UnverifiedSignature {
+        /// JSON path of the signature.
+        path: String,
+        /// Why ("verifies with none of the verifiers", "verifies only with verifiers used by
+        /// other signatures").
+        reason: &'static str,
+    },
+    /// The entry could not be built (not expected for a request that passed [`parse`]).
+    #[error("entry: {0}")]
+    Entry(BodyError),
+    /// The canonical entry would be longer than `tlog::entry::BODY_BYTES_MAX`.
+    #[error("canonical entry is {actual} bytes, at most {max} allowed")]
+    EntryTooLarge {
+        /// The length of the canonical body.
+        actual: usize,
+        /// `BODY_BYTES_MAX`.
+        max: usize,
+    },
+}
+
+impl RequestError {
+    /// A stable, machine-readable code. One of: `body_too_large`, `entry_too_large` (both
+    /// 413); `invalid_json`, `duplicate_member`, `too_deep`, `too_many`, `unknown_field`,
+    /// `server_field`, `missing_field`, `wrong_type`, `empty_field`, `invalid_base64`,
+    /// `too_long`, `one_of`, `invalid_digest`, `unsupported_key`, `invalid_key`,
+    /// `key_mismatch`, `weak_key`, `bad_signature`, `duplicate_signature`, `verifier_count`,
+    /// `invalid_field`, `invalid_entry`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::TooLarge { .. } => "body_too_large",
+            RequestError::Json { .. } => "invalid_json",
+            RequestError::DuplicateMember { .. } => "duplicate_member",
+            RequestError::TooDeep { .. } => "too_deep",
+            RequestError::TooMany { .. } => "too_many",
+            RequestError::UnknownField { .. } => "unknown_field",
+            RequestError::ServerField { .. } => "server_field",
+            RequestError::MissingField { .. } => "missing_field",
+            RequestError::WrongType { .. } => "wrong_type",
+            RequestError::Empty { .. } => "empty_field",
+            RequestError::Base64 { .. } => "invalid_base64",
+            RequestError::TooLong { .. } => "too_long",
+            RequestError::OneOf { .. } => "one_of",
+            RequestError::Field { source, .. } => match source {
+                InputError::DigestLength { .. } | InputError::DigestAlgorithmMismatch { .. } => {
+                    "invalid_digest"
+                }
+                InputError::UnknownKeyDetails { .. } | InputError::NoDigestAlgorithm { .. } => {
+                    "unsupported_key"
+                }
+                InputError::Base64 { .. } => "invalid_base64",
+                InputError::Empty { .. } => "empty_field",
+                InputError::TooLong { .. } => "too_long",
+                InputError::TooMany { .. } => "too_many",
+                InputError::DuplicateSignature { .. } => "duplicate_signature",
+                InputError::VerifierCount { .. } => "verifier_count",
+                _ => "invalid_field",
+            },
+            RequestError::Crypto(error) => error.code(),
+            RequestError::UnverifiedSignature { .. } => "bad_signature",
+            RequestError::EntryTooLarge { .. } => "entry_too_large",
+            RequestError::Entry(_) => "invalid_entry",
+        }
+    }
+
+    /// The HTTP status: 413 for [`RequestError::TooLarge`] and [`RequestError::EntryTooLarge`],
+    /// 400 for everything else.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RequestError::TooLarge { .. } | RequestError::EntryTooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
+}
+
+/// A request that passed every check, signatures included: the entry to log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The canonical body, i.e. the log leaf.
+    pub body: CanonicalBody,
+    /// The entry kind: `hashedrekord` or `dsse`.
+    pub kind: &'static str,
+    /// The entry version: `0.0.2`.
+    pub version: &'static str,
+}
+
+/// A request that is well formed, with signatures not yet verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// `hashedRekordRequestV002`: a signature over a digest.
+    HashedRekord(HashedRekordV002),
+    /// `dsseRequestV002`: an envelope and one verifier per signature.
+    Dsse {
+        /// The envelope.
+        envelope: DsseEnvelope,
+        /// The verifiers, in request order.
+        verifiers: Vec<Verifier>,
+    },
+}
+
+/// Decodes, validates and verifies a request body: [`parse`] then [`Request::verify`].
+pub fn decode(body: &[u8]) -> Result<Accepted, RequestError> {
+    parse(body)?.verify()
+}
+
+/// Decodes and validates a request body without verifying signatures (cheap checks only, so
+/// that a caller may run the verification elsewhere).
+pub fn parse(body: &[u8]) -> Result<Request, RequestError> {
+    if body.len() > REQUEST_BYTES_MAX {
+        return Err(RequestError::TooLarge {
+            actual: body.len(),
+            max: REQUEST_BYTES_MAX,
+        });
+    }
+    let value = strict_json(body)?;
+    let top = object(&value, "", &[], REQUEST_KINDS)?;
+    let found = REQUEST_KINDS
+        .iter()
+        .filter(|kind| top.contains_key(**kind))
+        .count();
+    if found != 1 {
+        return Err(RequestError::OneOf {
+            path: "request".to_owned(),
+            members: REQUEST_KINDS,
+            found,
+        });
+    }
+    if let Some(request) = top.get("hashedRekordRequestV002") {
+        parse_hashed_rekord(request)
+    } else {
+        parse_dsse(field(top, "dsseRequestV002"))
+    }
+}
+
+impl Request {
+    /// The entry kind this request makes: `hashedrekord` or `dsse`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::HashedRekord(_) => "hashedrekord",
+            Request::Dsse { .. } => "dsse",
+        }
+    }
+
+    /// Verifies the signatures and builds the canonical entry.
+    pub fn verify(&self) -> Result<Accepted, RequestError> {
+        match self {
+            Request::HashedRekord(entry) => {
+                verify_hashed_rekord(entry)?;
+                accepted(entry.clone(), "hashedrekord")
+            }
+            Request::Dsse {
+                envelope,
+                verifiers,
+            } => {
+                let ordered = verify_dsse(envelope, verifiers)?;
+                let entry = DsseV002::from_envelope(envelope, ordered).map_err(|source| {
+                    RequestError::Field {
+                        prefix: "dsseRequestV002.".to_owned(),
+                        source,
+                    }
+                })?;
+                accepted(entry, "dsse")
+            }
+        }
+    }
+}
+
+fn accepted(
+    entry: impl Into<tlog::entry::Entry>,
+    kind: &'static str,
+) -> Result<Accepted, RequestError> {
+    let body = CanonicalBody::new(entry).map_err(|error| match error {
+        BodyError::TooLarge { actual, max } => RequestError::EntryTooLarge { actual, max },
+        other => RequestError::Entry(other),
+    })?;
+    Ok(Accepted {
+        body,
+        kind,
+        version: "0.0.2",
+    })
+}
+
+fn parse_hashed_rekord(value: &Value) -> Result<Request, RequestError> {
+    const PATH: &str = "hashedRekordRequestV002";
+    let request = object(value, PATH, &["digest", "signature"], &[])?;
+    let digest = base64_field(request, "digest", PATH, DIGEST_BYTES_MAX)?;
+    let signature_path = format!("{PATH}.signature");
+    let signature = object(
+        field(request, "signature"),
+        &signature_path,
+        &["content", "verifier"],
+        &[],
+    )?;
+    let content = base64_field(signature, "content", &signature_path, SIGNATURE_BYTES_MAX)?;
+    let content_path = format!("{signature_path}.content");
+    let content =
+        SignatureBytes::new(&content).map_err(|error| input_error(error, &content_path))?;
+    let verifier = parse_verifier(
+        field(signature, "verifier"),
+        &format!("{signature_path}.verifier"),
+    )?;
+    let entry =
+        HashedRekordV002::new(&digest, Signature { content, verifier }).map_err(|source| {
+            RequestError::Field {
+                prefix: format!("{PATH}."),
+                source,
+            }
+        })?;
+    Ok(Request::HashedRekord(entry))
+}
+
+fn parse_dsse(value: &Value) -> Result<Request, RequestError> {
+    const PATH: &str = "dsseRequestV002";
+    let request = object(value, PATH, &["envelope", "verifiers"], &[])?;
+    let envelope_path = format!("{PATH}.envelope");
+    let envelope_value = field(request, "envelope");
+    let envelope = object(
+        envelope_value,
+        &envelope_path,
+        &["payload", "payloadType", "signatures"],
+        &[],
+    )?;
+    // Shapes here; base64 and duplicate signatures are checked by `DsseEnvelope::parse`.
+    string_field(envelope, "payload", &envelope_path, usize::MAX)?;
+    string_field(
+        envelope,
+        "payloadType",
+        &envelope_path,
+        DSSE_PAYLOAD_TYPE_BYTES_MAX,
+    )?;
+    let signatures_path = format!("{envelope_path}.signatures");
+    let signatures = array_field(envelope, "signatures", &envelope_path, DSSE_SIGNATURES_MAX)?;
+    for (index, signature) in signatures.iter().enumerate() {
+        let path = format!("{signatures_path}[{index}]");
+        let signature = object(signature, &path, &["sig"], &["keyid"])?;
+        string_field(signature, "sig", &path, usize::MAX)?;
+        if let Some(keyid) = signature.get("keyid") {
+            let keyid_path = format!("{path}.keyid");
+            let keyid = keyid.as_str().ok_or_else(|| RequestError::WrongType {
+                path: keyid_path.clone(),
+                expected: "a string",
+            })?;
+            if keyid.len() > KEYID_BYTES_MAX {
+                return Err(RequestError::TooLong {
+                    path: keyid_path,
+                    actual: keyid.len(),
+                    max: KEYID_BYTES_MAX,
+                });
+            }
+        }
+    }
+    let verifier_values = array_field(request, "verifiers", PATH, DSSE_SIGNATURES_MAX)?;
+    let verifiers = verifier_values
+        .iter()
+        .enumerate()
+        .map(|(index, verifier)| parse_verifier(verifier, &format!("{PATH}.verifiers[{index}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if verifiers.len() != signatures.len() {
+        return Err(RequestError::Field {
+            prefix: format!("{PATH}."),
+            source: InputError::VerifierCount {
+                field: "verifiers".to_owned(),
+                signatures: signatures.len(),
+                verifiers: verifiers.len(),
+            },
+        });
+    }
+    // The envelope as DSSE's JSON text, for `tlog::entry`'s parser: only the members checked
+    // above remain, and serde_json writes strings back exactly.
+    let text = serde_json::to_string(envelope_value).map_err(|error| RequestError::Json {
+        reason: error.to_string(),
+    })?;
+    let envelope = DsseEnvelope::parse(&text).map_err(|source| RequestError::Field {
+        prefix: format!("{PATH}."),
+        source,
+    })?;
+    Ok(Request::Dsse {
+        envelope,
+        verifiers,
+    })
+}
+
+/// A protobuf-JSON `Verifier` at `path`: exactly one of `publicKey` or `x509Certificate`,
+/// and `keyDetails`.
+fn parse_verifier(value: &Value, path: &str) -> Result<Verifier, RequestError> {
+    let verifier = object(
+        value,
+        path,
+        &["keyDetails"],
+        &["publicKey", "x509Certificate"],
+    )?;
+    const KEYS: &[&str] = &["publicKey", "x509Certificate"];
+    let found = KEYS
+        .iter()
+        .filter(|key| verifier.contains_key(**key))
+        .count();
+    if found != 1 {
+        return Err(RequestError::OneOf {
+            path: path.to_owned(),
+            members: KEYS,
+            found,
+        });
+    }
+    let details_path = format!("{path}.keyDetails");
+    let details = string_field(verifier, "keyDetails", path, usize::MAX)?;
+    let key_details = KeyDetails::from_protobuf_name(details)
+        .map_err(|error| input_error(error, &details_path))?;
+    let key_name = if verifier.contains_key("publicKey") {
+        "publicKey"
+    } else {
+        "x509Certificate"
+    };
+    let key_path = format!("{path}.{key_name}");
+    let key = object(field(verifier, key_name), &key_path, &["rawBytes"], &[])?;
+    let der = base64_field(key, "rawBytes", &key_path, KEY_DER_BYTES_MAX)?;
+    let raw_path = format!("{key_path}.rawBytes");
+    if key_name == "publicKey" {
+        Verifier::public_key(&der, key_details)
+    } else {
+        Verifier::x509_certificate(&der, key_details)
+    }
+    .map_err(|error| input_error(error, &raw_path))
+}
+
+/// Verifies a hashedrekord's signature over its digest.
+fn verify_hashed_rekord(entry: &HashedRekordV002) -> Result<(), RequestError> {
+    const PATH: &str = "hashedRekordRequestV002";
+    let signature = entry.signature();
+    let key = PublicKey::new(&signature.verifier)
+        .map_err(|error| crypto_error(error, &format!("{PATH}.signature"), &signature.verifier))?;
+    key.verify_prehashed(entry.digest().as_bytes(), signature.content.as_bytes())
+        .map_err(|error| crypto_error(error, &format!("{PATH}.signature"), &signature.verifier))
+}
+
+/// Verifies every envelope signature over the PAE with a verifier of its own; returns the
+/// verifiers reordered so that the `i`-th verified the `i`-th signature.
+fn verify_dsse(
+    envelope: &DsseEnvelope,
+    verifiers: &[Verifier],
+) -> Result<Vec<Verifier>, RequestError> {
+    const PATH: &str = "dsseRequestV002";
+    let keys = verifiers
+        .iter()
+        .enumerate()
+        .map(|(index, verifier)| {
+            PublicKey::new(verifier).map_err(|error| {
+                crypto_error(error, &format!("{PATH}.verifiers[{index}]"), verifier)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pae = envelope.pae();
+    let signatures = envelope.signatures();
+    let mut matcher = Matcher {
+        count: keys.len(),
+        memo: vec![None; keys.len() * signatures.len()],
+        verifier_of_signature: vec![None; signatures.len()],
+        signature_of_verifier: vec![None; keys.len()],
+        verifies: |signature: usize, verifier: usize| {
+            keys.get(verifier)
+                .zip(signatures.get(signature))
+                .is_some_and(|(key, s)| key.verify_message(&pae, s.sig.as_bytes()).is_ok())
+        },
+    };
+    for signature in 0..signatures.len() {
+        let mut visited = vec![false; keys.len()];
+        if !matcher.augment(signature, &mut visited) {
+            let any = (0..keys.len()).any(|verifier| matcher.check(signature, verifier));
+            return Err(RequestError::UnverifiedSignature {
+                path: format!("{PATH}.envelope.signatures[{signature}].sig"),
+                reason: if any {
+                    "verifies only with verifiers already used by other signatures"
+                } else {
+                    "verifies with none of the verifiers"
+                },
+            });
+        }
+    }
+    matcher
+        .verifier_of_signature
+        .iter()
+        .map(|verifier| {
+            verifier
+                .and_then(|index| verifiers.get(index).cloned())
+                .ok_or_else(|| RequestError::UnverifiedSignature {
+                    path: format!("{PATH}.envelope.signatures"),
+                    reason: "not every signature has a verifier",
+                })
+        })
+        .collect()
+}
+
+/// Bipartite matching of signatures to verifiers (Kuhn's augmenting paths), verifying each
+/// (signature, verifier) pair at most once and only when needed; the `i`-th verifier is tried
+/// first for the `i`-th signature, so a request in order costs one verification per signature.
+struct Matcher<F: FnMut(usize, usize) -> bool> {
+    count: usize,
+    memo: Vec<Option<bool>>,
+    verifier_of_signature: Vec<Option<usize>>,
+    signature_of_verifier: Vec<Option<usize>>,
+    verifies: F,
+}
+
+impl<F: FnMut(usize, usize) -> bool> Matcher<F> {
+    fn check(&mut self, signature: usize, verifier: usize) -> bool {
+        let slot = signature * self.count + verifier;
+        if let Some(Some(known)) = self.memo.get(slot) {
+            return *known;
+        }
+        let result = (self.verifies)(signature, verifier);
+        if let Some(entry) = self.memo.get_mut(slot) {
+            *entry = Some(result);
+        }
+        result
+    }
+
+    fn augment(&mut self, signature: usize, visited: &mut [bool]) -> bool {
+        for offset in 0..self.count {
+            let verifier = (signature + offset) % self.count;
+            if visited.get(verifier).copied().unwrap_or(true) || !self.check(signature, verifier) {
+                continue;
+            }
+            if let Some(seen) = visited.get_mut(verifier) {
+                *seen = true;
+            }
+            let holder = self.signature_of_verifier.get(verifier).copied().flatten();
+            if holder.is_none_or(|other| self.augment(other, visited)) {
+                if let Some(slot) = self.signature_of_verifier.get_mut(verifier) {
+                    *slot = Some(signature);
+                }
+                if let Some(slot) = self.verifier_of_signature.get_mut(signature) {
+                    *slot = Some(verifier);
+                }
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A crypto error with its field renamed to the JSON path: `prefix` is the path of the
+/// `Signature` message (hashedrekord) or of the `Verifier` (dsse).
+fn crypto_error(error: CryptoError, prefix: &str, verifier: &Verifier) -> RequestError {
+    let key_name = match verifier.key() {
+        tlog::entry::VerifierKey::PublicKey(_) => "publicKey",
+        _ => "x509Certificate",
+    };
+    let hashed_rekord = prefix.starts_with("hashedRekordRequestV002");
+    let field = match error.part() {
+        Part::Key if hashed_rekord => format!("{prefix}.verifier.{key_name}.rawBytes"),
+        Part::Key => format!("{prefix}.{key_name}.rawBytes"),
+        Part::Signature if hashed_rekord => format!("{prefix}.content"),
+        Part::Digest if hashed_rekord => "hashedRekordRequestV002.digest".to_owned(),
+        _ => prefix.to_owned(),
+    };
+    RequestError::Crypto(error.with_field(field))
+}
+
+/// A `tlog::entry` validation error for a value at `path` (which replaces its own field).
+fn input_error(error: InputError, path: &str) -> RequestError {
+    let own = error.field().to_owned();
+    let prefix = path.strip_suffix(own.as_str()).unwrap_or("").to_owned();
+    if path.ends_with(own.as_str()) {
+        RequestError::Field {
+            prefix,
+            source: error,
+        }
+    } else {
+        // The error names a field that is not the tail of `path`: show the path before it.
+        RequestError::Field {
+            prefix: format!("{path}: "),
+            source: error,
+        }
+    }
+}
+
+/// `value` as an object whose members are all among `required` and `optional`, with every
+/// `required` member present.
+fn object<'a>(
+    value: &'a Value,
+    path: &str,
+    required: &[&str],
+    optional: &[&str],
+) -> Result<&'a Map<String, Value>, RequestError> {
+    let shown = if path.is_empty() { "request" } else { path };
+    let map = value.as_object().ok_or_else(|| RequestError::WrongType {
+        path: shown.to_owned(),
+        expected: "an object",
+    })?;
+    for key in map.keys() {
+        if required.contains(&key.as_str()) || optional.contains(&key.as_str()) {
+            continue;
+        }
+        let member = join(path, &truncated(key));
+        return Err(if SERVER_FIELDS.contains(&key.as_str()) {
+            RequestError::ServerField { path: member }
+        } else {
+            RequestError::UnknownField { path: member }
+        });
+    }
+    if let Some(missing) = required.iter().find(|key| !map.contains_key(**key)) {
+        return Err(RequestError::MissingField {
+            path: join(path, missing),
+        });
+    }
+    Ok(map)
+}
+
+/// The member `key` of an object already checked to have it.
+fn field<'a>(map: &'a Map<String, Value>, key: &str) -> &'a Value {
+    map.get(key).unwrap_or(&Value::Null)
+}
+
+/// The non-empty string member `key` of the object at `path`, at most `max` bytes.
+fn string_field<'a>(
+    map: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+    max: usize,
+) -> Result<&'a str, RequestError> {
+    let member = || join(path, key);
+    let text = map
+        .get(key)
+        .ok_or_else(|| RequestError::MissingField { path: member() })?
+        .as_str()
+        .ok_or_else(|| RequestError::WrongType {
+            path: member(),
+            expected: "a string",
+        })?;
+    if text.is_empty() {
+        return Err(RequestError::Empty { path: member() });
+    }
+    if text.len() > max {
+        return Err(RequestError::TooLong {
+            path: member(),
+            actual: text.len(),
+            max,
+        });
+    }
+    Ok(text)
+}
+
+/// The non-empty array member `key` of the object at `path`, at most `max` items.
+fn array_field<'a>(
+    map: &'a Map<String, Value>,
+    key: &str,
+    path: &str,
+    max: usize,
+) -> Result<&'a [Value], RequestError> {
+    let member = || join(path, key);
+    let items = map
+        .get(key)
+        .ok_or_else(|| RequestError::MissingField { path: member() })?
+        .as_array()
+        .ok_or_else(|| RequestError::WrongType {
+            path: member(),
+            expected: "an array",
+        })?;
+    if items.is_empty() {
+        return Err(RequestError::Empty { path: member() });
+    }
+    if items.len() > max {
+        return Err(RequestError::TooMany {
+            path: member(),
+            count: items.len(),
+            max,
+        });
+    }
+    Ok(items)
+}
+
+/// The base64 member `key` of the object at `path`, decoded: non-empty, canonical standard
+/// base64 with padding, at most `max` bytes (checked before decoding).
+fn base64_field(
+    map: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    max: usize,
+) -> Result<Vec<u8>, RequestError> {
+    let text = string_field(map, key, path, usize::MAX)?;
+    let upper_bound = text.len() / 4 * 3;
+    if upper_bound > max.saturating_add(2) {
+        return Err(RequestError::TooLong {
+            path: join(path, key),
+            actual: upper_bound,
+            max,
+        });
+    }
+    let bytes = BASE64.decode(text).map_err(|_| RequestError::Base64 {
+        path: join(path, key),
+    })?;
+    if bytes.len() > max {
+        return Err(RequestError::TooLong {
+            path: join(path, key),
+            actual: bytes.len(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn truncated(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict JSON: serde_json's parser, with a value builder that refuses duplicate members and
+// bounds depth and width, remembering where it stopped.
+
+/// Parses `body` as one JSON value with nothing after it.
+fn strict_json(body: &[u8]) -> Result<Value, RequestError> {
+    let state = RefCell::new(ParseState::default());
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = StrictSeed {
+        depth: 1,
+        state: &state,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|value| deserializer.end().map(|()| value));
+    parsed.map_err(|error| {
+        let state = state.take();
+        match state.issue {
+            Some(Issue::Duplicate) => RequestError::DuplicateMember {
+                path: state.path_text(),
+            },
+            Some(Issue::TooDeep) => RequestError::TooDeep {
+                path: state.path_text(),
+                max: JSON_DEPTH_MAX,
+            },
+            Some(Issue::TooMany) => RequestError::TooMany {
+                path: state.path_text(),
+                count: JSON_MEMBERS_MAX + 1,
+                max: JSON_MEMBERS_MAX,
+            },
+            None => RequestError::Json {
+                reason: error.to_string(),
+            },
+        }
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Issue {
+    Duplicate,
+    TooDeep,
+    TooMany,
+}
+
+#[derive(Debug, Default)]
+struct ParseState {
+    /// The path to the value being parsed: member names (truncated) and array indices.
+    path: Vec<Segment>,
+    /// Set when the builder refuses the input, before it returns its error.
+    issue: Option<Issue>,
+}
+
+#[derive(Debug)]
+enum Segment {
+    Member(String),
+    Index(usize),
+}
+
+impl ParseState {
+    fn path_text(&self) -> String {
+        let mut text = String::new();
+        for segment in &self.path {
+            match segment {
+                Segment::Member(name) => {
+                    if !text.is_empty() {
+                        text.push('.');
+                    }
+                    text.push_str(name);
+                }
+                Segment::Index(index) => text.push_str(&format!("[{index}]")),
+            }
+        }
+        if text.is_empty() {
+            text.push_str("request");
+        }
+        text
+    }
+}
+
+struct StrictSeed<'s> {
+    depth: usize,
+    state: &'s RefCell<ParseState>,
+}
+
+impl StrictSeed<'_> {
+    fn fail<E: de::Error>(&self, issue: Issue, message: &str) -> E {
+        self.state.borrow_mut().issue = Some(issue);
+        E::custom(message)
+    }
+
+    fn enter<E: de::Error>(&self) -> Result<(), E> {
+        if self.depth > JSON_DEPTH_MAX {
+            return Err(self.fail(Issue::TooDeep, "JSON nested too deep"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        // serde_json never produces NaN or infinities (it refuses out-of-range numbers).
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.enter()?;
+        let mut items = Vec::new();
+        loop {
+            if items.len() == JSON_MEMBERS_MAX {
+                // One more item is an error; the end of the array is not.
+                self.state
+                    .borrow_mut()
+                    .path
+                    .push(Segment::Index(items.len()));
+                let next = seq.next_element_seed(StrictSeed {
+                    depth: self.depth + 1,
+                    state: self.state,
+                })?;
+                self.state.borrow_mut().path.pop();
+                if next.is_some() {
+                    return Err(self.fail(Issue::TooMany, "too many array items"));
+                }
+                break;
+            }
+            self.state
+                .borrow_mut()
+                .path
+                .push(Segment::Index(items.len()));
+            let item = seq.next_element_seed(StrictSeed {
+                depth: self.depth + 1,
+                state: self.state,
+            })?;
+            self.state.borrow_mut().path.pop();
+            match item {
+                Some(item) => items.push(item),
+                None => break,
+            }
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.enter()?;
+        let mut members = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.state
+                .borrow_mut()
+                .path
+                .push(Segment::Member(truncated(&key)));
+            if members.contains_key(&key) {
+                return Err(self.fail(Issue::Duplicate, "duplicate member"));
+            }
+            if members.len() == JSON_MEMBERS_MAX {
+                self.state.borrow_mut().path.pop();
+                return Err(self.fail(Issue::TooMany, "too many object members"));
+            }
+            let value = map.next_value_seed(StrictSeed {
+                depth: self.depth + 1,
+                state: self.state,
+            })?;
+            self.state.borrow_mut().path.pop();
+            members.insert(key, value);
+        }
+        Ok(Value::Object(members))
+    }
+}
+
+#[cfg(test)]
+mod tests;

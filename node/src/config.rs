@@ -1,0 +1,374 @@
+//! A node's configuration file (TOML) and the cluster material `cairn-node init` writes.
+//!
+//! Relative paths in a configuration file are relative to the file's own directory, so a
+//! cluster directory can be moved or copied whole. Every section but the node's identity has
+//! defaults; `deny_unknown_fields` everywhere turns a misspelt setting into an error at startup
+//! instead of a silently ignored line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sequencer::SequencerConfig;
+use crate::state_machine::{LogConfig, Logs};
+use crate::types::{LogName, NodeId};
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or missing settings.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A setting has a value that cannot work.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting, as written in the file (`logs[1].origin`).
+        setting: String,
+        /// Why the value cannot work.
+        message: String,
+    },
+}
+
+/// One node's configuration file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// This node's id in the cluster (never reused).
+    pub id: NodeId,
+    /// The address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// The URL other nodes and clients use to reach this node.
+    pub api_url: String,
+    /// Where the node keeps its databases.
+    pub data_dir: PathBuf,
+    /// A file holding the admin API's bearer token.
+    pub admin_token_file: PathBuf,
+    /// The logs the cluster hosts; identical on every node.
+    pub logs: Vec<LogFile>,
+    /// Batching bounds.
+    #[serde(default)]
+    pub sequencer: SequencerFile,
+    /// Raft timing.
+    #[serde(default)]
+    pub raft: RaftFile,
+}
+
+/// One log in a configuration file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// The log's short name (`artifacts`, `certificates`).
+    pub name: String,
+    /// The checkpoint origin (a schemeless URL: no spaces, no `+`).
+    pub origin: String,
+    /// A file holding the checkpoint key in the C2SP/Go note private-key form
+    /// (`PRIVATE+KEY+<origin>+<keyid>+<base64>`).
+    pub key_file: PathBuf,
+}
+
+/// The sequencer section; see [`SequencerConfig`] for what each bound does.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequencerFile {
+    /// Most leaves per batch.
+    pub batch_leaves_max: usize,
+    /// Most bytes per batch.
+    pub batch_bytes_max: usize,
+    /// Longest a submission waits for its batch, in milliseconds.
+    pub batch_age_ms: u64,
+    /// Most submissions waiting; past it, 429.
+    pub pool_leaves_max: usize,
+    /// Most batches in flight.
+    pub proposals_in_flight_max: usize,
+}
+
+impl Default for SequencerFile {
+    fn default() -> SequencerFile {
+        let defaults = SequencerConfig::default();
+        SequencerFile {
+            batch_leaves_max: defaults.batch_leaves_max,
+            batch_bytes_max: defaults.batch_bytes_max,
+            batch_age_ms: u64::try_from(defaults.batch_age_max.as_millis()).unwrap_or(u64::MAX),
+            pool_leaves_max: defaults.pool_leaves_max,
+            proposals_in_flight_max: defaults.proposals_in_flight_max,
+        }
+    }
+}
+
+/// The Raft section.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftFile {
+    /// Leader heartbeat interval, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Shortest silence before a follower stands for election, in milliseconds.
+    pub election_timeout_min_ms: u64,
+    /// Longest silence before a follower stands for election, in milliseconds.
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot (and allow purging the Raft log) every this many entries.
+    pub snapshot_every_entries: u64,
+}
+
+impl Default for RaftFile {
+    fn default() -> RaftFile {
+        let defaults = crate::node::default_raft_config();
+        RaftFile {
+            heartbeat_ms: defaults.heartbeat_interval,
+            election_timeout_min_ms: defaults.election_timeout_min,
+            election_timeout_max_ms: defaults.election_timeout_max,
+            snapshot_every_entries: 10_000,
+        }
+    }
+}
+
+impl NodeFile {
+    /// Reads and checks a configuration file, resolving its relative paths.
+    pub fn load(path: &Path) -> Result<NodeFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut file: NodeFile = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        file.data_dir = base.join(&file.data_dir);
+        file.admin_token_file = base.join(&file.admin_token_file);
+        for log in &mut file.logs {
+            log.key_file = base.join(&log.key_file);
+        }
+        file.check()?;
+        Ok(file)
+    }
+
+    /// Writes the file as TOML.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let text = toml::to_string_pretty(self).map_err(|error| ConfigError::Invalid {
+            setting: "config".into(),
+            message: error.to_string(),
+        })?;
+        write_file(path, text.as_bytes())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: String, message: &str| ConfigError::Invalid {
+            setting,
+            message: message.into(),
+        };
+        if !(self.api_url.starts_with("http://") || self.api_url.starts_with("https://")) {
+            return Err(invalid(
+                "api_url".into(),
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if self.logs.is_empty() {
+            return Err(invalid("logs".into(), "at least one log is required"));
+        }
+        for (position, log) in self.logs.iter().enumerate() {
+            let valid_name = !log.name.is_empty()
+                && log.name.len() <= 64
+                && log
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid_name {
+                return Err(invalid(
+                    format!("logs[{position}].name"),
+                    "use 1 to 64 of a-z, 0-9 and -",
+                ));
+            }
+            if tlog::note::check_key_name(&log.origin).is_err() {
+                return Err(invalid(
+                    format!("logs[{position}].origin"),
+                    "must be non-empty, with no spaces or '+'",
+                ));
+            }
+            if self.logs[..position]
+                .iter()
+                .any(|other| other.name == log.name)
+            {
+                return Err(invalid(
+                    format!("logs[{position}].name"),
+                    "two logs have this name",
+                ));
+            }
+        }
+        if self.raft.election_timeout_min_ms <= self.raft.heartbeat_ms
+            || self.raft.election_timeout_max_ms <= self.raft.election_timeout_min_ms
+        {
+            return Err(invalid(
+                "raft".into(),
+                "want heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The logs, with their keys read from their key files.
+    pub fn load_logs(&self) -> Result<Logs, ConfigError> {
+        let mut configs = Vec::new();
+        for (position, log) in self.logs.iter().enumerate() {
+            let text = read_secret(&log.key_file)?;
+            let signer =
+                tlog::note::Ed25519Signer::from_private_key(text.trim()).map_err(|error| {
+                    ConfigError::Invalid {
+                        setting: format!("logs[{position}].key_file"),
+                        message: format!("{}: {error}", log.key_file.display()),
+                    }
+                })?;
+            if tlog::note::NoteSigner::name(&signer) != log.origin {
+                return Err(ConfigError::Invalid {
+                    setting: format!("logs[{position}].key_file"),
+                    message: format!(
+                        "key is named {:?}, the log's origin is {:?}",
+                        tlog::note::NoteSigner::name(&signer),
+                        log.origin
+                    ),
+                });
+            }
+            configs.push(LogConfig {
+                name: LogName(log.name.clone()),
+                origin: log.origin.clone(),
+                signing_key: signer.signing_key().clone(),
+            });
+        }
+        Ok(Logs::new(configs))
+    }
+
+    /// The admin token, from its file.
+    pub fn load_admin_token(&self) -> Result<String, ConfigError> {
+        let token = read_secret(&self.admin_token_file)?.trim().to_string();
+        if token.len() < 32 {
+            return Err(ConfigError::Invalid {
+                setting: "admin_token_file".into(),
+                message: "the token must be at least 32 characters".into(),
+            });
+        }
+        Ok(token)
+    }
+
+    /// The sequencer bounds.
+    pub fn sequencer_config(&self) -> SequencerConfig {
+        SequencerConfig {
+            batch_leaves_max: self.sequencer.batch_leaves_max,
+            batch_bytes_max: self.sequencer.batch_bytes_max,
+            batch_age_max: Duration::from_millis(self.sequencer.batch_age_ms),
+            pool_leaves_max: self.sequencer.pool_leaves_max,
+            proposals_in_flight_max: self.sequencer.proposals_in_flight_max,
+        }
+    }
+
+    /// The Raft configuration.
+    pub fn raft_config(&self) -> openraft::Config {
+        openraft::Config {
+            heartbeat_interval: self.raft.heartbeat_ms,
+            election_timeout_min: self.raft.election_timeout_min_ms,
+            election_timeout_max: self.raft.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                self.raft.snapshot_every_entries,
+            ),
+            ..crate::node::default_raft_config()
+        }
+    }
+}
+
+fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a file, creating its directory; files holding secrets are made readable by the owner
+/// only.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(path, bytes).map_err(io)
+}
+
+/// Writes a secret (key or token) readable by its owner only.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    write_file(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(dir: &Path) -> NodeFile {
+        NodeFile {
+            id: 1,
+            listen: "127.0.0.1:7001".parse().unwrap(),
+            api_url: "http://127.0.0.1:7001".into(),
+            data_dir: "data".into(),
+            admin_token_file: "../admin-token".into(),
+            logs: vec![LogFile {
+                name: "artifacts".into(),
+                origin: "cairn.localhost/artifacts".into(),
+                key_file: dir.join("artifacts.key"),
+            }],
+            sequencer: SequencerFile::default(),
+            raft: RaftFile::default(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_resolves_relative_paths() {
+        let dir = std::env::temp_dir().join(format!("cairn-config-{}", std::process::id()));
+        let path = dir.join("node-1/config.toml");
+        sample(&dir).save(&path).unwrap();
+        let loaded = NodeFile::load(&path).unwrap();
+        assert_eq!(loaded.data_dir, dir.join("node-1/data"));
+        assert_eq!(loaded.id, 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = std::env::temp_dir().join(format!("cairn-config-bad-{}", std::process::id()));
+        let path = dir.join("config.toml");
+        let mut bad = sample(&dir);
+        bad.logs[0].origin = "has space".into();
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("logs[0].origin"), "{error}");
+        write_file(
+            &path,
+            b"id = 1\nlisten = \"127.0.0.1:1\"\nunknown_setting = 3\n",
+        )
+        .unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

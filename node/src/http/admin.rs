@@ -1,0 +1,221 @@
+//! Operations: readiness, metrics and the admin API (cluster membership), the last behind a
+//! bearer token.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use openraft::ServerState;
+use serde::Deserialize;
+
+use super::{ApiError, Body, json, read_body, text};
+use crate::node::Node;
+use crate::types::{NodeAddress, NodeId};
+
+/// Admin requests are small JSON documents.
+const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
+/// How far the applied index may trail the local log and still count as ready.
+const READY_APPLY_LAG_MAX: u64 = 1_000;
+
+/// Ready means: running, a member of a cluster that has a leader, and applied (nearly) up to
+/// the local log, so reads reflect recent commits.
+pub(super) async fn ready(node: &Arc<Node>) -> Response<Body> {
+    let metrics = node.raft.metrics().borrow().clone();
+    let member = metrics
+        .membership_config
+        .membership()
+        .get_node(&node.id)
+        .is_some();
+    let applied = metrics.last_applied.map_or(0, |log_id| log_id.index);
+    let logged = metrics.last_log_index.unwrap_or(0);
+    let problem = if metrics.running_state.is_err() {
+        Some("raft has stopped".to_string())
+    } else if !member {
+        Some("not a member of a cluster yet".to_string())
+    } else if metrics.current_leader.is_none() {
+        Some("no leader".to_string())
+    } else if logged.saturating_sub(applied) > READY_APPLY_LAG_MAX {
+        Some(format!("applied index {applied} trails log index {logged}"))
+    } else {
+        None
+    };
+    match problem {
+        None => text(StatusCode::OK, "ready\n"),
+        Some(problem) => ApiError::unavailable("not_ready", problem).into_response(),
+    }
+}
+
+/// Prometheus text exposition of the node's metrics.
+pub(super) fn metrics(node: &Arc<Node>) -> Response<Body> {
+    match node.render_metrics() {
+        Ok(body) => super::response(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body.into(),
+        ),
+        Err(error) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics_failed", error)
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitRequest {
+    /// Every initial voter: id → API URL.
+    members: BTreeMap<NodeId, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearnerRequest {
+    id: NodeId,
+    api_url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembershipRequest {
+    /// The voters after the change.
+    voters: BTreeSet<NodeId>,
+    /// Whether removed voters stay on as learners.
+    #[serde(default)]
+    retain: bool,
+}
+
+pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
+    match handle_admin(node, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle_admin(
+    node: &Arc<Node>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    authorize(node, &request)?;
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    match (method, path.as_str()) {
+        (Method::GET, "/admin/status") => Ok(json(StatusCode::OK, &status(node))),
+        (Method::POST, "/admin/init") => {
+            let init: InitRequest = parse(request).await?;
+            if init.members.is_empty() {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    "members: at least one voter",
+                ));
+            }
+            let members = init
+                .members
+                .into_iter()
+                .map(|(id, api_url)| {
+                    Ok((
+                        id,
+                        NodeAddress {
+                            api_url: checked_url(&api_url)?,
+                        },
+                    ))
+                })
+                .collect::<Result<BTreeMap<_, _>, ApiError>>()?;
+            node.raft.initialize(members).await.map_err(|error| {
+                ApiError::new(StatusCode::CONFLICT, "init_refused", error.to_string())
+            })?;
+            Ok(json(StatusCode::OK, &status(node)))
+        }
+        (Method::POST, "/admin/learners") => {
+            let learner: LearnerRequest = parse(request).await?;
+            let address = NodeAddress {
+                api_url: checked_url(&learner.api_url)?,
+            };
+            node.raft
+                .add_learner(learner.id, address, true)
+                .await
+                .map_err(|error| membership_error(&error.to_string()))?;
+            Ok(json(StatusCode::OK, &status(node)))
+        }
+        (Method::POST, "/admin/membership") => {
+            let change: MembershipRequest = parse(request).await?;
+            if change.voters.is_empty() {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    "voters: at least one voter",
+                ));
+            }
+            node.raft
+                .change_membership(change.voters, change.retain)
+                .await
+                .map_err(|error| membership_error(&error.to_string()))?;
+            Ok(json(StatusCode::OK, &status(node)))
+        }
+        (_, path) => Err(ApiError::not_found(format!("no admin endpoint {path}"))),
+    }
+}
+
+fn membership_error(message: &str) -> ApiError {
+    // Membership changes go to the leader; on another node the caller should retry there.
+    ApiError::new(StatusCode::CONFLICT, "membership_change_refused", message)
+}
+
+fn checked_url(url: &str) -> Result<String, ApiError> {
+    if (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048 {
+        Ok(url.trim_end_matches('/').to_string())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_field",
+            format!("api_url: {url:?} is not an http(s) URL"),
+        ))
+    }
+}
+
+fn authorize(node: &Node, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let presented = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if node.admin_token_matches(presented) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin token missing or wrong",
+        ))
+    }
+}
+
+async fn parse<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> Result<T, ApiError> {
+    let body = read_body(request, ADMIN_BODY_BYTES_MAX).await?;
+    serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))
+}
+
+/// The node's view of the cluster, for people and scripts.
+pub(super) fn status(node: &Node) -> serde_json::Value {
+    let metrics = node.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let nodes: BTreeMap<String, String> = membership
+        .nodes()
+        .map(|(id, node)| (id.to_string(), node.api_url.clone()))
+        .collect();
+    serde_json::json!({
+        "id": node.id,
+        "state": match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        },
+        "term": metrics.current_term,
+        "leader": metrics.current_leader,
+        "last_log_index": metrics.last_log_index,
+        "last_applied_index": metrics.last_applied.map(|log_id| log_id.index),
+        "voters": voters,
+        "nodes": nodes,
+    })
+}

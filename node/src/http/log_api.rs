@@ -1,0 +1,475 @@
+//! The public log API: C2SP tlog-tiles reads, proofs, entries, and Rekor v2 submissions.
+//!
+//! Every log is served under `/logs/<name>/`; the artifact log is also served under `/api/v2/`,
+//! where Rekor v2 clients look for it. Reads come from committed state on whichever node
+//! answers, off the consensus path; tiles are immutable and cached for a year, checkpoints are
+//! not cached. Writes are validated and signature-checked by the node that receives them, then
+//! sequenced by the leader (forwarded there if this node does not lead), and answered only once
+//! the entry is committed and covered by a committed signed checkpoint.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CACHE_CONTROL, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tlog::Hash;
+use tlog::tile::{Tile, TileKind};
+
+use super::{ApiError, Body, json, read_body, response};
+use crate::node::{FORWARD_TIMEOUT, Node};
+use crate::sequencer::SequenceError;
+use crate::state_machine::LogConfig;
+use crate::types::LogName;
+
+/// The log Rekor v2 clients write to and read from under `/api/v2/`.
+pub(crate) const ARTIFACT_LOG: &str = "artifacts";
+/// The largest submission body (a DSSE envelope can be a few MiB).
+const SUBMISSION_BYTES_MAX: usize = tlog::entry::DSSE_ENVELOPE_BYTES_MAX;
+/// Tiles and bundles never change once served: cache them for a year.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
+    match dispatch(node, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch(
+    node: &Arc<Node>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let method = request.method().clone();
+    if method == Method::POST && path == "/api/v2/log/entries" {
+        return submit_v2(node, request).await;
+    }
+    if method != Method::GET {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} {path}"),
+        ));
+    }
+    if path == "/logs" {
+        return Ok(list_logs(node));
+    }
+    let (log, rest) = if let Some(rest) = path.strip_prefix("/api/v2/") {
+        (log_config(node, ARTIFACT_LOG)?, rest)
+    } else if let Some(rest) = path.strip_prefix("/logs/") {
+        let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        (log_config(node, name)?, rest)
+    } else {
+        return Err(ApiError::not_found(format!("no endpoint {path}")));
+    };
+    match rest {
+        "checkpoint" => checkpoint(node, log),
+        "proof/inclusion" => inclusion_proof(node, log, &query),
+        "proof/consistency" => consistency_proof(node, log, &query),
+        rest if rest.starts_with("tile/") => tile(node, log, rest),
+        rest if rest.starts_with("entries/") => entry(node, log, &rest["entries/".len()..]),
+        _ => Err(ApiError::not_found(format!("no endpoint {path}"))),
+    }
+}
+
+fn log_config<'a>(node: &'a Node, name: &str) -> Result<&'a LogConfig, ApiError> {
+    node.logs
+        .get(&LogName(name.to_string()))
+        .ok_or_else(|| ApiError::not_found(format!("no log named {name:?}")))
+}
+
+fn storage_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage_error",
+        error.to_string(),
+    )
+}
+
+/// The C2SP verifier key of a log's checkpoint key (`origin+keyid+base64`).
+pub(crate) fn verifier_key(log: &LogConfig) -> String {
+    tlog::note::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
+        .map(|verifier| tlog::note::Verifier::Ed25519(verifier).to_vkey())
+        .unwrap_or_default()
+}
+
+/// The full 32-byte key id Rekor v2 clients expect as `logId.keyId`:
+/// SHA-256(origin ‖ 0x0A ‖ 0x01 ‖ public key), the untruncated checkpoint key id.
+pub(crate) fn log_key_id(log: &LogConfig) -> Hash {
+    let mut preimage = log.origin.as_bytes().to_vec();
+    preimage.push(b'\n');
+    preimage.push(0x01);
+    preimage.extend_from_slice(log.signing_key.verifying_key().as_bytes());
+    Hash::digest(&preimage)
+}
+
+fn list_logs(node: &Node) -> Response<Body> {
+    let logs: Vec<serde_json::Value> = node
+        .logs
+        .iter()
+        .map(|log| {
+            serde_json::json!({
+                "name": log.name.0,
+                "origin": log.origin,
+                "verifier_key": verifier_key(log),
+                "prefix": format!("/logs/{}/", log.name.0),
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "logs": logs }))
+}
+
+fn checkpoint(node: &Node, log: &LogConfig) -> Result<Response<Body>, ApiError> {
+    let checkpoint = node
+        .reader
+        .view()
+        .map_err(storage_error)?
+        .checkpoint(&log.name)
+        .map_err(storage_error)?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "log {} is empty: nothing has been signed yet",
+                log.name
+            ))
+        })?;
+    let mut reply = response(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        Bytes::from(checkpoint),
+    );
+    reply
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(reply)
+}
+
+fn tile(node: &Node, log: &LogConfig, path: &str) -> Result<Response<Body>, ApiError> {
+    let tile = Tile::from_path(path)
+        .map_err(|error| ApiError::bad_request("invalid_tile_path", format!("{path}: {error}")))?;
+    let data = match tile.kind {
+        TileKind::Hashes { .. } => node
+            .reader
+            .view()
+            .map_err(storage_error)?
+            .hash_tile(&log.name, tile),
+        TileKind::Entries => node
+            .reader
+            .view()
+            .map_err(storage_error)?
+            .entry_bundle(&log.name, tile.index, tile.width),
+    }
+    .map_err(storage_error)?
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "tile {path} does not exist at the current tree size"
+        ))
+    })?;
+    let mut reply = response(
+        StatusCode::OK,
+        "application/octet-stream",
+        Bytes::from(data),
+    );
+    reply
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    Ok(reply)
+}
+
+/// Query parameters, each at most once.
+fn query_params(query: &str) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut params = std::collections::BTreeMap::new();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if params.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("{key} given twice"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+fn number(
+    params: &std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<u64>, ApiError> {
+    params
+        .get(name)
+        .map(|text| {
+            let canonical = !text.is_empty()
+                && text.len() <= 20
+                && text.bytes().all(|b| b.is_ascii_digit())
+                && (text == "0" || !text.starts_with('0'));
+            canonical
+                .then(|| text.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("{name}: {text:?} is not a decimal u64"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn current_size(node: &Node, log: &LogConfig) -> Result<u64, ApiError> {
+    Ok(node
+        .reader
+        .view()
+        .map_err(storage_error)?
+        .head(&log.name)
+        .map_err(storage_error)?
+        .map_or(0, |head| head.tree_size))
+}
+
+fn inclusion_proof(node: &Node, log: &LogConfig, query: &str) -> Result<Response<Body>, ApiError> {
+    let params = query_params(query)?;
+    let size = current_size(node, log)?;
+    let tree_size = number(&params, "tree_size")?.unwrap_or(size);
+    if tree_size == 0 || tree_size > size {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("tree_size {tree_size} must be 1 to the current size {size}"),
+        ));
+    }
+    let index = match (number(&params, "index")?, params.get("leaf_hash")) {
+        (Some(index), None) => index,
+        (None, Some(text)) => {
+            let hash = Hash::from_hex(text)
+                .or_else(|_| Hash::from_base64(text))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        "leaf_hash: want 32 bytes as hex or base64",
+                    )
+                })?;
+            node.reader
+                .view()
+                .map_err(storage_error)?
+                .find_leaf(&log.name, &hash)
+                .map_err(storage_error)?
+                .ok_or_else(|| ApiError::not_found("no leaf with that leaf hash"))?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "give exactly one of index and leaf_hash",
+            ));
+        }
+    };
+    if index >= tree_size {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("leaf index {index} is not in a tree of size {tree_size}"),
+        ));
+    }
+    let proof = node
+        .reader
+        .view()
+        .map_err(storage_error)?
+        .inclusion_proof(&log.name, index, tree_size)
+        .map_err(storage_error)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "leaf_index": index,
+            "tree_size": tree_size,
+            "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+fn consistency_proof(
+    node: &Node,
+    log: &LogConfig,
+    query: &str,
+) -> Result<Response<Body>, ApiError> {
+    let params = query_params(query)?;
+    let size = current_size(node, log)?;
+    let old = number(&params, "old")?
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "old: required"))?;
+    let new = number(&params, "new")?.unwrap_or(size);
+    if old == 0 || old > new || new > size {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("want 1 <= old <= new <= current size {size}, got old {old} new {new}"),
+        ));
+    }
+    let proof = node
+        .reader
+        .view()
+        .map_err(storage_error)?
+        .consistency_proof(&log.name, old, new)
+        .map_err(storage_error)?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "old": old,
+            "new": new,
+            "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+fn entry(node: &Node, log: &LogConfig, index: &str) -> Result<Response<Body>, ApiError> {
+    let index: u64 = index.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_path",
+            format!("entry index {index:?} is not a number"),
+        )
+    })?;
+    let leaf = node
+        .reader
+        .view()
+        .map_err(storage_error)?
+        .leaf(&log.name, index)
+        .map_err(storage_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no entry {index} in log {}", log.name)))?;
+    Ok(response(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from(leaf),
+    ))
+}
+
+/// `POST /api/v2/log/entries`: validate, verify the signature, sequence, answer with a
+/// `TransparencyLogEntry` once committed and covered by a signed checkpoint.
+async fn submit_v2(
+    node: &Arc<Node>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
+    let decoded = crate::api::v2_request::decode(&body).map_err(|error| {
+        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError::new(status, error.code(), error.to_string())
+    })?;
+    let log = log_config(node, ARTIFACT_LOG)?;
+    let leaf = decoded.body.as_bytes().to_vec();
+    let sequenced = match node.sequencer.submit(log.name.clone(), leaf.clone()).await {
+        Ok(sequenced) => sequenced,
+        Err(SequenceError::NotLeader(_)) => {
+            return forward(node, "/api/v2/log/entries", body).await;
+        }
+        Err(SequenceError::Overloaded(waiting)) => {
+            return Err(ApiError {
+                retry_after_seconds: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    format!("{waiting} submissions are already waiting; retry shortly"),
+                )
+            });
+        }
+        Err(SequenceError::Refused(reason)) => {
+            return Err(ApiError::bad_request("refused", reason));
+        }
+        Err(error @ (SequenceError::Unknown(_) | SequenceError::Stopped)) => {
+            // The entry may still be committed: a retry is safe, dedup answers with it.
+            return Err(ApiError::unavailable(
+                "outcome_unknown",
+                format!("{error}; retrying is safe"),
+            ));
+        }
+    };
+    let proof = node
+        .reader
+        .view()
+        .map_err(storage_error)?
+        .inclusion_proof(&log.name, sequenced.index, sequenced.tree_size)
+        .map_err(storage_error)?;
+    let root = proof_root(&proof, &leaf)?;
+    let entry = serde_json::json!({
+        "logIndex": sequenced.index.to_string(),
+        "logId": { "keyId": BASE64.encode(log_key_id(log).as_bytes()) },
+        "kindVersion": { "kind": decoded.kind, "version": decoded.version },
+        "inclusionProof": {
+            "logIndex": sequenced.index.to_string(),
+            "rootHash": root.to_base64(),
+            "treeSize": sequenced.tree_size.to_string(),
+            "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+            "checkpoint": { "envelope": &*sequenced.checkpoint },
+        },
+        "canonicalizedBody": BASE64.encode(&leaf),
+    });
+    let status = if sequenced.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok(json(status, &entry))
+}
+
+/// The root an inclusion proof leads to from `leaf`: the checkpoint's root, which the response
+/// repeats as `rootHash`. Computed rather than read so a mismatch with the checkpoint is caught
+/// here, not by the client.
+fn proof_root(proof: &tlog::InclusionProof, leaf: &[u8]) -> Result<Hash, ApiError> {
+    proof.root_from(&tlog::leaf_hash(leaf)).map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "proof_failed",
+            error.to_string(),
+        )
+    })
+}
+
+/// Sends a write to the leader and relays its answer.
+async fn forward(node: &Arc<Node>, path: &str, body: Bytes) -> Result<Response<Body>, ApiError> {
+    let Some((leader, url)) = node.leader_url().filter(|(leader, _)| *leader != node.id) else {
+        return Err(ApiError::unavailable(
+            "no_leader",
+            "no leader is known; retry shortly",
+        ));
+    };
+    let request = Request::post(format!("{url}{path}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header("x-cairn-forwarded-by", node.id.to_string())
+        .body(Full::new(body))
+        .map_err(|error| ApiError::unavailable("forward_failed", error.to_string()))?;
+    let answer = tokio::time::timeout(FORWARD_TIMEOUT, node.http.request(request))
+        .await
+        .map_err(|_| {
+            ApiError::unavailable("forward_timeout", format!("leader {leader} did not answer"))
+        })?
+        .map_err(|error| {
+            ApiError::unavailable("forward_failed", format!("leader {leader}: {error}"))
+        })?;
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = Limited::new(answer.into_body(), SUBMISSION_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|error| ApiError::unavailable("forward_failed", error.to_string()))?
+        .to_bytes();
+    let mut reply = Response::new(Full::new(bytes));
+    *reply.status_mut() = status;
+    for name in [hyper::header::CONTENT_TYPE, hyper::header::RETRY_AFTER] {
+        if let Some(value) = headers.get(&name) {
+            reply.headers_mut().insert(name, value.clone());
+        }
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's copy-paste example must stay a valid, verifiable submission.
+    #[test]
+    fn the_readme_example_request_verifies() {
+        let body = include_bytes!("../../../docs/examples/hashedrekord-request.json");
+        let accepted = crate::api::v2_request::decode(body).unwrap();
+        assert_eq!((accepted.kind, accepted.version), ("hashedrekord", "0.0.2"));
+        let artifact = include_bytes!("../../../docs/examples/hello.txt");
+        let request: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let digest = request["hashedRekordRequestV002"]["digest"]
+            .as_str()
+            .unwrap();
+        assert_eq!(digest, tlog::Hash::digest(artifact).to_base64());
+    }
+}

@@ -1,0 +1,487 @@
+//! `cairn-node`: run a Cairn node, create a cluster's material, or run a local cluster.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use node::config::{LogFile, NodeFile, RaftFile, SequencerFile, write_file, write_secret};
+use node::env::{Blocking, SystemClock};
+use node::network::{HttpNetwork, http_client};
+use node::node::{Node, NodeConfig};
+use node::storage::Stores;
+use rand08::RngCore as _;
+
+/// Cairn node: a replica of Cairn's transparency logs.
+///
+/// A cluster is three or five nodes; each holds every log's entries, tiles and signed
+/// checkpoints, and any node answers reads and accepts writes (forwarding them to the leader).
+/// For a local cluster in one command, use `cairn-node dev`.
+#[derive(Parser, Debug)]
+#[command(name = "cairn-node", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Start a local cluster of real node processes on loopback, ready for appends.
+    ///
+    /// The first run creates the cluster in DIR (log keys, admin token, one config per node);
+    /// later runs resume it with its data. The nodes stop on Ctrl-C or SIGTERM. DIR/cluster.json
+    /// describes the running cluster: node URLs and process ids, the admin token, each log's
+    /// origin and verifier key.
+    Dev {
+        /// How many nodes (1, 3 or 5 make sense: Raft needs a majority).
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Where the cluster keeps its keys, configs and data.
+        #[arg(long, default_value = "cairn-dev")]
+        dir: PathBuf,
+        /// The first node's port; node i listens on BASE_PORT + i - 1.
+        #[arg(long, default_value_t = 7001)]
+        base_port: u16,
+    },
+    /// Create a cluster's material: log keys, the admin token and one config per node.
+    ///
+    /// Copy each node's directory (and the shared keys) to its machine, then start every node
+    /// with `cairn-node run --config node-N/config.toml` and initialise the cluster once with
+    /// `POST /admin/init` on any node.
+    Init {
+        /// Where to write the material.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The node API URLs, one per node, in id order (node ids are 1, 2, ...).
+        #[arg(long = "node-url", required = true)]
+        node_urls: Vec<String>,
+        /// The prefix of the logs' origins: logs are PREFIX/artifacts and PREFIX/certificates.
+        #[arg(long, default_value = "cairn.localhost")]
+        origin_prefix: String,
+    },
+    /// Run one node from its configuration file.
+    Run {
+        /// The node's configuration file (TOML).
+        #[arg(long, env = "CAIRN_CONFIG")]
+        config: PathBuf,
+        /// Override the listen address in the file.
+        #[arg(long, env = "CAIRN_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Override the data directory in the file.
+        #[arg(long, env = "CAIRN_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Commands::Init {
+            dir,
+            node_urls,
+            origin_prefix,
+        } => {
+            init(&dir, &node_urls, &origin_prefix)?;
+            println!("cluster material written to {}", dir.display());
+            Ok(())
+        }
+        Commands::Run {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run(&config, listen, data_dir))
+        }
+        Commands::Dev {
+            nodes,
+            dir,
+            base_port,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(dev(nodes, &dir, base_port))
+        }
+    }
+}
+
+/// The logs every cluster hosts.
+const LOG_NAMES: [&str; 2] = ["artifacts", "certificates"];
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand08::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Writes keys, the admin token and a config per node, keeping any key or token that exists.
+fn init(dir: &Path, node_urls: &[String], origin_prefix: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let token_path = dir.join("admin-token");
+    if !token_path.exists() {
+        write_secret(&token_path, hex_string(&random_bytes::<32>()).as_bytes())?;
+    }
+    let mut logs = Vec::new();
+    for name in LOG_NAMES {
+        let origin = format!("{origin_prefix}/{name}");
+        let key_path = dir.join("keys").join(format!("{name}.key"));
+        if !key_path.exists() {
+            let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
+            let signer = tlog::note::Ed25519Signer::new(&origin, key)
+                .with_context(|| format!("origin {origin:?}"))?;
+            write_secret(
+                &key_path,
+                format!("{}\n", signer.to_private_key()).as_bytes(),
+            )?;
+        }
+        logs.push(LogFile {
+            name: name.to_string(),
+            origin,
+            key_file: Path::new("..").join("keys").join(format!("{name}.key")),
+        });
+    }
+    let mut configs = Vec::new();
+    for (position, url) in node_urls.iter().enumerate() {
+        let id = u64::try_from(position + 1)?;
+        let listen = listen_address(url).with_context(|| format!("node URL {url}"))?;
+        let node_dir = dir.join(format!("node-{id}"));
+        let config = NodeFile {
+            id,
+            listen,
+            api_url: url.trim_end_matches('/').to_string(),
+            data_dir: PathBuf::from("data"),
+            admin_token_file: PathBuf::from("../admin-token"),
+            logs: logs.clone(),
+            sequencer: SequencerFile::default(),
+            raft: RaftFile::default(),
+        };
+        let path = node_dir.join("config.toml");
+        config.save(&path)?;
+        configs.push(path);
+    }
+    Ok(configs)
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The socket address in an `http://host:port` URL.
+fn listen_address(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .context("must start with http:// or https://")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .parse()
+        .with_context(|| format!("{authority:?} is not an IP address and port"))
+}
+
+async fn run(
+    config_path: &Path,
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut file = NodeFile::load(config_path)?;
+    if let Some(listen) = listen {
+        file.listen = listen;
+    }
+    if let Some(data_dir) = data_dir {
+        file.data_dir = data_dir;
+    }
+    let logs = file.load_logs()?;
+    let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool)
+        .with_context(|| format!("opening storage in {}", file.data_dir.display()))?;
+    let http = http_client();
+    let config = NodeConfig {
+        id: file.id,
+        logs,
+        raft: file.raft_config(),
+        sequencer: file.sequencer_config(),
+        admin_token: file.load_admin_token()?,
+    };
+    let node = Node::start(
+        config,
+        stores,
+        HttpNetwork::new(http.clone()),
+        http,
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(file.listen)
+        .await
+        .with_context(|| format!("listening on {}", file.listen))?;
+    tracing::info!(id = file.id, listen = %file.listen, url = %file.api_url, "node serving");
+    node::http::serve(listener, Arc::clone(&node), shutdown_signal()).await;
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C still works");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+struct DevNode {
+    id: u64,
+    url: String,
+    child: Child,
+    log_path: PathBuf,
+}
+
+async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
+    if nodes == 0 || nodes > 9 {
+        bail!("--nodes must be 1 to 9");
+    }
+    let urls: Vec<String> = (0..nodes)
+        .map(|i| format!("http://127.0.0.1:{}", u32::from(base_port) + u32::from(i)))
+        .collect();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let configs = init(&dir, &urls, "cairn.localhost")?;
+    let exe = std::env::current_exe().context("finding the cairn-node executable")?;
+    let mut running = Vec::new();
+    for (position, config) in configs.iter().enumerate() {
+        let id = u64::try_from(position + 1)?;
+        let log_path = dir.join(format!("node-{id}")).join("node.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let child = Command::new(&exe)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {id}"))?;
+        running.push(DevNode {
+            id,
+            url: urls[position].clone(),
+            child,
+            log_path,
+        });
+    }
+    let result = bring_up(&dir, &mut running).await;
+    if let Err(error) = result {
+        stop(&mut running);
+        return Err(error);
+    }
+    shutdown_signal().await;
+    println!("stopping {} nodes", running.len());
+    stop(&mut running);
+    Ok(())
+}
+
+async fn bring_up(dir: &Path, nodes: &mut [DevNode]) -> anyhow::Result<()> {
+    let client = http_client();
+    let token = std::fs::read_to_string(dir.join("admin-token"))?
+        .trim()
+        .to_string();
+    for node in nodes.iter_mut() {
+        wait_until(
+            &client,
+            &format!("{}/healthz", node.url),
+            Duration::from_secs(30),
+            node,
+        )
+        .await?;
+    }
+    let status = get_json(&client, &format!("{}/admin/status", nodes[0].url), &token).await?;
+    let initialized = status["voters"]
+        .as_array()
+        .is_some_and(|voters| !voters.is_empty());
+    if !initialized {
+        let members: BTreeMap<String, String> = nodes
+            .iter()
+            .map(|node| (node.id.to_string(), node.url.clone()))
+            .collect();
+        post_json(
+            &client,
+            &format!("{}/admin/init", nodes[0].url),
+            &token,
+            &serde_json::json!({ "members": members }),
+        )
+        .await
+        .context("initialising the cluster")?;
+    }
+    for node in nodes.iter_mut() {
+        wait_until(
+            &client,
+            &format!("{}/readyz", node.url),
+            Duration::from_secs(30),
+            node,
+        )
+        .await?;
+    }
+    let logs = get_json(&client, &format!("{}/logs", nodes[0].url), "").await?;
+    let cluster = serde_json::json!({
+        "nodes": nodes.iter().map(|node| serde_json::json!({
+            "id": node.id,
+            "url": node.url,
+            "pid": node.child.id(),
+            "config": dir.join(format!("node-{}", node.id)).join("config.toml"),
+            "log_file": node.log_path,
+        })).collect::<Vec<_>>(),
+        "admin_token": token,
+        "logs": logs["logs"],
+        "key_files": LOG_NAMES.iter().map(|name| dir.join("keys").join(format!("{name}.key"))).collect::<Vec<_>>(),
+    });
+    write_file(
+        &dir.join("cluster.json"),
+        serde_json::to_string_pretty(&cluster)?.as_bytes(),
+    )?;
+    println!("cairn dev cluster ready: {} nodes", nodes.len());
+    for node in nodes.iter() {
+        println!(
+            "  node {}: {}  (log: {})",
+            node.id,
+            node.url,
+            node.log_path.display()
+        );
+    }
+    println!(
+        "cluster description: {}",
+        dir.join("cluster.json").display()
+    );
+    println!(
+        "checkpoint of the artifact log: curl {}/api/v2/checkpoint",
+        nodes[0].url
+    );
+    println!("press Ctrl-C to stop");
+    Ok(())
+}
+
+/// Polls `url` until it answers 200, failing early if the node process exits.
+async fn wait_until(
+    client: &node::network::HttpClient,
+    url: &str,
+    limit: Duration,
+    node: &mut DevNode,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = node.child.try_wait()? {
+            bail!(
+                "node {} exited ({status}); see {}",
+                node.id,
+                node.log_path.display()
+            );
+        }
+        let request = hyper::Request::get(url).body(Full::new(Bytes::new()))?;
+        if let Ok(Ok(response)) =
+            tokio::time::timeout(Duration::from_secs(2), client.request(request)).await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            bail!(
+                "{url} not ready after {limit:?}; see {}",
+                node.log_path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn get_json(
+    client: &node::network::HttpClient,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let request = hyper::Request::get(url)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))?;
+    let response = client
+        .request(request)
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+async fn post_json(
+    client: &node::network::HttpClient,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let request = hyper::Request::post(url)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+    let response = client
+        .request(request)
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("POST {url}: {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Asks every node to stop (SIGTERM), then waits for it, killing stragglers after 10 s.
+fn stop(nodes: &mut [DevNode]) {
+    for node in nodes.iter() {
+        if let Ok(pid) = i32::try_from(node.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for node in nodes.iter_mut() {
+        loop {
+            match node.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = node.child.kill();
+                    let _ = node.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The Raft transport between nodes: openraft RPCs as HTTP POSTs to the peer's cluster
+//! endpoint, postcard-encoded.
+//!
+//! This is the production half of the network seam; the simulator supplies its own
+//! `RaftNetworkFactory` that delivers the same messages in memory with seeded faults. Every
+//! transport failure is reported to openraft as `Unreachable`, which makes it back off before
+//! retrying, and every call is bounded by the deadline openraft passes (`RPCOption::hard_ttl`),
+//! so a peer that never answers cannot wedge a replication stream.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::types::{NodeAddress, NodeId, TypeConfig};
+
+/// Path prefix of the cluster-internal Raft endpoints on every node.
+pub const RAFT_PATH: &str = "/internal/raft";
+/// The largest Raft RPC body a node accepts or reads back (a batch entry is at most a few MiB;
+/// AppendEntries carries several).
+pub const RAFT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// An HTTP client shared by every peer connection.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// A new HTTP/1.1 client with keep-alive, as the transport and request forwarding use.
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Creates a connection per peer; all of them share one HTTP client and its connection pool.
+#[derive(Clone, Debug)]
+pub struct HttpNetwork {
+    client: HttpClient,
+}
+
+impl HttpNetwork {
+    /// A network over `client`.
+    pub fn new(client: HttpClient) -> HttpNetwork {
+        HttpNetwork { client }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = HttpPeer;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddress) -> HttpPeer {
+        HttpPeer {
+            target,
+            base: node.api_url.trim_end_matches('/').to_string(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+/// One peer's Raft endpoint.
+#[derive(Debug)]
+pub struct HttpPeer {
+    target: NodeId,
+    base: String,
+    client: HttpClient,
+}
+
+/// A transport failure, before openraft's error types.
+#[derive(Debug, thiserror::Error)]
+enum TransportError {
+    #[error("building request to {0}: {1}")]
+    Request(String, String),
+    #[error("sending to {0}: {1}")]
+    Send(String, String),
+    #[error("{0} answered HTTP {1}")]
+    Status(String, u16),
+    #[error("reading answer from {0}: {1}")]
+    Body(String, String),
+    #[error("decoding answer from {0}: {1}")]
+    Decode(String, String),
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+}
+
+impl HttpPeer {
+    /// POSTs `request` to `path` and decodes the peer's `Result` answer.
+    async fn call<Request, Response, Error>(
+        &self,
+        path: &str,
+        request: &Request,
+        deadline: Duration,
+    ) -> Result<Result<Response, Error>, TransportError>
+    where
+        Request: Serialize,
+        Response: DeserializeOwned,
+        Error: DeserializeOwned,
+    {
+        let url = format!("{}{RAFT_PATH}/{path}", self.base);
+        let body = postcard::to_stdvec(request)
+            .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
+        let http_request = hyper::Request::post(&url)
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(http_request)
+                .await
+                .map_err(|error| TransportError::Send(url.clone(), error.to_string()))?;
+            if !response.status().is_success() {
+                return Err(TransportError::Status(
+                    url.clone(),
+                    response.status().as_u16(),
+                ));
+            }
+            let bytes = Limited::new(response.into_body(), RAFT_BODY_BYTES_MAX)
+                .collect()
+                .await
+                .map_err(|error| TransportError::Body(url.clone(), error.to_string()))?
+                .to_bytes();
+            postcard::from_bytes(&bytes)
+                .map_err(|error| TransportError::Decode(url.clone(), error.to_string()))
+        };
+        tokio::time::timeout(deadline, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout(url.clone(), deadline))?
+    }
+}
+
+/// Maps a call's result to openraft's error types: the peer's own error is a `RemoteError`, a
+/// garbled exchange a `NetworkError`, anything else (refused, timed out, cut) `Unreachable`.
+// openraft dictates the error type; boxing it would only move the allocation.
+#[allow(clippy::result_large_err)]
+fn into_rpc<Response, E: std::error::Error>(
+    target: NodeId,
+    answer: Result<Result<Response, RaftError<NodeId, E>>, TransportError>,
+) -> Result<Response, RPCError<NodeId, NodeAddress, RaftError<NodeId, E>>> {
+    match answer {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(error)) => Err(RPCError::RemoteError(RemoteError::new(target, error))),
+        Err(error @ (TransportError::Decode(..) | TransportError::Request(..))) => {
+            Err(RPCError::Network(NetworkError::new(&error)))
+        }
+        Err(error) => Err(RPCError::Unreachable(Unreachable::new(&error))),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for HttpPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddress, RaftError<NodeId>>>
+    {
+        into_rpc(
+            self.target,
+            self.call("append", &rpc, option.hard_ttl()).await,
+        )
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, NodeAddress, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        into_rpc(
+            self.target,
+            self.call("snapshot", &rpc, option.hard_ttl()).await,
+        )
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddress, RaftError<NodeId>>> {
+        into_rpc(
+            self.target,
+            self.call("vote", &rpc, option.hard_ttl()).await,
+        )
+    }
+}

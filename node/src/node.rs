@@ -1,0 +1,219 @@
+//! One Cairn node, assembled: Raft over the redb stores and a network, the sequencer that
+//! proposes through it, the state reader that serves reads, and the metrics.
+//!
+//! Production (`cairn-node`) and the simulator build a node through [`Node::start`] alike; they
+//! differ only in the stores' disk, the Raft network and the clock they pass in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Raft, RaftNetworkFactory, SnapshotPolicy};
+
+use crate::env::SharedClock;
+use crate::metrics::{LogLabel, Metrics};
+use crate::network::HttpClient;
+use crate::sequencer::{ProposeError, Proposer, Sequencer, SequencerConfig};
+use crate::state_machine::Logs;
+use crate::storage::{StateReader, Stores};
+use crate::types::{Command, CommandOutcome, NodeId, TypeConfig};
+
+/// Everything a node needs to start, besides its stores and network.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node's id in the cluster.
+    pub id: NodeId,
+    /// The logs the cluster hosts (identical on every node).
+    pub logs: Logs,
+    /// Raft timing and log-compaction settings.
+    pub raft: openraft::Config,
+    /// Batching bounds.
+    pub sequencer: SequencerConfig,
+    /// The bearer token of the admin API.
+    pub admin_token: String,
+}
+
+/// Raft settings for nodes on one machine or a LAN: 100 ms heartbeats, elections after 0.5 to
+/// 1 s of silence, snapshots every 10,000 entries (each entry is a batch of leaves).
+pub fn default_raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "cairn".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        // Entries are whole batches already; a few per AppendEntries keeps messages bounded.
+        max_payload_entries: 64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..openraft::Config::default()
+    }
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The Raft configuration is inconsistent.
+    #[error("raft configuration: {0}")]
+    Config(String),
+    /// Raft failed to start over the stores.
+    #[error("starting raft: {0}")]
+    Raft(String),
+}
+
+/// A running node.
+pub struct Node {
+    /// This node's id.
+    pub id: NodeId,
+    /// The Raft handle.
+    pub raft: Raft<TypeConfig>,
+    /// Pools submissions into batches (effective on the leader).
+    pub sequencer: Sequencer,
+    /// Reads of committed state, off the consensus path.
+    pub reader: StateReader,
+    /// The logs the cluster hosts.
+    pub logs: Logs,
+    /// Client for forwarding writes to the leader.
+    pub http: HttpClient,
+    /// The node's clock.
+    pub clock: SharedClock,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+    admin_token: String,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts Raft over `stores` and `network`, and the sequencer over Raft.
+    pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
+        config: NodeConfig,
+        stores: Stores,
+        network: N,
+        http: HttpClient,
+        clock: SharedClock,
+    ) -> Result<Arc<Node>, StartError> {
+        let raft_config = Arc::new(
+            config
+                .raft
+                .validate()
+                .map_err(|error| StartError::Config(error.to_string()))?,
+        );
+        config.sequencer.validate().map_err(StartError::Config)?;
+        let Stores { log, state, reader } = stores;
+        let raft = Raft::new(config.id, raft_config, network, log, state)
+            .await
+            .map_err(|error| StartError::Raft(error.to_string()))?;
+        let metrics = Arc::new(Metrics::default());
+        let sequencer = Sequencer::start(
+            config.sequencer,
+            RaftProposer { raft: raft.clone() },
+            Arc::clone(&clock),
+            Arc::clone(&metrics),
+        );
+        Ok(Arc::new(Node {
+            id: config.id,
+            raft,
+            sequencer,
+            reader,
+            logs: config.logs,
+            http,
+            clock,
+            metrics,
+            admin_token: config.admin_token,
+        }))
+    }
+
+    /// Whether `presented` is the admin token, compared in constant time.
+    pub fn admin_token_matches(&self, presented: &str) -> bool {
+        let (expected, presented) = (self.admin_token.as_bytes(), presented.as_bytes());
+        if expected.is_empty() || expected.len() != presented.len() {
+            return false;
+        }
+        expected
+            .iter()
+            .zip(presented)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+    }
+
+    /// The leader's API URL, if a leader is known (this node's own if it leads).
+    pub fn leader_url(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let url = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .api_url
+            .clone();
+        Some((leader, url))
+    }
+
+    /// Refreshes the state gauges and renders every metric.
+    pub fn render_metrics(&self) -> Result<String, String> {
+        let raft = self.raft.metrics().borrow().clone();
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.metrics.raft_term.set(gauge(raft.current_term));
+        self.metrics
+            .raft_is_leader
+            .set(i64::from(raft.current_leader == Some(self.id)));
+        self.metrics
+            .raft_applied_index
+            .set(gauge(raft.last_applied.map_or(0, |id| id.index)));
+        self.metrics
+            .raft_log_index
+            .set(gauge(raft.last_log_index.unwrap_or(0)));
+        for log in self.logs.iter() {
+            let size = self
+                .reader
+                .view()
+                .map_err(|error| error.to_string())?
+                .head(&log.name)
+                .map_err(|error| error.to_string())?
+                .map_or(0, |head| head.tree_size);
+            self.metrics
+                .tree_size
+                .get_or_create(&LogLabel {
+                    log: log.name.0.clone(),
+                })
+                .set(gauge(size));
+        }
+        self.metrics.render().map_err(|error| error.to_string())
+    }
+
+    /// Stops Raft (the sequencer stops with it: its proposals fail).
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft shutdown");
+        }
+    }
+}
+
+/// Proposes through Raft: commit, apply on this node, and the apply's outcome.
+#[derive(Clone)]
+struct RaftProposer {
+    raft: Raft<TypeConfig>,
+}
+
+impl Proposer for RaftProposer {
+    async fn propose(&self, command: Command) -> Result<CommandOutcome, ProposeError> {
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                let leader = forward.leader_id.zip(forward.leader_node);
+                Err(ProposeError::NotLeader(leader))
+            }
+            Err(error) => Err(ProposeError::Failed(error.to_string())),
+        }
+    }
+}
+
+/// How long a follower waits for the leader when forwarding a write.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);

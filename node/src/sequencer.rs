@@ -1,0 +1,528 @@
+//! The sequencer: pools submissions on the leader and proposes one Raft entry per batch.
+//!
+//! Raft's cost is per entry (a log append, a replication round, an fsync on a quorum), so the
+//! sequencer turns many concurrent submissions into few entries: a log's pool becomes a batch
+//! when it reaches `batch_leaves_max` leaves or `batch_bytes_max` bytes, or when its oldest
+//! submission has waited `batch_age_max`. Several batches may be in flight at once (up to
+//! `proposals_in_flight_max`), so a slow commit round does not stop pooling.
+//!
+//! Everything is bounded. Submissions wait in a queue of `pool_leaves_max`; when it is full a
+//! submission fails at once with [`SequenceError::Overloaded`] (the HTTP layer answers 503 with
+//! Retry-After) instead of queueing without limit. Every waiter gets exactly one answer: its
+//! leaf's index and the signed checkpoint covering it, or an error. An error means the outcome
+//! is unknown (the batch may still commit later), never that the leaf is absent: clients retry,
+//! and the replicated dedup index returns the existing entry.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::env::SharedClock;
+use crate::metrics::{LogLabel, Metrics};
+use crate::state_machine::BATCH_LEAVES_MAX;
+use crate::types::{
+    AppendBatch, Command, CommandOutcome, LeafOutcome, LogName, NodeAddress, NodeId,
+};
+
+/// The sequencer's bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequencerConfig {
+    /// Most leaves in one batch (one Raft entry).
+    pub batch_leaves_max: usize,
+    /// Most leaf bytes in one batch.
+    pub batch_bytes_max: usize,
+    /// Longest a submission waits for its batch to fill before the batch is proposed anyway.
+    pub batch_age_max: Duration,
+    /// Most submissions waiting to be pooled; past it, submissions are refused.
+    pub pool_leaves_max: usize,
+    /// Most batches proposed and not yet answered.
+    pub proposals_in_flight_max: usize,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> SequencerConfig {
+        SequencerConfig {
+            batch_leaves_max: 4096,
+            batch_bytes_max: 8 * 1024 * 1024,
+            batch_age_max: Duration::from_millis(5),
+            pool_leaves_max: 100_000,
+            proposals_in_flight_max: 8,
+        }
+    }
+}
+
+impl SequencerConfig {
+    /// Checks the bounds against each other and against what apply accepts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch_leaves_max == 0 || self.batch_leaves_max > BATCH_LEAVES_MAX {
+            return Err(format!("batch_leaves_max must be 1 to {BATCH_LEAVES_MAX}"));
+        }
+        if self.batch_bytes_max < tlog::entry::BODY_BYTES_MAX {
+            return Err(format!(
+                "batch_bytes_max must hold at least one largest entry ({} bytes)",
+                tlog::entry::BODY_BYTES_MAX
+            ));
+        }
+        if self.pool_leaves_max == 0 || self.proposals_in_flight_max == 0 {
+            return Err("pool_leaves_max and proposals_in_flight_max must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a submission got no index.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SequenceError {
+    /// The pool is full; retry after a short wait.
+    #[error("sequencer pool is full ({0} submissions waiting)")]
+    Overloaded(usize),
+    /// This node is not the leader; the leader, if known, is given.
+    #[error("not the leader")]
+    NotLeader(Option<(NodeId, NodeAddress)>),
+    /// The batch was proposed but no answer came (leadership lost, shutdown, storage failure):
+    /// the leaf may or may not be in the log.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// Every replica refused the batch (for example, an unknown log).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The sequencer has stopped.
+    #[error("sequencer stopped")]
+    Stopped,
+}
+
+/// Where a leaf ended up, and the signed checkpoint that covers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The leaf's index in its log.
+    pub index: u64,
+    /// Whether an identical leaf was already logged (`index` is then the existing one).
+    pub duplicate: bool,
+    /// The size of the tree the checkpoint signs.
+    pub tree_size: u64,
+    /// The signed checkpoint (a C2SP note) covering the leaf, committed through Raft.
+    pub checkpoint: Arc<str>,
+}
+
+/// Why a proposal failed, as the sequencer needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// Not the leader; the leader, if known.
+    NotLeader(Option<(NodeId, NodeAddress)>),
+    /// Anything else: the outcome is unknown.
+    Failed(String),
+}
+
+/// Proposes a command to Raft and waits for it to be applied on this node.
+pub trait Proposer: Clone + Send + Sync + 'static {
+    /// Proposes `command`; resolves to the outcome of applying it.
+    fn propose(
+        &self,
+        command: Command,
+    ) -> impl Future<Output = Result<CommandOutcome, ProposeError>> + Send;
+}
+
+struct Submission {
+    log: LogName,
+    leaf: Vec<u8>,
+    reply: oneshot::Sender<Result<Sequenced, SequenceError>>,
+}
+
+/// A handle to a running sequencer. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Sequencer {
+    queue: mpsc::Sender<Submission>,
+    pool_leaves_max: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sequencer {
+    /// Starts a sequencer task that proposes through `proposer`.
+    ///
+    /// # Panics
+    /// If the configuration is invalid (checked at startup with [`SequencerConfig::validate`]).
+    pub fn start<P: Proposer>(
+        config: SequencerConfig,
+        proposer: P,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Sequencer {
+        if let Err(error) = config.validate() {
+            panic!("invalid sequencer configuration: {error}");
+        }
+        let (queue, receiver) = mpsc::channel(config.pool_leaves_max);
+        let pool_leaves_max = config.pool_leaves_max;
+        tokio::spawn(run(config, proposer, clock, Arc::clone(&metrics), receiver));
+        Sequencer {
+            queue,
+            pool_leaves_max,
+            metrics,
+        }
+    }
+
+    /// Submits one leaf (a canonical entry body) to `log` and waits for its index and the
+    /// signed checkpoint covering it.
+    pub async fn submit(&self, log: LogName, leaf: Vec<u8>) -> Result<Sequenced, SequenceError> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Submission { log, leaf, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.overloaded_submissions.inc();
+                return Err(SequenceError::Overloaded(self.pool_leaves_max));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(SequenceError::Stopped),
+        }
+        answer.await.unwrap_or(Err(SequenceError::Stopped))
+    }
+}
+
+/// One log's pool of submissions waiting for a batch.
+struct Pool {
+    leaves: Vec<Vec<u8>>,
+    replies: Vec<oneshot::Sender<Result<Sequenced, SequenceError>>>,
+    bytes: usize,
+    oldest: Instant,
+}
+
+async fn run<P: Proposer>(
+    config: SequencerConfig,
+    proposer: P,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    mut receiver: mpsc::Receiver<Submission>,
+) {
+    let in_flight = Arc::new(Semaphore::new(config.proposals_in_flight_max));
+    let mut pools: BTreeMap<LogName, Pool> = BTreeMap::new();
+    loop {
+        let deadline = pools
+            .values()
+            .map(|pool| pool.oldest + config.batch_age_max)
+            .min();
+        tokio::select! {
+            biased;
+            submission = receiver.recv() => {
+                let Some(submission) = submission else { break };
+                let log = submission.log.clone();
+                let pool = pools.entry(log.clone()).or_insert_with(|| Pool {
+                    leaves: Vec::new(),
+                    replies: Vec::new(),
+                    bytes: 0,
+                    oldest: Instant::now(),
+                });
+                pool.bytes += submission.leaf.len();
+                pool.leaves.push(submission.leaf);
+                pool.replies.push(submission.reply);
+                let full = pool.leaves.len() >= config.batch_leaves_max
+                    || pool.bytes >= config.batch_bytes_max;
+                if full && let Some(pool) = pools.remove(&log) {
+                    propose(&proposer, &clock, &metrics, &in_flight, log, pool).await;
+                }
+            }
+            () = sleep_until_or_forever(deadline) => {
+                let now = Instant::now();
+                let due: Vec<LogName> = pools
+                    .iter()
+                    .filter(|(_, pool)| pool.oldest + config.batch_age_max <= now)
+                    .map(|(log, _)| log.clone())
+                    .collect();
+                for log in due {
+                    if let Some(pool) = pools.remove(&log) {
+                        propose(&proposer, &clock, &metrics, &in_flight, log, pool).await;
+                    }
+                }
+            }
+        }
+    }
+    // Shutting down: whatever is still pooled was never proposed, so it is certainly absent.
+    for pool in pools.into_values() {
+        for reply in pool.replies {
+            let _ = reply.send(Err(SequenceError::Stopped));
+        }
+    }
+}
+
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Proposes one pool as a batch, in its own task once a proposal slot is free.
+async fn propose<P: Proposer>(
+    proposer: &P,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+    in_flight: &Arc<Semaphore>,
+    log: LogName,
+    pool: Pool,
+) {
+    // Waiting here is the backpressure: while every slot is taken, the queue fills and new
+    // submissions are refused as overloaded.
+    let Ok(permit) = Arc::clone(in_flight).acquire_owned().await else {
+        return;
+    };
+    let proposer = proposer.clone();
+    let metrics = Arc::clone(metrics);
+    #[allow(clippy::cast_precision_loss)] // a histogram observation of at most 65,536 leaves
+    metrics.batch_leaves.observe(pool.leaves.len() as f64);
+    let label = LogLabel { log: log.0.clone() };
+    let batch = AppendBatch {
+        log,
+        leaves: pool.leaves,
+        timestamp_unix_ms: clock.now_unix_ms(),
+    };
+    let replies = pool.replies;
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let outcome = proposer.propose(Command::Append(batch)).await;
+        drop(permit);
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Ok(CommandOutcome::Appended(batch)) = &outcome {
+            let duplicates = batch
+                .leaves
+                .iter()
+                .filter(|leaf| matches!(leaf, LeafOutcome::Duplicate { .. }))
+                .count();
+            let appended = batch.leaves.len() - duplicates;
+            metrics
+                .appended_leaves
+                .get_or_create(&label)
+                .inc_by(appended as u64);
+            metrics
+                .duplicate_leaves
+                .get_or_create(&label)
+                .inc_by(duplicates as u64);
+        }
+        answer(replies, outcome);
+    });
+}
+
+/// Hands every waiter its part of a batch's outcome.
+fn answer(
+    replies: Vec<oneshot::Sender<Result<Sequenced, SequenceError>>>,
+    outcome: Result<CommandOutcome, ProposeError>,
+) {
+    let failure = match outcome {
+        Ok(CommandOutcome::Appended(batch)) if batch.leaves.len() == replies.len() => {
+            let checkpoint: Arc<str> = Arc::from(batch.checkpoint.as_str());
+            for (reply, leaf) in replies.into_iter().zip(batch.leaves) {
+                let _ = reply.send(Ok(Sequenced {
+                    index: leaf.index(),
+                    duplicate: matches!(leaf, LeafOutcome::Duplicate { .. }),
+                    tree_size: batch.tree_size,
+                    checkpoint: Arc::clone(&checkpoint),
+                }));
+            }
+            return;
+        }
+        Ok(CommandOutcome::Appended(batch)) => SequenceError::Unknown(format!(
+            "batch of {} leaves answered for {}",
+            replies.len(),
+            batch.leaves.len()
+        )),
+        Ok(CommandOutcome::Refused(reason)) => SequenceError::Refused(reason),
+        Ok(CommandOutcome::Nothing) => SequenceError::Unknown("batch applied as nothing".into()),
+        Err(ProposeError::NotLeader(leader)) => SequenceError::NotLeader(leader),
+        Err(ProposeError::Failed(reason)) => SequenceError::Unknown(reason),
+    };
+    for reply in replies {
+        let _ = reply.send(Err(failure.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::env::Clock;
+    use crate::state_machine::tests::{MemoryState, test_logs};
+    use crate::state_machine::{Logs, apply};
+
+    struct FixedClock;
+    impl Clock for FixedClock {
+        fn now_unix_ms(&self) -> u64 {
+            1_700_000_000_000
+        }
+    }
+
+    /// Applies proposals straight to an in-memory state machine, in proposal order, counting
+    /// the batches: the sequencer's view of a Raft group that always commits.
+    #[derive(Clone)]
+    struct ApplyingProposer {
+        state: Arc<Mutex<MemoryState>>,
+        logs: Logs,
+        batches: Arc<AtomicUsize>,
+        delay: Duration,
+    }
+
+    impl Proposer for ApplyingProposer {
+        async fn propose(&self, command: Command) -> Result<CommandOutcome, ProposeError> {
+            tokio::time::sleep(self.delay).await;
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            let mut state = self.state.lock().unwrap();
+            apply(&mut *state, &self.logs, &command)
+                .map_err(|e| ProposeError::Failed(e.to_string()))
+        }
+    }
+
+    fn proposer(delay: Duration) -> ApplyingProposer {
+        ApplyingProposer {
+            state: Arc::default(),
+            logs: test_logs(),
+            batches: Arc::default(),
+            delay,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_submissions_share_batches_and_get_distinct_indices() {
+        let proposer = proposer(Duration::from_millis(2));
+        let config = SequencerConfig {
+            batch_leaves_max: 16,
+            ..SequencerConfig::default()
+        };
+        let sequencer = Sequencer::start(
+            config,
+            proposer.clone(),
+            Arc::new(FixedClock),
+            Arc::default(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let sequencer = sequencer.clone();
+            tasks.push(tokio::spawn(async move {
+                sequencer
+                    .submit(
+                        LogName("artifacts".into()),
+                        format!("leaf {i}").into_bytes(),
+                    )
+                    .await
+            }));
+        }
+        let mut indices = Vec::new();
+        for task in tasks {
+            let sequenced = task.await.unwrap().unwrap();
+            assert!(sequenced.index < sequenced.tree_size);
+            assert!(sequenced.checkpoint.starts_with("example.com/artifacts\n"));
+            indices.push(sequenced.index);
+        }
+        indices.sort_unstable();
+        assert_eq!(indices, (0..100).collect::<Vec<_>>());
+        let batches = proposer.batches.load(Ordering::SeqCst);
+        assert!(
+            (7..=20).contains(&batches),
+            "{batches} batches for 100 leaves"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_submission_is_proposed_after_the_age_limit() {
+        let proposer = proposer(Duration::ZERO);
+        let config = SequencerConfig {
+            batch_age_max: Duration::from_millis(50),
+            ..SequencerConfig::default()
+        };
+        let sequencer = Sequencer::start(config, proposer, Arc::new(FixedClock), Arc::default());
+        let started = Instant::now();
+        let sequenced = sequencer
+            .submit(LogName("artifacts".into()), b"alone".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(sequenced.index, 0);
+        assert_eq!(started.elapsed(), Duration::from_millis(50));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_and_refusals_reach_their_waiters() {
+        let proposer = proposer(Duration::ZERO);
+        let sequencer = Sequencer::start(
+            SequencerConfig::default(),
+            proposer,
+            Arc::new(FixedClock),
+            Arc::default(),
+        );
+        let log = LogName("artifacts".into());
+        let first = sequencer
+            .submit(log.clone(), b"same".to_vec())
+            .await
+            .unwrap();
+        let again = sequencer.submit(log, b"same".to_vec()).await.unwrap();
+        assert_eq!((again.index, again.duplicate), (first.index, true));
+        let refused = sequencer
+            .submit(LogName("nope".into()), b"x".to_vec())
+            .await;
+        assert!(
+            matches!(refused, Err(SequenceError::Refused(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_pool_refuses_instead_of_queueing() {
+        // Proposals take an hour, one at a time, and the queue holds 4: the rest must be refused.
+        let proposer = proposer(Duration::from_secs(3600));
+        let config = SequencerConfig {
+            batch_leaves_max: 1,
+            pool_leaves_max: 4,
+            proposals_in_flight_max: 1,
+            ..SequencerConfig::default()
+        };
+        let sequencer = Sequencer::start(config, proposer, Arc::new(FixedClock), Arc::default());
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let sequencer = sequencer.clone();
+            tasks.push(tokio::spawn(async move {
+                sequencer.submit(LogName("artifacts".into()), vec![i]).await
+            }));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut overloaded = 0;
+        for task in tasks {
+            if task.is_finished() {
+                assert_eq!(task.await.unwrap(), Err(SequenceError::Overloaded(4)));
+                overloaded += 1;
+            }
+        }
+        assert!(overloaded >= 5, "only {overloaded} submissions refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_proposal_reports_unknown_to_every_waiter() {
+        #[derive(Clone)]
+        struct Failing;
+        impl Proposer for Failing {
+            async fn propose(&self, _: Command) -> Result<CommandOutcome, ProposeError> {
+                Err(ProposeError::Failed("leader changed".into()))
+            }
+        }
+        let sequencer = Sequencer::start(
+            SequencerConfig::default(),
+            Failing,
+            Arc::new(FixedClock),
+            Arc::default(),
+        );
+        let result = sequencer
+            .submit(LogName("artifacts".into()), b"x".to_vec())
+            .await;
+        assert_eq!(result, Err(SequenceError::Unknown("leader changed".into())));
+    }
+}

@@ -1,0 +1,199 @@
+//! Storage: openraft's log and state machine on redb. The only module of the node that touches
+//! redb.
+//!
+//! Two databases per node (`research/raft-sim.md` §3.3): redb allows one write transaction at a
+//! time per database, and openraft drives log I/O (the Raft core) and apply (the state-machine
+//! worker) from different tasks; on the simulator's single thread a `begin_write` that waits for
+//! another task's transaction would never return. So:
+//! - `raft-log.redb` ([`LogStore`], [`LogReader`]): the Raft log, vote, committed and
+//!   last-purged ids. Appends are group-committed (see [`log_store`]).
+//! - `state.redb` ([`StateStore`], [`StateReader`]): leaves, the dedup index, tile hashes, log
+//!   heads, last applied, last membership and the current snapshot.
+//!
+//! Durability contract (`research/raft-sim.md` §3.2): every method that openraft relies on for
+//! safety commits with `Durability::Immediate` before it returns (vote, truncate, purge, apply,
+//! snapshot install); `append` commits with `Durability::None` so entries are readable at once,
+//! and its callback fires only after a later `Immediate` commit made them durable. No redb
+//! transaction and no lock guard is ever held across an `.await`: every redb call runs, start to
+//! commit, inside one closure passed to [`Blocking::run`](crate::env::Blocking::run).
+//!
+//! Two-phase commit is on for every durable commit (`begin_immediate`). redb's default
+//! one-phase commit trusts a non-cryptographic checksum to pick the valid commit slot after a
+//! crash, and its documentation describes an attack by someone who can put arbitrary data in a
+//! transaction and influence crashes and flush order. Leaves are attacker-chosen bytes by design,
+//! so we pay the second fsync; group commit and batching amortise it over many entries.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, Durability, StorageBackend, WriteTransaction};
+
+use crate::env::Blocking;
+use crate::state_machine::{Logs, StateError};
+
+pub mod log_store;
+pub mod snapshot;
+pub mod state_store;
+pub(crate) mod tables;
+
+#[cfg(test)]
+mod tests;
+
+pub use log_store::{LogReader, LogStore};
+pub use snapshot::SnapshotBuilder;
+pub use state_store::{ReadError, StateReader, StateStore, StateView};
+
+/// The file name of the Raft log database inside a node's data directory.
+pub const LOG_FILE: &str = "raft-log.redb";
+/// The file name of the state-machine database inside a node's data directory.
+pub const STATE_FILE: &str = "state.redb";
+
+/// A storage failure: redb failed, or bytes on disk are not what this code wrote.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiskError {
+    /// The data directory could not be created.
+    #[error("creating data directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// redb failed (I/O, a failed commit, a database already open elsewhere).
+    #[error("redb: {0}")]
+    Redb(#[from] redb::Error),
+    /// A stored row does not decode.
+    #[error("corrupt row in table {table} at {key}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A row that the stored state implies exists is absent (a tile hash under the head, a
+    /// leaf below the tree size).
+    #[error("{0} is not stored")]
+    Missing(String),
+    /// Encoding an internal value failed.
+    #[error("encoding {what}: {source}")]
+    Encode {
+        /// The value.
+        what: &'static str,
+        /// Why.
+        source: postcard::Error,
+    },
+    /// The deterministic apply failed on a storage read or write.
+    #[error("applying entry {log_id}: {source}")]
+    Apply {
+        /// The entry.
+        log_id: String,
+        /// Why.
+        source: StateError,
+    },
+    /// A snapshot's payload is malformed or does not match its meta.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
+    /// The database was closed (its store dropped) while work for it was queued.
+    #[error("database closed")]
+    Closed,
+}
+
+impl DiskError {
+    pub(crate) fn corrupt(
+        table: &'static str,
+        key: &dyn std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> DiskError {
+        DiskError::Corrupt {
+            table,
+            key: key.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Each redb error type converts through `redb::Error`, so `?` works on every redb call.
+macro_rules! from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for DiskError {
+            fn from(error: $error) -> DiskError {
+                DiskError::Redb(error.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Starts a write transaction that commits durably (fsynced before `commit` returns) with
+/// two-phase commit (see the module docs).
+pub(crate) fn begin_immediate(db: &Database) -> Result<WriteTransaction, DiskError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_two_phase_commit(true);
+    Ok(txn)
+}
+
+/// Opens (creating if needed) a database file.
+pub(crate) fn open_file(path: &Path) -> Result<Database, DiskError> {
+    Ok(Database::builder().create(path)?)
+}
+
+/// Opens (creating if needed) a database over a storage backend (the simulator's disk, or
+/// redb's `InMemoryBackend` in tests).
+pub(crate) fn open_backend(backend: impl StorageBackend) -> Result<Database, DiskError> {
+    Ok(Database::builder().create_with_backend(backend)?)
+}
+
+/// A node's two stores, opened together.
+#[derive(Debug)]
+pub struct Stores {
+    /// The Raft log (`raft-log.redb`), handed to `Raft::new`.
+    pub log: LogStore,
+    /// The state machine (`state.redb`), handed to `Raft::new`.
+    pub state: StateStore,
+    /// Reads of the state machine for the HTTP layer.
+    pub reader: StateReader,
+}
+
+impl Stores {
+    /// Opens or creates `raft-log.redb` and `state.redb` in `dir`, creating `dir` if needed.
+    pub fn open_dir(dir: &Path, logs: Logs, blocking: Blocking) -> Result<Stores, DiskError> {
+        std::fs::create_dir_all(dir).map_err(|source| DiskError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let log = LogStore::from_database(open_file(&dir.join(LOG_FILE))?, blocking)?;
+        let state = StateStore::from_database(open_file(&dir.join(STATE_FILE))?, logs, blocking)?;
+        Ok(Stores::new(log, state))
+    }
+
+    /// Opens or creates both databases over storage backends (the simulator's disk).
+    pub fn open_backends(
+        log_backend: impl StorageBackend,
+        state_backend: impl StorageBackend,
+        logs: Logs,
+        blocking: Blocking,
+    ) -> Result<Stores, DiskError> {
+        let log = LogStore::from_database(open_backend(log_backend)?, blocking)?;
+        let state = StateStore::from_database(open_backend(state_backend)?, logs, blocking)?;
+        Ok(Stores::new(log, state))
+    }
+
+    fn new(log: LogStore, state: StateStore) -> Stores {
+        let reader = state.reader();
+        Stores { log, state, reader }
+    }
+}
+
+/// Shares a database between a store, its readers and background work.
+pub(crate) type SharedDb = Arc<Database>;

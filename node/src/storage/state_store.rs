@@ -1,0 +1,710 @@
+//! The state machine on `state.redb`: openraft's `RaftStateMachine`, the redb implementation of
+//! [`StateAccess`], and the consistent read API the HTTP layer serves from.
+//!
+//! Durability contract (`research/raft-sim.md` §3.2): `apply` runs a whole batch of entries in
+//! ONE `Immediate` write transaction: the leaves, dedup index, tile hashes and heads that
+//! `state_machine::apply` writes, the last membership and the last applied log id commit
+//! together and are fsynced before `apply` returns, or none of it happens (a crash never
+//! re-applies an entry, which would append duplicate leaves on one replica).
+//!
+//! Reads ([`StateReader::view`]) open one redb read transaction: an MVCC snapshot of the last
+//! commit, so every answer of one [`StateView`] is about the same state while apply continues.
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, Snapshot, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend,
+    Table, WriteTransaction,
+};
+use tlog::proof::{ConsistencyProof, InclusionProof, ProofError};
+use tlog::tile::{BundleError, TILE_WIDTH, Tile, TileHashStore, TileKind, TileReader};
+use tlog::tree::StoreError;
+use tlog::{Hash, LeafIndex, NodeId as TreeNodeId, TreeSize};
+
+use super::snapshot::{self, SnapshotBuilder};
+use super::tables::{
+    HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SM_META, SNAPSHOT, TILE_HASHES,
+    decode, decode_hash, encode,
+};
+use super::{DiskError, SharedDb, begin_immediate};
+use crate::env::Blocking;
+use crate::state_machine::{self, LogHead, Logs, StateAccess, StateError};
+use crate::types::{CommandOutcome, LogName, NodeAddress, NodeId, TypeConfig};
+
+/// Key of the tile-hash table.
+pub(crate) type TileKey = (&'static str, u8, u64);
+/// Key of the leaf table.
+pub(crate) type LeafKey = (&'static str, u64);
+/// Key of the dedup index.
+pub(crate) type IndexKey = (&'static str, &'static [u8; 32]);
+
+/// The state-machine store: one per node, owned by openraft's state-machine worker.
+pub struct StateStore {
+    pub(super) db: SharedDb,
+    blocking: Blocking,
+    logs: Arc<Logs>,
+}
+
+impl Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("blocking", &self.blocking)
+            .field("logs", &self.logs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateStore {
+    /// Opens or creates the state database at `path`, for the cluster's `logs`.
+    pub fn open(path: &Path, logs: Logs, blocking: Blocking) -> Result<StateStore, DiskError> {
+        StateStore::from_database(super::open_file(path)?, logs, blocking)
+    }
+
+    /// Opens or creates the state database over a storage backend.
+    pub fn with_backend(
+        backend: impl StorageBackend,
+        logs: Logs,
+        blocking: Blocking,
+    ) -> Result<StateStore, DiskError> {
+        StateStore::from_database(super::open_backend(backend)?, logs, blocking)
+    }
+
+    /// Wraps an open database, creating the tables if it is new (read transactions fail on a
+    /// table that was never created).
+    pub(crate) fn from_database(
+        db: Database,
+        logs: Logs,
+        blocking: Blocking,
+    ) -> Result<StateStore, DiskError> {
+        let txn = begin_immediate(&db)?;
+        create_state_tables(&txn)?;
+        txn.open_table(SNAPSHOT)?;
+        txn.commit()?;
+        Ok(StateStore {
+            db: Arc::new(db),
+            blocking,
+            logs: Arc::new(logs),
+        })
+    }
+
+    /// A cheap, cloneable handle for reads from any task while apply continues.
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            db: self.db.clone(),
+        }
+    }
+}
+
+/// Creates (opens) every table that holds replicated state.
+pub(crate) fn create_state_tables(txn: &WriteTransaction) -> Result<(), DiskError> {
+    txn.open_table(LEAVES)?;
+    txn.open_table(LEAF_INDEX)?;
+    txn.open_table(TILE_HASHES)?;
+    txn.open_table(HEADS)?;
+    txn.open_table(SM_META)?;
+    Ok(())
+}
+
+fn read_sm_error(error: &DiskError) -> StorageError<NodeId> {
+    StorageIOError::read_state_machine(AnyError::new(error)).into()
+}
+
+/// The last applied log id and the last membership.
+pub(crate) type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, NodeAddress>);
+
+/// A tree read from the tiles of one view.
+type ViewTiles<'a> = TileHashStore<TableTiles<'a, ReadOnlyTable<TileKey, &'static [u8]>>>;
+
+/// The last applied log id and last membership, as stored in `SM_META`.
+pub(crate) fn applied_state<T: ReadableTable<&'static str, &'static [u8]>>(
+    meta: &T,
+) -> Result<AppliedState, DiskError> {
+    let last_applied = match meta.get(LAST_APPLIED)? {
+        Some(bytes) => decode("sm_meta", &LAST_APPLIED, bytes.value())?,
+        None => None,
+    };
+    let membership = match meta.get(LAST_MEMBERSHIP)? {
+        Some(bytes) => decode("sm_meta", &LAST_MEMBERSHIP, bytes.value())?,
+        None => StoredMembership::default(),
+    };
+    Ok((last_applied, membership))
+}
+
+/// Applies a batch of committed entries in one durable transaction.
+fn apply_entries(
+    db: &Database,
+    logs: &Logs,
+    entries: &[Entry<TypeConfig>],
+) -> Result<Vec<CommandOutcome>, DiskError> {
+    let Some(last) = entries.last() else {
+        return Ok(Vec::new());
+    };
+    let txn = begin_immediate(db)?;
+    let mut outcomes = Vec::with_capacity(entries.len());
+    {
+        let mut state = RedbState::open(&txn)?;
+        let mut membership = None;
+        for entry in entries {
+            let outcome = match &entry.payload {
+                EntryPayload::Blank => CommandOutcome::Nothing,
+                EntryPayload::Normal(command) => state_machine::apply(&mut state, logs, command)
+                    .map_err(|source| DiskError::Apply {
+                        log_id: entry.log_id.to_string(),
+                        source,
+                    })?,
+                EntryPayload::Membership(config) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), config.clone()));
+                    CommandOutcome::Nothing
+                }
+            };
+            outcomes.push(outcome);
+        }
+        let mut meta = txn.open_table(SM_META)?;
+        let applied = encode("last applied", &Some(last.log_id))?;
+        meta.insert(LAST_APPLIED, applied.as_slice())?;
+        if let Some(membership) = membership {
+            let bytes = encode("last membership", &membership)?;
+            meta.insert(LAST_MEMBERSHIP, bytes.as_slice())?;
+        }
+    }
+    txn.commit()?;
+    Ok(outcomes)
+}
+
+impl RaftStateMachine<TypeConfig> for StateStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeAddress>), StorageError<NodeId>>
+    {
+        let db = self.db.clone();
+        self.blocking
+            .run(move || {
+                let txn = db.begin_read()?;
+                applied_state(&txn.open_table(SM_META)?)
+            })
+            .await
+            .map_err(|error| read_sm_error(&error))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandOutcome>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|entry| entry.log_id) else {
+            return Ok(Vec::new());
+        };
+        let (db, logs) = (self.db.clone(), self.logs.clone());
+        self.blocking
+            .run(move || apply_entries(&db, &logs, &entries))
+            .await
+            .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)).into())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder::new(self.db.clone(), self.blocking)
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, NodeAddress>,
+        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let db = self.db.clone();
+        let owned_meta = meta.clone();
+        let data = snapshot.into_inner();
+        self.blocking
+            .run(move || snapshot::install(&db, &owned_meta, &data))
+            .await
+            .map_err(|error| {
+                StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&error)).into()
+            })
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let db = self.db.clone();
+        let current = self
+            .blocking
+            .run(move || snapshot::current(&db))
+            .await
+            .map_err(|error| StorageIOError::read_snapshot(None, AnyError::new(&error)))?;
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(std::io::Cursor::new(data)),
+        }))
+    }
+}
+
+// ---- Reads shared by apply (inside the write transaction) and the read API ----
+
+fn state_error(error: &DiskError) -> StateError {
+    StateError::Storage(error.to_string())
+}
+
+/// A log's head.
+pub(crate) fn read_head<T: ReadableTable<&'static str, &'static [u8]>>(
+    heads: &T,
+    log: &LogName,
+) -> Result<Option<LogHead>, DiskError> {
+    match heads.get(log.0.as_str())? {
+        Some(bytes) => Ok(Some(decode("heads", log, bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The index of the leaf with this hash.
+fn read_leaf_index<T: ReadableTable<IndexKey, u64>>(
+    index: &T,
+    log: &LogName,
+    leaf_hash: &Hash,
+) -> Result<Option<u64>, DiskError> {
+    Ok(index
+        .get((log.0.as_str(), leaf_hash.as_bytes()))?
+        .map(|guard| guard.value()))
+}
+
+/// The bytes of hash tile `tile` of `log`: a range read of its `width` hashes, every one of
+/// which must be stored.
+pub(crate) fn read_tile_bytes<T: ReadableTable<TileKey, &'static [u8]>>(
+    hashes: &T,
+    log: &LogName,
+    tile: Tile,
+) -> Result<Vec<u8>, DiskError> {
+    let level = tile.merkle_level();
+    let (first, end) = tile_range(tile.index, tile.width)
+        .ok_or_else(|| DiskError::Missing(format!("tile {tile} of log {log}")))?;
+    let missing = |index: u64| {
+        DiskError::Missing(format!(
+            "hash of log {log} at Merkle level {level} index {index} (tile {tile})"
+        ))
+    };
+    let mut data = Vec::with_capacity(usize::from(tile.width) * tlog::hash::HASH_LEN);
+    let mut expected = first;
+    let name = log.0.as_str();
+    for row in hashes.range((name, level, first)..(name, level, end))? {
+        let (key, value) = row?;
+        let (_, _, index) = key.value();
+        if index != expected {
+            return Err(missing(expected));
+        }
+        let key = format!("({log}, {level}, {index})");
+        data.extend_from_slice(decode_hash("tile_hashes", &key, value.value())?.as_bytes());
+        expected += 1;
+    }
+    if expected != end {
+        return Err(missing(expected));
+    }
+    Ok(data)
+}
+
+/// Leaves `[first, end)` of `log`, every one of which must be stored.
+fn read_leaves<T: ReadableTable<LeafKey, &'static [u8]>>(
+    leaves: &T,
+    log: &LogName,
+    first: u64,
+    end: u64,
+) -> Result<Vec<Vec<u8>>, DiskError> {
+    let name = log.0.as_str();
+    let mut out = Vec::new();
+    let mut expected = first;
+    for row in leaves.range((name, first)..(name, end))? {
+        let (key, value) = row?;
+        let (_, index) = key.value();
+        if index != expected {
+            break;
+        }
+        out.push(value.value().to_vec());
+        expected += 1;
+    }
+    if expected != end {
+        return Err(DiskError::Missing(format!("leaf {expected} of log {log}")));
+    }
+    Ok(out)
+}
+
+/// The first index and the end of the `width` entries of tile `index` (None on overflow).
+fn tile_range(index: u64, width: u16) -> Option<(u64, u64)> {
+    let first = index.checked_mul(u64::from(TILE_WIDTH))?;
+    Some((first, first.checked_add(u64::from(width))?))
+}
+
+/// How many complete subtrees of Merkle level `8 * tile_level` a tree of `size` has.
+fn hashes_at_tile_level(size: u64, tile_level: u8) -> u64 {
+    let merkle_level = u32::from(tile_level) * u32::from(tlog::tile::TILE_HEIGHT);
+    size.checked_shr(merkle_level).unwrap_or(0)
+}
+
+/// [`StateAccess`] over the tables of one redb write transaction: reads see the transaction's
+/// own earlier writes, so later entries of a batch see earlier ones.
+pub(crate) struct RedbState<'txn> {
+    leaves: Table<'txn, LeafKey, &'static [u8]>,
+    index: Table<'txn, IndexKey, u64>,
+    hashes: Table<'txn, TileKey, &'static [u8]>,
+    heads: Table<'txn, &'static str, &'static [u8]>,
+}
+
+impl<'txn> RedbState<'txn> {
+    pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<RedbState<'txn>, DiskError> {
+        Ok(RedbState {
+            leaves: txn.open_table(LEAVES)?,
+            index: txn.open_table(LEAF_INDEX)?,
+            hashes: txn.open_table(TILE_HASHES)?,
+            heads: txn.open_table(HEADS)?,
+        })
+    }
+
+    /// Inserts a tile-hash row as raw bytes (snapshot install).
+    pub(crate) fn insert_tile_hash_bytes(
+        &mut self,
+        log: &str,
+        level: u8,
+        index: u64,
+        hash: &[u8],
+    ) -> Result<(), DiskError> {
+        self.hashes.insert((log, level, index), hash)?;
+        Ok(())
+    }
+
+    /// How many leaves of `log` are stored.
+    pub(crate) fn leaf_count(&self, log: &LogName) -> Result<u64, DiskError> {
+        let name = log.0.as_str();
+        let mut count = 0;
+        for row in self.leaves.range((name, 0)..=(name, u64::MAX))? {
+            row?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// A tile reader over this transaction's hashes of `log`.
+    pub(crate) fn tiles<'a>(
+        &'a self,
+        log: &'a LogName,
+    ) -> TableTiles<'a, Table<'txn, TileKey, &'static [u8]>> {
+        TableTiles {
+            table: &self.hashes,
+            log,
+        }
+    }
+}
+
+impl StateAccess for RedbState<'_> {
+    fn head(&self, log: &LogName) -> Result<Option<LogHead>, StateError> {
+        read_head(&self.heads, log).map_err(|error| state_error(&error))
+    }
+
+    fn put_head(&mut self, log: &LogName, head: &LogHead) -> Result<(), StateError> {
+        let bytes = encode("log head", head).map_err(|error| state_error(&error))?;
+        self.heads
+            .insert(log.0.as_str(), bytes.as_slice())
+            .map_err(|error| state_error(&error.into()))?;
+        Ok(())
+    }
+
+    fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, StateError> {
+        read_leaf_index(&self.index, log, leaf_hash).map_err(|error| state_error(&error))
+    }
+
+    fn put_leaf(
+        &mut self,
+        log: &LogName,
+        index: u64,
+        leaf_hash: &Hash,
+        leaf: &[u8],
+    ) -> Result<(), StateError> {
+        self.leaves
+            .insert((log.0.as_str(), index), leaf)
+            .map_err(|error| state_error(&error.into()))?;
+        self.index
+            .insert((log.0.as_str(), leaf_hash.as_bytes()), index)
+            .map_err(|error| state_error(&error.into()))?;
+        Ok(())
+    }
+
+    fn put_tile_hash(
+        &mut self,
+        log: &LogName,
+        node: TreeNodeId,
+        hash: &Hash,
+    ) -> Result<(), StateError> {
+        self.hashes
+            .insert(
+                (log.0.as_str(), node.level, node.index),
+                hash.as_bytes().as_slice(),
+            )
+            .map_err(|error| state_error(&error.into()))?;
+        Ok(())
+    }
+
+    fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError> {
+        read_tile_bytes(&self.hashes, log, tile).map_err(|error| state_error(&error))
+    }
+}
+
+/// A [`TileReader`] over a tile-hash table (of a write or a read transaction).
+pub(crate) struct TableTiles<'a, T> {
+    table: &'a T,
+    log: &'a LogName,
+}
+
+impl<T: ReadableTable<TileKey, &'static [u8]>> TileReader for TableTiles<'_, T> {
+    fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
+        read_tile_bytes(self.table, self.log, tile).map_err(|error| StoreError::Read(error.into()))
+    }
+}
+
+// ---- The read API ----
+
+/// Why a read of the state failed. A read of something that does not exist (yet) is `Ok(None)`,
+/// not an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The storage failed or holds corrupt or missing rows.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// A proof was asked of a log with no leaves (or an unknown log).
+    #[error("log {0} has no leaves")]
+    EmptyLog(LogName),
+    /// A proof was asked at a tree size the log has not reached.
+    #[error("tree size {requested} of log {log} is beyond its size {tree_size}")]
+    BeyondHead {
+        /// The log.
+        log: LogName,
+        /// The size asked for.
+        requested: u64,
+        /// The log's size.
+        tree_size: u64,
+    },
+    /// An entry bundle was asked for with a width outside 1 to 256.
+    #[error("width {0} is not 1 to 256")]
+    Width(u16),
+    /// `hash_tile` was given an entry-bundle tile.
+    #[error("{0} is not a hash tile")]
+    NotAHashTile(Tile),
+    /// The proof could not be computed (including from missing hashes).
+    #[error("proof in log {log}: {source}")]
+    Proof {
+        /// The log.
+        log: LogName,
+        /// Why.
+        source: ProofError,
+    },
+    /// The leaves do not form an entry bundle (a leaf over 65535 bytes).
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+impl From<redb::TransactionError> for ReadError {
+    fn from(error: redb::TransactionError) -> ReadError {
+        ReadError::Disk(error.into())
+    }
+}
+
+impl From<redb::TableError> for ReadError {
+    fn from(error: redb::TableError) -> ReadError {
+        ReadError::Disk(error.into())
+    }
+}
+
+impl From<redb::StorageError> for ReadError {
+    fn from(error: redb::StorageError) -> ReadError {
+        ReadError::Disk(error.into())
+    }
+}
+
+/// A cheap, cloneable handle for reading the state machine from any task.
+#[derive(Clone)]
+pub struct StateReader {
+    pub(super) db: SharedDb,
+}
+
+impl Debug for StateReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateReader").finish_non_exhaustive()
+    }
+}
+
+impl StateReader {
+    /// A consistent view of the last committed state: one redb read transaction. Blocking
+    /// (redb reads pages from disk); call it, and the view's methods, through
+    /// [`Blocking::run`] from async code. Drop the view soon: it pins the pages it sees.
+    pub fn view(&self) -> Result<StateView, ReadError> {
+        let txn = self.db.begin_read()?;
+        Ok(StateView {
+            leaves: txn.open_table(LEAVES)?,
+            index: txn.open_table(LEAF_INDEX)?,
+            hashes: txn.open_table(TILE_HASHES)?,
+            heads: txn.open_table(HEADS)?,
+            meta: txn.open_table(SM_META)?,
+            _txn: txn,
+        })
+    }
+}
+
+/// One consistent view of the state machine (a redb read transaction).
+pub struct StateView {
+    leaves: ReadOnlyTable<LeafKey, &'static [u8]>,
+    index: ReadOnlyTable<IndexKey, u64>,
+    hashes: ReadOnlyTable<TileKey, &'static [u8]>,
+    heads: ReadOnlyTable<&'static str, &'static [u8]>,
+    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    _txn: ReadTransaction,
+}
+
+impl Debug for StateView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateView").finish_non_exhaustive()
+    }
+}
+
+impl StateView {
+    /// The head of a log, or `None` if nothing was ever appended to it.
+    pub fn head(&self, log: &LogName) -> Result<Option<LogHead>, ReadError> {
+        Ok(read_head(&self.heads, log)?)
+    }
+
+    /// The latest signed checkpoint of a log, or `None` if it has none.
+    pub fn checkpoint(&self, log: &LogName) -> Result<Option<String>, ReadError> {
+        Ok(self
+            .head(log)?
+            .map(|head| head.checkpoint)
+            .filter(|checkpoint| !checkpoint.is_empty()))
+    }
+
+    /// The canonical body of leaf `index`, or `None` beyond the log's size.
+    pub fn leaf(&self, log: &LogName, index: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self
+            .leaves
+            .get((log.0.as_str(), index))?
+            .map(|guard| guard.value().to_vec()))
+    }
+
+    /// The index of the leaf with this leaf hash, if the log has one.
+    pub fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, ReadError> {
+        Ok(read_leaf_index(&self.index, log, leaf_hash)?)
+    }
+
+    /// The bytes of a hash tile, if the log has it at exactly that width: a partial tile that
+    /// the log has since filled further is still served (its hashes never change), a tile
+    /// wider than the log's current size is `None`.
+    pub fn hash_tile(&self, log: &LogName, tile: Tile) -> Result<Option<Vec<u8>>, ReadError> {
+        let TileKind::Hashes { level } = tile.kind else {
+            return Err(ReadError::NotAHashTile(tile));
+        };
+        let size = self.size(log)?;
+        match tile_range(tile.index, tile.width) {
+            Some((_, end)) if end <= hashes_at_tile_level(size, level) => {
+                Ok(Some(read_tile_bytes(&self.hashes, log, tile)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The entry bundle of leaves `index * 256 .. index * 256 + width`, if the log has them.
+    pub fn entry_bundle(
+        &self,
+        log: &LogName,
+        index: u64,
+        width: u16,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        if !(1..=TILE_WIDTH).contains(&width) {
+            return Err(ReadError::Width(width));
+        }
+        let size = self.size(log)?;
+        match tile_range(index, width) {
+            Some((first, end)) if end <= size => {
+                let leaves = read_leaves(&self.leaves, log, first, end)?;
+                Ok(Some(tlog::tile::encode_bundle(&leaves)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The inclusion proof of leaf `index` in the log's tree of `tree_size` leaves (any size up
+    /// to the current one).
+    pub fn inclusion_proof(
+        &self,
+        log: &LogName,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<InclusionProof, ReadError> {
+        let tiles = self.tiles_at(log, tree_size)?;
+        tlog::proof::inclusion_proof(&tiles, LeafIndex(index), TreeSize(tree_size)).map_err(
+            |source| ReadError::Proof {
+                log: log.clone(),
+                source,
+            },
+        )
+    }
+
+    /// The consistency proof from the log's tree of `old` leaves to its tree of `new` leaves.
+    pub fn consistency_proof(
+        &self,
+        log: &LogName,
+        old: u64,
+        new: u64,
+    ) -> Result<ConsistencyProof, ReadError> {
+        let tiles = self.tiles_at(log, new)?;
+        tlog::proof::consistency_proof(&tiles, TreeSize(old), TreeSize(new)).map_err(|source| {
+            ReadError::Proof {
+                log: log.clone(),
+                source,
+            }
+        })
+    }
+
+    /// The log id of the last entry applied to this state.
+    pub fn last_applied(&self) -> Result<Option<LogId<NodeId>>, ReadError> {
+        Ok(applied_state(&self.meta)?.0)
+    }
+
+    /// The log's size (0 if it has no head).
+    fn size(&self, log: &LogName) -> Result<u64, ReadError> {
+        Ok(self.head(log)?.map_or(0, |head| head.tree_size))
+    }
+
+    /// The tree of `tree_size` leaves of `log`, read from the stored tiles.
+    fn tiles_at<'a>(
+        &'a self,
+        log: &'a LogName,
+        tree_size: u64,
+    ) -> Result<ViewTiles<'a>, ReadError> {
+        let size = self.size(log)?;
+        if size == 0 {
+            return Err(ReadError::EmptyLog(log.clone()));
+        }
+        if tree_size > size {
+            return Err(ReadError::BeyondHead {
+                log: log.clone(),
+                requested: tree_size,
+                tree_size: size,
+            });
+        }
+        Ok(TileHashStore::new(
+            TableTiles {
+                table: &self.hashes,
+                log,
+            },
+            TreeSize(tree_size),
+        ))
+    }
+}

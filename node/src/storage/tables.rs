@@ -1,0 +1,91 @@
+//! The redb table layout of both databases, and the postcard encoding of every internal value.
+//!
+//! Keys use redb's native ordered types: `u64` keys compare numerically, and tuple keys compare
+//! element by element, so one log's rows are contiguous and in index order (range scans for
+//! tiles, bundles, `truncate` and `purge`). Values that are not plain integers are bytes: either
+//! postcard (internal structures, never part of the public tree) or raw bytes whose format is
+//! public (canonical leaf bodies, 32-byte hashes). Every decode checks length or trailing bytes,
+//! so corrupt rows are an error naming the table and key, never a panic.
+
+use redb::TableDefinition;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tlog::Hash;
+
+use super::DiskError;
+
+// ---- raft-log.redb ----
+
+/// Raft log entries: log index → postcard `openraft::Entry<TypeConfig>`.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Raft log metadata: [`VOTE`], [`COMMITTED`], [`LAST_PURGED`] → postcard values.
+pub(crate) const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// `LOG_META` key of the vote (`Vote<NodeId>`).
+pub(crate) const VOTE: &str = "vote";
+/// `LOG_META` key of the last committed log id (`Option<LogId<NodeId>>`).
+pub(crate) const COMMITTED: &str = "committed";
+/// `LOG_META` key of the last purged log id (`LogId<NodeId>`).
+pub(crate) const LAST_PURGED: &str = "last_purged";
+
+// ---- state.redb ----
+
+/// Leaves: (log name, leaf index) → canonical leaf body.
+pub(crate) const LEAVES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("leaves");
+/// The dedup index: (log name, leaf hash) → leaf index.
+pub(crate) const LEAF_INDEX: TableDefinition<(&str, &[u8; 32]), u64> =
+    TableDefinition::new("leaf_index");
+/// Tile hashes: (log name, Merkle level, node index) → 32-byte hash. Only Merkle levels that are
+/// multiples of 8 are stored; every other hash is derived from them.
+pub(crate) const TILE_HASHES: TableDefinition<(&str, u8, u64), &[u8]> =
+    TableDefinition::new("tile_hashes");
+/// Log heads: log name → postcard `LogHead`.
+pub(crate) const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("heads");
+/// State-machine metadata: [`LAST_APPLIED`], [`LAST_MEMBERSHIP`] → postcard values.
+pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+/// `SM_META` key of the last applied log id (`Option<LogId<NodeId>>`).
+pub(crate) const LAST_APPLIED: &str = "last_applied";
+/// `SM_META` key of the last membership (`StoredMembership<NodeId, NodeAddress>`).
+pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
+/// The current snapshot: [`SNAPSHOT_META`] → postcard `SnapshotMeta`, [`SNAPSHOT_DATA`] → its
+/// bytes, [`SNAPSHOT_SEQ`] → postcard `u64` counter for unique snapshot ids.
+pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+/// `SNAPSHOT` key of the current snapshot's meta.
+pub(crate) const SNAPSHOT_META: &str = "meta";
+/// `SNAPSHOT` key of the current snapshot's data.
+pub(crate) const SNAPSHOT_DATA: &str = "data";
+/// `SNAPSHOT` key of the number of snapshots built so far.
+pub(crate) const SNAPSHOT_SEQ: &str = "seq";
+
+/// Encodes an internal value with postcard.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    what: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, DiskError> {
+    postcard::to_stdvec(value).map_err(|source| DiskError::Encode { what, source })
+}
+
+/// Decodes an internal value read from `table` at `key`; trailing bytes are corruption too.
+pub(crate) fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    key: &dyn std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, DiskError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(DiskError::corrupt(
+            table,
+            key,
+            format!("{} trailing bytes", rest.len()),
+        )),
+        Err(error) => Err(DiskError::corrupt(table, key, error.to_string())),
+    }
+}
+
+/// A stored 32-byte hash.
+pub(crate) fn decode_hash(
+    table: &'static str,
+    key: &dyn std::fmt::Display,
+    bytes: &[u8],
+) -> Result<Hash, DiskError> {
+    Hash::from_slice(bytes).map_err(|error| DiskError::corrupt(table, key, error.to_string()))
+}

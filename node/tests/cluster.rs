@@ -1,0 +1,502 @@
+//! A cluster of real `cairn-node` processes on loopback, on a real disk, with fsync on.
+//!
+//! Goal: nothing acknowledged is ever lost or forked, whatever single process dies. Method:
+//! clients append hashedrekord entries through every node while the test kills the leader with
+//! SIGKILL, then a follower, then restarts them; every acknowledged response is verified as a
+//! client would (inclusion proof against the returned checkpoint, checkpoint signature against
+//! the log key). At the end every node must hold every acknowledged entry at its index, all
+//! nodes must report the same root at the same size, and every pair of checkpoints the clients
+//! saw must be consistent. A full restart must resume at the same size and root, and a learner
+//! added late must catch up and serve the same tiles.
+
+// Test harness code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use node::network::{HttpClient, http_client};
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::pkcs8::EncodePublicKey;
+use tlog::checkpoint::Checkpoint;
+use tlog::note::Verifiers;
+use tlog::{Hash, InclusionProof, LeafIndex, TreeSize};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
+
+struct Cluster {
+    dir: PathBuf,
+    urls: Vec<String>,
+    children: BTreeMap<u64, Child>,
+    token: String,
+    client: HttpClient,
+    verifiers: Verifiers,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    /// Writes material for `nodes` nodes and starts the first `voters` of them as the cluster.
+    async fn start(name: &str, nodes: usize, voters: usize) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("cairn-cluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let urls: Vec<String> = (0..nodes)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let mut init = Command::new(BIN);
+        init.arg("init").arg("--dir").arg(&dir);
+        for url in &urls {
+            init.arg("--node-url").arg(url);
+        }
+        assert!(init.status().unwrap().success(), "cairn-node init failed");
+        let token = std::fs::read_to_string(dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let key = std::fs::read_to_string(dir.join("keys/artifacts.key")).unwrap();
+        let signer = tlog::note::Ed25519Signer::from_private_key(key.trim()).unwrap();
+        let mut verifiers = Verifiers::new();
+        verifiers.push(signer.verifier()).unwrap();
+        let mut cluster = Cluster {
+            dir,
+            urls,
+            children: BTreeMap::new(),
+            token,
+            client: http_client(),
+            verifiers,
+        };
+        for id in 1..=voters as u64 {
+            cluster.spawn(id);
+        }
+        for id in 1..=voters as u64 {
+            cluster.wait_for(id, "/healthz").await;
+        }
+        let members: BTreeMap<String, String> = cluster.urls[..voters]
+            .iter()
+            .enumerate()
+            .map(|(i, url)| ((i + 1).to_string(), url.clone()))
+            .collect();
+        let (status, body) = cluster
+            .request(
+                "POST",
+                1,
+                "/admin/init",
+                Some(serde_json::json!({ "members": members })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "init: {}", String::from_utf8_lossy(&body));
+        for id in 1..=voters as u64 {
+            cluster.wait_for(id, "/readyz").await;
+        }
+        cluster
+    }
+
+    fn config(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}/config.toml"))
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{id}/node.log")))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(self.config(id))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.insert(id, child);
+    }
+
+    /// SIGKILL: no shutdown, no flush; only what was fsynced survives.
+    fn kill(&mut self, id: u64) {
+        let mut child = self.children.remove(&id).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        id: u64,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, Bytes), String> {
+        let url = format!("{}{path}", self.urls[usize::try_from(id - 1).unwrap()]);
+        let body = body
+            .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap()))
+            .unwrap_or_default();
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(20), self.client.request(request))
+            .await
+            .map_err(|_| format!("{url}: timeout"))?
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn wait_for(&self, id: u64, path: &str) {
+        let started = Instant::now();
+        loop {
+            if let Ok((200, _)) = self.request("GET", id, path, None).await {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "node {id}{path} not ready; see {}",
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn leader(&self) -> u64 {
+        let started = Instant::now();
+        loop {
+            for &id in self.children.keys() {
+                if let Ok((200, body)) = self.request("GET", id, "/admin/status", None).await {
+                    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    if let Some(leader) = status["leader"].as_u64()
+                        && self.children.contains_key(&leader)
+                    {
+                        return leader;
+                    }
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn checkpoint(&self, id: u64) -> Checkpoint {
+        let (status, body) = self
+            .request("GET", id, "/api/v2/checkpoint", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        tlog::checkpoint::open(&body, &self.verifiers)
+            .unwrap()
+            .checkpoint
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Keep the nodes' logs and data when the test failed: they are the evidence.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A signer of hashedrekord v0.0.2 requests: an ECDSA P-256 key.
+struct Client {
+    key: p256::ecdsa::SigningKey,
+    spki: Vec<u8>,
+}
+
+impl Client {
+    fn new(seed: u8) -> Client {
+        let key = p256::ecdsa::SigningKey::from_slice(&[seed.max(1); 32]).unwrap();
+        let spki = key
+            .verifying_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        Client { key, spki }
+    }
+
+    fn request(&self, artifact: &[u8]) -> serde_json::Value {
+        let digest = Hash::digest(artifact);
+        let signature: p256::ecdsa::Signature = self.key.sign_prehash(digest.as_bytes()).unwrap();
+        serde_json::json!({
+            "hashedRekordRequestV002": {
+                "digest": BASE64.encode(digest.as_bytes()),
+                "signature": {
+                    "content": BASE64.encode(signature.to_der().as_bytes()),
+                    "verifier": {
+                        "publicKey": { "rawBytes": BASE64.encode(&self.spki) },
+                        "keyDetails": "PKIX_ECDSA_P256_SHA_256"
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// An acknowledged append, verified.
+#[derive(Clone, Debug)]
+struct Acked {
+    index: u64,
+    leaf: Vec<u8>,
+    checkpoint: Checkpoint,
+}
+
+/// Verifies a `TransparencyLogEntry` as a client must: the checkpoint is signed by the log
+/// key, the inclusion proof leads from the canonical body to the checkpoint's root.
+fn verify_entry(cluster: &Cluster, body: &[u8]) -> Acked {
+    let entry: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let leaf = BASE64
+        .decode(entry["canonicalizedBody"].as_str().unwrap())
+        .unwrap();
+    let index: u64 = entry["logIndex"].as_str().unwrap().parse().unwrap();
+    let proof = &entry["inclusionProof"];
+    let envelope = proof["checkpoint"]["envelope"].as_str().unwrap();
+    let checkpoint = tlog::checkpoint::open(envelope.as_bytes(), &cluster.verifiers)
+        .unwrap()
+        .checkpoint;
+    let tree_size: u64 = proof["treeSize"].as_str().unwrap().parse().unwrap();
+    assert_eq!(tree_size, checkpoint.size.0);
+    let hashes = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    let inclusion = InclusionProof {
+        leaf_index: LeafIndex(index),
+        tree_size: TreeSize(tree_size),
+        hashes,
+    };
+    inclusion
+        .verify(&tlog::leaf_hash(&leaf), &checkpoint.root)
+        .unwrap();
+    assert_eq!(
+        Hash::from_base64(proof["rootHash"].as_str().unwrap()).unwrap(),
+        checkpoint.root
+    );
+    Acked {
+        index,
+        leaf,
+        checkpoint,
+    }
+}
+
+/// Appends `count` artifacts through the live nodes in turn, retrying until each is
+/// acknowledged; returns the acknowledgements.
+async fn append(cluster: &Cluster, client: &Client, tag: &str, count: usize) -> Vec<Acked> {
+    let mut acked = Vec::new();
+    for i in 0..count {
+        let request = client.request(format!("{tag} {i}").as_bytes());
+        let started = Instant::now();
+        loop {
+            let ids: Vec<u64> = cluster.children.keys().copied().collect();
+            let id = ids[(i + acked.len()) % ids.len()];
+            match cluster
+                .request("POST", id, "/api/v2/log/entries", Some(request.clone()))
+                .await
+            {
+                Ok((200 | 201, body)) => {
+                    acked.push(verify_entry(cluster, &body));
+                    break;
+                }
+                Ok((status, body)) => {
+                    assert!(
+                        status == 503 || status == 429,
+                        "append: {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                Err(_) => {}
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "append of {tag} {i} never acknowledged"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    acked
+}
+
+/// Every node holds every acknowledged leaf at its index, and all report one root per size.
+async fn check_agreement(cluster: &Cluster, acked: &[Acked]) {
+    let leader = cluster.leader().await;
+    let final_checkpoint = cluster.checkpoint(leader).await;
+    for &id in cluster.children.keys() {
+        // Followers apply shortly after the leader; wait for them to reach the same size.
+        let started = Instant::now();
+        loop {
+            let checkpoint = cluster.checkpoint(id).await;
+            if checkpoint.size >= final_checkpoint.size {
+                if checkpoint.size == final_checkpoint.size {
+                    assert_eq!(checkpoint.root, final_checkpoint.root, "node {id} forked");
+                }
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "node {id} stuck at {}",
+                checkpoint.size
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for ack in acked {
+            let (status, leaf) = cluster
+                .request(
+                    "GET",
+                    id,
+                    &format!("/logs/artifacts/entries/{}", ack.index),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "node {id} lost entry {}", ack.index);
+            assert_eq!(
+                leaf.as_ref(),
+                ack.leaf.as_slice(),
+                "node {id} has another leaf at {}",
+                ack.index
+            );
+        }
+    }
+    // Every checkpoint a client saw is consistent with the final one.
+    for ack in acked {
+        if ack.checkpoint.size == final_checkpoint.size {
+            assert_eq!(ack.checkpoint.root, final_checkpoint.root);
+            continue;
+        }
+        let path = format!(
+            "/logs/artifacts/proof/consistency?old={}&new={}",
+            ack.checkpoint.size, final_checkpoint.size
+        );
+        let (status, body) = cluster.request("GET", leader, &path, None).await.unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let proof: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let hashes = proof["hashes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
+            .collect();
+        let consistency = tlog::ConsistencyProof {
+            old_size: ack.checkpoint.size,
+            new_size: final_checkpoint.size,
+            hashes,
+        };
+        consistency
+            .verify(&ack.checkpoint.root, &final_checkpoint.root)
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_lose_nothing_through_crashes_and_restarts() {
+    let mut cluster = Cluster::start("crash", 3, 3).await;
+    let client = Client::new(7);
+    let mut acked = append(&cluster, &client, "before", 30).await;
+
+    let leader = cluster.leader().await;
+    cluster.kill(leader);
+    acked.extend(append(&cluster, &client, "leader down", 30).await);
+    cluster.spawn(leader);
+    cluster.wait_for(leader, "/healthz").await;
+
+    let leader = cluster.leader().await;
+    let follower = *cluster.children.keys().find(|&&id| id != leader).unwrap();
+    cluster.kill(follower);
+    acked.extend(append(&cluster, &client, "follower down", 30).await);
+    cluster.spawn(follower);
+    cluster.wait_for(follower, "/readyz").await;
+    check_agreement(&cluster, &acked).await;
+
+    // A duplicate submission is answered with the existing entry.
+    let (status, body) = cluster
+        .request(
+            "POST",
+            1,
+            "/api/v2/log/entries",
+            Some(client.request(b"before 0")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(verify_entry(&cluster, &body).index, acked[0].index);
+
+    // Restart everything: the log resumes at the same size and root.
+    let before = cluster.checkpoint(cluster.leader().await).await;
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+    }
+    for id in [1, 2, 3] {
+        cluster.spawn(id);
+    }
+    for id in [1, 2, 3] {
+        cluster.wait_for(id, "/readyz").await;
+    }
+    for id in [1, 2, 3] {
+        let after = cluster.checkpoint(id).await;
+        assert_eq!(
+            (after.size, after.root),
+            (before.size, before.root),
+            "node {id} after restart"
+        );
+    }
+    acked.extend(append(&cluster, &client, "after restart", 10).await);
+    check_agreement(&cluster, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_catches_up_and_serves_the_same_tiles() {
+    let mut cluster = Cluster::start("learner", 4, 3).await;
+    let client = Client::new(9);
+    // More than one full level-0 tile, so the learner must rebuild full and partial tiles.
+    let mut acked = append(&cluster, &client, "early", 300).await;
+
+    cluster.spawn(4);
+    cluster.wait_for(4, "/healthz").await;
+    let leader = cluster.leader().await;
+    let learner = serde_json::json!({ "id": 4, "api_url": cluster.urls[3] });
+    let (status, body) = cluster
+        .request("POST", leader, "/admin/learners", Some(learner))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    acked.extend(append(&cluster, &client, "late", 20).await);
+    check_agreement(&cluster, &acked).await;
+
+    let size = cluster.checkpoint(leader).await.size;
+    for tile in tlog::tile::tiles_for_size(size) {
+        let path = format!("/api/v2/{}", tile.path());
+        let (leader_status, leader_tile) =
+            cluster.request("GET", leader, &path, None).await.unwrap();
+        let (learner_status, learner_tile) = cluster.request("GET", 4, &path, None).await.unwrap();
+        assert_eq!((leader_status, learner_status), (200, 200), "{path}");
+        assert_eq!(leader_tile, learner_tile, "{path} differs on the learner");
+    }
+}
