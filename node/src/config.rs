@@ -53,8 +53,20 @@ pub struct NodeFile {
     pub id: NodeId,
     /// The address the HTTP API listens on.
     pub listen: SocketAddr,
-    /// The URL other nodes and clients use to reach this node.
+    /// The public URL clients (and nodes forwarding client writes) use to reach this node.
     pub api_url: String,
+    /// The address the cluster listener (Raft between nodes, mutual TLS) listens on.
+    pub cluster_listen: SocketAddr,
+    /// The `https://` URL other nodes send Raft traffic to; its host is named in the node
+    /// certificate.
+    pub cluster_url: String,
+    /// The cluster CA certificate (PEM): the only root the cluster listener and the Raft client
+    /// trust.
+    pub cluster_ca_file: PathBuf,
+    /// This node's certificate (PEM), issued by the cluster CA.
+    pub cluster_cert_file: PathBuf,
+    /// This node's certificate's private key (PEM, PKCS#8).
+    pub cluster_key_file: PathBuf,
     /// Where the node keeps its databases.
     pub data_dir: PathBuf,
     /// A file holding the admin API's bearer token.
@@ -123,6 +135,9 @@ pub struct RaftFile {
     pub election_timeout_max_ms: u64,
     /// Take a snapshot (and allow purging the Raft log) every this many entries.
     pub snapshot_every_entries: u64,
+    /// Raft entries kept after a snapshot, for followers a little behind; one further behind
+    /// installs the snapshot and fetches the leaves it lacks.
+    pub snapshot_keep_entries: u64,
 }
 
 impl Default for RaftFile {
@@ -133,6 +148,7 @@ impl Default for RaftFile {
             election_timeout_min_ms: defaults.election_timeout_min,
             election_timeout_max_ms: defaults.election_timeout_max,
             snapshot_every_entries: 10_000,
+            snapshot_keep_entries: defaults.max_in_snapshot_log_to_keep,
         }
     }
 }
@@ -151,6 +167,9 @@ impl NodeFile {
         let base = path.parent().unwrap_or(Path::new("."));
         file.data_dir = base.join(&file.data_dir);
         file.admin_token_file = base.join(&file.admin_token_file);
+        file.cluster_ca_file = base.join(&file.cluster_ca_file);
+        file.cluster_cert_file = base.join(&file.cluster_cert_file);
+        file.cluster_key_file = base.join(&file.cluster_key_file);
         for log in &mut file.logs {
             log.key_file = base.join(&log.key_file);
         }
@@ -167,7 +186,8 @@ impl NodeFile {
         write_file(path, text.as_bytes())
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
+    /// Checks that the settings can work together (also after overrides are applied).
+    pub fn check(&self) -> Result<(), ConfigError> {
         let invalid = |setting: String, message: &str| ConfigError::Invalid {
             setting,
             message: message.into(),
@@ -176,6 +196,17 @@ impl NodeFile {
             return Err(invalid(
                 "api_url".into(),
                 "must be an http:// or https:// URL",
+            ));
+        }
+        // Raft traffic is authenticated by mutual TLS only; a plain-http cluster URL would
+        // fail every call, so refuse it at startup instead.
+        if !self.cluster_url.starts_with("https://") {
+            return Err(invalid("cluster_url".into(), "must be an https:// URL"));
+        }
+        if self.cluster_listen == self.listen {
+            return Err(invalid(
+                "cluster_listen".into(),
+                "must differ from listen: Raft is served on its own mutual-TLS listener",
             ));
         }
         if self.logs.is_empty() {
@@ -284,6 +315,7 @@ impl NodeFile {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
                 self.raft.snapshot_every_entries,
             ),
+            max_in_snapshot_log_to_keep: self.raft.snapshot_keep_entries,
             ..crate::node::default_raft_config()
         }
     }
@@ -311,14 +343,27 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
 
 /// Writes a secret (key or token) readable by its owner only.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt as _;
-    write_file(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    // Created 0600, so the secret is never readable by others, not even for a moment; an
+    // existing file keeps its mode on open, hence the explicit chmod before writing.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)
 }
 
 #[cfg(test)]
@@ -330,6 +375,11 @@ mod tests {
             id: 1,
             listen: "127.0.0.1:7001".parse().unwrap(),
             api_url: "http://127.0.0.1:7001".into(),
+            cluster_listen: "127.0.0.1:7101".parse().unwrap(),
+            cluster_url: "https://127.0.0.1:7101".into(),
+            cluster_ca_file: "../cluster-ca/ca.crt".into(),
+            cluster_cert_file: "node.crt".into(),
+            cluster_key_file: "node.key".into(),
             data_dir: "data".into(),
             admin_token_file: "../admin-token".into(),
             logs: vec![LogFile {
@@ -349,6 +399,7 @@ mod tests {
         sample(&dir).save(&path).unwrap();
         let loaded = NodeFile::load(&path).unwrap();
         assert_eq!(loaded.data_dir, dir.join("node-1/data"));
+        assert_eq!(loaded.cluster_cert_file, dir.join("node-1/node.crt"));
         assert_eq!(loaded.id, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -362,6 +413,11 @@ mod tests {
         bad.save(&path).unwrap();
         let error = NodeFile::load(&path).unwrap_err().to_string();
         assert!(error.contains("logs[0].origin"), "{error}");
+        let mut bad = sample(&dir);
+        bad.cluster_url = "http://127.0.0.1:7101".into();
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("cluster_url"), "{error}");
         write_file(
             &path,
             b"id = 1\nlisten = \"127.0.0.1:1\"\nunknown_setting = 3\n",

@@ -11,6 +11,7 @@
 //! and the deterministic apply ([`state_machine`]).
 
 pub mod api;
+pub mod catch_up;
 pub mod config;
 pub mod crypto;
 pub mod env;
@@ -22,4 +23,5 @@ pub mod runtime;
 pub mod sequencer;
 pub mod state_machine;
 pub mod storage;
+pub mod tls;
 pub mod types;

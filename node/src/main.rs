@@ -13,9 +13,10 @@ use clap::{Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
 use node::config::{LogFile, NodeFile, RaftFile, SequencerFile, write_file, write_secret};
 use node::env::{Blocking, SystemClock};
-use node::network::{HttpNetwork, http_client};
+use node::network::{HttpNetwork, cluster_client, http_client};
 use node::node::{Node, NodeConfig};
 use node::storage::Stores;
+use node::tls::{ClusterCa, ClusterTls};
 use rand08::RngCore as _;
 
 /// Cairn node: a replica of Cairn's transparency logs.
@@ -45,15 +46,19 @@ enum Commands {
         /// Where the cluster keeps its keys, configs and data.
         #[arg(long, default_value = "cairn-dev")]
         dir: PathBuf,
-        /// The first node's port; node i listens on BASE_PORT + i - 1.
+        /// The first node's port; node i serves its API on BASE_PORT + i - 1 and Raft (mutual
+        /// TLS) on BASE_PORT + 100 + i - 1.
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
     },
-    /// Create a cluster's material: log keys, the admin token and one config per node.
+    /// Create a cluster's material: log keys, the admin token, the cluster CA, and per node a
+    /// config and a TLS certificate and key for Raft traffic.
     ///
-    /// Copy each node's directory (and the shared keys) to its machine, then start every node
+    /// Copy each node's directory, the shared keys and cluster-ca/ca.crt to its machine (never
+    /// cluster-ca/ca.key: only `init` needs it, to issue certificates), then start every node
     /// with `cairn-node run --config node-N/config.toml` and initialise the cluster once with
-    /// `POST /admin/init` on any node.
+    /// `POST /admin/init` on any node. Running init again keeps existing keys, the token and the
+    /// CA, and keeps each node certificate that still fits its node.
     Init {
         /// Where to write the material.
         #[arg(long)]
@@ -61,26 +66,35 @@ enum Commands {
         /// The node API URLs, one per node, in id order (node ids are 1, 2, ...).
         #[arg(long = "node-url", required = true)]
         node_urls: Vec<String>,
+        /// The nodes' cluster (Raft, mutual TLS) URLs, https, in id order; if none are given,
+        /// each node's is its API host with the API port + 100.
+        #[arg(long = "cluster-url")]
+        cluster_urls: Vec<String>,
         /// The prefix of the logs' origins: logs are PREFIX/artifacts and PREFIX/certificates.
         #[arg(long, default_value = "cairn.localhost")]
         origin_prefix: String,
     },
     /// Run one node from its configuration file.
+    ///
+    /// Every setting of the file can be overridden by a flag or an environment variable (flags
+    /// win over variables, both over the file); the logs themselves are set in the file only,
+    /// because they must be identical on every node. docs/configuration.md describes each
+    /// setting.
     Run {
         /// The node's configuration file (TOML).
         #[arg(long, env = "CAIRN_CONFIG")]
         config: PathBuf,
-        /// Override the listen address in the file.
-        #[arg(long, env = "CAIRN_LISTEN")]
-        listen: Option<SocketAddr>,
-        /// Override the data directory in the file.
-        #[arg(long, env = "CAIRN_DATA_DIR")]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        overrides: Box<Overrides>,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One process-wide rustls provider, chosen here rather than guessed from crate features.
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -93,21 +107,18 @@ fn main() -> anyhow::Result<()> {
         Commands::Init {
             dir,
             node_urls,
+            cluster_urls,
             origin_prefix,
         } => {
-            init(&dir, &node_urls, &origin_prefix)?;
+            init(&dir, &node_urls, &cluster_urls, &origin_prefix)?;
             println!("cluster material written to {}", dir.display());
             Ok(())
         }
-        Commands::Run {
-            config,
-            listen,
-            data_dir,
-        } => {
+        Commands::Run { config, overrides } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(run(&config, listen, data_dir))
+            runtime.block_on(run(&config, *overrides))
         }
         Commands::Dev {
             nodes,
@@ -131,8 +142,21 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
-/// Writes keys, the admin token and a config per node, keeping any key or token that exists.
-fn init(dir: &Path, node_urls: &[String], origin_prefix: &str) -> anyhow::Result<Vec<PathBuf>> {
+/// Writes keys, the admin token, the cluster CA and per node a config and a certificate, keeping
+/// any key, token or CA that exists and any node certificate that still fits.
+fn init(
+    dir: &Path,
+    node_urls: &[String],
+    cluster_urls: &[String],
+    origin_prefix: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    if !cluster_urls.is_empty() && cluster_urls.len() != node_urls.len() {
+        bail!(
+            "{} --cluster-url for {} --node-url: give one per node or none",
+            cluster_urls.len(),
+            node_urls.len()
+        );
+    }
     let token_path = dir.join("admin-token");
     if !token_path.exists() {
         write_secret(&token_path, hex_string(&random_bytes::<32>()).as_bytes())?;
@@ -156,15 +180,40 @@ fn init(dir: &Path, node_urls: &[String], origin_prefix: &str) -> anyhow::Result
             key_file: Path::new("..").join("keys").join(format!("{name}.key")),
         });
     }
+    let now = time::OffsetDateTime::now_utc();
+    let ca = ClusterCa::load_or_create(dir, now).context("the cluster CA")?;
     let mut configs = Vec::new();
     for (position, url) in node_urls.iter().enumerate() {
         let id = u64::try_from(position + 1)?;
         let listen = listen_address(url).with_context(|| format!("node URL {url}"))?;
+        let cluster_url = match cluster_urls.get(position) {
+            Some(cluster_url) => cluster_url.trim_end_matches('/').to_string(),
+            None => default_cluster_url(listen)?,
+        };
+        if !cluster_url.starts_with("https://") {
+            bail!("cluster URL {cluster_url}: must start with https://");
+        }
+        let cluster_listen =
+            listen_address(&cluster_url).with_context(|| format!("cluster URL {cluster_url}"))?;
         let node_dir = dir.join(format!("node-{id}"));
+        let host = node::tls::url_host(&cluster_url)?;
+        ca.ensure_node_certificate(
+            id,
+            &host,
+            &node_dir.join("node.crt"),
+            &node_dir.join("node.key"),
+            now,
+        )
+        .with_context(|| format!("the certificate of node {id}"))?;
         let config = NodeFile {
             id,
             listen,
             api_url: url.trim_end_matches('/').to_string(),
+            cluster_listen,
+            cluster_url,
+            cluster_ca_file: Path::new("..").join(node::tls::CA_CERT_FILE),
+            cluster_cert_file: PathBuf::from("node.crt"),
+            cluster_key_file: PathBuf::from("node.key"),
             data_dir: PathBuf::from("data"),
             admin_token_file: PathBuf::from("../admin-token"),
             logs: logs.clone(),
@@ -182,6 +231,17 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The cluster URL a node gets when none is given: its API address with the port + 100.
+fn default_cluster_url(api: SocketAddr) -> anyhow::Result<String> {
+    let port = api.port().checked_add(100).with_context(|| {
+        format!(
+            "API port {} + 100 is past 65535; pass --cluster-url",
+            api.port()
+        )
+    })?;
+    Ok(format!("https://{}", SocketAddr::new(api.ip(), port)))
+}
+
 /// The socket address in an `http://host:port` URL.
 fn listen_address(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url
@@ -194,33 +254,144 @@ fn listen_address(url: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("{authority:?} is not an IP address and port"))
 }
 
-async fn run(
-    config_path: &Path,
+/// Overrides of a node's configuration file, one per setting.
+#[derive(clap::Args, Debug, Default)]
+#[command(next_help_heading = "Overrides of the configuration file")]
+struct Overrides {
+    /// The address the public HTTP API listens on.
+    #[arg(long, env = "CAIRN_LISTEN")]
     listen: Option<SocketAddr>,
+    /// The URL clients and other nodes use for the public API.
+    #[arg(long, env = "CAIRN_API_URL")]
+    api_url: Option<String>,
+    /// The address the mutual-TLS cluster listener (Raft traffic) listens on.
+    #[arg(long, env = "CAIRN_CLUSTER_LISTEN")]
+    cluster_listen: Option<SocketAddr>,
+    /// The https URL other nodes use for Raft traffic.
+    #[arg(long, env = "CAIRN_CLUSTER_URL")]
+    cluster_url: Option<String>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, env = "CAIRN_CLUSTER_CA_FILE")]
+    cluster_ca_file: Option<PathBuf>,
+    /// This node's cluster certificate (PEM).
+    #[arg(long, env = "CAIRN_CLUSTER_CERT_FILE")]
+    cluster_cert_file: Option<PathBuf>,
+    /// This node's cluster certificate key (PEM).
+    #[arg(long, env = "CAIRN_CLUSTER_KEY_FILE")]
+    cluster_key_file: Option<PathBuf>,
+    /// Where the node keeps its databases.
+    #[arg(long, env = "CAIRN_DATA_DIR")]
     data_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
+    /// A file holding the admin API's bearer token.
+    #[arg(long, env = "CAIRN_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Most leaves in one batch (one Raft entry).
+    #[arg(long, env = "CAIRN_BATCH_LEAVES_MAX")]
+    batch_leaves_max: Option<usize>,
+    /// Most leaf bytes in one batch.
+    #[arg(long, env = "CAIRN_BATCH_BYTES_MAX")]
+    batch_bytes_max: Option<usize>,
+    /// Longest a submission waits for its batch to fill, in milliseconds.
+    #[arg(long, env = "CAIRN_BATCH_AGE_MS")]
+    batch_age_ms: Option<u64>,
+    /// Most submissions waiting to be batched; past it, submissions get 429.
+    #[arg(long, env = "CAIRN_POOL_LEAVES_MAX")]
+    pool_leaves_max: Option<usize>,
+    /// Most batches proposed to Raft and not yet answered.
+    #[arg(long, env = "CAIRN_PROPOSALS_IN_FLIGHT_MAX")]
+    proposals_in_flight_max: Option<usize>,
+    /// Raft leader heartbeat interval, in milliseconds.
+    #[arg(long, env = "CAIRN_HEARTBEAT_MS")]
+    heartbeat_ms: Option<u64>,
+    /// Shortest silence before a follower stands for election, in milliseconds.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MIN_MS")]
+    election_timeout_min_ms: Option<u64>,
+    /// Longest silence before a follower stands for election, in milliseconds.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MAX_MS")]
+    election_timeout_max_ms: Option<u64>,
+    /// Take a snapshot every this many Raft entries.
+    #[arg(long, env = "CAIRN_SNAPSHOT_EVERY_ENTRIES")]
+    snapshot_every_entries: Option<u64>,
+    /// Raft entries kept after a snapshot (for followers that are slightly behind).
+    #[arg(long, env = "CAIRN_SNAPSHOT_KEEP_ENTRIES")]
+    snapshot_keep_entries: Option<u64>,
+}
+
+impl Overrides {
+    /// Applies every override given, then checks the result as the file itself is checked.
+    fn apply(self, file: &mut NodeFile) -> anyhow::Result<()> {
+        fn set<T>(target: &mut T, value: Option<T>) {
+            if let Some(value) = value {
+                *target = value;
+            }
+        }
+        set(&mut file.listen, self.listen);
+        set(&mut file.api_url, self.api_url);
+        set(&mut file.cluster_listen, self.cluster_listen);
+        set(&mut file.cluster_url, self.cluster_url);
+        set(&mut file.cluster_ca_file, self.cluster_ca_file);
+        set(&mut file.cluster_cert_file, self.cluster_cert_file);
+        set(&mut file.cluster_key_file, self.cluster_key_file);
+        set(&mut file.data_dir, self.data_dir);
+        set(&mut file.admin_token_file, self.admin_token_file);
+        set(&mut file.sequencer.batch_leaves_max, self.batch_leaves_max);
+        set(&mut file.sequencer.batch_bytes_max, self.batch_bytes_max);
+        set(&mut file.sequencer.batch_age_ms, self.batch_age_ms);
+        set(&mut file.sequencer.pool_leaves_max, self.pool_leaves_max);
+        set(
+            &mut file.sequencer.proposals_in_flight_max,
+            self.proposals_in_flight_max,
+        );
+        set(&mut file.raft.heartbeat_ms, self.heartbeat_ms);
+        set(
+            &mut file.raft.election_timeout_min_ms,
+            self.election_timeout_min_ms,
+        );
+        set(
+            &mut file.raft.election_timeout_max_ms,
+            self.election_timeout_max_ms,
+        );
+        set(
+            &mut file.raft.snapshot_every_entries,
+            self.snapshot_every_entries,
+        );
+        set(
+            &mut file.raft.snapshot_keep_entries,
+            self.snapshot_keep_entries,
+        );
+        file.check()
+            .context("after applying flags and environment variables")?;
+        Ok(())
+    }
+}
+
+async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     let mut file = NodeFile::load(config_path)?;
-    if let Some(listen) = listen {
-        file.listen = listen;
-    }
-    if let Some(data_dir) = data_dir {
-        file.data_dir = data_dir;
-    }
+    overrides.apply(&mut file)?;
+    // Before storage opens: a node without its cluster certificate could never take part.
+    let tls = ClusterTls::load(
+        &file.cluster_ca_file,
+        &file.cluster_cert_file,
+        &file.cluster_key_file,
+    )
+    .context("loading the cluster TLS material")?;
     let logs = file.load_logs()?;
-    let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool)
-        .with_context(|| format!("opening storage in {}", file.data_dir.display()))?;
     let http = http_client();
+    let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(http.clone()));
+    let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool, bundles)
+        .with_context(|| format!("opening storage in {}", file.data_dir.display()))?;
     let config = NodeConfig {
         id: file.id,
         logs,
         raft: file.raft_config(),
         sequencer: file.sequencer_config(),
         admin_token: file.load_admin_token()?,
+        blocking: Blocking::Pool,
     };
     let node = Node::start(
         config,
         stores,
-        HttpNetwork::new(http.clone()),
+        HttpNetwork::new(cluster_client(&tls)),
         http,
         Arc::new(SystemClock),
     )
@@ -228,8 +399,38 @@ async fn run(
     let listener = tokio::net::TcpListener::bind(file.listen)
         .await
         .with_context(|| format!("listening on {}", file.listen))?;
-    tracing::info!(id = file.id, listen = %file.listen, url = %file.api_url, "node serving");
-    node::http::serve(listener, Arc::clone(&node), shutdown_signal()).await;
+    let cluster_listener = tokio::net::TcpListener::bind(file.cluster_listen)
+        .await
+        .with_context(|| format!("listening on {}", file.cluster_listen))?;
+    tracing::info!(
+        id = file.id,
+        listen = %file.listen,
+        url = %file.api_url,
+        cluster_listen = %file.cluster_listen,
+        cluster_url = %file.cluster_url,
+        "node serving"
+    );
+    // Both listeners stop accepting on the first Ctrl-C or SIGTERM.
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
+        let _ = stopped.changed().await;
+    };
+    let servers = async {
+        tokio::join!(
+            node::http::serve(listener, Arc::clone(&node), until_stopped(stopped.clone())),
+            node::http::serve_cluster(
+                cluster_listener,
+                tls.server_config(),
+                Arc::clone(&node),
+                until_stopped(stopped),
+            ),
+        )
+    };
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop.send(());
+    };
+    tokio::join!(servers, signal);
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
@@ -256,6 +457,7 @@ async fn shutdown_signal() {
 struct DevNode {
     id: u64,
     url: String,
+    cluster_url: String,
     child: Child,
     log_path: PathBuf,
 }
@@ -267,9 +469,17 @@ async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
     let urls: Vec<String> = (0..nodes)
         .map(|i| format!("http://127.0.0.1:{}", u32::from(base_port) + u32::from(i)))
         .collect();
+    let cluster_urls: Vec<String> = (0..nodes)
+        .map(|i| {
+            format!(
+                "https://127.0.0.1:{}",
+                u32::from(base_port) + 100 + u32::from(i)
+            )
+        })
+        .collect();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let configs = init(&dir, &urls, "cairn.localhost")?;
+    let configs = init(&dir, &urls, &cluster_urls, "cairn.localhost")?;
     let exe = std::env::current_exe().context("finding the cairn-node executable")?;
     let mut running = Vec::new();
     for (position, config) in configs.iter().enumerate() {
@@ -291,6 +501,7 @@ async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
         running.push(DevNode {
             id,
             url: urls[position].clone(),
+            cluster_url: cluster_urls[position].clone(),
             child,
             log_path,
         });
@@ -325,9 +536,15 @@ async fn bring_up(dir: &Path, nodes: &mut [DevNode]) -> anyhow::Result<()> {
         .as_array()
         .is_some_and(|voters| !voters.is_empty());
     if !initialized {
-        let members: BTreeMap<String, String> = nodes
+        let members: BTreeMap<String, serde_json::Value> = nodes
             .iter()
-            .map(|node| (node.id.to_string(), node.url.clone()))
+            .map(|node| {
+                let address = serde_json::json!({
+                    "api_url": node.url,
+                    "cluster_url": node.cluster_url,
+                });
+                (node.id.to_string(), address)
+            })
             .collect();
         post_json(
             &client,
@@ -352,6 +569,7 @@ async fn bring_up(dir: &Path, nodes: &mut [DevNode]) -> anyhow::Result<()> {
         "nodes": nodes.iter().map(|node| serde_json::json!({
             "id": node.id,
             "url": node.url,
+            "cluster_url": node.cluster_url,
             "pid": node.child.id(),
             "config": dir.join(format!("node-{}", node.id)).join("config.toml"),
             "log_file": node.log_path,

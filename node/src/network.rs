@@ -1,5 +1,7 @@
 //! The Raft transport between nodes: openraft RPCs as HTTP POSTs to the peer's cluster
-//! endpoint, postcard-encoded.
+//! listener (`NodeAddress::cluster_url`), postcard-encoded, over mutual TLS: the client presents
+//! this node's certificate and accepts a peer only if its certificate chains to the cluster CA
+//! and names the peer's host (see `tls`).
 //!
 //! This is the production half of the network seam; the simulator supplies its own
 //! `RaftNetworkFactory` that delivers the same messages in memory with seeded faults. Every
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -22,37 +25,62 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use rustls::ClientConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::tls::ClusterTls;
 use crate::types::{NodeAddress, NodeId, TypeConfig};
 
-/// Path prefix of the cluster-internal Raft endpoints on every node.
+pub mod bundles;
+
+/// Path prefix of the Raft endpoints, served on every node's cluster listener only.
 pub const RAFT_PATH: &str = "/internal/raft";
 /// The largest Raft RPC body a node accepts or reads back (a batch entry is at most a few MiB;
 /// AppendEntries carries several).
 pub const RAFT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// An HTTP client shared by every peer connection.
+/// A plain HTTP client, for the public API (forwarding client writes to the leader).
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// A new HTTP/1.1 client with keep-alive, as the transport and request forwarding use.
-pub fn http_client() -> HttpClient {
+/// The Raft client: https only, with the node's certificate, trusting the cluster CA only.
+pub type ClusterClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn tcp_connector() -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    connector
+}
+
+/// A new HTTP/1.1 client with keep-alive, as request forwarding uses.
+pub fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(tcp_connector())
+}
+
+/// A new HTTP/1.1-over-TLS client with keep-alive for Raft RPCs, authenticating with `tls`.
+/// It refuses `http://` URLs, so Raft traffic can never go out in the clear.
+pub fn cluster_client(tls: &ClusterTls) -> ClusterClient {
+    let mut tcp = tcp_connector();
+    // The TLS connector hands https URLs to the TCP connector, which by default only takes http.
+    tcp.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(ClientConfig::clone(&tls.client_config()))
+        .https_only()
+        .enable_http1()
+        .wrap_connector(tcp);
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// Creates a connection per peer; all of them share one HTTP client and its connection pool.
+/// Creates a connection per peer; all of them share one client and its connection pool.
 #[derive(Clone, Debug)]
 pub struct HttpNetwork {
-    client: HttpClient,
+    client: ClusterClient,
 }
 
 impl HttpNetwork {
     /// A network over `client`.
-    pub fn new(client: HttpClient) -> HttpNetwork {
+    pub fn new(client: ClusterClient) -> HttpNetwork {
         HttpNetwork { client }
     }
 }
@@ -63,7 +91,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: NodeId, node: &NodeAddress) -> HttpPeer {
         HttpPeer {
             target,
-            base: node.api_url.trim_end_matches('/').to_string(),
+            base: node.cluster_url.trim_end_matches('/').to_string(),
             client: self.client.clone(),
         }
     }
@@ -74,7 +102,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 pub struct HttpPeer {
     target: NodeId,
     base: String,
-    client: HttpClient,
+    client: ClusterClient,
 }
 
 /// A transport failure, before openraft's error types.

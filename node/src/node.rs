@@ -10,7 +10,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftNetworkFactory, SnapshotPolicy};
 
-use crate::env::SharedClock;
+use crate::env::{Blocking, SharedClock};
 use crate::metrics::{LogLabel, Metrics};
 use crate::network::HttpClient;
 use crate::sequencer::{ProposeError, Proposer, Sequencer, SequencerConfig};
@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub sequencer: SequencerConfig,
     /// The bearer token of the admin API.
     pub admin_token: String,
+    /// Where blocking storage reads run (the thread pool in production, inline in simulation).
+    pub blocking: Blocking,
 }
 
 /// Raft settings for nodes on one machine or a LAN: 100 ms heartbeats, elections after 0.5 to
@@ -79,6 +81,8 @@ pub struct Node {
     pub clock: SharedClock,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
+    /// Where blocking storage reads run.
+    pub blocking: Blocking,
     admin_token: String,
 }
 
@@ -127,6 +131,7 @@ impl Node {
             clock,
             metrics,
             admin_token: config.admin_token,
+            blocking: config.blocking,
         }))
     }
 

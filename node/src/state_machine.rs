@@ -188,19 +188,9 @@ fn apply_batch<A: StateAccess>(
             outcomes.push(LeafOutcome::Duplicate { index });
             continue;
         }
-        let index = tree
-            .append(hash, |node, node_hash| {
-                if node.level % tlog::tile::TILE_HEIGHT == 0 {
-                    tile_hashes.push((node, node_hash));
-                }
-            })
-            .map_err(|error| StateError::Storage(error.to_string()))?;
-        state.put_leaf(&batch.log, index.0, &hash, leaf)?;
-        for (node, node_hash) in tile_hashes.drain(..) {
-            state.put_tile_hash(&batch.log, node, &node_hash)?;
-        }
-        in_batch.insert(hash, index.0);
-        outcomes.push(LeafOutcome::Appended { index: index.0 });
+        let index = append_leaf(state, &batch.log, &mut tree, &mut tile_hashes, hash, leaf)?;
+        in_batch.insert(hash, index);
+        outcomes.push(LeafOutcome::Appended { index });
     }
 
     if tree.size().0 == old.tree_size {
@@ -232,6 +222,35 @@ fn apply_batch<A: StateAccess>(
         tree_size: head.tree_size,
         checkpoint,
     }))
+}
+
+/// Appends one leaf that is known to be new to `log`: extends `tree`, stores the leaf (which
+/// indexes its hash for dedup) and every tile-level subtree hash the append completed.
+///
+/// This is the one append routine: apply calls it for each new leaf of a batch, and snapshot
+/// catch-up calls it for each leaf of an already committed entry bundle, so a replica that
+/// caught up stores byte for byte what one that applied every entry stores. `scratch` is a
+/// reusable buffer for the completed hashes (empty on entry and on return).
+pub(crate) fn append_leaf<A: StateAccess>(
+    state: &mut A,
+    log: &LogName,
+    tree: &mut Tree,
+    scratch: &mut Vec<(TreeNodeId, Hash)>,
+    hash: Hash,
+    leaf: &[u8],
+) -> Result<u64, StateError> {
+    let index = tree
+        .append(hash, |node, node_hash| {
+            if node.level % tlog::tile::TILE_HEIGHT == 0 {
+                scratch.push((node, node_hash));
+            }
+        })
+        .map_err(|error| StateError::Storage(error.to_string()))?;
+    state.put_leaf(log, index.0, &hash, leaf)?;
+    for (node, node_hash) in scratch.drain(..) {
+        state.put_tile_hash(log, node, &node_hash)?;
+    }
+    Ok(index.0)
 }
 
 /// The pre-signing assertions: the stored tiles reproduce the new root, and the new tree is

@@ -16,16 +16,20 @@ use crate::runtime::CairnRuntime;
 /// new id.
 pub type NodeId = u64;
 
-/// How other nodes reach a node.
+/// How other nodes and clients reach a node. Part of the replicated membership.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAddress {
-    /// Base URL of the node's HTTP API, which also carries Raft traffic between nodes.
+    /// Base URL of the node's public HTTP API: where followers forward client writes and what
+    /// the admin API reports.
     pub api_url: String,
+    /// Base `https://` URL of the node's cluster listener, the only place Raft RPCs are served
+    /// (mutual TLS with cluster certificates).
+    pub cluster_url: String,
 }
 
 impl fmt::Display for NodeAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.api_url)
+        write!(f, "{} (raft {})", self.api_url, self.cluster_url)
     }
 }
 

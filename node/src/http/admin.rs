@@ -62,8 +62,27 @@ pub(super) fn metrics(node: &Arc<Node>) -> Response<Body> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InitRequest {
-    /// Every initial voter: id → API URL.
-    members: BTreeMap<NodeId, String>,
+    /// Every initial voter: id → its addresses.
+    members: BTreeMap<NodeId, AddressRequest>,
+}
+
+/// A node's addresses as the admin API takes them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressRequest {
+    /// The public API URL (http or https).
+    api_url: String,
+    /// The cluster listener's URL (https: Raft goes over mutual TLS only).
+    cluster_url: String,
+}
+
+impl AddressRequest {
+    fn checked(self) -> Result<NodeAddress, ApiError> {
+        Ok(NodeAddress {
+            api_url: checked_url("api_url", &self.api_url, false)?,
+            cluster_url: checked_url("cluster_url", &self.cluster_url, true)?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -71,6 +90,7 @@ struct InitRequest {
 struct LearnerRequest {
     id: NodeId,
     api_url: String,
+    cluster_url: String,
 }
 
 #[derive(Deserialize)]
@@ -110,14 +130,7 @@ async fn handle_admin(
             let members = init
                 .members
                 .into_iter()
-                .map(|(id, api_url)| {
-                    Ok((
-                        id,
-                        NodeAddress {
-                            api_url: checked_url(&api_url)?,
-                        },
-                    ))
-                })
+                .map(|(id, address)| Ok((id, address.checked()?)))
                 .collect::<Result<BTreeMap<_, _>, ApiError>>()?;
             node.raft.initialize(members).await.map_err(|error| {
                 ApiError::new(StatusCode::CONFLICT, "init_refused", error.to_string())
@@ -126,9 +139,11 @@ async fn handle_admin(
         }
         (Method::POST, "/admin/learners") => {
             let learner: LearnerRequest = parse(request).await?;
-            let address = NodeAddress {
-                api_url: checked_url(&learner.api_url)?,
-            };
+            let address = AddressRequest {
+                api_url: learner.api_url,
+                cluster_url: learner.cluster_url,
+            }
+            .checked()?;
             node.raft
                 .add_learner(learner.id, address, true)
                 .await
@@ -158,13 +173,15 @@ fn membership_error(message: &str) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "membership_change_refused", message)
 }
 
-fn checked_url(url: &str) -> Result<String, ApiError> {
-    if (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048 {
+fn checked_url(field: &str, url: &str, https_only: bool) -> Result<String, ApiError> {
+    let scheme_ok = url.starts_with("https://") || (!https_only && url.starts_with("http://"));
+    if scheme_ok && url.len() <= 2048 {
         Ok(url.trim_end_matches('/').to_string())
     } else {
+        let want = if https_only { "an https" } else { "an http(s)" };
         Err(ApiError::bad_request(
             "invalid_field",
-            format!("api_url: {url:?} is not an http(s) URL"),
+            format!("{field}: {url:?} is not {want} URL"),
         ))
     }
 }

@@ -23,6 +23,7 @@ use super::{ApiError, Body, json, read_body, response};
 use crate::node::{FORWARD_TIMEOUT, Node};
 use crate::sequencer::SequenceError;
 use crate::state_machine::LogConfig;
+use crate::storage::StateView;
 use crate::types::LogName;
 
 /// The log Rekor v2 clients write to and read from under `/api/v2/`.
@@ -67,13 +68,33 @@ async fn dispatch(
     } else {
         return Err(ApiError::not_found(format!("no endpoint {path}")));
     };
+    // Reads touch redb: run them where blocking work belongs, all from one consistent view.
+    let (log, rest, reader) = (log.clone(), rest.to_string(), node.reader.clone());
+    node.blocking
+        .run(move || {
+            let view = reader.view().map_err(storage_error)?;
+            read(&view, &log, &rest, &query)
+        })
+        .await
+}
+
+/// Answers a read of one log from one view of committed state.
+fn read(
+    view: &StateView,
+    log: &LogConfig,
+    rest: &str,
+    query: &str,
+) -> Result<Response<Body>, ApiError> {
     match rest {
-        "checkpoint" => checkpoint(node, log),
-        "proof/inclusion" => inclusion_proof(node, log, &query),
-        "proof/consistency" => consistency_proof(node, log, &query),
-        rest if rest.starts_with("tile/") => tile(node, log, rest),
-        rest if rest.starts_with("entries/") => entry(node, log, &rest["entries/".len()..]),
-        _ => Err(ApiError::not_found(format!("no endpoint {path}"))),
+        "checkpoint" => checkpoint(view, log),
+        "proof/inclusion" => inclusion_proof(view, log, query),
+        "proof/consistency" => consistency_proof(view, log, query),
+        rest if rest.starts_with("tile/") => tile(view, log, rest),
+        rest if rest.starts_with("entries/") => entry(view, log, &rest["entries/".len()..]),
+        _ => Err(ApiError::not_found(format!(
+            "no endpoint for log {}: {rest}",
+            log.name
+        ))),
     }
 }
 
@@ -124,11 +145,8 @@ fn list_logs(node: &Node) -> Response<Body> {
     json(StatusCode::OK, &serde_json::json!({ "logs": logs }))
 }
 
-fn checkpoint(node: &Node, log: &LogConfig) -> Result<Response<Body>, ApiError> {
-    let checkpoint = node
-        .reader
-        .view()
-        .map_err(storage_error)?
+fn checkpoint(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiError> {
+    let checkpoint = view
         .checkpoint(&log.name)
         .map_err(storage_error)?
         .ok_or_else(|| {
@@ -148,20 +166,12 @@ fn checkpoint(node: &Node, log: &LogConfig) -> Result<Response<Body>, ApiError> 
     Ok(reply)
 }
 
-fn tile(node: &Node, log: &LogConfig, path: &str) -> Result<Response<Body>, ApiError> {
+fn tile(view: &StateView, log: &LogConfig, path: &str) -> Result<Response<Body>, ApiError> {
     let tile = Tile::from_path(path)
         .map_err(|error| ApiError::bad_request("invalid_tile_path", format!("{path}: {error}")))?;
     let data = match tile.kind {
-        TileKind::Hashes { .. } => node
-            .reader
-            .view()
-            .map_err(storage_error)?
-            .hash_tile(&log.name, tile),
-        TileKind::Entries => node
-            .reader
-            .view()
-            .map_err(storage_error)?
-            .entry_bundle(&log.name, tile.index, tile.width),
+        TileKind::Hashes { .. } => view.hash_tile(&log.name, tile),
+        TileKind::Entries => view.entry_bundle(&log.name, tile.index, tile.width),
     }
     .map_err(storage_error)?
     .ok_or_else(|| {
@@ -218,19 +228,20 @@ fn number(
         .transpose()
 }
 
-fn current_size(node: &Node, log: &LogConfig) -> Result<u64, ApiError> {
-    Ok(node
-        .reader
-        .view()
-        .map_err(storage_error)?
+fn current_size(view: &StateView, log: &LogConfig) -> Result<u64, ApiError> {
+    Ok(view
         .head(&log.name)
         .map_err(storage_error)?
         .map_or(0, |head| head.tree_size))
 }
 
-fn inclusion_proof(node: &Node, log: &LogConfig, query: &str) -> Result<Response<Body>, ApiError> {
+fn inclusion_proof(
+    view: &StateView,
+    log: &LogConfig,
+    query: &str,
+) -> Result<Response<Body>, ApiError> {
     let params = query_params(query)?;
-    let size = current_size(node, log)?;
+    let size = current_size(view, log)?;
     let tree_size = number(&params, "tree_size")?.unwrap_or(size);
     if tree_size == 0 || tree_size > size {
         return Err(ApiError::bad_request(
@@ -249,10 +260,7 @@ fn inclusion_proof(node: &Node, log: &LogConfig, query: &str) -> Result<Response
                         "leaf_hash: want 32 bytes as hex or base64",
                     )
                 })?;
-            node.reader
-                .view()
-                .map_err(storage_error)?
-                .find_leaf(&log.name, &hash)
+            view.find_leaf(&log.name, &hash)
                 .map_err(storage_error)?
                 .ok_or_else(|| ApiError::not_found("no leaf with that leaf hash"))?
         }
@@ -270,10 +278,7 @@ fn inclusion_proof(node: &Node, log: &LogConfig, query: &str) -> Result<Response
             format!("leaf index {index} is not in a tree of size {tree_size}"),
         ));
     }
-    let proof = node
-        .reader
-        .view()
-        .map_err(storage_error)?
+    let proof = view
         .inclusion_proof(&log.name, index, tree_size)
         .map_err(storage_error)?;
     Ok(json(
@@ -287,12 +292,12 @@ fn inclusion_proof(node: &Node, log: &LogConfig, query: &str) -> Result<Response
 }
 
 fn consistency_proof(
-    node: &Node,
+    view: &StateView,
     log: &LogConfig,
     query: &str,
 ) -> Result<Response<Body>, ApiError> {
     let params = query_params(query)?;
-    let size = current_size(node, log)?;
+    let size = current_size(view, log)?;
     let old = number(&params, "old")?
         .ok_or_else(|| ApiError::bad_request("invalid_query", "old: required"))?;
     let new = number(&params, "new")?.unwrap_or(size);
@@ -302,10 +307,7 @@ fn consistency_proof(
             format!("want 1 <= old <= new <= current size {size}, got old {old} new {new}"),
         ));
     }
-    let proof = node
-        .reader
-        .view()
-        .map_err(storage_error)?
+    let proof = view
         .consistency_proof(&log.name, old, new)
         .map_err(storage_error)?;
     Ok(json(
@@ -318,17 +320,14 @@ fn consistency_proof(
     ))
 }
 
-fn entry(node: &Node, log: &LogConfig, index: &str) -> Result<Response<Body>, ApiError> {
+fn entry(view: &StateView, log: &LogConfig, index: &str) -> Result<Response<Body>, ApiError> {
     let index: u64 = index.parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_path",
             format!("entry index {index:?} is not a number"),
         )
     })?;
-    let leaf = node
-        .reader
-        .view()
-        .map_err(storage_error)?
+    let leaf = view
         .leaf(&log.name, index)
         .map_err(storage_error)?
         .ok_or_else(|| ApiError::not_found(format!("no entry {index} in log {}", log.name)))?;

@@ -1,11 +1,13 @@
-//! The node's HTTP server: the only module of the node that touches hyper.
+//! The node's HTTP servers: the only module of the node that serves HTTP.
 //!
-//! One listener serves everything: the public log API (C2SP tlog-tiles reads, Rekor v2 writes,
-//! proofs), the operational endpoints (`/healthz`, `/readyz`, `/metrics`), the admin API (bearer
-//! token) and the cluster-internal Raft endpoints. Handlers never fail at the HTTP level: every
-//! error becomes a response with a status and a JSON body `{"code", "message"}` naming the
-//! field or limit at fault, and every request body is read through a size limit before it is
-//! parsed.
+//! Two listeners. The public one serves the log API (C2SP tlog-tiles reads, Rekor v2 writes,
+//! proofs), the operational endpoints (`/healthz`, `/readyz`, `/metrics`) and the admin API
+//! (bearer token); it answers 404 under `/internal/`. The cluster listener speaks TLS 1.3, accepts
+//! only clients with a certificate from the cluster CA (mutual TLS, see `tls`), and serves the
+//! Raft endpoints and nothing else, so nobody outside the cluster can vote or append.
+//! Handlers never fail at the HTTP level: every error becomes a response with a status and a
+//! JSON body `{"code", "message"}` naming the field or limit at fault, and every request body is
+//! read through a size limit before it is parsed.
 
 mod admin;
 mod log_api;
@@ -15,6 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -24,32 +27,20 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::node::Node;
 
 /// A response body: always fully in memory (the largest is a tile or an entry bundle).
 pub type Body = Full<Bytes>;
 
-/// Serves `node`'s API on `listener` until `shutdown` resolves.
+/// Longest a cluster connection may take to finish its TLS handshake; past it the connection is
+/// dropped, so idle or slow strangers cannot pile up on the cluster port.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `node`'s public API on `listener` until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(connection) => connection,
-            Err(error) => {
-                // Out of file descriptors and the like: wait a moment instead of spinning.
-                tracing::warn!(%error, "accepting a connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    accept_loop(listener, shutdown, |stream, peer| {
         let node = Arc::clone(&node);
         tokio::spawn(async move {
             let service = service_fn(move |request| {
@@ -64,7 +55,95 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
         });
+    })
+    .await;
+}
+
+/// Serves `node`'s Raft endpoints on `listener`, over TLS with `tls` (which must require a
+/// client certificate: `tls::ClusterTls::server_config`), until `shutdown` resolves.
+pub async fn serve_cluster(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    accept_loop(listener, shutdown, |stream, peer| {
+        let node = Arc::clone(&node);
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            // The handshake runs in the connection's task, so a slow one never holds up accept.
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        // Info, not warn: anyone who can reach the port can cause this line.
+                        tracing::info!(%error, %peer, "cluster TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "cluster TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service = service_fn(move |request| {
+                let node = Arc::clone(&node);
+                async move { Ok::<_, Infallible>(route_cluster(node, peer, request).await) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, %peer, "cluster connection ended with an error");
+            }
+        });
+    })
+    .await;
+}
+
+/// Accepts connections until `shutdown` resolves, handing each to `connected`.
+async fn accept_loop(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    mut connected: impl FnMut(TcpStream, SocketAddr),
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(connection) => connection,
+            Err(error) => {
+                // Out of file descriptors and the like: wait a moment instead of spinning.
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        connected(stream, peer);
     }
+}
+
+/// Dispatches one cluster request: the Raft endpoints, nothing else.
+async fn route_cluster(
+    node: Arc<Node>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = if method == Method::POST && path.starts_with(crate::network::RAFT_PATH) {
+        raft::handle(&node, &path, request).await
+    } else {
+        ApiError::not_found(format!("no cluster endpoint {method} {path}")).into_response()
+    };
+    tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "cluster request");
+    response
 }
 
 /// Dispatches one request by method and path.
@@ -75,8 +154,10 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => admin::ready(&node).await,
         (&Method::GET, "/metrics") => admin::metrics(&node),
-        (&Method::POST, p) if p.starts_with(crate::network::RAFT_PATH) => {
-            raft::handle(&node, p, request).await
+        // Cluster-internal endpoints live on the cluster listener only; say so explicitly
+        // rather than rely on no public route matching them.
+        (_, p) if p.starts_with("/internal/") => {
+            ApiError::not_found(format!("no endpoint {p}")).into_response()
         }
         (_, p) if p.starts_with("/admin/") => admin::handle(&node, request).await,
         _ => log_api::handle(&node, request).await,

@@ -1,4 +1,5 @@
-//! The cluster-internal Raft endpoints: the receiving half of `network`.
+//! The cluster-internal Raft endpoints: the receiving half of `network`. Served only on the
+//! cluster listener, so a request reaches them only over mutual TLS with a cluster certificate.
 //!
 //! Each takes a postcard-encoded openraft request and answers with the postcard-encoded
 //! `Result` of handing it to the local Raft, so the sender sees the peer's own error.

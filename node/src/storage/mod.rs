@@ -8,12 +8,14 @@
 //! - `raft-log.redb` ([`LogStore`], [`LogReader`]): the Raft log, vote, committed and
 //!   last-purged ids. Appends are group-committed (see [`log_store`]).
 //! - `state.redb` ([`StateStore`], [`StateReader`]): leaves, the dedup index, tile hashes, log
-//!   heads, last applied, last membership and the current snapshot.
+//!   heads, last applied, last membership and the current snapshot, which is a small
+//!   descriptor: an install fetches the leaves it lacks from other members (see [`snapshot`]).
 //!
 //! Durability contract (`research/raft-sim.md` §3.2): every method that openraft relies on for
 //! safety commits with `Durability::Immediate` before it returns (vote, truncate, purge, apply,
-//! snapshot install); `append` commits with `Durability::None` so entries are readable at once,
-//! and its callback fires only after a later `Immediate` commit made them durable. No redb
+//! snapshot install, whose final transaction is the one that makes it visible); `append` commits
+//! with `Durability::None` so entries are readable at once, and its callback fires only after a
+//! later `Immediate` commit made them durable. No redb
 //! transaction and no lock guard is ever held across an `.await`: every redb call runs, start to
 //! commit, inside one closure passed to [`Blocking::run`](crate::env::Blocking::run).
 //!
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use redb::{Database, Durability, StorageBackend, WriteTransaction};
 
+use crate::catch_up::SharedBundleSource;
 use crate::env::Blocking;
 use crate::state_machine::{Logs, StateError};
 
@@ -40,7 +43,7 @@ pub(crate) mod tables;
 mod tests;
 
 pub use log_store::{LogReader, LogStore};
-pub use snapshot::SnapshotBuilder;
+pub use snapshot::{CatchUpError, Descriptor, SnapshotBuilder};
 pub use state_store::{ReadError, StateReader, StateStore, StateView};
 
 /// The file name of the Raft log database inside a node's data directory.
@@ -93,9 +96,9 @@ pub enum DiskError {
         /// Why.
         source: StateError,
     },
-    /// A snapshot's payload is malformed or does not match its meta.
-    #[error("snapshot: {0}")]
-    Snapshot(String),
+    /// A snapshot could not be installed (nothing was marked applied).
+    #[error(transparent)]
+    CatchUp(#[from] snapshot::CatchUpError),
     /// The database was closed (its store dropped) while work for it was queued.
     #[error("database closed")]
     Closed,
@@ -166,14 +169,21 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Opens or creates `raft-log.redb` and `state.redb` in `dir`, creating `dir` if needed.
-    pub fn open_dir(dir: &Path, logs: Logs, blocking: Blocking) -> Result<Stores, DiskError> {
+    /// Opens or creates `raft-log.redb` and `state.redb` in `dir`, creating `dir` if needed;
+    /// snapshot installs fetch the leaves they lack through `source`.
+    pub fn open_dir(
+        dir: &Path,
+        logs: Logs,
+        blocking: Blocking,
+        source: SharedBundleSource,
+    ) -> Result<Stores, DiskError> {
         std::fs::create_dir_all(dir).map_err(|source| DiskError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let log = LogStore::from_database(open_file(&dir.join(LOG_FILE))?, blocking)?;
-        let state = StateStore::from_database(open_file(&dir.join(STATE_FILE))?, logs, blocking)?;
+        let state =
+            StateStore::from_database(open_file(&dir.join(STATE_FILE))?, logs, blocking, source)?;
         Ok(Stores::new(log, state))
     }
 
@@ -183,9 +193,11 @@ impl Stores {
         state_backend: impl StorageBackend,
         logs: Logs,
         blocking: Blocking,
+        source: SharedBundleSource,
     ) -> Result<Stores, DiskError> {
         let log = LogStore::from_database(open_backend(log_backend)?, blocking)?;
-        let state = StateStore::from_database(open_backend(state_backend)?, logs, blocking)?;
+        let state =
+            StateStore::from_database(open_backend(state_backend)?, logs, blocking, source)?;
         Ok(Stores::new(log, state))
     }
 

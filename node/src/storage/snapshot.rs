@@ -1,53 +1,150 @@
-//! Snapshots of the state machine, for now the whole state serialised with postcard.
+//! Snapshots of the state machine: a small descriptor, and catch-up by fetching entry bundles.
 //!
-//! A snapshot holds every leaf, tile hash and head of every log, plus the last applied log id
-//! and last membership; the dedup index is not sent, it is rebuilt from the leaves on install
-//! (it is a function of them). This is only fit for small logs: the planned replacement sends a
-//! small descriptor and lets the follower fetch and verify tiles (`research/raft-sim.md` §3.6),
-//! and is meant to change this file only.
+//! A transparency log's state grows without bound, so a snapshot is not the state: it is a
+//! [`Descriptor`] (`research/raft-sim.md` §3.6): the last applied log id, the last membership
+//! and, per log, its [`LogHead`] (size, right edge, root, signed checkpoint). Its size depends
+//! on the number of logs, not entries. The log itself is append-only and served by every member
+//! as C2SP entry bundles, so a node installing a snapshot fetches the leaves it lacks from the
+//! members the snapshot lists (through the [`BundleSource`] seam), 256 at a time, and appends
+//! them through the same routine as apply (`state_machine::append_leaf`).
 //!
-//! Durability contract (§3.2): `build_snapshot` reads from one redb read transaction (apply
-//! continues meanwhile) and then stores the snapshot as current in an `Immediate` transaction,
-//! unless a newer one is already stored. `install_snapshot` checks that the meta matches the
-//! payload and that every head's root is reproduced by the payload's tile hashes, then replaces
-//! all state tables, last applied, last membership and the current snapshot in ONE
-//! `Immediate` transaction.
+//! Durability contract (§3.2), and why an install is safe although it spans many transactions:
+//! - `build_snapshot` reads the descriptor from one redb read transaction (apply continues
+//!   meanwhile) and stores it as current in an `Immediate` transaction, unless a newer one is
+//!   already stored.
+//! - `install_snapshot` first records the snapshot as *pending* (`Immediate`), then appends the
+//!   fetched leaves in bounded write transactions (one bundle each; every
+//!   [`BUNDLES_PER_DURABLE_COMMIT`]th is `Immediate`, the others are made durable by the next
+//!   `Immediate` one), so memory stays O(bundle). These rows sit *beyond* the heads, and every
+//!   read is bounded by a head, so nothing unverified is ever visible. Only when the recomputed
+//!   root at the descriptor's size equals the descriptor's (whose checkpoint verified against
+//!   the log's own key) does one final `Immediate` transaction write the heads, last applied,
+//!   last membership and current snapshot and clear the pending record.
+//! - openraft considers a snapshot installed as soon as it hands it over (it may purge the Raft
+//!   log the snapshot covers before the install finishes), so an install interrupted by a crash
+//!   must finish before the node does anything else: `applied_state` (openraft's first read at
+//!   startup) resumes a pending install, reusing the leaves already stored beyond the heads
+//!   (recomputed and verified like fetched ones, refetched if the root does not match), and
+//!   apply refuses to run while an install is pending.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use openraft::{
     AnyError, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
-use tlog::TreeSize;
-use tlog::tile::TileHashStore;
+use tlog::note::{Ed25519Verifier, Verifier, Verifiers};
+use tlog::tile::{TILE_WIDTH, TileHashStore};
+use tlog::{Hash, Tree, TreeSize};
 
-use super::state_store::{RedbState, applied_state, create_state_tables};
+use super::state_store::{RedbState, applied_state, read_head};
 use super::tables::{
-    HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SM_META, SNAPSHOT, SNAPSHOT_DATA,
-    SNAPSHOT_META, SNAPSHOT_SEQ, TILE_HASHES, decode, decode_hash, encode,
+    HEADS, LAST_APPLIED, LAST_MEMBERSHIP, PENDING_DATA, PENDING_META, SM_META, SNAPSHOT,
+    SNAPSHOT_DATA, SNAPSHOT_META, SNAPSHOT_SEQ, decode, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
+use crate::catch_up::{CatchUpPolicy, SharedBundleSource};
 use crate::env::Blocking;
-use crate::state_machine::{LogHead, StateAccess};
+use crate::state_machine::{self, LogConfig, LogHead, Logs, StateAccess};
 use crate::types::{LogName, NodeAddress, NodeId, TypeConfig};
 
-/// The snapshot payload: the whole state machine.
-#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Payload {
-    pub(super) last_applied: Option<LogId<NodeId>>,
-    pub(super) last_membership: StoredMembership<NodeId, NodeAddress>,
-    /// (log, index, canonical leaf body), in key order.
-    pub(super) leaves: Vec<(String, u64, Vec<u8>)>,
-    /// (log, Merkle level, index, 32-byte hash), in key order.
-    pub(super) tile_hashes: Vec<(String, u8, u64, Vec<u8>)>,
-    /// (log, head), in name order.
-    pub(super) heads: Vec<(String, LogHead)>,
+/// The largest descriptor accepted: a descriptor is O(logs) (a head is at most 64 edge hashes
+/// and a checkpoint), so anything near this bound is not one.
+pub const DESCRIPTOR_BYTES_MAX: usize = 1024 * 1024;
+
+/// Every this many bundles, a catch-up chunk commits durably: bounds what a crash loses and
+/// lets redb reclaim pages freed by the non-durable commits in between.
+pub const BUNDLES_PER_DURABLE_COMMIT: u64 = 64;
+
+/// The snapshot payload: what a node needs to know to catch up, not the state itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// The last log id applied to the state described.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The last membership applied; its nodes are where the leaves are fetched from.
+    pub last_membership: StoredMembership<NodeId, NodeAddress>,
+    /// Every log that has leaves, in name order, with its head.
+    pub heads: Vec<(LogName, LogHead)>,
 }
 
 type Meta = SnapshotMeta<NodeId, NodeAddress>;
+
+/// Why a snapshot could not be installed. The state is unchanged (leaves fetched so far may be
+/// stored beyond the heads, invisible, and are reused or overwritten by the next attempt).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatchUpError {
+    /// The descriptor is malformed, does not match its meta, or names an unknown log.
+    #[error("snapshot descriptor: {0}")]
+    Descriptor(String),
+    /// A head's signed checkpoint does not verify against the log's key or does not match it.
+    #[error("snapshot head of log {log}: {reason}")]
+    Checkpoint {
+        /// The log.
+        log: LogName,
+        /// What failed.
+        reason: String,
+    },
+    /// The snapshot is older than what this node has applied.
+    #[error("snapshot at {snapshot:?} is older than the applied state at {applied:?}")]
+    Stale {
+        /// The snapshot's last log id.
+        snapshot: Option<LogId<NodeId>>,
+        /// This node's last applied log id.
+        applied: Option<LogId<NodeId>>,
+    },
+    /// This node's head of a log is not a prefix of the snapshot's (larger, or a different root
+    /// at the same size): the replicas disagree about committed state.
+    #[error(
+        "log {log}: local head (size {local_size}, root {local_root}) is not a prefix of the \
+         snapshot's (size {snapshot_size}, root {snapshot_root})"
+    )]
+    Diverged {
+        /// The log.
+        log: LogName,
+        /// The local size.
+        local_size: u64,
+        /// The local root.
+        local_root: Hash,
+        /// The snapshot's size.
+        snapshot_size: u64,
+        /// The snapshot's root.
+        snapshot_root: Hash,
+    },
+    /// No member served a bundle, in any round.
+    #[error("log {log}: no member served entry bundle {index} (width {width}): {tried}")]
+    Unavailable {
+        /// The log.
+        log: LogName,
+        /// The bundle's index.
+        index: u64,
+        /// The bundle's width.
+        width: u16,
+        /// What each member answered.
+        tried: String,
+    },
+    /// The leaves fetched do not give the snapshot's root, in any round.
+    #[error(
+        "log {log}: leaves fetched give root {computed} at size {size}, snapshot says {expected}"
+    )]
+    RootMismatch {
+        /// The log.
+        log: LogName,
+        /// The tree size.
+        size: u64,
+        /// The root recomputed from the leaves.
+        computed: Hash,
+        /// The descriptor's root.
+        expected: Hash,
+    },
+    /// Apply was asked to run while an install is pending (it must finish first).
+    #[error("a snapshot install is pending")]
+    Pending,
+}
 
 /// Builds snapshots of the state machine; openraft runs it in its own task.
 pub struct SnapshotBuilder {
@@ -84,38 +181,24 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-/// Serialises the state as of one read transaction and stores it as the current snapshot.
+/// Describes the state as of one read transaction and stores it as the current snapshot.
 fn build(db: &Database) -> Result<(Meta, Vec<u8>), DiskError> {
-    let payload = {
+    let descriptor = {
         let txn = db.begin_read()?;
         let (last_applied, last_membership) = applied_state(&txn.open_table(SM_META)?)?;
-        let mut payload = Payload {
-            last_applied,
-            last_membership,
-            ..Payload::default()
-        };
-        for row in txn.open_table(LEAVES)?.iter()? {
-            let (key, value) = row?;
-            let (log, index) = key.value();
-            payload
-                .leaves
-                .push((log.to_owned(), index, value.value().to_vec()));
-        }
-        for row in txn.open_table(TILE_HASHES)?.iter()? {
-            let (key, value) = row?;
-            let (log, level, index) = key.value();
-            payload
-                .tile_hashes
-                .push((log.to_owned(), level, index, value.value().to_vec()));
-        }
+        let mut heads = Vec::new();
         for row in txn.open_table(HEADS)?.iter()? {
             let (key, value) = row?;
             let head: LogHead = decode("heads", &key.value(), value.value())?;
-            payload.heads.push((key.value().to_owned(), head));
+            heads.push((LogName(key.value().to_owned()), head));
         }
-        payload
+        Descriptor {
+            last_applied,
+            last_membership,
+            heads,
+        }
     };
-    let data = encode("snapshot", &payload)?;
+    let data = encode("snapshot descriptor", &descriptor)?;
 
     let txn = begin_immediate(db)?;
     let meta = {
@@ -126,9 +209,9 @@ fn build(db: &Database) -> Result<(Meta, Vec<u8>), DiskError> {
         };
         let seq = seq + 1;
         let meta = Meta {
-            last_log_id: payload.last_applied,
-            last_membership: payload.last_membership,
-            snapshot_id: match payload.last_applied {
+            last_log_id: descriptor.last_applied,
+            last_membership: descriptor.last_membership,
+            snapshot_id: match descriptor.last_applied {
                 Some(log_id) => format!("{}-{}-{seq}", log_id.leader_id, log_id.index),
                 None => format!("none-{seq}"),
             },
@@ -151,95 +234,535 @@ fn build(db: &Database) -> Result<(Meta, Vec<u8>), DiskError> {
 
 /// The current snapshot (built here or installed), if any.
 pub(crate) fn current(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, DiskError> {
+    read_pair(db, SNAPSHOT_META, SNAPSHOT_DATA)
+}
+
+/// The install that began and did not finish, if any.
+pub(crate) fn pending(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, DiskError> {
+    read_pair(db, PENDING_META, PENDING_DATA)
+}
+
+fn read_pair(
+    db: &Database,
+    meta_key: &'static str,
+    data_key: &'static str,
+) -> Result<Option<(Meta, Vec<u8>)>, DiskError> {
     let txn = db.begin_read()?;
     let table = txn.open_table(SNAPSHOT)?;
-    let Some(meta) = table.get(SNAPSHOT_META)? else {
+    let Some(meta) = table.get(meta_key)? else {
         return Ok(None);
     };
-    let meta: Meta = decode("snapshot", &SNAPSHOT_META, meta.value())?;
+    let meta: Meta = decode("snapshot", &meta_key, meta.value())?;
     let data = table
-        .get(SNAPSHOT_DATA)?
-        .ok_or_else(|| DiskError::Missing("current snapshot data".into()))?
+        .get(data_key)?
+        .ok_or_else(|| DiskError::Missing(format!("snapshot row {data_key}")))?
         .value()
         .to_vec();
     Ok(Some((meta, data)))
 }
 
-/// Replaces the whole state with a snapshot's, in one durable transaction.
-pub(crate) fn install(db: &Database, meta: &Meta, data: &[u8]) -> Result<(), DiskError> {
-    let payload: Payload = postcard::from_bytes(data)
-        .map_err(|error| DiskError::Snapshot(format!("payload does not decode: {error}")))?;
-    if payload.last_applied != meta.last_log_id {
-        return Err(DiskError::Snapshot(format!(
-            "meta says last log id {:?}, payload {:?}",
-            meta.last_log_id, payload.last_applied
+/// Decodes a descriptor and checks everything that can be checked without the leaves: it
+/// matches its meta, names only this cluster's logs, once each and in order, and each head is
+/// self-consistent (its edge gives its root) and carries a checkpoint signed by the log's key
+/// over exactly that size and root.
+pub(crate) fn check_descriptor(
+    logs: &Logs,
+    meta: &Meta,
+    data: &[u8],
+) -> Result<Descriptor, CatchUpError> {
+    let bad = |reason: String| CatchUpError::Descriptor(reason);
+    if data.len() > DESCRIPTOR_BYTES_MAX {
+        return Err(bad(format!(
+            "{} bytes, more than {DESCRIPTOR_BYTES_MAX}",
+            data.len()
         )));
     }
-    if payload.last_membership != meta.last_membership {
-        return Err(DiskError::Snapshot(format!(
-            "meta says membership {:?}, payload {:?}",
-            meta.last_membership, payload.last_membership
+    let descriptor: Descriptor = match postcard::take_from_bytes(data) {
+        Ok((descriptor, [])) => descriptor,
+        Ok((_, rest)) => return Err(bad(format!("{} trailing bytes", rest.len()))),
+        Err(error) => return Err(bad(format!("does not decode: {error}"))),
+    };
+    if descriptor.last_applied != meta.last_log_id {
+        return Err(bad(format!(
+            "meta says last log id {:?}, descriptor {:?}",
+            meta.last_log_id, descriptor.last_applied
         )));
+    }
+    if descriptor.last_membership != meta.last_membership {
+        return Err(bad(format!(
+            "meta says membership {:?}, descriptor {:?}",
+            meta.last_membership, descriptor.last_membership
+        )));
+    }
+    let mut previous: Option<&LogName> = None;
+    for (log, head) in &descriptor.heads {
+        if previous.is_some_and(|previous| previous >= log) {
+            return Err(bad(format!("log {log} out of order or repeated")));
+        }
+        previous = Some(log);
+        let config = logs
+            .get(log)
+            .ok_or_else(|| bad(format!("unknown log {log}")))?;
+        check_head(config, head).map_err(|reason| CatchUpError::Checkpoint {
+            log: log.clone(),
+            reason,
+        })?;
+    }
+    Ok(descriptor)
+}
+
+fn check_head(config: &LogConfig, head: &LogHead) -> Result<(), String> {
+    if head.tree_size == 0 {
+        return Err("a head of size 0".into());
+    }
+    let tree = Tree::from_edge(TreeSize(head.tree_size), head.edge.clone())
+        .map_err(|error| format!("edge: {error}"))?;
+    if tree.root() != head.root {
+        return Err(format!(
+            "edge gives root {}, head says {}",
+            tree.root(),
+            head.root
+        ));
+    }
+    let verifier = Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
+        .map_err(|error| format!("log key: {error}"))?;
+    let mut verifiers = Verifiers::new();
+    verifiers
+        .push(Verifier::Ed25519(verifier))
+        .map_err(|error| format!("log key: {error}"))?;
+    let signed = tlog::checkpoint::open(head.checkpoint.as_bytes(), &verifiers)
+        .map_err(|error| format!("checkpoint: {error}"))?;
+    let checkpoint = &signed.checkpoint;
+    if checkpoint.origin != config.origin
+        || checkpoint.size.0 != head.tree_size
+        || checkpoint.root != head.root
+    {
+        return Err(format!(
+            "checkpoint is for ({}, {}, {}), head is ({}, {}, {})",
+            checkpoint.origin,
+            checkpoint.size.0,
+            checkpoint.root,
+            config.origin,
+            head.tree_size,
+            head.root
+        ));
+    }
+    Ok(())
+}
+
+/// Installs snapshots: everything `install_snapshot` needs, cloned out of the state store.
+#[derive(Clone)]
+pub(crate) struct Installer {
+    pub(crate) db: SharedDb,
+    pub(crate) blocking: Blocking,
+    pub(crate) logs: Arc<Logs>,
+    pub(crate) source: SharedBundleSource,
+    pub(crate) policy: CatchUpPolicy,
+}
+
+/// Why one attempt at catching up a log failed.
+enum Attempt {
+    /// Storage failed: give up at once.
+    Disk(DiskError),
+    /// No member served some bundle: wait, then try again.
+    Unavailable(CatchUpError),
+    /// The leaves gave the wrong root: some member (or a stored leaf) lied; refetch everything
+    /// from another member first.
+    Mismatch(CatchUpError),
+}
+
+impl From<DiskError> for Attempt {
+    fn from(error: DiskError) -> Attempt {
+        Attempt::Disk(error)
+    }
+}
+
+impl Installer {
+    /// Finishes an install interrupted by a crash, if there is one.
+    pub(crate) async fn resume(&self) -> Result<(), DiskError> {
+        let db = self.db.clone();
+        let Some((meta, data)) = self.blocking.run(move || pending(&db)).await? else {
+            return Ok(());
+        };
+        tracing::info!(snapshot = %meta.snapshot_id, "resuming an interrupted snapshot install");
+        self.install(&meta, &data).await
     }
 
+    /// Installs the snapshot `meta` described by `data` (see the module docs).
+    pub(crate) async fn install(&self, meta: &Meta, data: &[u8]) -> Result<(), DiskError> {
+        let descriptor = check_descriptor(&self.logs, meta, data)?;
+        let locals = {
+            let (db, meta, data) = (self.db.clone(), meta.clone(), data.to_vec());
+            let logs = self.logs.clone();
+            self.blocking
+                .run(move || begin(&db, &logs, &meta, &data))
+                .await?
+        };
+        let members: Vec<NodeAddress> = meta
+            .last_membership
+            .nodes()
+            .map(|(_, node)| node.clone())
+            .collect();
+        let targets: BTreeMap<&LogName, &LogHead> = descriptor
+            .heads
+            .iter()
+            .map(|(log, head)| (log, head))
+            .collect();
+        let mut fetched = 0;
+        for (log, local) in &locals {
+            let target = targets.get(log).copied();
+            let local_size = local.as_ref().map_or(0, |head| head.tree_size);
+            let local_root = local.as_ref().map_or(Hash::EMPTY_ROOT, |head| head.root);
+            let (snapshot_size, snapshot_root) =
+                target.map_or((0, Hash::EMPTY_ROOT), |head| (head.tree_size, head.root));
+            if local_size > snapshot_size
+                || (local_size == snapshot_size && local_root != snapshot_root)
+            {
+                return Err(CatchUpError::Diverged {
+                    log: log.clone(),
+                    local_size,
+                    local_root,
+                    snapshot_size,
+                    snapshot_root,
+                }
+                .into());
+            }
+            if let Some(target) = target
+                && local_size < snapshot_size
+            {
+                fetched += self
+                    .catch_up_log(&members, log, local.as_ref(), target)
+                    .await?;
+            }
+        }
+        let (db, meta_owned, data_owned) = (self.db.clone(), meta.clone(), data.to_vec());
+        let logs = self.logs.clone();
+        self.blocking
+            .run(move || finish(&db, &logs, &meta_owned, &data_owned, &descriptor))
+            .await?;
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            last_log_id = ?meta.last_log_id,
+            leaves_fetched = fetched,
+            "installed snapshot"
+        );
+        Ok(())
+    }
+
+    /// Brings one log from `local` to `target`, in rounds (see [`CatchUpPolicy`]); returns
+    /// how many leaves were fetched.
+    async fn catch_up_log(
+        &self,
+        members: &[NodeAddress],
+        log: &LogName,
+        local: Option<&LogHead>,
+        target: &LogHead,
+    ) -> Result<u64, DiskError> {
+        let mut reuse = true;
+        let mut last = None;
+        for round in 0..self.policy.rounds.max(1) {
+            match self
+                .attempt(members, log, local, target, reuse, round)
+                .await
+            {
+                Ok(fetched) => return Ok(fetched),
+                Err(Attempt::Disk(error)) => return Err(error),
+                Err(Attempt::Mismatch(error)) => {
+                    tracing::warn!(%log, round, %error, "catch-up: wrong root, refetching");
+                    reuse = false;
+                    last = Some(error);
+                }
+                Err(Attempt::Unavailable(error)) => {
+                    tracing::warn!(%log, round, %error, "catch-up: bundle unavailable");
+                    last = Some(error);
+                    if round + 1 < self.policy.rounds {
+                        tokio::time::sleep(self.policy.delay(round)).await;
+                    }
+                }
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| CatchUpError::Descriptor("no catch-up round ran".into()))
+            .into())
+    }
+
+    /// One pass from the local head to the target: stored leaves beyond the head first (if
+    /// `reuse`), then fetched bundles; succeeds only if the root matches.
+    async fn attempt(
+        &self,
+        members: &[NodeAddress],
+        log: &LogName,
+        local: Option<&LogHead>,
+        target: &LogHead,
+        reuse: bool,
+        round: u32,
+    ) -> Result<u64, Attempt> {
+        let (size, edge) =
+            local.map_or((0, Vec::new()), |head| (head.tree_size, head.edge.clone()));
+        let mut tree = Tree::from_edge(TreeSize(size), edge)
+            .map_err(|error| DiskError::corrupt("heads", log, error.to_string()))?;
+        let end = target.tree_size;
+        let mut chunks = 0u64;
+        if reuse {
+            while tree.size().0 < end {
+                let first = tree.size().0;
+                let want = (end - first).min(u64::from(TILE_WIDTH));
+                let (db, name) = (self.db.clone(), log.clone());
+                let stored = self
+                    .blocking
+                    .run(move || stored_leaves(&db, &name, first, first + want))
+                    .await?;
+                let complete = stored.len() as u64 == want;
+                if stored.is_empty() {
+                    break;
+                }
+                tree = self.append(log, tree, stored, chunks).await?;
+                chunks += 1;
+                if !complete {
+                    break;
+                }
+            }
+        }
+        let mut fetched = 0;
+        while tree.size().0 < end {
+            let next = tree.size().0;
+            let index = next / u64::from(TILE_WIDTH);
+            let first = index * u64::from(TILE_WIDTH);
+            let width = u16::try_from((end - first).min(u64::from(TILE_WIDTH)))
+                .map_err(|_| DiskError::Missing("a bundle width over 256".into()))?;
+            let mut leaves = self.fetch(members, log, index, width, round).await?;
+            // The local tree may end inside this bundle: its first leaves are already stored.
+            let skip = usize::try_from(next - first).unwrap_or(usize::MAX);
+            leaves.drain(..skip.min(leaves.len()));
+            fetched += leaves.len() as u64;
+            tree = self.append(log, tree, leaves, chunks).await?;
+            chunks += 1;
+        }
+        if tree.root() != target.root {
+            return Err(Attempt::Mismatch(CatchUpError::RootMismatch {
+                log: log.clone(),
+                size: end,
+                computed: tree.root(),
+                expected: target.root,
+            }));
+        }
+        Ok(fetched)
+    }
+
+    /// Fetches and decodes one bundle from the first member that serves it, starting with a
+    /// different member each round so one bad member cannot fail every round.
+    async fn fetch(
+        &self,
+        members: &[NodeAddress],
+        log: &LogName,
+        index: u64,
+        width: u16,
+        round: u32,
+    ) -> Result<Vec<Vec<u8>>, Attempt> {
+        let mut tried = Vec::new();
+        let start = usize::try_from(round).unwrap_or(0);
+        for offset in 0..members.len() {
+            let member = &members[(start + offset) % members.len()];
+            match self.source.entry_bundle(member, log, index, width).await {
+                Ok(bytes) => match tlog::tile::decode_bundle(&bytes, width) {
+                    Ok(entries) => return Ok(entries.iter().map(|leaf| leaf.to_vec()).collect()),
+                    Err(error) => tried.push(format!("{member}: {error}")),
+                },
+                Err(error) => tried.push(error.to_string()),
+            }
+        }
+        if tried.is_empty() {
+            tried.push("the snapshot lists no members".into());
+        }
+        Err(Attempt::Unavailable(CatchUpError::Unavailable {
+            log: log.clone(),
+            index,
+            width,
+            tried: tried.join("; "),
+        }))
+    }
+
+    /// Appends committed leaves in one write transaction and returns the grown tree.
+    async fn append(
+        &self,
+        log: &LogName,
+        tree: Tree,
+        leaves: Vec<Vec<u8>>,
+        chunk: u64,
+    ) -> Result<Tree, DiskError> {
+        let (db, name) = (self.db.clone(), log.clone());
+        let durable = (chunk + 1).is_multiple_of(BUNDLES_PER_DURABLE_COMMIT);
+        self.blocking
+            .run(move || append_chunk(&db, &name, tree, &leaves, durable))
+            .await
+    }
+}
+
+impl Debug for Installer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installer")
+            .field("blocking", &self.blocking)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refuses a snapshot older than the applied state, records it as pending, and returns every
+/// configured log's current head.
+fn begin(
+    db: &Database,
+    logs: &Logs,
+    meta: &Meta,
+    data: &[u8],
+) -> Result<BTreeMap<LogName, Option<LogHead>>, DiskError> {
     let txn = begin_immediate(db)?;
-    txn.delete_table(LEAVES)?;
-    txn.delete_table(LEAF_INDEX)?;
-    txn.delete_table(TILE_HASHES)?;
-    txn.delete_table(HEADS)?;
-    txn.delete_table(SM_META)?;
-    create_state_tables(&txn)?;
+    let heads = {
+        let (applied, _) = applied_state(&txn.open_table(SM_META)?)?;
+        if applied > meta.last_log_id {
+            return Err(CatchUpError::Stale {
+                snapshot: meta.last_log_id,
+                applied,
+            }
+            .into());
+        }
+        let mut snapshot = txn.open_table(SNAPSHOT)?;
+        snapshot.insert(PENDING_META, encode("snapshot meta", meta)?.as_slice())?;
+        snapshot.insert(PENDING_DATA, data)?;
+        let table = txn.open_table(HEADS)?;
+        let mut heads = BTreeMap::new();
+        for config in logs.iter() {
+            heads.insert(config.name.clone(), read_head(&table, &config.name)?);
+        }
+        heads
+    };
+    txn.commit()?;
+    Ok(heads)
+}
+
+/// Leaves `[first, end)` of `log` that are stored, up to the first gap.
+fn stored_leaves(
+    db: &Database,
+    log: &LogName,
+    first: u64,
+    end: u64,
+) -> Result<Vec<Vec<u8>>, DiskError> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(super::tables::LEAVES)?;
+    let mut out = Vec::new();
+    let name = log.0.as_str();
+    for row in table.range((name, first)..(name, end))? {
+        let (key, value) = row?;
+        if key.value().1 != first + out.len() as u64 {
+            break;
+        }
+        out.push(value.value().to_vec());
+    }
+    Ok(out)
+}
+
+/// Appends committed leaves to `log` through [`state_machine::append_leaf`], overwriting any
+/// row left at their indices by an earlier, unverified attempt.
+fn append_chunk(
+    db: &Database,
+    log: &LogName,
+    mut tree: Tree,
+    leaves: &[Vec<u8>],
+    durable: bool,
+) -> Result<Tree, DiskError> {
+    let txn = if durable {
+        begin_immediate(db)?
+    } else {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        txn
+    };
     {
         let mut state = RedbState::open(&txn)?;
-        for (log, index, leaf) in &payload.leaves {
+        let mut scratch = Vec::new();
+        for leaf in leaves {
+            state.forget_other_leaf(log, tree.size().0, leaf)?;
             let hash = tlog::leaf_hash(leaf);
-            state
-                .put_leaf(&LogName(log.clone()), *index, &hash, leaf)
-                .map_err(|error| DiskError::Snapshot(error.to_string()))?;
+            state_machine::append_leaf(&mut state, log, &mut tree, &mut scratch, hash, leaf)
+                .map_err(|source| DiskError::Apply {
+                    log_id: format!("snapshot catch-up of {log}"),
+                    source,
+                })?;
         }
-        for (log, level, index, hash) in &payload.tile_hashes {
-            let key = format!("({log}, {level}, {index})");
-            decode_hash("snapshot tile_hashes", &key, hash)?;
-            state.insert_tile_hash_bytes(log, *level, *index, hash)?;
-        }
-        for (log, head) in &payload.heads {
-            let name = LogName(log.clone());
-            check_head(&state, &name, head)?;
+    }
+    txn.commit()?;
+    Ok(tree)
+}
+
+/// The final transaction: checks that the stored tiles give each head's root, drops rows
+/// beyond each head (left by an older attempt), and writes heads, last applied, membership and
+/// the current snapshot.
+fn finish(
+    db: &Database,
+    logs: &Logs,
+    meta: &Meta,
+    data: &[u8],
+    descriptor: &Descriptor,
+) -> Result<(), DiskError> {
+    let txn = begin_immediate(db)?;
+    {
+        let mut state = RedbState::open(&txn)?;
+        let targets: BTreeMap<&LogName, &LogHead> = descriptor
+            .heads
+            .iter()
+            .map(|(log, head)| (log, head))
+            .collect();
+        for config in logs.iter() {
+            let log = &config.name;
+            let size = targets.get(log).map_or(0, |head| head.tree_size);
+            let dropped = state.truncate(log, size)?;
+            if dropped > 0 {
+                tracing::warn!(%log, dropped, "dropped leaves an older install left beyond the head");
+            }
+            let Some(head) = targets.get(log) else {
+                continue;
+            };
+            let tree_size = TreeSize(head.tree_size);
+            let root =
+                tlog::tree::root_at(&TileHashStore::new(state.tiles(log), tree_size), tree_size)
+                    .map_err(|error| DiskError::Missing(format!("a tile of log {log}: {error}")))?;
+            if root != head.root {
+                return Err(CatchUpError::RootMismatch {
+                    log: log.clone(),
+                    size: head.tree_size,
+                    computed: root,
+                    expected: head.root,
+                }
+                .into());
+            }
+            if !state.has_leaf(log, head.tree_size - 1)? {
+                return Err(DiskError::Missing(format!(
+                    "leaf {} of log {log}",
+                    head.tree_size - 1
+                )));
+            }
             state
-                .put_head(&name, head)
-                .map_err(|error| DiskError::Snapshot(error.to_string()))?;
+                .put_head(log, head)
+                .map_err(|source| DiskError::Apply {
+                    log_id: format!("snapshot {}", meta.snapshot_id),
+                    source,
+                })?;
         }
         let mut meta_table = txn.open_table(SM_META)?;
-        let applied = encode("last applied", &payload.last_applied)?;
+        let applied = encode("last applied", &descriptor.last_applied)?;
         meta_table.insert(LAST_APPLIED, applied.as_slice())?;
-        let membership = encode("last membership", &payload.last_membership)?;
+        let membership = encode("last membership", &descriptor.last_membership)?;
         meta_table.insert(LAST_MEMBERSHIP, membership.as_slice())?;
         let mut snapshot = txn.open_table(SNAPSHOT)?;
         snapshot.insert(SNAPSHOT_META, encode("snapshot meta", meta)?.as_slice())?;
         snapshot.insert(SNAPSHOT_DATA, data)?;
+        snapshot.remove(PENDING_META)?;
+        snapshot.remove(PENDING_DATA)?;
     }
     txn.commit()?;
     Ok(())
 }
 
-/// A head is only installed if the payload's tile hashes give its root and its leaves are all
-/// there: a snapshot must not make this replica serve a tree it cannot reproduce.
-fn check_head(state: &RedbState<'_>, log: &LogName, head: &LogHead) -> Result<(), DiskError> {
-    let size = TreeSize(head.tree_size);
-    let tiles = TileHashStore::new(state.tiles(log), size);
-    let root = tlog::tree::root_at(&tiles, size)
-        .map_err(|error| DiskError::Snapshot(format!("log {log}: {error}")))?;
-    if root != head.root {
-        return Err(DiskError::Snapshot(format!(
-            "log {log}: tile hashes give root {root}, head says {}",
-            head.root
-        )));
-    }
-    if head.tree_size > 0 && state.leaf_count(log)? != head.tree_size {
-        return Err(DiskError::Snapshot(format!(
-            "log {log}: leaves do not match size {}",
-            head.tree_size
-        )));
-    }
-    Ok(())
+/// Whether an install is pending, inside a write transaction (apply refuses to run then).
+pub(crate) fn is_pending(txn: &redb::WriteTransaction) -> Result<bool, DiskError> {
+    Ok(txn.open_table(SNAPSHOT)?.get(PENDING_META)?.is_some())
 }

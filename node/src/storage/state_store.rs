@@ -28,12 +28,13 @@ use tlog::tile::{BundleError, TILE_WIDTH, Tile, TileHashStore, TileKind, TileRea
 use tlog::tree::StoreError;
 use tlog::{Hash, LeafIndex, NodeId as TreeNodeId, TreeSize};
 
-use super::snapshot::{self, SnapshotBuilder};
+use super::snapshot::{self, CatchUpError, Installer, SnapshotBuilder};
 use super::tables::{
     HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SM_META, SNAPSHOT, TILE_HASHES,
     decode, decode_hash, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
+use crate::catch_up::{CatchUpPolicy, SharedBundleSource};
 use crate::env::Blocking;
 use crate::state_machine::{self, LogHead, Logs, StateAccess, StateError};
 use crate::types::{CommandOutcome, LogName, NodeAddress, NodeId, TypeConfig};
@@ -50,6 +51,9 @@ pub struct StateStore {
     pub(super) db: SharedDb,
     blocking: Blocking,
     logs: Arc<Logs>,
+    /// Where a snapshot install fetches the leaves it lacks.
+    source: SharedBundleSource,
+    policy: CatchUpPolicy,
 }
 
 impl Debug for StateStore {
@@ -57,14 +61,21 @@ impl Debug for StateStore {
         f.debug_struct("StateStore")
             .field("blocking", &self.blocking)
             .field("logs", &self.logs)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
 impl StateStore {
-    /// Opens or creates the state database at `path`, for the cluster's `logs`.
-    pub fn open(path: &Path, logs: Logs, blocking: Blocking) -> Result<StateStore, DiskError> {
-        StateStore::from_database(super::open_file(path)?, logs, blocking)
+    /// Opens or creates the state database at `path`, for the cluster's `logs`; snapshot
+    /// installs fetch leaves through `source`.
+    pub fn open(
+        path: &Path,
+        logs: Logs,
+        blocking: Blocking,
+        source: SharedBundleSource,
+    ) -> Result<StateStore, DiskError> {
+        StateStore::from_database(super::open_file(path)?, logs, blocking, source)
     }
 
     /// Opens or creates the state database over a storage backend.
@@ -72,8 +83,9 @@ impl StateStore {
         backend: impl StorageBackend,
         logs: Logs,
         blocking: Blocking,
+        source: SharedBundleSource,
     ) -> Result<StateStore, DiskError> {
-        StateStore::from_database(super::open_backend(backend)?, logs, blocking)
+        StateStore::from_database(super::open_backend(backend)?, logs, blocking, source)
     }
 
     /// Wraps an open database, creating the tables if it is new (read transactions fail on a
@@ -82,6 +94,7 @@ impl StateStore {
         db: Database,
         logs: Logs,
         blocking: Blocking,
+        source: SharedBundleSource,
     ) -> Result<StateStore, DiskError> {
         let txn = begin_immediate(&db)?;
         create_state_tables(&txn)?;
@@ -91,7 +104,25 @@ impl StateStore {
             db: Arc::new(db),
             blocking,
             logs: Arc::new(logs),
+            source,
+            policy: CatchUpPolicy::default(),
         })
+    }
+
+    /// Replaces how persistently a snapshot install retries unavailable members.
+    pub fn with_catch_up_policy(mut self, policy: CatchUpPolicy) -> StateStore {
+        self.policy = policy;
+        self
+    }
+
+    fn installer(&self) -> Installer {
+        Installer {
+            db: self.db.clone(),
+            blocking: self.blocking,
+            logs: self.logs.clone(),
+            source: self.source.clone(),
+            policy: self.policy,
+        }
     }
 
     /// A cheap, cloneable handle for reads from any task while apply continues.
@@ -147,6 +178,11 @@ fn apply_entries(
         return Ok(Vec::new());
     };
     let txn = begin_immediate(db)?;
+    // Rows beyond the heads may be an unverified install's; applying over them could leave
+    // dedup entries this replica alone has. openraft finishes an install before it applies.
+    if snapshot::is_pending(&txn)? {
+        return Err(CatchUpError::Pending.into());
+    }
     let mut outcomes = Vec::with_capacity(entries.len());
     {
         let mut state = RedbState::open(&txn)?;
@@ -185,6 +221,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeAddress>), StorageError<NodeId>>
     {
+        // openraft reads this first at startup: an install a crash interrupted must finish
+        // before then, because openraft may already have purged the entries it covers.
+        self.installer()
+            .resume()
+            .await
+            .map_err(|error| read_sm_error(&error))?;
         let db = self.db.clone();
         self.blocking
             .run(move || {
@@ -226,11 +268,9 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         meta: &SnapshotMeta<NodeId, NodeAddress>,
         snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let db = self.db.clone();
-        let owned_meta = meta.clone();
         let data = snapshot.into_inner();
-        self.blocking
-            .run(move || snapshot::install(&db, &owned_meta, &data))
+        self.installer()
+            .install(meta, &data)
             .await
             .map_err(|error| {
                 StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&error)).into()
@@ -371,27 +411,69 @@ impl<'txn> RedbState<'txn> {
         })
     }
 
-    /// Inserts a tile-hash row as raw bytes (snapshot install).
-    pub(crate) fn insert_tile_hash_bytes(
+    /// Whether leaf `index` of `log` is stored.
+    pub(crate) fn has_leaf(&self, log: &LogName, index: u64) -> Result<bool, DiskError> {
+        Ok(self.leaves.get((log.0.as_str(), index))?.is_some())
+    }
+
+    /// Before `leaf` is written at `index`: if another leaf is stored there (an unverified
+    /// install's), removes that leaf's dedup entry, which would otherwise outlive it and answer
+    /// "duplicate" for a leaf this log does not hold.
+    pub(crate) fn forget_other_leaf(
         &mut self,
-        log: &str,
-        level: u8,
+        log: &LogName,
         index: u64,
-        hash: &[u8],
+        leaf: &[u8],
     ) -> Result<(), DiskError> {
-        self.hashes.insert((log, level, index), hash)?;
+        let name = log.0.as_str();
+        let old_hash = match self.leaves.get((name, index))? {
+            Some(old) if old.value() != leaf => tlog::leaf_hash(old.value()),
+            _ => return Ok(()),
+        };
+        self.forget_index_entry(name, &old_hash, index)
+    }
+
+    fn forget_index_entry(&mut self, name: &str, hash: &Hash, index: u64) -> Result<(), DiskError> {
+        let points_here = self
+            .index
+            .get((name, hash.as_bytes()))?
+            .is_some_and(|stored| stored.value() == index);
+        if points_here {
+            self.index.remove((name, hash.as_bytes()))?;
+        }
         Ok(())
     }
 
-    /// How many leaves of `log` are stored.
-    pub(crate) fn leaf_count(&self, log: &LogName) -> Result<u64, DiskError> {
+    /// Removes every leaf of `log` at or beyond `size`, its dedup entry, and every tile hash of
+    /// a subtree that reaches beyond `size`: what an abandoned install left above the head.
+    /// Returns how many leaves were removed (normally none).
+    pub(crate) fn truncate(&mut self, log: &LogName, size: u64) -> Result<u64, DiskError> {
         let name = log.0.as_str();
-        let mut count = 0;
-        for row in self.leaves.range((name, 0)..=(name, u64::MAX))? {
-            row?;
-            count += 1;
+        let mut beyond = Vec::new();
+        for row in self.leaves.range((name, size)..=(name, u64::MAX))? {
+            let (key, value) = row?;
+            beyond.push((key.value().1, tlog::leaf_hash(value.value())));
         }
-        Ok(count)
+        for (index, hash) in &beyond {
+            self.leaves.remove((name, *index))?;
+            self.forget_index_entry(name, hash, *index)?;
+        }
+        // A subtree at Merkle level `level` with index `i` is inside the tree iff
+        // (i + 1) << level <= size, that is i < size >> level.
+        for level in (0..64u8).step_by(usize::from(tlog::tile::TILE_HEIGHT)) {
+            let first = size.checked_shr(u32::from(level)).unwrap_or(0);
+            let mut stale = Vec::new();
+            for row in self
+                .hashes
+                .range((name, level, first)..=(name, level, u64::MAX))?
+            {
+                stale.push(row?.0.value().2);
+            }
+            for index in stale {
+                self.hashes.remove((name, level, index))?;
+            }
+        }
+        Ok(beyond.len() as u64)
     }
 
     /// A tile reader over this transaction's hashes of `log`.
@@ -590,17 +672,22 @@ impl StateView {
             .filter(|checkpoint| !checkpoint.is_empty()))
     }
 
-    /// The canonical body of leaf `index`, or `None` beyond the log's size.
+    /// The canonical body of leaf `index`, or `None` beyond the log's size (rows beyond the
+    /// head belong to an install still being verified).
     pub fn leaf(&self, log: &LogName, index: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        if index >= self.size(log)? {
+            return Ok(None);
+        }
         Ok(self
             .leaves
             .get((log.0.as_str(), index))?
             .map(|guard| guard.value().to_vec()))
     }
 
-    /// The index of the leaf with this leaf hash, if the log has one.
+    /// The index of the leaf with this leaf hash, if the log has one (within its size).
     pub fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, ReadError> {
-        Ok(read_leaf_index(&self.index, log, leaf_hash)?)
+        let size = self.size(log)?;
+        Ok(read_leaf_index(&self.index, log, leaf_hash)?.filter(|&index| index < size))
     }
 
     /// The bytes of a hash tile, if the log has it at exactly that width: a partial tile that

@@ -47,7 +47,8 @@ pub(crate) const LAST_APPLIED: &str = "last_applied";
 /// `SM_META` key of the last membership (`StoredMembership<NodeId, NodeAddress>`).
 pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
 /// The current snapshot: [`SNAPSHOT_META`] → postcard `SnapshotMeta`, [`SNAPSHOT_DATA`] → its
-/// bytes, [`SNAPSHOT_SEQ`] → postcard `u64` counter for unique snapshot ids.
+/// descriptor, [`SNAPSHOT_SEQ`] → postcard `u64` counter for unique snapshot ids, and the
+/// pending install ([`PENDING_META`], [`PENDING_DATA`]).
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 /// `SNAPSHOT` key of the current snapshot's meta.
 pub(crate) const SNAPSHOT_META: &str = "meta";
@@ -55,6 +56,12 @@ pub(crate) const SNAPSHOT_META: &str = "meta";
 pub(crate) const SNAPSHOT_DATA: &str = "data";
 /// `SNAPSHOT` key of the number of snapshots built so far.
 pub(crate) const SNAPSHOT_SEQ: &str = "seq";
+/// `SNAPSHOT` key of the meta of a snapshot whose install began but has not finished (leaves
+/// beyond the heads may be stored, unverified); present only during an install, and an
+/// install interrupted by a crash is resumed from it before anything else reads the state.
+pub(crate) const PENDING_META: &str = "pending_meta";
+/// `SNAPSHOT` key of the descriptor of the pending install.
+pub(crate) const PENDING_DATA: &str = "pending_data";
 
 /// Encodes an internal value with postcard.
 pub(crate) fn encode<T: Serialize + ?Sized>(

@@ -1,6 +1,7 @@
 //! Tests of the storage module: openraft's storage suite, equivalence with the in-memory apply,
 //! reopen, reads across tile boundaries, group commit on a disk that loses unsynced writes,
-//! purge and truncate boundaries, corruption, and snapshot transfer.
+//! purge and truncate boundaries, corruption, and snapshots: descriptors, catch-up by fetching
+//! entry bundles from a second store, bad sources and crashes mid-install.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder,
-    StorageError, Vote,
+    SnapshotMeta, StorageError, Vote,
 };
 use redb::StorageBackend;
 use redb::backends::InMemoryBackend;
@@ -21,9 +22,12 @@ use tlog::tile::{Tile, decode_bundle, tile_data, tiles_for_size};
 use tlog::{Hash, MemoryTree, TreeSize, leaf_hash};
 
 use super::*;
+use crate::catch_up::{BundleFuture, BundleSource, CatchUpPolicy, FetchError, NoBundles};
 use crate::state_machine::tests::{MemoryState, test_logs};
 use crate::state_machine::{self, LogHead, StateAccess};
-use crate::types::{AppendBatch, Command, CommandOutcome, LogName, NodeId, TypeConfig};
+use crate::types::{
+    AppendBatch, Command, CommandOutcome, LogName, NodeAddress, NodeId, TypeConfig,
+};
 
 // ---- Helpers ----
 
@@ -106,6 +110,7 @@ fn memory_stores(blocking: Blocking) -> Stores {
         InMemoryBackend::new(),
         test_logs(),
         blocking,
+        Arc::new(NoBundles),
     )
     .unwrap()
 }
@@ -279,7 +284,8 @@ async fn reopen_after_close_gives_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let names = [artifacts(), LogName("certificates".into())];
     let before = {
-        let mut stores = Stores::open_dir(dir.path(), test_logs(), Blocking::Pool).unwrap();
+        let mut stores =
+            Stores::open_dir(dir.path(), test_logs(), Blocking::Pool, Arc::new(NoBundles)).unwrap();
         let entries: Vec<_> = (1..=20)
             .map(|i| {
                 let log = if i % 2 == 0 {
@@ -302,7 +308,8 @@ async fn reopen_after_close_gives_the_same_state() {
             stores.log.try_get_log_entries(..).await.unwrap(),
         )
     };
-    let mut stores = Stores::open_dir(dir.path(), test_logs(), Blocking::Pool).unwrap();
+    let mut stores =
+        Stores::open_dir(dir.path(), test_logs(), Blocking::Pool, Arc::new(NoBundles)).unwrap();
     let view = stores.reader.view().unwrap();
     assert_eq!(dump(&view, &names), before.0);
     assert_eq!(stores.log.get_log_state().await.unwrap(), before.1);
@@ -643,108 +650,434 @@ async fn corrupt_rows_are_errors_not_panics() {
     assert!(stores.log.try_get_log_entries(4..5).await.is_err());
 }
 
-// ---- Snapshots ----
+// ---- Snapshots: descriptors and catch-up ----
 
-#[tokio::test]
-async fn a_snapshot_installed_in_a_fresh_store_gives_identical_reads() {
-    let names = [artifacts(), LogName("certificates".into())];
-    let mut source = memory_stores(Blocking::Inline);
-    let mut entries = vec![entry(
-        1,
-        EntryPayload::Membership(Membership::new(vec![[1, 2].into()], None)),
-    )];
-    for i in 2..=12u64 {
-        let log = if i % 3 == 0 {
-            "certificates"
-        } else {
-            "artifacts"
-        };
-        let leaves = (0..i * 40)
-            .map(|j| format!("{i}.{j}").into_bytes())
-            .collect();
-        entries.push(entry(i, EntryPayload::Normal(append_command(log, leaves))));
+/// A bundle source that reads other stores in memory (real stores, not mocks), keyed by the
+/// member's `api_url`. It can flip a byte of every bundle it serves, or stall forever after a
+/// number of fetches (to interrupt an install between chunk commits).
+#[derive(Clone, Default)]
+struct TestSource(Arc<Mutex<SourceState>>);
+
+#[derive(Default)]
+struct SourceState {
+    members: BTreeMap<String, StateReader>,
+    corrupt: bool,
+    stall_after: Option<u64>,
+    fetches: u64,
+}
+
+impl TestSource {
+    fn serving(members: &[(&str, &StateReader)]) -> TestSource {
+        let source = TestSource::default();
+        for (url, reader) in members {
+            source.set(|state| {
+                state.members.insert((*url).to_string(), (*reader).clone());
+            });
+        }
+        source
     }
-    source.state.apply(entries).await.unwrap();
-    let snapshot = source
+
+    fn set(&self, change: impl FnOnce(&mut SourceState)) {
+        change(&mut self.0.lock().unwrap());
+    }
+
+    fn fetches(&self) -> u64 {
+        self.0.lock().unwrap().fetches
+    }
+}
+
+impl BundleSource for TestSource {
+    fn entry_bundle<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        log: &'a LogName,
+        index: u64,
+        width: u16,
+    ) -> BundleFuture<'a> {
+        Box::pin(async move {
+            let (reader, corrupt, stall) = {
+                let mut state = self.0.lock().unwrap();
+                state.fetches += 1;
+                let stall = state.stall_after.is_some_and(|after| state.fetches > after);
+                (
+                    state.members.get(&member.api_url).cloned(),
+                    state.corrupt,
+                    stall,
+                )
+            };
+            if stall {
+                std::future::pending::<()>().await;
+            }
+            let failed = |reason: String| FetchError::Failed {
+                member: member.api_url.clone(),
+                reason,
+            };
+            let reader = reader.ok_or_else(|| failed("unreachable".into()))?;
+            let bundle = reader
+                .view()
+                .and_then(|view| view.entry_bundle(log, index, width))
+                .map_err(|error| failed(error.to_string()))?;
+            let Some(mut bundle) = bundle else {
+                return Err(FetchError::NotFound {
+                    member: member.api_url.clone(),
+                    log: log.clone(),
+                    index,
+                    width,
+                });
+            };
+            if corrupt {
+                // The last byte belongs to the last leaf: the bundle still decodes, the leaf
+                // is wrong.
+                if let Some(last) = bundle.last_mut() {
+                    *last ^= 1;
+                }
+            }
+            Ok(bundle)
+        })
+    }
+}
+
+/// Retries quickly: tests wait real time between rounds.
+fn quick_policy() -> CatchUpPolicy {
+    CatchUpPolicy {
+        rounds: 3,
+        retry_delay: std::time::Duration::from_millis(5),
+        retry_delay_max: std::time::Duration::from_millis(20),
+    }
+}
+
+fn stores_over(backend: impl StorageBackend, source: &TestSource) -> Stores {
+    let mut stores = Stores::open_backends(
+        InMemoryBackend::new(),
+        backend,
+        test_logs(),
+        Blocking::Inline,
+        Arc::new(source.clone()),
+    )
+    .unwrap();
+    stores.state = stores.state.with_catch_up_policy(quick_policy());
+    stores
+}
+
+/// The membership of the catch-up tests: node 1 (`mem://1`) is listed first and is empty, so
+/// every fetch falls over to node 2 (`mem://2`), the store that has the leaves.
+fn catch_up_membership() -> Membership<NodeId, NodeAddress> {
+    let nodes: BTreeMap<NodeId, NodeAddress> = [1, 2]
+        .into_iter()
+        .map(|id| {
+            let address = NodeAddress {
+                api_url: format!("mem://{id}"),
+                ..NodeAddress::default()
+            };
+            (id, address)
+        })
+        .collect();
+    Membership::new(vec![[1, 2].into()], nodes)
+}
+
+/// Entry 1 sets the membership; entries 2..=10 append 3000 leaves to `artifacts` in batches
+/// that cross 256-leaf bundles and start a level-1 tile; entries 11..=13 go to `certificates`.
+fn catch_up_entries() -> Vec<Entry<TypeConfig>> {
+    let mut entries = vec![entry(1, EntryPayload::Membership(catch_up_membership()))];
+    let mut next = 0u64;
+    for count in [1u64, 255, 1, 299, 700, 1000, 3, 300, 441] {
+        let leaves = (next..next + count)
+            .map(|i| format!("artifact {i}").into_bytes())
+            .collect();
+        next += count;
+        let index = entries.len() as u64 + 1;
+        entries.push(entry(
+            index,
+            EntryPayload::Normal(append_command("artifacts", leaves)),
+        ));
+    }
+    for count in [3u64, 250, 10] {
+        let leaves = (0..count)
+            .map(|i| format!("certificate {index} {i}", index = entries.len()).into_bytes())
+            .collect();
+        let index = entries.len() as u64 + 1;
+        entries.push(entry(
+            index,
+            EntryPayload::Normal(append_command("certificates", leaves)),
+        ));
+    }
+    entries
+}
+
+fn both_logs() -> [LogName; 2] {
+    [artifacts(), LogName("certificates".into())]
+}
+
+/// Every read a client makes, compared between two stores: tiles, bundles, leaves, dedup
+/// answers, checkpoints, and proofs at several sizes.
+fn assert_same_reads(a: &StateReader, b: &StateReader) {
+    let (a, b) = (a.view().unwrap(), b.view().unwrap());
+    let names = both_logs();
+    assert_eq!(dump(&a, &names), dump(&b, &names));
+    for log in &names {
+        assert_eq!(a.checkpoint(log).unwrap(), b.checkpoint(log).unwrap());
+        let size = a.head(log).unwrap().map_or(0, |head| head.tree_size);
+        for old in [1, size / 3, size / 2, size.saturating_sub(1), size] {
+            if old == 0 || size == 0 {
+                continue;
+            }
+            assert_eq!(
+                a.inclusion_proof(log, old - 1, old).unwrap(),
+                b.inclusion_proof(log, old - 1, old).unwrap()
+            );
+            assert_eq!(
+                a.consistency_proof(log, old, size).unwrap(),
+                b.consistency_proof(log, old, size).unwrap()
+            );
+        }
+        assert_eq!(a.leaf(log, size).unwrap(), None);
+        assert_eq!(b.leaf(log, size).unwrap(), None);
+    }
+}
+
+/// Rows of the dedup index of `log`: exactly one per leaf, or an install left a stray one.
+fn dedup_rows(stores: &Stores, log: &LogName) -> u64 {
+    use super::tables::LEAF_INDEX;
+    use redb::ReadableDatabase;
+    let txn = stores.state.db.begin_read().unwrap();
+    let table = txn.open_table(LEAF_INDEX).unwrap();
+    table
+        .range((log.0.as_str(), &[0u8; 32])..=(log.0.as_str(), &[0xffu8; 32]))
+        .unwrap()
+        .count() as u64
+}
+
+async fn snapshot_of(stores: &mut Stores) -> (SnapshotMeta<NodeId, NodeAddress>, Vec<u8>) {
+    let snapshot = stores
         .state
         .get_snapshot_builder()
         .await
         .build_snapshot()
         .await
         .unwrap();
-    assert_eq!(snapshot.meta.last_log_id, Some(log_id(12)));
-    let current = source.state.get_current_snapshot().await.unwrap().unwrap();
-    assert_eq!(current.meta, snapshot.meta);
+    (snapshot.meta, snapshot.snapshot.into_inner())
+}
 
-    let mut target = memory_stores(Blocking::Inline);
-    // Meta that does not match the payload is refused, and so is a forged head.
-    let mut wrong = snapshot.meta.clone();
-    wrong.last_log_id = Some(log_id(11));
-    let data = snapshot.snapshot.get_ref().clone();
-    assert!(
-        target
-            .state
-            .install_snapshot(&wrong, Box::new(std::io::Cursor::new(data.clone())))
-            .await
-            .is_err()
-    );
-    let mut payload: snapshot::Payload = postcard::from_bytes(&data).unwrap();
-    payload.heads[0].1.root = Hash::digest(b"forged");
-    let forged = postcard::to_stdvec(&payload).unwrap();
-    assert!(
-        target
-            .state
-            .install_snapshot(&snapshot.meta, Box::new(std::io::Cursor::new(forged)))
-            .await
-            .is_err()
+async fn install(
+    stores: &mut Stores,
+    meta: &SnapshotMeta<NodeId, NodeAddress>,
+    data: &[u8],
+) -> Result<(), StorageError<NodeId>> {
+    let mut receiving = stores.state.begin_receiving_snapshot().await.unwrap();
+    *receiving = std::io::Cursor::new(data.to_vec());
+    stores.state.install_snapshot(meta, receiving).await
+}
+
+#[tokio::test]
+async fn a_descriptor_snapshot_catches_up_a_fresh_store_by_fetching_bundles() {
+    let mut source = memory_stores(Blocking::Inline);
+    let empty = memory_stores(Blocking::Inline);
+    source.state.apply(catch_up_entries()).await.unwrap();
+    let (meta, data) = snapshot_of(&mut source).await;
+    assert_eq!(meta.last_log_id, Some(log_id(13)));
+    // O(logs), not O(entries): two heads (size, edge of at most 64 hashes, root, signed
+    // checkpoint) and a membership, for 3263 leaves.
+    assert!(data.len() < 1024, "descriptor of {} bytes", data.len());
+    let current = source.state.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, meta);
+    assert_eq!(current.snapshot.into_inner(), data);
+
+    let bundles = TestSource::serving(&[("mem://1", &empty.reader), ("mem://2", &source.reader)]);
+    let mut target = stores_over(InMemoryBackend::new(), &bundles);
+
+    // Meta that does not match the descriptor is refused, and so is a forged head (its edge no
+    // longer gives its root) or a head whose checkpoint is not signed by the log's key.
+    let mut wrong = meta.clone();
+    wrong.last_log_id = Some(log_id(12));
+    assert!(install(&mut target, &wrong, &data).await.is_err());
+    let descriptor: Descriptor = postcard::from_bytes(&data).unwrap();
+    let mut forged = descriptor.clone();
+    forged.heads[0].1.root = Hash::digest(b"forged");
+    let forged = postcard::to_stdvec(&forged).unwrap();
+    assert!(install(&mut target, &meta, &forged).await.is_err());
+    let mut unsigned = descriptor.clone();
+    unsigned.heads[0].1.checkpoint = descriptor.heads[1].1.checkpoint.clone();
+    let unsigned = postcard::to_stdvec(&unsigned).unwrap();
+    assert!(install(&mut target, &meta, &unsigned).await.is_err());
+    assert_eq!(
+        bundles.fetches(),
+        0,
+        "fetched before checking the descriptor"
     );
     assert_eq!(target.reader.view().unwrap().last_applied().unwrap(), None);
 
-    let mut receiving = target.state.begin_receiving_snapshot().await.unwrap();
-    *receiving = std::io::Cursor::new(data);
-    target
-        .state
-        .install_snapshot(&snapshot.meta, receiving)
-        .await
-        .unwrap();
-
-    assert_eq!(
-        dump(&target.reader.view().unwrap(), &names),
-        dump(&source.reader.view().unwrap(), &names)
-    );
+    install(&mut target, &meta, &data).await.unwrap();
+    assert_same_reads(&source.reader, &target.reader);
     assert_eq!(
         target.state.applied_state().await.unwrap(),
         source.state.applied_state().await.unwrap()
     );
-    assert_eq!(
-        target
-            .state
-            .get_current_snapshot()
-            .await
-            .unwrap()
-            .unwrap()
-            .meta,
-        snapshot.meta
-    );
+    let installed = target.state.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(installed.meta, meta);
+    assert_eq!(installed.snapshot.into_inner(), data);
+    for log in both_logs() {
+        assert_eq!(dedup_rows(&target, &log), dedup_rows(&source, &log));
+    }
+    // 12 artifact bundles and 2 certificate bundles, each asked of the empty member first.
+    assert_eq!(bundles.fetches(), 2 * (12 + 2));
+
     // Apply continues identically on both, dedup index included.
-    let next = append_command("artifacts", vec![b"2.0".to_vec(), b"new".to_vec()]);
+    let next = append_command("artifacts", vec![b"artifact 7".to_vec(), b"new".to_vec()]);
     let a = source
         .state
-        .apply([entry(13, EntryPayload::Normal(next.clone()))])
+        .apply([entry(14, EntryPayload::Normal(next.clone()))])
         .await
         .unwrap();
     let b = target
         .state
-        .apply([entry(13, EntryPayload::Normal(next))])
+        .apply([entry(14, EntryPayload::Normal(next))])
         .await
         .unwrap();
     assert_eq!(a, b);
     assert!(matches!(
         &a[0],
-        CommandOutcome::Appended(batch) if matches!(batch.leaves[0], crate::types::LeafOutcome::Duplicate { .. })
+        CommandOutcome::Appended(batch)
+            if batch.leaves[0] == crate::types::LeafOutcome::Duplicate { index: 7 }
     ));
+    assert_same_reads(&source.reader, &target.reader);
+
+    // The target's own snapshot is a descriptor too, and serves a third store.
+    let (meta, data) = snapshot_of(&mut target).await;
+    let mut third = stores_over(InMemoryBackend::new(), &bundles);
+    install(&mut third, &meta, &data).await.unwrap();
+    assert_same_reads(&target.reader, &third.reader);
+}
+
+#[tokio::test]
+async fn an_install_over_a_prefix_fetches_only_the_rest_and_refuses_older_snapshots() {
+    let mut source = memory_stores(Blocking::Inline);
+    let entries = catch_up_entries();
+    source.state.apply(entries[..5].to_vec()).await.unwrap();
+    let (old_meta, old_data) = snapshot_of(&mut source).await;
+    source.state.apply(entries[5..].to_vec()).await.unwrap();
+    let (meta, data) = snapshot_of(&mut source).await;
+
+    let bundles = TestSource::serving(&[("mem://2", &source.reader)]);
+    let mut target = stores_over(InMemoryBackend::new(), &bundles);
+    // The target applied entries 1..=4 itself: 257 artifact leaves, which end inside bundle 1.
+    target.state.apply(entries[..4].to_vec()).await.unwrap();
+    install(&mut target, &meta, &data).await.unwrap();
+    assert_same_reads(&source.reader, &target.reader);
+    // Bundles 1..=11 of artifacts (the first from leaf 257 on) and 2 of certificates, each
+    // asked of the missing node 1 first.
+    assert_eq!(bundles.fetches(), 2 * (11 + 2));
+    for log in both_logs() {
+        assert_eq!(dedup_rows(&target, &log), dedup_rows(&source, &log));
+    }
+
+    // The same snapshot again only verifies; an older one is refused and changes nothing.
+    install(&mut target, &meta, &data).await.unwrap();
+    assert_eq!(bundles.fetches(), 26);
+    assert!(install(&mut target, &old_meta, &old_data).await.is_err());
+    assert_same_reads(&source.reader, &target.reader);
     assert_eq!(
-        dump(&target.reader.view().unwrap(), &names),
-        dump(&source.reader.view().unwrap(), &names)
+        target.state.applied_state().await.unwrap().0,
+        Some(log_id(13))
     );
+}
+
+#[tokio::test]
+async fn a_corrupted_bundle_fails_the_install_and_a_good_source_then_succeeds() {
+    let mut source = memory_stores(Blocking::Inline);
+    source.state.apply(catch_up_entries()).await.unwrap();
+    let (meta, data) = snapshot_of(&mut source).await;
+    let bundles = TestSource::serving(&[("mem://2", &source.reader)]);
+    bundles.set(|state| state.corrupt = true);
+    let mut target = stores_over(InMemoryBackend::new(), &bundles);
+
+    assert!(install(&mut target, &meta, &data).await.is_err());
+    // Nothing is visible: the heads, applied index and every read are as before, although
+    // unverified leaves are stored beyond the (empty) heads.
+    let view = target.reader.view().unwrap();
+    assert_eq!(view.last_applied().unwrap(), None);
+    for log in both_logs() {
+        assert_eq!(view.head(&log).unwrap(), None);
+        assert_eq!(view.leaf(&log, 0).unwrap(), None);
+    }
+    assert_eq!(
+        view.find_leaf(&artifacts(), &leaf_hash(b"artifact 0"))
+            .unwrap(),
+        None
+    );
+    drop(view);
+    assert!(dedup_rows(&target, &artifacts()) > 0, "nothing was stored");
+    // Apply refuses to run over a pending install.
+    let command = append_command("artifacts", vec![b"x".to_vec()]);
+    assert!(
+        target
+            .state
+            .apply([entry(1, EntryPayload::Normal(command))])
+            .await
+            .is_err()
+    );
+
+    // The retry reuses the stored leaves first, finds the wrong root, refetches, and ends
+    // with no stray dedup entry for the corrupted leaves.
+    bundles.set(|state| state.corrupt = false);
+    install(&mut target, &meta, &data).await.unwrap();
+    assert_same_reads(&source.reader, &target.reader);
+    for log in both_logs() {
+        assert_eq!(dedup_rows(&target, &log), dedup_rows(&source, &log));
+    }
+}
+
+#[tokio::test]
+async fn an_install_interrupted_between_chunks_is_resumed_on_reopen() {
+    let mut source = memory_stores(Blocking::Inline);
+    source.state.apply(catch_up_entries()).await.unwrap();
+    let (meta, data) = snapshot_of(&mut source).await;
+
+    // Reopen both what was written (a process crash) and only what was synced (power loss).
+    for power_loss in [false, true] {
+        let disk = TestDisk::default();
+        let bundles = TestSource::serving(&[("mem://2", &source.reader)]);
+        // Each bundle is asked of the missing node 1 first: 10 fetches store 5 bundles.
+        bundles.set(|state| state.stall_after = Some(10));
+        let reopened = {
+            let mut target = stores_over(disk.clone(), &bundles);
+            let interrupted = tokio::time::timeout(
+                std::time::Duration::from_millis(100),
+                install(&mut target, &meta, &data),
+            )
+            .await;
+            assert!(interrupted.is_err(), "the install finished");
+            // The image is taken before the drop: closing a redb database syncs it.
+            let image = if power_loss {
+                disk.crash_image()
+            } else {
+                disk.clone()
+            };
+            drop(target);
+            image
+        };
+
+        bundles.set(|state| {
+            state.stall_after = None;
+            state.fetches = 0;
+        });
+        let mut target = stores_over(reopened, &bundles);
+        // Consistent before anything resumes: nothing of the install is visible.
+        let view = target.reader.view().unwrap();
+        assert_eq!(view.last_applied().unwrap(), None);
+        assert_eq!(view.head(&artifacts()).unwrap(), None);
+        assert_eq!(view.leaf(&artifacts(), 0).unwrap(), None);
+        drop(view);
+        // openraft's first call at startup finishes the install.
+        let (applied, membership) = target.state.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(13)));
+        assert_eq!(membership, meta.last_membership);
+        assert_same_reads(&source.reader, &target.reader);
+        for log in both_logs() {
+            assert_eq!(dedup_rows(&target, &log), dedup_rows(&source, &log));
+        }
+        // After a process crash the 5 bundles already stored are reused, not refetched; after
+        // power loss they were never synced (only the pending record was) and are fetched.
+        let expected = if power_loss { 2 * 14 } else { 2 * (14 - 5) };
+        assert_eq!(bundles.fetches(), expected, "power loss: {power_loss}");
+    }
 }

@@ -1,0 +1,455 @@
+//! The cluster under test: a local one started with `cairn-node dev`, or an existing one.
+//!
+//! Starting a cluster goes through `cairn-node dev` rather than `init` + `run` + `/admin/init`
+//! so the bootstrap protocol (the admin init body, readiness checks) stays the node's own
+//! business: `dev` writes `cluster.json` (node URLs and pids, the admin token, each log's
+//! verifier key) once every node is ready, and stops its nodes on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+/// What the benchmark needs to know about a cluster.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    pub(crate) urls: Vec<String>,
+    /// Node process ids, when known (local clusters and `--cluster-json`), for CPU and RSS.
+    pub(crate) pids: Vec<u32>,
+    /// The artifact log's C2SP verifier key.
+    pub(crate) verifier_key: String,
+    /// The `[sequencer]` section of node 1's config, when readable.
+    pub(crate) sequencer: Option<toml::Table>,
+    /// Set for a cluster this process started; stops it on drop.
+    dev: Option<DevProcess>,
+}
+
+#[derive(Deserialize)]
+struct ClusterJson {
+    nodes: Vec<NodeJson>,
+    logs: Vec<LogJson>,
+}
+
+#[derive(Deserialize)]
+struct NodeJson {
+    url: String,
+    pid: Option<u32>,
+    config: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct LogJson {
+    name: String,
+    verifier_key: String,
+}
+
+/// The artifact log serves the Rekor v2 API.
+const ARTIFACT_LOG: &str = "artifacts";
+
+impl Cluster {
+    /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`.
+    pub(crate) fn start(node_bin: &Path, nodes: u16, parent: &Path) -> anyhow::Result<Cluster> {
+        let dir = parent.join(format!("cairn-bench-{}-{nodes}n", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let base_port = free_port_range(nodes)?;
+        let log_path = dir.join("dev.log");
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(node_bin)
+            .arg("dev")
+            .arg("--nodes")
+            .arg(nodes.to_string())
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--base-port")
+            .arg(base_port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", node_bin.display()))?;
+        let mut dev = DevProcess {
+            child,
+            dir: dir.clone(),
+            keep: false,
+        };
+        let json_path = dir.join("cluster.json");
+        let started = Instant::now();
+        while !json_path.exists() {
+            if let Some(status) = dev.child.try_wait()? {
+                bail!(
+                    "cairn-node dev exited ({status}) before the cluster was ready; see {} and {}/node-*/node.log",
+                    log_path.display(),
+                    dir.display()
+                );
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("cluster not ready after 60 s; see {}", log_path.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // `dev` writes cluster.json in one call after every node is ready; a read racing the
+        // write sees a short file, so retry parsing briefly.
+        let mut cluster = loop {
+            match Cluster::from_json(&json_path) {
+                Ok(cluster) => break cluster,
+                Err(error) if started.elapsed() > Duration::from_secs(60) => return Err(error),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        cluster.dev = Some(dev);
+        Ok(cluster)
+    }
+
+    /// A running cluster described by a `cairn-node dev` cluster.json.
+    pub(crate) fn from_json(path: &Path) -> anyhow::Result<Cluster> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let json: ClusterJson =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let verifier_key = json
+            .logs
+            .iter()
+            .find(|log| log.name == ARTIFACT_LOG)
+            .map(|log| log.verifier_key.clone())
+            .with_context(|| format!("{}: no {ARTIFACT_LOG} log", path.display()))?;
+        let sequencer = json
+            .nodes
+            .first()
+            .and_then(|node| node.config.as_deref())
+            .and_then(|config| read_sequencer(config).ok());
+        Ok(Cluster {
+            urls: json.nodes.iter().map(|node| node.url.clone()).collect(),
+            pids: json.nodes.iter().filter_map(|node| node.pid).collect(),
+            verifier_key,
+            sequencer,
+            dev: None,
+        })
+    }
+
+    /// An existing cluster known only by URL. Without `--verifier-key` the key is read from the
+    /// first node's `/logs`: trust on first use, acceptable for load generation only.
+    pub(crate) fn existing(urls: Vec<String>, verifier_key: String) -> Cluster {
+        Cluster {
+            urls,
+            pids: Vec::new(),
+            verifier_key,
+            sequencer: None,
+            dev: None,
+        }
+    }
+
+    /// Keep the data directory of a started cluster after it stops.
+    pub(crate) fn keep_data(&mut self) {
+        if let Some(dev) = &mut self.dev {
+            dev.keep = true;
+        }
+    }
+
+    pub(crate) fn data_dir(&self) -> Option<&Path> {
+        self.dev.as_ref().map(|dev| dev.dir.as_path())
+    }
+}
+
+fn read_sequencer(config: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(config)?;
+    let table: toml::Table = toml::from_str(&text)?;
+    match table.get("sequencer") {
+        Some(toml::Value::Table(sequencer)) => Ok(sequencer.clone()),
+        _ => bail!("no [sequencer] section"),
+    }
+}
+
+/// A running `cairn-node dev`; SIGTERM on drop makes it stop its nodes cleanly.
+#[derive(Debug)]
+struct DevProcess {
+    child: Child,
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        // `dev` gives its nodes 10 s to stop before killing them; allow a little more.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A base port such that `count` consecutive ports from it are free now.
+fn free_port_range(count: u16) -> anyhow::Result<u16> {
+    for _ in 0..50 {
+        let base = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if base.checked_add(count).is_none() {
+            continue;
+        }
+        let free = (base..base + count)
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            return Ok(base);
+        }
+    }
+    bail!("found no {count} consecutive free ports on 127.0.0.1")
+}
+
+/// Finds the `cairn-node` binary: next to this executable (same cargo target directory), else
+/// on PATH.
+pub(crate) fn find_node_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    if let Some(dir) = exe.parent() {
+        let sibling = dir.join("cairn-node");
+        if sibling.is_file() {
+            return Ok(sibling);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("cairn-node");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!(
+        "cairn-node not found next to {} or on PATH; build it first with \
+         `cargo build --release -p node --bin cairn-node`, or pass --node-bin",
+        exe.display()
+    )
+}
+
+/// CPU time and memory of one process, from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ProcSample {
+    /// User + system CPU time, in clock ticks.
+    pub(crate) cpu_ticks: u64,
+    /// Resident set size now, in KiB.
+    pub(crate) rss_kib: u64,
+    /// Peak resident set size, in KiB.
+    pub(crate) peak_rss_kib: u64,
+}
+
+/// The kernel reports /proc CPU times in USER_HZ, which Linux fixes at 100 on every
+/// architecture this runs on (it is part of the /proc ABI, independent of CONFIG_HZ).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Reads /proc/<pid>/stat and /proc/<pid>/status; `None` if the process is gone.
+pub(crate) fn sample_process(pid: &str) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at positions 11 and 12 after the name.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(ProcSample {
+        cpu_ticks: utime + stime,
+        rss_kib: kib("VmRSS:"),
+        peak_rss_kib: kib("VmHWM:"),
+    })
+}
+
+/// Busy CPU time of the whole machine, in clock ticks, from the `cpu` line of /proc/stat: to
+/// tell how much of the machine other work (another engineer's build) took.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MachineSample {
+    busy: u64,
+}
+
+pub(crate) fn sample_machine() -> Option<MachineSample> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
+    Some(MachineSample {
+        busy: total.saturating_sub(idle),
+    })
+}
+
+/// Busy percent of one core over a window, machine-wide (200% = both cores of 2 busy).
+pub(crate) fn machine_busy_percent(
+    start: MachineSample,
+    end: MachineSample,
+    window: Duration,
+) -> f64 {
+    end.busy.saturating_sub(start.busy) as f64 / TICKS_PER_SECOND / window.as_secs_f64().max(1e-9)
+        * 100.0
+}
+
+/// CPU use and memory of one process over the measured window.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ProcessUsage {
+    pub(crate) name: String,
+    /// Percent of one core (200% = both cores of a 2-core machine).
+    pub(crate) cpu_percent: f64,
+    pub(crate) rss_mib: f64,
+    pub(crate) peak_rss_mib: f64,
+}
+
+pub(crate) fn usage(
+    name: String,
+    start: ProcSample,
+    end: ProcSample,
+    window: Duration,
+) -> ProcessUsage {
+    let seconds = window.as_secs_f64().max(1e-9);
+    ProcessUsage {
+        name,
+        cpu_percent: end.cpu_ticks.saturating_sub(start.cpu_ticks) as f64
+            / TICKS_PER_SECOND
+            / seconds
+            * 100.0,
+        rss_mib: end.rss_kib as f64 / 1024.0,
+        peak_rss_mib: end.peak_rss_kib as f64 / 1024.0,
+    }
+}
+
+/// One Prometheus histogram as scraped: cumulative bucket counts, sum and count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct PromHistogram {
+    /// (upper bound, cumulative count), in exposition order (ascending, +Inf last).
+    pub(crate) buckets: Vec<(f64, f64)>,
+    pub(crate) sum: f64,
+    pub(crate) count: f64,
+}
+
+impl PromHistogram {
+    /// Parses `name` out of Prometheus/OpenMetrics text; `None` if absent.
+    pub(crate) fn parse(text: &str, name: &str) -> Option<PromHistogram> {
+        let mut histogram = PromHistogram::default();
+        let mut found = false;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            let value = |text: &str| text.split_whitespace().last()?.parse::<f64>().ok();
+            if let Some(rest) = rest.strip_prefix("_bucket{le=\"") {
+                let (bound, tail) = rest.split_once('"')?;
+                let bound = if bound == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    bound.parse().ok()?
+                };
+                histogram.buckets.push((bound, value(tail)?));
+                found = true;
+            } else if rest.starts_with("_sum") {
+                histogram.sum = value(rest)?;
+            } else if rest.starts_with("_count") {
+                histogram.count = value(rest)?;
+            }
+        }
+        found.then_some(histogram)
+    }
+
+    /// What happened between two scrapes of the same node.
+    pub(crate) fn since(&self, earlier: &PromHistogram) -> PromHistogram {
+        PromHistogram {
+            buckets: self
+                .buckets
+                .iter()
+                .zip(earlier.buckets.iter().chain(std::iter::repeat(&(0.0, 0.0))))
+                .map(|((bound, now), (_, before))| (*bound, now - before))
+                .collect(),
+            sum: self.sum - earlier.sum,
+            count: self.count - earlier.count,
+        }
+    }
+
+    pub(crate) fn mean(&self) -> f64 {
+        if self.count > 0.0 {
+            self.sum / self.count
+        } else {
+            0.0
+        }
+    }
+
+    /// The upper bound of the bucket holding quantile `q`: an upper estimate, as precise as
+    /// the buckets.
+    pub(crate) fn quantile_bound(&self, q: f64) -> f64 {
+        let rank = q * self.count;
+        self.buckets
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= rank && *cumulative > 0.0)
+            .map_or(0.0, |(bound, _)| *bound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const SCRAPE: &str = "# HELP cairn_batch_leaves Leaves per proposed batch.\n\
+        # TYPE cairn_batch_leaves histogram\n\
+        cairn_batch_leaves_sum 1000.0\n\
+        cairn_batch_leaves_count 10\n\
+        cairn_batch_leaves_bucket{le=\"1.0\"} 0\n\
+        cairn_batch_leaves_bucket{le=\"64.0\"} 2\n\
+        cairn_batch_leaves_bucket{le=\"256.0\"} 10\n\
+        cairn_batch_leaves_bucket{le=\"+Inf\"} 10\n\
+        cairn_commit_seconds_sum 0.5\n";
+
+    #[test]
+    fn histograms_parse_and_subtract() {
+        let now = PromHistogram::parse(SCRAPE, "cairn_batch_leaves").unwrap();
+        assert_eq!(now.count, 10.0);
+        assert_eq!(now.buckets.len(), 4);
+        assert!((now.mean() - 100.0).abs() < 1e-9);
+        assert_eq!(now.quantile_bound(0.5), 256.0);
+        assert_eq!(now.quantile_bound(0.1), 64.0);
+        let before = PromHistogram {
+            buckets: vec![(1.0, 0.0), (64.0, 2.0), (256.0, 2.0), (f64::INFINITY, 2.0)],
+            sum: 40.0,
+            count: 2.0,
+        };
+        let delta = now.since(&before);
+        assert_eq!(delta.count, 8.0);
+        assert_eq!(delta.quantile_bound(0.5), 256.0);
+        assert!(PromHistogram::parse(SCRAPE, "cairn_missing").is_none());
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let sample = sample_process("self").unwrap();
+        assert!(sample.rss_kib > 0);
+    }
+}

@@ -1,0 +1,196 @@
+//! Latency percentiles, error tallies and the per-run summary.
+//!
+//! Latencies are recorded in microseconds into an HdrHistogram: its relative error is bounded
+//! (3 significant digits, so 0.1%) at every magnitude from 1 µs to minutes, and per-client
+//! histograms merge exactly, so clients never share a lock on the hot path.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// The longest latency a histogram holds; longer ones are clamped to it (a request that takes
+/// over two minutes has long been reported as a timeout anyway).
+const LATENCY_MAX_MICROS: u64 = 120_000_000;
+
+/// Latencies of one client or of a whole run.
+#[derive(Clone, Debug)]
+pub(crate) struct Latencies {
+    histogram: Histogram<u64>,
+}
+
+impl Latencies {
+    pub(crate) fn new() -> Latencies {
+        Latencies {
+            // 1 µs to 120 s at 3 significant digits: about 200 KiB per histogram, fine per client.
+            histogram: Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 3)
+                .expect("the bounds are constants that satisfy 1 <= low < high/2 and sigfig <= 5"),
+        }
+    }
+
+    pub(crate) fn record(&mut self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, LATENCY_MAX_MICROS);
+        // Cannot fail: the value was clamped into the histogram's range.
+        let _ = self.histogram.record(micros);
+    }
+
+    pub(crate) fn merge(&mut self, other: &Latencies) {
+        // Cannot fail: both histograms have the same bounds.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
+    /// Percentiles in milliseconds; all zero when nothing was recorded.
+    pub(crate) fn summary(&self) -> LatencySummary {
+        if self.histogram.is_empty() {
+            return LatencySummary::default();
+        }
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        LatencySummary {
+            count: self.histogram.len(),
+            mean_ms: self.histogram.mean() / 1000.0,
+            p50_ms: ms(self.histogram.value_at_quantile(0.50)),
+            p90_ms: ms(self.histogram.value_at_quantile(0.90)),
+            p99_ms: ms(self.histogram.value_at_quantile(0.99)),
+            p999_ms: ms(self.histogram.value_at_quantile(0.999)),
+            max_ms: ms(self.histogram.max()),
+        }
+    }
+}
+
+/// Latency percentiles of the verified appends in the measured window, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct LatencySummary {
+    pub(crate) count: u64,
+    pub(crate) mean_ms: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p90_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) p999_ms: f64,
+    pub(crate) max_ms: f64,
+}
+
+/// Counts by kind (`http 429`, `transport`, `verify: proof`, ...), sorted for stable output.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Tally(BTreeMap<String, u64>);
+
+impl Tally {
+    pub(crate) fn add(&mut self, kind: &str) {
+        *self.0.entry(kind.to_string()).or_default() += 1;
+    }
+
+    pub(crate) fn merge(&mut self, other: &Tally) {
+        for (kind, count) in &other.0 {
+            *self.0.entry(kind.clone()).or_default() += count;
+        }
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(kind, count)| (kind.as_str(), *count))
+    }
+}
+
+/// Completions per second over a window; zero for an empty window rather than infinity.
+pub(crate) fn per_second(count: u64, window: Duration) -> f64 {
+    let seconds = window.as_secs_f64();
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 3 significant digits: every percentile within about 0.1% of the exact value (HdrHistogram
+    /// reports the top of the value's bucket, so allow twice that).
+    fn close(actual: f64, expected: f64) -> bool {
+        (actual - expected).abs() <= expected * 0.002 + 1e-9
+    }
+
+    #[test]
+    fn percentiles_of_a_uniform_spread() {
+        let mut latencies = Latencies::new();
+        for ms in 1..=1000u64 {
+            latencies.record(Duration::from_millis(ms));
+        }
+        let summary = latencies.summary();
+        assert_eq!(summary.count, 1000);
+        assert!(close(summary.p50_ms, 500.0), "{summary:?}");
+        assert!(close(summary.p90_ms, 900.0), "{summary:?}");
+        assert!(close(summary.p99_ms, 990.0), "{summary:?}");
+        assert!(close(summary.max_ms, 1000.0), "{summary:?}");
+        assert!(close(summary.mean_ms, 500.5), "{summary:?}");
+    }
+
+    #[test]
+    fn one_slow_request_in_a_hundred_is_the_p99_not_the_p50() {
+        let mut latencies = Latencies::new();
+        for _ in 0..98 {
+            latencies.record(Duration::from_millis(2));
+        }
+        latencies.record(Duration::from_millis(300));
+        latencies.record(Duration::from_millis(300));
+        let summary = latencies.summary();
+        assert!(close(summary.p50_ms, 2.0), "{summary:?}");
+        assert!(close(summary.p99_ms, 300.0), "{summary:?}");
+    }
+
+    #[test]
+    fn merging_clients_equals_recording_in_one() {
+        let (mut a, mut b, mut all) = (Latencies::new(), Latencies::new(), Latencies::new());
+        for us in [10u64, 20, 30, 40_000, 5_000_000] {
+            a.record(Duration::from_micros(us));
+            all.record(Duration::from_micros(us));
+        }
+        for us in [15u64, 25, 7_000] {
+            b.record(Duration::from_micros(us));
+            all.record(Duration::from_micros(us));
+        }
+        a.merge(&b);
+        assert_eq!(a.summary(), all.summary());
+        assert_eq!(a.summary().count, 8);
+    }
+
+    #[test]
+    fn empty_and_out_of_range_latencies() {
+        assert_eq!(Latencies::new().summary(), LatencySummary::default());
+        let mut latencies = Latencies::new();
+        latencies.record(Duration::ZERO);
+        latencies.record(Duration::from_secs(3600));
+        let summary = latencies.summary();
+        assert_eq!(summary.count, 2);
+        assert!(summary.p50_ms >= 0.001, "zero is clamped to 1 µs");
+        assert!(
+            close(summary.max_ms, 120_000.0),
+            "an hour is clamped to 120 s"
+        );
+    }
+
+    #[test]
+    fn tallies_merge_by_kind_and_rates_handle_an_empty_window() {
+        let mut a = Tally::default();
+        a.add("http 429");
+        a.add("http 429");
+        let mut b = Tally::default();
+        b.add("verify: proof");
+        b.add("http 429");
+        a.merge(&b);
+        assert_eq!(a.total(), 4);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            [("http 429", 3), ("verify: proof", 1)]
+        );
+        assert!((per_second(500, Duration::from_millis(250)) - 2000.0).abs() < 1e-9);
+        assert!(per_second(5, Duration::ZERO).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,475 @@
+//! Verifies each append response as a client must before it may count it as a success.
+//!
+//! A Rekor v2 `TransparencyLogEntry` is only worth something if (1) its canonical body is the
+//! entry we submitted, (2) its checkpoint is signed by the log key we trust, for the origin we
+//! expect, and (3) the inclusion proof leads from that body's leaf hash to the checkpoint's
+//! root. A benchmark that counted unverified 201s would measure a server that could be lying.
+//!
+//! Many entries share one checkpoint (one per committed batch), so a checkpoint's signature is
+//! verified once and remembered by its exact text: a tampered checkpoint is different text, so
+//! it misses the cache and fails verification.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+use tlog::note::Verifiers;
+use tlog::{Hash, InclusionProof, LeafIndex, TreeSize};
+
+/// How many verified checkpoints to remember. Checkpoints only grow, so old ones are rarely
+/// seen again; clearing the whole cache when full is simpler than LRU and costs one re-verify
+/// per live checkpoint.
+const CACHE_ENTRIES_MAX: usize = 16_384;
+
+/// Why a response did not verify; [`VerifyError::kind`] names the class for the error tally.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerifyError {
+    #[error("response is not a TransparencyLogEntry: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{field} is not valid: {message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
+    #[error("canonicalizedBody is not the entry that was submitted")]
+    WrongBody,
+    #[error("logId.keyId is not the artifact log's key id")]
+    WrongLogId,
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] tlog::checkpoint::CheckpointError),
+    #[error("checkpoint origin {0:?} is not the artifact log's")]
+    WrongOrigin(String),
+    #[error("inclusionProof.{field} ({got}) disagrees with {with} ({want})")]
+    Mismatch {
+        field: &'static str,
+        with: &'static str,
+        got: String,
+        want: String,
+    },
+    #[error("inclusion proof: {0}")]
+    Proof(#[from] tlog::ProofError),
+}
+
+impl VerifyError {
+    /// A short stable class name for reports (`verify: proof`).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            VerifyError::Json(_) | VerifyError::Field { .. } => "verify: malformed",
+            VerifyError::WrongBody => "verify: wrong body",
+            VerifyError::WrongLogId => "verify: wrong log id",
+            VerifyError::Checkpoint(_) | VerifyError::WrongOrigin(_) => "verify: checkpoint",
+            VerifyError::Mismatch { .. } => "verify: mismatch",
+            VerifyError::Proof(_) => "verify: proof",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryJson {
+    log_index: String,
+    log_id: LogIdJson,
+    inclusion_proof: ProofJson,
+    canonicalized_body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogIdJson {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProofJson {
+    log_index: String,
+    root_hash: String,
+    tree_size: String,
+    hashes: Vec<String>,
+    checkpoint: CheckpointJson,
+}
+
+#[derive(Deserialize)]
+struct CheckpointJson {
+    envelope: String,
+}
+
+/// A verified append: where the entry is and the size of the checkpoint that covers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Verified {
+    pub(crate) index: u64,
+    pub(crate) tree_size: u64,
+}
+
+/// Verifies responses against one log's key; shared by every client task.
+#[derive(Debug)]
+pub(crate) struct ResponseVerifier {
+    verifiers: Verifiers,
+    origin: String,
+    /// SHA-256(origin ‖ 0x0A ‖ 0x01 ‖ Ed25519 public key): the `logId.keyId` Rekor v2 clients
+    /// match against their trusted root.
+    log_key_id: Hash,
+    /// Checkpoint text → (size, root), for checkpoints whose signature verified.
+    cache: Mutex<HashMap<String, (u64, Hash)>>,
+    checkpoint_signatures_verified: AtomicU64,
+}
+
+impl ResponseVerifier {
+    /// A verifier for the log whose C2SP verifier key is `vkey` (`origin+keyid+base64`); the
+    /// key name is the origin, as for every Cairn and Rekor v2 log.
+    pub(crate) fn new(vkey: &str) -> anyhow::Result<ResponseVerifier> {
+        let verifier = tlog::note::Verifier::parse(vkey.trim())
+            .map_err(|error| anyhow::anyhow!("verifier key {vkey:?}: {error}"))?;
+        let origin = verifier.name().to_string();
+        let mut preimage = origin.as_bytes().to_vec();
+        preimage.push(b'\n');
+        preimage.push(verifier.key_type());
+        preimage.extend_from_slice(&verifier.public_key());
+        let log_key_id = Hash::digest(&preimage);
+        let mut verifiers = Verifiers::new();
+        verifiers
+            .push(verifier)
+            .map_err(|error| anyhow::anyhow!("verifier key: {error}"))?;
+        Ok(ResponseVerifier {
+            verifiers,
+            origin,
+            log_key_id,
+            cache: Mutex::new(HashMap::new()),
+            checkpoint_signatures_verified: AtomicU64::new(0),
+        })
+    }
+
+    /// How many checkpoint signatures were checked (cache misses), for the report.
+    pub(crate) fn checkpoint_signatures_verified(&self) -> u64 {
+        self.checkpoint_signatures_verified.load(Ordering::Relaxed)
+    }
+
+    /// Verifies a response body for the entry whose canonical body hashes to `expected_leaf`.
+    pub(crate) fn verify(
+        &self,
+        body: &[u8],
+        expected_leaf: &Hash,
+    ) -> Result<Verified, VerifyError> {
+        let entry: EntryJson = serde_json::from_slice(body)?;
+        let leaf = BASE64
+            .decode(&entry.canonicalized_body)
+            .map_err(|error| field("canonicalizedBody", error))?;
+        let leaf_hash = tlog::leaf_hash(&leaf);
+        if leaf_hash != *expected_leaf {
+            return Err(VerifyError::WrongBody);
+        }
+        let key_id =
+            Hash::from_base64(&entry.log_id.key_id).map_err(|error| field("logId.keyId", error))?;
+        if key_id != self.log_key_id {
+            return Err(VerifyError::WrongLogId);
+        }
+        let index = decimal(&entry.log_index, "logIndex")?;
+        let proof = &entry.inclusion_proof;
+        let (size, root) = self.checkpoint(&proof.checkpoint.envelope)?;
+        same(
+            "logIndex",
+            "logIndex",
+            decimal(&proof.log_index, "inclusionProof.logIndex")?,
+            index,
+        )?;
+        same(
+            "treeSize",
+            "the checkpoint's size",
+            decimal(&proof.tree_size, "inclusionProof.treeSize")?,
+            size,
+        )?;
+        let stated_root = Hash::from_base64(&proof.root_hash)
+            .map_err(|error| field("inclusionProof.rootHash", error))?;
+        if stated_root != root {
+            return Err(VerifyError::Mismatch {
+                field: "rootHash",
+                with: "the checkpoint's root",
+                got: stated_root.to_base64(),
+                want: root.to_base64(),
+            });
+        }
+        let hashes = proof
+            .hashes
+            .iter()
+            .map(|hash| Hash::from_base64(hash))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| field("inclusionProof.hashes", error))?;
+        InclusionProof {
+            leaf_index: LeafIndex(index),
+            tree_size: TreeSize(size),
+            hashes,
+        }
+        .verify(&leaf_hash, &root)?;
+        Ok(Verified {
+            index,
+            tree_size: size,
+        })
+    }
+
+    /// The size and root of a checkpoint whose signature verifies, from the cache if this exact
+    /// text was verified before.
+    fn checkpoint(&self, envelope: &str) -> Result<(u64, Hash), VerifyError> {
+        if let Some(known) = self.lock().get(envelope) {
+            return Ok(*known);
+        }
+        // Verified outside the lock: two clients may verify the same new checkpoint at once,
+        // which costs one extra signature check and never a wrong answer.
+        let signed = tlog::checkpoint::open(envelope.as_bytes(), &self.verifiers)?;
+        self.checkpoint_signatures_verified
+            .fetch_add(1, Ordering::Relaxed);
+        if signed.checkpoint.origin != self.origin {
+            return Err(VerifyError::WrongOrigin(signed.checkpoint.origin));
+        }
+        let known = (signed.checkpoint.size.0, signed.checkpoint.root);
+        let mut cache = self.lock();
+        if cache.len() >= CACHE_ENTRIES_MAX {
+            cache.clear();
+        }
+        cache.insert(envelope.to_string(), known);
+        Ok(known)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Hash)>> {
+        // A panic while holding the lock cannot leave the map half-updated (single inserts and
+        // clears), so a poisoned cache is still a correct cache.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn field(field: &'static str, error: impl std::fmt::Display) -> VerifyError {
+    VerifyError::Field {
+        field,
+        message: error.to_string(),
+    }
+}
+
+/// Rekor v2 sends 64-bit integers as decimal strings (protobuf JSON).
+fn decimal(text: &str, name: &'static str) -> Result<u64, VerifyError> {
+    text.parse()
+        .map_err(|_| field(name, format!("{text:?} is not a decimal number")))
+}
+
+fn same(field: &'static str, with: &'static str, got: u64, want: u64) -> Result<(), VerifyError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch {
+            field,
+            with,
+            got: got.to_string(),
+            want: want.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use tlog::checkpoint::Checkpoint;
+    use tlog::note::Ed25519Signer;
+    use tlog::{MemoryTree, leaf_hash};
+
+    const ORIGIN: &str = "cairn.localhost/artifacts";
+
+    struct Fixture {
+        signer: Ed25519Signer,
+        leaves: Vec<Vec<u8>>,
+        tree: MemoryTree,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+            let signer = Ed25519Signer::new(ORIGIN, key).unwrap();
+            let mut tree = MemoryTree::new();
+            let leaves: Vec<Vec<u8>> = (0..13)
+                .map(|i| format!("{{\"entry\":{i}}}").into_bytes())
+                .collect();
+            for leaf in &leaves {
+                tree.append(leaf_hash(leaf)).unwrap();
+            }
+            Fixture {
+                signer,
+                leaves,
+                tree,
+            }
+        }
+
+        fn verifier(&self) -> ResponseVerifier {
+            ResponseVerifier::new(&self.signer.verifier().to_vkey()).unwrap()
+        }
+
+        fn checkpoint(&self) -> String {
+            Checkpoint::new(ORIGIN, self.tree.size(), self.tree.root())
+                .sign(&[&self.signer])
+                .unwrap()
+                .format()
+                .unwrap()
+        }
+
+        /// The response a correct node sends for leaf `index`.
+        fn response(&self, index: u64) -> serde_json::Value {
+            let proof =
+                tlog::proof::inclusion_proof(&self.tree.store, LeafIndex(index), self.tree.size())
+                    .unwrap();
+            let verifier = self.verifier();
+            serde_json::json!({
+                "logIndex": index.to_string(),
+                "logId": { "keyId": verifier.log_key_id.to_base64() },
+                "kindVersion": { "kind": "hashedrekord", "version": "0.0.2" },
+                "inclusionProof": {
+                    "logIndex": index.to_string(),
+                    "rootHash": self.tree.root().to_base64(),
+                    "treeSize": self.tree.size().0.to_string(),
+                    "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+                    "checkpoint": { "envelope": self.checkpoint() },
+                },
+                "canonicalizedBody": BASE64.encode(&self.leaves[usize::try_from(index).unwrap()]),
+            })
+        }
+
+        fn expected(&self, index: usize) -> Hash {
+            leaf_hash(&self.leaves[index])
+        }
+    }
+
+    fn bytes(value: &serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(value).unwrap()
+    }
+
+    #[test]
+    fn a_correct_response_verifies_and_its_checkpoint_is_checked_once() {
+        let fixture = Fixture::new();
+        let verifier = fixture.verifier();
+        for index in 0..13u64 {
+            let verified = verifier
+                .verify(
+                    &bytes(&fixture.response(index)),
+                    &fixture.expected(usize::try_from(index).unwrap()),
+                )
+                .unwrap();
+            assert_eq!(
+                verified,
+                Verified {
+                    index,
+                    tree_size: 13
+                }
+            );
+        }
+        assert_eq!(verifier.checkpoint_signatures_verified(), 1);
+    }
+
+    #[test]
+    fn a_tampered_proof_hash_is_rejected() {
+        let fixture = Fixture::new();
+        let mut response = fixture.response(5);
+        let first = response["inclusionProof"]["hashes"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut hash = Hash::from_base64(&first).unwrap();
+        hash.0[0] ^= 1;
+        response["inclusionProof"]["hashes"][0] = hash.to_base64().into();
+        let error = fixture
+            .verifier()
+            .verify(&bytes(&response), &fixture.expected(5))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: proof", "{error}");
+    }
+
+    #[test]
+    fn a_proof_for_another_index_is_rejected() {
+        let fixture = Fixture::new();
+        let mut response = fixture.response(5);
+        response["logIndex"] = "6".into();
+        response["inclusionProof"]["logIndex"] = "6".into();
+        let error = fixture
+            .verifier()
+            .verify(&bytes(&response), &fixture.expected(5))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: proof", "{error}");
+    }
+
+    #[test]
+    fn a_tampered_checkpoint_is_rejected_even_after_the_genuine_one_was_cached() {
+        let fixture = Fixture::new();
+        let verifier = fixture.verifier();
+        verifier
+            .verify(&bytes(&fixture.response(2)), &fixture.expected(2))
+            .unwrap();
+        // Same signature line, different root: the text differs, so it is not a cache hit.
+        let mut response = fixture.response(2);
+        let envelope = response["inclusionProof"]["checkpoint"]["envelope"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let root = fixture.tree.root().to_base64();
+        let mut other = fixture.tree.root();
+        other.0[31] ^= 0x80;
+        let forged = envelope.replace(&root, &other.to_base64());
+        assert_ne!(forged, envelope);
+        response["inclusionProof"]["checkpoint"]["envelope"] = forged.into();
+        response["inclusionProof"]["rootHash"] = other.to_base64().into();
+        let error = verifier
+            .verify(&bytes(&response), &fixture.expected(2))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: checkpoint", "{error}");
+    }
+
+    #[test]
+    fn a_checkpoint_signed_by_another_key_is_rejected() {
+        let fixture = Fixture::new();
+        let mut response = fixture.response(0);
+        let stranger =
+            Ed25519Signer::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap();
+        let envelope = Checkpoint::new(ORIGIN, fixture.tree.size(), fixture.tree.root())
+            .sign(&[&stranger])
+            .unwrap()
+            .format()
+            .unwrap();
+        response["inclusionProof"]["checkpoint"]["envelope"] = envelope.into();
+        let error = fixture
+            .verifier()
+            .verify(&bytes(&response), &fixture.expected(0))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: checkpoint", "{error}");
+    }
+
+    #[test]
+    fn another_entrys_body_and_inconsistent_fields_are_rejected() {
+        let fixture = Fixture::new();
+        let verifier = fixture.verifier();
+        let response = bytes(&fixture.response(3));
+        let error = verifier
+            .verify(&response, &fixture.expected(4))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: wrong body");
+
+        let mut response = fixture.response(3);
+        response["inclusionProof"]["treeSize"] = "12".into();
+        let error = verifier
+            .verify(&bytes(&response), &fixture.expected(3))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: mismatch", "{error}");
+
+        let mut response = fixture.response(3);
+        response["logId"]["keyId"] = Hash::digest(b"other").to_base64().into();
+        let error = verifier
+            .verify(&bytes(&response), &fixture.expected(3))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: wrong log id");
+
+        let error = verifier
+            .verify(b"{\"logIndex\":\"3\"}", &fixture.expected(3))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: malformed");
+    }
+}

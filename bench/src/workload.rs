@@ -1,0 +1,236 @@
+//! Pre-generated, pre-signed hashedrekord v0.0.2 submissions.
+//!
+//! Signing is the client's cost, not the log's: every request is built and signed before the
+//! timed window so the measurement sees only what the cluster (and response verification)
+//! costs. Each request signs a distinct artifact, `cairn-bench <run tag> <n>`, under a fresh
+//! ECDSA P-256 key, so no submission is a duplicate of another, in this run or any earlier run
+//! against the same cluster. Alongside each request the generator keeps the leaf hash of the
+//! canonical body the log must store for it, computed with `tlog::entry` exactly as the node
+//! does, so the verifier can check that the log logged *this* entry.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use tlog::Hash;
+use tlog::entry::{
+    CanonicalBody, HashedRekordV002, KeyDetails, Signature, SignatureBytes, Verifier,
+};
+
+/// One ready-to-send submission.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    /// The JSON request body.
+    pub(crate) body: Bytes,
+    /// The RFC 6962 leaf hash of the canonical body the log must answer with.
+    pub(crate) leaf_hash: Hash,
+}
+
+/// Every submission of one run, and what they cost to make.
+#[derive(Debug)]
+pub(crate) struct Workload {
+    pub(crate) requests: Vec<Prepared>,
+    /// Mean request body size in bytes.
+    pub(crate) request_bytes: usize,
+    /// Mean canonical body (log leaf) size in bytes.
+    pub(crate) leaf_bytes: usize,
+    /// Signed requests per second while pre-generating (all threads).
+    pub(crate) signing_rate: f64,
+}
+
+/// Builds `count` signed submissions on `threads` threads.
+pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload> {
+    let started = Instant::now();
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
+        .map_err(|_| anyhow::anyhow!("generating a P-256 key"))?;
+    let spki = key
+        .public_key()
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("encoding the P-256 public key"))?
+        .as_ref()
+        .to_vec();
+    let mut tag = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut tag).map_err(|_| anyhow::anyhow!("reading randomness"))?;
+    let tag: String = tag.iter().map(|byte| format!("{byte:02x}")).collect();
+    let threads = threads.clamp(1, 64);
+    let chunk = count.div_ceil(threads).max(1);
+    let parts: Vec<anyhow::Result<(Vec<Prepared>, usize)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .step_by(chunk)
+            .map(|start| {
+                let (key, spki, tag) = (&key, &spki, &tag);
+                scope.spawn(move || make_range(key, spki, tag, start..(start + chunk).min(count)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a signing thread panicked")))
+            })
+            .collect()
+    });
+    let mut requests = Vec::with_capacity(count);
+    let mut leaf_bytes = 0usize;
+    for part in parts {
+        let (part, bytes) = part?;
+        requests.extend(part);
+        leaf_bytes += bytes;
+    }
+    let request_bytes = requests.iter().map(|r| r.body.len()).sum::<usize>();
+    let n = requests.len().max(1);
+    Ok(Workload {
+        signing_rate: requests.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        request_bytes: request_bytes / n,
+        leaf_bytes: leaf_bytes / n,
+        requests,
+    })
+}
+
+/// The canonical body of entry `n` with tlog's own code (JSON, then RFC 8785).
+fn canonical_body(verifier: &Verifier, digest: &Hash, signature: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let entry = HashedRekordV002::new(
+        digest.as_bytes(),
+        Signature {
+            content: SignatureBytes::new(signature)?,
+            verifier: verifier.clone(),
+        },
+    )?;
+    Ok(CanonicalBody::new(entry)
+        .context("canonical body")?
+        .as_bytes()
+        .to_vec())
+}
+
+/// How often the fast template is checked against tlog's canonicalisation.
+const TEMPLATE_CHECK_EVERY: usize = 997;
+
+fn make_range(
+    key: &EcdsaKeyPair,
+    spki: &[u8],
+    tag: &str,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<(Vec<Prepared>, usize)> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let spki_base64 = BASE64.encode(spki);
+    let verifier = Verifier::public_key(spki, KeyDetails::EcdsaP256Sha256)?;
+    let mut out = Vec::with_capacity(range.len());
+    let mut leaf_bytes = 0;
+    // Canonicalising through serde_json values costs as much as signing; every body of a run
+    // differs only in its digest and signature, so the first body, made by tlog, becomes a
+    // template with those two base64 strings cut out (they are random, so they occur once),
+    // and the template is re-checked against tlog every TEMPLATE_CHECK_EVERY entries.
+    let mut template: Option<(String, String, String)> = None;
+    for (position, n) in range.enumerate() {
+        let artifact = format!("cairn-bench {tag} {n}");
+        let digest = Hash::digest(artifact.as_bytes());
+        // ECDSA_P256_SHA256 hashes the message with SHA-256 before signing, so signing the
+        // artifact is signing its digest: exactly what the node verifies (a prehash signature).
+        let signature = key
+            .sign(&rng, artifact.as_bytes())
+            .map_err(|_| anyhow::anyhow!("signing artifact {n}"))?;
+        let signature = signature.as_ref();
+        let (digest_base64, signature_base64) =
+            (BASE64.encode(digest.as_bytes()), BASE64.encode(signature));
+        let body = format!(
+            concat!(
+                r#"{{"hashedRekordRequestV002":{{"digest":"{}","signature":{{"content":"{}","#,
+                r#""verifier":{{"publicKey":{{"rawBytes":"{}"}},"keyDetails":"PKIX_ECDSA_P256_SHA_256"}}}}}}}}"#
+            ),
+            digest_base64, signature_base64, spki_base64,
+        );
+        let leaf = match &template {
+            Some((head, middle, tail)) if position % TEMPLATE_CHECK_EVERY != 0 => {
+                format!("{head}{digest_base64}{middle}{signature_base64}{tail}").into_bytes()
+            }
+            _ => {
+                let exact = canonical_body(&verifier, &digest, signature)?;
+                let text = String::from_utf8(exact.clone())?;
+                let made = split_template(&text, &digest_base64, &signature_base64).context(
+                    "the canonical body does not hold the digest and signature once each",
+                )?;
+                if let Some(known) = &template {
+                    anyhow::ensure!(
+                        *known == made,
+                        "canonical body template changed at entry {n}"
+                    );
+                }
+                template = Some(made);
+                exact
+            }
+        };
+        leaf_bytes += leaf.len();
+        out.push(Prepared {
+            body: Bytes::from(body),
+            leaf_hash: tlog::leaf_hash(&leaf),
+        });
+    }
+    Ok((out, leaf_bytes))
+}
+
+/// Splits `text` around `first` and then `second`, each of which must occur exactly once.
+fn split_template(text: &str, first: &str, second: &str) -> Option<(String, String, String)> {
+    if text.matches(first).count() != 1 || text.matches(second).count() != 1 {
+        return None;
+    }
+    let (head, rest) = text.split_once(first)?;
+    let (middle, tail) = rest.split_once(second)?;
+    Some((head.to_string(), middle.to_string(), tail.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_template_gives_the_same_leaves_as_tlog() {
+        // 2,000 entries on one thread: the template is used for most and re-checked twice.
+        let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let spki = key.public_key().as_der().unwrap().as_ref().to_vec();
+        let (fast, _) = make_range(&key, &spki, "t", 0..2000).unwrap();
+        let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256).unwrap();
+        for prepared in fast.iter().step_by(101) {
+            let value: serde_json::Value = serde_json::from_slice(&prepared.body).unwrap();
+            let request = &value["hashedRekordRequestV002"];
+            let digest = Hash::from_base64(request["digest"].as_str().unwrap()).unwrap();
+            let signature = BASE64
+                .decode(request["signature"]["content"].as_str().unwrap())
+                .unwrap();
+            let exact = canonical_body(&verifier, &digest, &signature).unwrap();
+            assert_eq!(prepared.leaf_hash, tlog::leaf_hash(&exact));
+        }
+    }
+
+    #[test]
+    fn requests_are_distinct_well_formed_and_match_their_leaf() {
+        let workload = generate(10, 3).unwrap();
+        assert_eq!(workload.requests.len(), 10);
+        let mut leaves: Vec<Hash> = workload.requests.iter().map(|r| r.leaf_hash).collect();
+        leaves.sort_unstable_by_key(|h| h.0);
+        leaves.dedup();
+        assert_eq!(leaves.len(), 10, "every submission is distinct");
+        for request in &workload.requests {
+            let value: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            let request = &value["hashedRekordRequestV002"];
+            assert_eq!(
+                request["signature"]["verifier"]["keyDetails"],
+                "PKIX_ECDSA_P256_SHA_256"
+            );
+            assert_eq!(
+                BASE64
+                    .decode(request["digest"].as_str().unwrap())
+                    .unwrap()
+                    .len(),
+                32
+            );
+        }
+        assert!(workload.leaf_bytes > 200, "{}", workload.leaf_bytes);
+    }
+}

@@ -1,0 +1,126 @@
+//! The catch-up seam: where a node installing a snapshot gets the leaves it lacks.
+//!
+//! A snapshot is a small descriptor (per log: size, edge, root, signed checkpoint; see
+//! [`storage::snapshot`](crate::storage::snapshot)), not the log. The node installing it fetches
+//! the missing leaves as C2SP entry bundles from the members the snapshot lists, appends them
+//! through the same routine as apply, and installs the descriptor's heads only once the root it
+//! computed equals the descriptor's. Fetching is a trait so that storage never touches the
+//! network: production passes [`network::bundles::HttpBundleSource`](crate::network::bundles),
+//! tests and the simulator pass a source that reads another store in memory.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::types::{LogName, NodeAddress};
+
+/// What [`BundleSource::entry_bundle`] returns.
+pub type BundleFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, FetchError>> + Send + 'a>>;
+
+/// Fetches entry bundles from cluster members.
+///
+/// Nothing a source returns is trusted: the installer decodes each bundle strictly, recomputes
+/// the tree from its leaves and installs nothing unless the root matches the snapshot's signed
+/// one, so a source may be any member, up to date or not, honest or not.
+pub trait BundleSource: Send + Sync + 'static {
+    /// The encoded entry bundle of leaves `index * 256 .. index * 256 + width` of `log`, as
+    /// `member` serves it (`GET {api_url}/logs/{log}/tile/entries/{index}[.p/{width}]`).
+    fn entry_bundle<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        log: &'a LogName,
+        index: u64,
+        width: u16,
+    ) -> BundleFuture<'a>;
+}
+
+/// A shared bundle source, as a state store holds it.
+pub type SharedBundleSource = Arc<dyn BundleSource>;
+
+/// Why a member did not hand over a bundle. Every variant makes the installer try the next
+/// member.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The member does not have the bundle (it is behind, or the log is unknown to it).
+    #[error("{member} has no entry bundle {index} (width {width}) of log {log}")]
+    NotFound {
+        /// The member's API URL.
+        member: String,
+        /// The log.
+        log: LogName,
+        /// The bundle's index.
+        index: u64,
+        /// The bundle's width.
+        width: u16,
+    },
+    /// The member could not be reached or answered with an error.
+    #[error("fetching from {member}: {reason}")]
+    Failed {
+        /// The member's API URL.
+        member: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A source with no bundles, for stores that never catch up from others (openraft's storage
+/// suite, tools that open a data directory read-only). An install that needs leaves fails.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoBundles;
+
+impl BundleSource for NoBundles {
+    fn entry_bundle<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        _log: &'a LogName,
+        _index: u64,
+        _width: u16,
+    ) -> BundleFuture<'a> {
+        let member = member.api_url.clone();
+        Box::pin(async move {
+            Err(FetchError::Failed {
+                member,
+                reason: "this store has no bundle source".into(),
+            })
+        })
+    }
+}
+
+/// How persistently an install tries before it gives up.
+///
+/// openraft treats a failed `install_snapshot` as a fatal storage error (the Raft core stops),
+/// so transient unavailability is retried here: a round tries every member for each bundle,
+/// and after a round in which no member could serve a bundle the installer waits
+/// `retry_delay` (doubling, capped at `retry_delay_max`) before the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUpPolicy {
+    /// Rounds per log before the install fails.
+    pub rounds: u32,
+    /// The wait after the first round that found no member able to serve a bundle.
+    pub retry_delay: Duration,
+    /// The longest wait between rounds.
+    pub retry_delay_max: Duration,
+}
+
+impl Default for CatchUpPolicy {
+    /// About a minute of retries: long enough to ride out a leader election or a member
+    /// restarting, short enough that a node cut off from every member stops visibly.
+    fn default() -> CatchUpPolicy {
+        CatchUpPolicy {
+            rounds: 10,
+            retry_delay: Duration::from_millis(250),
+            retry_delay_max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl CatchUpPolicy {
+    /// The wait after failed round `round` (0-based).
+    pub(crate) fn delay(&self, round: u32) -> Duration {
+        self.retry_delay
+            .saturating_mul(1u32 << round.min(16))
+            .min(self.retry_delay_max)
+    }
+}

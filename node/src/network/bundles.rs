@@ -1,0 +1,86 @@
+//! The production [`BundleSource`]: entry bundles fetched over HTTP from a member's public API.
+//!
+//! Catch-up reads the same C2SP tlog-tiles endpoint clients read
+//! (`GET {api_url}/logs/{log}/tile/entries/...`), so it needs nothing a node does not already
+//! serve, and any member that has applied far enough can answer. Nothing fetched is trusted:
+//! the installer verifies the leaves against the snapshot's signed root.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use tlog::tile::Tile;
+
+use super::HttpClient;
+use crate::catch_up::{BundleFuture, BundleSource, FetchError};
+use crate::types::{LogName, NodeAddress};
+
+/// The largest entry bundle: 256 entries, each a 2-byte length and at most 65535 bytes.
+pub const BUNDLE_BYTES_MAX: usize = 256 * (2 + 65_535);
+
+/// Fetches entry bundles with a shared HTTP client.
+#[derive(Clone, Debug)]
+pub struct HttpBundleSource {
+    client: HttpClient,
+    timeout: Duration,
+}
+
+impl HttpBundleSource {
+    /// A source over `client`; each fetch (connect, headers and body) is bounded by 30 s, long
+    /// enough for a 16 MiB bundle on a slow link, short enough to move on from a stalled member.
+    pub fn new(client: HttpClient) -> HttpBundleSource {
+        HttpBundleSource {
+            client,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BundleSource for HttpBundleSource {
+    fn entry_bundle<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        log: &'a LogName,
+        index: u64,
+        width: u16,
+    ) -> BundleFuture<'a> {
+        Box::pin(async move {
+            let base = member.api_url.trim_end_matches('/');
+            let url = format!("{base}/logs/{log}/{}", Tile::entries(index, width).path());
+            let failed = |reason: String| FetchError::Failed {
+                member: member.api_url.clone(),
+                reason,
+            };
+            let request = hyper::Request::get(&url)
+                .body(Full::new(Bytes::new()))
+                .map_err(|error| failed(format!("building GET {url}: {error}")))?;
+            let exchange = async {
+                let response = self
+                    .client
+                    .request(request)
+                    .await
+                    .map_err(|error| failed(format!("GET {url}: {error}")))?;
+                let status = response.status();
+                if status == hyper::StatusCode::NOT_FOUND {
+                    return Err(FetchError::NotFound {
+                        member: member.api_url.clone(),
+                        log: log.clone(),
+                        index,
+                        width,
+                    });
+                }
+                if !status.is_success() {
+                    return Err(failed(format!("GET {url}: HTTP {}", status.as_u16())));
+                }
+                let body = Limited::new(response.into_body(), BUNDLE_BYTES_MAX)
+                    .collect()
+                    .await
+                    .map_err(|error| failed(format!("reading {url}: {error}")))?;
+                Ok(body.to_bytes().to_vec())
+            };
+            tokio::time::timeout(self.timeout, exchange)
+                .await
+                .map_err(|_| failed(format!("GET {url}: no answer within {:?}", self.timeout)))?
+        })
+    }
+}

@@ -1,0 +1,357 @@
+//! Every malformed, oversized, unauthenticated or out-of-range request to a real node gets a
+//! clear 4xx with a machine-readable code, changes nothing, and leaves the process serving
+//! (`research/reliability.md` §8.3, "Log submission API" and "Read and proof APIs").
+//!
+//! Method: one single-node cluster started with `cairn-node dev`, a few good appends, then the
+//! bad requests; afterwards the signed checkpoint must be byte-for-byte the one from before.
+
+// Test harness code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use node::network::{HttpClient, http_client};
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::pkcs8::EncodePublicKey;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
+
+struct DevCluster {
+    dir: PathBuf,
+    child: Child,
+    url: String,
+    token: String,
+    client: HttpClient,
+}
+
+impl DevCluster {
+    async fn start() -> DevCluster {
+        let dir = std::env::temp_dir().join(format!("cairn-bad-input-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A free port for the API, and (for nodes that have one) its cluster port 100 above.
+        let port = loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 100)).is_ok() {
+                break port;
+            }
+        };
+        let child = Command::new(BIN)
+            .args([
+                "dev",
+                "--nodes",
+                "1",
+                "--base-port",
+                &port.to_string(),
+                "--dir",
+            ])
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while !dir.join("cluster.json").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "dev cluster did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let cluster: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap())
+                .unwrap();
+        DevCluster {
+            url: cluster["nodes"][0]["url"].as_str().unwrap().to_string(),
+            token: cluster["admin_token"].as_str().unwrap().to_string(),
+            dir,
+            child,
+            client: http_client(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = self
+            .client
+            .request(request.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path}: {error:?}"));
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn checkpoint(&self) -> String {
+        let (status, body) = self
+            .send("GET", "/api/v2/checkpoint", Vec::new(), None)
+            .await;
+        assert_eq!(status, 200);
+        body.as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        // SIGTERM lets `dev` stop its node; then make sure.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn signed_request(artifact: &[u8]) -> Value {
+    let key = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+    let spki = key.verifying_key().to_public_key_der().unwrap();
+    let digest = tlog::Hash::digest(artifact);
+    let signature: p256::ecdsa::Signature = key.sign_prehash(digest.as_bytes()).unwrap();
+    json!({ "hashedRekordRequestV002": {
+        "digest": BASE64.encode(digest.as_bytes()),
+        "signature": {
+            "content": BASE64.encode(signature.to_der().as_bytes()),
+            "verifier": { "publicKey": { "rawBytes": BASE64.encode(spki.as_bytes()) },
+                          "keyDetails": "PKIX_ECDSA_P256_SHA_256" } } } })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_4xx_and_change_nothing() {
+    let cluster = DevCluster::start().await;
+    for i in 0..3 {
+        let body = serde_json::to_vec(&signed_request(format!("good {i}").as_bytes())).unwrap();
+        let (status, answer) = cluster
+            .send("POST", "/api/v2/log/entries", body, None)
+            .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let before = cluster.checkpoint().await;
+
+    let good = signed_request(b"good 0");
+    let mut wrong_signature = signed_request(b"another artifact");
+    wrong_signature["hashedRekordRequestV002"]["digest"] =
+        good["hashedRekordRequestV002"]["digest"].clone();
+    let mut short_digest = good.clone();
+    short_digest["hashedRekordRequestV002"]["digest"] = json!(BASE64.encode([0u8; 20]));
+    let mut bad_base64 = good.clone();
+    bad_base64["hashedRekordRequestV002"]["signature"]["content"] = json!("not base64!");
+    let mut mismatched_key = good.clone();
+    mismatched_key["hashedRekordRequestV002"]["signature"]["verifier"]["keyDetails"] =
+        json!("PKIX_RSA_PKCS1V15_2048_SHA256");
+    let mut server_field = good.clone();
+    server_field["logIndex"] = json!("7");
+    let mut missing = good.clone();
+    missing["hashedRekordRequestV002"]["signature"]
+        .as_object_mut()
+        .unwrap()
+        .remove("verifier");
+    let good_text = serde_json::to_string(&good).unwrap();
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+
+    let submissions: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("empty body", Vec::new(), 400, "invalid_json"),
+        (
+            "truncated json",
+            good_text.as_bytes()[..good_text.len() / 2].to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "trailing garbage",
+            format!("{good_text} x").into_bytes(),
+            400,
+            "invalid_json",
+        ),
+        ("not utf-8", vec![b'{', 0xff, b'}'], 400, "invalid_json"),
+        (
+            "duplicate member",
+            format!(
+                "{{\"hashedRekordRequestV002\":{},\"hashedRekordRequestV002\":{}}}",
+                good["hashedRekordRequestV002"], good["hashedRekordRequestV002"]
+            )
+            .into_bytes(),
+            400,
+            "duplicate_member",
+        ),
+        ("too deep", deep.into_bytes(), 400, "too_deep"),
+        (
+            "unknown kind",
+            br#"{"rekordRequestV002": {}}"#.to_vec(),
+            400,
+            "unknown_field",
+        ),
+        (
+            "missing verifier",
+            serde_json::to_vec(&missing).unwrap(),
+            400,
+            "missing_field",
+        ),
+        (
+            "bad base64",
+            serde_json::to_vec(&bad_base64).unwrap(),
+            400,
+            "invalid_base64",
+        ),
+        (
+            "short digest",
+            serde_json::to_vec(&short_digest).unwrap(),
+            400,
+            "invalid_digest",
+        ),
+        (
+            "wrong signature",
+            serde_json::to_vec(&wrong_signature).unwrap(),
+            400,
+            "bad_signature",
+        ),
+        (
+            "key type mismatch",
+            serde_json::to_vec(&mismatched_key).unwrap(),
+            400,
+            "key_mismatch",
+        ),
+        (
+            "client sets a server field",
+            serde_json::to_vec(&server_field).unwrap(),
+            400,
+            "server_field",
+        ),
+    ];
+    for (what, body, want_status, want_code) in submissions {
+        let (status, answer) = cluster
+            .send("POST", "/api/v2/log/entries", body, None)
+            .await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{what}: {answer}"
+        );
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: no message"
+        );
+    }
+
+    // An oversized body is refused from its Content-Length alone, before it is read: send only
+    // the head of the request, as a client would that waits for `100 Continue`.
+    let address = cluster.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /api/v2/log/entries HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\n\r\n",
+        5 * 1024 * 1024
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, head.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::io::AsyncReadExt::read(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+
+    let reads: Vec<(&str, &str, u16)> = vec![
+        ("GET", "/logs/artifacts/proof/inclusion?index=abc", 400),
+        ("GET", "/logs/artifacts/proof/inclusion?index=-1", 400),
+        (
+            "GET",
+            "/logs/artifacts/proof/inclusion?index=18446744073709551616",
+            400,
+        ),
+        ("GET", "/logs/artifacts/proof/inclusion?index=3", 404),
+        (
+            "GET",
+            "/logs/artifacts/proof/inclusion?index=0&tree_size=4",
+            400,
+        ),
+        (
+            "GET",
+            "/logs/artifacts/proof/inclusion?index=0&index=1",
+            400,
+        ),
+        ("GET", "/logs/artifacts/proof/inclusion?leaf_hash=zz", 400),
+        ("GET", "/logs/artifacts/proof/consistency?old=3&new=2", 400),
+        ("GET", "/logs/artifacts/proof/consistency?old=0&new=2", 400),
+        ("GET", "/logs/artifacts/proof/consistency?old=1&new=4", 400),
+        ("GET", "/logs/artifacts/proof/consistency", 400),
+        ("GET", "/logs/artifacts/entries/3", 404),
+        ("GET", "/logs/artifacts/entries/x", 400),
+        ("GET", "/api/v2/tile/0/000.p/0", 400),
+        ("GET", "/api/v2/tile/0/x000/000", 400),
+        ("GET", "/api/v2/tile/64/000", 400),
+        ("GET", "/api/v2/tile/0/000", 404),
+        ("GET", "/api/v2/tile/0/000.p/4", 404),
+        ("GET", "/api/v2/tile/entries/001", 404),
+        ("GET", "/logs/nope/checkpoint", 404),
+        ("GET", "/logs/certificates/checkpoint", 404),
+        ("GET", "/nothing/here", 404),
+        ("DELETE", "/api/v2/checkpoint", 405),
+        ("GET", "/admin/status", 401),
+        ("POST", "/admin/init", 401),
+    ];
+    for (method, path, want_status) in reads {
+        let (status, answer) = cluster.send(method, path, Vec::new(), None).await;
+        assert_eq!(status, want_status, "{method} {path}: {answer}");
+        assert!(
+            answer["code"].as_str().is_some(),
+            "{method} {path}: no error code in {answer}"
+        );
+    }
+    let (status, _) = cluster
+        .send("GET", "/admin/status", Vec::new(), Some("wrong-token"))
+        .await;
+    assert_eq!(status, 401);
+    let (status, answer) = cluster
+        .send(
+            "POST",
+            "/admin/membership",
+            b"{\"voters\": []}".to_vec(),
+            Some(&cluster.token),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    // Good reads still work, nothing changed, and the node is still serving.
+    let (status, proof) = cluster
+        .send(
+            "GET",
+            "/logs/artifacts/proof/inclusion?index=2",
+            Vec::new(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{proof}");
+    assert_eq!(cluster.checkpoint().await, before);
+    let (status, _) = cluster.send("GET", "/healthz", Vec::new(), None).await;
+    assert_eq!(status, 200);
+}
