@@ -396,12 +396,8 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind(file.listen)
-        .await
-        .with_context(|| format!("listening on {}", file.listen))?;
-    let cluster_listener = tokio::net::TcpListener::bind(file.cluster_listen)
-        .await
-        .with_context(|| format!("listening on {}", file.cluster_listen))?;
+    let listener = bind(file.listen).await?;
+    let cluster_listener = bind(file.cluster_listen).await?;
     tracing::info!(
         id = file.id,
         listen = %file.listen,
@@ -434,6 +430,23 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     node.shutdown().await;
     Ok(())
+}
+
+/// Binds a listener, retrying for a few seconds while the address is in use: right after a
+/// crash the previous process's sockets can hold the port briefly.
+async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut attempts = 0;
+    loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && attempts < 20 => {
+                attempts += 1;
+                tracing::warn!(%address, attempts, "address in use; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => return Err(error).with_context(|| format!("listening on {address}")),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -16,6 +16,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -42,12 +44,19 @@ struct Cluster {
     verifiers: Verifiers,
 }
 
+/// A free port below Linux's ephemeral range (32768 and up): a port taken from that range can
+/// be grabbed as the source port of some outgoing connection while its node is down, and the
+/// node then cannot bind it again on restart.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let offset = u16::try_from(std::process::id() % 97).unwrap() * 100;
+    loop {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2_000;
+        let port = 20_000 + (offset + step) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Cluster {
@@ -303,7 +312,7 @@ struct Acked {
 
 /// Verifies a `TransparencyLogEntry` as a client must: the checkpoint is signed by the log
 /// key, the inclusion proof leads from the canonical body to the checkpoint's root.
-fn verify_entry(cluster: &Cluster, body: &[u8]) -> Acked {
+fn verify_entry(verifiers: &Verifiers, body: &[u8]) -> Acked {
     let entry: serde_json::Value = serde_json::from_slice(body).unwrap();
     let leaf = BASE64
         .decode(entry["canonicalizedBody"].as_str().unwrap())
@@ -311,7 +320,7 @@ fn verify_entry(cluster: &Cluster, body: &[u8]) -> Acked {
     let index: u64 = entry["logIndex"].as_str().unwrap().parse().unwrap();
     let proof = &entry["inclusionProof"];
     let envelope = proof["checkpoint"]["envelope"].as_str().unwrap();
-    let checkpoint = tlog::checkpoint::open(envelope.as_bytes(), &cluster.verifiers)
+    let checkpoint = tlog::checkpoint::open(envelope.as_bytes(), verifiers)
         .unwrap()
         .checkpoint;
     let tree_size: u64 = proof["treeSize"].as_str().unwrap().parse().unwrap();
@@ -356,7 +365,7 @@ async fn append(cluster: &Cluster, client: &Client, tag: &str, count: usize) -> 
                 .await
             {
                 Ok((200 | 201, body)) => {
-                    acked.push(verify_entry(cluster, &body));
+                    acked.push(verify_entry(&cluster.verifiers, &body));
                     break;
                 }
                 Ok((status, body)) => {
@@ -449,24 +458,112 @@ async fn check_agreement(cluster: &Cluster, acked: &[Acked]) {
     }
 }
 
+/// Clients appending continuously in the background, through every node in turn, while the
+/// test kills and restarts nodes. A submission whose answer is lost is retried (the dedup index
+/// makes that safe); only verified answers count as acknowledged.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Acked>>>,
+}
+
+impl Writers {
+    fn start(cluster: &Cluster, count: usize, tag: &str) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for writer in 0..count {
+            let (urls, http, verifiers) = (
+                cluster.urls.clone(),
+                cluster.client.clone(),
+                cluster.verifiers.clone(),
+            );
+            let (stop, tag) = (Arc::clone(&stop), format!("{tag} writer {writer}"));
+            tasks.push(tokio::spawn(async move {
+                let client = Client::new(u8::try_from(40 + writer).unwrap());
+                let mut acked = Vec::new();
+                let mut attempt = writer;
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let body = serde_json::to_vec(&client.request(format!("{tag} {i}").as_bytes()))
+                        .unwrap();
+                    // Retry this entry until it is acknowledged or the test stops the writers.
+                    while !stop.load(Ordering::SeqCst) {
+                        attempt += 1;
+                        let url = format!("{}/api/v2/log/entries", urls[attempt % urls.len()]);
+                        let request = hyper::Request::post(&url)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body.clone())))
+                            .unwrap();
+                        let answer =
+                            tokio::time::timeout(Duration::from_secs(10), http.request(request))
+                                .await;
+                        if let Ok(Ok(response)) = answer {
+                            let status = response.status().as_u16();
+                            let bytes = response.into_body().collect().await.map(|b| b.to_bytes());
+                            match (status, bytes) {
+                                (200 | 201, Ok(bytes)) => {
+                                    acked.push(verify_entry(&verifiers, &bytes));
+                                    break;
+                                }
+                                (429 | 503, _) | (_, Err(_)) => {}
+                                (status, Ok(bytes)) => {
+                                    panic!("append: {status}: {}", String::from_utf8_lossy(&bytes))
+                                }
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                acked
+            }));
+        }
+        Writers { stop, tasks }
+    }
+
+    /// Stops the writers and returns everything they saw acknowledged.
+    async fn stop(self) -> Vec<Acked> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut acked = Vec::new();
+        for task in self.tasks {
+            acked.extend(task.await.unwrap());
+        }
+        acked
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_lose_nothing_through_crashes_and_restarts() {
     let mut cluster = Cluster::start("crash", 3, 3).await;
     let client = Client::new(7);
     let mut acked = append(&cluster, &client, "before", 30).await;
 
+    // SIGKILL the leader while four clients are appending through every node.
+    let writers = Writers::start(&cluster, 4, "leader crash");
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let leader = cluster.leader().await;
     cluster.kill(leader);
-    acked.extend(append(&cluster, &client, "leader down", 30).await);
+    acked.extend(append(&cluster, &client, "leader down", 20).await);
     cluster.spawn(leader);
     cluster.wait_for(leader, "/healthz").await;
+    let during_leader_crash = writers.stop().await;
+    assert!(
+        during_leader_crash.len() >= 4,
+        "writers acknowledged only {}",
+        during_leader_crash.len()
+    );
+    acked.extend(during_leader_crash);
 
+    // Then a follower, again under load.
+    let writers = Writers::start(&cluster, 4, "follower crash");
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let leader = cluster.leader().await;
     let follower = *cluster.children.keys().find(|&&id| id != leader).unwrap();
     cluster.kill(follower);
-    acked.extend(append(&cluster, &client, "follower down", 30).await);
+    acked.extend(append(&cluster, &client, "follower down", 20).await);
     cluster.spawn(follower);
     cluster.wait_for(follower, "/readyz").await;
+    acked.extend(writers.stop().await);
     check_agreement(&cluster, &acked).await;
 
     // A duplicate submission is answered with the existing entry.
@@ -480,7 +577,10 @@ async fn three_nodes_lose_nothing_through_crashes_and_restarts() {
         .await
         .unwrap();
     assert_eq!(status, 200);
-    assert_eq!(verify_entry(&cluster, &body).index, acked[0].index);
+    assert_eq!(
+        verify_entry(&cluster.verifiers, &body).index,
+        acked[0].index
+    );
 
     // Restart everything: the log resumes at the same size and root.
     let before = cluster.checkpoint(cluster.leader().await).await;
