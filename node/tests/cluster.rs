@@ -500,7 +500,11 @@ impl Writers {
                                 .await;
                         if let Ok(Ok(response)) = answer {
                             let status = response.status().as_u16();
-                            let bytes = response.into_body().collect().await.map(|b| b.to_bytes());
+                            let bytes = response
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(http_body_util::Collected::to_bytes);
                             match (status, bytes) {
                                 (200 | 201, Ok(bytes)) => {
                                     acked.push(verify_entry(&verifiers, &bytes));
