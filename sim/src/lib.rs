@@ -1,8 +1,34 @@
 //! The deterministic simulator.
 //!
-//! This crate will run several real Cairn nodes in one thread on a paused tokio runtime with a
-//! seeded RNG, an in-memory Raft network and redb over a simulated disk, inject faults
-//! (partitions, crashes, lost writes, clock skew) chosen from a seed, and check the log's safety
-//! properties continuously. The same seed replays the same run bit for bit; binary `cairn-sim`.
-//!
-//! Nothing is implemented yet; see the simulator issue.
+//! Runs several real Cairn nodes ([`node::node::Node`], started through `Node::start` exactly as
+//! production does) in one thread on a paused current-thread tokio runtime with a seeded RNG, an
+//! in-memory Raft network ([`net`]), the real redb over a simulated disk ([`disk`]), a
+//! simulated application clock ([`clock`]) and an in-memory entry-bundle source ([`bundles`]).
+//! Faults (partitions, loss, duplication, delay, crashes with lost unsynced writes, clock skew)
+//! are chosen from the seed ([`options`], swarm testing: each fault type on or off per seed), a
+//! workload of concurrent clients appends to both logs ([`workload`]), and the log's safety
+//! properties are checked continuously and at the end ([`invariants`]). The same seed replays
+//! the same run bit for bit ([`trace`] hashes it); see `research/raft-sim.md` §2.4 for the
+//! recipe and §5 for the invariants.
+
+// rustdoc does not get `build.rustflags`; only real builds must have the cfg.
+#[cfg(not(any(tokio_unstable, doc, doctest)))]
+compile_error!(
+    "the simulator needs `--cfg tokio_unstable` (set in .cargo/config.toml) for a seeded tokio \
+     runtime; a build without it would not replay"
+);
+
+pub mod bundles;
+pub mod clock;
+pub mod cluster;
+pub mod disk;
+pub mod invariants;
+pub mod net;
+pub mod options;
+pub mod rng;
+pub mod run;
+pub mod trace;
+pub mod workload;
+
+pub use options::Options;
+pub use run::{Outcome, run_seed, run_with};

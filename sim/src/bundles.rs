@@ -1,0 +1,84 @@
+//! The catch-up seam in memory: a node installing a snapshot reads the entry bundles it lacks
+//! straight from the other simulated nodes' `StateReader` views, subject to the same crashes
+//! and partitions as Raft traffic.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use node::catch_up::{BundleFuture, BundleSource, FetchError};
+use node::storage::StateReader;
+use node::types::{LogName, NodeAddress, NodeId};
+
+use crate::net::SharedRouter;
+
+/// The readers of the nodes that are up, by API URL.
+#[derive(Debug, Clone, Default)]
+pub struct Readers(Arc<Mutex<BTreeMap<String, (NodeId, StateReader)>>>);
+
+impl Readers {
+    /// Registers a node's reader (it is up).
+    pub fn up(&self, url: String, id: NodeId, reader: StateReader) {
+        if let Ok(mut readers) = self.0.lock() {
+            readers.insert(url, (id, reader));
+        }
+    }
+
+    /// Forgets a node's reader (it crashed).
+    pub fn down(&self, url: &str) {
+        if let Ok(mut readers) = self.0.lock() {
+            readers.remove(url);
+        }
+    }
+
+    fn get(&self, url: &str) -> Option<(NodeId, StateReader)> {
+        self.0.lock().ok()?.get(url).cloned()
+    }
+}
+
+/// One node's bundle source.
+#[derive(Debug, Clone)]
+pub struct SimBundleSource {
+    /// The node fetching.
+    pub me: NodeId,
+    /// Who is up.
+    pub readers: Readers,
+    /// Who can reach whom.
+    pub router: SharedRouter,
+}
+
+impl BundleSource for SimBundleSource {
+    fn entry_bundle<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        log: &'a LogName,
+        index: u64,
+        width: u16,
+    ) -> BundleFuture<'a> {
+        Box::pin(async move {
+            let failed = |reason: &str| FetchError::Failed {
+                member: member.api_url.clone(),
+                reason: reason.into(),
+            };
+            // One round trip's worth of virtual time.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let (id, reader) = self
+                .readers
+                .get(&member.api_url)
+                .ok_or_else(|| failed("member is down"))?;
+            if !self.router.can_reach(self.me, id) || !self.router.can_reach(id, self.me) {
+                return Err(failed("partitioned"));
+            }
+            let view = reader.view().map_err(|error| failed(&error.to_string()))?;
+            match view.entry_bundle(log, index, width) {
+                Ok(Some(bundle)) => Ok(bundle),
+                Ok(None) => Err(FetchError::NotFound {
+                    member: member.api_url.clone(),
+                    log: log.clone(),
+                    index,
+                    width,
+                }),
+                Err(error) => Err(failed(&error.to_string())),
+            }
+        })
+    }
+}

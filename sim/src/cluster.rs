@@ -1,0 +1,298 @@
+//! The simulated cluster: N real nodes, each started through `node::node::Node::start` over redb
+//! on simulated disks, the in-memory network and bundle source, and a simulated clock; crashing
+//! a node takes the crash image of its disks and stops its Raft (`Raft::shutdown` + drop), and
+//! restarting it starts a new `Node` over what survived (`research/raft-sim.md` §2.4 item 9).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use node::env::Blocking;
+use node::node::{Node, NodeConfig, default_raft_config};
+use node::sequencer::SequencerConfig;
+use node::state_machine::{LogConfig, Logs};
+use node::storage::Stores;
+use node::types::{LogName, NodeAddress, NodeId};
+use openraft::SnapshotPolicy;
+use tokio::time::Instant;
+
+use crate::bundles::{Readers, SimBundleSource};
+use crate::clock::SimClock;
+use crate::disk::SimDisk;
+use crate::net::{SharedRouter, SimNetwork};
+use crate::options::Options;
+use crate::rng::{SimRng, stream};
+use crate::trace::{SharedTrace, event};
+
+/// The two logs every simulated cluster hosts.
+pub fn sim_logs() -> Logs {
+    Logs::new([
+        LogConfig {
+            name: LogName("artifacts".into()),
+            origin: "sim.cairn.dev/artifacts".into(),
+            signing_key: ed25519_dalek::SigningKey::from_bytes(&[11; 32]),
+        },
+        LogConfig {
+            name: LogName("certificates".into()),
+            origin: "sim.cairn.dev/certificates".into(),
+            signing_key: ed25519_dalek::SigningKey::from_bytes(&[12; 32]),
+        },
+    ])
+}
+
+/// A node's address in the simulated cluster.
+pub fn address(id: NodeId) -> NodeAddress {
+    NodeAddress {
+        api_url: format!("sim://n{id}"),
+        cluster_url: format!("sim-raft://n{id}"),
+    }
+}
+
+/// One node's place in the cluster: its disks and clock outlive its process.
+#[derive(Debug)]
+struct Slot {
+    node: Option<Arc<Node>>,
+    log_disk: SimDisk,
+    state_disk: SimDisk,
+    clock: SimClock,
+    incarnation: u64,
+}
+
+/// The cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    slots: Mutex<BTreeMap<NodeId, Slot>>,
+    /// The packet simulator.
+    pub router: SharedRouter,
+    readers: Readers,
+    /// The logs hosted.
+    pub logs: Logs,
+    /// The run's options.
+    pub options: Options,
+    /// The run's trace.
+    pub trace: SharedTrace,
+    disk_rng: Mutex<SimRng>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Cluster {
+    /// A cluster of stopped nodes with empty disks.
+    pub fn new(options: Options, router: SharedRouter, trace: SharedTrace) -> Arc<Cluster> {
+        let start = Instant::now();
+        let slots = (1..=options.nodes)
+            .map(|id| {
+                let slot = Slot {
+                    node: None,
+                    log_disk: SimDisk::new(options.canary_unsynced_raft_log),
+                    state_disk: SimDisk::new(false),
+                    clock: SimClock::new(start),
+                    incarnation: 0,
+                };
+                (id, slot)
+            })
+            .collect();
+        Arc::new(Cluster {
+            slots: Mutex::new(slots),
+            router,
+            readers: Readers::default(),
+            logs: sim_logs(),
+            disk_rng: Mutex::new(SimRng::new(options.seed, stream::DISK)),
+            options,
+            trace,
+        })
+    }
+
+    /// The ids of every node, up or down.
+    pub fn ids(&self) -> Vec<NodeId> {
+        lock(&self.slots).keys().copied().collect()
+    }
+
+    /// A running node.
+    pub fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+        lock(&self.slots).get(&id)?.node.clone()
+    }
+
+    /// Every running node.
+    pub fn running(&self) -> Vec<Arc<Node>> {
+        lock(&self.slots)
+            .values()
+            .filter_map(|slot| slot.node.clone())
+            .collect()
+    }
+
+    /// The ids of the nodes that are down.
+    pub fn down(&self) -> Vec<NodeId> {
+        lock(&self.slots)
+            .iter()
+            .filter(|(_, slot)| slot.node.is_none())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Sets a node's application-clock skew.
+    pub fn set_skew(&self, id: NodeId, skew_ms: i64) {
+        if let Some(slot) = lock(&self.slots).get(&id) {
+            slot.clock.set_skew_ms(skew_ms);
+        }
+    }
+
+    fn node_config(&self, id: NodeId) -> NodeConfig {
+        let mut raft = default_raft_config();
+        raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(self.options.snapshot_every);
+        raft.max_in_snapshot_log_to_keep = self.options.snapshot_every.min(1_000) / 5;
+        NodeConfig {
+            id,
+            logs: self.logs.clone(),
+            raft,
+            sequencer: SequencerConfig {
+                batch_leaves_max: self.options.batch_leaves_max,
+                ..SequencerConfig::default()
+            },
+            admin_token: String::new(),
+            blocking: Blocking::Inline,
+        }
+    }
+
+    /// Starts node `id` over its disks (the first start, or a restart after a crash).
+    ///
+    /// # Panics
+    /// If the node does not start: the disk model never corrupts synced bytes, so a node that
+    /// cannot open what survived a crash is a bug the run reports.
+    pub async fn start(self: &Arc<Cluster>, id: NodeId) {
+        let (log_disk, state_disk, clock, incarnation) = {
+            let mut slots = lock(&self.slots);
+            let Some(slot) = slots.get_mut(&id) else {
+                return;
+            };
+            if slot.node.is_some() {
+                return;
+            }
+            slot.incarnation += 1;
+            (
+                slot.log_disk.clone(),
+                slot.state_disk.clone(),
+                slot.clock.clone(),
+                slot.incarnation,
+            )
+        };
+        let source = SimBundleSource {
+            me: id,
+            readers: self.readers.clone(),
+            router: self.router.clone(),
+        };
+        let stores = Stores::open_backends(
+            log_disk,
+            state_disk,
+            self.logs.clone(),
+            Blocking::Inline,
+            Arc::new(source),
+        )
+        .unwrap_or_else(|error| panic!("n{id}: opening the surviving disks: {error}"));
+        let node = Node::start(
+            self.node_config(id),
+            stores,
+            SimNetwork::new(id, self.router.clone()),
+            node::network::http_client(),
+            Arc::new(clock),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("n{id}: start: {error}"));
+        self.router.up(id, node.raft.clone());
+        self.readers
+            .up(address(id).api_url, id, node.reader.clone());
+        tokio::spawn(watch_metrics(node.raft.clone(), self.trace.clone(), id));
+        event(
+            &self.trace,
+            "fault",
+            &format!("start n{id} incarnation {incarnation}"),
+        );
+        if let Some(slot) = lock(&self.slots).get_mut(&id) {
+            slot.node = Some(node);
+        }
+    }
+
+    /// Initialises the cluster's membership through node 1 (first start only).
+    pub async fn initialize(&self) {
+        let members: BTreeMap<NodeId, NodeAddress> =
+            self.ids().into_iter().map(|id| (id, address(id))).collect();
+        if let Some(node) = self.node(1)
+            && let Err(error) = node.raft.initialize(members).await
+        {
+            panic!("initialize: {error}");
+        }
+    }
+
+    /// Crashes node `id`: its disks keep what the crash mode lets survive, and its process
+    /// stops.
+    pub async fn crash(&self, id: NodeId) {
+        let node = {
+            let mut slots = lock(&self.slots);
+            let Some(slot) = slots.get_mut(&id) else {
+                return;
+            };
+            let Some(node) = slot.node.take() else { return };
+            let mut rng = lock(&self.disk_rng);
+            slot.log_disk = slot.log_disk.crash(self.options.crash_mode, &mut rng);
+            slot.state_disk = slot.state_disk.crash(self.options.crash_mode, &mut rng);
+            node
+        };
+        self.router.down(id);
+        self.readers.down(&address(id).api_url);
+        event(&self.trace, "fault", &format!("crash n{id}"));
+        node.shutdown().await;
+    }
+
+    /// Stops every node (the end of a run).
+    pub async fn stop_all(&self) {
+        for id in self.ids() {
+            let node = lock(&self.slots)
+                .get_mut(&id)
+                .and_then(|slot| slot.node.take());
+            if let Some(node) = node {
+                self.router.down(id);
+                node.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Traces a node's Raft metrics whenever their summary changes.
+async fn watch_metrics(
+    raft: openraft::Raft<node::types::TypeConfig>,
+    trace: SharedTrace,
+    id: NodeId,
+) {
+    let mut metrics = raft.metrics();
+    drop(raft);
+    let mut last = String::new();
+    loop {
+        let line = {
+            let m = metrics.borrow();
+            format!(
+                "{:?} term {} leader {} log {} applied {} snapshot {} purged {}",
+                m.state,
+                m.current_term,
+                m.current_leader
+                    .map_or_else(|| "-".into(), |l| l.to_string()),
+                m.last_log_index
+                    .map_or_else(|| "-".into(), |i| i.to_string()),
+                m.last_applied
+                    .map_or_else(|| "-".into(), |l| l.index.to_string()),
+                m.snapshot
+                    .map_or_else(|| "-".into(), |l| l.index.to_string()),
+                m.purged.map_or_else(|| "-".into(), |l| l.index.to_string()),
+            )
+        };
+        if line != last {
+            event(&trace, &format!("n{id}"), &line);
+            last = line;
+        }
+        if metrics.changed().await.is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Replica agreement: equal applied index implies equal heads (size, root, signed checkpoint),
+//! across nodes and across time.
+//!
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 5; `research/raft-sim.md` §5.1 item 8
+//! (compare at equal applied index, never at unequal ones, §2.3's false alarm).
+
+use super::{Checker, NodeState};
+
+/// Compares every node's heads with what any node had at the same applied index.
+pub fn check(checker: &mut Checker, states: &[NodeState]) {
+    for state in states {
+        if state.applied == 0 {
+            continue;
+        }
+        match checker.by_applied.get(&state.applied) {
+            None => {
+                checker
+                    .by_applied
+                    .insert(state.applied, (state.id, state.heads.clone()));
+            }
+            Some((other, heads)) if *heads != state.heads => {
+                let other = *other;
+                checker.violation(
+                    "replica agreement",
+                    format!(
+                        "n{} and n{other} both applied index {} with different heads",
+                        state.id, state.applied
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Liveness after healing: with every fault removed and every node restarted, writes succeed
+//! within a bound, and every acknowledged entry is covered by a signed checkpoint on every node.
+//!
+//! Source: `research/raft-sim.md` §5.1 item 13 (heal, then converge within a bound) and §5.3
+//! (TigerBeetle's liveness mode).
+
+use super::Checker;
+use crate::cluster::Cluster;
+
+/// Whether every running node covers every acknowledged leaf with its signed checkpoint, and
+/// all nodes hold the same heads. Returns what is still missing.
+pub fn converged(checker: &mut Checker, cluster: &Cluster) -> Result<(), String> {
+    let states = super::snapshot(checker, cluster);
+    if states.len() != cluster.ids().len() {
+        return Err(format!(
+            "{} of {} nodes running",
+            states.len(),
+            cluster.ids().len()
+        ));
+    }
+    for (log, index) in checker.acked.keys() {
+        for state in &states {
+            let covered = state
+                .heads
+                .get(log)
+                .is_some_and(|head| head.tree_size > *index && !head.checkpoint.is_empty());
+            if !covered {
+                return Err(format!("n{} does not cover {log} index {index}", state.id));
+            }
+        }
+    }
+    let first = states.first().map(|state| &state.heads);
+    if states.iter().any(|state| Some(&state.heads) != first) {
+        return Err("heads differ".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Reproducible: the root recomputed from a node's stored leaves equals its signed root.
+//!
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 4; `research/raft-sim.md` §5.1 items
+//! 9 and 10 (a `CheckLog`-style full recomputation from stored leaves). Run at the end of a run
+//! (it reads every leaf).
+
+use super::{Checker, NodeState};
+
+/// Recomputes every log's tree from the leaves each node stores.
+pub fn check(checker: &mut Checker, states: &[NodeState]) {
+    for state in states {
+        for (log, head) in &state.heads {
+            let mut tree = tlog::MemoryTree::new();
+            for index in 0..head.tree_size {
+                match state.view.leaf(log, index) {
+                    Ok(Some(leaf)) => {
+                        if let Err(error) = tree.append(tlog::leaf_hash(&leaf)) {
+                            checker.violation(
+                                "reproducible",
+                                format!("n{}: {log}: {error:?}", state.id),
+                            );
+                            return;
+                        }
+                    }
+                    other => {
+                        checker.violation(
+                            "reproducible",
+                            format!(
+                                "n{}: {log} leaf {index} below size {}: {other:?}",
+                                state.id, head.tree_size
+                            ),
+                        );
+                        return;
+                    }
+                }
+            }
+            if tree.root() != head.root {
+                checker.violation(
+                    "reproducible",
+                    format!(
+                        "n{}: {log} root recomputed from {} stored leaves differs from its head",
+                        state.id, head.tree_size
+                    ),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `cairn-sim`: runs the deterministic simulator.
+//!
+//! - `cairn-sim run --seed N [--trace]` runs one seed; with `--trace` it prints the compact
+//!   trace (one line per event, see `sim::trace`). On a violation it prints the seed, the git
+//!   commit and the derived options, and exits non-zero.
+//! - `cairn-sim swarm --seeds N [--from S]` runs seeds S..S+N with a progress line and a
+//!   summary, and exits non-zero if any seed violated an invariant.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use sim::{Options, Outcome, run_with};
+
+/// The options of `seed`, with the command line's overrides.
+fn options(seed: u64, seconds: u64, nodes: Option<u64>) -> Options {
+    let mut options = Options::from_seed(seed, Duration::from_secs(seconds));
+    if let Some(nodes) = nodes {
+        options.nodes = nodes.max(1);
+    }
+    options
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn-sim", about = "Cairn's deterministic simulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs one seed.
+    Run {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Print the trace.
+        #[arg(long)]
+        trace: bool,
+        /// Virtual seconds of the safety phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Override the seed's cluster size.
+        #[arg(long)]
+        nodes: Option<u64>,
+    },
+    /// Runs many seeds.
+    Swarm {
+        /// How many seeds.
+        #[arg(long)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Virtual seconds of each safety phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Override every seed's cluster size.
+        #[arg(long)]
+        nodes: Option<u64>,
+    },
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .map_or_else(|| "unknown".into(), |commit| commit.trim().to_string())
+}
+
+fn report_failure(outcome: &Outcome) {
+    eprintln!(
+        "FAILED seed {} (commit {})",
+        outcome.options.seed,
+        git_commit()
+    );
+    eprintln!("options: {:#?}", outcome.options);
+    for violation in &outcome.violations {
+        eprintln!("  violation: {violation}");
+    }
+    eprintln!(
+        "replay: cairn-sim run --seed {} --trace",
+        outcome.options.seed
+    );
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            seed,
+            trace,
+            seconds,
+            nodes,
+        } => {
+            let wall = Instant::now();
+            let outcome = run_with(options(seed, seconds, nodes), trace);
+            if trace {
+                println!("options: {:?}", outcome.options);
+                println!("network: {:?}", outcome.network);
+            }
+            println!(
+                "seed {seed}: {:.1} simulated s in {:.2} wall s, {} events, {} faults, {} acked, {} unknown, {} checkpoints, {} messages, trace {:016x}",
+                outcome.simulated.as_secs_f64(),
+                wall.elapsed().as_secs_f64(),
+                outcome.events,
+                outcome.faults,
+                outcome.acked,
+                outcome.unknown,
+                outcome.checkpoints,
+                outcome.messages,
+                outcome.trace_hash
+            );
+            if outcome.violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                report_failure(&outcome);
+                ExitCode::FAILURE
+            }
+        }
+        Command::Swarm {
+            seeds,
+            from,
+            seconds,
+            nodes,
+        } => {
+            let wall = Instant::now();
+            let (mut simulated, mut events, mut faults, mut failed) = (0.0, 0, 0, Vec::new());
+            for seed in from..from.saturating_add(seeds) {
+                let outcome = run_with(options(seed, seconds, nodes), false);
+                simulated += outcome.simulated.as_secs_f64();
+                events += outcome.events;
+                faults += outcome.faults;
+                let status = if outcome.violations.is_empty() {
+                    "ok"
+                } else {
+                    "FAIL"
+                };
+                eprintln!(
+                    "[{}/{seeds}] seed {seed} {status} ({:.1} sim s, {} events, {} faults, {} acked)",
+                    seed - from + 1,
+                    outcome.simulated.as_secs_f64(),
+                    outcome.events,
+                    outcome.faults,
+                    outcome.acked
+                );
+                if !outcome.violations.is_empty() {
+                    report_failure(&outcome);
+                    failed.push(seed);
+                }
+            }
+            let wall = wall.elapsed().as_secs_f64();
+            println!(
+                "swarm: {seeds} seeds from {from}, {simulated:.1} simulated s, {events} events, {faults} faults, {:.1} simulated s per wall s, {} failed {failed:?}",
+                simulated / wall.max(1e-9),
+                failed.len()
+            );
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The options of one run, derived from its seed (swarm testing: every fault type is switched on
+//! or off per seed, and when on gets a random rate), printed on failure so that seed plus commit
+//! replays the run (TigerBeetle's VOPR, `research/raft-sim.md` §5.3).
+
+use std::time::Duration;
+
+use crate::rng::{SimRng, stream};
+
+/// How a crash treats a disk's writes that were never synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every unsynced write is lost.
+    DropAll,
+    /// Each unsynced page write survives or not, at random.
+    Pages,
+    /// The unsynced writes survive in order up to one that is torn at a sector boundary.
+    Torn,
+}
+
+/// Everything a run does, derived from its seed.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The run's seed.
+    pub seed: u64,
+    /// Nodes in the cluster.
+    pub nodes: u64,
+    /// Concurrent clients.
+    pub clients: u64,
+    /// Length of the safety phase (faults on), in virtual time.
+    pub safety: Duration,
+    /// How long the liveness phase (faults healed) may take.
+    pub liveness: Duration,
+    /// Largest one-way message delay, in milliseconds (the smallest is a tenth of it).
+    pub delay_max_ms: u64,
+    /// Probability that a request is lost.
+    pub loss_request: f64,
+    /// Probability that a response is lost.
+    pub loss_response: f64,
+    /// Probability that a request is delivered a second time, later.
+    pub duplicate: f64,
+    /// Mean time between partition changes (none if `None`).
+    pub partitions: Option<Duration>,
+    /// Mean time between crashes or restarts (none if `None`).
+    pub crashes: Option<Duration>,
+    /// What a crash keeps of unsynced writes.
+    pub crash_mode: CrashMode,
+    /// Largest application-clock skew per node, in milliseconds (none if 0).
+    pub clock_skew_max_ms: u64,
+    /// Raft log entries between snapshots.
+    pub snapshot_every: u64,
+    /// Largest sequencer batch.
+    pub batch_leaves_max: usize,
+    /// Probability that a client submits a leaf it (or another client) submitted before.
+    pub duplicate_leaves: f64,
+    /// Canary: `sync_data` on the Raft log databases does nothing (the vote and the log are never
+    /// made durable). Only tests set it, to show the simulator catches a missing fsync.
+    pub canary_unsynced_raft_log: bool,
+}
+
+impl Options {
+    /// The options of `seed`, with a safety phase of `safety`.
+    pub fn from_seed(seed: u64, safety: Duration) -> Options {
+        let mut rng = SimRng::new(seed, stream::OPTIONS);
+        let on = |rng: &mut SimRng| rng.chance(0.5);
+        let nodes = if rng.chance(0.25) { 5 } else { 3 };
+        let clients = rng.range(2..7);
+        let delay_max_ms = *rng.pick(&[2, 5, 20, 50]).unwrap_or(&5);
+        let loss_request = if on(&mut rng) { rng.unit() * 0.1 } else { 0.0 };
+        let loss_response = if on(&mut rng) { rng.unit() * 0.1 } else { 0.0 };
+        let duplicate = if on(&mut rng) { rng.unit() * 0.1 } else { 0.0 };
+        let partitions = on(&mut rng).then(|| Duration::from_millis(rng.range(300..3000)));
+        let crashes = on(&mut rng).then(|| Duration::from_millis(rng.range(500..4000)));
+        let crash_mode = *rng
+            .pick(&[CrashMode::DropAll, CrashMode::Pages, CrashMode::Torn])
+            .unwrap_or(&CrashMode::DropAll);
+        let clock_skew_max_ms = if on(&mut rng) {
+            rng.range(1..120_000)
+        } else {
+            0
+        };
+        let snapshot_every = *rng.pick(&[10_000, 50, 15]).unwrap_or(&10_000);
+        let batch_leaves_max = *rng.pick(&[1, 4, 16, 256]).unwrap_or(&16);
+        let duplicate_leaves = rng.unit() * 0.3;
+        Options {
+            seed,
+            nodes,
+            clients,
+            safety,
+            liveness: Duration::from_secs(30),
+            delay_max_ms,
+            loss_request,
+            loss_response,
+            duplicate,
+            partitions,
+            crashes,
+            crash_mode,
+            clock_skew_max_ms,
+            snapshot_every,
+            batch_leaves_max,
+            duplicate_leaves,
+            canary_unsynced_raft_log: false,
+        }
+    }
+
+    /// The number of fault types switched on.
+    pub fn fault_types(&self) -> u64 {
+        [
+            self.loss_request > 0.0,
+            self.loss_response > 0.0,
+            self.duplicate > 0.0,
+            self.partitions.is_some(),
+            self.crashes.is_some(),
+            self.clock_skew_max_ms > 0,
+        ]
+        .iter()
+        .map(|&on| u64::from(on))
+        .sum()
+    }
+}

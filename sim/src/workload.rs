@@ -1,0 +1,210 @@
+//! The workload: concurrent clients appending distinct and duplicate leaves to both logs through
+//! `node.sequencer.submit` on whichever node they think leads, and reading checkpoints.
+//!
+//! A `NotLeader` answer redirects the client; a timeout, `Unknown` or `Stopped` means the
+//! outcome is unknown, never that the leaf is absent (`research/raft-sim.md` §2.3 lesson 2 and
+//! §5.1 item 11): nothing is concluded from it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use node::sequencer::SequenceError;
+use node::types::{LogName, NodeId};
+
+use crate::cluster::Cluster;
+use crate::invariants::{Checker, durability};
+use crate::rng::SimRng;
+use crate::trace::event;
+
+/// How long a client waits for an answer.
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Counters over every client.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Submissions acknowledged with an index.
+    pub acked: AtomicU64,
+    /// Submissions whose outcome is unknown.
+    pub unknown: AtomicU64,
+    /// Redirects to another node.
+    pub redirects: AtomicU64,
+}
+
+/// What every client shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The cluster.
+    pub cluster: Arc<Cluster>,
+    /// The invariants.
+    pub checker: Arc<Mutex<Checker>>,
+    /// Set when clients must stop.
+    pub stop: Arc<AtomicBool>,
+    /// Counters.
+    pub stats: Arc<ClientStats>,
+}
+
+/// What one submission came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Acknowledged at this index.
+    Acked(u64),
+    /// Try this node next.
+    Redirect(Option<NodeId>),
+    /// Unknown outcome (or the node is down or overloaded).
+    Unknown,
+}
+
+/// Submits one leaf to `target` and records what the answer proves.
+pub async fn submit_once(
+    shared: &Shared,
+    client: &str,
+    target: NodeId,
+    log: &LogName,
+    leaf: Vec<u8>,
+) -> Submitted {
+    let cluster = &shared.cluster;
+    let Some(node) = cluster.node(target) else {
+        return Submitted::Redirect(None);
+    };
+    let answer = tokio::time::timeout(
+        SUBMIT_TIMEOUT,
+        node.sequencer.submit(log.clone(), leaf.clone()),
+    )
+    .await;
+    drop(node);
+    match answer {
+        Ok(Ok(sequenced)) => {
+            let mut checker = shared
+                .checker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if sequenced.index >= sequenced.tree_size {
+                checker.violation(
+                    "durability",
+                    format!(
+                        "{client}: index {} outside its checkpoint of size {}",
+                        sequenced.index, sequenced.tree_size
+                    ),
+                );
+            }
+            durability::record(&mut checker, log, sequenced.index, &leaf, client);
+            checker.saw_checkpoint(log, &sequenced.checkpoint, client);
+            drop(checker);
+            shared.stats.acked.fetch_add(1, Ordering::Relaxed);
+            event(
+                &cluster.trace,
+                client,
+                &format!(
+                    "ack n{target} {log} {}{} size {}",
+                    sequenced.index,
+                    if sequenced.duplicate { " dup" } else { "" },
+                    sequenced.tree_size
+                ),
+            );
+            Submitted::Acked(sequenced.index)
+        }
+        Ok(Err(SequenceError::NotLeader(leader))) => {
+            shared.stats.redirects.fetch_add(1, Ordering::Relaxed);
+            Submitted::Redirect(leader.map(|(id, _)| id))
+        }
+        Ok(Err(SequenceError::Refused(reason))) => {
+            let mut checker = shared
+                .checker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            checker.violation(
+                "workload",
+                format!("{client}: valid batch refused: {reason}"),
+            );
+            Submitted::Unknown
+        }
+        Ok(Err(error)) => {
+            shared.stats.unknown.fetch_add(1, Ordering::Relaxed);
+            event(
+                &cluster.trace,
+                client,
+                &format!("unknown n{target} {log}: {error}"),
+            );
+            Submitted::Unknown
+        }
+        Err(_) => {
+            shared.stats.unknown.fetch_add(1, Ordering::Relaxed);
+            event(&cluster.trace, client, &format!("timeout n{target} {log}"));
+            Submitted::Unknown
+        }
+    }
+}
+
+/// One client, until `stop` is set.
+pub async fn client(shared: Shared, id: u64, mut rng: SimRng, duplicates: f64) {
+    let name = format!("c{id}");
+    let logs: Vec<LogName> = shared
+        .cluster
+        .logs
+        .iter()
+        .map(|log| log.name.clone())
+        .collect();
+    let ids = shared.cluster.ids();
+    let mut target = *rng.pick(&ids).unwrap_or(&1);
+    let mut history: Vec<(LogName, Vec<u8>)> = Vec::new();
+    let mut next = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        if rng.chance(0.2) {
+            read_checkpoint(&shared, &name, &mut rng, &logs);
+        }
+        let again = if rng.chance(duplicates) {
+            rng.pick(&history).cloned()
+        } else {
+            None
+        };
+        let (log, leaf) = if let Some(again) = again {
+            again
+        } else if rng.chance(duplicates) {
+            let log = rng
+                .pick(&logs)
+                .cloned()
+                .unwrap_or_else(|| LogName("artifacts".into()));
+            (log, format!("shared-{}", rng.range(0..64)).into_bytes())
+        } else {
+            next += 1;
+            let log = rng
+                .pick(&logs)
+                .cloned()
+                .unwrap_or_else(|| LogName("artifacts".into()));
+            (log, format!("{name}-{next}").into_bytes())
+        };
+        if history.len() < 256 {
+            history.push((log.clone(), leaf.clone()));
+        }
+        match submit_once(&shared, &name, target, &log, leaf).await {
+            Submitted::Acked(_) => {}
+            Submitted::Redirect(Some(leader)) if leader != target => target = leader,
+            Submitted::Redirect(_) | Submitted::Unknown => {
+                target = *rng.pick(&ids).unwrap_or(&1);
+                tokio::time::sleep(Duration::from_millis(rng.range(10..100))).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.range(0..20))).await;
+    }
+}
+
+/// Reads a log's latest checkpoint from a random running node.
+fn read_checkpoint(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogName]) {
+    let nodes = shared.cluster.running();
+    let (Some(node), Some(log)) = (rng.pick(&nodes), rng.pick(logs)) else {
+        return;
+    };
+    let checkpoint = node
+        .reader
+        .view()
+        .ok()
+        .and_then(|view| view.checkpoint(log).ok().flatten());
+    if let Some(checkpoint) = checkpoint {
+        let mut checker = shared
+            .checker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        checker.saw_checkpoint(log, &checkpoint, &format!("{client} read n{}", node.id));
+    }
+}
