@@ -13,7 +13,7 @@ use openraft::{Raft, RaftNetworkFactory, SnapshotPolicy};
 use crate::env::{Blocking, SharedClock};
 use crate::metrics::{LogLabel, Metrics};
 use crate::network::HttpClient;
-use crate::sequencer::{ProposeError, Proposer, Sequencer, SequencerConfig};
+use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer, SequencerConfig};
 use crate::state_machine::Logs;
 use crate::storage::{StateReader, Stores};
 use crate::types::{Command, CommandOutcome, NodeId, TypeConfig};
@@ -115,11 +115,28 @@ impl Node {
             .await
             .map_err(|error| StartError::Raft(error.to_string()))?;
         let metrics = Arc::new(Metrics::default());
-        let sequencer = Sequencer::start(
+        // The leader answers each batch's submissions with proofs made once for the batch.
+        let proof_reader = reader.clone();
+        let blocking = config.blocking;
+        let proofs: BatchProofs = Arc::new(move |log, indices, tree_size| {
+            let reader = proof_reader.clone();
+            Box::pin(async move {
+                blocking
+                    .run(move || {
+                        reader
+                            .view()
+                            .and_then(|view| view.inclusion_proofs(&log, &indices, tree_size))
+                            .map_err(|error| error.to_string())
+                    })
+                    .await
+            })
+        });
+        let sequencer = Sequencer::start_with_proofs(
             config.sequencer,
             RaftProposer { raft: raft.clone() },
             Arc::clone(&clock),
             Arc::clone(&metrics),
+            Some(proofs),
         );
         Ok(Arc::new(Node {
             id: config.id,

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,7 +108,23 @@ pub struct Sequenced {
     pub tree_size: u64,
     /// The signed checkpoint (a C2SP note) covering the leaf, committed through Raft.
     pub checkpoint: Arc<str>,
+    /// The leaf's inclusion proof at `tree_size`, when the sequencer was given a way to make
+    /// proofs (it makes them for a whole batch at once, sharing the work).
+    pub inclusion_proof: Option<tlog::InclusionProof>,
 }
+
+/// Makes the inclusion proofs of a batch's leaves, in order, at one tree size: called once per
+/// applied batch so that neighbouring leaves' proofs share their reads and hashes.
+pub type BatchProofs = Arc<
+    dyn Fn(
+            LogName,
+            Vec<u64>,
+            u64,
+        )
+            -> Pin<Box<dyn Future<Output = Result<Vec<tlog::InclusionProof>, String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Why a proposal failed, as the sequencer needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,12 +177,34 @@ impl Sequencer {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Sequencer {
+        Sequencer::start_with_proofs(config, proposer, clock, metrics, None)
+    }
+
+    /// As [`Sequencer::start`], answering every submission with its inclusion proof too, made
+    /// by `proofs` once per batch.
+    ///
+    /// # Panics
+    /// If the configuration is invalid.
+    pub fn start_with_proofs<P: Proposer>(
+        config: SequencerConfig,
+        proposer: P,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+        proofs: Option<BatchProofs>,
+    ) -> Sequencer {
         if let Err(error) = config.validate() {
             panic!("invalid sequencer configuration: {error}");
         }
         let (queue, receiver) = mpsc::channel(config.pool_leaves_max);
         let pool_leaves_max = config.pool_leaves_max;
-        tokio::spawn(run(config, proposer, clock, Arc::clone(&metrics), receiver));
+        tokio::spawn(run(
+            config,
+            proposer,
+            clock,
+            Arc::clone(&metrics),
+            proofs,
+            receiver,
+        ));
         Sequencer {
             queue,
             pool_leaves_max,
@@ -202,6 +241,7 @@ async fn run<P: Proposer>(
     proposer: P,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    proofs: Option<BatchProofs>,
     mut receiver: mpsc::Receiver<Submission>,
 ) {
     let in_flight = Arc::new(Semaphore::new(config.proposals_in_flight_max));
@@ -228,7 +268,7 @@ async fn run<P: Proposer>(
                 let full = pool.leaves.len() >= config.batch_leaves_max
                     || pool.bytes >= config.batch_bytes_max;
                 if full && let Some(pool) = pools.remove(&log) {
-                    propose(&proposer, &clock, &metrics, &in_flight, log, pool).await;
+                    propose(&proposer, &clock, &metrics, proofs.as_ref(), &in_flight, log, pool).await;
                 }
             }
             () = sleep_until_or_forever(deadline) => {
@@ -240,7 +280,7 @@ async fn run<P: Proposer>(
                     .collect();
                 for log in due {
                     if let Some(pool) = pools.remove(&log) {
-                        propose(&proposer, &clock, &metrics, &in_flight, log, pool).await;
+                        propose(&proposer, &clock, &metrics, proofs.as_ref(), &in_flight, log, pool).await;
                     }
                 }
             }
@@ -266,6 +306,7 @@ async fn propose<P: Proposer>(
     proposer: &P,
     clock: &SharedClock,
     metrics: &Arc<Metrics>,
+    proofs: Option<&BatchProofs>,
     in_flight: &Arc<Semaphore>,
     log: LogName,
     pool: Pool,
@@ -277,6 +318,7 @@ async fn propose<P: Proposer>(
     };
     let proposer = proposer.clone();
     let metrics = Arc::clone(metrics);
+    let proofs = proofs.cloned();
     #[allow(clippy::cast_precision_loss)] // a histogram observation of at most 65,536 leaves
     metrics.batch_leaves.observe(pool.leaves.len() as f64);
     let label = LogLabel { log: log.0.clone() };
@@ -309,7 +351,23 @@ async fn propose<P: Proposer>(
                 .get_or_create(&label)
                 .inc_by(duplicates as u64);
         }
-        answer(replies, outcome);
+        // The batch's proofs, made once for all its answers; if making them fails each
+        // answer goes without, and its handler makes its own.
+        let batch_proofs = match (&outcome, proofs) {
+            (Ok(CommandOutcome::Appended(batch)), Some(proofs)) => {
+                let indices = batch.leaves.iter().map(|leaf| leaf.index()).collect();
+                match proofs(batch.log.clone(), indices, batch.tree_size).await {
+                    Ok(made) if made.len() == batch.leaves.len() => Some(made),
+                    Ok(_) => None,
+                    Err(error) => {
+                        tracing::warn!(%error, "making a batch's inclusion proofs");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        answer(replies, outcome, batch_proofs);
     });
 }
 
@@ -317,16 +375,19 @@ async fn propose<P: Proposer>(
 fn answer(
     replies: Vec<oneshot::Sender<Result<Sequenced, SequenceError>>>,
     outcome: Result<CommandOutcome, ProposeError>,
+    proofs: Option<Vec<tlog::InclusionProof>>,
 ) {
     let failure = match outcome {
         Ok(CommandOutcome::Appended(batch)) if batch.leaves.len() == replies.len() => {
             let checkpoint: Arc<str> = Arc::from(batch.checkpoint.as_str());
+            let mut proofs = proofs.map(Vec::into_iter);
             for (reply, leaf) in replies.into_iter().zip(batch.leaves) {
                 let _ = reply.send(Ok(Sequenced {
                     index: leaf.index(),
                     duplicate: matches!(leaf, LeafOutcome::Duplicate { .. }),
                     tree_size: batch.tree_size,
                     checkpoint: Arc::clone(&checkpoint),
+                    inclusion_proof: proofs.as_mut().and_then(Iterator::next),
                 }));
             }
             return;

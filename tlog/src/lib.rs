@@ -35,4 +35,6 @@ pub mod tree;
 
 pub use hash::{Hash, leaf_hash, node_hash};
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
-pub use tree::{HashStore, LeafIndex, MemoryHashStore, MemoryTree, NodeId, Tree, TreeSize};
+pub use tree::{
+    HashStore, LeafIndex, MemoHashStore, MemoryHashStore, MemoryTree, NodeId, Tree, TreeSize,
+};

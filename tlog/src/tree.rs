@@ -380,6 +380,55 @@ impl HashStore for MemoryHashStore {
     }
 }
 
+/// A [`HashStore`] that remembers every hash it has read through another store.
+///
+/// Proofs for neighbouring leaves share most of their upper nodes, and a store that derives
+/// inner hashes from tiles pays up to 255 hashes for each. Wrapping it once for a batch of proofs
+/// (all the answers of one sequenced batch) computes each shared node once. Complete subtrees
+/// never change, so a remembered hash is never stale; the memory is bounded by the nodes read.
+#[derive(Debug)]
+pub struct MemoHashStore<S> {
+    inner: S,
+    memo: std::cell::RefCell<std::collections::BTreeMap<NodeId, Hash>>,
+}
+
+impl<S: HashStore> MemoHashStore<S> {
+    /// Remembers what `inner` answers.
+    pub fn new(inner: S) -> MemoHashStore<S> {
+        MemoHashStore { inner, memo: std::cell::RefCell::default() }
+    }
+}
+
+impl<S: HashStore> HashStore for MemoHashStore<S> {
+    fn node_hash(&self, node: NodeId) -> Result<Hash, StoreError> {
+        let hashes = self.node_hashes(&[node])?;
+        hashes.into_iter().next().ok_or(StoreError::Missing(node))
+    }
+
+    fn node_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+        let missing: Vec<NodeId> = {
+            let memo = self.memo.borrow();
+            let mut missing: Vec<NodeId> =
+                nodes.iter().filter(|node| !memo.contains_key(node)).copied().collect();
+            missing.sort_unstable();
+            missing.dedup();
+            missing
+        };
+        if !missing.is_empty() {
+            let hashes = self.inner.node_hashes(&missing)?;
+            if hashes.len() != missing.len() {
+                return Err(StoreError::Read(
+                    format!("store returned {} hashes for {} nodes", hashes.len(), missing.len())
+                        .into(),
+                ));
+            }
+            self.memo.borrow_mut().extend(missing.into_iter().zip(hashes));
+        }
+        let memo = self.memo.borrow();
+        nodes.iter().map(|node| memo.get(node).copied().ok_or(StoreError::Missing(*node))).collect()
+    }
+}
+
 /// A tree and all its complete-subtree hashes in memory: the simplest complete log for tests,
 /// tools and benchmarks.
 #[derive(Clone, Debug, Default)]
@@ -475,6 +524,30 @@ mod tests {
             tree.append(Hash::EMPTY_ROOT, |_, _| {}),
             Err(TreeError::Full)
         ));
+    }
+
+    #[test]
+    fn a_memo_store_reads_each_node_once_and_answers_the_same() {
+        struct Counting<'a>(&'a MemoryHashStore, std::cell::Cell<usize>);
+        impl HashStore for Counting<'_> {
+            fn node_hash(&self, node: NodeId) -> Result<Hash, StoreError> {
+                self.1.set(self.1.get() + 1);
+                self.0.node_hash(node)
+            }
+        }
+        let mut log = MemoryTree::new();
+        for i in 0..100u32 {
+            log.append(leaf_hash(&i.to_be_bytes())).unwrap();
+        }
+        let memo = MemoHashStore::new(Counting(&log.store, std::cell::Cell::new(0)));
+        for index in 40..60 {
+            let direct = crate::proof::inclusion_proof(&log.store, LeafIndex(index), TreeSize(100));
+            let memoised = crate::proof::inclusion_proof(&memo, LeafIndex(index), TreeSize(100));
+            assert_eq!(direct.unwrap(), memoised.unwrap());
+        }
+        // Twenty proofs of seven hashes, but neighbouring leaves share most of them.
+        assert!(memo.inner.1.get() < 60, "{} reads", memo.inner.1.get());
+        assert!(matches!(memo.node_hash(NodeId::new(0, 100)), Err(StoreError::Missing(_))));
     }
 
     #[test]

@@ -377,12 +377,22 @@ async fn submit_v2(
             ));
         }
     };
-    let proof = node
-        .reader
-        .view()
-        .map_err(storage_error)?
-        .inclusion_proof(&log.name, sequenced.index, sequenced.tree_size)
-        .map_err(storage_error)?;
+    // Normally made once for the whole batch by the sequencer; made here only if that failed.
+    let proof = match sequenced.inclusion_proof.clone() {
+        Some(proof) => proof,
+        None => {
+            let (reader, name) = (node.reader.clone(), log.name.clone());
+            let (index, tree_size) = (sequenced.index, sequenced.tree_size);
+            node.blocking
+                .run(move || {
+                    reader
+                        .view()
+                        .and_then(|view| view.inclusion_proof(&name, index, tree_size))
+                })
+                .await
+                .map_err(storage_error)?
+        }
+    };
     let root = proof_root(&proof, &leaf)?;
     let entry = serde_json::json!({
         "logIndex": sequenced.index.to_string(),

@@ -743,6 +743,29 @@ impl StateView {
         )
     }
 
+    /// Inclusion proofs of several leaves in the log's tree of `tree_size` leaves, sharing the
+    /// work: every tile is read and every inner hash computed once for the whole set (the
+    /// answers of one sequenced batch need proofs for neighbouring leaves at one size).
+    pub fn inclusion_proofs(
+        &self,
+        log: &LogName,
+        indices: &[u64],
+        tree_size: u64,
+    ) -> Result<Vec<InclusionProof>, ReadError> {
+        let tiles = tlog::MemoHashStore::new(self.tiles_at(log, tree_size)?);
+        indices
+            .iter()
+            .map(|&index| {
+                tlog::proof::inclusion_proof(&tiles, LeafIndex(index), TreeSize(tree_size)).map_err(
+                    |source| ReadError::Proof {
+                        log: log.clone(),
+                        source,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// The consistency proof from the log's tree of `old` leaves to its tree of `new` leaves.
     pub fn consistency_proof(
         &self,
