@@ -395,7 +395,10 @@ pub struct MemoHashStore<S> {
 impl<S: HashStore> MemoHashStore<S> {
     /// Remembers what `inner` answers.
     pub fn new(inner: S) -> MemoHashStore<S> {
-        MemoHashStore { inner, memo: std::cell::RefCell::default() }
+        MemoHashStore {
+            inner,
+            memo: std::cell::RefCell::default(),
+        }
     }
 }
 
@@ -408,8 +411,11 @@ impl<S: HashStore> HashStore for MemoHashStore<S> {
     fn node_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
         let missing: Vec<NodeId> = {
             let memo = self.memo.borrow();
-            let mut missing: Vec<NodeId> =
-                nodes.iter().filter(|node| !memo.contains_key(node)).copied().collect();
+            let mut missing: Vec<NodeId> = nodes
+                .iter()
+                .filter(|node| !memo.contains_key(node))
+                .copied()
+                .collect();
             missing.sort_unstable();
             missing.dedup();
             missing
@@ -418,14 +424,23 @@ impl<S: HashStore> HashStore for MemoHashStore<S> {
             let hashes = self.inner.node_hashes(&missing)?;
             if hashes.len() != missing.len() {
                 return Err(StoreError::Read(
-                    format!("store returned {} hashes for {} nodes", hashes.len(), missing.len())
-                        .into(),
+                    format!(
+                        "store returned {} hashes for {} nodes",
+                        hashes.len(),
+                        missing.len()
+                    )
+                    .into(),
                 ));
             }
-            self.memo.borrow_mut().extend(missing.into_iter().zip(hashes));
+            self.memo
+                .borrow_mut()
+                .extend(missing.into_iter().zip(hashes));
         }
         let memo = self.memo.borrow();
-        nodes.iter().map(|node| memo.get(node).copied().ok_or(StoreError::Missing(*node))).collect()
+        nodes
+            .iter()
+            .map(|node| memo.get(node).copied().ok_or(StoreError::Missing(*node)))
+            .collect()
     }
 }
 
@@ -547,7 +562,10 @@ mod tests {
         }
         // Twenty proofs of seven hashes, but neighbouring leaves share most of them.
         assert!(memo.inner.1.get() < 60, "{} reads", memo.inner.1.get());
-        assert!(matches!(memo.node_hash(NodeId::new(0, 100)), Err(StoreError::Missing(_))));
+        assert!(matches!(
+            memo.node_hash(NodeId::new(0, 100)),
+            Err(StoreError::Missing(_))
+        ));
     }
 
     #[test]
