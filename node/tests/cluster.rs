@@ -31,6 +31,10 @@ use tlog::checkpoint::Checkpoint;
 use tlog::note::Verifiers;
 use tlog::{Hash, InclusionProof, LeafIndex, TreeSize};
 
+mod common;
+
+use common::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
 
 struct Cluster {
@@ -42,21 +46,6 @@ struct Cluster {
     token: String,
     client: HttpClient,
     verifiers: Verifiers,
-}
-
-/// A free port below Linux's ephemeral range (32768 and up): a port taken from that range can
-/// be grabbed as the source port of some outgoing connection while its node is down, and the
-/// node then cannot bind it again on restart.
-fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let offset = u16::try_from(std::process::id() % 97).unwrap() * 100;
-    loop {
-        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2_000;
-        let port = 20_000 + (offset + step) % 12_000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 impl Cluster {

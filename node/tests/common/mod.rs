@@ -1,0 +1,19 @@
+//! Helpers shared by the node's multi-process tests.
+
+// Test harness code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+/// A free port below Linux's ephemeral range (32768 and up): a port taken from that range can
+/// be grabbed as the source port of some outgoing connection while its node is down, and the
+/// node then cannot bind it again on restart.
+pub(crate) fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let offset = u16::try_from(std::process::id() % 97).unwrap() * 100;
+    loop {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2_000;
+        let port = 20_000 + (offset + step) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
