@@ -11,6 +11,8 @@
 //! and the deterministic apply ([`state_machine`]).
 
 pub mod api;
+#[cfg(feature = "canaries")]
+pub mod canary;
 pub mod catch_up;
 pub mod config;
 pub mod crypto;

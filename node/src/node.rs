@@ -133,7 +133,11 @@ impl Node {
         });
         let sequencer = Sequencer::start_with_proofs(
             config.sequencer,
-            RaftProposer { raft: raft.clone() },
+            RaftProposer {
+                raft: raft.clone(),
+                #[cfg(feature = "canaries")]
+                scratch: (reader.clone(), config.logs.clone()),
+            },
             Arc::clone(&clock),
             Arc::clone(&metrics),
             Some(proofs),
@@ -222,11 +226,43 @@ impl Node {
 #[derive(Clone)]
 struct RaftProposer {
     raft: Raft<TypeConfig>,
+    /// The canaries' scratch state (`StateReader::predict`).
+    #[cfg(feature = "canaries")]
+    scratch: (StateReader, Logs),
 }
 
 impl Proposer for RaftProposer {
     async fn propose(&self, command: Command) -> Result<CommandOutcome, ProposeError> {
+        #[cfg(feature = "canaries")] // The planted bugs: answer from a scratch apply.
+        let predicted = [
+            crate::canary::Canary::AckBeforeCommit,
+            crate::canary::Canary::SignBeforeCommit,
+        ]
+        .into_iter()
+        .any(crate::canary::is)
+        .then(|| self.scratch.0.predict(&self.scratch.1, &command));
+        #[cfg(feature = "canaries")] // AckBeforeCommit: the indices before the commit.
+        if crate::canary::is(crate::canary::Canary::AckBeforeCommit)
+            && self.raft.metrics().borrow().state.is_leader()
+        {
+            let raft = self.raft.clone();
+            tokio::spawn(async move { raft.client_write(command).await });
+            return predicted
+                .unwrap_or_else(|| Err("no prediction".into()))
+                .map_err(ProposeError::Failed);
+        }
         match self.raft.client_write(command).await {
+            #[cfg(feature = "canaries")] // SignBeforeCommit: the checkpoint before the commit.
+            Ok(mut response) if crate::canary::is(crate::canary::Canary::SignBeforeCommit) => {
+                if let (
+                    CommandOutcome::Appended(batch),
+                    Some(Ok(CommandOutcome::Appended(early))),
+                ) = (&mut response.data, predicted)
+                {
+                    (batch.tree_size, batch.checkpoint) = (early.tree_size, early.checkpoint);
+                }
+                Ok(response.data)
+            }
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                 let leader = forward.leader_id.zip(forward.leader_node);

@@ -4,7 +4,8 @@
 //! restarting it starts a new `Node` over what survived (`research/raft-sim.md` §2.4 item 9).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use node::env::Blocking;
 use node::node::{Node, NodeConfig, default_raft_config};
@@ -71,6 +72,9 @@ pub struct Cluster {
     /// The run's trace.
     pub trace: SharedTrace,
     disk_rng: Mutex<SimRng>,
+    vote_rng: Mutex<SimRng>,
+    /// Whether faults the nodes' own events trigger (`Options::crash_on_vote`) are on.
+    triggered_faults: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,6 +105,8 @@ impl Cluster {
             readers: Readers::default(),
             logs: sim_logs(),
             disk_rng: Mutex::new(SimRng::new(options.seed, stream::DISK)),
+            vote_rng: Mutex::new(SimRng::new(options.seed, stream::VOTE_CRASHES)),
+            triggered_faults: AtomicBool::new(true),
             options,
             trace,
         })
@@ -131,6 +137,11 @@ impl Cluster {
             .filter(|(_, slot)| slot.node.is_none())
             .map(|(&id, _)| id)
             .collect()
+    }
+
+    /// Stops the faults the nodes' own events trigger (the heal).
+    pub fn stop_triggered_faults(&self) {
+        self.triggered_faults.store(false, Ordering::Relaxed);
     }
 
     /// Sets a node's application-clock skew.
@@ -205,6 +216,9 @@ impl Cluster {
         self.readers
             .up(address(id).api_url, id, node.reader.clone());
         tokio::spawn(watch_metrics(node.raft.clone(), self.trace.clone(), id));
+        if self.options.crash_on_vote > 0.0 {
+            tokio::spawn(crash_on_vote(Arc::downgrade(self), node.raft.clone(), id));
+        }
         event(
             &self.trace,
             "fault",
@@ -256,6 +270,39 @@ impl Cluster {
                 self.router.down(id);
                 node.shutdown().await;
             }
+        }
+    }
+}
+
+/// Crashes node `id` the moment its vote changes, with probability `Options::crash_on_vote`,
+/// while triggered faults are on.
+async fn crash_on_vote(
+    cluster: Weak<Cluster>,
+    raft: openraft::Raft<node::types::TypeConfig>,
+    id: NodeId,
+) {
+    let mut metrics = raft.metrics();
+    drop(raft);
+    let mut last = metrics.borrow().vote;
+    while metrics.changed().await.is_ok() {
+        let vote = metrics.borrow().vote;
+        if vote == last {
+            continue;
+        }
+        last = vote;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        if cluster.triggered_faults.load(Ordering::Relaxed)
+            && lock(&cluster.vote_rng).chance(cluster.options.crash_on_vote)
+        {
+            event(
+                &cluster.trace,
+                "fault",
+                &format!("crash n{id} on vote {vote}"),
+            );
+            cluster.crash(id).await;
+            return;
         }
     }
 }

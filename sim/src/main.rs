@@ -5,6 +5,8 @@
 //!   commit and the derived options, and exits non-zero.
 //! - `cairn-sim swarm --seeds N [--from S]` runs seeds S..S+N with a progress line and a
 //!   summary, and exits non-zero if any seed violated an invariant.
+//! - `--canary NAME` (either command, built with `--features canaries`) plants a known bug
+//!   (`node::canary`) and switches on crash-heavy faults: the seeds must then fail.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,12 +15,39 @@ use clap::{Parser, Subcommand};
 use sim::{Options, Outcome, run_with};
 
 /// The options of `seed`, with the command line's overrides.
-fn options(seed: u64, seconds: u64, nodes: Option<u64>) -> Options {
+fn options(seed: u64, seconds: u64, nodes: Option<u64>, canary: Option<&str>) -> Options {
     let mut options = Options::from_seed(seed, Duration::from_secs(seconds));
     if let Some(nodes) = nodes {
         options.nodes = nodes.max(1);
     }
+    if canary.is_some() {
+        options = options.crash_heavy();
+    }
     options
+}
+
+/// Plants the canary named `name` on this thread (the simulator runs on it), with the
+/// `canaries` feature; without it, refuses.
+fn plant(name: Option<&str>) -> Result<(), String> {
+    #[cfg(feature = "canaries")]
+    {
+        use node::canary::{Canary, set};
+        let canary = name
+            .map(|name| {
+                Canary::from_name(name).ok_or_else(|| {
+                    let names: Vec<_> = Canary::ALL.iter().map(|canary| canary.name()).collect();
+                    format!("unknown canary {name}; one of {}", names.join(", "))
+                })
+            })
+            .transpose()?;
+        set(canary);
+        Ok(())
+    }
+    #[cfg(not(feature = "canaries"))]
+    match name {
+        Some(_) => Err("--canary needs cairn-sim built with --features canaries".into()),
+        None => Ok(()),
+    }
 }
 
 #[derive(Parser, Debug)]
@@ -44,6 +73,10 @@ enum Command {
         /// Override the seed's cluster size.
         #[arg(long)]
         nodes: Option<u64>,
+        /// Plant a known bug (vote-not-synced, apply-not-atomic, sign-before-commit,
+        /// ack-before-commit) and use crash-heavy faults; needs `--features canaries`.
+        #[arg(long)]
+        canary: Option<String>,
     },
     /// Runs many seeds.
     Swarm {
@@ -59,6 +92,10 @@ enum Command {
         /// Override every seed's cluster size.
         #[arg(long)]
         nodes: Option<u64>,
+        /// Plant a known bug (vote-not-synced, apply-not-atomic, sign-before-commit,
+        /// ack-before-commit) and use crash-heavy faults; needs `--features canaries`.
+        #[arg(long)]
+        canary: Option<String>,
     },
 }
 
@@ -72,7 +109,7 @@ fn git_commit() -> String {
         .map_or_else(|| "unknown".into(), |commit| commit.trim().to_string())
 }
 
-fn report_failure(outcome: &Outcome) {
+fn report_failure(outcome: &Outcome, canary: Option<&str>) {
     eprintln!(
         "FAILED seed {} (commit {})",
         outcome.options.seed,
@@ -82,23 +119,30 @@ fn report_failure(outcome: &Outcome) {
     for violation in &outcome.violations {
         eprintln!("  violation: {violation}");
     }
+    let canary = canary.map_or_else(String::new, |name| format!(" --canary {name}"));
     eprintln!(
-        "replay: cairn-sim run --seed {} --trace",
+        "replay: cairn-sim run --seed {}{canary} --trace",
         outcome.options.seed
     );
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (Command::Run { canary, .. } | Command::Swarm { canary, .. }) = &cli.command;
+    if let Err(error) = plant(canary.as_deref()) {
+        eprintln!("{error}");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Run {
             seed,
             trace,
             seconds,
             nodes,
+            canary,
         } => {
             let wall = Instant::now();
-            let outcome = run_with(options(seed, seconds, nodes), trace);
+            let outcome = run_with(options(seed, seconds, nodes, canary.as_deref()), trace);
             if trace {
                 println!("options: {:?}", outcome.options);
                 println!("network: {:?}", outcome.network);
@@ -118,7 +162,7 @@ fn main() -> ExitCode {
             if outcome.violations.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                report_failure(&outcome);
+                report_failure(&outcome, canary.as_deref());
                 ExitCode::FAILURE
             }
         }
@@ -127,11 +171,12 @@ fn main() -> ExitCode {
             from,
             seconds,
             nodes,
+            canary,
         } => {
             let wall = Instant::now();
             let (mut simulated, mut events, mut faults, mut failed) = (0.0, 0, 0, Vec::new());
             for seed in from..from.saturating_add(seeds) {
-                let outcome = run_with(options(seed, seconds, nodes), false);
+                let outcome = run_with(options(seed, seconds, nodes, canary.as_deref()), false);
                 simulated += outcome.simulated.as_secs_f64();
                 events += outcome.events;
                 faults += outcome.faults;
@@ -149,7 +194,7 @@ fn main() -> ExitCode {
                     outcome.acked
                 );
                 if !outcome.violations.is_empty() {
-                    report_failure(&outcome);
+                    report_failure(&outcome, canary.as_deref());
                     failed.push(seed);
                 }
             }

@@ -55,6 +55,10 @@ pub struct Options {
     /// Canary: `sync_data` on the Raft log databases does nothing (the vote and the log are never
     /// made durable). Only tests set it, to show the simulator catches a missing fsync.
     pub canary_unsynced_raft_log: bool,
+    /// Probability that a node crashes the moment its Raft vote changes, before anything else
+    /// runs (safety phase only): aims crashes at the window between a vote and its next sync.
+    /// Zero except in canary runs ([`Options::crash_heavy`]).
+    pub crash_on_vote: f64,
 }
 
 impl Options {
@@ -99,7 +103,18 @@ impl Options {
             batch_leaves_max,
             duplicate_leaves,
             canary_unsynced_raft_log: false,
+            crash_on_vote: 0.0,
         }
+    }
+
+    /// These options with crashes every 700 ms (mean) that drop every unsynced write, and a
+    /// crash the moment a vote changes one time in five: the faults a canary run
+    /// (`cairn-sim --canary`, `tests/canaries.rs`) uses to find a planted bug.
+    pub fn crash_heavy(mut self) -> Options {
+        self.crashes = Some(Duration::from_millis(700));
+        self.crash_mode = CrashMode::DropAll;
+        self.crash_on_vote = 0.2;
+        self
     }
 
     /// The number of fault types switched on.

@@ -64,4 +64,6 @@ pub mod stream {
     pub const DISK: u64 = 4;
     /// openraft's election timeouts (`node::runtime::seed_thread_rng`).
     pub const RAFT: u64 = 5;
+    /// Crashes the moment a vote changes (canary runs, `Options::crash_on_vote`).
+    pub const VOTE_CRASHES: u64 = 6;
 }

@@ -198,6 +198,7 @@ async fn simulate(options: Options, print: bool) -> Outcome {
 
     // Liveness phase: heal everything, then writes must succeed and every node converge.
     event(&trace, "phase", "heal");
+    cluster.stop_triggered_faults();
     router.set_blocked(BTreeSet::new());
     router.set_params(NetParams {
         delay_max_ms: options.delay_max_ms,

@@ -194,6 +194,16 @@ fn write_logs_error(error: &DiskError) -> StorageError<NodeId> {
     StorageIOError::write_logs(AnyError::new(error)).into()
 }
 
+/// The `VoteNotSynced` canary's [`write_meta`]: `Durability::None`, and nothing flushes it.
+#[cfg(feature = "canaries")]
+fn write_meta_unsynced(db: &Database, key: &'static str, bytes: &[u8]) -> Result<(), DiskError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    txn.open_table(LOG_META)?.insert(key, bytes)?;
+    txn.commit()?;
+    Ok(())
+}
+
 /// Reads one `LOG_META` value.
 fn read_meta<T: serde::de::DeserializeOwned>(
     db: &Database,
@@ -312,6 +322,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let write_vote = |error: DiskError| StorageIOError::write_vote(AnyError::new(&error));
         let bytes = encode("vote", vote).map_err(write_vote)?;
         let db = self.db.clone();
+        #[cfg(feature = "canaries")] // The planted bug: the vote is committed but never synced.
+        if crate::canary::is(crate::canary::Canary::VoteNotSynced) {
+            return (self
+                .blocking
+                .run(move || write_meta_unsynced(&db, VOTE, &bytes))
+                .await)
+                .map_err(|error| write_vote(error).into());
+        }
         self.blocking
             .run(move || write_meta(&db, VOTE, &bytes))
             .await

@@ -168,6 +168,17 @@ pub(crate) fn applied_state<T: ReadableTable<&'static str, &'static [u8]>>(
     Ok((last_applied, membership))
 }
 
+/// The `ApplyNotAtomic` canary's first transaction: `last_applied` alone.
+#[cfg(feature = "canaries")]
+fn write_last_applied(db: &Database, last: LogId<NodeId>) -> Result<(), DiskError> {
+    let txn = begin_immediate(db)?;
+    let applied = encode("last applied", &Some(last))?;
+    txn.open_table(SM_META)?
+        .insert(LAST_APPLIED, applied.as_slice())?;
+    txn.commit()?;
+    Ok(())
+}
+
 /// Applies a batch of committed entries in one durable transaction.
 fn apply_entries(
     db: &Database,
@@ -247,6 +258,16 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             return Ok(Vec::new());
         };
         let (db, logs) = (self.db.clone(), self.logs.clone());
+        #[cfg(feature = "canaries")] // The planted bug: last_applied first, the state later.
+        if crate::canary::is(crate::canary::Canary::ApplyNotAtomic) {
+            let early = db.clone();
+            let written = self
+                .blocking
+                .run(move || write_last_applied(&early, last))
+                .await;
+            written.map_err(|error| StorageIOError::apply(last, AnyError::new(&error)))?;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         self.blocking
             .run(move || apply_entries(&db, &logs, &entries))
             .await
@@ -639,6 +660,25 @@ impl StateReader {
             meta: txn.open_table(SM_META)?,
             _txn: txn,
         })
+    }
+
+    /// The `SignBeforeCommit` and `AckBeforeCommit` canaries: `command`'s outcome (indices,
+    /// signed checkpoint) computed by applying it to a scratch copy of this replica's state, a
+    /// write transaction that is then aborted. Nothing here is committed by Raft.
+    #[cfg(feature = "canaries")]
+    pub fn predict(
+        &self,
+        logs: &Logs,
+        command: &crate::types::Command,
+    ) -> Result<CommandOutcome, String> {
+        let txn = self.db.begin_write().map_err(|error| error.to_string())?;
+        let outcome = RedbState::open(&txn)
+            .map_err(|error| error.to_string())
+            .and_then(|mut state| {
+                state_machine::apply(&mut state, logs, command).map_err(|error| error.to_string())
+            });
+        txn.abort().map_err(|error| error.to_string())?;
+        outcome
     }
 }
 
