@@ -228,9 +228,10 @@ pub fn open_note<'v>(
     })
 }
 
-/// Parses a decimal `u64` without sign or leading zeros ("0" itself is fine). The error is
-/// `true` when the digits are canonical but the value overflows.
-pub(crate) fn parse_decimal(text: &str) -> Result<u64, bool> {
+/// Parses a decimal `u64` without sign or leading zeros ("0" itself is fine): the one
+/// canonical form every tlog text format (checkpoints, tile paths, proofs, policies) uses for
+/// numbers. The error is `true` when the digits are canonical but the value overflows.
+pub fn parse_decimal(text: &str) -> Result<u64, bool> {
     let canonical = !text.is_empty()
         && text.bytes().all(|b| b.is_ascii_digit())
         && (text == "0" || !text.starts_with('0'));

@@ -668,16 +668,7 @@ impl Verifier {
                 max: KEY_TEXT_BYTES_MAX,
             });
         }
-        // A name holds no '+', but base64 may: split off only the first two fields.
-        let mut fields = vkey.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(encoded)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(KeyError::Format);
-        };
-        check_key_name(name)?;
-        let stated = KeyId::from_hex(id_hex).ok_or(KeyError::KeyIdHex)?;
-        let key = BASE64.decode(encoded).map_err(|_| KeyError::Base64)?;
+        let (name, stated, key) = split_key_text(vkey, KeyError::Format)?;
         let (&key_type, material) = key.split_first().ok_or(KeyError::MissingType)?;
         let verifier = match key_type {
             SIGNATURE_TYPE_ED25519 => Verifier::Ed25519(Ed25519Verifier::new(
@@ -935,6 +926,22 @@ impl Verifiers {
     }
 }
 
+/// Splits the `<name>+<key id>+<base64 key>` form shared by verifier keys and Go's private
+/// keys into the checked name, the stated key id and the decoded key bytes; `format` is the
+/// error for text without three fields.
+fn split_key_text(text: &str, format: KeyError) -> Result<(&str, KeyId, Vec<u8>), KeyError> {
+    // A name holds no '+', but base64 may: split off only the first two fields.
+    let mut fields = text.splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(encoded)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(format);
+    };
+    check_key_name(name)?;
+    let stated = KeyId::from_hex(id_hex).ok_or(KeyError::KeyIdHex)?;
+    let key = BASE64.decode(encoded).map_err(|_| KeyError::Base64)?;
+    Ok((name, stated, key))
+}
+
 /// An Ed25519 note signer (type 0x01).
 #[derive(Clone, Debug)]
 pub struct Ed25519Signer {
@@ -966,15 +973,7 @@ impl Ed25519Signer {
         let rest = text
             .strip_prefix(PRIVATE_KEY_PREFIX)
             .ok_or(KeyError::PrivateFormat)?;
-        let mut fields = rest.splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(encoded)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(KeyError::PrivateFormat);
-        };
-        check_key_name(name)?;
-        let stated = KeyId::from_hex(id_hex).ok_or(KeyError::KeyIdHex)?;
-        let key = BASE64.decode(encoded).map_err(|_| KeyError::Base64)?;
+        let (name, stated, key) = split_key_text(rest, KeyError::PrivateFormat)?;
         let (&key_type, seed) = key.split_first().ok_or(KeyError::MissingType)?;
         if key_type != SIGNATURE_TYPE_ED25519 {
             return Err(KeyError::UnsupportedType(key_type));

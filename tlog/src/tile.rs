@@ -274,7 +274,7 @@ pub fn index_path(index: u64) -> String {
 }
 
 fn parse_level(text: &str) -> Result<u8, TilePathError> {
-    let level = parse_canonical_decimal(text).ok_or(TilePathError::Level)?;
+    let level = crate::checkpoint::parse_decimal(text).map_err(|_| TilePathError::Level)?;
     u8::try_from(level)
         .ok()
         .filter(|&level| level <= TILE_LEVEL_MAX)
@@ -282,20 +282,11 @@ fn parse_level(text: &str) -> Result<u8, TilePathError> {
 }
 
 fn parse_width(text: &str) -> Result<u16, TilePathError> {
-    let width = parse_canonical_decimal(text).ok_or(TilePathError::Width)?;
+    let width = crate::checkpoint::parse_decimal(text).map_err(|_| TilePathError::Width)?;
     u16::try_from(width)
         .ok()
         .filter(|width| (1..TILE_WIDTH).contains(width))
         .ok_or(TilePathError::Width)
-}
-
-/// A decimal number of at most 19 digits without leading zeros ("0" itself is fine).
-fn parse_canonical_decimal(text: &str) -> Option<u64> {
-    let canonical = !text.is_empty()
-        && text.len() <= 19
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    if canonical { text.parse().ok() } else { None }
 }
 
 fn parse_index(text: &str) -> Result<u64, TilePathError> {

@@ -211,19 +211,12 @@ fn number(
     params
         .get(name)
         .map(|text| {
-            let canonical = !text.is_empty()
-                && text.len() <= 20
-                && text.bytes().all(|b| b.is_ascii_digit())
-                && (text == "0" || !text.starts_with('0'));
-            canonical
-                .then(|| text.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_query",
-                        format!("{name}: {text:?} is not a decimal u64"),
-                    )
-                })
+            tlog::checkpoint::parse_decimal(text).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{name}: {text:?} is not a decimal u64"),
+                )
+            })
         })
         .transpose()
 }
