@@ -117,6 +117,15 @@ impl Default for CatchUpPolicy {
 }
 
 impl CatchUpPolicy {
+    /// The same waits with no limit on the rounds (`u32::MAX` rounds of at most
+    /// `retry_delay_max` each: longer than any process lives).
+    pub(crate) fn without_round_limit(self) -> CatchUpPolicy {
+        CatchUpPolicy {
+            rounds: u32::MAX,
+            ..self
+        }
+    }
+
     /// The wait after failed round `round` (0-based).
     pub(crate) fn delay(&self, round: u32) -> Duration {
         self.retry_delay

@@ -108,6 +108,8 @@ pub struct SequencerFile {
     pub pool_leaves_max: usize,
     /// Most batches in flight.
     pub proposals_in_flight_max: usize,
+    /// Longest a batch waits for its outcome, in milliseconds.
+    pub propose_timeout_ms: u64,
 }
 
 impl Default for SequencerFile {
@@ -119,6 +121,8 @@ impl Default for SequencerFile {
             batch_age_ms: u64::try_from(defaults.batch_age_max.as_millis()).unwrap_or(u64::MAX),
             pool_leaves_max: defaults.pool_leaves_max,
             proposals_in_flight_max: defaults.proposals_in_flight_max,
+            propose_timeout_ms: u64::try_from(defaults.propose_timeout.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 }
@@ -303,6 +307,7 @@ impl NodeFile {
             batch_age_max: Duration::from_millis(self.sequencer.batch_age_ms),
             pool_leaves_max: self.sequencer.pool_leaves_max,
             proposals_in_flight_max: self.sequencer.proposals_in_flight_max,
+            propose_timeout: Duration::from_millis(self.sequencer.propose_timeout_ms),
         }
     }
 

@@ -300,6 +300,10 @@ struct Overrides {
     /// Most batches proposed to Raft and not yet answered.
     #[arg(long, env = "CAIRN_PROPOSALS_IN_FLIGHT_MAX")]
     proposals_in_flight_max: Option<usize>,
+    /// Longest a proposed batch waits for its outcome before its submissions are answered
+    /// "outcome unknown", in milliseconds.
+    #[arg(long, env = "CAIRN_PROPOSE_TIMEOUT_MS")]
+    propose_timeout_ms: Option<u64>,
     /// Raft leader heartbeat interval, in milliseconds.
     #[arg(long, env = "CAIRN_HEARTBEAT_MS")]
     heartbeat_ms: Option<u64>,
@@ -341,6 +345,10 @@ impl Overrides {
         set(
             &mut file.sequencer.proposals_in_flight_max,
             self.proposals_in_flight_max,
+        );
+        set(
+            &mut file.sequencer.propose_timeout_ms,
+            self.propose_timeout_ms,
         );
         set(&mut file.raft.heartbeat_ms, self.heartbeat_ms);
         set(

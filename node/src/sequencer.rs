@@ -42,6 +42,12 @@ pub struct SequencerConfig {
     pub pool_leaves_max: usize,
     /// Most batches proposed and not yet answered.
     pub proposals_in_flight_max: usize,
+    /// Longest a proposed batch waits for its outcome; past it, its submissions are answered
+    /// "outcome unknown" and its proposal slot is freed. Raft does not always answer a
+    /// proposal: a leader cut off from the majority keeps waiting, and one that later installs
+    /// a snapshot covering its own uncommitted entries drops them unanswered. Without this
+    /// bound such batches would hold every slot and stop the sequencer for good.
+    pub propose_timeout: Duration,
 }
 
 impl Default for SequencerConfig {
@@ -52,6 +58,7 @@ impl Default for SequencerConfig {
             batch_age_max: Duration::from_millis(5),
             pool_leaves_max: 100_000,
             proposals_in_flight_max: 8,
+            propose_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -70,6 +77,9 @@ impl SequencerConfig {
         }
         if self.pool_leaves_max == 0 || self.proposals_in_flight_max == 0 {
             return Err("pool_leaves_max and proposals_in_flight_max must be positive".into());
+        }
+        if self.propose_timeout.is_zero() {
+            return Err("propose_timeout must be positive".into());
         }
         Ok(())
     }
@@ -244,7 +254,14 @@ async fn run<P: Proposer>(
     proofs: Option<BatchProofs>,
     mut receiver: mpsc::Receiver<Submission>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(config.proposals_in_flight_max));
+    let proposals = Proposals {
+        in_flight: Arc::new(Semaphore::new(config.proposals_in_flight_max)),
+        timeout: config.propose_timeout,
+        proposer,
+        clock,
+        metrics,
+        proofs,
+    };
     let mut pools: BTreeMap<LogName, Pool> = BTreeMap::new();
     loop {
         let deadline = pools
@@ -268,7 +285,7 @@ async fn run<P: Proposer>(
                 let full = pool.leaves.len() >= config.batch_leaves_max
                     || pool.bytes >= config.batch_bytes_max;
                 if full && let Some(pool) = pools.remove(&log) {
-                    propose(&proposer, &clock, &metrics, proofs.as_ref(), &in_flight, log, pool).await;
+                    proposals.propose(log, pool).await;
                 }
             }
             () = sleep_until_or_forever(deadline) => {
@@ -280,7 +297,7 @@ async fn run<P: Proposer>(
                     .collect();
                 for log in due {
                     if let Some(pool) = pools.remove(&log) {
-                        propose(&proposer, &clock, &metrics, proofs.as_ref(), &in_flight, log, pool).await;
+                        proposals.propose(log, pool).await;
                     }
                 }
             }
@@ -301,36 +318,67 @@ async fn sleep_until_or_forever(deadline: Option<Instant>) {
     }
 }
 
-/// Proposes one pool as a batch, in its own task once a proposal slot is free.
-async fn propose<P: Proposer>(
-    proposer: &P,
-    clock: &SharedClock,
-    metrics: &Arc<Metrics>,
-    proofs: Option<&BatchProofs>,
-    in_flight: &Arc<Semaphore>,
-    log: LogName,
-    pool: Pool,
+/// What proposing a batch needs, fixed for the sequencer's life.
+struct Proposals<P> {
+    proposer: P,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    proofs: Option<BatchProofs>,
+    /// One permit per batch in flight.
+    in_flight: Arc<Semaphore>,
+    /// [`SequencerConfig::propose_timeout`].
+    timeout: Duration,
+}
+
+impl<P: Proposer> Proposals<P> {
+    /// Proposes one pool as a batch, in its own task once a proposal slot is free.
+    async fn propose(&self, log: LogName, pool: Pool) {
+        // Waiting here is the backpressure: while every slot is taken, the queue fills and new
+        // submissions are refused as overloaded.
+        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+            return;
+        };
+        propose_batch(
+            self.proposer.clone(),
+            Arc::clone(&self.metrics),
+            self.proofs.clone(),
+            self.timeout,
+            permit,
+            AppendBatch {
+                log,
+                leaves: pool.leaves,
+                timestamp_unix_ms: self.clock.now_unix_ms(),
+            },
+            pool.replies,
+        );
+    }
+}
+
+/// Spawns the task that proposes `batch` and answers its waiters, holding `permit` until
+/// Raft answers or `timeout` passes.
+fn propose_batch<P: Proposer>(
+    proposer: P,
+    metrics: Arc<Metrics>,
+    proofs: Option<BatchProofs>,
+    timeout: Duration,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    batch: AppendBatch,
+    replies: Vec<oneshot::Sender<Result<Sequenced, SequenceError>>>,
 ) {
-    // Waiting here is the backpressure: while every slot is taken, the queue fills and new
-    // submissions are refused as overloaded.
-    let Ok(permit) = Arc::clone(in_flight).acquire_owned().await else {
-        return;
-    };
-    let proposer = proposer.clone();
-    let metrics = Arc::clone(metrics);
-    let proofs = proofs.cloned();
     #[allow(clippy::cast_precision_loss)] // a histogram observation of at most 65,536 leaves
-    metrics.batch_leaves.observe(pool.leaves.len() as f64);
-    let label = LogLabel { log: log.0.clone() };
-    let batch = AppendBatch {
-        log,
-        leaves: pool.leaves,
-        timestamp_unix_ms: clock.now_unix_ms(),
+    metrics.batch_leaves.observe(batch.leaves.len() as f64);
+    let label = LogLabel {
+        log: batch.log.0.clone(),
     };
-    let replies = pool.replies;
     tokio::spawn(async move {
         let started = Instant::now();
-        let outcome = proposer.propose(Command::Append(batch)).await;
+        let outcome = tokio::time::timeout(timeout, proposer.propose(Command::Append(batch)))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ProposeError::Failed(format!(
+                    "no outcome within {timeout:?} (the batch may still be committed)"
+                )))
+            });
         drop(permit);
         metrics
             .commit_seconds
@@ -564,6 +612,56 @@ mod tests {
             }
         }
         assert!(overloaded >= 5, "only {overloaded} submissions refused");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn proposals_raft_never_answers_time_out_and_free_their_slots() {
+        // The first two proposals are never answered (as openraft leaves an isolated leader's
+        // proposals, or uncommitted ones a snapshot replaced); with two slots, the third
+        // submission could never be proposed without the timeout.
+        #[derive(Clone)]
+        struct Unanswered {
+            calls: Arc<AtomicUsize>,
+            inner: ApplyingProposer,
+        }
+        impl Proposer for Unanswered {
+            async fn propose(&self, command: Command) -> Result<CommandOutcome, ProposeError> {
+                if self.calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                    std::future::pending::<()>().await;
+                }
+                self.inner.propose(command).await
+            }
+        }
+        let config = SequencerConfig {
+            batch_leaves_max: 1,
+            proposals_in_flight_max: 2,
+            propose_timeout: Duration::from_secs(5),
+            ..SequencerConfig::default()
+        };
+        let proposer = Unanswered {
+            calls: Arc::default(),
+            inner: proposer(Duration::ZERO),
+        };
+        let sequencer = Sequencer::start(config, proposer, Arc::new(FixedClock), Arc::default());
+        let log = LogName("artifacts".into());
+        let lost: Vec<_> = (0..2u8)
+            .map(|i| {
+                let (sequencer, log) = (sequencer.clone(), log.clone());
+                tokio::spawn(async move { sequencer.submit(log, vec![i]).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let started = Instant::now();
+        let third = sequencer.submit(log, b"third".to_vec()).await.unwrap();
+        assert_eq!(third.index, 0);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        for task in lost {
+            let answer = task.await.unwrap();
+            assert!(
+                matches!(&answer, Err(SequenceError::Unknown(reason)) if reason.contains("no outcome within")),
+                "{answer:?}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

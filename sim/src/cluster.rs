@@ -52,6 +52,9 @@ pub fn address(id: NodeId) -> NodeAddress {
 #[derive(Debug)]
 struct Slot {
     node: Option<Arc<Node>>,
+    /// Whether a start is under way (it may wait long: a node resuming an interrupted snapshot
+    /// install waits for a member to serve the leaves it lacks).
+    starting: bool,
     log_disk: SimDisk,
     state_disk: SimDisk,
     clock: SimClock,
@@ -91,6 +94,7 @@ impl Cluster {
             .map(|id| {
                 let slot = Slot {
                     node: None,
+                    starting: false,
                     log_disk: SimDisk::new(options.canary_unsynced_raft_log),
                     state_disk: SimDisk::new(false),
                     clock: SimClock::new(start),
@@ -130,11 +134,11 @@ impl Cluster {
             .collect()
     }
 
-    /// The ids of the nodes that are down.
+    /// The ids of the nodes that are down (not running and not starting).
     pub fn down(&self) -> Vec<NodeId> {
         lock(&self.slots)
             .iter()
-            .filter(|(_, slot)| slot.node.is_none())
+            .filter(|(_, slot)| slot.node.is_none() && !slot.starting)
             .map(|(&id, _)| id)
             .collect()
     }
@@ -168,6 +172,14 @@ impl Cluster {
         }
     }
 
+    /// Starts node `id` in a task of its own, as a process starts independently of whoever
+    /// launched it: a start that waits for other members must not hold up the fault schedule
+    /// or the restarts of those very members.
+    pub fn start_in_background(self: &Arc<Cluster>, id: NodeId) {
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.start(id).await });
+    }
+
     /// Starts node `id` over its disks (the first start, or a restart after a crash).
     ///
     /// # Panics
@@ -179,9 +191,10 @@ impl Cluster {
             let Some(slot) = slots.get_mut(&id) else {
                 return;
             };
-            if slot.node.is_some() {
+            if slot.node.is_some() || slot.starting {
                 return;
             }
+            slot.starting = true;
             slot.incarnation += 1;
             (
                 slot.log_disk.clone(),
@@ -226,6 +239,7 @@ impl Cluster {
         );
         if let Some(slot) = lock(&self.slots).get_mut(&id) {
             slot.node = Some(node);
+            slot.starting = false;
         }
     }
 

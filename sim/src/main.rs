@@ -67,6 +67,10 @@ enum Command {
         /// Print the trace.
         #[arg(long)]
         trace: bool,
+        /// Also print the nodes' own logs to stderr, filtered as `RUST_LOG` is (for example
+        /// `node=debug,openraft=info`), stamped with simulated milliseconds.
+        #[arg(long, value_name = "FILTER")]
+        log: Option<String>,
         /// Virtual seconds of the safety phase.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
@@ -97,6 +101,29 @@ enum Command {
         #[arg(long)]
         canary: Option<String>,
     },
+}
+
+/// Simulated time for log lines: milliseconds since the first line, read from tokio's paused
+/// clock (the wall clock would differ from run to run).
+struct SimulatedMillis(std::sync::OnceLock<tokio::time::Instant>);
+
+impl tracing_subscriber::fmt::time::FormatTime for SimulatedMillis {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let now = tokio::time::Instant::now();
+        let first = *self.0.get_or_init(|| now);
+        write!(w, "{:>9}ms", now.duration_since(first).as_millis())
+    }
+}
+
+fn install_log(filter: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| e.to_string())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_timer(SimulatedMillis(std::sync::OnceLock::new()))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| e.to_string())
 }
 
 fn git_commit() -> String {
@@ -137,10 +164,17 @@ fn main() -> ExitCode {
         Command::Run {
             seed,
             trace,
+            log,
             seconds,
             nodes,
             canary,
         } => {
+            if let Some(filter) = log
+                && let Err(error) = install_log(&filter)
+            {
+                eprintln!("--log {filter}: {error}");
+                return ExitCode::FAILURE;
+            }
             let wall = Instant::now();
             let outcome = run_with(options(seed, seconds, nodes, canary.as_deref()), trace);
             if trace {

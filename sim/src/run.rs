@@ -205,7 +205,7 @@ async fn simulate(options: Options, print: bool) -> Outcome {
         ..NetParams::default()
     });
     for id in cluster.down() {
-        cluster.start(id).await;
+        cluster.start_in_background(id);
     }
     let deadline = Instant::now() + options.liveness;
     if !panicked() {
@@ -345,7 +345,7 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
                 let down = cluster.down();
                 if !down.is_empty() && rng.chance(0.6) {
                     if let Some(&id) = rng.pick(&down) {
-                        cluster.start(id).await;
+                        cluster.start_in_background(id);
                     }
                 } else {
                     let up: Vec<NodeId> = ids

@@ -379,13 +379,23 @@ impl From<DiskError> for Attempt {
 
 impl Installer {
     /// Finishes an install interrupted by a crash, if there is one.
+    ///
+    /// Unlike a live install, a resumed one waits for the members without limit while none can
+    /// serve the missing leaves: it runs before openraft reads the state at startup, and there
+    /// is no state to fall back to (openraft may already have purged the entries the snapshot
+    /// covers), so giving up would only make the node fail to start again and again. Leaves
+    /// are never withdrawn from a log, so once any member is reachable the install completes.
     pub(crate) async fn resume(&self) -> Result<(), DiskError> {
         let db = self.db.clone();
         let Some((meta, data)) = self.blocking.run(move || pending(&db)).await? else {
             return Ok(());
         };
         tracing::info!(snapshot = %meta.snapshot_id, "resuming an interrupted snapshot install");
-        self.install(&meta, &data).await
+        let patient = Installer {
+            policy: self.policy.without_round_limit(),
+            ..self.clone()
+        };
+        patient.install(&meta, &data).await
     }
 
     /// Installs the snapshot `meta` described by `data` (see the module docs).
@@ -469,13 +479,19 @@ impl Installer {
                 Err(Attempt::Disk(error)) => return Err(error),
                 Err(Attempt::Mismatch(error)) => {
                     tracing::warn!(%log, round, %error, "catch-up: wrong root, refetching");
+                    // A mismatch over reused local leaves is retried at once; one over freshly
+                    // fetched leaves means a member lies, so wait as for an unavailable one.
+                    let fetched_fresh = !reuse;
                     reuse = false;
                     last = Some(error);
+                    if fetched_fresh && round.saturating_add(1) < self.policy.rounds {
+                        tokio::time::sleep(self.policy.delay(round)).await;
+                    }
                 }
                 Err(Attempt::Unavailable(error)) => {
                     tracing::warn!(%log, round, %error, "catch-up: bundle unavailable");
                     last = Some(error);
-                    if round + 1 < self.policy.rounds {
+                    if round.saturating_add(1) < self.policy.rounds {
                         tokio::time::sleep(self.policy.delay(round)).await;
                     }
                 }

@@ -1,0 +1,46 @@
+//! Named regression seeds: each failed on the code of its time, was fixed in the node, and must
+//! keep passing. A seed's run depends on the code it drives, so a later change may steer the
+//! same seed through other events; the test still documents and replays the fault pattern.
+//! Replay one with `cairn-sim run --seed N --seconds 60 --trace`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use sim::run_seed;
+
+fn assert_passes(seed: u64) {
+    let outcome = run_seed(seed, Duration::from_secs(60), false);
+    assert!(
+        outcome.violations.is_empty(),
+        "regression seed {seed} failed: {:#?}\noptions: {:#?}",
+        outcome.violations,
+        outcome.options
+    );
+    assert!(outcome.acked > 0, "seed {seed} acknowledged nothing");
+}
+
+/// A leader cut off from the majority kept its proposals pending; after it learned of a newer
+/// term it installed a snapshot that covered its own uncommitted entries, and openraft 0.9
+/// answers neither (it resolves proposals only on apply or on truncation). Those batches held
+/// every proposal slot, so when the node was elected again its sequencer proposed nothing and
+/// no write succeeded after healing. Fixed by `SequencerConfig::propose_timeout`.
+#[test]
+fn seed_48_unanswered_proposals_no_longer_stop_the_sequencer() {
+    assert_passes(48);
+}
+
+/// The same failure as seed 48 through another fault pattern (lossy links, partitions).
+#[test]
+fn seed_123_unanswered_proposals_no_longer_stop_the_sequencer() {
+    assert_passes(123);
+}
+
+/// A node crashed in the middle of a snapshot install and restarted while every member was
+/// down or cut off; the resumed install gave up after its retries and the node failed to
+/// start. Fixed by resuming without a round limit (`Installer::resume`), and by the simulator
+/// starting nodes in tasks of their own, as processes start.
+#[test]
+fn seed_61_a_resumed_install_waits_for_members() {
+    assert_passes(61);
+}
