@@ -102,6 +102,38 @@ pub trait StateAccess {
     ) -> Result<(), StateError>;
     /// The bytes of one hash tile, built from stored tile hashes.
     fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError>;
+    /// Hashes of the log's complete subtrees remembered from earlier batches, if the state
+    /// keeps any: the pre-signing check then derives only the nodes it has not derived before.
+    fn hash_cache(&self, _log: &LogName) -> Option<&tlog::HashCache> {
+        None
+    }
+}
+
+/// One [`tlog::HashCache`] per log, shared by apply and the reads of one replica.
+///
+/// Sound because a complete subtree's hash never changes and its tile hashes are written once,
+/// by apply, before anything reads them; what the cache holds was derived from stored tiles.
+#[derive(Debug, Default)]
+pub struct HashCaches(BTreeMap<LogName, tlog::HashCache>);
+
+impl HashCaches {
+    /// Nodes remembered per log: a few megabytes, many times the right edge and the proofs
+    /// of a batch.
+    pub const NODES_PER_LOG: usize = 1 << 16;
+
+    /// A cache for each of `logs`.
+    pub fn new(logs: &Logs) -> HashCaches {
+        HashCaches(
+            logs.iter()
+                .map(|log| (log.name.clone(), tlog::HashCache::new(Self::NODES_PER_LOG)))
+                .collect(),
+        )
+    }
+
+    /// The cache of `log`, if it is one of the logs.
+    pub fn get(&self, log: &LogName) -> Option<&tlog::HashCache> {
+        self.0.get(log)
+    }
 }
 
 /// The logs of a cluster, by name.
@@ -264,13 +296,41 @@ fn check_extends<A: StateAccess>(
 ) -> Result<(), StateError> {
     assert!(new_size.0 > old.tree_size, "{log}: tree did not grow");
     let tiles = TileHashStore::new(StateTiles { state, log }, new_size);
-    let stored_root = tlog::tree::root_at(&tiles, new_size)?;
+    // The root and the proof ask for mostly the same right-edge nodes, each derived from a tile
+    // by up to 255 hashes: remember them for both checks, and across batches if the state can.
+    match state.hash_cache(log) {
+        Some(cache) => check_tiles(
+            &tlog::MemoHashStore::with_cache(tiles, cache),
+            log,
+            old,
+            new_size,
+            new_root,
+        ),
+        None => check_tiles(
+            &tlog::MemoHashStore::new(tiles),
+            log,
+            old,
+            new_size,
+            new_root,
+        ),
+    }
+}
+
+/// [`check_extends`] over `tiles`.
+fn check_tiles<S: tlog::HashStore>(
+    tiles: &S,
+    log: &LogName,
+    old: &LogHead,
+    new_size: TreeSize,
+    new_root: &Hash,
+) -> Result<(), StateError> {
+    let stored_root = tlog::tree::root_at(tiles, new_size)?;
     assert_eq!(
         stored_root, *new_root,
         "{log}: stored tiles do not reproduce the root"
     );
     if old.tree_size > 0 {
-        let proof = tlog::proof::consistency_proof(&tiles, TreeSize(old.tree_size), new_size)
+        let proof = tlog::proof::consistency_proof(tiles, TreeSize(old.tree_size), new_size)
             .map_err(|error| StateError::Storage(error.to_string()))?;
         let verified = proof.verify(&old.root, new_root);
         assert!(

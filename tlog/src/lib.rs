@@ -36,5 +36,6 @@ pub mod tree;
 pub use hash::{Hash, leaf_hash, node_hash};
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
 pub use tree::{
-    HashStore, LeafIndex, MemoHashStore, MemoryHashStore, MemoryTree, NodeId, Tree, TreeSize,
+    HashCache, HashStore, LeafIndex, MemoHashStore, MemoryHashStore, MemoryTree, NodeId, Tree,
+    TreeSize,
 };

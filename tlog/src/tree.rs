@@ -380,47 +380,109 @@ impl HashStore for MemoryHashStore {
     }
 }
 
+/// Complete-subtree hashes remembered across reads, possibly across many tree sizes of one
+/// log: a complete subtree's hash never changes, so a remembered hash is never stale.
+///
+/// Bounded: when an insertion would pass `capacity` nodes the cache is emptied first (the
+/// nodes worth keeping, those near the right edge, come back with the next read).
+#[derive(Debug)]
+pub struct HashCache {
+    nodes: std::sync::Mutex<std::collections::BTreeMap<NodeId, Hash>>,
+    capacity: usize,
+}
+
+impl HashCache {
+    /// A cache of at most `capacity` nodes (more only while one read needs more at once).
+    pub fn new(capacity: usize) -> HashCache {
+        HashCache {
+            nodes: std::sync::Mutex::default(),
+            capacity,
+        }
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<NodeId, Hash>> {
+        // The map is consistent after any panic (inserts are single calls), so a poisoned
+        // lock is still good.
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many nodes are remembered.
+    pub fn len(&self) -> usize {
+        self.nodes().len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets everything (for example when the log it caches was replaced wholesale).
+    pub fn clear(&self) {
+        self.nodes().clear();
+    }
+}
+
 /// A [`HashStore`] that remembers every hash it has read through another store.
 ///
 /// Proofs for neighbouring leaves share most of their upper nodes, and a store that derives
 /// inner hashes from tiles pays up to 255 hashes for each. Wrapping it once for a batch of proofs
-/// (all the answers of one sequenced batch) computes each shared node once. Complete subtrees
-/// never change, so a remembered hash is never stale; the memory is bounded by the nodes read.
+/// (all the answers of one sequenced batch) computes each shared node once; wrapping it over a
+/// long-lived [`HashCache`] shares the work across batches too. Complete subtrees never change,
+/// so a remembered hash is never stale.
 #[derive(Debug)]
-pub struct MemoHashStore<S> {
+pub struct MemoHashStore<S, C = HashCache> {
     inner: S,
-    memo: std::cell::RefCell<std::collections::BTreeMap<NodeId, Hash>>,
+    memo: C,
 }
 
 impl<S: HashStore> MemoHashStore<S> {
-    /// Remembers what `inner` answers.
+    /// Remembers what `inner` answers, for the life of this store (no bound: the memory is
+    /// bounded by the nodes read).
     pub fn new(inner: S) -> MemoHashStore<S> {
         MemoHashStore {
             inner,
-            memo: std::cell::RefCell::default(),
+            memo: HashCache::new(usize::MAX),
         }
     }
 }
 
-impl<S: HashStore> HashStore for MemoHashStore<S> {
+impl<'c, S: HashStore> MemoHashStore<S, &'c HashCache> {
+    /// Remembers what `inner` answers in `cache`, which outlives this store.
+    pub fn with_cache(inner: S, cache: &'c HashCache) -> MemoHashStore<S, &'c HashCache> {
+        MemoHashStore { inner, memo: cache }
+    }
+}
+
+impl<S: HashStore, C: std::borrow::Borrow<HashCache>> MemoHashStore<S, C> {
+    /// Remembers what `inner` answers in `memo`, a cache owned or borrowed.
+    pub fn with_memo(inner: S, memo: C) -> MemoHashStore<S, C> {
+        MemoHashStore { inner, memo }
+    }
+}
+
+impl<S: HashStore, C: std::borrow::Borrow<HashCache>> HashStore for MemoHashStore<S, C> {
     fn node_hash(&self, node: NodeId) -> Result<Hash, StoreError> {
         let hashes = self.node_hashes(&[node])?;
         hashes.into_iter().next().ok_or(StoreError::Missing(node))
     }
 
     fn node_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        let missing: Vec<NodeId> = {
-            let memo = self.memo.borrow();
-            let mut missing: Vec<NodeId> = nodes
-                .iter()
-                .filter(|node| !memo.contains_key(node))
-                .copied()
-                .collect();
+        let cache: &HashCache = self.memo.borrow();
+        let mut found: Vec<Option<Hash>> = {
+            let memo = cache.nodes();
+            nodes.iter().map(|node| memo.get(node).copied()).collect()
+        };
+        let mut missing: Vec<NodeId> = nodes
+            .iter()
+            .zip(&found)
+            .filter(|(_, hash)| hash.is_none())
+            .map(|(node, _)| *node)
+            .collect();
+        if !missing.is_empty() {
             missing.sort_unstable();
             missing.dedup();
-            missing
-        };
-        if !missing.is_empty() {
             let hashes = self.inner.node_hashes(&missing)?;
             if hashes.len() != missing.len() {
                 return Err(StoreError::Read(
@@ -432,14 +494,31 @@ impl<S: HashStore> HashStore for MemoHashStore<S> {
                     .into(),
                 ));
             }
-            self.memo
-                .borrow_mut()
-                .extend(missing.into_iter().zip(hashes));
+            let fetched: std::collections::BTreeMap<NodeId, Hash> =
+                missing.into_iter().zip(hashes).collect();
+            for (node, hash) in nodes.iter().zip(&mut found) {
+                if hash.is_none() {
+                    *hash = fetched.get(node).copied();
+                }
+            }
+            let mut memo = cache.nodes();
+            if memo.len().saturating_add(fetched.len()) > cache.capacity {
+                // Start over, keeping this read's nodes: the next read likely wants them again.
+                memo.clear();
+                memo.extend(
+                    nodes
+                        .iter()
+                        .zip(&found)
+                        .filter_map(|(n, h)| Some((*n, (*h)?))),
+                );
+            } else {
+                memo.extend(fetched);
+            }
         }
-        let memo = self.memo.borrow();
         nodes
             .iter()
-            .map(|node| memo.get(node).copied().ok_or(StoreError::Missing(*node)))
+            .zip(found)
+            .map(|(node, hash)| hash.ok_or(StoreError::Missing(*node)))
             .collect()
     }
 }
@@ -511,6 +590,40 @@ mod tests {
                 NodeId::new(2, 0),
             ]
         );
+    }
+
+    /// A store that counts the nodes asked of it.
+    struct Counting<'a>(&'a MemoryHashStore, std::cell::Cell<usize>);
+
+    impl HashStore for Counting<'_> {
+        fn node_hash(&self, node: NodeId) -> Result<Hash, StoreError> {
+            self.1.set(self.1.get() + 1);
+            self.0.node_hash(node)
+        }
+        fn node_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
+            self.1.set(self.1.get() + nodes.len());
+            self.0.node_hashes(nodes)
+        }
+    }
+
+    #[test]
+    fn a_shared_cache_answers_across_sizes_and_stays_within_its_capacity() {
+        let mut log = MemoryTree::new();
+        let cache = HashCache::new(8);
+        for i in 0..100u32 {
+            log.append(leaf_hash(&i.to_be_bytes())).unwrap();
+            let counting = Counting(&log.store, std::cell::Cell::new(0));
+            let cached = MemoHashStore::with_cache(&counting, &cache);
+            // Same answers as the store itself, at every size, through one long-lived cache.
+            assert_eq!(root_at(&cached, log.size()).unwrap(), log.root());
+            assert!(cache.len() <= 8, "{} nodes cached", cache.len());
+            // Asked again, everything comes from the cache.
+            let asked = counting.1.get();
+            assert_eq!(root_at(&cached, log.size()).unwrap(), log.root());
+            assert_eq!(counting.1.get(), asked, "size {}", log.size());
+        }
+        cache.clear();
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -36,7 +36,7 @@ use super::tables::{
 use super::{DiskError, SharedDb, begin_immediate};
 use crate::catch_up::{CatchUpPolicy, SharedBundleSource};
 use crate::env::Blocking;
-use crate::state_machine::{self, LogHead, Logs, StateAccess, StateError};
+use crate::state_machine::{self, HashCaches, LogHead, Logs, StateAccess, StateError};
 use crate::types::{CommandOutcome, LogName, NodeAddress, NodeId, TypeConfig};
 
 /// Key of the tile-hash table.
@@ -54,6 +54,8 @@ pub struct StateStore {
     /// Where a snapshot install fetches the leaves it lacks.
     source: SharedBundleSource,
     policy: CatchUpPolicy,
+    /// Complete-subtree hashes derived by apply and by reads, shared by both.
+    caches: Arc<HashCaches>,
 }
 
 impl Debug for StateStore {
@@ -103,6 +105,7 @@ impl StateStore {
         Ok(StateStore {
             db: Arc::new(db),
             blocking,
+            caches: Arc::new(HashCaches::new(&logs)),
             logs: Arc::new(logs),
             source,
             policy: CatchUpPolicy::default(),
@@ -129,6 +132,7 @@ impl StateStore {
     pub fn reader(&self) -> StateReader {
         StateReader {
             db: self.db.clone(),
+            caches: self.caches.clone(),
         }
     }
 }
@@ -183,6 +187,7 @@ fn write_last_applied(db: &Database, last: LogId<NodeId>) -> Result<(), DiskErro
 fn apply_entries(
     db: &Database,
     logs: &Logs,
+    caches: &Arc<HashCaches>,
     entries: &[Entry<TypeConfig>],
 ) -> Result<Vec<CommandOutcome>, DiskError> {
     let Some(last) = entries.last() else {
@@ -196,7 +201,7 @@ fn apply_entries(
     }
     let mut outcomes = Vec::with_capacity(entries.len());
     {
-        let mut state = RedbState::open(&txn)?;
+        let mut state = RedbState::open(&txn)?.with_caches(caches.clone());
         let mut membership = None;
         for entry in entries {
             let outcome = match &entry.payload {
@@ -257,7 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         let Some(last) = entries.last().map(|entry| entry.log_id) else {
             return Ok(Vec::new());
         };
-        let (db, logs) = (self.db.clone(), self.logs.clone());
+        let (db, logs, caches) = (self.db.clone(), self.logs.clone(), self.caches.clone());
         #[cfg(feature = "canaries")] // The planted bug: last_applied first, the state later.
         if crate::canary::is(crate::canary::Canary::ApplyNotAtomic) {
             let early = db.clone();
@@ -269,7 +274,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         self.blocking
-            .run(move || apply_entries(&db, &logs, &entries))
+            .run(move || apply_entries(&db, &logs, &caches, &entries))
             .await
             .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)).into())
     }
@@ -366,8 +371,13 @@ pub(crate) fn read_tile_bytes<T: ReadableTable<TileKey, &'static [u8]>>(
         if index != expected {
             return Err(missing(expected));
         }
-        let key = format!("({log}, {level}, {index})");
-        data.extend_from_slice(decode_hash("tile_hashes", &key, value.value())?.as_bytes());
+        // The key is formatted only if the hash is corrupt: this loop is on every proof's path.
+        let hash = decode_hash(
+            "tile_hashes",
+            &format_args!("({log}, {level}, {index})"),
+            value.value(),
+        )?;
+        data.extend_from_slice(hash.as_bytes());
         expected += 1;
     }
     if expected != end {
@@ -420,6 +430,9 @@ pub(crate) struct RedbState<'txn> {
     index: Table<'txn, IndexKey, u64>,
     hashes: Table<'txn, TileKey, &'static [u8]>,
     heads: Table<'txn, &'static str, &'static [u8]>,
+    /// Apply's caches ([`StateAccess::hash_cache`]); `None` for writers that must not fill
+    /// them (a snapshot install writes tiles of leaves it has not verified yet).
+    caches: Option<Arc<HashCaches>>,
 }
 
 impl<'txn> RedbState<'txn> {
@@ -429,7 +442,16 @@ impl<'txn> RedbState<'txn> {
             index: txn.open_table(LEAF_INDEX)?,
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
+            caches: None,
         })
+    }
+
+    /// This state, remembering derived hashes in `caches`.
+    pub(crate) fn with_caches(self, caches: Arc<HashCaches>) -> RedbState<'txn> {
+        RedbState {
+            caches: Some(caches),
+            ..self
+        }
     }
 
     /// Whether leaf `index` of `log` is stored.
@@ -510,6 +532,10 @@ impl<'txn> RedbState<'txn> {
 }
 
 impl StateAccess for RedbState<'_> {
+    fn hash_cache(&self, log: &LogName) -> Option<&tlog::HashCache> {
+        self.caches.as_deref()?.get(log)
+    }
+
     fn head(&self, log: &LogName) -> Result<Option<LogHead>, StateError> {
         read_head(&self.heads, log).map_err(|error| state_error(&error))
     }
@@ -638,6 +664,7 @@ impl From<redb::StorageError> for ReadError {
 #[derive(Clone)]
 pub struct StateReader {
     pub(super) db: SharedDb,
+    caches: Arc<HashCaches>,
 }
 
 impl Debug for StateReader {
@@ -658,6 +685,7 @@ impl StateReader {
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
             meta: txn.open_table(SM_META)?,
+            caches: self.caches.clone(),
             _txn: txn,
         })
     }
@@ -689,6 +717,7 @@ pub struct StateView {
     hashes: ReadOnlyTable<TileKey, &'static [u8]>,
     heads: ReadOnlyTable<&'static str, &'static [u8]>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    caches: Arc<HashCaches>,
     _txn: ReadTransaction,
 }
 
@@ -774,7 +803,7 @@ impl StateView {
         index: u64,
         tree_size: u64,
     ) -> Result<InclusionProof, ReadError> {
-        let tiles = self.tiles_at(log, tree_size)?;
+        let tiles = self.cached(log, self.tiles_at(log, tree_size)?);
         tlog::proof::inclusion_proof(&tiles, LeafIndex(index), TreeSize(tree_size)).map_err(
             |source| ReadError::Proof {
                 log: log.clone(),
@@ -792,7 +821,7 @@ impl StateView {
         indices: &[u64],
         tree_size: u64,
     ) -> Result<Vec<InclusionProof>, ReadError> {
-        let tiles = tlog::MemoHashStore::new(self.tiles_at(log, tree_size)?);
+        let tiles = self.cached(log, self.tiles_at(log, tree_size)?);
         indices
             .iter()
             .map(|&index| {
@@ -813,7 +842,7 @@ impl StateView {
         old: u64,
         new: u64,
     ) -> Result<ConsistencyProof, ReadError> {
-        let tiles = self.tiles_at(log, new)?;
+        let tiles = self.cached(log, self.tiles_at(log, new)?);
         tlog::proof::consistency_proof(&tiles, TreeSize(old), TreeSize(new)).map_err(|source| {
             ReadError::Proof {
                 log: log.clone(),
@@ -830,6 +859,20 @@ impl StateView {
     /// The log's size (0 if it has no head).
     fn size(&self, log: &LogName) -> Result<u64, ReadError> {
         Ok(self.head(log)?.map_or(0, |head| head.tree_size))
+    }
+
+    /// `tiles` remembering what they derive in the log's cache. Every log a view can name has
+    /// one (the caches are made from the same `Logs`); an unknown log gets a cache of its own.
+    fn cached<'a>(
+        &'a self,
+        log: &LogName,
+        tiles: ViewTiles<'a>,
+    ) -> tlog::MemoHashStore<ViewTiles<'a>, CacheRef<'a>> {
+        let cache = match self.caches.get(log) {
+            Some(cache) => CacheRef::Shared(cache),
+            None => CacheRef::Own(tlog::HashCache::new(usize::MAX)),
+        };
+        tlog::MemoHashStore::with_memo(tiles, cache)
     }
 
     /// The tree of `tree_size` leaves of `log`, read from the stored tiles.
@@ -856,5 +899,22 @@ impl StateView {
             },
             TreeSize(tree_size),
         ))
+    }
+}
+
+/// A log's hash cache as a view uses it: the replica's shared one, or, for a log the caches
+/// were not made for, one of its own.
+#[derive(Debug)]
+enum CacheRef<'a> {
+    Shared(&'a tlog::HashCache),
+    Own(tlog::HashCache),
+}
+
+impl std::borrow::Borrow<tlog::HashCache> for CacheRef<'_> {
+    fn borrow(&self) -> &tlog::HashCache {
+        match self {
+            CacheRef::Shared(cache) => cache,
+            CacheRef::Own(cache) => cache,
+        }
     }
 }
