@@ -109,6 +109,19 @@ impl<'a> SigningCertificate<'a> {
         if certificate.is_ca() {
             return Err(CertificateError::Profile("the signing certificate is a CA"));
         }
+        // RFC 5280 §4.2: a certificate with a critical extension the verifier does not
+        // understand must be rejected (Go's x509.Verify does the same for sigstore-go).
+        if certificate.extensions().iter().any(|e| {
+            e.critical
+                && matches!(
+                    e.parsed_extension(),
+                    ParsedExtension::UnsupportedExtension { .. }
+                )
+        }) {
+            return Err(CertificateError::Profile(
+                "the signing certificate has an unknown critical extension",
+            ));
+        }
         let key_usage = certificate
             .key_usage()
             .map_err(|e| CertificateError::Malformed(e.to_string()))?;

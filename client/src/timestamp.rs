@@ -169,6 +169,11 @@ fn verify_with(
         .ok_or("empty certificate chain")?;
     let (_, signer) = X509Certificate::from_der(signer_der)
         .map_err(|e| format!("TSA certificate is malformed: {e}"))?;
+    // RFC 3161 §2.3: the TSA's certificate is for timestamping (sigstore-go checks it too).
+    let eku = signer.extended_key_usage().ok().flatten();
+    if !eku.is_some_and(|eku| eku.value.time_stamping) {
+        return Err("the TSA certificate lacks the timeStamping extended key usage".to_owned());
+    }
     let key =
         PublicKey::from_spki_der(signer.public_key().raw).map_err(|e| format!("TSA key: {e}"))?;
     if !key.verify(hash, signed_attributes, signature) {
