@@ -116,6 +116,7 @@ impl<'a> SigningCertificate<'a> {
                 && matches!(
                     e.parsed_extension(),
                     ParsedExtension::UnsupportedExtension { .. }
+                        | ParsedExtension::ParseError { .. }
                 )
         }) {
             return Err(CertificateError::Profile(

@@ -62,7 +62,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// The artifact file, or `sha256:<64 hex digits>` when you only have its digest.
+    /// The artifact file, or `sha256:<64 hex digits>` when you only have its digest (a file
+    /// of that name, if one exists, wins).
     artifact: String,
     /// The Sigstore bundle (`.sigstore.json`).
     #[arg(long, value_name = "FILE")]
@@ -263,13 +264,15 @@ fn policy(
     }
 }
 
-/// The artifact argument: `sha256:<hex>` or a file to hash.
+/// The artifact argument: a digest or a file to hash. As the conformance protocol says, it is
+/// a digest only if it is `sha256:` and 64 hex digits and no file of that name exists;
+/// anything else is a path.
 fn read_artifact(argument: &str) -> anyhow::Result<Artifact> {
     if let Some(hex) = argument.strip_prefix("sha256:") {
         let mut digest = [0u8; 32];
-        hex::decode_to_slice(hex, &mut digest)
-            .with_context(|| format!("{argument:?} is not sha256: and 64 hex digits"))?;
-        return Ok(Artifact::from_sha256(digest));
+        if hex::decode_to_slice(hex, &mut digest).is_ok() && !Path::new(argument).exists() {
+            return Ok(Artifact::from_sha256(digest));
+        }
     }
     let file = File::open(argument).with_context(|| format!("opening artifact {argument}"))?;
     Artifact::from_reader(file).with_context(|| format!("reading artifact {argument}"))

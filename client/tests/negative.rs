@@ -238,3 +238,86 @@ fn tampered_log_body_is_a_body_mismatch() {
         Err(VerifyError::LogEntry(LogEntryError::BodyMismatch(_)))
     ));
 }
+
+#[test]
+fn managed_key_bundles_need_the_right_key() {
+    let case = suite().join("cases/managed-key-happy-path");
+    let bundle = json(&case.join("bundle.sigstore.json"));
+    let (_, root) = rekor_v1();
+    let key = client::key::PublicKey::from_pem(&fs::read(case.join("key.pub")).unwrap()).unwrap();
+    check(&bundle, &root, &artifact(), &Policy::Key(key)).unwrap();
+    // Another P-256 key (the public-good CT log's) does not verify the signature.
+    let other = BASE64
+        .decode(root["ctlogs"][1]["publicKey"]["rawBytes"].as_str().unwrap())
+        .unwrap();
+    let other = client::key::PublicKey::from_spki_der(&other).unwrap();
+    assert_eq!(
+        check(&bundle, &root, &artifact(), &Policy::Key(other)),
+        Err(VerifyError::Signature("message signature"))
+    );
+}
+
+/// Parsing is strict: each of these is refused before any signature is checked.
+#[test]
+fn malformed_bundles_and_roots_are_refused_by_name() {
+    let (bundle, root) = rekor_v1();
+    let parse_bundle = |value: &Value| Bundle::from_json(&serde_json::to_vec(value).unwrap());
+    let parse_root = |value: &Value| TrustedRoot::from_json(&serde_json::to_vec(value).unwrap());
+
+    let mut unknown = bundle.clone();
+    unknown["surprise"] = Value::Bool(true);
+    assert!(matches!(
+        parse_bundle(&unknown),
+        Err(client::BundleError::Json(_))
+    ));
+
+    let mut chain_in_v3 = bundle.clone();
+    let certificate = chain_in_v3["verificationMaterial"]["certificate"].take();
+    let material = chain_in_v3["verificationMaterial"].as_object_mut().unwrap();
+    material.remove("certificate");
+    material.insert(
+        "x509CertificateChain".to_owned(),
+        serde_json::json!({ "certificates": [certificate] }),
+    );
+    assert!(matches!(
+        parse_bundle(&chain_in_v3),
+        Err(client::BundleError::Field { .. })
+    ));
+
+    let mut both = bundle.clone();
+    both["dsseEnvelope"] = serde_json::json!({"payload": "", "payloadType": "x", "signatures": []});
+    assert!(matches!(
+        parse_bundle(&both),
+        Err(client::BundleError::Field { .. })
+    ));
+
+    let mut no_entries = bundle.clone();
+    no_entries["verificationMaterial"]["tlogEntries"] = Value::Array(Vec::new());
+    assert!(matches!(
+        parse_bundle(&no_entries),
+        Err(client::BundleError::Field { .. })
+    ));
+
+    let mut unknown = root.clone();
+    unknown["tlogs"][0]["surprise"] = Value::Bool(true);
+    assert!(matches!(
+        parse_root(&unknown),
+        Err(client::TrustRootError::Json(_))
+    ));
+
+    let mut newer = root.clone();
+    newer["mediaType"] =
+        Value::String("application/vnd.dev.sigstore.trustedroot.v0.2+json".to_owned());
+    assert!(matches!(
+        parse_root(&newer),
+        Err(client::TrustRootError::MediaType(_))
+    ));
+
+    let mut bad_time = root.clone();
+    bad_time["certificateAuthorities"][0]["validFor"]["end"] =
+        Value::String("yesterday".to_owned());
+    assert!(matches!(
+        parse_root(&bad_time),
+        Err(client::TrustRootError::Field { .. })
+    ));
+}
