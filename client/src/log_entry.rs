@@ -1,0 +1,356 @@
+//! A transparency log entry in a bundle: that its body is the entry for this bundle's
+//! signature, that it is in the log (inclusion proof to a checkpoint the log signed), and the
+//! log's promise to include it (the signed entry timestamp, SET).
+//!
+//! - **Body** (the CVE-2022-36056 check): the canonical body is rebuilt with `tlog::entry` from
+//!   the bundle's own signature, key or certificate and the artifact's digest, and compared with
+//!   the logged bytes. Parts the bundle cannot reproduce (the DSSE `envelopeHash`, over the
+//!   envelope text as first submitted; the key details a Rekor v2 entry declares) are taken
+//!   from the logged entry, so everything else must match byte for byte. The deprecated
+//!   `intoto` 0.0.2 kind, which `tlog::entry` does not build, is compared field by field.
+//! - **Inclusion**: RFC 6962 proof from `SHA-256(0x00 ‖ body)` to `rootHash` (`tlog::proof`),
+//!   and a checkpoint, signed by the log's key from the trusted root under the log's host name
+//!   (`tlog::checkpoint`), whose root hash and size are the proof's. Signature lines from other
+//!   keys (witness cosignatures) are ignored.
+//! - **SET**: the log key's signature over the RFC 8785 JSON of `{body, integratedTime, logID,
+//!   logIndex}`; only then is `integratedTime` a verified time.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::Value;
+use tlog::entry::{
+    CanonicalBody, Digest, DsseV001, DsseV001Signature, Entry, HashedRekordV001, HashedRekordV002,
+    KeyMaterial, Signature, SignatureBytes, Verifier as EntryVerifier,
+};
+use tlog::note::{EcdsaVerifier, Ed25519Verifier, Verifier as NoteVerifier, Verifiers};
+
+use crate::bundle::{Content, TlogEntry};
+use crate::key::{KeyAlgorithm, PublicKey};
+use crate::time::UnixMillis;
+use crate::trust_root::{TransparencyLog, TrustedRoot};
+use crate::verify::Artifact;
+
+/// Why a log entry did not verify. Each variant is a distinct check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogEntryError {
+    /// The entry's log is not in the trusted root.
+    #[error("transparency log {0} is not in the trusted root")]
+    UnknownLog(String),
+    /// The entry kind is not one this verifier knows.
+    #[error("log entry kind {kind} {version} is not supported")]
+    UnsupportedKind {
+        /// `kindVersion.kind`.
+        kind: String,
+        /// `kindVersion.version`.
+        version: String,
+    },
+    /// The logged body is not the entry for this bundle.
+    #[error("log entry body does not match the bundle: {0}")]
+    BodyMismatch(String),
+    /// The inclusion proof does not lead from the body to the root hash.
+    #[error("inclusion proof: {0}")]
+    InclusionProof(String),
+    /// The checkpoint is malformed, not signed by the log, or not for the proof's tree.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The signed entry timestamp does not verify.
+    #[error("signed entry timestamp: {0}")]
+    SignedEntryTimestamp(String),
+}
+
+/// What verifying one entry established.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VerifiedEntry<'r> {
+    /// The log, from the trusted root.
+    pub(crate) log: &'r TransparencyLog,
+    /// `integratedTime`, if a SET vouched for it.
+    pub(crate) integrated_time: Option<UnixMillis>,
+}
+
+/// The key or certificate as the log entry records it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SignerMaterial<'a> {
+    /// A DER certificate.
+    Certificate(&'a [u8]),
+    /// A DER SubjectPublicKeyInfo.
+    PublicKey(&'a [u8]),
+}
+
+/// Verifies `entry` for a bundle whose content is `content`, signed by `signer`.
+pub(crate) fn verify<'r>(
+    entry: &TlogEntry,
+    content: &Content,
+    signer: SignerMaterial<'_>,
+    artifact: &Artifact,
+    root: &'r TrustedRoot,
+) -> Result<VerifiedEntry<'r>, LogEntryError> {
+    let log = root
+        .tlog(&entry.log_id)
+        .ok_or_else(|| LogEntryError::UnknownLog(BASE64.encode(&entry.log_id)))?;
+    check_body(entry, content, signer, artifact)?;
+
+    if let Some(proof) = &entry.inclusion_proof {
+        let leaf = tlog::leaf_hash(&entry.canonicalized_body);
+        tlog::proof::verify_inclusion_bytes(
+            proof.log_index,
+            proof.tree_size,
+            leaf.as_bytes(),
+            &proof.hashes,
+            &proof.root_hash,
+        )
+        .map_err(|e| LogEntryError::InclusionProof(e.to_string()))?;
+        match &proof.checkpoint {
+            Some(note) => check_checkpoint(note, log, proof.tree_size, &proof.root_hash)?,
+            // Only v0.1 bundles may omit it (checked on parse); then the SET must carry trust.
+            None if entry.signed_entry_timestamp.is_some() => {}
+            None => {
+                return Err(LogEntryError::Checkpoint(
+                    "the inclusion proof has no checkpoint".to_owned(),
+                ));
+            }
+        }
+    }
+
+    let integrated_time = match &entry.signed_entry_timestamp {
+        None => None,
+        Some(set) => Some(check_set(entry, log, set)?),
+    };
+    Ok(VerifiedEntry {
+        log,
+        integrated_time,
+    })
+}
+
+fn check_checkpoint(
+    note: &str,
+    log: &TransparencyLog,
+    tree_size: u64,
+    root_hash: &[u8],
+) -> Result<(), LogEntryError> {
+    let fail = |reason: String| LogEntryError::Checkpoint(reason);
+    let name = log.host();
+    let key = PublicKey::from_spki_der(&log.public_key)
+        .map_err(|e| fail(format!("log key in the trusted root: {e}")))?;
+    // Rekor v1 signs as `<host>` with its ECDSA key and key id SHA-256(SPKI)[:4]; Rekor v2 as
+    // `<host>` (its origin) with Ed25519 and the C2SP key id.
+    let verifier = match key.algorithm() {
+        KeyAlgorithm::EcdsaP256 => EcdsaVerifier::from_spki(name, key.spki_der())
+            .map(NoteVerifier::Ecdsa)
+            .map_err(|e| fail(format!("log key: {e}")))?,
+        KeyAlgorithm::Ed25519 => {
+            let bytes: [u8; 32] = key
+                .raw_key()
+                .try_into()
+                .map_err(|_| fail("log key is not a 32-byte Ed25519 key".to_owned()))?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| fail("log key is not an Ed25519 point".to_owned()))?;
+            Ed25519Verifier::new(name, key)
+                .map(NoteVerifier::Ed25519)
+                .map_err(|e| fail(format!("log key: {e}")))?
+        }
+        other => return Err(fail(format!("{other:?} log keys are not supported"))),
+    };
+    let verifiers =
+        Verifiers::from_verifiers([verifier]).map_err(|e| fail(format!("log key: {e}")))?;
+    let signed =
+        tlog::checkpoint::open(note.as_bytes(), &verifiers).map_err(|e| fail(e.to_string()))?;
+    if signed.checkpoint.root.as_bytes().as_slice() != root_hash {
+        return Err(fail(
+            "its root hash is not the inclusion proof's root hash".to_owned(),
+        ));
+    }
+    if signed.checkpoint.size.0 != tree_size {
+        return Err(fail(format!(
+            "its tree size {} is not the inclusion proof's {tree_size}",
+            signed.checkpoint.size.0
+        )));
+    }
+    Ok(())
+}
+
+fn check_set(
+    entry: &TlogEntry,
+    log: &TransparencyLog,
+    set: &[u8],
+) -> Result<UnixMillis, LogEntryError> {
+    let fail = |reason: &str| LogEntryError::SignedEntryTimestamp(reason.to_owned());
+    let integrated_time = entry
+        .integrated_time
+        .ok_or_else(|| fail("the entry has a SET but no integratedTime"))?;
+    // RFC 8785 JSON of these four members: keys in this (sorted) order, integers as JSON
+    // numbers, and strings (base64 and hex) that need no escaping.
+    let payload = format!(
+        r#"{{"body":"{}","integratedTime":{},"logID":"{}","logIndex":{}}}"#,
+        BASE64.encode(&entry.canonicalized_body),
+        integrated_time,
+        hex::encode(&entry.log_id),
+        entry.log_index
+    );
+    let key = PublicKey::from_spki_der(&log.public_key)
+        .map_err(|e| LogEntryError::SignedEntryTimestamp(format!("log key: {e}")))?;
+    if !key.verify_message(payload.as_bytes(), set) {
+        return Err(fail("the signature does not verify with the log's key"));
+    }
+    UnixMillis::from_seconds(integrated_time).ok_or_else(|| fail("integratedTime out of range"))
+}
+
+fn check_body(
+    entry: &TlogEntry,
+    content: &Content,
+    signer: SignerMaterial<'_>,
+    artifact: &Artifact,
+) -> Result<(), LogEntryError> {
+    let mismatch = |reason: &str| LogEntryError::BodyMismatch(reason.to_owned());
+    let body = &entry.canonicalized_body;
+    if (entry.kind.as_str(), entry.version.as_str()) == ("intoto", "0.0.2") {
+        return check_intoto_v002(body, content, signer);
+    }
+    let logged = CanonicalBody::parse(body).map_err(|e| match e {
+        tlog::entry::BodyError::UnknownKind { .. } => LogEntryError::UnsupportedKind {
+            kind: entry.kind.clone(),
+            version: entry.version.clone(),
+        },
+        other => LogEntryError::BodyMismatch(format!("logged body: {other}")),
+    })?;
+    let logged_entry = logged.entry();
+    if logged_entry.kind() != entry.kind || logged_entry.api_version() != entry.version {
+        return Err(mismatch("kindVersion is not the body's kind and version"));
+    }
+    let key_material = || match signer {
+        SignerMaterial::Certificate(der) => KeyMaterial::from_certificate_der(der),
+        SignerMaterial::PublicKey(der) => KeyMaterial::from_public_key_der(der),
+    };
+    let invalid = |e: tlog::entry::InputError| LogEntryError::BodyMismatch(e.to_string());
+    let expected: Entry = match (logged_entry, content) {
+        (Entry::HashedRekordV001(logged), Content::MessageSignature { signature, .. }) => {
+            let algorithm = logged.digest().algorithm();
+            let digest = artifact
+                .digest(algorithm)
+                .ok_or_else(|| mismatch(&format!("the artifact's {algorithm} is not known")))?;
+            HashedRekordV001::new(
+                digest.clone(),
+                SignatureBytes::new(signature).map_err(invalid)?,
+                key_material().map_err(invalid)?,
+            )
+            .into()
+        }
+        (Entry::HashedRekordV002(logged), content) => {
+            let key_details = logged.signature().verifier.key_details();
+            let verifier = match signer {
+                SignerMaterial::Certificate(der) => {
+                    EntryVerifier::x509_certificate(der, key_details)
+                }
+                SignerMaterial::PublicKey(der) => EntryVerifier::public_key(der, key_details),
+            }
+            .map_err(invalid)?;
+            let algorithm = key_details
+                .hash_algorithm()
+                .ok_or_else(|| mismatch("the logged key details have no prehash"))?;
+            // Rekor v2 logs a DSSE envelope as a hashedrekord over the digest of its PAE.
+            let (digest, signature) = match content {
+                Content::MessageSignature { signature, .. } => (
+                    artifact
+                        .digest(algorithm)
+                        .ok_or_else(|| {
+                            mismatch(&format!("the artifact's {algorithm} is not known"))
+                        })?
+                        .clone(),
+                    signature,
+                ),
+                Content::Dsse(envelope) => (
+                    algorithm.hash(&tlog::entry::pae(&envelope.payload_type, &envelope.payload)),
+                    &envelope.signature,
+                ),
+            };
+            HashedRekordV002::new(
+                digest.as_bytes(),
+                Signature {
+                    content: SignatureBytes::new(signature).map_err(invalid)?,
+                    verifier,
+                },
+            )
+            .map_err(invalid)?
+            .into()
+        }
+        (Entry::DsseV001(logged), Content::Dsse(envelope)) => DsseV001::new(
+            logged.envelope_hash().clone(),
+            Digest::sha256(&envelope.payload),
+            vec![DsseV001Signature {
+                signature: SignatureBytes::new(&envelope.signature).map_err(invalid)?,
+                verifier: key_material().map_err(invalid)?,
+            }],
+        )
+        .map_err(invalid)?
+        .into(),
+        _ => {
+            return Err(mismatch(
+                "the entry's kind does not record this bundle's kind of content",
+            ));
+        }
+    };
+    let expected = CanonicalBody::new(expected).map_err(|e| mismatch(&e.to_string()))?;
+    if expected.as_bytes() != body.as_slice() {
+        return Err(mismatch(
+            "the logged signature, key or digest differs from the bundle's",
+        ));
+    }
+    Ok(())
+}
+
+/// The deprecated `intoto` 0.0.2 kind (Rekor v1): `spec.content.envelope` holds the envelope
+/// with payload and signatures base64-encoded once more, and each signature's `publicKey` is
+/// the base64 PEM of the signer; `spec.content.payloadHash` is SHA-256 of the payload.
+fn check_intoto_v002(
+    body: &[u8],
+    content: &Content,
+    signer: SignerMaterial<'_>,
+) -> Result<(), LogEntryError> {
+    let mismatch = |reason: &str| LogEntryError::BodyMismatch(reason.to_owned());
+    let Content::Dsse(envelope) = content else {
+        return Err(mismatch("an intoto entry records a DSSE envelope"));
+    };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| mismatch("the logged body is not JSON"))?;
+    let content_json = &value["spec"]["content"];
+    let logged_envelope = &content_json["envelope"];
+    if logged_envelope["payloadType"].as_str() != Some(envelope.payload_type.as_str()) {
+        return Err(mismatch("payloadType differs"));
+    }
+    let payload_hash = hex::encode(Digest::sha256(&envelope.payload).as_bytes());
+    if content_json["payloadHash"]["algorithm"].as_str() != Some("sha256")
+        || content_json["payloadHash"]["value"].as_str() != Some(payload_hash.as_str())
+    {
+        return Err(mismatch("payloadHash is not the SHA-256 of the payload"));
+    }
+    if let Some(payload) = logged_envelope["payload"].as_str()
+        && payload != BASE64.encode(BASE64.encode(&envelope.payload))
+    {
+        return Err(mismatch("the logged payload differs"));
+    }
+    let signatures = logged_envelope["signatures"]
+        .as_array()
+        .ok_or_else(|| mismatch("no signatures"))?;
+    let [logged_signature] = signatures.as_slice() else {
+        return Err(mismatch("the entry does not have exactly one signature"));
+    };
+    if logged_signature["sig"].as_str()
+        != Some(BASE64.encode(BASE64.encode(&envelope.signature)).as_str())
+    {
+        return Err(mismatch("the logged signature differs from the envelope's"));
+    }
+    let expected_pem = match signer {
+        SignerMaterial::Certificate(der) => KeyMaterial::from_certificate_der(der),
+        SignerMaterial::PublicKey(der) => KeyMaterial::from_public_key_der(der),
+    }
+    .map_err(|e| mismatch(&e.to_string()))?;
+    let logged_key = logged_signature["publicKey"]
+        .as_str()
+        .and_then(|b64| BASE64.decode(b64).ok())
+        .and_then(|pem| KeyMaterial::from_pem(&pem).ok())
+        .ok_or_else(|| mismatch("the logged publicKey is not PEM"))?;
+    if logged_key.leaf_der() != expected_pem.leaf_der() {
+        return Err(mismatch("the logged key differs from the bundle's"));
+    }
+    Ok(())
+}
