@@ -26,6 +26,9 @@ pub struct Options {
     pub nodes: u64,
     /// Concurrent clients.
     pub clients: u64,
+    /// Longest pause of a client between two requests, in milliseconds (each pause is uniform
+    /// below it): 20 keeps the cluster saturated, 1000 is a quiet log.
+    pub think_max_ms: u64,
     /// Length of the safety phase (faults on), in virtual time.
     pub safety: Duration,
     /// How long the liveness phase (faults healed) may take.
@@ -85,10 +88,13 @@ impl Options {
         let snapshot_every = *rng.pick(&[10_000, 50, 15]).unwrap_or(&10_000);
         let batch_leaves_max = *rng.pick(&[1, 4, 16, 256]).unwrap_or(&16);
         let duplicate_leaves = rng.unit() * 0.3;
+        // Drawn last, so the draws above (and the seeds' fault patterns) stay what they were.
+        let think_max_ms = *rng.pick(&[20, 20, 200, 1000]).unwrap_or(&20);
         Options {
             seed,
             nodes,
             clients,
+            think_max_ms,
             safety,
             liveness: Duration::from_secs(30),
             delay_max_ms,
@@ -107,13 +113,14 @@ impl Options {
         }
     }
 
-    /// These options with crashes every 700 ms (mean) that drop every unsynced write, and a
-    /// crash the moment a vote changes one time in five: the faults a canary run
+    /// These options with crashes every 700 ms (mean) that drop every unsynced write, a
+    /// crash the moment a vote changes one time in five, and busy clients: the faults a canary run
     /// (`cairn-sim --canary`, `tests/canaries.rs`) uses to find a planted bug.
     pub fn crash_heavy(mut self) -> Options {
         self.crashes = Some(Duration::from_millis(700));
         self.crash_mode = CrashMode::DropAll;
         self.crash_on_vote = 0.2;
+        self.think_max_ms = 20;
         self
     }
 

@@ -185,7 +185,8 @@ pub async fn client(shared: Shared, id: u64, mut rng: SimRng, duplicates: f64) {
                 tokio::time::sleep(Duration::from_millis(rng.range(10..100))).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(rng.range(0..20))).await;
+        let think_max_ms = shared.cluster.options.think_max_ms.max(1);
+        tokio::time::sleep(Duration::from_millis(rng.range(0..think_max_ms))).await;
     }
 }
 

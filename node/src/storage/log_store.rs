@@ -1,9 +1,14 @@
 //! The Raft log on `raft-log.redb`: openraft's `RaftLogStorage` and `RaftLogReader`.
 //!
 //! Durability contract (`research/raft-sim.md` §3.2):
-//! - `save_vote`, `save_committed`, `truncate`, `purge`: one `Immediate` write transaction each,
-//!   durable before the call returns. `purge` writes `last_purged` in the same transaction as
-//!   its deletes, so a restarted node knows where its log starts.
+//! - `save_vote`, `truncate`, `purge`: one `Immediate` write transaction each, durable before
+//!   the call returns. `purge` writes `last_purged` in the same transaction as its deletes, so a
+//!   restarted node knows where its log starts.
+//! - `save_committed`: a `Durability::None` transaction, made durable by the next flush. The
+//!   committed index is a hint (apply is durable on its own, so openraft needs none, see
+//!   `RaftLogStorage::save_committed`); a crash may lose the latest one, never reorder it
+//!   against the entries it names, since a non-durable commit survives only with every commit
+//!   before it. An fsync per commit on every node bought nothing.
 //! - `append`: **group commit.** The entries are committed with `Durability::None`, which makes
 //!   them visible to every later transaction (readers see them when `append` returns), and the
 //!   `LogFlushed` callback is queued to one flusher task. The flusher takes every callback
@@ -194,9 +199,9 @@ fn write_logs_error(error: &DiskError) -> StorageError<NodeId> {
     StorageIOError::write_logs(AnyError::new(error)).into()
 }
 
-/// The `VoteNotSynced` canary's [`write_meta`]: `Durability::None`, and nothing flushes it.
-#[cfg(feature = "canaries")]
-fn write_meta_unsynced(db: &Database, key: &'static str, bytes: &[u8]) -> Result<(), DiskError> {
+/// Writes one `LOG_META` value with `Durability::None`: visible at once, durable with the next
+/// `Immediate` commit (a flush). Also the `VoteNotSynced` canary's vote write.
+fn write_meta_lazily(db: &Database, key: &'static str, bytes: &[u8]) -> Result<(), DiskError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::None)?;
     txn.open_table(LOG_META)?.insert(key, bytes)?;
@@ -326,7 +331,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if crate::canary::is(crate::canary::Canary::VoteNotSynced) {
             return (self
                 .blocking
-                .run(move || write_meta_unsynced(&db, VOTE, &bytes))
+                .run(move || write_meta_lazily(&db, VOTE, &bytes))
                 .await)
                 .map_err(|error| write_vote(error).into());
         }
@@ -352,7 +357,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let bytes = encode("committed", &committed).map_err(|error| write_logs_error(&error))?;
         let db = self.db.clone();
         self.blocking
-            .run(move || write_meta(&db, COMMITTED, &bytes))
+            .run(move || write_meta_lazily(&db, COMMITTED, &bytes))
             .await
             .map_err(|error| write_logs_error(&error))
     }
