@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::bundles::{Readers, SimBundleSource};
 use crate::clock::SimClock;
 use crate::disk::SimDisk;
+use crate::invariants::election::RaftHistory;
 use crate::net::{SharedRouter, SimNetwork};
 use crate::options::Options;
 use crate::rng::{SimRng, stream};
@@ -78,6 +79,8 @@ pub struct Cluster {
     vote_rng: Mutex<SimRng>,
     /// Whether faults the nodes' own events trigger (`Options::crash_on_vote`) are on.
     triggered_faults: AtomicBool,
+    /// What every node's Raft metrics showed ([`crate::invariants::election`]).
+    pub raft_history: Mutex<RaftHistory>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +114,7 @@ impl Cluster {
             disk_rng: Mutex::new(SimRng::new(options.seed, stream::DISK)),
             vote_rng: Mutex::new(SimRng::new(options.seed, stream::VOTE_CRASHES)),
             triggered_faults: AtomicBool::new(true),
+            raft_history: Mutex::default(),
             options,
             trace,
         })
@@ -228,7 +232,7 @@ impl Cluster {
         self.router.up(id, node.raft.clone());
         self.readers
             .up(address(id).api_url, id, node.reader.clone());
-        tokio::spawn(watch_metrics(node.raft.clone(), self.trace.clone(), id));
+        tokio::spawn(watch_metrics(Arc::downgrade(self), node.raft.clone(), id));
         if self.options.crash_on_vote > 0.0 {
             tokio::spawn(crash_on_vote(Arc::downgrade(self), node.raft.clone(), id));
         }
@@ -321,18 +325,23 @@ async fn crash_on_vote(
     }
 }
 
-/// Traces a node's Raft metrics whenever their summary changes.
+/// Traces a node's Raft metrics whenever their summary changes, and records them for the
+/// election invariant.
 async fn watch_metrics(
+    cluster: Weak<Cluster>,
     raft: openraft::Raft<node::types::TypeConfig>,
-    trace: SharedTrace,
     id: NodeId,
 ) {
     let mut metrics = raft.metrics();
     drop(raft);
     let mut last = String::new();
     loop {
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
         let line = {
             let m = metrics.borrow();
+            lock(&cluster.raft_history).observe(id, m.current_term, m.state.is_leader());
             format!(
                 "{:?} term {} leader {} log {} applied {} snapshot {} purged {}",
                 m.state,
@@ -349,9 +358,10 @@ async fn watch_metrics(
             )
         };
         if line != last {
-            event(&trace, &format!("n{id}"), &line);
+            event(&cluster.trace, &format!("n{id}"), &line);
             last = line;
         }
+        drop(cluster);
         if metrics.changed().await.is_err() {
             break;
         }

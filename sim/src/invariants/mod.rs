@@ -3,8 +3,9 @@
 //! citing where it comes from; all of them record into one [`Checker`].
 //!
 //! Sources: docs/ARCHITECTURE.md "Invariants of the log" (1-5) and `research/raft-sim.md` §5.1
-//! (6, 8, 9, 10, 11, 13): [`durability`] (1, 11), [`append_only`] (2, 9), [`no_fork`] (3, 10),
-//! [`reproducible`] (4), [`agreement`] (5, 8), [`monotonic`] (6), [`liveness`] (13).
+//! (1, 2, 6, 8, 9, 10, 11, 13): [`durability`] (1, 11), [`append_only`] (2, 9), [`no_fork`] (3,
+//! 10), [`reproducible`] (4), [`agreement`] (5, 8), [`monotonic`] (6), [`election`] (Raft's
+//! election safety and persistent term, §5.1 items 1-2), [`liveness`] (13).
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use crate::cluster::Cluster;
 pub mod agreement;
 pub mod append_only;
 pub mod durability;
+pub mod election;
 pub mod liveness;
 pub mod monotonic;
 pub mod no_fork;
@@ -163,6 +165,16 @@ impl Checker {
                     self.last_head.insert(key, head.checkpoint.clone());
                 }
             }
+        }
+        let raft_problems = std::mem::take(
+            &mut cluster
+                .raft_history
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .violations,
+        );
+        for problem in raft_problems {
+            self.violation("election", problem);
         }
         monotonic::check(self, &states);
         agreement::check(self, &states);
