@@ -6,6 +6,11 @@
 //! gets reordered under 0.9's one-request-in-flight replication. A crashed or partitioned target
 //! is `Unreachable` at once; a lost message is noticed by the caller only at its deadline:
 //! every call is bounded by `RPCOption::hard_ttl()`, as production's transport is.
+//!
+//! A paused node (a process stopped by the scheduler, a long GC or VM pause) sends nothing
+//! and handles nothing until it resumes: what it would send waits, and what is sent to it is
+//! delivered only after it resumes, however long the sender has given up on it: stale
+//! requests arriving late, which a partition (that drops them) never produces.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -53,6 +58,8 @@ pub struct NetStats {
 pub struct Router {
     rafts: BTreeMap<NodeId, Raft<TypeConfig>>,
     blocked: BTreeSet<(NodeId, NodeId)>,
+    /// Paused nodes and when they resume.
+    paused: BTreeMap<NodeId, tokio::time::Instant>,
     rng: SimRng,
     params: NetParams,
     stats: NetStats,
@@ -89,6 +96,7 @@ impl SharedRouter {
         SharedRouter(Arc::new(Mutex::new(Router {
             rafts: BTreeMap::new(),
             blocked: BTreeSet::new(),
+            paused: BTreeMap::new(),
             rng,
             params,
             stats: NetStats::default(),
@@ -114,6 +122,28 @@ impl SharedRouter {
     /// Replaces the cut links (directed pairs).
     pub fn set_blocked(&self, blocked: BTreeSet<(NodeId, NodeId)>) {
         self.lock().blocked = blocked;
+    }
+
+    /// Pauses node `id` for `pause` (from now).
+    pub fn pause(&self, id: NodeId, pause: Duration) {
+        let until = tokio::time::Instant::now() + pause;
+        self.lock().paused.insert(id, until);
+    }
+
+    /// Resumes every paused node (the heal).
+    pub fn resume_all(&self) {
+        self.lock().paused.clear();
+    }
+
+    /// When node `id` resumes, if it is paused now.
+    pub fn paused_until(&self, id: NodeId) -> Option<tokio::time::Instant> {
+        let mut router = self.lock();
+        let until = *router.paused.get(&id)?;
+        if until <= tokio::time::Instant::now() {
+            router.paused.remove(&id);
+            return None;
+        }
+        Some(until)
     }
 
     /// Replaces the fault rates.
@@ -247,6 +277,10 @@ impl SimPeer {
     {
         let unreachable = |why| RPCError::Unreachable(Unreachable::new(&Unreached(why)));
         let (from, to, router) = (self.from, self.to, self.router.clone());
+        // A paused sender sends once it resumes.
+        if let Some(resume) = router.paused_until(from) {
+            tokio::time::sleep_until(resume).await;
+        }
         let leg = router
             .send(from, to)
             .map_err(|Unreached(why)| unreachable(why))?;
@@ -259,6 +293,20 @@ impl SimPeer {
                     let _ = f(raft, request).await;
                 }
             });
+        }
+        // A paused target gets the request when it resumes, whether or not the sender is still
+        // waiting: delivered late, in its own task, its answer discarded.
+        if !leg.lost
+            && let Some(resume) = router.paused_until(to)
+        {
+            tokio::spawn(async move {
+                tokio::time::sleep_until(resume + leg.delay).await;
+                if let Some(raft) = router.deliver(from, to) {
+                    let _ = f(raft, request).await;
+                }
+            });
+            tokio::time::sleep(option.hard_ttl()).await;
+            return Err(unreachable("no answer before the deadline (target paused)"));
         }
         let exchange = async move {
             tokio::time::sleep(leg.delay).await;

@@ -45,6 +45,8 @@ pub struct Options {
     pub partitions: Option<Duration>,
     /// Mean time between crashes or restarts (none if `None`).
     pub crashes: Option<Duration>,
+    /// Mean time between process pauses (none if `None`).
+    pub pauses: Option<Duration>,
     /// What a crash keeps of unsynced writes.
     pub crash_mode: CrashMode,
     /// Largest application-clock skew per node, in milliseconds (none if 0).
@@ -90,6 +92,7 @@ impl Options {
         let duplicate_leaves = rng.unit() * 0.3;
         // Drawn last, so the draws above (and the seeds' fault patterns) stay what they were.
         let think_max_ms = *rng.pick(&[20, 20, 200, 1000]).unwrap_or(&20);
+        let pauses = on(&mut rng).then(|| Duration::from_millis(rng.range(1000..6000)));
         Options {
             seed,
             nodes,
@@ -103,6 +106,7 @@ impl Options {
             duplicate,
             partitions,
             crashes,
+            pauses,
             crash_mode,
             clock_skew_max_ms,
             snapshot_every,
@@ -132,6 +136,7 @@ impl Options {
             self.duplicate > 0.0,
             self.partitions.is_some(),
             self.crashes.is_some(),
+            self.pauses.is_some(),
             self.clock_skew_max_ms > 0,
         ]
         .iter()

@@ -44,6 +44,14 @@ impl SimRng {
         items.get(index)
     }
 
+    /// Shuffles `items` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = usize::try_from(self.range(0..i as u64 + 1)).unwrap_or(0);
+            items.swap(i, j);
+        }
+    }
+
     /// 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0.r#gen()

@@ -200,6 +200,7 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     event(&trace, "phase", "heal");
     cluster.stop_triggered_faults();
     router.set_blocked(BTreeSet::new());
+    router.resume_all();
     router.set_params(NetParams {
         delay_max_ms: options.delay_max_ms,
         ..NetParams::default()
@@ -317,6 +318,9 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
     if options.clock_skew_max_ms > 0 {
         kinds.push(("skew", Duration::from_secs(2)));
     }
+    if let Some(every) = options.pauses {
+        kinds.push(("pause", every));
+    }
     if kinds.is_empty() {
         return;
     }
@@ -340,7 +344,23 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
         };
         count.fetch_add(1, Ordering::Relaxed);
         match kind {
+            "partition" if rng.chance(0.15) => isolate_leader_as_it_signs(&cluster).await,
             "partition" => partition(&cluster, &mut rng, &ids),
+            "pause" => {
+                // Mostly the leader: a paused leader wakes up believing it still leads.
+                let leader = current_leader(&cluster);
+                let id = match leader {
+                    Some(leader) if rng.chance(0.6) => leader,
+                    _ => *rng.pick(&ids).unwrap_or(&1),
+                };
+                let pause = Duration::from_millis(rng.range(100..5000));
+                cluster.router.pause(id, pause);
+                event(
+                    &cluster.trace,
+                    "fault",
+                    &format!("pause n{id} {}ms", pause.as_millis()),
+                );
+            }
             "crash" => {
                 let down = cluster.down();
                 if !down.is_empty() && rng.chance(0.6) {
@@ -371,7 +391,50 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
     }
 }
 
-/// Cuts links: heal, isolate the leader, split majority from minority, or cut one direction.
+/// The leader some running node knows of.
+fn current_leader(cluster: &Cluster) -> Option<NodeId> {
+    cluster
+        .running()
+        .iter()
+        .find_map(|node| node.raft.metrics().borrow().current_leader)
+}
+
+/// Waits (up to a second) for the leader to apply its next entry, which signs a checkpoint,
+/// and cuts it off from everyone at that moment: its answer and its signed checkpoint may
+/// reach no one, and the rest elect a new leader that must not fork the log.
+async fn isolate_leader_as_it_signs(cluster: &Cluster) {
+    let Some(leader) = current_leader(cluster) else {
+        return;
+    };
+    let Some(node) = cluster.node(leader) else {
+        return;
+    };
+    let mut metrics = node.raft.metrics();
+    drop(node);
+    let applied = metrics.borrow().last_applied;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        metrics.wait_for(|m| m.last_applied != applied),
+    )
+    .await;
+    let ids = cluster.ids();
+    let mut blocked = BTreeSet::new();
+    for &other in &ids {
+        if other != leader {
+            blocked.insert((leader, other));
+            blocked.insert((other, leader));
+        }
+    }
+    cluster.router.set_blocked(blocked);
+    event(
+        &cluster.trace,
+        "fault",
+        &format!("partition isolate leader n{leader} as it signs"),
+    );
+}
+
+/// Cuts links: heal, isolate the leader, split majority from minority, a bridge, or cut one
+/// direction.
 fn partition(cluster: &Cluster, rng: &mut SimRng, ids: &[NodeId]) {
     let mut blocked = BTreeSet::new();
     let cut = |blocked: &mut BTreeSet<(NodeId, NodeId)>, side: &[NodeId]| {
@@ -384,16 +447,29 @@ fn partition(cluster: &Cluster, rng: &mut SimRng, ids: &[NodeId]) {
             }
         }
     };
-    let description = match rng.range(0..4) {
+    let description = match rng.range(0..5) {
         0 => "heal".to_string(),
         1 => {
-            let leader = cluster
-                .running()
-                .iter()
-                .find_map(|node| node.raft.metrics().borrow().current_leader)
-                .unwrap_or(1);
+            let leader = current_leader(cluster).unwrap_or(1);
             cut(&mut blocked, &[leader]);
             format!("isolate leader n{leader}")
+        }
+        4 => {
+            // A bridge: two halves that cannot reach each other, and one node both can reach
+            // (Jepsen's "bridge"): each half may see the bridge as a majority's member.
+            let mut order = ids.to_vec();
+            rng.shuffle(&mut order);
+            let Some((&bridge, rest)) = order.split_first() else {
+                return;
+            };
+            let (left, right) = rest.split_at(rest.len() / 2);
+            for &a in left {
+                for &b in right {
+                    blocked.insert((a, b));
+                    blocked.insert((b, a));
+                }
+            }
+            format!("bridge n{bridge} between {left:?} and {right:?}")
         }
         2 => {
             let mut minority: Vec<NodeId> = Vec::new();

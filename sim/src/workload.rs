@@ -67,10 +67,14 @@ pub async fn submit_once(
     let Some(node) = cluster.node(target) else {
         return Submitted::Redirect(None);
     };
-    let answer = tokio::time::timeout(
-        SUBMIT_TIMEOUT,
-        node.sequencer.submit(log.clone(), leaf.clone()),
-    )
+    let paused = cluster.router.paused_until(target);
+    let answer = tokio::time::timeout(SUBMIT_TIMEOUT, async {
+        // A paused node takes the request when it resumes.
+        if let Some(resume) = paused {
+            tokio::time::sleep_until(resume).await;
+        }
+        node.sequencer.submit(log.clone(), leaf.clone()).await
+    })
     .await;
     drop(node);
     match answer {
