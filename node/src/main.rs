@@ -430,14 +430,35 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
             ),
         )
     };
+    // A storage error (a full or failing disk) stops the Raft core for good; a process that
+    // only serves stale reads would hide it, so stop and exit non-zero for the supervisor to
+    // restart the node once the disk is fixed (the restart resumes from what was synced).
+    let raft_stopped = std::sync::Mutex::new(None);
     let signal = async {
-        shutdown_signal().await;
+        let mut metrics = node.raft.metrics();
+        tokio::select! {
+            () = shutdown_signal() => {}
+            stopped = metrics.wait_for(|m| m.running_state.is_err()) => {
+                let reason = stopped.map_or_else(
+                    |_| "raft stopped".to_string(),
+                    |m| format!("{:?}", m.running_state),
+                );
+                tracing::error!(%reason, "raft stopped; shutting down");
+                if let Ok(mut slot) = raft_stopped.lock() {
+                    *slot = Some(reason);
+                }
+            }
+        }
         let _ = stop.send(());
     };
     tokio::join!(servers, signal);
     tracing::info!("shutting down");
     node.shutdown().await;
-    Ok(())
+    let stopped = raft_stopped.lock().ok().and_then(|mut slot| slot.take());
+    match stopped {
+        Some(reason) => anyhow::bail!("raft stopped: {reason}"),
+        None => Ok(()),
+    }
 }
 
 /// Binds a listener, retrying for a few seconds while the address is in use: right after a

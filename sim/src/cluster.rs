@@ -19,7 +19,6 @@ use tokio::time::Instant;
 use crate::bundles::{Readers, SimBundleSource};
 use crate::clock::SimClock;
 use crate::disk::SimDisk;
-use crate::invariants::election::RaftHistory;
 use crate::net::{SharedRouter, SimNetwork};
 use crate::options::Options;
 use crate::rng::{SimRng, stream};
@@ -79,8 +78,6 @@ pub struct Cluster {
     vote_rng: Mutex<SimRng>,
     /// Whether faults the nodes' own events trigger (`Options::crash_on_vote`) are on.
     triggered_faults: AtomicBool,
-    /// What every node's Raft metrics showed ([`crate::invariants::election`]).
-    pub raft_history: Mutex<RaftHistory>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,7 +111,7 @@ impl Cluster {
             disk_rng: Mutex::new(SimRng::new(options.seed, stream::DISK)),
             vote_rng: Mutex::new(SimRng::new(options.seed, stream::VOTE_CRASHES)),
             triggered_faults: AtomicBool::new(true),
-            raft_history: Mutex::default(),
+
             options,
             trace,
         })
@@ -212,27 +209,53 @@ impl Cluster {
             readers: self.readers.clone(),
             router: self.router.clone(),
         };
-        let stores = Stores::open_backends(
+        let full = log_disk.is_full() || state_disk.is_full();
+        let started = match Stores::open_backends(
             log_disk,
             state_disk,
             self.logs.clone(),
             Blocking::Inline,
             Arc::new(source),
-        )
-        .unwrap_or_else(|error| panic!("n{id}: opening the surviving disks: {error}"));
-        let node = Node::start(
-            self.node_config(id),
-            stores,
-            SimNetwork::new(id, self.router.clone()),
-            node::network::http_client(),
-            Arc::new(clock),
-        )
-        .await
-        .unwrap_or_else(|error| panic!("n{id}: start: {error}"));
+        ) {
+            Ok(stores) => Node::start(
+                self.node_config(id),
+                stores,
+                SimNetwork::new(id, self.router.clone()),
+                node::network::http_client(),
+                Arc::new(clock),
+            )
+            .await
+            .map_err(|error| format!("start: {error}")),
+            Err(error) => Err(format!("opening the surviving disks: {error}")),
+        };
+        let node = match started {
+            Ok(node) => node,
+            // A full disk may refuse what opening writes; the node stays down, as a process
+            // that exits at startup does, and starts again once space is freed.
+            Err(error) if full => {
+                event(
+                    &self.trace,
+                    "fault",
+                    &format!("start n{id} failed: {error}"),
+                );
+                if let Some(slot) = lock(&self.slots).get_mut(&id) {
+                    slot.starting = false;
+                }
+                return;
+            }
+            // The disk model never corrupts synced bytes: a node that cannot open what
+            // survived a crash is a bug the run reports.
+            Err(error) => panic!("n{id}: {error}"),
+        };
         self.router.up(id, node.raft.clone());
         self.readers
             .up(address(id).api_url, id, node.reader.clone());
-        tokio::spawn(watch_metrics(Arc::downgrade(self), node.raft.clone(), id));
+        tokio::spawn(watch_metrics(
+            Arc::downgrade(self),
+            node.raft.clone(),
+            id,
+            incarnation,
+        ));
         if self.options.crash_on_vote > 0.0 {
             tokio::spawn(crash_on_vote(Arc::downgrade(self), node.raft.clone(), id));
         }
@@ -256,6 +279,51 @@ impl Cluster {
         {
             panic!("initialize: {error}");
         }
+    }
+
+    /// Fills both disks of node `id` for `duration`, then frees the space. A node whose Raft
+    /// stops on a failed write is restarted by [`watch_metrics`] once space is freed.
+    pub fn fill_disks(self: &Arc<Cluster>, id: NodeId, duration: std::time::Duration) {
+        self.set_disks_full(id, true);
+        event(
+            &self.trace,
+            "fault",
+            &format!("disk full n{id} {}ms", duration.as_millis()),
+        );
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            cluster.set_disks_full(id, false);
+            event(&cluster.trace, "fault", &format!("disk space freed n{id}"));
+        });
+    }
+
+    /// Fills or frees both disks of node `id`.
+    pub fn set_disks_full(&self, id: NodeId, full: bool) {
+        if let Some(slot) = lock(&self.slots).get(&id) {
+            slot.log_disk.set_full(full);
+            slot.state_disk.set_full(full);
+        }
+    }
+
+    /// Frees every disk (the heal).
+    pub fn free_all_disks(&self) {
+        for slot in lock(&self.slots).values() {
+            slot.log_disk.set_full(false);
+            slot.state_disk.set_full(false);
+        }
+    }
+
+    fn disks_full(&self, id: NodeId) -> bool {
+        lock(&self.slots)
+            .get(&id)
+            .is_some_and(|slot| slot.log_disk.is_full() || slot.state_disk.is_full())
+    }
+
+    fn incarnation(&self, id: NodeId) -> u64 {
+        lock(&self.slots)
+            .get(&id)
+            .map_or(0, |slot| slot.incarnation)
     }
 
     /// Crashes node `id`: its disks keep what the crash mode lets survive, and its process
@@ -325,12 +393,15 @@ async fn crash_on_vote(
     }
 }
 
-/// Traces a node's Raft metrics whenever their summary changes, and records them for the
-/// election invariant.
+/// Traces a node's Raft metrics whenever their summary changes, records them for the election
+/// invariant, and plays the process supervisor: when the Raft core stops (a storage error,
+/// such as a full disk), the node's process exits (`cairn-node run` does) and is restarted once
+/// its disks have space again.
 async fn watch_metrics(
     cluster: Weak<Cluster>,
     raft: openraft::Raft<node::types::TypeConfig>,
     id: NodeId,
+    incarnation: u64,
 ) {
     let mut metrics = raft.metrics();
     drop(raft);
@@ -341,7 +412,10 @@ async fn watch_metrics(
         };
         let line = {
             let m = metrics.borrow();
-            lock(&cluster.raft_history).observe(id, m.current_term, m.state.is_leader());
+            cluster
+                .router
+                .history()
+                .observe(id, m.current_term, m.state.is_leader());
             format!(
                 "{:?} term {} leader {} log {} applied {} snapshot {} purged {}",
                 m.state,
@@ -360,6 +434,32 @@ async fn watch_metrics(
         if line != last {
             event(&cluster.trace, &format!("n{id}"), &line);
             last = line;
+        }
+        // A storage error or a panic stops the Raft core for good; a shutdown (a crash here)
+        // is the crash's business.
+        let stopped = metrics
+            .borrow()
+            .running_state
+            .clone()
+            .err()
+            .filter(|fatal| !matches!(fatal, openraft::error::Fatal::Stopped));
+        if let Some(error) = stopped {
+            event(
+                &cluster.trace,
+                "fault",
+                &format!("n{id} raft stopped: {error}"),
+            );
+            tokio::spawn(async move {
+                if cluster.incarnation(id) != incarnation {
+                    return;
+                }
+                cluster.crash(id).await;
+                while cluster.disks_full(id) {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                cluster.start_in_background(id);
+            });
+            return;
         }
         drop(cluster);
         if metrics.changed().await.is_err() {

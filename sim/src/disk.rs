@@ -5,6 +5,9 @@
 //! unsynced writes. Synced bytes are never corrupted: a crash only ever applies writes redb
 //! really issued.
 //!
+//! A full disk refuses every write and every growth with `StorageFull` until space is freed,
+//! as a real one does at ENOSPC; reads and syncs of what was written still work.
+//!
 //! A crashed disk's old handle stays usable (the dead node's last tasks may still write while
 //! they stop), but it is detached: nothing written through it reaches the image a restarted node
 //! opens.
@@ -37,6 +40,8 @@ struct DiskState {
     pending: Vec<Op>,
     /// Canary: syncs do nothing.
     syncs_lost: bool,
+    /// Out of space: writes and growth fail.
+    full: bool,
     syncs: u64,
 }
 
@@ -46,6 +51,10 @@ pub struct SimDisk(Arc<Mutex<DiskState>>);
 
 fn io_error(what: &str) -> BackendIoError {
     std::io::Error::other(what.to_string())
+}
+
+fn no_space() -> BackendIoError {
+    std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device")
 }
 
 impl SimDisk {
@@ -115,8 +124,19 @@ impl SimDisk {
             durable: image,
             pending: Vec::new(),
             syncs_lost: state.syncs_lost,
+            full: state.full,
             syncs: 0,
         })))
+    }
+
+    /// Fills the disk (`true`: every later write fails with `StorageFull`) or frees space.
+    pub fn set_full(&self, full: bool) {
+        self.state().full = full;
+    }
+
+    /// Whether the disk is full.
+    pub fn is_full(&self) -> bool {
+        self.state().full
     }
 
     /// How many times `sync_data` was called on this handle.
@@ -159,6 +179,9 @@ impl StorageBackend for SimDisk {
     fn set_len(&self, len: u64) -> Result<(), BackendIoError> {
         let mut state = self.state();
         let new_len = usize::try_from(len).map_err(|_| io_error("length out of range"))?;
+        if state.full && new_len > state.live.len() {
+            return Err(no_space());
+        }
         state.live.resize(new_len, 0);
         state.pending.push(Op::SetLen(len));
         Ok(())
@@ -179,6 +202,9 @@ impl StorageBackend for SimDisk {
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), BackendIoError> {
         let mut state = self.state();
+        if state.full {
+            return Err(no_space());
+        }
         let start = usize::try_from(offset).map_err(|_| io_error("offset out of range"))?;
         state
             .live
@@ -246,6 +272,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_full_disk_refuses_writes_and_growth_until_space_is_freed() {
+        let disk = SimDisk::new(false);
+        disk.set_len(16).expect("set_len");
+        disk.set_full(true);
+        let refused = disk.write(0, &[1; 4]).expect_err("full");
+        assert_eq!(refused.kind(), std::io::ErrorKind::StorageFull);
+        assert!(disk.set_len(32).is_err());
+        disk.set_len(8).expect("shrinking needs no space");
+        disk.sync_data().expect("sync");
+        disk.set_full(false);
+        disk.write(0, &[1; 4]).expect("space freed");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use crate::invariants::election::RaftHistory;
 use crate::rng::SimRng;
 
 /// The network's fault rates.
@@ -77,7 +78,10 @@ impl std::fmt::Debug for Router {
 
 /// The router every node's network shares.
 #[derive(Debug, Clone)]
-pub struct SharedRouter(Arc<Mutex<Router>>);
+pub struct SharedRouter {
+    router: Arc<Mutex<Router>>,
+    history: Arc<Mutex<RaftHistory>>,
+}
 
 #[derive(Debug)]
 struct Unreached(&'static str);
@@ -93,18 +97,21 @@ impl std::error::Error for Unreached {}
 impl SharedRouter {
     /// A router with nobody up.
     pub fn new(rng: SimRng, params: NetParams) -> SharedRouter {
-        SharedRouter(Arc::new(Mutex::new(Router {
-            rafts: BTreeMap::new(),
-            blocked: BTreeSet::new(),
-            paused: BTreeMap::new(),
-            rng,
-            params,
-            stats: NetStats::default(),
-        })))
+        SharedRouter {
+            router: Arc::new(Mutex::new(Router {
+                rafts: BTreeMap::new(),
+                blocked: BTreeSet::new(),
+                paused: BTreeMap::new(),
+                rng,
+                params,
+                stats: NetStats::default(),
+            })),
+            history: Arc::default(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Router> {
-        self.0
+        self.router
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -122,6 +129,13 @@ impl SharedRouter {
     /// Replaces the cut links (directed pairs).
     pub fn set_blocked(&self, blocked: BTreeSet<(NodeId, NodeId)>) {
         self.lock().blocked = blocked;
+    }
+
+    /// What the nodes' Raft showed and answered ([`crate::invariants::election`]).
+    pub fn history(&self) -> MutexGuard<'_, RaftHistory> {
+        self.history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Pauses node `id` for `pause` (from now).
@@ -362,9 +376,17 @@ impl RaftNetwork<TypeConfig> for SimPeer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(rpc, &option, |raft: Raft<TypeConfig>, rpc| async move {
-            raft.vote(rpc).await
-        })
-        .await
+        let term = rpc.vote.leader_id().term;
+        let answer = self
+            .call(rpc, &option, |raft: Raft<TypeConfig>, rpc| async move {
+                raft.vote(rpc).await
+            })
+            .await;
+        if let Ok(response) = &answer
+            && response.vote_granted
+        {
+            self.router.history().granted(self.to, term);
+        }
+        answer
     }
 }

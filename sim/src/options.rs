@@ -47,6 +47,8 @@ pub struct Options {
     pub crashes: Option<Duration>,
     /// Mean time between process pauses (none if `None`).
     pub pauses: Option<Duration>,
+    /// Mean time between disks filling up (none if `None`).
+    pub disk_full: Option<Duration>,
     /// What a crash keeps of unsynced writes.
     pub crash_mode: CrashMode,
     /// Largest application-clock skew per node, in milliseconds (none if 0).
@@ -93,6 +95,9 @@ impl Options {
         // Drawn last, so the draws above (and the seeds' fault patterns) stay what they were.
         let think_max_ms = *rng.pick(&[20, 20, 200, 1000]).unwrap_or(&20);
         let pauses = on(&mut rng).then(|| Duration::from_millis(rng.range(1000..6000)));
+        let disk_full = rng
+            .chance(0.3)
+            .then(|| Duration::from_millis(rng.range(3000..10_000)));
         Options {
             seed,
             nodes,
@@ -107,6 +112,7 @@ impl Options {
             partitions,
             crashes,
             pauses,
+            disk_full,
             crash_mode,
             clock_skew_max_ms,
             snapshot_every,
@@ -137,6 +143,7 @@ impl Options {
             self.partitions.is_some(),
             self.crashes.is_some(),
             self.pauses.is_some(),
+            self.disk_full.is_some(),
             self.clock_skew_max_ms > 0,
         ]
         .iter()

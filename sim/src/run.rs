@@ -201,6 +201,7 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     cluster.stop_triggered_faults();
     router.set_blocked(BTreeSet::new());
     router.resume_all();
+    cluster.free_all_disks();
     router.set_params(NetParams {
         delay_max_ms: options.delay_max_ms,
         ..NetParams::default()
@@ -321,6 +322,9 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
     if let Some(every) = options.pauses {
         kinds.push(("pause", every));
     }
+    if let Some(every) = options.disk_full {
+        kinds.push(("disk-full", every));
+    }
     if kinds.is_empty() {
         return;
     }
@@ -346,6 +350,11 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
         match kind {
             "partition" if rng.chance(0.15) => isolate_leader_as_it_signs(&cluster).await,
             "partition" => partition(&cluster, &mut rng, &ids),
+            "disk-full" => {
+                if let Some(&id) = rng.pick(&ids) {
+                    cluster.fill_disks(id, Duration::from_millis(rng.range(200..4000)));
+                }
+            }
             "pause" => {
                 // Mostly the leader: a paused leader wakes up believing it still leads.
                 let leader = current_leader(&cluster);

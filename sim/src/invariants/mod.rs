@@ -166,13 +166,7 @@ impl Checker {
                 }
             }
         }
-        let raft_problems = std::mem::take(
-            &mut cluster
-                .raft_history
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .violations,
-        );
+        let raft_problems = std::mem::take(&mut cluster.router.history().violations);
         for problem in raft_problems {
             self.violation("election", problem);
         }
