@@ -59,6 +59,23 @@ struct Slot {
     state_disk: SimDisk,
     clock: SimClock,
     incarnation: u64,
+    /// Taken out of the cluster by a membership change: stopped for good.
+    removed: bool,
+}
+
+impl Slot {
+    /// A stopped node with empty disks, its clock started at `start`.
+    fn fresh(options: &Options, start: Instant) -> Slot {
+        Slot {
+            node: None,
+            starting: false,
+            log_disk: SimDisk::new(options.canary_unsynced_raft_log),
+            state_disk: SimDisk::new(false),
+            clock: SimClock::new(start),
+            incarnation: 0,
+            removed: false,
+        }
+    }
 }
 
 /// The cluster.
@@ -78,6 +95,8 @@ pub struct Cluster {
     vote_rng: Mutex<SimRng>,
     /// Whether faults the nodes' own events trigger (`Options::crash_on_vote`) are on.
     triggered_faults: AtomicBool,
+    /// When the run started (new nodes' clocks start from it).
+    start: Instant,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,17 +110,7 @@ impl Cluster {
     pub fn new(options: Options, router: SharedRouter, trace: SharedTrace) -> Arc<Cluster> {
         let start = Instant::now();
         let slots = (1..=options.nodes)
-            .map(|id| {
-                let slot = Slot {
-                    node: None,
-                    starting: false,
-                    log_disk: SimDisk::new(options.canary_unsynced_raft_log),
-                    state_disk: SimDisk::new(false),
-                    clock: SimClock::new(start),
-                    incarnation: 0,
-                };
-                (id, slot)
-            })
+            .map(|id| (id, Slot::fresh(&options, start)))
             .collect();
         Arc::new(Cluster {
             slots: Mutex::new(slots),
@@ -111,15 +120,48 @@ impl Cluster {
             disk_rng: Mutex::new(SimRng::new(options.seed, stream::DISK)),
             vote_rng: Mutex::new(SimRng::new(options.seed, stream::VOTE_CRASHES)),
             triggered_faults: AtomicBool::new(true),
+            start,
 
             options,
             trace,
         })
     }
 
-    /// The ids of every node, up or down.
+    /// The ids of every node of the cluster, up or down (not those a membership change
+    /// removed).
     pub fn ids(&self) -> Vec<NodeId> {
-        lock(&self.slots).keys().copied().collect()
+        lock(&self.slots)
+            .iter()
+            .filter(|(_, slot)| !slot.removed)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// A new, stopped node with empty disks under a never-used id: a machine joining, or a
+    /// wiped one rejoining (a node's id is never reused, so a wiped disk is a new node).
+    pub fn add_slot(&self) -> NodeId {
+        let mut slots = lock(&self.slots);
+        let id = slots.keys().next_back().map_or(1, |last| last + 1);
+        slots.insert(id, Slot::fresh(&self.options, self.start));
+        id
+    }
+
+    /// Stops node `id` for good: a membership change took it out of the cluster.
+    pub async fn retire(&self, id: NodeId) {
+        let node = {
+            let mut slots = lock(&self.slots);
+            let Some(slot) = slots.get_mut(&id) else {
+                return;
+            };
+            slot.removed = true;
+            slot.node.take()
+        };
+        self.router.down(id);
+        self.readers.down(&address(id).api_url);
+        event(&self.trace, "fault", &format!("retire n{id}"));
+        if let Some(node) = node {
+            node.shutdown().await;
+        }
     }
 
     /// A running node.
@@ -135,11 +177,11 @@ impl Cluster {
             .collect()
     }
 
-    /// The ids of the nodes that are down (not running and not starting).
+    /// The ids of the nodes that are down (not running, not starting, not removed).
     pub fn down(&self) -> Vec<NodeId> {
         lock(&self.slots)
             .iter()
-            .filter(|(_, slot)| slot.node.is_none() && !slot.starting)
+            .filter(|(_, slot)| slot.node.is_none() && !slot.starting && !slot.removed)
             .map(|(&id, _)| id)
             .collect()
     }
@@ -192,7 +234,7 @@ impl Cluster {
             let Some(slot) = slots.get_mut(&id) else {
                 return;
             };
-            if slot.node.is_some() || slot.starting {
+            if slot.node.is_some() || slot.starting || slot.removed {
                 return;
             }
             slot.starting = true;

@@ -49,6 +49,8 @@ pub struct Options {
     pub pauses: Option<Duration>,
     /// Mean time between disks filling up (none if `None`).
     pub disk_full: Option<Duration>,
+    /// Mean time between membership changes (none if `None`).
+    pub membership: Option<Duration>,
     /// What a crash keeps of unsynced writes.
     pub crash_mode: CrashMode,
     /// Largest application-clock skew per node, in milliseconds (none if 0).
@@ -98,6 +100,9 @@ impl Options {
         let disk_full = rng
             .chance(0.3)
             .then(|| Duration::from_millis(rng.range(3000..10_000)));
+        let membership = rng
+            .chance(0.3)
+            .then(|| Duration::from_millis(rng.range(3000..10_000)));
         Options {
             seed,
             nodes,
@@ -113,6 +118,7 @@ impl Options {
             crashes,
             pauses,
             disk_full,
+            membership,
             crash_mode,
             clock_skew_max_ms,
             snapshot_every,
@@ -144,6 +150,7 @@ impl Options {
             self.crashes.is_some(),
             self.pauses.is_some(),
             self.disk_full.is_some(),
+            self.membership.is_some(),
             self.clock_skew_max_ms > 0,
         ]
         .iter()

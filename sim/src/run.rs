@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::cluster::Cluster;
 use crate::invariants::{Checker, liveness};
+use crate::membership;
 use crate::net::{NetParams, SharedRouter};
 use crate::options::Options;
 use crate::rng::{SimRng, stream};
@@ -211,7 +212,10 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     }
     let deadline = Instant::now() + options.liveness;
     if !panicked() {
-        let live = liveness_phase(&shared, deadline).await;
+        let live = match membership::reconcile(&cluster, deadline).await {
+            Ok(()) => liveness_phase(&shared, deadline).await,
+            Err(problem) => Err(problem),
+        };
         if let Err(problem) = live {
             lock(&checker).violation("liveness", problem);
         }
@@ -264,7 +268,6 @@ async fn check_continuously(
 async fn liveness_phase(shared: &Shared, deadline: Instant) -> Result<(), String> {
     let cluster = &shared.cluster;
     let logs: Vec<LogName> = cluster.logs.iter().map(|log| log.name.clone()).collect();
-    let ids = cluster.ids();
     let mut target: NodeId = 1;
     for log in &logs {
         let mut attempt = 0u64;
@@ -283,7 +286,9 @@ async fn liveness_phase(shared: &Shared, deadline: Instant) -> Result<(), String
                 Submitted::Acked(_) => break,
                 Submitted::Redirect(Some(leader)) => target = leader,
                 Submitted::Redirect(None) | Submitted::Unknown => {
-                    target = ids[usize::try_from(attempt).unwrap_or(0) % ids.len()];
+                    let ids = cluster.ids();
+                    let pick = usize::try_from(attempt).unwrap_or(0) % ids.len().max(1);
+                    target = ids.get(pick).copied().unwrap_or(1);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -325,10 +330,12 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
     if let Some(every) = options.disk_full {
         kinds.push(("disk-full", every));
     }
+    if let Some(every) = options.membership {
+        kinds.push(("membership", every));
+    }
     if kinds.is_empty() {
         return;
     }
-    let ids = cluster.ids();
     let mean = kinds
         .iter()
         .map(|(_, every)| *every)
@@ -346,10 +353,22 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
         let Some(&(kind, _)) = rng.pick(&kinds) else {
             break;
         };
+        let ids = cluster.ids();
         count.fetch_add(1, Ordering::Relaxed);
         match kind {
             "partition" if rng.chance(0.15) => isolate_leader_as_it_signs(&cluster).await,
             "partition" => partition(&cluster, &mut rng, &ids),
+            "membership" => {
+                // Keep three to five voters; replacing is the common case.
+                let change = match (ids.len(), rng.range(0..3)) {
+                    (0..=3, 0) | (0..=2, _) => membership::Change::Add,
+                    (5.., 0) | (4.., 1) => {
+                        membership::Change::Remove(*rng.pick(&ids).unwrap_or(&1))
+                    }
+                    _ => membership::Change::Replace(*rng.pick(&ids).unwrap_or(&1)),
+                };
+                tokio::spawn(membership::change(cluster.clone(), change));
+            }
             "disk-full" => {
                 if let Some(&id) = rng.pick(&ids) {
                     cluster.fill_disks(id, Duration::from_millis(rng.range(200..4000)));

@@ -149,8 +149,7 @@ pub async fn client(shared: Shared, id: u64, mut rng: SimRng, duplicates: f64) {
         .iter()
         .map(|log| log.name.clone())
         .collect();
-    let ids = shared.cluster.ids();
-    let mut target = *rng.pick(&ids).unwrap_or(&1);
+    let mut target = *rng.pick(&shared.cluster.ids()).unwrap_or(&1);
     let mut history: Vec<(LogName, Vec<u8>)> = Vec::new();
     let mut next = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -185,7 +184,8 @@ pub async fn client(shared: Shared, id: u64, mut rng: SimRng, duplicates: f64) {
             Submitted::Acked(_) => {}
             Submitted::Redirect(Some(leader)) if leader != target => target = leader,
             Submitted::Redirect(_) | Submitted::Unknown => {
-                target = *rng.pick(&ids).unwrap_or(&1);
+                // The membership may have changed: pick among the nodes there are now.
+                target = *rng.pick(&shared.cluster.ids()).unwrap_or(&1);
                 tokio::time::sleep(Duration::from_millis(rng.range(10..100))).await;
             }
         }
