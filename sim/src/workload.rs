@@ -1,5 +1,8 @@
-//! The workload: concurrent clients appending distinct and duplicate leaves to both logs through
-//! `node.sequencer.submit` on whichever node they think leads, and reading checkpoints.
+//! The workload: concurrent clients appending distinct, duplicate and retried leaves to both
+//! logs through `node.sequencer.submit` on whichever node they think leads, pausing up to
+//! `Options::think_max_ms` between requests, and reading from any node what verifiers and
+//! mirrors read: checkpoints, leaves with their inclusion proofs, hash tiles and entry bundles,
+//! each checked against the others and the signed root.
 //!
 //! A `NotLeader` answer redirects the client; a timeout, `Unknown` or `Stopped` means the
 //! outcome is unknown, never that the leaf is absent (`research/raft-sim.md` §2.3 lesson 2 and
@@ -156,6 +159,9 @@ pub async fn client(shared: Shared, id: u64, mut rng: SimRng, duplicates: f64) {
         if rng.chance(0.2) {
             read_checkpoint(&shared, &name, &mut rng, &logs);
         }
+        if rng.chance(0.1) {
+            read_and_verify(&shared, &name, &mut rng, &logs);
+        }
         let again = if rng.chance(duplicates) {
             rng.pick(&history).cloned()
         } else {
@@ -211,5 +217,68 @@ fn read_checkpoint(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogN
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         checker.saw_checkpoint(log, &checkpoint, &format!("{client} read n{}", node.id));
+    }
+}
+
+/// Reads what a verifier or a mirror reads from a random running node, at its current
+/// checkpoint: a leaf, its inclusion proof, its level-0 hash tile and its entry bundle, and
+/// checks them against each other and the signed root (the checkpoint itself goes through
+/// [`Checker::saw_checkpoint`](crate::invariants::Checker::saw_checkpoint)).
+fn read_and_verify(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogName]) {
+    let nodes = shared.cluster.running();
+    let (Some(node), Some(log)) = (rng.pick(&nodes), rng.pick(logs)) else {
+        return;
+    };
+    let Ok(view) = node.reader.view() else {
+        return;
+    };
+    let (Ok(Some(head)), Ok(Some(checkpoint))) = (view.head(log), view.checkpoint(log)) else {
+        return;
+    };
+    if head.tree_size == 0 {
+        return;
+    }
+    let index = rng.range(0..head.tree_size);
+    let whence = format!(
+        "{client} read n{} {log} {index}/{}",
+        node.id, head.tree_size
+    );
+    let problem = (|| -> Result<(), String> {
+        let leaf = view
+            .leaf(log, index)
+            .map_err(|e| e.to_string())?
+            .ok_or("leaf missing below the size")?;
+        let leaf_hash = tlog::leaf_hash(&leaf);
+        view.inclusion_proof(log, index, head.tree_size)
+            .map_err(|e| e.to_string())?
+            .verify(&leaf_hash, &head.root)
+            .map_err(|e| format!("inclusion proof: {e}"))?;
+        let tile_index = index / 256;
+        let first = tile_index * 256;
+        let width = u16::try_from((head.tree_size - first).min(256)).unwrap_or(256);
+        let tile = view
+            .hash_tile(log, tlog::tile::Tile::hashes(0, tile_index, width))
+            .map_err(|e| e.to_string())?
+            .ok_or("level-0 tile missing")?;
+        let bundle = view
+            .entry_bundle(log, tile_index, width)
+            .map_err(|e| e.to_string())?
+            .ok_or("entry bundle missing")?;
+        let entries = tlog::tile::decode_bundle(&bundle, width).map_err(|e| e.to_string())?;
+        tlog::tile::check_bundle_against_tile(&entries, &tile)
+            .map_err(|e| format!("bundle against tile: {e}"))?;
+        let position = usize::try_from(index - first).unwrap_or(usize::MAX);
+        if entries.get(position) != Some(&leaf.as_slice()) {
+            return Err("the bundle holds another leaf than the leaf read".into());
+        }
+        Ok(())
+    })();
+    let mut checker = shared
+        .checker
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    checker.saw_checkpoint(log, &checkpoint, &whence);
+    if let Err(problem) = problem {
+        checker.violation("read", format!("{whence}: {problem}"));
     }
 }
