@@ -12,13 +12,28 @@ use std::sync::Arc;
 /// Production moves it off the async workers so an fsync never stalls the Raft core; the
 /// simulator runs it inline on its one thread, where it is instantaneous in virtual time and its
 /// order is deterministic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub enum Blocking {
     /// Run on the calling task (the simulator).
     Inline,
+    /// Run on the calling task after waiting this many microseconds of (virtual) time, read at
+    /// each call: the simulator's slow disk, whose latency changes during a run.
+    Delayed(&'static std::sync::atomic::AtomicU64),
     /// Run on tokio's blocking thread pool (production).
     Pool,
 }
+
+impl PartialEq for Blocking {
+    fn eq(&self, other: &Blocking) -> bool {
+        match (self, other) {
+            (Blocking::Inline, Blocking::Inline) | (Blocking::Pool, Blocking::Pool) => true,
+            (Blocking::Delayed(a), Blocking::Delayed(b)) => std::ptr::eq(*a, *b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Blocking {}
 
 impl Blocking {
     /// Runs `work` where this mode says and returns its result. A panic in `work` resumes on
@@ -30,6 +45,15 @@ impl Blocking {
     {
         match self {
             Blocking::Inline => work(),
+            Blocking::Delayed(latency_us) => {
+                let latency = latency_us.load(std::sync::atomic::Ordering::Relaxed);
+                // No wait at all when the disk is not slow, so that a run's events are the
+                // same as with `Inline`.
+                if latency > 0 {
+                    tokio::time::sleep(std::time::Duration::from_micros(latency)).await;
+                }
+                work()
+            }
             Blocking::Pool => match tokio::task::spawn_blocking(work).await {
                 Ok(value) => value,
                 Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

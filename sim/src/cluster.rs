@@ -4,7 +4,7 @@
 //! restarting it starts a new `Node` over what survived (`research/raft-sim.md` §2.4 item 9).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use node::env::Blocking;
@@ -61,6 +61,9 @@ struct Slot {
     incarnation: u64,
     /// Taken out of the cluster by a membership change: stopped for good.
     removed: bool,
+    /// The disk's latency per storage operation, in microseconds (0: not slow). Leaked once
+    /// per slot so the node's `Blocking::Delayed` seam can hold it as a plain reference.
+    latency_us: &'static AtomicU64,
 }
 
 impl Slot {
@@ -74,6 +77,7 @@ impl Slot {
             clock: SimClock::new(start),
             incarnation: 0,
             removed: false,
+            latency_us: Box::leak(Box::new(AtomicU64::new(0))),
         }
     }
 }
@@ -198,7 +202,7 @@ impl Cluster {
         }
     }
 
-    fn node_config(&self, id: NodeId) -> NodeConfig {
+    fn node_config(&self, id: NodeId, blocking: Blocking) -> NodeConfig {
         let mut raft = default_raft_config();
         raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(self.options.snapshot_every);
         raft.max_in_snapshot_log_to_keep = self.options.snapshot_every.min(1_000) / 5;
@@ -211,7 +215,7 @@ impl Cluster {
                 ..SequencerConfig::default()
             },
             admin_token: String::new(),
-            blocking: Blocking::Inline,
+            blocking,
         }
     }
 
@@ -229,7 +233,7 @@ impl Cluster {
     /// If the node does not start: the disk model never corrupts synced bytes, so a node that
     /// cannot open what survived a crash is a bug the run reports.
     pub async fn start(self: &Arc<Cluster>, id: NodeId) {
-        let (log_disk, state_disk, clock, incarnation) = {
+        let (log_disk, state_disk, clock, incarnation, blocking) = {
             let mut slots = lock(&self.slots);
             let Some(slot) = slots.get_mut(&id) else {
                 return;
@@ -244,6 +248,7 @@ impl Cluster {
                 slot.state_disk.clone(),
                 slot.clock.clone(),
                 slot.incarnation,
+                Blocking::Delayed(slot.latency_us),
             )
         };
         let source = SimBundleSource {
@@ -256,11 +261,11 @@ impl Cluster {
             log_disk,
             state_disk,
             self.logs.clone(),
-            Blocking::Inline,
+            blocking,
             Arc::new(source),
         ) {
             Ok(stores) => Node::start(
-                self.node_config(id),
+                self.node_config(id, blocking),
                 stores,
                 SimNetwork::new(id, self.router.clone()),
                 node::network::http_client(),
@@ -340,6 +345,37 @@ impl Cluster {
         });
     }
 
+    /// Makes node `id`'s disk slow (every storage operation waits `latency`) for `duration`.
+    pub fn slow_disk(
+        self: &Arc<Cluster>,
+        id: NodeId,
+        latency: std::time::Duration,
+        duration: std::time::Duration,
+    ) {
+        let Some(latency_us) = lock(&self.slots).get(&id).map(|slot| slot.latency_us) else {
+            return;
+        };
+        latency_us.store(
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        event(
+            &self.trace,
+            "fault",
+            &format!(
+                "slow disk n{id} {}ms per operation for {}ms",
+                latency.as_millis(),
+                duration.as_millis()
+            ),
+        );
+        let trace = self.trace.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            latency_us.store(0, Ordering::Relaxed);
+            event(&trace, "fault", &format!("disk fast again n{id}"));
+        });
+    }
+
     /// Fills or frees both disks of node `id`.
     pub fn set_disks_full(&self, id: NodeId, full: bool) {
         if let Some(slot) = lock(&self.slots).get(&id) {
@@ -348,11 +384,12 @@ impl Cluster {
         }
     }
 
-    /// Frees every disk (the heal).
+    /// Frees every disk and makes it fast again (the heal).
     pub fn free_all_disks(&self) {
         for slot in lock(&self.slots).values() {
             slot.log_disk.set_full(false);
             slot.state_disk.set_full(false);
+            slot.latency_us.store(0, Ordering::Relaxed);
         }
     }
 
@@ -454,10 +491,7 @@ async fn watch_metrics(
         };
         let line = {
             let m = metrics.borrow();
-            cluster
-                .router
-                .history()
-                .observe(id, m.current_term, m.state.is_leader());
+            cluster.router.history().observe(id, m.current_term);
             format!(
                 "{:?} term {} leader {} log {} applied {} snapshot {} purged {}",
                 m.state,

@@ -51,6 +51,8 @@ pub struct Options {
     pub disk_full: Option<Duration>,
     /// Mean time between membership changes (none if `None`).
     pub membership: Option<Duration>,
+    /// Mean time between disks turning slow (none if `None`).
+    pub slow_disk: Option<Duration>,
     /// What a crash keeps of unsynced writes.
     pub crash_mode: CrashMode,
     /// Largest application-clock skew per node, in milliseconds (none if 0).
@@ -103,6 +105,7 @@ impl Options {
         let membership = rng
             .chance(0.3)
             .then(|| Duration::from_millis(rng.range(3000..10_000)));
+        let slow_disk = on(&mut rng).then(|| Duration::from_millis(rng.range(1000..6000)));
         Options {
             seed,
             nodes,
@@ -119,6 +122,7 @@ impl Options {
             pauses,
             disk_full,
             membership,
+            slow_disk,
             crash_mode,
             clock_skew_max_ms,
             snapshot_every,
@@ -151,6 +155,7 @@ impl Options {
             self.pauses.is_some(),
             self.disk_full.is_some(),
             self.membership.is_some(),
+            self.slow_disk.is_some(),
             self.clock_skew_max_ms > 0,
         ]
         .iter()

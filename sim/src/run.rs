@@ -333,6 +333,9 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
     if let Some(every) = options.membership {
         kinds.push(("membership", every));
     }
+    if let Some(every) = options.slow_disk {
+        kinds.push(("slow-disk", every));
+    }
     if kinds.is_empty() {
         return;
     }
@@ -368,6 +371,14 @@ async fn inject_faults(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, count: Arc<
                     _ => membership::Change::Replace(*rng.pick(&ids).unwrap_or(&1)),
                 };
                 tokio::spawn(membership::change(cluster.clone(), change));
+            }
+            "slow-disk" => {
+                if let Some(&id) = rng.pick(&ids) {
+                    let latency =
+                        Duration::from_millis(*rng.pick(&[1, 10, 50, 300]).unwrap_or(&10));
+                    let duration = Duration::from_millis(rng.range(500..5000));
+                    cluster.slow_disk(id, latency, duration);
+                }
             }
             "disk-full" => {
                 if let Some(&id) = rng.pick(&ids) {

@@ -5,7 +5,7 @@
 //! Sources: docs/ARCHITECTURE.md "Invariants of the log" (1-5) and `research/raft-sim.md` §5.1
 //! (1, 2, 6, 8, 9, 10, 11, 13): [`durability`] (1, 11), [`append_only`] (2, 9), [`no_fork`] (3,
 //! 10), [`reproducible`] (4), [`agreement`] (5, 8), [`monotonic`] (6), [`election`] (Raft's
-//! election safety and persistent term, §5.1 items 1-2), [`liveness`] (13).
+//! persistent term and vote, §5.1 items 1-2), [`liveness`] (13).
 
 use std::collections::BTreeMap;
 
