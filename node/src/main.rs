@@ -374,6 +374,10 @@ struct Overrides {
     /// Raft entries kept after a snapshot (for followers that are slightly behind).
     #[arg(long, env = "CAIRN_SNAPSHOT_KEEP_ENTRIES")]
     snapshot_keep_entries: Option<u64>,
+    /// Most certificate requests per identity per minute (the `[ca]` section's setting); 0 for
+    /// no limit.
+    #[arg(long, env = "CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE")]
+    ca_requests_per_identity_per_minute: Option<u32>,
 }
 
 impl Overrides {
@@ -418,6 +422,12 @@ impl Overrides {
             &mut file.raft.snapshot_keep_entries,
             self.snapshot_keep_entries,
         );
+        if let Some(ca) = &mut file.ca {
+            set(
+                &mut ca.requests_per_identity_per_minute,
+                self.ca_requests_per_identity_per_minute,
+            );
+        }
         file.check()
             .context("after applying flags and environment variables")?;
         Ok(())
