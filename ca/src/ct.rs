@@ -15,7 +15,6 @@
 //! log's checkpoint key is Ed25519, so SCTs are signed by a separate ECDSA P-256 key, the "CT
 //! key" of the certificate log; its `log_id` is SHA-256 of its DER SubjectPublicKeyInfo.
 
-use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _};
 use sha2::{Digest as _, Sha256};
 
@@ -35,9 +34,14 @@ const LEAF_INDEX_EXTENSION: u8 = 0;
 pub const LEAF_INDEX_MAX: u64 = (1 << 40) - 1;
 
 /// The certificate log's SCT signing key (ECDSA P-256).
+///
+/// Signing goes through aws-lc-rs, about four times faster than the p256 crate; its signatures
+/// are randomized, which is fine: an SCT is made before anything is proposed, so replicated
+/// state only ever holds finished bytes.
 #[derive(Clone)]
 pub struct CtKey {
     key: p256::ecdsa::SigningKey,
+    signer: std::sync::Arc<aws_lc_rs::signature::EcdsaKeyPair>,
     spki_der: Vec<u8>,
     log_id: [u8; 32],
 }
@@ -76,8 +80,17 @@ impl CtKey {
             .map_err(|error| CertError::Key(format!("CT key: {error}")))?
             .into_vec();
         let log_id = Sha256::digest(&spki_der).into();
+        let pkcs8 = key
+            .to_pkcs8_der()
+            .map_err(|error| CertError::Key(format!("CT key: {error}")))?;
+        let signer = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            pkcs8.as_bytes(),
+        )
+        .map_err(|error| CertError::Key(format!("CT key: {error}")))?;
         Ok(CtKey {
             key,
+            signer: std::sync::Arc::new(signer),
             spki_der,
             log_id,
         })
@@ -113,12 +126,15 @@ impl CtKey {
     ) -> Result<Sct, CertError> {
         let extensions = leaf_index_extension(leaf_index)?;
         let data = precert_signed_data(timestamp_ms, issuer_key_hash, tbs, &extensions)?;
-        let signature: p256::ecdsa::Signature = self.key.sign(&data);
+        let signature = self
+            .signer
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), &data)
+            .map_err(|_| CertError::Sct("signing failed".into()))?;
         Ok(Sct {
             log_id: self.log_id,
             timestamp_ms,
             extensions,
-            signature: signature.to_der().as_bytes().to_vec(),
+            signature: signature.as_ref().to_vec(),
         })
     }
 }
@@ -170,17 +186,19 @@ impl Sct {
         issuer_key_hash: &[u8; 32],
         tbs: &[u8],
     ) -> Result<(), CertError> {
-        use p256::pkcs8::DecodePublicKey as _;
-        let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki_der)
+        use x509_parser::prelude::FromDer as _;
+        let (_, key) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
             .map_err(|error| CertError::Key(format!("CT public key: {error}")))?;
         if Sha256::digest(spki_der).as_slice() != self.log_id {
             return Err(CertError::Sct("log_id is not this key's".into()));
         }
-        let signature = p256::ecdsa::Signature::from_der(&self.signature)
-            .map_err(|error| CertError::Sct(format!("signature: {error}")))?;
         let data = precert_signed_data(self.timestamp_ms, issuer_key_hash, tbs, &self.extensions)?;
-        key.verify(&data, &signature)
-            .map_err(|_| CertError::Sct("signature does not verify".into()))
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            key.subject_public_key.data.as_ref(),
+        )
+        .verify(&data, &self.signature)
+        .map_err(|_| CertError::Sct("signature does not verify".into()))
     }
 
     /// Parses the value of an SCT list extension holding exactly one SCT.

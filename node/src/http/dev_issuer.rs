@@ -157,3 +157,65 @@ pub async fn serve(
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves the dev issuer's own documents, as the node's HTTP fetch would.
+    struct Documents(Arc<DevIssuer>);
+
+    impl ca::oidc::Fetch for Documents {
+        fn get<'a>(
+            &'a self,
+            url: &'a str,
+            _limit: usize,
+        ) -> ca::oidc::BoxFuture<'a, Result<Vec<u8>, ca::oidc::FetchError>> {
+            let body = if url.ends_with("/.well-known/openid-configuration") {
+                Ok(self.0.discovery().to_string().into_bytes())
+            } else if url.ends_with("/jwks") {
+                Ok(self.0.jwks().to_string().into_bytes())
+            } else {
+                Err(ca::oidc::FetchError(format!("no {url}")))
+            };
+            Box::pin(async move { body })
+        }
+    }
+
+    #[derive(Debug)]
+    struct FixedClock;
+
+    impl crate::env::Clock for FixedClock {
+        fn now_unix_ms(&self) -> u64 {
+            1_800_000_000_000
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ca_accepts_the_dev_issuers_tokens() {
+        let key = p256::ecdsa::SigningKey::from_slice(&[11u8; 32]).expect("a valid scalar");
+        let issuer = Arc::new(DevIssuer::new(
+            "http://127.0.0.1:7301".into(),
+            key,
+            Arc::new(FixedClock),
+        ));
+        let verifier = ca::oidc::TokenVerifier::new(
+            vec![ca::oidc::IssuerConfig {
+                url: "http://127.0.0.1:7301".into(),
+                client_id: "sigstore".into(),
+                kind: ca::identity::IdentityKind::Email,
+            }],
+            Arc::new(Documents(Arc::clone(&issuer))),
+        );
+        let token = issuer.mint("dev@example.com");
+        let identity = verifier
+            .verify(&token, 1_800_000_000)
+            .await
+            .expect("the token verifies");
+        assert_eq!(
+            identity.san,
+            ca::identity::San::Email("dev@example.com".into())
+        );
+        assert!(verifier.verify(&token, 1_800_000_000 + 700).await.is_err());
+    }
+}
