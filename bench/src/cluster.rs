@@ -216,10 +216,13 @@ fn free_port_range(count: u16) -> anyhow::Result<u16> {
         let base = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        if base.checked_add(count).is_none() {
+        // `dev` uses BASE.. for the APIs, BASE+100.. for Raft and BASE+300 for its dev issuer.
+        if base.checked_add(300 + count).is_none() {
             continue;
         }
         let free = (base..base + count)
+            .chain(base + 100..base + 100 + count)
+            .chain([base + 300])
             .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
         if free {
             return Ok(base);

@@ -40,6 +40,8 @@ pub const DOCUMENT_BYTES_MAX: usize = 256 * 1024;
 const KEYS_TTL_SECONDS: u64 = 3600;
 /// Shortest time between two fetches for one issuer caused by unknown key ids.
 const REFRESH_INTERVAL_SECONDS: u64 = 10;
+/// Most verified tokens remembered (see [`TokenVerifier::verify`]).
+const VERIFIED_MAX: usize = 10_000;
 
 /// One allow-listed issuer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +86,8 @@ pub struct TokenVerifier {
     issuers: Vec<IssuerConfig>,
     fetch: Arc<dyn Fetch>,
     keys: Mutex<HashMap<String, Arc<Keys>>>,
+    /// Tokens already verified, by SHA-256 of the token: the identity and `exp`.
+    verified: Mutex<HashMap<[u8; 32], (Identity, u64)>>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -119,6 +123,13 @@ fn decode_part<T: serde::de::DeserializeOwned>(part: &str, what: &str) -> Result
         .map_err(|error| TokenError::Malformed(format!("{what}: {error}")))
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned cache only means a panic elsewhere mid-insert; the map is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn date(unix_seconds: u64) -> chrono::DateTime<chrono::Utc> {
     let seconds = i64::try_from(unix_seconds).unwrap_or(i64::MAX / 1000);
     chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default()
@@ -131,6 +142,7 @@ impl TokenVerifier {
             issuers,
             fetch,
             keys: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -140,7 +152,39 @@ impl TokenVerifier {
     }
 
     /// Verifies `token` at `now_unix_seconds` and maps it to a certificate identity.
+    ///
+    /// A token that verified once is remembered (by its SHA-256, up to 10,000 tokens) until its
+    /// `exp` passes: every check but `exp` gives the same answer for the same bytes later, and
+    /// the signature check is most of the CA's work for a client that reuses its token.
     pub async fn verify(&self, token: &str, now_unix_seconds: u64) -> Result<Identity, TokenError> {
+        use sha2::Digest as _;
+        if token.len() > TOKEN_BYTES_MAX {
+            return Err(TokenError::TooLarge(TOKEN_BYTES_MAX));
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let skew = CLOCK_SKEW_SECONDS;
+        if let Some((identity, expires)) = lock(&self.verified).get(&digest)
+            && now_unix_seconds.saturating_sub(skew) < *expires
+        {
+            return Ok(identity.clone());
+        }
+        let (identity, expires) = self.verify_uncached(token, now_unix_seconds).await?;
+        let mut verified = lock(&self.verified);
+        if verified.len() >= VERIFIED_MAX {
+            verified.retain(|_, (_, expires)| now_unix_seconds.saturating_sub(skew) < *expires);
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, (identity.clone(), expires));
+        Ok(identity)
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        now_unix_seconds: u64,
+    ) -> Result<(Identity, u64), TokenError> {
         if token.len() > TOKEN_BYTES_MAX {
             return Err(TokenError::TooLarge(TOKEN_BYTES_MAX));
         }
@@ -230,7 +274,8 @@ impl TokenVerifier {
             email_verified: claims.email_verified(),
             ci: claims.additional_claims().clone(),
         };
-        crate::identity::map(issuer.kind, &verified)
+        let expires = u64::try_from(claims.expiration().timestamp()).unwrap_or(0);
+        Ok((crate::identity::map(issuer.kind, &verified)?, expires))
     }
 
     /// The issuer's keys: cached, or fetched when absent, stale, or lacking `kid`.
@@ -282,10 +327,7 @@ impl TokenVerifier {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Keys>>> {
-        // A poisoned cache only means a panic elsewhere mid-insert; the map is still usable.
-        self.keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.keys)
     }
 
     /// Fetches the issuer's discovery document and key set.

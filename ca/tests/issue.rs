@@ -116,6 +116,10 @@ async fn good_tokens_verify_and_bad_ones_are_refused_with_their_status() {
     );
     verifier.verify(&good, NOW).await.unwrap();
     assert_eq!(issuer.fetches.load(Ordering::SeqCst), 2, "cached");
+    // A remembered token still expires: exp is NOW + 600, with 60 s of skew.
+    verifier.verify(&good, NOW + 650).await.unwrap();
+    let expired = verifier.verify(&good, NOW + 700).await.unwrap_err();
+    assert!(matches!(expired, TokenError::Expired(_)), "{expired}");
 
     let with = |change: &dyn Fn(&mut serde_json::Value)| {
         let mut claims = claims();
