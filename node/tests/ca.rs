@@ -1023,3 +1023,39 @@ async fn killing_the_leader_during_issuance_hands_out_only_logged_certificates()
         issued.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_commit_answers_503_and_issues_nothing() {
+    let provider = Provider::start();
+    let mut cluster = Cluster::start("nocommit", 3, &provider.url, 0).await;
+    let leader = cluster.leader().await;
+    let size = cluster.certificate_log_size(leader).await;
+    for id in 1..=3 {
+        if id != leader {
+            cluster.kill(id);
+        }
+    }
+    let token = provider
+        .mint(&cluster.client, "alone@example.com", true)
+        .await;
+    let started = Instant::now();
+    let (status, body) = cluster
+        .request(
+            leader,
+            "POST",
+            "/api/v2/signingCert",
+            Some(&format!("Bearer {token}")),
+            Some(p256_csr()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(error.get("signedCertificateEmbeddedSct").is_none());
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        cluster.certificate_log_size(leader).await,
+        size,
+        "nothing committed"
+    );
+}

@@ -41,6 +41,10 @@ pub(super) const ROUTES: [&str; 4] = [
 const SIGNING_CERT: &str = "/api/v2/signingCert";
 /// Largest request body: a token, a CSR or key, and JSON around them.
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Longest the CA waits for one append to commit. Past it the caller gets a 503 and no
+/// certificate (a leader cut off from its quorum would otherwise hold the request forever); the
+/// entry may still commit later, which only ever logs a certificate nobody received.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -277,7 +281,7 @@ async fn signing_cert(
     let precert_leaf =
         ca::ct::precert_leaf(issuance.timestamp_ms, issuer_key_hash, &precertificate.tbs)
             .map_err(internal)?;
-    let logged = match node.sequencer.submit(ca.log.clone(), precert_leaf).await {
+    let logged = match append(node, ca, precert_leaf).await {
         Err(SequenceError::NotLeader(_)) => {
             // Leadership moved before anything was appended: the new leader issues.
             return forward_to_leader(node, body, authorization.as_ref(), forwarded).await;
@@ -298,10 +302,7 @@ async fn signing_cert(
         .certificate(&issuance, &precertificate, &sct)
         .map_err(internal)?;
     let leaf = ca::ct::x509_leaf(issuance.timestamp_ms, &certificate).map_err(internal)?;
-    let final_entry = committed(
-        node.sequencer.submit(ca.log.clone(), leaf).await,
-        "certificate",
-    )?;
+    let final_entry = committed(append(node, ca, leaf).await, "certificate")?;
     tracing::info!(
         san = issuance.identity.san.value(),
         issuer = %issuance.identity.issuer,
@@ -320,6 +321,19 @@ async fn signing_cert(
             },
         }),
     ))
+}
+
+/// Appends one leaf to the certificate log and waits, at most [`COMMIT_TIMEOUT`], for its
+/// commit.
+async fn append(node: &Node, ca: &KeylessCa, leaf: Vec<u8>) -> Result<Sequenced, SequenceError> {
+    tokio::time::timeout(COMMIT_TIMEOUT, node.sequencer.submit(ca.log.clone(), leaf))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SequenceError::Unknown(format!(
+                "not committed within {} s",
+                COMMIT_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// The outcome of one append, as a committed entry or the error the caller gets. Anything short
