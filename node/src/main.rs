@@ -39,6 +39,11 @@ enum Commands {
     /// later runs resume it with its data. The nodes stop on Ctrl-C or SIGTERM. DIR/cluster.json
     /// describes the running cluster: node URLs and process ids, the admin token, each log's
     /// origin and verifier key.
+    ///
+    /// It also runs an INSECURE development OpenID issuer on 127.0.0.1:BASE_PORT+300 that mints
+    /// a token for any e-mail (`curl -X POST URL/token -d email=alice@example.com`); only this
+    /// dev cluster's configs allow-list it, so the CA issues certificates with no outside
+    /// account. Never allow-list it anywhere else.
     Dev {
         /// How many nodes (1, 3 or 5 make sense: Raft needs a majority).
         #[arg(long, default_value_t = 3)]
@@ -51,11 +56,12 @@ enum Commands {
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
     },
-    /// Create a cluster's material: log keys, the admin token, the cluster CA, and per node a
+    /// Create a cluster's material: log keys, the admin token, the cluster CA, the keyless CA
+    /// (root and intermediate in ca/, the certificate log's SCT key keys/ct.key), and per node a
     /// config and a TLS certificate and key for Raft traffic.
     ///
-    /// Copy each node's directory, the shared keys and cluster-ca/ca.crt to its machine (never
-    /// cluster-ca/ca.key: only `init` needs it, to issue certificates), then start every node
+    /// Copy each node's directory, the shared keys, ca/ and cluster-ca/ca.crt to its machine
+    /// (never cluster-ca/ca.key: only `init` needs it, to issue certificates), then start every node
     /// with `cairn-node run --config node-N/config.toml` and initialise the cluster once with
     /// `POST /admin/init` on any node. Running init again keeps existing keys, the token and the
     /// CA, and keeps each node certificate that still fits its node.
