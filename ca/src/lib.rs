@@ -1,5 +1,6 @@
 //! The keyless certificate authority (Fulcio's job), as a library: no HTTP server, no storage,
-//! no clock and no randomness of its own (times, serials and the HTTP client are parameters).
+//! no clock (times, serials and the HTTP client are parameters; the only randomness is inside
+//! ECDSA signatures and key generation).
 //!
 //! - [`oidc`]: OpenID Connect ID token verification against an issuer allow-list.
 //! - [`identity`]: token claims to the certificate's SAN and Fulcio extensions.
