@@ -51,6 +51,17 @@ const ARTIFACT_LOG: &str = "artifacts";
 impl Cluster {
     /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`.
     pub(crate) fn start(node_bin: &Path, nodes: u16, parent: &Path) -> anyhow::Result<Cluster> {
+        Cluster::start_with_env(node_bin, nodes, parent, &[])
+    }
+
+    /// As [`Cluster::start`], with environment variables for `cairn-node dev` and the nodes it
+    /// starts (every node setting has one, `CAIRN_*`).
+    pub(crate) fn start_with_env(
+        node_bin: &Path,
+        nodes: u16,
+        parent: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Cluster> {
         let dir = parent.join(format!("cairn-bench-{}-{nodes}n", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -66,6 +77,7 @@ impl Cluster {
             .arg("--base-port")
             .arg(base_port.to_string())
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -204,10 +216,13 @@ fn free_port_range(count: u16) -> anyhow::Result<u16> {
         let base = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        if base.checked_add(count).is_none() {
+        // `dev` uses BASE.. for the APIs, BASE+100.. for Raft and BASE+300 for its dev issuer.
+        if base.checked_add(300 + count).is_none() {
             continue;
         }
         let free = (base..base + count)
+            .chain(base + 100..base + 100 + count)
+            .chain([base + 300])
             .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
         if free {
             return Ok(base);

@@ -6,6 +6,7 @@
 //! body it asked for), and reports verified appends per second, latency percentiles, errors,
 //! node CPU and memory, and the node's own batching metrics.
 
+mod certificates;
 mod cluster;
 mod load;
 mod stats;
@@ -58,7 +59,13 @@ enum Commands {
     ///
     /// Clients run on the same machine as the nodes and compete for the same cores; the report
     /// shows the benchmark's own CPU use next to the nodes' so that cost is visible.
-    Appends(AppendsArgs),
+    Appends(Box<AppendsArgs>),
+    /// Keyless CA throughput and latency: verified certificates issued and logged per second.
+    ///
+    /// Starts a `cairn-node dev` cluster (rate limit off), gives each client a token from the
+    /// dev issuer and a CSR, and posts /api/v2/signingCert in a closed loop; every certificate
+    /// is checked (leaf signature, SCT) before it counts. Each certificate is two commits.
+    Certificates(certificates::CertificatesArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -143,7 +150,14 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(args.client_threads.max(1))
                 .enable_all()
                 .build()?;
-            runtime.block_on(appends(args))
+            runtime.block_on(appends(*args))
+        }
+        Commands::Certificates(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(certificates::certificates(args))
         }
     }
 }

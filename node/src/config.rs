@@ -79,6 +79,42 @@ pub struct NodeFile {
     /// Raft timing.
     #[serde(default)]
     pub raft: RaftFile,
+    /// The keyless CA; without this section the node serves no CA routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaFile>,
+}
+
+/// The keyless CA section (`[ca]`): its key material, the log it writes, its bounds and the
+/// OIDC issuers it accepts tokens from.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CaFile {
+    /// The root certificate (PEM): the trust anchor of every certificate the CA issues.
+    pub root_cert_file: PathBuf,
+    /// The intermediate certificate (PEM) that signs leaves, issued by the root.
+    pub intermediate_cert_file: PathBuf,
+    /// The intermediate's private key (PEM, PKCS#8, ECDSA P-256).
+    pub intermediate_key_file: PathBuf,
+    /// The certificate log's SCT key (PEM, PKCS#8, ECDSA P-256): CT requires ECDSA or RSA,
+    /// and the log's checkpoint key is Ed25519.
+    pub ct_key_file: PathBuf,
+    /// The log certificates are written to.
+    #[serde(default = "default_ca_log")]
+    pub log: String,
+    /// Most certificate requests per identity per minute (past it, 429); 0 for no limit.
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_identity_per_minute: u32,
+    /// The OIDC issuers whose tokens are accepted, matched exactly against `iss`.
+    #[serde(default)]
+    pub issuers: Vec<ca::oidc::IssuerConfig>,
+}
+
+fn default_ca_log() -> String {
+    "certificates".into()
+}
+
+fn default_requests_per_minute() -> u32 {
+    60
 }
 
 /// One log in a configuration file.
@@ -177,6 +213,12 @@ impl NodeFile {
         for log in &mut file.logs {
             log.key_file = base.join(&log.key_file);
         }
+        if let Some(ca) = &mut file.ca {
+            ca.root_cert_file = base.join(&ca.root_cert_file);
+            ca.intermediate_cert_file = base.join(&ca.intermediate_cert_file);
+            ca.intermediate_key_file = base.join(&ca.intermediate_key_file);
+            ca.ct_key_file = base.join(&ca.ct_key_file);
+        }
         file.check()?;
         Ok(file)
     }
@@ -243,6 +285,21 @@ impl NodeFile {
                     format!("logs[{position}].name"),
                     "two logs have this name",
                 ));
+            }
+        }
+        if let Some(ca) = &self.ca {
+            if !self.logs.iter().any(|log| log.name == ca.log) {
+                return Err(invalid("ca.log".into(), "must name one of the logs"));
+            }
+            for (position, issuer) in ca.issuers.iter().enumerate() {
+                let scheme_ok =
+                    issuer.url.starts_with("https://") || issuer.url.starts_with("http://");
+                if !scheme_ok || issuer.client_id.is_empty() {
+                    return Err(invalid(
+                        format!("ca.issuers[{position}]"),
+                        "want an http(s) url and a non-empty client_id",
+                    ));
+                }
             }
         }
         if self.raft.election_timeout_min_ms <= self.raft.heartbeat_ms
@@ -394,6 +451,7 @@ mod tests {
             }],
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
+            ca: None,
         }
     }
 

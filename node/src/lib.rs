@@ -18,6 +18,7 @@ pub mod config;
 pub mod crypto;
 pub mod env;
 pub mod http;
+pub mod keyless;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -39,6 +39,11 @@ enum Commands {
     /// later runs resume it with its data. The nodes stop on Ctrl-C or SIGTERM. DIR/cluster.json
     /// describes the running cluster: node URLs and process ids, the admin token, each log's
     /// origin and verifier key.
+    ///
+    /// It also runs an INSECURE development OpenID issuer on 127.0.0.1:BASE_PORT+300 that mints
+    /// a token for any e-mail (`curl -X POST URL/token -d email=alice@example.com`); only this
+    /// dev cluster's configs allow-list it, so the CA issues certificates with no outside
+    /// account. Never allow-list it anywhere else.
     Dev {
         /// How many nodes (1, 3 or 5 make sense: Raft needs a majority).
         #[arg(long, default_value_t = 3)]
@@ -51,11 +56,12 @@ enum Commands {
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
     },
-    /// Create a cluster's material: log keys, the admin token, the cluster CA, and per node a
+    /// Create a cluster's material: log keys, the admin token, the cluster CA, the keyless CA
+    /// (root and intermediate in ca/, the certificate log's SCT key keys/ct.key), and per node a
     /// config and a TLS certificate and key for Raft traffic.
     ///
-    /// Copy each node's directory, the shared keys and cluster-ca/ca.crt to its machine (never
-    /// cluster-ca/ca.key: only `init` needs it, to issue certificates), then start every node
+    /// Copy each node's directory, the shared keys, ca/ and cluster-ca/ca.crt to its machine
+    /// (never cluster-ca/ca.key: only `init` needs it, to issue certificates), then start every node
     /// with `cairn-node run --config node-N/config.toml` and initialise the cluster once with
     /// `POST /admin/init` on any node. Running init again keeps existing keys, the token and the
     /// CA, and keeps each node certificate that still fits its node.
@@ -73,6 +79,11 @@ enum Commands {
         /// The prefix of the logs' origins: logs are PREFIX/artifacts and PREFIX/certificates.
         #[arg(long, default_value = "cairn.localhost")]
         origin_prefix: String,
+        /// An OIDC issuer whose tokens the CA accepts (audience `sigstore`, email identities),
+        /// matched exactly against the token's `iss`; repeat for several. Other kinds (`uri`,
+        /// `github-workflow`) are set in the `[ca]` section of the config files.
+        #[arg(long = "oidc-issuer")]
+        oidc_issuers: Vec<String>,
     },
     /// Run one node from its configuration file.
     ///
@@ -109,8 +120,17 @@ fn main() -> anyhow::Result<()> {
             node_urls,
             cluster_urls,
             origin_prefix,
+            oidc_issuers,
         } => {
-            init(&dir, &node_urls, &cluster_urls, &origin_prefix)?;
+            let issuers = oidc_issuers
+                .into_iter()
+                .map(|url| ca::oidc::IssuerConfig {
+                    url,
+                    client_id: "sigstore".into(),
+                    kind: ca::identity::IdentityKind::Email,
+                })
+                .collect();
+            init(&dir, &node_urls, &cluster_urls, &origin_prefix, issuers)?;
             println!("cluster material written to {}", dir.display());
             Ok(())
         }
@@ -149,6 +169,7 @@ fn init(
     node_urls: &[String],
     cluster_urls: &[String],
     origin_prefix: &str,
+    issuers: Vec<ca::oidc::IssuerConfig>,
 ) -> anyhow::Result<Vec<PathBuf>> {
     if !cluster_urls.is_empty() && cluster_urls.len() != node_urls.len() {
         bail!(
@@ -180,6 +201,7 @@ fn init(
             key_file: Path::new("..").join("keys").join(format!("{name}.key")),
         });
     }
+    let ca_file = init_keyless_ca(dir, issuers)?;
     let now = time::OffsetDateTime::now_utc();
     let ca = ClusterCa::load_or_create(dir, now).context("the cluster CA")?;
     let mut configs = Vec::new();
@@ -219,12 +241,55 @@ fn init(
             logs: logs.clone(),
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
+            ca: Some(ca_file.clone()),
         };
         let path = node_dir.join("config.toml");
         config.save(&path)?;
         configs.push(path);
     }
     Ok(configs)
+}
+
+/// Writes the keyless CA's material unless present: root and intermediate in `DIR/ca/` (the
+/// root's key is never written: a new intermediate means a new root) and the certificate log's
+/// SCT key `DIR/keys/ct.key`. Returns the `[ca]` section the node configs get.
+fn init_keyless_ca(
+    dir: &Path,
+    issuers: Vec<ca::oidc::IssuerConfig>,
+) -> anyhow::Result<node::config::CaFile> {
+    let (root, intermediate, intermediate_key) = (
+        dir.join("ca").join("root.crt"),
+        dir.join("ca").join("intermediate.crt"),
+        dir.join("ca").join("intermediate.key"),
+    );
+    if !intermediate_key.exists() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let new = ca::cert::new_ca("Cairn", now).context("making the CA certificates")?;
+        write_file(&root, new.root_pem.as_bytes())?;
+        write_file(&intermediate, new.intermediate_pem.as_bytes())?;
+        write_secret(&intermediate_key, new.intermediate_key_pem.as_bytes())?;
+    }
+    let ct_key = dir.join("keys").join("ct.key");
+    if !ct_key.exists() {
+        let key = ca::ct::CtKey::from_scalar(&random_bytes::<32>()).context("the CT key")?;
+        write_secret(&ct_key, key.to_pkcs8_pem()?.as_bytes())?;
+    }
+    let relative = |parts: &[&str]| {
+        parts
+            .iter()
+            .fold(Path::new("..").to_path_buf(), |path, part| path.join(part))
+    };
+    Ok(node::config::CaFile {
+        root_cert_file: relative(&["ca", "root.crt"]),
+        intermediate_cert_file: relative(&["ca", "intermediate.crt"]),
+        intermediate_key_file: relative(&["ca", "intermediate.key"]),
+        ct_key_file: relative(&["keys", "ct.key"]),
+        log: "certificates".into(),
+        requests_per_identity_per_minute: 60,
+        issuers,
+    })
 }
 
 fn hex_string(bytes: &[u8]) -> String {
@@ -319,6 +384,10 @@ struct Overrides {
     /// Raft entries kept after a snapshot (for followers that are slightly behind).
     #[arg(long, env = "CAIRN_SNAPSHOT_KEEP_ENTRIES")]
     snapshot_keep_entries: Option<u64>,
+    /// Most certificate requests per identity per minute (the `[ca]` section's setting); 0 for
+    /// no limit.
+    #[arg(long, env = "CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE")]
+    ca_requests_per_identity_per_minute: Option<u32>,
 }
 
 impl Overrides {
@@ -367,6 +436,12 @@ impl Overrides {
             &mut file.raft.snapshot_keep_entries,
             self.snapshot_keep_entries,
         );
+        if let Some(ca) = &mut file.ca {
+            set(
+                &mut ca.requests_per_identity_per_minute,
+                self.ca_requests_per_identity_per_minute,
+            );
+        }
         file.check()
             .context("after applying flags and environment variables")?;
         Ok(())
@@ -404,6 +479,12 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     )
     .await?;
+    if let Some(ca_file) = &file.ca {
+        let fetch = Arc::new(node::network::fetch::HttpFetch::new());
+        let ca = node::keyless::KeylessCa::load(ca_file, fetch).context("loading the CA")?;
+        tracing::info!(issuers = ca_file.issuers.len(), "keyless CA serving");
+        node.install_ca(Arc::new(ca));
+    }
     let listener = bind(file.listen).await?;
     let cluster_listener = bind(file.cluster_listen).await?;
     tracing::info!(
@@ -521,7 +602,34 @@ async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
         .collect();
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    let configs = init(&dir, &urls, &cluster_urls, "cairn.localhost")?;
+    // The INSECURE development OIDC issuer: mints a token for any e-mail, loopback only, and
+    // allow-listed only in this dev cluster's configs.
+    let issuer_port =
+        u16::try_from(u32::from(base_port) + 300).context("--base-port + 300 must be a port")?;
+    let issuer_url = format!("http://127.0.0.1:{issuer_port}");
+    let issuer_listener = bind(SocketAddr::from(([127, 0, 0, 1], issuer_port))).await?;
+    let issuer = node::http::dev_issuer::DevIssuer::new(
+        issuer_url.clone(),
+        dev_issuer_key(&dir)?,
+        Arc::new(SystemClock),
+    );
+    tokio::spawn(node::http::dev_issuer::serve(
+        issuer_listener,
+        Arc::new(issuer),
+        std::future::pending(),
+    ));
+    let dev_issuer = ca::oidc::IssuerConfig {
+        url: issuer_url.clone(),
+        client_id: "sigstore".into(),
+        kind: ca::identity::IdentityKind::Email,
+    };
+    let configs = init(
+        &dir,
+        &urls,
+        &cluster_urls,
+        "cairn.localhost",
+        vec![dev_issuer],
+    )?;
     let exe = std::env::current_exe().context("finding the cairn-node executable")?;
     let mut running = Vec::new();
     for (position, config) in configs.iter().enumerate() {
@@ -548,7 +656,7 @@ async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
             log_path,
         });
     }
-    let result = bring_up(&dir, &mut running).await;
+    let result = bring_up(&dir, &mut running, &issuer_url).await;
     if let Err(error) = result {
         stop(&mut running);
         return Err(error);
@@ -559,7 +667,21 @@ async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bring_up(dir: &Path, nodes: &mut [DevNode]) -> anyhow::Result<()> {
+/// The development issuer's signing key, `DIR/dev-issuer.key`, made on first use.
+fn dev_issuer_key(dir: &Path) -> anyhow::Result<p256::ecdsa::SigningKey> {
+    use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+    let path = dir.join("dev-issuer.key");
+    if let Ok(pem) = std::fs::read_to_string(&path) {
+        return p256::ecdsa::SigningKey::from_pkcs8_pem(&pem)
+            .with_context(|| format!("{}", path.display()));
+    }
+    let key = p256::ecdsa::SigningKey::from_slice(&random_bytes::<32>())?;
+    let pem = key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF)?;
+    write_secret(&path, pem.as_bytes())?;
+    Ok(key)
+}
+
+async fn bring_up(dir: &Path, nodes: &mut [DevNode], issuer_url: &str) -> anyhow::Result<()> {
     let client = http_client();
     let token = std::fs::read_to_string(dir.join("admin-token"))?
         .trim()
@@ -617,6 +739,7 @@ async fn bring_up(dir: &Path, nodes: &mut [DevNode]) -> anyhow::Result<()> {
             "log_file": node.log_path,
         })).collect::<Vec<_>>(),
         "admin_token": token,
+        "dev_oidc_issuer": issuer_url,
         "logs": logs["logs"],
         "key_files": LOG_NAMES.iter().map(|name| dir.join("keys").join(format!("{name}.key"))).collect::<Vec<_>>(),
     });
@@ -639,6 +762,12 @@ async fn bring_up(dir: &Path, nodes: &mut [DevNode]) -> anyhow::Result<()> {
     );
     println!(
         "checkpoint of the artifact log: curl {}/api/v2/checkpoint",
+        nodes[0].url
+    );
+    println!(
+        "INSECURE dev OIDC issuer (tokens for any e-mail, loopback only): {issuer_url}\n\
+         a certificate: TOKEN=$(curl -s -X POST {issuer_url}/token -d email=alice@example.com | jq -r .id_token)\n\
+         \x20 then POST {}/api/v2/signingCert with 'Authorization: Bearer $TOKEN' (README: Keyless certificates)",
         nodes[0].url
     );
     println!("press Ctrl-C to stop");

@@ -33,6 +33,7 @@ use crate::tls::ClusterTls;
 use crate::types::{NodeAddress, NodeId, TypeConfig};
 
 pub mod bundles;
+pub mod fetch;
 
 /// Path prefix of the Raft endpoints, served on every node's cluster listener only.
 pub const RAFT_PATH: &str = "/internal/raft";

@@ -11,6 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftNetworkFactory, SnapshotPolicy};
 
 use crate::env::{Blocking, SharedClock};
+use crate::keyless::KeylessCa;
 use crate::metrics::{LogLabel, Metrics};
 use crate::network::HttpClient;
 use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer, SequencerConfig};
@@ -84,6 +85,9 @@ pub struct Node {
     /// Where blocking storage reads run.
     pub blocking: Blocking,
     admin_token: String,
+    /// The keyless CA, once installed ([`Node::install_ca`]); without it the CA routes answer
+    /// 404.
+    ca: std::sync::OnceLock<Arc<KeylessCa>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -153,7 +157,19 @@ impl Node {
             metrics,
             admin_token: config.admin_token,
             blocking: config.blocking,
+            ca: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Makes this node serve the keyless CA. Installed after start, so `Node::start` (and the
+    /// simulator, which runs no CA) is unchanged. Returns false if a CA was already installed.
+    pub fn install_ca(&self, ca: Arc<KeylessCa>) -> bool {
+        self.ca.set(ca).is_ok()
+    }
+
+    /// The keyless CA, if installed.
+    pub fn ca(&self) -> Option<&Arc<KeylessCa>> {
+        self.ca.get()
     }
 
     /// Whether `presented` is the admin token, compared in constant time.

@@ -26,6 +26,8 @@ use crate::state_machine::LogConfig;
 use crate::storage::StateView;
 use crate::types::LogName;
 
+/// The header a node adds to a write it forwards to the leader.
+pub(super) const FORWARDED_BY: &str = "x-cairn-forwarded-by";
 /// The log Rekor v2 clients write to and read from under `/api/v2/`.
 pub(crate) const ARTIFACT_LOG: &str = "artifacts";
 /// The largest submission body (a DSSE envelope can be a few MiB).
@@ -347,7 +349,7 @@ async fn submit_v2(
     let sequenced = match node.sequencer.submit(log.name.clone(), leaf.clone()).await {
         Ok(sequenced) => sequenced,
         Err(SequenceError::NotLeader(_)) => {
-            return forward(node, "/api/v2/log/entries", body).await;
+            return forward(node, "/api/v2/log/entries", body, None).await;
         }
         Err(SequenceError::Overloaded(waiting)) => {
             return Err(ApiError {
@@ -421,17 +423,27 @@ fn proof_root(proof: &tlog::InclusionProof, leaf: &[u8]) -> Result<Hash, ApiErro
     })
 }
 
-/// Sends a write to the leader and relays its answer.
-async fn forward(node: &Arc<Node>, path: &str, body: Bytes) -> Result<Response<Body>, ApiError> {
+/// Sends a write to the leader and relays its answer (with the caller's `Authorization` header,
+/// if given: the CA's token).
+pub(super) async fn forward(
+    node: &Arc<Node>,
+    path: &str,
+    body: Bytes,
+    authorization: Option<&HeaderValue>,
+) -> Result<Response<Body>, ApiError> {
     let Some((leader, url)) = node.leader_url().filter(|(leader, _)| *leader != node.id) else {
         return Err(ApiError::unavailable(
             "no_leader",
             "no leader is known; retry shortly",
         ));
     };
-    let request = Request::post(format!("{url}{path}"))
+    let mut request = Request::post(format!("{url}{path}"))
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header("x-cairn-forwarded-by", node.id.to_string())
+        .header(FORWARDED_BY, node.id.to_string());
+    if let Some(authorization) = authorization {
+        request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
+    }
+    let request = request
         .body(Full::new(body))
         .map_err(|error| ApiError::unavailable("forward_failed", error.to_string()))?;
     let answer = tokio::time::timeout(FORWARD_TIMEOUT, node.http.request(request))

@@ -10,6 +10,8 @@
 //! read through a size limit before it is parsed.
 
 mod admin;
+mod ca_api;
+pub mod dev_issuer;
 mod log_api;
 mod raft;
 
@@ -160,6 +162,7 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
             ApiError::not_found(format!("no endpoint {p}")).into_response()
         }
         (_, p) if p.starts_with("/admin/") => admin::handle(&node, request).await,
+        (_, p) if ca_api::ROUTES.contains(&p) => ca_api::handle(&node, request).await,
         _ => log_api::handle(&node, request).await,
     };
     tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");

@@ -1,0 +1,373 @@
+//! The keyless CA's routes, Fulcio v2 compatible: `POST /api/v2/signingCert`,
+//! `GET /api/v2/trustBundle`, `GET /api/v2/configuration`, and `GET /api/v2/ctLog` (the SCT
+//! key, which clients need in their trust root's `ctlogs`).
+//!
+//! Logged before returned. The leader (a follower forwards the request untouched) verifies the
+//! token, checks the rate limit and the proof of possession, and chooses every issuance field
+//! (random serial, time) before anything is proposed, so the Raft entries carry finished bytes
+//! and apply stays deterministic. Then:
+//! 1. the precertificate's `MerkleTreeLeaf` is appended to the certificate log and committed;
+//! 2. the SCT is signed over it, naming its leaf index;
+//! 3. the final certificate, with that SCT, is appended and committed;
+//! 4. only then is the chain returned.
+//!
+//! If either append is not known to be committed, the caller gets a 503 and no certificate: the
+//! only certificates that ever leave the node are in the log. A precertificate committed without
+//! its certificate (leader lost between the steps) is harmless: it certifies nothing by itself.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use rand08::RngCore as _;
+use serde::Deserialize;
+
+use super::log_api::{FORWARDED_BY, forward};
+use super::{ApiError, Body, json, read_body};
+use crate::keyless::KeylessCa;
+use crate::node::Node;
+use crate::sequencer::{SequenceError, Sequenced};
+
+/// The paths served here.
+pub(super) const ROUTES: [&str; 4] = [
+    SIGNING_CERT,
+    "/api/v2/trustBundle",
+    "/api/v2/configuration",
+    "/api/v2/ctLog",
+];
+const SIGNING_CERT: &str = "/api/v2/signingCert";
+/// Largest request body: a token, a CSR or key, and JSON around them.
+const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Longest the CA waits for one append to commit. Past it the caller gets a 503 and no
+/// certificate (a leader cut off from its quorum would otherwise hold the request forever); the
+/// entry may still commit later, which only ever logs a certificate nobody received.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SigningCertRequest {
+    #[serde(default)]
+    credentials: Option<Credentials>,
+    #[serde(default)]
+    certificate_signing_request: Option<String>,
+    #[serde(default)]
+    public_key_request: Option<PublicKeyRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Credentials {
+    #[serde(default)]
+    oidc_identity_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PublicKeyRequest {
+    public_key: PublicKey,
+    proof_of_possession: String,
+}
+
+#[derive(Deserialize)]
+struct PublicKey {
+    content: String,
+}
+
+pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
+    let Some(ca) = node.ca().cloned() else {
+        return ApiError::not_found("this node runs no CA").into_response();
+    };
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let result = match (method, path.as_str()) {
+        (Method::POST, SIGNING_CERT) => signing_cert(node, &ca, request).await,
+        (Method::GET, "/api/v2/trustBundle") => Ok(trust_bundle(&ca)),
+        (Method::GET, "/api/v2/configuration") => Ok(configuration(&ca)),
+        (Method::GET, "/api/v2/ctLog") => Ok(ct_log(node, &ca)),
+        (method, path) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} {path}"),
+        )),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+fn trust_bundle(ca: &KeylessCa) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "chains": [{ "certificates": ca.authority.chain_pem() }] }),
+    )
+}
+
+fn configuration(ca: &KeylessCa) -> Response<Body> {
+    let issuers: Vec<serde_json::Value> = ca
+        .verifier
+        .issuers()
+        .iter()
+        .map(|issuer| {
+            let challenge = match issuer.kind {
+                ca::identity::IdentityKind::Email => "email",
+                _ => "sub",
+            };
+            serde_json::json!({
+                "issuerUrl": issuer.url,
+                "audience": issuer.client_id,
+                "challengeClaim": challenge,
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "issuers": issuers }))
+}
+
+fn ct_log(node: &Node, ca: &KeylessCa) -> Response<Body> {
+    let origin = node.logs.get(&ca.log).map(|log| log.origin.clone());
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "log": ca.log.0,
+            "origin": origin,
+            "logId": BASE64.encode(ca.ct_key.log_id()),
+            "publicKey": BASE64.encode(ca.ct_key.spki_der()),
+            "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+        }),
+    )
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(code, message)
+}
+
+fn token_error(error: &ca::TokenError) -> ApiError {
+    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut api = ApiError::new(status, error.code(), error.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        api.retry_after_seconds = Some(5);
+    }
+    api
+}
+
+fn key_error(error: &ca::pop::KeyError) -> ApiError {
+    bad("invalid_key", error.to_string())
+}
+
+async fn signing_cert(
+    node: &Arc<Node>,
+    ca: &KeylessCa,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let authorization = request.headers().get(hyper::header::AUTHORIZATION).cloned();
+    let forwarded = request.headers().contains_key(FORWARDED_BY);
+    let body = read_body(request, REQUEST_BYTES_MAX).await?;
+    let parsed: SigningCertRequest = serde_json::from_slice(&body)
+        .map_err(|error| bad("invalid_json", format!("request: {error}")))?;
+    let token = match (
+        parsed
+            .credentials
+            .as_ref()
+            .and_then(|credentials| credentials.oidc_identity_token.as_deref()),
+        &authorization,
+    ) {
+        (Some(token), _) => token.to_string(),
+        (None, Some(header)) => header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "missing_token",
+                    "Authorization must be 'Bearer <token>'",
+                )
+            })?
+            .to_string(),
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "give the identity token as 'Authorization: Bearer' or credentials.oidcIdentityToken",
+            ));
+        }
+    };
+    if parsed.certificate_signing_request.is_some() == parsed.public_key_request.is_some() {
+        return Err(bad(
+            "invalid_request",
+            "give exactly one of certificateSigningRequest and publicKeyRequest",
+        ));
+    }
+    // Only the leader issues: it alone can append, and one place chooses serials and times.
+    if let Some((leader, _)) = node.leader_url()
+        && leader != node.id
+    {
+        return forward_to_leader(node, body, authorization.as_ref(), forwarded).await;
+    }
+
+    let now_ms = node.clock.now_unix_ms();
+    let identity = ca
+        .verifier
+        .verify(&token, now_ms / 1000)
+        .await
+        .map_err(|error| token_error(&error))?;
+    if let Err(wait) = ca.limiter.check(identity.san.value(), now_ms / 1000) {
+        return Err(ApiError {
+            retry_after_seconds: Some(u32::try_from(wait).unwrap_or(60)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many certificates for {}; retry in {wait} s",
+                    identity.san.value()
+                ),
+            )
+        });
+    }
+    let spki_der = match (
+        &parsed.certificate_signing_request,
+        &parsed.public_key_request,
+    ) {
+        (Some(csr), _) => {
+            // sigstore-python sends base64 of the PEM; accept the PEM itself too.
+            let bytes = if csr.trim_start().starts_with("-----BEGIN") {
+                csr.as_bytes().to_vec()
+            } else {
+                BASE64.decode(csr.trim()).map_err(|_| {
+                    bad(
+                        "invalid_key",
+                        "certificateSigningRequest: not base64 or PEM",
+                    )
+                })?
+            };
+            ca::pop::key_from_csr(&bytes).map_err(|error| key_error(&error))?
+        }
+        (None, Some(key)) => {
+            let proof = BASE64.decode(key.proof_of_possession.trim()).map_err(|_| {
+                bad(
+                    "invalid_key",
+                    "publicKeyRequest.proofOfPossession: not base64",
+                )
+            })?;
+            ca::pop::key_from_proof(
+                key.public_key.content.as_bytes(),
+                &proof,
+                &identity.challenge,
+            )
+            .map_err(|error| key_error(&error))?
+        }
+        (None, None) => return Err(bad("invalid_request", "no key")),
+    };
+
+    let mut serial = [0u8; 20];
+    rand08::rngs::OsRng.fill_bytes(&mut serial);
+    serial[0] = (serial[0] & 0x7f) | 0x01; // positive, 20 bytes, never zero
+    let issuance = ca::cert::Issuance {
+        serial,
+        timestamp_ms: now_ms,
+        identity,
+        spki_der,
+    };
+    let internal = |error: ca::CertError| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "issuance_failed",
+            error.to_string(),
+        )
+    };
+    let precertificate = ca.authority.precertificate(&issuance).map_err(internal)?;
+    let issuer_key_hash = ca.authority.issuer_key_hash();
+    let precert_leaf =
+        ca::ct::precert_leaf(issuance.timestamp_ms, issuer_key_hash, &precertificate.tbs)
+            .map_err(internal)?;
+    let logged = match append(node, ca, precert_leaf).await {
+        Err(SequenceError::NotLeader(_)) => {
+            // Leadership moved before anything was appended: the new leader issues.
+            return forward_to_leader(node, body, authorization.as_ref(), forwarded).await;
+        }
+        other => committed(other, "precertificate")?,
+    };
+    let sct = ca
+        .ct_key
+        .sign_precert(
+            issuance.timestamp_ms,
+            issuer_key_hash,
+            &precertificate.tbs,
+            logged.index,
+        )
+        .map_err(internal)?;
+    let certificate = ca
+        .authority
+        .certificate(&issuance, &precertificate, &sct)
+        .map_err(internal)?;
+    let leaf = ca::ct::x509_leaf(issuance.timestamp_ms, &certificate).map_err(internal)?;
+    let final_entry = committed(append(node, ca, leaf).await, "certificate")?;
+    tracing::info!(
+        san = issuance.identity.san.value(),
+        issuer = %issuance.identity.issuer,
+        precertificate_index = logged.index,
+        certificate_index = final_entry.index,
+        "certificate issued"
+    );
+    let [intermediate, root] = ca.authority.chain_pem();
+    Ok(json(
+        StatusCode::CREATED,
+        &serde_json::json!({
+            "signedCertificateEmbeddedSct": {
+                "chain": {
+                    "certificates": [ca::cert::to_pem(&certificate), intermediate, root],
+                },
+            },
+        }),
+    ))
+}
+
+/// Appends one leaf to the certificate log and waits, at most [`COMMIT_TIMEOUT`], for its
+/// commit.
+async fn append(node: &Node, ca: &KeylessCa, leaf: Vec<u8>) -> Result<Sequenced, SequenceError> {
+    tokio::time::timeout(COMMIT_TIMEOUT, node.sequencer.submit(ca.log.clone(), leaf))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SequenceError::Unknown(format!(
+                "not committed within {} s",
+                COMMIT_TIMEOUT.as_secs()
+            )))
+        })
+}
+
+/// The outcome of one append, as a committed entry or the error the caller gets. Anything short
+/// of a known commit is a 503: the certificate is not handed out.
+fn committed(outcome: Result<Sequenced, SequenceError>, what: &str) -> Result<Sequenced, ApiError> {
+    match outcome {
+        Ok(sequenced) => Ok(sequenced),
+        Err(SequenceError::Overloaded(waiting)) => Err(ApiError {
+            retry_after_seconds: Some(1),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                format!("{waiting} submissions are already waiting; retry shortly"),
+            )
+        }),
+        Err(error) => Err(ApiError::unavailable(
+            "not_logged",
+            format!("the {what} could not be logged ({error}); no certificate was issued, retry"),
+        )),
+    }
+}
+
+async fn forward_to_leader(
+    node: &Arc<Node>,
+    body: bytes::Bytes,
+    authorization: Option<&HeaderValue>,
+    forwarded: bool,
+) -> Result<Response<Body>, ApiError> {
+    if forwarded {
+        // Forwarded to us as the leader, and we are not: never bounce it on.
+        return Err(ApiError::unavailable(
+            "no_leader",
+            "leadership is changing; retry shortly",
+        ));
+    }
+    forward(node, SIGNING_CERT, body, authorization).await
+}
