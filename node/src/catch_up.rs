@@ -38,6 +38,34 @@ pub trait BundleSource: Send + Sync + 'static {
 /// A shared bundle source, as a state store holds it.
 pub type SharedBundleSource = Arc<dyn BundleSource>;
 
+/// The cluster's members as this node last saw them (from Raft's current membership), shared
+/// by the node, which keeps it current, and the installer, which fetches from them too.
+///
+/// A snapshot's own membership can be long gone: a snapshot taken before a membership change
+/// lists members that were removed since, and a node that could fetch only from those would
+/// never finish installing it (found by the simulator, seed 23 of `sim/tests/regressions.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct KnownMembers(Arc<std::sync::Mutex<Vec<NodeAddress>>>);
+
+impl KnownMembers {
+    /// Replaces the members.
+    pub fn set(&self, members: Vec<NodeAddress>) {
+        *self.lock() = members;
+    }
+
+    /// The members.
+    pub fn get(&self) -> Vec<NodeAddress> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<NodeAddress>> {
+        // A plain list, whole after any panic.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Why a member did not hand over a bundle. Every variant makes the installer try the next
 /// member.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,49 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{CaFile, ConfigError};
+use crate::sequencer::{SequenceError, Sequenced, Sequencer};
 use crate::types::LogName;
+
+/// Longest one append of an issuance may take to commit. Past it the caller gets no
+/// certificate (503; a leader cut off from its quorum would otherwise hold the request
+/// forever); the entry may still commit later, which only ever logs a certificate nobody
+/// received.
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A certificate issued and logged.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    /// The certificate, DER, with its one embedded SCT.
+    pub certificate: Vec<u8>,
+    /// The certificate log's leaf for the precertificate, and its index.
+    pub precertificate_leaf: Vec<u8>,
+    /// Where the precertificate entry was committed.
+    pub precertificate: Sequenced,
+    /// The certificate log's leaf for the certificate.
+    pub certificate_leaf: Vec<u8>,
+    /// Where the certificate entry was committed.
+    pub logged: Sequenced,
+}
+
+/// Why no certificate was issued. In every case none exists outside the log: the caller
+/// holds nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// This node is not the leader and nothing was appended: the leader issues.
+    #[error("not the leader")]
+    NotLeader,
+    /// An append did not commit (in time, or at all).
+    #[error("the {what} could not be logged ({error}); no certificate was issued, retry")]
+    NotLogged {
+        /// `precertificate` or `certificate`.
+        what: &'static str,
+        /// What the sequencer said.
+        error: SequenceError,
+    },
+    /// Building or signing failed.
+    #[error("issuance failed: {0}")]
+    Internal(#[from] ca::CertError),
+}
 
 /// Everything the CA routes need.
 pub struct KeylessCa {
@@ -61,5 +103,72 @@ impl KeylessCa {
             limiter: ca::rate::RateLimiter::new(file.requests_per_identity_per_minute),
             log: LogName(file.log.clone()),
         })
+    }
+}
+
+impl KeylessCa {
+    /// Issues the certificate `issuance` describes, logged before it is returned: the
+    /// precertificate's leaf is appended to the certificate log and committed, the SCT signed
+    /// over it carries its `leaf_index`, the certificate with that SCT is appended and
+    /// committed, and only then is it returned. Every choice that ends up in the log (serial,
+    /// time) is in `issuance`, made once by the caller, so replicas stay deterministic.
+    pub async fn issue(
+        &self,
+        sequencer: &Sequencer,
+        issuance: &ca::cert::Issuance,
+    ) -> Result<Issued, IssueError> {
+        let precertificate = self.authority.precertificate(issuance)?;
+        let issuer_key_hash = self.authority.issuer_key_hash();
+        let precertificate_leaf =
+            ca::ct::precert_leaf(issuance.timestamp_ms, issuer_key_hash, &precertificate.tbs)?;
+        let logged_precertificate = match self.append(sequencer, precertificate_leaf.clone()).await
+        {
+            Err(SequenceError::NotLeader(_)) => return Err(IssueError::NotLeader),
+            other => other.map_err(|error| IssueError::NotLogged {
+                what: "precertificate",
+                error,
+            })?,
+        };
+        let sct = self.ct_key.sign_precert(
+            issuance.timestamp_ms,
+            issuer_key_hash,
+            &precertificate.tbs,
+            logged_precertificate.index,
+        )?;
+        let certificate = self
+            .authority
+            .certificate(issuance, &precertificate, &sct)?;
+        let certificate_leaf = ca::ct::x509_leaf(issuance.timestamp_ms, &certificate)?;
+        let logged = self
+            .append(sequencer, certificate_leaf.clone())
+            .await
+            .map_err(|error| IssueError::NotLogged {
+                what: "certificate",
+                error,
+            })?;
+        Ok(Issued {
+            certificate,
+            precertificate_leaf,
+            precertificate: logged_precertificate,
+            certificate_leaf,
+            logged,
+        })
+    }
+
+    /// Appends one leaf to the certificate log and waits, at most [`COMMIT_TIMEOUT`], for its
+    /// commit.
+    async fn append(
+        &self,
+        sequencer: &Sequencer,
+        leaf: Vec<u8>,
+    ) -> Result<Sequenced, SequenceError> {
+        tokio::time::timeout(COMMIT_TIMEOUT, sequencer.submit(self.log.clone(), leaf))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SequenceError::Unknown(format!(
+                    "not committed within {} s",
+                    COMMIT_TIMEOUT.as_secs()
+                )))
+            })
     }
 }

@@ -115,9 +115,11 @@ impl Node {
         );
         config.sequencer.validate().map_err(StartError::Config)?;
         let Stores { log, state, reader } = stores;
+        let known = state.known_members();
         let raft = Raft::new(config.id, raft_config, network, log, state)
             .await
             .map_err(|error| StartError::Raft(error.to_string()))?;
+        tokio::spawn(track_members(raft.clone(), known));
         let metrics = Arc::new(Metrics::default());
         // The leader answers each batch's submissions with proofs made once for the batch.
         let proof_reader = reader.clone();
@@ -291,3 +293,24 @@ impl Proposer for RaftProposer {
 
 /// How long a follower waits for the leader when forwarding a write.
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keeps `known` equal to the members (voters and learners) of Raft's current membership, for
+/// catch-up; ends when Raft does.
+async fn track_members(raft: Raft<TypeConfig>, known: crate::catch_up::KnownMembers) {
+    let mut metrics = raft.metrics();
+    drop(raft);
+    loop {
+        let members: Vec<crate::types::NodeAddress> = metrics
+            .borrow()
+            .membership_config
+            .nodes()
+            .map(|(_, node)| node.clone())
+            .collect();
+        if members != known.get() {
+            known.set(members);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}

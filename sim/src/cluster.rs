@@ -101,6 +101,8 @@ pub struct Cluster {
     triggered_faults: AtomicBool,
     /// When the run started (new nodes' clocks start from it).
     start: Instant,
+    /// The keyless CA every node runs.
+    pub keyless: Arc<node::keyless::KeylessCa>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,11 +118,18 @@ impl Cluster {
         let slots = (1..=options.nodes)
             .map(|id| (id, Slot::fresh(&options, start)))
             .collect();
+        let logs = sim_logs();
+        let keyless = crate::issuance::keyless_ca(
+            &mut SimRng::new(options.seed, stream::CA),
+            &LogName("certificates".into()),
+        )
+        .unwrap_or_else(|error| panic!("making the simulated CA: {error}"));
         Arc::new(Cluster {
             slots: Mutex::new(slots),
+            keyless,
             router,
             readers: Readers::default(),
-            logs: sim_logs(),
+            logs,
             disk_rng: Mutex::new(SimRng::new(options.seed, stream::DISK)),
             vote_rng: Mutex::new(SimRng::new(options.seed, stream::VOTE_CRASHES)),
             triggered_faults: AtomicBool::new(true),
@@ -294,6 +303,7 @@ impl Cluster {
             // survived a crash is a bug the run reports.
             Err(error) => panic!("n{id}: {error}"),
         };
+        node.install_ca(self.keyless.clone());
         self.router.up(id, node.raft.clone());
         self.readers
             .up(address(id).api_url, id, node.reader.clone());

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod cluster;
 pub mod disk;
 pub mod invariants;
+pub mod issuance;
 pub mod membership;
 pub mod net;
 pub mod options;

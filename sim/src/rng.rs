@@ -74,4 +74,6 @@ pub mod stream {
     pub const RAFT: u64 = 5;
     /// Crashes the moment a vote changes (canary runs, `Options::crash_on_vote`).
     pub const VOTE_CRASHES: u64 = 6;
+    /// The keyless CA's SCT key.
+    pub const CA: u64 = 7;
 }

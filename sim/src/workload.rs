@@ -32,6 +32,8 @@ pub struct ClientStats {
     pub unknown: AtomicU64,
     /// Redirects to another node.
     pub redirects: AtomicU64,
+    /// Certificates issued (and so logged).
+    pub certificates: AtomicU64,
 }
 
 /// What every client shares.
@@ -162,6 +164,12 @@ pub async fn client(shared: Shared, id: u64, mut rng: SimRng, duplicates: f64) {
         if rng.chance(0.1) {
             read_and_verify(&shared, &name, &mut rng, &logs);
         }
+        if rng.chance(0.15) {
+            target = issue_once(&shared, &name, target, &mut rng).await;
+            let think_max_ms = shared.cluster.options.think_max_ms.max(1);
+            tokio::time::sleep(Duration::from_millis(rng.range(0..think_max_ms))).await;
+            continue;
+        }
         let again = if rng.chance(duplicates) {
             rng.pick(&history).cloned()
         } else {
@@ -280,5 +288,87 @@ fn read_and_verify(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogN
     checker.saw_checkpoint(log, &checkpoint, &whence);
     if let Err(problem) = problem {
         checker.violation("read", format!("{whence}: {problem}"));
+    }
+}
+
+/// Asks node `target` for a certificate; returns the node to ask next time. A returned
+/// certificate's two leaves are recorded as acknowledged appends of the certificate log: the
+/// durability invariant then holds the CA to "logged before returned".
+async fn issue_once(shared: &Shared, client: &str, target: NodeId, rng: &mut SimRng) -> NodeId {
+    let cluster = &shared.cluster;
+    let Some(node) = cluster.node(target) else {
+        return *rng.pick(&cluster.ids()).unwrap_or(&1);
+    };
+    let Some(ca) = node.ca().cloned() else {
+        return target;
+    };
+    let Ok(spki) = crate::issuance::client_key() else {
+        return target;
+    };
+    let email = format!("{client}@sim.invalid");
+    let paused = cluster.router.paused_until(target);
+    let mut issue_rng = SimRng::new(rng.next_u64(), 0);
+    let answer = tokio::time::timeout(SUBMIT_TIMEOUT, async {
+        if let Some(resume) = paused {
+            tokio::time::sleep_until(resume).await;
+        }
+        crate::issuance::request(&node, &ca, &mut issue_rng, &email, &spki).await
+    })
+    .await;
+    drop(node);
+    let log = LogName("certificates".into());
+    match answer {
+        Ok(crate::issuance::Issuance::Issued {
+            precertificate,
+            certificate,
+        }) => {
+            let mut checker = shared
+                .checker
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let whence = format!("{client} certificate");
+            for (index, leaf, checkpoint) in [&precertificate, &certificate] {
+                durability::record(&mut checker, &log, *index, leaf, &whence);
+                checker.saw_checkpoint(&log, checkpoint, &whence);
+            }
+            drop(checker);
+            shared.stats.certificates.fetch_add(1, Ordering::Relaxed);
+            event(
+                &cluster.trace,
+                client,
+                &format!(
+                    "certificate n{target} precertificate {} certificate {}",
+                    precertificate.0, certificate.0
+                ),
+            );
+            target
+        }
+        Ok(crate::issuance::Issuance::NotLeader) => {
+            let leader = cluster
+                .node(target)
+                .and_then(|node| node.raft.metrics().borrow().current_leader);
+            event(
+                &cluster.trace,
+                client,
+                &format!("certificate redirect n{target}"),
+            );
+            leader.unwrap_or_else(|| *rng.pick(&cluster.ids()).unwrap_or(&1))
+        }
+        Ok(crate::issuance::Issuance::Refused(reason)) => {
+            event(
+                &cluster.trace,
+                client,
+                &format!("certificate refused n{target}: {reason}"),
+            );
+            *rng.pick(&cluster.ids()).unwrap_or(&1)
+        }
+        Err(_) => {
+            event(
+                &cluster.trace,
+                client,
+                &format!("certificate timeout n{target}"),
+            );
+            *rng.pick(&cluster.ids()).unwrap_or(&1)
+        }
     }
 }

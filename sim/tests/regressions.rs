@@ -44,3 +44,13 @@ fn seed_123_unanswered_proposals_no_longer_stop_the_sequencer() {
 fn seed_61_a_resumed_install_waits_for_members() {
     assert_passes(61);
 }
+
+/// Membership changes replaced every node a snapshot listed; a new node installing that
+/// snapshot could fetch leaves only from those (removed) members and never finished, so the
+/// cluster stayed in the middle of a configuration change. Fixed by fetching also from the
+/// members the sender knows when it sends the snapshot, the members the node knows, and those
+/// recorded with a pending install (`catch_up::KnownMembers`).
+#[test]
+fn seed_23_a_snapshot_whose_members_are_all_gone_still_installs() {
+    assert_passes(23);
+}

@@ -27,9 +27,9 @@ use serde::Deserialize;
 
 use super::log_api::{FORWARDED_BY, forward};
 use super::{ApiError, Body, json, read_body};
-use crate::keyless::KeylessCa;
+use crate::keyless::{IssueError, KeylessCa};
 use crate::node::Node;
-use crate::sequencer::{SequenceError, Sequenced};
+use crate::sequencer::SequenceError;
 
 /// The paths served here.
 pub(super) const ROUTES: [&str; 4] = [
@@ -41,10 +41,6 @@ pub(super) const ROUTES: [&str; 4] = [
 const SIGNING_CERT: &str = "/api/v2/signingCert";
 /// Largest request body: a token, a CSR or key, and JSON around them.
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
-/// Longest the CA waits for one append to commit. Past it the caller gets a 503 and no
-/// certificate (a leader cut off from its quorum would otherwise hold the request forever); the
-/// entry may still commit later, which only ever logs a certificate nobody received.
-const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -269,45 +265,42 @@ async fn signing_cert(
         identity,
         spki_der,
     };
-    let internal = |error: ca::CertError| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "issuance_failed",
-            error.to_string(),
-        )
-    };
-    let precertificate = ca.authority.precertificate(&issuance).map_err(internal)?;
-    let issuer_key_hash = ca.authority.issuer_key_hash();
-    let precert_leaf =
-        ca::ct::precert_leaf(issuance.timestamp_ms, issuer_key_hash, &precertificate.tbs)
-            .map_err(internal)?;
-    let logged = match append(node, ca, precert_leaf).await {
-        Err(SequenceError::NotLeader(_)) => {
-            // Leadership moved before anything was appended: the new leader issues.
+    let issued = match ca.issue(&node.sequencer, &issuance).await {
+        Ok(issued) => issued,
+        // Leadership moved before anything was appended: the new leader issues.
+        Err(IssueError::NotLeader) => {
             return forward_to_leader(node, body, authorization.as_ref(), forwarded).await;
         }
-        other => committed(other, "precertificate")?,
+        Err(IssueError::NotLogged {
+            error: SequenceError::Overloaded(waiting),
+            ..
+        }) => {
+            return Err(ApiError {
+                retry_after_seconds: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    format!("{waiting} submissions are already waiting; retry shortly"),
+                )
+            });
+        }
+        Err(error @ IssueError::NotLogged { .. }) => {
+            return Err(ApiError::unavailable("not_logged", error.to_string()));
+        }
+        Err(IssueError::Internal(error)) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "issuance_failed",
+                error.to_string(),
+            ));
+        }
     };
-    let sct = ca
-        .ct_key
-        .sign_precert(
-            issuance.timestamp_ms,
-            issuer_key_hash,
-            &precertificate.tbs,
-            logged.index,
-        )
-        .map_err(internal)?;
-    let certificate = ca
-        .authority
-        .certificate(&issuance, &precertificate, &sct)
-        .map_err(internal)?;
-    let leaf = ca::ct::x509_leaf(issuance.timestamp_ms, &certificate).map_err(internal)?;
-    let final_entry = committed(append(node, ca, leaf).await, "certificate")?;
+    let certificate = issued.certificate;
     tracing::info!(
         san = issuance.identity.san.value(),
         issuer = %issuance.identity.issuer,
-        precertificate_index = logged.index,
-        certificate_index = final_entry.index,
+        precertificate_index = issued.precertificate.index,
+        certificate_index = issued.logged.index,
         "certificate issued"
     );
     let [intermediate, root] = ca.authority.chain_pem();
@@ -321,39 +314,6 @@ async fn signing_cert(
             },
         }),
     ))
-}
-
-/// Appends one leaf to the certificate log and waits, at most [`COMMIT_TIMEOUT`], for its
-/// commit.
-async fn append(node: &Node, ca: &KeylessCa, leaf: Vec<u8>) -> Result<Sequenced, SequenceError> {
-    tokio::time::timeout(COMMIT_TIMEOUT, node.sequencer.submit(ca.log.clone(), leaf))
-        .await
-        .unwrap_or_else(|_| {
-            Err(SequenceError::Unknown(format!(
-                "not committed within {} s",
-                COMMIT_TIMEOUT.as_secs()
-            )))
-        })
-}
-
-/// The outcome of one append, as a committed entry or the error the caller gets. Anything short
-/// of a known commit is a 503: the certificate is not handed out.
-fn committed(outcome: Result<Sequenced, SequenceError>, what: &str) -> Result<Sequenced, ApiError> {
-    match outcome {
-        Ok(sequenced) => Ok(sequenced),
-        Err(SequenceError::Overloaded(waiting)) => Err(ApiError {
-            retry_after_seconds: Some(1),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "overloaded",
-                format!("{waiting} submissions are already waiting; retry shortly"),
-            )
-        }),
-        Err(error) => Err(ApiError::unavailable(
-            "not_logged",
-            format!("the {what} could not be logged ({error}); no certificate was issued, retry"),
-        )),
-    }
 }
 
 async fn forward_to_leader(

@@ -43,11 +43,11 @@ use tlog::{Hash, Tree, TreeSize};
 
 use super::state_store::{RedbState, applied_state, read_head};
 use super::tables::{
-    HEADS, LAST_APPLIED, LAST_MEMBERSHIP, PENDING_DATA, PENDING_META, SM_META, SNAPSHOT,
-    SNAPSHOT_DATA, SNAPSHOT_META, SNAPSHOT_SEQ, decode, encode,
+    HEADS, LAST_APPLIED, LAST_MEMBERSHIP, PENDING_DATA, PENDING_MEMBERS, PENDING_META, SM_META,
+    SNAPSHOT, SNAPSHOT_DATA, SNAPSHOT_META, SNAPSHOT_SEQ, decode, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
-use crate::catch_up::{CatchUpPolicy, SharedBundleSource};
+use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
 use crate::env::Blocking;
 use crate::state_machine::{self, LogConfig, LogHead, Logs, StateAccess};
 use crate::types::{LogName, NodeAddress, NodeId, TypeConfig};
@@ -265,11 +265,40 @@ fn read_pair(
 /// matches its meta, names only this cluster's logs, once each and in order, and each head is
 /// self-consistent (its edge gives its root) and carries a checkpoint signed by the log's key
 /// over exactly that size and root.
+/// The descriptor part of a snapshot's data, and the members the sender appended (see
+/// [`with_members`]): a list of addresses after the descriptor, or nothing.
+fn split_data(data: &[u8]) -> Result<(Descriptor, Vec<NodeAddress>), String> {
+    let (descriptor, rest) = postcard::take_from_bytes::<Descriptor>(data)
+        .map_err(|error| format!("does not decode: {error}"))?;
+    let members = match rest {
+        [] => Vec::new(),
+        rest => match postcard::take_from_bytes::<Vec<NodeAddress>>(rest) {
+            Ok((members, [])) => members,
+            Ok((_, rest)) => return Err(format!("{} trailing bytes", rest.len())),
+            Err(error) => return Err(format!("members do not decode: {error}")),
+        },
+    };
+    Ok((descriptor, members))
+}
+
+/// A snapshot's data as a leader sends it: the stored descriptor, then the members the leader
+/// knows now, so that the receiver can fetch leaves from the current cluster even when every
+/// member the snapshot lists has since been removed. The members are hints: what they serve
+/// is checked against the descriptor's signed roots.
+pub(crate) fn with_members(data: &[u8], members: &[NodeAddress]) -> Result<Vec<u8>, DiskError> {
+    let (_, rest) = postcard::take_from_bytes::<Descriptor>(data)
+        .map_err(|error| DiskError::corrupt("snapshot", &SNAPSHOT_DATA, error.to_string()))?;
+    let descriptor = data.get(..data.len() - rest.len()).unwrap_or(data);
+    let mut out = descriptor.to_vec();
+    out.extend(encode("snapshot members", &members.to_vec())?);
+    Ok(out)
+}
+
 pub(crate) fn check_descriptor(
     logs: &Logs,
     meta: &Meta,
     data: &[u8],
-) -> Result<Descriptor, CatchUpError> {
+) -> Result<(Descriptor, Vec<NodeAddress>), CatchUpError> {
     let bad = |reason: String| CatchUpError::Descriptor(reason);
     if data.len() > DESCRIPTOR_BYTES_MAX {
         return Err(bad(format!(
@@ -277,11 +306,7 @@ pub(crate) fn check_descriptor(
             data.len()
         )));
     }
-    let descriptor: Descriptor = match postcard::take_from_bytes(data) {
-        Ok((descriptor, [])) => descriptor,
-        Ok((_, rest)) => return Err(bad(format!("{} trailing bytes", rest.len()))),
-        Err(error) => return Err(bad(format!("does not decode: {error}"))),
-    };
+    let (descriptor, members) = split_data(data).map_err(bad)?;
     if descriptor.last_applied != meta.last_log_id {
         return Err(bad(format!(
             "meta says last log id {:?}, descriptor {:?}",
@@ -308,7 +333,7 @@ pub(crate) fn check_descriptor(
             reason,
         })?;
     }
-    Ok(descriptor)
+    Ok((descriptor, members))
 }
 
 fn check_head(config: &LogConfig, head: &LogHead) -> Result<(), String> {
@@ -358,6 +383,8 @@ pub(crate) struct Installer {
     pub(crate) logs: Arc<Logs>,
     pub(crate) source: SharedBundleSource,
     pub(crate) policy: CatchUpPolicy,
+    /// The members the node knows now, tried after the snapshot's own.
+    pub(crate) known: KnownMembers,
 }
 
 /// Why one attempt at catching up a log failed.
@@ -400,19 +427,32 @@ impl Installer {
 
     /// Installs the snapshot `meta` described by `data` (see the module docs).
     pub(crate) async fn install(&self, meta: &Meta, data: &[u8]) -> Result<(), DiskError> {
-        let descriptor = check_descriptor(&self.logs, meta, data)?;
-        let locals = {
-            let (db, meta, data) = (self.db.clone(), meta.clone(), data.to_vec());
-            let logs = self.logs.clone();
-            self.blocking
-                .run(move || begin(&db, &logs, &meta, &data))
-                .await?
-        };
-        let members: Vec<NodeAddress> = meta
+        let (descriptor, sent_members) = check_descriptor(&self.logs, meta, data)?;
+        // Fetch from the snapshot's members, then from those the sender knew when it sent it,
+        // then from those this node knows now, then from those it knew when an interrupted
+        // install began (stored with it).
+        let mut members: Vec<NodeAddress> = meta
             .last_membership
             .nodes()
             .map(|(_, node)| node.clone())
             .collect();
+        for known in sent_members.into_iter().chain(self.known.get()) {
+            if !members.contains(&known) {
+                members.push(known);
+            }
+        }
+        let (locals, remembered) = {
+            let (db, meta, data) = (self.db.clone(), meta.clone(), data.to_vec());
+            let (logs, members) = (self.logs.clone(), members.clone());
+            self.blocking
+                .run(move || begin(&db, &logs, &meta, &data, &members))
+                .await?
+        };
+        for member in remembered {
+            if !members.contains(&member) {
+                members.push(member);
+            }
+        }
         let targets: BTreeMap<&LogName, &LogHead> = descriptor
             .heads
             .iter()
@@ -625,14 +665,18 @@ impl Debug for Installer {
 
 /// Refuses a snapshot older than the applied state, records it as pending, and returns every
 /// configured log's current head.
+/// Also records `members` with the pending install (keeping those an interrupted install
+/// recorded) and returns the members recorded before.
+#[allow(clippy::type_complexity)]
 fn begin(
     db: &Database,
     logs: &Logs,
     meta: &Meta,
     data: &[u8],
-) -> Result<BTreeMap<LogName, Option<LogHead>>, DiskError> {
+    members: &[NodeAddress],
+) -> Result<(BTreeMap<LogName, Option<LogHead>>, Vec<NodeAddress>), DiskError> {
     let txn = begin_immediate(db)?;
-    let heads = {
+    let result = {
         let (applied, _) = applied_state(&txn.open_table(SM_META)?)?;
         if applied > meta.last_log_id {
             return Err(CatchUpError::Stale {
@@ -642,17 +686,28 @@ fn begin(
             .into());
         }
         let mut snapshot = txn.open_table(SNAPSHOT)?;
+        let remembered: Vec<NodeAddress> = match snapshot.get(PENDING_MEMBERS)? {
+            Some(bytes) => decode("pending members", &PENDING_MEMBERS, bytes.value())?,
+            None => Vec::new(),
+        };
+        let mut all = remembered.clone();
+        for member in members {
+            if !all.contains(member) {
+                all.push(member.clone());
+            }
+        }
         snapshot.insert(PENDING_META, encode("snapshot meta", meta)?.as_slice())?;
         snapshot.insert(PENDING_DATA, data)?;
+        snapshot.insert(PENDING_MEMBERS, encode("pending members", &all)?.as_slice())?;
         let table = txn.open_table(HEADS)?;
         let mut heads = BTreeMap::new();
         for config in logs.iter() {
             heads.insert(config.name.clone(), read_head(&table, &config.name)?);
         }
-        heads
+        (heads, remembered)
     };
     txn.commit()?;
-    Ok(heads)
+    Ok(result)
 }
 
 /// Leaves `[first, end)` of `log` that are stored, up to the first gap.
@@ -773,6 +828,7 @@ fn finish(
         snapshot.insert(SNAPSHOT_DATA, data)?;
         snapshot.remove(PENDING_META)?;
         snapshot.remove(PENDING_DATA)?;
+        snapshot.remove(PENDING_MEMBERS)?;
     }
     txn.commit()?;
     Ok(())

@@ -34,7 +34,7 @@ use super::tables::{
     decode, decode_hash, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
-use crate::catch_up::{CatchUpPolicy, SharedBundleSource};
+use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
 use crate::env::Blocking;
 use crate::state_machine::{self, HashCaches, LogHead, Logs, StateAccess, StateError};
 use crate::types::{CommandOutcome, LogName, NodeAddress, NodeId, TypeConfig};
@@ -56,6 +56,8 @@ pub struct StateStore {
     policy: CatchUpPolicy,
     /// Complete-subtree hashes derived by apply and by reads, shared by both.
     caches: Arc<HashCaches>,
+    /// The cluster's members as the node last saw them, for catch-up.
+    known: KnownMembers,
 }
 
 impl Debug for StateStore {
@@ -106,6 +108,7 @@ impl StateStore {
             db: Arc::new(db),
             blocking,
             caches: Arc::new(HashCaches::new(&logs)),
+            known: KnownMembers::default(),
             logs: Arc::new(logs),
             source,
             policy: CatchUpPolicy::default(),
@@ -125,7 +128,14 @@ impl StateStore {
             logs: self.logs.clone(),
             source: self.source.clone(),
             policy: self.policy,
+            known: self.known.clone(),
         }
+    }
+
+    /// The members catch-up fetches from beyond a snapshot's own: the node keeps it current
+    /// from Raft's membership.
+    pub fn known_members(&self) -> KnownMembers {
+        self.known.clone()
     }
 
     /// A cheap, cloneable handle for reads from any task while apply continues.
@@ -306,10 +316,14 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let db = self.db.clone();
+        let (db, members) = (self.db.clone(), self.known.get());
         let current = self
             .blocking
-            .run(move || snapshot::current(&db))
+            .run(move || -> Result<_, DiskError> {
+                snapshot::current(&db)?
+                    .map(|(meta, data)| Ok((meta, snapshot::with_members(&data, &members)?)))
+                    .transpose()
+            })
             .await
             .map_err(|error| StorageIOError::read_snapshot(None, AnyError::new(&error)))?;
         Ok(current.map(|(meta, data)| Snapshot {

@@ -62,6 +62,10 @@ pub(crate) const SNAPSHOT_SEQ: &str = "seq";
 pub(crate) const PENDING_META: &str = "pending_meta";
 /// `SNAPSHOT` key of the descriptor of the pending install.
 pub(crate) const PENDING_DATA: &str = "pending_data";
+/// `SNAPSHOT` key of the members a pending install may fetch from, beyond the snapshot's own
+/// (the members the node knew when the install began), so that a resumed install can reach
+/// the current cluster before Raft has told the restarted node anything.
+pub(crate) const PENDING_MEMBERS: &str = "pending_members";
 
 /// Encodes an internal value with postcard.
 pub(crate) fn encode<T: Serialize + ?Sized>(

@@ -1,0 +1,136 @@
+//! The keyless CA in the simulation: every node runs the production `KeylessCa` (installed as
+//! `cairn-node` installs it), and clients ask the node they think leads for certificates
+//! through `KeylessCa::issue`, the same path the HTTP route takes after it has verified the
+//! token and the proof of possession (those are checked in `ca`'s and `node`'s own tests; the
+//! simulator has no OpenID provider, so it skips straight to a verified identity).
+//!
+//! The invariant it serves (docs/ARCHITECTURE.md, "Invariants of the log" 6): no certificate
+//! reaches a client before its entry is committed. A returned certificate's two leaves (the
+//! precertificate and the certificate) are recorded as acknowledged appends of the
+//! certificate log, so [`crate::invariants::durability`] holds them to it at every tick and at
+//! the end, on every node, through crashes and elections.
+
+use std::sync::Arc;
+
+use node::keyless::{IssueError, KeylessCa};
+use node::types::LogName;
+
+use crate::rng::SimRng;
+
+/// A fetcher for a CA that verifies no tokens here: every fetch fails.
+struct NoFetch;
+
+impl ca::oidc::Fetch for NoFetch {
+    fn get<'a>(
+        &'a self,
+        url: &'a str,
+        _limit: usize,
+    ) -> ca::oidc::BoxFuture<'a, Result<Vec<u8>, ca::oidc::FetchError>> {
+        Box::pin(async move {
+            Err(ca::oidc::FetchError(format!(
+                "the simulator fetches nothing ({url})"
+            )))
+        })
+    }
+}
+
+/// The cluster's CA: one root, intermediate and SCT key shared by every node, as `cairn-node
+/// init` makes them. The SCT key comes from the seed; the root and intermediate keys come from
+/// rcgen's generator (their bytes differ from run to run, and nothing in a run's events
+/// depends on them).
+pub fn keyless_ca(rng: &mut SimRng, log: &LogName) -> Result<Arc<KeylessCa>, String> {
+    let made = ca::cert::new_ca("Cairn simulation", 1_700_000_000).map_err(|e| e.to_string())?;
+    let authority = ca::cert::Authority::load(
+        &made.root_pem,
+        &made.intermediate_pem,
+        &made.intermediate_key_pem,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut scalar = [0u8; 32];
+    for chunk in scalar.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    // Clear the top bit: the scalar is then below the group order.
+    scalar[0] &= 0x7f;
+    scalar[31] |= 1;
+    let ct_key = ca::ct::CtKey::from_scalar(&scalar).map_err(|e| e.to_string())?;
+    Ok(Arc::new(KeylessCa {
+        authority,
+        ct_key,
+        verifier: ca::oidc::TokenVerifier::new(Vec::new(), Arc::new(NoFetch)),
+        limiter: ca::rate::RateLimiter::new(u32::MAX),
+        log: log.clone(),
+    }))
+}
+
+/// A P-256 public key the simulated clients certify (DER SubjectPublicKeyInfo). Which key is
+/// certified does not matter to the log; one fixed key keeps the runs replayable.
+pub fn client_key() -> Result<Vec<u8>, String> {
+    use p256::pkcs8::EncodePublicKey as _;
+    let secret = p256::SecretKey::from_slice(&[7u8; 32]).map_err(|e| e.to_string())?;
+    secret
+        .public_key()
+        .to_public_key_der()
+        .map(|der| der.as_bytes().to_vec())
+        .map_err(|e| e.to_string())
+}
+
+/// What one issuance request got.
+#[derive(Debug)]
+pub enum Issuance {
+    /// A certificate, logged: (precertificate index, leaf), (certificate index, leaf), and the
+    /// signed checkpoints that covered them.
+    Issued {
+        /// The precertificate entry.
+        precertificate: (u64, Vec<u8>, Arc<str>),
+        /// The certificate entry.
+        certificate: (u64, Vec<u8>, Arc<str>),
+    },
+    /// Not the leader: ask it.
+    NotLeader,
+    /// No certificate (not logged in time, or at all).
+    Refused(String),
+}
+
+/// Asks `ca` on node `id` for a certificate for `email`, at the node's time.
+pub async fn request(
+    node: &node::node::Node,
+    ca: &KeylessCa,
+    rng: &mut SimRng,
+    email: &str,
+    spki_der: &[u8],
+) -> Issuance {
+    let mut serial = [0u8; 20];
+    for chunk in serial.chunks_mut(4) {
+        chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..4]);
+    }
+    serial[0] = (serial[0] & 0x7f) | 0x01;
+    let issuance = ca::cert::Issuance {
+        serial,
+        timestamp_ms: node.clock.now_unix_ms(),
+        identity: ca::identity::Identity {
+            san: ca::identity::San::Email(email.to_string()),
+            issuer: "https://oidc.sim.invalid".into(),
+            subject: email.to_string(),
+            challenge: email.to_string(),
+            extensions: Vec::new(),
+        },
+        spki_der: spki_der.to_vec(),
+    };
+    match ca.issue(&node.sequencer, &issuance).await {
+        Ok(issued) => Issuance::Issued {
+            precertificate: (
+                issued.precertificate.index,
+                issued.precertificate_leaf,
+                issued.precertificate.checkpoint,
+            ),
+            certificate: (
+                issued.logged.index,
+                issued.certificate_leaf,
+                issued.logged.checkpoint,
+            ),
+        },
+        Err(IssueError::NotLeader) => Issuance::NotLeader,
+        Err(error) => Issuance::Refused(error.to_string()),
+    }
+}
