@@ -159,11 +159,15 @@ pub struct TileCache {
 impl TileCache {
     fn tiles(&self) -> std::sync::MutexGuard<'_, BTreeMap<Tile, Vec<u8>>> {
         // Nothing panics while holding these locks; a poisoned map is still consistent.
-        self.tiles.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.tiles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn missing(&self) -> std::sync::MutexGuard<'_, Option<Tile>> {
-        self.missing.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.missing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -287,12 +291,11 @@ impl LogClient {
     pub async fn entries(&self, index: u64, width: u16) -> Result<Vec<Vec<u8>>, FetchError> {
         let tile = Tile::entries(index, width);
         let bundle = self.tile(tile).await?;
-        let entries = tlog::tile::decode_bundle(&bundle, width).map_err(|e| {
-            FetchError::Malformed {
+        let entries =
+            tlog::tile::decode_bundle(&bundle, width).map_err(|e| FetchError::Malformed {
                 url: format!("{}/{}", self.prefix, tile.path()),
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(entries.into_iter().map(<[u8]>::to_vec).collect())
     }
 }

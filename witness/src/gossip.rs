@@ -47,11 +47,13 @@ pub async fn compare(http: &Http, logs: &Logs, witnesses: &[String]) -> GossipRe
                     continue;
                 }
             };
-            let opened = Note::parse(&bytes).map_err(|e| e.to_string()).and_then(|note| {
-                note.verify(&log.verifiers).map_err(|e| e.to_string())?;
-                let checkpoint = Checkpoint::parse(note.text()).map_err(|e| e.to_string())?;
-                Ok(checkpoint)
-            });
+            let opened = Note::parse(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|note| {
+                    note.verify(&log.verifiers).map_err(|e| e.to_string())?;
+                    let checkpoint = Checkpoint::parse(note.text()).map_err(|e| e.to_string())?;
+                    Ok(checkpoint)
+                });
             match opened {
                 Ok(checkpoint) if checkpoint.origin == log.origin => seen.push(Seen {
                     witness: witness.clone(),
@@ -108,7 +110,10 @@ pub async fn compare(http: &Http, logs: &Logs, witnesses: &[String]) -> GossipRe
                 found = true;
                 report.split_views.push(SplitView {
                     origin: log.origin.clone(),
-                    reason: format!("{reason} (witnesses {} and {})", other.witness, largest.witness),
+                    reason: format!(
+                        "{reason} (witnesses {} and {})",
+                        other.witness, largest.witness
+                    ),
                     first: other.note.clone(),
                     second: largest.note.clone(),
                 });

@@ -55,8 +55,8 @@ pub fn load_or_create(path: &Path, name: Option<&str>) -> Result<Cosigner, KeyFi
     };
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let signer = Ed25519Signer::from_private_key(text.trim())
-                .map_err(|e| invalid(e.to_string()))?;
+            let signer =
+                Ed25519Signer::from_private_key(text.trim()).map_err(|e| invalid(e.to_string()))?;
             let found = tlog::note::NoteSigner::name(&signer).to_owned();
             if let Some(wanted) = name
                 && wanted != found
@@ -76,7 +76,8 @@ pub fn load_or_create(path: &Path, name: Option<&str>) -> Result<Cosigner, KeyFi
             let mut seed = [0u8; 32];
             rand08::rngs::OsRng.fill_bytes(&mut seed);
             let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-            let signer = Ed25519Signer::new(name, key.clone()).map_err(|e| invalid(e.to_string()))?;
+            let signer =
+                Ed25519Signer::new(name, key.clone()).map_err(|e| invalid(e.to_string()))?;
             // create_new: never overwrite a key that appeared meanwhile.
             let mut file = std::fs::OpenOptions::new()
                 .write(true)

@@ -82,7 +82,8 @@ pub async fn poll_once(
     if checkpoint.origin != log.origin {
         return Err(bad(format!("origin is {:?}", checkpoint.origin)));
     }
-    note.verify(&log.verifiers).map_err(|e| bad(e.to_string()))?;
+    note.verify(&log.verifiers)
+        .map_err(|e| bad(e.to_string()))?;
     let size = checkpoint.size.0;
     let latest = witness.store().latest(&log.origin)?;
     let old = latest.as_ref().map_or(0, |s| s.size);

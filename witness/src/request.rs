@@ -67,7 +67,9 @@ impl AddCheckpoint {
             .ok_or(RequestError::OldLine)?;
         let mut proof = Vec::new();
         loop {
-            let (line, after) = rest.split_once('\n').ok_or(RequestError::MissingSeparator)?;
+            let (line, after) = rest
+                .split_once('\n')
+                .ok_or(RequestError::MissingSeparator)?;
             rest = after;
             if line.is_empty() {
                 break;

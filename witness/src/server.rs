@@ -73,16 +73,17 @@ async fn route(witness: &Arc<Witness>, request: Request<Incoming>) -> Response<F
         (&Method::GET, "/split-views") => split_views(witness).await,
         (&Method::GET, "/verifier-key") => text(200, format!("{}\n", witness.verifier_key())),
         (&Method::GET, path) if path.ends_with("/checkpoint") => {
-            let hex = path
-                .trim_start_matches('/')
-                .trim_end_matches("/checkpoint");
+            let hex = path.trim_start_matches('/').trim_end_matches("/checkpoint");
             latest(witness, hex).await
         }
         _ => text(404, format!("no endpoint {path}\n")),
     }
 }
 
-async fn add_checkpoint(witness: &Arc<Witness>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn add_checkpoint(
+    witness: &Arc<Witness>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let body = match Limited::new(request.into_body(), REQUEST_BYTES_MAX)
         .collect()
         .await
@@ -91,7 +92,8 @@ async fn add_checkpoint(witness: &Arc<Witness>, request: Request<Incoming>) -> R
         Err(error) => return text(400, format!("reading the request: {error}\n")),
     };
     let witness = witness.clone();
-    let reply = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, unix_now())).await;
+    let reply =
+        tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, unix_now())).await;
     match reply {
         Ok(reply) => to_response(reply),
         Err(error) => text(500, format!("witness task failed: {error}\n")),
@@ -148,7 +150,8 @@ fn to_response(reply: Reply) -> Response<Full<Bytes>> {
 
 fn text(status: u16, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

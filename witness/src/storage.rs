@@ -112,7 +112,10 @@ impl Store for RedbStore {
                 return Ok(Swap::Conflict(current.map_or(0, |(size, _)| size)));
             }
             if let Some((size, root)) = current {
-                assert!(new.size >= size, "witness store: size of {origin} would shrink");
+                assert!(
+                    new.size >= size,
+                    "witness store: size of {origin} would shrink"
+                );
                 assert!(
                     new.size > size || new.root == root,
                     "witness store: second root for one size of {origin}"

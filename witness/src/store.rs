@@ -131,7 +131,10 @@ impl Store for MemoryStore {
             return Ok(Swap::Conflict(current.map_or(0, |(size, _)| size)));
         }
         if let Some((size, _)) = current {
-            assert!(new.size >= size, "witness store: size of {origin} would shrink");
+            assert!(
+                new.size >= size,
+                "witness store: size of {origin} would shrink"
+            );
         }
         state.latest.insert(origin.to_owned(), new.clone());
         Ok(Swap::Stored)

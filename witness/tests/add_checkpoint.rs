@@ -2,7 +2,7 @@
 //! sans-IO core over the real redb store; then a restart in the middle of a run (no rollback,
 //! no second cosignature for a smaller size or another root), and the check-and-store race.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 mod common;
 
@@ -61,22 +61,38 @@ fn every_status_code() {
     log.grow(5, "a");
     let mut too_old = AddCheckpoint::parse(&log.request(0)).unwrap();
     too_old.old_size = 6;
-    assert_eq!(witness.add_checkpoint(too_old.to_body().as_bytes(), NOW).status, 400);
+    assert_eq!(
+        witness
+            .add_checkpoint(too_old.to_body().as_bytes(), NOW)
+            .status,
+        400
+    );
 
     // 404: an origin the witness does not witness.
     let mut stranger = TestLog::new("other.example/log", 1);
     stranger.grow(3, "s");
-    assert_eq!(witness.add_checkpoint(&stranger.request(0), NOW).status, 404);
+    assert_eq!(
+        witness.add_checkpoint(&stranger.request(0), NOW).status,
+        404
+    );
 
     // 403: the right origin, signed by another key.
     let mut impostor = TestLog::new(ORIGIN, 2);
     impostor.grow(5, "a");
-    assert_eq!(witness.add_checkpoint(&impostor.request(0), NOW).status, 403);
+    assert_eq!(
+        witness.add_checkpoint(&impostor.request(0), NOW).status,
+        403
+    );
 
     // 422: a proof with old 0.
     let mut with_proof = AddCheckpoint::parse(&log.request(0)).unwrap();
     with_proof.proof = vec![Hash::digest(b"x")];
-    assert_eq!(witness.add_checkpoint(with_proof.to_body().as_bytes(), NOW).status, 422);
+    assert_eq!(
+        witness
+            .add_checkpoint(with_proof.to_body().as_bytes(), NOW)
+            .status,
+        422
+    );
 
     // 200: the first checkpoint, from old 0.
     assert_cosigned(&witness.add_checkpoint(&log.request(0), NOW), &log);
@@ -91,7 +107,12 @@ fn every_status_code() {
     // 422: a wrong proof.
     let mut wrong = AddCheckpoint::parse(&log.request(5)).unwrap();
     wrong.proof[0] = Hash::digest(b"wrong");
-    assert_eq!(witness.add_checkpoint(wrong.to_body().as_bytes(), NOW).status, 422);
+    assert_eq!(
+        witness
+            .add_checkpoint(wrong.to_body().as_bytes(), NOW)
+            .status,
+        422
+    );
 
     // 200: the right proof.
     assert_cosigned(&witness.add_checkpoint(&log.request(5), NOW), &log);
@@ -110,7 +131,10 @@ fn every_status_code() {
     assert!(views[0].first.starts_with(&log.checkpoint()[..20]));
     assert!(views[0].second.contains(&fork.root().to_base64()));
     assert!(views[0].first.contains(&log.root().to_base64()));
-    assert_eq!(witness.store().latest(ORIGIN).unwrap().unwrap().root, log.root());
+    assert_eq!(
+        witness.store().latest(ORIGIN).unwrap().unwrap().root,
+        log.root()
+    );
 
     // 422: a size-0 checkpoint whose root is not the empty tree's (a fresh origin).
     let mut zero = TestLog::new(ORIGIN, 1);
@@ -154,11 +178,17 @@ fn restart_keeps_state_and_never_rolls_back() {
         restored.append(leaf.clone());
     }
     let reply = witness.add_checkpoint(&restored.request(sizes[0]), NOW);
-    assert_eq!((reply.status, reply.body.as_str()), (409, format!("{}\n", log.size()).as_str()));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (409, format!("{}\n", log.size()).as_str())
+    );
     // Even claiming the right old size, a smaller checkpoint is refused (old > size: 400).
     let reply = witness.add_checkpoint(&restored.request(log.size()), NOW);
     assert_eq!(reply.status, 400, "{}", reply.body);
-    assert_eq!(witness.store().latest(ORIGIN).unwrap().unwrap().size, log.size());
+    assert_eq!(
+        witness.store().latest(ORIGIN).unwrap().unwrap().size,
+        log.size()
+    );
 
     // The run continues from the remembered size.
     let old = log.size();

@@ -44,9 +44,8 @@ async fn static_log(files: Files) -> String {
                 let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
                     let path = request.uri().path().trim_start_matches("/log/").to_owned();
                     let found = files.lock().unwrap().get(&path).cloned();
-                    let mut response = Response::new(Full::new(Bytes::from(
-                        found.clone().unwrap_or_default(),
-                    )));
+                    let mut response =
+                        Response::new(Full::new(Bytes::from(found.clone().unwrap_or_default())));
                     if found.is_none() {
                         *response.status_mut() = hyper::StatusCode::NOT_FOUND;
                     }
@@ -70,8 +69,7 @@ struct RunningWitness {
 async fn start_witness(name: &str, seed: u8, logs: Logs) -> RunningWitness {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("w.redb")).unwrap());
-    let cosigner =
-        Cosigner::new(name, ed25519_dalek::SigningKey::from_bytes(&[seed; 32])).unwrap();
+    let cosigner = Cosigner::new(name, ed25519_dalek::SigningKey::from_bytes(&[seed; 32])).unwrap();
     let witness = Arc::new(Witness::new(cosigner, logs, store));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -132,9 +130,12 @@ async fn poller_gossip_and_monitor_against_static_tiles() {
     let mut verifiers = Verifiers::new();
     verifiers
         .push(
-            Cosigner::new("witness.example/w1", ed25519_dalek::SigningKey::from_bytes(&[11; 32]))
-                .unwrap()
-                .verifier(),
+            Cosigner::new(
+                "witness.example/w1",
+                ed25519_dalek::SigningKey::from_bytes(&[11; 32]),
+            )
+            .unwrap()
+            .verifier(),
         )
         .unwrap();
     note.verify(&verifiers).unwrap();
@@ -165,10 +166,13 @@ async fn poller_gossip_and_monitor_against_static_tiles() {
         PollOutcome::Cosigned(514)
     );
     // Each witness is content on its own; gossip compares them and finds the split view.
-    let report =
-        witness::gossip::compare(&http, &logs, &[w1.url.clone(), w2.url.clone()]).await;
+    let report = witness::gossip::compare(&http, &logs, &[w1.url.clone(), w2.url.clone()]).await;
     assert_eq!(report.split_views.len(), 1, "{report:?}");
-    assert!(report.split_views[0].reason.contains("two roots for tree size 514"));
+    assert!(
+        report.split_views[0]
+            .reason
+            .contains("two roots for tree size 514")
+    );
 
     // The first witness then polls the forked log after it grew: no consistency proof exists
     // from what it cosigned, so it records the split view with both checkpoints.
@@ -178,7 +182,11 @@ async fn poller_gossip_and_monitor_against_static_tiles() {
     let PollOutcome::SplitView(evidence) = outcome else {
         panic!("want a split view, got {outcome:?}");
     };
-    assert!(evidence.reason.contains("no valid consistency proof from size 514 to 524"));
+    assert!(
+        evidence
+            .reason
+            .contains("no valid consistency proof from size 514 to 524")
+    );
     let views = w1.witness.store().split_views().unwrap();
     assert_eq!(views.len(), 1);
     assert!(views[0].first.contains(&log.root().to_base64()));
@@ -190,7 +198,10 @@ async fn poller_gossip_and_monitor_against_static_tiles() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("no valid consistency proof"));
     // And it still holds (and serves) what it cosigned.
-    assert_eq!(w1.witness.store().latest(ORIGIN).unwrap().unwrap().size, 514);
+    assert_eq!(
+        w1.witness.store().latest(ORIGIN).unwrap().unwrap().size,
+        514
+    );
 }
 
 fn certificate_entry(identity: &str) -> Vec<u8> {
@@ -250,7 +261,10 @@ async fn monitor_reports_identity_resumes_and_catches_a_fork() {
     publish(&files, &log);
     let cursor = monitor.load_cursor(0).unwrap();
     let (cursor, matches) = monitor.step(&cursor).await.unwrap();
-    assert_eq!(matches.iter().map(|m| m.index).collect::<Vec<_>>(), vec![279]);
+    assert_eq!(
+        matches.iter().map(|m| m.index).collect::<Vec<_>>(),
+        vec![279]
+    );
     assert_eq!(matches[0].tree_size, 280);
     monitor.save_cursor(&cursor).unwrap();
 

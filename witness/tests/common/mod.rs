@@ -3,13 +3,13 @@
 //! tlog-tiles files.
 
 // Test harness code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation, dead_code)]
 
 use std::collections::BTreeMap;
 
 use tlog::checkpoint::Checkpoint;
 use tlog::note::{Ed25519Signer, Verifier};
-use tlog::tile::{Tile, TILE_WIDTH};
+use tlog::tile::{TILE_WIDTH, Tile};
 use tlog::{Hash, MemoryTree, TreeSize, leaf_hash};
 
 pub(crate) struct TestLog {
