@@ -79,6 +79,28 @@ pub struct NodeFile {
     /// Raft timing.
     #[serde(default)]
     pub raft: RaftFile,
+    /// Witness cosigning before publication (`node::witnessing`); absent: no witnesses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessing: Option<WitnessingFile>,
+}
+
+/// The `[witnessing]` section: which witnesses cosign, and the quorum publication needs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessingFile {
+    /// A C2SP tlog-policy file: a `log` line per witnessed log (its origin and key), `witness`
+    /// lines with the witnesses' URLs, groups, and the quorum.
+    pub policy_file: PathBuf,
+    /// Publish checkpoints that miss the quorum: for bring-up only, logged loudly.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// How long an append waits for a checkpoint covering it to reach the quorum.
+    #[serde(default = "default_append_timeout_ms")]
+    pub append_timeout_ms: u64,
+}
+
+fn default_append_timeout_ms() -> u64 {
+    10_000
 }
 
 /// One log in a configuration file.
@@ -176,6 +198,9 @@ impl NodeFile {
         file.cluster_key_file = base.join(&file.cluster_key_file);
         for log in &mut file.logs {
             log.key_file = base.join(&log.key_file);
+        }
+        if let Some(witnessing) = &mut file.witnessing {
+            witnessing.policy_file = base.join(&witnessing.policy_file);
         }
         file.check()?;
         Ok(file)
@@ -287,6 +312,29 @@ impl NodeFile {
         Ok(Logs::new(configs))
     }
 
+    /// The witnessing settings, with the policy read and parsed; `None` without a section.
+    pub fn load_witnessing(
+        &self,
+    ) -> Result<Option<crate::witnessing::WitnessingConfig>, ConfigError> {
+        let Some(witnessing) = &self.witnessing else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read_to_string(&witnessing.policy_file).map_err(|source| ConfigError::Io {
+                path: witnessing.policy_file.clone(),
+                source,
+            })?;
+        let policy = tlog::policy::Policy::parse(&text).map_err(|error| ConfigError::Invalid {
+            setting: "witnessing.policy_file".into(),
+            message: format!("{}: {error}", witnessing.policy_file.display()),
+        })?;
+        Ok(Some(crate::witnessing::WitnessingConfig {
+            policy,
+            fail_open: witnessing.fail_open,
+            append_timeout: std::time::Duration::from_millis(witnessing.append_timeout_ms),
+        }))
+    }
+
     /// The admin token, from its file.
     pub fn load_admin_token(&self) -> Result<String, ConfigError> {
         let token = read_secret(&self.admin_token_file)?.trim().to_string();
@@ -394,6 +442,7 @@ mod tests {
             }],
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
+            witnessing: None,
         }
     }
 

@@ -219,6 +219,7 @@ fn init(
             logs: logs.clone(),
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
+            witnessing: None,
         };
         let path = node_dir.join("config.toml");
         config.save(&path)?;
@@ -404,6 +405,16 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     )
     .await?;
+    // Witnessing runs beside the node, outside Raft, reading only committed state.
+    if let Some(witnessing) = file.load_witnessing()? {
+        let witnessing = Arc::new(node::witnessing::Witnessing::new(
+            witnessing,
+            node.logs.iter(),
+            node.http.clone(),
+        ));
+        let _ = node.witnessing.set(Arc::clone(&witnessing));
+        tokio::spawn(witnessing.run(Arc::clone(&node)));
+    }
     let listener = bind(file.listen).await?;
     let cluster_listener = bind(file.cluster_listen).await?;
     tracing::info!(

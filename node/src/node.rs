@@ -83,6 +83,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Where blocking storage reads run.
     pub blocking: Blocking,
+    /// Witness cosigning and quorum publication, when configured (set once, after start).
+    pub witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
     admin_token: String,
 }
 
@@ -153,6 +155,7 @@ impl Node {
             metrics,
             admin_token: config.admin_token,
             blocking: config.blocking,
+            witnessing: std::sync::OnceLock::new(),
         }))
     }
 

@@ -31,14 +31,17 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Serves `witness` on `listener` until `shutdown` resolves.
+/// Serves `witness` on `listener` until `shutdown` resolves; then every open connection is
+/// dropped too (a stopped witness must look stopped, also to keep-alive clients).
 pub async fn serve(
     listener: TcpListener,
     witness: Arc<Witness>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -54,7 +57,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let witness = witness.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let witness = witness.clone();
                 async move { Ok::<_, Infallible>(route(&witness, request).await) }
