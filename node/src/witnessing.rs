@@ -33,8 +33,9 @@ use crate::node::Node;
 use crate::state_machine::LogConfig;
 use crate::types::LogName;
 
-/// How often the loop looks for a new checkpoint.
-const TICK: Duration = Duration::from_millis(20);
+/// The longest the loop sleeps between looks for a new checkpoint (it also wakes on Raft
+/// events).
+const TICK: Duration = Duration::from_millis(50);
 /// How long one witness request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait before asking again about a checkpoint that did not reach its quorum.
@@ -159,6 +160,7 @@ impl Witnessing {
     pub async fn run(self: Arc<Self>, node: Arc<Node>) {
         // Per log: the size of the last checkpoint submitted and when, to pace retries.
         let mut attempted: BTreeMap<LogName, (u64, Instant)> = BTreeMap::new();
+        let mut raft_events = node.raft.metrics();
         loop {
             for log in node.logs.iter() {
                 let Some(state) = self.logs.get(&log.name) else {
@@ -227,7 +229,9 @@ impl Witnessing {
                     }
                 }
             }
-            tokio::time::sleep(TICK).await;
+            // Wake on the next Raft event (a new applied index carries a new checkpoint), or
+            // after a tick for retries.
+            let _ = tokio::time::timeout(TICK, raft_events.changed()).await;
         }
     }
 
