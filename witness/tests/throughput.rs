@@ -14,17 +14,19 @@ use std::time::Instant;
 use common::TestLog;
 use tlog::cosignature::Cosigner;
 use witness::config::Logs;
-use witness::store::MemoryStore;
 use witness::storage::RedbStore;
+use witness::store::MemoryStore;
 use witness::{Store, Witness};
 
 const ORIGIN: &str = "example.com/log";
 
 fn measure(name: &str, store: Arc<dyn Store>, count: usize) {
     let mut log = TestLog::new(ORIGIN, 1);
-    let cosigner =
-        Cosigner::new("witness.example/w1", ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
-            .unwrap();
+    let cosigner = Cosigner::new(
+        "witness.example/w1",
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    )
+    .unwrap();
     let witness = Witness::new(cosigner, Logs::single(ORIGIN, log.verifier(), None), store);
     // The requests are made first: the log's signing and proofs are not the witness's cost.
     let mut requests = Vec::with_capacity(count);
