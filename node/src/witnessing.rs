@@ -112,6 +112,12 @@ impl Witnessing {
                 );
             }
         }
+        if states.is_empty() {
+            tracing::error!(
+                "witnessing: the policy lists none of this node's logs (by origin and key), so \
+                 no log is witnessed"
+            );
+        }
         if config.fail_open {
             tracing::warn!(
                 "WITNESSING FAIL-OPEN: checkpoints without a witness quorum will be published; \
@@ -295,12 +301,23 @@ impl Witnessing {
                 }
                 Err(Submit::Ahead(witness_size)) => {
                     self.remember(state, &witness.name, witness_size);
-                    tracing::error!(
-                        log = %log.name, witness = %witness.name, witness_size, size,
-                        "witness has cosigned a LARGER tree than this log's checkpoint: the log \
-                         was restored from an old backup or forked; refusing to publish anything \
-                         smaller than the size witnesses have cosigned"
-                    );
+                    // A follower that has not applied as far as another node is merely behind;
+                    // on the leader, whose applied state is the cluster's latest, it means the
+                    // log lost what witnesses already cosigned.
+                    let leads = node.raft.metrics().borrow().current_leader == Some(node.id);
+                    if leads {
+                        tracing::error!(
+                            log = %log.name, witness = %witness.name, witness_size, size,
+                            "witness has cosigned a LARGER tree than this log's checkpoint: the \
+                             log was restored from an old backup or forked; refusing to publish \
+                             anything smaller than the size witnesses have cosigned"
+                        );
+                    } else {
+                        tracing::debug!(
+                            log = %log.name, witness = %witness.name, witness_size, size,
+                            "witness is ahead of this follower's checkpoint"
+                        );
+                    }
                     problems.push(format!("{}: ahead at size {witness_size}", witness.name));
                 }
                 Err(Submit::Failed(reason)) => problems.push(format!("{}: {reason}", witness.name)),

@@ -444,12 +444,13 @@ async fn publication_needs_a_two_of_three_witness_quorum() {
     );
     let (status, _) = cluster.checkpoint(1).await;
     assert_eq!(status, 503);
-    // And the node said why, loudly.
-    let log = std::fs::read_to_string(cluster.dir.join("node-1/node.log")).unwrap();
-    assert!(
-        log.contains("LARGER tree"),
-        "no restore alarm in node-1/node.log"
-    );
+    // And the leader said why, loudly.
+    let alarmed = (1..=3).any(|id| {
+        std::fs::read_to_string(cluster.dir.join(format!("node-{id}/node.log")))
+            .unwrap()
+            .contains("LARGER tree")
+    });
+    assert!(alarmed, "no restore alarm in the nodes' logs");
     for witness in &mut witnesses {
         witness.stop().await;
     }
