@@ -87,12 +87,40 @@ pub async fn poll_once(
     let size = checkpoint.size.0;
     let latest = witness.store().latest(&log.origin)?;
     let old = latest.as_ref().map_or(0, |s| s.size);
-    if let Some(stored) = &latest
-        && (size < stored.size || (size == stored.size && checkpoint.root == stored.root))
-    {
-        return Ok(PollOutcome::Unchanged);
-    }
     let tiles = TileCache::default();
+    if let Some(stored) = &latest {
+        if size == stored.size && checkpoint.root == stored.root {
+            return Ok(PollOutcome::Unchanged);
+        }
+        if size < stored.size {
+            // An older checkpoint (a lagging mirror) is fine if it is a prefix of what was
+            // cosigned; if the log cannot prove that, it has shown two histories.
+            if size == 0 {
+                return Ok(PollOutcome::Unchanged);
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            return match prove(
+                &client,
+                &tiles,
+                (size, checkpoint.root),
+                (stored.size, stored.root),
+            )
+            .await?
+            {
+                Ok(()) => Ok(PollOutcome::Unchanged),
+                Err(reason) => {
+                    let evidence = SplitView {
+                        origin: log.origin.clone(),
+                        reason,
+                        first: stored.note.clone(),
+                        second: text,
+                    };
+                    witness.record_split_view(&evidence)?;
+                    Ok(PollOutcome::SplitView(Box::new(evidence)))
+                }
+            };
+        }
+    }
     let proof = if old == 0 || old == size {
         Vec::new()
     } else {
@@ -131,6 +159,36 @@ pub async fn poll_once(
         Err(AddError::Conflict(_)) => Ok(PollOutcome::Unchanged),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Whether the log proves the tree `old` a prefix of the tree `new`: from its proof endpoint,
+/// else from its tiles. `Ok(Err(reason))` when neither proof verifies.
+async fn prove(
+    client: &LogClient,
+    tiles: &TileCache,
+    old: (u64, tlog::Hash),
+    new: (u64, tlog::Hash),
+) -> Result<Result<(), String>, PollError> {
+    let check = |hashes: Vec<tlog::Hash>| {
+        tlog::ConsistencyProof {
+            old_size: tlog::TreeSize(old.0),
+            new_size: tlog::TreeSize(new.0),
+            hashes,
+        }
+        .verify(&old.1, &new.1)
+    };
+    if check(client.consistency_proof(old.0, new.0, tiles).await?).is_ok() {
+        return Ok(Ok(()));
+    }
+    let from_tiles = client
+        .consistency_proof_from_tiles(old.0, new.0, tiles)
+        .await?;
+    Ok(check(from_tiles).map_err(|e| {
+        format!(
+            "no valid consistency proof from size {} to {}: {e}",
+            old.0, new.0
+        )
+    }))
 }
 
 async fn add(

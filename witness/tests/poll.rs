@@ -202,6 +202,28 @@ async fn poller_gossip_and_monitor_against_static_tiles() {
         w1.witness.store().latest(ORIGIN).unwrap().unwrap().size,
         514
     );
+
+    // A lagging checkpoint (an older one, beside current tiles) is fine if it is a prefix of
+    // what was cosigned, and a split view if it is not.
+    let mut prefix = TestLog::new(ORIGIN, 1);
+    prefix.grow(300, "a");
+    let mut files_now = log.tiles();
+    files_now.insert("checkpoint".to_owned(), prefix.checkpoint().into_bytes());
+    *files.lock().unwrap() = files_now.clone();
+    assert_eq!(
+        poll_once(&w1.witness, &http, config).await.unwrap(),
+        PollOutcome::Unchanged
+    );
+    let mut other = TestLog::new(ORIGIN, 1);
+    other.grow(300, "c");
+    files_now.insert("checkpoint".to_owned(), other.checkpoint().into_bytes());
+    *files.lock().unwrap() = files_now;
+    let outcome = poll_once(&w1.witness, &http, config).await.unwrap();
+    assert!(
+        matches!(&outcome, PollOutcome::SplitView(e) if e.reason.contains("from size 300 to 514")),
+        "{outcome:?}"
+    );
+    assert_eq!(w1.witness.store().split_views().unwrap().len(), 2);
 }
 
 fn certificate_entry(identity: &str) -> Vec<u8> {
