@@ -7,7 +7,7 @@
 //! appends still succeed; with two stopped they fail (503) and the published checkpoint does not
 //! move (fail-closed); with one back, publication resumes. Then the log is "restored from an old
 //! backup" (its data wiped, the same key): the witnesses answer 409 with their larger size and
-//! the log publishes nothing smaller.
+//! the log publishes nothing smaller; with `fail_open` it publishes anyway, loudly.
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -137,7 +137,7 @@ impl Cluster {
     }
 
     /// Adds a `[witnessing]` section to every node's config.
-    fn configure_witnessing(&self, policy: &str) {
+    fn configure_witnessing(&self, policy: &str, fail_open: bool) {
         let policy_path = self.dir.join("witness-policy.txt");
         std::fs::write(&policy_path, policy).unwrap();
         for id in 1..=self.urls.len() as u64 {
@@ -149,6 +149,7 @@ impl Cluster {
                 toml::Value::String(policy_path.display().to_string()),
             );
             section.insert("append_timeout_ms".into(), toml::Value::Integer(2_000));
+            section.insert("fail_open".into(), toml::Value::Boolean(fail_open));
             config.insert("witnessing".into(), toml::Value::Table(section));
             std::fs::write(&path, config.to_string()).unwrap();
         }
@@ -372,7 +373,7 @@ async fn publication_needs_a_two_of_three_witness_quorum() {
     }
     policy_text.push_str("group two-of-three 2 w1 w2 w3\nquorum two-of-three\n");
     let policy = Policy::parse(&policy_text).unwrap();
-    cluster.configure_witnessing(&policy_text);
+    cluster.configure_witnessing(&policy_text, false);
     cluster.start().await;
 
     // All three up: every append's checkpoint meets the quorum, through any node.
@@ -463,6 +464,22 @@ async fn publication_needs_a_two_of_three_witness_quorum() {
             .contains("LARGER tree")
     });
     assert!(alarmed, "no restore alarm in the nodes' logs");
+
+    // Fail-open (bring-up only): the same situation publishes, and says so.
+    cluster.stop();
+    for id in 1..=3 {
+        std::fs::remove_dir_all(cluster.dir.join(format!("node-{id}/data"))).unwrap();
+    }
+    cluster.configure_witnessing(&policy_text, true);
+    cluster.start().await;
+    let (status, entry) = cluster.append(1, b"fail open").await;
+    assert_eq!(status, 201, "{entry}");
+    let warned = (1..=3).any(|id| {
+        std::fs::read_to_string(cluster.dir.join(format!("node-{id}/node.log")))
+            .unwrap()
+            .contains("WITNESSING FAIL-OPEN: publishing")
+    });
+    assert!(warned, "no fail-open warning in the nodes' logs");
     for witness in &mut witnesses {
         witness.stop().await;
     }
