@@ -277,6 +277,29 @@ impl LogClient {
         Err(FetchError::Tiles("too many rounds".to_owned()))
     }
 
+    /// The right edge of the tree of `start` leaves (its complete subtrees' hashes), read from
+    /// the tiles of the tree of `size` (`start <= size`). Unverified: callers append the leaves
+    /// up to `size` and compare the root with a verified checkpoint's, which checks the edge too.
+    pub async fn edge_from_tiles(
+        &self,
+        start: u64,
+        size: u64,
+        tiles: &TileCache,
+    ) -> Result<tlog::Tree, FetchError> {
+        let nodes = tlog::Tree::edge_nodes(TreeSize(start));
+        for _ in 0..PROOF_ROUNDS_MAX {
+            let store = TileHashStore::new(tiles, TreeSize(size));
+            match tlog::HashStore::node_hashes(&store, &nodes) {
+                Ok(hashes) => {
+                    return tlog::Tree::from_edge(TreeSize(start), hashes)
+                        .map_err(|e| FetchError::Tiles(e.to_string()));
+                }
+                Err(error) => self.fetch_missing(tiles, &error.to_string()).await?,
+            }
+        }
+        Err(FetchError::Tiles("too many rounds".to_owned()))
+    }
+
     async fn fetch_missing(&self, tiles: &TileCache, error: &str) -> Result<(), FetchError> {
         let missing = tiles.missing().take();
         let Some(tile) = missing else {

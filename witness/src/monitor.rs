@@ -1,8 +1,9 @@
 //! The monitor: follows one log from a starting index, verifies every checkpoint it sees (the
 //! log's signature, and consistency with the last one it verified), reads every new entry from
-//! the log's entry bundles, checks each entry's inclusion in the verified tree, and reports the
-//! entries whose certificates name an identity (an e-mail or URI subject alternative name),
-//! with their inclusion proofs. Its cursor (the last verified checkpoint and the next index)
+//! the log's entry bundles, checks them all at once (the tree's right edge at the cursor, read
+//! from tiles, plus the new entries must give the verified root), and reports the entries
+//! whose certificates name an identity (an e-mail or URI subject alternative name), with their
+//! inclusion proofs. Its cursor (the last verified checkpoint and the next index)
 //! is kept in a file, replaced atomically, so a monitor resumes where it stopped.
 //!
 //! Entries are found by meaning, not by schema: every string in an entry's JSON that is a
@@ -170,9 +171,17 @@ impl Monitor {
                 return Ok((cursor.clone(), Vec::new()));
             }
         }
-        let mut matches = Vec::new();
-        let mut index = cursor.next_index;
-        while index < size {
+        // Every entry is checked at once: the tree's right edge at the cursor, plus every new
+        // entry, must give the verified root. A wrong edge hash or entry changes the root.
+        let start = cursor.next_index.min(size);
+        let mut tree = if start == 0 {
+            tlog::Tree::new()
+        } else {
+            self.log.edge_from_tiles(start, size, &tiles).await?
+        };
+        let mut candidates = Vec::new();
+        while tree.size().0 < size {
+            let index = tree.size().0;
             let bundle = index / u64::from(TILE_WIDTH);
             let first = bundle * u64::from(TILE_WIDTH);
             let width = u16::try_from((size - first).min(u64::from(TILE_WIDTH)))
@@ -180,30 +189,53 @@ impl Monitor {
             let entries = self.log.entries(bundle, width).await?;
             // `index - first` is below the tile width.
             let skip = usize::try_from(index - first).unwrap_or(usize::MAX);
-            for (offset, entry) in entries.iter().enumerate().skip(skip) {
-                let leaf = first + offset as u64;
-                let proof = self
-                    .log
-                    .inclusion_proof_from_tiles(leaf, size, &tiles)
-                    .await?;
-                proof
-                    .verify(&leaf_hash(entry), &checkpoint.root)
-                    .map_err(|e| MonitorError::Entry {
-                        index: leaf,
-                        detail: format!("not in the tree of the verified checkpoint: {e}"),
-                    })?;
-                if let Some(identity) = names(entry, &self.identity) {
-                    matches.push(Match {
-                        index: leaf,
-                        identity,
-                        entry: BASE64.encode(entry),
-                        tree_size: size,
-                        inclusion_proof: proof.hashes.iter().map(Hash::to_base64).collect(),
-                        checkpoint: text.clone(),
-                    });
+            if entries.len() <= skip {
+                return Err(MonitorError::Entry {
+                    index,
+                    detail: format!("entry bundle {bundle} holds {} entries", entries.len()),
+                });
+            }
+            for entry in entries.into_iter().skip(skip) {
+                let leaf =
+                    tree.append(leaf_hash(&entry), |_, _| {})
+                        .map_err(|e| MonitorError::Entry {
+                            index,
+                            detail: e.to_string(),
+                        })?;
+                if let Some(identity) = names(&entry, &self.identity) {
+                    candidates.push((leaf.0, identity, entry));
                 }
             }
-            index = first + u64::from(width);
+        }
+        if tree.root() != checkpoint.root {
+            return Err(MonitorError::Entry {
+                index: start,
+                detail: format!(
+                    "the entries from {start} to {size} and the tiles do not reproduce the \
+                     checkpoint's root"
+                ),
+            });
+        }
+        let mut matches = Vec::new();
+        for (index, identity, entry) in candidates {
+            let proof = self
+                .log
+                .inclusion_proof_from_tiles(index, size, &tiles)
+                .await?;
+            proof
+                .verify(&leaf_hash(&entry), &checkpoint.root)
+                .map_err(|e| MonitorError::Entry {
+                    index,
+                    detail: format!("inclusion proof from the tiles: {e}"),
+                })?;
+            matches.push(Match {
+                index,
+                identity,
+                entry: BASE64.encode(&entry),
+                tree_size: size,
+                inclusion_proof: proof.hashes.iter().map(Hash::to_base64).collect(),
+                checkpoint: text.clone(),
+            });
         }
         Ok((
             Cursor {

@@ -300,4 +300,32 @@ async fn monitor_reports_identity_resumes_and_catches_a_fork() {
     };
     assert!(evidence.first.contains(&log.root().to_base64()));
     assert!(evidence.second.contains(&fork.root().to_base64()));
+
+    // A log that serves a doctored entry (from the start, or resuming mid-tree) is caught:
+    // the entries no longer reproduce the signed root.
+    let mut doctored = log.tiles();
+    let mut entries = log.leaves[256..].to_vec();
+    entries[22] = certificate_entry("mallory@example.com");
+    let bundle = tlog::tile::Tile::entries(1, u16::try_from(entries.len()).unwrap());
+    doctored.insert(bundle.path(), tlog::tile::encode_bundle(&entries).unwrap());
+    *files.lock().unwrap() = doctored;
+    for start in [0, 270] {
+        let fresh = Monitor::new(
+            LogClient::new(Http::new(), &url),
+            ORIGIN,
+            {
+                let mut verifiers = Verifiers::new();
+                verifiers.push(log.verifier()).unwrap();
+                verifiers
+            },
+            "mallory@example.com",
+            &dir.path().join(format!("fresh-{start}.json")),
+        );
+        let cursor = fresh.load_cursor(start).unwrap();
+        let error = fresh.step(&cursor).await.unwrap_err();
+        assert!(
+            matches!(error, MonitorError::Entry { .. }),
+            "want a bad entry, got {error}"
+        );
+    }
 }
