@@ -410,7 +410,7 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         let witnessing = Arc::new(node::witnessing::Witnessing::new(
             witnessing,
             node.logs.iter(),
-            node.http.clone(),
+            Arc::new(node::witnessing::HttpTransport(node.http.clone())),
         ));
         let _ = node.witnessing.set(Arc::clone(&witnessing));
         tokio::spawn(witnessing.run(Arc::clone(&node)));

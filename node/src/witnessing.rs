@@ -18,8 +18,10 @@
 //! bring-up only, and logs a warning for every such checkpoint. The default is fail-closed.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -27,6 +29,8 @@ use tlog::checkpoint::Checkpoint;
 use tlog::note::{Note, NoteSignature};
 use tlog::policy::{Policy, PolicyError, PolicyWitness};
 use tokio::sync::watch;
+// Tokio's clock, so a simulator with paused time drives the pacing too.
+use tokio::time::Instant;
 
 use crate::network::HttpClient;
 use crate::node::Node;
@@ -42,6 +46,27 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// The most bytes read from a witness's answer.
 const RESPONSE_BYTES_MAX: usize = 64 * 1024;
+
+/// The boxed future a [`WitnessTransport`] returns: the status and body, or why no answer came.
+pub type TransportFuture = Pin<Box<dyn Future<Output = Result<(u16, String), String>> + Send>>;
+
+/// How `add-checkpoint` requests reach witnesses: HTTP in production ([`HttpTransport`]); the
+/// simulator can answer them in process with `witness::Witness::add_checkpoint`.
+pub trait WitnessTransport: Send + Sync + std::fmt::Debug {
+    /// POSTs `body` to `url` and returns the status and body.
+    fn post(&self, url: String, body: String) -> TransportFuture;
+}
+
+/// [`WitnessTransport`] over the node's hyper client, with a timeout and a bounded answer.
+#[derive(Clone, Debug)]
+pub struct HttpTransport(pub HttpClient);
+
+impl WitnessTransport for HttpTransport {
+    fn post(&self, url: String, body: String) -> TransportFuture {
+        let http = self.0.clone();
+        Box::pin(async move { post(&http, &url, body).await })
+    }
+}
 
 /// What the `[witnessing]` section asks for.
 #[derive(Clone, Debug)]
@@ -85,7 +110,7 @@ struct LogState {
 #[derive(Debug)]
 pub struct Witnessing {
     config: WitnessingConfig,
-    http: HttpClient,
+    transport: Arc<dyn WitnessTransport>,
     logs: BTreeMap<LogName, LogState>,
 }
 
@@ -94,7 +119,7 @@ impl Witnessing {
     pub fn new<'a>(
         config: WitnessingConfig,
         logs: impl IntoIterator<Item = &'a LogConfig>,
-        http: HttpClient,
+        transport: Arc<dyn WitnessTransport>,
     ) -> Witnessing {
         let mut states = BTreeMap::new();
         for log in logs {
@@ -126,7 +151,7 @@ impl Witnessing {
         }
         Witnessing {
             config,
-            http,
+            transport,
             logs: states,
         }
     }
@@ -263,15 +288,25 @@ impl Witnessing {
                 .get(&witness.name)
                 .copied()
                 .unwrap_or(0);
-            let (node, http, name, witness, note) = (
+            let (node, transport, name, witness, note) = (
                 Arc::clone(node),
-                self.http.clone(),
+                Arc::clone(&self.transport),
                 log.name.clone(),
                 witness.clone(),
                 note.to_owned(),
             );
             requests.spawn(async move {
-                let result = submit(&node, &http, &name, &witness, &url, &note, size, known).await;
+                let result = submit(
+                    &node,
+                    transport.as_ref(),
+                    &name,
+                    &witness,
+                    &url,
+                    &note,
+                    size,
+                    known,
+                )
+                .await;
                 (witness, result)
             });
         }
@@ -358,7 +393,7 @@ enum Submit {
 #[allow(clippy::too_many_arguments)]
 async fn submit(
     node: &Arc<Node>,
-    http: &HttpClient,
+    transport: &dyn WitnessTransport,
     log: &LogName,
     witness: &PolicyWitness,
     url: &str,
@@ -392,7 +427,10 @@ async fn submit(
         }
         body.push('\n');
         body.push_str(note);
-        let (status, answer) = post(http, &endpoint, body).await.map_err(Submit::Failed)?;
+        let (status, answer) = transport
+            .post(endpoint.clone(), body)
+            .await
+            .map_err(Submit::Failed)?;
         match status {
             200 => {
                 let lines = NoteSignature::parse_lines(&answer)
