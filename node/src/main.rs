@@ -385,6 +385,8 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     )
     .context("loading the cluster TLS material")?;
     let logs = file.load_logs()?;
+    // Before storage opens, like the other settings: a bad policy must stop the node at once.
+    let witnessing = file.load_witnessing()?;
     let http = http_client();
     let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(http.clone()));
     let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool, bundles)
@@ -406,7 +408,7 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     )
     .await?;
     // Witnessing runs beside the node, outside Raft, reading only committed state.
-    if let Some(witnessing) = file.load_witnessing()? {
+    if let Some(witnessing) = witnessing {
         let witnessing = Arc::new(node::witnessing::Witnessing::new(
             witnessing,
             node.logs.iter(),
