@@ -12,7 +12,8 @@
 //! Module map: [`bundle`] and [`trust_root`] parse the two input formats strictly;
 //! [`verify`] runs the checks in order, using [`certificate`] (chain, Fulcio profile, identity,
 //! SCT), [`timestamp`] (RFC 3161), [`log_entry`] (body, inclusion, checkpoint, SET) and
-//! [`key`] (signature algorithms). Merkle proofs, signed notes, checkpoints and canonical Rekor
+//! [`key`] (signature algorithms); [`witnessed`] checks the checkpoints' witness cosignatures
+//! against a C2SP tlog-policy (`cairn verify --witness-policy`). Merkle proofs, signed notes, checkpoints and canonical Rekor
 //! bodies come from `tlog`.
 //!
 //! The crate depends on `tlog` and never on `node`: it trusts nothing a server says until it
@@ -29,6 +30,7 @@ pub mod time;
 pub mod timestamp;
 pub mod trust_root;
 pub mod verify;
+pub mod witnessed;
 
 pub use bundle::{Bundle, BundleError};
 pub use der::DerError;

@@ -20,10 +20,12 @@ use client::trust_root::TRUSTED_ROOT_BYTES_MAX;
 use client::verify::TimeSource;
 use client::{Artifact, Bundle, Policy, TrustedRoot, Verified};
 
+mod witness_command;
+
 /// Exit code: the bundle did not verify.
 const EXIT_NOT_VERIFIED: u8 = 1;
 /// Exit code: an input could not be read, or the trusted root is unusable.
-const EXIT_INPUT: u8 = 3;
+pub(crate) const EXIT_INPUT: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +60,13 @@ enum Command {
     /// The sigstore-conformance client protocol's `verify-bundle` (exit 0 only if verified).
     #[command(name = "verify-bundle")]
     VerifyBundle(VerifyBundleArgs),
+    /// Run a C2SP tlog-witness: cosign checkpoints pushed to it or polled from logs, and
+    /// compare notes with other witnesses (exit 4 on a split view).
+    #[command(subcommand)]
+    Witness(witness_command::WitnessCommand),
+    /// Follow a log, verify every checkpoint's consistency, and report every entry whose
+    /// certificate names an identity, with its inclusion proof (exit 4 on a split view).
+    Monitor(witness_command::MonitorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +101,10 @@ struct VerifyArgs {
     /// certificate identity.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    /// Also require the checkpoint of every log entry to satisfy this C2SP tlog-policy file:
+    /// signed by a listed log and cosigned by a quorum of listed witnesses.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -132,9 +145,9 @@ struct VerifyBundleArgs {
 }
 
 /// A failure and the exit code it maps to.
-struct Failure {
-    code: u8,
-    error: anyhow::Error,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) error: anyhow::Error,
 }
 
 fn main() -> ExitCode {
@@ -142,6 +155,8 @@ fn main() -> ExitCode {
     let (json, result) = match cli.command {
         Command::Verify(args) => (args.json, verify(&args)),
         Command::VerifyBundle(args) => (false, verify_bundle(&args)),
+        Command::Witness(command) => (false, witness_command::witness(&command)),
+        Command::Monitor(args) => (false, witness_command::monitor(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,6 +182,10 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
         args.cert_oidc_issuer.as_deref(),
     )?;
     let verified = run(&args.artifact, &args.bundle, &args.trust_root, &policy)?;
+    let witnesses = match &args.witness_policy {
+        Some(path) => Some(witness_policy(path, &args.bundle)?),
+        None => None,
+    };
     if args.json {
         let times: Vec<_> = verified
             .times
@@ -188,6 +207,7 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
             "issuer": verified.issuer,
             "times": times,
             "log_indices": verified.log_indices,
+            "witnesses": witnesses,
         });
         println!("{output}");
     } else {
@@ -196,8 +216,27 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
             _ => "the managed key".to_owned(),
         };
         println!("OK: {} signed by {signer}", args.artifact);
+        if let Some(witnesses) = &witnesses {
+            for (entry, names) in witnesses.iter().enumerate() {
+                println!("OK: log entry {entry} cosigned by {}", names.join(", "));
+            }
+        }
     }
     Ok(())
+}
+
+/// Checks the (already verified) bundle's checkpoints against a tlog-policy file.
+fn witness_policy(path: &Path, bundle: &Path) -> Result<Vec<Vec<String>>, Failure> {
+    let text = read_bounded(path, tlog::policy::POLICY_BYTES_MAX).map_err(input)?;
+    let text = String::from_utf8(text)
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+        .map_err(input)?;
+    let policy = tlog::policy::Policy::parse(&text)
+        .with_context(|| format!("witness policy {}", path.display()))
+        .map_err(input)?;
+    let bundle = read_bounded(bundle, BUNDLE_BYTES_MAX).map_err(input)?;
+    let bundle = Bundle::from_json(&bundle).map_err(not_verified)?;
+    client::witnessed::check_bundle(&bundle, &policy).map_err(not_verified)
 }
 
 fn verify_bundle(args: &VerifyBundleArgs) -> Result<(), Failure> {
@@ -292,7 +331,7 @@ fn read_bounded(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn input(error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn input(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_INPUT,
         error: error.into(),

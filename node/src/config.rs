@@ -82,6 +82,9 @@ pub struct NodeFile {
     /// The keyless CA; without this section the node serves no CA routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaFile>,
+    /// Witness cosigning before publication (`node::witnessing`); absent: no witnesses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnessing: Option<WitnessingFile>,
 }
 
 /// The keyless CA section (`[ca]`): its key material, the log it writes, its bounds and the
@@ -115,6 +118,25 @@ fn default_ca_log() -> String {
 
 fn default_requests_per_minute() -> u32 {
     60
+}
+
+/// The `[witnessing]` section: which witnesses cosign, and the quorum publication needs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessingFile {
+    /// A C2SP tlog-policy file: a `log` line per witnessed log (its origin and key), `witness`
+    /// lines with the witnesses' URLs, groups, and the quorum.
+    pub policy_file: PathBuf,
+    /// Publish checkpoints that miss the quorum: for bring-up only, logged loudly.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// How long an append waits for a checkpoint covering it to reach the quorum.
+    #[serde(default = "default_append_timeout_ms")]
+    pub append_timeout_ms: u64,
+}
+
+fn default_append_timeout_ms() -> u64 {
+    10_000
 }
 
 /// One log in a configuration file.
@@ -218,6 +240,9 @@ impl NodeFile {
             ca.intermediate_cert_file = base.join(&ca.intermediate_cert_file);
             ca.intermediate_key_file = base.join(&ca.intermediate_key_file);
             ca.ct_key_file = base.join(&ca.ct_key_file);
+        }
+        if let Some(witnessing) = &mut file.witnessing {
+            witnessing.policy_file = base.join(&witnessing.policy_file);
         }
         file.check()?;
         Ok(file)
@@ -344,6 +369,29 @@ impl NodeFile {
         Ok(Logs::new(configs))
     }
 
+    /// The witnessing settings, with the policy read and parsed; `None` without a section.
+    pub fn load_witnessing(
+        &self,
+    ) -> Result<Option<crate::witnessing::WitnessingConfig>, ConfigError> {
+        let Some(witnessing) = &self.witnessing else {
+            return Ok(None);
+        };
+        let text =
+            std::fs::read_to_string(&witnessing.policy_file).map_err(|source| ConfigError::Io {
+                path: witnessing.policy_file.clone(),
+                source,
+            })?;
+        let policy = tlog::policy::Policy::parse(&text).map_err(|error| ConfigError::Invalid {
+            setting: "witnessing.policy_file".into(),
+            message: format!("{}: {error}", witnessing.policy_file.display()),
+        })?;
+        Ok(Some(crate::witnessing::WitnessingConfig {
+            policy,
+            fail_open: witnessing.fail_open,
+            append_timeout: std::time::Duration::from_millis(witnessing.append_timeout_ms),
+        }))
+    }
+
     /// The admin token, from its file.
     pub fn load_admin_token(&self) -> Result<String, ConfigError> {
         let token = read_secret(&self.admin_token_file)?.trim().to_string();
@@ -452,6 +500,7 @@ mod tests {
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
             ca: None,
+            witnessing: None,
         }
     }
 

@@ -28,3 +28,4 @@ pub mod state_machine;
 pub mod storage;
 pub mod tls;
 pub mod types;
+pub mod witnessing;

@@ -242,6 +242,7 @@ fn init(
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
             ca: Some(ca_file.clone()),
+            witnessing: None,
         };
         let path = node_dir.join("config.toml");
         config.save(&path)?;
@@ -459,6 +460,8 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     )
     .context("loading the cluster TLS material")?;
     let logs = file.load_logs()?;
+    // Before storage opens, like the other settings: a bad policy must stop the node at once.
+    let witnessing = file.load_witnessing()?;
     let http = http_client();
     let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(http.clone()));
     let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool, bundles)
@@ -484,6 +487,16 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         let ca = node::keyless::KeylessCa::load(ca_file, fetch).context("loading the CA")?;
         tracing::info!(issuers = ca_file.issuers.len(), "keyless CA serving");
         node.install_ca(Arc::new(ca));
+    }
+    // Witnessing runs beside the node, outside Raft, reading only committed state.
+    if let Some(witnessing) = witnessing {
+        let witnessing = Arc::new(node::witnessing::Witnessing::new(
+            witnessing,
+            node.logs.iter(),
+            Arc::new(node::witnessing::HttpTransport(node.http.clone())),
+        ));
+        let _ = node.witnessing.set(Arc::clone(&witnessing));
+        tokio::spawn(witnessing.run(Arc::clone(&node)));
     }
     let listener = bind(file.listen).await?;
     let cluster_listener = bind(file.cluster_listen).await?;

@@ -42,6 +42,10 @@ pub struct Metrics {
     pub raft_applied_index: Gauge,
     /// The last Raft log index on this node, refreshed on scrape.
     pub raft_log_index: Gauge,
+    /// Seconds from first asking the witnesses about a checkpoint to its quorum (`witnessing`).
+    pub witness_cosign_seconds: Histogram,
+    /// Witnessing rounds that ended without a quorum.
+    pub witness_quorum_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +64,10 @@ impl Default for Metrics {
             raft_is_leader: Gauge::default(),
             raft_applied_index: Gauge::default(),
             raft_log_index: Gauge::default(),
+            witness_cosign_seconds: Histogram::new([
+                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+            ]),
+            witness_quorum_failures: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -103,6 +111,16 @@ impl Default for Metrics {
             "raft_log_index",
             "Last Raft log index on this node",
             metrics.raft_log_index.clone(),
+        );
+        registry.register(
+            "witness_cosign_seconds",
+            "Seconds from asking the witnesses about a checkpoint to its quorum",
+            metrics.witness_cosign_seconds.clone(),
+        );
+        registry.register(
+            "witness_quorum_failures",
+            "Witnessing rounds that ended without a quorum",
+            metrics.witness_quorum_failures.clone(),
         );
         Metrics {
             registry,

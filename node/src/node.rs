@@ -84,6 +84,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Where blocking storage reads run.
     pub blocking: Blocking,
+    /// Witness cosigning and quorum publication, when configured (set once, after start).
+    pub witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
     admin_token: String,
     /// The keyless CA, once installed ([`Node::install_ca`]); without it the CA routes answer
     /// 404.
@@ -160,6 +162,7 @@ impl Node {
             admin_token: config.admin_token,
             blocking: config.blocking,
             ca: std::sync::OnceLock::new(),
+            witnessing: std::sync::OnceLock::new(),
         }))
     }
 

@@ -70,6 +70,12 @@ async fn dispatch(
     } else {
         return Err(ApiError::not_found(format!("no endpoint {path}")));
     };
+    if rest == "checkpoint"
+        && let Some(witnessing) = node.witnessing.get()
+        && witnessing.is_witnessed(&log.name)
+    {
+        return witnessed_checkpoint(witnessing, log);
+    }
     // Reads touch redb: run them where blocking work belongs, all from one consistent view.
     let (log, rest, reader) = (log.clone(), rest.to_string(), node.reader.clone());
     node.blocking
@@ -372,6 +378,7 @@ async fn submit_v2(
             ));
         }
     };
+    let sequenced = witnessed(node, log, sequenced).await?;
     // Normally made once for the whole batch by the sequencer; made here only if that failed.
     let proof = match sequenced.inclusion_proof.clone() {
         Some(proof) => proof,
@@ -408,6 +415,66 @@ async fn submit_v2(
         StatusCode::CREATED
     };
     Ok(json(status, &entry))
+}
+
+/// A witnessed log's checkpoint endpoint: the latest checkpoint that met its witness quorum
+/// (`node::witnessing`), never one that did not.
+fn witnessed_checkpoint(
+    witnessing: &crate::witnessing::Witnessing,
+    log: &LogConfig,
+) -> Result<Response<Body>, ApiError> {
+    let published = witnessing.published(&log.name).ok_or_else(|| {
+        ApiError::unavailable(
+            "not_witnessed",
+            format!(
+                "no checkpoint of log {} has reached its witness quorum yet",
+                log.name
+            ),
+        )
+    })?;
+    let mut reply = response(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        Bytes::from(published.note.to_string()),
+    );
+    reply
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(reply)
+}
+
+/// For a witnessed log, the append's answer waits for a cosigned checkpoint covering the entry
+/// (the entry is committed either way; a retry is answered from the dedup index).
+async fn witnessed(
+    node: &Arc<Node>,
+    log: &LogConfig,
+    mut sequenced: crate::sequencer::Sequenced,
+) -> Result<crate::sequencer::Sequenced, ApiError> {
+    let Some(witnessing) = node.witnessing.get() else {
+        return Ok(sequenced);
+    };
+    if !witnessing.is_witnessed(&log.name) {
+        return Ok(sequenced);
+    }
+    let published = witnessing
+        .wait_published(&log.name, sequenced.tree_size)
+        .await
+        .map_err(|error| {
+            ApiError::unavailable(
+                "not_witnessed",
+                format!(
+                    "entry {} is committed, but {error}; retrying is safe",
+                    sequenced.index
+                ),
+            )
+        })?;
+    if published.size != sequenced.tree_size {
+        // The proof must lead to the published checkpoint's root.
+        sequenced.inclusion_proof = None;
+        sequenced.tree_size = published.size;
+    }
+    sequenced.checkpoint = published.note;
+    Ok(sequenced)
 }
 
 /// The root an inclusion proof leads to from `leaf`: the checkpoint's root, which the response
