@@ -30,6 +30,7 @@ pub mod options;
 pub mod rng;
 pub mod run;
 pub mod trace;
+pub mod witnesses;
 pub mod workload;
 
 pub use options::Options;

@@ -76,4 +76,6 @@ pub mod stream {
     pub const VOTE_CRASHES: u64 = 6;
     /// The keyless CA's SCT key.
     pub const CA: u64 = 7;
+    /// The witnesses (each adds its own number).
+    pub const WITNESSES: u64 = 200;
 }

@@ -176,6 +176,15 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     ));
     let faults = Arc::new(AtomicU64::new(0));
     let fault_task = tokio::spawn(inject_faults(cluster.clone(), stop.clone(), faults.clone()));
+    let witnesses: Vec<_> = (0..2u64)
+        .map(|id| {
+            tokio::spawn(crate::witnesses::poll(
+                shared.clone(),
+                format!("witness.sim/w{id}"),
+                SimRng::new(options.seed, stream::WITNESSES + id),
+            ))
+        })
+        .collect();
     let clients: Vec<_> = (0..options.clients)
         .map(|id| {
             let rng = SimRng::new(options.seed, stream::CLIENTS + id);
@@ -195,6 +204,9 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     let _ = fault_task.await;
     for client in clients {
         let _ = client.await;
+    }
+    for witness in witnesses {
+        let _ = witness.await;
     }
 
     // Liveness phase: heal everything, then writes must succeed and every node converge.
