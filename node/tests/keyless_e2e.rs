@@ -2,8 +2,8 @@
 //! with the CA and the dev issuer and writes its Sigstore trust documents; `cairn login --dev`,
 //! `cairn sign` and `cairn attest` go through a follower (so writes are forwarded); `cairn
 //! verify` accepts the bundles offline with the trusted root the cluster wrote, and rejects a
-//! wrong artifact, identity or issuer, a tampered inclusion proof and a tampered checkpoint,
-//! each with the check that failed. The Rekor v1 read endpoints answer for the same entries.
+//! wrong artifact, identity or issuer, a tampered inclusion proof, a tampered checkpoint and a
+//! trusted root with another log's key, each with the check that failed. The Rekor v1 read endpoints answer for the same entries.
 //!
 //! Needs the `cairn` binary next to `cairn-node`: run with `cargo test -p node -p client`.
 
@@ -131,14 +131,22 @@ fn text(output: &Output) -> String {
 
 /// A plain HTTP/1.1 GET on loopback: (status, body).
 fn get(url: &str) -> (u16, Vec<u8>) {
+    request("GET", url, b"")
+}
+
+/// A plain HTTP/1.1 request on loopback: (status, body).
+fn request(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap());
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
     )
     .unwrap();
+    stream.write_all(body).unwrap();
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -189,7 +197,7 @@ fn assert_rejected(output: &Output, reason: &str) {
     );
 }
 
-/// Edits a bundle's JSON and writes it to `path`.
+/// Edits a JSON file (a bundle, a trusted root) and writes the result to `path`.
 fn tampered(bundle: &Path, path: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
     let mut value: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
@@ -339,6 +347,26 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     );
     assert_rejected(&wrong, "checkpoint");
 
+    // A trusted root with another log's key under the same log id: the checkpoint (checked
+    // before the SET) no longer verifies.
+    let other_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+    let mut spki = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    spki.extend_from_slice(other_key.as_bytes());
+    let other_root = tampered(&root, &temp.path().join("other-root.json"), |value| {
+        value["tlogs"][0]["publicKey"]["rawBytes"] = BASE64.encode(&spki).into();
+    });
+    let wrong = verify(
+        &home,
+        &artifact,
+        &bundle,
+        "alice@example.com",
+        &issuer,
+        &other_root,
+    );
+    assert_rejected(&wrong, "checkpoint");
+
     // `cairn trust` fetches the same trusted root the cluster wrote (from node 1, whose URL it
     // names).
     let trust_dir = temp.path().join("trust");
@@ -387,6 +415,39 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
         info["treeSize"]
     ));
     assert_eq!(proof["rootHash"], info["rootHash"]);
+    // The logged body is itself a valid proposed entry: posting it again is a duplicate, 409
+    // with the existing entry (through a node that may have to forward it).
+    let body = BASE64.decode(logged["body"].as_str().unwrap()).unwrap();
+    let (status, answer) = request("POST", &format!("{}/api/v1/log/entries", dev.url(2)), &body);
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&answer));
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer[uuid]["logIndex"], logged["logIndex"]);
+    // Retrieve by UUID, by index and by proposed entry: the same entry three times.
+    let query = serde_json::json!({
+        "entryUUIDs": [uuid],
+        "logIndexes": [logged["logIndex"]],
+        "entries": [serde_json::from_slice::<serde_json::Value>(&body).unwrap()],
+    });
+    let (status, found) = request(
+        "POST",
+        &format!("{}/api/v1/log/entries/retrieve/", dev.url(1)),
+        &serde_json::to_vec(&query).unwrap(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&found));
+    let found: Vec<serde_json::Value> = serde_json::from_slice(&found).unwrap();
+    assert_eq!(found.len(), 3);
+    assert!(
+        found
+            .iter()
+            .all(|entry| entry[uuid]["body"] == logged["body"])
+    );
+    let (status, _) = request(
+        "POST",
+        &format!("{}/api/v1/log/entries", dev.url(0)),
+        br#"{"apiVersion": "0.0.1", "kind": "rekord", "spec": {}}"#,
+    );
+    assert_eq!(status, 400);
+
     let (status, key) = get(&format!("{}/api/v1/log/publicKey", dev.url(0)));
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&key).starts_with("-----BEGIN PUBLIC KEY-----"));
