@@ -1,5 +1,6 @@
-//! The few HTTP requests `cairn` makes (CA, log, dev issuer, trust documents): plain HTTP/1.1
-//! over hyper on a current-thread runtime, one request at a time. Every answer is bounded in
+//! The few HTTP requests `cairn` makes (CA, log, dev issuer, trust documents): HTTP/1.1 over
+//! hyper on a current-thread runtime, one request at a time; `https://` with the web PKI roots
+//! (rustls on aws-lc-rs, as the node), `http://` for local clusters. Every answer is bounded in
 //! size and time, and a non-2xx answer becomes an error carrying the server's `message`.
 
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -29,10 +31,10 @@ impl Answer {
     }
 }
 
-/// An HTTP client for `http://` URLs.
+/// An HTTP client for `https://` (web PKI) and `http://` URLs.
 pub(crate) struct Http {
     runtime: tokio::runtime::Runtime,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Http {
@@ -41,7 +43,15 @@ impl Http {
             .enable_all()
             .build()
             .context("starting the HTTP runtime")?;
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Http { runtime, client })
     }
 
@@ -55,9 +65,6 @@ impl Http {
         body: Vec<u8>,
         accept: &[u16],
     ) -> anyhow::Result<Answer> {
-        if url.starts_with("https://") {
-            bail!("{url}: cairn speaks plain http only so far (a local or proxied deployment)");
-        }
         let method_name = method.to_string();
         let mut request = hyper::Request::builder().method(method).uri(url);
         for (name, value) in headers {
