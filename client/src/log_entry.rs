@@ -122,6 +122,26 @@ pub(crate) fn verify<'r>(
     })
 }
 
+/// Verifies a log's signed checkpoint (a signed note, as `GET /api/v1/log` returns it) with
+/// the log's key from the trusted root, and returns the tree size and root hash it signs.
+pub fn verify_checkpoint(
+    note: &str,
+    log: &TransparencyLog,
+) -> Result<(u64, Vec<u8>), LogEntryError> {
+    let fail = |reason: &str| LogEntryError::Checkpoint(reason.to_owned());
+    let mut lines = note.split('\n').skip(1);
+    let size = lines
+        .next()
+        .and_then(|line| tlog::checkpoint::parse_decimal(line).ok())
+        .ok_or_else(|| fail("its second line is not a tree size"))?;
+    let root = lines
+        .next()
+        .and_then(|line| BASE64.decode(line).ok())
+        .ok_or_else(|| fail("its third line is not a base64 root hash"))?;
+    check_checkpoint(note, log, size, &root)?;
+    Ok((size, root))
+}
+
 fn check_checkpoint(
     note: &str,
     log: &TransparencyLog,

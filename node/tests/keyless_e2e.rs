@@ -367,6 +367,38 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     );
     assert_rejected(&wrong, "checkpoint");
 
+    // `cairn log info`: the checkpoint verifies, and is consistent with the one seen before;
+    // a state file recording another history makes it fail.
+    let info = |home: &Path| {
+        cairn(
+            home,
+            &[
+                "log",
+                "info",
+                "--url",
+                &dev.url(0),
+                "--trust-root",
+                root.to_str().unwrap(),
+            ],
+        )
+    };
+    let first = info(&home);
+    assert!(first.status.success(), "{}", text(&first));
+    let more = temp.path().join("more.txt");
+    std::fs::write(&more, b"one more").unwrap();
+    let sign = cairn(&home, &["sign", "--url", &url, more.to_str().unwrap()]);
+    assert!(sign.status.success(), "{}", text(&sign));
+    let second = info(&home);
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("consistent with size"));
+    let state = home.join("log-state.json");
+    let mut seen: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    seen[dev.url(0)]["tree_size"] = 2.into();
+    seen[dev.url(0)]["root_hash"] = hex::encode([7u8; 32]).into();
+    std::fs::write(&state, serde_json::to_vec(&seen).unwrap()).unwrap();
+    assert_rejected(&info(&home), "not consistent");
+
     // `cairn trust` fetches the same trusted root the cluster wrote (from node 1, whose URL it
     // names).
     let trust_dir = temp.path().join("trust");
