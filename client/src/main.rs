@@ -73,7 +73,8 @@ enum Command {
     /// Sign files keylessly: certificate from the CA, entry in the log, bundle next to each file.
     #[command(after_help = "Examples:\n  \
         cairn sign app.tar.gz                      # writes app.tar.gz.sigstore.json\n  \
-        cairn sign --url http://ca.internal:7001 a.bin b.bin --json\n\n\
+        cairn sign --url http://ca.internal:7001 a.bin b.bin --json\n  \
+        cairn sign --key signing.key app.tar.gz    # a managed key: verify with --key\n\n\
         The key is ephemeral: it lives in memory for this command only. Each bundle holds \
         the certificate, the signature and the log entry with its inclusion proof, signed \
         checkpoint and signed entry timestamp, so `cairn verify` needs no network.")]
@@ -170,8 +171,12 @@ struct ServiceArgs {
     #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
     url: String,
     /// Sign with this identity token instead of the one `cairn login` kept.
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, value_name = "TOKEN", conflicts_with = "key")]
     identity_token: Option<String>,
+    /// Sign with this managed key (an unencrypted PKCS#8 PEM P-256 key) instead of keylessly:
+    /// no token, no certificate; verify with `cairn verify --key PUBLIC.pem`.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
     /// Print one JSON object per file on stdout.
     #[arg(long)]
     json: bool,
@@ -359,10 +364,9 @@ fn sign(args: &SignArgs) -> Result<(), Failure> {
             "--bundle names one bundle: sign one file with it"
         )));
     }
-    let token = cli::sign::load_token(args.service.identity_token.as_deref()).map_err(input)?;
     let http = cli::net::Http::new().map_err(service)?;
-    let signer = cli::sign::Signer::new(&http, &args.service.url, &token).map_err(service)?;
-    if !args.service.json {
+    let signer = signer(&http, &args.service)?;
+    if !args.service.json && args.service.key.is_none() {
         eprintln!(
             "certificate issued for {} ({})",
             signer.identity, signer.issuer
@@ -394,9 +398,8 @@ fn attest(args: &AttestArgs) -> Result<(), Failure> {
     let predicate: serde_json::Value = serde_json::from_slice(&predicate)
         .with_context(|| format!("predicate {}", args.predicate.display()))
         .map_err(input)?;
-    let token = cli::sign::load_token(args.service.identity_token.as_deref()).map_err(input)?;
     let http = cli::net::Http::new().map_err(service)?;
-    let signer = cli::sign::Signer::new(&http, &args.service.url, &token).map_err(service)?;
+    let signer = signer(&http, &args.service)?;
     let bundle = signer
         .attest_file(
             &http,
@@ -411,6 +414,15 @@ fn attest(args: &AttestArgs) -> Result<(), Failure> {
         .clone()
         .unwrap_or_else(|| with_suffix(&args.file, ".att.sigstore.json"));
     report(&signer, &args.file, &path, &bundle, args.service.json)
+}
+
+/// The managed key, or an ephemeral key certified for the identity token.
+fn signer(http: &cli::net::Http, args: &ServiceArgs) -> Result<cli::sign::Signer, Failure> {
+    if let Some(key) = &args.key {
+        return cli::sign::Signer::from_key_file(key).map_err(input);
+    }
+    let token = cli::sign::load_token(args.identity_token.as_deref()).map_err(input)?;
+    cli::sign::Signer::new(http, &args.url, &token).map_err(service)
 }
 
 /// Writes a bundle and says so.

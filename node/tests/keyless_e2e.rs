@@ -347,6 +347,62 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     );
     assert_rejected(&wrong, "checkpoint");
 
+    // A managed key (`--key`): no token, no certificate; verified with the public key.
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    let managed = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let private_pem = temp.path().join("managed.key");
+    std::fs::write(
+        &private_pem,
+        managed.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let public_pem = temp.path().join("managed.pub");
+    let public = managed
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    std::fs::write(&public_pem, public).unwrap();
+    let key_bundle = temp.path().join("hello.key.json");
+    let sign = cairn(
+        &home,
+        &[
+            "sign",
+            "--url",
+            &url,
+            "--key",
+            private_pem.to_str().unwrap(),
+            "--bundle",
+            key_bundle.to_str().unwrap(),
+            artifact.to_str().unwrap(),
+        ],
+    );
+    assert!(sign.status.success(), "{}", text(&sign));
+    let by_key = |public: &Path| {
+        cairn(
+            &home,
+            &[
+                "verify",
+                artifact.to_str().unwrap(),
+                "--bundle",
+                key_bundle.to_str().unwrap(),
+                "--key",
+                public.to_str().unwrap(),
+                "--trust-root",
+                root.to_str().unwrap(),
+            ],
+        )
+    };
+    let ok = by_key(&public_pem);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let stranger = temp.path().join("stranger.pub");
+    let stranger_key = p256::ecdsa::SigningKey::from_slice(&[6; 32])
+        .unwrap()
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    std::fs::write(&stranger, stranger_key).unwrap();
+    assert_eq!(by_key(&stranger).status.code(), Some(1));
+
     // A trusted root with another log's key under the same log id: the checkpoint (checked
     // before the SET) no longer verifies.
     let other_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();

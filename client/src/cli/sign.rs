@@ -133,13 +133,16 @@ pub(crate) fn load_token(given: Option<&str>) -> anyhow::Result<String> {
 /// command (as sigstore-python does).
 pub(crate) struct Signer {
     key: EcdsaKeyPair,
-    /// The leaf certificate, PEM, as the CA returned it.
-    certificate_pem: String,
-    /// The same, DER.
-    certificate_der: Vec<u8>,
-    /// The identity the certificate was issued for (the token's e-mail or subject).
+    /// What the log entry names as the signer, PEM: the leaf certificate as the CA returned it,
+    /// or a managed key's public key.
+    signer_pem: String,
+    /// The bundle's `verificationMaterial` member for the signer: `certificate` (DER), or a
+    /// managed key's `publicKey` hint (the verifier is given the key itself).
+    material: (&'static str, Value),
+    /// The identity the certificate was issued for (the token's e-mail or subject), or the
+    /// managed key's hint.
     pub(crate) identity: String,
-    /// The token's issuer.
+    /// The token's issuer (empty for a managed key).
     pub(crate) issuer: String,
 }
 
@@ -188,10 +191,41 @@ impl Signer {
         let certificate_der = pem_body(&certificate_pem)?;
         Ok(Signer {
             key,
-            certificate_pem,
-            certificate_der,
+            signer_pem: certificate_pem,
+            material: (
+                "certificate",
+                json!({ "rawBytes": BASE64.encode(&certificate_der) }),
+            ),
             identity,
             issuer,
+        })
+    }
+
+    /// A managed ECDSA P-256 key from a PKCS#8 PEM file (`--key`): no token, no certificate;
+    /// verifiers check the bundle with `--key` and the public key.
+    pub(crate) fn from_key_file(path: &Path) -> anyhow::Result<Signer> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        if !text.contains("-----BEGIN PRIVATE KEY-----") {
+            bail!(
+                "{}: want an unencrypted PKCS#8 PEM P-256 key (BEGIN PRIVATE KEY)",
+                path.display()
+            );
+        }
+        let der = pem_body(&text)?;
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
+            .map_err(|_| anyhow::anyhow!("{}: not a P-256 PKCS#8 key", path.display()))?;
+        let spki = key
+            .public_key()
+            .as_der()
+            .map_err(|_| anyhow::anyhow!("encoding the public key failed"))?;
+        let hint = BASE64.encode(aws_lc_rs::digest::digest(&SHA256, spki.as_ref()).as_ref());
+        Ok(Signer {
+            signer_pem: pem("PUBLIC KEY", spki.as_ref()),
+            material: ("publicKey", json!({ "hint": hint })),
+            identity: format!("key {hint}"),
+            issuer: String::new(),
+            key,
         })
     }
 
@@ -209,7 +243,7 @@ impl Signer {
             "spec": {
                 "signature": {
                     "content": BASE64.encode(&signature),
-                    "publicKey": { "content": BASE64.encode(&self.certificate_pem) },
+                    "publicKey": { "content": BASE64.encode(&self.signer_pem) },
                 },
                 "data": { "hash": { "algorithm": "sha256", "value": hex::encode(digest.as_ref()) } },
             }
@@ -260,7 +294,7 @@ impl Signer {
             "spec": {
                 "proposedContent": {
                     "envelope": serde_json::to_string(&envelope)?,
-                    "verifiers": [BASE64.encode(&self.certificate_pem)],
+                    "verifiers": [BASE64.encode(&self.signer_pem)],
                 },
             }
         });
@@ -296,7 +330,7 @@ impl Signer {
             .map(|hash| hex_to_b64(hash, "proof hash"))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(json!({
-            "certificate": { "rawBytes": BASE64.encode(&self.certificate_der) },
+            (self.material.0): self.material.1,
             "tlogEntries": [{
                 "logIndex": number(&entry["logIndex"], "logIndex")?,
                 "logId": { "keyId": hex_to_b64(&entry["logID"], "logID")? },
