@@ -177,6 +177,11 @@ impl PublicKey {
         hash: Option<HashAlgorithm>,
     ) -> Option<&'static dyn VerificationAlgorithm> {
         use HashAlgorithm::{Sha256, Sha384, Sha512};
+        // Pure Ed25519 signs the message itself: it has no hash to choose (and its default
+        // hash is none), so it must not wait for one.
+        if self.algorithm == KeyAlgorithm::Ed25519 {
+            return Some(&lc::ED25519);
+        }
         Some(match (self.algorithm, hash?) {
             (KeyAlgorithm::EcdsaP256, Sha256) => &lc::ECDSA_P256_SHA256_ASN1,
             (KeyAlgorithm::EcdsaP256, Sha384) => &lc::ECDSA_P256_SHA384_ASN1,
@@ -190,7 +195,6 @@ impl PublicKey {
             (KeyAlgorithm::Rsa, Sha256) => &lc::RSA_PKCS1_2048_8192_SHA256,
             (KeyAlgorithm::Rsa, Sha384) => &lc::RSA_PKCS1_2048_8192_SHA384,
             (KeyAlgorithm::Rsa, Sha512) => &lc::RSA_PKCS1_2048_8192_SHA512,
-            (KeyAlgorithm::Ed25519, _) => &lc::ED25519,
             _ => return None,
         })
     }

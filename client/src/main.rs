@@ -1,11 +1,15 @@
 //! `cairn`: Cairn's command-line client.
 //!
-//! Today it verifies Sigstore bundles offline (`verify`, and `verify-bundle` for the
-//! sigstore-conformance client protocol). The command enum leaves room for `login`, `sign`,
-//! `attest`, `log` and `trust`, which are not implemented yet and so are not offered.
+//! It logs in (`login`), signs and attests keylessly against a Cairn deployment (`sign`,
+//! `attest`), fetches a deployment's trust documents (`trust`), and verifies Sigstore bundles
+//! offline (`verify`, and `verify-bundle` for the sigstore-conformance client protocol). `log
+//! info` and `log get` read the log itself, verified against the trusted root.
 //!
-//! Exit codes, for scripts: 0 verified; 1 not verified (the failed check is printed);
-//! 2 wrong usage; 3 an input could not be read or the trusted root is unusable.
+//! Exit codes, for scripts: 0 success (verified); 1 not verified (the failed check is printed);
+//! 2 wrong usage; 3 an input could not be read or the trusted root is unusable; 4 the
+//! deployment (issuer, CA or log) refused or could not be reached.
+
+mod cli;
 
 use std::fs::File;
 use std::io::Read;
@@ -26,30 +30,75 @@ mod witness_command;
 const EXIT_NOT_VERIFIED: u8 = 1;
 /// Exit code: an input could not be read, or the trusted root is unusable.
 pub(crate) const EXIT_INPUT: u8 = 3;
+/// Exit code: the issuer, CA or log refused, or could not be reached (4 is a witness's or
+/// monitor's split view).
+const EXIT_SERVICE: u8 = 5;
+/// The first node of `cairn-node dev`'s cluster.
+const DEV_URL: &str = "http://127.0.0.1:7001";
+/// The INSECURE dev issuer `cairn-node dev` runs.
+const DEV_ISSUER: &str = "http://127.0.0.1:7301";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "cairn",
     version,
-    about = "Cairn's client: verify Sigstore bundles offline, against a trusted root",
+    about = "Cairn's client: sign keylessly, and verify Sigstore bundles offline",
     long_about = "Cairn's client.\n\n\
         `cairn verify` checks a Sigstore bundle (from Cairn, cosign, sigstore-python, \
         sigstore-go, or the public-good instance) fully offline: the certificate chain at \
         the time the log or a timestamp authority vouches for, the signer's identity and \
         OIDC issuer, the embedded SCT, the signature or DSSE attestation, the log entry, its \
         inclusion proof and signed checkpoint, and the signed entry timestamp or RFC 3161 \
-        timestamp. Trust comes only from the trusted root you give it.",
-    after_help = "Exit status: 0 verified; 1 not verified (the failed check is named); \
-        2 wrong usage; 3 an input could not be read or the trusted root is unusable."
+        timestamp. Trust comes only from the trusted root you give it.\n\n\
+        Quick start against `cairn-node dev`:\n  \
+        cairn login --dev you@example.com\n  \
+        cairn sign FILE\n  \
+        cairn verify FILE --bundle FILE.sigstore.json --cert-identity you@example.com \
+        --cert-oidc-issuer http://127.0.0.1:7301 --trust-root cairn-dev/trusted_root.json",
+    after_help = "Exit status: 0 success (verified); 1 not verified (the failed check is named); \
+        2 wrong usage; 3 an input could not be read or the trusted root is unusable; \
+        4 a witness or monitor found a split view (two histories of one log); \
+        5 the issuer, CA or log refused or could not be reached."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-// `login`, `sign`, `attest`, `log` and `trust` will join these.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Get an OIDC identity token and keep it for `sign` and `attest`.
+    #[command(after_help = "Examples:\n  \
+        cairn login --dev you@example.com          # from cairn-node dev's INSECURE issuer\n  \
+        cairn login --identity-token \"$TOKEN\"      # a token you already have (CI)\n  \
+        cairn login --dev you@example.com --print-token | other-tool\n\n\
+        The token is kept in $CAIRN_HOME/identity-token (default ~/.config/cairn), mode 0600.")]
+    Login(LoginArgs),
+    /// Sign files keylessly: certificate from the CA, entry in the log, bundle next to each file.
+    #[command(after_help = "Examples:\n  \
+        cairn sign app.tar.gz                      # writes app.tar.gz.sigstore.json\n  \
+        cairn sign --url http://ca.internal:7001 a.bin b.bin --json\n  \
+        cairn sign --key signing.key app.tar.gz    # a managed key: verify with --key\n\n\
+        The key is ephemeral: it lives in memory for this command only. Each bundle holds \
+        the certificate, the signature and the log entry with its inclusion proof, signed \
+        checkpoint and signed entry timestamp, so `cairn verify` needs no network.")]
+    Sign(SignArgs),
+    /// Attest to a file: an in-toto statement with your predicate, signed as DSSE and logged.
+    #[command(after_help = "Example:\n  \
+        cairn attest app.tar.gz --predicate provenance.json --type https://slsa.dev/provenance/v1\n\
+        writes app.tar.gz.att.sigstore.json; verify it with `cairn verify app.tar.gz --bundle \
+        app.tar.gz.att.sigstore.json ...`.")]
+    Attest(AttestArgs),
+    /// Fetch a deployment's Sigstore trust documents (trusted root, signing config, both).
+    #[command(after_help = "Example:\n  \
+        cairn trust --url http://127.0.0.1:7001 --out trust/\n\
+        writes trust/trusted_root.json (for `cairn verify --trust-root`, cosign \
+        --trusted-root), trust/signing_config.json and trust/client_trust_config.json \
+        (for `sigstore --trust-config`). Check what you fetched: it is what you will trust.")]
+    Trust(TrustArgs),
+    /// The log itself: its verified checkpoint, consistent with what you saw; its entries.
+    #[command(subcommand)]
+    Log(LogCommand),
     /// Verify an artifact (or its sha256 digest) against a Sigstore bundle, offline.
     #[command(after_help = "Examples:\n  \
         cairn verify app.tar.gz --bundle app.tar.gz.sigstore.json \\\n    \
@@ -111,6 +160,120 @@ struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
+struct LoginArgs {
+    /// Get a token for EMAIL from the INSECURE development issuer of `cairn-node dev`.
+    #[arg(long, value_name = "EMAIL", conflicts_with = "identity_token")]
+    dev: Option<String>,
+    /// The development issuer's URL.
+    #[arg(long, value_name = "URL", default_value = DEV_ISSUER)]
+    dev_issuer: String,
+    /// Keep this identity token (a JWT from your OIDC provider or CI).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SIGSTORE_ID_TOKEN",
+        hide_env_values = true
+    )]
+    identity_token: Option<String>,
+    /// Also write the token to stdout, for other tools.
+    #[arg(long)]
+    print_token: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServiceArgs {
+    /// The Cairn node (CA and log) to use.
+    #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
+    url: String,
+    /// Sign with this identity token instead of the one `cairn login` kept.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "key")]
+    identity_token: Option<String>,
+    /// Sign with this managed key (an unencrypted PKCS#8 PEM P-256 key) instead of keylessly:
+    /// no token, no certificate; verify with `cairn verify --key PUBLIC.pem`.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Print one JSON object per file on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct SignArgs {
+    /// The files to sign.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Where to write the bundle (one file only; default FILE.sigstore.json).
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Debug, Args)]
+struct AttestArgs {
+    /// The file the statement is about (its subject).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The predicate, a JSON file.
+    #[arg(long, value_name = "FILE")]
+    predicate: PathBuf,
+    /// The predicate type URI (for example https://slsa.dev/provenance/v1).
+    #[arg(long = "type", value_name = "URI")]
+    predicate_type: String,
+    /// Where to write the bundle (default FILE.att.sigstore.json).
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(Debug, Args)]
+struct TrustArgs {
+    /// The Cairn node to ask.
+    #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
+    url: String,
+    /// The directory to write the three documents into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// The latest checkpoint, verified with the trusted root's log key, and proved consistent
+    /// with the last one this machine saw ($CAIRN_HOME/log-state.json); exit 1 if it is not.
+    #[command(after_help = "Example:\n  \
+        cairn log info --trust-root cairn-dev/trusted_root.json")]
+    Info(LogInfoArgs),
+    /// An entry by index or UUID, with its body decoded (not verified: see `cairn verify`).
+    #[command(after_help = "Examples:\n  \
+        cairn log get 0\n  \
+        cairn log get 3f2a...e1 --url http://127.0.0.1:7002")]
+    Get(LogGetArgs),
+}
+
+#[derive(Debug, Args)]
+struct LogInfoArgs {
+    /// The Cairn node to ask.
+    #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
+    url: String,
+    /// The trusted root holding the log's key.
+    #[arg(long, value_name = "FILE", env = "CAIRN_TRUST_ROOT")]
+    trust_root: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct LogGetArgs {
+    /// The entry's index in the log, or its UUID (hex leaf hash).
+    entry: String,
+    /// The Cairn node to ask.
+    #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
+    url: String,
+}
+
+#[derive(Debug, Args)]
 struct VerifyBundleArgs {
     /// The artifact file, or `sha256:<64 hex digits>`.
     artifact: String,
@@ -153,6 +316,12 @@ pub(crate) struct Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (json, result) = match cli.command {
+        Command::Login(args) => (false, login(&args)),
+        Command::Sign(args) => (args.service.json, sign(&args)),
+        Command::Attest(args) => (args.service.json, attest(&args)),
+        Command::Trust(args) => (false, trust(&args)),
+        Command::Log(LogCommand::Info(args)) => (args.json, log_info(&args)),
+        Command::Log(LogCommand::Get(args)) => (false, log_get(&args)),
         Command::Verify(args) => (args.json, verify(&args)),
         Command::VerifyBundle(args) => (false, verify_bundle(&args)),
         Command::Witness(command) => (false, witness_command::witness(&command)),
@@ -173,6 +342,207 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+fn login(args: &LoginArgs) -> Result<(), Failure> {
+    let token = match (&args.dev, &args.identity_token) {
+        (Some(email), _) => {
+            let http = cli::net::Http::new().map_err(service)?;
+            cli::sign::dev_token(&http, &args.dev_issuer, email).map_err(service)?
+        }
+        (None, Some(token)) => token.trim().to_owned(),
+        (None, None) => {
+            return Err(input(anyhow::anyhow!(
+                "give --dev EMAIL (a local dev cluster) or --identity-token TOKEN; \
+                 interactive login is not implemented yet"
+            )));
+        }
+    };
+    let claims = cli::sign::claims(&token).map_err(input)?;
+    let path = cli::sign::cache_token(&token).map_err(input)?;
+    if args.print_token {
+        println!("{token}");
+    }
+    let who = claims["email"]
+        .as_str()
+        .or_else(|| claims["sub"].as_str())
+        .unwrap_or("?");
+    eprintln!(
+        "logged in as {who} ({}); token kept in {}",
+        claims["iss"].as_str().unwrap_or("?"),
+        path.display()
+    );
+    Ok(())
+}
+
+fn sign(args: &SignArgs) -> Result<(), Failure> {
+    if args.bundle.is_some() && args.files.len() > 1 {
+        return Err(input(anyhow::anyhow!(
+            "--bundle names one bundle: sign one file with it"
+        )));
+    }
+    let http = cli::net::Http::new().map_err(service)?;
+    let signer = signer(&http, &args.service)?;
+    if !args.service.json && args.service.key.is_none() {
+        eprintln!(
+            "certificate issued for {} ({})",
+            signer.identity, signer.issuer
+        );
+    }
+    for (position, file) in args.files.iter().enumerate() {
+        if !args.service.json && args.files.len() > 1 {
+            eprintln!(
+                "[{}/{}] signing {}",
+                position + 1,
+                args.files.len(),
+                file.display()
+            );
+        }
+        let bundle = signer
+            .sign_file(&http, &args.service.url, file)
+            .map_err(service)?;
+        let path = args
+            .bundle
+            .clone()
+            .unwrap_or_else(|| with_suffix(file, ".sigstore.json"));
+        report(&signer, file, &path, &bundle, args.service.json)?;
+    }
+    Ok(())
+}
+
+fn attest(args: &AttestArgs) -> Result<(), Failure> {
+    let predicate = read_bounded(&args.predicate, 16 * 1024 * 1024).map_err(input)?;
+    let predicate: serde_json::Value = serde_json::from_slice(&predicate)
+        .with_context(|| format!("predicate {}", args.predicate.display()))
+        .map_err(input)?;
+    let http = cli::net::Http::new().map_err(service)?;
+    let signer = signer(&http, &args.service)?;
+    let bundle = signer
+        .attest_file(
+            &http,
+            &args.service.url,
+            &args.file,
+            &args.predicate_type,
+            &predicate,
+        )
+        .map_err(service)?;
+    let path = args
+        .bundle
+        .clone()
+        .unwrap_or_else(|| with_suffix(&args.file, ".att.sigstore.json"));
+    report(&signer, &args.file, &path, &bundle, args.service.json)
+}
+
+/// The managed key, or an ephemeral key certified for the identity token.
+fn signer(http: &cli::net::Http, args: &ServiceArgs) -> Result<cli::sign::Signer, Failure> {
+    if let Some(key) = &args.key {
+        return cli::sign::Signer::from_key_file(key).map_err(input);
+    }
+    let token = cli::sign::load_token(args.identity_token.as_deref()).map_err(input)?;
+    cli::sign::Signer::new(http, &args.url, &token).map_err(service)
+}
+
+/// Writes a bundle and says so.
+fn report(
+    signer: &cli::sign::Signer,
+    file: &Path,
+    path: &Path,
+    bundle: &serde_json::Value,
+    json: bool,
+) -> Result<(), Failure> {
+    cli::sign::write_json(path, bundle).map_err(input)?;
+    let log_index = &bundle["verificationMaterial"]["tlogEntries"][0]["logIndex"];
+    if json {
+        let output = serde_json::json!({
+            "file": file,
+            "bundle": path,
+            "identity": signer.identity,
+            "issuer": signer.issuer,
+            "log_index": log_index,
+        });
+        println!("{output}");
+    } else {
+        println!(
+            "signed {} as {}: log entry {}, bundle {}",
+            file.display(),
+            signer.identity,
+            log_index.as_str().unwrap_or("?"),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn trust(args: &TrustArgs) -> Result<(), Failure> {
+    let http = cli::net::Http::new().map_err(service)?;
+    let url = format!(
+        "{}/trust/client_trust_config.json",
+        args.url.trim_end_matches('/')
+    );
+    let config = http.get_json(&url).map_err(service)?;
+    // Refuse what `cairn verify` could not use, before writing anything.
+    let root = serde_json::to_vec(&config["trustedRoot"]).map_err(input)?;
+    TrustedRoot::from_json(&root)
+        .context("the deployment's trusted root")
+        .map_err(input)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))
+        .map_err(input)?;
+    for (name, document) in [
+        ("trusted_root.json", &config["trustedRoot"]),
+        ("signing_config.json", &config["signingConfig"]),
+        ("client_trust_config.json", &config),
+    ] {
+        cli::sign::write_json(&args.out.join(name), document).map_err(input)?;
+    }
+    println!(
+        "wrote trusted_root.json, signing_config.json and client_trust_config.json to {}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn log_info(args: &LogInfoArgs) -> Result<(), Failure> {
+    let root = read_bounded(&args.trust_root, TRUSTED_ROOT_BYTES_MAX).map_err(input)?;
+    let root = TrustedRoot::from_json(&root)
+        .with_context(|| format!("trusted root {}", args.trust_root.display()))
+        .map_err(input)?;
+    let state = cli::sign::home().map_err(input)?.join("log-state.json");
+    let http = cli::net::Http::new().map_err(service)?;
+    let info = cli::log::info(&http, &args.url, &root, &state).map_err(not_verified)?;
+    if args.json {
+        let output = serde_json::json!({
+            "verified": true,
+            "tree_size": info.tree_size,
+            "root_hash": info.root_hash,
+            "previous_tree_size": info.previous.as_ref().map(|seen| seen.tree_size),
+            "checkpoint": info.checkpoint,
+        });
+        println!("{output}");
+    } else {
+        println!("tree size {}, root {}", info.tree_size, info.root_hash);
+        match &info.previous {
+            Some(seen) => println!("consistent with size {} seen before", seen.tree_size),
+            None => println!("first checkpoint seen from {}", args.url),
+        }
+    }
+    Ok(())
+}
+
+fn log_get(args: &LogGetArgs) -> Result<(), Failure> {
+    let http = cli::net::Http::new().map_err(service)?;
+    let entry = cli::log::get(&http, &args.url, &args.entry).map_err(service)?;
+    let text = serde_json::to_string_pretty(&entry).map_err(input)?;
+    // A reader that stops early (`| head`) is not an error worth a panic.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{text}");
+    Ok(())
 }
 
 fn verify(args: &VerifyArgs) -> Result<(), Failure> {
@@ -334,6 +704,13 @@ fn read_bounded(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
 pub(crate) fn input(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_INPUT,
+        error: error.into(),
+    }
+}
+
+fn service(error: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: EXIT_SERVICE,
         error: error.into(),
     }
 }

@@ -742,6 +742,25 @@ async fn bring_up(dir: &Path, nodes: &mut [DevNode], issuer_url: &str) -> anyhow
         .await?;
     }
     let logs = get_json(&client, &format!("{}/logs", nodes[0].url), "").await?;
+    // The Sigstore trust documents, for `cairn verify --trust-root`, `sigstore --trust-config`
+    // and `cosign --trusted-root`/`--signing-config`.
+    let trust = get_json(
+        &client,
+        &format!("{}/trust/client_trust_config.json", nodes[0].url),
+        "",
+    )
+    .await
+    .context("fetching the trust documents")?;
+    for (file, document) in [
+        ("trusted_root.json", &trust["trustedRoot"]),
+        ("signing_config.json", &trust["signingConfig"]),
+        ("client_trust_config.json", &trust),
+    ] {
+        write_file(
+            &dir.join(file),
+            serde_json::to_string_pretty(document)?.as_bytes(),
+        )?;
+    }
     let cluster = serde_json::json!({
         "nodes": nodes.iter().map(|node| serde_json::json!({
             "id": node.id,
@@ -782,6 +801,11 @@ async fn bring_up(dir: &Path, nodes: &mut [DevNode], issuer_url: &str) -> anyhow
          a certificate: TOKEN=$(curl -s -X POST {issuer_url}/token -d email=alice@example.com | jq -r .id_token)\n\
          \x20 then POST {}/api/v2/signingCert with 'Authorization: Bearer $TOKEN' (README: Keyless certificates)",
         nodes[0].url
+    );
+    println!(
+        "Sigstore trust: {} (trusted root), {} (sigstore --trust-config)",
+        dir.join("trusted_root.json").display(),
+        dir.join("client_trust_config.json").display()
     );
     println!("press Ctrl-C to stop");
     Ok(())

@@ -102,6 +102,15 @@ pub trait StateAccess {
     ) -> Result<(), StateError>;
     /// The bytes of one hash tile, built from stored tile hashes.
     fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError>;
+    /// Records that the leaves from `first_index` on were integrated at `unix_ms` (the
+    /// batch's leader-chosen time): Rekor v1's `integratedTime`, which its signed entry
+    /// timestamps sign.
+    fn put_batch_time(
+        &mut self,
+        log: &LogName,
+        first_index: u64,
+        unix_ms: u64,
+    ) -> Result<(), StateError>;
     /// Hashes of the log's complete subtrees remembered from earlier batches, if the state
     /// keeps any: the pre-signing check then derives only the nodes it has not derived before.
     fn hash_cache(&self, _log: &LogName) -> Option<&tlog::HashCache> {
@@ -237,6 +246,8 @@ fn apply_batch<A: StateAccess>(
 
     let new_root = tree.root();
     check_extends(state, &batch.log, &old, tree.size(), &new_root)?;
+    // The batch's new leaves are contiguous from the old size: one row dates them all.
+    state.put_batch_time(&batch.log, old.tree_size, batch.timestamp_unix_ms)?;
     let checkpoint = Checkpoint::new(&config.origin, tree.size(), new_root)
         .sign_ed25519(&config.signing_key)?
         .format()
@@ -368,6 +379,7 @@ pub(crate) mod tests {
         leaves: BTreeMap<(LogName, u64), Vec<u8>>,
         index: BTreeMap<(LogName, Hash), u64>,
         tile_hashes: BTreeMap<(LogName, u8, u64), Hash>,
+        times: BTreeMap<(LogName, u64), u64>,
     }
 
     impl StateAccess for MemoryState {
@@ -400,6 +412,15 @@ pub(crate) mod tests {
         ) -> Result<(), StateError> {
             self.tile_hashes
                 .insert((log.clone(), node.level, node.index), *hash);
+            Ok(())
+        }
+        fn put_batch_time(
+            &mut self,
+            log: &LogName,
+            first_index: u64,
+            unix_ms: u64,
+        ) -> Result<(), StateError> {
+            self.times.insert((log.clone(), first_index), unix_ms);
             Ok(())
         }
         fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError> {
@@ -478,6 +499,25 @@ pub(crate) mod tests {
         }
         assert_eq!(signed.checkpoint.root, expected.root());
         assert_eq!(signed.checkpoint.origin, "example.com/artifacts");
+    }
+
+    #[test]
+    fn each_batch_dates_its_new_leaves_with_the_leaders_time() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        let at = |ms: u64, leaves: &[&str]| {
+            let Command::Append(mut append) = batch("artifacts", leaves);
+            append.timestamp_unix_ms = ms;
+            Command::Append(append)
+        };
+        apply(&mut state, &logs, &at(1_000, &["a", "b"])).unwrap();
+        // A batch of duplicates and one new leaf: one row, at the new leaf's index.
+        apply(&mut state, &logs, &at(2_000, &["a", "c"])).unwrap();
+        // Only duplicates: nothing is dated.
+        apply(&mut state, &logs, &at(3_000, &["c"])).unwrap();
+        let name = LogName("artifacts".into());
+        let times: Vec<_> = state.times.clone().into_iter().collect();
+        assert_eq!(times, [((name.clone(), 0), 1_000), ((name, 2), 2_000)]);
     }
 
     #[test]

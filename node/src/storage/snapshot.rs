@@ -811,6 +811,23 @@ fn finish(
                     head.tree_size - 1
                 )));
             }
+            // The fetched leaves came without their batches' times: mark them unknown so
+            // no earlier batch's time is taken for theirs.
+            let old_size = state
+                .head(log)
+                .map_err(|source| DiskError::Apply {
+                    log_id: format!("snapshot {}", meta.snapshot_id),
+                    source,
+                })?
+                .map_or(0, |old| old.tree_size);
+            if head.tree_size > old_size {
+                state
+                    .put_batch_time(log, old_size, super::tables::TIME_UNKNOWN)
+                    .map_err(|source| DiskError::Apply {
+                        log_id: format!("snapshot {}", meta.snapshot_id),
+                        source,
+                    })?;
+            }
             state
                 .put_head(log, head)
                 .map_err(|source| DiskError::Apply {

@@ -30,8 +30,8 @@ use tlog::{Hash, LeafIndex, NodeId as TreeNodeId, TreeSize};
 
 use super::snapshot::{self, CatchUpError, Installer, SnapshotBuilder};
 use super::tables::{
-    HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SM_META, SNAPSHOT, TILE_HASHES,
-    decode, decode_hash, encode,
+    BATCH_TIMES, HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SM_META, SNAPSHOT,
+    TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
 use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
@@ -153,6 +153,7 @@ pub(crate) fn create_state_tables(txn: &WriteTransaction) -> Result<(), DiskErro
     txn.open_table(LEAF_INDEX)?;
     txn.open_table(TILE_HASHES)?;
     txn.open_table(HEADS)?;
+    txn.open_table(BATCH_TIMES)?;
     txn.open_table(SM_META)?;
     Ok(())
 }
@@ -444,6 +445,7 @@ pub(crate) struct RedbState<'txn> {
     index: Table<'txn, IndexKey, u64>,
     hashes: Table<'txn, TileKey, &'static [u8]>,
     heads: Table<'txn, &'static str, &'static [u8]>,
+    times: Table<'txn, (&'static str, u64), u64>,
     /// Apply's caches ([`StateAccess::hash_cache`]); `None` for writers that must not fill
     /// them (a snapshot install writes tiles of leaves it has not verified yet).
     caches: Option<Arc<HashCaches>>,
@@ -456,6 +458,7 @@ impl<'txn> RedbState<'txn> {
             index: txn.open_table(LEAF_INDEX)?,
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
+            times: txn.open_table(BATCH_TIMES)?,
             caches: None,
         })
     }
@@ -514,6 +517,14 @@ impl<'txn> RedbState<'txn> {
         for (index, hash) in &beyond {
             self.leaves.remove((name, *index))?;
             self.forget_index_entry(name, hash, *index)?;
+        }
+        // A time row beyond the head would otherwise date the leaves later appended there.
+        let mut stale_times = Vec::new();
+        for row in self.times.range((name, size)..=(name, u64::MAX))? {
+            stale_times.push(row?.0.value().1);
+        }
+        for index in stale_times {
+            self.times.remove((name, index))?;
         }
         // A subtree at Merkle level `level` with index `i` is inside the tree iff
         // (i + 1) << level <= size, that is i < size >> level.
@@ -599,6 +610,18 @@ impl StateAccess for RedbState<'_> {
 
     fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError> {
         read_tile_bytes(&self.hashes, log, tile).map_err(|error| state_error(&error))
+    }
+
+    fn put_batch_time(
+        &mut self,
+        log: &LogName,
+        first_index: u64,
+        unix_ms: u64,
+    ) -> Result<(), StateError> {
+        self.times
+            .insert((log.0.as_str(), first_index), unix_ms)
+            .map_err(|error| state_error(&error.into()))?;
+        Ok(())
     }
 }
 
@@ -698,6 +721,7 @@ impl StateReader {
             index: txn.open_table(LEAF_INDEX)?,
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
+            times: txn.open_table(BATCH_TIMES)?,
             meta: txn.open_table(SM_META)?,
             caches: self.caches.clone(),
             _txn: txn,
@@ -730,6 +754,7 @@ pub struct StateView {
     index: ReadOnlyTable<IndexKey, u64>,
     hashes: ReadOnlyTable<TileKey, &'static [u8]>,
     heads: ReadOnlyTable<&'static str, &'static [u8]>,
+    times: ReadOnlyTable<(&'static str, u64), u64>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
     caches: Arc<HashCaches>,
     _txn: ReadTransaction,
@@ -765,6 +790,21 @@ impl StateView {
             .leaves
             .get((log.0.as_str(), index))?
             .map(|guard| guard.value().to_vec()))
+    }
+
+    /// When leaf `index` was integrated, in milliseconds since the Unix epoch: its batch's
+    /// leader-chosen time. `None` beyond the log's size, and for leaves this replica fetched by
+    /// snapshot catch-up (their bundles carry no times; another replica may know).
+    pub fn integrated_time_ms(&self, log: &LogName, index: u64) -> Result<Option<u64>, ReadError> {
+        if index >= self.size(log)? {
+            return Ok(None);
+        }
+        let name = log.0.as_str();
+        let Some(row) = self.times.range((name, 0)..=(name, index))?.next_back() else {
+            return Ok(None);
+        };
+        let time = row?.1.value();
+        Ok((time != TIME_UNKNOWN).then_some(time))
     }
 
     /// The index of the leaf with this leaf hash, if the log has one (within its size).
@@ -847,6 +887,15 @@ impl StateView {
                 )
             })
             .collect()
+    }
+
+    /// The root of the log's tree at `size` (any size up to the current one), from the
+    /// stored tiles.
+    pub fn root_at(&self, log: &LogName, size: u64) -> Result<Hash, ReadError> {
+        let tiles = self.cached(log, self.tiles_at(log, size)?);
+        tlog::tree::root_at(&tiles, TreeSize(size)).map_err(|error| {
+            ReadError::Disk(DiskError::Missing(format!("a tile of log {log}: {error}")))
+        })
     }
 
     /// The consistency proof from the log's tree of `old` leaves to its tree of `new` leaves.

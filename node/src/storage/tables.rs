@@ -38,6 +38,14 @@ pub(crate) const LEAF_INDEX: TableDefinition<(&str, &[u8; 32]), u64> =
 /// multiples of 8 are stored; every other hash is derived from them.
 pub(crate) const TILE_HASHES: TableDefinition<(&str, u8, u64), &[u8]> =
     TableDefinition::new("tile_hashes");
+/// Integrated times: (log name, index of the first new leaf of a batch) → the batch's
+/// `timestamp_unix_ms`, chosen by the leader and carried in the command. One row per batch: a
+/// leaf's time is the row at or before its index. The value [`TIME_UNKNOWN`] marks leaves this
+/// replica fetched through snapshot catch-up, whose entry bundles carry no times.
+pub(crate) const BATCH_TIMES: TableDefinition<(&str, u64), u64> =
+    TableDefinition::new("batch_times");
+/// A [`BATCH_TIMES`] value: the time of these leaves is not known on this replica.
+pub(crate) const TIME_UNKNOWN: u64 = 0;
 /// Log heads: log name → postcard `LogHead`.
 pub(crate) const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("heads");
 /// State-machine metadata: [`LAST_APPLIED`], [`LAST_MEMBERSHIP`] → postcard values.

@@ -944,6 +944,18 @@ async fn a_descriptor_snapshot_catches_up_a_fresh_store_by_fetching_bundles() {
             if batch.leaves[0] == crate::types::LeafOutcome::Duplicate { index: 7 }
     ));
     assert_same_reads(&source.reader, &target.reader);
+    // A leaf applied after the install is dated on both alike.
+    let (from, to) = (source.reader.view().unwrap(), target.reader.view().unwrap());
+    assert!(
+        to.integrated_time_ms(&artifacts(), 3_000)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        to.integrated_time_ms(&artifacts(), 3_000).unwrap(),
+        from.integrated_time_ms(&artifacts(), 3_000).unwrap()
+    );
+    drop((from, to));
 
     // The target's own snapshot is a descriptor too, and serves a third store.
     let (meta, data) = snapshot_of(&mut target).await;
@@ -967,6 +979,20 @@ async fn an_install_over_a_prefix_fetches_only_the_rest_and_refuses_older_snapsh
     target.state.apply(entries[..4].to_vec()).await.unwrap();
     install(&mut target, &meta, &data).await.unwrap();
     assert_same_reads(&source.reader, &target.reader);
+    // Leaves the target applied itself keep their batch's time; the fetched ones came without
+    // theirs and are unknown here, never dated by an earlier batch.
+    let (from, to) = (source.reader.view().unwrap(), target.reader.view().unwrap());
+    let log = artifacts();
+    assert!(from.integrated_time_ms(&log, 2_999).unwrap().is_some());
+    assert_eq!(
+        to.integrated_time_ms(&log, 256).unwrap(),
+        from.integrated_time_ms(&log, 256).unwrap()
+    );
+    assert!(to.integrated_time_ms(&log, 256).unwrap().is_some());
+    assert_eq!(to.integrated_time_ms(&log, 257).unwrap(), None);
+    assert_eq!(to.integrated_time_ms(&log, 2_999).unwrap(), None);
+    assert_eq!(to.integrated_time_ms(&log, 3_000).unwrap(), None);
+    drop((from, to));
     // Bundles 1..=11 of artifacts (the first from leaf 257 on) and 2 of certificates, each
     // asked of the missing node 1 first.
     assert_eq!(bundles.fetches(), 2 * (11 + 2));

@@ -1,0 +1,6 @@
+//! The `cairn` commands that talk to a deployment (the binary's own modules: anyhow at the
+//! edge; the verifying library stays free of networking).
+
+pub(crate) mod log;
+pub(crate) mod net;
+pub(crate) mod sign;

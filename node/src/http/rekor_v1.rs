@@ -1,0 +1,644 @@
+//! The Rekor v1 REST API over the artifact log, for clients that speak only v1 (sigstore-python's
+//! default, sigstore-rs, cosign's older paths, rekor-cli).
+//!
+//! It is the same log the v2 API and the C2SP tile reads serve: the same leaves, tree and signed
+//! checkpoint. What v1 adds is served, not stored:
+//! - `logID` is the log key's full C2SP key id (`log_api::log_key_id`), the id v2 entries carry,
+//!   so the stored checkpoint's signature line (whose 4-byte hint is that id's prefix) is the
+//!   one a v1 verifier picks; verifiers look the key up by this id and, failing that, try every
+//!   trusted log key (sigstore-python's `RekorKeyring.verify`).
+//! - the signed entry timestamp (SET) is an Ed25519 signature by the log's checkpoint key over
+//!   the RFC 8785 JSON of `{body, integratedTime, logID, logIndex}`; Ed25519 is deterministic,
+//!   so every node serves the same SET for an entry.
+//! - `integratedTime` is the entry's batch time, chosen by the leader and stored per batch by
+//!   apply (`StateView::integrated_time_ms`), in seconds.
+//!
+//! Entry bodies are the canonical JSON Rekor stores (JCS, Rekor's exact field set), because
+//! sigstore-rs re-canonicalises the body before hashing it: any other byte string would give
+//! Rust clients a different leaf hash.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tlog::Hash;
+use tlog::entry::{
+    CanonicalBody, Digest, DsseEnvelope, DsseV001, Entry, HashAlgorithm, HashedRekordV001,
+    InputError, KeyDetails, KeyMaterial, SignatureBytes,
+};
+
+use super::log_api::{ARTIFACT_LOG, forward, log_key_id};
+use super::{ApiError, Body, read_body, response};
+use crate::crypto::PublicKey;
+use crate::node::Node;
+use crate::sequencer::SequenceError;
+use crate::state_machine::LogConfig;
+use crate::storage::StateView;
+
+/// The paths this module answers (prefix match on the first, exact on the others).
+pub(super) const PREFIX: &str = "/api/v1/log";
+/// The largest submission (a DSSE envelope can be a few MiB).
+const SUBMISSION_BYTES_MAX: usize = tlog::entry::DSSE_ENVELOPE_BYTES_MAX * 2;
+/// The most entries one `retrieve` request may ask for.
+const RETRIEVE_MAX: usize = 64;
+/// The tree id of the log in v1 terms (the origin's `- <treeID>` suffix in Rekor v1): one log,
+/// never sharded.
+const TREE_ID: &str = "1";
+
+pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
+    match dispatch(node, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch(
+    node: &Arc<Node>,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().trim_end_matches('/').to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let method = request.method().clone();
+    let log = node
+        .logs
+        .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
+        .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
+        .clone();
+    match (&method, path.as_str()) {
+        (&Method::POST, "/api/v1/log/entries") => submit(node, &log, request).await,
+        (&Method::POST, "/api/v1/log/entries/retrieve") => {
+            let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
+            let wanted = retrieve_request(&body)?;
+            read(node, move |view, log| {
+                let mut found = Vec::new();
+                for lookup in &wanted {
+                    let index = match lookup {
+                        Lookup::Index(index) => Some(*index),
+                        Lookup::LeafHash(hash) => {
+                            view.find_leaf(&log.name, hash).map_err(storage_error)?
+                        }
+                    };
+                    if let Some(index) = index
+                        && let Some(entry) = entry(view, log, index)?
+                    {
+                        found.push(entry);
+                    }
+                }
+                Ok(json_response(StatusCode::OK, &Value::Array(found)))
+            })
+            .await
+        }
+        (&Method::GET, "/api/v1/log/entries") => {
+            let index = query_number(&query, "logIndex")?
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "logIndex: required"))?;
+            read(node, move |view, log| {
+                let entry = entry(view, log, index)?
+                    .ok_or_else(|| ApiError::not_found(format!("no entry at index {index}")))?;
+                Ok(json_response(StatusCode::OK, &entry))
+            })
+            .await
+        }
+        (&Method::GET, p) if p.starts_with("/api/v1/log/entries/") => {
+            let hash = parse_uuid(&p["/api/v1/log/entries/".len()..])?;
+            read(node, move |view, log| {
+                let index = view
+                    .find_leaf(&log.name, &hash)
+                    .map_err(storage_error)?
+                    .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
+                let entry = entry(view, log, index)?
+                    .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
+                Ok(json_response(StatusCode::OK, &entry))
+            })
+            .await
+        }
+        (&Method::GET, "/api/v1/log") => read(node, log_info).await,
+        (&Method::GET, "/api/v1/log/proof") => {
+            let first = query_number(&query, "firstSize")?.unwrap_or(1);
+            let last = query_number(&query, "lastSize")?
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "lastSize: required"))?;
+            read(node, move |view, log| consistency(view, log, first, last)).await
+        }
+        (&Method::GET, "/api/v1/log/publicKey") => Ok(response(
+            StatusCode::OK,
+            "application/x-pem-file",
+            Bytes::from(public_key_pem(&log)),
+        )),
+        _ => Err(ApiError::not_found(format!("no endpoint {method} {path}"))),
+    }
+}
+
+/// Runs `answer` on one consistent view of committed state, off the async threads.
+async fn read(
+    node: &Arc<Node>,
+    answer: impl FnOnce(&StateView, &LogConfig) -> Result<Response<Body>, ApiError> + Send + 'static,
+) -> Result<Response<Body>, ApiError> {
+    let log = node
+        .logs
+        .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
+        .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
+        .clone();
+    let reader = node.reader.clone();
+    node.blocking
+        .run(move || {
+            let view = reader.view().map_err(storage_error)?;
+            answer(&view, &log)
+        })
+        .await
+}
+
+fn storage_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage_error",
+        error.to_string(),
+    )
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    super::json(status, value)
+}
+
+fn query_number(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
+    let mut found = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == name {
+            let number = tlog::checkpoint::parse_decimal(&value).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{name}: {value:?} is not a decimal u64"),
+                )
+            })?;
+            found = Some(number);
+        }
+    }
+    Ok(found)
+}
+
+/// An entry UUID: the hex leaf hash, optionally behind Rekor's 16-hex-digit tree id.
+fn parse_uuid(uuid: &str) -> Result<Hash, ApiError> {
+    let hex = match uuid.len() {
+        64 => uuid,
+        80 => &uuid[16..],
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_uuid",
+                "an entry UUID is 64 hex digits (80 with a tree id)",
+            ));
+        }
+    };
+    Hash::from_hex(hex)
+        .map_err(|_| ApiError::bad_request("invalid_uuid", "an entry UUID is hex digits"))
+}
+
+/// The entry at `index` as Rekor v1 answers it: `{uuid: {body, integratedTime, logID, logIndex,
+/// verification}}`, with the inclusion proof at the current size and its signed checkpoint.
+fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>, ApiError> {
+    let Some(leaf) = view.leaf(&log.name, index).map_err(storage_error)? else {
+        return Ok(None);
+    };
+    let integrated_ms = view
+        .integrated_time_ms(&log.name, index)
+        .map_err(storage_error)?
+        .ok_or_else(|| {
+            ApiError::unavailable(
+                "time_unknown",
+                format!(
+                    "this replica caught up on entry {index} from a snapshot and does not know \
+                     its integrated time; ask another node"
+                ),
+            )
+        })?;
+    let head = view
+        .head(&log.name)
+        .map_err(storage_error)?
+        .ok_or_else(|| ApiError::not_found("the log is empty"))?;
+    let proof = view
+        .inclusion_proof(&log.name, index, head.tree_size)
+        .map_err(storage_error)?;
+    let body = BASE64.encode(&leaf);
+    let integrated_time = integrated_ms / 1000;
+    let log_id = hex::encode(log_key_id(log).as_bytes());
+    let set = signed_entry_timestamp(log, &body, integrated_time, &log_id, index);
+    let uuid = hex::encode(tlog::leaf_hash(&leaf).as_bytes());
+    Ok(Some(json!({
+        (uuid): {
+            "body": body,
+            "integratedTime": integrated_time,
+            "logID": log_id,
+            "logIndex": index,
+            "verification": {
+                "inclusionProof": {
+                    "checkpoint": head.checkpoint,
+                    "hashes": proof.hashes.iter().map(|hash| hex::encode(hash.as_bytes())).collect::<Vec<_>>(),
+                    "logIndex": index,
+                    "rootHash": hex::encode(head.root.as_bytes()),
+                    "treeSize": head.tree_size,
+                },
+                "signedEntryTimestamp": BASE64.encode(set),
+            },
+        }
+    })))
+}
+
+/// The SET: the log key's signature over the RFC 8785 JSON of the four fields. Keys are written
+/// in sorted order, numbers are integers and the strings are base64 and hex, which JSON never
+/// escapes, so this `format!` is exactly the canonical form.
+fn signed_entry_timestamp(
+    log: &LogConfig,
+    body: &str,
+    integrated_time: u64,
+    log_id: &str,
+    index: u64,
+) -> Vec<u8> {
+    use ed25519_dalek::Signer as _;
+    let payload = format!(
+        r#"{{"body":"{body}","integratedTime":{integrated_time},"logID":"{log_id}","logIndex":{index}}}"#
+    );
+    log.signing_key.sign(payload.as_bytes()).to_bytes().to_vec()
+}
+
+/// The DER SubjectPublicKeyInfo of the log's Ed25519 key (RFC 8410: a fixed 12-byte header).
+pub(crate) fn public_key_spki(log: &LogConfig) -> Vec<u8> {
+    const ED25519_SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let mut der = ED25519_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(log.signing_key.verifying_key().as_bytes());
+    der
+}
+
+fn public_key_pem(log: &LogConfig) -> String {
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        BASE64.encode(public_key_spki(log))
+    )
+}
+
+fn log_info(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiError> {
+    let head = view
+        .head(&log.name)
+        .map_err(storage_error)?
+        .unwrap_or_default();
+    let root = if head.tree_size == 0 {
+        Hash::EMPTY_ROOT
+    } else {
+        head.root
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "inactiveShards": [],
+            "rootHash": hex::encode(root.as_bytes()),
+            "signedTreeHead": head.checkpoint,
+            "treeID": TREE_ID,
+            "treeSize": head.tree_size,
+        }),
+    ))
+}
+
+fn consistency(
+    view: &StateView,
+    log: &LogConfig,
+    first: u64,
+    last: u64,
+) -> Result<Response<Body>, ApiError> {
+    let head = view
+        .head(&log.name)
+        .map_err(storage_error)?
+        .unwrap_or_default();
+    if first == 0 || first > last || last > head.tree_size {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "want 1 <= firstSize <= lastSize <= {}, got {first} and {last}",
+                head.tree_size
+            ),
+        ));
+    }
+    let proof = view
+        .consistency_proof(&log.name, first, last)
+        .map_err(storage_error)?;
+    // The root at `lastSize`: the current one, or recomputed from the stored tiles.
+    let root = if last == head.tree_size {
+        head.root
+    } else {
+        view.root_at(&log.name, last).map_err(storage_error)?
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "hashes": proof.hashes.iter().map(|hash| hex::encode(hash.as_bytes())).collect::<Vec<_>>(),
+            "rootHash": hex::encode(root.as_bytes()),
+        }),
+    ))
+}
+
+/// One thing a `retrieve` request asks for.
+enum Lookup {
+    Index(u64),
+    LeafHash(Hash),
+}
+
+/// `{"entryUUIDs": [...], "logIndexes": [...], "entries": [<proposed entry>...]}`: a proposed
+/// entry is found by the leaf hash of its canonical body.
+fn retrieve_request(body: &[u8]) -> Result<Vec<Lookup>, ApiError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let mut wanted = Vec::new();
+    if let Some(uuids) = request.get("entryUUIDs").and_then(Value::as_array) {
+        for uuid in uuids {
+            let uuid = uuid
+                .as_str()
+                .ok_or_else(|| ApiError::bad_request("invalid_uuid", "entryUUIDs: strings"))?;
+            wanted.push(Lookup::LeafHash(parse_uuid(uuid)?));
+        }
+    }
+    if let Some(indexes) = request.get("logIndexes").and_then(Value::as_array) {
+        for index in indexes {
+            let index = index.as_u64().ok_or_else(|| {
+                ApiError::bad_request("invalid_index", "logIndexes: non-negative integers")
+            })?;
+            wanted.push(Lookup::Index(index));
+        }
+    }
+    if let Some(entries) = request.get("entries").and_then(Value::as_array) {
+        for proposed in entries {
+            let canonical = canonical_entry(proposed)?;
+            wanted.push(Lookup::LeafHash(tlog::leaf_hash(canonical.as_bytes())));
+        }
+    }
+    if wanted.len() > RETRIEVE_MAX {
+        return Err(ApiError::bad_request(
+            "too_many",
+            format!("ask for at most {RETRIEVE_MAX} entries at once"),
+        ));
+    }
+    Ok(wanted)
+}
+
+/// `POST /api/v1/log/entries`: verify, canonicalise, sequence; 201 with the entry, or 409 with
+/// the entry already logged.
+async fn submit(
+    node: &Arc<Node>,
+    log: &LogConfig,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
+    let proposed: Value = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let canonical = verify_and_canonicalize(&proposed)?;
+    let sequenced = match node
+        .sequencer
+        .submit(log.name.clone(), canonical.into_bytes())
+        .await
+    {
+        Ok(sequenced) => sequenced,
+        Err(SequenceError::NotLeader(_)) => {
+            return forward(node, "/api/v1/log/entries", body, None).await;
+        }
+        Err(SequenceError::Overloaded(waiting)) => {
+            return Err(ApiError {
+                retry_after_seconds: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "overloaded",
+                    format!("{waiting} submissions are already waiting; retry shortly"),
+                )
+            });
+        }
+        Err(SequenceError::Refused(reason)) => {
+            return Err(ApiError::bad_request("refused", reason));
+        }
+        Err(error @ (SequenceError::Unknown(_) | SequenceError::Stopped)) => {
+            return Err(ApiError::unavailable(
+                "outcome_unknown",
+                format!("{error}; retrying is safe"),
+            ));
+        }
+    };
+    let (index, duplicate) = (sequenced.index, sequenced.duplicate);
+    let status = if duplicate {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::CREATED
+    };
+    // The entry is committed and signed; this node's state may lag the leader's commit by a
+    // moment, so wait briefly for it to apply before reading it back.
+    for _ in 0..50 {
+        let answer = read(node, move |view, log| {
+            let entry = entry(view, log, index)?.ok_or_else(|| {
+                ApiError::unavailable("not_applied", "the entry is not applied here yet")
+            })?;
+            Ok(json_response(status, &entry))
+        })
+        .await;
+        match answer {
+            Err(error) if error.code == "not_applied" => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+    Err(ApiError::unavailable(
+        "not_applied",
+        "the entry is committed but not yet applied here; get it by index shortly",
+    ))
+}
+
+/// Checks a proposed hashedrekord or dsse 0.0.1 entry (its signature against its key or
+/// certificate) and returns its canonical body, built by `tlog::entry` exactly as Rekor
+/// canonicalises it (the same code verifiers use to rebuild it).
+pub(crate) fn verify_and_canonicalize(proposed: &Value) -> Result<String, ApiError> {
+    let (kind, spec) = kind_and_spec(proposed)?;
+    match kind {
+        "hashedrekord" => {
+            let entry = hashedrekord(spec)?;
+            let key = public_keys(entry.public_key(), &HASHEDREKORD_KEYS)?;
+            let (digest, signature) = (entry.digest().as_bytes(), entry.signature().as_bytes());
+            if !key
+                .iter()
+                .any(|key| key.verify_prehashed(digest, signature).is_ok())
+            {
+                return Err(ApiError::bad_request(
+                    "bad_signature",
+                    "spec.signature.content does not verify over spec.data.hash with \
+                     spec.signature.publicKey",
+                ));
+            }
+            canonical(entry)
+        }
+        _ => dsse(spec, true),
+    }
+}
+
+/// The canonical body of a proposed entry, without verifying it (for `retrieve`).
+fn canonical_entry(proposed: &Value) -> Result<String, ApiError> {
+    let (kind, spec) = kind_and_spec(proposed)?;
+    match kind {
+        "hashedrekord" => canonical(hashedrekord(spec)?),
+        _ => dsse(spec, false),
+    }
+}
+
+/// What a hashedrekord 0.0.1 signature over a SHA-256 digest may be made with.
+const HASHEDREKORD_KEYS: [KeyDetails; 4] = [
+    KeyDetails::EcdsaP256Sha256,
+    KeyDetails::Rsa2048Pkcs1v15Sha256,
+    KeyDetails::Rsa3072Pkcs1v15Sha256,
+    KeyDetails::Rsa4096Pkcs1v15Sha256,
+];
+
+fn kind_and_spec(proposed: &Value) -> Result<(&'static str, &Value), ApiError> {
+    let api_version = proposed.get("apiVersion").and_then(Value::as_str);
+    let kind = match proposed.get("kind").and_then(Value::as_str) {
+        Some("hashedrekord") => "hashedrekord",
+        Some("dsse") => "dsse",
+        other => {
+            return Err(ApiError::bad_request(
+                "unsupported_kind",
+                format!("kind {other:?}: this log accepts hashedrekord and dsse"),
+            ));
+        }
+    };
+    if api_version != Some("0.0.1") {
+        return Err(ApiError::bad_request(
+            "unsupported_version",
+            format!("apiVersion {api_version:?}: want \"0.0.1\" (v2 entries go to /api/v2)"),
+        ));
+    }
+    let spec = proposed
+        .get("spec")
+        .filter(|spec| spec.is_object())
+        .ok_or_else(|| ApiError::bad_request("invalid_entry", "spec: an object is required"))?;
+    Ok((kind, spec))
+}
+
+fn field<'a>(value: &'a Value, path: &[&str]) -> Result<&'a str, ApiError> {
+    let mut at = value;
+    for name in path {
+        at = at.get(name).ok_or_else(|| missing(path))?;
+    }
+    at.as_str().ok_or_else(|| missing(path))
+}
+
+fn missing(path: &[&str]) -> ApiError {
+    ApiError::bad_request(
+        "invalid_entry",
+        format!("spec.{}: a string is required", path.join(".")),
+    )
+}
+
+fn input_error(error: &InputError) -> ApiError {
+    ApiError::bad_request("invalid_entry", error.to_string())
+}
+
+fn canonical(entry: impl Into<Entry>) -> Result<String, ApiError> {
+    let body = CanonicalBody::new(entry)
+        .map_err(|error| ApiError::bad_request("invalid_entry", error.to_string()))?;
+    String::from_utf8(body.as_bytes().to_vec())
+        .map_err(|error| ApiError::bad_request("invalid_entry", error.to_string()))
+}
+
+/// The key (a public key, or a certificate chain's leaf) parsed as each of `allowed` that it
+/// can be: the v1 entry does not declare its algorithm.
+fn public_keys(material: &KeyMaterial, allowed: &[KeyDetails]) -> Result<Vec<PublicKey>, ApiError> {
+    let keys: Vec<PublicKey> = allowed
+        .iter()
+        .filter_map(|&details| match material {
+            KeyMaterial::PublicKey(der) => PublicKey::from_spki_der(der, details).ok(),
+            KeyMaterial::Certificates(chain) => chain
+                .first()
+                .and_then(|leaf| PublicKey::from_certificate_der(leaf, details).ok()),
+            _ => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "unsupported_key",
+            "the key is not one this log accepts (ECDSA P-256/384/521, RSA 2048-4096, Ed25519)",
+        ));
+    }
+    Ok(keys)
+}
+
+/// hashedrekord 0.0.1 from its spec.
+fn hashedrekord(spec: &Value) -> Result<HashedRekordV001, ApiError> {
+    let algorithm = field(spec, &["data", "hash", "algorithm"])?;
+    if algorithm != "sha256" {
+        return Err(ApiError::bad_request(
+            "unsupported_hash",
+            format!("spec.data.hash.algorithm {algorithm:?}: want sha256"),
+        ));
+    }
+    let digest = hex::decode(field(spec, &["data", "hash", "value"])?)
+        .map_err(|_| ApiError::bad_request("invalid_entry", "spec.data.hash.value: hex"))?;
+    let digest = Digest::new(HashAlgorithm::Sha256, &digest).map_err(|e| input_error(&e))?;
+    let signature = SignatureBytes::from_base64(field(spec, &["signature", "content"])?)
+        .map_err(|e| input_error(&e))?;
+    let pem = BASE64
+        .decode(field(spec, &["signature", "publicKey", "content"])?)
+        .map_err(|_| {
+            ApiError::bad_request("invalid_entry", "spec.signature.publicKey.content: base64")
+        })?;
+    let key = KeyMaterial::from_pem(&pem).map_err(|e| input_error(&e))?;
+    Ok(HashedRekordV001::new(digest, signature, key))
+}
+
+/// dsse 0.0.1 from `spec.proposedContent`: each envelope signature must verify with one of the
+/// verifiers (when `verify`; without, for `retrieve`, the first verifier is taken for each).
+fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
+    let envelope = DsseEnvelope::parse(field(spec, &["proposedContent", "envelope"])?)
+        .map_err(|e| input_error(&e))?;
+    let verifiers = spec
+        .get("proposedContent")
+        .and_then(|content| content.get("verifiers"))
+        .and_then(Value::as_array)
+        .filter(|verifiers| !verifiers.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_entry",
+                "spec.proposedContent.verifiers: a non-empty array is required",
+            )
+        })?;
+    let mut keys = Vec::new();
+    for (position, verifier) in verifiers.iter().enumerate() {
+        let what = format!("spec.proposedContent.verifiers[{position}]");
+        let pem = verifier
+            .as_str()
+            .and_then(|text| BASE64.decode(text).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_entry", format!("{what}: base64 of PEM"))
+            })?;
+        keys.push(KeyMaterial::from_pem(&pem).map_err(|e| input_error(&e))?);
+    }
+    let pae = envelope.pae();
+    let mut matched = Vec::new();
+    for (position, signature) in envelope.signatures().iter().enumerate() {
+        let key = if verify {
+            keys.iter().find(|key| {
+                public_keys(key, &KeyDetails::ALL).is_ok_and(|parsed| {
+                    parsed.iter().any(|parsed| {
+                        parsed
+                            .verify_message(&pae, signature.sig.as_bytes())
+                            .is_ok()
+                    })
+                })
+            })
+        } else {
+            keys.first()
+        };
+        let key = key.ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_signature",
+                format!("envelope.signatures[{position}] verifies with none of the verifiers"),
+            )
+        })?;
+        matched.push(key.clone());
+    }
+    let entry = DsseV001::from_envelope(&envelope, matched).map_err(|e| input_error(&e))?;
+    canonical(entry)
+}

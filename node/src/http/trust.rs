@@ -1,0 +1,217 @@
+//! Trust material for Sigstore clients: `GET /trust/trusted_root.json` (a `TrustedRoot`,
+//! media type v0.1, the only one sigstore-python 4.5 accepts), `GET /trust/signing_config.json`
+//! (a `SigningConfig` v0.2) and `GET /trust/client_trust_config.json` (both together, what
+//! `sigstore --trust-config` reads).
+//!
+//! The documents describe this deployment as the client reached it: every URL is the scheme
+//! and `Host` the request came in on, so a client on loopback gets loopback URLs. They carry
+//! public keys and certificates only. Parsers on the client side are strict (pydantic with
+//! `extra="forbid"`), so only protobuf-specs field names appear.
+//!
+//! - `tlogs`: the artifact log, whose key is its Ed25519 checkpoint key and whose `logId` is
+//!   the full C2SP key id that its Rekor v1 and v2 entries carry (`log_api::log_key_id`).
+//! - `certificateAuthorities`: the CA's intermediate and root.
+//! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI).
+//! - The signing config lists only the Rekor v1 API: with a v2 log listed under the same
+//!   operator, sigstore-python picks v2, which needs a timestamp authority Cairn does not run.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::log_api::{ARTIFACT_LOG, log_key_id};
+use super::rekor_v1::public_key_spki;
+use super::{ApiError, Body};
+use crate::node::Node;
+use crate::types::LogName;
+
+/// The paths served here.
+pub(super) const ROUTES: [&str; 3] = [
+    "/trust/trusted_root.json",
+    "/trust/signing_config.json",
+    "/trust/client_trust_config.json",
+];
+
+/// The trusted root media type sigstore-python 4.5.1 accepts (v0.2 parses but is refused).
+pub(crate) const TRUSTED_ROOT_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
+/// The signing config media type (v0.1 is refused by sigstore-python 4.5.1).
+pub(crate) const SIGNING_CONFIG_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.signingconfig.v0.2+json";
+/// The client trust config media type.
+pub(crate) const CLIENT_TRUST_CONFIG_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json";
+/// Who runs the services, as signing configs name it (clients keep one service per operator).
+const OPERATOR: &str = "cairn";
+
+pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
+    if request.method() != Method::GET {
+        return ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "trust documents are read with GET",
+        )
+        .into_response();
+    }
+    let Some(host) = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| !host.is_empty() && !host.contains(['/', ' ', '@']))
+    else {
+        return ApiError::bad_request("no_host", "a Host header is needed to name the URLs")
+            .into_response();
+    };
+    let base_url = format!("http://{host}");
+    let documents = match TrustDocuments::new(node, &base_url) {
+        Ok(documents) => documents,
+        Err(error) => return error.into_response(),
+    };
+    let document = match request.uri().path() {
+        "/trust/trusted_root.json" => documents.trusted_root,
+        "/trust/signing_config.json" => documents.signing_config,
+        _ => documents.client_trust_config(),
+    };
+    super::json(StatusCode::OK, &document)
+}
+
+/// The trusted root and signing config of this deployment, at `base_url`.
+struct TrustDocuments {
+    trusted_root: Value,
+    signing_config: Value,
+}
+
+impl TrustDocuments {
+    fn new(node: &Node, base_url: &str) -> Result<TrustDocuments, ApiError> {
+        let log = node
+            .logs
+            .get(&LogName(ARTIFACT_LOG.to_string()))
+            .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?;
+        let ca = node
+            .ca()
+            .ok_or_else(|| ApiError::not_found("this cluster runs no CA: no trust documents"))?;
+        let [intermediate, root] = ca.authority.chain_der();
+        // Keys and services are valid from the root certificate's notBefore: nothing this
+        // deployment signed can be older than its CA.
+        let start = not_before(root)?;
+        let (organization, common_name) = subject(intermediate)?;
+        let valid_for = json!({ "start": start });
+        let trusted_root = json!({
+            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
+            "tlogs": [{
+                "baseUrl": base_url,
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": BASE64.encode(public_key_spki(log)),
+                    "keyDetails": "PKIX_ED25519",
+                    "validFor": valid_for,
+                },
+                "logId": { "keyId": BASE64.encode(log_key_id(log).as_bytes()) },
+            }],
+            "certificateAuthorities": [{
+                "subject": { "organization": organization, "commonName": common_name },
+                "uri": base_url,
+                "certChain": { "certificates": [
+                    { "rawBytes": BASE64.encode(intermediate) },
+                    { "rawBytes": BASE64.encode(root) },
+                ] },
+                "validFor": valid_for,
+            }],
+            "ctlogs": [{
+                "baseUrl": format!("{base_url}/api/v2/ctLog"),
+                "hashAlgorithm": "SHA2_256",
+                "publicKey": {
+                    "rawBytes": BASE64.encode(ca.ct_key.spki_der()),
+                    "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    "validFor": valid_for,
+                },
+                "logId": { "keyId": BASE64.encode(ca.ct_key.log_id()) },
+            }],
+            "timestampAuthorities": [],
+        });
+        let service = json!({
+            "url": base_url,
+            "majorApiVersion": 1,
+            "validFor": valid_for,
+            "operator": OPERATOR,
+        });
+        let signing_config = json!({
+            "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
+            "caUrls": [service],
+            "oidcUrls": [],
+            "rekorTlogUrls": [service],
+            "rekorTlogConfig": { "selector": "ANY" },
+            "tsaUrls": [],
+            "tsaConfig": { "selector": "ANY" },
+        });
+        Ok(TrustDocuments {
+            trusted_root,
+            signing_config,
+        })
+    }
+
+    fn client_trust_config(self) -> Value {
+        json!({
+            "mediaType": CLIENT_TRUST_CONFIG_MEDIA_TYPE,
+            "trustedRoot": self.trusted_root,
+            "signingConfig": self.signing_config,
+        })
+    }
+}
+
+fn certificate(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, ApiError> {
+    use x509_parser::prelude::FromDer as _;
+    x509_parser::certificate::X509Certificate::from_der(der)
+        .map(|(_, certificate)| certificate)
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "bad_ca_certificate",
+                error.to_string(),
+            )
+        })
+}
+
+/// The certificate's notBefore as RFC 3339 UTC.
+fn not_before(der: &[u8]) -> Result<String, ApiError> {
+    let seconds = certificate(der)?.validity().not_before.timestamp();
+    let time = time::OffsetDateTime::from_unix_timestamp(seconds).map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "bad_ca_certificate",
+            error.to_string(),
+        )
+    })?;
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    ))
+}
+
+/// The organization and common name of a certificate's subject (empty if absent).
+fn subject(der: &[u8]) -> Result<(String, String), ApiError> {
+    let certificate = certificate(der)?;
+    let subject = certificate.subject();
+    let organization = subject
+        .iter_organization()
+        .next()
+        .and_then(|value| value.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let common_name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|value| value.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((organization, common_name))
+}

@@ -1,0 +1,542 @@
+//! Keyless signing end to end, with the real binaries: `cairn-node dev` starts a 3-node cluster
+//! with the CA and the dev issuer and writes its Sigstore trust documents; `cairn login --dev`,
+//! `cairn sign` and `cairn attest` go through a follower (so writes are forwarded); `cairn
+//! verify` accepts the bundles offline with the trusted root the cluster wrote, and rejects a
+//! wrong artifact, identity or issuer, a tampered inclusion proof, a tampered checkpoint and a
+//! trusted root with another log's key, each with the check that failed. The Rekor v1 read endpoints answer for the same entries.
+//!
+//! Needs the `cairn` binary next to `cairn-node`: run with `cargo test -p node -p client`.
+
+// Test harness code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+const NODE_BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
+
+fn cairn_bin() -> PathBuf {
+    let path = Path::new(NODE_BIN).with_file_name("cairn");
+    assert!(
+        path.exists(),
+        "{} is missing: build the client too (cargo test -p node -p client)",
+        path.display()
+    );
+    path
+}
+
+/// A base port whose node, cluster and issuer ports are all free.
+fn base_port() -> u16 {
+    let start = 20_000 + u16::try_from(std::process::id() % 300).unwrap() * 40;
+    (0..200u16)
+        .map(|step| 20_000 + (start - 20_000 + step * 7) % 9_000)
+        .find(|&base| {
+            [0, 1, 2, 100, 101, 102, 300]
+                .iter()
+                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
+        })
+        .unwrap()
+}
+
+/// `cairn-node dev`, stopped with SIGTERM when dropped (it stops its nodes).
+struct Dev {
+    child: Child,
+    dir: PathBuf,
+    base: u16,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+impl Dev {
+    fn start(dir: &Path) -> Dev {
+        let base = base_port();
+        let child = Command::new(NODE_BIN)
+            .args([
+                "dev",
+                "--nodes",
+                "3",
+                "--base-port",
+                &base.to_string(),
+                "--dir",
+            ])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.with_extension("dev.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let dev = Dev {
+            child,
+            dir: dir.to_path_buf(),
+            base,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !dir.join("client_trust_config.json").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the dev cluster did not come up; see {}",
+                dir.with_extension("dev.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Written just before; give the write a moment to finish.
+        std::thread::sleep(Duration::from_millis(200));
+        dev
+    }
+
+    fn url(&self, node: u16) -> String {
+        format!("http://127.0.0.1:{}", self.base + node)
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.base + 300)
+    }
+}
+
+fn cairn(home: &Path, args: &[&str]) -> Output {
+    Command::new(cairn_bin())
+        .env("CAIRN_HOME", home)
+        .env_remove("SIGSTORE_ID_TOKEN")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+fn get(url: &str) -> (u16, Vec<u8>) {
+    request("GET", url, b"")
+}
+
+/// A plain HTTP/1.1 request on loopback: (status, body).
+fn request(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer[split + 4..].to_vec())
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = get(url);
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Runs `cairn verify` on `artifact` with `bundle`; returns the output.
+fn verify(
+    home: &Path,
+    artifact: &Path,
+    bundle: &Path,
+    identity: &str,
+    issuer: &str,
+    root: &Path,
+) -> Output {
+    cairn(
+        home,
+        &[
+            "verify",
+            artifact.to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--cert-identity",
+            identity,
+            "--cert-oidc-issuer",
+            issuer,
+            "--trust-root",
+            root.to_str().unwrap(),
+        ],
+    )
+}
+
+fn assert_rejected(output: &Output, reason: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", text(output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(reason),
+        "want a failure naming {reason:?}; {}",
+        text(output)
+    );
+}
+
+/// Edits a JSON file (a bundle, a trusted root) and writes the result to `path`.
+fn tampered(bundle: &Path, path: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle).unwrap()).unwrap();
+    edit(&mut value);
+    std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+    path.to_path_buf()
+}
+
+#[test]
+fn sign_attest_and_verify_against_a_dev_cluster() {
+    let temp = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&temp.path().join("cluster"));
+    let home = temp.path().join("home");
+    let root = dev.dir.join("trusted_root.json");
+    let issuer = dev.issuer();
+
+    // Log in against the dev issuer; the token is cached under CAIRN_HOME.
+    let login = cairn(
+        &home,
+        &[
+            "login",
+            "--dev",
+            "alice@example.com",
+            "--dev-issuer",
+            &issuer,
+        ],
+    );
+    assert!(login.status.success(), "{}", text(&login));
+    assert!(home.join("identity-token").exists());
+
+    // Sign through node 2 and node 3 (at least one is a follower, which forwards the writes).
+    let artifact = temp.path().join("hello.txt");
+    std::fs::write(&artifact, b"hello, cairn\n").unwrap();
+    let url = dev.url(1);
+    let sign = cairn(&home, &["sign", "--url", &url, artifact.to_str().unwrap()]);
+    assert!(sign.status.success(), "{}", text(&sign));
+    let bundle = temp.path().join("hello.txt.sigstore.json");
+    assert!(bundle.exists(), "{}", text(&sign));
+
+    let other = temp.path().join("other.bin");
+    std::fs::write(&other, b"another artifact").unwrap();
+    let sign = cairn(
+        &home,
+        &[
+            "sign",
+            "--url",
+            &dev.url(2),
+            "--json",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(sign.status.success(), "{}", text(&sign));
+    let report: serde_json::Value = serde_json::from_slice(&sign.stdout).unwrap();
+    assert_eq!(report["identity"], "alice@example.com");
+
+    // Verified offline with the trusted root the cluster wrote.
+    let ok = verify(
+        &home,
+        &artifact,
+        &bundle,
+        "alice@example.com",
+        &issuer,
+        &root,
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    // An attestation.
+    let predicate = temp.path().join("predicate.json");
+    std::fs::write(
+        &predicate,
+        br#"{"builder": {"id": "https://example.com/ci"}}"#,
+    )
+    .unwrap();
+    let attest = cairn(
+        &home,
+        &[
+            "attest",
+            "--url",
+            &url,
+            artifact.to_str().unwrap(),
+            "--predicate",
+            predicate.to_str().unwrap(),
+            "--type",
+            "https://slsa.dev/provenance/v1",
+        ],
+    );
+    assert!(attest.status.success(), "{}", text(&attest));
+    let attestation = temp.path().join("hello.txt.att.sigstore.json");
+    let ok = verify(
+        &home,
+        &artifact,
+        &attestation,
+        "alice@example.com",
+        &issuer,
+        &root,
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    // Negative cases, each with the check that failed.
+    let wrong = verify(&home, &other, &bundle, "alice@example.com", &issuer, &root);
+    assert_rejected(&wrong, "artifact digest");
+    let wrong = verify(
+        &home,
+        &artifact,
+        &bundle,
+        "mallory@example.com",
+        &issuer,
+        &root,
+    );
+    assert_rejected(&wrong, "identity");
+    let wrong = verify(
+        &home,
+        &artifact,
+        &bundle,
+        "alice@example.com",
+        "https://accounts.example.com",
+        &root,
+    );
+    assert_rejected(&wrong, "issuer");
+    let bad_proof = tampered(&bundle, &temp.path().join("bad-proof.json"), |value| {
+        let proof = &mut value["verificationMaterial"]["tlogEntries"][0]["inclusionProof"];
+        proof["rootHash"] = BASE64.encode([7u8; 32]).into();
+    });
+    let wrong = verify(
+        &home,
+        &artifact,
+        &bad_proof,
+        "alice@example.com",
+        &issuer,
+        &root,
+    );
+    assert_rejected(&wrong, "inclusion proof");
+    let bad_checkpoint = tampered(&bundle, &temp.path().join("bad-checkpoint.json"), |value| {
+        let checkpoint = &mut value["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]
+            ["envelope"];
+        let note = checkpoint.as_str().unwrap().to_owned();
+        // Another origin line: the log's signature no longer covers the note.
+        *checkpoint = note.replacen("cairn.localhost", "cairn.invalid", 1).into();
+    });
+    let wrong = verify(
+        &home,
+        &artifact,
+        &bad_checkpoint,
+        "alice@example.com",
+        &issuer,
+        &root,
+    );
+    assert_rejected(&wrong, "checkpoint");
+
+    // A managed key (`--key`): no token, no certificate; verified with the public key.
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    let managed = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let private_pem = temp.path().join("managed.key");
+    std::fs::write(
+        &private_pem,
+        managed.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let public_pem = temp.path().join("managed.pub");
+    let public = managed
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    std::fs::write(&public_pem, public).unwrap();
+    let key_bundle = temp.path().join("hello.key.json");
+    let sign = cairn(
+        &home,
+        &[
+            "sign",
+            "--url",
+            &url,
+            "--key",
+            private_pem.to_str().unwrap(),
+            "--bundle",
+            key_bundle.to_str().unwrap(),
+            artifact.to_str().unwrap(),
+        ],
+    );
+    assert!(sign.status.success(), "{}", text(&sign));
+    let by_key = |public: &Path| {
+        cairn(
+            &home,
+            &[
+                "verify",
+                artifact.to_str().unwrap(),
+                "--bundle",
+                key_bundle.to_str().unwrap(),
+                "--key",
+                public.to_str().unwrap(),
+                "--trust-root",
+                root.to_str().unwrap(),
+            ],
+        )
+    };
+    let ok = by_key(&public_pem);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let stranger = temp.path().join("stranger.pub");
+    let stranger_key = p256::ecdsa::SigningKey::from_slice(&[6; 32])
+        .unwrap()
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    std::fs::write(&stranger, stranger_key).unwrap();
+    assert_eq!(by_key(&stranger).status.code(), Some(1));
+
+    // A trusted root with another log's key under the same log id: the checkpoint (checked
+    // before the SET) no longer verifies.
+    let other_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+    let mut spki = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    spki.extend_from_slice(other_key.as_bytes());
+    let other_root = tampered(&root, &temp.path().join("other-root.json"), |value| {
+        value["tlogs"][0]["publicKey"]["rawBytes"] = BASE64.encode(&spki).into();
+    });
+    let wrong = verify(
+        &home,
+        &artifact,
+        &bundle,
+        "alice@example.com",
+        &issuer,
+        &other_root,
+    );
+    assert_rejected(&wrong, "checkpoint");
+
+    // `cairn log info`: the checkpoint verifies, and is consistent with the one seen before;
+    // a state file recording another history makes it fail.
+    let info = |home: &Path| {
+        cairn(
+            home,
+            &[
+                "log",
+                "info",
+                "--url",
+                &dev.url(0),
+                "--trust-root",
+                root.to_str().unwrap(),
+            ],
+        )
+    };
+    let first = info(&home);
+    assert!(first.status.success(), "{}", text(&first));
+    let more = temp.path().join("more.txt");
+    std::fs::write(&more, b"one more").unwrap();
+    let sign = cairn(&home, &["sign", "--url", &url, more.to_str().unwrap()]);
+    assert!(sign.status.success(), "{}", text(&sign));
+    let second = info(&home);
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("consistent with size"));
+    let state = home.join("log-state.json");
+    let mut seen: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    seen[dev.url(0)]["tree_size"] = 2.into();
+    seen[dev.url(0)]["root_hash"] = hex::encode([7u8; 32]).into();
+    std::fs::write(&state, serde_json::to_vec(&seen).unwrap()).unwrap();
+    assert_rejected(&info(&home), "not consistent");
+
+    // `cairn trust` fetches the same trusted root the cluster wrote (from node 1, whose URL it
+    // names).
+    let trust_dir = temp.path().join("trust");
+    let trust = cairn(
+        &home,
+        &[
+            "trust",
+            "--url",
+            &dev.url(0),
+            "--out",
+            trust_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(trust.status.success(), "{}", text(&trust));
+    let fetched: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(trust_dir.join("trusted_root.json")).unwrap())
+            .unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    assert_eq!(fetched, written);
+
+    // The Rekor v1 reads answer for the signed entry, on every node alike.
+    let entry = &serde_json::from_slice::<serde_json::Value>(&std::fs::read(&bundle).unwrap())
+        .unwrap()["verificationMaterial"]["tlogEntries"][0];
+    let index = entry["logIndex"].as_str().unwrap();
+    let by_index = get_json(&format!(
+        "{}/api/v1/log/entries?logIndex={index}",
+        dev.url(2)
+    ));
+    let (uuid, logged) = by_index.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(logged["body"], entry["canonicalizedBody"]);
+    assert_eq!(
+        logged["integratedTime"].as_u64().unwrap().to_string(),
+        entry["integratedTime"].as_str().unwrap()
+    );
+    let by_uuid = get_json(&format!("{}/api/v1/log/entries/{uuid}", dev.url(0)));
+    assert_eq!(
+        by_uuid[uuid]["verification"]["signedEntryTimestamp"],
+        logged["verification"]["signedEntryTimestamp"]
+    );
+    let info = get_json(&format!("{}/api/v1/log", dev.url(0)));
+    assert!(info["treeSize"].as_u64().unwrap() >= 3);
+    let proof = get_json(&format!(
+        "{}/api/v1/log/proof?firstSize=1&lastSize={}",
+        dev.url(0),
+        info["treeSize"]
+    ));
+    assert_eq!(proof["rootHash"], info["rootHash"]);
+    // The logged body is itself a valid proposed entry: posting it again is a duplicate, 409
+    // with the existing entry (through a node that may have to forward it).
+    let body = BASE64.decode(logged["body"].as_str().unwrap()).unwrap();
+    let (status, answer) = request("POST", &format!("{}/api/v1/log/entries", dev.url(2)), &body);
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&answer));
+    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer[uuid]["logIndex"], logged["logIndex"]);
+    // Retrieve by UUID, by index and by proposed entry: the same entry three times.
+    let query = serde_json::json!({
+        "entryUUIDs": [uuid],
+        "logIndexes": [logged["logIndex"]],
+        "entries": [serde_json::from_slice::<serde_json::Value>(&body).unwrap()],
+    });
+    let (status, found) = request(
+        "POST",
+        &format!("{}/api/v1/log/entries/retrieve/", dev.url(1)),
+        &serde_json::to_vec(&query).unwrap(),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&found));
+    let found: Vec<serde_json::Value> = serde_json::from_slice(&found).unwrap();
+    assert_eq!(found.len(), 3);
+    assert!(
+        found
+            .iter()
+            .all(|entry| entry[uuid]["body"] == logged["body"])
+    );
+    let (status, _) = request(
+        "POST",
+        &format!("{}/api/v1/log/entries", dev.url(0)),
+        br#"{"apiVersion": "0.0.1", "kind": "rekord", "spec": {}}"#,
+    );
+    assert_eq!(status, 400);
+
+    let (status, key) = get(&format!("{}/api/v1/log/publicKey", dev.url(0)));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&key).starts_with("-----BEGIN PUBLIC KEY-----"));
+}
