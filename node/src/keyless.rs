@@ -15,6 +15,16 @@ use crate::types::LogName;
 /// received.
 pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A fresh certificate serial: 160 random bits, positive and never zero in 20 bytes. Drawn from
+/// the node's randomness seam ([`crate::runtime::SeededRng`]: the operating system's entropy in
+/// production, the run's seed in the simulator), so simulated issuance replays.
+pub fn new_serial() -> [u8; 20] {
+    let mut serial = [0u8; 20];
+    rand08::RngCore::fill_bytes(&mut crate::runtime::SeededRng, &mut serial);
+    serial[0] = (serial[0] & 0x7f) | 0x01;
+    serial
+}
+
 /// A certificate issued and logged.
 #[derive(Clone, Debug)]
 pub struct Issued {

@@ -92,21 +92,16 @@ pub enum Issuance {
     Refused(String),
 }
 
-/// Asks `ca` on node `id` for a certificate for `email`, at the node's time.
+/// Asks `ca` on node `id` for a certificate for `email`, at the node's time, with a serial from
+/// the node's randomness seam (seeded by the run), as the HTTP route draws it.
 pub async fn request(
     node: &node::node::Node,
     ca: &KeylessCa,
-    rng: &mut SimRng,
     email: &str,
     spki_der: &[u8],
 ) -> Issuance {
-    let mut serial = [0u8; 20];
-    for chunk in serial.chunks_mut(4) {
-        chunk.copy_from_slice(&rng.next_u64().to_le_bytes()[..4]);
-    }
-    serial[0] = (serial[0] & 0x7f) | 0x01;
     let issuance = ca::cert::Issuance {
-        serial,
+        serial: node::keyless::new_serial(),
         timestamp_ms: node.clock.now_unix_ms(),
         identity: ca::identity::Identity {
             san: ca::identity::San::Email(email.to_string()),

@@ -307,12 +307,11 @@ async fn issue_once(shared: &Shared, client: &str, target: NodeId, rng: &mut Sim
     };
     let email = format!("{client}@sim.invalid");
     let paused = cluster.router.paused_until(target);
-    let mut issue_rng = SimRng::new(rng.next_u64(), 0);
     let answer = tokio::time::timeout(SUBMIT_TIMEOUT, async {
         if let Some(resume) = paused {
             tokio::time::sleep_until(resume).await;
         }
-        crate::issuance::request(&node, &ca, &mut issue_rng, &email, &spki).await
+        crate::issuance::request(&node, &ca, &email, &spki).await
     })
     .await;
     drop(node);
