@@ -22,10 +22,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
-use rand08::RngCore as _;
 use serde::Deserialize;
 
-use super::log_api::{FORWARDED_BY, forward};
+use super::log_api::{FORWARDED_BY, forward, overloaded};
 use super::{ApiError, Body, json, read_body};
 use crate::keyless::{IssueError, KeylessCa};
 use crate::node::Node;
@@ -256,11 +255,8 @@ async fn signing_cert(
         (None, None) => return Err(bad("invalid_request", "no key")),
     };
 
-    let mut serial = [0u8; 20];
-    rand08::rngs::OsRng.fill_bytes(&mut serial);
-    serial[0] = (serial[0] & 0x7f) | 0x01; // positive, 20 bytes, never zero
     let issuance = ca::cert::Issuance {
-        serial,
+        serial: crate::keyless::new_serial(),
         timestamp_ms: now_ms,
         identity,
         spki_der,
@@ -274,16 +270,7 @@ async fn signing_cert(
         Err(IssueError::NotLogged {
             error: SequenceError::Overloaded(waiting),
             ..
-        }) => {
-            return Err(ApiError {
-                retry_after_seconds: Some(1),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "overloaded",
-                    format!("{waiting} submissions are already waiting; retry shortly"),
-                )
-            });
-        }
+        }) => return Err(overloaded(waiting)),
         Err(error @ IssueError::NotLogged { .. }) => {
             return Err(ApiError::unavailable("not_logged", error.to_string()));
         }

@@ -21,7 +21,7 @@ use tlog::tile::{Tile, TileKind};
 
 use super::{ApiError, Body, json, read_body, response};
 use crate::node::{FORWARD_TIMEOUT, Node};
-use crate::sequencer::SequenceError;
+use crate::sequencer::{SequenceError, Sequenced};
 use crate::state_machine::LogConfig;
 use crate::storage::StateView;
 use crate::types::LogName;
@@ -352,31 +352,17 @@ async fn submit_v2(
     })?;
     let log = log_config(node, ARTIFACT_LOG)?;
     let leaf = decoded.body.as_bytes().to_vec();
-    let sequenced = match node.sequencer.submit(log.name.clone(), leaf.clone()).await {
+    let sequenced = match submit_or_forward(
+        node,
+        &log.name,
+        leaf.clone(),
+        "/api/v2/log/entries",
+        body,
+    )
+    .await?
+    {
         Ok(sequenced) => sequenced,
-        Err(SequenceError::NotLeader(_)) => {
-            return forward(node, "/api/v2/log/entries", body, None).await;
-        }
-        Err(SequenceError::Overloaded(waiting)) => {
-            return Err(ApiError {
-                retry_after_seconds: Some(1),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "overloaded",
-                    format!("{waiting} submissions are already waiting; retry shortly"),
-                )
-            });
-        }
-        Err(SequenceError::Refused(reason)) => {
-            return Err(ApiError::bad_request("refused", reason));
-        }
-        Err(error @ (SequenceError::Unknown(_) | SequenceError::Stopped)) => {
-            // The entry may still be committed: a retry is safe, dedup answers with it.
-            return Err(ApiError::unavailable(
-                "outcome_unknown",
-                format!("{error}; retrying is safe"),
-            ));
-        }
+        Err(forwarded) => return Ok(forwarded),
     };
     let sequenced = witnessed(node, log, sequenced).await?;
     // Normally made once for the whole batch by the sequencer; made here only if that failed.
@@ -492,6 +478,42 @@ fn proof_root(proof: &tlog::InclusionProof, leaf: &[u8]) -> Result<Hash, ApiErro
 
 /// Sends a write to the leader and relays its answer (with the caller's `Authorization` header,
 /// if given: the CA's token).
+/// The answer to a submission that was too many: the pool is full, retry shortly.
+pub(super) fn overloaded(waiting: usize) -> ApiError {
+    ApiError {
+        retry_after_seconds: Some(1),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            format!("{waiting} submissions are already waiting; retry shortly"),
+        )
+    }
+}
+
+/// Submits `leaf` to `log` and waits for its index, or, on a follower, forwards the request
+/// (`body`, to the leader's `path`) and returns the leader's answer as the inner `Err`.
+pub(super) async fn submit_or_forward(
+    node: &Arc<Node>,
+    log: &LogName,
+    leaf: Vec<u8>,
+    path: &str,
+    body: Bytes,
+) -> Result<Result<Sequenced, Response<Body>>, ApiError> {
+    match node.sequencer.submit(log.clone(), leaf).await {
+        Ok(sequenced) => Ok(Ok(sequenced)),
+        Err(SequenceError::NotLeader(_)) => Ok(Err(forward(node, path, body, None).await?)),
+        Err(SequenceError::Overloaded(waiting)) => Err(overloaded(waiting)),
+        Err(SequenceError::Refused(reason)) => Err(ApiError::bad_request("refused", reason)),
+        Err(error @ (SequenceError::Unknown(_) | SequenceError::Stopped)) => {
+            // The entry may still be committed: a retry is safe, dedup answers with it.
+            Err(ApiError::unavailable(
+                "outcome_unknown",
+                format!("{error}; retrying is safe"),
+            ))
+        }
+    }
+}
+
 pub(super) async fn forward(
     node: &Arc<Node>,
     path: &str,

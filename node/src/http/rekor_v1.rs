@@ -31,11 +31,10 @@ use tlog::entry::{
     InputError, KeyDetails, KeyMaterial, SignatureBytes,
 };
 
-use super::log_api::{ARTIFACT_LOG, forward, log_key_id};
+use super::log_api::{ARTIFACT_LOG, log_key_id, submit_or_forward};
 use super::{ApiError, Body, read_body, response};
 use crate::crypto::PublicKey;
 use crate::node::Node;
-use crate::sequencer::SequenceError;
 use crate::state_machine::LogConfig;
 use crate::storage::StateView;
 
@@ -391,34 +390,17 @@ async fn submit(
     let proposed: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
     let canonical = verify_and_canonicalize(&proposed)?;
-    let sequenced = match node
-        .sequencer
-        .submit(log.name.clone(), canonical.into_bytes())
-        .await
+    let sequenced = match submit_or_forward(
+        node,
+        &log.name,
+        canonical.into_bytes(),
+        "/api/v1/log/entries",
+        body,
+    )
+    .await?
     {
         Ok(sequenced) => sequenced,
-        Err(SequenceError::NotLeader(_)) => {
-            return forward(node, "/api/v1/log/entries", body, None).await;
-        }
-        Err(SequenceError::Overloaded(waiting)) => {
-            return Err(ApiError {
-                retry_after_seconds: Some(1),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "overloaded",
-                    format!("{waiting} submissions are already waiting; retry shortly"),
-                )
-            });
-        }
-        Err(SequenceError::Refused(reason)) => {
-            return Err(ApiError::bad_request("refused", reason));
-        }
-        Err(error @ (SequenceError::Unknown(_) | SequenceError::Stopped)) => {
-            return Err(ApiError::unavailable(
-                "outcome_unknown",
-                format!("{error}; retrying is safe"),
-            ));
-        }
+        Err(forwarded) => return Ok(forwarded),
     };
     let (index, duplicate) = (sequenced.index, sequenced.duplicate);
     let status = if duplicate {
