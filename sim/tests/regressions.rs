@@ -54,3 +54,14 @@ fn seed_61_a_resumed_install_waits_for_members() {
 fn seed_23_a_snapshot_whose_members_are_all_gone_still_installs() {
     assert_passes(23);
 }
+
+/// The leader crashed with its newest Raft entries unsynced (a slow disk) while its follower
+/// already held them; openraft 0.9 restored it as leader of the same term from its committed
+/// vote, and it gave the lost entries' log ids to new entries. The follower kept the old ones
+/// under the same ids: two replicas, two trees, acknowledged leaves gone. Fixed by reading the
+/// vote back uncommitted at startup (`LogStore::read_vote`), which makes a restarted leader win
+/// a new election first.
+#[test]
+fn seed_117_a_restarted_leader_does_not_reuse_lost_log_ids() {
+    assert_passes(117);
+}

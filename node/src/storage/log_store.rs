@@ -342,12 +342,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(())
     }
 
+    /// Read once, at startup. A committed vote comes back uncommitted: "a quorum granted this
+    /// leader" is true of the run that wrote it, not of this one. openraft 0.9 restores a node
+    /// whose stored vote is its own committed one as leader of the same term, and that leader
+    /// reassigns the log ids of entries it lost unsynced in the crash while a follower still holds
+    /// them under the same ids: two entries with one log id, two histories (simulator seed 117).
+    /// Uncommitted, the vote still forbids voting for anyone else in that term, and the node wins
+    /// a fresh election in a higher term before it proposes again.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         let db = self.db.clone();
-        self.blocking
+        let vote: Option<Vote<NodeId>> = self
+            .blocking
             .run(move || read_meta(&db, VOTE))
             .await
-            .map_err(|error| StorageIOError::read_vote(AnyError::new(&error)).into())
+            .map_err(|error| StorageIOError::read_vote(AnyError::new(&error)))?;
+        Ok(vote.map(|vote| Vote {
+            leader_id: vote.leader_id,
+            committed: false,
+        }))
     }
 
     async fn save_committed(

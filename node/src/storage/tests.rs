@@ -571,6 +571,24 @@ async fn purge_and_truncate_keep_their_boundaries_across_a_crash() {
     assert_eq!(recovered.read_vote().await.unwrap(), Some(Vote::new(5, 2)));
 }
 
+#[tokio::test]
+async fn a_committed_vote_is_read_back_uncommitted_so_a_leader_never_restarts_as_leader() {
+    let disk = TestDisk::default();
+    let mut log = LogStore::with_backend(disk.clone(), Blocking::Inline).unwrap();
+    log.save_vote(&Vote::new_committed(7, 1)).await.unwrap();
+    let mut recovered = LogStore::with_backend(disk.crash_image(), Blocking::Inline).unwrap();
+    let vote = recovered.read_vote().await.unwrap().unwrap();
+    assert!(
+        !vote.is_committed(),
+        "restored as leader of term 7: {vote:?}"
+    );
+    assert_eq!(
+        vote,
+        Vote::new(7, 1),
+        "the vote itself survives: no second vote in term 7"
+    );
+}
+
 // ---- Corruption ----
 
 fn overwrite<K: redb::Key + 'static>(
