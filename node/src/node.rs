@@ -4,6 +4,7 @@
 //! Production (`cairn-node`) and the simulator build a node through [`Node::start`] alike; they
 //! differ only in the stores' disk, the Raft network and the clock they pass in.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,29 @@ pub fn default_raft_config() -> openraft::Config {
         max_in_snapshot_log_to_keep: 1_000,
         ..openraft::Config::default()
     }
+}
+
+/// Why a membership change was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The change has no voter left.
+    #[error("at least one voter is needed")]
+    NoVoters,
+    /// The change would remove the node that carries it out, the leader. openraft 0.9 lets a
+    /// leader remove itself, but if it loses leadership before the final configuration commits,
+    /// the node with the newest log is a learner that may not campaign while the remaining
+    /// voters cannot win without its vote: no leader ever again (openraft issue 2091, fixed only
+    /// in 0.10; simulator seed 637).
+    #[error(
+        "n{0} is the leader and cannot remove itself: stop its process so that another voter \
+         leads, then ask the new leader (a leader removing itself can leave the cluster \
+         leaderless; openraft issue 2091)"
+    )]
+    RemovesLeader(NodeId),
+    /// Raft refused or failed the change (not the leader, a change already in progress, ...).
+    #[error("{0}")]
+    Raft(String),
 }
 
 /// Why a node did not start.
@@ -178,6 +202,26 @@ impl Node {
     }
 
     /// Whether `presented` is the admin token, compared in constant time.
+    /// Makes `voters` the voters (joint consensus), run by this node, which must lead;
+    /// removed voters stay on as learners when `retain`. New voters must already be learners.
+    pub async fn change_voters(
+        &self,
+        voters: BTreeSet<NodeId>,
+        retain: bool,
+    ) -> Result<(), MembershipError> {
+        if voters.is_empty() {
+            return Err(MembershipError::NoVoters);
+        }
+        if !voters.contains(&self.id) {
+            return Err(MembershipError::RemovesLeader(self.id));
+        }
+        self.raft
+            .change_membership(voters, retain)
+            .await
+            .map(|_| ())
+            .map_err(|error| MembershipError::Raft(error.to_string()))
+    }
+
     pub fn admin_token_matches(&self, presented: &str) -> bool {
         let (expected, presented) = (self.admin_token.as_bytes(), presented.as_bytes());
         if expected.is_empty() || expected.len() != presented.len() {

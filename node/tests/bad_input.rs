@@ -340,6 +340,22 @@ async fn bad_requests_get_4xx_and_change_nothing() {
         )
         .await;
     assert_eq!(status, 400, "{answer}");
+    // The leader never removes itself (openraft 0.9 can be left leaderless; issue 2091).
+    let (status, answer) = cluster
+        .send(
+            "POST",
+            "/admin/membership",
+            b"{\"voters\": [2]}".to_vec(),
+            Some(&cluster.token),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("cannot remove itself")),
+        "{answer}"
+    );
 
     // Good reads still work, nothing changed, and the node is still serving.
     let (status, proof) = cluster

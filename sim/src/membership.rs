@@ -51,7 +51,8 @@ fn membership(cluster: &Cluster) -> Option<(NodeId, BTreeSet<NodeId>, BTreeSet<N
 /// Makes `voters` the voters, through the leader, adding learners for new ones first.
 async fn set_voters(cluster: &Cluster, voters: &BTreeSet<NodeId>) -> Result<(), String> {
     let (leader, _, learners) = membership(cluster).ok_or("no leader")?;
-    let raft = cluster.node(leader).ok_or("leader down")?.raft.clone();
+    let node = cluster.node(leader).ok_or("leader down")?;
+    let raft = node.raft.clone();
     for &id in voters {
         if !learners.contains(&id) {
             let added = tokio::time::timeout(STEP, raft.add_learner(id, address(id), false)).await;
@@ -62,8 +63,9 @@ async fn set_voters(cluster: &Cluster, voters: &BTreeSet<NodeId>) -> Result<(), 
             }
         }
     }
-    match tokio::time::timeout(STEP, raft.change_membership(voters.clone(), false)).await {
-        Ok(Ok(_)) => Ok(()),
+    // Through the node's own rule, as the admin API: a leader never removes itself.
+    match tokio::time::timeout(STEP, node.change_voters(voters.clone(), false)).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(format!("change membership: {error}")),
         Err(_) => Err("change membership: timed out".into()),
     }

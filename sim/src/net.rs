@@ -57,7 +57,10 @@ pub struct NetStats {
 
 /// Who is up and who can talk to whom.
 pub struct Router {
-    rafts: BTreeMap<NodeId, Raft<TypeConfig>>,
+    /// The nodes that are up, each with the number of the `up` that started it: an answer is
+    /// sent back only by the process that received the request (see [`SharedRouter::reply`]).
+    rafts: BTreeMap<NodeId, (u64, Raft<TypeConfig>)>,
+    ups: u64,
     blocked: BTreeSet<(NodeId, NodeId)>,
     /// Paused nodes and when they resume.
     paused: BTreeMap<NodeId, tokio::time::Instant>,
@@ -100,6 +103,7 @@ impl SharedRouter {
         SharedRouter {
             router: Arc::new(Mutex::new(Router {
                 rafts: BTreeMap::new(),
+                ups: 0,
                 blocked: BTreeSet::new(),
                 paused: BTreeMap::new(),
                 rng,
@@ -118,7 +122,10 @@ impl SharedRouter {
 
     /// Marks a node up, reachable through `raft`.
     pub fn up(&self, id: NodeId, raft: Raft<TypeConfig>) {
-        self.lock().rafts.insert(id, raft);
+        let mut router = self.lock();
+        router.ups += 1;
+        let up = router.ups;
+        router.rafts.insert(id, (up, raft));
     }
 
     /// Marks a node down.
@@ -204,7 +211,7 @@ impl SharedRouter {
     }
 
     /// The target's handle at delivery time, if the link is still open.
-    fn deliver(&self, from: NodeId, to: NodeId) -> Option<Raft<TypeConfig>> {
+    fn deliver(&self, from: NodeId, to: NodeId) -> Option<(u64, Raft<TypeConfig>)> {
         let mut router = self.lock();
         if router.blocked.contains(&(from, to)) {
             router.stats.lost += 1;
@@ -217,9 +224,14 @@ impl SharedRouter {
         raft
     }
 
-    /// The second leg: the response's delay, or `None` if it is lost.
-    fn reply(&self, from: NodeId, to: NodeId) -> Option<Duration> {
+    /// The second leg: the response's delay, or `None` if it is lost. A target that crashed
+    /// (or crashed and restarted) since it received the request sends nothing: its process is
+    /// gone, even if the Raft handle the request reached finished computing an answer.
+    fn reply(&self, from: NodeId, to: NodeId, up: u64) -> Option<Duration> {
         let mut router = self.lock();
+        if router.rafts.get(&to).map(|(current, _)| *current) != Some(up) {
+            return None;
+        }
         let loss = router.params.loss_response;
         if router.blocked.contains(&(to, from)) || router.rng.chance(loss) {
             router.stats.lost += 1;
@@ -302,7 +314,7 @@ impl SimPeer {
             let (router, request, f) = (router.clone(), request.clone(), f.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(later).await;
-                if let Some(raft) = router.deliver(from, to) {
+                if let Some((_, raft)) = router.deliver(from, to) {
                     router.duplicated();
                     let _ = f(raft, request).await;
                 }
@@ -315,7 +327,7 @@ impl SimPeer {
         {
             tokio::spawn(async move {
                 tokio::time::sleep_until(resume + leg.delay).await;
-                if let Some(raft) = router.deliver(from, to) {
+                if let Some((_, raft)) = router.deliver(from, to) {
                     let _ = f(raft, request).await;
                 }
             });
@@ -327,11 +339,11 @@ impl SimPeer {
             if leg.lost {
                 return std::future::pending().await;
             }
-            let Some(raft) = router.deliver(from, to) else {
+            let Some((up, raft)) = router.deliver(from, to) else {
                 return std::future::pending().await;
             };
             let answer = f(raft, request).await;
-            let Some(back) = router.reply(from, to) else {
+            let Some(back) = router.reply(from, to, up) else {
                 return std::future::pending().await;
             };
             tokio::time::sleep(back).await;

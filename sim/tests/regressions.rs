@@ -65,3 +65,22 @@ fn seed_23_a_snapshot_whose_members_are_all_gone_still_installs() {
 fn seed_117_a_restarted_leader_does_not_reuse_lost_log_ids() {
     assert_passes(117);
 }
+
+/// A simulator bug, not a node bug: a node crashed while a vote request was in its hands, and
+/// the answer its Raft handle computed afterwards still went back to the candidate, so the
+/// election invariant saw a vote granted that the crashed process never saved. Fixed in the
+/// simulated network: only the process that received a request answers it.
+#[test]
+fn seed_205_a_crashed_node_sends_no_answers() {
+    assert_passes(205);
+}
+
+/// The leader removed itself ({1, 4} -> {1}) and lost leadership before the final
+/// configuration committed: it held the newest log but, a learner in its own configuration,
+/// never campaigned, while n1 could not win without its vote. No leader ever again (openraft
+/// issue 2091, fixed only in 0.10). Fixed by refusing a change that removes the leader
+/// (`Node::change_voters`, used by the admin API and the simulator alike).
+#[test]
+fn seed_637_a_leader_never_removes_itself() {
+    assert_passes(637);
+}

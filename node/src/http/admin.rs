@@ -10,7 +10,7 @@ use openraft::ServerState;
 use serde::Deserialize;
 
 use super::{ApiError, Body, json, read_body, text};
-use crate::node::Node;
+use crate::node::{MembershipError, Node};
 use crate::types::{NodeAddress, NodeId};
 
 /// Admin requests are small JSON documents.
@@ -152,16 +152,14 @@ async fn handle_admin(
         }
         (Method::POST, "/admin/membership") => {
             let change: MembershipRequest = parse(request).await?;
-            if change.voters.is_empty() {
-                return Err(ApiError::bad_request(
-                    "invalid_field",
-                    "voters: at least one voter",
-                ));
-            }
-            node.raft
-                .change_membership(change.voters, change.retain)
+            node.change_voters(change.voters, change.retain)
                 .await
-                .map_err(|error| membership_error(&error.to_string()))?;
+                .map_err(|error| match error {
+                    MembershipError::NoVoters => {
+                        ApiError::bad_request("invalid_field", "voters: at least one voter")
+                    }
+                    error => membership_error(&error.to_string()),
+                })?;
             Ok(json(StatusCode::OK, &status(node)))
         }
         (_, path) => Err(ApiError::not_found(format!("no admin endpoint {path}"))),
