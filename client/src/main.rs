@@ -70,8 +70,15 @@ enum Command {
     /// Get an OIDC identity token and keep it for `sign` and `attest`.
     #[command(after_help = "Examples:\n  \
         cairn login --dev you@example.com          # from cairn-node dev's INSECURE issuer\n  \
-        cairn login --identity-token \"$TOKEN\"      # a token you already have (CI)\n  \
+        cairn login --issuer https://oauth2.sigstore.dev/auth   # device flow: approve in any browser\n  \
+        cairn login                                # in CI: the job's own token (see below)\n  \
+        cairn login --identity-token \"$TOKEN\"      # a token you already have\n  \
         cairn login --dev you@example.com --print-token | other-tool\n\n\
+        Without --dev, --identity-token or --issuer, `cairn login` takes the token a CI job \
+        offers: $SIGSTORE_ID_TOKEN (GitLab `id_tokens:` with `aud: sigstore`, or any system \
+        that exports it), or GitHub Actions' (the job needs `permissions: id-token: write`). \
+        With --issuer it runs the OAuth device flow: it prints a URL and a code, you approve \
+        in a browser on any machine, and it checks the ID token against the issuer's keys.\n\n\
         The token is kept in $CAIRN_HOME/identity-token (default ~/.config/cairn), mode 0600.")]
     Login(LoginArgs),
     /// Sign files keylessly: certificate from the CA, entry in the log, bundle next to each file.
@@ -168,13 +175,23 @@ struct LoginArgs {
     #[arg(long, value_name = "URL", default_value = DEV_ISSUER)]
     dev_issuer: String,
     /// Keep this identity token (a JWT from your OIDC provider or CI).
+    #[arg(long, value_name = "TOKEN")]
+    identity_token: Option<String>,
+    /// Log in interactively at this OIDC issuer (device flow; the issuer must allow it for
+    /// the client id).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["dev", "identity_token"])]
+    issuer: Option<String>,
+    /// The OAuth client id to log in as (the audience the CA expects).
+    #[arg(long, value_name = "ID", default_value = "sigstore")]
+    client_id: String,
+    /// The client's secret, for issuers that treat the client as confidential.
     #[arg(
         long,
-        value_name = "TOKEN",
-        env = "SIGSTORE_ID_TOKEN",
+        value_name = "SECRET",
+        env = "CAIRN_OIDC_CLIENT_SECRET",
         hide_env_values = true
     )]
-    identity_token: Option<String>,
+    client_secret: Option<String>,
     /// Also write the token to stdout, for other tools.
     #[arg(long)]
     print_token: bool,
@@ -345,17 +362,43 @@ fn main() -> ExitCode {
 }
 
 fn login(args: &LoginArgs) -> Result<(), Failure> {
-    let token = match (&args.dev, &args.identity_token) {
-        (Some(email), _) => {
+    let token = match (&args.dev, &args.identity_token, &args.issuer) {
+        (Some(email), _, _) => {
             let http = cli::net::Http::new().map_err(service)?;
             cli::sign::dev_token(&http, &args.dev_issuer, email).map_err(service)?
         }
-        (None, Some(token)) => token.trim().to_owned(),
-        (None, None) => {
-            return Err(input(anyhow::anyhow!(
-                "give --dev EMAIL (a local dev cluster) or --identity-token TOKEN; \
-                 interactive login is not implemented yet"
-            )));
+        (None, Some(token), _) => token.trim().to_owned(),
+        (None, None, Some(issuer)) => {
+            let http = cli::net::Http::new().map_err(service)?;
+            let login = cli::login::DeviceLogin {
+                issuer,
+                client_id: &args.client_id,
+                client_secret: args.client_secret.as_deref(),
+            };
+            login
+                .run(&http, |url, code| {
+                    eprintln!(
+                        "To log in, open this URL in a browser (on any machine):\n  {url}\n\
+                         and check that it shows the code {code}. Waiting for your approval..."
+                    );
+                })
+                .map_err(service)?
+        }
+        (None, None, None) => {
+            let http = cli::net::Http::new().map_err(service)?;
+            match cli::login::ambient_token(&http).map_err(service)? {
+                Some((token, source)) => {
+                    eprintln!("using the identity token from {source}");
+                    token
+                }
+                None => {
+                    return Err(input(anyhow::anyhow!(
+                        "no identity token: give --issuer URL to log in with a browser, \
+                         --dev EMAIL for a local dev cluster, or --identity-token TOKEN; in CI, \
+                         set $SIGSTORE_ID_TOKEN or give a GitHub Actions job `id-token: write`"
+                    )));
+                }
+            }
         }
     };
     let claims = cli::sign::claims(&token).map_err(input)?;

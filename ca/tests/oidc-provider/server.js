@@ -4,7 +4,7 @@
 // Its discovery document and JWKS are the provider's own. Tokens come from the provider's own
 // IdToken machinery through one extra grant type, `urn:cairn:test:mint` (POST /token with
 // client_id=sigstore, client_secret=cairn-test, email=..., optionally email_verified=false), so
-// a test needs no browser login. JWK, if given, is the private EC P-256 key the provider signs
+// a test needs no browser login. The device flow (RFC 8628) is on too, for `cairn login`. JWK, if given, is the private EC P-256 key the provider signs
 // with, so a test can also make tokens the provider would never issue (expired, wrong audience)
 // under a key the provider publishes.
 import Provider from 'oidc-provider';
@@ -26,7 +26,7 @@ const provider = new Provider(issuer, {
     client_id: 'sigstore',
     client_secret: 'cairn-test',
     token_endpoint_auth_method: 'client_secret_post',
-    grant_types: ['urn:cairn:test:mint'],
+    grant_types: ['urn:cairn:test:mint', 'urn:ietf:params:oauth:grant-type:device_code'],
     response_types: [],
     redirect_uris: [],
     id_token_signed_response_alg: 'ES256',
@@ -35,7 +35,17 @@ const provider = new Provider(issuer, {
   enabledJWA: { idTokenSigningAlgValues: ['ES256'] },
   ttl: { IdToken: 600 },
   cookies: { keys: ['cairn-test-only'] },
-  features: { devInteractions: { enabled: false } },
+  // The device authorization grant (RFC 8628) with the provider's own pages, for `cairn
+  // login`: the test plays the user's browser (enter the code, sign in as any login, consent).
+  features: { devInteractions: { enabled: true }, deviceFlow: { enabled: true } },
+  // The ID token carries the scopes' claims (e-mail), as Sigstore CAs need, even when an
+  // access token is issued alongside it.
+  conformIdTokenClaims: false,
+  // Any login is an account whose e-mail is the login, verified.
+  findAccount: (ctx, id) => ({
+    accountId: id,
+    claims: () => ({ sub: id, email: id, email_verified: true }),
+  }),
 });
 
 provider.registerGrantType('urn:cairn:test:mint', async (ctx, next) => {

@@ -2,5 +2,6 @@
 //! edge; the verifying library stays free of networking).
 
 pub(crate) mod log;
+pub(crate) mod login;
 pub(crate) mod net;
 pub(crate) mod sign;

@@ -21,6 +21,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// A status and body.
 pub(crate) struct Answer {
     pub(crate) status: u16,
+    /// The `content-type` header, when it is text.
+    pub(crate) content_type: Option<String>,
     pub(crate) body: Bytes,
 }
 
@@ -77,12 +79,21 @@ impl Http {
             tokio::time::timeout(REQUEST_TIMEOUT, async {
                 let response = self.client.request(request).await?;
                 let status = response.status().as_u16();
+                let content_type = response
+                    .headers()
+                    .get(hyper::header::CONTENT_TYPE)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
                 let body = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
                     .collect()
                     .await
                     .map_err(|error| anyhow::anyhow!("reading the answer: {error}"))?
                     .to_bytes();
-                anyhow::Ok(Answer { status, body })
+                anyhow::Ok(Answer {
+                    status,
+                    content_type,
+                    body,
+                })
             })
             .await
         });
