@@ -248,6 +248,106 @@ mod tests {
         );
     }
 
+    /// A self-signed certificate with these e-mail and URI SANs, DER.
+    fn certificate(emails: &[&str], uris: &[&str]) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        for email in emails {
+            let email = (*email).to_owned().try_into().unwrap();
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::Rfc822Name(email));
+        }
+        for uri in uris {
+            let uri = (*uri).to_owned().try_into().unwrap();
+            params.subject_alt_names.push(rcgen::SanType::URI(uri));
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn sha256(text: &str) -> tlog::entry::Digest {
+        tlog::entry::Digest::new(
+            tlog::entry::HashAlgorithm::Sha256,
+            tlog::Hash::digest(text.as_bytes()).as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn hex_digest(text: &str) -> String {
+        format!(
+            "sha256:{}",
+            hex::encode(tlog::Hash::digest(text.as_bytes()).as_bytes())
+        )
+    }
+
+    #[test]
+    fn a_hashedrekord_is_found_by_digest_certificate_and_each_identity() {
+        use tlog::entry::{CanonicalBody, HashedRekordV001, SignatureBytes};
+        let uri = "https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main";
+        let der = certificate(&["Alice@Example.com"], &[uri]);
+        let material = KeyMaterial::from_certificate_der(&der).unwrap();
+        let entry = HashedRekordV001::new(
+            sha256("artifact"),
+            SignatureBytes::new(&[7; 70]).unwrap(),
+            material.clone(),
+        );
+        let leaf = CanonicalBody::new(entry).unwrap().into_bytes();
+        // Rekor's key hash is over the PEM the body carries.
+        let pem_hash = hex::encode(Sha256::digest(material.to_pem().as_bytes()));
+        let expected: BTreeSet<SearchKey> = [
+            SearchKey::for_digest(&hex_digest("artifact")).unwrap(),
+            SearchKey::for_key(&material),
+            SearchKey::for_key_hash(&pem_hash.to_uppercase()),
+            SearchKey::for_identity("alice@example.com"),
+            SearchKey::for_identity(uri),
+        ]
+        .into();
+        assert_eq!(keys(&leaf), expected);
+    }
+
+    #[test]
+    fn a_dsse_entry_is_found_by_both_hashes_and_its_verifier() {
+        use tlog::entry::{CanonicalBody, DsseV001, DsseV001Signature, SignatureBytes};
+        let der = certificate(&["bob@example.com"], &[]);
+        let verifier = KeyMaterial::from_certificate_der(&der).unwrap();
+        let entry = DsseV001::new(
+            sha256("envelope"),
+            sha256("payload"),
+            vec![DsseV001Signature {
+                signature: SignatureBytes::new(&[9; 70]).unwrap(),
+                verifier: verifier.clone(),
+            }],
+        )
+        .unwrap();
+        let leaf = CanonicalBody::new(entry).unwrap().into_bytes();
+        let expected: BTreeSet<SearchKey> = [
+            SearchKey::for_digest(&hex_digest("envelope")).unwrap(),
+            SearchKey::for_digest(&hex_digest("payload")).unwrap(),
+            SearchKey::for_key(&verifier),
+            SearchKey::for_identity("BOB@example.com"),
+        ]
+        .into();
+        assert_eq!(keys(&leaf), expected);
+    }
+
+    #[test]
+    fn certificate_log_leaves_are_found_by_identity() {
+        let der = certificate(&["carol@example.com"], &["spiffe://example.org/ci"]);
+        let expected: BTreeSet<SearchKey> = [
+            SearchKey::for_identity("carol@example.com"),
+            SearchKey::for_identity("spiffe://example.org/ci"),
+        ]
+        .into();
+        let final_leaf = ca::ct::x509_leaf(1, &der).unwrap();
+        assert_eq!(keys(&final_leaf), expected);
+        let (_, parsed) = X509Certificate::from_der(&der).unwrap();
+        let tbs = parsed.tbs_certificate.as_ref();
+        let precert_leaf = ca::ct::precert_leaf(1, &[3; 32], tbs).unwrap();
+        assert_eq!(keys(&precert_leaf), expected);
+        // The identity kind is not confused with the others.
+        assert!(!keys(&final_leaf).contains(&SearchKey::new(KeyKind::Digest, "carol@example.com")));
+    }
+
     #[test]
     fn garbage_has_no_keys() {
         assert!(keys(b"").is_empty());

@@ -756,4 +756,18 @@ async fn check_search(cluster: &Cluster, id: u64, client: &Client, acked: &[Acke
         .map(|acked| (acked.index, uuid(&acked.leaf)))
         .collect();
     assert_eq!(paged, expected, "node {id}: paged search by key");
+    // Bad pages are refused, naming the parameter.
+    for (query, status) in [
+        (format!("publicKeyHash={key_hash}&limit=0"), 400),
+        (format!("publicKeyHash={key_hash}&limit=1001"), 400),
+        (format!("publicKeyHash={key_hash}&identity=a@b.c"), 400),
+        ("identity=".to_owned(), 400),
+        ("hash=sha256:12".to_owned(), 400),
+        ("after=1".to_owned(), 400),
+        ("log=nope&identity=a@b.c".to_owned(), 404),
+    ] {
+        let path = format!("/api/v1/cairn/index?{query}");
+        let (got, body) = cluster.request("GET", id, &path, None).await.unwrap();
+        assert_eq!(got, status, "{path}: {}", String::from_utf8_lossy(&body));
+    }
 }

@@ -285,7 +285,10 @@ fn paged_request(query: &str) -> Result<PageQuery, ApiError> {
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match name.as_ref() {
             "log" => log = LogName(value.into_owned()),
-            "identity" if !value.is_empty() => {
+            "identity" => {
+                if value.trim().is_empty() {
+                    return Err(bad("identity: give an e-mail address or URI".into()));
+                }
                 set_key("identity", SearchKey::for_identity(&value))?;
             }
             "hash" => {
