@@ -25,9 +25,11 @@ pub(crate) enum LogCommand {
     #[command(after_help = "Example:\n  \
         cairn log info --trust-root cairn-dev/trusted_root.json")]
     Info(InfoArgs),
-    /// An entry by index or UUID, with its body decoded (not verified: see `cairn log verify`).
+    /// An entry by index or UUID, with its body decoded; with --trust-root, only once its
+    /// inclusion is proved as `cairn log verify` proves it (exit 1 if not).
     #[command(after_help = "Examples:\n  \
         cairn log get 0\n  \
+        cairn log get 0 --trust-root cairn-dev/trusted_root.json\n  \
         cairn log get 3f2a...e1 --url http://127.0.0.1:7002")]
     Get(GetArgs),
     /// Find entries by artifact, digest, public key or signer identity (the log's replicated
@@ -92,6 +94,9 @@ pub(crate) struct GetArgs {
     /// The Cairn node to ask.
     #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
     url: String,
+    /// Verify the entry's inclusion with the log key of this trusted root before printing it.
+    #[arg(long, value_name = "FILE", env = "CAIRN_TRUST_ROOT")]
+    trust_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -188,9 +193,13 @@ pub(crate) fn run(command: &LogCommand) -> (bool, Result<(), Failure>) {
 }
 
 fn trusted_root(args: &LogArgs) -> Result<TrustedRoot, Failure> {
-    let root = read_bounded(&args.trust_root, TRUSTED_ROOT_BYTES_MAX).map_err(input)?;
+    read_root(&args.trust_root)
+}
+
+fn read_root(path: &std::path::Path) -> Result<TrustedRoot, Failure> {
+    let root = read_bounded(path, TRUSTED_ROOT_BYTES_MAX).map_err(input)?;
     TrustedRoot::from_json(&root)
-        .with_context(|| format!("trusted root {}", args.trust_root.display()))
+        .with_context(|| format!("trusted root {}", path.display()))
         .map_err(input)
 }
 
@@ -242,10 +251,50 @@ fn info(args: &LogArgs) -> Result<(), Failure> {
 }
 
 fn get(args: &GetArgs) -> Result<(), Failure> {
+    let url = args.url.trim_end_matches('/');
+    let id = entry_id(&args.entry)?;
     let http = Http::new().map_err(service)?;
-    let entry = cli::log::get(&http, &args.url, &args.entry).map_err(service)?;
-    say(serde_json::to_string_pretty(&entry).map_err(input)?);
+    // The anchor first, so the entry's proof is never older than the checkpoint it is held to.
+    let verified = match &args.trust_root {
+        Some(path) => {
+            let root = read_root(path)?;
+            Some((anchor(&http, url, &root)?, root))
+        }
+        None => None,
+    };
+    let mut answer = cli::log::fetch_entry(&http, url, &id)
+        .map_err(service)?
+        .ok_or_else(|| service(anyhow::anyhow!("the log has no entry {}", args.entry)))?;
+    if let Some((anchor, root)) = &verified {
+        let entry = cli::log::verify_answer(&http, url, root, anchor, &id, &answer)
+            .map_err(not_verified)?;
+        eprintln!(
+            "verified: entry {} is in the log (inclusion proved at size {}, consistent with \
+             the verified checkpoint at size {})",
+            entry.log_index, entry.proof_size, anchor.tree_size
+        );
+    }
+    cli::log::decode_bodies(&mut answer);
+    say(serde_json::to_string_pretty(&answer).map_err(input)?);
     Ok(())
+}
+
+/// An entry named by its index (digits) or UUID (64 hex digits, 80 with Rekor's tree id).
+fn entry_id(text: &str) -> Result<EntryId, Failure> {
+    let text = text.trim();
+    // A UUID first: an index has at most 20 digits, a UUID 64 (or 80).
+    if matches!(text.len(), 64 | 80) && text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Ok(EntryId::Uuid(text.to_ascii_lowercase()));
+    }
+    if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(EntryId::Index)
+            .map_err(|_| input(anyhow::anyhow!("index {text}: too large")));
+    }
+    Err(input(anyhow::anyhow!(
+        "{text:?}: want an index or a UUID of 64 hex digits (80 with Rekor's tree id)"
+    )))
 }
 
 /// `sha256:<hex>` from what the user gave (`sha256:` optional, any case).
@@ -343,15 +392,14 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
     let root = trusted_root(&args.log)?;
     let url = args.log.url.trim_end_matches('/');
     let id = match (&args.uuid, args.index) {
-        (Some(uuid), _) => {
-            let hex = uuid.trim();
-            if !matches!(hex.len(), 64 | 80) || !hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        (Some(uuid), _) => match entry_id(uuid) {
+            Ok(EntryId::Uuid(uuid)) => EntryId::Uuid(uuid),
+            _ => {
                 return Err(input(anyhow::anyhow!(
                     "--uuid {uuid:?}: want 64 hex digits (80 with Rekor's tree id)"
                 )));
             }
-            EntryId::Uuid(hex.to_ascii_lowercase())
-        }
+        },
         (None, Some(index)) => EntryId::Index(index),
         // clap's group makes this unreachable; say so if it is reached.
         (None, None) => return Err(input(anyhow::anyhow!("give --uuid or --index"))),

@@ -207,6 +207,31 @@ fn search_verify_consistency_and_tail_against_a_dev_cluster() {
         "inclusion proof",
     );
 
+    // `get` prints the entry as the log returns it, and with a trusted root only once its
+    // inclusion is proved.
+    let get = |url: &str, args: &[&str]| {
+        let mut all = vec!["log", "get", "--url", url];
+        all.extend_from_slice(args);
+        cairn(&home, &all)
+    };
+    let index = hello_index.to_string();
+    let printed: serde_json::Value = serde_json::from_str(&ok(&get(&url0, &[&index]))).unwrap();
+    assert_eq!(printed[hello_uuid.as_str()]["logIndex"], *hello_index);
+    assert_eq!(
+        printed[hello_uuid.as_str()]["decodedBody"]["kind"],
+        "hashedrekord"
+    );
+    let checked = get(&url0, &[hello_uuid, "--trust-root", root]);
+    ok(&checked);
+    assert!(String::from_utf8_lossy(&checked.stderr).contains("verified: entry"));
+    fails(
+        &get(&proxy, &[&index, "--trust-root", root]),
+        1,
+        "inclusion proof",
+    );
+    assert_eq!(get(&proxy, &[&index]).status.code(), Some(0));
+    fails(&get(&url0, &["nope"]), 3, "want an index or a UUID");
+
     // Consistency between sizes, proved against the verified checkpoint.
     let consistency = |args: &[&str]| {
         let mut all = vec!["log", "consistency", "--url", &url0, "--trust-root", root];

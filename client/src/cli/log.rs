@@ -215,15 +215,8 @@ pub(crate) fn info(
     })
 }
 
-/// An entry by index (digits) or UUID (hex), as the log returns it, with its body decoded.
-pub(crate) fn get(http: &Http, url: &str, which: &str) -> anyhow::Result<serde_json::Value> {
-    let url = url.trim_end_matches('/');
-    let path = if which.bytes().all(|byte| byte.is_ascii_digit()) {
-        format!("{url}/api/v1/log/entries?logIndex={which}")
-    } else {
-        format!("{url}/api/v1/log/entries/{which}")
-    };
-    let mut answer = http.get_json(&path)?;
+/// Adds each entry's body, decoded, as `decodedBody` (for people; what was verified is `body`).
+pub(crate) fn decode_bodies(answer: &mut serde_json::Value) {
     if let Some(entries) = answer.as_object_mut() {
         for entry in entries.values_mut() {
             let body = entry["body"]
@@ -235,7 +228,6 @@ pub(crate) fn get(http: &Http, url: &str, which: &str) -> anyhow::Result<serde_j
             }
         }
     }
-    Ok(answer)
 }
 
 /// What to search the log's index for.
@@ -412,6 +404,19 @@ pub(crate) fn verify_entry(
     anchor: &Checkpoint,
     id: &EntryId,
 ) -> anyhow::Result<Option<IncludedEntry>> {
+    match fetch_entry(http, url, id)? {
+        None => Ok(None),
+        Some(answer) => verify_answer(http, url, root, anchor, id, &answer).map(Some),
+    }
+}
+
+/// An entry as the log answers it (Rekor v1: `{uuid: {body, logIndex, verification, ...}}`),
+/// or `None` if the log has no such entry.
+pub(crate) fn fetch_entry(
+    http: &Http,
+    url: &str,
+    id: &EntryId,
+) -> anyhow::Result<Option<serde_json::Value>> {
     let path = match id {
         EntryId::Index(index) => format!("{url}/api/v1/log/entries?logIndex={index}"),
         EntryId::Uuid(uuid) => format!("{url}/api/v1/log/entries/{uuid}"),
@@ -420,7 +425,19 @@ pub(crate) fn verify_entry(
     if answer.status == 404 {
         return Ok(None);
     }
-    let (entry, checkpoint) = check_entry(&answer.json()?, root)?;
+    answer.json().map(Some)
+}
+
+/// [`verify_entry`] for an answer already fetched.
+pub(crate) fn verify_answer(
+    http: &Http,
+    url: &str,
+    root: &TrustedRoot,
+    anchor: &Checkpoint,
+    id: &EntryId,
+    answer: &serde_json::Value,
+) -> anyhow::Result<IncludedEntry> {
+    let (entry, checkpoint) = check_entry(answer, root)?;
     match id {
         EntryId::Index(index) if *index != entry.log_index => {
             bail!(
@@ -450,7 +467,7 @@ pub(crate) fn verify_entry(
         (newer.tree_size, &newer.root_hash),
     )
     .context("the entry's checkpoint is not consistent with the verified checkpoint")?;
-    Ok(Some(entry))
+    Ok(entry)
 }
 
 /// Checks one Rekor v1 entry answer (`{uuid: {body, logIndex, verification}}`) on its own:
