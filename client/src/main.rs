@@ -2,8 +2,9 @@
 //!
 //! It logs in (`login`), signs and attests keylessly against a Cairn deployment (`sign`,
 //! `attest`), fetches a deployment's trust documents (`trust`), and verifies Sigstore bundles
-//! offline (`verify`, and `verify-bundle` for the sigstore-conformance client protocol). `log
-//! info` and `log get` read the log itself, verified against the trusted root.
+//! offline (`verify`, and `verify-bundle` for the sigstore-conformance client protocol). `log`
+//! (`log_command`) reads, searches and follows the log itself, verified against the trusted
+//! root.
 //!
 //! Exit codes, for scripts: 0 success (verified); 1 not verified (the failed check is printed);
 //! 2 wrong usage; 3 an input could not be read or the trusted root is unusable; 4 the
@@ -24,6 +25,7 @@ use client::trust_root::TRUSTED_ROOT_BYTES_MAX;
 use client::verify::TimeSource;
 use client::{Artifact, Bundle, Policy, TrustedRoot, Verified};
 
+mod log_command;
 mod witness_command;
 
 /// Exit code: the bundle did not verify.
@@ -103,9 +105,10 @@ enum Command {
         --trusted-root), trust/signing_config.json and trust/client_trust_config.json \
         (for `sigstore --trust-config`). Check what you fetched: it is what you will trust.")]
     Trust(TrustArgs),
-    /// The log itself: its verified checkpoint, consistent with what you saw; its entries.
+    /// The log itself: its verified checkpoint, consistent with what you saw; its entries,
+    /// searched, proved included and followed.
     #[command(subcommand)]
-    Log(LogCommand),
+    Log(log_command::LogCommand),
     /// Verify an artifact (or its sha256 digest) against a Sigstore bundle, offline.
     #[command(after_help = "Examples:\n  \
         cairn verify app.tar.gz --bundle app.tar.gz.sigstore.json \\\n    \
@@ -254,42 +257,6 @@ struct TrustArgs {
     out: PathBuf,
 }
 
-#[derive(Debug, Subcommand)]
-enum LogCommand {
-    /// The latest checkpoint, verified with the trusted root's log key, and proved consistent
-    /// with the last one this machine saw ($CAIRN_HOME/log-state.json); exit 1 if it is not.
-    #[command(after_help = "Example:\n  \
-        cairn log info --trust-root cairn-dev/trusted_root.json")]
-    Info(LogInfoArgs),
-    /// An entry by index or UUID, with its body decoded (not verified: see `cairn verify`).
-    #[command(after_help = "Examples:\n  \
-        cairn log get 0\n  \
-        cairn log get 3f2a...e1 --url http://127.0.0.1:7002")]
-    Get(LogGetArgs),
-}
-
-#[derive(Debug, Args)]
-struct LogInfoArgs {
-    /// The Cairn node to ask.
-    #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
-    url: String,
-    /// The trusted root holding the log's key.
-    #[arg(long, value_name = "FILE", env = "CAIRN_TRUST_ROOT")]
-    trust_root: PathBuf,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-struct LogGetArgs {
-    /// The entry's index in the log, or its UUID (hex leaf hash).
-    entry: String,
-    /// The Cairn node to ask.
-    #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
-    url: String,
-}
-
 #[derive(Debug, Args)]
 struct VerifyBundleArgs {
     /// The artifact file, or `sha256:<64 hex digits>`.
@@ -337,8 +304,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => (args.service.json, sign(&args)),
         Command::Attest(args) => (args.service.json, attest(&args)),
         Command::Trust(args) => (false, trust(&args)),
-        Command::Log(LogCommand::Info(args)) => (args.json, log_info(&args)),
-        Command::Log(LogCommand::Get(args)) => (false, log_get(&args)),
+        Command::Log(command) => log_command::run(&command),
         Command::Verify(args) => (args.json, verify(&args)),
         Command::VerifyBundle(args) => (false, verify_bundle(&args)),
         Command::Witness(command) => (false, witness_command::witness(&command)),
@@ -548,43 +514,6 @@ fn trust(args: &TrustArgs) -> Result<(), Failure> {
         "wrote trusted_root.json, signing_config.json and client_trust_config.json to {}",
         args.out.display()
     );
-    Ok(())
-}
-
-fn log_info(args: &LogInfoArgs) -> Result<(), Failure> {
-    let root = read_bounded(&args.trust_root, TRUSTED_ROOT_BYTES_MAX).map_err(input)?;
-    let root = TrustedRoot::from_json(&root)
-        .with_context(|| format!("trusted root {}", args.trust_root.display()))
-        .map_err(input)?;
-    let state = cli::sign::home().map_err(input)?.join("log-state.json");
-    let http = cli::net::Http::new().map_err(service)?;
-    let info = cli::log::info(&http, &args.url, &root, &state).map_err(not_verified)?;
-    if args.json {
-        let output = serde_json::json!({
-            "verified": true,
-            "tree_size": info.tree_size,
-            "root_hash": info.root_hash,
-            "previous_tree_size": info.previous.as_ref().map(|seen| seen.tree_size),
-            "checkpoint": info.checkpoint,
-        });
-        println!("{output}");
-    } else {
-        println!("tree size {}, root {}", info.tree_size, info.root_hash);
-        match &info.previous {
-            Some(seen) => println!("consistent with size {} seen before", seen.tree_size),
-            None => println!("first checkpoint seen from {}", args.url),
-        }
-    }
-    Ok(())
-}
-
-fn log_get(args: &LogGetArgs) -> Result<(), Failure> {
-    let http = cli::net::Http::new().map_err(service)?;
-    let entry = cli::log::get(&http, &args.url, &args.entry).map_err(service)?;
-    let text = serde_json::to_string_pretty(&entry).map_err(input)?;
-    // A reader that stops early (`| head`) is not an error worth a panic.
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stdout(), "{text}");
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod runtime;
+pub mod search;
 pub mod sequencer;
 pub mod state_machine;
 pub mod storage;

@@ -22,6 +22,7 @@ use tlog::tile::{Tile, TileHashStore, TileReader};
 use tlog::tree::StoreError;
 use tlog::{Hash, NodeId as TreeNodeId, Tree, TreeSize, leaf_hash};
 
+use crate::search::SearchKey;
 use crate::types::{AppendBatch, BatchOutcome, Command, CommandOutcome, LeafOutcome, LogName};
 
 /// The most leaves one batch may carry; the sequencer's bound must not exceed it.
@@ -92,6 +93,13 @@ pub trait StateAccess {
         index: u64,
         leaf_hash: &Hash,
         leaf: &[u8],
+    ) -> Result<(), StateError>;
+    /// Indexes leaf `index` under a search key (`search::keys` of the leaf).
+    fn put_search_key(
+        &mut self,
+        log: &LogName,
+        key: &SearchKey,
+        index: u64,
     ) -> Result<(), StateError>;
     /// Stores the hash of a complete subtree whose level is a multiple of 8 (a tile hash).
     fn put_tile_hash(
@@ -268,7 +276,8 @@ fn apply_batch<A: StateAccess>(
 }
 
 /// Appends one leaf that is known to be new to `log`: extends `tree`, stores the leaf (which
-/// indexes its hash for dedup) and every tile-level subtree hash the append completed.
+/// indexes its hash for dedup), its search keys (`search::keys`), and every tile-level subtree
+/// hash the append completed.
 ///
 /// This is the one append routine: apply calls it for each new leaf of a batch, and snapshot
 /// catch-up calls it for each leaf of an already committed entry bundle, so a replica that
@@ -290,6 +299,11 @@ pub(crate) fn append_leaf<A: StateAccess>(
         })
         .map_err(|error| StateError::Storage(error.to_string()))?;
     state.put_leaf(log, index.0, &hash, leaf)?;
+    // The search index is derived from the leaf alone and written with it, so replicas agree
+    // on it and a snapshot install rebuilds it from the leaves it fetches.
+    for key in crate::search::keys(leaf) {
+        state.put_search_key(log, &key, index.0)?;
+    }
     for (node, node_hash) in scratch.drain(..) {
         state.put_tile_hash(log, node, &node_hash)?;
     }
@@ -380,6 +394,7 @@ pub(crate) mod tests {
         index: BTreeMap<(LogName, Hash), u64>,
         tile_hashes: BTreeMap<(LogName, u8, u64), Hash>,
         times: BTreeMap<(LogName, u64), u64>,
+        search: BTreeMap<(LogName, SearchKey, u64), ()>,
     }
 
     impl StateAccess for MemoryState {
@@ -421,6 +436,15 @@ pub(crate) mod tests {
             unix_ms: u64,
         ) -> Result<(), StateError> {
             self.times.insert((log.clone(), first_index), unix_ms);
+            Ok(())
+        }
+        fn put_search_key(
+            &mut self,
+            log: &LogName,
+            key: &SearchKey,
+            index: u64,
+        ) -> Result<(), StateError> {
+            self.search.insert((log.clone(), *key, index), ());
             Ok(())
         }
         fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError> {

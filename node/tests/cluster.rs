@@ -654,4 +654,120 @@ async fn a_learner_catches_up_and_serves_the_same_tiles() {
         fetched > 256,
         "the learner fetched only {fetched} leaves: {installed}"
     );
+    // The search index is replicated state: the learner, which fetched most of its leaves
+    // through snapshot catch-up, answers exactly as the voters do.
+    for id in 1..=4 {
+        check_search(&cluster, id, &client, &acked).await;
+    }
+}
+
+/// Node `id`'s search index finds every acknowledged entry by its digest and by the key that
+/// signed it (all of `acked` were signed by `client`), completely, through both endpoints.
+async fn check_search(cluster: &Cluster, id: u64, client: &Client, acked: &[Acked]) {
+    let uuid = |leaf: &[u8]| hex::encode(tlog::leaf_hash(leaf).as_bytes());
+    let digest = |leaf: &[u8]| match tlog::entry::Entry::parse(leaf).unwrap() {
+        tlog::entry::Entry::HashedRekordV002(entry) => hex::encode(entry.digest().as_bytes()),
+        other => panic!("unexpected entry {other:?}"),
+    };
+    let post = |body: serde_json::Value| async move {
+        let (status, bytes) = cluster
+            .request("POST", id, "/api/v1/index/retrieve", Some(body))
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (
+            status,
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or(text.into()),
+        )
+    };
+    // By digest, with and without the algorithm, a few entries across the whole log.
+    for acked in acked.iter().step_by(37) {
+        let hex = digest(&acked.leaf);
+        for hash in [format!("sha256:{hex}"), hex.to_uppercase()] {
+            let (status, found) = post(serde_json::json!({ "hash": hash })).await;
+            assert_eq!(status, 200, "node {id}: {found}");
+            assert_eq!(found, serde_json::json!([uuid(&acked.leaf)]), "node {id}");
+        }
+    }
+    // By key: every entry, in log order, on every node.
+    let pem = tlog::entry::KeyMaterial::from_public_key_der(&client.spki)
+        .unwrap()
+        .to_pem();
+    let mut all: Vec<&Acked> = acked.iter().collect();
+    all.sort_by_key(|acked| acked.index);
+    let expected: Vec<String> = all.iter().map(|acked| uuid(&acked.leaf)).collect();
+    let (status, found) = post(serde_json::json!({
+        "publicKey": { "format": "x509", "content": BASE64.encode(&pem) }
+    }))
+    .await;
+    assert_eq!(status, 200, "node {id}: {found}");
+    assert_eq!(
+        found,
+        serde_json::json!(expected),
+        "node {id}: search by key"
+    );
+    // "and" narrows to the one entry with both; "or" with an unknown digest changes nothing.
+    let first = all[0];
+    let (status, found) = post(serde_json::json!({
+        "publicKey": { "format": "x509", "content": pem },
+        "hash": format!("sha256:{}", digest(&first.leaf)),
+        "operator": "and",
+    }))
+    .await;
+    assert_eq!(status, 200, "node {id}: {found}");
+    assert_eq!(found, serde_json::json!([uuid(&first.leaf)]), "node {id}");
+    let (status, found) =
+        post(serde_json::json!({ "hash": format!("sha256:{}", "0".repeat(64)) })).await;
+    assert_eq!((status, found), (200, serde_json::json!([])), "node {id}");
+    // Bad input is a 400 naming the problem.
+    let (status, found) = post(serde_json::json!({ "hash": "sha256:abc" })).await;
+    assert_eq!(status, 400, "node {id}: {found}");
+    assert_eq!(found["code"], "invalid_hash");
+    let (status, _) = post(serde_json::json!({})).await;
+    assert_eq!(status, 400);
+
+    // Paged: 100 at a time with a cursor, the same entries with their indices.
+    let key_hash = hex::encode(tlog::Hash::digest(pem.as_bytes()).as_bytes());
+    let mut after: Option<u64> = None;
+    let mut paged = Vec::new();
+    loop {
+        let mut path = format!("/api/v1/cairn/index?publicKeyHash={key_hash}&limit=100");
+        if let Some(after) = after {
+            path.push_str(&format!("&after={after}"));
+        }
+        let (status, body) = cluster.request("GET", id, &path, None).await.unwrap();
+        assert_eq!(status, 200, "node {id}: {}", String::from_utf8_lossy(&body));
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 100);
+        for entry in entries {
+            paged.push((
+                entry["logIndex"].as_u64().unwrap(),
+                entry["uuid"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["next"].as_u64() {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<(u64, String)> = all
+        .iter()
+        .map(|acked| (acked.index, uuid(&acked.leaf)))
+        .collect();
+    assert_eq!(paged, expected, "node {id}: paged search by key");
+    // Bad pages are refused, naming the parameter.
+    for (query, status) in [
+        (format!("publicKeyHash={key_hash}&limit=0"), 400),
+        (format!("publicKeyHash={key_hash}&limit=1001"), 400),
+        (format!("publicKeyHash={key_hash}&identity=a@b.c"), 400),
+        ("identity=".to_owned(), 400),
+        ("hash=sha256:12".to_owned(), 400),
+        ("after=1".to_owned(), 400),
+        ("log=nope&identity=a@b.c".to_owned(), 404),
+    ] {
+        let path = format!("/api/v1/cairn/index?{query}");
+        let (got, body) = cluster.request("GET", id, &path, None).await.unwrap();
+        assert_eq!(got, status, "{path}: {}", String::from_utf8_lossy(&body));
+    }
 }

@@ -1,7 +1,7 @@
 //! The node's HTTP servers: the only module of the node that serves HTTP.
 //!
 //! Two listeners. The public one serves the log API (C2SP tlog-tiles reads, Rekor v2 writes,
-//! proofs, and the Rekor v1 API in `rekor_v1`), the keyless CA, Sigstore trust documents
+//! proofs, the Rekor v1 API in `rekor_v1`, search in `search_api`), the keyless CA, Sigstore trust documents
 //! (`trust`), the operational endpoints (`/healthz`, `/readyz`, `/metrics`) and the admin API
 //! (bearer token); it answers 404 under `/internal/`. The cluster listener speaks TLS 1.3, accepts
 //! only clients with a certificate from the cluster CA (mutual TLS, see `tls`), and serves the
@@ -16,6 +16,7 @@ pub mod dev_issuer;
 mod log_api;
 mod raft;
 mod rekor_v1;
+mod search_api;
 mod trust;
 
 use std::convert::Infallible;
@@ -168,6 +169,9 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
         (_, p) if ca_api::ROUTES.contains(&p) => ca_api::handle(&node, request).await,
         (_, p) if trust::ROUTES.contains(&p) => trust::handle(&node, request).await,
         (_, p) if p.starts_with(rekor_v1::PREFIX) => rekor_v1::handle(&node, request).await,
+        (_, p) if [search_api::RETRIEVE, search_api::PAGED].contains(&p.trim_end_matches('/')) => {
+            search_api::handle(&node, request).await
+        }
         _ => log_api::handle(&node, request).await,
     };
     tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");

@@ -30,12 +30,13 @@ use tlog::{Hash, LeafIndex, NodeId as TreeNodeId, TreeSize};
 
 use super::snapshot::{self, CatchUpError, Installer, SnapshotBuilder};
 use super::tables::{
-    BATCH_TIMES, HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SM_META, SNAPSHOT,
-    TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
+    BATCH_TIMES, HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SEARCH, SEARCH_INDEXED,
+    SM_META, SNAPSHOT, SearchRow, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
 use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
 use crate::env::Blocking;
+use crate::search::SearchKey;
 use crate::state_machine::{self, HashCaches, LogHead, Logs, StateAccess, StateError};
 use crate::types::{CommandOutcome, LogName, NodeAddress, NodeId, TypeConfig};
 
@@ -103,6 +104,7 @@ impl StateStore {
         let txn = begin_immediate(&db)?;
         create_state_tables(&txn)?;
         txn.open_table(SNAPSHOT)?;
+        index_unindexed_leaves(&txn)?;
         txn.commit()?;
         Ok(StateStore {
             db: Arc::new(db),
@@ -154,7 +156,37 @@ pub(crate) fn create_state_tables(txn: &WriteTransaction) -> Result<(), DiskErro
     txn.open_table(TILE_HASHES)?;
     txn.open_table(HEADS)?;
     txn.open_table(BATCH_TIMES)?;
+    txn.open_table(SEARCH)?;
     txn.open_table(SM_META)?;
+    Ok(())
+}
+
+/// A state database written before the search index existed has leaves without search rows:
+/// index them all once (the keys are derived from the leaves alone, so the result is what apply
+/// would have written), and mark the database as indexed.
+fn index_unindexed_leaves(txn: &WriteTransaction) -> Result<(), DiskError> {
+    let mut meta = txn.open_table(SM_META)?;
+    if meta.get(SEARCH_INDEXED)?.is_some() {
+        return Ok(());
+    }
+    let leaves = txn.open_table(LEAVES)?;
+    let mut search = txn.open_table(SEARCH)?;
+    let mut indexed = 0u64;
+    for row in leaves.iter()? {
+        let (key, leaf) = row?;
+        let (log, index) = key.value();
+        for search_key in crate::search::keys(leaf.value()) {
+            search.insert((log, search_key.kind.tag(), &search_key.hash, index), ())?;
+        }
+        indexed += 1;
+    }
+    if indexed > 0 {
+        tracing::info!(
+            leaves = indexed,
+            "built the search index of an older state database"
+        );
+    }
+    meta.insert(SEARCH_INDEXED, [1u8].as_slice())?;
     Ok(())
 }
 
@@ -446,6 +478,7 @@ pub(crate) struct RedbState<'txn> {
     hashes: Table<'txn, TileKey, &'static [u8]>,
     heads: Table<'txn, &'static str, &'static [u8]>,
     times: Table<'txn, (&'static str, u64), u64>,
+    search: Table<'txn, SearchRow, ()>,
     /// Apply's caches ([`StateAccess::hash_cache`]); `None` for writers that must not fill
     /// them (a snapshot install writes tiles of leaves it has not verified yet).
     caches: Option<Arc<HashCaches>>,
@@ -459,6 +492,7 @@ impl<'txn> RedbState<'txn> {
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
             times: txn.open_table(BATCH_TIMES)?,
+            search: txn.open_table(SEARCH)?,
             caches: None,
         })
     }
@@ -486,11 +520,21 @@ impl<'txn> RedbState<'txn> {
         leaf: &[u8],
     ) -> Result<(), DiskError> {
         let name = log.0.as_str();
-        let old_hash = match self.leaves.get((name, index))? {
-            Some(old) if old.value() != leaf => tlog::leaf_hash(old.value()),
+        let old = match self.leaves.get((name, index))? {
+            Some(old) if old.value() != leaf => old.value().to_vec(),
             _ => return Ok(()),
         };
-        self.forget_index_entry(name, &old_hash, index)
+        self.forget_search_keys(name, &old, index)?;
+        self.forget_index_entry(name, &tlog::leaf_hash(&old), index)
+    }
+
+    /// Removes the search rows of `leaf` at `index` (a leaf an install left beyond the head).
+    fn forget_search_keys(&mut self, name: &str, leaf: &[u8], index: u64) -> Result<(), DiskError> {
+        for key in crate::search::keys(leaf) {
+            self.search
+                .remove((name, key.kind.tag(), &key.hash, index))?;
+        }
+        Ok(())
     }
 
     fn forget_index_entry(&mut self, name: &str, hash: &Hash, index: u64) -> Result<(), DiskError> {
@@ -512,11 +556,12 @@ impl<'txn> RedbState<'txn> {
         let mut beyond = Vec::new();
         for row in self.leaves.range((name, size)..=(name, u64::MAX))? {
             let (key, value) = row?;
-            beyond.push((key.value().1, tlog::leaf_hash(value.value())));
+            beyond.push((key.value().1, value.value().to_vec()));
         }
-        for (index, hash) in &beyond {
+        for (index, leaf) in &beyond {
             self.leaves.remove((name, *index))?;
-            self.forget_index_entry(name, hash, *index)?;
+            self.forget_index_entry(name, &tlog::leaf_hash(leaf), *index)?;
+            self.forget_search_keys(name, leaf, *index)?;
         }
         // A time row beyond the head would otherwise date the leaves later appended there.
         let mut stale_times = Vec::new();
@@ -589,6 +634,18 @@ impl StateAccess for RedbState<'_> {
             .map_err(|error| state_error(&error.into()))?;
         self.index
             .insert((log.0.as_str(), leaf_hash.as_bytes()), index)
+            .map_err(|error| state_error(&error.into()))?;
+        Ok(())
+    }
+
+    fn put_search_key(
+        &mut self,
+        log: &LogName,
+        key: &SearchKey,
+        index: u64,
+    ) -> Result<(), StateError> {
+        self.search
+            .insert((log.0.as_str(), key.kind.tag(), &key.hash, index), ())
             .map_err(|error| state_error(&error.into()))?;
         Ok(())
     }
@@ -722,6 +779,7 @@ impl StateReader {
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
             times: txn.open_table(BATCH_TIMES)?,
+            search: txn.open_table(SEARCH)?,
             meta: txn.open_table(SM_META)?,
             caches: self.caches.clone(),
             _txn: txn,
@@ -755,6 +813,7 @@ pub struct StateView {
     hashes: ReadOnlyTable<TileKey, &'static [u8]>,
     heads: ReadOnlyTable<&'static str, &'static [u8]>,
     times: ReadOnlyTable<(&'static str, u64), u64>,
+    search: ReadOnlyTable<SearchRow, ()>,
     meta: ReadOnlyTable<&'static str, &'static [u8]>,
     caches: Arc<HashCaches>,
     _txn: ReadTransaction,
@@ -912,6 +971,59 @@ impl StateView {
                 source,
             }
         })
+    }
+
+    /// The indices of the leaves of `log` indexed under `key` (`node::search`), in leaf order:
+    /// those after `after` (all from the first with `None`), at most `limit`, all within the
+    /// log's size. The second value says whether more follow.
+    pub fn search(
+        &self,
+        log: &LogName,
+        key: &SearchKey,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<u64>, bool), ReadError> {
+        let size = self.size(log)?;
+        let name = log.0.as_str();
+        let first = match after {
+            None => 0,
+            Some(after) => match after.checked_add(1) {
+                Some(first) => first,
+                None => return Ok((Vec::new(), false)),
+            },
+        };
+        let tag = key.kind.tag();
+        let mut found = Vec::new();
+        for row in self
+            .search
+            .range((name, tag, &key.hash, first)..=(name, tag, &key.hash, u64::MAX))?
+        {
+            let index = row?.0.value().3;
+            // Rows beyond the head belong to an install still being verified.
+            if index >= size {
+                break;
+            }
+            if found.len() == limit {
+                return Ok((found, true));
+            }
+            found.push(index);
+        }
+        Ok((found, false))
+    }
+
+    /// Every search row of `log`, within its size or beyond (tests compare stores with it).
+    #[cfg(test)]
+    pub(crate) fn search_rows(&self, log: &LogName) -> Vec<(u8, [u8; 32], u64)> {
+        let name = log.0.as_str();
+        self.search
+            .range((name, 0, &[0u8; 32], 0)..=(name, u8::MAX, &[0xffu8; 32], u64::MAX))
+            .unwrap()
+            .map(|row| {
+                let (key, _) = row.unwrap();
+                let (_, kind, hash, index) = key.value();
+                (kind, *hash, index)
+            })
+            .collect()
     }
 
     /// The log id of the last entry applied to this state.

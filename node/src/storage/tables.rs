@@ -46,6 +46,12 @@ pub(crate) const BATCH_TIMES: TableDefinition<(&str, u64), u64> =
     TableDefinition::new("batch_times");
 /// A [`BATCH_TIMES`] value: the time of these leaves is not known on this replica.
 pub(crate) const TIME_UNKNOWN: u64 = 0;
+/// The search index (`node::search`): (log name, key kind, SHA-256 of the key's text, leaf
+/// index) → nothing. Written with the leaf it indexes, by apply and by snapshot catch-up; one
+/// key's rows are contiguous and in leaf order, so a range scan pages through them.
+pub(crate) const SEARCH: TableDefinition<SearchRow, ()> = TableDefinition::new("search");
+/// Key of [`SEARCH`].
+pub(crate) type SearchRow = (&'static str, u8, &'static [u8; 32], u64);
 /// Log heads: log name → postcard `LogHead`.
 pub(crate) const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("heads");
 /// State-machine metadata: [`LAST_APPLIED`], [`LAST_MEMBERSHIP`] → postcard values.
@@ -54,6 +60,9 @@ pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(crate) const LAST_APPLIED: &str = "last_applied";
 /// `SM_META` key of the last membership (`StoredMembership<NodeId, NodeAddress>`).
 pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
+/// `SM_META` key present once every stored leaf has its [`SEARCH`] rows (a database from before
+/// the search index gets them when it is first opened).
+pub(crate) const SEARCH_INDEXED: &str = "search_indexed";
 /// The current snapshot: [`SNAPSHOT_META`] → postcard `SnapshotMeta`, [`SNAPSHOT_DATA`] → its
 /// descriptor, [`SNAPSHOT_SEQ`] → postcard `u64` counter for unique snapshot ids, and the
 /// pending install ([`PENDING_META`], [`PENDING_DATA`]).

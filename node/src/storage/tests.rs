@@ -183,12 +183,66 @@ fn dump(view: &StateView, logs: &[LogName]) -> Vec<String> {
                 out.push(format!("{log} bundle {} {bundle:?}", tile.index));
             }
         }
+        let mut keys = 0;
         for index in 0..size {
             let leaf = view.leaf(log, index).unwrap().unwrap();
             assert_eq!(view.find_leaf(log, &leaf_hash(&leaf)).unwrap(), Some(index));
+            // Every key of every leaf finds it, and the index holds nothing else.
+            for key in crate::search::keys(&leaf) {
+                let (found, _) = view.search(log, &key, index.checked_sub(1), 1).unwrap();
+                assert_eq!(found, [index], "{log} leaf {index} by {key:?}");
+                keys += 1;
+            }
         }
+        let rows = view.search_rows(log);
+        assert_eq!(
+            rows.len(),
+            keys,
+            "{log}: search rows beyond the leaves' keys"
+        );
+        out.push(format!("{log} search {rows:?}"));
     }
     out
+}
+
+/// A leaf with search keys: every seventh artifact leaf (from 3 on) is a hashedrekord entry
+/// signed by one of three keys, every fifth certificate leaf a certificate for one of two
+/// e-mail addresses; the rest are plain bytes, which have none.
+fn catch_up_leaf(log: &str, label: &str, i: u64) -> Vec<u8> {
+    use p256::pkcs8::EncodePublicKey as _;
+    use tlog::entry::{CanonicalBody, Digest, HashAlgorithm, HashedRekordV001, KeyMaterial};
+    let plain = format!("{log} {label}{i}").into_bytes();
+    match log {
+        "artifact" if i % 7 == 3 => {
+            let seed = u8::try_from(i % 3).unwrap() + 1;
+            let key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+            let spki = key.verifying_key().to_public_key_der().unwrap();
+            let digest = Digest::new(HashAlgorithm::Sha256, Hash::digest(&plain).as_bytes());
+            let entry = HashedRekordV001::new(
+                digest.unwrap(),
+                tlog::entry::SignatureBytes::new(&[seed; 64]).unwrap(),
+                KeyMaterial::from_public_key_der(spki.as_bytes()).unwrap(),
+            );
+            CanonicalBody::new(entry).unwrap().into_bytes()
+        }
+        "certificate" if i.is_multiple_of(5) => {
+            // ECDSA signatures are randomized: make each certificate once, so every call gives
+            // the same leaves (the timestamp, `i`, tells the leaves apart).
+            static CERTIFICATES: std::sync::OnceLock<[Vec<u8>; 2]> = std::sync::OnceLock::new();
+            let certificates = CERTIFICATES.get_or_init(|| {
+                ["Alice@Example.com", "bob@example.com"].map(|email| {
+                    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+                    params.subject_alt_names =
+                        vec![rcgen::SanType::Rfc822Name(email.try_into().unwrap())];
+                    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+                    params.self_signed(&key).unwrap().der().to_vec()
+                })
+            });
+            let certificate = &certificates[usize::try_from(i % 2).unwrap()];
+            ca::ct::x509_leaf(i, certificate).unwrap()
+        }
+        _ => plain,
+    }
 }
 
 // ---- openraft's suite ----
@@ -800,7 +854,7 @@ fn catch_up_entries() -> Vec<Entry<TypeConfig>> {
     let mut next = 0u64;
     for count in [1u64, 255, 1, 299, 700, 1000, 3, 300, 441] {
         let leaves = (next..next + count)
-            .map(|i| format!("artifact {i}").into_bytes())
+            .map(|i| catch_up_leaf("artifact", "", i))
             .collect();
         next += count;
         let index = entries.len() as u64 + 1;
@@ -810,8 +864,9 @@ fn catch_up_entries() -> Vec<Entry<TypeConfig>> {
         ));
     }
     for count in [3u64, 250, 10] {
+        let label = format!("{} ", entries.len());
         let leaves = (0..count)
-            .map(|i| format!("certificate {index} {i}", index = entries.len()).into_bytes())
+            .map(|i| catch_up_leaf("certificate", &label, i))
             .collect();
         let index = entries.len() as u64 + 1;
         entries.push(entry(
@@ -940,6 +995,28 @@ async fn a_descriptor_snapshot_catches_up_a_fresh_store_by_fetching_bundles() {
     for log in both_logs() {
         assert_eq!(dedup_rows(&target, &log), dedup_rows(&source, &log));
     }
+    // The index was rebuilt from the fetched leaves: all of Alice's certificates, in any case,
+    // page by page.
+    let view = target.reader.view().unwrap();
+    let alice = crate::search::SearchKey::for_identity("alice@EXAMPLE.com");
+    let certificates = LogName("certificates".into());
+    let (first, more) = view.search(&certificates, &alice, None, 10).unwrap();
+    assert!(more);
+    let (rest, more) = view
+        .search(&certificates, &alice, first.last().copied(), 1000)
+        .unwrap();
+    assert!(!more);
+    let all: Vec<u64> = first.into_iter().chain(rest).collect();
+    let size = view.head(&certificates).unwrap().unwrap().tree_size;
+    let expected: Vec<u64> = (0..size)
+        .filter(|&index| {
+            let leaf = view.leaf(&certificates, index).unwrap().unwrap();
+            crate::search::keys(&leaf).contains(&alice)
+        })
+        .collect();
+    assert_eq!(all, expected);
+    assert!(all.len() > 10, "{all:?}");
+    drop(view);
     // 12 artifact bundles and 2 certificate bundles, each asked of the empty member first.
     assert_eq!(bundles.fetches(), 2 * (12 + 2));
 

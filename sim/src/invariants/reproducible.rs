@@ -1,4 +1,6 @@
-//! Reproducible: the root recomputed from a node's stored leaves equals its signed root.
+//! Reproducible: the root recomputed from a node's stored leaves equals its signed root, and
+//! the node's search index finds every stored leaf by each of its keys (the index is derived
+//! from the leaves, through crashes and snapshot catch-up alike).
 //!
 //! Source: docs/ARCHITECTURE.md, "Invariants of the log" 4; `research/raft-sim.md` §5.1 items
 //! 9 and 10 (a `CheckLog`-style full recomputation from stored leaves). Run at the end of a run
@@ -14,6 +16,20 @@ pub fn check(checker: &mut Checker, states: &[NodeState]) {
             for index in 0..head.tree_size {
                 match state.view.leaf(log, index) {
                     Ok(Some(leaf)) => {
+                        for key in node::search::keys(&leaf) {
+                            let found = state.view.search(log, &key, index.checked_sub(1), 1);
+                            if !matches!(&found, Ok((found, _)) if found == &[index]) {
+                                checker.violation(
+                                    "reproducible",
+                                    format!(
+                                        "n{}: {log} leaf {index} not found by its search key \
+                                         {key:?}: {found:?}",
+                                        state.id
+                                    ),
+                                );
+                                return;
+                            }
+                        }
                         if let Err(error) = tree.append(tlog::leaf_hash(&leaf)) {
                             checker.violation(
                                 "reproducible",
