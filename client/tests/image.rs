@@ -303,6 +303,16 @@ fn push_image(host: &str, repository: &str, tag: &str, content: &[u8]) -> String
     sha256(&manifest)
 }
 
+/// The signature by `email` in `verify-image --json` output.
+fn by_in<'a>(json: &'a Value, email: &str) -> &'a Value {
+    json["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["identity"] == email && s["kind"] == "signature")
+        .unwrap_or_else(|| panic!("no signature by {email}: {json}"))
+}
+
 fn cairn(home: &Path, args: &[&str]) -> Output {
     Command::new(cairn_bin())
         .env("CAIRN_HOME", home)
@@ -473,6 +483,55 @@ fn sign_attest_and_verify_images_in_a_local_registry() {
     assert!(
         error.contains("signed only by") && error.contains("alice@example.com"),
         "{error}"
+    );
+
+    // --witness-policy: a policy naming the log and needing no witness holds; one needing a
+    // witness that never cosigned fails each signature, naming the policy.
+    let cluster: Value =
+        serde_json::from_slice(&std::fs::read(temp.path().join("dev/cluster.json")).unwrap())
+            .unwrap();
+    let log = cluster["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|log| log["name"] == "artifacts")
+        .unwrap()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lenient = temp.path().join("lenient.policy");
+    std::fs::write(&lenient, format!("log {log}\nquorum none\n")).unwrap();
+    let (output, _) = setup.verify(
+        &alice,
+        &image,
+        "alice@example.com",
+        &["--witness-policy", lenient.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let witness = tlog::cosignature::Cosigner::new(
+        "witness.example",
+        ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+    )
+    .unwrap();
+    let strict = temp.path().join("strict.policy");
+    std::fs::write(
+        &strict,
+        format!("log {log}\nwitness w {}\nquorum w\n", witness.verifier()),
+    )
+    .unwrap();
+    let (output, json) = setup.verify(
+        &alice,
+        &image,
+        "alice@example.com",
+        &["--witness-policy", strict.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        by_in(&json, "alice@example.com")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("witness policy"),
+        "{json}"
     );
 
     // An attestation, in cosign's `.att` tag; verified by its predicate type.
