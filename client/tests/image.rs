@@ -584,6 +584,73 @@ fn sign_attest_and_verify_images_in_a_local_registry() {
         "{json}"
     );
 
+    // cosign 3's layout on a registry without the referrers API: the bundle as a referrer
+    // manifest (artifactType the bundle type, the image as subject), listed in an index under
+    // the referrers tag schema's tag `sha256-<hex>`. verify-image finds and verifies it there.
+    let att: Value = serde_json::from_slice(&get_manifest(
+        &host,
+        "team/app",
+        &format!("{}.att", a.replace(':', "-")),
+    ))
+    .unwrap();
+    let bundle = att["layers"][0]["annotations"]["dev.cairn/sigstore-bundle"]
+        .as_str()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let empty = push_blob(&host, "team/app", b"{}");
+    let bundle_digest = push_blob(&host, "team/app", &bundle);
+    let image_manifest = get_manifest(&host, "team/app", &a);
+    let referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": bundle_type,
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2 },
+        "layers": [{ "mediaType": bundle_type, "digest": bundle_digest, "size": bundle.len() }],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": a, "size": image_manifest.len() },
+        "annotations": {
+            "dev.sigstore.bundle.content": "dsse-envelope",
+            "dev.sigstore.bundle.predicateType": kind,
+        },
+    }))
+    .unwrap();
+    let referrer_digest = sha256(&referrer);
+    put_manifest(&host, "team/app", &referrer_digest, &referrer);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": OCI_MANIFEST,
+            "digest": referrer_digest,
+            "size": referrer.len(),
+            "artifactType": bundle_type,
+        }],
+    }))
+    .unwrap();
+    let (status, head, _) = request(
+        "PUT",
+        &host,
+        &format!("/v2/team/app/manifests/{}", a.replace(':', "-")),
+        &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+        &index,
+    );
+    assert_eq!(status, 201, "{head}");
+    let (output, json) = setup.verify(&alice, &image, "alice@example.com", &["--type", kind]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let from_referrer = json["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stored"] == "referrer")
+        .unwrap_or_else(|| panic!("the referrer was not found: {json}"));
+    assert_eq!(from_referrer["verified"], true, "{json}");
+    assert_eq!(from_referrer["predicate_type"], kind);
+    assert_eq!(
+        from_referrer["place"],
+        format!("referrer {referrer_digest}")
+    );
+
     // Signatures copied onto another image do not verify there: digest mismatch.
     let copied = get_manifest(&host, "team/app", &sig_tag);
     put_manifest(
