@@ -1,8 +1,10 @@
 //! Container images end to end, against a real registry: Debian's `docker-registry` (the CNCF
 //! distribution registry) on loopback, and a `cairn-node dev` cluster. The test pushes small
 //! images of its own through the registry API, signs one with `cairn sign-image` as two
-//! identities, attests to it, verifies with `cairn verify-image`, then moves the tag, copies
-//! signatures onto another image, and asks for images and registries that are not there.
+//! identities and another with a managed key, attests to it, verifies with `cairn
+//! verify-image` (with witness policies too, and a bundle stored in cosign 3's referrers layout
+//! under the referrers tag schema), then moves the tag, copies signatures onto another image,
+//! and asks for images and registries that are not there.
 //!
 //! Needs `/usr/bin/docker-registry` (`apt-get install docker-registry`; `scripts/test` installs
 //! it) and the `cairn-node` binary next to `cairn` (`cargo test --workspace`, or `cargo build
@@ -301,6 +303,20 @@ fn push_image(host: &str, repository: &str, tag: &str, content: &[u8]) -> String
     .unwrap();
     put_manifest(host, repository, tag, &manifest);
     sha256(&manifest)
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 /// The signature by `email` in `verify-image --json` output.
@@ -705,6 +721,60 @@ fn sign_attest_and_verify_images_in_a_local_registry() {
         &[],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+
+    // A managed key (`--key`): no certificate; verified with the public key only.
+    let d = push_image(&host, "team/app", "d", b"image D's only layer");
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        pkcs8.as_ref(),
+    )
+    .unwrap();
+    use aws_lc_rs::encoding::AsDer as _;
+    use aws_lc_rs::signature::KeyPair as _;
+    let spki = pair.public_key().as_der().unwrap();
+    let private_pem = temp.path().join("managed.key");
+    std::fs::write(&private_pem, pem("PRIVATE KEY", pkcs8.as_ref())).unwrap();
+    let public_pem = temp.path().join("managed.pub");
+    std::fs::write(&public_pem, pem("PUBLIC KEY", spki.as_ref())).unwrap();
+    let keyed = format!("{host}/team/app:d");
+    let output = cairn(
+        &alice,
+        &[
+            "sign-image",
+            &keyed,
+            "--url",
+            &setup.url,
+            "--key",
+            private_pem.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let output = cairn(
+        &alice,
+        &[
+            "verify-image",
+            &keyed,
+            "--key",
+            public_pem.to_str().unwrap(),
+            "--trust-root",
+            setup.root.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains(&format!("OK: signature on {host}/team/app@{d}")),
+        "{}",
+        text(&output)
+    );
+    let (output, _) = setup.verify(&alice, &keyed, "alice@example.com", &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
 
     // No such image; no registry there.
     let (output, _) = setup.verify(
