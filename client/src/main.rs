@@ -4,7 +4,8 @@
 //! `attest`), fetches a deployment's trust documents (`trust`), and verifies Sigstore bundles
 //! offline (`verify`, and `verify-bundle` for the sigstore-conformance client protocol). `log`
 //! (`log_command`) reads, searches and follows the log itself, verified against the trusted
-//! root.
+//! root. `sign-image`, `attest-image` and `verify-image` do the same for container images, with
+//! the signatures stored beside the image in its registry (`cli::image`).
 //!
 //! Exit codes, for scripts: 0 success (verified); 1 not verified (the failed check is printed);
 //! 2 wrong usage; 3 an input could not be read or the trusted root is unusable; 4 the
@@ -126,6 +127,37 @@ enum Command {
     /// Follow a log, verify every checkpoint's consistency, and report every entry whose
     /// certificate names an identity, with its inclusion proof (exit 4 on a split view).
     Monitor(witness_command::MonitorArgs),
+
+    // Container images (cli::image).
+    /// Sign a container image by digest; the signature is stored beside it in its registry.
+    #[command(after_help = "Examples:\n  \
+        cairn sign-image localhost:5000/app:v1\n  \
+        cairn sign-image registry.example/team/app@sha256:9f2c...e1 --json\n\n\
+        The tag is resolved to its manifest digest, and the digest is what is signed and \
+        logged. The Sigstore bundle is stored as an OCI 1.1 referrer of the image where the \
+        registry has the referrers API, else in cosign's tag sha256-<hex>.sig; cosign finds \
+        both. Registry credentials come from Docker's config (~/.docker/config.json); plain \
+        HTTP is used only for a registry on loopback.")]
+    SignImage(cli::image::SignImageArgs),
+    /// Attest to a container image: an in-toto statement about its digest, stored beside it.
+    #[command(after_help = "Example:\n  \
+        cairn attest-image localhost:5000/app:v1 --predicate provenance.json \\\n    \
+        --type https://slsa.dev/provenance/v1\n\n\
+        Stored as a referrer, or in cosign's tag sha256-<hex>.att; check it with \
+        `cairn verify-image IMAGE --type URI ...`.")]
+    AttestImage(cli::image::AttestImageArgs),
+    /// Verify the signatures attached to a container image, offline, and say who signed.
+    #[command(after_help = "Examples:\n  \
+        cairn verify-image localhost:5000/app:v1 --cert-identity you@example.com \\\n    \
+        --cert-oidc-issuer http://127.0.0.1:7301 --trust-root cairn-dev/trusted_root.json\n  \
+        cairn verify-image localhost:5000/app:v1@sha256:9f2c...e1 ...   # the tag must not have moved\n  \
+        cairn verify-image localhost:5000/app:v1 --type https://slsa.dev/provenance/v1 ...\n\n\
+        Every signature and attestation found (referrers API, referrers tag schema, cosign's \
+        .sig and .att tags) is verified as `cairn verify` does and listed with its signer. \
+        Exit 0 if one signature (or, with --type, one attestation of that type) by the \
+        required identity verified; 1 if none did (none attached, only other identities, a \
+        digest mismatch); 5 if the registry could not be reached or has no such image.")]
+    VerifyImage(cli::image::VerifyImageArgs),
 }
 
 #[derive(Debug, Args)]
@@ -201,10 +233,10 @@ struct LoginArgs {
 }
 
 #[derive(Debug, Args)]
-struct ServiceArgs {
+pub(crate) struct ServiceArgs {
     /// The Cairn node (CA and log) to use.
     #[arg(long, value_name = "URL", env = "CAIRN_URL", default_value = DEV_URL)]
-    url: String,
+    pub(crate) url: String,
     /// Sign with this identity token instead of the one `cairn login` kept.
     #[arg(long, value_name = "TOKEN", conflicts_with = "key")]
     identity_token: Option<String>,
@@ -214,7 +246,7 @@ struct ServiceArgs {
     key: Option<PathBuf>,
     /// Print one JSON object per file on stdout.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +341,11 @@ fn main() -> ExitCode {
         Command::VerifyBundle(args) => (false, verify_bundle(&args)),
         Command::Witness(command) => (false, witness_command::witness(&command)),
         Command::Monitor(args) => (false, witness_command::monitor(&args)),
+        // Container images (cli::image).
+        Command::SignImage(args) => (false, cli::image::sign_image(&args)),
+        Command::AttestImage(args) => (false, cli::image::attest_image(&args)),
+        // verify-image prints its own JSON object, failures included.
+        Command::VerifyImage(args) => (false, cli::image::verify_image(&args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -443,7 +480,10 @@ fn attest(args: &AttestArgs) -> Result<(), Failure> {
 }
 
 /// The managed key, or an ephemeral key certified for the identity token.
-fn signer(http: &cli::net::Http, args: &ServiceArgs) -> Result<cli::sign::Signer, Failure> {
+pub(crate) fn signer(
+    http: &cli::net::Http,
+    args: &ServiceArgs,
+) -> Result<cli::sign::Signer, Failure> {
     if let Some(key) = &args.key {
         return cli::sign::Signer::from_key_file(key).map_err(input);
     }
@@ -621,7 +661,7 @@ fn run(
     client::verify::verify(&bundle, &root, &artifact, policy).map_err(not_verified)
 }
 
-fn policy(
+pub(crate) fn policy(
     key: Option<&Path>,
     identity: Option<&str>,
     issuer: Option<&str>,
@@ -660,7 +700,7 @@ fn read_artifact(argument: &str) -> anyhow::Result<Artifact> {
 }
 
 /// Reads a whole file of at most `max` bytes.
-fn read_bounded(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_bounded(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     let mut bytes = Vec::new();
@@ -680,14 +720,14 @@ pub(crate) fn input(error: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-fn service(error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn service(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_SERVICE,
         error: error.into(),
     }
 }
 
-fn not_verified(error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn not_verified(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code: EXIT_NOT_VERIFIED,
         error: error.into(),

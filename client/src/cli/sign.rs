@@ -144,6 +144,9 @@ pub(crate) struct Signer {
     pub(crate) identity: String,
     /// The token's issuer (empty for a managed key).
     pub(crate) issuer: String,
+    /// The CA's chain above the leaf, PEM (empty for a managed key): cosign's `.sig` layers
+    /// carry it beside the certificate.
+    pub(crate) chain_pem: String,
 }
 
 impl Signer {
@@ -184,10 +187,19 @@ impl Signer {
             )
             .context("getting a certificate from the CA")?
             .json()?;
-        let certificate_pem = answer["signedCertificateEmbeddedSct"]["chain"]["certificates"][0]
-            .as_str()
+        let chain = answer["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+            .as_array()
+            .context("the CA's answer has no certificate chain")?;
+        let certificate_pem = chain
+            .first()
+            .and_then(Value::as_str)
             .context("the CA's answer has no certificate chain")?
             .to_owned();
+        let chain_pem = chain
+            .iter()
+            .skip(1)
+            .filter_map(Value::as_str)
+            .collect::<String>();
         let certificate_der = pem_body(&certificate_pem)?;
         Ok(Signer {
             key,
@@ -198,6 +210,7 @@ impl Signer {
             ),
             identity,
             issuer,
+            chain_pem,
         })
     }
 
@@ -225,17 +238,35 @@ impl Signer {
             material: ("publicKey", json!({ "hint": hint })),
             identity: format!("key {hint}"),
             issuer: String::new(),
+            chain_pem: String::new(),
             key,
         })
+    }
+
+    /// The signing certificate, PEM, as the CA returned it (`None` for a managed key).
+    pub(crate) fn certificate_pem(&self) -> Option<&str> {
+        (self.material.0 == "certificate").then_some(self.signer_pem.as_str())
     }
 
     /// Signs `file` (a hashedrekord entry) and returns its bundle.
     pub(crate) fn sign_file(&self, http: &Http, url: &str, file: &Path) -> anyhow::Result<Value> {
         let digest = sha256_file(file)?;
+        self.sign_digest(http, url, &digest)
+            .with_context(|| format!("signing {}", file.display()))
+    }
+
+    /// Signs the artifact whose SHA-256 is `digest` (a hashedrekord entry) and returns its
+    /// bundle: `sign_file`, and `sign-image` for cosign's simple-signing payload.
+    pub(crate) fn sign_digest(
+        &self,
+        http: &Http,
+        url: &str,
+        digest: &aws_lc_rs::digest::Digest,
+    ) -> anyhow::Result<Value> {
         let signature = self
             .key
-            .sign_digest(&digest)
-            .map_err(|_| anyhow::anyhow!("signing {} failed", file.display()))?;
+            .sign_digest(digest)
+            .map_err(|_| anyhow::anyhow!("signing failed"))?;
         let signature = signature.as_ref().to_vec();
         let proposed = json!({
             "apiVersion": "0.0.1",
@@ -274,9 +305,24 @@ impl Signer {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
+        self.attest_subject(http, url, &name, digest.as_ref(), predicate_type, predicate)
+    }
+
+    /// Attests the subject `name` whose SHA-256 is `digest` (a file, or an image manifest for
+    /// `sign-image` and `attest-image`): an in-toto statement with `predicate` of
+    /// `predicate_type`, signed as DSSE and logged as a dsse entry; returns its bundle.
+    pub(crate) fn attest_subject(
+        &self,
+        http: &Http,
+        url: &str,
+        name: &str,
+        sha256: &[u8],
+        predicate_type: &str,
+        predicate: &Value,
+    ) -> anyhow::Result<Value> {
         let statement = json!({
             "_type": IN_TOTO_STATEMENT,
-            "subject": [{ "name": name, "digest": { "sha256": hex::encode(digest.as_ref()) } }],
+            "subject": [{ "name": name, "digest": { "sha256": hex::encode(sha256) } }],
             "predicateType": predicate_type,
             "predicate": predicate,
         });
