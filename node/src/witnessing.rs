@@ -41,7 +41,7 @@ use crate::types::LogName;
 /// events).
 const TICK: Duration = Duration::from_millis(50);
 /// How long one witness request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait before asking again about a checkpoint that did not reach its quorum.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// The most bytes read from a witness's answer.
@@ -261,8 +261,13 @@ impl Witnessing {
                 }
             }
             // Wake on the next Raft event (a new applied index carries a new checkpoint), or
-            // after a tick for retries.
-            let _ = tokio::time::timeout(TICK, raft_events.changed()).await;
+            // after a tick for retries. Once the Raft core has stopped (a shutdown, a fatal
+            // storage error) nothing new can be committed, and the closed channel would wake
+            // the loop at once, forever: stop.
+            if let Ok(Err(_)) = tokio::time::timeout(TICK, raft_events.changed()).await {
+                tracing::info!("witnessing: the Raft core has stopped; witnessing stops");
+                return;
+            }
         }
     }
 
@@ -356,6 +361,14 @@ impl Witnessing {
                     problems.push(format!("{}: ahead at size {witness_size}", witness.name));
                 }
                 Err(Submit::Failed(reason)) => problems.push(format!("{}: {reason}", witness.name)),
+            }
+            // Publish as soon as the quorum holds: a witness that is slow or unreachable (a
+            // request that times out after REQUEST_TIMEOUT) must not hold up every checkpoint
+            // when the others already make the quorum. Its request goes on in the background;
+            // the next round resynchronises its size by a 409 if need be.
+            if self.config.policy.verify_note(&signed).is_ok() {
+                requests.detach_all();
+                break;
             }
         }
         let text = signed.format().map_err(|e| e.to_string())?;
