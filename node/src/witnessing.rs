@@ -317,6 +317,8 @@ impl Witnessing {
         }
         let mut signed = Note::parse(note.as_bytes()).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
+        // The witnesses (by policy name) whose cosignature verified and was attached.
+        let mut cosigned_by: Vec<String> = Vec::new();
         while let Some(joined) = requests.join_next().await {
             let Ok((witness, result)) = joined else {
                 continue;
@@ -330,8 +332,9 @@ impl Witnessing {
                         if line.name == witness.verifier.name()
                             && line.key_id == witness.verifier.key_id()
                             && witness.verifier.verify(signed.text(), &line.signature)
+                            && signed.add_signature(line).is_ok()
                         {
-                            let _ = signed.add_signature(line);
+                            cosigned_by.push(witness.name.clone());
                         }
                     }
                 }
@@ -366,7 +369,13 @@ impl Witnessing {
             // request that times out after REQUEST_TIMEOUT) must not hold up every checkpoint
             // when the others already make the quorum. Its request goes on in the background;
             // the next round resynchronises its size by a 409 if need be.
-            if self.config.policy.verify_note(&signed).is_ok() {
+            // (By name: each line was verified as it was attached; the whole note is verified
+            // once below.)
+            if self
+                .config
+                .policy
+                .is_satisfied_by(cosigned_by.iter().map(String::as_str))
+            {
                 requests.detach_all();
                 break;
             }
