@@ -41,7 +41,7 @@ use crate::types::LogName;
 /// events).
 const TICK: Duration = Duration::from_millis(50);
 /// How long one witness request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait before asking again about a checkpoint that did not reach its quorum.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// The most bytes read from a witness's answer.
@@ -261,8 +261,13 @@ impl Witnessing {
                 }
             }
             // Wake on the next Raft event (a new applied index carries a new checkpoint), or
-            // after a tick for retries.
-            let _ = tokio::time::timeout(TICK, raft_events.changed()).await;
+            // after a tick for retries. Once the Raft core has stopped (a shutdown, a fatal
+            // storage error) nothing new can be committed, and the closed channel would wake
+            // the loop at once, forever: stop.
+            if let Ok(Err(_)) = tokio::time::timeout(TICK, raft_events.changed()).await {
+                tracing::info!("witnessing: the Raft core has stopped; witnessing stops");
+                return;
+            }
         }
     }
 
@@ -312,6 +317,8 @@ impl Witnessing {
         }
         let mut signed = Note::parse(note.as_bytes()).map_err(|e| e.to_string())?;
         let mut problems = Vec::new();
+        // The witnesses (by policy name) whose cosignature verified and was attached.
+        let mut cosigned_by: Vec<String> = Vec::new();
         while let Some(joined) = requests.join_next().await {
             let Ok((witness, result)) = joined else {
                 continue;
@@ -325,8 +332,9 @@ impl Witnessing {
                         if line.name == witness.verifier.name()
                             && line.key_id == witness.verifier.key_id()
                             && witness.verifier.verify(signed.text(), &line.signature)
+                            && signed.add_signature(line).is_ok()
                         {
-                            let _ = signed.add_signature(line);
+                            cosigned_by.push(witness.name.clone());
                         }
                     }
                 }
@@ -356,6 +364,20 @@ impl Witnessing {
                     problems.push(format!("{}: ahead at size {witness_size}", witness.name));
                 }
                 Err(Submit::Failed(reason)) => problems.push(format!("{}: {reason}", witness.name)),
+            }
+            // Publish as soon as the quorum holds: a witness that is slow or unreachable (a
+            // request that times out after REQUEST_TIMEOUT) must not hold up every checkpoint
+            // when the others already make the quorum. Its request goes on in the background;
+            // the next round resynchronises its size by a 409 if need be.
+            // (By name: each line was verified as it was attached; the whole note is verified
+            // once below.)
+            if self
+                .config
+                .policy
+                .is_satisfied_by(cosigned_by.iter().map(String::as_str))
+            {
+                requests.detach_all();
+                break;
             }
         }
         let text = signed.format().map_err(|e| e.to_string())?;

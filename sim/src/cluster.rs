@@ -61,6 +61,8 @@ struct Slot {
     incarnation: u64,
     /// Taken out of the cluster by a membership change: stopped for good.
     removed: bool,
+    /// The running process's witnessing loop (pushed witnesses only), stopped with it.
+    witnessing: Option<tokio::task::AbortHandle>,
     /// The disk's latency per storage operation, in microseconds (0: not slow). Leaked once
     /// per slot so the node's `Blocking::Delayed` seam can hold it as a plain reference.
     latency_us: &'static AtomicU64,
@@ -77,6 +79,7 @@ impl Slot {
             clock: SimClock::new(start),
             incarnation: 0,
             removed: false,
+            witnessing: None,
             latency_us: Box::leak(Box::new(AtomicU64::new(0))),
         }
     }
@@ -103,6 +106,8 @@ pub struct Cluster {
     start: Instant,
     /// The keyless CA every node runs.
     pub keyless: Arc<node::keyless::KeylessCa>,
+    /// The pushed witnesses, when the run has them (`Options::pushed_witnesses`).
+    pub witnesses: Option<Arc<crate::witnessing::Witnesses>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,7 +129,17 @@ impl Cluster {
             &LogName("certificates".into()),
         )
         .unwrap_or_else(|error| panic!("making the simulated CA: {error}"));
+        let witnesses = (options.pushed_witnesses > 0).then(|| {
+            let made = crate::witnessing::Witnesses::new(
+                &options,
+                &logs,
+                &mut SimRng::new(options.seed, stream::PUSHED_WITNESSES),
+                trace.clone(),
+            );
+            Arc::new(made.unwrap_or_else(|error| panic!("making the witnesses: {error}")))
+        });
         Arc::new(Cluster {
+            witnesses,
             slots: Mutex::new(slots),
             keyless,
             router,
@@ -167,6 +182,9 @@ impl Cluster {
                 return;
             };
             slot.removed = true;
+            if let Some(task) = slot.witnessing.take() {
+                task.abort();
+            }
             slot.node.take()
         };
         self.router.down(id);
@@ -304,6 +322,10 @@ impl Cluster {
             Err(error) => panic!("n{id}: {error}"),
         };
         node.install_ca(self.keyless.clone());
+        let witnessing = self
+            .witnesses
+            .as_ref()
+            .map(|witnesses| witnesses.attach(&node, &self.logs, self.router.clone()));
         self.router.up(id, node.raft.clone());
         self.readers
             .up(address(id).api_url, id, node.reader.clone());
@@ -324,6 +346,7 @@ impl Cluster {
         if let Some(slot) = lock(&self.slots).get_mut(&id) {
             slot.node = Some(node);
             slot.starting = false;
+            slot.witnessing = witnessing;
         }
     }
 
@@ -424,6 +447,9 @@ impl Cluster {
                 return;
             };
             let Some(node) = slot.node.take() else { return };
+            if let Some(task) = slot.witnessing.take() {
+                task.abort();
+            }
             let mut rng = lock(&self.disk_rng);
             slot.log_disk = slot.log_disk.crash(self.options.crash_mode, &mut rng);
             slot.state_disk = slot.state_disk.crash(self.options.crash_mode, &mut rng);
@@ -438,9 +464,12 @@ impl Cluster {
     /// Stops every node (the end of a run).
     pub async fn stop_all(&self) {
         for id in self.ids() {
-            let node = lock(&self.slots)
-                .get_mut(&id)
-                .and_then(|slot| slot.node.take());
+            let node = lock(&self.slots).get_mut(&id).and_then(|slot| {
+                if let Some(task) = slot.witnessing.take() {
+                    task.abort();
+                }
+                slot.node.take()
+            });
             if let Some(node) = node {
                 self.router.down(id);
                 node.shutdown().await;

@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod disk;
 pub mod invariants;
 pub mod issuance;
+pub mod malicious;
 pub mod membership;
 pub mod net;
 pub mod options;
@@ -31,6 +32,7 @@ pub mod rng;
 pub mod run;
 pub mod trace;
 pub mod witnesses;
+pub mod witnessing;
 pub mod workload;
 
 pub use options::Options;

@@ -9,6 +9,7 @@
 //!   the nodes' warnings, and checks that the run is the one reported (same trace hash).
 //! - `--canary NAME` (built with `--features canaries`) plants a known bug (`node::canary`)
 //!   and switches on crash-heavy faults: the seeds must then fail.
+//! - `--malicious` adds the lying log operator (`sim::malicious`) to any seed.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -28,7 +29,8 @@ use sim::{Options, Outcome, run_with};
                   liveness after healing. The same seed on the same commit replays bit for bit.",
     after_help = "Examples:\n  cairn-sim swarm --seeds 200 --seconds 60\n  cairn-sim run --seed \
                   48 --seconds 60 --trace\n  cairn-sim replay --seed 48 --seconds 60 --expect \
-                  18e7f36f017699d1"
+                  18e7f36f017699d1\n  cairn-sim run --seed 1 --seconds 20 --malicious --trace   \
+                  (a log that forks for some witnesses)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -100,6 +102,10 @@ struct Overrides {
     /// ack-before-commit) and use crash-heavy faults; needs `--features canaries`.
     #[arg(long)]
     canary: Option<String>,
+    /// Add a lying log operator that shows a second root for a size to fewer witnesses than
+    /// the quorum (and three pushed witnesses, 2-of-3, if the seed has none).
+    #[arg(long)]
+    malicious: bool,
 }
 
 impl Overrides {
@@ -118,6 +124,9 @@ impl Overrides {
         if let Some(think_ms) = self.think_ms {
             options.think_max_ms = think_ms.max(1);
         }
+        if self.malicious {
+            options = options.malicious();
+        }
         options
     }
 
@@ -135,6 +144,9 @@ impl Overrides {
         }
         if let Some(canary) = &self.canary {
             flags += &format!(" --canary {canary}");
+        }
+        if self.malicious {
+            flags += " --malicious";
         }
         flags
     }

@@ -57,10 +57,10 @@ pub struct NetStats {
 
 /// Who is up and who can talk to whom.
 pub struct Router {
-    /// The nodes that are up, each with the number of the `up` that started it: an answer is
-    /// sent back only by the process that received the request (see [`SharedRouter::reply`]).
-    rafts: BTreeMap<NodeId, (u64, Raft<TypeConfig>)>,
-    ups: u64,
+    rafts: BTreeMap<NodeId, Raft<TypeConfig>>,
+    /// Per node, how many times it came up: a process's answer counts only if the process
+    /// that computed it is still the one running.
+    incarnations: BTreeMap<NodeId, u64>,
     blocked: BTreeSet<(NodeId, NodeId)>,
     /// Paused nodes and when they resume.
     paused: BTreeMap<NodeId, tokio::time::Instant>,
@@ -103,7 +103,7 @@ impl SharedRouter {
         SharedRouter {
             router: Arc::new(Mutex::new(Router {
                 rafts: BTreeMap::new(),
-                ups: 0,
+                incarnations: BTreeMap::new(),
                 blocked: BTreeSet::new(),
                 paused: BTreeMap::new(),
                 rng,
@@ -123,9 +123,14 @@ impl SharedRouter {
     /// Marks a node up, reachable through `raft`.
     pub fn up(&self, id: NodeId, raft: Raft<TypeConfig>) {
         let mut router = self.lock();
-        router.ups += 1;
-        let up = router.ups;
-        router.rafts.insert(id, (up, raft));
+        router.rafts.insert(id, raft);
+        *router.incarnations.entry(id).or_default() += 1;
+    }
+
+    /// Whether node `id` is up as incarnation `incarnation` (not crashed since).
+    fn still_up(&self, id: NodeId, incarnation: u64) -> bool {
+        let router = self.lock();
+        router.rafts.contains_key(&id) && router.incarnations.get(&id) == Some(&incarnation)
     }
 
     /// Marks a node down.
@@ -210,30 +215,49 @@ impl SharedRouter {
         })
     }
 
-    /// The target's handle at delivery time, if the link is still open.
-    fn deliver(&self, from: NodeId, to: NodeId) -> Option<(u64, Raft<TypeConfig>)> {
+    /// The target's handle and incarnation at delivery time, if the link is still open.
+    fn deliver(&self, from: NodeId, to: NodeId) -> Option<(Raft<TypeConfig>, u64)> {
         let mut router = self.lock();
         if router.blocked.contains(&(from, to)) {
             router.stats.lost += 1;
             return None;
         }
-        let raft = router.rafts.get(&to).cloned();
-        if raft.is_some() {
-            router.stats.delivered += 1;
-        }
-        raft
+        let raft = router.rafts.get(&to).cloned()?;
+        router.stats.delivered += 1;
+        let incarnation = router.incarnations.get(&to).copied().unwrap_or(0);
+        Some((raft, incarnation))
     }
 
-    /// The second leg: the response's delay, or `None` if it is lost. A target that crashed
-    /// (or crashed and restarted) since it received the request sends nothing: its process is
-    /// gone, even if the Raft handle the request reached finished computing an answer.
-    fn reply(&self, from: NodeId, to: NodeId, up: u64) -> Option<Duration> {
+    /// The second leg: the response's delay, or `None` if it is lost.
+    fn reply(&self, from: NodeId, to: NodeId) -> Option<Duration> {
         let mut router = self.lock();
-        if router.rafts.get(&to).map(|(current, _)| *current) != Some(up) {
-            return None;
-        }
         let loss = router.params.loss_response;
         if router.blocked.contains(&(to, from)) || router.rng.chance(loss) {
+            router.stats.lost += 1;
+            return None;
+        }
+        Some(Self::delay(&mut router))
+    }
+
+    /// A request from a node to a party outside the cluster (a witness): its delay, or `None`
+    /// if it is lost. Drawn from the same stream and rates as Raft messages.
+    pub fn outbound(&self) -> Option<Duration> {
+        let mut router = self.lock();
+        let loss = router.params.loss_request;
+        if router.rng.chance(loss) {
+            router.stats.lost += 1;
+            return None;
+        }
+        router.stats.delivered += 1;
+        Some(Self::delay(&mut router))
+    }
+
+    /// The answer of a party outside the cluster to a node: its delay, or `None` if it is
+    /// lost.
+    pub fn inbound(&self) -> Option<Duration> {
+        let mut router = self.lock();
+        let loss = router.params.loss_response;
+        if router.rng.chance(loss) {
             router.stats.lost += 1;
             return None;
         }
@@ -314,7 +338,7 @@ impl SimPeer {
             let (router, request, f) = (router.clone(), request.clone(), f.clone());
             tokio::spawn(async move {
                 tokio::time::sleep(later).await;
-                if let Some((_, raft)) = router.deliver(from, to) {
+                if let Some((raft, _)) = router.deliver(from, to) {
                     router.duplicated();
                     let _ = f(raft, request).await;
                 }
@@ -327,7 +351,7 @@ impl SimPeer {
         {
             tokio::spawn(async move {
                 tokio::time::sleep_until(resume + leg.delay).await;
-                if let Some((_, raft)) = router.deliver(from, to) {
+                if let Some((raft, _)) = router.deliver(from, to) {
                     let _ = f(raft, request).await;
                 }
             });
@@ -339,11 +363,17 @@ impl SimPeer {
             if leg.lost {
                 return std::future::pending().await;
             }
-            let Some((up, raft)) = router.deliver(from, to) else {
+            let Some((raft, incarnation)) = router.deliver(from, to) else {
                 return std::future::pending().await;
             };
             let answer = f(raft, request).await;
-            let Some(back) = router.reply(from, to, up) else {
+            // A process that crashed while handling the request sends no answer: what it did
+            // after the crash (an append it flushed to a disk image that no longer exists) must
+            // not count. Its connections are reset.
+            if !router.still_up(to, incarnation) {
+                return Err(unreachable("target crashed while handling the request"));
+            }
+            let Some(back) = router.reply(from, to) else {
                 return std::future::pending().await;
             };
             tokio::time::sleep(back).await;

@@ -70,6 +70,21 @@ pub struct Options {
     /// runs (safety phase only): aims crashes at the window between a vote and its next sync.
     /// Zero except in canary runs ([`Options::crash_heavy`]).
     pub crash_on_vote: f64,
+    /// Pushed witnessing (`node::witnessing`): the nodes send every checkpoint to this many
+    /// witnesses and publish it only with a quorum of them (0: off).
+    pub pushed_witnesses: u64,
+    /// How many cosignatures of the pushed witnesses the policy needs (`group q K ...`).
+    pub witness_quorum: u64,
+    /// Mean time between witness faults: a witness down, or a node cut off from a witness
+    /// (none if `None`).
+    pub witness_faults: Option<Duration>,
+    /// A lying log operator, holding the log's real key, signs a second root for a size and
+    /// shows it to fewer witnesses than the quorum (needs pushed witnesses).
+    pub malicious_log: bool,
+    /// The last pushed witness accepts connections and never answers, for the whole run
+    /// (tests only: a witness that stalls must not hold up publication when the others make
+    /// the quorum).
+    pub black_holed_witness: bool,
 }
 
 impl Options {
@@ -106,6 +121,16 @@ impl Options {
             .chance(0.3)
             .then(|| Duration::from_millis(rng.range(3000..10_000)));
         let slow_disk = on(&mut rng).then(|| Duration::from_millis(rng.range(1000..6000)));
+        // Witnessing, drawn after everything above so the seeds' other options stay as they were.
+        let pushed_witnesses = if on(&mut rng) {
+            *rng.pick(&[3, 3, 5]).unwrap_or(&3)
+        } else {
+            0
+        };
+        let witness_quorum = pushed_witnesses / 2 + 1;
+        let witness_faults = (pushed_witnesses > 0 && on(&mut rng))
+            .then(|| Duration::from_millis(rng.range(1000..6000)));
+        let malicious_log = pushed_witnesses > 0 && rng.chance(0.08);
         Options {
             seed,
             nodes,
@@ -130,6 +155,11 @@ impl Options {
             duplicate_leaves,
             canary_unsynced_raft_log: false,
             crash_on_vote: 0.0,
+            pushed_witnesses,
+            witness_quorum,
+            witness_faults,
+            malicious_log,
+            black_holed_witness: false,
         }
     }
 
@@ -141,6 +171,17 @@ impl Options {
         self.crash_mode = CrashMode::DropAll;
         self.crash_on_vote = 0.2;
         self.think_max_ms = 20;
+        self
+    }
+
+    /// These options with three pushed witnesses behind a 2-of-3 policy (if witnessing was off)
+    /// and a lying log operator: the named malicious-log test (`tests/witnessing.rs`).
+    pub fn malicious(mut self) -> Options {
+        if self.pushed_witnesses == 0 {
+            self.pushed_witnesses = 3;
+            self.witness_quorum = 2;
+        }
+        self.malicious_log = true;
         self
     }
 
@@ -157,6 +198,7 @@ impl Options {
             self.membership.is_some(),
             self.slow_disk.is_some(),
             self.clock_skew_max_ms > 0,
+            self.witness_faults.is_some(),
         ]
         .iter()
         .map(|&on| u64::from(on))

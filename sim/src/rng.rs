@@ -78,4 +78,12 @@ pub mod stream {
     pub const CA: u64 = 7;
     /// The witnesses (each adds its own number).
     pub const WITNESSES: u64 = 200;
+    /// The pushed witnesses' keys.
+    pub const PUSHED_WITNESSES: u64 = 8;
+    /// The witness faults.
+    pub const WITNESS_FAULTS: u64 = 9;
+    /// Gossip between the pushed witnesses.
+    pub const GOSSIP: u64 = 10;
+    /// The lying log operator.
+    pub const OPERATOR: u64 = 11;
 }

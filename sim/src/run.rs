@@ -45,6 +45,14 @@ pub struct Outcome {
     pub messages: u64,
     /// The network's counters.
     pub network: crate::net::NetStats,
+    /// Witnessed checkpoints the nodes published (and the checker verified).
+    pub published: u64,
+    /// Acknowledged appends whose answer found no witnessed checkpoint covering them in time.
+    pub unwitnessed: u64,
+    /// Whether the lying operator forked the log.
+    pub forked: bool,
+    /// Pushed witnesses holding split-view evidence at the end.
+    pub alarms: u64,
     /// Invariant violations (empty if the run passed).
     pub violations: Vec<String>,
 }
@@ -90,6 +98,10 @@ pub fn run_with(options: Options, trace: bool) -> Outcome {
             checkpoints: 0,
             messages: 0,
             network: crate::net::NetStats::default(),
+            published: 0,
+            unwitnessed: 0,
+            forked: false,
+            alarms: 0,
             violations: vec![format!("panic: {message}")],
         }
     })
@@ -176,6 +188,33 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     ));
     let faults = Arc::new(AtomicU64::new(0));
     let fault_task = tokio::spawn(inject_faults(cluster.clone(), stop.clone(), faults.clone()));
+    // Pushed witnesses: their faults and the lying operator stop with the safety phase;
+    // gossip goes on until the end, so the alarm can still be raised after healing.
+    let mut witness_tasks = Vec::new();
+    let mut gossip_task = None;
+    if let Some(witnesses) = &cluster.witnesses {
+        witness_tasks.push(tokio::spawn(crate::witnessing::faults(
+            cluster.clone(),
+            witnesses.clone(),
+            stop.clone(),
+            faults.clone(),
+            SimRng::new(options.seed, stream::WITNESS_FAULTS),
+        )));
+        if options.malicious_log {
+            witness_tasks.push(tokio::spawn(crate::malicious::operate(
+                cluster.clone(),
+                witnesses.clone(),
+                stop.clone(),
+                SimRng::new(options.seed, stream::OPERATOR),
+            )));
+        }
+        gossip_task = Some(tokio::spawn(crate::witnessing::gossip(
+            cluster.clone(),
+            witnesses.clone(),
+            checking.clone(),
+            SimRng::new(options.seed, stream::GOSSIP),
+        )));
+    }
     let witnesses: Vec<_> = (0..2u64)
         .map(|id| {
             tokio::spawn(crate::witnesses::poll(
@@ -208,12 +247,18 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     for witness in witnesses {
         let _ = witness.await;
     }
+    for task in witness_tasks {
+        let _ = task.await;
+    }
 
     // Liveness phase: heal everything, then writes must succeed and every node converge.
     event(&trace, "phase", "heal");
     cluster.stop_triggered_faults();
     router.set_blocked(BTreeSet::new());
     router.resume_all();
+    if let Some(witnesses) = &cluster.witnesses {
+        witnesses.heal();
+    }
     cluster.free_all_disks();
     router.set_params(NetParams {
         delay_max_ms: options.delay_max_ms,
@@ -234,6 +279,9 @@ async fn simulate(options: Options, print: bool) -> Outcome {
     }
     checking.store(false, Ordering::Relaxed);
     let _ = checker_task.await;
+    if let Some(gossip) = gossip_task {
+        let _ = gossip.await;
+    }
     lock(&checker).finish(&cluster);
     event(&trace, "phase", "end");
     cluster.stop_all().await;
@@ -254,6 +302,23 @@ async fn simulate(options: Options, print: bool) -> Outcome {
         checkpoints: checker.checkpoints_seen,
         messages: router.stats().delivered,
         network: router.stats(),
+        published: checker.published_seen,
+        unwitnessed: shared.stats.unwitnessed.load(Ordering::Relaxed),
+        forked: cluster
+            .witnesses
+            .as_ref()
+            .is_some_and(|w| w.fork().is_some()),
+        alarms: cluster.witnesses.as_ref().map_or(0, |w| {
+            w.list
+                .iter()
+                .filter(|p| {
+                    p.witness
+                        .store()
+                        .split_views()
+                        .is_ok_and(|views| !views.is_empty())
+                })
+                .count() as u64
+        }),
         violations: checker.violations.clone(),
     }
 }

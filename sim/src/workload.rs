@@ -34,6 +34,9 @@ pub struct ClientStats {
     pub redirects: AtomicU64,
     /// Certificates issued (and so logged).
     pub certificates: AtomicU64,
+    /// Acknowledged appends whose answer found no published (witnessed) checkpoint covering
+    /// them in time.
+    pub unwitnessed: AtomicU64,
 }
 
 /// What every client shares.
@@ -81,25 +84,31 @@ pub async fn submit_once(
         node.sequencer.submit(log.clone(), leaf.clone()).await
     })
     .await;
+    let witnessing = node
+        .witnessing
+        .get()
+        .filter(|witnessing| witnessing.is_witnessed(log))
+        .cloned();
     drop(node);
     match answer {
         Ok(Ok(sequenced)) => {
-            let mut checker = shared
-                .checker
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if sequenced.index >= sequenced.tree_size {
-                checker.violation(
-                    "durability",
-                    format!(
-                        "{client}: index {} outside its checkpoint of size {}",
-                        sequenced.index, sequenced.tree_size
-                    ),
-                );
+            {
+                let mut checker = shared
+                    .checker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if sequenced.index >= sequenced.tree_size {
+                    checker.violation(
+                        "durability",
+                        format!(
+                            "{client}: index {} outside its checkpoint of size {}",
+                            sequenced.index, sequenced.tree_size
+                        ),
+                    );
+                }
+                durability::record(&mut checker, log, sequenced.index, &leaf, client);
+                checker.saw_checkpoint(log, &sequenced.checkpoint, client);
             }
-            durability::record(&mut checker, log, sequenced.index, &leaf, client);
-            checker.saw_checkpoint(log, &sequenced.checkpoint, client);
-            drop(checker);
             shared.stats.acked.fetch_add(1, Ordering::Relaxed);
             event(
                 &cluster.trace,
@@ -111,6 +120,34 @@ pub async fn submit_once(
                     sequenced.tree_size
                 ),
             );
+            // With witnesses, the append's answer waits for a cosigned checkpoint covering
+            // the entry (`http::log_api` does the same); the entry is committed either way.
+            if let Some(witnessing) = witnessing {
+                match witnessing.wait_published(log, sequenced.tree_size).await {
+                    Ok(published) => {
+                        if let Some(witnesses) = &cluster.witnesses {
+                            crate::invariants::witnessed::check_note(
+                                &mut shared
+                                    .checker
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                                &witnesses.policy,
+                                log,
+                                &published.note,
+                                client,
+                            );
+                        }
+                    }
+                    Err(_) => {
+                        shared.stats.unwitnessed.fetch_add(1, Ordering::Relaxed);
+                        event(
+                            &cluster.trace,
+                            client,
+                            &format!("not witnessed n{target} {log} size {}", sequenced.tree_size),
+                        );
+                    }
+                }
+            }
             Submitted::Acked(sequenced.index)
         }
         Ok(Err(SequenceError::NotLeader(leader))) => {

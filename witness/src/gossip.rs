@@ -3,14 +3,83 @@
 //! log, gossip reads every witness's latest cosigned checkpoint, checks the log's signature,
 //! and checks that every pair is one history: equal sizes must have equal roots, and the
 //! smaller must be consistent with the larger by a proof from the log (or its tiles).
+//!
+//! Where the checkpoints and proofs come from is a [`GossipSource`]: HTTP for `cairn witness
+//! gossip` ([`compare`]), witnesses in process for the simulator ([`compare_with`]).
+
+use std::future::Future;
 
 use tlog::checkpoint::Checkpoint;
 use tlog::note::Note;
-use tlog::{ConsistencyProof, TreeSize};
+use tlog::{ConsistencyProof, Hash, TreeSize};
 
-use crate::config::Logs;
+use crate::config::{LogConfig, Logs};
 use crate::fetch::{Http, LogClient, TileCache, witness_checkpoint_path};
 use crate::store::SplitView;
+
+/// Where gossip reads what it compares.
+pub trait GossipSource {
+    /// The latest checkpoint `witness` cosigned for `origin` (a signed note), or why not.
+    fn witness_checkpoint(
+        &self,
+        witness: &str,
+        origin: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, String>>;
+
+    /// The log's consistency proof from `old` to `new`; `Ok(None)` if this source has no way to
+    /// ask the log (no URL for it).
+    fn consistency_proof(
+        &self,
+        log: &LogConfig,
+        old: u64,
+        new: u64,
+    ) -> impl Future<Output = Result<Option<Vec<Hash>>, String>>;
+}
+
+/// [`GossipSource`] over HTTP: witnesses by base URL, the log by its policy URL.
+struct HttpSource<'a> {
+    http: &'a Http,
+    /// Tiles fetched so far, per log origin.
+    tiles: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<TileCache>>>,
+}
+
+impl GossipSource for HttpSource<'_> {
+    async fn witness_checkpoint(&self, witness: &str, origin: &str) -> Result<Vec<u8>, String> {
+        let url = format!(
+            "{}/{}",
+            witness.trim_end_matches('/'),
+            witness_checkpoint_path(origin)
+        );
+        self.http
+            .get_ok(&url)
+            .await
+            .map(|bytes| bytes.to_vec())
+            .map_err(|error| error.to_string())
+    }
+
+    async fn consistency_proof(
+        &self,
+        log: &LogConfig,
+        old: u64,
+        new: u64,
+    ) -> Result<Option<Vec<Hash>>, String> {
+        let Some(url) = log.url.as_deref() else {
+            return Ok(None);
+        };
+        let tiles = std::sync::Arc::clone(
+            self.tiles
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(log.origin.clone())
+                .or_default(),
+        );
+        LogClient::new(self.http.clone(), url)
+            .consistency_proof(old, new, &tiles)
+            .await
+            .map(Some)
+            .map_err(|error| error.to_string())
+    }
+}
 
 /// What gossip found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,19 +100,28 @@ struct Seen {
 
 /// Compares the latest cosigned checkpoints of `witnesses` (base URLs) for every log in `logs`.
 pub async fn compare(http: &Http, logs: &Logs, witnesses: &[String]) -> GossipReport {
+    let source = HttpSource {
+        http,
+        tiles: std::sync::Mutex::default(),
+    };
+    compare_with(&source, logs, witnesses).await
+}
+
+/// Compares the latest cosigned checkpoints of `witnesses` (as `source` names them) for every
+/// log in `logs`.
+pub async fn compare_with(
+    source: &impl GossipSource,
+    logs: &Logs,
+    witnesses: &[String],
+) -> GossipReport {
     let mut report = GossipReport::default();
     for log in logs.iter() {
         let mut seen: Vec<Seen> = Vec::new();
         for witness in witnesses {
-            let url = format!(
-                "{}/{}",
-                witness.trim_end_matches('/'),
-                witness_checkpoint_path(&log.origin)
-            );
-            let bytes = match http.get_ok(&url).await {
+            let bytes = match source.witness_checkpoint(witness, &log.origin).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    report.errors.push(error.to_string());
+                    report.errors.push(error);
                     continue;
                 }
             };
@@ -60,17 +138,16 @@ pub async fn compare(http: &Http, logs: &Logs, witnesses: &[String]) -> GossipRe
                     checkpoint,
                     note: String::from_utf8_lossy(&bytes).into_owned(),
                 }),
-                Ok(_) => report.errors.push(format!("{url}: wrong origin")),
-                Err(error) => report.errors.push(format!("{url}: {error}")),
+                Ok(_) => report
+                    .errors
+                    .push(format!("{witness}: {}: wrong origin", log.origin)),
+                Err(error) => report
+                    .errors
+                    .push(format!("{witness}: {}: {error}", log.origin)),
             }
         }
         seen.sort_by_key(|s| s.checkpoint.size);
         let Some(largest) = seen.last() else { continue };
-        let client = log
-            .url
-            .as_deref()
-            .map(|url| LogClient::new(http.clone(), url));
-        let tiles = TileCache::default();
         let mut found = false;
         for other in &seen {
             let (a, b) = (&other.checkpoint, &largest.checkpoint);
@@ -79,15 +156,8 @@ pub async fn compare(http: &Http, logs: &Logs, witnesses: &[String]) -> GossipRe
             } else if a.size.0 == 0 {
                 None
             } else {
-                let Some(client) = &client else {
-                    report.errors.push(format!(
-                        "{}: no log URL to prove size {} consistent with {}",
-                        log.origin, a.size.0, b.size.0
-                    ));
-                    continue;
-                };
-                match client.consistency_proof(a.size.0, b.size.0, &tiles).await {
-                    Ok(hashes) => {
+                match source.consistency_proof(log, a.size.0, b.size.0).await {
+                    Ok(Some(hashes)) => {
                         let proof = ConsistencyProof {
                             old_size: TreeSize(a.size.0),
                             new_size: TreeSize(b.size.0),
@@ -100,8 +170,15 @@ pub async fn compare(http: &Http, logs: &Logs, witnesses: &[String]) -> GossipRe
                             )
                         })
                     }
+                    Ok(None) => {
+                        report.errors.push(format!(
+                            "{}: no log URL to prove size {} consistent with {}",
+                            log.origin, a.size.0, b.size.0
+                        ));
+                        continue;
+                    }
                     Err(error) => {
-                        report.errors.push(error.to_string());
+                        report.errors.push(error);
                         continue;
                     }
                 }

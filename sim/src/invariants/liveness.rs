@@ -1,5 +1,8 @@
 //! Liveness after healing: with every fault removed and every node restarted, writes succeed
-//! within a bound, and every acknowledged entry is covered by a signed checkpoint on every node.
+//! within a bound, and every acknowledged entry is covered by a signed checkpoint on every node;
+//! with pushed witnesses, every node also publishes a cosigned checkpoint covering every
+//! acknowledged entry ([`super::witnessed::covered`]), and after a fork every witness holds its
+//! evidence ([`super::split_view::alarmed`]).
 //!
 //! Source: `research/raft-sim.md` §5.1 item 13 (heal, then converge within a bound) and §5.3
 //! (TigerBeetle's liveness mode).
@@ -33,5 +36,7 @@ pub fn converged(checker: &mut Checker, cluster: &Cluster) -> Result<(), String>
     if states.iter().any(|state| Some(&state.heads) != first) {
         return Err("heads differ".into());
     }
-    Ok(())
+    drop(states);
+    super::witnessed::covered(checker, cluster)?;
+    super::split_view::alarmed(cluster)
 }

@@ -5,7 +5,9 @@
 //! Sources: docs/ARCHITECTURE.md "Invariants of the log" (1-5) and `research/raft-sim.md` §5.1
 //! (1, 2, 6, 8, 9, 10, 11, 13): [`durability`] (1, 11), [`append_only`] (2, 9), [`no_fork`] (3,
 //! 10), [`reproducible`] (4), [`agreement`] (5, 8), [`monotonic`] (6), [`election`] (Raft's
-//! persistent term and vote, §5.1 items 1-2), [`liveness`] (13).
+//! persistent term and vote, §5.1 items 1-2), [`liveness`] (13); with pushed witnesses,
+//! [`witnessed`] (invariant 8: publication only with the quorum), [`cosigning`] (invariant 7,
+//! `research/reliability.md` I8 and §8.1 item 15) and [`split_view`] (§8.1 item 15).
 
 use std::collections::BTreeMap;
 
@@ -19,12 +21,15 @@ use crate::cluster::Cluster;
 
 pub mod agreement;
 pub mod append_only;
+pub mod cosigning;
 pub mod durability;
 pub mod election;
 pub mod liveness;
 pub mod monotonic;
 pub mod no_fork;
 pub mod reproducible;
+pub mod split_view;
+pub mod witnessed;
 
 /// What one running node's state looked like at one tick.
 #[derive(Debug)]
@@ -64,6 +69,13 @@ pub struct Checker {
     pub last_seen: BTreeMap<NodeId, (u64, BTreeMap<LogName, u64>)>,
     /// The last head checkpoint checked per (node, log), to skip unchanged heads.
     pub last_head: BTreeMap<(NodeId, LogName), String>,
+    /// [`witnessed`]: the last published checkpoint checked per (node, log), with the
+    /// witnessing process it came from and its size.
+    pub last_published: BTreeMap<(NodeId, LogName), (usize, u64, String)>,
+    /// [`witnessed`]: published checkpoints checked.
+    pub published_seen: u64,
+    /// [`witnessed`]: published notes already verified (a bounded cache).
+    pub published_verified: std::collections::BTreeSet<String>,
     /// Checkpoints checked.
     pub checkpoints_seen: u64,
     /// Notes already opened, by log and text: a batch's checkpoint reaches every client of
@@ -96,6 +108,9 @@ impl Checker {
             by_applied: BTreeMap::new(),
             last_seen: BTreeMap::new(),
             last_head: BTreeMap::new(),
+            last_published: BTreeMap::new(),
+            published_seen: 0,
+            published_verified: std::collections::BTreeSet::new(),
             checkpoints_seen: 0,
             opened: BTreeMap::new(),
             violations: Vec::new(),
@@ -170,6 +185,12 @@ impl Checker {
         for problem in raft_problems {
             self.violation("election", problem);
         }
+        if let Some(witnesses) = &cluster.witnesses {
+            for (invariant, problem) in witnesses.take_violations() {
+                self.violation(invariant, problem);
+            }
+        }
+        witnessed::check(self, cluster);
         monotonic::check(self, &states);
         agreement::check(self, &states);
         durability::check(self, &states);
@@ -183,6 +204,7 @@ impl Checker {
         let states = snapshot(self, cluster);
         durability::check_all(self, &states);
         reproducible::check(self, &states);
+        split_view::check(self, cluster);
     }
 }
 
