@@ -264,9 +264,8 @@ fn init_keyless_ca(
         dir.join("ca").join("intermediate.key"),
     );
     if !intermediate_key.exists() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs();
+        let now = node::env::Clock::now_unix_ms(&SystemClock) / 1000;
+        anyhow::ensure!(now > 0, "the system clock is before 1970");
         let new = ca::cert::new_ca("Cairn", now).context("making the CA certificates")?;
         write_file(&root, new.root_pem.as_bytes())?;
         write_file(&intermediate, new.intermediate_pem.as_bytes())?;
