@@ -609,13 +609,7 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
 
 /// Checks the (already verified) bundle's checkpoints against a tlog-policy file.
 fn witness_policy(path: &Path, bundle: &Path) -> Result<Vec<Vec<String>>, Failure> {
-    let text = read_bounded(path, tlog::policy::POLICY_BYTES_MAX).map_err(input)?;
-    let text = String::from_utf8(text)
-        .with_context(|| format!("{} is not UTF-8", path.display()))
-        .map_err(input)?;
-    let policy = tlog::policy::Policy::parse(&text)
-        .with_context(|| format!("witness policy {}", path.display()))
-        .map_err(input)?;
+    let policy = read_witness_policy(path)?;
     let bundle = read_bounded(bundle, BUNDLE_BYTES_MAX).map_err(input)?;
     let bundle = Bundle::from_json(&bundle).map_err(not_verified)?;
     client::witnessed::check_bundle(&bundle, &policy).map_err(not_verified)
@@ -651,14 +645,30 @@ fn run(
     trust_root: &Path,
     policy: &Policy,
 ) -> Result<Verified, Failure> {
-    let root = read_bounded(trust_root, TRUSTED_ROOT_BYTES_MAX).map_err(input)?;
-    let root = TrustedRoot::from_json(&root)
-        .with_context(|| format!("trusted root {}", trust_root.display()))
-        .map_err(input)?;
+    let root = read_trusted_root(trust_root)?;
     let bundle_bytes = read_bounded(bundle, BUNDLE_BYTES_MAX).map_err(input)?;
     let artifact = read_artifact(artifact).map_err(input)?;
     let bundle = Bundle::from_json(&bundle_bytes).map_err(not_verified)?;
     client::verify::verify(&bundle, &root, &artifact, policy).map_err(not_verified)
+}
+
+/// The `trusted_root.json` at `path` (`--trust-root`).
+pub(crate) fn read_trusted_root(path: &Path) -> Result<TrustedRoot, Failure> {
+    let root = read_bounded(path, TRUSTED_ROOT_BYTES_MAX).map_err(input)?;
+    TrustedRoot::from_json(&root)
+        .with_context(|| format!("trusted root {}", path.display()))
+        .map_err(input)
+}
+
+/// The C2SP tlog-policy file at `path` (`--witness-policy`).
+pub(crate) fn read_witness_policy(path: &Path) -> Result<tlog::policy::Policy, Failure> {
+    let text = read_bounded(path, tlog::policy::POLICY_BYTES_MAX).map_err(input)?;
+    let text = String::from_utf8(text)
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+        .map_err(input)?;
+    tlog::policy::Policy::parse(&text)
+        .with_context(|| format!("witness policy {}", path.display()))
+        .map_err(input)
 }
 
 pub(crate) fn policy(

@@ -29,7 +29,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
 use client::bundle::{BUNDLE_BYTES_MAX, Content, VerificationMaterial};
 use client::certificate::SigningCertificate;
-use client::trust_root::TRUSTED_ROOT_BYTES_MAX;
 use client::{Artifact, Bundle, Policy, TrustedRoot};
 use oci_client::Reference;
 use serde_json::{Value, json};
@@ -506,22 +505,9 @@ pub(crate) fn verify_image(args: &VerifyImageArgs) -> Result<(), Failure> {
         args.cert_identity.as_deref(),
         args.cert_oidc_issuer.as_deref(),
     )?;
-    let root = crate::read_bounded(&args.trust_root, TRUSTED_ROOT_BYTES_MAX).map_err(input)?;
-    let root = TrustedRoot::from_json(&root)
-        .with_context(|| format!("trusted root {}", args.trust_root.display()))
-        .map_err(input)?;
+    let root = crate::read_trusted_root(&args.trust_root)?;
     let witnesses = match &args.witness_policy {
-        Some(path) => {
-            let text = crate::read_bounded(path, tlog::policy::POLICY_BYTES_MAX).map_err(input)?;
-            let text = String::from_utf8(text)
-                .with_context(|| format!("{} is not UTF-8", path.display()))
-                .map_err(input)?;
-            Some(
-                tlog::policy::Policy::parse(&text)
-                    .with_context(|| format!("witness policy {}", path.display()))
-                    .map_err(input)?,
-            )
-        }
+        Some(path) => Some(crate::read_witness_policy(path)?),
         None => None,
     };
     let image = Image::open(&args.image)?;
