@@ -27,7 +27,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use tlog::checkpoint::Checkpoint;
 use tlog::note::{Note, NoteSignature};
-use tlog::policy::{Policy, PolicyError, PolicyWitness};
+use tlog::policy::{Policy, PolicyWitness};
 use tokio::sync::watch;
 // Tokio's clock, so a simulator with paused time drives the pacing too.
 use tokio::time::Instant;
@@ -369,8 +369,8 @@ impl Witnessing {
             // request that times out after REQUEST_TIMEOUT) must not hold up every checkpoint
             // when the others already make the quorum. Its request goes on in the background;
             // the next round resynchronises its size by a 409 if need be.
-            // (By name: each line was verified as it was attached; the whole note is verified
-            // once below.)
+            // (By name: each line was verified as it was attached, and the log's own signature
+            // is this node's, over its own applied state.)
             if self
                 .config
                 .policy
@@ -380,15 +380,18 @@ impl Witnessing {
                 break;
             }
         }
-        let text = signed.format().map_err(|e| e.to_string())?;
-        match self.config.policy.verify_note(&signed) {
-            Ok(_) => Ok(text),
-            Err(PolicyError::QuorumNotMet { cosignatures }) => Err(format!(
-                "witness quorum not met ({cosignatures} cosignatures; {})",
+        if !self
+            .config
+            .policy
+            .is_satisfied_by(cosigned_by.iter().map(String::as_str))
+        {
+            return Err(format!(
+                "witness quorum not met ({} cosignatures; {})",
+                cosigned_by.len(),
                 problems.join("; ")
-            )),
-            Err(error) => Err(error.to_string()),
+            ));
         }
+        signed.format().map_err(|e| e.to_string())
     }
 
     fn remember(&self, state: &LogState, witness: &str, size: u64) {

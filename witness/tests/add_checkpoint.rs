@@ -222,3 +222,60 @@ fn concurrent_requests_with_one_old_size_cosign_once() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 409], "{ra:?} {rb:?}");
 }
+
+/// Every node of a cluster pushes the same checkpoint: a repeat of the stored one gets the same
+/// cosignature within its second and a fresh one later, and a repeat is trusted only for the
+/// exact log signature lines already verified, never for anything else in it.
+#[test]
+fn a_repeated_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TestLog::new(ORIGIN, 1);
+    log.grow(3, "a");
+    let witness = witness(&log, &dir.path().join("witness.redb"));
+    let first = witness.add_checkpoint(&log.request(0), NOW);
+    assert_cosigned(&first, &log);
+
+    // The same request again, in the same second: the same line, byte for byte.
+    let again = witness.add_checkpoint(&log.request(3), NOW);
+    assert_eq!(again, first);
+
+    // A second later: a new cosignature carrying the new time, and it is what is stored.
+    let later = witness.add_checkpoint(&log.request(3), NOW + 1);
+    assert_eq!(later.status, 200, "{}", later.body);
+    let line = tlog::note::NoteSignature::parse_lines(&later.body).unwrap();
+    assert_eq!(
+        tlog::cosignature::timestamp(&line[0].signature).unwrap(),
+        NOW + 1
+    );
+    let stored = witness.store().latest(ORIGIN).unwrap().unwrap();
+    assert!(stored.note.contains(later.body.trim_end()));
+
+    // The same text with the log's signature tampered with: verified in full, and refused.
+    let mut tampered = AddCheckpoint::parse(&log.request(3)).unwrap();
+    let mut note = Note::parse(tampered.checkpoint.as_bytes()).unwrap();
+    let mut signature = note.signatures()[0].clone();
+    signature.signature[0] ^= 1;
+    let mut forged = Note::new(note.text()).unwrap();
+    forged.add_signature(signature).unwrap();
+    tampered.checkpoint = forged.format().unwrap();
+    assert_eq!(
+        witness
+            .add_checkpoint(tampered.to_body().as_bytes(), NOW + 1)
+            .status,
+        403
+    );
+
+    // The same text carrying only the witness's own stored cosignature (no log signature):
+    // refused, as it would be the first time.
+    let own = tlog::note::NoteSignature::parse_lines(&later.body).unwrap();
+    note = Note::new(note.text()).unwrap();
+    note.add_signature(own[0].clone()).unwrap();
+    let mut replayed = AddCheckpoint::parse(&log.request(3)).unwrap();
+    replayed.checkpoint = note.format().unwrap();
+    assert_eq!(
+        witness
+            .add_checkpoint(replayed.to_body().as_bytes(), NOW + 1)
+            .status,
+        403
+    );
+}

@@ -76,6 +76,9 @@ pub struct Checker {
     pub published_seen: u64,
     /// [`witnessed`]: published notes already verified (a bounded cache).
     pub published_verified: std::collections::BTreeSet<String>,
+    /// [`witnessed`]: signature lines already verified, by (note text, line): `None` for the
+    /// log's signature, else the witness's policy name (a bounded cache).
+    pub verified_lines: BTreeMap<(String, String), Option<String>>,
     /// Checkpoints checked.
     pub checkpoints_seen: u64,
     /// Notes already opened, by log and text: a batch's checkpoint reaches every client of
@@ -111,6 +114,7 @@ impl Checker {
             last_published: BTreeMap::new(),
             published_seen: 0,
             published_verified: std::collections::BTreeSet::new(),
+            verified_lines: BTreeMap::new(),
             checkpoints_seen: 0,
             opened: BTreeMap::new(),
             violations: Vec::new(),

@@ -10,7 +10,8 @@
 //! acknowledged entry in a signed and cosigned checkpoint once faults heal).
 
 use node::types::LogName;
-use tlog::policy::Policy;
+use tlog::note::NoteSignature;
+use tlog::policy::{Policy, PolicyVerified};
 
 use super::Checker;
 use crate::cluster::Cluster;
@@ -18,21 +19,90 @@ use crate::cluster::Cluster;
 /// Checks a checkpoint published as witnessed, seen at `whence`.
 pub fn check_note(checker: &mut Checker, policy: &Policy, log: &LogName, note: &str, whence: &str) {
     checker.published_seen += 1;
-    // A batch's clients and every node's endpoint show the same note: verify it once.
-    if checker.published_verified.contains(note) {
+    // A batch's clients and every node's endpoint show the same note, its cosignature lines
+    // perhaps in another order (which does not change what verifies): verify it once.
+    let key = canonical(note);
+    if checker.published_verified.contains(&key) {
         return;
     }
-    if let Err(error) = policy.verify_checkpoint(note.as_bytes()) {
-        checker.violation(
-            "witnessed",
-            format!("{whence}: {log} checkpoint published without its witness quorum: {error}"),
-        );
+    if !verified_by_lines(checker, policy, note) {
+        match policy.verify_checkpoint(note.as_bytes()) {
+            Ok(verified) => remember_lines(checker, &verified, note),
+            Err(error) => checker.violation(
+                "witnessed",
+                format!("{whence}: {log} checkpoint published without its witness quorum: {error}"),
+            ),
+        }
     }
     checker.saw_checkpoint(log, note, whence);
     if checker.published_verified.len() >= 4096 {
         checker.published_verified.clear();
     }
-    checker.published_verified.insert(note.to_owned());
+    checker.published_verified.insert(key);
+}
+
+/// Whether every signature line of `note` was verified before over the same text (nodes
+/// publish the same cosignatures in different combinations), with the log's among them and the
+/// witnesses' meeting the quorum. `false` means: verify it in full.
+fn verified_by_lines(checker: &Checker, policy: &Policy, note: &str) -> bool {
+    let Some((text, lines)) = note.split_once("\n\n") else {
+        return false;
+    };
+    let mut log_signed = false;
+    let mut witnesses = Vec::new();
+    for line in lines.lines() {
+        match checker
+            .verified_lines
+            .get(&(text.to_owned(), line.to_owned()))
+        {
+            Some(None) => log_signed = true,
+            Some(Some(witness)) => witnesses.push(witness.as_str()),
+            None => return false,
+        }
+    }
+    log_signed && policy.is_satisfied_by(witnesses)
+}
+
+/// Remembers which line of a note that verified in full is the log's and which a witness's.
+fn remember_lines(checker: &mut Checker, verified: &PolicyVerified<'_>, note: &str) {
+    let Some((text, lines)) = note.split_once("\n\n") else {
+        return;
+    };
+    if checker.verified_lines.len() >= 16384 {
+        checker.verified_lines.clear();
+    }
+    for line in lines.lines() {
+        let Ok(parsed) = NoteSignature::parse_lines(&format!("{line}\n")) else {
+            continue;
+        };
+        let Some(signature) = parsed.first() else {
+            continue;
+        };
+        let signer =
+            if signature.name == verified.log.name() && signature.key_id == verified.log.key_id() {
+                None
+            } else if let Some(cosignature) = verified.cosignatures.iter().find(|c| {
+                c.witness.verifier.name() == signature.name
+                    && c.witness.verifier.key_id() == signature.key_id
+            }) {
+                Some(cosignature.witness.name.clone())
+            } else {
+                continue;
+            };
+        checker
+            .verified_lines
+            .insert((text.to_owned(), line.to_owned()), signer);
+    }
+}
+
+/// The note's text with its signature lines sorted.
+fn canonical(note: &str) -> String {
+    let Some((text, lines)) = note.split_once("\n\n") else {
+        return note.to_owned();
+    };
+    let mut lines: Vec<&str> = lines.lines().collect();
+    lines.sort_unstable();
+    format!("{text}\n\n{}", lines.join("\n"))
 }
 
 /// Checks what every running node publishes now (only what changed since the last look).
