@@ -39,6 +39,29 @@ pub(crate) struct CertificatesArgs {
     /// The cairn-node binary. Default: next to this binary, then PATH.
     #[arg(long)]
     node_bin: Option<std::path::PathBuf>,
+    /// Write every run's results as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Sample the leader's CPU with `perf record` over each measured window (see `appends
+    /// --profile`).
+    #[arg(long)]
+    profile: bool,
+}
+
+/// One run's results.
+#[derive(Debug, serde::Serialize)]
+struct CertificatesRun {
+    nodes: usize,
+    clients: usize,
+    warmup_s: f64,
+    measured_s: f64,
+    fsync: &'static str,
+    /// Certificates issued, logged twice (precertificate and certificate) and checked.
+    certificates_per_second: f64,
+    verified_certificates: u64,
+    latency: LatencySummary,
+    errors: Tally,
+    profile: Option<crate::profile::Profile>,
 }
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -172,6 +195,7 @@ async fn run(args: &CertificatesArgs, cluster: &Cluster) -> anyhow::Result<()> {
         "| nodes | clients | certificates/s | p50 ms | p90 ms | p99 ms | max ms | errors |\n\
          |---|---|---|---|---|---|---|---|"
     );
+    let mut runs = Vec::new();
     for &clients in &args.clients {
         let mut work = Vec::new();
         for id in 0..clients {
@@ -244,6 +268,13 @@ async fn run(args: &CertificatesArgs, cluster: &Cluster) -> anyhow::Result<()> {
                 (ok, latencies, errors)
             }));
         }
+        tokio::time::sleep_until(measure_from).await;
+        let recording = if args.profile {
+            let metrics = crate::scrape(&cluster.urls).await;
+            Some(crate::start_profile(cluster, &metrics, args.duration)?)
+        } else {
+            None
+        };
         let mut ok = 0;
         let mut latencies = Latencies::new();
         let mut errors = Tally::default();
@@ -253,13 +284,18 @@ async fn run(args: &CertificatesArgs, cluster: &Cluster) -> anyhow::Result<()> {
             latencies.merge(&more);
             errors.merge(&kinds);
         }
+        let profile = match recording {
+            Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
+            None => None,
+        };
+        let summary = latencies.summary();
         let LatencySummary {
             p50_ms,
             p90_ms,
             p99_ms,
             max_ms,
             ..
-        } = latencies.summary();
+        } = summary;
         let errors_text: Vec<String> = errors
             .iter()
             .map(|(kind, count)| format!("{kind}: {count}"))
@@ -274,6 +310,24 @@ async fn run(args: &CertificatesArgs, cluster: &Cluster) -> anyhow::Result<()> {
                 errors_text.join(", ")
             }
         );
+        runs.push(CertificatesRun {
+            nodes: cluster.urls.len(),
+            clients,
+            warmup_s: args.warmup,
+            measured_s: args.duration,
+            fsync: crate::FSYNC,
+            certificates_per_second: per_second(ok, Duration::from_secs_f64(args.duration)),
+            verified_certificates: ok,
+            latency: summary,
+            errors,
+            profile,
+        });
+    }
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({ "environment": crate::environment(), "runs": runs });
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
     }
     Ok(())
 }

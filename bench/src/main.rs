@@ -9,6 +9,8 @@
 mod certificates;
 mod cluster;
 mod load;
+mod profile;
+mod report;
 mod stats;
 mod verify;
 mod workload;
@@ -66,6 +68,19 @@ enum Commands {
     /// dev issuer and a CSR, and posts /api/v2/signingCert in a closed loop; every certificate
     /// is checked (leaf signature, SCT) before it counts. Each certificate is two commits.
     Certificates(certificates::CertificatesArgs),
+    /// The whole suite in one command, written up: JSON, a Markdown page and SVG plots.
+    ///
+    /// Runs each part as a child process of this binary with the report's settings (appends
+    /// on 1 and 3 nodes at several client counts, the keyless CA), each with the leader's CPU
+    /// profile, then writes OUT/report.json, OUT/README.md (where Cairn stands against
+    /// DESIGN.md's targets, and the bottleneck of each target not met), OUT/*.svg and each
+    /// part's raw JSON in OUT/raw/. `scripts/bench-report` installs what it needs, builds and
+    /// runs it:
+    ///
+    ///   scripts/bench-report
+    ///
+    ///   cargo run --release -p bench --bin cairn-bench -- report --out docs/benchmarks
+    Report(report::ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -133,6 +148,11 @@ struct AppendsArgs {
     /// Write a Markdown table of the runs to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Sample the leader's CPU with `perf record` over each run's measured window and put the
+    /// hottest crates and symbols in the results (needs Debian's linux-perf and a known pid:
+    /// a started cluster or --cluster-json).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -152,6 +172,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(appends(*args))
         }
+        Commands::Report(args) => report::report(&args),
         Commands::Certificates(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -219,6 +240,8 @@ struct RunResult {
     /// The part of it neither the nodes nor this benchmark used (other builds and tests).
     other_cpu_percent: Option<f64>,
     batches: Option<BatchStats>,
+    /// Where the leader's CPU went during the window (with --profile).
+    profile: Option<profile::Profile>,
     /// Verified appends completed in each second since load start (warm-up included).
     timeline: Vec<u64>,
     load_average_before: String,
@@ -462,6 +485,11 @@ async fn run_once(
     let progress = tokio::spawn(progress(Arc::clone(&shared)));
     tokio::time::sleep_until(shared.window_start).await;
     let metrics_before = scrape(&cluster.urls).await;
+    let recording = if args.profile {
+        Some(start_profile(cluster, &metrics_before, args.duration)?)
+    } else {
+        None
+    };
     let (nodes_before, self_before, machine_before) = sample_all(&cluster.pids);
     let window_started = tokio::time::Instant::now();
     // A closed-loop run that runs out of requests stops early; measure up to that point.
@@ -487,6 +515,10 @@ async fn run_once(
         }
     }
     let timeline = progress.await.unwrap_or_default();
+    let profile = match recording {
+        Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
+        None => None,
+    };
     let total = load::merged(&client_stats);
     let exhausted = shared.exhausted.load(Ordering::Relaxed);
     if exhausted {
@@ -562,10 +594,29 @@ async fn run_once(
         machine_cpu_percent,
         other_cpu_percent,
         batches: batch_stats(&metrics_before, &metrics_after, window),
+        profile,
         timeline,
         load_average_before: load_before,
         load_average_after: load_average(),
     })
+}
+
+/// Starts sampling the leader (by its metrics) for the measured window.
+fn start_profile(
+    cluster: &Cluster,
+    metrics: &[Option<String>],
+    seconds: f64,
+) -> anyhow::Result<profile::Recording> {
+    let leader = metrics
+        .iter()
+        .position(|text| text.as_deref().is_some_and(is_leader))
+        .context("--profile: no node reports itself leader")?;
+    let pid = *cluster
+        .pids
+        .get(leader)
+        .context("--profile needs the nodes' process ids (a started cluster or --cluster-json)")?;
+    let data = std::env::temp_dir().join(format!("cairn-bench-{}-{pid}.perf", std::process::id()));
+    profile::start(pid, format!("node {} (leader)", leader + 1), seconds, &data)
 }
 
 /// Prints a live line on stderr once per second until the run ends; returns the per-second
