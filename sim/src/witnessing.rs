@@ -508,7 +508,7 @@ impl GossipSource for SimGossip<'_> {
     }
 }
 
-/// Gossip until `running` is cleared: now and then one witness compares every witness's
+/// Gossip until `running` is cleared: every 1 to 3 simulated seconds one witness compares every witness's
 /// latest cosigned checkpoint and keeps each split view it finds (once) as evidence. An honest
 /// log never gives gossip a split view.
 pub async fn gossip(
@@ -520,7 +520,7 @@ pub async fn gossip(
     let names: Vec<String> = witnesses.list.iter().map(|w| w.name.clone()).collect();
     let n = witnesses.list.len() as u64;
     while running.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(rng.range(200..800))).await;
+        tokio::time::sleep(Duration::from_millis(rng.range(1000..3000))).await;
         let index = usize::try_from(rng.range(0..n)).unwrap_or(0);
         if !witnesses.is_up(index) {
             continue;
