@@ -22,6 +22,9 @@ pub(crate) struct Cluster {
     pub(crate) verifier_key: String,
     /// The `[sequencer]` section of node 1's config, when readable.
     pub(crate) sequencer: Option<toml::Table>,
+    /// The C2SP tlog-policy publication needs (log key, witnesses, quorum), for a cluster with
+    /// witnessing: answers count only if their checkpoint meets it.
+    pub(crate) witness_policy: Option<String>,
     /// Set for a cluster this process started; stops it on drop.
     dev: Option<DevProcess>,
 }
@@ -138,6 +141,7 @@ impl Cluster {
             pids: json.nodes.iter().filter_map(|node| node.pid).collect(),
             verifier_key,
             sequencer,
+            witness_policy: None,
             dev: None,
         })
     }
@@ -150,6 +154,7 @@ impl Cluster {
             pids: Vec::new(),
             verifier_key,
             sequencer: None,
+            witness_policy: None,
             dev: None,
         }
     }

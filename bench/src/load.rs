@@ -130,14 +130,14 @@ impl Shared {
 }
 
 /// One node's address, for a raw connection.
-fn authority(url: &str) -> anyhow::Result<String> {
+pub(crate) fn authority(url: &str) -> anyhow::Result<String> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("{url}: only http:// node URLs are supported"))?;
     Ok(rest.split('/').next().unwrap_or(rest).to_string())
 }
 
-async fn connect(authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub(crate) async fn connect(authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(authority)
         .await
         .with_context(|| format!("connecting to {authority}"))?;

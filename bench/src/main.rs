@@ -8,11 +8,16 @@
 
 mod certificates;
 mod cluster;
+mod etcd;
 mod load;
+mod peer;
 mod profile;
+mod progress;
+mod reads;
 mod report;
 mod stats;
 mod verify;
+mod witnessing;
 mod workload;
 
 use std::io::IsTerminal as _;
@@ -68,6 +73,48 @@ enum Commands {
     /// dev issuer and a CSR, and posts /api/v2/signingCert in a closed loop; every certificate
     /// is checked (leaf signature, SCT) before it counts. Each certificate is two commits.
     Certificates(certificates::CertificatesArgs),
+    /// Cairn next to etcd: verified appends/s and etcd puts/s, same clients, same payload size.
+    ///
+    /// Starts a 3-node Cairn cluster and runs `appends` for each --clients value, stops it, then
+    /// starts a 3-member etcd cluster of its own (Debian's `etcd-server`: `apt-get install -y
+    /// etcd-server`; loopback ports, data next to Cairn's, fsync on as etcd defaults) and puts
+    /// values as long as Cairn's log entries through etcd's gRPC API with the same client
+    /// counts. Prints both and the ratio Cairn appends/s ÷ etcd puts/s per client count.
+    ///
+    ///   cargo build --release -p node --bin cairn-node
+    ///
+    ///   cargo run --release -p bench --bin cairn-bench -- peer --clients 16,64,256 --json peer.json
+    Peer(peer::PeerArgs),
+    /// Verified reads/s of the public log API on a pre-filled log: checkpoints, tiles, entry
+    /// bundles, inclusion and consistency proofs.
+    ///
+    /// Starts a cluster, appends --prefill verified entries, builds a reference of the tree
+    /// from its entry bundles (checked against the signed checkpoint's root), then runs each
+    /// --clients value. Every counted read is checked against that reference and the log key:
+    /// signature, proofs to the signed root, tiles and bundles byte for byte.
+    ///
+    ///   cargo run --release -p bench --bin cairn-bench -- reads --clients 16,64,256 --json reads.json
+    ///
+    ///   cargo run --release -p bench --bin cairn-bench -- reads --read-mix inclusion=1 --clients 64
+    Reads(reads::ReadsArgs),
+    /// Reads mixed with appends (default 90% / 10%): both verified, reported apart.
+    ///
+    /// The same as `reads` with --appends-percent 10 unless given.
+    ///
+    ///   cargo run --release -p bench --bin cairn-bench -- mix --clients 64,256 --appends-percent 10
+    Mix(reads::ReadsArgs),
+    /// Witness cosigning: verified appends/s on a cluster that publishes a checkpoint only with
+    /// a quorum of witness cosignatures, and how long a witnessing round takes.
+    ///
+    /// Starts --witnesses witness processes and a cluster (`cairn-node init` + `run`) whose
+    /// nodes' `[witnessing]` policy needs --quorum of them; every counted append's checkpoint
+    /// must carry the log signature and the quorum's cosignatures.
+    ///
+    ///   cargo run --release -p bench --bin cairn-bench -- witnessing --clients 16,64,256
+    Witnessing(witnessing::WitnessingArgs),
+    /// One witness process, for `witnessing` (internal).
+    #[command(hide = true)]
+    WitnessServer(witnessing::WitnessServerArgs),
     /// The whole suite in one command, written up: JSON, a Markdown page and SVG plots.
     ///
     /// Runs each part as a child process of this binary with the report's settings (appends
@@ -179,6 +226,42 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(certificates::certificates(args))
+        }
+        Commands::Peer(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.client_threads.max(1))
+                .enable_all()
+                .build()?;
+            runtime.block_on(peer::peer(args))
+        }
+        Commands::Reads(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.client_threads.max(1))
+                .enable_all()
+                .build()?;
+            runtime.block_on(reads::reads(args))
+        }
+        Commands::Witnessing(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.client_threads.max(1))
+                .enable_all()
+                .build()?;
+            runtime.block_on(witnessing::witnessing(args))
+        }
+        Commands::WitnessServer(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            runtime.block_on(witnessing::witness_server(args))
+        }
+        Commands::Mix(mut args) => {
+            args.appends_percent.get_or_insert(10.0);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.client_threads.max(1))
+                .enable_all()
+                .build()?;
+            runtime.block_on(reads::reads(args))
         }
     }
 }
@@ -465,7 +548,7 @@ async fn run_once(
         workload.request_bytes,
         workload.leaf_bytes
     );
-    let verifier = Arc::new(verify::ResponseVerifier::new(&cluster.verifier_key)?);
+    let verifier = Arc::new(verify::ResponseVerifier::for_cluster(cluster)?);
     let config = LoadConfig {
         urls: cluster.urls.clone(),
         clients,

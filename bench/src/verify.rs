@@ -51,6 +51,8 @@ pub(crate) enum VerifyError {
     },
     #[error("inclusion proof: {0}")]
     Proof(#[from] tlog::ProofError),
+    #[error("checkpoint does not meet the witness policy: {0}")]
+    Witnessing(tlog::policy::PolicyError),
 }
 
 impl VerifyError {
@@ -63,6 +65,7 @@ impl VerifyError {
             VerifyError::Checkpoint(_) | VerifyError::WrongOrigin(_) => "verify: checkpoint",
             VerifyError::Mismatch { .. } => "verify: mismatch",
             VerifyError::Proof(_) => "verify: proof",
+            VerifyError::Witnessing(_) => "verify: witness quorum",
         }
     }
 }
@@ -115,9 +118,26 @@ pub(crate) struct ResponseVerifier {
     /// Checkpoint text → (size, root), for checkpoints whose signature verified.
     cache: Mutex<HashMap<String, (u64, Hash)>>,
     checkpoint_signatures_verified: AtomicU64,
+    /// With witnessing: every checkpoint must also carry the cosignatures this tlog-policy's
+    /// quorum asks for.
+    policy: Option<tlog::policy::Policy>,
 }
 
 impl ResponseVerifier {
+    /// A verifier for a cluster: its log key, and its witness policy if it has one.
+    pub(crate) fn for_cluster(
+        cluster: &crate::cluster::Cluster,
+    ) -> anyhow::Result<ResponseVerifier> {
+        let mut verifier = ResponseVerifier::new(&cluster.verifier_key)?;
+        if let Some(text) = &cluster.witness_policy {
+            verifier.policy = Some(
+                tlog::policy::Policy::parse(text)
+                    .map_err(|error| anyhow::anyhow!("witness policy: {error}"))?,
+            );
+        }
+        Ok(verifier)
+    }
+
     /// A verifier for the log whose C2SP verifier key is `vkey` (`origin+keyid+base64`); the
     /// key name is the origin, as for every Cairn and Rekor v2 log.
     pub(crate) fn new(vkey: &str) -> anyhow::Result<ResponseVerifier> {
@@ -139,6 +159,7 @@ impl ResponseVerifier {
             log_key_id,
             cache: Mutex::new(HashMap::new()),
             checkpoint_signatures_verified: AtomicU64::new(0),
+            policy: None,
         })
     }
 
@@ -211,7 +232,7 @@ impl ResponseVerifier {
 
     /// The size and root of a checkpoint whose signature verifies, from the cache if this exact
     /// text was verified before.
-    fn checkpoint(&self, envelope: &str) -> Result<(u64, Hash), VerifyError> {
+    pub(crate) fn checkpoint(&self, envelope: &str) -> Result<(u64, Hash), VerifyError> {
         if let Some(known) = self.lock().get(envelope) {
             return Ok(*known);
         }
@@ -222,6 +243,11 @@ impl ResponseVerifier {
             .fetch_add(1, Ordering::Relaxed);
         if signed.checkpoint.origin != self.origin {
             return Err(VerifyError::WrongOrigin(signed.checkpoint.origin));
+        }
+        if let Some(policy) = &self.policy {
+            policy
+                .verify_checkpoint(envelope.as_bytes())
+                .map_err(VerifyError::Witnessing)?;
         }
         let known = (signed.checkpoint.size.0, signed.checkpoint.root);
         let mut cache = self.lock();
@@ -471,5 +497,40 @@ mod tests {
             .verify(b"{\"logIndex\":\"3\"}", &fixture.expected(3))
             .unwrap_err();
         assert_eq!(error.kind(), "verify: malformed");
+    }
+
+    #[test]
+    fn with_a_witness_policy_an_uncosigned_checkpoint_is_rejected() {
+        let fixture = Fixture::new();
+        let cosigner = tlog::cosignature::Cosigner::new(
+            "witness.test/w1",
+            ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+        )
+        .unwrap();
+        let mut verifier = fixture.verifier();
+        verifier.policy = Some(
+            tlog::policy::Policy::parse(&format!(
+                "log {}\nwitness w1 {} http://127.0.0.1:1\ngroup g 1 w1\nquorum g\n",
+                fixture.signer.verifier().to_vkey(),
+                cosigner.verifier().to_vkey()
+            ))
+            .unwrap(),
+        );
+        // Signed by the log alone: the quorum is not met.
+        let error = verifier
+            .verify(&bytes(&fixture.response(4)), &fixture.expected(4))
+            .unwrap_err();
+        assert_eq!(error.kind(), "verify: witness quorum", "{error}");
+        // Cosigned: it verifies.
+        let cosigned = Checkpoint::new(ORIGIN, fixture.tree.size(), fixture.tree.root())
+            .sign(&[&fixture.signer, &cosigner.at(1_700_000_000).unwrap()])
+            .unwrap()
+            .format()
+            .unwrap();
+        let mut response = fixture.response(4);
+        response["inclusionProof"]["checkpoint"]["envelope"] = cosigned.into();
+        verifier
+            .verify(&bytes(&response), &fixture.expected(4))
+            .unwrap();
     }
 }

@@ -1,0 +1,570 @@
+//! The peer Cairn is compared with: a 3-member etcd cluster (Debian's `etcd-server`) started on
+//! loopback by the benchmark itself, driven with puts through etcd's gRPC API.
+//!
+//! Like Cairn's nodes, every member fsyncs its write-ahead log before a put is acknowledged
+//! (etcd's default; the benchmark never passes `--unsafe-no-fsync`), and the data directories
+//! are under the same parent directory as the Cairn clusters', so on the same disk. Any etcd
+//! the system runs (a package's service on port 2379) is left alone: ours use free ports and
+//! their own directories.
+//!
+//! What counts: a put whose answer carries a response header with a revision above every
+//! revision this client saw before (etcd's revisions grow with every write). After the run a
+//! sample of the keys written (every [`READBACK_EVERY`]th put) is read back from another member
+//! and must hold exactly the value written, at the revision the put reported; any mismatch
+//! fails the run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use crate::cluster::{self, ProcessUsage};
+use crate::progress::{Counters, Phases};
+use crate::stats::{Latencies, LatencySummary, Tally, per_second};
+
+/// Every `READBACK_EVERY`th put of each client is read back after the run.
+pub(crate) const READBACK_EVERY: u64 = 64;
+
+/// How to install etcd when it is missing.
+pub(crate) const INSTALL_HINT: &str =
+    "install Debian's etcd server: `apt-get install -y etcd-server` (or pass --etcd-bin)";
+
+/// Finds the `etcd` binary on PATH (Debian installs it as /usr/bin/etcd).
+pub(crate) fn find_etcd_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("etcd");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!("etcd not found on PATH: {INSTALL_HINT}")
+}
+
+/// `etcd --version`'s first line, e.g. "etcd Version: 3.4.23".
+pub(crate) fn etcd_version(bin: &Path) -> anyhow::Result<String> {
+    let output = Command::new(bin)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version: {INSTALL_HINT}", bin.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text.lines().next().unwrap_or("unknown").trim().to_string())
+}
+
+/// Processes named `etcd` that this benchmark did not start (for example the service a package
+/// install started), so the report can say the machine had them.
+pub(crate) fn foreign_etcd_pids(ours: &[u32]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !ours.contains(pid))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "etcd")
+        })
+        .collect()
+}
+
+/// A running etcd cluster this process started; stops its members (and removes their data
+/// unless kept) on drop.
+#[derive(Debug)]
+pub(crate) struct EtcdCluster {
+    /// Client URLs, member i at position i.
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) pids: Vec<u32>,
+    children: Vec<Child>,
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl EtcdCluster {
+    /// Starts `members` etcd members on loopback under a fresh directory in `parent`, and
+    /// waits until the cluster answers a write.
+    pub(crate) async fn start(
+        bin: &Path,
+        members: usize,
+        parent: &Path,
+    ) -> anyhow::Result<EtcdCluster> {
+        anyhow::ensure!((1..=7).contains(&members), "1 to 7 etcd members");
+        let dir = parent.join(format!("cairn-bench-etcd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut ports = Vec::new();
+        // Bound together so no two are the same; released just before etcd binds them.
+        let listeners: Vec<std::net::TcpListener> = (0..members * 2)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()?;
+        for listener in &listeners {
+            ports.push(listener.local_addr()?.port());
+        }
+        drop(listeners);
+        let client_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i]);
+        let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
+        let initial_cluster = (0..members)
+            .map(|i| format!("m{}={}", i + 1, peer_url(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = EtcdCluster {
+            endpoints: (0..members).map(client_url).collect(),
+            pids: Vec::new(),
+            children: Vec::new(),
+            dir: dir.clone(),
+            keep: false,
+        };
+        for i in 0..members {
+            let name = format!("m{}", i + 1);
+            let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+            let child = Command::new(bin)
+                .arg("--name")
+                .arg(&name)
+                .arg("--data-dir")
+                .arg(dir.join(&name))
+                .arg("--listen-client-urls")
+                .arg(client_url(i))
+                .arg("--advertise-client-urls")
+                .arg(client_url(i))
+                .arg("--listen-peer-urls")
+                .arg(peer_url(i))
+                .arg("--initial-advertise-peer-urls")
+                .arg(peer_url(i))
+                .arg("--initial-cluster")
+                .arg(&initial_cluster)
+                .arg("--initial-cluster-token")
+                .arg(format!("cairn-bench-{}", std::process::id()))
+                .arg("--initial-cluster-state")
+                .arg("new")
+                .arg("--logger")
+                .arg("zap")
+                .arg("--log-level")
+                .arg("warn")
+                // Debian's package reads defaults from the environment (ETCD_*); clear the
+                // ones that would change what we measure.
+                .env_remove("ETCD_UNSAFE_NO_FSYNC")
+                .env_remove("ETCD_DATA_DIR")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("starting {}: {INSTALL_HINT}", bin.display()))?;
+            cluster.pids.push(child.id());
+            cluster.children.push(child);
+        }
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            for (i, child) in self.children.iter_mut().enumerate() {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "etcd member m{} exited ({status}); see {}/m{}.log",
+                        i + 1,
+                        self.dir.display(),
+                        i + 1
+                    );
+                }
+            }
+            let mut ready = 0;
+            for endpoint in &self.endpoints {
+                if put_once(endpoint).await.is_ok() {
+                    ready += 1;
+                }
+            }
+            if ready == self.endpoints.len() {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "etcd cluster not ready after 60 s; see {}/m*.log",
+                    self.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub(crate) fn keep_data(&mut self) {
+        self.keep = true;
+    }
+
+    pub(crate) fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+async fn put_once(endpoint: &str) -> anyhow::Result<()> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(2));
+    let mut client = etcd_client::Client::connect([endpoint], Some(options)).await?;
+    client.put("cairn-bench/ready", "1", None).await?;
+    Ok(())
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for child in &self.children {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for child in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The value of put `sequence` by client `client`: `bytes` long, distinct per put (the first
+/// 16 bytes are the client and sequence), the rest a fixed filler, so a read-back can rebuild
+/// it without storing it.
+pub(crate) fn value(client: usize, sequence: u64, bytes: usize) -> Vec<u8> {
+    let mut value = Vec::with_capacity(bytes.max(16));
+    value.extend_from_slice(&(client as u64).to_be_bytes());
+    value.extend_from_slice(&sequence.to_be_bytes());
+    let mut filler = 0x5eu8;
+    while value.len() < bytes {
+        filler = filler.wrapping_mul(31).wrapping_add(7);
+        value.push(filler);
+    }
+    value.truncate(bytes.max(16));
+    value
+}
+
+fn key(client: usize, sequence: u64, run: &str) -> String {
+    format!("cairn-bench/{run}/{client:05}/{sequence:012}")
+}
+
+/// One etcd run's results.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct EtcdRun {
+    pub(crate) members: usize,
+    pub(crate) clients: usize,
+    pub(crate) warmup_s: f64,
+    pub(crate) measured_s: f64,
+    pub(crate) value_bytes: usize,
+    pub(crate) key_bytes: usize,
+    pub(crate) puts_per_second: f64,
+    pub(crate) acknowledged_puts: u64,
+    pub(crate) latency: LatencySummary,
+    pub(crate) errors: Tally,
+    /// Puts read back after the run (value and revision checked), and how many disagreed.
+    pub(crate) readback_checked: u64,
+    pub(crate) readback_failed: u64,
+    pub(crate) member_usage: Vec<ProcessUsage>,
+    pub(crate) bench_usage: Option<ProcessUsage>,
+    pub(crate) machine_cpu_percent: Option<f64>,
+    pub(crate) other_cpu_percent: Option<f64>,
+    pub(crate) timeline: Vec<u64>,
+}
+
+/// What one client saw in the window, and the puts it will read back.
+#[derive(Debug)]
+struct ClientStats {
+    latencies: Latencies,
+    ok: u64,
+    errors: Tally,
+    /// (sequence, revision) of every READBACK_EVERY-th acknowledged put.
+    samples: Vec<(u64, i64)>,
+}
+
+/// Drives `clients` closed-loop clients against the cluster for warm-up plus duration; client
+/// i is connected to member i mod n only, as Cairn's client i talks to node i mod n.
+pub(crate) async fn run_puts(
+    cluster: &EtcdCluster,
+    clients: usize,
+    value_bytes: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<EtcdRun> {
+    let run = format!("{:08x}", rand_tag());
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(30));
+    let mut connections = Vec::with_capacity(clients);
+    for id in 0..clients {
+        let endpoint = &cluster.endpoints[id % cluster.endpoints.len()];
+        connections.push(
+            etcd_client::Client::connect([endpoint.as_str()], Some(options.clone()))
+                .await
+                .with_context(|| format!("connecting to etcd at {endpoint}"))?,
+        );
+    }
+    let counters = Arc::new(Counters::default());
+    let phases = Phases::from_now(warmup, duration);
+    let mut tasks = Vec::new();
+    let mut all_stats = Vec::new();
+    for (id, mut client) in connections.into_iter().enumerate() {
+        let stats = Arc::new(Mutex::new(ClientStats {
+            latencies: Latencies::new(),
+            ok: 0,
+            errors: Tally::default(),
+            samples: Vec::new(),
+        }));
+        all_stats.push(Arc::clone(&stats));
+        let (counters, run) = (Arc::clone(&counters), run.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(phases.start).await;
+            let mut last_revision = 0i64;
+            let mut sequence = 0u64;
+            while tokio::time::Instant::now() < phases.end {
+                sequence += 1;
+                let started = tokio::time::Instant::now();
+                counters.in_flight.fetch_add(1, Ordering::Relaxed);
+                let answer = client
+                    .put(
+                        key(id, sequence, &run),
+                        value(id, sequence, value_bytes),
+                        None,
+                    )
+                    .await;
+                counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let finished = tokio::time::Instant::now();
+                let outcome = match answer {
+                    Ok(response) => {
+                        match response.header().map(etcd_client::ResponseHeader::revision) {
+                            Some(revision) if revision > last_revision => {
+                                last_revision = revision;
+                                Ok(revision)
+                            }
+                            Some(_) => Err("verify: revision did not grow"),
+                            None => Err("verify: no header"),
+                        }
+                    }
+                    Err(_) => Err("grpc error"),
+                };
+                let failed = {
+                    let mut stats = lock(&stats);
+                    match outcome {
+                        Ok(revision) => {
+                            counters.done(false);
+                            if sequence.is_multiple_of(READBACK_EVERY) {
+                                stats.samples.push((sequence, revision));
+                            }
+                            if phases.in_window(finished) {
+                                stats.ok += 1;
+                                stats.latencies.record(finished - started);
+                            }
+                            false
+                        }
+                        Err(kind) => {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            if phases.in_window(finished) {
+                                stats.errors.add(kind);
+                            }
+                            true
+                        }
+                    }
+                };
+                if failed {
+                    // Do not spin on a broken connection.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    let progress = tokio::spawn(crate::progress::progress(
+        Arc::clone(&counters),
+        phases,
+        "puts",
+    ));
+    tokio::time::sleep_until(phases.window_start).await;
+    let before = sample(&cluster.pids);
+    let window_started = tokio::time::Instant::now();
+    tokio::time::sleep_until(phases.end).await;
+    let after = sample(&cluster.pids);
+    let window = window_started.elapsed();
+    // A put answered after the window's end does not count: nothing to wait for.
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let timeline = progress.await.unwrap_or_default();
+    let mut latencies = Latencies::new();
+    let (mut ok, mut errors) = (0, Tally::default());
+    let mut samples = Vec::new();
+    for (id, stats) in all_stats.iter().enumerate() {
+        let stats = lock(stats);
+        latencies.merge(&stats.latencies);
+        ok += stats.ok;
+        errors.merge(&stats.errors);
+        samples.extend(stats.samples.iter().map(|&(seq, rev)| (id, seq, rev)));
+    }
+    let (readback_checked, readback_failed) =
+        read_back(cluster, &run, value_bytes, &samples).await?;
+    if readback_failed > 0 {
+        bail!(
+            "etcd read-back: {readback_failed} of {readback_checked} sampled puts do not hold \
+             the value written at the revision acknowledged"
+        );
+    }
+    let usage = usage(&before, &after, window, "etcd m");
+    Ok(EtcdRun {
+        members: cluster.endpoints.len(),
+        clients,
+        warmup_s: warmup.as_secs_f64(),
+        measured_s: window.as_secs_f64(),
+        value_bytes,
+        key_bytes: key(0, 0, &run).len(),
+        puts_per_second: per_second(ok, window),
+        acknowledged_puts: ok,
+        latency: latencies.summary(),
+        errors,
+        readback_checked,
+        readback_failed,
+        member_usage: usage.processes,
+        bench_usage: usage.bench,
+        machine_cpu_percent: usage.machine,
+        other_cpu_percent: usage.other,
+        timeline,
+    })
+}
+
+/// Reads the sampled puts back, each from a member other than the one it was written through
+/// (a linearizable read, etcd's default); returns (checked, failed).
+async fn read_back(
+    cluster: &EtcdCluster,
+    run: &str,
+    value_bytes: usize,
+    samples: &[(usize, u64, i64)],
+) -> anyhow::Result<(u64, u64)> {
+    let mut readers = Vec::new();
+    for endpoint in &cluster.endpoints {
+        readers.push(etcd_client::Client::connect([endpoint.as_str()], None).await?);
+    }
+    let members = readers.len();
+    let (mut checked, mut failed) = (0, 0);
+    for &(client, sequence, revision) in samples {
+        let reader = &mut readers[(client + 1) % members];
+        let answer = reader.get(key(client, sequence, run), None).await?;
+        checked += 1;
+        let good = answer.kvs().first().is_some_and(|kv| {
+            kv.value() == value(client, sequence, value_bytes).as_slice()
+                && kv.mod_revision() == revision
+        });
+        failed += u64::from(!good);
+    }
+    Ok((checked, failed))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain counters: a panic elsewhere cannot leave them inconsistent.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A random tag so runs against one cluster never write the same key.
+fn rand_tag() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    u32::from_be_bytes(bytes)
+}
+
+/// CPU and memory samples of some processes, this benchmark and the machine.
+pub(crate) struct Sample {
+    processes: Vec<Option<cluster::ProcSample>>,
+    bench: Option<cluster::ProcSample>,
+    machine: Option<cluster::MachineSample>,
+}
+
+pub(crate) fn sample(pids: &[u32]) -> Sample {
+    Sample {
+        processes: pids
+            .iter()
+            .map(|pid| cluster::sample_process(&pid.to_string()))
+            .collect(),
+        bench: cluster::sample_process("self"),
+        machine: cluster::sample_machine(),
+    }
+}
+
+/// Usage over a window, from two samples.
+pub(crate) struct Usage {
+    pub(crate) processes: Vec<ProcessUsage>,
+    pub(crate) bench: Option<ProcessUsage>,
+    pub(crate) machine: Option<f64>,
+    /// Machine CPU that neither the sampled processes nor this benchmark used.
+    pub(crate) other: Option<f64>,
+}
+
+pub(crate) fn usage(before: &Sample, after: &Sample, window: Duration, prefix: &str) -> Usage {
+    let processes: Vec<ProcessUsage> = before
+        .processes
+        .iter()
+        .zip(&after.processes)
+        .enumerate()
+        .filter_map(|(i, (before, after))| {
+            Some(cluster::usage(
+                format!("{prefix}{}", i + 1),
+                (*before)?,
+                (*after)?,
+                window,
+            ))
+        })
+        .collect();
+    let bench = match (before.bench, after.bench) {
+        (Some(before), Some(after)) => {
+            Some(cluster::usage("cairn-bench".into(), before, after, window))
+        }
+        _ => None,
+    };
+    let machine = match (before.machine, after.machine) {
+        (Some(before), Some(after)) => Some(cluster::machine_busy_percent(before, after, window)),
+        _ => None,
+    };
+    let other = machine.filter(|_| !processes.is_empty()).map(|machine| {
+        let ours: f64 = processes.iter().map(|u| u.cpu_percent).sum::<f64>()
+            + bench.as_ref().map_or(0.0, |u| u.cpu_percent);
+        (machine - ours).max(0.0)
+    });
+    Usage {
+        processes,
+        bench,
+        machine,
+        other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_have_the_asked_size_and_differ_per_put() {
+        let a = value(3, 17, 488);
+        assert_eq!(a.len(), 488);
+        assert_eq!(a, value(3, 17, 488), "rebuilt for the read-back");
+        assert_ne!(a, value(3, 18, 488));
+        assert_ne!(a, value(4, 17, 488));
+        assert_eq!(value(0, 0, 4).len(), 16, "client and sequence always fit");
+    }
+}

@@ -1,0 +1,336 @@
+//! `cairn-bench peer`: Cairn's verified appends and etcd's puts, side by side in one run.
+//!
+//! Both systems get the same machine, the same disk (data directories under the same parent),
+//! the same member count (3), the same client counts (one connection and one request in flight
+//! per client; client i talks to member i mod 3, and members forward writes to their leader)
+//! and the same payload size: an etcd value is as long as a Cairn log entry. They run one
+//! after the other, never at once, so neither takes CPU from the other: first every client
+//! count against a fresh Cairn cluster, then every client count against a fresh etcd cluster.
+//! The result per client count is Cairn appends/s ÷ etcd puts/s.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::cluster::{self, Cluster};
+use crate::etcd::{self, EtcdCluster, EtcdRun};
+use crate::{AppendsArgs, EntryKind, Environment, RunResult};
+
+/// The `peer` subcommand's arguments (also the settings `cairn-bench report` passes).
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct PeerArgs {
+    /// Concurrent clients, one Cairn run and one etcd run per value (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    pub(crate) clients: Vec<usize>,
+    /// Cairn nodes and etcd members.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) members: u16,
+    /// Seconds of measurement per run.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// Seconds of load before measuring, per run.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) warmup: f64,
+    /// etcd value size in bytes. Default: the mean size of the Cairn log entries of the same
+    /// run (a hashedrekord entry, about 488 bytes).
+    #[arg(long)]
+    pub(crate) value_bytes: Option<usize>,
+    /// The etcd binary. Default: `etcd` on PATH (Debian: `apt-get install -y etcd-server`).
+    #[arg(long)]
+    pub(crate) etcd_bin: Option<PathBuf>,
+    /// The cairn-node binary. Default: next to this binary, then PATH.
+    #[arg(long)]
+    pub(crate) node_bin: Option<PathBuf>,
+    /// Parent directory of both clusters' data (the disk being measured). Default: the system
+    /// temp directory.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Keep both clusters' data directories and logs.
+    #[arg(long)]
+    pub(crate) keep_data: bool,
+    /// Sample the Cairn leader's CPU with `perf record` over each measured window (see
+    /// `appends --profile`).
+    #[arg(long)]
+    pub(crate) profile: bool,
+    /// Worker threads of the benchmark's own runtime.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) client_threads: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// One client count's comparison.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Ratio {
+    pub(crate) clients: usize,
+    pub(crate) cairn_appends_per_second: f64,
+    pub(crate) etcd_puts_per_second: f64,
+    /// Cairn appends/s ÷ etcd puts/s (the target is at least 3).
+    pub(crate) ratio: f64,
+    pub(crate) cairn_p99_ms: f64,
+    pub(crate) etcd_p99_ms: f64,
+}
+
+/// The whole comparison.
+#[derive(Debug, Serialize)]
+pub(crate) struct PeerReport {
+    pub(crate) environment: Environment,
+    pub(crate) etcd_version: String,
+    /// PIDs of etcd processes this benchmark did not start (left alone; idle unless used).
+    pub(crate) foreign_etcd_pids: Vec<u32>,
+    pub(crate) cairn: Vec<RunResult>,
+    pub(crate) etcd: Vec<EtcdRun>,
+    pub(crate) ratios: Vec<Ratio>,
+}
+
+/// Runs Cairn then etcd for every client count and returns both with their ratios.
+pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
+    anyhow::ensure!(
+        args.duration > 0.0 && args.warmup >= 0.0,
+        "--duration must be positive, --warmup not negative"
+    );
+    anyhow::ensure!(
+        !args.clients.is_empty() && !args.clients.contains(&0),
+        "--clients must be at least 1"
+    );
+    anyhow::ensure!((1..=7).contains(&args.members), "--members must be 1 to 7");
+    if let Some(bytes) = args.value_bytes {
+        anyhow::ensure!(
+            (16..=1_048_576).contains(&bytes),
+            "--value-bytes must be 16 to 1048576"
+        );
+    }
+    // Fail before anything starts if etcd is missing.
+    let etcd_bin = match &args.etcd_bin {
+        Some(path) => path.clone(),
+        None => etcd::find_etcd_binary()?,
+    };
+    let etcd_version = etcd::etcd_version(&etcd_bin)?;
+    let node_bin = match &args.node_bin {
+        Some(path) => path.clone(),
+        None => cluster::find_node_binary()?,
+    };
+    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let environment = crate::environment();
+    eprintln!(
+        "machine: {} ({} cores, {:.1} GiB), commit {}; peer: {etcd_version}",
+        environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
+    );
+
+    // Cairn first.
+    let appends = AppendsArgs {
+        nodes: vec![args.members],
+        clients: args.clients.clone(),
+        duration: args.duration,
+        warmup: args.warmup,
+        rate: None,
+        entry_kind: EntryKind::Hashedrekord,
+        urls: Vec::new(),
+        cluster_json: None,
+        verifier_key: None,
+        node_bin: Some(node_bin.clone()),
+        data_dir: Some(parent.clone()),
+        keep_data: args.keep_data,
+        presign: None,
+        client_threads: args.client_threads,
+        timeout: 30.0,
+        attempts: 5,
+        json: None,
+        markdown: None,
+        profile: args.profile,
+    };
+    eprintln!("starting a {}-node Cairn cluster", args.members);
+    let mut cairn =
+        tokio::task::block_in_place(|| Cluster::start(&node_bin, args.members, &parent))?;
+    if args.keep_data {
+        cairn.keep_data();
+    }
+    let mut cairn_runs = Vec::new();
+    let result = async {
+        for &clients in &args.clients {
+            let run = crate::run_once(&appends, &cairn, clients).await?;
+            crate::print_run(&run);
+            cairn_runs.push(run);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    eprintln!("stopping the Cairn cluster");
+    tokio::task::block_in_place(|| drop(cairn));
+    result?;
+
+    // Then etcd, with the Cairn entries' size.
+    let value_bytes = args
+        .value_bytes
+        .or_else(|| cairn_runs.first().map(|run| run.leaf_bytes))
+        .context("no Cairn run to take the entry size from")?;
+    let foreign_etcd_pids = etcd::foreign_etcd_pids(&[]);
+    if !foreign_etcd_pids.is_empty() {
+        eprintln!(
+            "note: etcd processes not started by this benchmark are running ({foreign_etcd_pids:?}); \
+             they are left alone (ours use other ports and directories) and their CPU shows as \
+             \"other\""
+        );
+    }
+    eprintln!(
+        "starting a {}-member etcd cluster ({}), values of {value_bytes} bytes",
+        args.members,
+        etcd_bin.display()
+    );
+    let mut etcd_cluster =
+        EtcdCluster::start(&etcd_bin, usize::from(args.members), &parent).await?;
+    if args.keep_data {
+        etcd_cluster.keep_data();
+        eprintln!("etcd data kept in {}", etcd_cluster.data_dir().display());
+    }
+    let mut etcd_runs = Vec::new();
+    let result = async {
+        for &clients in &args.clients {
+            eprintln!("etcd, {clients} clients");
+            let run = etcd::run_puts(
+                &etcd_cluster,
+                clients,
+                value_bytes,
+                std::time::Duration::from_secs_f64(args.warmup),
+                std::time::Duration::from_secs_f64(args.duration),
+            )
+            .await?;
+            print_etcd_run(&run);
+            etcd_runs.push(run);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    eprintln!("stopping the etcd cluster");
+    tokio::task::block_in_place(|| drop(etcd_cluster));
+    result?;
+
+    let ratios = cairn_runs
+        .iter()
+        .zip(&etcd_runs)
+        .map(|(cairn, etcd)| Ratio {
+            clients: cairn.clients,
+            cairn_appends_per_second: cairn.appends_per_second,
+            etcd_puts_per_second: etcd.puts_per_second,
+            ratio: if etcd.puts_per_second > 0.0 {
+                cairn.appends_per_second / etcd.puts_per_second
+            } else {
+                0.0
+            },
+            cairn_p99_ms: cairn.latency.p99_ms,
+            etcd_p99_ms: etcd.latency.p99_ms,
+        })
+        .collect();
+    Ok(PeerReport {
+        environment,
+        etcd_version,
+        foreign_etcd_pids,
+        cairn: cairn_runs,
+        etcd: etcd_runs,
+        ratios,
+    })
+}
+
+/// The `peer` subcommand: run, print, write JSON.
+pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
+    let report = run_peer(&args).await?;
+    print_table(&mut std::io::stdout(), &report)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_etcd_run(run: &EtcdRun) {
+    let latency = &run.latency;
+    println!(
+        "\netcd, {} members, {} clients (closed loop), {:.1} s measured after {:.1} s warm-up",
+        run.members, run.clients, run.measured_s, run.warmup_s
+    );
+    println!(
+        "  acknowledged puts: {} = {:.0}/s (values {} bytes, keys {} bytes); read back {} sampled, {} wrong",
+        run.acknowledged_puts,
+        run.puts_per_second,
+        run.value_bytes,
+        run.key_bytes,
+        run.readback_checked,
+        run.readback_failed
+    );
+    println!(
+        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
+        latency.p50_ms,
+        latency.p90_ms,
+        latency.p99_ms,
+        latency.p999_ms,
+        latency.max_ms,
+        latency.mean_ms
+    );
+    let errors = run
+        .errors
+        .iter()
+        .map(|(kind, count)| format!("{kind}: {count}"))
+        .collect::<Vec<_>>();
+    println!(
+        "  errors: {}",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(", ")
+        }
+    );
+    let usage = run
+        .member_usage
+        .iter()
+        .chain(run.bench_usage.as_ref())
+        .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("  processes: {usage}");
+    if let (Some(machine), Some(other)) = (run.machine_cpu_percent, run.other_cpu_percent) {
+        println!("  machine CPU {machine:.0}%, of which other processes {other:.0}%");
+    }
+}
+
+/// A Markdown table with one row per client count.
+pub(crate) fn print_table(
+    out: &mut dyn std::io::Write,
+    report: &PeerReport,
+) -> std::io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| clients | Cairn appends/s | Cairn p50 / p99 ms | etcd puts/s | etcd p50 / p99 ms | Cairn ÷ etcd | Cairn node CPU % | etcd member CPU % | other CPU % (Cairn, etcd) |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---|---|---|")?;
+    for ((ratio, cairn), etcd) in report.ratios.iter().zip(&report.cairn).zip(&report.etcd) {
+        let cpu = |usage: &[cluster::ProcessUsage]| {
+            usage
+                .iter()
+                .map(|u| format!("{:.0}", u.cpu_percent))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        };
+        let other = |other: Option<f64>| other.map_or("-".to_string(), |o| format!("{o:.0}"));
+        writeln!(
+            out,
+            "| {} | {:.0} | {:.1} / {:.1} | {:.0} | {:.1} / {:.1} | {:.2} | {} | {} | {}, {} |",
+            ratio.clients,
+            ratio.cairn_appends_per_second,
+            cairn.latency.p50_ms,
+            cairn.latency.p99_ms,
+            ratio.etcd_puts_per_second,
+            etcd.latency.p50_ms,
+            etcd.latency.p99_ms,
+            ratio.ratio,
+            cpu(&cairn.node_usage),
+            cpu(&etcd.member_usage),
+            other(cairn.other_cpu_percent),
+            other(etcd.other_cpu_percent),
+        )?;
+    }
+    out.flush()
+}

@@ -1,0 +1,593 @@
+//! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a
+//! quorum of witnesses cosigned it.
+//!
+//! What "witness cosigning" measures here: the rate and latency of appends whose answers carry
+//! a checkpoint that meets the witness policy, because that is what witnessing costs a Cairn
+//! user: the node answers an append only when the checkpoint covering it is published, and it
+//! publishes only with the quorum's cosignatures. Next to it, from the nodes' own metrics: the
+//! witnessing rounds per second (each round is one `add-checkpoint` request to every witness,
+//! in parallel) and how long a round takes (`cairn_witness_cosign_seconds`: consistency proof,
+//! the requests, verifying the cosignatures, quorum), which is the time from a signed
+//! checkpoint to its publication. A single witness's own ceiling (cosignatures per second
+//! without HTTP) is the criterion benchmark `cargo bench -p bench --bench witness`.
+//!
+//! Setup: `cairn-node init` + `run` (not `dev`, which has no witnessing option), each node's
+//! config given a `[witnessing]` section; the witnesses are separate processes
+//! (`cairn-bench witness-server`, the `witness` crate's server over a redb store that fsyncs
+//! each cosignature, as `cairn witness serve` runs it), so their CPU is measured apart.
+//! Every counted append is verified as `appends` does, plus the policy: the log's signature
+//! and the quorum's cosignatures on its checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use crate::cluster::{self, Cluster, PromHistogram};
+use crate::{AppendsArgs, EntryKind, Environment, RunResult};
+
+/// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct WitnessingArgs {
+    /// Cluster size.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) nodes: u16,
+    /// Witnesses, each a separate process.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) witnesses: u16,
+    /// Cosignatures a checkpoint needs before it is published.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) quorum: u16,
+    /// Concurrent clients, one run per value (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    pub(crate) clients: Vec<usize>,
+    /// Seconds of measurement per run.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) warmup: f64,
+    /// The cairn-node binary. Default: next to this binary, then PATH.
+    #[arg(long)]
+    pub(crate) node_bin: Option<PathBuf>,
+    /// Where the cluster and witnesses keep their data. Default: the system temp directory.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Keep the data directory (node and witness logs, databases) after the run.
+    #[arg(long)]
+    pub(crate) keep_data: bool,
+    /// Worker threads of the benchmark's own runtime.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) client_threads: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// The hidden `witness-server` subcommand: one witness, for `witnessing` to start.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct WitnessServerArgs {
+    /// State directory (`witness.redb`).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Listen address.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// The witness's name.
+    #[arg(long)]
+    name: String,
+    /// The Ed25519 key seed, 64 hex digits (a throwaway benchmark key).
+    #[arg(long)]
+    key_seed: String,
+    /// A tlog-policy file whose `log` lines are the logs to witness.
+    #[arg(long)]
+    policy: PathBuf,
+}
+
+/// Runs one witness until SIGTERM.
+pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()> {
+    let seed: [u8; 32] = hex_seed(&args.key_seed)?;
+    let cosigner =
+        tlog::cosignature::Cosigner::new(&args.name, ed25519_dalek::SigningKey::from_bytes(&seed))
+            .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
+    let text = std::fs::read_to_string(&args.policy)
+        .with_context(|| format!("reading {}", args.policy.display()))?;
+    let logs = witness::config::Logs::from_policy_text(&text)
+        .map_err(|error| anyhow::anyhow!("{}: {error}", args.policy.display()))?;
+    std::fs::create_dir_all(&args.dir)?;
+    let store: Arc<dyn witness::Store> = Arc::new(
+        witness::storage::RedbStore::open(&args.dir.join("witness.redb"))
+            .map_err(|error| anyhow::anyhow!("witness store: {error}"))?,
+    );
+    let witness = Arc::new(witness::Witness::new(cosigner, logs, store));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    witness::server::serve(listener, witness, async move {
+        terminate.recv().await;
+    })
+    .await;
+    Ok(())
+}
+
+fn hex_seed(text: &str) -> anyhow::Result<[u8; 32]> {
+    anyhow::ensure!(
+        text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()),
+        "--key-seed: want 64 hex digits"
+    );
+    let mut seed = [0u8; 32];
+    for (i, byte) in seed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(seed)
+}
+
+/// The witnesses' and the nodes' witnessing figures over one run (warm-up included).
+#[derive(Debug, Serialize)]
+pub(crate) struct WitnessingStats {
+    /// Witnessing rounds on the leader (each asks every witness once), warm-up included.
+    pub(crate) rounds: f64,
+    /// Rounds per second of load (warm-up and window).
+    pub(crate) rounds_per_second: f64,
+    /// One round: from the signed checkpoint to holding the quorum's cosignatures.
+    pub(crate) round_mean_ms: f64,
+    pub(crate) round_p50_ms_at_most: f64,
+    pub(crate) round_p99_ms_at_most: f64,
+    /// CPU seconds all witnesses used, and per cosignature asked for.
+    pub(crate) witness_cpu_seconds: f64,
+    pub(crate) witness_cpu_ms_per_cosignature: f64,
+    pub(crate) span_s: f64,
+}
+
+/// One run: the verified appends (as `appends` reports them) and the witnessing figures.
+#[derive(Debug, Serialize)]
+pub(crate) struct WitnessingRun {
+    pub(crate) appends: RunResult,
+    pub(crate) witnessing: Option<WitnessingStats>,
+}
+
+/// The report.
+#[derive(Debug, Serialize)]
+pub(crate) struct WitnessingReport {
+    pub(crate) environment: Environment,
+    pub(crate) witnesses: u16,
+    pub(crate) quorum: u16,
+    pub(crate) policy: String,
+    pub(crate) runs: Vec<WitnessingRun>,
+}
+
+/// A cluster with witnessing and its witnesses, all started by this process; stopped on drop.
+struct WitnessedCluster {
+    dir: PathBuf,
+    nodes: Vec<Child>,
+    witnesses: Vec<Child>,
+    keep: bool,
+}
+
+impl Drop for WitnessedCluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter().chain(&self.witnesses) {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for child in self.nodes.iter_mut().chain(&mut self.witnesses) {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    // Held together so none repeats; released just before the processes bind them.
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
+}
+
+async fn wait_http(url: &str, what: &str, log: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while crate::load::get(url).await.is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("{what} not ready after 60 s; see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
+async fn start(
+    args: &WitnessingArgs,
+    node_bin: &Path,
+    parent: &Path,
+) -> anyhow::Result<(WitnessedCluster, Cluster, Vec<u32>)> {
+    let nodes = usize::from(args.nodes);
+    let witnesses = usize::from(args.witnesses);
+    let dir = parent.join(format!("cairn-bench-witnessing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut guard = WitnessedCluster {
+        dir: dir.clone(),
+        nodes: Vec::new(),
+        witnesses: Vec::new(),
+        keep: args.keep_data,
+    };
+    let ports = free_ports(2 * nodes + witnesses)?;
+    let urls: Vec<String> = ports[..nodes]
+        .iter()
+        .map(|port| format!("http://127.0.0.1:{port}"))
+        .collect();
+    let mut init = Command::new(node_bin);
+    init.arg("init").arg("--dir").arg(&dir);
+    for url in &urls {
+        init.arg("--node-url").arg(url);
+    }
+    for port in &ports[nodes..2 * nodes] {
+        init.arg("--cluster-url")
+            .arg(format!("https://127.0.0.1:{port}"));
+    }
+    let output = init
+        .output()
+        .with_context(|| format!("running {} init", node_bin.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cairn-node init failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let key = std::fs::read_to_string(dir.join("keys/artifacts.key"))
+        .context("reading the artifact log's key")?;
+    let log_vkey = tlog::note::Ed25519Signer::from_private_key(key.trim())
+        .map_err(|error| anyhow::anyhow!("artifact log key: {error}"))?
+        .verifier()
+        .to_vkey();
+
+    // The witnesses: separate processes of this binary.
+    let exe = std::env::current_exe()?;
+    let log_policy = dir.join("witness-logs.txt");
+    std::fs::write(&log_policy, format!("log {log_vkey}\n"))?;
+    let mut policy = format!("log {log_vkey}\n");
+    let mut seed = [0u8; 32];
+    for (i, port) in ports[2 * nodes..].iter().enumerate() {
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
+        let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+        let name = format!("witness.bench/w{}", i + 1);
+        let cosigner =
+            tlog::cosignature::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
+                .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
+        let url = format!("http://127.0.0.1:{port}");
+        policy.push_str(&format!(
+            "witness w{} {} {url}\n",
+            i + 1,
+            cosigner.verifier().to_vkey()
+        ));
+        let witness_dir = dir.join(format!("witness-{}", i + 1));
+        std::fs::create_dir_all(&witness_dir)?;
+        let log = std::fs::File::create(witness_dir.join("witness.log"))?;
+        let child = Command::new(&exe)
+            .arg("witness-server")
+            .arg("--dir")
+            .arg(&witness_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--name")
+            .arg(&name)
+            .arg("--key-seed")
+            .arg(&seed_hex)
+            .arg("--policy")
+            .arg(&log_policy)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting a witness")?;
+        guard.witnesses.push(child);
+        // Any path answers once the server listens (404 is an answer; `get` wants 2xx, so
+        // probe the TCP port instead).
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .is_err()
+        {
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("witness {} did not listen within 30 s", i + 1);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let names: Vec<String> = (1..=witnesses).map(|i| format!("w{i}")).collect();
+    policy.push_str(&format!(
+        "group quorum {} {}\nquorum quorum\n",
+        args.quorum,
+        names.join(" ")
+    ));
+    let policy_path = dir.join("witness-policy.txt");
+    std::fs::write(&policy_path, &policy)?;
+
+    // The nodes, with a [witnessing] section.
+    for id in 1..=nodes {
+        let path = dir.join(format!("node-{id}/config.toml"));
+        let mut config: toml::Table = std::fs::read_to_string(&path)?.parse()?;
+        let mut section = toml::Table::new();
+        section.insert(
+            "policy_file".into(),
+            toml::Value::String(policy_path.display().to_string()),
+        );
+        section.insert("append_timeout_ms".into(), toml::Value::Integer(10_000));
+        section.insert("fail_open".into(), toml::Value::Boolean(false));
+        config.insert("witnessing".into(), toml::Value::Table(section));
+        std::fs::write(&path, config.to_string())?;
+        let log = std::fs::File::create(dir.join(format!("node-{id}/node.log")))?;
+        let child = Command::new(node_bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting cairn-node run")?;
+        guard.nodes.push(child);
+    }
+    for (i, url) in urls.iter().enumerate() {
+        let log = dir.join(format!("node-{}/node.log", i + 1));
+        wait_http(&format!("{url}/healthz"), "node", &log).await?;
+    }
+    let token = std::fs::read_to_string(dir.join("admin-token"))?
+        .trim()
+        .to_string();
+    let members: serde_json::Map<String, serde_json::Value> = (0..nodes)
+        .map(|i| {
+            (
+                (i + 1).to_string(),
+                serde_json::json!({
+                    "api_url": urls[i],
+                    "cluster_url": format!("https://127.0.0.1:{}", ports[nodes + i]),
+                }),
+            )
+        })
+        .collect();
+    admin_init(&urls[0], &token, &serde_json::json!({ "members": members })).await?;
+    for (i, url) in urls.iter().enumerate() {
+        let log = dir.join(format!("node-{}/node.log", i + 1));
+        wait_http(&format!("{url}/readyz"), "node", &log).await?;
+    }
+    let node_pids = guard.nodes.iter().map(Child::id).collect();
+    let witness_pids = guard.witnesses.iter().map(Child::id).collect();
+    let mut cluster = Cluster::existing(urls, log_vkey);
+    cluster.pids = node_pids;
+    cluster.witness_policy = Some(policy);
+    Ok((guard, cluster, witness_pids))
+}
+
+async fn admin_init(url: &str, token: &str, body: &serde_json::Value) -> anyhow::Result<()> {
+    use http_body_util::BodyExt as _;
+    let authority = crate::load::authority(url)?;
+    let mut sender = crate::load::connect(&authority).await?;
+    let request = hyper::Request::post("/admin/init")
+        .header(hyper::header::HOST, &authority)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            serde_json::to_vec(body)?,
+        )))?;
+    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+        .await
+        .context("POST /admin/init: timeout")??;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "POST /admin/init: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
+
+/// The witnessing round histogram summed over the nodes (only the leader runs rounds).
+async fn rounds(urls: &[String]) -> PromHistogram {
+    let mut total: Option<PromHistogram> = None;
+    for url in urls {
+        let Ok(body) = crate::load::get(&format!("{url}/metrics")).await else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&body);
+        if let Some(histogram) = PromHistogram::parse(&text, "cairn_witness_cosign_seconds") {
+            total = Some(match total {
+                None => histogram,
+                Some(sum) => PromHistogram {
+                    buckets: sum
+                        .buckets
+                        .iter()
+                        .zip(&histogram.buckets)
+                        .map(|((bound, a), (_, b))| (*bound, a + b))
+                        .collect(),
+                    sum: sum.sum + histogram.sum,
+                    count: sum.count + histogram.count,
+                },
+            });
+        }
+    }
+    total.unwrap_or_default()
+}
+
+/// Starts the witnesses and the cluster, runs once per client count, stops everything.
+pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<WitnessingReport> {
+    anyhow::ensure!(
+        args.duration > 0.0 && args.warmup >= 0.0,
+        "--duration must be positive, --warmup not negative"
+    );
+    anyhow::ensure!(
+        !args.clients.is_empty() && !args.clients.contains(&0),
+        "--clients must be at least 1"
+    );
+    anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
+    anyhow::ensure!(
+        (1..=9).contains(&args.witnesses) && (1..=args.witnesses).contains(&args.quorum),
+        "--witnesses must be 1 to 9 and --quorum 1 to --witnesses"
+    );
+    let node_bin = match &args.node_bin {
+        Some(path) => path.clone(),
+        None => cluster::find_node_binary()?,
+    };
+    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let environment = crate::environment();
+    eprintln!(
+        "machine: {} ({} cores, {:.1} GiB), commit {}",
+        environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
+    );
+    eprintln!(
+        "starting {} witnesses and a {}-node cluster publishing with {} of their cosignatures",
+        args.witnesses, args.nodes, args.quorum
+    );
+    let (guard, cluster, witness_pids) = start(args, &node_bin, &parent).await?;
+    if args.keep_data {
+        eprintln!("data kept in {}", guard.dir.display());
+    }
+    let appends = AppendsArgs {
+        nodes: vec![args.nodes],
+        clients: args.clients.clone(),
+        duration: args.duration,
+        warmup: args.warmup,
+        rate: None,
+        entry_kind: EntryKind::Hashedrekord,
+        urls: Vec::new(),
+        cluster_json: None,
+        verifier_key: None,
+        node_bin: None,
+        data_dir: None,
+        keep_data: false,
+        presign: None,
+        client_threads: args.client_threads,
+        timeout: 30.0,
+        attempts: 5,
+        json: None,
+        markdown: None,
+        profile: false,
+    };
+    let policy = cluster.witness_policy.clone().unwrap_or_default();
+    let result = async {
+        let mut runs = Vec::new();
+        for &clients in &args.clients {
+            let rounds_before = rounds(&cluster.urls).await;
+            let cpu_before = crate::etcd::sample(&witness_pids);
+            let started = Instant::now();
+            let run = crate::run_once(&appends, &cluster, clients).await?;
+            let span = started.elapsed();
+            let cpu_after = crate::etcd::sample(&witness_pids);
+            let delta = rounds(&cluster.urls).await.since(&rounds_before);
+            let usage = crate::etcd::usage(&cpu_before, &cpu_after, span, "witness ");
+            let witness_cpu_seconds: f64 = usage
+                .processes
+                .iter()
+                .map(|u| u.cpu_percent / 100.0 * span.as_secs_f64())
+                .sum();
+            let witnessing = (delta.count > 0.0).then(|| WitnessingStats {
+                rounds: delta.count,
+                // Rounds happen only under load (warm-up and window), not while pre-signing.
+                rounds_per_second: delta.count / (run.warmup_s + run.measured_s).max(1e-9),
+                round_mean_ms: delta.mean() * 1000.0,
+                round_p50_ms_at_most: delta.quantile_bound(0.5) * 1000.0,
+                round_p99_ms_at_most: delta.quantile_bound(0.99) * 1000.0,
+                witness_cpu_seconds,
+                witness_cpu_ms_per_cosignature: witness_cpu_seconds * 1000.0
+                    / (delta.count * f64::from(args.witnesses)),
+                span_s: span.as_secs_f64(),
+            });
+            crate::print_run(&run);
+            if let Some(w) = &witnessing {
+                println!(
+                    "  witnessing: {:.0} rounds/s, round mean {:.2} ms (p50 <= {} ms, p99 <= {} ms); witnesses {:.2} ms CPU per cosignature",
+                    w.rounds_per_second,
+                    w.round_mean_ms,
+                    w.round_p50_ms_at_most,
+                    w.round_p99_ms_at_most,
+                    w.witness_cpu_ms_per_cosignature
+                );
+            }
+            runs.push(WitnessingRun {
+                appends: run,
+                witnessing,
+            });
+        }
+        anyhow::Ok(runs)
+    }
+    .await;
+    eprintln!("stopping the cluster and the witnesses");
+    tokio::task::block_in_place(|| drop(guard));
+    Ok(WitnessingReport {
+        environment,
+        witnesses: args.witnesses,
+        quorum: args.quorum,
+        policy,
+        runs: result?,
+    })
+}
+
+/// The `witnessing` subcommand: run, print, write JSON.
+pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
+    let report = run_witnessing(&args).await?;
+    println!();
+    println!(
+        "| clients | witnessed appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | rounds/s | round mean ms | round p99 ms <= |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for run in &report.runs {
+        let a = &run.appends;
+        let w = run.witnessing.as_ref();
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            a.clients,
+            a.appends_per_second,
+            a.latency.p50_ms,
+            a.latency.p90_ms,
+            a.latency.p99_ms,
+            a.latency.max_ms,
+            a.errors.total(),
+            w.map_or("-".into(), |w| format!("{:.0}", w.rounds_per_second)),
+            w.map_or("-".into(), |w| format!("{:.2}", w.round_mean_ms)),
+            w.map_or("-".into(), |w| format!("{}", w.round_p99_ms_at_most)),
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_seeds_are_64_hex_digits() {
+        assert_eq!(hex_seed(&"0a".repeat(32)).ok(), Some([10u8; 32]));
+        assert!(hex_seed(&"0a".repeat(31)).is_err());
+        assert!(hex_seed(&"zz".repeat(32)).is_err());
+    }
+}
