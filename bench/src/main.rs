@@ -8,7 +8,9 @@
 
 mod certificates;
 mod cluster;
+mod fill;
 mod load;
+mod scale;
 mod stats;
 mod verify;
 mod workload;
@@ -66,6 +68,18 @@ enum Commands {
     /// dev issuer and a CSR, and posts /api/v2/signingCert in a closed loop; every certificate
     /// is checked (leaf signature, SCT) before it counts. Each certificate is two commits.
     Certificates(certificates::CertificatesArgs),
+    /// Cost per entry as the log grows: disk bytes, appends, proofs and catch-up at each size.
+    ///
+    /// Starts a `cairn-node dev` cluster, grows its artifact log to each --sizes value in turn
+    /// (fast, through the nodes' own Raft and apply with `cairn-bench fill`; see
+    /// docs/benchmarks/scale.md), and at each size measures through the public API: bytes on
+    /// disk per entry, a short closed-loop append run, verified inclusion and consistency proof
+    /// latency, and the time a new empty node takes to catch up and become a voter.
+    Scale(Box<scale::ScaleArgs>),
+    /// Grow a stopped `cairn-node dev` cluster's artifact log through its own Raft and apply
+    /// (used by `scale`).
+    #[command(hide = true)]
+    Fill(fill::FillArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -158,6 +172,19 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(certificates::certificates(args))
+        }
+        Commands::Scale(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(scale::scale_command(*args))
+        }
+        Commands::Fill(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(fill::fill_command(args))
         }
     }
 }
