@@ -55,6 +55,10 @@ const BATCH_MAX: usize = node::state_machine::BATCH_LEAVES_MAX;
 /// Raft entries per AppendEntries message during the fill: with batches of a few MiB, the
 /// node's default of 64 could exceed the cluster listener's 64 MiB body limit.
 const FILL_PAYLOAD_ENTRIES: u64 = 8;
+/// Attempts per batch: leadership can move while the machine is saturated.
+const PROPOSE_ATTEMPTS: u32 = 5;
+/// A proposal's outcome, with its batch (to propose again) and how often it was retried.
+type Proposal = (AppendBatch, u32, Result<CommandOutcome, String>);
 /// The most entries one fill may add (a bound on what a typo can start).
 const FILL_ENTRIES_MAX: u64 = 1_000_000_000;
 
@@ -99,6 +103,10 @@ pub(crate) struct FillResult {
     pub(crate) entries_per_second: f64,
     /// Until every node applied everything, took its snapshot and purged its Raft log.
     pub(crate) settle_seconds: f64,
+    /// Bytes this process caused to be written to storage (`write_bytes` of /proc/self/io:
+    /// every replica's Raft log and state database, page writes included), per entry added;
+    /// `None` where /proc does not say.
+    pub(crate) written_bytes_per_entry: Option<f64>,
     /// The leader's signed checkpoint after every batch (C2SP signed notes), oldest first:
     /// trusted sizes and roots for consistency proofs later.
     pub(crate) checkpoints: Vec<String>,
@@ -167,6 +175,11 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
         })?;
     let mut raft = file.raft_config();
     raft.max_payload_entries = FILL_PAYLOAD_ENTRIES;
+    // Applying big batches on three replicas in one process saturates the machine; slow
+    // heartbeats must not start elections (a fill has no failures to detect quickly).
+    raft.heartbeat_interval = 1_000;
+    raft.election_timeout_min = 15_000;
+    raft.election_timeout_max = 30_000;
     // The snapshot taken at the end should let the Raft log go entirely.
     raft.max_in_snapshot_log_to_keep = 0;
     let config = NodeConfig {
@@ -300,7 +313,7 @@ async fn wait_for_leader(nodes: &[InProcess]) -> anyhow::Result<Arc<Node>> {
 }
 
 async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<FillResult> {
-    let leader = wait_for_leader(nodes).await?;
+    let mut leader = wait_for_leader(nodes).await?;
     // The leader applies everything committed in earlier terms before it may be written to.
     let from = head_of(&leader)?.tree_size;
     ensure!(
@@ -319,6 +332,7 @@ async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<Fi
         args.to, args.batch, leader.id
     );
     let started = Instant::now();
+    let written_before = written_bytes();
     let (sender, mut receiver) =
         tokio::sync::mpsc::channel::<anyhow::Result<Vec<Vec<u8>>>>(args.in_flight * 2);
     let stop = Arc::new(AtomicBool::new(false));
@@ -332,6 +346,22 @@ async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<Fi
     let mut checkpoints = Vec::new();
     let mut leaf_bytes: u64 = 0;
     let mut received = 0u64;
+    // A proposal that failed (leadership moved: a node starved of CPU missed heartbeats) is
+    // proposed again to the new leader; its leaves may then already be in the log.
+    let propose = |tasks: &mut tokio::task::JoinSet<Proposal>,
+                   leader: Arc<Node>,
+                   batch: AppendBatch,
+                   retry: u32| {
+        tasks.spawn(async move {
+            let outcome = leader
+                .raft
+                .client_write(Command::Append(batch.clone()))
+                .await
+                .map(|response| response.data)
+                .map_err(|error| error.to_string());
+            (batch, retry, outcome)
+        });
+    };
     let result = async {
         loop {
             // Keep `in_flight` proposals going; collect answers as they come.
@@ -342,42 +372,46 @@ async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<Fi
                 let leaves = leaves?;
                 received += 1;
                 leaf_bytes += leaves.iter().map(|leaf| leaf.len() as u64).sum::<u64>();
-                let raft = leader.raft.clone();
                 let batch = AppendBatch {
                     log: log_name(),
                     timestamp_unix_ms: SystemClock.now_unix_ms(),
                     leaves,
                 };
-                in_flight.spawn(async move {
-                    let count = batch.leaves.len();
-                    let response = raft
-                        .client_write(Command::Append(batch))
-                        .await
-                        .map_err(|error| anyhow::anyhow!("proposing a batch: {error}"))?;
-                    Ok::<_, anyhow::Error>((count, response.data))
-                });
+                propose(&mut in_flight, Arc::clone(&leader), batch, 0);
             }
             let Some(answer) = in_flight.join_next().await else {
                 break;
             };
-            let (count, outcome) = answer.context("a proposal task failed")??;
+            let (batch, retry, outcome) = answer.context("a proposal task failed")?;
             let outcome = match outcome {
-                CommandOutcome::Appended(outcome) => outcome,
-                other => bail!("the batch was not appended: {other:?}"),
+                Ok(CommandOutcome::Appended(outcome)) => outcome,
+                Ok(other) => bail!("the batch was not appended: {other:?}"),
+                Err(error) if retry < PROPOSE_ATTEMPTS => {
+                    eprintln!("fill: proposing a batch failed ({error}); proposing it again");
+                    leader = wait_for_leader(nodes).await?;
+                    propose(&mut in_flight, Arc::clone(&leader), batch, retry + 1);
+                    continue;
+                }
+                Err(error) => bail!("proposing a batch: {error}"),
             };
+            let count = batch.leaves.len();
             ensure!(
                 outcome.leaves.len() == count,
                 "{} outcomes for {count} leaves",
                 outcome.leaves.len()
             );
-            // Distinct entries: every leaf must be new, at its own index below the batch's size.
+            // Distinct entries: every leaf is new, at its own index below the batch's size,
+            // unless this is a batch proposed again whose first proposal had committed.
+            let mut new = 0u64;
             for leaf in &outcome.leaves {
                 match leaf {
-                    LeafOutcome::Appended { index } if *index < outcome.tree_size => {}
+                    LeafOutcome::Appended { index } if *index < outcome.tree_size => new += 1,
+                    LeafOutcome::Duplicate { index } if retry > 0 && *index < outcome.tree_size => {
+                    }
                     other => bail!("leaf outcome {other:?} at tree size {}", outcome.tree_size),
                 }
             }
-            applied.fetch_add(count as u64, Ordering::Relaxed);
+            applied.fetch_add(new, Ordering::Relaxed);
             checkpoints.push((outcome.tree_size, outcome.checkpoint));
         }
         Ok(())
@@ -416,8 +450,20 @@ async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<Fi
         seconds,
         entries_per_second: total as f64 / seconds.max(1e-9),
         settle_seconds: settle_started.elapsed().as_secs_f64(),
+        written_bytes_per_entry: written_before
+            .zip(written_bytes())
+            .map(|(before, after)| after.saturating_sub(before) as f64 / total.max(1) as f64),
         checkpoints: checkpoints.into_iter().map(|(_, text)| text).collect(),
     })
+}
+
+/// `write_bytes` of /proc/self/io: bytes this process caused to be sent to storage.
+fn written_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// The head's checkpoint verifies under the log's key and names the head's size and root.

@@ -162,6 +162,8 @@ pub(crate) struct FillSummary {
     pub(crate) settle_seconds: f64,
     pub(crate) batches: u64,
     pub(crate) leaf_bytes_mean: f64,
+    /// Bytes written to storage per entry added, all replicas together.
+    pub(crate) written_bytes_per_entry: Option<f64>,
 }
 
 /// One node's databases, right after the fill (cluster stopped).
@@ -308,8 +310,11 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         let fill = run_fill(&dir, target, args)?;
         let disk = disk_usage(&dir, target)?;
         eprintln!(
-            "   disk per node: state {:.0} B/entry, Raft log {:.0} B/entry",
-            disk.state_bytes_per_entry, disk.raft_log_bytes_per_entry
+            "   disk per node: state {:.0} B/entry, Raft log {:.0} B/entry; the fill wrote {} per entry (all replicas)",
+            disk.state_bytes_per_entry,
+            disk.raft_log_bytes_per_entry,
+            fill.written_bytes_per_entry
+                .map_or_else(|| "?".to_string(), |bytes| format!("{bytes:.0} B"))
         );
         let mut cluster = tokio::task::block_in_place(|| {
             Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
@@ -337,6 +342,7 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
                 settle_seconds: fill.settle_seconds,
                 batches: fill.batches,
                 leaf_bytes_mean: fill.leaf_bytes_mean,
+                written_bytes_per_entry: fill.written_bytes_per_entry,
             },
             disk,
             proofs,
@@ -1016,11 +1022,11 @@ pub(crate) fn print_table(
     writeln!(out)?;
     writeln!(
         out,
-        "| entries | fill entries/s | state B/entry | Raft log MiB | appends/s | append p50 ms | append p99 ms | inclusion p50 ms | inclusion p99 ms | consistency p50 ms | consistency p99 ms | catch-up s | catch-up entries/s | promote s |"
+        "| entries | fill entries/s | fill written B/entry | state B/entry | Raft log MiB | appends/s | append p50 ms | append p99 ms | inclusion p50 ms | inclusion p99 ms | consistency p50 ms | consistency p99 ms | catch-up s | catch-up entries/s | promote s |"
     )?;
     writeln!(
         out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )?;
     for point in &report.points {
         let raft = point
@@ -1042,9 +1048,13 @@ pub(crate) fn print_table(
         );
         writeln!(
             out,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {catch_up} | {rate} | {promote} |",
+            "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {catch_up} | {rate} | {promote} |",
             point.entries,
             point.fill.entries_per_second,
+            point
+                .fill
+                .written_bytes_per_entry
+                .map_or_else(|| "-".to_string(), |bytes| format!("{bytes:.0}")),
             point.disk.state_bytes_per_entry,
             mib(raft),
             point.appends.appends_per_second,
