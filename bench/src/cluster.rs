@@ -69,8 +69,26 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let base_port = free_port_range(nodes)?;
+        Cluster::start_in(node_bin, nodes, &dir, base_port, env)
+    }
+
+    /// Runs `cairn-node dev` in `dir`: creates the cluster there, or resumes the one it holds
+    /// with its data (which must have been made with the same `nodes` and `base_port`).
+    pub(crate) fn start_in(
+        node_bin: &Path,
+        nodes: u16,
+        dir: &Path,
+        base_port: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Cluster> {
+        let dir = dir.to_path_buf();
+        // A resumed cluster's old description names processes that are gone.
+        let _ = std::fs::remove_file(dir.join("cluster.json"));
         let log_path = dir.join("dev.log");
-        let log = std::fs::File::create(&log_path)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
         let child = Command::new(node_bin)
             .arg("dev")
             .arg("--nodes")
@@ -216,7 +234,7 @@ impl Drop for DevProcess {
 }
 
 /// A base port such that `count` consecutive ports from it are free now.
-fn free_port_range(count: u16) -> anyhow::Result<u16> {
+pub(crate) fn free_port_range(count: u16) -> anyhow::Result<u16> {
     for _ in 0..50 {
         let base = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?

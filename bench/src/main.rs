@@ -9,12 +9,14 @@
 mod certificates;
 mod cluster;
 mod etcd;
+mod fill;
 mod load;
 mod peer;
 mod profile;
 mod progress;
 mod reads;
 mod report;
+mod scale;
 mod stats;
 mod verify;
 mod witnessing;
@@ -128,6 +130,18 @@ enum Commands {
     ///
     ///   cargo run --release -p bench --bin cairn-bench -- report --out docs/benchmarks
     Report(report::ReportArgs),
+    /// Cost per entry as the log grows: disk bytes, appends, proofs and catch-up at each size.
+    ///
+    /// Starts a `cairn-node dev` cluster, grows its artifact log to each --sizes value in turn
+    /// (fast, through the nodes' own Raft and apply with `cairn-bench fill`; see
+    /// docs/benchmarks/scale.md), and at each size measures through the public API: bytes on
+    /// disk per entry, a short closed-loop append run, verified inclusion and consistency proof
+    /// latency, and the time a new empty node takes to catch up and become a voter.
+    Scale(Box<scale::ScaleArgs>),
+    /// Grow a stopped `cairn-node dev` cluster's artifact log through its own Raft and apply
+    /// (used by `scale`).
+    #[command(hide = true)]
+    Fill(fill::FillArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -262,6 +276,19 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(reads::reads(args))
+        }
+        Commands::Scale(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(scale::scale_command(*args))
+        }
+        Commands::Fill(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(fill::fill_command(args))
         }
     }
 }

@@ -93,7 +93,11 @@ pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload>
 }
 
 /// The canonical body of entry `n` with tlog's own code (JSON, then RFC 8785).
-fn canonical_body(verifier: &Verifier, digest: &Hash, signature: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn canonical_body(
+    verifier: &Verifier,
+    digest: &Hash,
+    signature: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let entry = HashedRekordV002::new(
         digest.as_bytes(),
         Signature {
@@ -108,7 +112,7 @@ fn canonical_body(verifier: &Verifier, digest: &Hash, signature: &[u8]) -> anyho
 }
 
 /// How often the fast template is checked against tlog's canonicalisation.
-const TEMPLATE_CHECK_EVERY: usize = 997;
+pub(crate) const TEMPLATE_CHECK_EVERY: usize = 997;
 
 fn make_range(
     key: &EcdsaKeyPair,
@@ -174,7 +178,11 @@ fn make_range(
 }
 
 /// Splits `text` around `first` and then `second`, each of which must occur exactly once.
-fn split_template(text: &str, first: &str, second: &str) -> Option<(String, String, String)> {
+pub(crate) fn split_template(
+    text: &str,
+    first: &str,
+    second: &str,
+) -> Option<(String, String, String)> {
     if text.matches(first).count() != 1 || text.matches(second).count() != 1 {
         return None;
     }

@@ -1,0 +1,738 @@
+//! `cairn-bench fill`: grows the artifact log of a *stopped* `cairn-node dev` cluster to a given
+//! size, fast, through the node's own code.
+//!
+//! Filling 10^7 entries through the public API at a few thousand verified appends per second
+//! would take most of an hour, so the scale benchmark grows the log between its measurement
+//! points here instead. This command opens every node's data directory of the stopped cluster
+//! with the node library (`node::node::Node::start`, the same call `cairn-node run` makes, over
+//! the same redb files, cluster certificates and mutual-TLS Raft transport), waits for a leader,
+//! and hands it batches of pre-built entries with `raft.client_write`: each batch is one Raft
+//! entry, fsynced on a quorum, replicated to every node and applied by every replica with
+//! `state_machine::apply` (leaves, dedup and search indexes, tiles, a signed checkpoint per
+//! batch). What it skips is only the HTTP request, the per-request decoding and ECDSA
+//! verification, and the sequencer's pooling: the batches are exactly what the sequencer
+//! proposes at full load (`batch_leaves_max`, 4096 by default).
+//!
+//! Every entry is a distinct Rekor v2 hashedrekord whose ECDSA P-256 signature is valid (a
+//! fresh key per batch), in the canonical form `tlog::entry` makes, so the filled log is one
+//! any client can verify. Nothing here is reachable from a node's HTTP API, and the cluster
+//! must be stopped: redb refuses a database another process holds open.
+//!
+//! At the end every node has applied everything, every replica's head must equal the
+//! leader's, the head's checkpoint must verify under the log key, and each node takes a Raft
+//! snapshot and purges the log it covers, as a long-running node would have by then; a node that
+//! joins later catches up from that snapshot by fetching entry bundles, the designed path for
+//! a large log.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use node::config::NodeFile;
+use node::env::{Blocking, Clock as _, SystemClock};
+use node::network::{HttpNetwork, cluster_client, http_client};
+use node::node::{Node, NodeConfig};
+use node::storage::Stores;
+use node::tls::ClusterTls;
+use node::types::{AppendBatch, Command, CommandOutcome, LeafOutcome, LogName};
+use serde::{Deserialize, Serialize};
+use tlog::Hash;
+use tlog::entry::{KeyDetails, Verifier};
+
+use crate::workload::{TEMPLATE_CHECK_EVERY, canonical_body, split_template};
+
+/// The log the scale benchmark grows (the one Rekor v2 clients write to).
+const ARTIFACT_LOG: &str = "artifacts";
+/// A batch the node's apply accepts (`state_machine::BATCH_LEAVES_MAX`).
+const BATCH_MAX: usize = node::state_machine::BATCH_LEAVES_MAX;
+/// Raft entries per AppendEntries message during the fill: with batches of a few MiB, the
+/// node's default of 64 could exceed the cluster listener's 64 MiB body limit.
+const FILL_PAYLOAD_ENTRIES: u64 = 8;
+/// Attempts per batch: leadership can move while the machine is saturated.
+const PROPOSE_ATTEMPTS: u32 = 5;
+/// A proposal's outcome, with its batch (to propose again) and how often it was retried.
+type Proposal = (AppendBatch, u32, Result<CommandOutcome, String>);
+/// The most entries one fill may add (a bound on what a typo can start).
+const FILL_ENTRIES_MAX: u64 = 1_000_000_000;
+
+/// Grow a stopped `cairn-node dev` cluster's artifact log to a size, through Raft and apply.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "Example (the cluster in ./dev must be stopped):\n  \
+    cairn-bench fill --dir dev --to 1000000 --json fill.json\n\
+    then start it again with `cairn-node dev --dir dev --base-port <its base port>`.")]
+pub(crate) struct FillArgs {
+    /// The cluster directory of a stopped `cairn-node dev` cluster (with its cluster.json).
+    #[arg(long)]
+    pub(crate) dir: PathBuf,
+    /// Grow the artifact log to this many entries (it must be at least its current size).
+    #[arg(long)]
+    pub(crate) to: u64,
+    /// Leaves per batch (one Raft entry each); the sequencer's default batch_leaves_max.
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) batch: usize,
+    /// Batches proposed and not yet applied.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) in_flight: usize,
+    /// Threads that build and sign entries.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) sign_threads: usize,
+    /// Write the result as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// What a fill did.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct FillResult {
+    /// The artifact log's size before and after.
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    pub(crate) batches: u64,
+    pub(crate) batch_leaves: usize,
+    /// Mean canonical entry size in bytes.
+    pub(crate) leaf_bytes_mean: f64,
+    /// From the first proposal to the last batch applied on the leader.
+    pub(crate) seconds: f64,
+    pub(crate) entries_per_second: f64,
+    /// Until every node applied everything, took its snapshot and purged its Raft log.
+    pub(crate) settle_seconds: f64,
+    /// Bytes this process caused to be written to storage (`write_bytes` of /proc/self/io:
+    /// every replica's Raft log and state database, page writes included), per entry added;
+    /// `None` where /proc does not say.
+    pub(crate) written_bytes_per_entry: Option<f64>,
+    /// The leader's signed checkpoint after every batch (C2SP signed notes), oldest first:
+    /// trusted sizes and roots for consistency proofs later.
+    pub(crate) checkpoints: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ClusterJson {
+    nodes: Vec<ClusterNode>,
+}
+
+#[derive(Deserialize)]
+struct ClusterNode {
+    config: PathBuf,
+}
+
+/// The config files of a `cairn-node dev` cluster, from its cluster.json.
+pub(crate) fn node_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let path = dir.join("cluster.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (is it a cairn-node dev dir?)", path.display()))?;
+    let json: ClusterJson =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    ensure!(!json.nodes.is_empty(), "{}: no nodes", path.display());
+    Ok(json.nodes.into_iter().map(|node| node.config).collect())
+}
+
+/// `cairn-bench fill`.
+pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
+    let result = fill(&args).await?;
+    eprintln!(
+        "filled {} -> {} entries in {:.1} s ({:.0}/s), settled in {:.1} s",
+        result.from, result.to, result.seconds, result.entries_per_second, result.settle_seconds
+    );
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One node of the stopped cluster, run in this process.
+#[derive(Debug)]
+struct InProcess {
+    node: Arc<Node>,
+    stop: tokio::sync::watch::Sender<()>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
+    let file = NodeFile::load(config_path)?;
+    let tls = ClusterTls::load(
+        &file.cluster_ca_file,
+        &file.cluster_cert_file,
+        &file.cluster_key_file,
+    )
+    .context("loading the cluster TLS material")?;
+    let logs = file.load_logs()?;
+    let http = http_client();
+    let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(http.clone()));
+    let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool, bundles)
+        .with_context(|| {
+            format!(
+                "opening storage in {} (is the cluster stopped?)",
+                file.data_dir.display()
+            )
+        })?;
+    let mut raft = file.raft_config();
+    raft.max_payload_entries = FILL_PAYLOAD_ENTRIES;
+    // Applying big batches on three replicas in one process saturates the machine; slow
+    // heartbeats must not start elections (a fill has no failures to detect quickly).
+    raft.heartbeat_interval = 1_000;
+    raft.election_timeout_min = 15_000;
+    raft.election_timeout_max = 30_000;
+    // The snapshot taken at the end should let the Raft log go entirely.
+    raft.max_in_snapshot_log_to_keep = 0;
+    let config = NodeConfig {
+        id: file.id,
+        logs,
+        raft,
+        sequencer: file.sequencer_config(),
+        admin_token: file.load_admin_token()?,
+        blocking: Blocking::Pool,
+    };
+    let node = Node::start(
+        config,
+        stores,
+        HttpNetwork::new(cluster_client(&tls)),
+        http,
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let listener = bind(file.listen).await?;
+    let cluster_listener = bind(file.cluster_listen).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let until = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
+        let _ = stopped.changed().await;
+    };
+    // The public API too: a node that must install a snapshot fetches bundles from it.
+    let servers = vec![
+        tokio::spawn(node::http::serve(
+            listener,
+            Arc::clone(&node),
+            until(stopped.clone()),
+        )),
+        tokio::spawn(node::http::serve_cluster(
+            cluster_listener,
+            tls.server_config(),
+            Arc::clone(&node),
+            until(stopped),
+        )),
+    ];
+    Ok(InProcess {
+        node,
+        stop,
+        servers,
+    })
+}
+
+/// Binds, retrying briefly: the cluster's processes may have just exited.
+async fn bind(address: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut attempts = 0;
+    loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && attempts < 40 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("listening on {address} (is the cluster still running?)")
+                });
+            }
+        }
+    }
+}
+
+/// Grows the log of the stopped cluster in `args.dir`; the nodes run in this process only
+/// until it returns.
+pub(crate) async fn fill(args: &FillArgs) -> anyhow::Result<FillResult> {
+    ensure!(
+        (1..=BATCH_MAX).contains(&args.batch),
+        "--batch must be 1 to {BATCH_MAX}"
+    );
+    ensure!(
+        (1..=64).contains(&args.in_flight),
+        "--in-flight must be 1 to 64"
+    );
+    ensure!(
+        (1..=64).contains(&args.sign_threads),
+        "--sign-threads must be 1 to 64"
+    );
+    let configs = node_configs(&args.dir)?;
+    let mut nodes = Vec::new();
+    for config in &configs {
+        nodes.push(
+            start_node(config)
+                .await
+                .with_context(|| format!("starting the node of {}", config.display()))?,
+        );
+    }
+    let outcome = fill_running(args, &nodes).await;
+    for running in &nodes {
+        let _ = running.stop.send(());
+        running.node.shutdown().await;
+    }
+    for running in nodes {
+        for server in running.servers {
+            let _ = server.await;
+        }
+    }
+    outcome
+}
+
+fn log_name() -> LogName {
+    LogName(ARTIFACT_LOG.to_string())
+}
+
+fn head_of(node: &Node) -> anyhow::Result<node::state_machine::LogHead> {
+    Ok(node
+        .reader
+        .view()?
+        .head(&log_name())?
+        .unwrap_or_else(|| node::state_machine::LogHead {
+            root: Hash::EMPTY_ROOT,
+            ..Default::default()
+        }))
+}
+
+async fn wait_for_leader(nodes: &[InProcess]) -> anyhow::Result<Arc<Node>> {
+    let started = Instant::now();
+    loop {
+        for running in nodes {
+            let metrics = running.node.raft.metrics().borrow().clone();
+            if metrics.current_leader == Some(running.node.id) && metrics.state.is_leader() {
+                return Ok(Arc::clone(&running.node));
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("no leader among the cluster's nodes after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<FillResult> {
+    let mut leader = wait_for_leader(nodes).await?;
+    // The leader applies everything committed in earlier terms before it may be written to.
+    let from = head_of(&leader)?.tree_size;
+    ensure!(
+        args.to >= from,
+        "the log already has {from} entries, more than --to {}",
+        args.to
+    );
+    ensure!(
+        args.to - from <= FILL_ENTRIES_MAX,
+        "at most {FILL_ENTRIES_MAX} entries per fill"
+    );
+    let total = args.to - from;
+    let batches = total.div_ceil(args.batch as u64);
+    eprintln!(
+        "fill: {from} -> {} entries: {batches} batches of up to {} through the leader (node {})",
+        args.to, args.batch, leader.id
+    );
+    let started = Instant::now();
+    let written_before = written_bytes();
+    let (sender, mut receiver) =
+        tokio::sync::mpsc::channel::<anyhow::Result<Vec<Vec<u8>>>>(args.in_flight * 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let generators = spawn_generators(args, total, batches, &sender, &stop)?;
+    // Only the generators hold senders now: the channel closes when they are done.
+    drop(sender);
+
+    let applied = Arc::new(AtomicU64::new(0));
+    let progress = tokio::spawn(progress(Arc::clone(&applied), total, started));
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut checkpoints = Vec::new();
+    let mut leaf_bytes: u64 = 0;
+    let mut received = 0u64;
+    // A proposal that failed (leadership moved: a node starved of CPU missed heartbeats) is
+    // proposed again to the new leader; its leaves may then already be in the log.
+    let propose = |tasks: &mut tokio::task::JoinSet<Proposal>,
+                   leader: Arc<Node>,
+                   batch: AppendBatch,
+                   retry: u32| {
+        tasks.spawn(async move {
+            let outcome = leader
+                .raft
+                .client_write(Command::Append(batch.clone()))
+                .await
+                .map(|response| response.data)
+                .map_err(|error| error.to_string());
+            (batch, retry, outcome)
+        });
+    };
+    let result = async {
+        loop {
+            // Keep `in_flight` proposals going; collect answers as they come.
+            while in_flight.len() < args.in_flight && received < batches {
+                let Some(leaves) = receiver.recv().await else {
+                    bail!("the entry generators stopped early");
+                };
+                let leaves = leaves?;
+                received += 1;
+                leaf_bytes += leaves.iter().map(|leaf| leaf.len() as u64).sum::<u64>();
+                let batch = AppendBatch {
+                    log: log_name(),
+                    timestamp_unix_ms: SystemClock.now_unix_ms(),
+                    leaves,
+                };
+                propose(&mut in_flight, Arc::clone(&leader), batch, 0);
+            }
+            let Some(answer) = in_flight.join_next().await else {
+                break;
+            };
+            let (batch, retry, outcome) = answer.context("a proposal task failed")?;
+            let outcome = match outcome {
+                Ok(CommandOutcome::Appended(outcome)) => outcome,
+                Ok(other) => bail!("the batch was not appended: {other:?}"),
+                Err(error) if retry < PROPOSE_ATTEMPTS => {
+                    eprintln!("fill: proposing a batch failed ({error}); proposing it again");
+                    leader = wait_for_leader(nodes).await?;
+                    propose(&mut in_flight, Arc::clone(&leader), batch, retry + 1);
+                    continue;
+                }
+                Err(error) => bail!("proposing a batch: {error}"),
+            };
+            let count = batch.leaves.len();
+            ensure!(
+                outcome.leaves.len() == count,
+                "{} outcomes for {count} leaves",
+                outcome.leaves.len()
+            );
+            // Distinct entries: every leaf is new, at its own index below the batch's size,
+            // unless this is a batch proposed again whose first proposal had committed.
+            let mut new = 0u64;
+            for leaf in &outcome.leaves {
+                match leaf {
+                    LeafOutcome::Appended { index } if *index < outcome.tree_size => new += 1,
+                    LeafOutcome::Duplicate { index } if retry > 0 && *index < outcome.tree_size => {
+                    }
+                    other => bail!("leaf outcome {other:?} at tree size {}", outcome.tree_size),
+                }
+            }
+            applied.fetch_add(new, Ordering::Relaxed);
+            checkpoints.push((outcome.tree_size, outcome.checkpoint));
+        }
+        Ok(())
+    }
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    drop(receiver);
+    for generator in generators {
+        let _ = generator.join();
+    }
+    progress.abort();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    result?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    // The proposals may complete out of order; checkpoints are kept by size.
+    checkpoints.sort_by_key(|(size, _)| *size);
+    let head = head_of(&leader)?;
+    ensure!(
+        head.tree_size == args.to,
+        "the leader's log has {} entries after the fill, want {}",
+        head.tree_size,
+        args.to
+    );
+    verify_head(&leader, &head)?;
+    let settle_started = Instant::now();
+    settle(nodes, &leader, &head).await?;
+    Ok(FillResult {
+        from,
+        to: args.to,
+        batches,
+        batch_leaves: args.batch,
+        leaf_bytes_mean: leaf_bytes as f64 / total.max(1) as f64,
+        seconds,
+        entries_per_second: total as f64 / seconds.max(1e-9),
+        settle_seconds: settle_started.elapsed().as_secs_f64(),
+        written_bytes_per_entry: written_before
+            .zip(written_bytes())
+            .map(|(before, after)| after.saturating_sub(before) as f64 / total.max(1) as f64),
+        checkpoints: checkpoints.into_iter().map(|(_, text)| text).collect(),
+    })
+}
+
+/// `write_bytes` of /proc/self/io: bytes this process caused to be sent to storage.
+fn written_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The head's checkpoint verifies under the log's key and names the head's size and root.
+fn verify_head(leader: &Node, head: &node::state_machine::LogHead) -> anyhow::Result<()> {
+    let config = leader
+        .logs
+        .get(&log_name())
+        .context("the cluster has no artifacts log")?;
+    let vkey = tlog::note::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
+        .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
+    let mut verifiers = tlog::note::Verifiers::new();
+    verifiers
+        .push(tlog::note::Verifier::Ed25519(vkey))
+        .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
+    let signed = tlog::checkpoint::open(head.checkpoint.as_bytes(), &verifiers)
+        .map_err(|error| anyhow::anyhow!("the final checkpoint: {error}"))?;
+    ensure!(
+        signed.checkpoint.size.0 == head.tree_size && signed.checkpoint.root == head.root,
+        "the final checkpoint does not name the head's size and root"
+    );
+    Ok(())
+}
+
+/// Waits until every node has applied what the leader has, checks that their heads agree, and
+/// makes each take a snapshot and purge the Raft log it covers.
+async fn settle(
+    nodes: &[InProcess],
+    leader: &Node,
+    head: &node::state_machine::LogHead,
+) -> anyhow::Result<()> {
+    let target = leader
+        .raft
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |id| id.index);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for running in nodes {
+        let node = &running.node;
+        loop {
+            let applied = node
+                .raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map_or(0, |id| id.index);
+            if applied >= target {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "node {} applied only up to {applied} of {target}",
+                node.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let theirs = head_of(node)?;
+        ensure!(
+            theirs.tree_size == head.tree_size && theirs.root == head.root,
+            "node {} has size {} root {} but the leader size {} root {}",
+            node.id,
+            theirs.tree_size,
+            theirs.root.to_base64(),
+            head.tree_size,
+            head.root.to_base64()
+        );
+    }
+    for running in nodes {
+        let raft = &running.node.raft;
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|error| anyhow::anyhow!("triggering a snapshot: {error}"))?;
+        loop {
+            let metrics = raft.metrics().borrow().clone();
+            let snapshot = metrics.snapshot.map_or(0, |id| id.index);
+            if snapshot >= target {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "node {}: no snapshot at {target}",
+                running.node.id
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        raft.trigger()
+            .purge_log(target)
+            .await
+            .map_err(|error| anyhow::anyhow!("purging the Raft log: {error}"))?;
+    }
+    Ok(())
+}
+
+async fn progress(applied: Arc<AtomicU64>, total: u64, started: Instant) {
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = 0;
+    let mut interval = tokio::time::interval(Duration::from_secs(if terminal { 1 } else { 5 }));
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let done = applied.load(Ordering::Relaxed);
+        let elapsed = started.elapsed().as_secs_f64();
+        let rate = done as f64 / elapsed.max(1e-9);
+        let left = if rate > 0.0 {
+            format!("{:.0} s left", (total - done) as f64 / rate)
+        } else {
+            "-".into()
+        };
+        let line = format!(
+            "[fill {elapsed:>5.0}s] {done}/{total} entries applied, {rate:.0}/s (last {:.0}/s), {left}",
+            (done - last) as f64 / interval.period().as_secs_f64()
+        );
+        last = done;
+        if terminal {
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Threads that build and sign batches `0..batches` (the last one short) and send them in
+/// whatever order they finish.
+fn spawn_generators(
+    args: &FillArgs,
+    total: u64,
+    batches: u64,
+    sender: &tokio::sync::mpsc::Sender<anyhow::Result<Vec<Vec<u8>>>>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut tag = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut tag).map_err(|_| anyhow::anyhow!("reading randomness"))?;
+    let tag: Arc<str> = Arc::from(
+        tag.iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>(),
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let size = args.batch as u64;
+    Ok((0..args.sign_threads)
+        .map(|_| {
+            let (sender, stop, next, tag) = (
+                sender.clone(),
+                Arc::clone(stop),
+                Arc::clone(&next),
+                Arc::clone(&tag),
+            );
+            std::thread::spawn(move || {
+                loop {
+                    let batch = next.fetch_add(1, Ordering::Relaxed);
+                    if batch >= batches || stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let count = (total - batch * size).min(size);
+                    let made = signed_leaves(&tag, batch, count);
+                    if sender.blocking_send(made).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect())
+}
+
+/// `count` canonical hashedrekord v0.0.2 entries of batch `batch`: distinct artifacts, each
+/// signed (ECDSA P-256, prehashed SHA-256, as the node verifies) by one fresh key per batch.
+pub(crate) fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
+        .map_err(|_| anyhow::anyhow!("generating a P-256 key"))?;
+    let spki = key
+        .public_key()
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("encoding the P-256 public key"))?
+        .as_ref()
+        .to_vec();
+    let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256)?;
+    let mut leaves = Vec::with_capacity(usize::try_from(count)?);
+    // As in `workload`: the first body (and every TEMPLATE_CHECK_EVERY-th) is made by tlog, the
+    // rest from it with the digest and signature replaced, re-checked as it goes.
+    let mut template: Option<(String, String, String)> = None;
+    for n in 0..count {
+        let artifact = format!("cairn-bench fill {tag} {batch} {n}");
+        let digest = Hash::digest(artifact.as_bytes());
+        let signature = key
+            .sign(&rng, artifact.as_bytes())
+            .map_err(|_| anyhow::anyhow!("signing artifact {n}"))?;
+        let signature = signature.as_ref();
+        let (digest_base64, signature_base64) =
+            (BASE64.encode(digest.as_bytes()), BASE64.encode(signature));
+        let leaf = match &template {
+            Some((head, middle, tail)) if n % TEMPLATE_CHECK_EVERY as u64 != 0 => {
+                format!("{head}{digest_base64}{middle}{signature_base64}{tail}").into_bytes()
+            }
+            _ => {
+                let exact = canonical_body(&verifier, &digest, signature)?;
+                let text = String::from_utf8(exact.clone())?;
+                let made = split_template(&text, &digest_base64, &signature_base64).context(
+                    "the canonical body does not hold the digest and signature once each",
+                )?;
+                if let Some(known) = &template {
+                    ensure!(
+                        *known == made,
+                        "canonical body template changed at entry {n}"
+                    );
+                }
+                template = Some(made);
+                exact
+            }
+        };
+        leaves.push(leaf);
+    }
+    Ok(leaves)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn filled_leaves_are_canonical_distinct_and_validly_signed() {
+        let leaves = signed_leaves("t", 3, 2100).unwrap();
+        assert_eq!(leaves.len(), 2100);
+        let mut hashes: Vec<Hash> = leaves.iter().map(|leaf| tlog::leaf_hash(leaf)).collect();
+        hashes.sort_unstable_by_key(|hash| hash.0);
+        hashes.dedup();
+        assert_eq!(hashes.len(), 2100, "every entry is distinct");
+        for (n, leaf) in leaves.iter().enumerate().step_by(97) {
+            // Canonical as the node stores it, over the artifact's digest, and the signature
+            // verifies under the key the entry names.
+            tlog::entry::CanonicalBody::parse(leaf).unwrap();
+            let value: serde_json::Value = serde_json::from_slice(leaf).unwrap();
+            let spec = &value["spec"]["hashedRekordV002"];
+            let digest = BASE64
+                .decode(spec["data"]["digest"].as_str().unwrap())
+                .unwrap();
+            let artifact = format!("cairn-bench fill t 3 {n}");
+            assert_eq!(digest, Hash::digest(artifact.as_bytes()).as_bytes());
+            let signature = BASE64
+                .decode(spec["signature"]["content"].as_str().unwrap())
+                .unwrap();
+            let spki = BASE64
+                .decode(
+                    spec["signature"]["verifier"]["publicKey"]["rawBytes"]
+                        .as_str()
+                        .unwrap(),
+                )
+                .unwrap();
+            aws_lc_rs::signature::UnparsedPublicKey::new(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+                spki_point(&spki),
+            )
+            .verify(artifact.as_bytes(), &signature)
+            .unwrap();
+            // And tlog makes the same bytes from the same fields.
+            let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256).unwrap();
+            let digest = Hash::digest(artifact.as_bytes());
+            assert_eq!(
+                canonical_body(&verifier, &digest, &signature).unwrap(),
+                *leaf
+            );
+        }
+    }
+
+    /// The uncompressed point at the end of a P-256 SubjectPublicKeyInfo (65 bytes).
+    fn spki_point(spki: &[u8]) -> &[u8] {
+        &spki[spki.len() - 65..]
+    }
+}

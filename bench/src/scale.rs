@@ -1,0 +1,1092 @@
+//! `cairn-bench scale`: the cost per entry as the artifact log grows.
+//!
+//! At each size (10^5, 10^6, ... entries) it measures, through the public API of a cluster of
+//! real `cairn-node` processes: bytes on disk per entry (the Raft log and the state database
+//! apart), verified append throughput and latency (a short closed-loop run of `appends`),
+//! inclusion and consistency proof latency (random leaf indexes and sizes, every proof
+//! verified against a signed checkpoint), and how long a new, empty node takes to catch up
+//! (added as a learner, until it serves the latest checkpoint, then promoted to voter).
+//!
+//! Between the sizes the log grows through `cairn-bench fill` (see `fill.rs`): the cluster is
+//! stopped, its nodes are run in a child process from their own data directories with the node
+//! library, and the leader is handed batches of pre-signed entries through Raft, so the bytes
+//! on disk are written by the node's own commit and apply. Then the cluster is started again
+//! with `cairn-node dev` and measured.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use bytes::Bytes;
+use clap::Parser as _;
+use http_body_util::{BodyExt as _, Full};
+use serde::Serialize;
+use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, TreeSize};
+
+use crate::cluster::{self, Cluster};
+use crate::fill::FillResult;
+use crate::stats::{Latencies, LatencySummary};
+use crate::{AppendsArgs, Environment, RunResult};
+
+/// The most sizes one run measures.
+const SIZES_MAX: usize = 16;
+/// The largest size accepted (disk: about 1 KiB per entry per node).
+const SIZE_MAX: u64 = 1_000_000_000;
+
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "Examples:\n  \
+    cargo build --release -p node --bin cairn-node\n  \
+    cargo run --release -p bench --bin cairn-bench -- scale --sizes 100000,1000000 --json scale.json\n  \
+    cargo run --release -p bench --bin cairn-bench -- scale --sizes 100000,1000000,10000000 --nodes 3\n\n\
+    Disk, in --data-dir: about 1.2 KB per entry per node, for the cluster's nodes and, during\n\
+    catch-up, one more: about 5 GB at 10^6 entries on 3 nodes, about 46 GB at 10^7.\n\
+    Time: about 5 minutes for 10^5 and 10^6 on 2 busy cores; 10^7 takes the better part of an\n\
+    hour (docs/benchmarks/scale.md).")]
+pub(crate) struct ScaleArgs {
+    /// Log sizes to measure at, ascending (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    pub(crate) sizes: Vec<u64>,
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) nodes: u16,
+    /// Concurrent clients of the append run at each size.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) clients: usize,
+    /// Seconds of measured appends at each size.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) duration: f64,
+    /// Seconds of appends before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) warmup: f64,
+    /// Inclusion proofs to ask for at each size (random leaf indexes), and as many consistency
+    /// proofs (random earlier signed sizes to the current one).
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) proofs: usize,
+    /// Concurrent clients asking for proofs (one keep-alive connection each, spread over the
+    /// nodes).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) proof_clients: usize,
+    /// Skip adding a new node at each size.
+    #[arg(long)]
+    pub(crate) no_catch_up: bool,
+    /// Longest wait for a new node to catch up, in seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    pub(crate) catch_up_timeout: f64,
+    /// Leaves per Raft entry while filling (the sequencer's own largest batch by default).
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) fill_batch: usize,
+    /// Batches in flight while filling.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) fill_in_flight: usize,
+    /// The cairn-node binary. Default: next to this binary, then PATH.
+    #[arg(long)]
+    pub(crate) node_bin: Option<PathBuf>,
+    /// Where the cluster keeps its data. Default: the system temp directory.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Keep the cluster's data directory afterwards.
+    #[arg(long)]
+    pub(crate) keep_data: bool,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Write a Markdown table of the results to this file.
+    #[arg(long)]
+    pub(crate) markdown: Option<PathBuf>,
+}
+
+impl ScaleArgs {
+    /// The settings `cairn-bench scale` runs with when given no flags, for a caller that runs
+    /// [`run_scale`] itself (the report).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn with_defaults() -> ScaleArgs {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            scale: ScaleArgs,
+        }
+        // The defaults are constants that parse.
+        Wrapper::try_parse_from(["scale"]).map_or_else(
+            |error| unreachable!("ScaleArgs defaults do not parse: {error}"),
+            |wrapper| wrapper.scale,
+        )
+    }
+}
+
+/// Everything `scale` measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct ScaleReport {
+    pub(crate) environment: Environment,
+    pub(crate) settings: ScaleSettings,
+    pub(crate) points: Vec<ScalePoint>,
+    /// Wall time of the whole run, fills included.
+    pub(crate) total_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ScaleSettings {
+    pub(crate) nodes: u16,
+    pub(crate) sizes: Vec<u64>,
+    pub(crate) append_clients: usize,
+    pub(crate) append_warmup_s: f64,
+    pub(crate) append_duration_s: f64,
+    pub(crate) proofs: usize,
+    pub(crate) proof_clients: usize,
+    pub(crate) fill_batch_leaves: usize,
+    pub(crate) fill_in_flight: usize,
+    pub(crate) fsync: &'static str,
+    /// How the log grows between sizes.
+    pub(crate) fill_method: &'static str,
+}
+
+/// The measurements at one size.
+#[derive(Debug, Serialize)]
+pub(crate) struct ScalePoint {
+    /// Entries in the artifact log when measured (appends of earlier points included).
+    pub(crate) entries: u64,
+    pub(crate) fill: FillSummary,
+    pub(crate) disk: DiskUsage,
+    pub(crate) proofs: ProofStats,
+    pub(crate) catch_up: Option<CatchUp>,
+    pub(crate) appends: RunResult,
+    /// The log's size after the append run (where the next fill starts).
+    pub(crate) entries_after_appends: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct FillSummary {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    pub(crate) seconds: f64,
+    pub(crate) entries_per_second: f64,
+    pub(crate) settle_seconds: f64,
+    pub(crate) batches: u64,
+    pub(crate) leaf_bytes_mean: f64,
+    /// Bytes written to storage per entry added, all replicas together.
+    pub(crate) written_bytes_per_entry: Option<f64>,
+}
+
+/// One node's databases, right after the fill (cluster stopped).
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeDisk {
+    pub(crate) node: usize,
+    pub(crate) raft_log_bytes: u64,
+    pub(crate) state_bytes: u64,
+    /// Blocks actually allocated for everything in the data directory.
+    pub(crate) allocated_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct DiskUsage {
+    pub(crate) nodes: Vec<NodeDisk>,
+    /// Means over the nodes, per entry of the artifact log.
+    pub(crate) state_bytes_per_entry: f64,
+    pub(crate) raft_log_bytes_per_entry: f64,
+    pub(crate) total_bytes_per_entry: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ProofStats {
+    /// The checkpoint the proofs were checked against.
+    pub(crate) tree_size: u64,
+    /// `GET entries/<index>`: the leaf whose inclusion is then proved.
+    pub(crate) entry_reads: LatencySummary,
+    /// `GET proof/inclusion?index=&tree_size=`, verified from the leaf to the signed root.
+    pub(crate) inclusion: LatencySummary,
+    /// `GET proof/consistency?old=&new=`, verified between two signed roots.
+    pub(crate) consistency: LatencySummary,
+    /// Inclusion and consistency proofs per second over the measurement (all clients).
+    pub(crate) proofs_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct CatchUp {
+    pub(crate) node_id: u64,
+    pub(crate) tree_size: u64,
+    /// From asking the leader to add the learner to the learner serving the leader's latest
+    /// checkpoint (snapshot installed, every leaf fetched, verified and stored).
+    pub(crate) learner_seconds: f64,
+    /// Promoting the caught-up learner to voter.
+    pub(crate) voter_seconds: f64,
+    pub(crate) entries_per_second: f64,
+    /// The new node's databases once caught up.
+    pub(crate) raft_log_bytes: u64,
+    pub(crate) state_bytes: u64,
+}
+
+const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in one process \
+    from their own data directories with the node library (Node::start, mutual-TLS Raft); the \
+    leader gets batches of pre-signed hashedrekord entries via raft.client_write, so each batch is \
+    fsynced on a quorum and applied by every replica with state_machine::apply; HTTP, request \
+    decoding and per-request signature checks are skipped";
+
+/// `cairn-bench scale`: measure, print, write the files asked for.
+pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
+    let report = run_scale(&args).await?;
+    let mut stdout = std::io::stdout();
+    print_table(&mut stdout, &report)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("results written to {}", path.display());
+    }
+    if let Some(path) = &args.markdown {
+        let mut text = Vec::new();
+        print_table(&mut text, &report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
+pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
+    ensure!(!args.sizes.is_empty(), "--sizes: give at least one size");
+    ensure!(
+        args.sizes.len() <= SIZES_MAX,
+        "--sizes: at most {SIZES_MAX} sizes"
+    );
+    ensure!(
+        args.sizes.windows(2).all(|pair| pair[0] < pair[1]),
+        "--sizes must be ascending"
+    );
+    ensure!(
+        args.sizes[0] >= 1 && args.sizes[args.sizes.len() - 1] <= SIZE_MAX,
+        "--sizes: each 1 to {SIZE_MAX}"
+    );
+    ensure!(
+        (1..=9).contains(&args.nodes),
+        "--nodes must be 1 to 9 (cairn-node dev)"
+    );
+    ensure!(
+        args.clients >= 1 && args.proof_clients >= 1 && args.proofs >= 1,
+        "--clients, --proof-clients and --proofs must be at least 1"
+    );
+    ensure!(
+        args.duration > 0.0 && args.warmup >= 0.0 && args.catch_up_timeout > 0.0,
+        "--duration and --catch-up-timeout must be positive, --warmup not negative"
+    );
+    let started = Instant::now();
+    let environment = crate::environment();
+    eprintln!(
+        "machine: {} ({} cores, {:.1} GiB), commit {}",
+        environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
+    );
+    let node_bin = match &args.node_bin {
+        Some(path) => path.clone(),
+        None => cluster::find_node_binary()?,
+    };
+    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = parent.join(format!("cairn-bench-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let guard = DirGuard {
+        dir: dir.clone(),
+        keep: args.keep_data,
+    };
+    let base_port = cluster::free_port_range(args.nodes)?;
+    eprintln!(
+        "scale: {}-node cluster in {} (base port {base_port}), sizes {:?}",
+        args.nodes,
+        dir.display(),
+        args.sizes
+    );
+    // Create the cluster once (keys, certificates, membership), then stop it for the first fill.
+    {
+        let mut cluster = tokio::task::block_in_place(|| {
+            Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
+        })?;
+        cluster.keep_data();
+        tokio::task::block_in_place(|| drop(cluster));
+    }
+    let mut points = Vec::new();
+    let mut trusted: Vec<(u64, Hash)> = Vec::new();
+    let mut next_id = u64::from(args.nodes) + 1;
+    for &size in &args.sizes {
+        let current = points
+            .last()
+            .map_or(0, |point: &ScalePoint| point.entries_after_appends);
+        let target = size.max(current);
+        eprintln!("\n== {size} entries: filling {current} -> {target}");
+        let fill = run_fill(&dir, target, args)?;
+        let disk = disk_usage(&dir, target)?;
+        eprintln!(
+            "   disk per node: state {:.0} B/entry, Raft log {:.0} B/entry; the fill wrote {} per entry (all replicas)",
+            disk.state_bytes_per_entry,
+            disk.raft_log_bytes_per_entry,
+            fill.written_bytes_per_entry
+                .map_or_else(|| "?".to_string(), |bytes| format!("{bytes:.0} B"))
+        );
+        let mut cluster = tokio::task::block_in_place(|| {
+            Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
+        })?;
+        cluster.keep_data();
+        let measured = measure(
+            args,
+            &cluster,
+            &dir,
+            &node_bin,
+            &fill,
+            &mut trusted,
+            &mut next_id,
+        )
+        .await;
+        tokio::task::block_in_place(|| drop(cluster));
+        let (proofs, catch_up, appends, entries_after_appends) = measured?;
+        points.push(ScalePoint {
+            entries: proofs.tree_size,
+            fill: FillSummary {
+                from: fill.from,
+                to: fill.to,
+                seconds: fill.seconds,
+                entries_per_second: fill.entries_per_second,
+                settle_seconds: fill.settle_seconds,
+                batches: fill.batches,
+                leaf_bytes_mean: fill.leaf_bytes_mean,
+                written_bytes_per_entry: fill.written_bytes_per_entry,
+            },
+            disk,
+            proofs,
+            catch_up,
+            appends,
+            entries_after_appends,
+        });
+    }
+    drop(guard);
+    Ok(ScaleReport {
+        environment,
+        settings: ScaleSettings {
+            nodes: args.nodes,
+            sizes: args.sizes.clone(),
+            append_clients: args.clients,
+            append_warmup_s: args.warmup,
+            append_duration_s: args.duration,
+            proofs: args.proofs,
+            proof_clients: args.proof_clients,
+            fill_batch_leaves: args.fill_batch,
+            fill_in_flight: args.fill_in_flight,
+            fsync: crate::FSYNC,
+            fill_method: FILL_METHOD,
+        },
+        points,
+        total_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Removes the cluster directory on drop unless asked to keep it.
+#[derive(Debug)]
+struct DirGuard {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("cluster data kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Runs `cairn-bench fill` on the stopped cluster in a child process (so every database it
+/// opened is closed when it exits), its progress on this process's stderr.
+fn run_fill(dir: &Path, to: u64, args: &ScaleArgs) -> anyhow::Result<FillResult> {
+    let out = dir.join(format!("fill-{to}.json"));
+    let exe = std::env::current_exe().context("finding the cairn-bench executable")?;
+    let status = tokio::task::block_in_place(|| {
+        Command::new(&exe)
+            .arg("fill")
+            .arg("--dir")
+            .arg(dir)
+            .arg("--to")
+            .arg(to.to_string())
+            .arg("--batch")
+            .arg(args.fill_batch.to_string())
+            .arg("--in-flight")
+            .arg(args.fill_in_flight.to_string())
+            .arg("--json")
+            .arg(&out)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .status()
+    })
+    .with_context(|| format!("running {} fill", exe.display()))?;
+    ensure!(status.success(), "cairn-bench fill failed ({status})");
+    let text = std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
+    Ok(serde_json::from_slice(&text)?)
+}
+
+/// Sizes of each node's databases.
+fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
+    let mut nodes = Vec::new();
+    for (position, config) in crate::fill::node_configs(dir)?.iter().enumerate() {
+        let file = node::config::NodeFile::load(config)?;
+        let (raft_log_bytes, state_bytes, allocated_bytes) = data_dir_usage(&file.data_dir)?;
+        nodes.push(NodeDisk {
+            node: position + 1,
+            raft_log_bytes,
+            state_bytes,
+            allocated_bytes,
+        });
+    }
+    let count = nodes.len().max(1) as f64;
+    let per_entry = |bytes: u64| bytes as f64 / count / entries.max(1) as f64;
+    let state: u64 = nodes.iter().map(|node| node.state_bytes).sum();
+    let raft: u64 = nodes.iter().map(|node| node.raft_log_bytes).sum();
+    let allocated: u64 = nodes.iter().map(|node| node.allocated_bytes).sum();
+    Ok(DiskUsage {
+        state_bytes_per_entry: per_entry(state),
+        raft_log_bytes_per_entry: per_entry(raft),
+        total_bytes_per_entry: per_entry(allocated),
+        nodes,
+    })
+}
+
+/// (raft-log.redb bytes, state.redb bytes, allocated bytes of the whole directory).
+fn data_dir_usage(dir: &Path) -> anyhow::Result<(u64, u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |meta| meta.len());
+    let mut allocated = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let meta = entry?.metadata()?;
+        allocated += meta.blocks() * 512;
+    }
+    Ok((size("raft-log.redb"), size("state.redb"), allocated))
+}
+
+type Measured = (ProofStats, Option<CatchUp>, RunResult, u64);
+
+async fn measure(
+    args: &ScaleArgs,
+    cluster: &Cluster,
+    dir: &Path,
+    node_bin: &Path,
+    fill: &FillResult,
+    trusted: &mut Vec<(u64, Hash)>,
+    next_id: &mut u64,
+) -> anyhow::Result<Measured> {
+    let verifiers = verifiers(&cluster.verifier_key)?;
+    for text in &fill.checkpoints {
+        let signed = tlog::checkpoint::open(text.as_bytes(), &verifiers)
+            .map_err(|error| anyhow::anyhow!("a fill checkpoint: {error}"))?;
+        trusted.push((signed.checkpoint.size.0, signed.checkpoint.root));
+    }
+    trusted.sort_by_key(|(size, _)| *size);
+    trusted.dedup_by_key(|(size, _)| *size);
+    let proofs = proofs(args, cluster, &verifiers, trusted).await?;
+    eprintln!(
+        "   proofs at {}: inclusion p50 {:.2} ms p99 {:.2} ms; consistency p50 {:.2} ms p99 {:.2} ms; entry reads p50 {:.2} ms",
+        proofs.tree_size,
+        proofs.inclusion.p50_ms,
+        proofs.inclusion.p99_ms,
+        proofs.consistency.p50_ms,
+        proofs.consistency.p99_ms,
+        proofs.entry_reads.p50_ms
+    );
+    let catch_up = if args.no_catch_up {
+        None
+    } else {
+        let id = *next_id;
+        *next_id += 1;
+        let result = catch_up(args, cluster, dir, node_bin, id).await?;
+        eprintln!(
+            "   catch-up of node {id}: learner serving size {} after {:.1} s ({:.0} entries/s), voter after {:.2} s more",
+            result.tree_size,
+            result.learner_seconds,
+            result.entries_per_second,
+            result.voter_seconds
+        );
+        Some(result)
+    };
+    let appends = appends(args, cluster).await?;
+    crate::print_run(&appends);
+    let client = node::network::http_client();
+    let (after, _, _) = checkpoint(&client, &cluster.urls[0], &verifiers).await?;
+    Ok((proofs, catch_up, appends, after))
+}
+
+fn verifiers(vkey: &str) -> anyhow::Result<tlog::note::Verifiers> {
+    let verifier = tlog::note::Verifier::parse(vkey.trim())
+        .map_err(|error| anyhow::anyhow!("verifier key {vkey:?}: {error}"))?;
+    let mut verifiers = tlog::note::Verifiers::new();
+    verifiers
+        .push(verifier)
+        .map_err(|error| anyhow::anyhow!("verifier key: {error}"))?;
+    Ok(verifiers)
+}
+
+/// The closed-loop append run of `appends`, with this run's settings.
+async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<RunResult> {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        appends: AppendsArgs,
+    }
+    // Enough pre-signed requests for 12,000 appends/s, over twice what 3 nodes reach here; a
+    // count far below u64::MAX for any sensible duration (`as` saturates).
+    #[allow(clippy::cast_possible_truncation)]
+    let presign = (12_000.0 * (args.warmup + args.duration)).ceil() as u64 + 1000;
+    let wrapper = Wrapper::try_parse_from([
+        "appends".to_string(),
+        format!("--duration={}", args.duration),
+        format!("--warmup={}", args.warmup),
+        format!("--presign={presign}"),
+    ])
+    .context("the append run's settings")?;
+    crate::run_once(&wrapper.appends, cluster, args.clients).await
+}
+
+/// A tiny deterministic generator for indexes (splitmix64), seeded from the OS.
+#[derive(Debug)]
+struct Random(u64);
+
+impl Random {
+    fn new() -> anyhow::Result<Random> {
+        let mut seed = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
+        Ok(Random(u64::from_le_bytes(seed)))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (bound > 0); the modulo bias is below 2^-30 for any log size here.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+type Client = node::network::HttpClient;
+
+/// GET with a bound on the whole exchange; the body on 200, an error otherwise.
+async fn get(client: &Client, url: &str) -> anyhow::Result<Bytes> {
+    let request = hyper::Request::get(url).body(Full::new(Bytes::new()))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .with_context(|| format!("GET {url}: timeout"))?
+        .with_context(|| format!("GET {url}"))?;
+    ensure!(
+        status.is_success(),
+        "GET {url}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(body)
+}
+
+/// Sends an admin request (bearer token) and returns the answer's JSON.
+async fn admin(
+    client: &Client,
+    method: hyper::Method,
+    url: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let mut request = hyper::Request::builder()
+        .method(method.clone())
+        .uri(url)
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    let body = match body {
+        Some(body) => {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+            Bytes::from(serde_json::to_vec(body)?)
+        }
+        None => Bytes::new(),
+    };
+    let request = request.body(Full::new(body))?;
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, body))
+    };
+    let (status, body) = tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("{method} {url}: timeout"))?
+        .with_context(|| format!("{method} {url}"))?;
+    ensure!(
+        status.is_success(),
+        "{method} {url}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(serde_json::from_slice(&body)?)
+}
+
+#[derive(serde::Deserialize)]
+struct ProofJson {
+    hashes: Vec<String>,
+}
+
+fn hashes(body: &[u8]) -> anyhow::Result<Vec<Hash>> {
+    let proof: ProofJson = serde_json::from_slice(body)?;
+    proof
+        .hashes
+        .iter()
+        .map(|hash| Hash::from_base64(hash).map_err(|error| anyhow::anyhow!("proof hash: {error}")))
+        .collect()
+}
+
+/// Fetches the latest checkpoint from `url` and verifies it: (size, root, text).
+async fn checkpoint(
+    client: &Client,
+    url: &str,
+    verifiers: &tlog::note::Verifiers,
+) -> anyhow::Result<(u64, Hash, String)> {
+    let body = get(client, &format!("{url}/api/v2/checkpoint")).await?;
+    let signed = tlog::checkpoint::open(&body, verifiers)
+        .map_err(|error| anyhow::anyhow!("checkpoint from {url}: {error}"))?;
+    Ok((
+        signed.checkpoint.size.0,
+        signed.checkpoint.root,
+        String::from_utf8(body.to_vec())?,
+    ))
+}
+
+/// Inclusion proofs for random leaves and consistency proofs from random earlier signed sizes,
+/// every one verified, spread over the nodes.
+async fn proofs(
+    args: &ScaleArgs,
+    cluster: &Cluster,
+    verifiers: &tlog::note::Verifiers,
+    trusted: &[(u64, Hash)],
+) -> anyhow::Result<ProofStats> {
+    let client = node::network::http_client();
+    let (size, root, _) = checkpoint(&client, &cluster.urls[0], verifiers).await?;
+    let older: Arc<Vec<(u64, Hash)>> = Arc::new(
+        trusted
+            .iter()
+            .copied()
+            .filter(|(old, _)| *old < size)
+            .collect(),
+    );
+    if older.is_empty() {
+        eprintln!(
+            "   no signed size below {size} to prove consistency from: inclusion proofs only"
+        );
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..args.proof_clients {
+        let share =
+            args.proofs / args.proof_clients + usize::from(task < args.proofs % args.proof_clients);
+        let url = cluster.urls[task % cluster.urls.len()].clone();
+        let (client, older) = (node::network::http_client(), Arc::clone(&older));
+        tasks.spawn(async move {
+            let mut random = Random::new()?;
+            let (mut reads, mut inclusion, mut consistency) =
+                (Latencies::new(), Latencies::new(), Latencies::new());
+            for _ in 0..share {
+                let index = random.below(size);
+                let at = Instant::now();
+                let leaf = get(&client, &format!("{url}/api/v2/entries/{index}")).await?;
+                reads.record(at.elapsed());
+                let at = Instant::now();
+                let body = get(
+                    &client,
+                    &format!("{url}/api/v2/proof/inclusion?index={index}&tree_size={size}"),
+                )
+                .await?;
+                InclusionProof {
+                    leaf_index: LeafIndex(index),
+                    tree_size: TreeSize(size),
+                    hashes: hashes(&body)?,
+                }
+                .verify(&tlog::leaf_hash(&leaf), &root)
+                .map_err(|error| {
+                    anyhow::anyhow!("inclusion proof of {index} at {size}: {error}")
+                })?;
+                inclusion.record(at.elapsed());
+
+                if older.is_empty() {
+                    continue;
+                }
+                let (old, old_root) = older[usize::try_from(random.below(older.len() as u64))?];
+                let at = Instant::now();
+                let body = get(
+                    &client,
+                    &format!("{url}/api/v2/proof/consistency?old={old}&new={size}"),
+                )
+                .await?;
+                ConsistencyProof {
+                    old_size: TreeSize(old),
+                    new_size: TreeSize(size),
+                    hashes: hashes(&body)?,
+                }
+                .verify(&old_root, &root)
+                .map_err(|error| anyhow::anyhow!("consistency proof {old} -> {size}: {error}"))?;
+                consistency.record(at.elapsed());
+            }
+            anyhow::Ok((reads, inclusion, consistency))
+        });
+    }
+    let (mut reads, mut inclusion, mut consistency) =
+        (Latencies::new(), Latencies::new(), Latencies::new());
+    while let Some(done) = tasks.join_next().await {
+        let (r, i, c) = done.context("a proof client failed")??;
+        reads.merge(&r);
+        inclusion.merge(&i);
+        consistency.merge(&c);
+    }
+    let elapsed = started.elapsed();
+    let inclusion = inclusion.summary();
+    let consistency = consistency.summary();
+    Ok(ProofStats {
+        tree_size: size,
+        proofs_per_second: (inclusion.count + consistency.count) as f64
+            / elapsed.as_secs_f64().max(1e-9),
+        entry_reads: reads.summary(),
+        inclusion,
+        consistency,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct ClusterJson {
+    admin_token: String,
+    nodes: Vec<ClusterJsonNode>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClusterJsonNode {
+    config: PathBuf,
+}
+
+/// A node process started for catch-up; stopped (SIGTERM, then kill) and its directory
+/// removed on drop.
+#[derive(Debug)]
+struct NewNode {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for NewNode {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Adds an empty node `id` to the running cluster as a learner, times it until it serves the
+/// leader's latest checkpoint, promotes it to voter, then removes it again and deletes it.
+async fn catch_up(
+    args: &ScaleArgs,
+    cluster: &Cluster,
+    dir: &Path,
+    node_bin: &Path,
+    id: u64,
+) -> anyhow::Result<CatchUp> {
+    let text = std::fs::read_to_string(dir.join("cluster.json"))?;
+    let json: ClusterJson = serde_json::from_str(&text)?;
+    let first = json.nodes.first().context("cluster.json lists no nodes")?;
+    let mut file = node::config::NodeFile::load(&first.config)?;
+    let node_dir = dir.join(format!("node-{id}"));
+    std::fs::create_dir_all(&node_dir)?;
+    let (api_port, cluster_port) = (free_port()?, free_port()?);
+    file.id = id;
+    file.listen = ([127, 0, 0, 1], api_port).into();
+    file.api_url = format!("http://127.0.0.1:{api_port}");
+    file.cluster_listen = ([127, 0, 0, 1], cluster_port).into();
+    file.cluster_url = format!("https://127.0.0.1:{cluster_port}");
+    file.cluster_cert_file = node_dir.join("node.crt");
+    file.cluster_key_file = node_dir.join("node.key");
+    file.data_dir = node_dir.join("data");
+    let now = time::OffsetDateTime::now_utc();
+    node::tls::ClusterCa::load_or_create(dir, now)
+        .context("the cluster CA")?
+        .ensure_node_certificate(
+            id,
+            "127.0.0.1",
+            &file.cluster_cert_file,
+            &file.cluster_key_file,
+            now,
+        )
+        .context("the new node's certificate")?;
+    let config = node_dir.join("config.toml");
+    file.save(&config)?;
+    let log = std::fs::File::create(node_dir.join("node.log"))?;
+    let child = Command::new(node_bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", node_bin.display()))?;
+    let mut new_node = NewNode {
+        child,
+        dir: node_dir.clone(),
+    };
+    let client = node::network::http_client();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = new_node.child.try_wait()? {
+            bail!(
+                "the new node exited ({status}); see {}",
+                node_dir.join("node.log").display()
+            );
+        }
+        if get(&client, &format!("{}/healthz", file.api_url))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the new node did not start; see {}",
+            node_dir.join("node.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = json.admin_token.as_str();
+    let status = admin(
+        &client,
+        hyper::Method::GET,
+        &format!("{}/admin/status", cluster.urls[0]),
+        token,
+        None,
+        Duration::from_secs(10),
+    )
+    .await?;
+    let leader = status["leader"]
+        .as_u64()
+        .context("the cluster has no leader")?;
+    let leader_url = status["nodes"][leader.to_string()]
+        .as_str()
+        .context("the leader's URL is not in /admin/status")?
+        .to_string();
+    let voters: Vec<u64> = status["voters"]
+        .as_array()
+        .context("no voters in /admin/status")?
+        .iter()
+        .filter_map(serde_json::Value::as_u64)
+        .collect();
+    let verifiers = verifiers(&cluster.verifier_key)?;
+    let (size, _, latest) = checkpoint(&client, &leader_url, &verifiers).await?;
+
+    let timeout = Duration::from_secs_f64(args.catch_up_timeout);
+    let started = Instant::now();
+    // The leader answers once it considers the learner caught up; the clock stops when the
+    // learner itself serves the latest checkpoint, whichever comes later.
+    let mut add = {
+        let (client, url, token) = (
+            client.clone(),
+            format!("{leader_url}/admin/learners"),
+            token.to_string(),
+        );
+        let body = serde_json::json!({
+            "id": id,
+            "api_url": file.api_url,
+            "cluster_url": file.cluster_url,
+        });
+        Some(tokio::spawn(async move {
+            admin(
+                &client,
+                hyper::Method::POST,
+                &url,
+                &token,
+                Some(&body),
+                timeout,
+            )
+            .await
+        }))
+    };
+    let mut last_report = Instant::now();
+    loop {
+        if let Some(status) = new_node.child.try_wait()? {
+            bail!(
+                "the new node exited during catch-up ({status}); see {}",
+                node_dir.join("node.log").display()
+            );
+        }
+        if let Ok(body) = get(&client, &format!("{}/api/v2/checkpoint", file.api_url)).await
+            && body == latest.as_bytes()
+        {
+            break;
+        }
+        if add
+            .as_ref()
+            .is_some_and(tokio::task::JoinHandle::is_finished)
+            && let Some(finished) = add.take()
+        {
+            // An error ends the wait; a success means the leader thinks the learner is
+            // up to date, which it may say before the learner serves the checkpoint.
+            finished
+                .await
+                .context("the learner request task")?
+                .context("adding the learner")?;
+        }
+        ensure!(
+            started.elapsed() < timeout,
+            "the new node did not catch up within {timeout:?}"
+        );
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            eprintln!(
+                "   [catch-up {:>4.0}s] node {id} catching up to {size} entries",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let learner_seconds = started.elapsed().as_secs_f64();
+    if let Some(add) = add {
+        add.await
+            .context("the learner request task")?
+            .context("adding the learner")?;
+    }
+    let started = Instant::now();
+    let mut with_new = voters.clone();
+    with_new.push(id);
+    admin(
+        &client,
+        hyper::Method::POST,
+        &format!("{leader_url}/admin/membership"),
+        token,
+        Some(&serde_json::json!({ "voters": with_new })),
+        timeout,
+    )
+    .await
+    .context("promoting the new node to voter")?;
+    let voter_seconds = started.elapsed().as_secs_f64();
+    let (raft_log_bytes, state_bytes, _) = data_dir_usage(&file.data_dir)?;
+    // Back to the measured cluster: the next size starts from the same voters.
+    admin(
+        &client,
+        hyper::Method::POST,
+        &format!("{leader_url}/admin/membership"),
+        token,
+        Some(&serde_json::json!({ "voters": voters, "retain": false })),
+        timeout,
+    )
+    .await
+    .context("removing the new node again")?;
+    tokio::task::block_in_place(|| drop(new_node));
+    Ok(CatchUp {
+        node_id: id,
+        tree_size: size,
+        learner_seconds,
+        voter_seconds,
+        entries_per_second: size as f64 / learner_seconds.max(1e-9),
+        raft_log_bytes,
+        state_bytes,
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0 / 1024.0
+}
+
+/// A Markdown table with one row per size.
+pub(crate) fn print_table(
+    out: &mut dyn std::io::Write,
+    report: &ScaleReport,
+) -> std::io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| entries | fill entries/s | fill written B/entry | state B/entry | Raft log MiB | appends/s | append p50 ms | append p99 ms | inclusion p50 ms | inclusion p99 ms | consistency p50 ms | consistency p99 ms | catch-up s | catch-up entries/s | promote s |"
+    )?;
+    writeln!(
+        out,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for point in &report.points {
+        let raft = point
+            .disk
+            .nodes
+            .iter()
+            .map(|node| node.raft_log_bytes)
+            .max()
+            .unwrap_or(0);
+        let (catch_up, rate, promote) = point.catch_up.as_ref().map_or_else(
+            || ("-".to_string(), "-".to_string(), "-".to_string()),
+            |c| {
+                (
+                    format!("{:.1}", c.learner_seconds),
+                    format!("{:.0}", c.entries_per_second),
+                    format!("{:.2}", c.voter_seconds),
+                )
+            },
+        );
+        writeln!(
+            out,
+            "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {catch_up} | {rate} | {promote} |",
+            point.entries,
+            point.fill.entries_per_second,
+            point
+                .fill
+                .written_bytes_per_entry
+                .map_or_else(|| "-".to_string(), |bytes| format!("{bytes:.0}")),
+            point.disk.state_bytes_per_entry,
+            mib(raft),
+            point.appends.appends_per_second,
+            point.appends.latency.p50_ms,
+            point.appends.latency.p99_ms,
+            point.proofs.inclusion.p50_ms,
+            point.proofs.inclusion.p99_ms,
+            point.proofs.consistency.p50_ms,
+            point.proofs.consistency.p99_ms,
+        )?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_random_indexes_stay_in_bounds() {
+        let args = ScaleArgs::with_defaults();
+        assert_eq!(args.sizes, [100_000, 1_000_000]);
+        assert_eq!(args.nodes, 3);
+        let mut random = Random(7);
+        let mut seen = [false; 10];
+        for _ in 0..1000 {
+            let index = random.below(10);
+            assert!(index < 10);
+            seen[usize::try_from(index).unwrap_or(0)] = true;
+        }
+        assert!(seen.iter().all(|seen| *seen), "every index comes up");
+    }
+}

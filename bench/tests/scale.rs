@@ -1,0 +1,270 @@
+//! The scale benchmark's fill writes the state the node itself would (`cairn-bench fill` on a
+//! stopped one-node `cairn-node dev` cluster, read back over the public API), and `cairn-bench
+//! scale` runs end to end at small sizes. No timing is asserted.
+//!
+//! Both need the `cairn-node` binary of the same build next to `cairn-bench`:
+//! `cargo build -p node --bin cairn-node` (a workspace build, as `scripts/test` runs, makes it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tlog::{Hash, MemoryTree};
+
+fn bench_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cairn-bench"))
+}
+
+fn node_bin() -> PathBuf {
+    let path = bench_bin().with_file_name("cairn-node");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first with `cargo build -p node --bin cairn-node` (same profile)",
+        path.display()
+    );
+    path
+}
+
+/// A free base port for a one-node dev cluster (API, Raft at +100, dev issuer at +300).
+fn base_port() -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if port < 65_000
+            && [port, port + 100, port + 300]
+                .iter()
+                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
+/// `cairn-node dev`, stopped with SIGTERM on drop.
+struct Dev(Child);
+
+impl Dev {
+    fn start(dir: &Path, port: u16) -> Dev {
+        let _ = std::fs::remove_file(dir.join("cluster.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("dev.log"))
+            .unwrap();
+        let child = Command::new(node_bin())
+            .args(["dev", "--nodes", "1", "--base-port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while !dir.join("cluster.json").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "dev cluster not ready; see {}",
+                dir.join("dev.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        Dev(child)
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+fn get(url: &str) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked answers are not expected from the node"
+    );
+    (status, answer[split + 4..].to_vec())
+}
+
+fn cluster_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("dev");
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = base_port();
+    drop(Dev::start(&dir, port));
+
+    // 2,500 entries in batches of 1,000: two full batches and a short one.
+    let status = Command::new(bench_bin())
+        .args([
+            "fill",
+            "--to",
+            "2500",
+            "--batch",
+            "1000",
+            "--in-flight",
+            "2",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--json")
+        .arg(dir.join("fill.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let fill: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("fill.json")).unwrap()).unwrap();
+    assert_eq!(fill["from"], 0);
+    assert_eq!(fill["to"], 2500);
+    assert_eq!(fill["checkpoints"].as_array().unwrap().len(), 3);
+
+    // A fill to a smaller size than the log has is refused, and changes nothing.
+    let status = Command::new(bench_bin())
+        .args(["fill", "--to", "100"])
+        .arg("--dir")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(!status.success());
+
+    // The restarted node serves what the fill wrote; everything is checked from outside.
+    let _dev = Dev::start(&dir, port);
+    let json = cluster_json(&dir);
+    let url = json["nodes"][0]["url"].as_str().unwrap().to_string();
+    let vkey = json["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|log| log["name"] == "artifacts")
+        .unwrap()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut verifiers = tlog::note::Verifiers::new();
+    verifiers
+        .push(tlog::note::Verifier::parse(&vkey).unwrap())
+        .unwrap();
+    let (status, body) = get(&format!("{url}/api/v2/checkpoint"));
+    assert_eq!(status, 200);
+    let signed = tlog::checkpoint::open(&body, &verifiers).unwrap();
+    assert_eq!(signed.checkpoint.size.0, 2500);
+    // The last checkpoint the fill got is the one the node serves.
+    assert_eq!(
+        fill["checkpoints"][2].as_str().unwrap().as_bytes(),
+        &body[..]
+    );
+
+    let mut tree = MemoryTree::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for index in 0..2500 {
+        let (status, leaf) = get(&format!("{url}/api/v2/entries/{index}"));
+        assert_eq!(status, 200, "entry {index}");
+        // Canonical, as the node's own v2 path stores it.
+        tlog::entry::CanonicalBody::parse(&leaf).unwrap();
+        let hash = tlog::leaf_hash(&leaf);
+        assert!(seen.insert(hash.0), "entry {index} is a duplicate");
+        tree.append(hash).unwrap();
+    }
+    let root: Hash = tree.root();
+    assert_eq!(
+        root, signed.checkpoint.root,
+        "the leaves give the signed root"
+    );
+    let (status, _) = get(&format!("{url}/api/v2/entries/2500"));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn scale_runs_end_to_end_at_small_sizes() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = temp.path().join("scale.json");
+    let status = Command::new(bench_bin())
+        .args([
+            "scale",
+            "--nodes",
+            "1",
+            "--sizes",
+            "3000,6000",
+            "--proofs",
+            "40",
+            "--proof-clients",
+            "2",
+            "--clients",
+            "4",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--fill-batch",
+            "1000",
+        ])
+        .arg("--node-bin")
+        .arg(node_bin())
+        .arg("--data-dir")
+        .arg(temp.path())
+        .arg("--json")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let points = report["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for (point, size) in points.iter().zip([3000u64, 6000]) {
+        let entries = point["entries"].as_u64().unwrap();
+        assert!(entries >= size, "{entries} < {size}");
+        assert_eq!(point["fill"]["to"].as_u64().unwrap(), entries);
+        assert!(point["disk"]["state_bytes_per_entry"].as_f64().unwrap() > 0.0);
+        assert_eq!(point["proofs"]["inclusion"]["count"], 40);
+        assert_eq!(point["proofs"]["consistency"]["count"], 40);
+        let catch_up = &point["catch_up"];
+        assert_eq!(catch_up["tree_size"].as_u64().unwrap(), entries);
+        assert!(catch_up["state_bytes"].as_u64().unwrap() > 0);
+        assert!(point["entries_after_appends"].as_u64().unwrap() >= entries);
+    }
+    // The cluster directory is removed unless --keep-data.
+    let left: Vec<_> = std::fs::read_dir(temp.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("cairn-bench-scale")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
