@@ -16,7 +16,15 @@ use plotters::prelude::*;
 use serde_json::{Value, json};
 
 /// The parts of the suite, in the order they run.
-const PARTS: [&str; 2] = ["appends", "certificates"];
+const PARTS: [&str; 7] = [
+    "appends",
+    "peer",
+    "certificates",
+    "reads",
+    "mix",
+    "witnessing",
+    "scale",
+];
 
 /// The `report` subcommand's arguments.
 #[derive(clap::Args, Debug)]
@@ -85,6 +93,7 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     plot_throughput(&parts, &args.out.join("throughput.svg"))?;
     plot_latency(&parts, &args.out.join("latency.svg"))?;
+    plot_scale(&parts, &args.out)?;
     let markdown = markdown(&report, &parts, &targets);
     let path = args.out.join("README.md");
     std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
@@ -101,15 +110,44 @@ fn run_part(args: &ReportArgs, part: &str, json: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this binary")?;
     let mut command = Command::new(exe);
     command.arg(part);
-    let (duration, warmup) = if args.quick { ("2", "1") } else { ("8", "2") };
+    let (duration, warmup) = if args.quick { ("2", "1") } else { ("6", "2") };
+    let clients = if args.quick { "16,64" } else { "16,64,256" };
     match part {
+        // One node here; the 3-node appends run inside `peer`, next to etcd.
         "appends" => {
-            let clients = if args.quick { "16,64" } else { "16,64,256,512" };
-            command.args(["--nodes", "1,3", "--clients", clients, "--profile"]);
+            command.args(["--nodes", "1", "--clients", clients, "--profile"]);
+        }
+        "peer" => {
+            command.args(["--clients", clients, "--profile"]);
         }
         "certificates" => {
             let clients = if args.quick { "64" } else { "64,256" };
             command.args(["--nodes", "3", "--clients", clients, "--profile"]);
+        }
+        "reads" => {
+            let prefill = if args.quick { "5000" } else { "50000" };
+            command.args(["--clients", clients, "--prefill", prefill]);
+        }
+        "mix" => {
+            let prefill = if args.quick { "5000" } else { "20000" };
+            command.args(["--clients", "64", "--prefill", prefill]);
+        }
+        "witnessing" => {
+            let clients = if args.quick { "64" } else { "64,256" };
+            command.args(["--clients", clients]);
+        }
+        "scale" => {
+            let sizes = if args.quick {
+                "10000,30000"
+            } else {
+                "100000,1000000"
+            };
+            command.args(["--sizes", sizes, "--json"]);
+            command.arg(json);
+            if let Some(node_bin) = &args.node_bin {
+                command.arg("--node-bin").arg(node_bin);
+            }
+            return finish(command, part);
         }
         _ => bail!("unknown part {part}"),
     }
@@ -118,6 +156,10 @@ fn run_part(args: &ReportArgs, part: &str, json: &Path) -> anyhow::Result<()> {
     if let Some(node_bin) = &args.node_bin {
         command.arg("--node-bin").arg(node_bin);
     }
+    finish(command, part)
+}
+
+fn finish(mut command: Command, part: &str) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("running cairn-bench {part}"))?;
@@ -129,17 +171,15 @@ fn run_part(args: &ReportArgs, part: &str, json: &Path) -> anyhow::Result<()> {
 
 /// The runs of a part, or none.
 fn runs<'a>(parts: &'a serde_json::Map<String, Value>, part: &str) -> &'a [Value] {
-    parts
-        .get(part)
-        .and_then(|p| p["runs"].as_array())
-        .map_or(&[], Vec::as_slice)
+    list(parts, part, "runs")
 }
 
-/// The run with the highest value of `field` among `runs` with `nodes` nodes.
-fn best<'a>(runs: &'a [Value], nodes: u64, field: &str) -> Option<&'a Value> {
-    runs.iter()
-        .filter(|r| r["nodes"].as_u64() == Some(nodes) && r["mode"].as_str() != Some("open"))
-        .max_by(|a, b| f(&a[field]).total_cmp(&f(&b[field])))
+/// A list in a part's results, or none.
+fn list<'a>(parts: &'a serde_json::Map<String, Value>, part: &str, key: &str) -> &'a [Value] {
+    parts
+        .get(part)
+        .and_then(|p| p[key].as_array())
+        .map_or(&[], Vec::as_slice)
 }
 
 fn f(value: &Value) -> f64 {
@@ -180,11 +220,30 @@ fn bottleneck(run: &Value) -> String {
     text
 }
 
+/// The 3-node Cairn append runs: `peer`'s (measured next to etcd), else `appends`' own.
+fn cairn_three_nodes(parts: &serde_json::Map<String, Value>) -> Vec<&Value> {
+    let peer = list(parts, "peer", "cairn");
+    let source = if peer.is_empty() {
+        runs(parts, "appends")
+    } else {
+        peer
+    };
+    source
+        .iter()
+        .filter(|r| r["nodes"].as_u64() == Some(3) && r["mode"].as_str() != Some("open"))
+        .collect()
+}
+
+fn highest<'a>(runs: impl IntoIterator<Item = &'a Value>, field: &str) -> Option<&'a Value> {
+    runs.into_iter()
+        .max_by(|a, b| f(&a[field]).total_cmp(&f(&b[field])))
+}
+
 /// DESIGN.md's targets, each with where Cairn stands.
 fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
     let mut targets = Vec::new();
-    let appends = runs(parts, "appends");
-    if let Some(run) = best(appends, 3, "appends_per_second") {
+    let three = cairn_three_nodes(parts);
+    if let Some(run) = highest(three.iter().copied(), "appends_per_second") {
         let rate = f(&run["appends_per_second"]);
         let p99 = f(&run["latency"]["p99_ms"]);
         let met = rate >= 20_000.0 && p99 < 200.0;
@@ -194,11 +253,29 @@ fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
             "met": met,
             "bottleneck": if met { Value::Null } else { json!(bottleneck(run)) },
         }));
+        if let Some(etcd) = highest(list(parts, "peer", "etcd"), "puts_per_second") {
+            let puts = f(&etcd["puts_per_second"]);
+            let ratio = if puts > 0.0 { rate / puts } else { 0.0 };
+            let met = ratio >= 3.0;
+            let cairn_cpu = cpu_per_operation(run, "node_usage", "appends_per_second");
+            let etcd_cpu = cpu_per_operation(etcd, "member_usage", "puts_per_second");
+            targets.push(json!({
+                "target": "at least 3 times etcd's put rate (3 nodes, same clients and value size)",
+                "measured": format!(
+                    "{ratio:.2}x: Cairn {rate:.0} appends/s, etcd {puts:.0} puts/s at {} clients (peaks)",
+                    etcd["clients"]
+                ),
+                "met": met,
+                "bottleneck": if met { Value::Null } else { json!(format!(
+                    "both are CPU-bound on the shared cores: Cairn's nodes spend {cairn_cpu:.0} µs \
+                     of CPU per append, etcd's members {etcd_cpu:.0} µs per put; {}",
+                    bottleneck(run)
+                )) },
+            }));
+        }
     }
     let certificates = runs(parts, "certificates");
-    if let Some(run) = certificates.iter().max_by(|a, b| {
-        f(&a["certificates_per_second"]).total_cmp(&f(&b["certificates_per_second"]))
-    }) {
+    if let Some(run) = highest(certificates, "certificates_per_second") {
         let rate = f(&run["certificates_per_second"]);
         let met = rate >= 5_000.0;
         targets.push(json!({
@@ -208,72 +285,232 @@ fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
             "bottleneck": if met { Value::Null } else { json!(bottleneck(run)) },
         }));
     }
+    let points = list(parts, "scale", "points");
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let largest = f(&last["entries"]);
+        let disk = |p: &Value| f(&p["disk"]["state_bytes_per_entry"]);
+        let written = |p: &Value| f(&p["fill"]["written_bytes_per_entry"]);
+        let proof = |p: &Value| f(&p["proofs"]["inclusion"]["p99_ms"]);
+        let appends = |p: &Value| f(&p["appends"]["appends_per_second"]);
+        let flat = |a: f64, b: f64| a > 0.0 && b <= a * 1.5 && b >= a / 1.5;
+        let met = largest >= 1e7
+            && flat(disk(first), disk(last))
+            && flat(proof(first), proof(last))
+            && flat(appends(first), appends(last));
+        targets.push(json!({
+            "target": "flat cost per entry up to 10^7 entries",
+            "measured": format!(
+                "{} to {} entries: disk {:.0} to {:.0} B/entry per node, inclusion proof p99 \
+                 {:.1} to {:.1} ms, appends {:.0} to {:.0}/s, bytes written per entry while \
+                 filling {:.0} to {:.0}",
+                first["entries"], last["entries"], disk(first), disk(last), proof(first),
+                proof(last), appends(first), appends(last), written(first), written(last)
+            ),
+            "met": met,
+            "bottleneck": if met { Value::Null } else { json!(format!(
+                "{}write amplification: the bytes written per entry grow {:.1}x while the bytes \
+                 kept per entry stay flat, so filling and catch-up slow down as the log grows; \
+                 see docs/benchmarks/scale.md",
+                if largest < 1e7 {
+                    format!("not measured beyond {largest:.0} entries (10^7 needs about 46 GB \
+                             of disk and 40 minutes of filling on this machine); ")
+                } else {
+                    String::new()
+                },
+                if written(first) > 0.0 { written(last) / written(first) } else { 0.0 }
+            )) },
+        }));
+    }
     targets
+}
+
+/// CPU microseconds per operation over a run's window, from its processes' usage.
+fn cpu_per_operation(run: &Value, usage: &str, rate: &str) -> f64 {
+    let percent: f64 = run[usage].as_array().map_or(0.0, |processes| {
+        processes.iter().map(|p| f(&p["cpu_percent"])).sum()
+    });
+    let rate = f(&run[rate]);
+    if rate > 0.0 {
+        percent / 100.0 / rate * 1e6
+    } else {
+        0.0
+    }
 }
 
 /// One series of a plot: a name and (x, y) points.
 type Series = (String, Vec<(f64, f64)>);
 
-/// Points (clients, field) of the closed-loop runs of a part with `nodes` nodes.
-fn by_clients(runs: &[Value], nodes: u64, field: &[&str]) -> Vec<(f64, f64)> {
+/// The (x, y) points of `runs`, y at `path`, sorted by x.
+fn points<'a>(
+    runs: impl IntoIterator<Item = &'a Value>,
+    x: &[&str],
+    y: &[&str],
+) -> Vec<(f64, f64)> {
+    let at = |run: &'a Value, path: &[&str]| {
+        let mut value = run;
+        for key in path {
+            value = &value[*key];
+        }
+        f(value)
+    };
     let mut points: Vec<(f64, f64)> = runs
-        .iter()
-        .filter(|r| r["nodes"].as_u64() == Some(nodes) && r["mode"].as_str() != Some("open"))
-        .map(|r| {
-            let mut value = r;
-            for key in field {
-                value = &value[*key];
-            }
-            (f(&r["clients"]), f(value))
-        })
+        .into_iter()
+        .map(|run| (at(run, x), at(run, y)))
         .collect();
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
     points
 }
 
 fn plot_throughput(parts: &serde_json::Map<String, Value>, path: &Path) -> anyhow::Result<()> {
-    let appends = runs(parts, "appends");
-    let certificates = runs(parts, "certificates");
+    let one: Vec<&Value> = runs(parts, "appends")
+        .iter()
+        .filter(|r| r["nodes"].as_u64() == Some(1) && r["mode"].as_str() != Some("open"))
+        .collect();
     let series: Vec<Series> = vec![
         (
             "Cairn appends, 1 node".into(),
-            by_clients(appends, 1, &["appends_per_second"]),
+            points(one, &["clients"], &["appends_per_second"]),
         ),
         (
             "Cairn appends, 3 nodes".into(),
-            by_clients(appends, 3, &["appends_per_second"]),
+            points(
+                cairn_three_nodes(parts),
+                &["clients"],
+                &["appends_per_second"],
+            ),
+        ),
+        (
+            "etcd puts, 3 members".into(),
+            points(
+                list(parts, "peer", "etcd"),
+                &["clients"],
+                &["puts_per_second"],
+            ),
         ),
         (
             "Cairn CA certificates, 3 nodes".into(),
-            by_clients(certificates, 3, &["certificates_per_second"]),
+            points(
+                runs(parts, "certificates"),
+                &["clients"],
+                &["certificates_per_second"],
+            ),
+        ),
+        (
+            "Cairn witnessed appends (2 of 3), 3 nodes".into(),
+            points(
+                runs(parts, "witnessing"),
+                &["appends", "clients"],
+                &["appends", "appends_per_second"],
+            ),
         ),
     ];
     line_plot(
         path,
-        "Throughput against concurrent clients (verified operations per second)",
+        "Writes against concurrent clients (verified operations per second)",
         "clients",
         "operations/s",
         &series,
+    )?;
+    let reads = vec![(
+        "Cairn verified reads, 3 nodes".to_owned(),
+        points(runs(parts, "reads"), &["clients"], &["reads_per_second"]),
+    )];
+    line_plot(
+        &path.with_file_name("reads.svg"),
+        "Verified reads (checkpoints, tiles, bundles, proofs) per second",
+        "clients",
+        "reads/s",
+        &reads,
     )
 }
 
 fn plot_latency(parts: &serde_json::Map<String, Value>, path: &Path) -> anyhow::Result<()> {
-    let appends = runs(parts, "appends");
-    let series: Vec<Series> = ["p50_ms", "p90_ms", "p99_ms", "max_ms"]
+    let three = cairn_three_nodes(parts);
+    let mut series: Vec<Series> = ["p50_ms", "p99_ms", "max_ms"]
         .iter()
         .map(|q| {
             (
-                format!("appends, 3 nodes, {}", q.trim_end_matches("_ms")),
-                by_clients(appends, 3, &["latency", q]),
+                format!("Cairn appends, 3 nodes, {}", q.trim_end_matches("_ms")),
+                points(three.iter().copied(), &["clients"], &["latency", q]),
             )
         })
         .collect();
+    for q in ["p50_ms", "p99_ms"] {
+        series.push((
+            format!("etcd puts, 3 members, {}", q.trim_end_matches("_ms")),
+            points(list(parts, "peer", "etcd"), &["clients"], &["latency", q]),
+        ));
+    }
     line_plot(
         path,
-        "Append latency to a verified, proof-carrying answer (3 nodes)",
+        "Write latency: Cairn to a verified, proof-carrying answer; etcd to an acknowledged put",
         "clients",
         "milliseconds",
         &series,
+    )
+}
+
+fn plot_scale(parts: &serde_json::Map<String, Value>, dir: &Path) -> anyhow::Result<()> {
+    let scale = list(parts, "scale", "points");
+    if scale.is_empty() {
+        return Ok(());
+    }
+    let entries = ["entries"];
+    line_plot(
+        &dir.join("scale-bytes.svg"),
+        "Bytes per entry as the log grows (3 nodes)",
+        "entries in the log",
+        "bytes per entry",
+        &[
+            (
+                "kept on disk, state per node".into(),
+                points(scale, &entries, &["disk", "state_bytes_per_entry"]),
+            ),
+            (
+                "written while filling, all replicas".into(),
+                points(scale, &entries, &["fill", "written_bytes_per_entry"]),
+            ),
+        ],
+    )?;
+    line_plot(
+        &dir.join("scale-rates.svg"),
+        "Entries per second as the log grows (3 nodes)",
+        "entries in the log",
+        "entries/s",
+        &[
+            (
+                "verified appends (64 clients)".into(),
+                points(scale, &entries, &["appends", "appends_per_second"]),
+            ),
+            (
+                "fill (batches straight to Raft)".into(),
+                points(scale, &entries, &["fill", "entries_per_second"]),
+            ),
+            (
+                "catch-up of a new node".into(),
+                points(scale, &entries, &["catch_up", "entries_per_second"]),
+            ),
+        ],
+    )?;
+    line_plot(
+        &dir.join("scale-proofs.svg"),
+        "Verified proof latency as the log grows (3 nodes)",
+        "entries in the log",
+        "milliseconds",
+        &[
+            (
+                "inclusion p50".into(),
+                points(scale, &entries, &["proofs", "inclusion", "p50_ms"]),
+            ),
+            (
+                "inclusion p99".into(),
+                points(scale, &entries, &["proofs", "inclusion", "p99_ms"]),
+            ),
+            (
+                "consistency p99".into(),
+                points(scale, &entries, &["proofs", "consistency", "p99_ms"]),
+            ),
+        ],
     )
 }
 
@@ -440,19 +677,26 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
         );
     }
     let _ = writeln!(page);
-    let _ = writeln!(page, "![throughput](throughput.svg)\n");
-    let _ = writeln!(page, "![latency](latency.svg)\n");
+    let _ = writeln!(page, "![writes](throughput.svg)\n");
+    let _ = writeln!(page, "![write latency](latency.svg)\n");
 
     let _ = writeln!(page, "## Appends (Rekor v2 hashedrekord)\n");
     let _ = writeln!(
         page,
-        "| nodes | clients | appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | leader's hottest code |"
+        "The 3-node runs are `peer`'s, measured just before etcd on the same machine.\n"
     );
-    let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for run in runs(parts, "appends") {
+    let _ = writeln!(
+        page,
+        "| nodes | clients | appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | node CPU µs/append | leader's hottest code |"
+    );
+    let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let one = runs(parts, "appends")
+        .iter()
+        .filter(|r| r["nodes"].as_u64() == Some(1));
+    for run in one.chain(cairn_three_nodes(parts)) {
         let _ = writeln!(
             page,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {} |",
             run["nodes"],
             run["clients"],
             f(&run["appends_per_second"]),
@@ -461,10 +705,49 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
             f(&run["latency"]["p99_ms"]),
             f(&run["latency"]["max_ms"]),
             error_count(&run["errors"]),
+            cpu_per_operation(run, "node_usage", "appends_per_second"),
             hottest(run)
         );
     }
     let _ = writeln!(page);
+
+    let etcd = list(parts, "peer", "etcd");
+    if !etcd.is_empty() {
+        let _ = writeln!(page, "## Side by side: etcd\n");
+        let _ = writeln!(
+            page,
+            "{}, 3 members on loopback started by the benchmark, fsync on (etcd's default), \
+             data on the same disk; values as long as Cairn's log entries, put through gRPC \
+             (`etcd-client`) by the same number of clients; every 64th put read back and \
+             compared.\n",
+            parts["peer"]["etcd_version"].as_str().unwrap_or("etcd")
+        );
+        let _ = writeln!(
+            page,
+            "| clients | Cairn appends/s | etcd puts/s | ratio | Cairn p99 ms | etcd p99 ms | etcd CPU µs/put |"
+        );
+        let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|");
+        for ratio in list(parts, "peer", "ratios") {
+            let members = etcd
+                .iter()
+                .find(|e| e["clients"] == ratio["clients"])
+                .map_or(0.0, |e| {
+                    cpu_per_operation(e, "member_usage", "puts_per_second")
+                });
+            let _ = writeln!(
+                page,
+                "| {} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {members:.0} |",
+                ratio["clients"],
+                f(&ratio["cairn_appends_per_second"]),
+                f(&ratio["etcd_puts_per_second"]),
+                f(&ratio["ratio"]),
+                f(&ratio["cairn_p99_ms"]),
+                f(&ratio["etcd_p99_ms"]),
+            );
+        }
+        let _ = writeln!(page);
+    }
+
     let _ = writeln!(
         page,
         "## Keyless CA (certificate issued, logged twice, verified)\n"
@@ -489,6 +772,118 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
         );
     }
     let _ = writeln!(page);
+
+    for (part, title) in [
+        (
+            "reads",
+            "Reads (every answer verified against a reference tree and the log key)",
+        ),
+        ("mix", "Reads mixed with appends"),
+    ] {
+        let runs = runs(parts, part);
+        if runs.is_empty() {
+            continue;
+        }
+        let _ = writeln!(page, "## {title}\n");
+        let _ = writeln!(
+            page,
+            "| nodes | clients | tree size | appends % | reads/s | read p50 ms | read p99 ms | appends/s | append p99 ms | errors |"
+        );
+        let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for run in runs {
+            let _ = writeln!(
+                page,
+                "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {} |",
+                run["nodes"],
+                run["clients"],
+                run["tree_size"],
+                run["appends_percent"],
+                f(&run["reads_per_second"]),
+                f(&run["reads_latency"]["p50_ms"]),
+                f(&run["reads_latency"]["p99_ms"]),
+                f(&run["appends_per_second"]),
+                f(&run["appends_latency"]["p99_ms"]),
+                error_count(&run["errors"]),
+            );
+        }
+        let _ = writeln!(page);
+        if part == "reads" {
+            let _ = writeln!(page, "![reads](reads.svg)\n");
+        }
+    }
+
+    let witnessing = runs(parts, "witnessing");
+    if !witnessing.is_empty() {
+        let _ = writeln!(page, "## Witness cosigning\n");
+        let _ = writeln!(
+            page,
+            "A 3-node cluster that publishes a checkpoint only with {} of {} witness \
+             cosignatures (each witness its own process); an append counts only if its answer's \
+             checkpoint carries that quorum.\n",
+            parts["witnessing"]["quorum"], parts["witnessing"]["witnesses"]
+        );
+        let _ = writeln!(
+            page,
+            "| clients | witnessed appends/s | p50 ms | p99 ms | rounds/s | round mean ms | witness CPU ms/cosignature | errors |"
+        );
+        let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for run in witnessing {
+            let (appends, rounds) = (&run["appends"], &run["witnessing"]);
+            let _ = writeln!(
+                page,
+                "| {} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.2} | {} |",
+                appends["clients"],
+                f(&appends["appends_per_second"]),
+                f(&appends["latency"]["p50_ms"]),
+                f(&appends["latency"]["p99_ms"]),
+                f(&rounds["rounds_per_second"]),
+                f(&rounds["round_mean_ms"]),
+                f(&rounds["witness_cpu_ms_per_cosignature"]),
+                error_count(&appends["errors"]),
+            );
+        }
+        let _ = writeln!(page);
+    }
+
+    let scale = list(parts, "scale", "points");
+    if !scale.is_empty() {
+        let _ = writeln!(page, "## Scale: the cost per entry as the log grows\n");
+        let _ = writeln!(
+            page,
+            "Between sizes the log is grown by `cairn-bench fill`: {}. At each size the \
+             measurements use the public API.\n",
+            parts["scale"]["settings"]["fill_method"]
+                .as_str()
+                .unwrap_or("see docs/benchmarks/scale.md")
+        );
+        let _ = writeln!(
+            page,
+            "| entries | state B/entry/node | Raft log B/entry | written B/entry (fill) | fill/s | appends/s | append p99 ms | inclusion p50 / p99 ms | consistency p99 ms | new node catch-up s |"
+        );
+        let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for point in scale {
+            let _ = writeln!(
+                page,
+                "| {} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} | {:.1} |",
+                point["entries"],
+                f(&point["disk"]["state_bytes_per_entry"]),
+                f(&point["disk"]["raft_log_bytes_per_entry"]),
+                f(&point["fill"]["written_bytes_per_entry"]),
+                f(&point["fill"]["entries_per_second"]),
+                f(&point["appends"]["appends_per_second"]),
+                f(&point["appends"]["latency"]["p99_ms"]),
+                f(&point["proofs"]["inclusion"]["p50_ms"]),
+                f(&point["proofs"]["inclusion"]["p99_ms"]),
+                f(&point["proofs"]["consistency"]["p99_ms"]),
+                f(&point["catch_up"]["learner_seconds"]),
+            );
+        }
+        let _ = writeln!(page);
+        let _ = writeln!(page, "![bytes per entry](scale-bytes.svg)\n");
+        let _ = writeln!(page, "![entries per second](scale-rates.svg)\n");
+        let _ = writeln!(page, "![proof latency](scale-proofs.svg)\n");
+    }
+
     let _ = writeln!(page, "## How to reproduce\n");
     let _ = writeln!(
         page,
@@ -497,11 +892,15 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
     );
     let _ = writeln!(
         page,
-        "Each part can be run alone with the same settings: `cairn-bench appends --nodes 1,3 \
-         --clients 16,64,256,512 --duration 8 --warmup 2 --profile`, `cairn-bench certificates \
-         --nodes 3 --clients 64,256 --profile`. `raw/` holds each part's full JSON (every \
-         run's errors, retries, node CPU and memory, batch sizes and profile); `report.json` \
-         combines them.\n"
+        "Each part can be run alone with the same settings (`cairn-bench PART --help` explains \
+         each): `appends --nodes 1 --clients 16,64,256 --duration 6 --warmup 2 --profile`, \
+         `peer --clients 16,64,256 --profile` (needs Debian's `etcd-server`), `certificates \
+         --nodes 3 --clients 64,256 --profile`, `reads --clients 16,64,256 --prefill 50000`, \
+         `mix --clients 64 --prefill 20000`, `witnessing --clients 64,256`, `scale --sizes \
+         100000,1000000`. `raw/` holds each part's full JSON (every run's errors, retries, \
+         node CPU and memory, batch sizes and profile); `report.json` combines them. The \
+         profiles are `perf record` samples of the leader's own code (self time), grouped by \
+         crate; the kernel's share is system calls (fsync, loopback network, scheduling).\n"
     );
     if let Some(seconds) = report["seconds_per_part"].as_object() {
         let list: Vec<String> = seconds
