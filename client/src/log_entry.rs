@@ -202,7 +202,7 @@ fn check_checkpoint(
 }
 
 /// The key name of a Rekor v1 origin line, `<key name> - <decimal tree id>`, if it is one.
-fn v1_key_name(origin: &str) -> Option<&str> {
+pub(crate) fn v1_key_name(origin: &str) -> Option<&str> {
     let (key_name, tree_id) = origin.rsplit_once(" - ")?;
     tlog::checkpoint::parse_decimal(tree_id).ok()?;
     tlog::note::check_key_name(key_name).ok()?;
