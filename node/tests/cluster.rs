@@ -684,8 +684,16 @@ async fn check_v1_reads(cluster: &Cluster, reference: u64, id: u64, acked: &[Ack
     for acked in acked.iter().step_by(23) {
         let path = format!("/api/v1/log/entries?logIndex={}", acked.index);
         let (status, answer) = cluster.request("GET", id, &path, None).await.unwrap();
-        assert_eq!(status, 200, "node {id}: {}", String::from_utf8_lossy(&answer));
-        let (_, expected) = cluster.request("GET", reference, &path, None).await.unwrap();
+        assert_eq!(
+            status,
+            200,
+            "node {id}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let (_, expected) = cluster
+            .request("GET", reference, &path, None)
+            .await
+            .unwrap();
         assert_eq!(answer, expected, "node {id} answers {path} otherwise");
         let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
         let entry = answer.as_object().unwrap().values().next().unwrap();
@@ -698,7 +706,11 @@ async fn check_v1_reads(cluster: &Cluster, reference: u64, id: u64, acked: &[Ack
             acked.index
         );
         let set = BASE64
-            .decode(entry["verification"]["signedEntryTimestamp"].as_str().unwrap())
+            .decode(
+                entry["verification"]["signedEntryTimestamp"]
+                    .as_str()
+                    .unwrap(),
+            )
             .unwrap();
         let set = ed25519_dalek::Signature::from_slice(&set).unwrap();
         key.verify(payload.as_bytes(), &set)
