@@ -170,11 +170,23 @@ fn check_checkpoint(
                     .map(NoteVerifier::Ed25519)
                     .map_err(|e| fail(format!("log key: {e}")))?,
             ];
+            let origin = note.split('\n').next().unwrap_or_default();
             // A C2SP log names its key by its origin (the note's first line), which need not
             // be a bare host (Cairn's is `<host>/<log>`). The name only picks the signature
             // line; the signature must still verify with the trusted key over the whole body.
-            if let Some(origin) = note.split('\n').next().filter(|origin| *origin != name)
+            if origin != name
                 && let Ok(verifier) = Ed25519Verifier::new(origin, key)
+            {
+                verifiers.push(NoteVerifier::Ed25519(verifier));
+            }
+            // A Rekor v1 checkpoint with an Ed25519 key (Cairn's v1 API): origin exactly
+            // `<key name> - <tree id>`, signed under `<key name>` with Rekor's key id
+            // SHA-256(SPKI)[:4]. Any other origin finds no verifier here.
+            if let Some(key_name) = v1_key_name(origin)
+                && let Ok(verifier) = Ed25519Verifier::with_spki_key_id(key_name, key)
+                && verifiers
+                    .iter()
+                    .all(|known| known.name() != key_name || known.key_id() != verifier.key_id())
             {
                 verifiers.push(NoteVerifier::Ed25519(verifier));
             }
@@ -187,6 +199,14 @@ fn check_checkpoint(
     let verifiers =
         Verifiers::from_verifiers([verifier]).map_err(|e| fail(format!("log key: {e}")))?;
     open_checkpoint(note, &verifiers, tree_size, root_hash)
+}
+
+/// The key name of a Rekor v1 origin line, `<key name> - <decimal tree id>`, if it is one.
+pub(crate) fn v1_key_name(origin: &str) -> Option<&str> {
+    let (key_name, tree_id) = origin.rsplit_once(" - ")?;
+    tlog::checkpoint::parse_decimal(tree_id).ok()?;
+    tlog::note::check_key_name(key_name).ok()?;
+    Some(key_name)
 }
 
 /// Opens `note` with `verifiers` and checks it is the checkpoint of the proof's tree.
@@ -397,4 +417,100 @@ fn check_intoto_v002(
         return Err(mismatch("the logged key differs from the bundle's"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tlog::note::{Ed25519Signer, Note, NoteSigner};
+
+    use super::*;
+    use crate::time::TimeRange;
+
+    const ROOT: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    fn key() -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+    }
+
+    fn log() -> TransparencyLog {
+        let spki = tlog::note::ed25519_spki_der(&key().verifying_key());
+        TransparencyLog {
+            base_url: "http://cairn.localhost:3000".into(),
+            log_id: tlog::Hash::digest(&spki).as_bytes().to_vec(),
+            public_key: spki,
+            key_details: "PKIX_ED25519".into(),
+            valid_for: TimeRange {
+                start: UnixMillis::from_seconds(0).unwrap(),
+                end: None,
+            },
+        }
+    }
+
+    fn signed(origin: &str, signer: &dyn NoteSigner) -> String {
+        let mut note = Note::new(&format!("{origin}\n7\n{ROOT}\n")).unwrap();
+        note.sign(signer).unwrap();
+        note.format().unwrap()
+    }
+
+    fn v1_signer(name: &str) -> Ed25519Signer {
+        Ed25519Signer::with_spki_key_id(name, key()).unwrap()
+    }
+
+    #[test]
+    fn checkpoints_in_v1_form_verify() {
+        let root = BASE64.decode(ROOT).unwrap();
+        let origin = "cairn.localhost/artifacts";
+        // The v1 form: `<key name> - <digits>`, signed under the key name with key id
+        // SHA-256(SPKI)[:4].
+        let note = signed(&format!("{origin} - 4242"), &v1_signer(origin));
+        check_checkpoint(&note, &log(), 7, &root).unwrap();
+        assert_eq!(verify_checkpoint(&note, &log()).unwrap(), (7, root.clone()));
+        // The committed C2SP form still verifies.
+        let c2sp = signed(origin, &Ed25519Signer::new(origin, key()).unwrap());
+        check_checkpoint(&c2sp, &log(), 7, &root).unwrap();
+        // A wrong size or root is still caught.
+        assert!(check_checkpoint(&note, &log(), 8, &root).is_err());
+    }
+
+    #[test]
+    fn other_origins_are_refused() {
+        let root = BASE64.decode(ROOT).unwrap();
+        let origin = "cairn.localhost/artifacts";
+        let refused = [
+            // Signed under another name than the origin's.
+            signed(
+                &format!("{origin} - 4242"),
+                &v1_signer("other.example/artifacts"),
+            ),
+            // Not a decimal tree id, or not exactly ` - `.
+            signed(&format!("{origin} - 42a"), &v1_signer(origin)),
+            signed(&format!("{origin} - 042"), &v1_signer(origin)),
+            signed(&format!("{origin} -  42"), &v1_signer(origin)),
+            signed(&format!("{origin}- 42"), &v1_signer(origin)),
+            signed(&format!("{origin} - "), &v1_signer(origin)),
+            // The v1 origin with the C2SP key id.
+            signed(
+                &format!("{origin} - 4242"),
+                &Ed25519Signer::new(origin, key()).unwrap(),
+            ),
+            // A plain origin signed with the v1 key id.
+            signed(origin, &v1_signer(origin)),
+        ];
+        for note in refused {
+            assert!(
+                check_checkpoint(&note, &log(), 7, &root).is_err(),
+                "accepted {note}"
+            );
+        }
+        // Another key, with everything else right.
+        let other = Ed25519Signer::with_spki_key_id(
+            origin,
+            ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
+        )
+        .unwrap();
+        let note = signed(&format!("{origin} - 4242"), &other);
+        assert!(check_checkpoint(&note, &log(), 7, &root).is_err());
+    }
 }

@@ -18,6 +18,18 @@ use crate::types::{LogName, NodeAddress};
 /// What [`BundleSource::entry_bundle`] returns.
 pub type BundleFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, FetchError>> + Send + 'a>>;
 
+/// The integrated times of a range of leaves, as batch rows: `(first leaf index, time)`, the
+/// time (Unix milliseconds) holding for every leaf from that index to the next row's; `None`
+/// where the member does not know it (it caught up by snapshot itself).
+pub type BatchTimes = Vec<(u64, Option<u64>)>;
+
+/// What [`BundleSource::batch_times`] returns.
+pub type TimesFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<BatchTimes, FetchError>> + Send + 'a>>;
+
+/// The most rows a batch-times answer may have: one per leaf of a 256-leaf chunk.
+pub const BATCH_TIMES_ROWS_MAX: u64 = 256;
+
 /// Fetches entry bundles from cluster members.
 ///
 /// Nothing a source returns is trusted: the installer decodes each bundle strictly, recomputes
@@ -33,6 +45,59 @@ pub trait BundleSource: Send + Sync + 'static {
         index: u64,
         width: u16,
     ) -> BundleFuture<'a>;
+
+    /// The integrated times of leaves `first .. end` of `log` (at most
+    /// [`BATCH_TIMES_ROWS_MAX`] leaves) as `member` knows them: a first row at exactly `first`,
+    /// then its batch rows inside the range; [`FetchError::NotFound`] if `member` has fewer
+    /// than `end` leaves. Times are not covered by the log's root, so production asks members
+    /// over the authenticated cluster listener; the installer still checks the shape of the
+    /// answer.
+    fn batch_times<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        log: &'a LogName,
+        first: u64,
+        end: u64,
+    ) -> TimesFuture<'a>;
+}
+
+/// Whether `rows` is a well-formed answer for leaves `first .. end`: a first row at `first`,
+/// then strictly increasing indices below `end`.
+pub fn check_batch_times(rows: &BatchTimes, first: u64, end: u64) -> Result<(), String> {
+    if rows.first().map(|row| row.0) != Some(first) {
+        return Err(format!("the first row is not at leaf {first}"));
+    }
+    if rows.len() as u64 > end.saturating_sub(first) {
+        return Err(format!("{} rows for {} leaves", rows.len(), end - first));
+    }
+    for pair in rows.windows(2) {
+        if pair[1].0 <= pair[0].0 || pair[1].0 >= end {
+            return Err(format!("row {} out of order or range", pair[1].0));
+        }
+    }
+    Ok(())
+}
+
+/// Fills the unknown parts of `known` with `other` (both well-formed answers for the same
+/// range): a leaf's time is `known`'s if it has one, else `other`'s; equal neighbours merge.
+pub fn merge_batch_times(known: &BatchTimes, other: &BatchTimes) -> BatchTimes {
+    let at = |rows: &BatchTimes, index: u64| {
+        rows.iter()
+            .take_while(|row| row.0 <= index)
+            .last()
+            .and_then(|row| row.1)
+    };
+    let mut points: Vec<u64> = known.iter().chain(other).map(|row| row.0).collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut merged: BatchTimes = Vec::new();
+    for index in points {
+        let time = at(known, index).or_else(|| at(other, index));
+        if merged.last().is_none_or(|last| last.1 != time) {
+            merged.push((index, time));
+        }
+    }
+    merged
 }
 
 /// A shared bundle source, as a state store holds it.
@@ -114,6 +179,22 @@ impl BundleSource for NoBundles {
             })
         })
     }
+
+    fn batch_times<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        _log: &'a LogName,
+        _first: u64,
+        _end: u64,
+    ) -> TimesFuture<'a> {
+        let member = member.api_url.clone();
+        Box::pin(async move {
+            Err(FetchError::Failed {
+                member,
+                reason: "this store has no bundle source".into(),
+            })
+        })
+    }
 }
 
 /// How persistently an install tries before it gives up.
@@ -159,5 +240,33 @@ impl CatchUpPolicy {
         self.retry_delay
             .saturating_mul(1u32 << round.min(16))
             .min(self.retry_delay_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_times_merge_fills_unknown_leaves() {
+        let known = vec![(10, Some(5)), (20, None), (30, Some(7))];
+        let other = vec![(10, None), (15, Some(6)), (25, Some(8))];
+        assert_eq!(
+            merge_batch_times(&known, &other),
+            vec![(10, Some(5)), (20, Some(6)), (25, Some(8)), (30, Some(7))]
+        );
+        let unknown = vec![(10, None)];
+        assert_eq!(merge_batch_times(&unknown, &unknown), unknown);
+        assert_eq!(merge_batch_times(&unknown, &known), known);
+    }
+
+    #[test]
+    fn batch_times_shape_is_checked() {
+        assert!(check_batch_times(&vec![(10, Some(1)), (12, None)], 10, 20).is_ok());
+        assert!(check_batch_times(&vec![], 10, 20).is_err());
+        assert!(check_batch_times(&vec![(9, Some(1))], 10, 20).is_err());
+        assert!(check_batch_times(&vec![(10, Some(1)), (20, Some(2))], 10, 20).is_err());
+        assert!(check_batch_times(&vec![(10, Some(1)), (10, Some(2))], 10, 20).is_err());
+        assert!(check_batch_times(&vec![(10, None), (11, None)], 10, 11).is_err());
     }
 }

@@ -462,7 +462,11 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     // Before storage opens, like the other settings: a bad policy must stop the node at once.
     let witnessing = file.load_witnessing()?;
     let http = http_client();
-    let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(http.clone()));
+    let cluster = cluster_client(&tls);
+    let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(
+        http.clone(),
+        cluster.clone(),
+    ));
     let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool, bundles)
         .with_context(|| format!("opening storage in {}", file.data_dir.display()))?;
     let config = NodeConfig {
@@ -476,7 +480,7 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     let node = Node::start(
         config,
         stores,
-        HttpNetwork::new(cluster_client(&tls)),
+        HttpNetwork::new(cluster),
         http,
         Arc::new(SystemClock),
     )

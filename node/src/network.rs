@@ -37,6 +37,10 @@ pub mod fetch;
 
 /// Path prefix of the Raft endpoints, served on every node's cluster listener only.
 pub const RAFT_PATH: &str = "/internal/raft";
+/// Path of the batch-times endpoint snapshot catch-up asks members (cluster listener only):
+/// POST a postcard `(log name, first, end)`, get back a postcard
+/// `Option<catch_up::BatchTimes>` (`None`: the member has fewer than `end` leaves).
+pub const BATCH_TIMES_PATH: &str = "/internal/catch-up/batch-times";
 /// The largest Raft RPC body a node accepts or reads back (a batch entry is at most a few MiB;
 /// AppendEntries carries several).
 pub const RAFT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;

@@ -659,6 +659,63 @@ async fn a_learner_catches_up_and_serves_the_same_tiles() {
     for id in 1..=4 {
         check_search(&cluster, id, &client, &acked).await;
     }
+    // Integrated times are replicated too: the learner fetched them from the members with the
+    // leaves, so its Rekor v1 reads of entries from before it joined answer as the leader's do,
+    // with an integratedTime and a SET that verifies.
+    check_v1_reads(&cluster, leader, 4, &acked).await;
+}
+
+/// Node `id` answers Rekor v1 entry reads byte for byte as node `reference` does, for entries
+/// across the whole log, each with a SET that verifies with the log key.
+async fn check_v1_reads(cluster: &Cluster, reference: u64, id: u64, acked: &[Acked]) {
+    use ed25519_dalek::Verifier as _;
+
+    let (status, pem) = cluster
+        .request("GET", id, "/api/v1/log/publicKey", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let spki: String = String::from_utf8_lossy(&pem)
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let spki = BASE64.decode(spki).unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&spki[12..].try_into().unwrap()).unwrap();
+    for acked in acked.iter().step_by(23) {
+        let path = format!("/api/v1/log/entries?logIndex={}", acked.index);
+        let (status, answer) = cluster.request("GET", id, &path, None).await.unwrap();
+        assert_eq!(
+            status,
+            200,
+            "node {id}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let (_, expected) = cluster
+            .request("GET", reference, &path, None)
+            .await
+            .unwrap();
+        assert_eq!(answer, expected, "node {id} answers {path} otherwise");
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        let entry = answer.as_object().unwrap().values().next().unwrap();
+        let time = entry["integratedTime"].as_u64().unwrap();
+        assert!(time > 1_700_000_000, "{entry}");
+        let payload = format!(
+            r#"{{"body":"{}","integratedTime":{time},"logID":"{}","logIndex":{}}}"#,
+            entry["body"].as_str().unwrap(),
+            entry["logID"].as_str().unwrap(),
+            acked.index
+        );
+        let set = BASE64
+            .decode(
+                entry["verification"]["signedEntryTimestamp"]
+                    .as_str()
+                    .unwrap(),
+            )
+            .unwrap();
+        let set = ed25519_dalek::Signature::from_slice(&set).unwrap();
+        key.verify(payload.as_bytes(), &set)
+            .unwrap_or_else(|_| panic!("node {id}: the SET of entry {} fails", acked.index));
+    }
 }
 
 /// Node `id`'s search index finds every acknowledged entry by its digest and by the key that

@@ -389,6 +389,7 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     );
     let info = get_json(&format!("{}/api/v1/log", dev.url(0)));
     assert!(info["treeSize"].as_u64().unwrap() >= 3);
+    check_v1_checkpoint(&dev, logged, &info);
     let proof = get_json(&format!(
         "{}/api/v1/log/proof?firstSize=1&lastSize={}",
         dev.url(0),
@@ -431,4 +432,71 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let (status, key) = get(&format!("{}/api/v1/log/publicKey", dev.url(0)));
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&key).starts_with("-----BEGIN PUBLIC KEY-----"));
+}
+
+/// The v1 API's checkpoints are in Rekor v1 form, as cosign, sigstore-go and sigstore-python
+/// check them (docs/decisions/0004-v1-checkpoint.md), over the committed C2SP checkpoint's tree.
+fn check_v1_checkpoint(dev: &Dev, logged: &serde_json::Value, info: &serde_json::Value) {
+    use ed25519_dalek::Verifier as _;
+    use sha2::Digest as _;
+
+    let (status, pem) = get(&format!("{}/api/v1/log/publicKey", dev.url(0)));
+    assert_eq!(status, 200);
+    let pem = String::from_utf8(pem).unwrap();
+    let spki: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let spki = BASE64.decode(spki).unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&spki[12..].try_into().unwrap()).unwrap();
+    // logID is Rekor v1's: SHA-256 of the key's SPKI.
+    let log_id = sha2::Sha256::digest(&spki);
+    assert_eq!(logged["logID"].as_str().unwrap(), hex::encode(log_id));
+
+    let committed =
+        String::from_utf8(get(&format!("{}/logs/artifacts/checkpoint", dev.url(0))).1).unwrap();
+    let origin = committed.lines().next().unwrap().to_owned();
+    let tree_id = info["treeID"].as_str().unwrap();
+    assert!(!tree_id.is_empty() && tree_id.bytes().all(|b| b.is_ascii_digit()));
+    assert!(
+        tree_id.parse::<i64>().is_ok(),
+        "a Trillian tree id is an int64"
+    );
+    for note in [
+        info["signedTreeHead"].as_str().unwrap(),
+        logged["verification"]["inclusionProof"]["checkpoint"]
+            .as_str()
+            .unwrap(),
+    ] {
+        let (body, signatures) = note.split_once("\n\n").unwrap();
+        let body = format!("{body}\n");
+        let mut lines = body.lines();
+        // sigstore-go's hasRekorV1STH: the first line matches `.* - [0-9]+$`.
+        assert_eq!(lines.next().unwrap(), format!("{origin} - {tree_id}"));
+        // The committed checkpoint's tree (no entries were added meanwhile).
+        assert_eq!(
+            lines.collect::<Vec<_>>(),
+            committed
+                .split_once("\n\n")
+                .unwrap()
+                .0
+                .lines()
+                .skip(1)
+                .collect::<Vec<_>>()
+        );
+        // One signature line (Rekor's Go verifier requires every line to verify with the log
+        // key and carry its key id), named without spaces, with key id logID[:4].
+        let signatures: Vec<&str> = signatures.lines().collect();
+        assert_eq!(signatures.len(), 1, "{note}");
+        let (name, signature) = signatures[0]
+            .strip_prefix("\u{2014} ")
+            .unwrap()
+            .split_once(' ')
+            .unwrap();
+        assert_eq!(name, origin);
+        let signature = BASE64.decode(signature).unwrap();
+        assert_eq!(&signature[..4], &log_id[..4]);
+        let signature = ed25519_dalek::Signature::from_slice(&signature[4..]).unwrap();
+        key.verify(body.as_bytes(), &signature).unwrap();
+    }
 }

@@ -1,11 +1,11 @@
-//! The catch-up seam in memory: a node installing a snapshot reads the entry bundles it lacks
-//! straight from the other simulated nodes' `StateReader` views, subject to the same crashes
-//! and partitions as Raft traffic.
+//! The catch-up seam in memory: a node installing a snapshot reads the entry bundles it lacks,
+//! and their batch times, straight from the other simulated nodes' `StateReader` views, subject
+//! to the same crashes and partitions as Raft traffic.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use node::catch_up::{BundleFuture, BundleSource, FetchError};
+use node::catch_up::{BundleFuture, BundleSource, FetchError, TimesFuture};
 use node::storage::StateReader;
 use node::types::{LogName, NodeAddress, NodeId};
 
@@ -76,6 +76,41 @@ impl BundleSource for SimBundleSource {
                     log: log.clone(),
                     index,
                     width,
+                }),
+                Err(error) => Err(failed(&error.to_string())),
+            }
+        })
+    }
+
+    fn batch_times<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        log: &'a LogName,
+        first: u64,
+        end: u64,
+    ) -> TimesFuture<'a> {
+        Box::pin(async move {
+            let failed = |reason: &str| FetchError::Failed {
+                member: member.api_url.clone(),
+                reason: reason.into(),
+            };
+            // One round trip's worth of virtual time.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let (id, reader) = self
+                .readers
+                .get(&member.api_url)
+                .ok_or_else(|| failed("member is down"))?;
+            if !self.router.can_reach(self.me, id) || !self.router.can_reach(id, self.me) {
+                return Err(failed("partitioned"));
+            }
+            let view = reader.view().map_err(|error| failed(&error.to_string()))?;
+            match view.batch_times(log, first, end) {
+                Ok(Some(rows)) => Ok(rows),
+                Ok(None) => Err(FetchError::NotFound {
+                    member: member.api_url.clone(),
+                    log: log.clone(),
+                    index: first,
+                    width: u16::try_from(end - first).unwrap_or(u16::MAX),
                 }),
                 Err(error) => Err(failed(&error.to_string())),
             }

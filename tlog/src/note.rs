@@ -779,6 +779,22 @@ impl Ed25519Verifier {
         })
     }
 
+    /// The verifier for `key` under key name `name` with Rekor v1's key id rule,
+    /// `SHA-256(DER SubjectPublicKeyInfo)[:4]`, instead of C2SP's: how a Rekor v1 log with an
+    /// Ed25519 key signs its checkpoints (Rekor's Go verifier requires this key id on every
+    /// signature line). Its vkey states a key id C2SP parsers reject; it is for Rekor v1 notes.
+    pub fn with_spki_key_id(
+        name: &str,
+        key: ed25519_dalek::VerifyingKey,
+    ) -> Result<Ed25519Verifier, KeyError> {
+        check_key_name(name)?;
+        Ok(Ed25519Verifier {
+            name: name.to_owned(),
+            key_id: KeyId::for_spki(&ed25519_spki_der(&key)),
+            key,
+        })
+    }
+
     /// The key name.
     pub fn name(&self) -> &str {
         &self.name
@@ -803,6 +819,17 @@ impl Ed25519Verifier {
         // or with non-canonical encodings do not.
         self.key.verify_strict(text.as_bytes(), &signature).is_ok()
     }
+}
+
+/// The DER SubjectPublicKeyInfo of an Ed25519 key (RFC 8410: a fixed 12-byte header, then
+/// the 32-byte key).
+pub fn ed25519_spki_der(key: &ed25519_dalek::VerifyingKey) -> Vec<u8> {
+    const PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let mut der = PREFIX.to_vec();
+    der.extend_from_slice(key.as_bytes());
+    der
 }
 
 /// An ECDSA P-256 note verifier key (type 0x02), with Rekor's key id rule.
@@ -957,6 +984,20 @@ impl Ed25519Signer {
         Ok(Ed25519Signer {
             name: name.to_owned(),
             key_id: KeyId::for_key(name, SIGNATURE_TYPE_ED25519, key.verifying_key().as_bytes()),
+            key,
+        })
+    }
+
+    /// The signer for `key` under key name `name` with Rekor v1's key id rule,
+    /// `SHA-256(DER SubjectPublicKeyInfo)[:4]` (see [`Ed25519Verifier::with_spki_key_id`]).
+    pub fn with_spki_key_id(
+        name: &str,
+        key: ed25519_dalek::SigningKey,
+    ) -> Result<Ed25519Signer, KeyError> {
+        check_key_name(name)?;
+        Ok(Ed25519Signer {
+            name: name.to_owned(),
+            key_id: KeyId::for_spki(&ed25519_spki_der(&key.verifying_key())),
             key,
         })
     }
@@ -1522,6 +1563,33 @@ mod tests {
         let der = p256::ecdsa::DerSignature::from_bytes(&note.signatures()[0].signature).unwrap();
         let fixed = p256::ecdsa::Signature::from_der(der.as_bytes()).unwrap();
         assert!(!verifiers.as_slice()[0].verify(text, fixed.to_bytes().as_slice()));
+    }
+
+    #[test]
+    fn ed25519_with_rekor_v1_key_ids() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let spki = ed25519_spki_der(&key.verifying_key());
+        // RFC 8410 SPKI: 44 bytes, the key at the end.
+        assert_eq!(spki.len(), 44);
+        assert_eq!(&spki[12..], key.verifying_key().as_bytes());
+        let signer = Ed25519Signer::with_spki_key_id("example.com/log", key.clone()).unwrap();
+        assert_eq!(signer.key_id(), KeyId::for_spki(&spki));
+        let text = "example.com/log - 42\n5\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let mut note = Note::new(text).unwrap();
+        note.sign(&signer).unwrap();
+        let formatted = note.format().unwrap();
+        let rekor =
+            Ed25519Verifier::with_spki_key_id("example.com/log", key.verifying_key()).unwrap();
+        assert_eq!(rekor.key_id(), signer.key_id());
+        let verifiers = Verifiers::from_verifiers([Verifier::Ed25519(rekor)]).unwrap();
+        open(formatted.as_bytes(), &verifiers).unwrap();
+        // The C2SP verifier for the same name and key has another key id: the line is unknown.
+        let c2sp = Ed25519Verifier::new("example.com/log", key.verifying_key()).unwrap();
+        assert_ne!(c2sp.key_id(), signer.key_id());
+        let verifiers = Verifiers::from_verifiers([Verifier::Ed25519(c2sp)]).unwrap();
+        assert!(open(formatted.as_bytes(), &verifiers).is_err());
+        // Names with spaces are refused, as for every key.
+        assert!(Ed25519Signer::with_spki_key_id("example.com - 42", key).is_err());
     }
 
     #[test]

@@ -135,7 +135,7 @@ async fn accept_loop(
     }
 }
 
-/// Dispatches one cluster request: the Raft endpoints, nothing else.
+/// Dispatches one cluster request: the Raft endpoints and catch-up's batch times, nothing else.
 async fn route_cluster(
     node: Arc<Node>,
     peer: SocketAddr,
@@ -145,6 +145,8 @@ async fn route_cluster(
     let path = request.uri().path().to_string();
     let response = if method == Method::POST && path.starts_with(crate::network::RAFT_PATH) {
         raft::handle(&node, &path, request).await
+    } else if method == Method::POST && path == crate::network::BATCH_TIMES_PATH {
+        raft::batch_times(&node, request).await
     } else {
         ApiError::not_found(format!("no cluster endpoint {method} {path}")).into_response()
     };

@@ -1,8 +1,10 @@
-//! The cluster-internal Raft endpoints: the receiving half of `network`. Served only on the
+//! The cluster-internal endpoints: the receiving half of `network`. Served only on the
 //! cluster listener, so a request reaches them only over mutual TLS with a cluster certificate.
 //!
-//! Each takes a postcard-encoded openraft request and answers with the postcard-encoded
-//! `Result` of handing it to the local Raft, so the sender sees the peer's own error.
+//! Each Raft endpoint takes a postcard-encoded openraft request and answers with the
+//! postcard-encoded `Result` of handing it to the local Raft, so the sender sees the peer's own
+//! error. The batch-times endpoint answers snapshot catch-up on another member with the
+//! integrated times of a range of leaves (`network::BATCH_TIMES_PATH`).
 
 use std::sync::Arc;
 
@@ -13,8 +15,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, Body, read_body, response};
+use crate::catch_up::BATCH_TIMES_ROWS_MAX;
 use crate::network::{RAFT_BODY_BYTES_MAX, RAFT_PATH};
 use crate::node::Node;
+use crate::types::LogName;
 
 pub(super) async fn handle(
     node: &Arc<Node>,
@@ -39,6 +43,45 @@ pub(super) async fn handle(
             Err(error) => error.into_response(),
         },
         _ => ApiError::not_found(format!("no Raft endpoint {path}")).into_response(),
+    }
+}
+
+/// `POST /internal/catch-up/batch-times`: this node's batch times for a range of leaves.
+pub(super) async fn batch_times(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
+    // A log name, two numbers and postcard's framing.
+    const REQUEST_BYTES_MAX: usize = 1024;
+    let body = match read_body(request, REQUEST_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let (log, first, end): (String, u64, u64) = match decode(&body) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    if first >= end || end - first > BATCH_TIMES_ROWS_MAX {
+        return ApiError::bad_request(
+            "bad_range",
+            format!("want first < end <= first + {BATCH_TIMES_ROWS_MAX}, got {first} and {end}"),
+        )
+        .into_response();
+    }
+    let reader = node.reader.clone();
+    let answer = node
+        .blocking
+        .run(move || {
+            reader
+                .view()
+                .and_then(|view| view.batch_times(&LogName(log), first, end))
+        })
+        .await;
+    match answer {
+        Ok(rows) => encode(&rows),
+        Err(error) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            error.to_string(),
+        )
+        .into_response(),
     }
 }
 

@@ -1,15 +1,23 @@
 //! The Rekor v1 REST API over the artifact log, for clients that speak only v1 (sigstore-python's
 //! default, sigstore-rs, cosign's older paths, rekor-cli).
 //!
-//! It is the same log the v2 API and the C2SP tile reads serve: the same leaves, tree and signed
-//! checkpoint. What v1 adds is served, not stored:
-//! - `logID` is the log key's full C2SP key id (`log_api::log_key_id`), the id v2 entries carry,
-//!   so the stored checkpoint's signature line (whose 4-byte hint is that id's prefix) is the
-//!   one a v1 verifier picks; verifiers look the key up by this id and, failing that, try every
-//!   trusted log key (sigstore-python's `RekorKeyring.verify`).
-//! - the signed entry timestamp (SET) is an Ed25519 signature by the log's checkpoint key over
-//!   the RFC 8785 JSON of `{body, integratedTime, logID, logIndex}`; Ed25519 is deterministic,
-//!   so every node serves the same SET for an entry.
+//! It is the same log the v2 API and the C2SP tile reads serve: the same leaves, tree and
+//! committed signed checkpoint, seen as a Rekor v1 log (docs/decisions/0004-v1-checkpoint.md).
+//! What v1 adds is served, not stored, and made with the log's own Ed25519 key:
+//! - `logID` is Rekor v1's log id, `SHA-256(DER SPKI)` of that key ([`v1_log_id`]), and the
+//!   tree id a stable number derived from the log ([`tree_id`]).
+//! - every checkpoint v1 serves is the v1 form of the committed one ([`v1_checkpoint`]): the
+//!   same size, root and other lines, under the origin `<C2SP origin> - <tree id>`, signed as
+//!   `<C2SP origin>` with key id `logID[:4]` — what cosign and sigstore-go need to take an entry
+//!   for a v1 one (the origin's ` - <digits>` suffix), what Rekor's Go verifier requires of
+//!   every signature line (that key id), and what sigstore-python picks (the line whose key id
+//!   is `logID[:4]`). The v2 API, the tiles and the witnesses see only the C2SP checkpoint.
+//! - the signed entry timestamp (SET) is an Ed25519 signature by the same key over the RFC 8785
+//!   JSON of `{body, integratedTime, logID, logIndex}`.
+//!
+//! Ed25519 is deterministic, so every node serves the same bytes for each; and nothing signed
+//! here claims more than committed state (the checkpoint's size and root, the replicated
+//! integrated time).
 //! - `integratedTime` is the entry's batch time, chosen by the leader and stored per batch by
 //!   apply (`StateView::integrated_time_ms`), in seconds.
 //!
@@ -37,6 +45,7 @@ use crate::crypto::PublicKey;
 use crate::node::Node;
 use crate::state_machine::LogConfig;
 use crate::storage::StateView;
+use tlog::note::{Ed25519Signer, Note};
 
 /// The paths this module answers (prefix match on the first, exact on the others).
 pub(super) const PREFIX: &str = "/api/v1/log";
@@ -44,9 +53,6 @@ pub(super) const PREFIX: &str = "/api/v1/log";
 const SUBMISSION_BYTES_MAX: usize = tlog::entry::DSSE_ENVELOPE_BYTES_MAX * 2;
 /// The most entries one `retrieve` request may ask for.
 const RETRIEVE_MAX: usize = 64;
-/// The tree id of the log in v1 terms (the origin's `- <treeID>` suffix in Rekor v1): one log,
-/// never sharded.
-const TREE_ID: &str = "1";
 
 pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
     match dispatch(node, request).await {
@@ -218,9 +224,10 @@ fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>,
     let proof = view
         .inclusion_proof(&log.name, index, head.tree_size)
         .map_err(storage_error)?;
+    let checkpoint = v1_checkpoint(log, &head.checkpoint)?;
     let body = BASE64.encode(&leaf);
     let integrated_time = integrated_ms / 1000;
-    let log_id = hex::encode(log_key_id(log).as_bytes());
+    let log_id = hex::encode(v1_log_id(log).as_bytes());
     let set = signed_entry_timestamp(log, &body, integrated_time, &log_id, index);
     let uuid = hex::encode(tlog::leaf_hash(&leaf).as_bytes());
     Ok(Some(json!({
@@ -231,7 +238,7 @@ fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>,
             "logIndex": index,
             "verification": {
                 "inclusionProof": {
-                    "checkpoint": head.checkpoint,
+                    "checkpoint": checkpoint,
                     "hashes": proof.hashes.iter().map(|hash| hex::encode(hash.as_bytes())).collect::<Vec<_>>(),
                     "logIndex": index,
                     "rootHash": hex::encode(head.root.as_bytes()),
@@ -262,12 +269,52 @@ fn signed_entry_timestamp(
 
 /// The DER SubjectPublicKeyInfo of the log's Ed25519 key (RFC 8410: a fixed 12-byte header).
 pub(crate) fn public_key_spki(log: &LogConfig) -> Vec<u8> {
-    const ED25519_SPKI_PREFIX: [u8; 12] = [
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    let mut der = ED25519_SPKI_PREFIX.to_vec();
-    der.extend_from_slice(log.signing_key.verifying_key().as_bytes());
-    der
+    tlog::note::ed25519_spki_der(&log.signing_key.verifying_key())
+}
+
+/// The log's Rekor v1 log id: `SHA-256(DER SPKI)` of its key, as Rekor v1 defines it. Its
+/// first 4 bytes are the key id on v1 checkpoints' signature lines.
+pub(crate) fn v1_log_id(log: &LogConfig) -> Hash {
+    Hash::digest(&public_key_spki(log))
+}
+
+/// The log's v1 tree id (Rekor's Trillian tree id, the origin's ` - <treeID>` suffix): the
+/// first 8 bytes of its C2SP key id as a positive 63-bit integer, so it is stable for as long
+/// as the origin and key are, the same on every node, and needs no configuration.
+pub(crate) fn tree_id(log: &LogConfig) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&log_key_id(log).as_bytes()[..8]);
+    u64::from_be_bytes(first) & (i64::MAX as u64)
+}
+
+/// The v1 form of a committed C2SP checkpoint of `log` (see the module docs): the first line
+/// becomes `<origin> - <tree id>`, the other lines stay, and the only signature is the log
+/// key's under the name `<origin>` with key id `SHA-256(SPKI)[:4]`. The committed checkpoint is
+/// trusted (it is committed state), so only its origin is checked. Empty for an empty log.
+pub(crate) fn v1_checkpoint(log: &LogConfig, committed: &str) -> Result<String, ApiError> {
+    if committed.is_empty() {
+        return Ok(String::new());
+    }
+    let failed = |reason: String| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "checkpoint_error",
+            format!("the v1 form of the committed checkpoint: {reason}"),
+        )
+    };
+    let note = Note::parse(committed.as_bytes()).map_err(|error| failed(error.to_string()))?;
+    let rest = note
+        .text()
+        .strip_prefix(log.origin.as_str())
+        .and_then(|rest| rest.strip_prefix('\n'))
+        .ok_or_else(|| failed(format!("its origin is not {}", log.origin)))?;
+    let text = format!("{} - {}\n{rest}", log.origin, tree_id(log));
+    let signer = Ed25519Signer::with_spki_key_id(&log.origin, log.signing_key.clone())
+        .map_err(|error| failed(error.to_string()))?;
+    let mut v1 = Note::new(&text).map_err(|error| failed(error.to_string()))?;
+    v1.sign(&signer)
+        .map_err(|error| failed(error.to_string()))?;
+    v1.format().map_err(|error| failed(error.to_string()))
 }
 
 fn public_key_pem(log: &LogConfig) -> String {
@@ -292,8 +339,8 @@ fn log_info(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiErro
         &json!({
             "inactiveShards": [],
             "rootHash": hex::encode(root.as_bytes()),
-            "signedTreeHead": head.checkpoint,
-            "treeID": TREE_ID,
+            "signedTreeHead": v1_checkpoint(log, &head.checkpoint)?,
+            "treeID": tree_id(log).to_string(),
             "treeSize": head.tree_size,
         }),
     ))

@@ -8,8 +8,10 @@
 //! public keys and certificates only. Parsers on the client side are strict (pydantic with
 //! `extra="forbid"`), so only protobuf-specs field names appear.
 //!
-//! - `tlogs`: the artifact log, whose key is its Ed25519 checkpoint key and whose `logId` is
-//!   the full C2SP key id that its Rekor v1 and v2 entries carry (`log_api::log_key_id`).
+//! - `tlogs`: the artifact log twice, with its Ed25519 checkpoint key both times: as a Rekor v1
+//!   log (`logId` = SHA-256 of the key's SPKI, the id its v1 entries carry,
+//!   `rekor_v1::v1_log_id`) and as a C2SP log (`logId` = its C2SP key id, the id its v2 entries
+//!   carry, `log_api::log_key_id`); see docs/decisions/0004-v1-checkpoint.md.
 //! - `certificateAuthorities`: the CA's intermediate and root.
 //! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI).
 //! - The signing config lists only the Rekor v1 API: with a v2 log listed under the same
@@ -24,7 +26,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::log_api::{ARTIFACT_LOG, log_key_id};
-use super::rekor_v1::public_key_spki;
+use super::rekor_v1::{public_key_spki, v1_log_id};
 use super::{ApiError, Body};
 use crate::node::Node;
 use crate::types::LogName;
@@ -100,9 +102,9 @@ impl TrustDocuments {
         let start = not_before(root)?;
         let (organization, common_name) = subject(intermediate)?;
         let valid_for = json!({ "start": start });
-        let trusted_root = json!({
-            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
-            "tlogs": [{
+        // One log, two identities: the v1 one first, the one Sigstore clients sign with.
+        let tlog = |log_id: &[u8]| {
+            json!({
                 "baseUrl": base_url,
                 "hashAlgorithm": "SHA2_256",
                 "publicKey": {
@@ -110,8 +112,15 @@ impl TrustDocuments {
                     "keyDetails": "PKIX_ED25519",
                     "validFor": valid_for,
                 },
-                "logId": { "keyId": BASE64.encode(log_key_id(log).as_bytes()) },
-            }],
+                "logId": { "keyId": BASE64.encode(log_id) },
+            })
+        };
+        let trusted_root = json!({
+            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
+            "tlogs": [
+                tlog(v1_log_id(log).as_bytes()),
+                tlog(log_key_id(log).as_bytes()),
+            ],
             "certificateAuthorities": [{
                 "subject": { "organization": organization, "commonName": common_name },
                 "uri": base_url,

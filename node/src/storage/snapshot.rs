@@ -47,7 +47,10 @@ use super::tables::{
     SNAPSHOT, SNAPSHOT_DATA, SNAPSHOT_META, SNAPSHOT_SEQ, decode, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
-use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
+use crate::catch_up::{
+    BatchTimes, CatchUpPolicy, KnownMembers, SharedBundleSource, check_batch_times,
+    merge_batch_times,
+};
 use crate::env::Blocking;
 use crate::state_machine::{self, LogConfig, LogHead, Logs, StateAccess};
 use crate::types::{LogName, NodeAddress, NodeId, TypeConfig};
@@ -572,7 +575,10 @@ impl Installer {
                 if stored.is_empty() {
                     break;
                 }
-                tree = self.append(log, tree, stored, chunks).await?;
+                let times = self
+                    .fetch_times(members, log, first, first + stored.len() as u64, round)
+                    .await;
+                tree = self.append(log, tree, stored, times, chunks).await?;
                 chunks += 1;
                 if !complete {
                     break;
@@ -591,7 +597,10 @@ impl Installer {
             let skip = usize::try_from(next - first).unwrap_or(usize::MAX);
             leaves.drain(..skip.min(leaves.len()));
             fetched += leaves.len() as u64;
-            tree = self.append(log, tree, leaves, chunks).await?;
+            let times = self
+                .fetch_times(members, log, next, next + leaves.len() as u64, round)
+                .await;
+            tree = self.append(log, tree, leaves, times, chunks).await?;
             chunks += 1;
         }
         if tree.root() != target.root {
@@ -638,18 +647,59 @@ impl Installer {
         }))
     }
 
-    /// Appends committed leaves in one write transaction and returns the grown tree.
+    /// The integrated times of leaves `first .. end` (a chunk being appended), from the
+    /// members: the first answer that knows every leaf's time, else what all answers together
+    /// know, else (no member answered) all unknown. Times are not covered by the root, so they
+    /// come from members over the authenticated cluster listener, and only well-formed answers
+    /// are taken; a leaf whose time no member knows answers v1 reads with 503, as before.
+    async fn fetch_times(
+        &self,
+        members: &[NodeAddress],
+        log: &LogName,
+        first: u64,
+        end: u64,
+        round: u32,
+    ) -> BatchTimes {
+        let mut merged: BatchTimes = vec![(first, None)];
+        if first >= end {
+            return merged;
+        }
+        let start = usize::try_from(round).unwrap_or(0);
+        for offset in 0..members.len() {
+            let member = &members[(start + offset) % members.len()];
+            match self.source.batch_times(member, log, first, end).await {
+                Ok(rows) => match check_batch_times(&rows, first, end) {
+                    Ok(()) => merged = merge_batch_times(&merged, &rows),
+                    Err(error) => {
+                        tracing::warn!(%log, %member, %error, "catch-up: malformed batch times");
+                    }
+                },
+                Err(error) => tracing::debug!(%log, %error, "catch-up: no batch times"),
+            }
+            if merged.iter().all(|row| row.1.is_some()) {
+                break;
+            }
+        }
+        if merged.iter().any(|row| row.1.is_none()) {
+            tracing::warn!(%log, first, end, "catch-up: no member knows some leaves' times");
+        }
+        merged
+    }
+
+    /// Appends committed leaves and their batch times in one write transaction and returns the
+    /// grown tree.
     async fn append(
         &self,
         log: &LogName,
         tree: Tree,
         leaves: Vec<Vec<u8>>,
+        times: BatchTimes,
         chunk: u64,
     ) -> Result<Tree, DiskError> {
         let (db, name) = (self.db.clone(), log.clone());
         let durable = (chunk + 1).is_multiple_of(BUNDLES_PER_DURABLE_COMMIT);
         self.blocking
-            .run(move || append_chunk(&db, &name, tree, &leaves, durable))
+            .run(move || append_chunk(&db, &name, tree, &leaves, &times, durable))
             .await
     }
 }
@@ -732,12 +782,14 @@ fn stored_leaves(
 }
 
 /// Appends committed leaves to `log` through [`state_machine::append_leaf`], overwriting any
-/// row left at their indices by an earlier, unverified attempt.
+/// row left at their indices by an earlier, unverified attempt, and writes their batch times
+/// (`times`, a checked answer for exactly these leaves) in the same transaction.
 fn append_chunk(
     db: &Database,
     log: &LogName,
     mut tree: Tree,
     leaves: &[Vec<u8>],
+    times: &BatchTimes,
     durable: bool,
 ) -> Result<Tree, DiskError> {
     let txn = if durable {
@@ -749,6 +801,8 @@ fn append_chunk(
     };
     {
         let mut state = RedbState::open(&txn)?;
+        let first = tree.size().0;
+        state.replace_batch_times(log, first, first + leaves.len() as u64, times)?;
         let mut scratch = Vec::new();
         for leaf in leaves {
             state.forget_other_leaf(log, tree.size().0, leaf)?;
@@ -811,23 +865,9 @@ fn finish(
                     head.tree_size - 1
                 )));
             }
-            // The fetched leaves came without their batches' times: mark them unknown so
-            // no earlier batch's time is taken for theirs.
-            let old_size = state
-                .head(log)
-                .map_err(|source| DiskError::Apply {
-                    log_id: format!("snapshot {}", meta.snapshot_id),
-                    source,
-                })?
-                .map_or(0, |old| old.tree_size);
-            if head.tree_size > old_size {
-                state
-                    .put_batch_time(log, old_size, super::tables::TIME_UNKNOWN)
-                    .map_err(|source| DiskError::Apply {
-                        log_id: format!("snapshot {}", meta.snapshot_id),
-                        source,
-                    })?;
-            }
+            // The fetched leaves' batch times were written with them, chunk by chunk, each
+            // chunk with a row at its first leaf (unknown where no member knew), so no earlier
+            // batch's time is taken for theirs.
             state
                 .put_head(log, head)
                 .map_err(|source| DiskError::Apply {

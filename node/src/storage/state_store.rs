@@ -548,6 +548,31 @@ impl<'txn> RedbState<'txn> {
         Ok(())
     }
 
+    /// Replaces the batch-time rows of leaves `first .. end` of `log` with `rows` (a checked
+    /// [`crate::catch_up::BatchTimes`] answer; an unknown time is stored as [`TIME_UNKNOWN`]),
+    /// for leaves snapshot catch-up appends in this transaction.
+    pub(crate) fn replace_batch_times(
+        &mut self,
+        log: &LogName,
+        first: u64,
+        end: u64,
+        rows: &crate::catch_up::BatchTimes,
+    ) -> Result<(), DiskError> {
+        let name = log.0.as_str();
+        let mut old = Vec::new();
+        for row in self.times.range((name, first)..(name, end))? {
+            old.push(row?.0.value().1);
+        }
+        for index in old {
+            self.times.remove((name, index))?;
+        }
+        for &(index, time) in rows {
+            self.times
+                .insert((name, index), time.unwrap_or(TIME_UNKNOWN))?;
+        }
+        Ok(())
+    }
+
     /// Removes every leaf of `log` at or beyond `size`, its dedup entry, and every tile hash of
     /// a subtree that reaches beyond `size`: what an abandoned install left above the head.
     /// Returns how many leaves were removed (normally none).
@@ -864,6 +889,33 @@ impl StateView {
         };
         let time = row?.1.value();
         Ok((time != TIME_UNKNOWN).then_some(time))
+    }
+
+    /// The integrated times of leaves `first .. end` as batch rows (see
+    /// [`crate::catch_up::BatchTimes`]): a first row at `first`, then the rows inside the
+    /// range; `None` if the log has fewer than `end` leaves or the range is empty. A leaf with
+    /// no row at or before it (never written by this version) has an unknown time.
+    pub fn batch_times(
+        &self,
+        log: &LogName,
+        first: u64,
+        end: u64,
+    ) -> Result<Option<crate::catch_up::BatchTimes>, ReadError> {
+        if first >= end || end > self.size(log)? {
+            return Ok(None);
+        }
+        let name = log.0.as_str();
+        let known = |time: u64| (time != TIME_UNKNOWN).then_some(time);
+        let at_first = match self.times.range((name, 0)..=(name, first))?.next_back() {
+            Some(row) => known(row?.1.value()),
+            None => None,
+        };
+        let mut rows = vec![(first, at_first)];
+        for row in self.times.range((name, first + 1)..(name, end))? {
+            let (key, time) = row?;
+            rows.push((key.value().1, known(time.value())));
+        }
+        Ok(Some(rows))
     }
 
     /// The index of the leaf with this leaf hash, if the log has one (within its size).

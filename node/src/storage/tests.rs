@@ -22,7 +22,9 @@ use tlog::tile::{Tile, decode_bundle, tile_data, tiles_for_size};
 use tlog::{Hash, MemoryTree, TreeSize, leaf_hash};
 
 use super::*;
-use crate::catch_up::{BundleFuture, BundleSource, CatchUpPolicy, FetchError, NoBundles};
+use crate::catch_up::{
+    BundleFuture, BundleSource, CatchUpPolicy, FetchError, NoBundles, TimesFuture,
+};
 use crate::state_machine::tests::{MemoryState, test_logs};
 use crate::state_machine::{self, LogHead, StateAccess};
 use crate::types::{
@@ -734,6 +736,8 @@ struct TestSource(Arc<Mutex<SourceState>>);
 struct SourceState {
     members: BTreeMap<String, StateReader>,
     corrupt: bool,
+    /// Answer no batch times (every member fails to).
+    no_times: bool,
     stall_after: Option<u64>,
     fetches: u64,
 }
@@ -807,6 +811,39 @@ impl BundleSource for TestSource {
             Ok(bundle)
         })
     }
+
+    fn batch_times<'a>(
+        &'a self,
+        member: &'a NodeAddress,
+        log: &'a LogName,
+        first: u64,
+        end: u64,
+    ) -> TimesFuture<'a> {
+        Box::pin(async move {
+            let (reader, no_times) = {
+                let state = self.0.lock().unwrap();
+                (state.members.get(&member.api_url).cloned(), state.no_times)
+            };
+            let failed = |reason: String| FetchError::Failed {
+                member: member.api_url.clone(),
+                reason,
+            };
+            if no_times {
+                return Err(failed("no batch times here".into()));
+            }
+            let reader = reader.ok_or_else(|| failed("unreachable".into()))?;
+            reader
+                .view()
+                .and_then(|view| view.batch_times(log, first, end))
+                .map_err(|error| failed(error.to_string()))?
+                .ok_or_else(|| FetchError::NotFound {
+                    member: member.api_url.clone(),
+                    log: log.clone(),
+                    index: first,
+                    width: 0,
+                })
+        })
+    }
 }
 
 /// Retries quickly: tests wait real time between rounds.
@@ -847,6 +884,15 @@ fn catch_up_membership() -> Membership<NodeId, NodeAddress> {
     Membership::new(vec![[1, 2].into()], nodes)
 }
 
+/// An append whose batch time is distinct for each Raft index, so that a wrong time is seen.
+fn append_at(log: &str, leaves: Vec<Vec<u8>>, index: u64) -> Command {
+    Command::Append(AppendBatch {
+        log: LogName(log.into()),
+        leaves,
+        timestamp_unix_ms: 1_700_000_000_000 + index * 1_000,
+    })
+}
+
 /// Entry 1 sets the membership; entries 2..=10 append 3000 leaves to `artifacts` in batches
 /// that cross 256-leaf bundles and start a level-1 tile; entries 11..=13 go to `certificates`.
 fn catch_up_entries() -> Vec<Entry<TypeConfig>> {
@@ -860,7 +906,7 @@ fn catch_up_entries() -> Vec<Entry<TypeConfig>> {
         let index = entries.len() as u64 + 1;
         entries.push(entry(
             index,
-            EntryPayload::Normal(append_command("artifacts", leaves)),
+            EntryPayload::Normal(append_at("artifacts", leaves, index)),
         ));
     }
     for count in [3u64, 250, 10] {
@@ -871,7 +917,7 @@ fn catch_up_entries() -> Vec<Entry<TypeConfig>> {
         let index = entries.len() as u64 + 1;
         entries.push(entry(
             index,
-            EntryPayload::Normal(append_command("certificates", leaves)),
+            EntryPayload::Normal(append_at("certificates", leaves, index)),
         ));
     }
     entries
@@ -1074,20 +1120,18 @@ async fn an_install_over_a_prefix_fetches_only_the_rest_and_refuses_older_snapsh
     target.state.apply(entries[..4].to_vec()).await.unwrap();
     install(&mut target, &meta, &data).await.unwrap();
     assert_same_reads(&source.reader, &target.reader);
-    // Leaves the target applied itself keep their batch's time; the fetched ones came without
-    // theirs and are unknown here, never dated by an earlier batch.
-    let (from, to) = (source.reader.view().unwrap(), target.reader.view().unwrap());
-    let log = artifacts();
-    assert!(from.integrated_time_ms(&log, 2_999).unwrap().is_some());
+    // Leaves the target applied itself keep their batch's time, and the fetched ones have
+    // theirs, from the member.
+    assert_same_times(&source.reader, &target.reader);
     assert_eq!(
-        to.integrated_time_ms(&log, 256).unwrap(),
-        from.integrated_time_ms(&log, 256).unwrap()
+        target
+            .reader
+            .view()
+            .unwrap()
+            .integrated_time_ms(&artifacts(), 3_000)
+            .unwrap(),
+        None
     );
-    assert!(to.integrated_time_ms(&log, 256).unwrap().is_some());
-    assert_eq!(to.integrated_time_ms(&log, 257).unwrap(), None);
-    assert_eq!(to.integrated_time_ms(&log, 2_999).unwrap(), None);
-    assert_eq!(to.integrated_time_ms(&log, 3_000).unwrap(), None);
-    drop((from, to));
     // Bundles 1..=11 of artifacts (the first from leaf 257 on) and 2 of certificates, each
     // asked of the missing node 1 first.
     assert_eq!(bundles.fetches(), 2 * (11 + 2));
@@ -1104,6 +1148,81 @@ async fn an_install_over_a_prefix_fetches_only_the_rest_and_refuses_older_snapsh
         target.state.applied_state().await.unwrap().0,
         Some(log_id(13))
     );
+}
+
+/// Asserts that every leaf of both logs has a known integrated time in `to`, the one it has in
+/// `from`.
+fn assert_same_times(from: &StateReader, to: &StateReader) {
+    let (from, to) = (from.view().unwrap(), to.view().unwrap());
+    for log in both_logs() {
+        let size = from.head(&log).unwrap().map_or(0, |head| head.tree_size);
+        for index in 0..size {
+            let time = to.integrated_time_ms(&log, index).unwrap();
+            assert!(time.is_some(), "{log} leaf {index} has no time");
+            assert_eq!(time, from.integrated_time_ms(&log, index).unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn fetched_leaves_get_their_batch_times_from_a_member_that_knows_them() {
+    let mut source = memory_stores(Blocking::Inline);
+    source.state.apply(catch_up_entries()).await.unwrap();
+    let (meta, data) = snapshot_of(&mut source).await;
+    // Every batch has its own time, so a leaf dated by the wrong batch is seen.
+    let view = source.reader.view().unwrap();
+    let times: std::collections::BTreeSet<u64> = (0..3_000)
+        .filter_map(|index| view.integrated_time_ms(&artifacts(), index).unwrap())
+        .collect();
+    assert_eq!(times.len(), 9);
+    drop(view);
+
+    // A member that answers no times (as one that caught up without them would): the
+    // fetched leaves' times are unknown, never an earlier batch's.
+    let no_times = TestSource::serving(&[("mem://2", &source.reader)]);
+    no_times.set(|state| state.no_times = true);
+    let mut blind = stores_over(InMemoryBackend::new(), &no_times);
+    install(&mut blind, &meta, &data).await.unwrap();
+    assert_same_reads(&source.reader, &blind.reader);
+    let view = blind.reader.view().unwrap();
+    for index in [0, 255, 256, 1_000, 2_999] {
+        assert_eq!(view.integrated_time_ms(&artifacts(), index).unwrap(), None);
+    }
+    // It says so when asked, rather than giving a time.
+    assert_eq!(
+        view.batch_times(&artifacts(), 256, 512).unwrap(),
+        Some(vec![(256, None)])
+    );
+    drop(view);
+
+    // Asked first (node 1), the blind member knows nothing; node 2 knows every time.
+    let both = TestSource::serving(&[("mem://1", &blind.reader), ("mem://2", &source.reader)]);
+    let mut target = stores_over(InMemoryBackend::new(), &both);
+    install(&mut target, &meta, &data).await.unwrap();
+    assert_same_reads(&source.reader, &target.reader);
+    assert_same_times(&source.reader, &target.reader);
+
+    // Only the blind member: the times stay unknown (v1 reads answer 503 there).
+    let only_blind = TestSource::serving(&[("mem://1", &blind.reader)]);
+    let mut unknowing = stores_over(InMemoryBackend::new(), &only_blind);
+    install(&mut unknowing, &meta, &data).await.unwrap();
+    assert_same_reads(&source.reader, &unknowing.reader);
+    assert_eq!(
+        unknowing
+            .reader
+            .view()
+            .unwrap()
+            .integrated_time_ms(&artifacts(), 1_000)
+            .unwrap(),
+        None
+    );
+
+    // A store that caught up with the times serves them to the next one.
+    let (meta, data) = snapshot_of(&mut target).await;
+    let from_target = TestSource::serving(&[("mem://1", &target.reader)]);
+    let mut third = stores_over(InMemoryBackend::new(), &from_target);
+    install(&mut third, &meta, &data).await.unwrap();
+    assert_same_times(&source.reader, &third.reader);
 }
 
 #[tokio::test]
