@@ -165,7 +165,10 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
     .context("loading the cluster TLS material")?;
     let logs = file.load_logs()?;
     let http = http_client();
-    let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(http.clone()));
+    let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(
+        http.clone(),
+        cluster_client(&tls),
+    ));
     let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool, bundles)
         .with_context(|| {
             format!(
