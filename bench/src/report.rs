@@ -850,8 +850,8 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
         let _ = writeln!(page, "## Scale: the cost per entry as the log grows\n");
         let _ = writeln!(
             page,
-            "Between sizes the log is grown by `cairn-bench fill`: {}. At each size the \
-             measurements use the public API.\n",
+            "Between sizes the log is grown by {}. At each size every measurement goes \
+             through the public API.\n",
             parts["scale"]["settings"]["fill_method"]
                 .as_str()
                 .unwrap_or("see docs/benchmarks/scale.md")
