@@ -450,6 +450,39 @@ impl PromHistogram {
     }
 }
 
+/// Prints a run's errors by kind, each process's CPU and memory, and the machine's CPU (the
+/// detail lines under a run's headline).
+pub(crate) fn print_errors_and_usage(
+    errors: &crate::stats::Tally,
+    processes: &[ProcessUsage],
+    bench: Option<&ProcessUsage>,
+    machine_cpu_percent: Option<f64>,
+    other_cpu_percent: Option<f64>,
+) {
+    let errors = errors
+        .iter()
+        .map(|(kind, count)| format!("{kind}: {count}"))
+        .collect::<Vec<_>>();
+    println!(
+        "  errors: {}",
+        if errors.is_empty() {
+            "none".to_string()
+        } else {
+            errors.join(", ")
+        }
+    );
+    let usage = processes
+        .iter()
+        .chain(bench)
+        .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("  processes: {usage}");
+    if let (Some(machine), Some(other)) = (machine_cpu_percent, other_cpu_percent) {
+        println!("  machine CPU {machine:.0}%, of which other processes {other:.0}%");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

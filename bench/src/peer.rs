@@ -269,30 +269,13 @@ fn print_etcd_run(run: &EtcdRun) {
         latency.max_ms,
         latency.mean_ms
     );
-    let errors = run
-        .errors
-        .iter()
-        .map(|(kind, count)| format!("{kind}: {count}"))
-        .collect::<Vec<_>>();
-    println!(
-        "  errors: {}",
-        if errors.is_empty() {
-            "none".to_string()
-        } else {
-            errors.join(", ")
-        }
+    cluster::print_errors_and_usage(
+        &run.errors,
+        &run.member_usage,
+        run.bench_usage.as_ref(),
+        run.machine_cpu_percent,
+        run.other_cpu_percent,
     );
-    let usage = run
-        .member_usage
-        .iter()
-        .chain(run.bench_usage.as_ref())
-        .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
-        .collect::<Vec<_>>()
-        .join(", ");
-    println!("  processes: {usage}");
-    if let (Some(machine), Some(other)) = (run.machine_cpu_percent, run.other_cpu_percent) {
-        println!("  machine CPU {machine:.0}%, of which other processes {other:.0}%");
-    }
 }
 
 /// A Markdown table with one row per client count.

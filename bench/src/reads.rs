@@ -1008,30 +1008,13 @@ fn print_run(run: &ReadsRun) {
     if run.appends_percent > 0.0 {
         line("appends", run.appends_per_second, &run.appends_latency);
     }
-    let errors = run
-        .errors
-        .iter()
-        .map(|(kind, count)| format!("{kind}: {count}"))
-        .collect::<Vec<_>>();
-    println!(
-        "  errors: {}",
-        if errors.is_empty() {
-            "none".into()
-        } else {
-            errors.join(", ")
-        }
+    cluster::print_errors_and_usage(
+        &run.errors,
+        &run.node_usage,
+        run.bench_usage.as_ref(),
+        run.machine_cpu_percent,
+        run.other_cpu_percent,
     );
-    let usage = run
-        .node_usage
-        .iter()
-        .chain(run.bench_usage.as_ref())
-        .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
-        .collect::<Vec<_>>()
-        .join(", ");
-    println!("  processes: {usage}");
-    if let (Some(machine), Some(other)) = (run.machine_cpu_percent, run.other_cpu_percent) {
-        println!("  machine CPU {machine:.0}%, of which other processes {other:.0}%");
-    }
 }
 
 /// A Markdown table with one row per run.
