@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use node::catch_up::{BundleFuture, BundleSource, FetchError, TimesFuture};
-use node::storage::StateReader;
+use node::storage::{StateReader, StateView};
 use node::types::{LogName, NodeAddress, NodeId};
 
 use crate::net::SharedRouter;
@@ -46,6 +46,32 @@ pub struct SimBundleSource {
     pub router: SharedRouter,
 }
 
+impl SimBundleSource {
+    /// One round trip's worth of virtual time to `member`, then a read view of its state, or
+    /// why it cannot be reached.
+    async fn reach(&self, member: &NodeAddress) -> Result<StateView, FetchError> {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let (id, reader) = self
+            .readers
+            .get(&member.api_url)
+            .ok_or_else(|| failed(member, "member is down"))?;
+        if !self.router.can_reach(self.me, id) || !self.router.can_reach(id, self.me) {
+            return Err(failed(member, "partitioned"));
+        }
+        reader
+            .view()
+            .map_err(|error| failed(member, &error.to_string()))
+    }
+}
+
+/// A fetch from `member` that failed for `reason`.
+fn failed(member: &NodeAddress, reason: &str) -> FetchError {
+    FetchError::Failed {
+        member: member.api_url.clone(),
+        reason: reason.into(),
+    }
+}
+
 impl BundleSource for SimBundleSource {
     fn entry_bundle<'a>(
         &'a self,
@@ -55,20 +81,8 @@ impl BundleSource for SimBundleSource {
         width: u16,
     ) -> BundleFuture<'a> {
         Box::pin(async move {
-            let failed = |reason: &str| FetchError::Failed {
-                member: member.api_url.clone(),
-                reason: reason.into(),
-            };
-            // One round trip's worth of virtual time.
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            let (id, reader) = self
-                .readers
-                .get(&member.api_url)
-                .ok_or_else(|| failed("member is down"))?;
-            if !self.router.can_reach(self.me, id) || !self.router.can_reach(id, self.me) {
-                return Err(failed("partitioned"));
-            }
-            let view = reader.view().map_err(|error| failed(&error.to_string()))?;
+            let failed = |reason: &str| failed(member, reason);
+            let view = self.reach(member).await?;
             match view.entry_bundle(log, index, width) {
                 Ok(Some(bundle)) => Ok(bundle),
                 Ok(None) => Err(FetchError::NotFound {
@@ -90,20 +104,8 @@ impl BundleSource for SimBundleSource {
         end: u64,
     ) -> TimesFuture<'a> {
         Box::pin(async move {
-            let failed = |reason: &str| FetchError::Failed {
-                member: member.api_url.clone(),
-                reason: reason.into(),
-            };
-            // One round trip's worth of virtual time.
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            let (id, reader) = self
-                .readers
-                .get(&member.api_url)
-                .ok_or_else(|| failed("member is down"))?;
-            if !self.router.can_reach(self.me, id) || !self.router.can_reach(id, self.me) {
-                return Err(failed("partitioned"));
-            }
-            let view = reader.view().map_err(|error| failed(&error.to_string()))?;
+            let failed = |reason: &str| failed(member, reason);
+            let view = self.reach(member).await?;
             match view.batch_times(log, first, end) {
                 Ok(Some(rows)) => Ok(rows),
                 Ok(None) => Err(FetchError::NotFound {
