@@ -208,25 +208,8 @@ struct DevProcess {
 
 impl Drop for DevProcess {
     fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
         // `dev` gives its nodes 10 s to stop before killing them; allow a little more.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        stop_processes(vec![&mut self.child], Duration::from_secs(15));
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -480,6 +463,33 @@ pub(crate) fn print_errors_and_usage(
     println!("  processes: {usage}");
     if let (Some(machine), Some(other)) = (machine_cpu_percent, other_cpu_percent) {
         println!("  machine CPU {machine:.0}%, of which other processes {other:.0}%");
+    }
+}
+
+/// Stops processes: SIGTERM to all at once (so they stop in parallel), then waits for each up to
+/// `grace` from now, and kills whatever is still running after that.
+pub(crate) fn stop_processes(mut children: Vec<&mut Child>, grace: Duration) {
+    for child in &children {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let deadline = Instant::now() + grace;
+    for child in &mut children {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 }
 

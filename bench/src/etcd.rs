@@ -213,28 +213,7 @@ async fn put_once(endpoint: &str) -> anyhow::Result<()> {
 
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
-        for child in &self.children {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for child in &mut self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
+        crate::cluster::stop_processes(self.children.iter_mut().collect(), Duration::from_secs(10));
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -168,28 +168,10 @@ struct WitnessedCluster {
 
 impl Drop for WitnessedCluster {
     fn drop(&mut self) {
-        for child in self.nodes.iter().chain(&self.witnesses) {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for child in self.nodes.iter_mut().chain(&mut self.witnesses) {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
+        crate::cluster::stop_processes(
+            self.nodes.iter_mut().chain(&mut self.witnesses).collect(),
+            Duration::from_secs(15),
+        );
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
