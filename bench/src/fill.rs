@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use tlog::Hash;
 use tlog::entry::{KeyDetails, Verifier};
 
-use crate::workload::{TEMPLATE_CHECK_EVERY, canonical_body, split_template};
+use crate::workload::LeafTemplate;
 
 /// The log the scale benchmark grows (the one Rekor v2 clients write to).
 const ARTIFACT_LOG: &str = "artifacts";
@@ -646,9 +646,7 @@ pub(crate) fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result
         .to_vec();
     let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256)?;
     let mut leaves = Vec::with_capacity(usize::try_from(count)?);
-    // As in `workload`: the first body (and every TEMPLATE_CHECK_EVERY-th) is made by tlog, the
-    // rest from it with the digest and signature replaced, re-checked as it goes.
-    let mut template: Option<(String, String, String)> = None;
+    let mut template = LeafTemplate::default();
     for n in 0..count {
         let artifact = format!("cairn-bench fill {tag} {batch} {n}");
         let digest = Hash::digest(artifact.as_bytes());
@@ -658,26 +656,13 @@ pub(crate) fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result
         let signature = signature.as_ref();
         let (digest_base64, signature_base64) =
             (BASE64.encode(digest.as_bytes()), BASE64.encode(signature));
-        let leaf = match &template {
-            Some((head, middle, tail)) if n % TEMPLATE_CHECK_EVERY as u64 != 0 => {
-                format!("{head}{digest_base64}{middle}{signature_base64}{tail}").into_bytes()
-            }
-            _ => {
-                let exact = canonical_body(&verifier, &digest, signature)?;
-                let text = String::from_utf8(exact.clone())?;
-                let made = split_template(&text, &digest_base64, &signature_base64).context(
-                    "the canonical body does not hold the digest and signature once each",
-                )?;
-                if let Some(known) = &template {
-                    ensure!(
-                        *known == made,
-                        "canonical body template changed at entry {n}"
-                    );
-                }
-                template = Some(made);
-                exact
-            }
-        };
+        let leaf = template.leaf(
+            &verifier,
+            &digest,
+            signature,
+            (&digest_base64, &signature_base64),
+            usize::try_from(n)?,
+        )?;
         leaves.push(leaf);
     }
     Ok(leaves)
@@ -728,7 +713,7 @@ mod tests {
             let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256).unwrap();
             let digest = Hash::digest(artifact.as_bytes());
             assert_eq!(
-                canonical_body(&verifier, &digest, &signature).unwrap(),
+                crate::workload::canonical_body(&verifier, &digest, &signature).unwrap(),
                 *leaf
             );
         }

@@ -125,11 +125,7 @@ fn make_range(
     let verifier = Verifier::public_key(spki, KeyDetails::EcdsaP256Sha256)?;
     let mut out = Vec::with_capacity(range.len());
     let mut leaf_bytes = 0;
-    // Canonicalising through serde_json values costs as much as signing; every body of a run
-    // differs only in its digest and signature, so the first body, made by tlog, becomes a
-    // template with those two base64 strings cut out (they are random, so they occur once),
-    // and the template is re-checked against tlog every TEMPLATE_CHECK_EVERY entries.
-    let mut template: Option<(String, String, String)> = None;
+    let mut template = LeafTemplate::default();
     for (position, n) in range.enumerate() {
         let artifact = format!("cairn-bench {tag} {n}");
         let digest = Hash::digest(artifact.as_bytes());
@@ -148,26 +144,13 @@ fn make_range(
             ),
             digest_base64, signature_base64, spki_base64,
         );
-        let leaf = match &template {
-            Some((head, middle, tail)) if position % TEMPLATE_CHECK_EVERY != 0 => {
-                format!("{head}{digest_base64}{middle}{signature_base64}{tail}").into_bytes()
-            }
-            _ => {
-                let exact = canonical_body(&verifier, &digest, signature)?;
-                let text = String::from_utf8(exact.clone())?;
-                let made = split_template(&text, &digest_base64, &signature_base64).context(
-                    "the canonical body does not hold the digest and signature once each",
-                )?;
-                if let Some(known) = &template {
-                    anyhow::ensure!(
-                        *known == made,
-                        "canonical body template changed at entry {n}"
-                    );
-                }
-                template = Some(made);
-                exact
-            }
-        };
+        let leaf = template.leaf(
+            &verifier,
+            &digest,
+            signature,
+            (&digest_base64, &signature_base64),
+            position,
+        )?;
         leaf_bytes += leaf.len();
         out.push(Prepared {
             body: Bytes::from(body),
@@ -175,6 +158,47 @@ fn make_range(
         });
     }
     Ok((out, leaf_bytes))
+}
+
+/// Canonical hashedrekord bodies made fast. Canonicalising through serde_json values costs as
+/// much as signing, and bodies under one key differ only in their digest and signature: the
+/// first body, made by tlog, becomes a template with those two base64 strings cut out (they are
+/// random, so they occur once), and every TEMPLATE_CHECK_EVERY-th body is made by tlog again
+/// and must give the same template.
+#[derive(Default)]
+pub(crate) struct LeafTemplate(Option<(String, String, String)>);
+
+impl LeafTemplate {
+    /// The canonical body of entry number `position` with this digest and signature, whose
+    /// base64 forms are `encoded`.
+    pub(crate) fn leaf(
+        &mut self,
+        verifier: &Verifier,
+        digest: &Hash,
+        signature: &[u8],
+        (digest_base64, signature_base64): (&str, &str),
+        position: usize,
+    ) -> anyhow::Result<Vec<u8>> {
+        if let Some((head, middle, tail)) = &self.0
+            && !position.is_multiple_of(TEMPLATE_CHECK_EVERY)
+        {
+            return Ok(
+                format!("{head}{digest_base64}{middle}{signature_base64}{tail}").into_bytes(),
+            );
+        }
+        let exact = canonical_body(verifier, digest, signature)?;
+        let text = String::from_utf8(exact.clone())?;
+        let made = split_template(&text, digest_base64, signature_base64)
+            .context("the canonical body does not hold the digest and signature once each")?;
+        if let Some(known) = &self.0 {
+            anyhow::ensure!(
+                *known == made,
+                "canonical body template changed at entry {position}"
+            );
+        }
+        self.0 = Some(made);
+        Ok(exact)
+    }
 }
 
 /// Splits `text` around `first` and then `second`, each of which must occur exactly once.
