@@ -192,6 +192,7 @@ impl Witnessing {
         // Per log: the size of the last checkpoint submitted and when, to pace retries.
         let mut attempted: BTreeMap<LogName, (u64, Instant)> = BTreeMap::new();
         let mut raft_events = node.raft.metrics();
+        let mut applied_seen = raft_events.borrow_and_update().last_applied;
         loop {
             for log in node.logs.iter() {
                 let Some(state) = self.logs.get(&log.name) else {
@@ -260,13 +261,27 @@ impl Witnessing {
                     }
                 }
             }
-            // Wake on the next Raft event (a new applied index carries a new checkpoint), or
-            // after a tick for retries. Once the Raft core has stopped (a shutdown, a fatal
-            // storage error) nothing new can be committed, and the closed channel would wake
-            // the loop at once, forever: stop.
-            if let Ok(Err(_)) = tokio::time::timeout(TICK, raft_events.changed()).await {
-                tracing::info!("witnessing: the Raft core has stopped; witnessing stops");
-                return;
+            // Wake when the applied index moves (a new checkpoint comes only with one), or
+            // after a tick for retries; the metrics also change on every heartbeat and
+            // replication reply, which carry no checkpoint. Once the Raft core has stopped (a
+            // shutdown, a fatal storage error) nothing new can be committed, and the closed
+            // channel would wake the loop at once, forever: stop.
+            let tick = tokio::time::Instant::now() + TICK;
+            loop {
+                match tokio::time::timeout_at(tick, raft_events.changed()).await {
+                    Err(_elapsed) => break,
+                    Ok(Err(_)) => {
+                        tracing::info!("witnessing: the Raft core has stopped; witnessing stops");
+                        return;
+                    }
+                    Ok(Ok(())) => {
+                        let applied = raft_events.borrow_and_update().last_applied;
+                        if applied != applied_seen {
+                            applied_seen = applied;
+                            break;
+                        }
+                    }
+                }
             }
         }
     }

@@ -10,7 +10,7 @@
 //! certificate log, so [`crate::invariants::durability`] holds them to it at every tick and at
 //! the end, on every node, through crashes and elections.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use node::keyless::{IssueError, KeylessCa};
 use node::types::LogName;
@@ -36,10 +36,16 @@ impl ca::oidc::Fetch for NoFetch {
 
 /// The cluster's CA: one root, intermediate and SCT key shared by every node, as `cairn-node
 /// init` makes them. The SCT key comes from the seed; the root and intermediate keys come from
-/// rcgen's generator (their bytes differ from run to run, and nothing in a run's events
-/// depends on them).
+/// rcgen's generator, once per process (their bytes differ from process to process, and
+/// nothing in a run's events depends on them; making them is a P-384 and a P-256 key
+/// generation, a few percent of a short run).
 pub fn keyless_ca(rng: &mut SimRng, log: &LogName) -> Result<Arc<KeylessCa>, String> {
-    let made = ca::cert::new_ca("Cairn simulation", 1_700_000_000).map_err(|e| e.to_string())?;
+    static MADE: OnceLock<Result<ca::cert::NewCa, String>> = OnceLock::new();
+    let made = MADE
+        .get_or_init(|| {
+            ca::cert::new_ca("Cairn simulation", 1_700_000_000).map_err(|e| e.to_string())
+        })
+        .as_ref()?;
     let authority = ca::cert::Authority::load(
         &made.root_pem,
         &made.intermediate_pem,
@@ -65,14 +71,19 @@ pub fn keyless_ca(rng: &mut SimRng, log: &LogName) -> Result<Arc<KeylessCa>, Str
 
 /// A P-256 public key the simulated clients certify (DER SubjectPublicKeyInfo). Which key is
 /// certified does not matter to the log; one fixed key keeps the runs replayable.
+/// Derived once per process: a scalar multiplication per request showed in profiles.
 pub fn client_key() -> Result<Vec<u8>, String> {
     use p256::pkcs8::EncodePublicKey as _;
-    let secret = p256::SecretKey::from_slice(&[7u8; 32]).map_err(|e| e.to_string())?;
-    secret
-        .public_key()
-        .to_public_key_der()
-        .map(|der| der.as_bytes().to_vec())
-        .map_err(|e| e.to_string())
+    static SPKI: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+    SPKI.get_or_init(|| {
+        let secret = p256::SecretKey::from_slice(&[7u8; 32]).map_err(|e| e.to_string())?;
+        secret
+            .public_key()
+            .to_public_key_der()
+            .map(|der| der.as_bytes().to_vec())
+            .map_err(|e| e.to_string())
+    })
+    .clone()
 }
 
 /// What one issuance request got.

@@ -11,8 +11,6 @@
 //! The ML-DSA-44 type (0x06) is not implemented. Callers pass timestamps in: this module reads
 //! no clock, and whether a future timestamp is acceptable is the caller's decision.
 
-use ed25519_dalek::Signer as _;
-
 use crate::note::{
     KeyError, KeyId, NoteSignature, NoteSigner, SIGNATURE_TYPE_COSIGNATURE_V1, Verifier,
     check_key_name,
@@ -159,7 +157,7 @@ impl NoteSigner for TimestampedCosigner<'_> {
 
     fn sign(&self, text: &str) -> Vec<u8> {
         let message = cosigned_message(text, self.timestamp);
-        let signature = self.cosigner.key.sign(message.as_bytes());
+        let signature = crate::ed25519::sign(&self.cosigner.key, message.as_bytes());
         let mut bytes = Vec::with_capacity(COSIGNATURE_BYTES_LEN);
         bytes.extend_from_slice(&self.timestamp.to_be_bytes());
         bytes.extend_from_slice(&signature.to_bytes());
@@ -215,9 +213,9 @@ impl CosignatureVerifier {
         let ed25519 =
             ed25519_dalek::Signature::from_slice(&signature[8..]).map_err(|_| invalid())?;
         let message = cosigned_message(checkpoint_text, timestamp);
-        self.key
-            .verify_strict(message.as_bytes(), &ed25519)
-            .map_err(|_| invalid())?;
+        if !crate::ed25519::verify_strict(&self.key, message.as_bytes(), &ed25519) {
+            return Err(invalid());
+        }
         Ok(timestamp)
     }
 }

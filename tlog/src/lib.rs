@@ -24,6 +24,7 @@
 
 pub mod checkpoint;
 pub mod cosignature;
+pub mod ed25519;
 pub mod entry;
 pub mod hash;
 pub mod note;

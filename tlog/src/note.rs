@@ -817,7 +817,7 @@ impl Ed25519Verifier {
         };
         // Strict verification: every honest signature passes, and signatures under weak keys
         // or with non-canonical encodings do not.
-        self.key.verify_strict(text.as_bytes(), &signature).is_ok()
+        crate::ed25519::verify_strict(&self.key, text.as_bytes(), &signature)
     }
 }
 
@@ -1071,7 +1071,9 @@ impl NoteSigner for Ed25519Signer {
     }
 
     fn sign(&self, text: &str) -> Vec<u8> {
-        self.key.sign(text.as_bytes()).to_bytes().to_vec()
+        crate::ed25519::sign(&self.key, text.as_bytes())
+            .to_bytes()
+            .to_vec()
     }
 }
 

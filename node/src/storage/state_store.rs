@@ -10,6 +10,7 @@
 //! Reads ([`StateReader::view`]) open one redb read transaction: an MVCC snapshot of the last
 //! commit, so every answer of one [`StateView`] is about the same state while apply continues.
 
+use std::cell::OnceCell;
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use openraft::{
 };
 use redb::{
     Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend,
-    Table, WriteTransaction,
+    Table, TableDefinition, WriteTransaction,
 };
 use tlog::proof::{ConsistencyProof, InclusionProof, ProofError};
 use tlog::tile::{BundleError, TILE_WIDTH, Tile, TileHashStore, TileKind, TileReader};
@@ -797,17 +798,16 @@ impl StateReader {
     /// (redb reads pages from disk); call it, and the view's methods, through
     /// [`Blocking::run`] from async code. Drop the view soon: it pins the pages it sees.
     pub fn view(&self) -> Result<StateView, ReadError> {
-        let txn = self.db.begin_read()?;
         Ok(StateView {
-            leaves: txn.open_table(LEAVES)?,
-            index: txn.open_table(LEAF_INDEX)?,
-            hashes: txn.open_table(TILE_HASHES)?,
-            heads: txn.open_table(HEADS)?,
-            times: txn.open_table(BATCH_TIMES)?,
-            search: txn.open_table(SEARCH)?,
-            meta: txn.open_table(SM_META)?,
+            txn: self.db.begin_read()?,
+            leaves: OnceCell::new(),
+            index: OnceCell::new(),
+            hashes: OnceCell::new(),
+            heads: OnceCell::new(),
+            times: OnceCell::new(),
+            search: OnceCell::new(),
+            meta: OnceCell::new(),
             caches: self.caches.clone(),
-            _txn: txn,
         })
     }
 
@@ -831,17 +831,19 @@ impl StateReader {
     }
 }
 
-/// One consistent view of the state machine (a redb read transaction).
+/// One consistent view of the state machine (a redb read transaction). Each table is opened
+/// the first time a method needs it: most reads (a checkpoint, a tile) touch one or two of the
+/// seven, and opening a table is a lookup in redb's table tree.
 pub struct StateView {
-    leaves: ReadOnlyTable<LeafKey, &'static [u8]>,
-    index: ReadOnlyTable<IndexKey, u64>,
-    hashes: ReadOnlyTable<TileKey, &'static [u8]>,
-    heads: ReadOnlyTable<&'static str, &'static [u8]>,
-    times: ReadOnlyTable<(&'static str, u64), u64>,
-    search: ReadOnlyTable<SearchRow, ()>,
-    meta: ReadOnlyTable<&'static str, &'static [u8]>,
+    txn: ReadTransaction,
+    leaves: OnceCell<ReadOnlyTable<LeafKey, &'static [u8]>>,
+    index: OnceCell<ReadOnlyTable<IndexKey, u64>>,
+    hashes: OnceCell<ReadOnlyTable<TileKey, &'static [u8]>>,
+    heads: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    times: OnceCell<ReadOnlyTable<(&'static str, u64), u64>>,
+    search: OnceCell<ReadOnlyTable<SearchRow, ()>>,
+    meta: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     caches: Arc<HashCaches>,
-    _txn: ReadTransaction,
 }
 
 impl Debug for StateView {
@@ -851,9 +853,50 @@ impl Debug for StateView {
 }
 
 impl StateView {
+    /// `cell`'s table, opened in this view's transaction on first use.
+    fn opened<'s, K: redb::Key + 'static, V: redb::Value + 'static>(
+        &'s self,
+        cell: &'s OnceCell<ReadOnlyTable<K, V>>,
+        table: TableDefinition<K, V>,
+    ) -> Result<&'s ReadOnlyTable<K, V>, ReadError> {
+        if let Some(opened) = cell.get() {
+            return Ok(opened);
+        }
+        let opened = self.txn.open_table(table)?;
+        Ok(cell.get_or_init(|| opened))
+    }
+
+    fn leaves(&self) -> Result<&ReadOnlyTable<LeafKey, &'static [u8]>, ReadError> {
+        self.opened(&self.leaves, LEAVES)
+    }
+
+    fn index(&self) -> Result<&ReadOnlyTable<IndexKey, u64>, ReadError> {
+        self.opened(&self.index, LEAF_INDEX)
+    }
+
+    fn hashes(&self) -> Result<&ReadOnlyTable<TileKey, &'static [u8]>, ReadError> {
+        self.opened(&self.hashes, TILE_HASHES)
+    }
+
+    fn heads(&self) -> Result<&ReadOnlyTable<&'static str, &'static [u8]>, ReadError> {
+        self.opened(&self.heads, HEADS)
+    }
+
+    fn times(&self) -> Result<&ReadOnlyTable<(&'static str, u64), u64>, ReadError> {
+        self.opened(&self.times, BATCH_TIMES)
+    }
+
+    fn search_table(&self) -> Result<&ReadOnlyTable<SearchRow, ()>, ReadError> {
+        self.opened(&self.search, SEARCH)
+    }
+
+    fn meta(&self) -> Result<&ReadOnlyTable<&'static str, &'static [u8]>, ReadError> {
+        self.opened(&self.meta, SM_META)
+    }
+
     /// The head of a log, or `None` if nothing was ever appended to it.
     pub fn head(&self, log: &LogName) -> Result<Option<LogHead>, ReadError> {
-        Ok(read_head(&self.heads, log)?)
+        Ok(read_head(self.heads()?, log)?)
     }
 
     /// The latest signed checkpoint of a log, or `None` if it has none.
@@ -871,7 +914,7 @@ impl StateView {
             return Ok(None);
         }
         Ok(self
-            .leaves
+            .leaves()?
             .get((log.0.as_str(), index))?
             .map(|guard| guard.value().to_vec()))
     }
@@ -884,7 +927,7 @@ impl StateView {
             return Ok(None);
         }
         let name = log.0.as_str();
-        let Some(row) = self.times.range((name, 0)..=(name, index))?.next_back() else {
+        let Some(row) = self.times()?.range((name, 0)..=(name, index))?.next_back() else {
             return Ok(None);
         };
         let time = row?.1.value();
@@ -906,12 +949,12 @@ impl StateView {
         }
         let name = log.0.as_str();
         let known = |time: u64| (time != TIME_UNKNOWN).then_some(time);
-        let at_first = match self.times.range((name, 0)..=(name, first))?.next_back() {
+        let at_first = match self.times()?.range((name, 0)..=(name, first))?.next_back() {
             Some(row) => known(row?.1.value()),
             None => None,
         };
         let mut rows = vec![(first, at_first)];
-        for row in self.times.range((name, first + 1)..(name, end))? {
+        for row in self.times()?.range((name, first + 1)..(name, end))? {
             let (key, time) = row?;
             rows.push((key.value().1, known(time.value())));
         }
@@ -921,7 +964,7 @@ impl StateView {
     /// The index of the leaf with this leaf hash, if the log has one (within its size).
     pub fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, ReadError> {
         let size = self.size(log)?;
-        Ok(read_leaf_index(&self.index, log, leaf_hash)?.filter(|&index| index < size))
+        Ok(read_leaf_index(self.index()?, log, leaf_hash)?.filter(|&index| index < size))
     }
 
     /// The bytes of a hash tile, if the log has it at exactly that width: a partial tile that
@@ -934,7 +977,7 @@ impl StateView {
         let size = self.size(log)?;
         match tile_range(tile.index, tile.width) {
             Some((_, end)) if end <= hashes_at_tile_level(size, level) => {
-                Ok(Some(read_tile_bytes(&self.hashes, log, tile)?))
+                Ok(Some(read_tile_bytes(self.hashes()?, log, tile)?))
             }
             _ => Ok(None),
         }
@@ -953,7 +996,7 @@ impl StateView {
         let size = self.size(log)?;
         match tile_range(index, width) {
             Some((first, end)) if end <= size => {
-                let leaves = read_leaves(&self.leaves, log, first, end)?;
+                let leaves = read_leaves(self.leaves()?, log, first, end)?;
                 Ok(Some(tlog::tile::encode_bundle(&leaves)?))
             }
             _ => Ok(None),
@@ -1047,7 +1090,7 @@ impl StateView {
         let tag = key.kind.tag();
         let mut found = Vec::new();
         for row in self
-            .search
+            .search_table()?
             .range((name, tag, &key.hash, first)..=(name, tag, &key.hash, u64::MAX))?
         {
             let index = row?.0.value().3;
@@ -1067,7 +1110,8 @@ impl StateView {
     #[cfg(test)]
     pub(crate) fn search_rows(&self, log: &LogName) -> Vec<(u8, [u8; 32], u64)> {
         let name = log.0.as_str();
-        self.search
+        self.search_table()
+            .unwrap()
             .range((name, 0, &[0u8; 32], 0)..=(name, u8::MAX, &[0xffu8; 32], u64::MAX))
             .unwrap()
             .map(|row| {
@@ -1080,7 +1124,7 @@ impl StateView {
 
     /// The log id of the last entry applied to this state.
     pub fn last_applied(&self) -> Result<Option<LogId<NodeId>>, ReadError> {
-        Ok(applied_state(&self.meta)?.0)
+        Ok(applied_state(self.meta()?)?.0)
     }
 
     /// The log's size (0 if it has no head).
@@ -1121,7 +1165,7 @@ impl StateView {
         }
         Ok(TileHashStore::new(
             TableTiles {
-                table: &self.hashes,
+                table: self.hashes()?,
                 log,
             },
             TreeSize(tree_size),
