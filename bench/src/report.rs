@@ -16,7 +16,7 @@ use plotters::prelude::*;
 use serde_json::{Value, json};
 
 /// The parts of the suite, in the order they run.
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "appends",
     "peer",
     "certificates",
@@ -24,7 +24,15 @@ const PARTS: [&str; 7] = [
     "mix",
     "witnessing",
     "scale",
+    "scale-large",
 ];
+
+/// The part that grows the log to 10^7 entries: run only with `--large` (it takes most of an
+/// hour and about 46 GB of disk on the project's machine, beyond the report's 20 minutes).
+/// Without it the report keeps the previous `raw/scale-large.json` and shows its own stamp.
+const SCALE_LARGE: &str = "scale-large";
+/// The sizes of the large scale run: one curve from one run, up to 10^7.
+const SCALE_LARGE_SIZES: &str = "100000,1000000,10000000";
 
 /// The `report` subcommand's arguments.
 #[derive(clap::Args, Debug)]
@@ -41,6 +49,12 @@ pub(crate) struct ReportArgs {
     /// Short runs (2 s each, fewer client counts): to check the pipeline, not to measure.
     #[arg(long)]
     quick: bool,
+    /// Also run the scale part up to 10^7 entries (`scale --sizes 100000,1000000,10000000`):
+    /// most of an hour and about 46 GB of disk in the system temp directory on the project's
+    /// 2-core machine. Without it the report keeps the previous raw/scale-large.json, stamped
+    /// with its own date and commit.
+    #[arg(long)]
+    large: bool,
 }
 
 /// Runs every part and writes the report.
@@ -57,6 +71,13 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
     for part in PARTS {
         if args.skip.iter().any(|s| s == part) {
             eprintln!("== {part}: skipped");
+            continue;
+        }
+        if part == SCALE_LARGE && !args.large {
+            eprintln!(
+                "== {part}: not run (--large runs it: most of an hour, about 46 GB); keeping \
+                 raw/{part}.json if there is one"
+            );
             continue;
         }
         let json = raw.join(format!("{part}.json"));
@@ -109,7 +130,8 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
 fn run_part(args: &ReportArgs, part: &str, json: &Path) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this binary")?;
     let mut command = Command::new(exe);
-    command.arg(part);
+    // The large scale part is the scale subcommand with larger sizes.
+    command.arg(if part == SCALE_LARGE { "scale" } else { part });
     let (duration, warmup) = if args.quick { ("2", "1") } else { ("6", "2") };
     let clients = if args.quick { "16,64" } else { "16,64,256" };
     match part {
@@ -136,8 +158,10 @@ fn run_part(args: &ReportArgs, part: &str, json: &Path) -> anyhow::Result<()> {
             let clients = if args.quick { "64" } else { "64,256" };
             command.args(["--clients", clients]);
         }
-        "scale" => {
-            let sizes = if args.quick {
+        "scale" | SCALE_LARGE => {
+            let sizes = if part == SCALE_LARGE {
+                SCALE_LARGE_SIZES
+            } else if args.quick {
                 "10000,30000"
             } else {
                 "100000,1000000"
@@ -167,6 +191,27 @@ fn finish(mut command: Command, part: &str) -> anyhow::Result<()> {
         bail!("cairn-bench {part} failed ({status})");
     }
     Ok(())
+}
+
+/// The scale curve the targets and plots use: the run up to 10^7 (`scale-large`) if there is
+/// one, else the report's own; and a phrase naming it and its stamp.
+fn scale_curve(parts: &serde_json::Map<String, Value>) -> (&[Value], String) {
+    let large = list(parts, SCALE_LARGE, "points");
+    if large.is_empty() {
+        return (
+            list(parts, "scale", "points"),
+            "this report's scale run".into(),
+        );
+    }
+    let stamp = &parts[SCALE_LARGE]["environment"];
+    (
+        large,
+        format!(
+            "the run to 10^7 of {} at `{}`",
+            stamp["date"].as_str().unwrap_or("?"),
+            stamp["commit"].as_str().unwrap_or("?")
+        ),
+    )
 }
 
 /// The runs of a part, or none.
@@ -285,7 +330,7 @@ fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
             "bottleneck": if met { Value::Null } else { json!(bottleneck(run)) },
         }));
     }
-    let points = list(parts, "scale", "points");
+    let (points, curve) = scale_curve(parts);
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
         let largest = f(&last["entries"]);
         let disk = |p: &Value| f(&p["disk"]["state_bytes_per_entry"]);
@@ -300,7 +345,7 @@ fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
         targets.push(json!({
             "target": "flat cost per entry up to 10^7 entries",
             "measured": format!(
-                "{} to {} entries: disk {:.0} to {:.0} B/entry per node, inclusion proof p99 \
+                "{curve}: {} to {} entries: disk {:.0} to {:.0} B/entry per node, inclusion proof p99 \
                  {:.1} to {:.1} ms, appends {:.0} to {:.0}/s, bytes written per entry while \
                  filling {:.0} to {:.0}",
                 first["entries"], last["entries"], disk(first), disk(last), proof(first),
@@ -313,7 +358,8 @@ fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
                  see docs/benchmarks/scale.md",
                 if largest < 1e7 {
                     format!("not measured beyond {largest:.0} entries (10^7 needs about 46 GB \
-                             of disk and 40 minutes of filling on this machine); ")
+                             of disk and most of an hour on this machine: `cairn-bench report \
+                             --large`); ")
                 } else {
                     String::new()
                 },
@@ -451,7 +497,7 @@ fn plot_latency(parts: &serde_json::Map<String, Value>, path: &Path) -> anyhow::
 }
 
 fn plot_scale(parts: &serde_json::Map<String, Value>, dir: &Path) -> anyhow::Result<()> {
-    let scale = list(parts, "scale", "points");
+    let (scale, _) = scale_curve(parts);
     if scale.is_empty() {
         return Ok(());
     }
@@ -600,6 +646,33 @@ fn line_plot(
 }
 
 /// The Markdown page.
+/// One row per measured size of a scale run.
+fn scale_table(page: &mut String, points: &[Value]) {
+    let _ = writeln!(
+        page,
+        "| entries | state B/entry/node | Raft log B/entry | written B/entry (fill) | fill/s | appends/s | append p99 ms | inclusion p50 / p99 ms | consistency p99 ms | new node catch-up s |"
+    );
+    let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for point in points {
+        let _ = writeln!(
+            page,
+            "| {} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} | {:.1} |",
+            point["entries"],
+            f(&point["disk"]["state_bytes_per_entry"]),
+            f(&point["disk"]["raft_log_bytes_per_entry"]),
+            f(&point["fill"]["written_bytes_per_entry"]),
+            f(&point["fill"]["entries_per_second"]),
+            f(&point["appends"]["appends_per_second"]),
+            f(&point["appends"]["latency"]["p99_ms"]),
+            f(&point["proofs"]["inclusion"]["p50_ms"]),
+            f(&point["proofs"]["inclusion"]["p99_ms"]),
+            f(&point["proofs"]["consistency"]["p99_ms"]),
+            f(&point["catch_up"]["learner_seconds"]),
+        );
+    }
+    let _ = writeln!(page);
+}
+
 fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[Value]) -> String {
     let environment = &report["environment"];
     let mut page = String::new();
@@ -856,29 +929,26 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
                 .as_str()
                 .unwrap_or("see docs/benchmarks/scale.md")
         );
+        scale_table(&mut page, scale);
+    }
+    let large = list(parts, SCALE_LARGE, "points");
+    if !large.is_empty() {
+        let stamp = &parts[SCALE_LARGE]["environment"];
+        let _ = writeln!(page, "### Up to 10^7 entries (measured separately)\n");
         let _ = writeln!(
             page,
-            "| entries | state B/entry/node | Raft log B/entry | written B/entry (fill) | fill/s | appends/s | append p99 ms | inclusion p50 / p99 ms | consistency p99 ms | new node catch-up s |"
+            "The same measurements up to 10^7 entries, from one run of `cairn-bench report \
+             --large` or `cairn-bench scale --sizes {SCALE_LARGE_SIZES}`, which takes most of an \
+             hour and about 46 GB of disk here and so is not part of the 20-minute report. This \
+             run: {}, commit `{}`, {} s in all. The targets above and the plots below use it. \
+             docs/benchmarks/scale.md discusses it.\n",
+            stamp["date"].as_str().unwrap_or("?"),
+            stamp["commit"].as_str().unwrap_or("?"),
+            f(&parts[SCALE_LARGE]["total_seconds"]).round(),
         );
-        let _ = writeln!(page, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for point in scale {
-            let _ = writeln!(
-                page,
-                "| {} | {:.0} | {:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} | {:.1} |",
-                point["entries"],
-                f(&point["disk"]["state_bytes_per_entry"]),
-                f(&point["disk"]["raft_log_bytes_per_entry"]),
-                f(&point["fill"]["written_bytes_per_entry"]),
-                f(&point["fill"]["entries_per_second"]),
-                f(&point["appends"]["appends_per_second"]),
-                f(&point["appends"]["latency"]["p99_ms"]),
-                f(&point["proofs"]["inclusion"]["p50_ms"]),
-                f(&point["proofs"]["inclusion"]["p99_ms"]),
-                f(&point["proofs"]["consistency"]["p99_ms"]),
-                f(&point["catch_up"]["learner_seconds"]),
-            );
-        }
-        let _ = writeln!(page);
+        scale_table(&mut page, large);
+    }
+    if !scale.is_empty() || !large.is_empty() {
         let _ = writeln!(page, "![bytes per entry](scale-bytes.svg)\n");
         let _ = writeln!(page, "![entries per second](scale-rates.svg)\n");
         let _ = writeln!(page, "![proof latency](scale-proofs.svg)\n");
@@ -897,7 +967,8 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
          `peer --clients 16,64,256 --profile` (needs Debian's `etcd-server`), `certificates \
          --nodes 3 --clients 64,256 --profile`, `reads --clients 16,64,256 --prefill 50000`, \
          `mix --clients 64 --prefill 20000`, `witnessing --clients 64,256`, `scale --sizes \
-         100000,1000000`. `raw/` holds each part's full JSON (every run's errors, retries, \
+         100000,1000000`, and with `--large` also `scale --sizes {SCALE_LARGE_SIZES}` (into \
+         `raw/scale-large.json`). `raw/` holds each part's full JSON (every run's errors, retries, \
          node CPU and memory, batch sizes and profile); `report.json` combines them. The \
          profiles are `perf record` samples of the leader's own code (self time), grouped by \
          crate; the kernel's share is system calls (fsync, loopback network, scheduling).\n"
