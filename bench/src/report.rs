@@ -354,8 +354,11 @@ fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
             "met": met,
             "bottleneck": if met { Value::Null } else { json!(format!(
                 "{}write amplification: the bytes written per entry grow {:.1}x while the bytes \
-                 kept per entry stay flat, so filling and catch-up slow down as the log grows; \
-                 see docs/benchmarks/scale.md",
+                 kept per entry stay flat, so filling and catch-up slow down as the log grows. \
+                 A perf profile of the fill past 10^6 entries (docs/benchmarks/scale.md) puts \
+                 33% of its CPU in redb commits (writing and syncing dirty pages) and 26% in \
+                 B-tree inserts into the two tables keyed by random hashes (the search and \
+                 dedup indexes): each new entry dirties its own page in each of them",
                 if largest < 1e7 {
                     format!("not measured beyond {largest:.0} entries (10^7 needs about 46 GB \
                              of disk and most of an hour on this machine: `cairn-bench report \
@@ -645,7 +648,6 @@ fn line_plot(
     draw().map_err(|e| anyhow::anyhow!("plotting {}: {e}", path.display()))
 }
 
-/// The Markdown page.
 /// One row per measured size of a scale run.
 fn scale_table(page: &mut String, points: &[Value]) {
     let _ = writeln!(
@@ -673,6 +675,7 @@ fn scale_table(page: &mut String, points: &[Value]) {
     let _ = writeln!(page);
 }
 
+/// The Markdown page.
 fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[Value]) -> String {
     let environment = &report["environment"];
     let mut page = String::new();

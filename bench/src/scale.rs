@@ -913,6 +913,14 @@ async fn catch_up(
             .await
         }))
     };
+    // Progress: the learner's state database grows towards a voter's (the same size once
+    // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
+    let voter_state = crate::fill::node_configs(dir)?
+        .first()
+        .map(|config| node::config::NodeFile::load(config))
+        .transpose()?
+        .map(|voter| voter.data_dir.join("state.redb"));
+    let file_len = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
     let mut last_report = Instant::now();
     loop {
         if let Some(status) = new_node.child.try_wait()? {
@@ -944,8 +952,20 @@ async fn catch_up(
         );
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
+            let stored = file_len(&file.data_dir.join("state.redb"));
+            let target = voter_state.as_deref().map_or(0, file_len);
+            let share = if target > 0 {
+                format!(
+                    ", state {:.1} of {:.1} GB ({:.0}%)",
+                    stored as f64 / 1e9,
+                    target as f64 / 1e9,
+                    100.0 * stored as f64 / target as f64
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
-                "   [catch-up {:>4.0}s] node {id} catching up to {size} entries",
+                "   [catch-up {:>4.0}s] node {id} catching up to {size} entries{share}",
                 started.elapsed().as_secs_f64()
             );
         }
