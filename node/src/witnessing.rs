@@ -266,21 +266,21 @@ impl Witnessing {
             // replication reply, which carry no checkpoint. Once the Raft core has stopped (a
             // shutdown, a fatal storage error) nothing new can be committed, and the closed
             // channel would wake the loop at once, forever: stop.
-            let tick = tokio::time::Instant::now() + TICK;
-            loop {
-                match tokio::time::timeout_at(tick, raft_events.changed()).await {
-                    Err(_elapsed) => break,
-                    Ok(Err(_)) => {
-                        tracing::info!("witnessing: the Raft core has stopped; witnessing stops");
-                        return;
+            let applied_moved = async {
+                loop {
+                    raft_events.changed().await?;
+                    let applied = raft_events.borrow_and_update().last_applied;
+                    if applied != applied_seen {
+                        return Ok::<_, tokio::sync::watch::error::RecvError>(applied);
                     }
-                    Ok(Ok(())) => {
-                        let applied = raft_events.borrow_and_update().last_applied;
-                        if applied != applied_seen {
-                            applied_seen = applied;
-                            break;
-                        }
-                    }
+                }
+            };
+            match tokio::time::timeout(TICK, applied_moved).await {
+                Err(_elapsed) => {}
+                Ok(Ok(applied)) => applied_seen = applied,
+                Ok(Err(_stopped)) => {
+                    tracing::info!("witnessing: the Raft core has stopped; witnessing stops");
+                    return;
                 }
             }
         }
