@@ -31,8 +31,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use node::config::NodeFile;
@@ -636,14 +634,7 @@ fn spawn_generators(
 /// signed (ECDSA P-256, prehashed SHA-256, as the node verifies) by one fresh key per batch.
 pub(crate) fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
-        .map_err(|_| anyhow::anyhow!("generating a P-256 key"))?;
-    let spki = key
-        .public_key()
-        .as_der()
-        .map_err(|_| anyhow::anyhow!("encoding the P-256 public key"))?
-        .as_ref()
-        .to_vec();
+    let (key, spki) = crate::workload::fresh_p256_key()?;
     let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256)?;
     let mut leaves = Vec::with_capacity(usize::try_from(count)?);
     let mut template = LeafTemplate::default();

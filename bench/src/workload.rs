@@ -42,9 +42,8 @@ pub(crate) struct Workload {
     pub(crate) signing_rate: f64,
 }
 
-/// Builds `count` signed submissions on `threads` threads.
-pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload> {
-    let started = Instant::now();
+/// A new P-256 signing key and its DER SubjectPublicKeyInfo, for the entries it signs.
+pub(crate) fn fresh_p256_key() -> anyhow::Result<(EcdsaKeyPair, Vec<u8>)> {
     let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
         .map_err(|_| anyhow::anyhow!("generating a P-256 key"))?;
     let spki = key
@@ -53,6 +52,13 @@ pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload>
         .map_err(|_| anyhow::anyhow!("encoding the P-256 public key"))?
         .as_ref()
         .to_vec();
+    Ok((key, spki))
+}
+
+/// Builds `count` signed submissions on `threads` threads.
+pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload> {
+    let started = Instant::now();
+    let (key, spki) = fresh_p256_key()?;
     let mut tag = [0u8; 8];
     aws_lc_rs::rand::fill(&mut tag).map_err(|_| anyhow::anyhow!("reading randomness"))?;
     let tag: String = tag.iter().map(|byte| format!("{byte:02x}")).collect();
