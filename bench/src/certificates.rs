@@ -325,9 +325,7 @@ async fn run(args: &CertificatesArgs, cluster: &Cluster) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.json {
         let report = serde_json::json!({ "environment": crate::environment(), "runs": runs });
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
+        crate::write_json(path, &report)?;
     }
     Ok(())
 }

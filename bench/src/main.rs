@@ -427,14 +427,10 @@ async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
     print_table(&mut std::io::stdout(), &runs)?;
     let report = Report { environment, runs };
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
+        write_json(path, &report)?;
     }
     if let Some(path) = &args.markdown {
-        let mut text = Vec::new();
-        print_table(&mut text, &report.runs)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        write_table(path, |out| print_table(out, &report.runs))?;
     }
     Ok(())
 }
@@ -924,6 +920,24 @@ fn print_table(out: &mut dyn std::io::Write, runs: &[RunResult]) -> std::io::Res
         )?;
     }
     out.flush()
+}
+
+/// Writes a subcommand's `--json` results and says where.
+pub(crate) fn write_json(path: &std::path::Path, results: &impl Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(results)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("results written to {}", path.display());
+    Ok(())
+}
+
+/// Writes a subcommand's `--markdown` table, as `print` prints it.
+pub(crate) fn write_table(
+    path: &std::path::Path,
+    print: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut text = Vec::new();
+    print(&mut text)?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Best effort: the report says "unknown" rather than failing the run.

@@ -983,9 +983,7 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
     let report = run_reads(&args).await?;
     print_table(&mut std::io::stdout(), &report)?;
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
+        crate::write_json(path, &report)?;
     }
     Ok(())
 }

@@ -228,14 +228,10 @@ pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     print_table(&mut stdout, &report)?;
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
+        crate::write_json(path, &report)?;
     }
     if let Some(path) = &args.markdown {
-        let mut text = Vec::new();
-        print_table(&mut text, &report)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        crate::write_table(path, |out| print_table(out, &report))?;
     }
     Ok(())
 }

@@ -555,9 +555,7 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
+        crate::write_json(path, &report)?;
     }
     Ok(())
 }
