@@ -108,8 +108,15 @@ pub trait StateAccess {
         node: TreeNodeId,
         hash: &Hash,
     ) -> Result<(), StateError>;
-    /// The bytes of one hash tile, built from stored tile hashes.
-    fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError>;
+    /// Hashes `first..first + count` of one hash tile (`count * 32` bytes), built from stored
+    /// tile hashes.
+    fn read_tile_hashes(
+        &self,
+        log: &LogName,
+        tile: Tile,
+        first: usize,
+        count: usize,
+    ) -> Result<Vec<u8>, StateError>;
     /// Records that the leaves from `first_index` on were integrated at `unix_ms` (the
     /// batch's leader-chosen time): Rekor v1's `integratedTime`, which its signed entry
     /// timestamps sign.
@@ -374,9 +381,20 @@ struct StateTiles<'a, A> {
 }
 
 impl<A: StateAccess> TileReader for StateTiles<'_, A> {
+    const READS_PART_OF_A_TILE: bool = true;
+
     fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
+        self.read_tile_hashes(tile, 0, usize::from(tile.width))
+    }
+
+    fn read_tile_hashes(
+        &self,
+        tile: Tile,
+        first: usize,
+        count: usize,
+    ) -> Result<Vec<u8>, StoreError> {
         self.state
-            .read_tile(self.log, tile)
+            .read_tile_hashes(self.log, tile, first, count)
             .map_err(|error| StoreError::Read(error.to_string().into()))
     }
 }
@@ -447,9 +465,15 @@ pub(crate) mod tests {
             self.search.insert((log.clone(), *key, index), ());
             Ok(())
         }
-        fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError> {
+        fn read_tile_hashes(
+            &self,
+            log: &LogName,
+            tile: Tile,
+            first: usize,
+            count: usize,
+        ) -> Result<Vec<u8>, StateError> {
             let mut data = Vec::new();
-            for node in tile.nodes() {
+            for node in tile.nodes().skip(first).take(count) {
                 let hash = self
                     .tile_hashes
                     .get(&(log.clone(), node.level, node.index))

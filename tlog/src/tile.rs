@@ -460,8 +460,33 @@ pub fn check_bundle_against_tile(entries: &[&[u8]], level0_tile: &[u8]) -> Resul
 
 /// Where a [`TileHashStore`] gets tile bytes: an HTTP client, a directory, a redb table.
 pub trait TileReader {
+    /// Whether [`TileReader::read_tile_hashes`] reads only the hashes asked for, for less than
+    /// the whole tile (a database with a row per hash). A [`TileHashStore`] then reads each
+    /// node's own hashes instead of whole tiles: a proof's lowest siblings need 1, 2, 4, ...
+    /// hashes of a tile, not all 256 of it each time.
+    const READS_PART_OF_A_TILE: bool = false;
+
     /// The bytes of one hash tile, exactly `tile.width * 32` long.
     fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError>;
+
+    /// Hashes `first..first + count` of `tile`, exactly `count * 32` bytes. The default reads
+    /// the whole tile (HTTP, files); readers that can do better override it and say so with
+    /// [`TileReader::READS_PART_OF_A_TILE`].
+    fn read_tile_hashes(
+        &self,
+        tile: Tile,
+        first: usize,
+        count: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let data = self.read_tile(tile)?;
+        tile.check_len(&data)
+            .map_err(|error| StoreError::Read(error.into()))?;
+        data.get(first * HASH_LEN..(first + count) * HASH_LEN)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| {
+                StoreError::Read(format!("hashes {first}+{count} are outside tile {tile}").into())
+            })
+    }
 }
 
 /// A [`HashStore`] over the tiles of a tree of known size: reads each needed tile once (at the
@@ -508,8 +533,25 @@ impl<R: TileReader> HashStore for TileHashStore<R> {
     }
 
     fn node_hashes(&self, nodes: &[NodeId]) -> Result<Vec<Hash>, StoreError> {
-        let mut tiles: BTreeMap<Tile, Vec<u8>> = BTreeMap::new();
         let mut hashes = Vec::with_capacity(nodes.len());
+        if R::READS_PART_OF_A_TILE {
+            for &node in nodes {
+                let (tile, position, count) = self.locate(node)?;
+                let data = self.reader.read_tile_hashes(tile, position, count)?;
+                if data.len() != count * HASH_LEN {
+                    return Err(StoreError::Read(
+                        format!(
+                            "read {} bytes for {count} hashes of tile {tile}",
+                            data.len()
+                        )
+                        .into(),
+                    ));
+                }
+                hashes.push(subtree_root(&data));
+            }
+            return Ok(hashes);
+        }
+        let mut tiles: BTreeMap<Tile, Vec<u8>> = BTreeMap::new();
         for &node in nodes {
             let (tile, position, count) = self.locate(node)?;
             let data = match tiles.entry(tile) {
@@ -721,6 +763,72 @@ mod tests {
                 crate::tree::root_at(&log.store, TreeSize(size)).unwrap()
             );
         }
+    }
+
+    /// Tiles served a few hashes at a time from a fully stored tree, counting hashes read.
+    struct StoreHashes<'a> {
+        store: &'a crate::tree::MemoryHashStore,
+        hashes_read: std::cell::Cell<usize>,
+    }
+
+    impl TileReader for &StoreHashes<'_> {
+        const READS_PART_OF_A_TILE: bool = true;
+
+        fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
+            self.hashes_read
+                .set(self.hashes_read.get() + usize::from(tile.width));
+            tile_data(self.store, tile)
+        }
+
+        fn read_tile_hashes(
+            &self,
+            tile: Tile,
+            first: usize,
+            count: usize,
+        ) -> Result<Vec<u8>, StoreError> {
+            self.hashes_read.set(self.hashes_read.get() + count);
+            let data = tile_data(self.store, tile)?;
+            Ok(data[first * HASH_LEN..(first + count) * HASH_LEN].to_vec())
+        }
+    }
+
+    #[test]
+    fn proofs_from_parts_of_tiles_equal_proofs_from_the_store() {
+        let log = tree(70_000);
+        for size in [1u64, 255, 256, 257, 65_536, 65_537, 70_000] {
+            let reader = StoreHashes {
+                store: &log.store,
+                hashes_read: std::cell::Cell::new(0),
+            };
+            let tiles = TileHashStore::new(&reader, TreeSize(size));
+            for index in [0, size / 3, size - 1] {
+                assert_eq!(
+                    inclusion_proof(&tiles, LeafIndex(index), TreeSize(size)).unwrap(),
+                    inclusion_proof(&log.store, LeafIndex(index), TreeSize(size)).unwrap()
+                );
+            }
+            for old in [1, size / 2, size - 1].into_iter().filter(|&old| old > 0) {
+                assert_eq!(
+                    consistency_proof(&tiles, TreeSize(old), TreeSize(size)).unwrap(),
+                    consistency_proof(&log.store, TreeSize(old), TreeSize(size)).unwrap()
+                );
+            }
+            assert_eq!(
+                crate::tree::root_at(&tiles, TreeSize(size)).unwrap(),
+                crate::tree::root_at(&log.store, TreeSize(size)).unwrap()
+            );
+        }
+        // Remembered inner hashes leave a neighbour's proof one hash to read (its level-0
+        // sibling), where a whole-tile reader would read the 256 of its tile again.
+        let reader = StoreHashes {
+            store: &log.store,
+            hashes_read: std::cell::Cell::new(0),
+        };
+        let tiles = crate::tree::MemoHashStore::new(TileHashStore::new(&reader, TreeSize(70_000)));
+        inclusion_proof(&tiles, LeafIndex(12_344), TreeSize(70_000)).unwrap();
+        let before = reader.hashes_read.get();
+        inclusion_proof(&tiles, LeafIndex(12_345), TreeSize(70_000)).unwrap();
+        assert_eq!(reader.hashes_read.get() - before, 1);
     }
 
     #[test]

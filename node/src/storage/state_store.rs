@@ -402,15 +402,45 @@ pub(crate) fn read_tile_bytes<T: ReadableTable<TileKey, &'static [u8]>>(
     log: &LogName,
     tile: Tile,
 ) -> Result<Vec<u8>, DiskError> {
+    read_tile_part(hashes, log, tile, 0, usize::from(tile.width))
+}
+
+/// Hashes `position..position + count` of hash tile `tile` of `log` (within its width): a
+/// range read of those rows, every one of which must be stored.
+fn read_tile_part<T: ReadableTable<TileKey, &'static [u8]>>(
+    hashes: &T,
+    log: &LogName,
+    tile: Tile,
+    position: usize,
+    count: usize,
+) -> Result<Vec<u8>, DiskError> {
     let level = tile.merkle_level();
-    let (first, end) = tile_range(tile.index, tile.width)
-        .ok_or_else(|| DiskError::Missing(format!("tile {tile} of log {log}")))?;
+    let outside = || {
+        DiskError::Missing(format!(
+            "hashes {position}+{count} of tile {tile} of log {log}"
+        ))
+    };
+    if position
+        .checked_add(count)
+        .is_none_or(|end| end > usize::from(tile.width))
+    {
+        return Err(outside());
+    }
+    let (tile_first, _) = tile_range(tile.index, tile.width).ok_or_else(outside)?;
+    let first = u64::try_from(position)
+        .ok()
+        .and_then(|position| tile_first.checked_add(position))
+        .ok_or_else(outside)?;
+    let end = u64::try_from(count)
+        .ok()
+        .and_then(|count| first.checked_add(count))
+        .ok_or_else(outside)?;
     let missing = |index: u64| {
         DiskError::Missing(format!(
             "hash of log {log} at Merkle level {level} index {index} (tile {tile})"
         ))
     };
-    let mut data = Vec::with_capacity(usize::from(tile.width) * tlog::hash::HASH_LEN);
+    let mut data = Vec::with_capacity(count * tlog::hash::HASH_LEN);
     let mut expected = first;
     let name = log.0.as_str();
     for row in hashes.range((name, level, first)..(name, level, end))? {
@@ -691,8 +721,14 @@ impl StateAccess for RedbState<'_> {
         Ok(())
     }
 
-    fn read_tile(&self, log: &LogName, tile: Tile) -> Result<Vec<u8>, StateError> {
-        read_tile_bytes(&self.hashes, log, tile).map_err(|error| state_error(&error))
+    fn read_tile_hashes(
+        &self,
+        log: &LogName,
+        tile: Tile,
+        first: usize,
+        count: usize,
+    ) -> Result<Vec<u8>, StateError> {
+        read_tile_part(&self.hashes, log, tile, first, count).map_err(|error| state_error(&error))
     }
 
     fn put_batch_time(
@@ -715,8 +751,21 @@ pub(crate) struct TableTiles<'a, T> {
 }
 
 impl<T: ReadableTable<TileKey, &'static [u8]>> TileReader for TableTiles<'_, T> {
+    // A row per hash: a proof's low siblings cost 1, 2, 4, ... rows, not the whole tile.
+    const READS_PART_OF_A_TILE: bool = true;
+
     fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
         read_tile_bytes(self.table, self.log, tile).map_err(|error| StoreError::Read(error.into()))
+    }
+
+    fn read_tile_hashes(
+        &self,
+        tile: Tile,
+        first: usize,
+        count: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        read_tile_part(self.table, self.log, tile, first, count)
+            .map_err(|error| StoreError::Read(error.into()))
     }
 }
 
