@@ -735,6 +735,27 @@ mod tests {
         }
     }
 
+    /// Inclusion and consistency proofs and the root at `size` from `tiles` equal those from
+    /// the fully stored tree.
+    fn assert_same_proofs(tiles: &impl HashStore, store: &crate::tree::MemoryHashStore, size: u64) {
+        for index in [0, size / 3, size - 1] {
+            assert_eq!(
+                inclusion_proof(tiles, LeafIndex(index), TreeSize(size)).unwrap(),
+                inclusion_proof(store, LeafIndex(index), TreeSize(size)).unwrap()
+            );
+        }
+        for old in [1, size / 2, size - 1].into_iter().filter(|&old| old > 0) {
+            assert_eq!(
+                consistency_proof(tiles, TreeSize(old), TreeSize(size)).unwrap(),
+                consistency_proof(store, TreeSize(old), TreeSize(size)).unwrap()
+            );
+        }
+        assert_eq!(
+            crate::tree::root_at(tiles, TreeSize(size)).unwrap(),
+            crate::tree::root_at(store, TreeSize(size)).unwrap()
+        );
+    }
+
     #[test]
     fn proofs_from_tiles_equal_proofs_from_the_store() {
         let log = tree(70_000);
@@ -746,22 +767,7 @@ mod tests {
                 },
                 TreeSize(size),
             );
-            for index in [0, size / 3, size - 1] {
-                assert_eq!(
-                    inclusion_proof(&tiles, LeafIndex(index), TreeSize(size)).unwrap(),
-                    inclusion_proof(&log.store, LeafIndex(index), TreeSize(size)).unwrap()
-                );
-            }
-            for old in [1, size / 2, size - 1].into_iter().filter(|&old| old > 0) {
-                assert_eq!(
-                    consistency_proof(&tiles, TreeSize(old), TreeSize(size)).unwrap(),
-                    consistency_proof(&log.store, TreeSize(old), TreeSize(size)).unwrap()
-                );
-            }
-            assert_eq!(
-                crate::tree::root_at(&tiles, TreeSize(size)).unwrap(),
-                crate::tree::root_at(&log.store, TreeSize(size)).unwrap()
-            );
+            assert_same_proofs(&tiles, &log.store, size);
         }
     }
 
@@ -801,22 +807,7 @@ mod tests {
                 hashes_read: std::cell::Cell::new(0),
             };
             let tiles = TileHashStore::new(&reader, TreeSize(size));
-            for index in [0, size / 3, size - 1] {
-                assert_eq!(
-                    inclusion_proof(&tiles, LeafIndex(index), TreeSize(size)).unwrap(),
-                    inclusion_proof(&log.store, LeafIndex(index), TreeSize(size)).unwrap()
-                );
-            }
-            for old in [1, size / 2, size - 1].into_iter().filter(|&old| old > 0) {
-                assert_eq!(
-                    consistency_proof(&tiles, TreeSize(old), TreeSize(size)).unwrap(),
-                    consistency_proof(&log.store, TreeSize(old), TreeSize(size)).unwrap()
-                );
-            }
-            assert_eq!(
-                crate::tree::root_at(&tiles, TreeSize(size)).unwrap(),
-                crate::tree::root_at(&log.store, TreeSize(size)).unwrap()
-            );
+            assert_same_proofs(&tiles, &log.store, size);
         }
         // Remembered inner hashes leave a neighbour's proof one hash to read (its level-0
         // sibling), where a whole-tile reader would read the 256 of its tile again.
