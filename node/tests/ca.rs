@@ -12,8 +12,7 @@
 // Test harness code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,7 +32,6 @@ mod common;
 
 use common::free_port;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
 const PROVIDER_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../ca/tests/oidc-provider");
 const KID: &str = "test-key";
 
@@ -146,182 +144,50 @@ fn es256() -> serde_json::Value {
     serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": KID})
 }
 
-struct Cluster {
-    dir: PathBuf,
-    urls: Vec<String>,
-    cluster_urls: Vec<String>,
-    children: BTreeMap<u64, Child>,
-    token: String,
-    client: HttpClient,
+/// The node processes, with the CA trusting one OIDC issuer.
+struct Cluster(common::cluster::Cluster);
+
+// The tests use the processes' API (request_as, kill, leader, ...) as the cluster's own.
+impl std::ops::Deref for Cluster {
+    type Target = common::cluster::Cluster;
+
+    fn deref(&self) -> &common::cluster::Cluster {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut common::cluster::Cluster {
+        &mut self.0
+    }
 }
 
 impl Cluster {
     async fn start(name: &str, nodes: usize, issuer: &str, per_minute: u32) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("cairn-ca-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let urls: Vec<String> = (0..nodes)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
-            .collect();
-        let cluster_urls: Vec<String> = (0..nodes)
-            .map(|_| format!("https://127.0.0.1:{}", free_port()))
-            .collect();
-        let mut init = Command::new(BIN);
-        init.arg("init")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--oidc-issuer")
-            .arg(issuer);
-        for (url, cluster_url) in urls.iter().zip(&cluster_urls) {
-            init.arg("--node-url").arg(url);
-            init.arg("--cluster-url").arg(cluster_url);
-        }
-        assert!(init.status().unwrap().success(), "cairn-node init failed");
-        let token = std::fs::read_to_string(dir.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        let mut cluster = Cluster {
-            dir,
-            urls,
-            cluster_urls,
-            children: BTreeMap::new(),
-            token,
-            client: http_client(),
-        };
+        let mut processes =
+            common::cluster::Cluster::init("ca", name, nodes, &["--oidc-issuer", issuer]);
         for id in 1..=nodes as u64 {
-            let path = cluster.config(id);
-            let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-            config["ca"].as_table_mut().unwrap().insert(
-                "requests_per_identity_per_minute".into(),
-                i64::from(per_minute).into(),
-            );
-            std::fs::write(&path, config.to_string()).unwrap();
-            cluster.spawn(id);
+            processes.edit_config(id, |config| {
+                config["ca"].as_table_mut().unwrap().insert(
+                    "requests_per_identity_per_minute".into(),
+                    i64::from(per_minute).into(),
+                );
+            });
         }
-        for id in 1..=nodes as u64 {
-            cluster.wait_for(id, "/healthz").await;
-        }
-        let members: BTreeMap<String, serde_json::Value> = (1..=nodes as u64)
-            .map(|id| {
-                let position = usize::try_from(id - 1).unwrap();
-                let address = serde_json::json!({
-                    "api_url": cluster.urls[position],
-                    "cluster_url": cluster.cluster_urls[position],
-                });
-                (id.to_string(), address)
-            })
-            .collect();
-        let (status, body) = cluster
-            .request(
-                1,
-                "POST",
-                "/admin/init",
-                Some(&format!("Bearer {}", cluster.token)),
-                Some(serde_json::json!({ "members": members }).to_string()),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "init: {}", String::from_utf8_lossy(&body));
-        for id in 1..=nodes as u64 {
-            cluster.wait_for(id, "/readyz").await;
-        }
-        cluster
-    }
-
-    fn config(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("node-{id}/config.toml"))
-    }
-
-    fn spawn(&mut self, id: u64) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node-{id}/node.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(self.config(id))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children.insert(id, child);
-    }
-
-    fn kill(&mut self, id: u64) {
-        let mut child = self.children.remove(&id).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    async fn request(
-        &self,
-        id: u64,
-        method: &str,
-        path: &str,
-        authorization: Option<&str>,
-        body: Option<String>,
-    ) -> Result<(u16, Bytes), String> {
-        request(
-            &self.client,
-            &self.urls,
-            id,
-            method,
-            path,
-            authorization,
-            body,
-        )
-        .await
-    }
-
-    async fn wait_for(&self, id: u64, path: &str) {
-        let started = Instant::now();
-        loop {
-            if let Ok((200, _)) = self.request(id, "GET", path, None, None).await {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "node {id}{path} not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        processes.form(nodes).await;
+        Cluster(processes)
     }
 
     async fn get_json(&self, id: u64, path: &str) -> serde_json::Value {
-        let (status, body) = self.request(id, "GET", path, None, None).await.unwrap();
+        let (status, body) = self.request_as("GET", id, path, None, None).await.unwrap();
         assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
         serde_json::from_slice(&body).unwrap()
-    }
-
-    async fn leader(&self) -> u64 {
-        let started = Instant::now();
-        loop {
-            for &id in self.children.keys() {
-                let auth = format!("Bearer {}", self.token);
-                if let Ok((200, body)) = self
-                    .request(id, "GET", "/admin/status", Some(&auth), None)
-                    .await
-                {
-                    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    if let Some(leader) = status["leader"].as_u64()
-                        && self.children.contains_key(&leader)
-                    {
-                        return leader;
-                    }
-                }
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "no leader");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     /// The certificate log's size as node `id` has applied it (0 if empty).
     async fn certificate_log_size(&self, id: u64) -> u64 {
         let (status, body) = self
-            .request(id, "GET", "/logs/certificates/checkpoint", None, None)
+            .request_as("GET", id, "/logs/certificates/checkpoint", None, None)
             .await
             .unwrap();
         if status == 404 {
@@ -338,58 +204,12 @@ impl Cluster {
         let mut leaves = Vec::new();
         for index in 0..size {
             let path = format!("/logs/certificates/entries/{index}");
-            let (status, body) = self.request(id, "GET", &path, None, None).await.unwrap();
+            let (status, body) = self.request_as("GET", id, &path, None, None).await.unwrap();
             assert_eq!(status, 200, "{path}");
             leaves.push(LogLeaf::parse(&body).unwrap());
         }
         leaves
     }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.children.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-async fn request(
-    client: &HttpClient,
-    urls: &[String],
-    id: u64,
-    method: &str,
-    path: &str,
-    authorization: Option<&str>,
-    body: Option<String>,
-) -> Result<(u16, Bytes), String> {
-    let url = format!("{}{path}", urls[usize::try_from(id - 1).unwrap()]);
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(&url)
-        .header("content-type", "application/json");
-    if let Some(authorization) = authorization {
-        builder = builder.header("authorization", authorization);
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
-        .await
-        .map_err(|_| format!("{url}: timeout"))?
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, bytes))
 }
 
 /// A CSR as sigstore-python sends it: base64 of the PEM.
@@ -532,11 +352,11 @@ async fn certificates_from_a_real_provider_chain_verify_and_are_logged() {
     // Through every node (followers forward to the leader), the token in the header.
     for id in 1..=3 {
         let email = format!("user{id}@example.com");
-        let token = provider.mint(&cluster.client, &email, true).await;
+        let token = provider.mint(&cluster.http, &email, true).await;
         let (status, body) = cluster
-            .request(
-                id,
+            .request_as(
                 "POST",
+                id,
                 "/api/v2/signingCert",
                 Some(&format!("Bearer {token}")),
                 Some(p256_csr()),
@@ -547,18 +367,16 @@ async fn certificates_from_a_real_provider_chain_verify_and_are_logged() {
         issued.push(check_chain(&body, &bundle, &ct_log, &email, &provider.url));
     }
     // The token in the body; a P-384 and an Ed25519 CSR.
-    let token = provider
-        .mint(&cluster.client, "body@example.com", true)
-        .await;
+    let token = provider.mint(&cluster.http, "body@example.com", true).await;
     for alg in [&rcgen::PKCS_ECDSA_P384_SHA384, &rcgen::PKCS_ED25519] {
         let mut request: serde_json::Value =
             serde_json::from_str(&csr_request(&rcgen::KeyPair::generate_for(alg).unwrap()))
                 .unwrap();
         request["credentials"] = serde_json::json!({ "oidcIdentityToken": token });
         let (status, body) = cluster
-            .request(
-                2,
+            .request_as(
                 "POST",
+                2,
                 "/api/v2/signingCert",
                 None,
                 Some(request.to_string()),
@@ -576,7 +394,7 @@ async fn certificates_from_a_real_provider_chain_verify_and_are_logged() {
     }
     // A public key and a signature over the email, as cosign sends.
     let token = provider
-        .mint(&cluster.client, "cosign@example.com", true)
+        .mint(&cluster.http, "cosign@example.com", true)
         .await;
     let key = p256::ecdsa::SigningKey::from_slice(&random32()).unwrap();
     let proof: p256::ecdsa::Signature = key.sign(b"cosign@example.com");
@@ -591,9 +409,9 @@ async fn certificates_from_a_real_provider_chain_verify_and_are_logged() {
         },
     });
     let (status, body) = cluster
-        .request(
-            3,
+        .request_as(
             "POST",
+            3,
             "/api/v2/signingCert",
             None,
             Some(request.to_string()),
@@ -645,12 +463,12 @@ async fn bad_tokens_keys_and_proofs_are_refused_and_append_nothing() {
     let cluster = Cluster::start("bad", 1, &provider.url, 3).await;
     // One good certificate first, so the provider's keys are cached and the log is not empty.
     let token = provider
-        .mint(&cluster.client, "alice@example.com", true)
+        .mint(&cluster.http, "alice@example.com", true)
         .await;
     let (status, body) = cluster
-        .request(
-            1,
+        .request_as(
             "POST",
+            1,
             "/api/v2/signingCert",
             Some(&format!("Bearer {token}")),
             Some(p256_csr()),
@@ -786,15 +604,15 @@ async fn bad_tokens_keys_and_proofs_are_refused_and_append_nothing() {
     cases.push((
         "email_verified false (from the provider)".into(),
         provider
-            .mint(&cluster.client, "unverified@example.com", false)
+            .mint(&cluster.http, "unverified@example.com", false)
             .await,
         400,
     ));
     for (name, token, expected) in &cases {
         let (status, body) = cluster
-            .request(
-                1,
+            .request_as(
                 "POST",
+                1,
                 "/api/v2/signingCert",
                 Some(&format!("Bearer {token}")),
                 Some(p256_csr()),
@@ -815,7 +633,7 @@ async fn bad_tokens_keys_and_proofs_are_refused_and_append_nothing() {
     }
     // No token at all.
     let (status, _) = cluster
-        .request(1, "POST", "/api/v2/signingCert", None, Some(p256_csr()))
+        .request_as("POST", 1, "/api/v2/signingCert", None, Some(p256_csr()))
         .await
         .unwrap();
     assert_eq!(status, 401);
@@ -875,11 +693,11 @@ async fn bad_tokens_keys_and_proofs_are_refused_and_append_nothing() {
     ];
     for (position, (name, body)) in key_cases.into_iter().enumerate() {
         let email = format!("key{position}@example.com");
-        let token = provider.mint(&cluster.client, &email, true).await;
+        let token = provider.mint(&cluster.http, &email, true).await;
         let (status, answer) = cluster
-            .request(
-                1,
+            .request_as(
                 "POST",
+                1,
                 "/api/v2/signingCert",
                 Some(&format!("Bearer {token}")),
                 Some(body),
@@ -902,14 +720,14 @@ async fn bad_tokens_keys_and_proofs_are_refused_and_append_nothing() {
     // The rate limit: 3 per identity per minute (alice used 1 above, in this minute or the
     // last; carol starts fresh).
     let token = provider
-        .mint(&cluster.client, "carol@example.com", true)
+        .mint(&cluster.http, "carol@example.com", true)
         .await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let (status, _) = cluster
-            .request(
-                1,
+            .request_as(
                 "POST",
+                1,
                 "/api/v2/signingCert",
                 Some(&format!("Bearer {token}")),
                 Some(p256_csr()),
@@ -942,7 +760,7 @@ async fn killing_the_leader_during_issuance_hands_out_only_logged_certificates()
     let mut clients = Vec::new();
     for client_id in 0..4u64 {
         let email = format!("client{client_id}@example.com");
-        let token = provider.mint(&cluster.client, &email, true).await;
+        let token = provider.mint(&cluster.http, &email, true).await;
         let (urls, stop) = (cluster.urls.clone(), Arc::clone(&stop));
         let (bundle, ct_log, issuer) = (bundle.clone(), ct_log.clone(), provider.url.clone());
         clients.push(tokio::spawn(async move {
@@ -954,11 +772,11 @@ async fn killing_the_leader_during_issuance_hands_out_only_logged_certificates()
                 attempt += 1;
                 let id = 1 + (client_id + attempt) % 3;
                 let auth = format!("Bearer {token}");
-                match request(
+                match common::cluster::request_to(
                     &client,
                     &urls,
-                    id,
                     "POST",
+                    id,
                     "/api/v2/signingCert",
                     Some(&auth),
                     Some(p256_csr()),
@@ -1039,13 +857,13 @@ async fn a_leader_that_cannot_commit_answers_503_and_issues_nothing() {
         }
     }
     let token = provider
-        .mint(&cluster.client, "alone@example.com", true)
+        .mint(&cluster.http, "alone@example.com", true)
         .await;
     let started = Instant::now();
     let (status, body) = cluster
-        .request(
-            leader,
+        .request_as(
             "POST",
+            leader,
             "/api/v2/signingCert",
             Some(&format!("Bearer {token}")),
             Some(p256_csr()),

@@ -13,9 +13,6 @@
 // Test harness code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +21,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use node::network::{HttpClient, http_client};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::pkcs8::EncodePublicKey;
 use tlog::checkpoint::Checkpoint;
@@ -33,19 +29,25 @@ use tlog::{Hash, InclusionProof, LeafIndex, TreeSize};
 
 mod common;
 
-use common::free_port;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
-
+/// The processes, and the `artifacts` log's key to verify what they sign.
 struct Cluster {
-    dir: PathBuf,
-    urls: Vec<String>,
-    /// The nodes' cluster listeners (Raft over mutual TLS), https.
-    cluster_urls: Vec<String>,
-    children: BTreeMap<u64, Child>,
-    token: String,
-    client: HttpClient,
+    nodes: common::cluster::Cluster,
     verifiers: Verifiers,
+}
+
+// The tests use the processes' API (spawn, kill, request, ...) as the cluster's own.
+impl std::ops::Deref for Cluster {
+    type Target = common::cluster::Cluster;
+
+    fn deref(&self) -> &common::cluster::Cluster {
+        &self.nodes
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut common::cluster::Cluster {
+        &mut self.nodes
+    }
 }
 
 impl Cluster {
@@ -61,172 +63,18 @@ impl Cluster {
         voters: usize,
         configure: Option<fn(&mut toml::Table)>,
     ) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("cairn-cluster-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let urls: Vec<String> = (0..nodes)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
-            .collect();
-        let cluster_urls: Vec<String> = (0..nodes)
-            .map(|_| format!("https://127.0.0.1:{}", free_port()))
-            .collect();
-        let mut init = Command::new(BIN);
-        init.arg("init").arg("--dir").arg(&dir);
-        for url in &urls {
-            init.arg("--node-url").arg(url);
-        }
-        for url in &cluster_urls {
-            init.arg("--cluster-url").arg(url);
-        }
-        assert!(init.status().unwrap().success(), "cairn-node init failed");
-        let token = std::fs::read_to_string(dir.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        let key = std::fs::read_to_string(dir.join("keys/artifacts.key")).unwrap();
-        let signer = tlog::note::Ed25519Signer::from_private_key(key.trim()).unwrap();
+        let mut processes = common::cluster::Cluster::init("cluster", name, nodes, &[]);
         let mut verifiers = Verifiers::new();
-        verifiers.push(signer.verifier()).unwrap();
-        let mut cluster = Cluster {
-            dir,
-            urls,
-            cluster_urls,
-            children: BTreeMap::new(),
-            token,
-            client: http_client(),
+        verifiers.push(processes.log_signer().verifier()).unwrap();
+        if let Some(configure) = configure {
+            for id in 1..=nodes as u64 {
+                processes.edit_config(id, configure);
+            }
+        }
+        processes.form(voters).await;
+        Cluster {
+            nodes: processes,
             verifiers,
-        };
-        for id in 1..=nodes as u64 {
-            let Some(configure) = configure else { break };
-            let path = cluster.config(id);
-            let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-            configure(&mut config);
-            std::fs::write(&path, config.to_string()).unwrap();
-        }
-        for id in 1..=voters as u64 {
-            cluster.spawn(id);
-        }
-        for id in 1..=voters as u64 {
-            cluster.wait_for(id, "/healthz").await;
-        }
-        let members: BTreeMap<String, serde_json::Value> = (1..=voters as u64)
-            .map(|id| (id.to_string(), cluster.address(id)))
-            .collect();
-        let (status, body) = cluster
-            .request(
-                "POST",
-                1,
-                "/admin/init",
-                Some(serde_json::json!({ "members": members })),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "init: {}", String::from_utf8_lossy(&body));
-        for id in 1..=voters as u64 {
-            cluster.wait_for(id, "/readyz").await;
-        }
-        cluster
-    }
-
-    /// Node `id`'s addresses as the admin API takes them.
-    fn address(&self, id: u64) -> serde_json::Value {
-        let position = usize::try_from(id - 1).unwrap();
-        serde_json::json!({
-            "api_url": self.urls[position],
-            "cluster_url": self.cluster_urls[position],
-        })
-    }
-
-    fn config(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("node-{id}/config.toml"))
-    }
-
-    fn spawn(&mut self, id: u64) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node-{id}/node.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(self.config(id))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children.insert(id, child);
-    }
-
-    /// SIGKILL: no shutdown, no flush; only what was fsynced survives.
-    fn kill(&mut self, id: u64) {
-        let mut child = self.children.remove(&id).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    async fn request(
-        &self,
-        method: &str,
-        id: u64,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<(u16, Bytes), String> {
-        let url = format!("{}{path}", self.urls[usize::try_from(id - 1).unwrap()]);
-        let body = body
-            .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap()))
-            .unwrap_or_default();
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(20), self.client.request(request))
-            .await
-            .map_err(|_| format!("{url}: timeout"))?
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, bytes))
-    }
-
-    async fn wait_for(&self, id: u64, path: &str) {
-        let started = Instant::now();
-        loop {
-            if let Ok((200, _)) = self.request("GET", id, path, None).await {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "node {id}{path} not ready; see {}",
-                self.dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn leader(&self) -> u64 {
-        let started = Instant::now();
-        loop {
-            for &id in self.children.keys() {
-                if let Ok((200, body)) = self.request("GET", id, "/admin/status", None).await {
-                    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    if let Some(leader) = status["leader"].as_u64()
-                        && self.children.contains_key(&leader)
-                    {
-                        return leader;
-                    }
-                }
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "no leader");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -239,19 +87,6 @@ impl Cluster {
         tlog::checkpoint::open(&body, &self.verifiers)
             .unwrap()
             .checkpoint
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.children.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Keep the nodes' logs and data when the test failed: they are the evidence.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 
@@ -462,7 +297,7 @@ impl Writers {
         for writer in 0..count {
             let (urls, http, verifiers) = (
                 cluster.urls.clone(),
-                cluster.client.clone(),
+                cluster.http.clone(),
                 cluster.verifiers.clone(),
             );
             let (stop, tag) = (Arc::clone(&stop), format!("{tag} writer {writer}"));

@@ -13,17 +13,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use node::network::{HttpClient, http_client};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::pkcs8::EncodePublicKey;
 use tlog::Hash;
@@ -34,8 +28,6 @@ use witness::storage::RedbStore;
 use witness::{Store, Witness};
 
 use common::free_port;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
 
 /// One witness: its directory survives restarts; its server can be stopped.
 struct TestWitness {
@@ -88,52 +80,26 @@ impl TestWitness {
     }
 }
 
-struct Cluster {
-    dir: PathBuf,
-    urls: Vec<String>,
-    cluster_urls: Vec<String>,
-    children: BTreeMap<u64, Child>,
-    token: String,
-    http: HttpClient,
+/// The node processes, with witnessing configured on them.
+struct Cluster(common::cluster::Cluster);
+
+// The tests use the processes' API (request, kill, ...) as the cluster's own.
+impl std::ops::Deref for Cluster {
+    type Target = common::cluster::Cluster;
+
+    fn deref(&self) -> &common::cluster::Cluster {
+        &self.0
+    }
 }
 
 impl Cluster {
     fn init(name: &str, nodes: usize) -> Cluster {
-        let dir =
-            std::env::temp_dir().join(format!("cairn-witnessing-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let urls: Vec<String> = (0..nodes)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
-            .collect();
-        let cluster_urls: Vec<String> = (0..nodes)
-            .map(|_| format!("https://127.0.0.1:{}", free_port()))
-            .collect();
-        let mut init = Command::new(BIN);
-        init.arg("init").arg("--dir").arg(&dir);
-        for url in &urls {
-            init.arg("--node-url").arg(url);
-        }
-        for url in &cluster_urls {
-            init.arg("--cluster-url").arg(url);
-        }
-        assert!(init.status().unwrap().success(), "cairn-node init failed");
-        let token = std::fs::read_to_string(dir.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Cluster {
-            dir,
-            urls,
-            cluster_urls,
-            children: BTreeMap::new(),
-            token,
-            http: http_client(),
-        }
-    }
-
-    fn log_signer(&self) -> tlog::note::Ed25519Signer {
-        let key = std::fs::read_to_string(self.dir.join("keys/artifacts.key")).unwrap();
-        tlog::note::Ed25519Signer::from_private_key(key.trim()).unwrap()
+        Cluster(common::cluster::Cluster::init(
+            "witnessing",
+            name,
+            nodes,
+            &[],
+        ))
     }
 
     /// Adds a `[witnessing]` section to every node's config.
@@ -141,122 +107,27 @@ impl Cluster {
         let policy_path = self.dir.join("witness-policy.txt");
         std::fs::write(&policy_path, policy).unwrap();
         for id in 1..=self.urls.len() as u64 {
-            let path = self.dir.join(format!("node-{id}/config.toml"));
-            let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-            let mut section = toml::Table::new();
-            section.insert(
-                "policy_file".into(),
-                toml::Value::String(policy_path.display().to_string()),
-            );
-            section.insert("append_timeout_ms".into(), toml::Value::Integer(2_000));
-            section.insert("fail_open".into(), toml::Value::Boolean(fail_open));
-            config.insert("witnessing".into(), toml::Value::Table(section));
-            std::fs::write(&path, config.to_string()).unwrap();
+            self.edit_config(id, |config| {
+                let mut section = toml::Table::new();
+                section.insert(
+                    "policy_file".into(),
+                    toml::Value::String(policy_path.display().to_string()),
+                );
+                section.insert("append_timeout_ms".into(), toml::Value::Integer(2_000));
+                section.insert("fail_open".into(), toml::Value::Boolean(fail_open));
+                config.insert("witnessing".into(), toml::Value::Table(section));
+            });
         }
     }
 
+    /// Starts every node and makes them the cluster.
     async fn start(&mut self) {
-        let nodes = self.urls.len() as u64;
-        for id in 1..=nodes {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(format!("node-{id}/node.log")))
-                .unwrap();
-            let child = Command::new(BIN)
-                .arg("run")
-                .arg("--config")
-                .arg(self.dir.join(format!("node-{id}/config.toml")))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            self.children.insert(id, child);
-        }
-        for id in 1..=nodes {
-            self.wait_for(id, "/healthz").await;
-        }
-        let members: BTreeMap<String, serde_json::Value> = (1..=nodes)
-            .map(|id| {
-                let i = usize::try_from(id - 1).unwrap();
-                (
-                    id.to_string(),
-                    serde_json::json!({
-                        "api_url": self.urls[i],
-                        "cluster_url": self.cluster_urls[i],
-                    }),
-                )
-            })
-            .collect();
-        let (status, body) = self
-            .request(
-                "POST",
-                1,
-                "/admin/init",
-                Some(serde_json::json!({ "members": members })),
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200, "init: {}", String::from_utf8_lossy(&body));
-        for id in 1..=nodes {
-            self.wait_for(id, "/readyz").await;
-        }
+        let nodes = self.urls.len();
+        self.0.form(nodes).await;
     }
 
     fn stop(&mut self) {
-        for child in self.children.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.children.clear();
-    }
-
-    async fn request(
-        &self,
-        method: &str,
-        id: u64,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<(u16, Bytes), String> {
-        let url = format!("{}{path}", self.urls[usize::try_from(id - 1).unwrap()]);
-        let body = body
-            .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap()))
-            .unwrap_or_default();
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(20), self.http.request(request))
-            .await
-            .map_err(|_| format!("{url}: timeout"))?
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok((status, bytes))
-    }
-
-    async fn wait_for(&self, id: u64, path: &str) {
-        let started = Instant::now();
-        loop {
-            if let Ok((200, _)) = self.request("GET", id, path, None).await {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "node {id}{path} not ready; see {}",
-                self.dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.0.kill_all();
     }
 
     /// Appends one hashedrekord through node `id`; the status and the response body.
@@ -291,15 +162,6 @@ impl Cluster {
             .await
             .unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

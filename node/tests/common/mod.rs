@@ -1,7 +1,10 @@
 //! Helpers shared by the node's multi-process tests.
 
-// Test harness code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+// Test harness code: a failed unwrap is a failed test. Each test crate that includes this
+// module uses only part of it.
+#![allow(clippy::unwrap_used, dead_code)]
+
+pub(crate) mod cluster;
 
 /// A free port below Linux's ephemeral range (32768 and up): a port taken from that range can
 /// be grabbed as the source port of some outgoing connection while its node is down, and the

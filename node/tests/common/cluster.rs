@@ -1,0 +1,277 @@
+//! A cluster of real `cairn-node` processes on loopback, made by `cairn-node init` in a fresh
+//! directory: start, kill and restart nodes, form the cluster, and call the nodes' HTTP APIs
+//! with the admin token.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use node::network::{HttpClient, http_client};
+
+use super::free_port;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
+
+/// How long a node may take to answer a request, and to become healthy or ready.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) struct Cluster {
+    /// Everything `cairn-node init` wrote: keys, certificates, `node-N/` with each node's
+    /// config.toml, data and node.log. Kept when a test fails.
+    pub(crate) dir: PathBuf,
+    /// The nodes' HTTP APIs, node N at position N - 1.
+    pub(crate) urls: Vec<String>,
+    /// The nodes' cluster listeners (Raft over mutual TLS), https.
+    pub(crate) cluster_urls: Vec<String>,
+    /// The running nodes by id.
+    pub(crate) children: BTreeMap<u64, Child>,
+    /// The admin token `init` wrote.
+    pub(crate) token: String,
+    pub(crate) http: HttpClient,
+}
+
+impl Cluster {
+    /// Runs `cairn-node init` for `nodes` nodes on free loopback ports, with `init_args` added,
+    /// in a fresh directory named after `kind` and `name`. Starts nothing.
+    pub(crate) fn init(kind: &str, name: &str, nodes: usize, init_args: &[&str]) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("cairn-{kind}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let urls: Vec<String> = (0..nodes)
+            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .collect();
+        let cluster_urls: Vec<String> = (0..nodes)
+            .map(|_| format!("https://127.0.0.1:{}", free_port()))
+            .collect();
+        let mut init = Command::new(BIN);
+        init.arg("init").arg("--dir").arg(&dir).args(init_args);
+        for (url, cluster_url) in urls.iter().zip(&cluster_urls) {
+            init.arg("--node-url").arg(url);
+            init.arg("--cluster-url").arg(cluster_url);
+        }
+        assert!(init.status().unwrap().success(), "cairn-node init failed");
+        let token = std::fs::read_to_string(dir.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Cluster {
+            dir,
+            urls,
+            cluster_urls,
+            children: BTreeMap::new(),
+            token,
+            http: http_client(),
+        }
+    }
+
+    /// The signer of the `artifacts` log, from the key `init` wrote.
+    pub(crate) fn log_signer(&self) -> tlog::note::Ed25519Signer {
+        let key = std::fs::read_to_string(self.dir.join("keys/artifacts.key")).unwrap();
+        tlog::note::Ed25519Signer::from_private_key(key.trim()).unwrap()
+    }
+
+    pub(crate) fn config(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node-{id}/config.toml"))
+    }
+
+    /// Changes node `id`'s config.toml with `change`.
+    pub(crate) fn edit_config(&self, id: u64, change: impl FnOnce(&mut toml::Table)) {
+        let path = self.config(id);
+        let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        change(&mut config);
+        std::fs::write(&path, config.to_string()).unwrap();
+    }
+
+    /// Node `id`'s addresses as the admin API takes them.
+    pub(crate) fn address(&self, id: u64) -> serde_json::Value {
+        let position = usize::try_from(id - 1).unwrap();
+        serde_json::json!({
+            "api_url": self.urls[position],
+            "cluster_url": self.cluster_urls[position],
+        })
+    }
+
+    /// Starts node `id` (`cairn-node run`), its output appended to its node.log.
+    pub(crate) fn spawn(&mut self, id: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{id}/node.log")))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(self.config(id))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.insert(id, child);
+    }
+
+    /// SIGKILL: no shutdown, no flush; only what was fsynced survives.
+    pub(crate) fn kill(&mut self, id: u64) {
+        let mut child = self.children.remove(&id).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Kills every running node.
+    pub(crate) fn kill_all(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+
+    /// Starts nodes 1 to `voters`, makes them the cluster (`/admin/init` on node 1), and waits
+    /// until each is ready.
+    pub(crate) async fn form(&mut self, voters: usize) {
+        let voters = voters as u64;
+        for id in 1..=voters {
+            self.spawn(id);
+        }
+        for id in 1..=voters {
+            self.wait_for(id, "/healthz").await;
+        }
+        let members: BTreeMap<String, serde_json::Value> = (1..=voters)
+            .map(|id| (id.to_string(), self.address(id)))
+            .collect();
+        let (status, body) = self
+            .request(
+                "POST",
+                1,
+                "/admin/init",
+                Some(serde_json::json!({ "members": members })),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "init: {}", String::from_utf8_lossy(&body));
+        for id in 1..=voters {
+            self.wait_for(id, "/readyz").await;
+        }
+    }
+
+    /// A request to node `id` with the admin token and a JSON body: the status and the body,
+    /// or why no answer came.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        id: u64,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, Bytes), String> {
+        let body = body.map(|body| serde_json::to_string(&body).unwrap());
+        let authorization = format!("Bearer {}", self.token);
+        self.request_as(method, id, path, Some(&authorization), body)
+            .await
+    }
+
+    /// A request to node `id` with the given `authorization` header (if any) and body.
+    pub(crate) async fn request_as(
+        &self,
+        method: &str,
+        id: u64,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<String>,
+    ) -> Result<(u16, Bytes), String> {
+        request_to(
+            &self.http,
+            &self.urls,
+            method,
+            id,
+            path,
+            authorization,
+            body,
+        )
+        .await
+    }
+
+    /// Waits until node `id` answers `path` with 200.
+    pub(crate) async fn wait_for(&self, id: u64, path: &str) {
+        let started = Instant::now();
+        loop {
+            if let Ok((200, _)) = self.request("GET", id, path, None).await {
+                return;
+            }
+            assert!(
+                started.elapsed() < READY_TIMEOUT,
+                "node {id}{path} not ready; see {}",
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader, as a running node reports it, once one is running.
+    pub(crate) async fn leader(&self) -> u64 {
+        let started = Instant::now();
+        loop {
+            for &id in self.children.keys() {
+                if let Ok((200, body)) = self.request("GET", id, "/admin/status", None).await {
+                    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    if let Some(leader) = status["leader"].as_u64()
+                        && self.children.contains_key(&leader)
+                    {
+                        return leader;
+                    }
+                }
+            }
+            assert!(started.elapsed() < READY_TIMEOUT, "no leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A request to node `id` of the nodes at `urls` (node N at position N - 1) with the given
+/// `authorization` header (if any) and a JSON body: the status and the body, or why no answer
+/// came. For tasks that outlive a borrow of the [`Cluster`].
+pub(crate) async fn request_to(
+    http: &HttpClient,
+    urls: &[String],
+    method: &str,
+    id: u64,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<String>,
+) -> Result<(u16, Bytes), String> {
+    let url = format!("{}{path}", urls[usize::try_from(id - 1).unwrap()]);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("content-type", "application/json");
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, http.request(request))
+        .await
+        .map_err(|_| format!("{url}: timeout"))?
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        // Keep the nodes' logs and data when the test failed: they are the evidence.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
