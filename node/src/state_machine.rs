@@ -86,21 +86,27 @@ pub trait StateAccess {
     fn put_head(&mut self, log: &LogName, head: &LogHead) -> Result<(), StateError>;
     /// The index of the leaf with this leaf hash, if the log has one.
     fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, StateError>;
-    /// Stores a leaf at `index` and indexes its leaf hash.
+    /// Stores a leaf at `index` and indexes it by its leaf hash and its search keys
+    /// (`search::keys` of the leaf).
     fn put_leaf(
         &mut self,
         log: &LogName,
         index: u64,
         leaf_hash: &Hash,
         leaf: &[u8],
+        search_keys: &[SearchKey],
     ) -> Result<(), StateError>;
-    /// Indexes leaf `index` under a search key (`search::keys` of the leaf).
-    fn put_search_key(
+    /// After a batch appended `appended` leaves and the head of `log` moved to `tree_size`:
+    /// the index's upkeep that those leaves pay for (storage's `leaf_index`), if the state has
+    /// any.
+    fn index_upkeep(
         &mut self,
-        log: &LogName,
-        key: &SearchKey,
-        index: u64,
-    ) -> Result<(), StateError>;
+        _log: &LogName,
+        _tree_size: u64,
+        _appended: u64,
+    ) -> Result<(), StateError> {
+        Ok(())
+    }
     /// Stores the hash of a complete subtree whose level is a multiple of 8 (a tile hash).
     fn put_tile_hash(
         &mut self,
@@ -274,6 +280,7 @@ fn apply_batch<A: StateAccess>(
         checkpoint: checkpoint.clone(),
     };
     state.put_head(&batch.log, &head)?;
+    state.index_upkeep(&batch.log, head.tree_size, head.tree_size - old.tree_size)?;
     Ok(CommandOutcome::Appended(BatchOutcome {
         log: batch.log.clone(),
         leaves: outcomes,
@@ -282,9 +289,9 @@ fn apply_batch<A: StateAccess>(
     }))
 }
 
-/// Appends one leaf that is known to be new to `log`: extends `tree`, stores the leaf (which
-/// indexes its hash for dedup), its search keys (`search::keys`), and every tile-level subtree
-/// hash the append completed.
+/// Appends one leaf that is known to be new to `log`: extends `tree`, stores the leaf with its
+/// index row (its leaf hash for dedup and its search keys, `search::keys`), and every
+/// tile-level subtree hash the append completed.
 ///
 /// This is the one append routine: apply calls it for each new leaf of a batch, and snapshot
 /// catch-up calls it for each leaf of an already committed entry bundle, so a replica that
@@ -305,12 +312,10 @@ pub(crate) fn append_leaf<A: StateAccess>(
             }
         })
         .map_err(|error| StateError::Storage(error.to_string()))?;
-    state.put_leaf(log, index.0, &hash, leaf)?;
-    // The search index is derived from the leaf alone and written with it, so replicas agree
-    // on it and a snapshot install rebuilds it from the leaves it fetches.
-    for key in crate::search::keys(leaf) {
-        state.put_search_key(log, &key, index.0)?;
-    }
+    // The search keys are derived from the leaf alone and indexed with it, so replicas agree
+    // on them and a snapshot install indexes the leaves it fetches.
+    let keys: Vec<SearchKey> = crate::search::keys(leaf).into_iter().collect();
+    state.put_leaf(log, index.0, &hash, leaf, &keys)?;
     for (node, node_hash) in scratch.drain(..) {
         state.put_tile_hash(log, node, &node_hash)?;
     }
@@ -432,9 +437,13 @@ pub(crate) mod tests {
             index: u64,
             hash: &Hash,
             leaf: &[u8],
+            search_keys: &[SearchKey],
         ) -> Result<(), StateError> {
             self.leaves.insert((log.clone(), index), leaf.to_vec());
             self.index.insert((log.clone(), *hash), index);
+            for key in search_keys {
+                self.search.insert((log.clone(), *key, index), ());
+            }
             Ok(())
         }
         fn put_tile_hash(
@@ -454,15 +463,6 @@ pub(crate) mod tests {
             unix_ms: u64,
         ) -> Result<(), StateError> {
             self.times.insert((log.clone(), first_index), unix_ms);
-            Ok(())
-        }
-        fn put_search_key(
-            &mut self,
-            log: &LogName,
-            key: &SearchKey,
-            index: u64,
-        ) -> Result<(), StateError> {
-            self.search.insert((log.clone(), *key, index), ());
             Ok(())
         }
         fn read_tile_hashes(

@@ -11,7 +11,7 @@ use node::env::Blocking;
 use node::node::{Node, NodeConfig, default_raft_config};
 use node::sequencer::SequencerConfig;
 use node::state_machine::{LogConfig, Logs};
-use node::storage::Stores;
+use node::storage::{IndexShape, Stores};
 use node::types::{LogName, NodeAddress, NodeId};
 use openraft::SnapshotPolicy;
 use tokio::time::Instant;
@@ -23,6 +23,17 @@ use crate::net::{SharedRouter, SimNetwork};
 use crate::options::Options;
 use crate::rng::{SimRng, stream};
 use crate::trace::{SharedTrace, event};
+
+/// The leaf index's sizes in the simulator: small enough that a run's few hundred leaves per
+/// log flush the tail, merge runs in several slices and leave merges in progress across
+/// crashes, so that every part of the index is exercised under faults.
+const SIM_INDEX_SHAPE: IndexShape = IndexShape {
+    tail_leaves: 16,
+    fanout: 3,
+    block_entries: 8,
+    slice_entries: 16,
+    work_per_leaf: 8,
+};
 
 /// The two logs every simulated cluster hosts.
 pub fn sim_logs() -> Logs {
@@ -284,12 +295,13 @@ impl Cluster {
             router: self.router.clone(),
         };
         let full = log_disk.is_full() || state_disk.is_full();
-        let started = match Stores::open_backends(
+        let started = match Stores::open_backends_shaped(
             log_disk,
             state_disk,
             self.logs.clone(),
             blocking,
             Arc::new(source),
+            SIM_INDEX_SHAPE,
         ) {
             Ok(stores) => Node::start(
                 self.node_config(id, blocking),

@@ -34,6 +34,7 @@ use crate::catch_up::SharedBundleSource;
 use crate::env::Blocking;
 use crate::state_machine::{Logs, StateError};
 
+pub mod leaf_index;
 pub mod log_store;
 pub mod snapshot;
 pub mod state_store;
@@ -42,6 +43,7 @@ pub(crate) mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use leaf_index::IndexShape;
 pub use log_store::{LogReader, LogStore};
 pub use snapshot::{CatchUpError, Descriptor, SnapshotBuilder};
 pub use state_store::{ReadError, StateReader, StateStore, StateView};
@@ -182,8 +184,13 @@ impl Stores {
             source,
         })?;
         let log = LogStore::from_database(open_file(&dir.join(LOG_FILE))?, blocking)?;
-        let state =
-            StateStore::from_database(open_file(&dir.join(STATE_FILE))?, logs, blocking, source)?;
+        let state = StateStore::from_database(
+            open_file(&dir.join(STATE_FILE))?,
+            logs,
+            blocking,
+            source,
+            IndexShape::default(),
+        )?;
         Ok(Stores::new(log, state))
     }
 
@@ -195,9 +202,29 @@ impl Stores {
         blocking: Blocking,
         source: SharedBundleSource,
     ) -> Result<Stores, DiskError> {
+        Stores::open_backends_shaped(
+            log_backend,
+            state_backend,
+            logs,
+            blocking,
+            source,
+            IndexShape::default(),
+        )
+    }
+
+    /// [`Stores::open_backends`] with the leaf index shaped by `shape` (the simulator's small
+    /// one, so that its short runs flush, merge and slice; see [`IndexShape`]).
+    pub fn open_backends_shaped(
+        log_backend: impl StorageBackend,
+        state_backend: impl StorageBackend,
+        logs: Logs,
+        blocking: Blocking,
+        source: SharedBundleSource,
+        shape: IndexShape,
+    ) -> Result<Stores, DiskError> {
         let log = LogStore::from_database(open_backend(log_backend)?, blocking)?;
         let state =
-            StateStore::from_database(open_backend(state_backend)?, logs, blocking, source)?;
+            StateStore::from_database(open_backend(state_backend)?, logs, blocking, source, shape)?;
         Ok(Stores::new(log, state))
     }
 

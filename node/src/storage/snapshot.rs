@@ -388,6 +388,10 @@ pub(crate) struct Installer {
     pub(crate) policy: CatchUpPolicy,
     /// The members the node knows now, tried after the snapshot's own.
     pub(crate) known: KnownMembers,
+    /// The sizes of the leaf index.
+    pub(crate) shape: super::IndexShape,
+    /// Apply's memory of the index tail, forgotten once the install changed the tail.
+    pub(crate) tail_memory: super::state_store::SharedTailMemory,
 }
 
 /// Why one attempt at catching up a log failed.
@@ -488,11 +492,25 @@ impl Installer {
                     .await?;
             }
         }
+        // Every leaf below the targets gave the signed roots: index them now, while they are
+        // still invisible and apply waits, so that neither reads nor apply ever meet a tail of
+        // millions of rows (apply's upkeep keeps up only with what it appends itself).
+        self.tail_memory.forget();
+        let (db, shape) = (self.db.clone(), self.shape);
+        let sizes: Vec<(LogName, u64)> = descriptor
+            .heads
+            .iter()
+            .map(|(log, head)| (log.clone(), head.tree_size))
+            .collect();
+        self.blocking
+            .run(move || super::state_store::catch_up_leaf_index_to(&db, &shape, &sizes))
+            .await?;
         let (db, meta_owned, data_owned) = (self.db.clone(), meta.clone(), data.to_vec());
         let logs = self.logs.clone();
         self.blocking
             .run(move || finish(&db, &logs, &meta_owned, &data_owned, &descriptor))
             .await?;
+        self.tail_memory.forget();
         tracing::info!(
             snapshot = %meta.snapshot_id,
             last_log_id = ?meta.last_log_id,
@@ -805,7 +823,8 @@ fn append_chunk(
         state.replace_batch_times(log, first, first + leaves.len() as u64, times)?;
         let mut scratch = Vec::new();
         for leaf in leaves {
-            state.forget_other_leaf(log, tree.size().0, leaf)?;
+            // A row an earlier, unverified attempt left at this index (leaf and index row
+            // alike) is overwritten.
             let hash = tlog::leaf_hash(leaf);
             state_machine::append_leaf(&mut state, log, &mut tree, &mut scratch, hash, leaf)
                 .map_err(|source| DiskError::Apply {

@@ -11,9 +11,10 @@
 //! commit, so every answer of one [`StateView`] is about the same state while apply continues.
 
 use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -21,18 +22,20 @@ use openraft::{
     StorageIOError, StoredMembership,
 };
 use redb::{
-    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend,
-    Table, TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    StorageBackend, Table, TableDefinition, TableHandle, WriteTransaction,
 };
 use tlog::proof::{ConsistencyProof, InclusionProof, ProofError};
 use tlog::tile::{BundleError, TILE_WIDTH, Tile, TileHashStore, TileKind, TileReader};
 use tlog::tree::StoreError;
 use tlog::{Hash, LeafIndex, NodeId as TreeNodeId, TreeSize};
 
+use super::leaf_index::{self, BlockKey, IndexMeta, IndexShape, IndexTables, TailKey, Upkeep};
 use super::snapshot::{self, CatchUpError, Installer, SnapshotBuilder};
 use super::tables::{
-    BATCH_TIMES, HEADS, LAST_APPLIED, LAST_MEMBERSHIP, LEAF_INDEX, LEAVES, SEARCH, SEARCH_INDEXED,
-    SM_META, SNAPSHOT, SearchRow, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
+    BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LAST_APPLIED, LAST_MEMBERSHIP,
+    LEAF_INDEX_BUILT, LEAVES, OLD_LEAF_INDEX, OLD_SEARCH, SM_META, SNAPSHOT, TILE_HASHES,
+    TIME_UNKNOWN, decode, decode_hash, encode,
 };
 use super::{DiskError, SharedDb, begin_immediate};
 use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
@@ -45,8 +48,6 @@ use crate::types::{CommandOutcome, LogName, NodeAddress, NodeId, TypeConfig};
 pub(crate) type TileKey = (&'static str, u8, u64);
 /// Key of the leaf table.
 pub(crate) type LeafKey = (&'static str, u64);
-/// Key of the dedup index.
-pub(crate) type IndexKey = (&'static str, &'static [u8; 32]);
 
 /// The state-machine store: one per node, owned by openraft's state-machine worker.
 pub struct StateStore {
@@ -60,6 +61,10 @@ pub struct StateStore {
     caches: Arc<HashCaches>,
     /// The cluster's members as the node last saw them, for catch-up.
     known: KnownMembers,
+    /// The sizes of the leaf index.
+    shape: IndexShape,
+    /// Apply's memory of the leaf index's tail.
+    tail_memory: SharedTailMemory,
 }
 
 impl Debug for StateStore {
@@ -81,7 +86,13 @@ impl StateStore {
         blocking: Blocking,
         source: SharedBundleSource,
     ) -> Result<StateStore, DiskError> {
-        StateStore::from_database(super::open_file(path)?, logs, blocking, source)
+        StateStore::from_database(
+            super::open_file(path)?,
+            logs,
+            blocking,
+            source,
+            IndexShape::default(),
+        )
     }
 
     /// Opens or creates the state database over a storage backend.
@@ -91,22 +102,34 @@ impl StateStore {
         blocking: Blocking,
         source: SharedBundleSource,
     ) -> Result<StateStore, DiskError> {
-        StateStore::from_database(super::open_backend(backend)?, logs, blocking, source)
+        StateStore::from_database(
+            super::open_backend(backend)?,
+            logs,
+            blocking,
+            source,
+            IndexShape::default(),
+        )
     }
 
     /// Wraps an open database, creating the tables if it is new (read transactions fail on a
-    /// table that was never created).
+    /// table that was never created), building the leaf index of a database from before it,
+    /// and finishing index upkeep a crash interrupted.
     pub(crate) fn from_database(
         db: Database,
         logs: Logs,
         blocking: Blocking,
         source: SharedBundleSource,
+        shape: IndexShape,
     ) -> Result<StateStore, DiskError> {
         let txn = begin_immediate(&db)?;
         create_state_tables(&txn)?;
         txn.open_table(SNAPSHOT)?;
-        index_unindexed_leaves(&txn)?;
+        let rebuild = drop_old_index(&txn)?;
         txn.commit()?;
+        if rebuild {
+            rebuild_leaf_index(&db, &shape)?;
+        }
+        catch_up_leaf_index(&db, &shape)?;
         Ok(StateStore {
             db: Arc::new(db),
             blocking,
@@ -115,6 +138,8 @@ impl StateStore {
             logs: Arc::new(logs),
             source,
             policy: CatchUpPolicy::default(),
+            shape,
+            tail_memory: SharedTailMemory::default(),
         })
     }
 
@@ -132,6 +157,8 @@ impl StateStore {
             source: self.source.clone(),
             policy: self.policy,
             known: self.known.clone(),
+            shape: self.shape,
+            tail_memory: self.tail_memory.clone(),
         }
     }
 
@@ -146,6 +173,7 @@ impl StateStore {
         StateReader {
             db: self.db.clone(),
             caches: self.caches.clone(),
+            tail_memory: self.tail_memory.clone(),
         }
     }
 }
@@ -153,42 +181,238 @@ impl StateStore {
 /// Creates (opens) every table that holds replicated state.
 pub(crate) fn create_state_tables(txn: &WriteTransaction) -> Result<(), DiskError> {
     txn.open_table(LEAVES)?;
-    txn.open_table(LEAF_INDEX)?;
     txn.open_table(TILE_HASHES)?;
     txn.open_table(HEADS)?;
     txn.open_table(BATCH_TIMES)?;
-    txn.open_table(SEARCH)?;
+    txn.open_table(INDEX_TAIL)?;
+    txn.open_table(INDEX_BLOCKS)?;
+    txn.open_table(INDEX_META)?;
     txn.open_table(SM_META)?;
     Ok(())
 }
 
-/// A state database written before the search index existed has leaves without search rows:
-/// index them all once (the keys are derived from the leaves alone, so the result is what apply
-/// would have written), and mark the database as indexed.
-fn index_unindexed_leaves(txn: &WriteTransaction) -> Result<(), DiskError> {
+/// Deletes the tables of the index layout before `leaf_index`, and says whether the leaf index
+/// must be built from the stored leaves: a database that has leaves but was never indexed in
+/// this layout. A new database is marked as indexed at once.
+fn drop_old_index(txn: &WriteTransaction) -> Result<bool, DiskError> {
+    let old: Vec<_> = txn
+        .list_tables()?
+        .filter(|table| [OLD_LEAF_INDEX, OLD_SEARCH].contains(&table.name()))
+        .collect();
+    for table in old {
+        txn.delete_table(table)?;
+    }
     let mut meta = txn.open_table(SM_META)?;
-    if meta.get(SEARCH_INDEXED)?.is_some() {
-        return Ok(());
+    if meta.get(LEAF_INDEX_BUILT)?.is_some() {
+        return Ok(false);
     }
-    let leaves = txn.open_table(LEAVES)?;
-    let mut search = txn.open_table(SEARCH)?;
-    let mut indexed = 0u64;
-    for row in leaves.iter()? {
-        let (key, leaf) = row?;
-        let (log, index) = key.value();
-        for search_key in crate::search::keys(leaf.value()) {
-            search.insert((log, search_key.kind.tag(), &search_key.hash, index), ())?;
+    if txn.open_table(HEADS)?.first()?.is_none() {
+        meta.insert(LEAF_INDEX_BUILT, [1u8].as_slice())?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Leaves read per transaction while rebuilding the leaf index.
+const REBUILD_CHUNK: u64 = 4096;
+
+/// Rebuilds the leaf index of every log from its stored leaves (`cairn-node reindex`, and a
+/// database from before `leaf_index`): drops the index rows, writes every leaf's tail row in
+/// bounded transactions, and marks the database as indexed. The runs are then built by
+/// [`catch_up_leaf_index`]. A crash part way leaves the mark unset, so the next open starts
+/// again.
+pub(crate) fn rebuild_leaf_index(db: &Database, shape: &IndexShape) -> Result<(), DiskError> {
+    let txn = begin_immediate(db)?;
+    let mut heads = Vec::new();
+    {
+        txn.open_table(SM_META)?.remove(LEAF_INDEX_BUILT)?;
+        for row in txn.open_table(HEADS)?.iter()? {
+            let (key, value) = row?;
+            let head: LogHead = decode("heads", &key.value(), value.value())?;
+            heads.push((key.value().to_owned(), head.tree_size));
         }
-        indexed += 1;
     }
-    if indexed > 0 {
-        tracing::info!(
-            leaves = indexed,
-            "built the search index of an older state database"
-        );
+    for table in [INDEX_TAIL.name(), INDEX_BLOCKS.name(), INDEX_META.name()] {
+        let handle = txn.list_tables()?.find(|handle| handle.name() == table);
+        if let Some(handle) = handle {
+            txn.delete_table(handle)?;
+        }
     }
-    meta.insert(SEARCH_INDEXED, [1u8].as_slice())?;
+    create_state_tables(&txn)?;
+    txn.commit()?;
+    for (log, size) in heads {
+        let mut first = 0;
+        while first < size {
+            let end = size.min(first + REBUILD_CHUNK);
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            {
+                let leaves = txn.open_table(LEAVES)?;
+                let mut index = IndexTables::open(&txn)?;
+                let mut expected = first;
+                for row in leaves.range((log.as_str(), first)..(log.as_str(), end))? {
+                    let (key, leaf) = row?;
+                    let at = key.value().1;
+                    if at != expected {
+                        break;
+                    }
+                    let keys: Vec<SearchKey> =
+                        crate::search::keys(leaf.value()).into_iter().collect();
+                    let row = leaf_index::tail_row(&tlog::leaf_hash(leaf.value()), &keys);
+                    index.put_tail(&log, at, &row)?;
+                    expected += 1;
+                }
+                if expected != end {
+                    return Err(DiskError::Missing(format!("leaf {expected} of log {log}")));
+                }
+            }
+            txn.commit()?;
+            first = end;
+        }
+        tracing::info!(%log, leaves = size, "rebuilt the leaf index's rows from the leaves");
+    }
+    catch_up_leaf_index(db, shape)?;
+    let txn = begin_immediate(db)?;
+    txn.open_table(SM_META)?
+        .insert(LEAF_INDEX_BUILT, [1u8].as_slice())?;
+    txn.commit()?;
     Ok(())
+}
+
+/// Brings every log's leaf index up to its head in bounded transactions (each made durable by
+/// the last, an `Immediate` one): after a snapshot install, which stores leaves faster than
+/// apply's upkeep would index them, and on open, where an interrupted catch-up resumes.
+pub(crate) fn catch_up_leaf_index(db: &Database, shape: &IndexShape) -> Result<(), DiskError> {
+    let sizes: Vec<(LogName, u64)> = {
+        let txn = db.begin_read()?;
+        let mut sizes = Vec::new();
+        for row in txn.open_table(HEADS)?.iter()? {
+            let (key, value) = row?;
+            let head: LogHead = decode("heads", &key.value(), value.value())?;
+            sizes.push((LogName(key.value().to_owned()), head.tree_size));
+        }
+        sizes
+    };
+    catch_up_leaf_index_to(db, shape, &sizes)
+}
+
+/// [`catch_up_leaf_index`] up to the given sizes, which may be beyond the heads: a snapshot
+/// install indexes the leaves it verified before it makes them visible.
+pub(crate) fn catch_up_leaf_index_to(
+    db: &Database,
+    shape: &IndexShape,
+    sizes: &[(LogName, u64)],
+) -> Result<(), DiskError> {
+    let mut wrote = false;
+    for (log, size) in sizes {
+        let size = *size;
+        loop {
+            let before = {
+                let txn = db.begin_read()?;
+                leaf_index::read_meta(&txn.open_table(INDEX_META)?, log)?
+            };
+            if !before.has_work(size, shape) {
+                break;
+            }
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            {
+                let mut index = IndexTables::open(&txn)?;
+                let upkeep = Upkeep::Bulk {
+                    flushes: 16,
+                    pairs: 16 * shape.tail_leaves.max(1) * shape.work_per_leaf,
+                };
+                index.follow_head(log, size, upkeep, shape)?;
+            }
+            txn.commit()?;
+            wrote = true;
+        }
+    }
+    if wrote {
+        // The bulk transactions above were not fsynced: one durable commit makes them all so.
+        begin_immediate(db)?.commit()?;
+    }
+    Ok(())
+}
+
+/// Apply's memory of each log's leaf-index tail: dedup key → leaf indices, for the tail rows
+/// from `from` to `end`. It saves apply a scan of the tail per leaf. Valid only while it matches
+/// the stored tail exactly (same start, same end; rows below the head never change), which
+/// every lookup checks; apply forgets it on any error, since it may hold rows of a transaction
+/// that did not commit.
+#[derive(Debug, Default)]
+pub(crate) struct TailMemory(BTreeMap<LogName, TailKeys>);
+
+#[derive(Debug, Default)]
+struct TailKeys {
+    from: u64,
+    end: u64,
+    keys: HashMap<u64, Vec<u64>>,
+}
+
+/// [`TailMemory`] shared by the state store and its installs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SharedTailMemory(Arc<Mutex<TailMemory>>);
+
+impl SharedTailMemory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TailMemory> {
+        // The memory is a cache: a panic while it was held cannot make it unsafe to clear.
+        match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                let mut guard = poisoned.into_inner();
+                guard.0.clear();
+                guard
+            }
+        }
+    }
+
+    /// Forgets everything (after a failed apply, or a snapshot install).
+    pub(crate) fn forget(&self) {
+        self.lock().0.clear();
+    }
+
+    /// Leaf indices in `flushed..size` whose tail row holds `key`, for a view whose tail starts
+    /// at `flushed` and whose log has `size` leaves: from the memory where it covers those rows
+    /// (they never change below a head), read from the view's own `tail` where it does not (a
+    /// flush after the view began, a memory behind the view or forgotten).
+    pub(crate) fn tail_hits<T: ReadableTable<TailKey, &'static [u8]>>(
+        &self,
+        tail: &T,
+        log: &LogName,
+        flushed: u64,
+        size: u64,
+        key: u64,
+    ) -> Result<Vec<u64>, DiskError> {
+        let name = log.0.as_str();
+        let (mut hits, covered) = {
+            let memory = self.lock();
+            match memory.0.get(log) {
+                Some(keys) => (
+                    keys.keys
+                        .get(&key)
+                        .map(|indices| {
+                            indices
+                                .iter()
+                                .copied()
+                                .filter(|index| (flushed..size).contains(index))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    Some((keys.from, keys.end)),
+                ),
+                None => (Vec::new(), None),
+            }
+        };
+        match covered {
+            Some((from, end)) => {
+                leaf_index::tail_lookup(tail, name, flushed, from.min(size), key, &mut hits)?;
+                leaf_index::tail_lookup(tail, name, end.max(flushed), size, key, &mut hits)?;
+            }
+            None => leaf_index::tail_lookup(tail, name, flushed, size, key, &mut hits)?,
+        }
+        Ok(hits)
+    }
 }
 
 fn read_sm_error(error: &DiskError) -> StorageError<NodeId> {
@@ -227,11 +451,27 @@ fn write_last_applied(db: &Database, last: LogId<NodeId>) -> Result<(), DiskErro
     Ok(())
 }
 
-/// Applies a batch of committed entries in one durable transaction.
+/// Applies a batch of committed entries in one durable transaction; forgets apply's memory of
+/// the index tail if that fails.
 fn apply_entries(
     db: &Database,
     logs: &Logs,
     caches: &Arc<HashCaches>,
+    index: (&IndexShape, &SharedTailMemory),
+    entries: &[Entry<TypeConfig>],
+) -> Result<Vec<CommandOutcome>, DiskError> {
+    let applied = apply_entries_once(db, logs, caches, index, entries);
+    if applied.is_err() {
+        index.1.forget();
+    }
+    applied
+}
+
+fn apply_entries_once(
+    db: &Database,
+    logs: &Logs,
+    caches: &Arc<HashCaches>,
+    (shape, memory): (&IndexShape, &SharedTailMemory),
     entries: &[Entry<TypeConfig>],
 ) -> Result<Vec<CommandOutcome>, DiskError> {
     let Some(last) = entries.last() else {
@@ -245,7 +485,9 @@ fn apply_entries(
     }
     let mut outcomes = Vec::with_capacity(entries.len());
     {
-        let mut state = RedbState::open(&txn)?.with_caches(caches.clone());
+        let mut state = RedbState::open(&txn)?
+            .with_caches(caches.clone())
+            .with_index_upkeep(*shape, memory.clone());
         let mut membership = None;
         for entry in entries {
             let outcome = match &entry.payload {
@@ -307,6 +549,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             return Ok(Vec::new());
         };
         let (db, logs, caches) = (self.db.clone(), self.logs.clone(), self.caches.clone());
+        let (shape, memory) = (self.shape, self.tail_memory.clone());
         #[cfg(feature = "canaries")] // The planted bug: last_applied first, the state later.
         if crate::canary::is(crate::canary::Canary::ApplyNotAtomic) {
             let early = db.clone();
@@ -318,7 +561,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         self.blocking
-            .run(move || apply_entries(&db, &logs, &caches, &entries))
+            .run(move || apply_entries(&db, &logs, &caches, (&shape, &memory), &entries))
             .await
             .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)).into())
     }
@@ -382,17 +625,6 @@ pub(crate) fn read_head<T: ReadableTable<&'static str, &'static [u8]>>(
         Some(bytes) => Ok(Some(decode("heads", log, bytes.value())?)),
         None => Ok(None),
     }
-}
-
-/// The index of the leaf with this hash.
-fn read_leaf_index<T: ReadableTable<IndexKey, u64>>(
-    index: &T,
-    log: &LogName,
-    leaf_hash: &Hash,
-) -> Result<Option<u64>, DiskError> {
-    Ok(index
-        .get((log.0.as_str(), leaf_hash.as_bytes()))?
-        .map(|guard| guard.value()))
 }
 
 /// The bytes of hash tile `tile` of `log`: a range read of its `width` hashes, every one of
@@ -505,26 +737,28 @@ fn hashes_at_tile_level(size: u64, tile_level: u8) -> u64 {
 /// own earlier writes, so later entries of a batch see earlier ones.
 pub(crate) struct RedbState<'txn> {
     leaves: Table<'txn, LeafKey, &'static [u8]>,
-    index: Table<'txn, IndexKey, u64>,
     hashes: Table<'txn, TileKey, &'static [u8]>,
     heads: Table<'txn, &'static str, &'static [u8]>,
     times: Table<'txn, (&'static str, u64), u64>,
-    search: Table<'txn, SearchRow, ()>,
+    index: IndexTables<'txn>,
     /// Apply's caches ([`StateAccess::hash_cache`]); `None` for writers that must not fill
     /// them (a snapshot install writes tiles of leaves it has not verified yet).
     caches: Option<Arc<HashCaches>>,
+    /// Apply's index upkeep: the index's sizes and apply's memory of its tail. `None` for a
+    /// snapshot install, which catches the index up once the leaves are verified.
+    upkeep: Option<(IndexShape, SharedTailMemory)>,
 }
 
 impl<'txn> RedbState<'txn> {
     pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<RedbState<'txn>, DiskError> {
         Ok(RedbState {
             leaves: txn.open_table(LEAVES)?,
-            index: txn.open_table(LEAF_INDEX)?,
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
             times: txn.open_table(BATCH_TIMES)?,
-            search: txn.open_table(SEARCH)?,
+            index: IndexTables::open(txn)?,
             caches: None,
+            upkeep: None,
         })
     }
 
@@ -536,47 +770,17 @@ impl<'txn> RedbState<'txn> {
         }
     }
 
+    /// This state, keeping the leaf index up with each batch (apply).
+    fn with_index_upkeep(self, shape: IndexShape, memory: SharedTailMemory) -> RedbState<'txn> {
+        RedbState {
+            upkeep: Some((shape, memory)),
+            ..self
+        }
+    }
+
     /// Whether leaf `index` of `log` is stored.
     pub(crate) fn has_leaf(&self, log: &LogName, index: u64) -> Result<bool, DiskError> {
         Ok(self.leaves.get((log.0.as_str(), index))?.is_some())
-    }
-
-    /// Before `leaf` is written at `index`: if another leaf is stored there (an unverified
-    /// install's), removes that leaf's dedup entry, which would otherwise outlive it and answer
-    /// "duplicate" for a leaf this log does not hold.
-    pub(crate) fn forget_other_leaf(
-        &mut self,
-        log: &LogName,
-        index: u64,
-        leaf: &[u8],
-    ) -> Result<(), DiskError> {
-        let name = log.0.as_str();
-        let old = match self.leaves.get((name, index))? {
-            Some(old) if old.value() != leaf => old.value().to_vec(),
-            _ => return Ok(()),
-        };
-        self.forget_search_keys(name, &old, index)?;
-        self.forget_index_entry(name, &tlog::leaf_hash(&old), index)
-    }
-
-    /// Removes the search rows of `leaf` at `index` (a leaf an install left beyond the head).
-    fn forget_search_keys(&mut self, name: &str, leaf: &[u8], index: u64) -> Result<(), DiskError> {
-        for key in crate::search::keys(leaf) {
-            self.search
-                .remove((name, key.kind.tag(), &key.hash, index))?;
-        }
-        Ok(())
-    }
-
-    fn forget_index_entry(&mut self, name: &str, hash: &Hash, index: u64) -> Result<(), DiskError> {
-        let points_here = self
-            .index
-            .get((name, hash.as_bytes()))?
-            .is_some_and(|stored| stored.value() == index);
-        if points_here {
-            self.index.remove((name, hash.as_bytes()))?;
-        }
-        Ok(())
     }
 
     /// Replaces the batch-time rows of leaves `first .. end` of `log` with `rows` (a checked
@@ -604,45 +808,30 @@ impl<'txn> RedbState<'txn> {
         Ok(())
     }
 
-    /// Removes every leaf of `log` at or beyond `size`, its dedup entry, and every tile hash of
-    /// a subtree that reaches beyond `size`: what an abandoned install left above the head.
+    /// Removes every leaf of `log` at or beyond `size`, its index row, and every tile hash of a
+    /// subtree that reaches beyond `size`: what an abandoned install left above the head.
     /// Returns how many leaves were removed (normally none).
     pub(crate) fn truncate(&mut self, log: &LogName, size: u64) -> Result<u64, DiskError> {
         let name = log.0.as_str();
-        let mut beyond = Vec::new();
+        let mut beyond = 0u64;
         for row in self.leaves.range((name, size)..=(name, u64::MAX))? {
-            let (key, value) = row?;
-            beyond.push((key.value().1, value.value().to_vec()));
+            row?;
+            beyond += 1;
         }
-        for (index, leaf) in &beyond {
-            self.leaves.remove((name, *index))?;
-            self.forget_index_entry(name, &tlog::leaf_hash(leaf), *index)?;
-            self.forget_search_keys(name, leaf, *index)?;
-        }
+        self.leaves
+            .retain_in((name, size)..=(name, u64::MAX), |_, _| false)?;
+        self.index.truncate(log, size)?;
         // A time row beyond the head would otherwise date the leaves later appended there.
-        let mut stale_times = Vec::new();
-        for row in self.times.range((name, size)..=(name, u64::MAX))? {
-            stale_times.push(row?.0.value().1);
-        }
-        for index in stale_times {
-            self.times.remove((name, index))?;
-        }
+        self.times
+            .retain_in((name, size)..=(name, u64::MAX), |_, _| false)?;
         // A subtree at Merkle level `level` with index `i` is inside the tree iff
         // (i + 1) << level <= size, that is i < size >> level.
         for level in (0..64u8).step_by(usize::from(tlog::tile::TILE_HEIGHT)) {
             let first = size.checked_shr(u32::from(level)).unwrap_or(0);
-            let mut stale = Vec::new();
-            for row in self
-                .hashes
-                .range((name, level, first)..=(name, level, u64::MAX))?
-            {
-                stale.push(row?.0.value().2);
-            }
-            for index in stale {
-                self.hashes.remove((name, level, index))?;
-            }
+            self.hashes
+                .retain_in((name, level, first)..=(name, level, u64::MAX), |_, _| false)?;
         }
-        Ok(beyond.len() as u64)
+        Ok(beyond)
     }
 
     /// A tile reader over this transaction's hashes of `log`.
@@ -654,6 +843,56 @@ impl<'txn> RedbState<'txn> {
             table: &self.hashes,
             log,
         }
+    }
+
+    /// Whether leaf `index` of `log` is stored and has this leaf hash.
+    fn leaf_has_hash(&self, log: &str, index: u64, leaf_hash: &Hash) -> Result<bool, DiskError> {
+        Ok(self
+            .leaves
+            .get((log, index))?
+            .is_some_and(|leaf| tlog::leaf_hash(leaf.value()) == *leaf_hash))
+    }
+
+    /// The tail rows' dedup keys that apply remembers, brought up to the stored tail.
+    fn tail_candidates(
+        &self,
+        memory: &SharedTailMemory,
+        log: &LogName,
+        meta: &IndexMeta,
+        key: u64,
+    ) -> Result<Vec<u64>, DiskError> {
+        let name = log.0.as_str();
+        let end = match self
+            .index
+            .tail
+            .range((name, 0)..=(name, u64::MAX))?
+            .next_back()
+        {
+            Some(row) => row?.0.value().1 + 1,
+            None => meta.flushed,
+        };
+        let mut memory = memory.lock();
+        let current = memory
+            .0
+            .get(log)
+            .is_some_and(|tail| tail.from == meta.flushed && tail.end == end.max(meta.flushed));
+        if !current {
+            let mut tail = TailKeys {
+                from: meta.flushed,
+                end: end.max(meta.flushed),
+                keys: HashMap::new(),
+            };
+            for (key, index) in leaf_index::tail_pairs(&self.index.tail, name, meta.flushed)? {
+                tail.keys.entry(key).or_default().push(index);
+            }
+            memory.0.insert(log.clone(), tail);
+        }
+        Ok(memory
+            .0
+            .get(log)
+            .and_then(|tail| tail.keys.get(&key))
+            .cloned()
+            .unwrap_or_default())
     }
 }
 
@@ -675,7 +914,36 @@ impl StateAccess for RedbState<'_> {
     }
 
     fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, StateError> {
-        read_leaf_index(&self.index, log, leaf_hash).map_err(|error| state_error(&error))
+        let found = || -> Result<Option<u64>, DiskError> {
+            let name = log.0.as_str();
+            let meta = leaf_index::read_meta(&self.index.meta, log)?;
+            let key = leaf_index::dedup_key(leaf_hash);
+            let mut candidates = match &self.upkeep {
+                Some((_, memory)) => self.tail_candidates(memory, log, &meta, key)?,
+                None => {
+                    let mut found = Vec::new();
+                    let end = u64::MAX;
+                    leaf_index::tail_lookup(
+                        &self.index.tail,
+                        name,
+                        meta.flushed,
+                        end,
+                        key,
+                        &mut found,
+                    )?;
+                    found
+                }
+            };
+            leaf_index::run_candidates(&meta, &self.index.blocks, name, key, &mut candidates)?;
+            candidates.sort_unstable();
+            for index in candidates {
+                if self.leaf_has_hash(name, index, leaf_hash)? {
+                    return Ok(Some(index));
+                }
+            }
+            Ok(None)
+        };
+        found().map_err(|error| state_error(&error))
     }
 
     fn put_leaf(
@@ -684,25 +952,58 @@ impl StateAccess for RedbState<'_> {
         index: u64,
         leaf_hash: &Hash,
         leaf: &[u8],
+        search_keys: &[SearchKey],
     ) -> Result<(), StateError> {
+        let name = log.0.as_str();
         self.leaves
-            .insert((log.0.as_str(), index), leaf)
+            .insert((name, index), leaf)
             .map_err(|error| state_error(&error.into()))?;
+        let row = leaf_index::tail_row(leaf_hash, search_keys);
         self.index
-            .insert((log.0.as_str(), leaf_hash.as_bytes()), index)
-            .map_err(|error| state_error(&error.into()))?;
+            .put_tail(name, index, &row)
+            .map_err(|error| state_error(&error))?;
+        if let Some((_, memory)) = &self.upkeep {
+            let mut memory = memory.lock();
+            match memory.0.get_mut(log) {
+                Some(tail) if tail.end == index => {
+                    for key in leaf_index::tail_row_keys(&row) {
+                        tail.keys.entry(key).or_default().push(index);
+                    }
+                    tail.end += 1;
+                }
+                _ => {
+                    memory.0.remove(log);
+                }
+            }
+        }
         Ok(())
     }
 
-    fn put_search_key(
+    fn index_upkeep(
         &mut self,
         log: &LogName,
-        key: &SearchKey,
-        index: u64,
+        tree_size: u64,
+        appended: u64,
     ) -> Result<(), StateError> {
-        self.search
-            .insert((log.0.as_str(), key.kind.tag(), &key.hash, index), ())
-            .map_err(|error| state_error(&error.into()))?;
+        let Some((shape, memory)) = &self.upkeep else {
+            return Ok(());
+        };
+        let meta = self
+            .index
+            .follow_head(log, tree_size, Upkeep::Batch { appended }, shape)
+            .map_err(|error| state_error(&error))?;
+        let mut memory = memory.lock();
+        if let Some(tail) = memory.0.get_mut(log)
+            && tail.from < meta.flushed
+        {
+            let flushed = meta.flushed;
+            tail.keys.retain(|_, indices| {
+                indices.retain(|&index| index >= flushed);
+                !indices.is_empty()
+            });
+            tail.from = flushed;
+            tail.end = tail.end.max(flushed);
+        }
         Ok(())
     }
 
@@ -834,6 +1135,7 @@ impl From<redb::StorageError> for ReadError {
 pub struct StateReader {
     pub(super) db: SharedDb,
     caches: Arc<HashCaches>,
+    tail_memory: SharedTailMemory,
 }
 
 impl Debug for StateReader {
@@ -850,13 +1152,15 @@ impl StateReader {
         Ok(StateView {
             txn: self.db.begin_read()?,
             leaves: OnceCell::new(),
-            index: OnceCell::new(),
             hashes: OnceCell::new(),
             heads: OnceCell::new(),
             times: OnceCell::new(),
-            search: OnceCell::new(),
+            tail: OnceCell::new(),
+            blocks: OnceCell::new(),
+            index_meta: OnceCell::new(),
             meta: OnceCell::new(),
             caches: self.caches.clone(),
+            tail_memory: self.tail_memory.clone(),
         })
     }
 
@@ -882,17 +1186,19 @@ impl StateReader {
 
 /// One consistent view of the state machine (a redb read transaction). Each table is opened
 /// the first time a method needs it: most reads (a checkpoint, a tile) touch one or two of the
-/// seven, and opening a table is a lookup in redb's table tree.
+/// eight, and opening a table is a lookup in redb's table tree.
 pub struct StateView {
     txn: ReadTransaction,
     leaves: OnceCell<ReadOnlyTable<LeafKey, &'static [u8]>>,
-    index: OnceCell<ReadOnlyTable<IndexKey, u64>>,
     hashes: OnceCell<ReadOnlyTable<TileKey, &'static [u8]>>,
     heads: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     times: OnceCell<ReadOnlyTable<(&'static str, u64), u64>>,
-    search: OnceCell<ReadOnlyTable<SearchRow, ()>>,
+    tail: OnceCell<ReadOnlyTable<TailKey, &'static [u8]>>,
+    blocks: OnceCell<ReadOnlyTable<BlockKey, &'static [u8]>>,
+    index_meta: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     meta: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     caches: Arc<HashCaches>,
+    tail_memory: SharedTailMemory,
 }
 
 impl Debug for StateView {
@@ -919,10 +1225,6 @@ impl StateView {
         self.opened(&self.leaves, LEAVES)
     }
 
-    fn index(&self) -> Result<&ReadOnlyTable<IndexKey, u64>, ReadError> {
-        self.opened(&self.index, LEAF_INDEX)
-    }
-
     fn hashes(&self) -> Result<&ReadOnlyTable<TileKey, &'static [u8]>, ReadError> {
         self.opened(&self.hashes, TILE_HASHES)
     }
@@ -935,8 +1237,18 @@ impl StateView {
         self.opened(&self.times, BATCH_TIMES)
     }
 
-    fn search_table(&self) -> Result<&ReadOnlyTable<SearchRow, ()>, ReadError> {
-        self.opened(&self.search, SEARCH)
+    fn tail(&self) -> Result<&ReadOnlyTable<TailKey, &'static [u8]>, ReadError> {
+        self.opened(&self.tail, INDEX_TAIL)
+    }
+
+    fn blocks(&self) -> Result<&ReadOnlyTable<BlockKey, &'static [u8]>, ReadError> {
+        self.opened(&self.blocks, INDEX_BLOCKS)
+    }
+
+    /// The leaf index's bookkeeping of `log`.
+    pub(crate) fn index_meta(&self, log: &LogName) -> Result<IndexMeta, ReadError> {
+        let table = self.opened(&self.index_meta, INDEX_META)?;
+        Ok(leaf_index::read_meta(table, log)?)
     }
 
     fn meta(&self) -> Result<&ReadOnlyTable<&'static str, &'static [u8]>, ReadError> {
@@ -1013,7 +1325,30 @@ impl StateView {
     /// The index of the leaf with this leaf hash, if the log has one (within its size).
     pub fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, ReadError> {
         let size = self.size(log)?;
-        Ok(read_leaf_index(self.index()?, log, leaf_hash)?.filter(|&index| index < size))
+        let meta = self.index_meta(log)?;
+        let key = leaf_index::dedup_key(leaf_hash);
+        let tail_hits = self
+            .tail_memory
+            .tail_hits(self.tail()?, log, meta.flushed, size, key)?;
+        let (candidates, _) = leaf_index::candidates(
+            &meta,
+            self.blocks()?,
+            log.0.as_str(),
+            size,
+            key,
+            None,
+            usize::MAX,
+            tail_hits,
+        )?;
+        for index in candidates {
+            if self
+                .leaf(log, index)?
+                .is_some_and(|leaf| tlog::leaf_hash(&leaf) == *leaf_hash)
+            {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
     }
 
     /// The bytes of a hash tile, if the log has it at exactly that width: a partial tile that
@@ -1119,7 +1454,8 @@ impl StateView {
 
     /// The indices of the leaves of `log` indexed under `key` (`node::search`), in leaf order:
     /// those after `after` (all from the first with `None`), at most `limit`, all within the
-    /// log's size. The second value says whether more follow.
+    /// log's size. The second value says whether more follow. Each answer is checked against
+    /// the leaf's own search keys (the index keeps 8-byte prefixes).
     pub fn search(
         &self,
         log: &LogName,
@@ -1128,47 +1464,98 @@ impl StateView {
         limit: usize,
     ) -> Result<(Vec<u64>, bool), ReadError> {
         let size = self.size(log)?;
-        let name = log.0.as_str();
-        let first = match after {
-            None => 0,
-            Some(after) => match after.checked_add(1) {
-                Some(first) => first,
-                None => return Ok((Vec::new(), false)),
-            },
-        };
-        let tag = key.kind.tag();
-        let mut found = Vec::new();
-        for row in self
-            .search_table()?
-            .range((name, tag, &key.hash, first)..=(name, tag, &key.hash, u64::MAX))?
-        {
-            let index = row?.0.value().3;
-            // Rows beyond the head belong to an install still being verified.
-            if index >= size {
-                break;
+        let meta = self.index_meta(log)?;
+        let index_key = leaf_index::search_key(key);
+        let mut fetch = limit.saturating_add(1);
+        let tail_hits =
+            self.tail_memory
+                .tail_hits(self.tail()?, log, meta.flushed, size, index_key)?;
+        loop {
+            let (candidates, complete_through) = leaf_index::candidates(
+                &meta,
+                self.blocks()?,
+                log.0.as_str(),
+                size,
+                index_key,
+                after,
+                fetch,
+                tail_hits.clone(),
+            )?;
+            let mut found = Vec::new();
+            let mut short = false;
+            for index in candidates {
+                if complete_through.is_some_and(|through| index > through) {
+                    // A run stopped before this one: it may hold smaller indices.
+                    short = true;
+                    break;
+                }
+                let leaf = self.leaf(log, index)?.ok_or_else(|| {
+                    ReadError::Disk(DiskError::Missing(format!("leaf {index} of log {log}")))
+                })?;
+                if crate::search::keys(&leaf).contains(key) {
+                    if found.len() == limit {
+                        return Ok((found, true));
+                    }
+                    found.push(index);
+                }
             }
-            if found.len() == limit {
-                return Ok((found, true));
+            if !short {
+                return Ok((found, false));
             }
-            found.push(index);
+            // Some candidates were prefix collisions: read further into the runs.
+            fetch = fetch.saturating_mul(2);
         }
-        Ok((found, false))
     }
 
-    /// Every search row of `log`, within its size or beyond (tests compare stores with it).
+    /// Rows in `log`'s index tail, beyond the head too.
     #[cfg(test)]
-    pub(crate) fn search_rows(&self, log: &LogName) -> Vec<(u8, [u8; 32], u64)> {
+    pub(crate) fn index_tail_len(&self, log: &LogName) -> u64 {
         let name = log.0.as_str();
-        self.search_table()
+        self.tail()
             .unwrap()
-            .range((name, 0, &[0u8; 32], 0)..=(name, u8::MAX, &[0xffu8; 32], u64::MAX))
+            .range((name, 0)..=(name, u64::MAX))
             .unwrap()
-            .map(|row| {
-                let (key, _) = row.unwrap();
-                let (_, kind, hash, index) = key.value();
-                (kind, *hash, index)
-            })
-            .collect()
+            .count() as u64
+    }
+
+    /// Every (index key, leaf index) pair of `log`'s leaf index below its size, in order
+    /// (tests compare stores with it: runs may be shaped differently, the pairs may not).
+    #[cfg(test)]
+    pub(crate) fn index_pairs(&self, log: &LogName) -> Vec<(u64, u64)> {
+        let size = self.size(log).unwrap();
+        let name = log.0.as_str();
+        let meta = self.index_meta(log).unwrap();
+        let mut pairs = Vec::new();
+        for row in self
+            .blocks()
+            .unwrap()
+            .range((name, 0, 0, 0)..=(name, u64::MAX, u64::MAX, u64::MAX))
+            .unwrap()
+        {
+            let (key, value) = row.unwrap();
+            for chunk in value.value().chunks_exact(16) {
+                let index_key = u64::from_be_bytes(chunk[..8].try_into().unwrap());
+                let leaf = u64::from_be_bytes(chunk[8..].try_into().unwrap());
+                let _ = key.value();
+                pairs.push((index_key, leaf));
+            }
+        }
+        for row in self
+            .tail()
+            .unwrap()
+            .range((name, meta.flushed)..(name, size))
+            .unwrap()
+        {
+            let (key, value) = row.unwrap();
+            for chunk in value.value().chunks_exact(8) {
+                pairs.push((u64::from_be_bytes(chunk.try_into().unwrap()), key.value().1));
+            }
+        }
+        pairs.retain(|&(_, leaf)| leaf < size);
+        // A block a merge has partly consumed still holds pairs its output has too.
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
     }
 
     /// The log id of the last entry applied to this state.

@@ -31,9 +31,6 @@ pub(crate) const LAST_PURGED: &str = "last_purged";
 
 /// Leaves: (log name, leaf index) → canonical leaf body.
 pub(crate) const LEAVES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("leaves");
-/// The dedup index: (log name, leaf hash) → leaf index.
-pub(crate) const LEAF_INDEX: TableDefinition<(&str, &[u8; 32]), u64> =
-    TableDefinition::new("leaf_index");
 /// Tile hashes: (log name, Merkle level, node index) → 32-byte hash. Only Merkle levels that are
 /// multiples of 8 are stored; every other hash is derived from them.
 pub(crate) const TILE_HASHES: TableDefinition<(&str, u8, u64), &[u8]> =
@@ -46,12 +43,22 @@ pub(crate) const BATCH_TIMES: TableDefinition<(&str, u64), u64> =
     TableDefinition::new("batch_times");
 /// A [`BATCH_TIMES`] value: the time of these leaves is not known on this replica.
 pub(crate) const TIME_UNKNOWN: u64 = 0;
-/// The search index (`node::search`): (log name, key kind, SHA-256 of the key's text, leaf
-/// index) → nothing. Written with the leaf it indexes, by apply and by snapshot catch-up; one
-/// key's rows are contiguous and in leaf order, so a range scan pages through them.
-pub(crate) const SEARCH: TableDefinition<SearchRow, ()> = TableDefinition::new("search");
-/// Key of [`SEARCH`].
-pub(crate) type SearchRow = (&'static str, u8, &'static [u8; 32], u64);
+/// The leaf index's tail (`leaf_index`): (log name, leaf index) → the leaf's index keys (8
+/// bytes each: its dedup key, then its search keys), one row per leaf not yet in a run.
+pub(crate) const INDEX_TAIL: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("index_tail");
+/// The leaf index's runs: (log name, run id, first index key, first leaf index) → a block of
+/// sorted (index key, leaf index) pairs, 16 bytes each.
+pub(crate) const INDEX_BLOCKS: TableDefinition<(&str, u64, u64, u64), &[u8]> =
+    TableDefinition::new("index_blocks");
+/// The leaf index's bookkeeping: log name → postcard `leaf_index::IndexMeta`.
+pub(crate) const INDEX_META: TableDefinition<&str, &[u8]> = TableDefinition::new("index_meta");
+/// Tables of the index layout before `leaf_index` (a dedup B-tree keyed by leaf hash and a
+/// search B-tree keyed by key hash): deleted when a database that has them is opened, and the
+/// index rebuilt from the leaves.
+pub(crate) const OLD_LEAF_INDEX: &str = "leaf_index";
+/// See [`OLD_LEAF_INDEX`].
+pub(crate) const OLD_SEARCH: &str = "search";
 /// Log heads: log name → postcard `LogHead`.
 pub(crate) const HEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("heads");
 /// State-machine metadata: [`LAST_APPLIED`], [`LAST_MEMBERSHIP`] → postcard values.
@@ -60,9 +67,9 @@ pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(crate) const LAST_APPLIED: &str = "last_applied";
 /// `SM_META` key of the last membership (`StoredMembership<NodeId, NodeAddress>`).
 pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
-/// `SM_META` key present once every stored leaf has its [`SEARCH`] rows (a database from before
-/// the search index gets them when it is first opened).
-pub(crate) const SEARCH_INDEXED: &str = "search_indexed";
+/// `SM_META` key present once every stored leaf below the heads has its rows in the leaf index
+/// of this layout (a database from before it gets them when it is first opened).
+pub(crate) const LEAF_INDEX_BUILT: &str = "leaf_index_v2";
 /// The current snapshot: [`SNAPSHOT_META`] → postcard `SnapshotMeta`, [`SNAPSHOT_DATA`] → its
 /// descriptor, [`SNAPSHOT_SEQ`] → postcard `u64` counter for unique snapshot ids, and the
 /// pending install ([`PENDING_META`], [`PENDING_DATA`]).

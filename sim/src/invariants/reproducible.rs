@@ -1,6 +1,6 @@
 //! Reproducible: the root recomputed from a node's stored leaves equals its signed root, and
-//! the node's search index finds every stored leaf by each of its keys (the index is derived
-//! from the leaves, through crashes and snapshot catch-up alike).
+//! the node's leaf index finds every stored leaf by its leaf hash and by each of its search keys
+//! (the index is derived from the leaves, through crashes, merges and snapshot catch-up alike).
 //!
 //! Source: docs/ARCHITECTURE.md, "Invariants of the log" 4; `research/raft-sim.md` §5.1 items
 //! 9 and 10 (a `CheckLog`-style full recomputation from stored leaves). Run at the end of a run
@@ -16,6 +16,18 @@ pub fn check(checker: &mut Checker, states: &[NodeState]) {
             for index in 0..head.tree_size {
                 match state.view.leaf(log, index) {
                     Ok(Some(leaf)) => {
+                        let found = state.view.find_leaf(log, &tlog::leaf_hash(&leaf));
+                        if !matches!(found, Ok(Some(found)) if found == index) {
+                            checker.violation(
+                                "reproducible",
+                                format!(
+                                    "n{}: {log} leaf {index} not found by its leaf hash: \
+                                     {found:?}",
+                                    state.id
+                                ),
+                            );
+                            return;
+                        }
                         for key in node::search::keys(&leaf) {
                             let found = state.view.search(log, &key, index.checked_sub(1), 1);
                             if !matches!(&found, Ok((found, _)) if found == &[index]) {
