@@ -211,6 +211,10 @@ pub struct CatchUpPolicy {
     pub retry_delay: Duration,
     /// The longest wait between rounds.
     pub retry_delay_max: Duration,
+    /// Entry bundles fetched at once, in order.
+    pub bundles_in_flight: usize,
+    /// Entry bundles stored per write transaction.
+    pub bundles_per_chunk: u64,
 }
 
 impl Default for CatchUpPolicy {
@@ -221,6 +225,9 @@ impl Default for CatchUpPolicy {
             rounds: 10,
             retry_delay: Duration::from_millis(250),
             retry_delay_max: Duration::from_secs(10),
+            // 16 round trips overlap; 4,096 leaves (a full batch) per transaction.
+            bundles_in_flight: 16,
+            bundles_per_chunk: 16,
         }
     }
 }

@@ -13,13 +13,15 @@
 //!   meanwhile) and stores it as current in an `Immediate` transaction, unless a newer one is
 //!   already stored.
 //! - `install_snapshot` first records the snapshot as *pending* (`Immediate`), then appends the
-//!   fetched leaves in bounded write transactions (one bundle each; every
-//!   [`BUNDLES_PER_DURABLE_COMMIT`]th is `Immediate`, the others are made durable by the next
-//!   `Immediate` one), so memory stays O(bundle). These rows sit *beyond* the heads, and every
-//!   read is bounded by a head, so nothing unverified is ever visible. Only when the recomputed
-//!   root at the descriptor's size equals the descriptor's (whose checkpoint verified against
-//!   the log's own key) does one final `Immediate` transaction write the heads, last applied,
-//!   last membership and current snapshot and clear the pending record.
+//!   fetched leaves (several bundles in flight at a time, [`CatchUpPolicy`]) in bounded write
+//!   transactions (a chunk of bundles each; one every [`LEAVES_PER_DURABLE_COMMIT`] leaves is
+//!   `Immediate`, the others are made durable by the next `Immediate` one), so memory stays
+//!   O(chunk). These rows sit *beyond* the heads, and every read is bounded by a head, so
+//!   nothing unverified is ever visible. Once the recomputed root at the descriptor's size
+//!   equals the descriptor's (whose checkpoint verified against the log's own key), the
+//!   verified leaves are indexed (`leaf_index`, still invisible), and one final `Immediate`
+//!   transaction writes the heads, last applied, last membership and current snapshot and
+//!   clears the pending record.
 //! - openraft considers a snapshot installed as soon as it hands it over (it may purge the Raft
 //!   log the snapshot covers before the install finishes), so an install interrupted by a crash
 //!   must finish before the node does anything else: `applied_state` (openraft's first read at
@@ -31,6 +33,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use openraft::{
     AnyError, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
@@ -59,9 +63,9 @@ use crate::types::{LogName, NodeAddress, NodeId, TypeConfig};
 /// and a checkpoint), so anything near this bound is not one.
 pub const DESCRIPTOR_BYTES_MAX: usize = 1024 * 1024;
 
-/// Every this many bundles, a catch-up chunk commits durably: bounds what a crash loses and
-/// lets redb reclaim pages freed by the non-durable commits in between.
-pub const BUNDLES_PER_DURABLE_COMMIT: u64 = 64;
+/// A catch-up transaction that passes a multiple of this many leaves commits durably: bounds
+/// what a crash loses and lets redb reclaim pages freed by the non-durable commits in between.
+pub const LEAVES_PER_DURABLE_COMMIT: u64 = 16_384;
 
 /// The snapshot payload: what a node needs to know to catch up, not the state itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -579,7 +583,6 @@ impl Installer {
         let mut tree = Tree::from_edge(TreeSize(size), edge)
             .map_err(|error| DiskError::corrupt("heads", log, error.to_string()))?;
         let end = target.tree_size;
-        let mut chunks = 0u64;
         if reuse {
             while tree.size().0 < end {
                 let first = tree.size().0;
@@ -596,30 +599,45 @@ impl Installer {
                 let times = self
                     .fetch_times(members, log, first, first + stored.len() as u64, round)
                     .await;
-                tree = self.append(log, tree, stored, times, chunks).await?;
-                chunks += 1;
+                tree = self.append(log, tree, stored, times).await?;
                 if !complete {
                     break;
                 }
             }
         }
+        // Bundles are fetched several at a time, in order, and stored a chunk of them to a
+        // transaction: a round trip per bundle and a commit per bundle were what bounded
+        // catch-up.
+        let start = tree.size().0;
+        let tile_width = u64::from(TILE_WIDTH);
+        let mut next_bundle = start / tile_width;
+        let mut in_flight = FuturesOrdered::new();
+        let mut group: Vec<Vec<u8>> = Vec::new();
+        let mut group_times: BatchTimes = Vec::new();
         let mut fetched = 0;
-        while tree.size().0 < end {
-            let next = tree.size().0;
-            let index = next / u64::from(TILE_WIDTH);
-            let first = index * u64::from(TILE_WIDTH);
-            let width = u16::try_from((end - first).min(u64::from(TILE_WIDTH)))
-                .map_err(|_| DiskError::Missing("a bundle width over 256".into()))?;
-            let mut leaves = self.fetch(members, log, index, width, round).await?;
-            // The local tree may end inside this bundle: its first leaves are already stored.
-            let skip = usize::try_from(next - first).unwrap_or(usize::MAX);
-            leaves.drain(..skip.min(leaves.len()));
+        loop {
+            while in_flight.len() < self.policy.bundles_in_flight.max(1)
+                && next_bundle.saturating_mul(tile_width) < end
+            {
+                let first = next_bundle * tile_width;
+                let from = first.max(start);
+                let to = end.min(first + tile_width);
+                in_flight.push_back(self.fetch_leaves(members, log, next_bundle, from, to, round));
+                next_bundle += 1;
+            }
+            let Some(fetched_bundle) = in_flight.next().await else {
+                break;
+            };
+            let (leaves, times) = fetched_bundle?;
             fetched += leaves.len() as u64;
-            let times = self
-                .fetch_times(members, log, next, next + leaves.len() as u64, round)
-                .await;
-            tree = self.append(log, tree, leaves, times, chunks).await?;
-            chunks += 1;
+            group.extend(leaves);
+            group_times.extend(times);
+            let chunk_leaves = self.policy.bundles_per_chunk.max(1) * tile_width;
+            if group.len() as u64 >= chunk_leaves || in_flight.is_empty() {
+                let leaves = std::mem::take(&mut group);
+                let times = std::mem::take(&mut group_times);
+                tree = self.append(log, tree, leaves, times).await?;
+            }
         }
         if tree.root() != target.root {
             return Err(Attempt::Mismatch(CatchUpError::RootMismatch {
@@ -630,6 +648,27 @@ impl Installer {
             }));
         }
         Ok(fetched)
+    }
+
+    /// Leaves `from .. to` of bundle `index` (all inside it) and their batch times.
+    async fn fetch_leaves(
+        &self,
+        members: &[NodeAddress],
+        log: &LogName,
+        index: u64,
+        from: u64,
+        to: u64,
+        round: u32,
+    ) -> Result<(Vec<Vec<u8>>, BatchTimes), Attempt> {
+        let first = index * u64::from(TILE_WIDTH);
+        let width = u16::try_from(to - first)
+            .map_err(|_| DiskError::Missing("a bundle width over 256".into()))?;
+        let mut leaves = self.fetch(members, log, index, width, round).await?;
+        // The local tree may end inside this bundle: its first leaves are already stored.
+        let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+        leaves.drain(..skip.min(leaves.len()));
+        let times = self.fetch_times(members, log, from, to, round).await;
+        Ok((leaves, times))
     }
 
     /// Fetches and decodes one bundle from the first member that serves it, starting with a
@@ -712,10 +751,11 @@ impl Installer {
         tree: Tree,
         leaves: Vec<Vec<u8>>,
         times: BatchTimes,
-        chunk: u64,
     ) -> Result<Tree, DiskError> {
         let (db, name) = (self.db.clone(), log.clone());
-        let durable = (chunk + 1).is_multiple_of(BUNDLES_PER_DURABLE_COMMIT);
+        let before = tree.size().0;
+        let after = before.saturating_add(leaves.len() as u64);
+        let durable = after / LEAVES_PER_DURABLE_COMMIT > before / LEAVES_PER_DURABLE_COMMIT;
         self.blocking
             .run(move || append_chunk(&db, &name, tree, &leaves, &times, durable))
             .await

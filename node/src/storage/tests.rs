@@ -854,6 +854,7 @@ fn quick_policy() -> CatchUpPolicy {
         rounds: 3,
         retry_delay: std::time::Duration::from_millis(5),
         retry_delay_max: std::time::Duration::from_millis(20),
+        ..CatchUpPolicy::default()
     }
 }
 
@@ -1305,8 +1306,16 @@ async fn an_install_interrupted_between_chunks_is_resumed_on_reopen() {
         let bundles = TestSource::serving(&[("mem://2", &source.reader)]);
         // Each bundle is asked of the missing node 1 first: 10 fetches store 5 bundles.
         bundles.set(|state| state.stall_after = Some(10));
+        // One bundle at a time and one per transaction, so that the stall falls between
+        // stored chunks.
+        let one_at_a_time = CatchUpPolicy {
+            bundles_in_flight: 1,
+            bundles_per_chunk: 1,
+            ..quick_policy()
+        };
         let reopened = {
             let mut target = stores_over(disk.clone(), &bundles);
+            target.state = target.state.with_catch_up_policy(one_at_a_time);
             let interrupted = tokio::time::timeout(
                 std::time::Duration::from_millis(100),
                 install(&mut target, &meta, &data),
