@@ -79,3 +79,12 @@ fn a_checkpoint_signed_before_commit_is_found() {
 fn an_acknowledgement_before_commit_is_found() {
     found(Canary::AckBeforeCommit, invariant);
 }
+
+#[test]
+fn a_flush_that_drops_a_leaf_from_the_index_is_found() {
+    let violations = found(Canary::IndexFlushDropsALeaf, invariant);
+    assert!(
+        violations.iter().any(|v| v.contains("reproducible")),
+        "{violations:#?}"
+    );
+}
