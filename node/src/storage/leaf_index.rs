@@ -242,6 +242,81 @@ fn runs_for(meta: &IndexMeta, key: u64) -> Vec<u64> {
     ids
 }
 
+/// Pair `position` of a block's bytes (whose length is a multiple of [`PAIR_BYTES`]).
+fn pair_at(bytes: &[u8], position: usize) -> (u64, u64) {
+    let at = position * PAIR_BYTES;
+    let mut key = [0u8; 8];
+    let mut leaf = [0u8; 8];
+    key.copy_from_slice(&bytes[at..at + 8]);
+    leaf.copy_from_slice(&bytes[at + 8..at + PAIR_BYTES]);
+    (u64::from_be_bytes(key), u64::from_be_bytes(leaf))
+}
+
+/// A stored block's bytes, checked for shape: whole pairs, the first one its key. (Order inside
+/// is not checked here: a lookup only ever takes candidates from it, which are checked against
+/// the leaves.)
+fn block_bytes<'b>(key: (&str, u64, u64, u64), bytes: &'b [u8]) -> Result<&'b [u8], DiskError> {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(PAIR_BYTES)
+        || pair_at(bytes, 0) != (key.2, key.3)
+    {
+        return Err(DiskError::corrupt(
+            "index_blocks",
+            &format_args!("{key:?}"),
+            format!("{} bytes, not whole pairs starting at the key", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Every leaf index paired with `key` in run `run`: one descent to the last block that can hold
+/// `key`, then backwards while earlier blocks can too (deduplication's lookup).
+fn run_find_all<T: ReadableTable<BlockKey, &'static [u8]>>(
+    blocks: &T,
+    log: &str,
+    run: u64,
+    key: u64,
+    out: &mut Vec<u64>,
+) -> Result<(), DiskError> {
+    for row in blocks
+        .range((log, run, 0, 0)..=(log, run, key, u64::MAX))?
+        .rev()
+    {
+        let (block_key, bytes) = row?;
+        let (_, _, first_key, first_leaf) = block_key.value();
+        let bytes = block_bytes((log, run, first_key, first_leaf), bytes.value())?;
+        let pairs = bytes.len() / PAIR_BYTES;
+        let mut position = partition_point(pairs, |position| pair_at(bytes, position).0 < key);
+        while position < pairs {
+            let (pair_key, leaf) = pair_at(bytes, position);
+            if pair_key != key {
+                break;
+            }
+            out.push(leaf);
+            position += 1;
+        }
+        if first_key < key {
+            // Every earlier block holds only smaller keys.
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The first position in `0..len` for which `below` is false (`below` is true, then false).
+fn partition_point(len: usize, below: impl Fn(usize) -> bool) -> usize {
+    let (mut low, mut high) = (0, len);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if below(middle) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
+}
+
 /// Leaf indices paired with `key` in run `run`, after `after`, in order, at most `limit`; the
 /// second value says whether the run has more.
 fn run_lookup<T: ReadableTable<BlockKey, &'static [u8]>>(
@@ -278,18 +353,22 @@ fn run_lookup<T: ReadableTable<BlockKey, &'static [u8]>>(
         if first_key > key {
             break;
         }
-        let pairs = decode_block((log, run, first_key, first_leaf_of_block), bytes.value())?;
-        for (pair_key, leaf) in pairs {
+        let bytes = block_bytes((log, run, first_key, first_leaf_of_block), bytes.value())?;
+        let pairs = bytes.len() / PAIR_BYTES;
+        let mut position = partition_point(pairs, |position| {
+            pair_at(bytes, position) < (key, first_leaf)
+        });
+        while position < pairs {
+            let (pair_key, leaf) = pair_at(bytes, position);
             if pair_key > key {
                 return Ok(false);
             }
-            if pair_key == key && leaf >= first_leaf {
-                if found == limit {
-                    return Ok(true);
-                }
-                out.push(leaf);
-                found += 1;
+            if found == limit {
+                return Ok(true);
             }
+            out.push(leaf);
+            found += 1;
+            position += 1;
         }
     }
     Ok(false)
@@ -336,6 +415,10 @@ pub(crate) fn candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
     let mut found = tail_hits;
     let mut complete_through: Option<u64> = None;
     for run in runs_for(meta, key) {
+        if after.is_none() && limit == usize::MAX {
+            run_find_all(blocks, log, run, key, &mut found)?;
+            continue;
+        }
         let start = found.len();
         let more = run_lookup(blocks, log, run, key, after, limit, &mut found)?;
         if more && let Some(&last) = found[start..].last() {
@@ -357,7 +440,7 @@ pub(crate) fn run_candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
     out: &mut Vec<u64>,
 ) -> Result<(), DiskError> {
     for run in runs_for(meta, key) {
-        run_lookup(blocks, log, run, key, None, usize::MAX, out)?;
+        run_find_all(blocks, log, run, key, out)?;
     }
     Ok(())
 }
