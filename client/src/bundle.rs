@@ -230,7 +230,7 @@ impl Bundle {
                     .message_digest
                     .as_ref()
                     .map(|d| {
-                        let algorithm = hash_algorithm(&d.algorithm).ok_or_else(|| {
+                        let algorithm = d.algorithm.hash_algorithm().ok_or_else(|| {
                             invalid(
                                 "messageSignature.messageDigest.algorithm",
                                 "unsupported hash algorithm",
@@ -442,18 +442,6 @@ fn tlog_entry(
     })
 }
 
-/// A `HashAlgorithm` enum value of protobuf-specs, by name or by number.
-fn hash_algorithm(value: &json::Enum) -> Option<HashAlgorithm> {
-    match value {
-        json::Enum::Name(name) => HashAlgorithm::from_protobuf_name(name),
-        // `sigstore_common.proto`: SHA2_256 = 1, SHA2_384 = 2, SHA2_512 = 3.
-        json::Enum::Number(1) => Some(HashAlgorithm::Sha256),
-        json::Enum::Number(2) => Some(HashAlgorithm::Sha384),
-        json::Enum::Number(3) => Some(HashAlgorithm::Sha512),
-        json::Enum::Number(_) => None,
-    }
-}
-
 fn base64(text: &str, field: &str) -> Result<Vec<u8>, BundleError> {
     BASE64
         .decode(text)
@@ -467,12 +455,9 @@ fn unsigned(value: &json::Int64, field: &str) -> Result<u64, BundleError> {
 
 /// protobuf JSON writes 64-bit integers as decimal strings, and parsers accept numbers too.
 fn signed(value: &json::Int64, field: &str) -> Result<i64, BundleError> {
-    match value {
-        json::Int64::Number(number) => Ok(*number),
-        json::Int64::Text(text) => text
-            .parse::<i64>()
-            .map_err(|_| invalid(field, "not a 64-bit integer")),
-    }
+    value
+        .value()
+        .ok_or_else(|| invalid(field, "not a 64-bit integer"))
 }
 
 fn invalid(field: &str, reason: &str) -> BundleError {
@@ -482,52 +467,15 @@ fn invalid(field: &str, reason: &str) -> BundleError {
     }
 }
 
-/// The JSON shapes, as protobuf's JSON mapping (ProtoJSON) defines them: lowerCamel names, and
-/// the original proto field names too; a field holding its default value (0, `""`, no bytes,
-/// an empty list, an unset enum) may be left out or be `null` (Go's `protojson` and
-/// sigstore-js leave every default out, so the first entry of a log has no `logIndex`); 64-bit
-/// integers as numbers or decimal strings, enums by name or number. Unknown members are
-/// refused. Whether a value is acceptable (a zero tree size, an empty signature) is decided
-/// after parsing, with the field's name, not by the shape.
+/// The JSON shapes, as protobuf's JSON mapping defines them (`crate::protojson`): lowerCamel
+/// names, and the proto field names too; a field at its default value may be absent or `null`.
+/// Unknown members are refused. Whether a value is acceptable (a zero tree size, an empty
+/// signature) is decided after parsing, with the field's name, not by the shape.
 mod json {
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserialize;
 
-    /// ProtoJSON's rule for a field that is absent or `null`: its default value. Used with
-    /// `#[serde(default)]`, which covers the absent case.
-    fn or_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-    where
-        D: Deserializer<'de>,
-        T: Deserialize<'de> + Default,
-    {
-        Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub(super) enum Int64 {
-        Number(i64),
-        Text(String),
-    }
-
-    impl Default for Int64 {
-        fn default() -> Int64 {
-            Int64::Number(0)
-        }
-    }
-
-    /// A protobuf enum: its value's name, or its number.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub(super) enum Enum {
-        Name(String),
-        Number(i32),
-    }
-
-    impl Default for Enum {
-        fn default() -> Enum {
-            Enum::Number(0)
-        }
-    }
+    use crate::protojson::or_default;
+    pub(super) use crate::protojson::{Enum, Int64};
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]

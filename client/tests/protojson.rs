@@ -253,3 +253,47 @@ fn defaults_are_still_checked_where_they_are_wrong() {
     remove(&mut bundle, "mediaType");
     assert!(Bundle::from_json(&serde_json::to_vec(&bundle).unwrap()).is_err());
 }
+
+fn verify_with_root(fixture: &Fixture, root: &Value) -> Result<client::Verified, client::Error> {
+    client::verify_bundle(
+        &serde_json::to_vec(&fixture.bundle).unwrap(),
+        &serde_json::to_vec(root).unwrap(),
+        &Artifact::from_bytes(ARTIFACT),
+        &fixture.policy,
+    )
+}
+
+#[test]
+fn trusted_roots_follow_the_same_rules() {
+    let fixture = fixture();
+    // Empty lists left out or null, the hash algorithm by number, proto field names.
+    let mut root = fixture.root.clone();
+    root["certificateAuthorities"] = Value::Null;
+    root["tlogs"][0]["hashAlgorithm"] = json!(1);
+    let text = serde_json::to_string(&root)
+        .unwrap()
+        .replace("\"baseUrl\"", "\"base_url\"")
+        .replace("\"publicKey\"", "\"public_key\"")
+        .replace("\"rawBytes\"", "\"raw_bytes\"")
+        .replace("\"validFor\"", "\"valid_for\"");
+    let root: Value = serde_json::from_str(&text).unwrap();
+    verify_with_root(&fixture, &root).unwrap();
+
+    // A log with no baseUrl parses; like sigstore-go, the checkpoint check then has no name.
+    let mut root = fixture.root.clone();
+    remove(&mut root["tlogs"][0], "baseUrl");
+    assert!(TrustedRoot::from_json(&serde_json::to_vec(&root).unwrap()).is_ok());
+
+    // Defaults that are wrong are refused by the checks: no validity start, an unspecified
+    // hash algorithm, no key.
+    let edits: [fn(&mut Value); 3] = [
+        |root: &mut Value| remove(&mut root["tlogs"][0]["publicKey"], "validFor"),
+        |root: &mut Value| remove(&mut root["tlogs"][0], "hashAlgorithm"),
+        |root: &mut Value| remove(&mut root["tlogs"][0], "publicKey"),
+    ];
+    for edit in edits {
+        let mut root = fixture.root.clone();
+        edit(&mut root);
+        assert!(verify_with_root(&fixture, &root).is_err(), "{root}");
+    }
+}
