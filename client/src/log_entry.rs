@@ -616,6 +616,56 @@ mod tests {
         ));
     }
 
+    /// An intoto 0.0.2 body as Cairn's v1 API logs it (`tlog::entry::IntotoV002`, Rekor's form:
+    /// no payload) matches its DSSE bundle, and not another signer's.
+    #[test]
+    fn intoto_v002_bodies_as_cairn_logs_them_match_their_bundles() {
+        let signer = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let (content, spki, mut entry, root) = dsse_v002_bundle(&signer);
+        let Content::Dsse(envelope) = &content else {
+            unreachable!()
+        };
+        let body = |spki: &[u8]| {
+            let intoto = tlog::entry::IntotoV002::new(
+                Digest::sha256(b"the envelope as the client wrote it"),
+                Digest::sha256(&envelope.payload),
+                envelope.payload_type.clone(),
+                vec![tlog::entry::IntotoV002Signature {
+                    keyid: None,
+                    sig: SignatureBytes::new(&envelope.signature).unwrap(),
+                    public_key: KeyMaterial::from_public_key_der(spki).unwrap(),
+                }],
+            )
+            .unwrap();
+            CanonicalBody::new(intoto).unwrap().into_bytes()
+        };
+        entry.kind = "intoto".to_owned();
+        entry.canonicalized_body = body(&spki);
+        let artifact = Artifact::from_bytes(b"");
+        verify(
+            &entry,
+            &content,
+            SignerMaterial::PublicKey(&spki),
+            &artifact,
+            &root,
+        )
+        .unwrap();
+        let other = tlog::note::ed25519_spki_der(
+            &ed25519_dalek::SigningKey::from_bytes(&[10; 32]).verifying_key(),
+        );
+        entry.canonicalized_body = body(&other);
+        assert!(matches!(
+            verify(
+                &entry,
+                &content,
+                SignerMaterial::PublicKey(&spki),
+                &artifact,
+                &root
+            ),
+            Err(LogEntryError::BodyMismatch(_))
+        ));
+    }
+
     #[test]
     fn other_origins_are_refused() {
         let root = BASE64.decode(ROOT).unwrap();
