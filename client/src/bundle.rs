@@ -10,7 +10,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
 use tlog::entry::HashAlgorithm;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -231,13 +230,12 @@ impl Bundle {
                     .message_digest
                     .as_ref()
                     .map(|d| {
-                        let algorithm = HashAlgorithm::from_protobuf_name(&d.algorithm)
-                            .ok_or_else(|| {
-                                invalid(
-                                    "messageSignature.messageDigest.algorithm",
-                                    "unsupported hash algorithm",
-                                )
-                            })?;
+                        let algorithm = d.algorithm.hash_algorithm().ok_or_else(|| {
+                            invalid(
+                                "messageSignature.messageDigest.algorithm",
+                                "unsupported hash algorithm",
+                            )
+                        })?;
                         let bytes = base64(&d.digest, "messageSignature.messageDigest.digest")?;
                         if bytes.len() != algorithm.digest_len() {
                             return Err(invalid(
@@ -383,7 +381,12 @@ fn tlog_entry(
                     .enumerate()
                     .map(|(i, h)| base64(h, &format!("{proof_path}.hashes[{i}]")))
                     .collect::<Result<_, _>>()?,
-                checkpoint: proof.checkpoint.as_ref().map(|c| c.envelope.clone()),
+                // An empty envelope is the field's default: no checkpoint.
+                checkpoint: proof
+                    .checkpoint
+                    .as_ref()
+                    .map(|c| c.envelope.clone())
+                    .filter(|envelope| !envelope.is_empty()),
             })
         })
         .transpose()?;
@@ -409,12 +412,12 @@ fn tlog_entry(
         }
         _ => {}
     }
-    let integrated_time = entry
-        .integrated_time
-        .as_ref()
-        .map(|t| signed(t, &format!("{path}.integratedTime")))
-        .transpose()?
-        .filter(|&t| t != 0);
+    // 0, the default, is what a Rekor v2 entry (which has no integrated time) carries.
+    let integrated_time = Some(signed(
+        &entry.integrated_time,
+        &format!("{path}.integratedTime"),
+    )?)
+    .filter(|&t| t != 0);
     Ok(TlogEntry {
         log_index: unsigned(&entry.log_index, &format!("{path}.logIndex"))?,
         log_id: base64(&entry.log_id.key_id, &format!("{path}.logId.keyId"))?,
@@ -452,12 +455,9 @@ fn unsigned(value: &json::Int64, field: &str) -> Result<u64, BundleError> {
 
 /// protobuf JSON writes 64-bit integers as decimal strings, and parsers accept numbers too.
 fn signed(value: &json::Int64, field: &str) -> Result<i64, BundleError> {
-    match value {
-        json::Int64::Number(number) => Ok(*number),
-        json::Int64::Text(text) => text
-            .parse::<i64>()
-            .map_err(|_| invalid(field, "not a 64-bit integer")),
-    }
+    value
+        .value()
+        .ok_or_else(|| invalid(field, "not a 64-bit integer"))
 }
 
 fn invalid(field: &str, reason: &str) -> BundleError {
@@ -467,40 +467,45 @@ fn invalid(field: &str, reason: &str) -> BundleError {
     }
 }
 
-/// The JSON shapes (protobuf JSON, lowerCamel names); unknown members are refused.
+/// The JSON shapes, as protobuf's JSON mapping defines them (`crate::protojson`): lowerCamel
+/// names, and the proto field names too; a field at its default value may be absent or `null`.
+/// Unknown members are refused. Whether a value is acceptable (a zero tree size, an empty
+/// signature) is decided after parsing, with the field's name, not by the shape.
 mod json {
-    use super::Deserialize;
+    use serde::Deserialize;
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub(super) enum Int64 {
-        Number(i64),
-        Text(String),
-    }
+    use crate::protojson::or_default;
+    pub(super) use crate::protojson::{Enum, Int64};
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct Bundle {
+        #[serde(default, deserialize_with = "or_default", alias = "media_type")]
         pub(super) media_type: String,
+        #[serde(
+            default,
+            deserialize_with = "or_default",
+            alias = "verification_material"
+        )]
         pub(super) verification_material: VerificationMaterial,
-        #[serde(default)]
+        #[serde(default, alias = "message_signature")]
         pub(super) message_signature: Option<MessageSignature>,
-        #[serde(default)]
+        #[serde(default, alias = "dsse_envelope")]
         pub(super) dsse_envelope: Option<Envelope>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct VerificationMaterial {
-        #[serde(default)]
+        #[serde(default, alias = "public_key")]
         pub(super) public_key: Option<PublicKeyIdentifier>,
-        #[serde(default)]
+        #[serde(default, alias = "x509_certificate_chain")]
         pub(super) x509_certificate_chain: Option<CertificateChain>,
         #[serde(default)]
         pub(super) certificate: Option<RawBytes>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default", alias = "tlog_entries")]
         pub(super) tlog_entries: Vec<TlogEntry>,
-        #[serde(default)]
+        #[serde(default, alias = "timestamp_verification_data")]
         pub(super) timestamp_verification_data: Option<TimestampVerificationData>,
     }
 
@@ -514,70 +519,87 @@ mod json {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct CertificateChain {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) certificates: Vec<RawBytes>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct RawBytes {
+        #[serde(default, deserialize_with = "or_default", alias = "raw_bytes")]
         pub(super) raw_bytes: String,
     }
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct TimestampVerificationData {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default", alias = "rfc3161_timestamps")]
         pub(super) rfc3161_timestamps: Vec<Rfc3161Timestamp>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct Rfc3161Timestamp {
+        #[serde(default, deserialize_with = "or_default", alias = "signed_timestamp")]
         pub(super) signed_timestamp: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct TlogEntry {
+        #[serde(default, deserialize_with = "or_default", alias = "log_index")]
         pub(super) log_index: Int64,
+        #[serde(default, deserialize_with = "or_default", alias = "log_id")]
         pub(super) log_id: LogId,
+        #[serde(default, deserialize_with = "or_default", alias = "kind_version")]
         pub(super) kind_version: KindVersion,
-        #[serde(default)]
-        pub(super) integrated_time: Option<Int64>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default", alias = "integrated_time")]
+        pub(super) integrated_time: Int64,
+        #[serde(default, alias = "inclusion_promise")]
         pub(super) inclusion_promise: Option<InclusionPromise>,
-        #[serde(default)]
+        #[serde(default, alias = "inclusion_proof")]
         pub(super) inclusion_proof: Option<InclusionProof>,
+        #[serde(default, deserialize_with = "or_default", alias = "canonicalized_body")]
         pub(super) canonicalized_body: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct LogId {
+        #[serde(default, deserialize_with = "or_default", alias = "key_id")]
         pub(super) key_id: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct KindVersion {
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) kind: String,
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) version: String,
     }
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct InclusionPromise {
+        #[serde(
+            default,
+            deserialize_with = "or_default",
+            alias = "signed_entry_timestamp"
+        )]
         pub(super) signed_entry_timestamp: String,
     }
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct InclusionProof {
+        #[serde(default, deserialize_with = "or_default", alias = "log_index")]
         pub(super) log_index: Int64,
+        #[serde(default, deserialize_with = "or_default", alias = "root_hash")]
         pub(super) root_hash: String,
+        #[serde(default, deserialize_with = "or_default", alias = "tree_size")]
         pub(super) tree_size: Int64,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) hashes: Vec<String>,
         #[serde(default)]
         pub(super) checkpoint: Option<Checkpoint>,
@@ -586,36 +608,43 @@ mod json {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct Checkpoint {
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) envelope: String,
     }
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct MessageSignature {
-        #[serde(default)]
+        #[serde(default, alias = "message_digest")]
         pub(super) message_digest: Option<MessageDigest>,
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) signature: String,
     }
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct MessageDigest {
-        pub(super) algorithm: String,
+        #[serde(default, deserialize_with = "or_default")]
+        pub(super) algorithm: Enum,
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) digest: String,
     }
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct Envelope {
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) payload: String,
+        #[serde(default, deserialize_with = "or_default", alias = "payload_type")]
         pub(super) payload_type: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) signatures: Vec<EnvelopeSignature>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct EnvelopeSignature {
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) sig: String,
         #[serde(default)]
         #[allow(dead_code)]

@@ -26,6 +26,7 @@ pub mod certificate;
 mod der;
 pub mod key;
 pub mod log_entry;
+mod protojson;
 pub mod time;
 pub mod timestamp;
 pub mod trust_root;

@@ -19,8 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use tlog::entry::{
-    CanonicalBody, Digest, DsseV001, DsseV001Signature, Entry, HashedRekordV001, HashedRekordV002,
-    KeyMaterial, Signature, SignatureBytes, Verifier as EntryVerifier,
+    CanonicalBody, Digest, DsseV001, DsseV001Signature, DsseV002, Entry, HashedRekordV001,
+    HashedRekordV002, KeyMaterial, Signature, SignatureBytes, Verifier as EntryVerifier,
 };
 use tlog::note::{EcdsaVerifier, Ed25519Verifier, Verifier as NoteVerifier, Verifiers};
 
@@ -347,6 +347,33 @@ fn check_body(
         )
         .map_err(invalid)?
         .into(),
+        // Rekor v2 logged DSSE envelopes as dsse 0.0.2 before it dropped the kind, and Cairn's
+        // v2 API still does: the payload's SHA-256 and the signature with its verifier, whose
+        // key details (not in the bundle) are taken from the logged entry.
+        (Entry::DsseV002(logged), Content::Dsse(envelope)) => {
+            let [logged_signature] = logged.signatures() else {
+                return Err(mismatch(
+                    "the entry does not record exactly the bundle's one signature",
+                ));
+            };
+            let key_details = logged_signature.verifier.key_details();
+            let verifier = match signer {
+                SignerMaterial::Certificate(der) => {
+                    EntryVerifier::x509_certificate(der, key_details)
+                }
+                SignerMaterial::PublicKey(der) => EntryVerifier::public_key(der, key_details),
+            }
+            .map_err(invalid)?;
+            DsseV002::new(
+                Digest::sha256(&envelope.payload),
+                vec![Signature {
+                    content: SignatureBytes::new(&envelope.signature).map_err(invalid)?,
+                    verifier,
+                }],
+            )
+            .map_err(invalid)?
+            .into()
+        }
         _ => {
             return Err(mismatch(
                 "the entry's kind does not record this bundle's kind of content",
@@ -472,6 +499,171 @@ mod tests {
         check_checkpoint(&c2sp, &log(), 7, &root).unwrap();
         // A wrong size or root is still caught.
         assert!(check_checkpoint(&note, &log(), 8, &root).is_err());
+    }
+
+    /// A DSSE bundle whose entry is a dsse 0.0.2 body (what the v2 API logs for a DSSE
+    /// request), signed with an Ed25519 key `signer`: the content, the signer's SPKI, the entry
+    /// and the trusted root holding the log.
+    fn dsse_v002_bundle(
+        signer: &ed25519_dalek::SigningKey,
+    ) -> (Content, Vec<u8>, TlogEntry, TrustedRoot) {
+        use ed25519_dalek::Signer as _;
+        let payload = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#.to_vec();
+        let payload_type = crate::verify::IN_TOTO_PAYLOAD_TYPE.to_owned();
+        let signature = signer
+            .sign(&tlog::entry::pae(&payload_type, &payload))
+            .to_bytes()
+            .to_vec();
+        let spki = tlog::note::ed25519_spki_der(&signer.verifying_key());
+        let entry = DsseV002::new(
+            Digest::sha256(&payload),
+            vec![Signature {
+                content: SignatureBytes::new(&signature).unwrap(),
+                verifier: EntryVerifier::public_key(&spki, tlog::entry::KeyDetails::Ed25519)
+                    .unwrap(),
+            }],
+        )
+        .unwrap();
+        let body = CanonicalBody::new(entry).unwrap().into_bytes();
+        let log = log();
+        let tlog_entry = TlogEntry {
+            log_index: 0,
+            log_id: log.log_id.clone(),
+            kind: "dsse".to_owned(),
+            version: "0.0.2".to_owned(),
+            integrated_time: None,
+            signed_entry_timestamp: None,
+            inclusion_proof: None,
+            canonicalized_body: body,
+        };
+        let root = TrustedRoot {
+            tlogs: vec![log],
+            certificate_authorities: Vec::new(),
+            ctlogs: Vec::new(),
+            timestamp_authorities: Vec::new(),
+        };
+        let content = Content::Dsse(crate::bundle::DsseEnvelope {
+            payload_type,
+            payload,
+            signature,
+        });
+        (content, spki, tlog_entry, root)
+    }
+
+    #[test]
+    fn dsse_v002_entries_match_their_bundles() {
+        let signer = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let (content, spki, entry, root) = dsse_v002_bundle(&signer);
+        let artifact = Artifact::from_bytes(b"");
+        verify(
+            &entry,
+            &content,
+            SignerMaterial::PublicKey(&spki),
+            &artifact,
+            &root,
+        )
+        .unwrap();
+
+        // Another signer's key, another payload or another signature is a mismatch.
+        let other = ed25519_dalek::SigningKey::from_bytes(&[10; 32]);
+        let other_spki = tlog::note::ed25519_spki_der(&other.verifying_key());
+        let (other_content, _, other_entry, _) = dsse_v002_bundle(&other);
+        let mismatches = [
+            (&entry, &content, other_spki.as_slice()),
+            (&other_entry, &content, spki.as_slice()),
+            (&entry, &other_content, spki.as_slice()),
+        ];
+        for (entry, content, spki) in mismatches {
+            assert!(matches!(
+                verify(
+                    entry,
+                    content,
+                    SignerMaterial::PublicKey(spki),
+                    &artifact,
+                    &root
+                ),
+                Err(LogEntryError::BodyMismatch(_))
+            ));
+        }
+        let Content::Dsse(mut envelope) = content.clone() else {
+            unreachable!()
+        };
+        envelope.payload.push(b' ');
+        assert!(matches!(
+            verify(
+                &entry,
+                &Content::Dsse(envelope),
+                SignerMaterial::PublicKey(&spki),
+                &artifact,
+                &root
+            ),
+            Err(LogEntryError::BodyMismatch(_))
+        ));
+        // A message signature is not what a dsse entry records.
+        let message = Content::MessageSignature {
+            digest: None,
+            signature: vec![1; 64],
+        };
+        assert!(matches!(
+            verify(
+                &entry,
+                &message,
+                SignerMaterial::PublicKey(&spki),
+                &artifact,
+                &root
+            ),
+            Err(LogEntryError::BodyMismatch(_))
+        ));
+    }
+
+    /// An intoto 0.0.2 body as Cairn's v1 API logs it (`tlog::entry::IntotoV002`, Rekor's form:
+    /// no payload) matches its DSSE bundle, and not another signer's.
+    #[test]
+    fn intoto_v002_bodies_as_cairn_logs_them_match_their_bundles() {
+        let signer = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let (content, spki, mut entry, root) = dsse_v002_bundle(&signer);
+        let Content::Dsse(envelope) = &content else {
+            unreachable!()
+        };
+        let body = |spki: &[u8]| {
+            let intoto = tlog::entry::IntotoV002::new(
+                Digest::sha256(b"the envelope as the client wrote it"),
+                Digest::sha256(&envelope.payload),
+                envelope.payload_type.clone(),
+                vec![tlog::entry::IntotoV002Signature {
+                    keyid: None,
+                    sig: SignatureBytes::new(&envelope.signature).unwrap(),
+                    public_key: KeyMaterial::from_public_key_der(spki).unwrap(),
+                }],
+            )
+            .unwrap();
+            CanonicalBody::new(intoto).unwrap().into_bytes()
+        };
+        entry.kind = "intoto".to_owned();
+        entry.canonicalized_body = body(&spki);
+        let artifact = Artifact::from_bytes(b"");
+        verify(
+            &entry,
+            &content,
+            SignerMaterial::PublicKey(&spki),
+            &artifact,
+            &root,
+        )
+        .unwrap();
+        let other = tlog::note::ed25519_spki_der(
+            &ed25519_dalek::SigningKey::from_bytes(&[10; 32]).verifying_key(),
+        );
+        entry.canonicalized_body = body(&other);
+        assert!(matches!(
+            verify(
+                &entry,
+                &content,
+                SignerMaterial::PublicKey(&spki),
+                &artifact,
+                &root
+            ),
+            Err(LogEntryError::BodyMismatch(_))
+        ));
     }
 
     #[test]

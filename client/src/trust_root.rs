@@ -10,7 +10,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
+use tlog::entry::HashAlgorithm;
 
 use crate::time::{TimeRange, UnixMillis};
 
@@ -150,7 +150,7 @@ fn logs(items: &[json::Log], field: &str) -> Result<Vec<TransparencyLog>, TrustR
         .enumerate()
         .map(|(i, log)| {
             let path = format!("{field}[{i}]");
-            if log.hash_algorithm != "SHA2_256" {
+            if log.hash_algorithm.hash_algorithm() != Some(HashAlgorithm::Sha256) {
                 return Err(invalid(
                     &format!("{path}.hashAlgorithm"),
                     "only SHA2_256 logs are supported",
@@ -239,33 +239,50 @@ fn invalid(field: &str, reason: &str) -> TrustRootError {
     }
 }
 
-/// The JSON shapes (protobuf JSON, lowerCamel names). Optional protobuf fields may be absent;
-/// unknown members are refused.
+/// The JSON shapes, as protobuf's JSON mapping defines them (`crate::protojson`): lowerCamel
+/// names, and the proto field names too; a field at its default value (or a message left out)
+/// may be absent or `null`. Unknown members are refused. Defaults are judged by the checks
+/// (a log without `validFor.start`, an unspecified hash algorithm), not by the shape.
 mod json {
-    use super::Deserialize;
+    use serde::Deserialize;
+
+    use crate::protojson::{Enum, or_default};
 
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct TrustedRoot {
+        #[serde(default, deserialize_with = "or_default", alias = "media_type")]
         pub(super) media_type: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) tlogs: Vec<Log>,
-        #[serde(default)]
+        #[serde(
+            default,
+            deserialize_with = "or_default",
+            alias = "certificate_authorities"
+        )]
         pub(super) certificate_authorities: Vec<Authority>,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) ctlogs: Vec<Log>,
-        #[serde(default)]
+        #[serde(
+            default,
+            deserialize_with = "or_default",
+            alias = "timestamp_authorities"
+        )]
         pub(super) timestamp_authorities: Vec<Authority>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct Log {
+        #[serde(default, deserialize_with = "or_default", alias = "base_url")]
         pub(super) base_url: String,
-        pub(super) hash_algorithm: String,
+        #[serde(default, deserialize_with = "or_default", alias = "hash_algorithm")]
+        pub(super) hash_algorithm: Enum,
+        #[serde(default, deserialize_with = "or_default", alias = "public_key")]
         pub(super) public_key: PublicKey,
+        #[serde(default, deserialize_with = "or_default", alias = "log_id")]
         pub(super) log_id: LogId,
-        #[serde(default)]
+        #[serde(default, alias = "checkpoint_key_id")]
         #[allow(dead_code)]
         pub(super) checkpoint_key_id: Option<LogId>,
         #[serde(default)]
@@ -273,21 +290,25 @@ mod json {
         pub(super) operator: Option<String>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct PublicKey {
+        #[serde(default, deserialize_with = "or_default", alias = "raw_bytes")]
         pub(super) raw_bytes: String,
+        #[serde(default, deserialize_with = "or_default", alias = "key_details")]
         pub(super) key_details: String,
+        #[serde(default, deserialize_with = "or_default", alias = "valid_for")]
         pub(super) valid_for: TimeRange,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct LogId {
+        #[serde(default, deserialize_with = "or_default", alias = "key_id")]
         pub(super) key_id: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct Authority {
         #[serde(default)]
@@ -295,7 +316,9 @@ mod json {
         pub(super) subject: Option<Subject>,
         #[serde(default)]
         pub(super) uri: Option<String>,
+        #[serde(default, deserialize_with = "or_default", alias = "cert_chain")]
         pub(super) cert_chain: CertChain,
+        #[serde(default, deserialize_with = "or_default", alias = "valid_for")]
         pub(super) valid_for: TimeRange,
         #[serde(default)]
         #[allow(dead_code)]
@@ -308,25 +331,26 @@ mod json {
         #[serde(default)]
         #[allow(dead_code)]
         pub(super) organization: Option<String>,
-        #[serde(default)]
+        #[serde(default, alias = "common_name")]
         #[allow(dead_code)]
         pub(super) common_name: Option<String>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct CertChain {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "or_default")]
         pub(super) certificates: Vec<RawBytes>,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct RawBytes {
+        #[serde(default, deserialize_with = "or_default", alias = "raw_bytes")]
         pub(super) raw_bytes: String,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Default, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub(super) struct TimeRange {
         #[serde(default)]

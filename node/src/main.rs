@@ -76,9 +76,12 @@ enum Commands {
         /// each node's is its API host with the API port + 100.
         #[arg(long = "cluster-url")]
         cluster_urls: Vec<String>,
-        /// The prefix of the logs' origins: logs are PREFIX/artifacts and PREFIX/certificates.
-        #[arg(long, default_value = "cairn.localhost")]
-        origin_prefix: String,
+        /// The domain the logs' origins are named under: artifacts.DOMAIN and
+        /// certificates.DOMAIN. Each origin is a bare host name, the artifact log's host as
+        /// Sigstore clients know it (the trusted root lists it as `https://<origin>`; see
+        /// docs/decisions/0005-origins-and-base-urls.md).
+        #[arg(long, default_value = DEV_ORIGIN_DOMAIN)]
+        origin_domain: String,
         /// An OIDC issuer whose tokens the CA accepts (audience `sigstore`, email identities),
         /// matched exactly against the token's `iss`; repeat for several. Other kinds (`uri`,
         /// `github-workflow`) are set in the `[ca]` section of the config files.
@@ -119,7 +122,7 @@ fn main() -> anyhow::Result<()> {
             dir,
             node_urls,
             cluster_urls,
-            origin_prefix,
+            origin_domain,
             oidc_issuers,
         } => {
             let issuers = oidc_issuers
@@ -130,7 +133,7 @@ fn main() -> anyhow::Result<()> {
                     kind: ca::identity::IdentityKind::Email,
                 })
                 .collect();
-            init(&dir, &node_urls, &cluster_urls, &origin_prefix, issuers)?;
+            init(&dir, &node_urls, &cluster_urls, &origin_domain, issuers)?;
             println!("cluster material written to {}", dir.display());
             Ok(())
         }
@@ -156,6 +159,38 @@ fn main() -> anyhow::Result<()> {
 /// The logs every cluster hosts.
 const LOG_NAMES: [&str; 2] = ["artifacts", "certificates"];
 
+/// The domain `cairn-node dev` (and `init` by default) names its logs under. Under `.localhost`,
+/// which resolves to the loopback address (RFC 6761).
+const DEV_ORIGIN_DOMAIN: &str = "cairn.localhost";
+
+/// A log's origin: `<log name>.<domain>`, a bare host name. Sigstore clients find the log that
+/// signed a checkpoint by its key name (the origin) in the trusted root's `baseUrl`: sigstore-go
+/// requires it to be the URL's host name, sigstore-js a substring of the URL; a path or a port
+/// in the origin fails the first.
+fn log_origin(name: &str, domain: &str) -> String {
+    format!("{name}.{domain}")
+}
+
+/// The origin domain must make every origin a host name: DNS labels, no path, port or spaces.
+fn check_origin_domain(domain: &str) -> anyhow::Result<()> {
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if domain.len() > 200 || !domain.split('.').all(label_ok) {
+        bail!(
+            "--origin-domain {domain:?}: give a host name (letters, digits, '-' and '.'), \
+             with no scheme, path or port"
+        );
+    }
+    Ok(())
+}
+
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     rand08::rngs::OsRng.fill_bytes(&mut bytes);
@@ -168,9 +203,10 @@ fn init(
     dir: &Path,
     node_urls: &[String],
     cluster_urls: &[String],
-    origin_prefix: &str,
+    origin_domain: &str,
     issuers: Vec<ca::oidc::IssuerConfig>,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    check_origin_domain(origin_domain)?;
     if !cluster_urls.is_empty() && cluster_urls.len() != node_urls.len() {
         bail!(
             "{} --cluster-url for {} --node-url: give one per node or none",
@@ -184,7 +220,7 @@ fn init(
     }
     let mut logs = Vec::new();
     for name in LOG_NAMES {
-        let origin = format!("{origin_prefix}/{name}");
+        let origin = log_origin(name, origin_domain);
         let key_path = dir.join("keys").join(format!("{name}.key"));
         if !key_path.exists() {
             let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
@@ -643,7 +679,7 @@ async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
         &dir,
         &urls,
         &cluster_urls,
-        "cairn.localhost",
+        DEV_ORIGIN_DOMAIN,
         vec![dev_issuer],
     )?;
     let exe = std::env::current_exe().context("finding the cairn-node executable")?;
@@ -911,6 +947,37 @@ fn stop(nodes: &mut [DevNode]) {
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_host_names_under_the_domain() {
+        assert_eq!(
+            log_origin("artifacts", DEV_ORIGIN_DOMAIN),
+            "artifacts.cairn.localhost"
+        );
+        check_origin_domain(DEV_ORIGIN_DOMAIN).unwrap();
+        check_origin_domain("rekor.example.com").unwrap();
+        for bad in [
+            "cairn.localhost/logs",
+            "cairn.localhost:8080",
+            "https://cairn.localhost",
+            "",
+            "a..b",
+            "-a.b",
+            "a b",
+        ] {
+            assert!(check_origin_domain(bad).is_err(), "accepted {bad:?}");
+        }
+        // Every origin is a valid note key name.
+        for name in LOG_NAMES {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+            tlog::note::Ed25519Signer::new(&log_origin(name, DEV_ORIGIN_DOMAIN), key).unwrap();
         }
     }
 }

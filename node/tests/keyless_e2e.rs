@@ -367,6 +367,7 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
     assert_eq!(fetched, written);
+    check_trust_documents(&dev, &written);
 
     // The Rekor v1 reads answer for the signed entry, on every node alike.
     let entry = &serde_json::from_slice::<serde_json::Value>(&std::fs::read(&bundle).unwrap())
@@ -432,6 +433,49 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let (status, key) = get(&format!("{}/api/v1/log/publicKey", dev.url(0)));
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&key).starts_with("-----BEGIN PUBLIC KEY-----"));
+}
+
+/// What Sigstore clients match in the trust documents (see
+/// docs/decisions/0005-origins-and-base-urls.md): a checkpoint's key name, the origin, is the
+/// host name of each tlog's `baseUrl` (sigstore-go verifies a C2SP checkpoint under
+/// `url.Hostname()`) and inside it (sigstore-js looks it up as a substring); and no selector of
+/// the signing config asks for more services than it lists.
+fn check_trust_documents(dev: &Dev, root: &serde_json::Value) {
+    let committed =
+        String::from_utf8(get(&format!("{}/logs/artifacts/checkpoint", dev.url(0))).1).unwrap();
+    let origin = committed.lines().next().unwrap();
+    let key_name = committed
+        .lines()
+        .find_map(|line| line.strip_prefix("\u{2014} "))
+        .and_then(|line| line.split(' ').next())
+        .unwrap();
+    assert_eq!(key_name, origin);
+    for tlog in root["tlogs"].as_array().unwrap() {
+        let base_url = tlog["baseUrl"].as_str().unwrap();
+        let authority = base_url.split_once("://").unwrap().1;
+        let host = authority.split(['/', ':']).next().unwrap();
+        assert_eq!(host, origin, "{base_url}");
+        assert!(base_url.contains(key_name), "{base_url}");
+    }
+    let signing: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dev.dir.join("signing_config.json")).unwrap())
+            .unwrap();
+    for (services, config) in [
+        ("rekorTlogUrls", "rekorTlogConfig"),
+        ("tsaUrls", "tsaConfig"),
+    ] {
+        let listed = signing[services]
+            .as_array()
+            .map_or(0, |list| list.len() as u64);
+        if let Some(config) = signing.get(config) {
+            let wanted = match config["selector"].as_str().unwrap() {
+                "ALL" => 0,
+                "ANY" => 1,
+                _ => config["count"].as_u64().unwrap(),
+            };
+            assert!(listed >= wanted, "{services}: {signing}");
+        }
+    }
 }
 
 /// The v1 API's checkpoints are in Rekor v1 form, as cosign, sigstore-go and sigstore-python

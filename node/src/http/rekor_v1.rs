@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use tlog::Hash;
 use tlog::entry::{
     CanonicalBody, Digest, DsseEnvelope, DsseV001, Entry, HashAlgorithm, HashedRekordV001,
-    InputError, KeyDetails, KeyMaterial, SignatureBytes,
+    InputError, IntotoV002Proposal, KeyDetails, KeyMaterial, SignatureBytes,
 };
 
 use super::log_api::{ARTIFACT_LOG, log_key_id, submit_or_forward};
@@ -478,9 +478,9 @@ async fn submit(
     ))
 }
 
-/// Checks a proposed hashedrekord or dsse 0.0.1 entry (its signature against its key or
-/// certificate) and returns its canonical body, built by `tlog::entry` exactly as Rekor
-/// canonicalises it (the same code verifiers use to rebuild it).
+/// Checks a proposed hashedrekord 0.0.1, dsse 0.0.1 or intoto 0.0.2 entry (its signatures
+/// against their keys or certificates) and returns its canonical body, built by `tlog::entry`
+/// exactly as Rekor canonicalises it (the same code verifiers use to rebuild it).
 pub(crate) fn verify_and_canonicalize(proposed: &Value) -> Result<String, ApiError> {
     let (kind, spec) = kind_and_spec(proposed)?;
     match kind {
@@ -500,6 +500,7 @@ pub(crate) fn verify_and_canonicalize(proposed: &Value) -> Result<String, ApiErr
             }
             canonical(entry)
         }
+        "intoto" => intoto(spec, true),
         _ => dsse(spec, true),
     }
 }
@@ -509,6 +510,7 @@ fn canonical_entry(proposed: &Value) -> Result<String, ApiError> {
     let (kind, spec) = kind_and_spec(proposed)?;
     match kind {
         "hashedrekord" => canonical(hashedrekord(spec)?),
+        "intoto" => intoto(spec, false),
         _ => dsse(spec, false),
     }
 }
@@ -521,29 +523,45 @@ const HASHEDREKORD_KEYS: [KeyDetails; 4] = [
     KeyDetails::Rsa4096Pkcs1v15Sha256,
 ];
 
+/// What a v1 entry may be, as Rekor v1 names them.
+const KINDS: &str = "hashedrekord 0.0.1, dsse 0.0.1 and intoto 0.0.2";
+
 fn kind_and_spec(proposed: &Value) -> Result<(&'static str, &Value), ApiError> {
+    let kind = proposed.get("kind").and_then(Value::as_str);
     let api_version = proposed.get("apiVersion").and_then(Value::as_str);
-    let kind = match proposed.get("kind").and_then(Value::as_str) {
-        Some("hashedrekord") => "hashedrekord",
-        Some("dsse") => "dsse",
-        other => {
+    let kind = match (kind, api_version) {
+        (Some("hashedrekord"), Some("0.0.1")) => "hashedrekord",
+        (Some("dsse"), Some("0.0.1")) => "dsse",
+        (Some("intoto"), Some("0.0.2")) => "intoto",
+        (Some(kind @ ("hashedrekord" | "dsse" | "intoto")), version) => {
+            return Err(ApiError::bad_request(
+                "unsupported_version",
+                format!(
+                    "{kind} apiVersion {}: this log accepts {KINDS} (v2 entries go to /api/v2)",
+                    quoted(version)
+                ),
+            ));
+        }
+        (other, _) => {
             return Err(ApiError::bad_request(
                 "unsupported_kind",
-                format!("kind {other:?}: this log accepts hashedrekord and dsse"),
+                format!("kind {}: this log accepts {KINDS}", quoted(other)),
             ));
         }
     };
-    if api_version != Some("0.0.1") {
-        return Err(ApiError::bad_request(
-            "unsupported_version",
-            format!("apiVersion {api_version:?}: want \"0.0.1\" (v2 entries go to /api/v2)"),
-        ));
-    }
     let spec = proposed
         .get("spec")
         .filter(|spec| spec.is_object())
         .ok_or_else(|| ApiError::bad_request("invalid_entry", "spec: an object is required"))?;
     Ok((kind, spec))
+}
+
+/// A member's value for an error message: quoted and shortened, or "missing".
+fn quoted(value: Option<&str>) -> String {
+    match value {
+        Some(value) => format!("{:?}", value.chars().take(64).collect::<String>()),
+        None => "missing".to_owned(),
+    }
 }
 
 fn field<'a>(value: &'a Value, path: &[&str]) -> Result<&'a str, ApiError> {
@@ -671,3 +689,44 @@ fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
     let entry = DsseV001::from_envelope(&envelope, matched).map_err(|e| input_error(&e))?;
     canonical(entry)
 }
+
+/// What an intoto 0.0.2 signature may be made with: Rekor verifies it with
+/// `signature.LoadVerifier(key, crypto.SHA256)`, so ECDSA over SHA-256, RSA PKCS#1 v1.5 with
+/// SHA-256, or pure Ed25519.
+const INTOTO_KEYS: [KeyDetails; 5] = [
+    KeyDetails::EcdsaP256Sha256,
+    KeyDetails::Rsa2048Pkcs1v15Sha256,
+    KeyDetails::Rsa3072Pkcs1v15Sha256,
+    KeyDetails::Rsa4096Pkcs1v15Sha256,
+    KeyDetails::Ed25519,
+];
+
+/// intoto 0.0.2 from its proposed spec: each signature must verify over the PAE with its own
+/// `publicKey` (when `verify`; not for `retrieve`).
+fn intoto(spec: &Value, verify: bool) -> Result<String, ApiError> {
+    let proposal = IntotoV002Proposal::parse(spec)
+        .map_err(|error| ApiError::bad_request("invalid_entry", error.to_string()))?;
+    if verify {
+        let pae = proposal.pae();
+        for (position, signature) in proposal.entry().signatures().iter().enumerate() {
+            let keys = public_keys(&signature.public_key, &INTOTO_KEYS)?;
+            if !keys
+                .iter()
+                .any(|key| key.verify_message(&pae, signature.sig.as_bytes()).is_ok())
+            {
+                return Err(ApiError::bad_request(
+                    "bad_signature",
+                    format!(
+                        "spec.content.envelope.signatures[{position}].sig does not verify with \
+                         its publicKey"
+                    ),
+                ));
+            }
+        }
+    }
+    canonical(proposal.into_entry())
+}
+
+#[cfg(test)]
+#[path = "rekor_v1_intoto_tests.rs"]
+mod intoto_tests;

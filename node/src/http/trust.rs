@@ -3,8 +3,11 @@
 //! (a `SigningConfig` v0.2) and `GET /trust/client_trust_config.json` (both together, what
 //! `sigstore --trust-config` reads).
 //!
-//! The documents describe this deployment as the client reached it: every URL is the scheme
-//! and `Host` the request came in on, so a client on loopback gets loopback URLs. They carry
+//! The documents describe this deployment as the client reached it: every URL a client calls
+//! is the scheme and `Host` the request came in on, so a client on loopback gets loopback URLs.
+//! The one exception is the tlogs' `baseUrl`, which names the log rather than being called:
+//! `<scheme>://<origin>[:port]`, so that clients find the log from a checkpoint's key name
+//! (docs/decisions/0005-origins-and-base-urls.md). They carry
 //! public keys and certificates only. Parsers on the client side are strict (pydantic with
 //! `extra="forbid"`), so only protobuf-specs field names appear.
 //!
@@ -16,6 +19,8 @@
 //! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI).
 //! - The signing config lists only the Rekor v1 API: with a v2 log listed under the same
 //!   operator, sigstore-python picks v2, which needs a timestamp authority Cairn does not run.
+//!   Every selector it serves is satisfiable (no `tsaConfig` without a TSA): clients must
+//!   refuse a config whose selector too few services meet.
 
 use std::sync::Arc;
 
@@ -68,8 +73,7 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
         return ApiError::bad_request("no_host", "a Host header is needed to name the URLs")
             .into_response();
     };
-    let base_url = format!("http://{host}");
-    let documents = match TrustDocuments::new(node, &base_url) {
+    let documents = match TrustDocuments::new(node, "http", host) {
         Ok(documents) => documents,
         Err(error) => return error.into_response(),
     };
@@ -81,14 +85,15 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
     super::json(StatusCode::OK, &document)
 }
 
-/// The trusted root and signing config of this deployment, at `base_url`.
+/// The trusted root and signing config of this deployment, reached at `scheme://host`.
 struct TrustDocuments {
     trusted_root: Value,
     signing_config: Value,
 }
 
 impl TrustDocuments {
-    fn new(node: &Node, base_url: &str) -> Result<TrustDocuments, ApiError> {
+    fn new(node: &Node, scheme: &str, host: &str) -> Result<TrustDocuments, ApiError> {
+        let base_url = &format!("{scheme}://{host}");
         let log = node
             .logs
             .get(&LogName(ARTIFACT_LOG.to_string()))
@@ -103,9 +108,10 @@ impl TrustDocuments {
         let (organization, common_name) = subject(intermediate)?;
         let valid_for = json!({ "start": start });
         // One log, two identities: the v1 one first, the one Sigstore clients sign with.
+        let tlog_url = tlog_base_url(scheme, &log.origin, host);
         let tlog = |log_id: &[u8]| {
             json!({
-                "baseUrl": base_url,
+                "baseUrl": tlog_url,
                 "hashAlgorithm": "SHA2_256",
                 "publicKey": {
                     "rawBytes": BASE64.encode(public_key_spki(log)),
@@ -142,21 +148,8 @@ impl TrustDocuments {
             }],
             "timestampAuthorities": [],
         });
-        let service = json!({
-            "url": base_url,
-            "majorApiVersion": 1,
-            "validFor": valid_for,
-            "operator": OPERATOR,
-        });
-        let signing_config = json!({
-            "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
-            "caUrls": [service],
-            "oidcUrls": [],
-            "rekorTlogUrls": [service],
-            "rekorTlogConfig": { "selector": "ANY" },
-            "tsaUrls": [],
-            "tsaConfig": { "selector": "ANY" },
-        });
+        // Cairn runs no timestamp authority yet.
+        let signing_config = signing_config(base_url, &valid_for, Vec::new());
         Ok(TrustDocuments {
             trusted_root,
             signing_config,
@@ -170,6 +163,59 @@ impl TrustDocuments {
             "signingConfig": self.signing_config,
         })
     }
+}
+
+/// A transparency log's `baseUrl` in the trusted root: its origin as the URL's host, so that
+/// every client finds the log that signed a checkpoint from the signature's key name, which
+/// is the origin (docs/decisions/0005-origins-and-base-urls.md): sigstore-go takes the URL's
+/// host name (`url.Hostname()`, no port) as the name, sigstore-js requires the name to be a
+/// substring of the URL. When the origin is a bare host name, the port the request came in on
+/// is kept, so that a development cluster's `*.localhost` URL reaches this node; an origin with
+/// a path or a port (made before origins were host names) is used as it is, which sigstore-go
+/// cannot match.
+fn tlog_base_url(scheme: &str, origin: &str, request_host: &str) -> String {
+    let port = match request_host.rsplit_once(':') {
+        Some((_, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !origin.contains(['/', ':']) =>
+        {
+            format!(":{port}")
+        }
+        _ => String::new(),
+    };
+    format!("{scheme}://{origin}{port}")
+}
+
+/// The signing config: the CA and the Rekor v1 API at `base_url`, and the timestamp
+/// authorities `tsa_urls` (full URLs, as `Service` objects).
+///
+/// A selector is served only over services that satisfy it: protobuf-specs says a client MUST
+/// fail when fewer services than the selector asks for are valid, and clients do (sigstore-js
+/// refuses a `tsaConfig` with no TSA, "No valid TSAs found"; sigstore-python raises "Expected 1
+/// services"). With no TSA, `tsaConfig` is left out, which every client reads as "no
+/// timestamps wanted" (sigstore-js adds no TSA witness, sigstore-python and sigstore-go select
+/// nothing).
+fn signing_config(base_url: &str, valid_for: &Value, tsa_urls: Vec<Value>) -> Value {
+    let service = json!({
+        "url": base_url,
+        "majorApiVersion": 1,
+        "validFor": valid_for,
+        "operator": OPERATOR,
+    });
+    let mut config = json!({
+        "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
+        "caUrls": [service],
+        "oidcUrls": [],
+        "rekorTlogUrls": [service],
+        "rekorTlogConfig": { "selector": "ANY" },
+    });
+    let has_tsa = !tsa_urls.is_empty();
+    config["tsaUrls"] = Value::Array(tsa_urls);
+    if has_tsa {
+        config["tsaConfig"] = json!({ "selector": "ANY" });
+    }
+    config
 }
 
 fn certificate(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, ApiError> {
@@ -223,4 +269,111 @@ fn subject(der: &[u8]) -> Result<(String, String), ApiError> {
         .unwrap_or_default()
         .to_string();
     Ok((organization, common_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// protobuf-specs `ServiceConfiguration`: a client MUST fail when fewer valid services
+    /// than the selector asks for are listed (ANY: one; EXACT: `count`; ALL: any number). A
+    /// missing configuration asks for nothing.
+    fn satisfiable(services: &Value, config: Option<&Value>) -> bool {
+        let listed = services.as_array().map_or(0, Vec::len);
+        let Some(config) = config else {
+            return true;
+        };
+        match config["selector"].as_str() {
+            Some("ALL") => true,
+            Some("ANY") => listed >= 1,
+            Some("EXACT") => config["count"]
+                .as_u64()
+                .is_some_and(|count| count >= 1 && listed as u64 >= count),
+            _ => false,
+        }
+    }
+
+    fn check(config: &Value) {
+        assert!(satisfiable(
+            &config["rekorTlogUrls"],
+            config.get("rekorTlogConfig")
+        ));
+        assert!(satisfiable(&config["tsaUrls"], config.get("tsaConfig")));
+        assert!(
+            !config["caUrls"]
+                .as_array()
+                .unwrap_or(&Vec::new())
+                .is_empty()
+        );
+    }
+
+    /// sigstore-go's rule for a Rekor v2 (C2SP) checkpoint: the note's key name is the host
+    /// name of the log's `baseUrl` (`url.Hostname()`: no port, no brackets).
+    fn sigstore_go_name(base_url: &str) -> &str {
+        let rest = base_url
+            .split_once("://")
+            .map_or(base_url, |(_, rest)| rest);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        }
+    }
+
+    /// sigstore-js's rule (`verifySignedNote`): the key name is a substring of the `baseUrl`.
+    fn sigstore_js_matches(base_url: &str, name: &str) -> bool {
+        base_url.contains(name)
+    }
+
+    #[test]
+    fn tlog_base_urls_name_the_checkpoint_key() {
+        for (origin, host, want) in [
+            (
+                "artifacts.cairn.localhost",
+                "127.0.0.1:7001",
+                "http://artifacts.cairn.localhost:7001",
+            ),
+            (
+                "log.example.com",
+                "log.example.com",
+                "http://log.example.com",
+            ),
+            ("log.example.com", "[::1]", "http://log.example.com"),
+            (
+                "log.example.com",
+                "[::1]:8080",
+                "http://log.example.com:8080",
+            ),
+        ] {
+            let url = tlog_base_url("http", origin, host);
+            assert_eq!(url, want);
+            assert_eq!(sigstore_go_name(&url), origin);
+            assert!(sigstore_js_matches(&url, origin));
+        }
+        // An origin with a path (older configs) is kept whole, so sigstore-js still finds it.
+        let url = tlog_base_url("http", "cairn.localhost/artifacts", "127.0.0.1:7001");
+        assert_eq!(url, "http://cairn.localhost/artifacts");
+        assert!(sigstore_js_matches(&url, "cairn.localhost/artifacts"));
+    }
+
+    #[test]
+    fn every_selector_served_is_satisfiable() {
+        let valid_for = json!({ "start": "2026-01-01T00:00:00Z" });
+        // Without a timestamp authority: no TSA selector at all.
+        let config = signing_config("http://127.0.0.1:7001", &valid_for, Vec::new());
+        check(&config);
+        assert_eq!(config.get("tsaConfig"), None);
+        assert_eq!(config["tsaUrls"], json!([]));
+
+        // With one: ANY of them.
+        let tsa = json!({
+            "url": "http://127.0.0.1:7001/api/v1/timestamp",
+            "majorApiVersion": 1,
+            "validFor": valid_for,
+            "operator": OPERATOR,
+        });
+        let config = signing_config("http://127.0.0.1:7001", &valid_for, vec![tsa]);
+        check(&config);
+        assert_eq!(config["tsaConfig"], json!({ "selector": "ANY" }));
+    }
 }

@@ -17,6 +17,8 @@
 //!   `internal/algorithmregistry/algorithmregistry.go`, `api/proto/rekor/v2/*.proto`.
 //! - dsse 0.0.2 (Rekor v2, withdrawn): rekor-tiles `pkg/types/dsse/dsse.go` as of the parent of
 //!   fa390b1c ("Drop DSSE support", #744), which removed it.
+//! - intoto 0.0.2 (Rekor v1, deprecated but accepted): `sigstore/rekor` eee7d8d6,
+//!   `pkg/types/intoto/v0.0.2/entry.go` and its schema.
 //!
 //! Enum names come from `sigstore/protobuf-specs` 104df670 `protos/sigstore_common.proto`.
 //! Rekor v2 bodies are Go `protojson.Marshal` output (lowerCamel JSON names, `bytes` as standard
@@ -37,6 +39,7 @@
 
 mod dsse;
 mod hashedrekord;
+mod intoto;
 mod jcs;
 mod pem;
 mod types;
@@ -47,6 +50,7 @@ use crate::hash::{Hash, leaf_hash};
 
 pub use dsse::{DsseEnvelope, DsseSignature, DsseV001, DsseV001Signature, DsseV002, pae};
 pub use hashedrekord::{HashedRekordV001, HashedRekordV002};
+pub use intoto::{INTOTO_KEYID_BYTES_MAX, IntotoV002, IntotoV002Proposal, IntotoV002Signature};
 pub use pem::KeyMaterial;
 pub use types::{
     Digest, HashAlgorithm, KeyDetails, Signature, SignatureBytes, Verifier, VerifierKey,
@@ -210,6 +214,14 @@ pub enum InputError {
         /// The number of verifiers.
         verifiers: usize,
     },
+    /// A value a client states is not the one computed from the rest of the input.
+    #[error("{field}: not {expected}")]
+    Mismatch {
+        /// The field.
+        field: String,
+        /// What it should have been.
+        expected: &'static str,
+    },
     /// A DSSE envelope is not the JSON object DSSE specifies.
     #[error("{field}: malformed DSSE envelope: {reason}")]
     Envelope {
@@ -241,6 +253,7 @@ impl InputError {
             | InputError::Pem { field, .. }
             | InputError::DuplicateSignature { field }
             | InputError::VerifierCount { field, .. }
+            | InputError::Mismatch { field, .. }
             | InputError::Envelope { field, .. } => field,
         }
     }
@@ -260,6 +273,7 @@ impl InputError {
             | InputError::Pem { field, .. }
             | InputError::DuplicateSignature { field }
             | InputError::VerifierCount { field, .. }
+            | InputError::Mismatch { field, .. }
             | InputError::Envelope { field, .. } => field,
         }
     }
@@ -314,7 +328,7 @@ pub enum BodyError {
         /// JSON path of the member.
         path: String,
     },
-    /// The `kind` and `apiVersion` are not one of the four this module knows.
+    /// The `kind` and `apiVersion` are not one of the five this module knows.
     #[error("unknown entry kind {kind:?} version {api_version:?}")]
     UnknownKind {
         /// The `kind` found (at most 64 characters of it).
@@ -342,6 +356,8 @@ pub enum Entry {
     DsseV001(DsseV001),
     /// dsse 0.0.2 (Rekor v2 before it dropped DSSE).
     DsseV002(DsseV002),
+    /// intoto 0.0.2 (Rekor v1).
+    IntotoV002(IntotoV002),
 }
 
 impl Entry {
@@ -377,6 +393,9 @@ impl Entry {
             }
             ("dsse", "0.0.1") => |spec: &Value| DsseV001::from_spec_json(spec).map(Entry::DsseV001),
             ("dsse", "0.0.2") => |spec: &Value| DsseV002::from_spec_json(spec).map(Entry::DsseV002),
+            ("intoto", "0.0.2") => {
+                |spec: &Value| IntotoV002::from_spec_json(spec).map(Entry::IntotoV002)
+            }
             _ => {
                 return Err(BodyError::UnknownKind {
                     kind: types::truncated(kind),
@@ -388,11 +407,12 @@ impl Entry {
         parse_spec(field(top, "spec"))
     }
 
-    /// The `kind`: `hashedrekord` or `dsse`.
+    /// The `kind`: `hashedrekord`, `dsse` or `intoto`.
     pub fn kind(&self) -> &'static str {
         match self {
             Entry::HashedRekordV001(_) | Entry::HashedRekordV002(_) => "hashedrekord",
             Entry::DsseV001(_) | Entry::DsseV002(_) => "dsse",
+            Entry::IntotoV002(_) => "intoto",
         }
     }
 
@@ -400,7 +420,7 @@ impl Entry {
     pub fn api_version(&self) -> &'static str {
         match self {
             Entry::HashedRekordV001(_) | Entry::DsseV001(_) => "0.0.1",
-            Entry::HashedRekordV002(_) | Entry::DsseV002(_) => "0.0.2",
+            Entry::HashedRekordV002(_) | Entry::DsseV002(_) | Entry::IntotoV002(_) => "0.0.2",
         }
     }
 
@@ -410,6 +430,7 @@ impl Entry {
             Entry::HashedRekordV002(entry) => entry.spec_json(),
             Entry::DsseV001(entry) => entry.spec_json(),
             Entry::DsseV002(entry) => entry.spec_json(),
+            Entry::IntotoV002(entry) => entry.spec_json(),
         };
         serde_json::json!({
             "apiVersion": self.api_version(),
@@ -440,6 +461,12 @@ impl From<DsseV001> for Entry {
 impl From<DsseV002> for Entry {
     fn from(entry: DsseV002) -> Entry {
         Entry::DsseV002(entry)
+    }
+}
+
+impl From<IntotoV002> for Entry {
+    fn from(entry: IntotoV002) -> Entry {
+        Entry::IntotoV002(entry)
     }
 }
 

@@ -16,6 +16,8 @@ const DSSE_V001: &str = include_str!("../../testdata/entry/dsse-invalid-sig_fail
 const REKOR2_HAPPY_PATH: &str =
     include_str!("../../testdata/entry/rekor2-happy-path.sigstore.json");
 const REKOR2_DSSE: &str = include_str!("../../testdata/entry/rekor2-dsse-happy-path.sigstore.json");
+const INTOTO_V002: &str =
+    include_str!("../../testdata/entry/sigstore-js-intoto-v002.sigstore.json");
 
 fn b64(value: &Value) -> Vec<u8> {
     BASE64.decode(value.as_str().unwrap()).unwrap()
@@ -98,6 +100,209 @@ fn golden_hashedrekord_v001_public_key() {
         &bundle,
         &Entry::from(HashedRekordV001::new(digest, signature, key)),
     );
+}
+
+/// The intoto 0.0.2 entry of the sigstore-js vector, rebuilt from its bundle (see the README):
+/// the entry, and the parts a client proposes (payload, signature, certificate PEM).
+fn intoto_golden() -> (Value, IntotoV002, Vec<u8>) {
+    let bundle = bundle(INTOTO_V002);
+    let envelope = &bundle["dsseEnvelope"];
+    let payload = b64(&envelope["payload"]);
+    let certificate =
+        b64(&bundle["verificationMaterial"]["x509CertificateChain"]["certificates"][0]["rawBytes"]);
+    let logged: Value = serde_json::from_slice(&logged_body(&bundle)).unwrap();
+    let envelope_hash = Digest::from_hex(
+        HashAlgorithm::Sha256,
+        logged["spec"]["content"]["hash"]["value"].as_str().unwrap(),
+    )
+    .unwrap();
+    let entry = IntotoV002::new(
+        envelope_hash,
+        Digest::sha256(&payload),
+        envelope["payloadType"].as_str().unwrap().to_owned(),
+        vec![IntotoV002Signature {
+            keyid: Some(
+                envelope["signatures"][0]["keyid"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            sig: SignatureBytes::new(&b64(&envelope["signatures"][0]["sig"])).unwrap(),
+            public_key: KeyMaterial::from_certificate_der(&certificate).unwrap(),
+        }],
+    )
+    .unwrap();
+    (bundle, entry, payload)
+}
+
+#[test]
+fn golden_intoto_v002() {
+    let (bundle, entry, _) = intoto_golden();
+    // The bundle's empty keyid is no keyid, as Rekor omits it.
+    assert_eq!(entry.signatures()[0].keyid, None);
+    let logged = logged_body(&bundle);
+    let built = CanonicalBody::new(entry.clone()).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(built.as_bytes()),
+        String::from_utf8_lossy(&logged)
+    );
+    let parsed = CanonicalBody::parse(&logged).unwrap();
+    assert_eq!(parsed.entry(), &Entry::IntotoV002(entry));
+    assert_eq!(parsed.entry().kind(), "intoto");
+    assert_eq!(parsed.entry().api_version(), "0.0.2");
+    let tlog = tlog_entry(&bundle);
+    assert_eq!(tlog["kindVersion"]["kind"], "intoto");
+    assert_eq!(tlog["kindVersion"]["version"], "0.0.2");
+}
+
+/// The proposed spec sigstore-js posts for the golden vector's envelope (`toProposedIntotoEntry`
+/// in `packages/sign/src/witness/tlog/entry.ts`): payload and signature base64 twice over, the
+/// PEM base64 once, `keyid` left out when empty, and both hashes.
+fn intoto_proposal(entry: &IntotoV002, payload: &[u8]) -> Value {
+    let signature = &entry.signatures()[0];
+    serde_json::json!({
+        "content": {
+            "envelope": {
+                "payloadType": entry.payload_type(),
+                "payload": BASE64.encode(BASE64.encode(payload)),
+                "signatures": [{
+                    "sig": BASE64.encode(signature.sig.to_base64()),
+                    "publicKey": signature.public_key.to_base64_pem(),
+                }],
+            },
+            "hash": { "algorithm": "sha256", "value": entry.envelope_hash().to_hex() },
+            "payloadHash": { "algorithm": "sha256", "value": entry.payload_hash().to_hex() },
+        },
+    })
+}
+
+/// A change to a proposed spec.
+type Edit<'a> = Box<dyn Fn(&mut Value) + 'a>;
+
+#[test]
+fn intoto_v002_proposals_become_rekors_entry() {
+    let (bundle, entry, payload) = intoto_golden();
+    let proposed = intoto_proposal(&entry, &payload);
+    let proposal = IntotoV002Proposal::parse(&proposed).unwrap();
+    assert_eq!(proposal.payload(), payload.as_slice());
+    assert_eq!(proposal.pae(), pae(entry.payload_type(), &payload));
+    assert_eq!(proposal.entry(), &entry);
+    let body = CanonicalBody::new(proposal.into_entry()).unwrap();
+    assert_eq!(body.as_bytes(), logged_body(&bundle).as_slice());
+
+    // `payloadHash` may be left out (Rekor computes it), `keyid` may be empty or set, and
+    // members Rekor does not read are ignored.
+    let mut variant = proposed.clone();
+    variant["content"]
+        .as_object_mut()
+        .unwrap()
+        .remove("payloadHash");
+    variant["content"]["envelope"]["signatures"][0]["keyid"] = Value::String(String::new());
+    variant["content"]["extra"] = Value::Bool(true);
+    assert_eq!(IntotoV002Proposal::parse(&variant).unwrap().entry(), &entry);
+    variant["content"]["envelope"]["signatures"][0]["keyid"] = Value::String("k1".to_owned());
+    let with_keyid = IntotoV002Proposal::parse(&variant).unwrap().into_entry();
+    assert_eq!(with_keyid.signatures()[0].keyid.as_deref(), Some("k1"));
+    let body = CanonicalBody::new(with_keyid.clone()).unwrap();
+    assert!(String::from_utf8_lossy(body.as_bytes()).contains(r#"{"keyid":"k1","publicKey":"#));
+    assert_eq!(
+        CanonicalBody::parse(body.as_bytes()).unwrap().entry(),
+        &Entry::IntotoV002(with_keyid)
+    );
+
+    let pem = entry.signatures()[0].public_key.to_pem();
+    let refused: Vec<(&str, Edit<'_>)> = vec![
+        (
+            "a PEM without its final newline (stored as sent by Rekor, re-encoded by later ones)",
+            Box::new(|p: &mut Value| {
+                p["content"]["envelope"]["signatures"][0]["publicKey"] =
+                    Value::String(BASE64.encode(pem.trim_end()));
+            }),
+        ),
+        (
+            "an inner signature in URL-safe base64",
+            Box::new(|p: &mut Value| {
+                let sig = entry.signatures()[0]
+                    .sig
+                    .to_base64()
+                    .replace('+', "-")
+                    .replace('/', "_");
+                p["content"]["envelope"]["signatures"][0]["sig"] =
+                    Value::String(BASE64.encode(sig));
+            }),
+        ),
+        (
+            "a signature base64 once only",
+            Box::new(|p: &mut Value| {
+                p["content"]["envelope"]["signatures"][0]["sig"] =
+                    Value::String(entry.signatures()[0].sig.to_base64());
+            }),
+        ),
+        (
+            "a payloadHash that is not the payload's",
+            Box::new(|p: &mut Value| {
+                p["content"]["payloadHash"]["value"] = Value::String("00".repeat(32));
+            }),
+        ),
+        (
+            "no hash",
+            Box::new(|p: &mut Value| {
+                p["content"].as_object_mut().unwrap().remove("hash");
+            }),
+        ),
+        (
+            "an uppercase hash",
+            Box::new(|p: &mut Value| {
+                let upper = entry.envelope_hash().to_hex().to_uppercase();
+                p["content"]["hash"]["value"] = Value::String(upper);
+            }),
+        ),
+        (
+            "an empty payload",
+            Box::new(|p: &mut Value| {
+                p["content"]["envelope"]["payload"] = Value::String(String::new());
+            }),
+        ),
+        (
+            "no payload type",
+            Box::new(|p: &mut Value| {
+                p["content"]["envelope"]["payloadType"] = Value::String(String::new());
+            }),
+        ),
+        (
+            "no signatures",
+            Box::new(|p: &mut Value| {
+                p["content"]["envelope"]["signatures"] = Value::Array(Vec::new());
+            }),
+        ),
+        (
+            "the same signature twice",
+            Box::new(|p: &mut Value| {
+                let one = p["content"]["envelope"]["signatures"][0].clone();
+                p["content"]["envelope"]["signatures"] = Value::Array(vec![one.clone(), one]);
+            }),
+        ),
+        (
+            "no publicKey",
+            Box::new(|p: &mut Value| {
+                p["content"]["envelope"]["signatures"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("publicKey");
+            }),
+        ),
+        (
+            "a keyid that is not a string",
+            Box::new(|p: &mut Value| {
+                p["content"]["envelope"]["signatures"][0]["keyid"] = Value::Bool(true);
+            }),
+        ),
+    ];
+    for (why, edit) in refused {
+        let mut bad = proposed.clone();
+        edit(&mut bad);
+        assert!(IntotoV002Proposal::parse(&bad).is_err(), "accepted {why}");
+    }
 }
 
 #[test]
@@ -249,7 +454,7 @@ fn rejects_unknown_kinds_and_versions() {
     for (kind, version) in [
         ("rekord", "0.0.1"),
         ("hashedrekord", "0.0.3"),
-        ("intoto", "0.0.2"),
+        ("intoto", "0.0.1"),
         ("dsse", "0.0.1 "),
     ] {
         let mut body = sample_json();
@@ -620,7 +825,33 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
                 .collect();
             DsseV002::new(p, sigs).ok().map(Entry::from)
         });
-    prop_oneof![v001, v002, dsse_v001, dsse_v002]
+    let intoto_v002 = (
+        arb_sha256(),
+        arb_sha256(),
+        "[a-z/+.-]{1,40}",
+        proptest::collection::vec(
+            (
+                proptest::option::of("[ -~]{0,20}"),
+                arb_signature_bytes(),
+                arb_key_material(),
+            ),
+            1..=4,
+        ),
+    )
+        .prop_filter_map("distinct signatures", |(e, p, payload_type, sigs)| {
+            let sigs = sigs
+                .into_iter()
+                .map(|(keyid, sig, public_key)| IntotoV002Signature {
+                    keyid,
+                    sig,
+                    public_key,
+                })
+                .collect();
+            IntotoV002::new(e, p, payload_type, sigs)
+                .ok()
+                .map(Entry::from)
+        });
+    prop_oneof![v001, v002, dsse_v001, dsse_v002, intoto_v002]
 }
 
 proptest! {
