@@ -185,6 +185,13 @@ fn query_number(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
 
 /// An entry UUID: the hex leaf hash, optionally behind Rekor's 16-hex-digit tree id.
 fn parse_uuid(uuid: &str) -> Result<Hash, ApiError> {
+    // Checked first: slicing at byte 16 is only safe on ASCII (a UUID is hex digits anyway).
+    if !uuid.is_ascii() {
+        return Err(ApiError::bad_request(
+            "invalid_uuid",
+            "an entry UUID is hex digits",
+        ));
+    }
     let hex = match uuid.len() {
         64 => uuid,
         80 => &uuid[16..],
@@ -670,4 +677,30 @@ fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
     }
     let entry = DsseV001::from_envelope(&envelope, matched).map_err(|e| input_error(&e))?;
     canonical(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An 80-byte UUID whose 16th byte falls inside a multi-byte character once panicked on
+    /// the slice at the tree id; any non-ASCII UUID is a 400 instead.
+    #[test]
+    fn a_non_ascii_uuid_is_a_400_not_a_panic() {
+        let tree_id = "0123456789abcde"; // 15 bytes, then a 2-byte 'é' across byte 16
+        let uuid = format!("{tree_id}é{}", "a".repeat(63));
+        assert_eq!(uuid.len(), 80);
+        assert!(!uuid.is_char_boundary(16));
+        let error = parse_uuid(&uuid).unwrap_err();
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::BAD_REQUEST, "invalid_uuid")
+        );
+        let short = format!("é{}", "a".repeat(62));
+        assert_eq!(short.len(), 64);
+        assert_eq!(parse_uuid(&short).unwrap_err().code, "invalid_uuid");
+        let good = "ab".repeat(32);
+        assert!(parse_uuid(&good).is_ok());
+        assert!(parse_uuid(&format!("{}{good}", "0".repeat(16))).is_ok());
+    }
 }
