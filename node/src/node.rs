@@ -11,7 +11,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftNetworkFactory, SnapshotPolicy};
 
-use crate::env::{Blocking, SharedClock};
+use crate::env::{Blocking, Checks, SharedClock};
 use crate::keyless::KeylessCa;
 use crate::metrics::{LogLabel, Metrics};
 use crate::network::HttpClient;
@@ -108,6 +108,9 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Where blocking storage reads run.
     pub blocking: Blocking,
+    /// Where client signature checks run: off the async workers, bounded (past the bound a
+    /// request is refused with 503 rather than queued).
+    pub checks: Checks,
     /// Witness cosigning and quorum publication, when configured (set once, after start).
     pub witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
     admin_token: String,
@@ -185,6 +188,7 @@ impl Node {
             metrics,
             admin_token: config.admin_token,
             blocking: config.blocking,
+            checks: Checks::per_core(config.blocking),
             ca: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
         }))

@@ -346,10 +346,17 @@ async fn submit_v2(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-    let decoded = crate::api::v2_request::decode(&body).map_err(|error| {
-        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        ApiError::new(status, error.code(), error.to_string())
-    })?;
+    // Decoding and the signature checks run off the async workers, bounded (`env::Checks`).
+    let checked = body.clone();
+    let decoded = node
+        .checks
+        .run(move || crate::api::v2_request::decode(&checked))
+        .await?
+        .map_err(|error| {
+            let status =
+                StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            ApiError::new(status, error.code(), error.to_string())
+        })?;
     let log = log_config(node, ARTIFACT_LOG)?;
     let leaf = decoded.body.as_bytes().to_vec();
     let sequenced = match submit_or_forward(

@@ -235,6 +235,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::env::Busy> for ApiError {
+    fn from(busy: crate::env::Busy) -> ApiError {
+        ApiError::unavailable("busy", busy.to_string())
+    }
+}
+
 /// A JSON response.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();

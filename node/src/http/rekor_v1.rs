@@ -77,7 +77,8 @@ async fn dispatch(
         (&Method::POST, "/api/v1/log/entries") => submit(node, &log, request).await,
         (&Method::POST, "/api/v1/log/entries/retrieve") => {
             let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-            let wanted = retrieve_request(&body)?;
+            // Parsing up to 8 MiB of JSON and hashing proposed entries is CPU work: bounded.
+            let wanted = node.checks.run(move || retrieve_request(&body)).await??;
             read(node, move |view, log| {
                 let mut found = Vec::new();
                 for lookup in &wanted {
@@ -441,9 +442,16 @@ async fn submit(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-    let proposed: Value = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    let canonical = verify_and_canonicalize(&proposed)?;
+    // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
+    let checked = body.clone();
+    let canonical = node
+        .checks
+        .run(move || {
+            let proposed: Value = serde_json::from_slice(&checked)
+                .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+            verify_and_canonicalize(&proposed)
+        })
+        .await??;
     let sequenced = match submit_or_forward(
         node,
         &log.name,
@@ -626,6 +634,11 @@ fn hashedrekord(spec: &Value) -> Result<HashedRekordV001, ApiError> {
 
 /// dsse 0.0.1 from `spec.proposedContent`: each envelope signature must verify with one of the
 /// verifiers (when `verify`; without, for `retrieve`, the first verifier is taken for each).
+///
+/// The cost is bounded: at most one verifier per signature (as the v2 API requires; at most
+/// [`tlog::entry::DSSE_SIGNATURES_MAX`] of each), each verifier's key parsed once, the PAE
+/// hashed once per hash algorithm for every key that signs a digest, and the `i`-th verifier
+/// tried first for the `i`-th signature, so an in-order request costs one check per signature.
 fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
     let envelope = DsseEnvelope::parse(field(spec, &["proposedContent", "envelope"])?)
         .map_err(|e| input_error(&e))?;
@@ -640,6 +653,19 @@ fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
                 "spec.proposedContent.verifiers: a non-empty array is required",
             )
         })?;
+    // Before any verifier is decoded: thousands of copies of one key once cost minutes of CPU.
+    let signatures = envelope.signatures();
+    if verifiers.len() > signatures.len() {
+        return Err(ApiError::bad_request(
+            "too_many_verifiers",
+            format!(
+                "spec.proposedContent.verifiers: {} verifiers for {} signatures; give at most one \
+                 per signature",
+                verifiers.len(),
+                signatures.len()
+            ),
+        ));
+    }
     let mut keys = Vec::new();
     for (position, verifier) in verifiers.iter().enumerate() {
         let what = format!("spec.proposedContent.verifiers[{position}]");
@@ -651,37 +677,141 @@ fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
             })?;
         keys.push(KeyMaterial::from_pem(&pem).map_err(|e| input_error(&e))?);
     }
-    let pae = envelope.pae();
     let mut matched = Vec::new();
-    for (position, signature) in envelope.signatures().iter().enumerate() {
-        let key = if verify {
-            keys.iter().find(|key| {
-                public_keys(key, &KeyDetails::ALL).is_ok_and(|parsed| {
-                    parsed.iter().any(|parsed| {
-                        parsed
-                            .verify_message(&pae, signature.sig.as_bytes())
-                            .is_ok()
+    if verify {
+        // Every key type each verifier can be (v1 does not declare it), parsed once.
+        let parsed: Vec<Vec<PublicKey>> = keys
+            .iter()
+            .map(|key| public_keys(key, &KeyDetails::ALL).unwrap_or_default())
+            .collect();
+        let pae = envelope.pae();
+        let mut digests = PaeDigests::new(&pae);
+        for (position, signature) in signatures.iter().enumerate() {
+            let sig = signature.sig.as_bytes();
+            let found = (0..keys.len())
+                .map(|offset| (position + offset) % keys.len())
+                .find(|&index| {
+                    parsed.get(index).is_some_and(|candidates| {
+                        candidates
+                            .iter()
+                            .any(|candidate| digests.verify(candidate, sig))
                     })
-                })
-            })
-        } else {
-            keys.first()
-        };
-        let key = key.ok_or_else(|| {
-            ApiError::bad_request(
-                "bad_signature",
-                format!("envelope.signatures[{position}] verifies with none of the verifiers"),
-            )
-        })?;
-        matched.push(key.clone());
+                });
+            let key = found.and_then(|index| keys.get(index)).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_signature",
+                    format!("envelope.signatures[{position}] verifies with none of the verifiers"),
+                )
+            })?;
+            matched.push(key.clone());
+        }
+    } else {
+        for _ in signatures {
+            matched.extend(keys.first().cloned());
+        }
     }
     let entry = DsseV001::from_envelope(&envelope, matched).map_err(|e| input_error(&e))?;
     canonical(entry)
 }
 
+/// The PAE's digests, each computed at most once per request: a multi-MiB payload checked
+/// against several keys is hashed once per hash algorithm, not once per key. Only pure
+/// Ed25519, which hashes the message together with the signature's `R`, reads it again.
+struct PaeDigests<'a> {
+    pae: &'a [u8],
+    digests: Vec<(HashAlgorithm, Vec<u8>)>,
+}
+
+impl<'a> PaeDigests<'a> {
+    fn new(pae: &'a [u8]) -> PaeDigests<'a> {
+        PaeDigests {
+            pae,
+            digests: Vec::new(),
+        }
+    }
+
+    fn verify(&mut self, key: &PublicKey, signature: &[u8]) -> bool {
+        let Some(algorithm) = key.key_details().hash_algorithm() else {
+            return key.verify_message(self.pae, signature).is_ok();
+        };
+        let position = match self
+            .digests
+            .iter()
+            .position(|(known, _)| *known == algorithm)
+        {
+            Some(position) => position,
+            None => {
+                let digest = algorithm.hash(self.pae).as_bytes().to_vec();
+                self.digests.push((algorithm, digest));
+                self.digests.len() - 1
+            }
+        };
+        self.digests
+            .get(position)
+            .is_some_and(|(_, digest)| key.verify_prehashed(digest, signature).is_ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A v1 dsse entry over `payload` signed (pure Ed25519) by `signers`, naming `verifiers`.
+    fn dsse_entry(signers: &[u8], verifiers: &[u8]) -> Value {
+        use ed25519_dalek::Signer as _;
+        let key = |seed: u8| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let envelope = |signatures: Vec<Value>| {
+            json!({
+                "payloadType": "application/vnd.in-toto+json",
+                "payload": BASE64.encode(b"{\"_type\":\"https://in-toto.io/Statement/v1\"}"),
+                "signatures": signatures,
+            })
+            .to_string()
+        };
+        let unsigned = envelope(vec![json!({ "sig": BASE64.encode([1u8; 64]) })]);
+        let pae = DsseEnvelope::parse(&unsigned).unwrap().pae();
+        let signatures = signers
+            .iter()
+            .map(|&seed| json!({ "sig": BASE64.encode(key(seed).sign(&pae).to_bytes()) }))
+            .collect();
+        let verifiers: Vec<String> = verifiers
+            .iter()
+            .map(|&seed| {
+                let spki = tlog::note::ed25519_spki_der(&key(seed).verifying_key());
+                let pem = format!(
+                    "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                    BASE64.encode(spki)
+                );
+                BASE64.encode(pem)
+            })
+            .collect();
+        json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": { "proposedContent": {
+                "envelope": envelope(signatures),
+                "verifiers": verifiers,
+            } },
+        })
+    }
+
+    /// At most one verifier per signature: more is refused before any key is parsed or any
+    /// signature checked (27,000 copies of one key once kept a node busy for minutes). Within
+    /// the bound, each signature may verify with any verifier, in any order.
+    #[test]
+    fn dsse_verifiers_are_at_most_one_per_signature() {
+        assert!(verify_and_canonicalize(&dsse_entry(&[1], &[1])).is_ok());
+        assert!(verify_and_canonicalize(&dsse_entry(&[1, 2], &[2, 1])).is_ok());
+        let error = verify_and_canonicalize(&dsse_entry(&[1], &[2, 1])).unwrap_err();
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::BAD_REQUEST, "too_many_verifiers")
+        );
+        let error = verify_and_canonicalize(&dsse_entry(&[1], &[2])).unwrap_err();
+        assert_eq!(error.code, "bad_signature");
+        let error = verify_and_canonicalize(&dsse_entry(&[1, 2], &[1, 1])).unwrap_err();
+        assert_eq!(error.code, "bad_signature");
+    }
 
     /// An 80-byte UUID whose 16th byte falls inside a multi-byte character once panicked on
     /// the slice at the tree id; any non-ASCII UUID is a 400 instead.
