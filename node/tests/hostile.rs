@@ -317,3 +317,65 @@ async fn hostile_traffic_is_refused_quickly_and_changes_nothing() {
     }
 }
 
+/// A Rekor v1 hashedrekord request for `artifact`, signed with the same key.
+fn good_v1_request(artifact: &[u8]) -> String {
+    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    let digest = tlog::Hash::digest(artifact);
+    let signature: p256::ecdsa::Signature = key.sign_prehash(digest.as_bytes()).unwrap();
+    json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": { "hash": { "algorithm": "sha256", "value": digest.to_hex() } },
+            "signature": {
+                "content": BASE64.encode(signature.to_der().as_bytes()),
+                "publicKey": { "content": BASE64.encode(pem) },
+            },
+        },
+    })
+    .to_string()
+}
+
+/// A write that reached a node forwarded (as to the leader) is never forwarded again, v1 or
+/// v2: a follower answers it 503 itself, while the same write sent to it directly is forwarded
+/// and logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_write_is_never_forwarded_again() {
+    let mut cluster = common::cluster::Cluster::init("hostile", "hop", 2, &[]);
+    cluster.form(2).await;
+    let leader = cluster.leader().await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let url = &cluster.urls[usize::try_from(follower - 1).unwrap()];
+    for (path, body, created) in [
+        ("/api/v2/log/entries", good_request(b"hop v2"), 201),
+        ("/api/v1/log/entries", good_v1_request(b"hop v1"), 201),
+    ] {
+        for forwarded in [true, false] {
+            let mut request = hyper::Request::post(format!("{url}{path}"))
+                .header("content-type", "application/json");
+            if forwarded {
+                request = request.header("x-cairn-forwarded-by", leader.to_string());
+            }
+            let request = request
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+                .unwrap();
+            let response = cluster.http.request(request).await.unwrap();
+            let status = response.status().as_u16();
+            let answer = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let answer = String::from_utf8_lossy(&answer);
+            if forwarded {
+                assert_eq!(status, 503, "{path}: {answer}");
+                assert!(answer.contains("no_leader"), "{path}: {answer}");
+            } else {
+                assert_eq!(status, created, "{path}: {answer}");
+            }
+        }
+    }
+}

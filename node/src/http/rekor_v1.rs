@@ -39,7 +39,7 @@ use tlog::entry::{
     InputError, KeyDetails, KeyMaterial, SignatureBytes,
 };
 
-use super::log_api::{ARTIFACT_LOG, log_key_id, submit_or_forward};
+use super::log_api::{ARTIFACT_LOG, FORWARDED_BY, log_key_id, submit_or_forward};
 use super::{ApiError, Body, read_body, response};
 use crate::crypto::PublicKey;
 use crate::node::Node;
@@ -441,6 +441,7 @@ async fn submit(
     log: &LogConfig,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let forwarded = request.headers().contains_key(FORWARDED_BY);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
     // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
     let checked = body.clone();
@@ -458,6 +459,7 @@ async fn submit(
         canonical.into_bytes(),
         "/api/v1/log/entries",
         body,
+        forwarded,
     )
     .await?
     {
