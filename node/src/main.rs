@@ -508,6 +508,7 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     )
     .await?;
+    node.set_public_url(&file.api_url);
     if let Some(ca_file) = &file.ca {
         let fetch = Arc::new(node::network::fetch::HttpFetch::new());
         let ca = node::keyless::KeylessCa::load(ca_file, fetch).context("loading the CA")?;

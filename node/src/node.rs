@@ -114,6 +114,8 @@ pub struct Node {
     /// Witness cosigning and quorum publication, when configured (set once, after start).
     pub witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
     admin_token: String,
+    /// The node's public URL (`api_url`), once set ([`Node::set_public_url`]).
+    public_url: std::sync::OnceLock<String>,
     /// The keyless CA, once installed ([`Node::install_ca`]); without it the CA routes answer
     /// 404.
     ca: std::sync::OnceLock<Arc<KeylessCa>>,
@@ -190,6 +192,7 @@ impl Node {
             blocking: config.blocking,
             checks: Checks::per_core(config.blocking),
             ca: std::sync::OnceLock::new(),
+            public_url: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
         }))
     }
@@ -198,6 +201,19 @@ impl Node {
     /// simulator, which runs no CA) is unchanged. Returns false if a CA was already installed.
     pub fn install_ca(&self, ca: Arc<KeylessCa>) -> bool {
         self.ca.set(ca).is_ok()
+    }
+
+    /// Sets the URL clients reach this node at (its configured `api_url`, without a trailing
+    /// slash), which documents naming the node's services use. Returns false if already set.
+    pub fn set_public_url(&self, url: &str) -> bool {
+        self.public_url
+            .set(url.trim_end_matches('/').to_owned())
+            .is_ok()
+    }
+
+    /// The node's public URL, if set.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.get().map(String::as_str)
     }
 
     /// The keyless CA, if installed.

@@ -9,7 +9,8 @@
 //! answer within 1 s throughout, a well-behaved client's appends must keep succeeding, and the
 //! half-sent connections must be closed (within 60 s; here within seconds, as configured).
 //! Then a connection flood past `connections_max`: the connections beyond it get a 503 at
-//! once, the idle ones are closed, and the node serves again. Nothing acknowledged changes.
+//! once, the idle ones are closed, and the node serves again. A forged `Host` header does not
+//! steer the trust documents. Nothing acknowledged changes.
 
 // Test harness code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -288,6 +289,23 @@ async fn hostile_traffic_is_refused_quickly_and_changes_nothing() {
     eprintln!("{refused} flood connections refused; the others closed when idle");
     drop(flood);
     cluster.wait_for(1, "/healthz").await;
+
+    // A forged Host header does not steer the trust documents' URLs elsewhere.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            b"GET /trust/signing_config.json HTTP/1.1\r\nHost: evil.example\r\n\
+              Connection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("evil.example"), "{answer}");
+    assert!(answer.contains(&cluster.urls[0]), "{answer}");
 
     // A well-behaved client still appends, and everything acknowledged is unchanged.
     let (status, body) = cluster

@@ -3,8 +3,8 @@
 //! (a `SigningConfig` v0.2) and `GET /trust/client_trust_config.json` (both together, what
 //! `sigstore --trust-config` reads).
 //!
-//! The documents describe this deployment as the client reached it: every URL is the scheme
-//! and `Host` the request came in on, so a client on loopback gets loopback URLs. They carry
+//! Every URL in the documents is the node's configured public URL (`api_url`), never the
+//! request's `Host` header, which anyone can set to send clients elsewhere. They carry
 //! public keys and certificates only. Parsers on the client side are strict (pydantic with
 //! `extra="forbid"`), so only protobuf-specs field names appear.
 //!
@@ -59,17 +59,10 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
         )
         .into_response();
     }
-    let Some(host) = request
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .filter(|host| !host.is_empty() && !host.contains(['/', ' ', '@']))
-    else {
-        return ApiError::bad_request("no_host", "a Host header is needed to name the URLs")
-            .into_response();
+    let Some(base_url) = node.public_url() else {
+        return ApiError::not_found("this node has no public URL configured").into_response();
     };
-    let base_url = format!("http://{host}");
-    let documents = match TrustDocuments::new(node, &base_url) {
+    let documents = match TrustDocuments::new(node, base_url) {
         Ok(documents) => documents,
         Err(error) => return error.into_response(),
     };
