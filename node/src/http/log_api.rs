@@ -440,7 +440,7 @@ fn witnessed_checkpoint(
 
 /// For a witnessed log, the append's answer waits for a cosigned checkpoint covering the entry
 /// (the entry is committed either way; a retry is answered from the dedup index).
-async fn witnessed(
+pub(super) async fn witnessed(
     node: &Arc<Node>,
     log: &LogConfig,
     mut sequenced: crate::sequencer::Sequenced,

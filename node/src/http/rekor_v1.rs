@@ -39,7 +39,7 @@ use tlog::entry::{
     InputError, KeyDetails, KeyMaterial, SignatureBytes,
 };
 
-use super::log_api::{ARTIFACT_LOG, FORWARDED_BY, log_key_id, submit_or_forward};
+use super::log_api::{ARTIFACT_LOG, FORWARDED_BY, log_key_id, submit_or_forward, witnessed};
 use super::{ApiError, Body, read_body, response};
 use crate::crypto::PublicKey;
 use crate::node::Node;
@@ -79,7 +79,7 @@ async fn dispatch(
             let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
             // Parsing up to 8 MiB of JSON and hashing proposed entries is CPU work: bounded.
             let wanted = node.checks.run(move || retrieve_request(&body)).await??;
-            read(node, move |view, log| {
+            read(node, move |view, log, served| {
                 let mut found = Vec::new();
                 for lookup in &wanted {
                     let index = match lookup {
@@ -89,7 +89,7 @@ async fn dispatch(
                         }
                     };
                     if let Some(index) = index
-                        && let Some(entry) = entry(view, log, index)?
+                        && let Some(entry) = entry(view, log, served, index)?
                     {
                         found.push(entry);
                     }
@@ -101,8 +101,8 @@ async fn dispatch(
         (&Method::GET, "/api/v1/log/entries") => {
             let index = query_number(&query, "logIndex")?
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "logIndex: required"))?;
-            read(node, move |view, log| {
-                let entry = entry(view, log, index)?
+            read(node, move |view, log, served| {
+                let entry = entry(view, log, served, index)?
                     .ok_or_else(|| ApiError::not_found(format!("no entry at index {index}")))?;
                 Ok(json_response(StatusCode::OK, &entry))
             })
@@ -110,23 +110,26 @@ async fn dispatch(
         }
         (&Method::GET, p) if p.starts_with("/api/v1/log/entries/") => {
             let hash = parse_uuid(&p["/api/v1/log/entries/".len()..])?;
-            read(node, move |view, log| {
+            read(node, move |view, log, served| {
                 let index = view
                     .find_leaf(&log.name, &hash)
                     .map_err(storage_error)?
                     .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
-                let entry = entry(view, log, index)?
+                let entry = entry(view, log, served, index)?
                     .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
                 Ok(json_response(StatusCode::OK, &entry))
             })
             .await
         }
-        (&Method::GET, "/api/v1/log") => read(node, log_info).await,
+        (&Method::GET, "/api/v1/log") => read(node, |_, log, served| log_info(log, served)).await,
         (&Method::GET, "/api/v1/log/proof") => {
             let first = query_number(&query, "firstSize")?.unwrap_or(1);
             let last = query_number(&query, "lastSize")?
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "lastSize: required"))?;
-            read(node, move |view, log| consistency(view, log, first, last)).await
+            read(node, move |view, log, served| {
+                consistency(view, log, served, first, last)
+            })
+            .await
         }
         (&Method::GET, "/api/v1/log/publicKey") => Ok(response(
             StatusCode::OK,
@@ -137,23 +140,93 @@ async fn dispatch(
     }
 }
 
-/// Runs `answer` on one consistent view of committed state, off the async threads.
+/// Runs `answer` on one consistent view of committed state, off the async threads, with the
+/// tree v1 answers against in that view.
 async fn read(
     node: &Arc<Node>,
-    answer: impl FnOnce(&StateView, &LogConfig) -> Result<Response<Body>, ApiError> + Send + 'static,
+    answer: impl FnOnce(&StateView, &LogConfig, &Served) -> Result<Response<Body>, ApiError>
+    + Send
+    + 'static,
 ) -> Result<Response<Body>, ApiError> {
     let log = node
         .logs
         .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
         .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
         .clone();
+    let published = match node.witnessing.get() {
+        Some(witnessing) if witnessing.is_witnessed(&log.name) => {
+            Some(witnessing.published(&log.name).ok_or_else(|| {
+                ApiError::unavailable(
+                    "not_witnessed",
+                    format!(
+                        "no checkpoint of log {} has reached its witness quorum yet",
+                        log.name
+                    ),
+                )
+            })?)
+        }
+        _ => None,
+    };
     let reader = node.reader.clone();
     node.blocking
         .run(move || {
             let view = reader.view().map_err(storage_error)?;
-            answer(&view, &log)
+            let served = Served::new(&view, &log, published.as_ref())?;
+            answer(&view, &log, &served)
         })
         .await
+}
+
+/// The tree v1 answers against: the head, or for a witnessed log the latest checkpoint that
+/// met its witness quorum (what the v2 checkpoint endpoint serves), so that v1 never serves or
+/// proves against a tree the witnesses have not cosigned.
+#[derive(Debug)]
+struct Served {
+    size: u64,
+    root: Hash,
+    /// The committed checkpoint at `size` (C2SP form, perhaps with cosignatures); empty for an
+    /// empty log.
+    checkpoint: String,
+}
+
+impl Served {
+    fn new(
+        view: &StateView,
+        log: &LogConfig,
+        published: Option<&crate::witnessing::Published>,
+    ) -> Result<Served, ApiError> {
+        let Some(published) = published else {
+            let head = view
+                .head(&log.name)
+                .map_err(storage_error)?
+                .unwrap_or_default();
+            let root = if head.tree_size == 0 {
+                Hash::EMPTY_ROOT
+            } else {
+                head.root
+            };
+            return Ok(Served {
+                size: head.tree_size,
+                root,
+                checkpoint: head.checkpoint,
+            });
+        };
+        let checkpoint = Note::parse(published.note.as_bytes())
+            .ok()
+            .and_then(|note| tlog::checkpoint::Checkpoint::parse(note.text()).ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "checkpoint_error",
+                    "the published checkpoint does not parse",
+                )
+            })?;
+        Ok(Served {
+            size: published.size,
+            root: checkpoint.root,
+            checkpoint: published.note.to_string(),
+        })
+    }
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ApiError {
@@ -208,8 +281,17 @@ fn parse_uuid(uuid: &str) -> Result<Hash, ApiError> {
 }
 
 /// The entry at `index` as Rekor v1 answers it: `{uuid: {body, integratedTime, logID, logIndex,
-/// verification}}`, with the inclusion proof at the current size and its signed checkpoint.
-fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>, ApiError> {
+/// verification}}`, with the inclusion proof at the served size and its signed checkpoint. An
+/// entry beyond the served size is not served (committed, but not yet witnessed).
+fn entry(
+    view: &StateView,
+    log: &LogConfig,
+    served: &Served,
+    index: u64,
+) -> Result<Option<Value>, ApiError> {
+    if index >= served.size {
+        return Ok(None);
+    }
     let Some(leaf) = view.leaf(&log.name, index).map_err(storage_error)? else {
         return Ok(None);
     };
@@ -225,14 +307,10 @@ fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>,
                 ),
             )
         })?;
-    let head = view
-        .head(&log.name)
-        .map_err(storage_error)?
-        .ok_or_else(|| ApiError::not_found("the log is empty"))?;
     let proof = view
-        .inclusion_proof(&log.name, index, head.tree_size)
+        .inclusion_proof(&log.name, index, served.size)
         .map_err(storage_error)?;
-    let checkpoint = v1_checkpoint(log, &head.checkpoint)?;
+    let checkpoint = v1_checkpoint(log, &served.checkpoint)?;
     let body = BASE64.encode(&leaf);
     let integrated_time = integrated_ms / 1000;
     let log_id = hex::encode(v1_log_id(log).as_bytes());
@@ -249,8 +327,8 @@ fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>,
                     "checkpoint": checkpoint,
                     "hashes": proof.hashes.iter().map(|hash| hex::encode(hash.as_bytes())).collect::<Vec<_>>(),
                     "logIndex": index,
-                    "rootHash": hex::encode(head.root.as_bytes()),
-                    "treeSize": head.tree_size,
+                    "rootHash": hex::encode(served.root.as_bytes()),
+                    "treeSize": served.size,
                 },
                 "signedEntryTimestamp": BASE64.encode(set),
             },
@@ -332,24 +410,15 @@ fn public_key_pem(log: &LogConfig) -> String {
     )
 }
 
-fn log_info(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiError> {
-    let head = view
-        .head(&log.name)
-        .map_err(storage_error)?
-        .unwrap_or_default();
-    let root = if head.tree_size == 0 {
-        Hash::EMPTY_ROOT
-    } else {
-        head.root
-    };
+fn log_info(log: &LogConfig, served: &Served) -> Result<Response<Body>, ApiError> {
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "inactiveShards": [],
-            "rootHash": hex::encode(root.as_bytes()),
-            "signedTreeHead": v1_checkpoint(log, &head.checkpoint)?,
+            "rootHash": hex::encode(served.root.as_bytes()),
+            "signedTreeHead": v1_checkpoint(log, &served.checkpoint)?,
             "treeID": tree_id(log).to_string(),
-            "treeSize": head.tree_size,
+            "treeSize": served.size,
         }),
     ))
 }
@@ -357,28 +426,25 @@ fn log_info(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiErro
 fn consistency(
     view: &StateView,
     log: &LogConfig,
+    served: &Served,
     first: u64,
     last: u64,
 ) -> Result<Response<Body>, ApiError> {
-    let head = view
-        .head(&log.name)
-        .map_err(storage_error)?
-        .unwrap_or_default();
-    if first == 0 || first > last || last > head.tree_size {
+    if first == 0 || first > last || last > served.size {
         return Err(ApiError::bad_request(
             "invalid_query",
             format!(
                 "want 1 <= firstSize <= lastSize <= {}, got {first} and {last}",
-                head.tree_size
+                served.size
             ),
         ));
     }
     let proof = view
         .consistency_proof(&log.name, first, last)
         .map_err(storage_error)?;
-    // The root at `lastSize`: the current one, or recomputed from the stored tiles.
-    let root = if last == head.tree_size {
-        head.root
+    // The root at `lastSize`: the served one, or recomputed from the stored tiles.
+    let root = if last == served.size {
+        served.root
     } else {
         view.root_at(&log.name, last).map_err(storage_error)?
     };
@@ -466,6 +532,8 @@ async fn submit(
         Ok(sequenced) => sequenced,
         Err(forwarded) => return Ok(forwarded),
     };
+    // For a witnessed log, answer only once a cosigned checkpoint covers the entry, as v2 does.
+    let sequenced = witnessed(node, log, sequenced).await?;
     let (index, duplicate) = (sequenced.index, sequenced.duplicate);
     let status = if duplicate {
         StatusCode::CONFLICT
@@ -475,8 +543,8 @@ async fn submit(
     // The entry is committed and signed; this node's state may lag the leader's commit by a
     // moment, so wait briefly for it to apply before reading it back.
     for _ in 0..50 {
-        let answer = read(node, move |view, log| {
-            let entry = entry(view, log, index)?.ok_or_else(|| {
+        let answer = read(node, move |view, log, served| {
+            let entry = entry(view, log, served, index)?.ok_or_else(|| {
                 ApiError::unavailable("not_applied", "the entry is not applied here yet")
             })?;
             Ok(json_response(status, &entry))
