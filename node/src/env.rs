@@ -166,30 +166,37 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn checks_refuse_past_their_bound_and_hold_slots_until_done() {
         let checks = Checks::new(Blocking::Pool, 1, 1);
+        let (started, first_running) = std::sync::mpsc::channel::<()>();
         let (release, gate) = std::sync::mpsc::channel::<()>();
-        let gate = Arc::new(std::sync::Mutex::new(gate));
-        let blocked = |gate: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>| {
-            move || {
-                let _ = gate.lock().map(|gate| gate.recv());
-                7
-            }
-        };
         let first = tokio::spawn({
             let checks = checks.clone();
-            let work = blocked(Arc::clone(&gate));
-            async move { checks.run(work).await }
+            async move {
+                checks
+                    .run(move || {
+                        started.send(()).unwrap();
+                        gate.recv().unwrap();
+                        7
+                    })
+                    .await
+            }
         });
-        // The second is admitted and waits for the first to finish.
+        // The first check runs (and holds the one running slot) before the second is sent.
+        tokio::task::spawn_blocking(move || first_running.recv())
+            .await
+            .unwrap()
+            .unwrap();
         let second = tokio::spawn({
             let checks = checks.clone();
             async move { checks.run(|| 8).await }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let refused = checks.run(|| 9).await;
-        assert_eq!(refused, Err(Busy(2)));
+        // The second is admitted and waits for the running slot.
+        while checks.admitted.available_permits() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(checks.run(|| 9).await, Err(Busy(2)));
         // The first caller goes away; its work still holds its slot.
         first.abort();
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(checks.run(|| 9).await, Err(Busy(2)));
         release.send(()).unwrap();
         assert_eq!(second.await.unwrap(), Ok(8));
