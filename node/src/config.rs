@@ -79,6 +79,9 @@ pub struct NodeFile {
     /// Raft timing.
     #[serde(default)]
     pub raft: RaftFile,
+    /// Bounds on the public listener's connections.
+    #[serde(default)]
+    pub http: HttpFile,
     /// The keyless CA; without this section the node serves no CA routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaFile>,
@@ -215,6 +218,33 @@ impl Default for RaftFile {
     }
 }
 
+/// The `[http]` section: bounds on the public listener's connections; see
+/// [`crate::http::ConnectionLimits`] for what each does.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpFile {
+    /// Longest a client may take to send a request's head (and a keep-alive connection may
+    /// stay idle), in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Longest a request body may take to arrive once its head is read, in milliseconds.
+    pub body_read_timeout_ms: u64,
+    /// Most connections open at once; past it, new ones get a 503 and are closed.
+    pub connections_max: usize,
+}
+
+impl Default for HttpFile {
+    fn default() -> HttpFile {
+        let defaults = crate::http::ConnectionLimits::default();
+        HttpFile {
+            header_read_timeout_ms: u64::try_from(defaults.header_read_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            body_read_timeout_ms: u64::try_from(defaults.body_read_timeout.as_millis())
+                .unwrap_or(u64::MAX),
+            connections_max: defaults.connections_max,
+        }
+    }
+}
+
 impl NodeFile {
     /// Reads and checks a configuration file, resolving its relative paths.
     pub fn load(path: &Path) -> Result<NodeFile, ConfigError> {
@@ -327,6 +357,15 @@ impl NodeFile {
                 }
             }
         }
+        if self.http.header_read_timeout_ms == 0
+            || self.http.body_read_timeout_ms == 0
+            || self.http.connections_max == 0
+        {
+            return Err(invalid(
+                "http".into(),
+                "header_read_timeout_ms, body_read_timeout_ms and connections_max must be above 0",
+            ));
+        }
         if self.raft.election_timeout_min_ms <= self.raft.heartbeat_ms
             || self.raft.election_timeout_max_ms <= self.raft.election_timeout_min_ms
         {
@@ -416,6 +455,15 @@ impl NodeFile {
         }
     }
 
+    /// The public listener's connection bounds.
+    pub fn connection_limits(&self) -> crate::http::ConnectionLimits {
+        crate::http::ConnectionLimits {
+            header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.http.body_read_timeout_ms),
+            connections_max: self.http.connections_max,
+        }
+    }
+
     /// The Raft configuration.
     pub fn raft_config(&self) -> openraft::Config {
         openraft::Config {
@@ -499,6 +547,7 @@ mod tests {
             }],
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
+            http: HttpFile::default(),
             ca: None,
             witnessing: None,
         }
@@ -530,6 +579,11 @@ mod tests {
         bad.save(&path).unwrap();
         let error = NodeFile::load(&path).unwrap_err().to_string();
         assert!(error.contains("cluster_url"), "{error}");
+        let mut bad = sample(&dir);
+        bad.http.connections_max = 0;
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("http"), "{error}");
         write_file(
             &path,
             b"id = 1\nlisten = \"127.0.0.1:1\"\nunknown_setting = 3\n",

@@ -64,6 +64,76 @@ impl Blocking {
     }
 }
 
+/// Where CPU-heavy checks of what clients send run (signature verification, parsing large
+/// bodies): through [`Blocking`], so never on an async worker in production, with at most
+/// `running` at once and at most `waiting` queued behind them. Past that, work is refused
+/// ([`Busy`]) instead of queued, so a flood of expensive requests costs each of them a quick
+/// refusal and leaves the workers free for everything else.
+#[derive(Clone, Debug)]
+pub struct Checks {
+    blocking: Blocking,
+    /// Held by every check admitted (running or waiting): `running + waiting` permits.
+    admitted: Arc<tokio::sync::Semaphore>,
+    /// Held by every check running: `running` permits.
+    running: Arc<tokio::sync::Semaphore>,
+    /// `running + waiting`.
+    capacity: usize,
+}
+
+/// A check refused because [`Checks`] is full; the caller answers 503 with a retry hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the node is busy checking other requests ({0} admitted); retry shortly")]
+pub struct Busy(pub usize);
+
+impl Checks {
+    /// At most `running` checks at once (at least one), and at most `waiting` more queued.
+    pub fn new(blocking: Blocking, running: usize, waiting: usize) -> Checks {
+        let running = running.max(1);
+        Checks {
+            blocking,
+            admitted: Arc::new(tokio::sync::Semaphore::new(running + waiting)),
+            running: Arc::new(tokio::sync::Semaphore::new(running)),
+            capacity: running + waiting,
+        }
+    }
+
+    /// One running check per core, and four times as many waiting.
+    pub fn per_core(blocking: Blocking) -> Checks {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Checks::new(blocking, cores, 4 * cores)
+    }
+
+    /// Runs `work` once admitted, or refuses it at once if `running + waiting` checks are
+    /// already admitted. The permits move into the work, so a caller that goes away (its
+    /// connection closed) does not free its slot before the work is done.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, Busy>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let admitted = Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| Busy(self.admitted_count()))?;
+        let running = Arc::clone(&self.running)
+            .acquire_owned()
+            .await
+            // The semaphore is never closed.
+            .map_err(|_| Busy(self.admitted_count()))?;
+        Ok(self
+            .blocking
+            .run(move || {
+                let _permits = (admitted, running);
+                work()
+            })
+            .await)
+    }
+
+    fn admitted_count(&self) -> usize {
+        self.capacity
+            .saturating_sub(self.admitted.available_permits())
+    }
+}
+
 /// Wall-clock time in milliseconds since the Unix epoch, for timestamps that end up in
 /// replicated state (chosen by the leader only) and in responses.
 pub trait Clock: Send + Sync + 'static {
@@ -86,3 +156,50 @@ impl Clock for SystemClock {
 
 /// A shared clock.
 pub type SharedClock = Arc<dyn Clock>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past `running + waiting` admitted checks, the next is refused at once rather than
+    /// queued; a slot frees only when its work has finished, even if its caller went away.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checks_refuse_past_their_bound_and_hold_slots_until_done() {
+        let checks = Checks::new(Blocking::Pool, 1, 1);
+        let (started, first_running) = std::sync::mpsc::channel::<()>();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let checks = checks.clone();
+            async move {
+                checks
+                    .run(move || {
+                        started.send(()).unwrap();
+                        gate.recv().unwrap();
+                        7
+                    })
+                    .await
+            }
+        });
+        // The first check runs (and holds the one running slot) before the second is sent.
+        tokio::task::spawn_blocking(move || first_running.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let second = tokio::spawn({
+            let checks = checks.clone();
+            async move { checks.run(|| 8).await }
+        });
+        // The second is admitted and waits for the running slot.
+        while checks.admitted.available_permits() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(checks.run(|| 9).await, Err(Busy(2)));
+        // The first caller goes away; its work still holds its slot.
+        first.abort();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(checks.run(|| 9).await, Err(Busy(2)));
+        release.send(()).unwrap();
+        assert_eq!(second.await.unwrap(), Ok(8));
+        assert_eq!(checks.run(|| 10).await, Ok(10));
+    }
+}

@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http_body_util::{BodyExt, Full};
-use node::config::{LogFile, NodeFile, RaftFile, SequencerFile, write_file, write_secret};
+use node::config::{
+    HttpFile, LogFile, NodeFile, RaftFile, SequencerFile, write_file, write_secret,
+};
 use node::env::{Blocking, SystemClock};
 use node::network::{HttpNetwork, cluster_client, http_client};
 use node::node::{Node, NodeConfig};
@@ -277,6 +279,7 @@ fn init(
             logs: logs.clone(),
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
+            http: HttpFile::default(),
             ca: Some(ca_file.clone()),
             witnessing: None,
         };
@@ -420,6 +423,16 @@ struct Overrides {
     /// Raft entries kept after a snapshot (for followers that are slightly behind).
     #[arg(long, env = "CAIRN_SNAPSHOT_KEEP_ENTRIES")]
     snapshot_keep_entries: Option<u64>,
+    /// Longest a client may take to send a request's head (and a keep-alive connection may stay
+    /// idle), in milliseconds.
+    #[arg(long, env = "CAIRN_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Longest a request body may take to arrive once its head is read, in milliseconds.
+    #[arg(long, env = "CAIRN_BODY_READ_TIMEOUT_MS")]
+    body_read_timeout_ms: Option<u64>,
+    /// Most connections the public listener keeps open; past it, new ones get a 503.
+    #[arg(long, env = "CAIRN_CONNECTIONS_MAX")]
+    connections_max: Option<usize>,
     /// Most certificate requests per identity per minute (the `[ca]` section's setting); 0 for
     /// no limit.
     #[arg(long, env = "CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE")]
@@ -472,6 +485,15 @@ impl Overrides {
             &mut file.raft.snapshot_keep_entries,
             self.snapshot_keep_entries,
         );
+        set(
+            &mut file.http.header_read_timeout_ms,
+            self.header_read_timeout_ms,
+        );
+        set(
+            &mut file.http.body_read_timeout_ms,
+            self.body_read_timeout_ms,
+        );
+        set(&mut file.http.connections_max, self.connections_max);
         if let Some(ca) = &mut file.ca {
             set(
                 &mut ca.requests_per_identity_per_minute,
@@ -487,6 +509,7 @@ impl Overrides {
 async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     let mut file = NodeFile::load(config_path)?;
     overrides.apply(&mut file)?;
+    raise_open_files_limit(file.http.connections_max);
     // Before storage opens: a node without its cluster certificate could never take part.
     let tls = ClusterTls::load(
         &file.cluster_ca_file,
@@ -521,6 +544,7 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     )
     .await?;
+    node.set_public_url(&file.api_url);
     if let Some(ca_file) = &file.ca {
         let fetch = Arc::new(node::network::fetch::HttpFetch::new());
         let ca = node::keyless::KeylessCa::load(ca_file, fetch).context("loading the CA")?;
@@ -554,7 +578,12 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     };
     let servers = async {
         tokio::join!(
-            node::http::serve(listener, Arc::clone(&node), until_stopped(stopped.clone())),
+            node::http::serve_with_limits(
+                listener,
+                Arc::clone(&node),
+                file.connection_limits(),
+                until_stopped(stopped.clone())
+            ),
             node::http::serve_cluster(
                 cluster_listener,
                 tls.server_config(),
@@ -591,6 +620,39 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     match stopped {
         Some(reason) => anyhow::bail!("raft stopped: {reason}"),
         None => Ok(()),
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every client connection is a file
+/// descriptor, and the usual soft limit (1024) is below the default `connections_max`, so a
+/// connection flood would otherwise leave no descriptor for storage or Raft.
+fn raise_open_files_limit(connections_max: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(error) => {
+                tracing::warn!(%error, soft, hard, "could not raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the open-file limit");
+            return;
+        }
+    };
+    // Room for the connections plus storage, the cluster listener and outgoing clients.
+    let wanted = u64::try_from(connections_max)
+        .unwrap_or(u64::MAX)
+        .saturating_add(256);
+    if limit < wanted {
+        tracing::warn!(
+            limit,
+            connections_max,
+            "the open-file limit is below connections_max + 256: raise the hard limit or lower \
+             http.connections_max"
+        );
     }
 }
 

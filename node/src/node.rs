@@ -11,7 +11,7 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, RaftNetworkFactory, SnapshotPolicy};
 
-use crate::env::{Blocking, SharedClock};
+use crate::env::{Blocking, Checks, SharedClock};
 use crate::keyless::KeylessCa;
 use crate::metrics::{LogLabel, Metrics};
 use crate::network::HttpClient;
@@ -108,9 +108,14 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// Where blocking storage reads run.
     pub blocking: Blocking,
+    /// Where client signature checks run: off the async workers, bounded (past the bound a
+    /// request is refused with 503 rather than queued).
+    pub checks: Checks,
     /// Witness cosigning and quorum publication, when configured (set once, after start).
     pub witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
     admin_token: String,
+    /// The node's public URL (`api_url`), once set ([`Node::set_public_url`]).
+    public_url: std::sync::OnceLock<String>,
     /// The keyless CA, once installed ([`Node::install_ca`]); without it the CA routes answer
     /// 404.
     ca: std::sync::OnceLock<Arc<KeylessCa>>,
@@ -185,7 +190,9 @@ impl Node {
             metrics,
             admin_token: config.admin_token,
             blocking: config.blocking,
+            checks: Checks::per_core(config.blocking),
             ca: std::sync::OnceLock::new(),
+            public_url: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
         }))
     }
@@ -194,6 +201,19 @@ impl Node {
     /// simulator, which runs no CA) is unchanged. Returns false if a CA was already installed.
     pub fn install_ca(&self, ca: Arc<KeylessCa>) -> bool {
         self.ca.set(ca).is_ok()
+    }
+
+    /// Sets the URL clients reach this node at (its configured `api_url`, without a trailing
+    /// slash), which documents naming the node's services use. Returns false if already set.
+    pub fn set_public_url(&self, url: &str) -> bool {
+        self.public_url
+            .set(url.trim_end_matches('/').to_owned())
+            .is_ok()
+    }
+
+    /// The node's public URL, if set.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.get().map(String::as_str)
     }
 
     /// The keyless CA, if installed.

@@ -7,7 +7,8 @@
 //! appends still succeed; with two stopped they fail (503) and the published checkpoint does not
 //! move (fail-closed); with one back, publication resumes. Then the log is "restored from an old
 //! backup" (its data wiped, the same key): the witnesses answer 409 with their larger size and
-//! the log publishes nothing smaller; with `fail_open` it publishes anyway, loudly.
+//! the log publishes nothing smaller; with `fail_open` it publishes anyway, loudly. Rekor v1
+//! reads and appends see only the published tree too.
 
 #![allow(clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -156,6 +157,34 @@ impl Cluster {
         (status, json)
     }
 
+    /// Appends one Rekor v1 hashedrekord through node `id`; the status and the response body.
+    async fn append_v1(&self, id: u64, artifact: &[u8]) -> (u16, serde_json::Value) {
+        let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+            .unwrap();
+        let digest = Hash::digest(artifact);
+        let signature: p256::ecdsa::Signature = key.sign_prehash(digest.as_bytes()).unwrap();
+        let request = serde_json::json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": { "hash": { "algorithm": "sha256", "value": digest.to_hex() } },
+                "signature": {
+                    "content": BASE64.encode(signature.to_der().as_bytes()),
+                    "publicKey": { "content": BASE64.encode(pem) },
+                },
+            },
+        });
+        let (status, body) = self
+            .request("POST", id, "/api/v1/log/entries", Some(request))
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
     async fn checkpoint(&self, id: u64) -> (u16, String) {
         let (status, body) = self
             .request("GET", id, "/api/v2/checkpoint", None)
@@ -288,6 +317,46 @@ async fn publication_needs_a_two_of_three_witness_quorum() {
         (503, Some("not_witnessed")),
         "{entry}"
     );
+    // Rekor v1 serves and proves against the published tree only, and its appends wait for a
+    // cosigned checkpoint as v2's do.
+    let (status, info) = cluster
+        .request("GET", 1, "/api/v1/log", None)
+        .await
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info).unwrap();
+    assert_eq!(
+        (status, info["treeSize"].as_u64()),
+        (200, Some(published_size)),
+        "{info}"
+    );
+    let (status, _) = cluster
+        .request(
+            "GET",
+            1,
+            &format!("/api/v1/log/entries?logIndex={published_size}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "an entry beyond the published tree was served");
+    let (status, entry) = cluster
+        .request("GET", 1, "/api/v1/log/entries?logIndex=0", None)
+        .await
+        .unwrap();
+    let entry: serde_json::Value = serde_json::from_slice(&entry).unwrap();
+    let proof =
+        &entry.as_object().unwrap().values().next().unwrap()["verification"]["inclusionProof"];
+    assert_eq!(
+        (status, proof["treeSize"].as_u64()),
+        (200, Some(published_size)),
+        "{entry}"
+    );
+    let (status, entry) = cluster.append_v1(1, b"v1 with one witness left").await;
+    assert_eq!(
+        (status, entry["code"].as_str()),
+        (503, Some("not_witnessed")),
+        "{entry}"
+    );
     for id in 1..=3 {
         let (status, note) = cluster.checkpoint(id).await;
         assert_eq!(status, 200);
@@ -304,7 +373,7 @@ async fn publication_needs_a_two_of_three_witness_quorum() {
     assert_eq!(status, 201, "{entry}");
     assert_eq!(cosigners(&policy, &entry), vec!["w1", "w2"]);
 
-    // Restored from an old backup: the same key, the data gone. The witnesses hold size 17.
+    // Restored from an old backup: the same key, the data gone. The witnesses hold size 18.
     witnesses[2].start().await;
     cluster.stop();
     for id in 1..=3 {

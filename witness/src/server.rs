@@ -6,7 +6,12 @@
 //! - `GET /split-views`: every split view recorded, as JSON (empty array when none);
 //! - `GET /verifier-key`: the witness's C2SP verifier key.
 //!
-//! Store work runs on tokio's blocking pool: redb writes fsync.
+//! Store work runs on tokio's blocking pool: redb writes fsync. Whoever reaches the port can
+//! send requests, so connections and checks are bounded: a request head must arrive within
+//! [`HEADER_READ_TIMEOUT`] (also the idle keep-alive timeout), a body within
+//! [`BODY_READ_TIMEOUT`]; at most [`CONNECTIONS_MAX`] connections are open (past it, 503 and
+//! close); and `add-checkpoint`'s signature and proof checks run at most one per core at once,
+//! with four per core waiting (past it, 503).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,13 +21,43 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::cosigner::{Reply, Witness};
 use crate::request::REQUEST_BYTES_MAX;
+
+/// Longest a client may take to send a request head; hyper runs this timer also while a
+/// keep-alive connection waits for its next request, so it is the idle timeout too.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request body may take to arrive once its head is read.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most connections open at once.
+pub const CONNECTIONS_MAX: usize = 1024;
+
+/// What a connection past [`CONNECTIONS_MAX`] gets before it is closed, written without waiting.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 22\r\n\r\ntoo many connections\r\n";
+
+/// Bounds `add-checkpoint`'s checks: `admitted` permits for those running or waiting, `running`
+/// for those running.
+#[derive(Debug)]
+struct Checks {
+    admitted: Arc<tokio::sync::Semaphore>,
+    running: Arc<tokio::sync::Semaphore>,
+}
+
+impl Checks {
+    fn per_core() -> Checks {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Checks {
+            admitted: Arc::new(tokio::sync::Semaphore::new(5 * cores)),
+            running: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
+}
 
 /// Seconds since the Unix epoch, the cosignature timestamp.
 pub fn unix_now() -> u64 {
@@ -40,6 +75,8 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    let checks = Arc::new(Checks::per_core());
     loop {
         while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
@@ -55,24 +92,39 @@ pub async fn serve(
                 continue;
             }
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            let _ = stream.try_write(REFUSED);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let witness = witness.clone();
+        let (witness, checks) = (witness.clone(), checks.clone());
         connections.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request| {
-                let witness = witness.clone();
-                async move { Ok::<_, Infallible>(route(&witness, request).await) }
+                let (witness, checks) = (witness.clone(), checks.clone());
+                let deadline = tokio::time::Instant::now() + BODY_READ_TIMEOUT;
+                async move { Ok::<_, Infallible>(route(&witness, &checks, deadline, request).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
 }
 
-async fn route(witness: &Arc<Witness>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    witness: &Arc<Witness>,
+    checks: &Checks,
+    body_deadline: tokio::time::Instant,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_owned();
     match (request.method(), path.as_str()) {
-        (&Method::POST, "/add-checkpoint") => add_checkpoint(witness, request).await,
+        (&Method::POST, "/add-checkpoint") => {
+            add_checkpoint(witness, checks, body_deadline, request).await
+        }
         (&Method::GET, "/split-views") => split_views(witness).await,
         (&Method::GET, "/verifier-key") => text(200, format!("{}\n", witness.verifier_key())),
         (&Method::GET, path) if path.ends_with("/checkpoint") => {
@@ -85,22 +137,50 @@ async fn route(witness: &Arc<Witness>, request: Request<Incoming>) -> Response<F
 
 async fn add_checkpoint(
     witness: &Arc<Witness>,
+    checks: &Checks,
+    body_deadline: tokio::time::Instant,
     request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let body = match Limited::new(request.into_body(), REQUEST_BYTES_MAX)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(error) => return text(400, format!("reading the request: {error}\n")),
+    let collect = Limited::new(request.into_body(), REQUEST_BYTES_MAX).collect();
+    let body = match tokio::time::timeout_at(body_deadline, collect).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(error)) => return text(400, format!("reading the request: {error}\n")),
+        Err(_) => {
+            let mut response = text(408, "the request body did not arrive in time\n".to_owned());
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    let Ok(admitted) = Arc::clone(&checks.admitted).try_acquire_owned() else {
+        return busy();
+    };
+    let Ok(running) = Arc::clone(&checks.running).acquire_owned().await else {
+        return busy();
     };
     let witness = witness.clone();
-    let reply =
-        tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, unix_now())).await;
+    // The permits move into the task: a client that hangs up does not free its slot early.
+    let reply = tokio::task::spawn_blocking(move || {
+        let _permits = (admitted, running);
+        witness.add_checkpoint(&body, unix_now())
+    })
+    .await;
     match reply {
         Ok(reply) => to_response(reply),
         Err(error) => text(500, format!("witness task failed: {error}\n")),
     }
+}
+
+fn busy() -> Response<Full<Bytes>> {
+    let mut response = text(
+        503,
+        "busy checking other requests; retry shortly\n".to_owned(),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 async fn latest(witness: &Arc<Witness>, hex: &str) -> Response<Full<Bytes>> {

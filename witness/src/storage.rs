@@ -1,7 +1,8 @@
 //! The witness [`Store`] on redb (`witness.redb`): the only module that touches redb.
 //!
 //! Tables: `latest` maps an origin to `size u64 BE ‖ root[32] ‖ cosigned note`; `split_views`
-//! maps a sequence number to the JSON of a [`SplitView`]. `compare_and_store` reads and writes
+//! maps a sequence number to the JSON of a [`SplitView`], one per [`SplitView::key`].
+//! `compare_and_store` reads and writes
 //! in one write transaction with immediate durability, so the check of the old state and the
 //! new state are one atomic, fsynced step before the witness replies. Records are checked when
 //! read back (the note must parse to the stored size and root), pairing the write-side checks.
@@ -136,6 +137,16 @@ impl Store for RedbStore {
             .map_err(database)?;
         {
             let mut table = txn.open_table(SPLIT_VIEWS).map_err(database)?;
+            // Evidence is kept once per key; rows are few (each is a log-signed contradiction),
+            // so a scan in the write transaction is enough.
+            let key = evidence.key();
+            for row in table.iter().map_err(database)? {
+                let (_, value) = row.map_err(database)?;
+                let kept = serde_json::from_slice::<SplitView>(value.value());
+                if kept.is_ok_and(|kept| kept.key() == key) {
+                    return Ok(());
+                }
+            }
             let next = table
                 .last()
                 .map_err(database)?

@@ -54,6 +54,22 @@ pub struct SplitView {
     pub second: String,
 }
 
+impl SplitView {
+    /// What makes this evidence new: its origin and the size and root of the contradicting
+    /// checkpoint (or, if that does not parse, its whole text). A replay of the same
+    /// contradiction has the same key, so it is stored once.
+    pub fn key(&self) -> (String, String) {
+        let parsed = tlog::note::Note::parse(self.second.as_bytes())
+            .ok()
+            .and_then(|note| tlog::checkpoint::Checkpoint::parse(note.text()).ok());
+        let second = match parsed {
+            Some(checkpoint) => format!("{} {}", checkpoint.size.0, checkpoint.root.to_base64()),
+            None => self.second.clone(),
+        };
+        (self.origin.clone(), second)
+    }
+}
+
 /// The outcome of [`Store::compare_and_store`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Swap {
@@ -79,7 +95,9 @@ pub trait Store: Send + Sync {
         new: &Stored,
     ) -> Result<Swap, StoreError>;
 
-    /// Keeps a split view as evidence, durably. Evidence is never deleted by the witness.
+    /// Keeps a split view as evidence, durably, once per [`SplitView::key`]: a replay of evidence
+    /// already kept changes nothing (anyone can replay a log-signed checkpoint, as often as they
+    /// like). Evidence is never deleted by the witness.
     fn record_split_view(&self, evidence: &SplitView) -> Result<(), StoreError>;
 
     /// Every split view recorded, oldest first.
@@ -141,7 +159,11 @@ impl Store for MemoryStore {
     }
 
     fn record_split_view(&self, evidence: &SplitView) -> Result<(), StoreError> {
-        self.lock().split_views.push(evidence.clone());
+        let mut state = self.lock();
+        let key = evidence.key();
+        if !state.split_views.iter().any(|kept| kept.key() == key) {
+            state.split_views.push(evidence.clone());
+        }
         Ok(())
     }
 

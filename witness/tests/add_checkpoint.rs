@@ -279,3 +279,44 @@ fn a_repeated_checkpoint() {
         403
     );
 }
+
+/// A split view replayed again and again is evidence once: the store grows per distinct
+/// (origin, size, root) of the contradicting checkpoint, not per request, also across a
+/// restart, and in the in-memory store alike.
+#[test]
+fn a_replayed_split_view_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("witness.redb");
+    let mut log = TestLog::new(ORIGIN, 1);
+    log.grow(9, "a");
+    let mut fork = TestLog::new(ORIGIN, 1);
+    fork.grow(9, "b");
+    let mut other_fork = TestLog::new(ORIGIN, 1);
+    other_fork.grow(9, "c");
+    {
+        let witness = witness(&log, &path);
+        assert_cosigned(&witness.add_checkpoint(&log.request(0), NOW), &log);
+        for _ in 0..5 {
+            assert_eq!(witness.add_checkpoint(&fork.request(9), NOW).status, 422);
+        }
+        assert_eq!(witness.store().split_views().unwrap().len(), 1);
+    }
+    let witness = witness(&log, &path);
+    assert_eq!(witness.add_checkpoint(&fork.request(9), NOW).status, 422);
+    assert_eq!(witness.store().split_views().unwrap().len(), 1);
+    // Another root for the same size is new evidence.
+    assert_eq!(
+        witness.add_checkpoint(&other_fork.request(9), NOW).status,
+        422
+    );
+    assert_eq!(witness.store().split_views().unwrap().len(), 2);
+
+    let memory: Arc<dyn Store> = Arc::new(witness::store::MemoryStore::new());
+    let views = witness.store().split_views().unwrap();
+    for _ in 0..3 {
+        for view in &views {
+            memory.record_split_view(view).unwrap();
+        }
+    }
+    assert_eq!(memory.split_views().unwrap(), views);
+}

@@ -220,40 +220,17 @@ async fn signing_cert(
             )
         });
     }
-    let spki_der = match (
-        &parsed.certificate_signing_request,
-        &parsed.public_key_request,
-    ) {
-        (Some(csr), _) => {
-            // sigstore-python sends base64 of the PEM; accept the PEM itself too.
-            let bytes = if csr.trim_start().starts_with("-----BEGIN") {
-                csr.as_bytes().to_vec()
-            } else {
-                BASE64.decode(csr.trim()).map_err(|_| {
-                    bad(
-                        "invalid_key",
-                        "certificateSigningRequest: not base64 or PEM",
-                    )
-                })?
-            };
-            ca::pop::key_from_csr(&bytes).map_err(|error| key_error(&error))?
-        }
-        (None, Some(key)) => {
-            let proof = BASE64.decode(key.proof_of_possession.trim()).map_err(|_| {
-                bad(
-                    "invalid_key",
-                    "publicKeyRequest.proofOfPossession: not base64",
-                )
-            })?;
-            ca::pop::key_from_proof(
-                key.public_key.content.as_bytes(),
-                &proof,
-                &identity.challenge,
-            )
-            .map_err(|error| key_error(&error))?
-        }
-        (None, None) => return Err(bad("invalid_request", "no key")),
-    };
+    // The proof of possession is a signature check on client input: off the async workers,
+    // bounded like every other (`env::Checks`).
+    let challenge = identity.challenge.clone();
+    let (csr, key_request) = (
+        parsed.certificate_signing_request,
+        parsed.public_key_request,
+    );
+    let spki_der = node
+        .checks
+        .run(move || proven_key(csr.as_deref(), key_request.as_ref(), &challenge))
+        .await??;
 
     let issuance = ca::cert::Issuance {
         serial: crate::keyless::new_serial(),
@@ -301,6 +278,42 @@ async fn signing_cert(
             },
         }),
     ))
+}
+
+/// The key the request proves possession of: a CSR's (self-signed), or a public key with its
+/// signature over the challenge.
+fn proven_key(
+    csr: Option<&str>,
+    key_request: Option<&PublicKeyRequest>,
+    challenge: &str,
+) -> Result<Vec<u8>, ApiError> {
+    match (csr, key_request) {
+        (Some(csr), _) => {
+            // sigstore-python sends base64 of the PEM; accept the PEM itself too.
+            let bytes = if csr.trim_start().starts_with("-----BEGIN") {
+                csr.as_bytes().to_vec()
+            } else {
+                BASE64.decode(csr.trim()).map_err(|_| {
+                    bad(
+                        "invalid_key",
+                        "certificateSigningRequest: not base64 or PEM",
+                    )
+                })?
+            };
+            ca::pop::key_from_csr(&bytes).map_err(|error| key_error(&error))
+        }
+        (None, Some(key)) => {
+            let proof = BASE64.decode(key.proof_of_possession.trim()).map_err(|_| {
+                bad(
+                    "invalid_key",
+                    "publicKeyRequest.proofOfPossession: not base64",
+                )
+            })?;
+            ca::pop::key_from_proof(key.public_key.content.as_bytes(), &proof, challenge)
+                .map_err(|error| key_error(&error))
+        }
+        (None, None) => Err(bad("invalid_request", "no key")),
+    }
 }
 
 async fn forward_to_leader(

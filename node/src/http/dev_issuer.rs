@@ -16,14 +16,13 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use p256::ecdsa::signature::Signer as _;
 use tokio::net::TcpListener;
 
-use super::{ApiError, Body, accept_loop, json, read_body};
+use super::{ApiError, Body, BodyDeadline, ConnectionLimits, accept_loop, json, read_body};
 use crate::env::SharedClock;
 
 /// How long a development token is valid.
@@ -132,29 +131,39 @@ pub async fn serve(
     issuer: Arc<DevIssuer>,
     shutdown: impl Future<Output = ()>,
 ) {
-    accept_loop(listener, shutdown, |stream, _peer| {
-        let issuer = Arc::clone(&issuer);
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let issuer = Arc::clone(&issuer);
-                async move {
-                    let path = request.uri().path().to_string();
-                    let response = match (request.method(), path.as_str()) {
-                        (&Method::GET, "/.well-known/openid-configuration") => {
-                            Ok(json(StatusCode::OK, &issuer.discovery()))
-                        }
-                        (&Method::GET, "/jwks") => Ok(json(StatusCode::OK, &issuer.jwks())),
-                        (&Method::POST, "/token") => issuer.token(request).await,
-                        _ => Err(ApiError::not_found(format!("no endpoint {path}"))),
-                    };
-                    Ok::<_, Infallible>(response.unwrap_or_else(ApiError::into_response))
-                }
+    let limits = ConnectionLimits::default();
+    accept_loop(
+        listener,
+        shutdown,
+        limits.connections_max,
+        |stream, _peer, slot| {
+            let issuer = Arc::clone(&issuer);
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = service_fn(move |mut request: Request<Incoming>| {
+                    let issuer = Arc::clone(&issuer);
+                    let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+                    request.extensions_mut().insert(BodyDeadline(deadline));
+                    async move {
+                        let path = request.uri().path().to_string();
+                        let response = match (request.method(), path.as_str()) {
+                            (&Method::GET, "/.well-known/openid-configuration") => {
+                                Ok(json(StatusCode::OK, &issuer.discovery()))
+                            }
+                            (&Method::GET, "/jwks") => Ok(json(StatusCode::OK, &issuer.jwks())),
+                            (&Method::POST, "/token") => issuer.token(request).await,
+                            _ => Err(ApiError::not_found(format!("no endpoint {path}"))),
+                        };
+                        Ok::<_, Infallible>(response.unwrap_or_else(ApiError::into_response))
+                    }
+                });
+                let _ = limits
+                    .http1()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    })
+        },
+    )
     .await;
 }
 

@@ -345,11 +345,19 @@ async fn submit_v2(
     node: &Arc<Node>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let forwarded = request.headers().contains_key(FORWARDED_BY);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-    let decoded = crate::api::v2_request::decode(&body).map_err(|error| {
-        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        ApiError::new(status, error.code(), error.to_string())
-    })?;
+    // Decoding and the signature checks run off the async workers, bounded (`env::Checks`).
+    let checked = body.clone();
+    let decoded = node
+        .checks
+        .run(move || crate::api::v2_request::decode(&checked))
+        .await?
+        .map_err(|error| {
+            let status =
+                StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            ApiError::new(status, error.code(), error.to_string())
+        })?;
     let log = log_config(node, ARTIFACT_LOG)?;
     let leaf = decoded.body.as_bytes().to_vec();
     let sequenced = match submit_or_forward(
@@ -358,6 +366,7 @@ async fn submit_v2(
         leaf.clone(),
         "/api/v2/log/entries",
         body,
+        forwarded,
     )
     .await?
     {
@@ -431,7 +440,7 @@ fn witnessed_checkpoint(
 
 /// For a witnessed log, the append's answer waits for a cosigned checkpoint covering the entry
 /// (the entry is committed either way; a retry is answered from the dedup index).
-async fn witnessed(
+pub(super) async fn witnessed(
     node: &Arc<Node>,
     log: &LogConfig,
     mut sequenced: crate::sequencer::Sequenced,
@@ -491,16 +500,23 @@ pub(super) fn overloaded(waiting: usize) -> ApiError {
 }
 
 /// Submits `leaf` to `log` and waits for its index, or, on a follower, forwards the request
-/// (`body`, to the leader's `path`) and returns the leader's answer as the inner `Err`.
+/// (`body`, to the leader's `path`) and returns the leader's answer as the inner `Err`. A
+/// request that was itself `forwarded` here is never forwarded again: two nodes that each
+/// believe the other leads would otherwise bounce it between them until a timeout.
 pub(super) async fn submit_or_forward(
     node: &Arc<Node>,
     log: &LogName,
     leaf: Vec<u8>,
     path: &str,
     body: Bytes,
+    forwarded: bool,
 ) -> Result<Result<Sequenced, Response<Body>>, ApiError> {
     match node.sequencer.submit(log.clone(), leaf).await {
         Ok(sequenced) => Ok(Ok(sequenced)),
+        Err(SequenceError::NotLeader(_)) if forwarded => Err(ApiError::unavailable(
+            "no_leader",
+            "forwarded here as to the leader, but this node does not lead; retry shortly",
+        )),
         Err(SequenceError::NotLeader(_)) => Ok(Err(forward(node, path, body, None).await?)),
         Err(SequenceError::Overloaded(waiting)) => Err(overloaded(waiting)),
         Err(SequenceError::Refused(reason)) => Err(ApiError::bad_request("refused", reason)),

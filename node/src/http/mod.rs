@@ -32,7 +32,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::node::Node;
@@ -44,24 +44,89 @@ pub type Body = Full<Bytes>;
 /// dropped, so idle or slow strangers cannot pile up on the cluster port.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `node`'s public API on `listener` until `shutdown` resolves.
+/// Most connections the cluster listener keeps open (a cluster has a handful of members, each
+/// with a few pooled connections); past it a new connection is closed at once.
+const CLUSTER_CONNECTIONS_MAX: usize = 1024;
+
+/// Bounds on a public listener's connections, so that slow or idle clients cannot hold the
+/// node's sockets and memory: whoever reaches the port can open connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest a client may take to send a request's head. Hyper runs this timer whenever a
+    /// connection waits for a request head, also between keep-alive requests, so it is also
+    /// how long a keep-alive connection may stay idle.
+    pub header_read_timeout: Duration,
+    /// Longest a request's body may take to arrive, counted from when its head was read; past
+    /// it the request gets a 408 and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// Most connections open at once; past it a new connection gets a 503 and is closed.
+    pub connections_max: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            connections_max: 4096,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The HTTP/1.1 connection settings for these limits.
+    fn http1(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .keep_alive(true);
+        builder
+    }
+}
+
+/// When a request's body must have arrived: set on every public request (as an extension) and
+/// enforced by [`read_body`].
+#[derive(Clone, Copy, Debug)]
+struct BodyDeadline(tokio::time::Instant);
+
+/// Serves `node`'s public API on `listener` with the default [`ConnectionLimits`] until
+/// `shutdown` resolves.
 pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
-    accept_loop(listener, shutdown, |stream, peer| {
-        let node = Arc::clone(&node);
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let node = Arc::clone(&node);
-                async move { Ok::<_, Infallible>(route(node, peer, request).await) }
+    serve_with_limits(listener, node, ConnectionLimits::default(), shutdown).await;
+}
+
+/// Serves `node`'s public API on `listener` within `limits` until `shutdown` resolves.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    node: Arc<Node>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    accept_loop(
+        listener,
+        shutdown,
+        limits.connections_max,
+        |stream, peer, slot| {
+            let node = Arc::clone(&node);
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = service_fn(move |mut request: Request<Incoming>| {
+                    let node = Arc::clone(&node);
+                    let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+                    request.extensions_mut().insert(BodyDeadline(deadline));
+                    async move { Ok::<_, Infallible>(route(node, peer, request).await) }
+                });
+                if let Err(error) = limits
+                    .http1()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%error, %peer, "connection ended with an error");
+                }
             });
-            if let Err(error) = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, %peer, "connection ended with an error");
-            }
-        });
-    })
+        },
+    )
     .await;
 }
 
@@ -74,13 +139,22 @@ pub async fn serve_cluster(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    accept_loop(listener, shutdown, |stream, peer| {
-        let node = Arc::clone(&node);
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            // The handshake runs in the connection's task, so a slow one never holds up accept.
-            let stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    accept_loop(
+        listener,
+        shutdown,
+        CLUSTER_CONNECTIONS_MAX,
+        |stream, peer, slot| {
+            let node = Arc::clone(&node);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                // The handshake runs in the connection's task, so a slow one never holds up accept.
+                let stream = match tokio::time::timeout(
+                    TLS_HANDSHAKE_TIMEOUT,
+                    acceptor.accept(stream),
+                )
+                .await
+                {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
                         // Info, not warn: anyone who can reach the port can cause this line.
@@ -92,28 +166,41 @@ pub async fn serve_cluster(
                         return;
                     }
                 };
-            let service = service_fn(move |request| {
-                let node = Arc::clone(&node);
-                async move { Ok::<_, Infallible>(route_cluster(node, peer, request).await) }
+                let service = service_fn(move |request| {
+                    let node = Arc::clone(&node);
+                    async move { Ok::<_, Infallible>(route_cluster(node, peer, request).await) }
+                });
+                if let Err(error) = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%error, %peer, "cluster connection ended with an error");
+                }
             });
-            if let Err(error) = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, %peer, "cluster connection ended with an error");
-            }
-        });
-    })
+        },
+    )
     .await;
 }
 
-/// Accepts connections until `shutdown` resolves, handing each to `connected`.
+/// What a connection refused past the cap gets, written without waiting (a new socket's send
+/// buffer is empty) so a flood costs the accept loop nothing.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 77\r\n\r\n\
+{\"code\":\"too_many_connections\",\"message\":\"too many open connections; retry\"}\n";
+
+/// Accepts connections until `shutdown` resolves, handing each to `connected` with its slot
+/// (to hold until the connection ends); at most `connections_max` slots exist, and a connection
+/// accepted when none is free gets [`REFUSED`] and is closed.
 async fn accept_loop(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-    mut connected: impl FnMut(TcpStream, SocketAddr),
+    connections_max: usize,
+    mut connected: impl FnMut(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit),
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        connections_max.min(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -130,8 +217,13 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            let _ = stream.try_write(REFUSED);
+            tracing::debug!(%peer, connections_max, "connection refused: too many open");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        connected(stream, peer);
+        connected(stream, peer, slot);
     }
 }
 
@@ -226,12 +318,24 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({ "code": self.code, "message": self.message });
         let mut response = json(self.status, &body);
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a late body may still be on its way: close rather than drain it.
+            response
+                .headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = self.retry_after_seconds {
             response
                 .headers_mut()
                 .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl From<crate::env::Busy> for ApiError {
+    fn from(busy: crate::env::Busy) -> ApiError {
+        ApiError::unavailable("busy", busy.to_string())
     }
 }
 
@@ -261,8 +365,10 @@ pub fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> 
     response
 }
 
-/// Reads a request body of at most `limit` bytes; a longer body is a 413 that names the limit.
+/// Reads a request body of at most `limit` bytes; a longer body is a 413 that names the limit,
+/// and one that has not arrived by the request's [`BodyDeadline`] a 408.
 pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let deadline = request.extensions().get::<BodyDeadline>().copied();
     if let Some(length) = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -272,7 +378,21 @@ pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes
     {
         return Err(too_large(limit));
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    let collect = Limited::new(request.into_body(), limit).collect();
+    let collected =
+        match deadline {
+            Some(BodyDeadline(deadline)) => tokio::time::timeout_at(deadline, collect)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        "the request body did not arrive in time",
+                    )
+                })?,
+            None => collect.await,
+        };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
         Err(error) => Err(ApiError::bad_request(
@@ -288,4 +408,26 @@ fn too_large(limit: usize) -> ApiError {
         "body_too_large",
         format!("request body is larger than {limit} bytes"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::REFUSED;
+
+    /// The canned refusal is a well-formed response: its Content-Length is its body's length.
+    #[test]
+    fn the_refusal_is_well_formed() {
+        let text = std::str::from_utf8(REFUSED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], "too_many_connections");
+    }
 }

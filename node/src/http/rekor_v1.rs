@@ -39,7 +39,7 @@ use tlog::entry::{
     InputError, IntotoV002Proposal, KeyDetails, KeyMaterial, SignatureBytes,
 };
 
-use super::log_api::{ARTIFACT_LOG, log_key_id, submit_or_forward};
+use super::log_api::{ARTIFACT_LOG, FORWARDED_BY, log_key_id, submit_or_forward, witnessed};
 use super::{ApiError, Body, read_body, response};
 use crate::crypto::PublicKey;
 use crate::node::Node;
@@ -77,8 +77,9 @@ async fn dispatch(
         (&Method::POST, "/api/v1/log/entries") => submit(node, &log, request).await,
         (&Method::POST, "/api/v1/log/entries/retrieve") => {
             let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-            let wanted = retrieve_request(&body)?;
-            read(node, move |view, log| {
+            // Parsing up to 8 MiB of JSON and hashing proposed entries is CPU work: bounded.
+            let wanted = node.checks.run(move || retrieve_request(&body)).await??;
+            read(node, move |view, log, served| {
                 let mut found = Vec::new();
                 for lookup in &wanted {
                     let index = match lookup {
@@ -88,7 +89,7 @@ async fn dispatch(
                         }
                     };
                     if let Some(index) = index
-                        && let Some(entry) = entry(view, log, index)?
+                        && let Some(entry) = entry(view, log, served, index)?
                     {
                         found.push(entry);
                     }
@@ -100,8 +101,8 @@ async fn dispatch(
         (&Method::GET, "/api/v1/log/entries") => {
             let index = query_number(&query, "logIndex")?
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "logIndex: required"))?;
-            read(node, move |view, log| {
-                let entry = entry(view, log, index)?
+            read(node, move |view, log, served| {
+                let entry = entry(view, log, served, index)?
                     .ok_or_else(|| ApiError::not_found(format!("no entry at index {index}")))?;
                 Ok(json_response(StatusCode::OK, &entry))
             })
@@ -109,23 +110,26 @@ async fn dispatch(
         }
         (&Method::GET, p) if p.starts_with("/api/v1/log/entries/") => {
             let hash = parse_uuid(&p["/api/v1/log/entries/".len()..])?;
-            read(node, move |view, log| {
+            read(node, move |view, log, served| {
                 let index = view
                     .find_leaf(&log.name, &hash)
                     .map_err(storage_error)?
                     .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
-                let entry = entry(view, log, index)?
+                let entry = entry(view, log, served, index)?
                     .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
                 Ok(json_response(StatusCode::OK, &entry))
             })
             .await
         }
-        (&Method::GET, "/api/v1/log") => read(node, log_info).await,
+        (&Method::GET, "/api/v1/log") => read(node, |_, log, served| log_info(log, served)).await,
         (&Method::GET, "/api/v1/log/proof") => {
             let first = query_number(&query, "firstSize")?.unwrap_or(1);
             let last = query_number(&query, "lastSize")?
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "lastSize: required"))?;
-            read(node, move |view, log| consistency(view, log, first, last)).await
+            read(node, move |view, log, served| {
+                consistency(view, log, served, first, last)
+            })
+            .await
         }
         (&Method::GET, "/api/v1/log/publicKey") => Ok(response(
             StatusCode::OK,
@@ -136,23 +140,93 @@ async fn dispatch(
     }
 }
 
-/// Runs `answer` on one consistent view of committed state, off the async threads.
+/// Runs `answer` on one consistent view of committed state, off the async threads, with the
+/// tree v1 answers against in that view.
 async fn read(
     node: &Arc<Node>,
-    answer: impl FnOnce(&StateView, &LogConfig) -> Result<Response<Body>, ApiError> + Send + 'static,
+    answer: impl FnOnce(&StateView, &LogConfig, &Served) -> Result<Response<Body>, ApiError>
+    + Send
+    + 'static,
 ) -> Result<Response<Body>, ApiError> {
     let log = node
         .logs
         .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
         .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
         .clone();
+    let published = match node.witnessing.get() {
+        Some(witnessing) if witnessing.is_witnessed(&log.name) => {
+            Some(witnessing.published(&log.name).ok_or_else(|| {
+                ApiError::unavailable(
+                    "not_witnessed",
+                    format!(
+                        "no checkpoint of log {} has reached its witness quorum yet",
+                        log.name
+                    ),
+                )
+            })?)
+        }
+        _ => None,
+    };
     let reader = node.reader.clone();
     node.blocking
         .run(move || {
             let view = reader.view().map_err(storage_error)?;
-            answer(&view, &log)
+            let served = Served::new(&view, &log, published.as_ref())?;
+            answer(&view, &log, &served)
         })
         .await
+}
+
+/// The tree v1 answers against: the head, or for a witnessed log the latest checkpoint that
+/// met its witness quorum (what the v2 checkpoint endpoint serves), so that v1 never serves or
+/// proves against a tree the witnesses have not cosigned.
+#[derive(Debug)]
+struct Served {
+    size: u64,
+    root: Hash,
+    /// The committed checkpoint at `size` (C2SP form, perhaps with cosignatures); empty for an
+    /// empty log.
+    checkpoint: String,
+}
+
+impl Served {
+    fn new(
+        view: &StateView,
+        log: &LogConfig,
+        published: Option<&crate::witnessing::Published>,
+    ) -> Result<Served, ApiError> {
+        let Some(published) = published else {
+            let head = view
+                .head(&log.name)
+                .map_err(storage_error)?
+                .unwrap_or_default();
+            let root = if head.tree_size == 0 {
+                Hash::EMPTY_ROOT
+            } else {
+                head.root
+            };
+            return Ok(Served {
+                size: head.tree_size,
+                root,
+                checkpoint: head.checkpoint,
+            });
+        };
+        let checkpoint = Note::parse(published.note.as_bytes())
+            .ok()
+            .and_then(|note| tlog::checkpoint::Checkpoint::parse(note.text()).ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "checkpoint_error",
+                    "the published checkpoint does not parse",
+                )
+            })?;
+        Ok(Served {
+            size: published.size,
+            root: checkpoint.root,
+            checkpoint: published.note.to_string(),
+        })
+    }
 }
 
 fn storage_error(error: impl std::fmt::Display) -> ApiError {
@@ -185,6 +259,13 @@ fn query_number(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
 
 /// An entry UUID: the hex leaf hash, optionally behind Rekor's 16-hex-digit tree id.
 fn parse_uuid(uuid: &str) -> Result<Hash, ApiError> {
+    // Checked first: slicing at byte 16 is only safe on ASCII (a UUID is hex digits anyway).
+    if !uuid.is_ascii() {
+        return Err(ApiError::bad_request(
+            "invalid_uuid",
+            "an entry UUID is hex digits",
+        ));
+    }
     let hex = match uuid.len() {
         64 => uuid,
         80 => &uuid[16..],
@@ -200,8 +281,17 @@ fn parse_uuid(uuid: &str) -> Result<Hash, ApiError> {
 }
 
 /// The entry at `index` as Rekor v1 answers it: `{uuid: {body, integratedTime, logID, logIndex,
-/// verification}}`, with the inclusion proof at the current size and its signed checkpoint.
-fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>, ApiError> {
+/// verification}}`, with the inclusion proof at the served size and its signed checkpoint. An
+/// entry beyond the served size is not served (committed, but not yet witnessed).
+fn entry(
+    view: &StateView,
+    log: &LogConfig,
+    served: &Served,
+    index: u64,
+) -> Result<Option<Value>, ApiError> {
+    if index >= served.size {
+        return Ok(None);
+    }
     let Some(leaf) = view.leaf(&log.name, index).map_err(storage_error)? else {
         return Ok(None);
     };
@@ -217,14 +307,10 @@ fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>,
                 ),
             )
         })?;
-    let head = view
-        .head(&log.name)
-        .map_err(storage_error)?
-        .ok_or_else(|| ApiError::not_found("the log is empty"))?;
     let proof = view
-        .inclusion_proof(&log.name, index, head.tree_size)
+        .inclusion_proof(&log.name, index, served.size)
         .map_err(storage_error)?;
-    let checkpoint = v1_checkpoint(log, &head.checkpoint)?;
+    let checkpoint = v1_checkpoint(log, &served.checkpoint)?;
     let body = BASE64.encode(&leaf);
     let integrated_time = integrated_ms / 1000;
     let log_id = hex::encode(v1_log_id(log).as_bytes());
@@ -241,8 +327,8 @@ fn entry(view: &StateView, log: &LogConfig, index: u64) -> Result<Option<Value>,
                     "checkpoint": checkpoint,
                     "hashes": proof.hashes.iter().map(|hash| hex::encode(hash.as_bytes())).collect::<Vec<_>>(),
                     "logIndex": index,
-                    "rootHash": hex::encode(head.root.as_bytes()),
-                    "treeSize": head.tree_size,
+                    "rootHash": hex::encode(served.root.as_bytes()),
+                    "treeSize": served.size,
                 },
                 "signedEntryTimestamp": BASE64.encode(set),
             },
@@ -324,24 +410,15 @@ fn public_key_pem(log: &LogConfig) -> String {
     )
 }
 
-fn log_info(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiError> {
-    let head = view
-        .head(&log.name)
-        .map_err(storage_error)?
-        .unwrap_or_default();
-    let root = if head.tree_size == 0 {
-        Hash::EMPTY_ROOT
-    } else {
-        head.root
-    };
+fn log_info(log: &LogConfig, served: &Served) -> Result<Response<Body>, ApiError> {
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "inactiveShards": [],
-            "rootHash": hex::encode(root.as_bytes()),
-            "signedTreeHead": v1_checkpoint(log, &head.checkpoint)?,
+            "rootHash": hex::encode(served.root.as_bytes()),
+            "signedTreeHead": v1_checkpoint(log, &served.checkpoint)?,
             "treeID": tree_id(log).to_string(),
-            "treeSize": head.tree_size,
+            "treeSize": served.size,
         }),
     ))
 }
@@ -349,28 +426,25 @@ fn log_info(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiErro
 fn consistency(
     view: &StateView,
     log: &LogConfig,
+    served: &Served,
     first: u64,
     last: u64,
 ) -> Result<Response<Body>, ApiError> {
-    let head = view
-        .head(&log.name)
-        .map_err(storage_error)?
-        .unwrap_or_default();
-    if first == 0 || first > last || last > head.tree_size {
+    if first == 0 || first > last || last > served.size {
         return Err(ApiError::bad_request(
             "invalid_query",
             format!(
                 "want 1 <= firstSize <= lastSize <= {}, got {first} and {last}",
-                head.tree_size
+                served.size
             ),
         ));
     }
     let proof = view
         .consistency_proof(&log.name, first, last)
         .map_err(storage_error)?;
-    // The root at `lastSize`: the current one, or recomputed from the stored tiles.
-    let root = if last == head.tree_size {
-        head.root
+    // The root at `lastSize`: the served one, or recomputed from the stored tiles.
+    let root = if last == served.size {
+        served.root
     } else {
         view.root_at(&log.name, last).map_err(storage_error)?
     };
@@ -433,22 +507,33 @@ async fn submit(
     log: &LogConfig,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let forwarded = request.headers().contains_key(FORWARDED_BY);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-    let proposed: Value = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-    let canonical = verify_and_canonicalize(&proposed)?;
+    // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
+    let checked = body.clone();
+    let canonical = node
+        .checks
+        .run(move || {
+            let proposed: Value = serde_json::from_slice(&checked)
+                .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+            verify_and_canonicalize(&proposed)
+        })
+        .await??;
     let sequenced = match submit_or_forward(
         node,
         &log.name,
         canonical.into_bytes(),
         "/api/v1/log/entries",
         body,
+        forwarded,
     )
     .await?
     {
         Ok(sequenced) => sequenced,
         Err(forwarded) => return Ok(forwarded),
     };
+    // For a witnessed log, answer only once a cosigned checkpoint covers the entry, as v2 does.
+    let sequenced = witnessed(node, log, sequenced).await?;
     let (index, duplicate) = (sequenced.index, sequenced.duplicate);
     let status = if duplicate {
         StatusCode::CONFLICT
@@ -458,8 +543,8 @@ async fn submit(
     // The entry is committed and signed; this node's state may lag the leader's commit by a
     // moment, so wait briefly for it to apply before reading it back.
     for _ in 0..50 {
-        let answer = read(node, move |view, log| {
-            let entry = entry(view, log, index)?.ok_or_else(|| {
+        let answer = read(node, move |view, log, served| {
+            let entry = entry(view, log, served, index)?.ok_or_else(|| {
                 ApiError::unavailable("not_applied", "the entry is not applied here yet")
             })?;
             Ok(json_response(status, &entry))
@@ -637,6 +722,11 @@ fn hashedrekord(spec: &Value) -> Result<HashedRekordV001, ApiError> {
 
 /// dsse 0.0.1 from `spec.proposedContent`: each envelope signature must verify with one of the
 /// verifiers (when `verify`; without, for `retrieve`, the first verifier is taken for each).
+///
+/// The cost is bounded: at most one verifier per signature (as the v2 API requires; at most
+/// [`tlog::entry::DSSE_SIGNATURES_MAX`] of each), each verifier's key parsed once, the PAE
+/// hashed once per hash algorithm for every key that signs a digest, and the `i`-th verifier
+/// tried first for the `i`-th signature, so an in-order request costs one check per signature.
 fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
     let envelope = DsseEnvelope::parse(field(spec, &["proposedContent", "envelope"])?)
         .map_err(|e| input_error(&e))?;
@@ -651,6 +741,19 @@ fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
                 "spec.proposedContent.verifiers: a non-empty array is required",
             )
         })?;
+    // Before any verifier is decoded: thousands of copies of one key once cost minutes of CPU.
+    let signatures = envelope.signatures();
+    if verifiers.len() > signatures.len() {
+        return Err(ApiError::bad_request(
+            "too_many_verifiers",
+            format!(
+                "spec.proposedContent.verifiers: {} verifiers for {} signatures; give at most one \
+                 per signature",
+                verifiers.len(),
+                signatures.len()
+            ),
+        ));
+    }
     let mut keys = Vec::new();
     for (position, verifier) in verifiers.iter().enumerate() {
         let what = format!("spec.proposedContent.verifiers[{position}]");
@@ -662,29 +765,38 @@ fn dsse(spec: &Value, verify: bool) -> Result<String, ApiError> {
             })?;
         keys.push(KeyMaterial::from_pem(&pem).map_err(|e| input_error(&e))?);
     }
-    let pae = envelope.pae();
     let mut matched = Vec::new();
-    for (position, signature) in envelope.signatures().iter().enumerate() {
-        let key = if verify {
-            keys.iter().find(|key| {
-                public_keys(key, &KeyDetails::ALL).is_ok_and(|parsed| {
-                    parsed.iter().any(|parsed| {
-                        parsed
-                            .verify_message(&pae, signature.sig.as_bytes())
-                            .is_ok()
+    if verify {
+        // Every key type each verifier can be (v1 does not declare it), parsed once.
+        let parsed: Vec<Vec<PublicKey>> = keys
+            .iter()
+            .map(|key| public_keys(key, &KeyDetails::ALL).unwrap_or_default())
+            .collect();
+        let pae = envelope.pae();
+        let mut digests = PaeDigests::new(&pae);
+        for (position, signature) in signatures.iter().enumerate() {
+            let sig = signature.sig.as_bytes();
+            let found = (0..keys.len())
+                .map(|offset| (position + offset) % keys.len())
+                .find(|&index| {
+                    parsed.get(index).is_some_and(|candidates| {
+                        candidates
+                            .iter()
+                            .any(|candidate| digests.verify(candidate, sig))
                     })
-                })
-            })
-        } else {
-            keys.first()
-        };
-        let key = key.ok_or_else(|| {
-            ApiError::bad_request(
-                "bad_signature",
-                format!("envelope.signatures[{position}] verifies with none of the verifiers"),
-            )
-        })?;
-        matched.push(key.clone());
+                });
+            let key = found.and_then(|index| keys.get(index)).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_signature",
+                    format!("envelope.signatures[{position}] verifies with none of the verifiers"),
+                )
+            })?;
+            matched.push(key.clone());
+        }
+    } else {
+        for _ in signatures {
+            matched.extend(keys.first().cloned());
+        }
     }
     let entry = DsseV001::from_envelope(&envelope, matched).map_err(|e| input_error(&e))?;
     canonical(entry)
@@ -725,6 +837,127 @@ fn intoto(spec: &Value, verify: bool) -> Result<String, ApiError> {
         }
     }
     canonical(proposal.into_entry())
+}
+
+/// The PAE's digests, each computed at most once per request: a multi-MiB payload checked
+/// against several keys is hashed once per hash algorithm, not once per key. Only pure
+/// Ed25519, which hashes the message together with the signature's `R`, reads it again.
+struct PaeDigests<'a> {
+    pae: &'a [u8],
+    digests: Vec<(HashAlgorithm, Vec<u8>)>,
+}
+
+impl<'a> PaeDigests<'a> {
+    fn new(pae: &'a [u8]) -> PaeDigests<'a> {
+        PaeDigests {
+            pae,
+            digests: Vec::new(),
+        }
+    }
+
+    fn verify(&mut self, key: &PublicKey, signature: &[u8]) -> bool {
+        let Some(algorithm) = key.key_details().hash_algorithm() else {
+            return key.verify_message(self.pae, signature).is_ok();
+        };
+        let position = match self
+            .digests
+            .iter()
+            .position(|(known, _)| *known == algorithm)
+        {
+            Some(position) => position,
+            None => {
+                let digest = algorithm.hash(self.pae).as_bytes().to_vec();
+                self.digests.push((algorithm, digest));
+                self.digests.len() - 1
+            }
+        };
+        self.digests
+            .get(position)
+            .is_some_and(|(_, digest)| key.verify_prehashed(digest, signature).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v1 dsse entry over `payload` signed (pure Ed25519) by `signers`, naming `verifiers`.
+    fn dsse_entry(signers: &[u8], verifiers: &[u8]) -> Value {
+        use ed25519_dalek::Signer as _;
+        let key = |seed: u8| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let envelope = |signatures: Vec<Value>| {
+            json!({
+                "payloadType": "application/vnd.in-toto+json",
+                "payload": BASE64.encode(b"{\"_type\":\"https://in-toto.io/Statement/v1\"}"),
+                "signatures": signatures,
+            })
+            .to_string()
+        };
+        let unsigned = envelope(vec![json!({ "sig": BASE64.encode([1u8; 64]) })]);
+        let pae = DsseEnvelope::parse(&unsigned).unwrap().pae();
+        let signatures = signers
+            .iter()
+            .map(|&seed| json!({ "sig": BASE64.encode(key(seed).sign(&pae).to_bytes()) }))
+            .collect();
+        let verifiers: Vec<String> = verifiers
+            .iter()
+            .map(|&seed| {
+                let spki = tlog::note::ed25519_spki_der(&key(seed).verifying_key());
+                let pem = format!(
+                    "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                    BASE64.encode(spki)
+                );
+                BASE64.encode(pem)
+            })
+            .collect();
+        json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": { "proposedContent": {
+                "envelope": envelope(signatures),
+                "verifiers": verifiers,
+            } },
+        })
+    }
+
+    /// At most one verifier per signature: more is refused before any key is parsed or any
+    /// signature checked (27,000 copies of one key once kept a node busy for minutes). Within
+    /// the bound, each signature may verify with any verifier, in any order.
+    #[test]
+    fn dsse_verifiers_are_at_most_one_per_signature() {
+        assert!(verify_and_canonicalize(&dsse_entry(&[1], &[1])).is_ok());
+        assert!(verify_and_canonicalize(&dsse_entry(&[1, 2], &[2, 1])).is_ok());
+        let error = verify_and_canonicalize(&dsse_entry(&[1], &[2, 1])).unwrap_err();
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::BAD_REQUEST, "too_many_verifiers")
+        );
+        let error = verify_and_canonicalize(&dsse_entry(&[1], &[2])).unwrap_err();
+        assert_eq!(error.code, "bad_signature");
+        let error = verify_and_canonicalize(&dsse_entry(&[1, 2], &[1, 1])).unwrap_err();
+        assert_eq!(error.code, "bad_signature");
+    }
+
+    /// An 80-byte UUID whose 16th byte falls inside a multi-byte character once panicked on
+    /// the slice at the tree id; any non-ASCII UUID is a 400 instead.
+    #[test]
+    fn a_non_ascii_uuid_is_a_400_not_a_panic() {
+        let tree_id = "0123456789abcde"; // 15 bytes, then a 2-byte 'é' across byte 16
+        let uuid = format!("{tree_id}é{}", "a".repeat(63));
+        assert_eq!(uuid.len(), 80);
+        assert!(!uuid.is_char_boundary(16));
+        let error = parse_uuid(&uuid).unwrap_err();
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::BAD_REQUEST, "invalid_uuid")
+        );
+        let short = format!("é{}", "a".repeat(62));
+        assert_eq!(short.len(), 64);
+        assert_eq!(parse_uuid(&short).unwrap_err().code, "invalid_uuid");
+        let good = "ab".repeat(32);
+        assert!(parse_uuid(&good).is_ok());
+        assert!(parse_uuid(&format!("{}{good}", "0".repeat(16))).is_ok());
+    }
 }
 
 #[cfg(test)]

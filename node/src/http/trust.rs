@@ -3,11 +3,11 @@
 //! (a `SigningConfig` v0.2) and `GET /trust/client_trust_config.json` (both together, what
 //! `sigstore --trust-config` reads).
 //!
-//! The documents describe this deployment as the client reached it: every URL a client calls
-//! is the scheme and `Host` the request came in on, so a client on loopback gets loopback URLs.
-//! The one exception is the tlogs' `baseUrl`, which names the log rather than being called:
-//! `<scheme>://<origin>[:port]`, so that clients find the log from a checkpoint's key name
-//! (docs/decisions/0005-origins-and-base-urls.md). They carry
+//! Every URL a client calls is the node's configured public URL (`api_url`), never the
+//! request's `Host` header, which anyone can set to send clients elsewhere. The one exception
+//! is the tlogs' `baseUrl`, which names the log rather than being called:
+//! `<scheme>://<origin>[:port of the public URL]`, so that clients find the log from a
+//! checkpoint's key name (docs/decisions/0005-origins-and-base-urls.md). They carry
 //! public keys and certificates only. Parsers on the client side are strict (pydantic with
 //! `extra="forbid"`), so only protobuf-specs field names appear.
 //!
@@ -64,16 +64,14 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
         )
         .into_response();
     }
-    let Some(host) = request
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .filter(|host| !host.is_empty() && !host.contains(['/', ' ', '@']))
-    else {
-        return ApiError::bad_request("no_host", "a Host header is needed to name the URLs")
-            .into_response();
+    let Some(base_url) = node.public_url() else {
+        return ApiError::not_found("this node has no public URL configured").into_response();
     };
-    let documents = match TrustDocuments::new(node, "http", host) {
+    let Some((scheme, host)) = base_url.split_once("://") else {
+        return ApiError::not_found("this node's public URL has no scheme").into_response();
+    };
+    let host = host.trim_end_matches('/');
+    let documents = match TrustDocuments::new(node, scheme, host) {
         Ok(documents) => documents,
         Err(error) => return error.into_response(),
     };
