@@ -9,7 +9,8 @@
 //!
 //! The keys are Rekor v1's (`IndexKeys` of its entry types, `/api/v1/index/retrieve`):
 //! - the artifact digest, `"<algorithm>:<hex>"` lowercased: a hashedrekord's `data.hash`; a
-//!   dsse entry's payload hash and (v0.0.1) its envelope hash. Rekor also indexes the in-toto
+//!   dsse entry's payload hash and (v0.0.1) its envelope hash; an intoto 0.0.2 entry's payload
+//!   and envelope hashes. Rekor also indexes the in-toto
 //!   subjects of a dsse payload; the logged body carries only hashes, so Cairn cannot.
 //! - the public key: lowercase hex SHA-256 of the key's or certificate's canonical PEM (Rekor's
 //!   `CanonicalValue`, which is the PEM the v1 body carries); for a v2 entry, of the PEM of its
@@ -176,6 +177,15 @@ fn entry_keys(entry: &Entry, keys: &mut BTreeSet<SearchKey>) {
                 verifier(signature.verifier.key(), keys);
             }
         }
+        // Rekor's intoto 0.0.2 `IndexKeys`: the envelope's and the payload's hashes and each
+        // signature's key (the in-toto subjects are not in the logged body).
+        Entry::IntotoV002(entry) => {
+            keys.insert(digest_key(entry.envelope_hash()));
+            keys.insert(digest_key(entry.payload_hash()));
+            for signature in entry.signatures() {
+                key_material(&signature.public_key, keys);
+            }
+        }
         // A kind added to `tlog::entry` later is indexed once this match learns it.
         _ => {}
     }
@@ -325,6 +335,33 @@ mod tests {
             SearchKey::for_digest(&hex_digest("payload")).unwrap(),
             SearchKey::for_key(&verifier),
             SearchKey::for_identity("BOB@example.com"),
+        ]
+        .into();
+        assert_eq!(keys(&leaf), expected);
+    }
+
+    #[test]
+    fn an_intoto_entry_is_found_by_both_hashes_and_its_key() {
+        use tlog::entry::{CanonicalBody, IntotoV002, IntotoV002Signature, SignatureBytes};
+        let der = certificate(&["dave@example.com"], &[]);
+        let key = KeyMaterial::from_certificate_der(&der).unwrap();
+        let entry = IntotoV002::new(
+            sha256("envelope"),
+            sha256("payload"),
+            "application/vnd.in-toto+json".into(),
+            vec![IntotoV002Signature {
+                keyid: None,
+                sig: SignatureBytes::new(&[7; 70]).unwrap(),
+                public_key: key.clone(),
+            }],
+        )
+        .unwrap();
+        let leaf = CanonicalBody::new(entry).unwrap().into_bytes();
+        let expected: BTreeSet<SearchKey> = [
+            SearchKey::for_digest(&hex_digest("envelope")).unwrap(),
+            SearchKey::for_digest(&hex_digest("payload")).unwrap(),
+            SearchKey::for_key(&key),
+            SearchKey::for_identity("dave@example.com"),
         ]
         .into();
         assert_eq!(keys(&leaf), expected);
