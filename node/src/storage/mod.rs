@@ -234,5 +234,19 @@ impl Stores {
     }
 }
 
+/// Rebuilds the leaf index (`leaf_index`: dedup and search) of the state database in `dir` from
+/// its stored leaves, for `cairn-node reindex`: the index is a function of the leaves, so this
+/// recovers from an index damaged by hand or by a bug, or built with another version of
+/// `search::keys`. The node must be stopped (redb refuses a database another process holds).
+/// Returns each log's name and size.
+pub fn reindex(dir: &Path) -> Result<Vec<(String, u64)>, DiskError> {
+    let path = dir.join(STATE_FILE);
+    if !path.exists() {
+        return Err(DiskError::Missing(format!("{}", path.display())));
+    }
+    let db = Database::builder().open(&path)?;
+    state_store::rebuild_leaf_index(&db, &IndexShape::default())
+}
+
 /// Shares a database between a store, its readers and background work.
 pub(crate) type SharedDb = Arc<Database>;

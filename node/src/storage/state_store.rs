@@ -221,7 +221,10 @@ const REBUILD_CHUNK: u64 = 4096;
 /// bounded transactions, and marks the database as indexed. The runs are then built by
 /// [`catch_up_leaf_index`]. A crash part way leaves the mark unset, so the next open starts
 /// again.
-pub(crate) fn rebuild_leaf_index(db: &Database, shape: &IndexShape) -> Result<(), DiskError> {
+pub(crate) fn rebuild_leaf_index(
+    db: &Database,
+    shape: &IndexShape,
+) -> Result<Vec<(String, u64)>, DiskError> {
     let txn = begin_immediate(db)?;
     let mut heads = Vec::new();
     {
@@ -240,7 +243,8 @@ pub(crate) fn rebuild_leaf_index(db: &Database, shape: &IndexShape) -> Result<()
     }
     create_state_tables(&txn)?;
     txn.commit()?;
-    for (log, size) in heads {
+    for (log, size) in &heads {
+        let (log, size) = (log.as_str(), *size);
         let mut first = 0;
         while first < size {
             let end = size.min(first + REBUILD_CHUNK);
@@ -250,7 +254,7 @@ pub(crate) fn rebuild_leaf_index(db: &Database, shape: &IndexShape) -> Result<()
                 let leaves = txn.open_table(LEAVES)?;
                 let mut index = IndexTables::open(&txn)?;
                 let mut expected = first;
-                for row in leaves.range((log.as_str(), first)..(log.as_str(), end))? {
+                for row in leaves.range((log, first)..(log, end))? {
                     let (key, leaf) = row?;
                     let at = key.value().1;
                     if at != expected {
@@ -259,7 +263,7 @@ pub(crate) fn rebuild_leaf_index(db: &Database, shape: &IndexShape) -> Result<()
                     let keys: Vec<SearchKey> =
                         crate::search::keys(leaf.value()).into_iter().collect();
                     let row = leaf_index::tail_row(&tlog::leaf_hash(leaf.value()), &keys);
-                    index.put_tail(&log, at, &row)?;
+                    index.put_tail(log, at, &row)?;
                     expected += 1;
                 }
                 if expected != end {
@@ -267,6 +271,10 @@ pub(crate) fn rebuild_leaf_index(db: &Database, shape: &IndexShape) -> Result<()
                 }
             }
             txn.commit()?;
+            // Progress on long work: about every million leaves.
+            if end / (1 << 20) > first / (1 << 20) {
+                tracing::info!(%log, indexed = end, of = size, "rebuilding the leaf index");
+            }
             first = end;
         }
         tracing::info!(%log, leaves = size, "rebuilt the leaf index's rows from the leaves");
@@ -276,7 +284,7 @@ pub(crate) fn rebuild_leaf_index(db: &Database, shape: &IndexShape) -> Result<()
     txn.open_table(SM_META)?
         .insert(LEAF_INDEX_BUILT, [1u8].as_slice())?;
     txn.commit()?;
-    Ok(())
+    Ok(heads)
 }
 
 /// Brings every log's leaf index up to its head in bounded transactions (each made durable by

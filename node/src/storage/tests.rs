@@ -1372,11 +1372,9 @@ fn tiny_index() -> IndexShape {
     }
 }
 
-/// Every leaf so far is found by its hash and by each of its keys, through every shape the index
-/// takes on the way: flushes, merges in progress, finished merges.
-#[tokio::test]
-async fn the_leaf_index_answers_exactly_while_it_flushes_and_merges() {
-    let mut stores = Stores::open_backends_shaped(
+/// Stores in memory with the [`tiny_index`].
+fn tiny_index_stores() -> Stores {
+    Stores::open_backends_shaped(
         InMemoryBackend::new(),
         InMemoryBackend::new(),
         test_logs(),
@@ -1384,7 +1382,14 @@ async fn the_leaf_index_answers_exactly_while_it_flushes_and_merges() {
         Arc::new(NoBundles),
         tiny_index(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Every leaf so far is found by its hash and by each of its keys, through every shape the index
+/// takes on the way: flushes, merges in progress, finished merges.
+#[tokio::test]
+async fn the_leaf_index_answers_exactly_while_it_flushes_and_merges() {
+    let mut stores = tiny_index_stores();
     let log = artifacts();
     let mut leaves: Vec<Vec<u8>> = Vec::new();
     let mut by_key: BTreeMap<crate::search::SearchKey, Vec<u64>> = BTreeMap::new();
@@ -1469,15 +1474,7 @@ async fn the_leaf_index_answers_exactly_while_it_flushes_and_merges() {
 #[tokio::test]
 async fn a_colliding_index_pair_costs_a_read_and_changes_no_answer() {
     use super::tables::INDEX_TAIL;
-    let mut stores = Stores::open_backends_shaped(
-        InMemoryBackend::new(),
-        InMemoryBackend::new(),
-        test_logs(),
-        Blocking::Inline,
-        Arc::new(NoBundles),
-        tiny_index(),
-    )
-    .unwrap();
+    let mut stores = tiny_index_stores();
     let leaves: Vec<Vec<u8>> = (0..40)
         .map(|i| catch_up_leaf("artifact", "c ", i))
         .collect();
@@ -1520,4 +1517,44 @@ async fn a_colliding_index_pair_costs_a_read_and_changes_no_answer() {
     );
     let (found, _) = view.search(&log, &key, None, 100).unwrap();
     assert!(found.contains(&3));
+}
+
+/// `cairn-node reindex`: an index rebuilt from the leaves answers exactly as the one apply kept,
+/// and the store opens over it.
+#[tokio::test]
+async fn a_reindexed_store_answers_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let leaves: Vec<Vec<u8>> = (0..300)
+        .map(|i| catch_up_leaf("artifact", "r ", i))
+        .collect();
+    let before = {
+        let mut stores = Stores::open_dir(
+            dir.path(),
+            test_logs(),
+            Blocking::Inline,
+            Arc::new(NoBundles),
+        )
+        .unwrap();
+        for (batch, chunk) in leaves.chunks(37).enumerate() {
+            let command = append_command("artifacts", chunk.to_vec());
+            stores
+                .state
+                .apply(vec![entry(batch as u64 + 1, EntryPayload::Normal(command))])
+                .await
+                .unwrap();
+        }
+        dump(&stores.reader.view().unwrap(), &both_logs())
+    };
+    let reindexed = super::reindex(dir.path()).unwrap();
+    assert_eq!(reindexed, [("artifacts".to_string(), 300)]);
+    let stores = Stores::open_dir(
+        dir.path(),
+        test_logs(),
+        Blocking::Inline,
+        Arc::new(NoBundles),
+    )
+    .unwrap();
+    assert_eq!(dump(&stores.reader.view().unwrap(), &both_logs()), before);
+    drop(stores);
+    assert!(super::reindex(&dir.path().join("nowhere")).is_err());
 }
