@@ -91,6 +91,15 @@ pub(crate) fn verify<'r>(
     check_body(entry, content, signer, artifact)?;
 
     if let Some(proof) = &entry.inclusion_proof {
+        // Without a SET (Rekor v2 never has one) nothing signs the entry's `logIndex` but the
+        // proof, so it must be the proof's. Rekor v1 entries may differ: their SET signs the
+        // global index, the proof the index within the shard's tree.
+        if entry.signed_entry_timestamp.is_none() && entry.log_index != proof.log_index {
+            return Err(LogEntryError::InclusionProof(format!(
+                "the entry's logIndex {} is not the inclusion proof's {}",
+                entry.log_index, proof.log_index
+            )));
+        }
         let leaf = tlog::leaf_hash(&entry.canonicalized_body);
         tlog::proof::verify_inclusion_bytes(
             proof.log_index,

@@ -321,3 +321,20 @@ fn malformed_bundles_and_roots_are_refused_by_name() {
         Err(client::TrustRootError::Field { .. })
     ));
 }
+
+/// A Rekor v2 entry has no SET to sign its `logIndex`, so the index it reports (and
+/// [`client::Verified::log_indices`] repeats) is only as good as the inclusion proof's.
+#[test]
+fn rekor_v2_log_index_must_be_the_inclusion_proofs() {
+    let (mut bundle, root) = rekor_v2();
+    let index: u64 = entry(&mut bundle)["logIndex"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    entry(&mut bundle)["logIndex"] = Value::String((index + 1).to_string());
+    assert!(matches!(
+        check(&bundle, &root, &artifact(), &identity()),
+        Err(VerifyError::LogEntry(LogEntryError::InclusionProof(_)))
+    ));
+}
