@@ -48,6 +48,9 @@ pub enum LogEntryError {
     /// The logged body is not the entry for this bundle.
     #[error("log entry body does not match the bundle: {0}")]
     BodyMismatch(String),
+    /// The entry has neither an inclusion proof nor a SET: nothing shows it was logged.
+    #[error("the entry has neither an inclusion proof nor a signed entry timestamp")]
+    NoInclusionEvidence,
     /// The inclusion proof does not lead from the body to the root hash.
     #[error("inclusion proof: {0}")]
     InclusionProof(String),
@@ -89,6 +92,11 @@ pub(crate) fn verify<'r>(
         .tlog(&entry.log_id)
         .ok_or_else(|| LogEntryError::UnknownLog(BASE64.encode(&entry.log_id)))?;
     check_body(entry, content, signer, artifact)?;
+    // `Bundle::from_json` refuses such an entry, but a `Bundle` can be built by other means;
+    // a matching body alone would pass every check below.
+    if entry.inclusion_proof.is_none() && entry.signed_entry_timestamp.is_none() {
+        return Err(LogEntryError::NoInclusionEvidence);
+    }
 
     if let Some(proof) = &entry.inclusion_proof {
         // Without a SET (Rekor v2 never has one) nothing signs the entry's `logIndex` but the

@@ -60,6 +60,9 @@ pub enum VerifyError {
     /// An RFC 3161 timestamp failed.
     #[error("RFC 3161 timestamp: {0}")]
     Timestamp(#[from] TimestampError),
+    /// The bundle has no transparency log entry.
+    #[error("transparency log entry: at least one is required")]
+    NoLogEntry,
     /// A transparency log entry failed.
     #[error("transparency log entry: {0}")]
     LogEntry(#[from] LogEntryError),
@@ -229,7 +232,11 @@ pub fn verify(
     }
     let rfc3161_times: Vec<UnixMillis> = times.iter().map(|&(time, _)| time).collect();
 
-    // 4. Log entries.
+    // 4. Log entries. `Bundle::from_json` requires one, but a `Bundle` can be built by other
+    // means, and without one a timestamped signature would verify without being logged.
+    if bundle.tlog_entries.is_empty() {
+        return Err(VerifyError::NoLogEntry);
+    }
     let mut log_indices = Vec::new();
     for entry in &bundle.tlog_entries {
         let verified = log_entry::verify(entry, &bundle.content, signer, artifact, root)?;

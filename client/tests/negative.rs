@@ -338,3 +338,28 @@ fn rekor_v2_log_index_must_be_the_inclusion_proofs() {
         Err(VerifyError::LogEntry(LogEntryError::InclusionProof(_)))
     ));
 }
+
+/// `verify` checks its own preconditions: a `Bundle` need not come from `Bundle::from_json`.
+#[test]
+fn bundles_built_without_log_evidence_are_refused() {
+    let (bundle, root) = rekor_v2();
+    let mut bundle = Bundle::from_json(&serde_json::to_vec(&bundle).unwrap()).unwrap();
+    let root = TrustedRoot::from_json(&serde_json::to_vec(&root).unwrap()).unwrap();
+    let policy = identity();
+    client::verify::verify(&bundle, &root, &artifact(), &policy).unwrap();
+
+    // An entry with neither an inclusion proof nor a SET proves nothing was logged.
+    let mut unproved = bundle.clone();
+    unproved.tlog_entries[0].inclusion_proof = None;
+    assert_eq!(
+        client::verify::verify(&unproved, &root, &artifact(), &policy),
+        Err(VerifyError::LogEntry(LogEntryError::NoInclusionEvidence))
+    );
+
+    // No entry at all: the RFC 3161 timestamp alone does not make it transparent.
+    bundle.tlog_entries.clear();
+    assert_eq!(
+        client::verify::verify(&bundle, &root, &artifact(), &policy),
+        Err(VerifyError::NoLogEntry)
+    );
+}
