@@ -244,10 +244,25 @@ impl<'a> SigningCertificate<'a> {
         signed.extend_from_slice(&extensions_len.to_be_bytes());
         signed.extend_from_slice(extensions);
 
-        let log = ctlogs
+        // As sigstore-go does, a CT log key counts only within its `validFor`: a key retired
+        // (or not yet in use) at the SCT's time may be compromised, or another log's.
+        let mut trusted = ctlogs
             .iter()
-            .find(|log| log.log_id == sct.id.key_id.as_slice())
-            .ok_or_else(|| sct_error("the SCT's log is not a trusted CT log"))?;
+            .filter(|log| log.log_id == sct.id.key_id.as_slice())
+            .peekable();
+        if trusted.peek().is_none() {
+            return Err(sct_error("the SCT's log is not a trusted CT log"));
+        }
+        let time = i64::try_from(sct.timestamp)
+            .map(UnixMillis)
+            .map_err(|_| sct_error("the SCT timestamp is out of range"))?;
+        let log = trusted
+            .find(|log| log.valid_for.contains(time))
+            .ok_or_else(|| {
+                CertificateError::Sct(format!(
+                    "the SCT's CT log key is not valid at the SCT's time {time}"
+                ))
+            })?;
         let verified = if log.key_details.starts_with("PKCS1_RSA") {
             key::verify_pkcs1_rsa_sha256(&log.public_key, &signed, sct.signature.data)
         } else {

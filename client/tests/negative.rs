@@ -363,3 +363,22 @@ fn bundles_built_without_log_evidence_are_refused() {
         Err(VerifyError::NoLogEntry)
     );
 }
+
+/// A CT log's key counts only within its `validFor` in the trusted root (as sigstore-go
+/// checks it): an SCT dated before its start or after its end is not valid.
+#[test]
+fn scts_outside_their_ct_logs_validity_fail_the_sct() {
+    for valid_for in [
+        serde_json::json!({"start": "2000-01-01T00:00:00Z", "end": "2001-01-01T00:00:00Z"}),
+        serde_json::json!({"start": "2100-01-01T00:00:00Z"}),
+    ] {
+        let (bundle, mut root) = rekor_v1();
+        for ctlog in root["ctlogs"].as_array_mut().unwrap() {
+            ctlog["publicKey"]["validFor"] = valid_for.clone();
+        }
+        assert!(matches!(
+            check(&bundle, &root, &artifact(), &identity()),
+            Err(VerifyError::Certificate(CertificateError::Sct(_)))
+        ));
+    }
+}
