@@ -2,7 +2,8 @@
 //!
 //! `info` fetches the latest signed checkpoint, verifies its signature with the log's key, and
 //! proves it consistent with the last checkpoint this machine saw (kept per log URL in
-//! `$CAIRN_HOME/log-state.json`): a log that rewrote or forked its history fails here. `get`
+//! `$CAIRN_HOME/log-state.json`, with its origin): a log that rewrote or forked its history, or a
+//! URL that now serves another log of the trusted root, fails here. `get`
 //! prints an entry by index or UUID.
 
 use std::collections::BTreeMap;
@@ -21,6 +22,10 @@ use super::net::Http;
 pub(crate) struct Seen {
     pub(crate) tree_size: u64,
     pub(crate) root_hash: String,
+    /// The origin of the log's checkpoints: the URL must go on serving that log, not another
+    /// log of the trusted root. Empty in state files written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) origin: String,
 }
 
 /// The verified state of a log after `info`.
@@ -37,19 +42,37 @@ pub(crate) struct Checkpoint {
     pub(crate) tree_size: u64,
     pub(crate) root_hash: Vec<u8>,
     pub(crate) note: String,
+    /// The note's origin line.
+    pub(crate) origin: String,
+    /// The trusted root's key that verified it.
+    pub(crate) log_key: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// Whether `other` is a checkpoint of the same log: same origin, same trusted key. Any
+    /// log of the trusted root verifies, so this is what keeps one command on one log.
+    pub(crate) fn same_log(&self, other: &Checkpoint) -> bool {
+        self.origin == other.origin && self.log_key == other.log_key
+    }
 }
 
 /// Verifies a signed checkpoint (a signed note) with whichever log of the trusted root signed it.
 pub(crate) fn open_checkpoint(note: &str, root: &TrustedRoot) -> anyhow::Result<Checkpoint> {
-    let (tree_size, root_hash) = root
+    let (tree_size, root_hash, log) = root
         .tlogs
         .iter()
-        .find_map(|log| client::log_entry::verify_checkpoint(note, log).ok())
+        .find_map(|log| {
+            client::log_entry::verify_checkpoint(note, log)
+                .ok()
+                .map(|(size, hash)| (size, hash, log))
+        })
         .context("the checkpoint is not signed by any log in the trusted root")?;
     Ok(Checkpoint {
         tree_size,
         root_hash,
         note: note.to_owned(),
+        origin: note.split('\n').next().unwrap_or_default().to_owned(),
+        log_key: log.public_key.clone(),
     })
 }
 
@@ -161,7 +184,7 @@ pub(crate) fn info(
 ) -> anyhow::Result<Info> {
     let url = url.trim_end_matches('/');
     let latest = latest_checkpoint(http, url, root)?;
-    let (tree_size, root_hash) = (latest.tree_size, latest.root_hash);
+    let (tree_size, root_hash, origin) = (latest.tree_size, latest.root_hash, latest.origin);
     let checkpoint = latest.note;
     let root_hex = hex::encode(&root_hash);
     let mut seen: BTreeMap<String, Seen> = match std::fs::read(state) {
@@ -172,6 +195,14 @@ pub(crate) fn info(
     };
     let previous = seen.get(url).cloned();
     if let Some(previous) = &previous {
+        // Sizes and roots alone would let the URL switch to another trusted log whose tree
+        // happens to match.
+        if !previous.origin.is_empty() && previous.origin != origin {
+            bail!(
+                "the log at {url} now signs as {origin:?}; this machine saw {:?} there",
+                previous.origin
+            );
+        }
         if previous.tree_size > tree_size {
             bail!(
                 "the log shrank: this machine saw size {}, it now signs size {tree_size}",
@@ -197,6 +228,7 @@ pub(crate) fn info(
         Seen {
             tree_size,
             root_hash: root_hex.clone(),
+            origin,
         },
     );
     if let Some(dir) = state.parent() {
@@ -438,6 +470,13 @@ pub(crate) fn verify_answer(
     answer: &serde_json::Value,
 ) -> anyhow::Result<IncludedEntry> {
     let (entry, checkpoint) = check_entry(answer, root)?;
+    if !checkpoint.same_log(anchor) {
+        bail!(
+            "the entry's checkpoint is log {:?}'s, not the asked log {:?}'s",
+            checkpoint.origin,
+            anchor.origin
+        );
+    }
     match id {
         EntryId::Index(index) if *index != entry.log_index => {
             bail!(
