@@ -563,9 +563,9 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
         args.cert_identity.as_deref(),
         args.cert_oidc_issuer.as_deref(),
     )?;
-    let verified = run(&args.artifact, &args.bundle, &args.trust_root, &policy)?;
+    let (bundle, verified) = run(&args.artifact, &args.bundle, &args.trust_root, &policy)?;
     let witnesses = match &args.witness_policy {
-        Some(path) => Some(witness_policy(path, &args.bundle)?),
+        Some(path) => Some(witness_policy(path, &bundle)?),
         None => None,
     };
     if args.json {
@@ -607,12 +607,11 @@ fn verify(args: &VerifyArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Checks the (already verified) bundle's checkpoints against a tlog-policy file.
-fn witness_policy(path: &Path, bundle: &Path) -> Result<Vec<Vec<String>>, Failure> {
+/// Checks the checkpoints of `bundle`, the one just verified, against a tlog-policy file. Not
+/// the bundle file read again: it may have changed since.
+fn witness_policy(path: &Path, bundle: &Bundle) -> Result<Vec<Vec<String>>, Failure> {
     let policy = read_witness_policy(path)?;
-    let bundle = read_bounded(bundle, BUNDLE_BYTES_MAX).map_err(input)?;
-    let bundle = Bundle::from_json(&bundle).map_err(not_verified)?;
-    client::witnessed::check_bundle(&bundle, &policy).map_err(not_verified)
+    client::witnessed::check_bundle(bundle, &policy).map_err(not_verified)
 }
 
 fn verify_bundle(args: &VerifyBundleArgs) -> Result<(), Failure> {
@@ -639,17 +638,21 @@ fn verify_bundle(args: &VerifyBundleArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Reads and verifies the bundle; returns it with what verified, so that later checks use
+/// the bundle that verified.
 fn run(
     artifact: &str,
     bundle: &Path,
     trust_root: &Path,
     policy: &Policy,
-) -> Result<Verified, Failure> {
+) -> Result<(Bundle, Verified), Failure> {
     let root = read_trusted_root(trust_root)?;
     let bundle_bytes = read_bounded(bundle, BUNDLE_BYTES_MAX).map_err(input)?;
     let artifact = read_artifact(artifact).map_err(input)?;
     let bundle = Bundle::from_json(&bundle_bytes).map_err(not_verified)?;
-    client::verify::verify(&bundle, &root, &artifact, policy).map_err(not_verified)
+    let verified =
+        client::verify::verify(&bundle, &root, &artifact, policy).map_err(not_verified)?;
+    Ok((bundle, verified))
 }
 
 /// The `trusted_root.json` at `path` (`--trust-root`).
