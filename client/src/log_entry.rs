@@ -498,6 +498,27 @@ mod tests {
         note.format().unwrap()
     }
 
+    /// Gives `entry` what shows it was logged: an inclusion proof of its body as the one leaf
+    /// of the fixture log's tree, under a checkpoint that log signed.
+    fn prove(entry: &mut TlogEntry) {
+        let origin = "cairn.localhost/artifacts";
+        let root = tlog::leaf_hash(&entry.canonicalized_body);
+        let mut note = Note::new(&format!(
+            "{origin}\n1\n{}\n",
+            BASE64.encode(root.as_bytes())
+        ))
+        .unwrap();
+        note.sign(&Ed25519Signer::new(origin, key()).unwrap())
+            .unwrap();
+        entry.inclusion_proof = Some(crate::bundle::InclusionProof {
+            log_index: entry.log_index,
+            root_hash: root.as_bytes().to_vec(),
+            tree_size: 1,
+            hashes: Vec::new(),
+            checkpoint: Some(note.format().unwrap()),
+        });
+    }
+
     fn v1_signer(name: &str) -> Ed25519Signer {
         Ed25519Signer::with_spki_key_id(name, key()).unwrap()
     }
@@ -543,7 +564,7 @@ mod tests {
         .unwrap();
         let body = CanonicalBody::new(entry).unwrap().into_bytes();
         let log = log();
-        let tlog_entry = TlogEntry {
+        let mut tlog_entry = TlogEntry {
             log_index: 0,
             log_id: log.log_id.clone(),
             kind: "dsse".to_owned(),
@@ -553,6 +574,7 @@ mod tests {
             inclusion_proof: None,
             canonicalized_body: body,
         };
+        prove(&mut tlog_entry);
         let root = TrustedRoot {
             tlogs: vec![log],
             certificate_authorities: Vec::new(),
@@ -658,6 +680,7 @@ mod tests {
         };
         entry.kind = "intoto".to_owned();
         entry.canonicalized_body = body(&spki);
+        prove(&mut entry);
         let artifact = Artifact::from_bytes(b"");
         verify(
             &entry,
