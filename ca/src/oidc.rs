@@ -5,7 +5,10 @@
 //! token cannot make the CA reach out to an address of the caller's choosing. For a listed
 //! issuer, the discovery document and JWKS are fetched through the [`Fetch`] seam (the node
 //! supplies its HTTP client), cached for an hour, and refreshed early when a token names a key
-//! id the cached set lacks (at most once per 10 s per issuer). The openidconnect crate checks
+//! id the cached set lacks. Fetches are single-flight per issuer (concurrent requests wait for
+//! the one fetch) and begin at most once per 10 s per issuer whatever the cache holds (empty,
+//! stale or failing): between attempts a failure is answered from memory (a negative cache),
+//! and keys whose refresh fails stay usable for up to a day. The openidconnect crate checks
 //! the signature (asymmetric algorithms only), `iss`, `aud` (exactly the issuer's client id,
 //! default `sigstore`, and no other audience) and `exp`; this module adds `iat` and `nbf` in the
 //! future, each with [`CLOCK_SKEW_SECONDS`] of leeway, and [`crate::identity`] the claims rules.
@@ -38,8 +41,11 @@ pub const CLOCK_SKEW_SECONDS: u64 = 60;
 pub const DOCUMENT_BYTES_MAX: usize = 256 * 1024;
 /// How long discovery and keys are trusted before they are fetched again.
 const KEYS_TTL_SECONDS: u64 = 3600;
-/// Shortest time between two fetches for one issuer caused by unknown key ids.
+/// Shortest time between two fetches for one issuer: a fetch for unknown key ids, of stale keys
+/// or after a failure.
 const REFRESH_INTERVAL_SECONDS: u64 = 10;
+/// Longest time keys stay usable past their TTL while every refresh fails.
+const STALE_KEYS_MAX_SECONDS: u64 = 24 * 3600;
 /// Most verified tokens remembered (see [`TokenVerifier::verify`]).
 const VERIFIED_MAX: usize = 10_000;
 
@@ -78,14 +84,27 @@ pub trait Fetch: Send + Sync {
 struct Keys {
     set: CoreJsonWebKeySet,
     fetched_at: u64,
-    refreshed_at: u64,
+}
+
+/// What the verifier knows of one issuer's keys.
+#[derive(Default)]
+struct IssuerKeys {
+    /// The last key set fetched.
+    keys: Option<Arc<Keys>>,
+    /// When the last fetch began, and why it failed if it did.
+    attempted_at: Option<u64>,
+    failure: Option<String>,
+    /// A fetch is under way: its outcome is not known yet.
+    in_flight: bool,
 }
 
 /// Verifies ID tokens of the allow-listed issuers.
 pub struct TokenVerifier {
     issuers: Vec<IssuerConfig>,
     fetch: Arc<dyn Fetch>,
-    keys: Mutex<HashMap<String, Arc<Keys>>>,
+    keys: Mutex<HashMap<String, IssuerKeys>>,
+    /// One lock per issuer, held across a fetch: concurrent requests wait for it.
+    fetching: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Tokens already verified, by SHA-256 of the token: the identity and `exp`.
     verified: Mutex<HashMap<[u8; 32], (Identity, u64)>>,
 }
@@ -138,10 +157,15 @@ fn date(unix_seconds: u64) -> chrono::DateTime<chrono::Utc> {
 impl TokenVerifier {
     /// A verifier of tokens from `issuers`, fetching through `fetch`.
     pub fn new(issuers: Vec<IssuerConfig>, fetch: Arc<dyn Fetch>) -> TokenVerifier {
+        let fetching = issuers
+            .iter()
+            .map(|issuer| (issuer.url.clone(), Arc::default()))
+            .collect();
         TokenVerifier {
             issuers,
             fetch,
             keys: Mutex::new(HashMap::new()),
+            fetching,
             verified: Mutex::new(HashMap::new()),
         }
     }
@@ -278,14 +302,63 @@ impl TokenVerifier {
         Ok((crate::identity::map(issuer.kind, &verified)?, expires))
     }
 
-    /// The issuer's keys: cached, or fetched when absent, stale, or lacking `kid`.
+    /// The issuer's keys: cached, or fetched when absent, stale, or lacking `kid`, by one
+    /// request at a time and at most once per [`REFRESH_INTERVAL_SECONDS`].
     async fn keys(
         &self,
         issuer: &IssuerConfig,
         kid: Option<&str>,
         now: u64,
     ) -> Result<Arc<Keys>, TokenError> {
-        let cached = self.cache().get(&issuer.url).cloned();
+        if let Some(answer) = self.cached_keys(issuer, kid, now) {
+            return answer;
+        }
+        let flight = self.fetching.get(&issuer.url).cloned().unwrap_or_default();
+        let _flight = flight.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Some(answer) = self.cached_keys(issuer, kid, now) {
+            return answer;
+        }
+        {
+            let mut cache = self.cache();
+            let state = cache.entry(issuer.url.clone()).or_default();
+            state.attempted_at = Some(now);
+            state.in_flight = true;
+        }
+        let fetched = self.discover(issuer).await;
+        {
+            let mut cache = self.cache();
+            let state = cache.entry(issuer.url.clone()).or_default();
+            state.in_flight = false;
+            match fetched {
+                Ok(set) => {
+                    state.keys = Some(Arc::new(Keys {
+                        set,
+                        fetched_at: now,
+                    }));
+                    state.failure = None;
+                }
+                Err(TokenError::Discovery(failure)) => state.failure = Some(failure),
+                Err(error) => state.failure = Some(error.to_string()),
+            }
+        }
+        // The attempt just made throttles the next one, so the cache now has an answer.
+        self.cached_keys(issuer, kid, now)
+            .unwrap_or_else(|| Err(TokenError::UnknownKey(kid.unwrap_or_default().to_string())))
+    }
+
+    /// What the cache answers for `kid` without fetching, or `None` when a fetch is due: fresh
+    /// keys holding `kid`; else, within [`REFRESH_INTERVAL_SECONDS`] of the last attempt, keys
+    /// holding `kid` that are at most [`STALE_KEYS_MAX_SECONDS`] past their TTL, the last
+    /// failure, or "unknown key".
+    fn cached_keys(
+        &self,
+        issuer: &IssuerConfig,
+        kid: Option<&str>,
+        now: u64,
+    ) -> Option<Result<Arc<Keys>, TokenError>> {
+        let cache = self.cache();
+        let state = cache.get(&issuer.url);
         let has_kid = |keys: &Keys| {
             kid.is_none_or(|kid| {
                 keys.set
@@ -294,39 +367,35 @@ impl TokenVerifier {
                     .any(|key| key.key_id().is_some_and(|id| id.as_str() == kid))
             })
         };
-        if let Some(keys) = &cached {
-            let fresh = now < keys.fetched_at + KEYS_TTL_SECONDS;
-            if fresh && has_kid(keys) {
-                return Ok(Arc::clone(keys));
-            }
-            if fresh && now < keys.refreshed_at + REFRESH_INTERVAL_SECONDS {
-                // Refreshed moments ago and still lacking the key: do not let tokens with
-                // made-up key ids turn into a stream of fetches.
-                return Err(TokenError::UnknownKey(kid.unwrap_or_default().to_string()));
-            }
-            // Mark the attempt before fetching so concurrent requests do not all fetch.
-            let marked = Arc::new(Keys {
-                set: keys.set.clone(),
-                fetched_at: keys.fetched_at,
-                refreshed_at: now,
-            });
-            self.cache().insert(issuer.url.clone(), marked);
+        let keys = state
+            .and_then(|state| state.keys.clone())
+            .filter(|keys| has_kid(keys));
+        let fresh = |keys: &Keys| now < keys.fetched_at.saturating_add(KEYS_TTL_SECONDS);
+        if let Some(keys) = keys.as_ref().filter(|keys| fresh(keys)) {
+            return Some(Ok(Arc::clone(keys)));
         }
-        let set = self.discover(issuer).await?;
-        let keys = Arc::new(Keys {
-            set,
-            fetched_at: now,
-            refreshed_at: now,
+        let throttled = state
+            .and_then(|state| state.attempted_at)
+            .is_some_and(|at| now < at.saturating_add(REFRESH_INTERVAL_SECONDS));
+        // Due, or under way (wait for its outcome behind the fetch lock).
+        if !throttled || state.is_some_and(|state| state.in_flight) {
+            return None;
+        }
+        let usable = keys.filter(|keys| {
+            now < keys
+                .fetched_at
+                .saturating_add(KEYS_TTL_SECONDS + STALE_KEYS_MAX_SECONDS)
         });
-        self.cache().insert(issuer.url.clone(), Arc::clone(&keys));
-        if has_kid(&keys) {
-            Ok(keys)
-        } else {
-            Err(TokenError::UnknownKey(kid.unwrap_or_default().to_string()))
-        }
+        Some(
+            match (usable, state.and_then(|state| state.failure.clone())) {
+                (Some(keys), _) => Ok(keys),
+                (None, Some(failure)) => Err(TokenError::Discovery(failure)),
+                (None, None) => Err(TokenError::UnknownKey(kid.unwrap_or_default().to_string())),
+            },
+        )
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Keys>>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, IssuerKeys>> {
         lock(&self.keys)
     }
 

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -24,6 +24,8 @@ const NOW: u64 = 1_800_000_000;
 struct MemoryIssuer {
     key: p256::ecdsa::SigningKey,
     fetches: AtomicUsize,
+    /// Every fetch fails (the issuer is down).
+    down: AtomicBool,
 }
 
 impl MemoryIssuer {
@@ -44,6 +46,12 @@ impl Fetch for MemoryIssuer {
         _limit: usize,
     ) -> BoxFuture<'a, Result<Vec<u8>, FetchError>> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Box::pin(async move {
+                tokio::task::yield_now().await;
+                Err(FetchError("connection refused".into()))
+            });
+        }
         let body = if url == format!("{ISSUER}/.well-known/openid-configuration") {
             serde_json::json!({
                 "issuer": ISSUER, "jwks_uri": format!("{ISSUER}/jwks"),
@@ -57,7 +65,11 @@ impl Fetch for MemoryIssuer {
         } else {
             return Box::pin(async move { Err(FetchError(format!("no {url}"))) });
         };
-        Box::pin(async move { Ok(serde_json::to_vec(&body).unwrap()) })
+        // A fetch takes time: concurrent requests overlap it.
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(serde_json::to_vec(&body).unwrap())
+        })
     }
 }
 
@@ -90,6 +102,7 @@ fn setup() -> (Arc<MemoryIssuer>, TokenVerifier) {
     let issuer = Arc::new(MemoryIssuer {
         key: p256::ecdsa::SigningKey::from_slice(&[3u8; 32]).unwrap(),
         fetches: AtomicUsize::new(0),
+        down: AtomicBool::new(false),
     });
     let verifier = TokenVerifier::new(
         vec![IssuerConfig {
@@ -488,4 +501,96 @@ fn verify_signed_by(
         child.signature_value.data.as_ref(),
     )
     .unwrap();
+}
+
+/// Concurrent requests on an empty cache share one fetch of discovery and keys.
+#[tokio::test]
+async fn concurrent_requests_share_one_fetch() {
+    let (issuer, verifier) = setup();
+    let tokens: Vec<String> = (0..4)
+        .map(|i| {
+            let mut claims = claims();
+            claims["sub"] = serde_json::json!(format!("alice-{i}"));
+            sign(&issuer.key, &header(), &claims)
+        })
+        .collect();
+    let (a, b, c, d) = tokio::join!(
+        verifier.verify(&tokens[0], NOW),
+        verifier.verify(&tokens[1], NOW),
+        verifier.verify(&tokens[2], NOW),
+        verifier.verify(&tokens[3], NOW),
+    );
+    for result in [a, b, c, d] {
+        result.unwrap();
+    }
+    assert_eq!(
+        issuer.fetches.load(Ordering::SeqCst),
+        2,
+        "one discovery, one JWKS"
+    );
+}
+
+/// A token signed at `at` (valid for ten minutes), told apart by `sub`.
+fn token_at(issuer: &MemoryIssuer, at: u64, sub: &str) -> String {
+    let mut claims = claims();
+    claims["iat"] = serde_json::json!(at - 10);
+    claims["exp"] = serde_json::json!(at + 600);
+    claims["sub"] = serde_json::json!(sub);
+    sign(&issuer.key, &header(), &claims)
+}
+
+/// An issuer that is down is asked once per interval (the failure is remembered between), and
+/// keys whose refresh fails keep verifying for up to a day past their TTL.
+#[tokio::test]
+async fn a_failing_issuer_is_asked_once_per_interval_and_stale_keys_still_verify() {
+    let (issuer, verifier) = setup();
+    issuer.down.store(true, Ordering::SeqCst);
+    for (at, fetches) in [(NOW, 1), (NOW + 1, 1), (NOW + 9, 1), (NOW + 10, 2)] {
+        let error = verifier
+            .verify(&token_at(&issuer, at, "a"), at)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, TokenError::Discovery(_)), "{error}");
+        assert!(error.to_string().contains("connection refused"), "{error}");
+        assert_eq!(issuer.fetches.load(Ordering::SeqCst), fetches, "at {at}");
+    }
+
+    issuer.down.store(false, Ordering::SeqCst);
+    let up = NOW + 20;
+    verifier
+        .verify(&token_at(&issuer, up, "b"), up)
+        .await
+        .unwrap();
+    let fetched = issuer.fetches.load(Ordering::SeqCst);
+    assert_eq!(fetched, 4, "discovery and JWKS after the failures");
+
+    // Past the TTL, with the issuer down again: the refresh fails, the stale keys verify.
+    issuer.down.store(true, Ordering::SeqCst);
+    let stale = up + 3600 + 5;
+    verifier
+        .verify(&token_at(&issuer, stale, "c"), stale)
+        .await
+        .unwrap();
+    assert_eq!(
+        issuer.fetches.load(Ordering::SeqCst),
+        fetched + 1,
+        "one refresh tried"
+    );
+    verifier
+        .verify(&token_at(&issuer, stale + 1, "d"), stale + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        issuer.fetches.load(Ordering::SeqCst),
+        fetched + 1,
+        "throttled"
+    );
+
+    // More than a day past the TTL, stale keys are no longer trusted.
+    let too_old = up + 3600 + 24 * 3600 + 5;
+    let error = verifier
+        .verify(&token_at(&issuer, too_old, "e"), too_old)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TokenError::Discovery(_)), "{error}");
 }
