@@ -142,8 +142,7 @@ pub async fn serve(
                 let _slot = slot;
                 let service = service_fn(move |mut request: Request<Incoming>| {
                     let issuer = Arc::clone(&issuer);
-                    let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
-                    request.extensions_mut().insert(BodyDeadline(deadline));
+                    BodyDeadline::stamp(&mut request, &limits);
                     async move {
                         let path = request.uri().path().to_string();
                         let response = match (request.method(), path.as_str()) {

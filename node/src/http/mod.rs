@@ -90,6 +90,14 @@ impl ConnectionLimits {
 #[derive(Clone, Copy, Debug)]
 struct BodyDeadline(tokio::time::Instant);
 
+impl BodyDeadline {
+    /// Stamps `request` with the deadline for its body: `limits.body_read_timeout` from now.
+    fn stamp<B>(request: &mut Request<B>, limits: &ConnectionLimits) {
+        let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
+        request.extensions_mut().insert(BodyDeadline(deadline));
+    }
+}
+
 /// Serves `node`'s public API on `listener` with the default [`ConnectionLimits`] until
 /// `shutdown` resolves.
 pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
@@ -113,8 +121,7 @@ pub async fn serve_with_limits(
                 let _slot = slot;
                 let service = service_fn(move |mut request: Request<Incoming>| {
                     let node = Arc::clone(&node);
-                    let deadline = tokio::time::Instant::now() + limits.body_read_timeout;
-                    request.extensions_mut().insert(BodyDeadline(deadline));
+                    BodyDeadline::stamp(&mut request, &limits);
                     async move { Ok::<_, Infallible>(route(node, peer, request).await) }
                 });
                 if let Err(error) = limits

@@ -226,15 +226,8 @@ pub(crate) fn rebuild_leaf_index(
     shape: &IndexShape,
 ) -> Result<Vec<(String, u64)>, DiskError> {
     let txn = begin_immediate(db)?;
-    let mut heads = Vec::new();
-    {
-        txn.open_table(SM_META)?.remove(LEAF_INDEX_BUILT)?;
-        for row in txn.open_table(HEADS)?.iter()? {
-            let (key, value) = row?;
-            let head: LogHead = decode("heads", &key.value(), value.value())?;
-            heads.push((key.value().to_owned(), head.tree_size));
-        }
-    }
+    txn.open_table(SM_META)?.remove(LEAF_INDEX_BUILT)?;
+    let heads = head_sizes(&txn.open_table(HEADS)?)?;
     for table in [INDEX_TAIL.name(), INDEX_BLOCKS.name(), INDEX_META.name()] {
         let handle = txn.list_tables()?.find(|handle| handle.name() == table);
         if let Some(handle) = handle {
@@ -244,7 +237,7 @@ pub(crate) fn rebuild_leaf_index(
     create_state_tables(&txn)?;
     txn.commit()?;
     for (log, size) in &heads {
-        let (log, size) = (log.as_str(), *size);
+        let (log, size) = (log.0.as_str(), *size);
         let mut first = 0;
         while first < size {
             let end = size.min(first + REBUILD_CHUNK);
@@ -279,29 +272,33 @@ pub(crate) fn rebuild_leaf_index(
         }
         tracing::info!(%log, leaves = size, "rebuilt the leaf index's rows from the leaves");
     }
-    catch_up_leaf_index(db, shape)?;
+    catch_up_leaf_index_to(db, shape, &heads)?;
     let txn = begin_immediate(db)?;
     txn.open_table(SM_META)?
         .insert(LEAF_INDEX_BUILT, [1u8].as_slice())?;
     txn.commit()?;
-    Ok(heads)
+    Ok(heads.into_iter().map(|(log, size)| (log.0, size)).collect())
 }
 
 /// Brings every log's leaf index up to its head in bounded transactions (each made durable by
 /// the last, an `Immediate` one): after a snapshot install, which stores leaves faster than
 /// apply's upkeep would index them, and on open, where an interrupted catch-up resumes.
 pub(crate) fn catch_up_leaf_index(db: &Database, shape: &IndexShape) -> Result<(), DiskError> {
-    let sizes: Vec<(LogName, u64)> = {
-        let txn = db.begin_read()?;
-        let mut sizes = Vec::new();
-        for row in txn.open_table(HEADS)?.iter()? {
-            let (key, value) = row?;
-            let head: LogHead = decode("heads", &key.value(), value.value())?;
-            sizes.push((LogName(key.value().to_owned()), head.tree_size));
-        }
-        sizes
-    };
+    let sizes = head_sizes(&db.begin_read()?.open_table(HEADS)?)?;
     catch_up_leaf_index_to(db, shape, &sizes)
+}
+
+/// Every log with a head, and its size.
+fn head_sizes<T: ReadableTable<&'static str, &'static [u8]>>(
+    heads: &T,
+) -> Result<Vec<(LogName, u64)>, DiskError> {
+    let mut sizes = Vec::new();
+    for row in heads.iter()? {
+        let (key, value) = row?;
+        let head: LogHead = decode("heads", &key.value(), value.value())?;
+        sizes.push((LogName(key.value().to_owned()), head.tree_size));
+    }
+    Ok(sizes)
 }
 
 /// [`catch_up_leaf_index`] up to the given sizes, which may be beyond the heads: a snapshot
