@@ -451,8 +451,9 @@ fn check_verifier_count(envelope: &DsseEnvelope, verifiers: usize) -> Result<(),
     }
 }
 
-/// A Rekor v1 `{"algorithm":"sha256","value":HEX}` object at `path`.
-fn v001_hash(value: &Value, path: &str) -> Result<Digest, BodyError> {
+/// A Rekor v1 `{"algorithm":"sha256","value":HEX}` object at `path` (members beyond these
+/// refused): dsse 0.0.1's hashes and intoto 0.0.2's.
+pub(super) fn v001_hash(value: &Value, path: &str) -> Result<Digest, BodyError> {
     let hash = object(value, path, &["algorithm", "value"])?;
     let algorithm_path = format!("{path}.algorithm");
     let algorithm_name = string(hash, "algorithm", &algorithm_path)?;

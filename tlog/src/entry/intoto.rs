@@ -22,10 +22,12 @@
 
 use serde_json::{Map, Value, json};
 
-use super::types::{Digest, HashAlgorithm, SignatureBytes, decode_base64, truncated};
+use super::types::{Digest, HashAlgorithm, SignatureBytes, decode_base64};
 use super::{
     BodyError, DSSE_ENVELOPE_BYTES_MAX, DSSE_PAYLOAD_TYPE_BYTES_MAX, DSSE_SIGNATURES_MAX,
-    InputError, KeyMaterial, PEM_BYTES_MAX, dsse::pae, field, object, string,
+    InputError, KeyMaterial, PEM_BYTES_MAX,
+    dsse::{pae, v001_hash},
+    field, object, string,
 };
 
 /// The longest `keyid`: 256 bytes (it is an unauthenticated hint, usually empty).
@@ -176,8 +178,8 @@ impl IntotoV002 {
         )?;
         let payload_type = string(envelope, "payloadType", "spec.content.envelope.payloadType")?;
         let signatures = signatures(envelope, "spec.content.envelope", true)?;
-        let envelope_hash = sha256_hex(field(content, "hash"), "spec.content.hash")?;
-        let payload_hash = sha256_hex(field(content, "payloadHash"), "spec.content.payloadHash")?;
+        let envelope_hash = v001_hash(field(content, "hash"), "spec.content.hash")?;
+        let payload_hash = v001_hash(field(content, "payloadHash"), "spec.content.payloadHash")?;
         IntotoV002::new(
             envelope_hash,
             payload_hash,
@@ -223,7 +225,7 @@ impl IntotoV002Proposal {
         let payload = decode_base64(&payload_text, DSSE_ENVELOPE_BYTES_MAX, payload_field)?;
         let payload_type = string(envelope, "payloadType", "spec.content.envelope.payloadType")?;
         let signatures = signatures(envelope, envelope_path, false)?;
-        let envelope_hash = sha256_hex(
+        let envelope_hash = v001_hash(
             content.get("hash").ok_or_else(|| BodyError::MissingField {
                 path: "spec.content.hash".to_owned(),
             })?,
@@ -231,7 +233,7 @@ impl IntotoV002Proposal {
         )?;
         let payload_hash = Digest::sha256(&payload);
         if let Some(stated) = content.get("payloadHash")
-            && sha256_hex(stated, "spec.content.payloadHash")? != payload_hash
+            && v001_hash(stated, "spec.content.payloadHash")? != payload_hash
         {
             return Err(InputError::Mismatch {
                 field: "spec.content.payloadHash.value".to_owned(),
@@ -356,26 +358,6 @@ fn signatures(
         });
     }
     Ok(signatures)
-}
-
-/// A `{"algorithm":"sha256","value":HEX}` object at `path` (members beyond these refused).
-fn sha256_hex(value: &Value, path: &str) -> Result<Digest, BodyError> {
-    let hash = object(value, path, &["algorithm", "value"])?;
-    let algorithm_path = format!("{path}.algorithm");
-    let algorithm = string(hash, "algorithm", &algorithm_path)?;
-    if algorithm != "sha256" {
-        return Err(InputError::UnknownHashAlgorithm {
-            field: algorithm_path,
-            value: truncated(algorithm),
-        }
-        .into());
-    }
-    let value_path = format!("{path}.value");
-    Ok(Digest::from_hex_field(
-        HashAlgorithm::Sha256,
-        string(hash, "value", &value_path)?,
-        &value_path,
-    )?)
 }
 
 fn member_object<'a>(
