@@ -34,19 +34,28 @@ use crate::catch_up::SharedBundleSource;
 use crate::env::Blocking;
 use crate::state_machine::{Logs, StateError};
 
+// In layers, each using only those above it: the tables, the rows over them (apply's writer
+// and the readers it shares with the view), the leaf index's bulk builds, the read view, the
+// snapshot's transactions, and the openraft adapters on top.
 pub mod leaf_index;
 pub mod log_store;
+mod reindex;
+pub(crate) mod rows;
 pub mod snapshot;
 pub mod state_store;
 pub(crate) mod tables;
+pub mod view;
 
 #[cfg(test)]
 mod tests;
 
 pub use leaf_index::IndexShape;
 pub use log_store::{LogReader, LogStore};
+pub(crate) use reindex::catch_up_leaf_index_to;
+pub(crate) use rows::SharedTailMemory;
 pub use snapshot::{CatchUpError, Descriptor, SnapshotBuilder};
-pub use state_store::{ReadError, StateReader, StateStore, StateView};
+pub use state_store::StateStore;
+pub use view::{ReadError, StateReader, StateView};
 
 /// The file name of the Raft log database inside a node's data directory.
 pub const LOG_FILE: &str = "raft-log.redb";
@@ -245,7 +254,7 @@ pub fn reindex(dir: &Path) -> Result<Vec<(String, u64)>, DiskError> {
         return Err(DiskError::Missing(format!("{}", path.display())));
     }
     let db = Database::builder().open(&path)?;
-    state_store::rebuild_leaf_index(&db, &IndexShape::default())
+    reindex::rebuild_leaf_index(&db, &IndexShape::default())
 }
 
 /// Shares a database between a store, its readers and background work.

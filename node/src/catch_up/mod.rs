@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use crate::types::{LogName, NodeAddress};
 
+mod install;
+
+pub(crate) use install::Installer;
+
 /// What [`BundleSource::entry_bundle`] returns.
 pub type BundleFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, FetchError>> + Send + 'a>>;
 

@@ -1,0 +1,165 @@
+//! Building the leaf index from the stored leaves: a rebuild from scratch (`cairn-node reindex`,
+//! and a database from before the index's layout), and the bulk catch-up of an index that is
+//! behind its leaves (after a snapshot install, and on open after an interrupted one).
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
+
+use super::leaf_index::{self, IndexShape, IndexTables, Upkeep};
+use super::rows::create_state_tables;
+use super::tables::{
+    HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, LEAVES, OLD_LEAF_INDEX,
+    OLD_SEARCH, SM_META, decode,
+};
+use super::{DiskError, begin_immediate};
+use crate::search::SearchKey;
+use crate::state_machine::LogHead;
+use crate::types::LogName;
+
+/// Deletes the tables of the index layout before `leaf_index`, and says whether the leaf index
+/// must be built from the stored leaves: a database that has leaves but was never indexed in
+/// this layout. A new database is marked as indexed at once.
+pub(crate) fn drop_old_index(txn: &WriteTransaction) -> Result<bool, DiskError> {
+    let old: Vec<_> = txn
+        .list_tables()?
+        .filter(|table| [OLD_LEAF_INDEX, OLD_SEARCH].contains(&table.name()))
+        .collect();
+    for table in old {
+        txn.delete_table(table)?;
+    }
+    let mut meta = txn.open_table(SM_META)?;
+    if meta.get(LEAF_INDEX_BUILT)?.is_some() {
+        return Ok(false);
+    }
+    if txn.open_table(HEADS)?.first()?.is_none() {
+        meta.insert(LEAF_INDEX_BUILT, [1u8].as_slice())?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Leaves read per transaction while rebuilding the leaf index.
+const REBUILD_CHUNK: u64 = 4096;
+
+/// Rebuilds the leaf index of every log from its stored leaves (`cairn-node reindex`, and a
+/// database from before `leaf_index`): drops the index rows, writes every leaf's tail row in
+/// bounded transactions, and marks the database as indexed. The runs are then built by
+/// [`catch_up_leaf_index`]. A crash part way leaves the mark unset, so the next open starts
+/// again.
+pub(crate) fn rebuild_leaf_index(
+    db: &Database,
+    shape: &IndexShape,
+) -> Result<Vec<(String, u64)>, DiskError> {
+    let txn = begin_immediate(db)?;
+    txn.open_table(SM_META)?.remove(LEAF_INDEX_BUILT)?;
+    let heads = head_sizes(&txn.open_table(HEADS)?)?;
+    for table in [INDEX_TAIL.name(), INDEX_BLOCKS.name(), INDEX_META.name()] {
+        let handle = txn.list_tables()?.find(|handle| handle.name() == table);
+        if let Some(handle) = handle {
+            txn.delete_table(handle)?;
+        }
+    }
+    create_state_tables(&txn)?;
+    txn.commit()?;
+    for (log, size) in &heads {
+        let (log, size) = (log.0.as_str(), *size);
+        let mut first = 0;
+        while first < size {
+            let end = size.min(first + REBUILD_CHUNK);
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            {
+                let leaves = txn.open_table(LEAVES)?;
+                let mut index = IndexTables::open(&txn)?;
+                let mut expected = first;
+                for row in leaves.range((log, first)..(log, end))? {
+                    let (key, leaf) = row?;
+                    let at = key.value().1;
+                    if at != expected {
+                        break;
+                    }
+                    let keys: Vec<SearchKey> =
+                        crate::search::keys(leaf.value()).into_iter().collect();
+                    let row = leaf_index::tail_row(&tlog::leaf_hash(leaf.value()), &keys);
+                    index.put_tail(log, at, &row)?;
+                    expected += 1;
+                }
+                if expected != end {
+                    return Err(DiskError::Missing(format!("leaf {expected} of log {log}")));
+                }
+            }
+            txn.commit()?;
+            // Progress on long work: about every million leaves.
+            if end / (1 << 20) > first / (1 << 20) {
+                tracing::info!(%log, indexed = end, of = size, "rebuilding the leaf index");
+            }
+            first = end;
+        }
+        tracing::info!(%log, leaves = size, "rebuilt the leaf index's rows from the leaves");
+    }
+    catch_up_leaf_index_to(db, shape, &heads)?;
+    let txn = begin_immediate(db)?;
+    txn.open_table(SM_META)?
+        .insert(LEAF_INDEX_BUILT, [1u8].as_slice())?;
+    txn.commit()?;
+    Ok(heads.into_iter().map(|(log, size)| (log.0, size)).collect())
+}
+
+/// Brings every log's leaf index up to its head in bounded transactions (each made durable by
+/// the last, an `Immediate` one): after a snapshot install, which stores leaves faster than
+/// apply's upkeep would index them, and on open, where an interrupted catch-up resumes.
+pub(crate) fn catch_up_leaf_index(db: &Database, shape: &IndexShape) -> Result<(), DiskError> {
+    let sizes = head_sizes(&db.begin_read()?.open_table(HEADS)?)?;
+    catch_up_leaf_index_to(db, shape, &sizes)
+}
+
+/// Every log with a head, and its size.
+fn head_sizes<T: ReadableTable<&'static str, &'static [u8]>>(
+    heads: &T,
+) -> Result<Vec<(LogName, u64)>, DiskError> {
+    let mut sizes = Vec::new();
+    for row in heads.iter()? {
+        let (key, value) = row?;
+        let head: LogHead = decode("heads", &key.value(), value.value())?;
+        sizes.push((LogName(key.value().to_owned()), head.tree_size));
+    }
+    Ok(sizes)
+}
+
+/// [`catch_up_leaf_index`] up to the given sizes, which may be beyond the heads: a snapshot
+/// install indexes the leaves it verified before it makes them visible.
+pub(crate) fn catch_up_leaf_index_to(
+    db: &Database,
+    shape: &IndexShape,
+    sizes: &[(LogName, u64)],
+) -> Result<(), DiskError> {
+    let mut wrote = false;
+    for (log, size) in sizes {
+        let size = *size;
+        loop {
+            let before = {
+                let txn = db.begin_read()?;
+                leaf_index::read_meta(&txn.open_table(INDEX_META)?, log)?
+            };
+            if !before.has_work(size, shape) {
+                break;
+            }
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::None)?;
+            {
+                let mut index = IndexTables::open(&txn)?;
+                let upkeep = Upkeep::Bulk {
+                    flushes: 16,
+                    pairs: 16 * shape.tail_leaves.max(1) * shape.work_per_leaf,
+                };
+                index.follow_head(log, size, upkeep, shape)?;
+            }
+            txn.commit()?;
+            wrote = true;
+        }
+    }
+    if wrote {
+        // The bulk transactions above were not fsynced: one durable commit makes them all so.
+        begin_immediate(db)?.commit()?;
+    }
+    Ok(())
+}
