@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
+use futures_util::future::{Either, join, select};
 use futures_util::stream::FuturesOrdered;
 use tlog::tile::TILE_WIDTH;
 use tlog::{Hash, Tree, TreeSize};
@@ -257,6 +260,13 @@ impl Installer {
         let mut group: Vec<Vec<u8>> = Vec::new();
         let mut group_times: BatchTimes = Vec::new();
         let mut fetched = 0;
+        let chunk_leaves = self.policy.bundles_per_chunk.max(1) * tile_width;
+        // One chunk is written (on a blocking thread) while the next one is fetched: waiting
+        // for the write before fetching on left the network idle for the write's length.
+        let mut appending: Option<
+            Pin<Box<dyn Future<Output = Result<Tree, DiskError>> + Send + '_>>,
+        > = None;
+        let mut grown = Some(tree);
         loop {
             while in_flight.len() < self.policy.bundles_in_flight.max(1)
                 && next_bundle.saturating_mul(tile_width) < end
@@ -267,20 +277,44 @@ impl Installer {
                 in_flight.push_back(self.fetch_leaves(members, log, next_bundle, from, to, round));
                 next_bundle += 1;
             }
-            let Some(fetched_bundle) = in_flight.next().await else {
-                break;
+            let chunk_ready =
+                group.len() as u64 >= chunk_leaves || (in_flight.is_empty() && !group.is_empty());
+            if chunk_ready && let Some(tree) = grown.take() {
+                let leaves = std::mem::take(&mut group);
+                let times = std::mem::take(&mut group_times);
+                appending = Some(Box::pin(self.append(log, tree, leaves, times)));
+                continue;
+            }
+            let may_fetch = !in_flight.is_empty() && (group.len() as u64) < chunk_leaves;
+            let bundle = match (may_fetch, appending.as_mut()) {
+                (true, Some(append)) => match select(in_flight.next(), append).await {
+                    Either::Left((bundle, _)) => bundle,
+                    Either::Right((appended, _)) => {
+                        grown = Some(appended?);
+                        appending = None;
+                        continue;
+                    }
+                },
+                (true, None) => in_flight.next().await,
+                (false, Some(append)) => {
+                    grown = Some(append.await?);
+                    appending = None;
+                    continue;
+                }
+                // Nothing in flight, nothing gathered, nothing being written: done.
+                (false, None) => break,
             };
-            let (leaves, times) = fetched_bundle?;
+            let Some(bundle) = bundle else {
+                continue;
+            };
+            let (leaves, times) = bundle?;
             fetched += leaves.len() as u64;
             group.extend(leaves);
             group_times.extend(times);
-            let chunk_leaves = self.policy.bundles_per_chunk.max(1) * tile_width;
-            if group.len() as u64 >= chunk_leaves || in_flight.is_empty() {
-                let leaves = std::mem::take(&mut group);
-                let times = std::mem::take(&mut group_times);
-                tree = self.append(log, tree, leaves, times).await?;
-            }
         }
+        let tree = grown.ok_or_else(|| {
+            DiskError::Missing("catch-up ended with a chunk still being written".into())
+        })?;
         if tree.root() != target.root {
             return Err(Attempt::Mismatch(CatchUpError::RootMismatch {
                 log: log.clone(),
@@ -305,11 +339,16 @@ impl Installer {
         let first = index * u64::from(TILE_WIDTH);
         let width = u16::try_from(to - first)
             .map_err(|_| DiskError::Missing("a bundle width over 256".into()))?;
-        let mut leaves = self.fetch(members, log, index, width, round).await?;
+        // The bundle and its times at once: one round trip per bundle, not two.
+        let (leaves, times) = join(
+            self.fetch(members, log, index, width, round),
+            self.fetch_times(members, log, from, to, round),
+        )
+        .await;
+        let mut leaves = leaves?;
         // The local tree may end inside this bundle: its first leaves are already stored.
         let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
         leaves.drain(..skip.min(leaves.len()));
-        let times = self.fetch_times(members, log, from, to, round).await;
         Ok((leaves, times))
     }
 
