@@ -106,6 +106,44 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let root = dev.dir.join("trusted_root.json");
     let issuer = dev.issuer();
 
+    // Before anything is logged, every node serves the same signed checkpoint of each log at
+    // size 0 (the empty tree's root), and a consistency proof from size 0 is empty.
+    let empty: Vec<Vec<u8>> = (0..3)
+        .map(|node| {
+            let (status, body) = get(&format!("{}/logs/certificates/checkpoint", dev.url(node)));
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            body
+        })
+        .collect();
+    assert!(empty.iter().all(|body| *body == empty[0]));
+    let empty = String::from_utf8(empty[0].clone()).unwrap();
+    let mut lines = empty.lines();
+    assert_eq!(lines.next(), Some("certificates.cairn.localhost"));
+    assert_eq!(lines.next(), Some("0"));
+    assert_eq!(
+        lines.next(),
+        Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+    );
+    let proof = get_json(&format!(
+        "{}/logs/certificates/proof/consistency?old=0&new=0",
+        dev.url(1)
+    ));
+    assert_eq!(proof["hashes"], serde_json::json!([]));
+    // `cairn log info` verifies and records the artifact log's size-0 checkpoint; later runs
+    // (below) prove the grown log consistent with it.
+    let empty_info = cairn(
+        &home,
+        &[
+            "log",
+            "info",
+            "--url",
+            &dev.url(0),
+            "--trust-root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert!(empty_info.status.success(), "{}", text(&empty_info));
+
     // Log in against the dev issuer; the token is cached under CAIRN_HOME.
     let login = cairn(
         &home,
@@ -124,7 +162,19 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let artifact = temp.path().join("hello.txt");
     std::fs::write(&artifact, b"hello, cairn\n").unwrap();
     let url = dev.url(1);
-    let sign = cairn(&home, &["sign", "--url", &url, artifact.to_str().unwrap()]);
+    // The Rekor v1 API on request (the signing config offers v2, which `cairn` picks unless
+    // told otherwise); its entries carry a signed entry timestamp.
+    let sign = cairn(
+        &home,
+        &[
+            "sign",
+            "--url",
+            &url,
+            "--rekor-version",
+            "1",
+            artifact.to_str().unwrap(),
+        ],
+    );
     assert!(sign.status.success(), "{}", text(&sign));
     let bundle = temp.path().join("hello.txt.sigstore.json");
     assert!(bundle.exists(), "{}", text(&sign));
@@ -144,6 +194,53 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     assert!(sign.status.success(), "{}", text(&sign));
     let report: serde_json::Value = serde_json::from_slice(&sign.stdout).unwrap();
     assert_eq!(report["identity"], "alice@example.com");
+    // Following the signing config: the Rekor v2 API, with an RFC 3161 timestamp from the
+    // cluster's TSA and no signed entry timestamp.
+    let v2_bundle = temp.path().join("other.bin.sigstore.json");
+    let v2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&v2_bundle).unwrap()).unwrap();
+    let material = &v2["verificationMaterial"];
+    assert_eq!(
+        material["tlogEntries"][0]["kindVersion"],
+        serde_json::json!({ "kind": "hashedrekord", "version": "0.0.2" })
+    );
+    assert!(material["tlogEntries"][0].get("inclusionPromise").is_none());
+    assert_eq!(
+        material["timestampVerificationData"]["rfc3161Timestamps"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let ok = verify(
+        &home,
+        &other,
+        &v2_bundle,
+        "alice@example.com",
+        &issuer,
+        &root,
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+    // Without its timestamp a v2 bundle has no verified time; with a trusted root that lists
+    // no timestamp authority its timestamp is not trusted.
+    let untimed = tampered(&v2_bundle, &temp.path().join("untimed.json"), |value| {
+        value["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] =
+            serde_json::json!([]);
+    });
+    let wrong = verify(&home, &other, &untimed, "alice@example.com", &issuer, &root);
+    assert_rejected(&wrong, "RFC 3161");
+    let no_tsa = tampered(&root, &temp.path().join("no-tsa-root.json"), |value| {
+        value["timestampAuthorities"] = serde_json::json!([]);
+    });
+    let wrong = verify(
+        &home,
+        &other,
+        &v2_bundle,
+        "alice@example.com",
+        &issuer,
+        &no_tsa,
+    );
+    assert_rejected(&wrong, "timestamp authority");
 
     // Verified offline with the trusted root the cluster wrote.
     let ok = verify(
@@ -178,6 +275,12 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     );
     assert!(attest.status.success(), "{}", text(&attest));
     let attestation = temp.path().join("hello.txt.att.sigstore.json");
+    let attested: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&attestation).unwrap()).unwrap();
+    assert_eq!(
+        attested["verificationMaterial"]["tlogEntries"][0]["kindVersion"],
+        serde_json::json!({ "kind": "hashedrekord", "version": "0.0.2" })
+    );
     let ok = verify(
         &home,
         &artifact,
@@ -460,6 +563,49 @@ fn check_trust_documents(dev: &Dev, root: &serde_json::Value) {
     let signing: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dev.dir.join("signing_config.json")).unwrap())
             .unwrap();
+    // The timestamp authority: in the trusted root with its chain (signing certificate with a
+    // critical timeStamping EKU, then its root), and in the signing config with the Rekor v2
+    // API beside v1.
+    let authorities = root["timestampAuthorities"].as_array().unwrap();
+    assert_eq!(authorities.len(), 1);
+    let tsa_url = authorities[0]["uri"].as_str().unwrap();
+    assert_eq!(tsa_url, format!("{}/api/v1/timestamp", dev.url(0)));
+    assert_eq!(authorities[0]["subject"]["organization"], "Cairn");
+    assert!(authorities[0]["validFor"]["start"].is_string());
+    let chain: Vec<Vec<u8>> = authorities[0]["certChain"]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|certificate| {
+            BASE64
+                .decode(certificate["rawBytes"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(chain.len(), 2);
+    let (_, signer) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+    let eku = signer.extended_key_usage().unwrap().unwrap();
+    assert!(eku.critical && eku.value.time_stamping);
+    assert_eq!(signing["tsaUrls"][0]["url"], tsa_url);
+    assert_eq!(signing["tsaUrls"][0]["majorApiVersion"], 1);
+    let versions: Vec<u64> = signing["rekorTlogUrls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|service| service["majorApiVersion"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 1]);
+    // The TSA's chain endpoint serves the same chain, and bad requests get a 400 or 415.
+    let (status, pem) = get(&format!("{tsa_url}/certchain"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&pem)
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        2
+    );
+    let (status, answer) = request("POST", tsa_url, b"{}");
+    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&answer));
     for (services, config) in [
         ("rekorTlogUrls", "rekorTlogConfig"),
         ("tsaUrls", "tsaConfig"),
