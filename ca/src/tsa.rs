@@ -245,6 +245,78 @@ impl Request {
         Ok(Request { request })
     }
 
+    /// Parses and checks the JSON form of Sigstore's timestamp-authority
+    /// (`{"artifactHash": base64, "hashAlgorithm": "sha256"|"sha384"|"sha512", "nonce": number,
+    /// "certificates": bool, "tsaPolicyOID": "1.2.3"}`), checked like a DER request.
+    pub fn from_json(json: &[u8]) -> Result<Request, TsaError> {
+        use base64::Engine as _;
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct JsonRequest {
+            artifact_hash: String,
+            hash_algorithm: String,
+            #[serde(default)]
+            nonce: Option<u64>,
+            #[serde(default)]
+            certificates: bool,
+            #[serde(default, rename = "tsaPolicyOID")]
+            tsa_policy_oid: Option<String>,
+        }
+        if json.len() > REQUEST_BYTES_MAX {
+            return Err(TsaError::TooLarge(json.len()));
+        }
+        let request: JsonRequest =
+            serde_json::from_slice(json).map_err(|error| TsaError::Malformed(error.to_string()))?;
+        let oid = match request.hash_algorithm.to_ascii_lowercase().as_str() {
+            "sha256" => ID_SHA256,
+            "sha384" => ID_SHA384,
+            "sha512" => ID_SHA512,
+            _ => return Err(TsaError::HashAlgorithm(request.hash_algorithm)),
+        };
+        let hash = base64::engine::general_purpose::STANDARD
+            .decode(&request.artifact_hash)
+            .map_err(|error| TsaError::Malformed(format!("artifactHash: {error}")))?;
+        let req_policy = request
+            .tsa_policy_oid
+            .filter(|oid| !oid.is_empty())
+            .map(|oid| ObjectIdentifier::new(&oid).map_err(|_| TsaError::Policy(oid.clone())))
+            .transpose()?;
+        let nonce = request
+            .nonce
+            .map(|nonce| {
+                // The minimal positive INTEGER: no leading zero bytes, but one when the top bit
+                // is set (and a single zero for 0).
+                let be = nonce.to_be_bytes();
+                let first = be
+                    .iter()
+                    .position(|&byte| byte != 0)
+                    .unwrap_or(be.len() - 1);
+                let mut bytes = Vec::with_capacity(9);
+                if be[first] & 0x80 != 0 {
+                    bytes.push(0);
+                }
+                bytes.extend_from_slice(&be[first..]);
+                Int::new(&bytes)
+            })
+            .transpose()?;
+        let der = TimeStampReq {
+            version: TspVersion::V1,
+            message_imprint: x509_tsp::MessageImprint {
+                hash_algorithm: AlgorithmIdentifierOwned {
+                    oid,
+                    parameters: None,
+                },
+                hashed_message: OctetString::new(hash)?,
+            },
+            req_policy,
+            nonce,
+            cert_req: request.certificates,
+            extensions: None,
+        }
+        .to_der()?;
+        Request::parse(&der)
+    }
+
     /// The hashed message the request asks to timestamp.
     pub fn hashed_message(&self) -> &[u8] {
         self.request.message_imprint.hashed_message.as_bytes()

@@ -595,7 +595,8 @@ fn check_trust_documents(dev: &Dev, root: &serde_json::Value) {
         .map(|service| service["majorApiVersion"].as_u64().unwrap())
         .collect();
     assert_eq!(versions, [2, 1]);
-    // The TSA's chain endpoint serves the same chain, and bad requests get a 400 or 415.
+    // The TSA's chain endpoint serves the same chain; Sigstore's JSON request form is granted
+    // too, and a JSON request without a hash is a 400.
     let (status, pem) = get(&format!("{tsa_url}/certchain"));
     assert_eq!(status, 200);
     assert_eq!(
@@ -605,7 +606,17 @@ fn check_trust_documents(dev: &Dev, root: &serde_json::Value) {
         2
     );
     let (status, answer) = request("POST", tsa_url, b"{}");
-    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("artifactHash"));
+    let json = serde_json::json!({
+        "artifactHash": BASE64.encode([7u8; 32]),
+        "hashAlgorithm": "sha256",
+        "nonce": 42,
+        "certificates": true,
+    });
+    let (status, reply) = request("POST", tsa_url, &serde_json::to_vec(&json).unwrap());
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    assert_eq!(reply.first(), Some(&0x30));
     for (services, config) in [
         ("rekorTlogUrls", "rekorTlogConfig"),
         ("tsaUrls", "tsaConfig"),

@@ -193,3 +193,64 @@ fn load_refuses_mismatched_material() {
             .is_err()
     );
 }
+
+/// The JSON form of Sigstore's timestamp-authority makes the same request as the DER one.
+#[test]
+fn the_json_form_is_the_same_request() {
+    use base64::Engine as _;
+    let hash = Sha256::digest(b"a signature").to_vec();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&hash);
+    let json = format!(
+        r#"{{"artifactHash": "{b64}", "hashAlgorithm": "sha256", "nonce": 1234605616436508552,
+            "certificates": true, "tsaPolicyOID": "1.3.6.1.4.1.57264.2"}}"#
+    );
+    let from_json = Request::from_json(json.as_bytes()).unwrap();
+    let mut der = TimeStampReq::from_der(&request_der(
+        ID_SHA256,
+        &hash,
+        Some(&1_234_605_616_436_508_552u64.to_be_bytes()),
+        true,
+    ))
+    .unwrap();
+    der.req_policy = Some(POLICY_OID);
+    assert_eq!(from_json, Request::parse(&der.to_der().unwrap()).unwrap());
+    // A nonce with its top bit set stays positive; 0 is one zero byte.
+    for (nonce, want) in [
+        (
+            u64::MAX,
+            vec![0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ),
+        (0, vec![0]),
+    ] {
+        let json =
+            format!(r#"{{"artifactHash": "{b64}", "hashAlgorithm": "sha256", "nonce": {nonce}}}"#);
+        let request = Request::from_json(json.as_bytes()).unwrap();
+        assert_eq!(request.request.nonce.unwrap().as_bytes(), want);
+    }
+    for (json, what) in [
+        (
+            r#"{"hashAlgorithm": "sha256"}"#.to_owned(),
+            "missing artifactHash",
+        ),
+        (
+            format!(r#"{{"artifactHash": "{b64}", "hashAlgorithm": "md5"}}"#),
+            "md5",
+        ),
+        (
+            r#"{"artifactHash": "AAAA", "hashAlgorithm": "sha256"}"#.to_owned(),
+            "short hash",
+        ),
+        (
+            format!(
+                r#"{{"artifactHash": "{b64}", "hashAlgorithm": "sha256", "tsaPolicyOID": "1.2.3"}}"#
+            ),
+            "policy",
+        ),
+        (
+            format!(r#"{{"artifactHash": "{b64}", "hashAlgorithm": "sha256", "extra": 1}}"#),
+            "unknown field",
+        ),
+    ] {
+        assert!(Request::from_json(json.as_bytes()).is_err(), "{what}");
+    }
+}

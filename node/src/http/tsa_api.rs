@@ -1,6 +1,7 @@
 //! The timestamp authority's routes, those of Sigstore's timestamp-authority:
-//! `POST /api/v1/timestamp` (a DER `TimeStampReq`, `application/timestamp-query`, in; a DER
-//! `TimeStampResp`, `application/timestamp-reply`, out, status 201 as there) and
+//! `POST /api/v1/timestamp` (a DER `TimeStampReq`, `application/timestamp-query`, or its JSON
+//! form, `application/json`, in; a DER `TimeStampResp`, `application/timestamp-reply`, out,
+//! status 201 as there) and
 //! `GET /api/v1/timestamp/certchain` (the PEM chain, signing certificate first).
 //!
 //! Any node answers: a timestamp is not logged, so nothing goes through Raft. `genTime` is
@@ -75,17 +76,21 @@ async fn timestamp(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase());
-    if media_type.as_deref() != Some(QUERY_MEDIA_TYPE) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!(
-                "send a DER TimeStampReq as {QUERY_MEDIA_TYPE} (got {}); the JSON form is not \
-                 supported",
-                media_type.as_deref().unwrap_or("no content type")
-            ),
-        ));
-    }
+    let json = match media_type.as_deref() {
+        Some(QUERY_MEDIA_TYPE) => false,
+        Some("application/json") => true,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "send a DER TimeStampReq as {QUERY_MEDIA_TYPE}, or Sigstore's JSON form as \
+                     application/json (got {})",
+                    other.unwrap_or("no content type")
+                ),
+            ));
+        }
+    };
     let body = read_body(request, ca::tsa::REQUEST_BYTES_MAX).await?;
     let gen_time_ms = node.clock.now_unix_ms();
     let mut serial = [0u8; 16];
@@ -93,7 +98,11 @@ async fn timestamp(
     let signed = node
         .checks
         .run(move || {
-            let request = ca::tsa::Request::parse(&body)?;
+            let request = if json {
+                ca::tsa::Request::from_json(&body)?
+            } else {
+                ca::tsa::Request::parse(&body)?
+            };
             tsa.respond(&request, gen_time_ms, &serial)
         })
         .await?;
