@@ -3,7 +3,16 @@
 //! `cairn sign` and `cairn attest` go through a follower (so writes are forwarded); `cairn
 //! verify` accepts the bundles offline with the trusted root the cluster wrote, and rejects a
 //! wrong artifact, identity or issuer, a tampered inclusion proof, a tampered checkpoint and a
-//! trusted root with another log's key, each with the check that failed. The Rekor v1 read endpoints answer for the same entries.
+//! trusted root with another log's key, each with the check that failed. The Rekor v1 read
+//! endpoints answer for the same entries.
+//!
+//! Issue 18: the signing config offers Rekor v2 with the cluster's timestamp authority, so
+//! `cairn sign` and `cairn attest` log through v2 with an RFC 3161 timestamp unless told
+//! `--rekor-version 1`; both kinds of bundle verify with the trusted root exactly as
+//! `cairn-node dev` wrote it (which lists the TSA), and a v2 bundle without its timestamp, or
+//! with a trusted root without the TSA, does not. Before anything is logged, every node serves
+//! the same size-0 checkpoint of each log, which `cairn log info`, `cairn monitor` and a
+//! polling witness accept.
 //!
 //! Needs the `cairn` binary next to `cairn-node`: run with `cargo test -p node -p client`.
 
@@ -143,6 +152,47 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
         ],
     );
     assert!(empty_info.status.success(), "{}", text(&empty_info));
+    // A witness polling the empty certificate log cosigns its size-0 checkpoint (and, at the
+    // end of the test, the grown log, consistent with it); `cairn monitor` starts on it.
+    let logs = get_json(&format!("{}/logs", dev.url(0)));
+    let vkey = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|log| log["name"] == "certificates")
+        .unwrap()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let certificates_url = format!("{}/logs/certificates", dev.url(0));
+    let policy = temp.path().join("witness-policy.txt");
+    std::fs::write(&policy, format!("log {vkey} {certificates_url}\n")).unwrap();
+    let witness = Witness::start(&temp.path().join("witness"), &policy);
+    let cosigned = witness.wait_for(|size| size == 0);
+    assert_eq!(
+        cosigned
+            .lines()
+            .filter(|line| line.starts_with('\u{2014}'))
+            .count(),
+        2,
+        "the log's signature and the witness's: {cosigned}"
+    );
+    let monitor = cairn(
+        &home,
+        &[
+            "monitor",
+            "--log",
+            &certificates_url,
+            "--log-key",
+            &vkey,
+            "--identity",
+            "alice@example.com",
+            "--once",
+            "--cursor",
+            temp.path().join("monitor-cursor").to_str().unwrap(),
+        ],
+    );
+    assert!(monitor.status.success(), "{}", text(&monitor));
 
     // Log in against the dev issuer; the token is cached under CAIRN_HOME.
     let login = cairn(
@@ -536,6 +586,86 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let (status, key) = get(&format!("{}/api/v1/log/publicKey", dev.url(0)));
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&key).starts_with("-----BEGIN PUBLIC KEY-----"));
+
+    // The witness that started on the size-0 checkpoint cosigns the grown certificate log.
+    witness.wait_for(|size| size > 0);
+}
+
+/// `cairn witness poll` on loopback, killed when dropped.
+struct Witness {
+    child: std::process::Child,
+    port: u16,
+    origin_hex: String,
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Witness {
+    fn start(dir: &Path, policy: &Path) -> Witness {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(dev_cluster::cairn_bin())
+            .args(["witness", "poll", "--name", "witness.example/w1", "--dir"])
+            .arg(dir)
+            .arg("--policy")
+            .arg(policy)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--interval",
+                "0.2",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+            .spawn()
+            .unwrap();
+        use sha2::Digest as _;
+        let origin_hex = hex::encode(sha2::Sha256::digest(b"certificates.cairn.localhost"));
+        Witness {
+            child,
+            port,
+            origin_hex,
+        }
+    }
+
+    /// Waits until the witness has cosigned a checkpoint whose size satisfies `wanted`; returns
+    /// that cosigned checkpoint.
+    fn wait_for(&self, wanted: impl Fn(u64) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                drop(stream);
+                let (status, body) = get(&format!(
+                    "http://127.0.0.1:{}/{}/checkpoint",
+                    self.port, self.origin_hex
+                ));
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if status == 200
+                    && body
+                        .lines()
+                        .nth(1)
+                        .and_then(|size| size.parse().ok())
+                        .is_some_and(&wanted)
+                {
+                    return body;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the witness cosigned no such checkpoint"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 /// What Sigstore clients match in the trust documents (see
