@@ -21,6 +21,7 @@ pub mod identity;
 pub mod oidc;
 pub mod pop;
 pub mod rate;
+pub mod tsa;
 
 /// Why a token was refused.
 #[derive(Debug, thiserror::Error)]

@@ -247,6 +247,11 @@ pub(crate) struct ServiceArgs {
     /// Print one JSON object per file on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// The Rekor API to log through: `auto` follows the deployment's signing config (v2 with
+    /// an RFC 3161 timestamp when it offers a Rekor v2 log and a timestamp authority). Image
+    /// signatures always use v1 (cosign's tag-based layers carry the signed entry timestamp).
+    #[arg(long, value_name = "VERSION", default_value = "auto")]
+    pub(crate) rekor_version: cli::sign::RekorVersion,
 }
 
 #[derive(Debug, Args)]
@@ -429,6 +434,8 @@ fn sign(args: &SignArgs) -> Result<(), Failure> {
     }
     let http = cli::net::Http::new().map_err(service)?;
     let signer = signer(&http, &args.service)?;
+    let route = cli::sign::LogRoute::resolve(&http, &args.service.url, args.service.rekor_version)
+        .map_err(service)?;
     if !args.service.json && args.service.key.is_none() {
         eprintln!(
             "certificate issued for {} ({})",
@@ -444,9 +451,7 @@ fn sign(args: &SignArgs) -> Result<(), Failure> {
                 file.display()
             );
         }
-        let bundle = signer
-            .sign_file(&http, &args.service.url, file)
-            .map_err(service)?;
+        let bundle = signer.sign_file(&http, &route, file).map_err(service)?;
         let path = args
             .bundle
             .clone()
@@ -463,14 +468,10 @@ fn attest(args: &AttestArgs) -> Result<(), Failure> {
         .map_err(input)?;
     let http = cli::net::Http::new().map_err(service)?;
     let signer = signer(&http, &args.service)?;
+    let route = cli::sign::LogRoute::resolve(&http, &args.service.url, args.service.rekor_version)
+        .map_err(service)?;
     let bundle = signer
-        .attest_file(
-            &http,
-            &args.service.url,
-            &args.file,
-            &args.predicate_type,
-            &predicate,
-        )
+        .attest_file(&http, &route, &args.file, &args.predicate_type, &predicate)
         .map_err(service)?;
     let path = args
         .bundle

@@ -45,6 +45,78 @@ const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01
 const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
 const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
 
+/// A DER `TimeStampReq` for `signature`, as Sigstore clients send it: a SHA-256 imprint of
+/// the signature, `nonce` (made positive), no policy, and `certReq` set.
+pub fn request(signature: &[u8], nonce: [u8; 8]) -> Result<Vec<u8>, TimestampError> {
+    use ::der::Encode as _;
+    let malformed = |error: ::der::Error| TimestampError::Malformed(error.to_string());
+    let mut nonce = nonce;
+    nonce[0] = (nonce[0] & 0x7f) | 0x01;
+    x509_tsp::TimeStampReq {
+        version: x509_tsp::TspVersion::V1,
+        message_imprint: x509_tsp::MessageImprint {
+            hash_algorithm: x509_cert::spki::AlgorithmIdentifier {
+                oid: ::der::oid::ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1"),
+                parameters: None,
+            },
+            hashed_message: ::der::asn1::OctetString::new(
+                HashAlgorithm::Sha256.hash(signature).as_bytes(),
+            )
+            .map_err(malformed)?,
+        },
+        req_policy: None,
+        nonce: Some(::der::asn1::Int::new(&nonce).map_err(malformed)?),
+        cert_req: true,
+        extensions: None,
+    }
+    .to_der()
+    .map_err(malformed)
+}
+
+/// Checks a TSA's reply to [`request`] before it goes into a bundle: granted, a token whose
+/// `TSTInfo` timestamps `signature` (SHA-256) and echoes `nonce`. Whether a trusted authority
+/// signed it is [`verify`]'s question, asked with a trusted root.
+pub fn check_reply(reply: &[u8], signature: &[u8], nonce: [u8; 8]) -> Result<(), TimestampError> {
+    use ::der::{Decode as _, Encode as _};
+    if reply.len() > TIMESTAMP_BYTES_MAX {
+        return Err(TimestampError::TooLarge {
+            len: reply.len(),
+            max: TIMESTAMP_BYTES_MAX,
+        });
+    }
+    let malformed = |error: ::der::Error| TimestampError::Malformed(error.to_string());
+    let response = x509_tsp::TimeStampResp::from_der(reply).map_err(malformed)?;
+    use cmpv2::status::PkiStatus;
+    match response.status.status {
+        PkiStatus::Accepted | PkiStatus::GrantedWithMods => {}
+        other => return Err(TimestampError::Status(other as u8)),
+    }
+    let token = response
+        .time_stamp_token
+        .ok_or_else(|| TimestampError::Malformed("granted reply without a token".to_owned()))?;
+    let signed_data =
+        cms::signed_data::SignedData::from_der(&token.content.to_der().map_err(malformed)?)
+            .map_err(malformed)?;
+    let content = signed_data
+        .encap_content_info
+        .econtent
+        .ok_or_else(|| TimestampError::Malformed("token without a TSTInfo".to_owned()))?;
+    let tst = x509_tsp::TstInfo::from_der(content.value()).map_err(malformed)?;
+    if tst.message_imprint.hashed_message.as_bytes()
+        != HashAlgorithm::Sha256.hash(signature).as_bytes()
+    {
+        return Err(TimestampError::ImprintMismatch);
+    }
+    let mut sent = nonce;
+    sent[0] = (sent[0] & 0x7f) | 0x01;
+    if tst.nonce.as_ref().map(::der::asn1::Int::as_bytes) != Some(&sent[..]) {
+        return Err(TimestampError::Malformed(
+            "the token does not carry the request's nonce".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// Why a timestamp was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -334,5 +406,40 @@ fn hash_algorithm(oid: &[u8]) -> Result<HashAlgorithm, TimestampError> {
         _ => Err(TimestampError::Malformed(
             "unsupported hash algorithm".to_owned(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::der::Decode as _;
+
+    /// The request is a DER `TimeStampReq` over SHA-256 of the signature, with a positive
+    /// nonce and `certReq`; a reply that is not a granted token for it is refused.
+    #[test]
+    fn requests_are_well_formed_and_bad_replies_refused() {
+        let der = request(b"signature", [0xff; 8]).unwrap();
+        let parsed = x509_tsp::TimeStampReq::from_der(&der).unwrap();
+        assert_eq!(
+            parsed.message_imprint.hashed_message.as_bytes(),
+            HashAlgorithm::Sha256.hash(b"signature").as_bytes()
+        );
+        assert_eq!(parsed.nonce.unwrap().as_bytes()[0], 0x7f);
+        assert!(parsed.cert_req);
+
+        assert!(matches!(
+            check_reply(b"junk", b"signature", [1; 8]),
+            Err(TimestampError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_reply(&vec![0x30; TIMESTAMP_BYTES_MAX + 1], b"signature", [1; 8]),
+            Err(TimestampError::TooLarge { .. })
+        ));
+        // A rejection: PKIStatusInfo { status 2 } and no token.
+        let rejection = [0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x02];
+        assert_eq!(
+            check_reply(&rejection, b"signature", [1; 8]),
+            Err(TimestampError::Status(2))
+        );
     }
 }

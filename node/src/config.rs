@@ -113,6 +113,22 @@ pub struct CaFile {
     /// The OIDC issuers whose tokens are accepted, matched exactly against `iss`.
     #[serde(default)]
     pub issuers: Vec<ca::oidc::IssuerConfig>,
+    /// The RFC 3161 timestamp authority served beside the CA (`[ca.tsa]`); without it the
+    /// signing config offers no TSA and no Rekor v2 API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tsa: Option<TsaFile>,
+}
+
+/// The timestamp authority section (`[ca.tsa]`): its certificates and signing key.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TsaFile {
+    /// The TSA's root certificate (PEM): the trust anchor clients get in the trusted root.
+    pub root_cert_file: PathBuf,
+    /// The signing certificate (PEM), issued by the root, extended key usage timeStamping.
+    pub cert_file: PathBuf,
+    /// The signing certificate's private key (PEM, PKCS#8, ECDSA P-256).
+    pub key_file: PathBuf,
 }
 
 fn default_ca_log() -> String {
@@ -270,6 +286,11 @@ impl NodeFile {
             ca.intermediate_cert_file = base.join(&ca.intermediate_cert_file);
             ca.intermediate_key_file = base.join(&ca.intermediate_key_file);
             ca.ct_key_file = base.join(&ca.ct_key_file);
+            if let Some(tsa) = &mut ca.tsa {
+                tsa.root_cert_file = base.join(&tsa.root_cert_file);
+                tsa.cert_file = base.join(&tsa.cert_file);
+                tsa.key_file = base.join(&tsa.key_file);
+            }
         }
         if let Some(witnessing) = &mut file.witnessing {
             witnessing.policy_file = base.join(&witnessing.policy_file);

@@ -116,6 +116,19 @@ impl KeylessCa {
     }
 }
 
+/// Loads the timestamp authority of a `[ca.tsa]` section.
+pub fn load_tsa(file: &crate::config::TsaFile) -> Result<ca::tsa::TimestampAuthority, ConfigError> {
+    ca::tsa::TimestampAuthority::load(
+        &read(&file.root_cert_file, "ca.tsa.root_cert_file")?,
+        &read(&file.cert_file, "ca.tsa.cert_file")?,
+        &read(&file.key_file, "ca.tsa.key_file")?,
+    )
+    .map_err(|error| ConfigError::Invalid {
+        setting: "ca.tsa".into(),
+        message: error.to_string(),
+    })
+}
+
 impl KeylessCa {
     /// Issues the certificate `issuance` describes, logged before it is returned: the
     /// precertificate's leaf is appended to the certificate log and committed, the SCT signed

@@ -59,10 +59,11 @@ enum Commands {
         base_port: u16,
     },
     /// Create a cluster's material: log keys, the admin token, the cluster CA, the keyless CA
-    /// (root and intermediate in ca/, the certificate log's SCT key keys/ct.key), and per node a
-    /// config and a TLS certificate and key for Raft traffic.
+    /// (root and intermediate in ca/, the certificate log's SCT key keys/ct.key), the timestamp
+    /// authority (root, signing certificate and key in tsa/), and per node a config and a TLS
+    /// certificate and key for Raft traffic.
     ///
-    /// Copy each node's directory, the shared keys, ca/ and cluster-ca/ca.crt to its machine
+    /// Copy each node's directory, the shared keys, ca/, tsa/ and cluster-ca/ca.crt to its machine
     /// (never cluster-ca/ca.key: only `init` needs it, to issue certificates), then start every node
     /// with `cairn-node run --config node-N/config.toml` and initialise the cluster once with
     /// `POST /admin/init` on any node. Running init again keeps existing keys, the token and the
@@ -312,7 +313,8 @@ fn init(
 
 /// Writes the keyless CA's material unless present: root and intermediate in `DIR/ca/` (the
 /// root's key is never written: a new intermediate means a new root) and the certificate log's
-/// SCT key `DIR/keys/ct.key`. Returns the `[ca]` section the node configs get.
+/// SCT key `DIR/keys/ct.key`, and the timestamp authority's root and signing certificate and
+/// key in `DIR/tsa/` (the same pattern: the root's key is dropped). Returns the `[ca]` section the node configs get.
 fn init_keyless_ca(
     dir: &Path,
     issuers: Vec<ca::oidc::IssuerConfig>,
@@ -329,6 +331,19 @@ fn init_keyless_ca(
         write_file(&root, new.root_pem.as_bytes())?;
         write_file(&intermediate, new.intermediate_pem.as_bytes())?;
         write_secret(&intermediate_key, new.intermediate_key_pem.as_bytes())?;
+    }
+    // The timestamp authority: its own root (key dropped) and signing certificate in tsa/.
+    let (tsa_root, tsa_cert, tsa_key) = (
+        dir.join("tsa").join("root.crt"),
+        dir.join("tsa").join("signer.crt"),
+        dir.join("tsa").join("signer.key"),
+    );
+    if !tsa_key.exists() {
+        let now = node::env::Clock::now_unix_ms(&SystemClock) / 1000;
+        let new = ca::tsa::new_tsa("Cairn", now).context("making the TSA certificates")?;
+        write_file(&tsa_root, new.root_pem.as_bytes())?;
+        write_file(&tsa_cert, new.signer_pem.as_bytes())?;
+        write_secret(&tsa_key, new.signer_key_pem.as_bytes())?;
     }
     let ct_key = dir.join("keys").join("ct.key");
     if !ct_key.exists() {
@@ -348,6 +363,11 @@ fn init_keyless_ca(
         log: "certificates".into(),
         requests_per_identity_per_minute: 60,
         issuers,
+        tsa: Some(node::config::TsaFile {
+            root_cert_file: relative(&["tsa", "root.crt"]),
+            cert_file: relative(&["tsa", "signer.crt"]),
+            key_file: relative(&["tsa", "signer.key"]),
+        }),
     })
 }
 
@@ -570,6 +590,11 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         let ca = node::keyless::KeylessCa::load(ca_file, fetch).context("loading the CA")?;
         tracing::info!(issuers = ca_file.issuers.len(), "keyless CA serving");
         node.install_ca(Arc::new(ca));
+        if let Some(tsa_file) = &ca_file.tsa {
+            let tsa = node::keyless::load_tsa(tsa_file).context("loading the TSA")?;
+            tracing::info!("timestamp authority serving");
+            node.install_tsa(Arc::new(tsa));
+        }
     }
     // Witnessing runs beside the node, outside Raft, reading only committed state.
     if let Some(witnessing) = witnessing {

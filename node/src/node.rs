@@ -119,6 +119,9 @@ pub struct Node {
     /// The keyless CA, once installed ([`Node::install_ca`]); without it the CA routes answer
     /// 404.
     ca: std::sync::OnceLock<Arc<KeylessCa>>,
+    /// The timestamp authority, once installed ([`Node::install_tsa`]); without it the TSA
+    /// routes answer 404 and the trust documents list no TSA.
+    tsa: std::sync::OnceLock<Arc<ca::tsa::TimestampAuthority>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -192,6 +195,7 @@ impl Node {
             blocking: config.blocking,
             checks: Checks::per_core(config.blocking),
             ca: std::sync::OnceLock::new(),
+            tsa: std::sync::OnceLock::new(),
             public_url: std::sync::OnceLock::new(),
             witnessing: std::sync::OnceLock::new(),
         }))
@@ -201,6 +205,17 @@ impl Node {
     /// simulator, which runs no CA) is unchanged. Returns false if a CA was already installed.
     pub fn install_ca(&self, ca: Arc<KeylessCa>) -> bool {
         self.ca.set(ca).is_ok()
+    }
+
+    /// Makes this node serve the timestamp authority (installed after start, like the CA).
+    /// Returns false if one was already installed.
+    pub fn install_tsa(&self, tsa: Arc<ca::tsa::TimestampAuthority>) -> bool {
+        self.tsa.set(tsa).is_ok()
+    }
+
+    /// The timestamp authority, if installed.
+    pub fn tsa(&self) -> Option<&Arc<ca::tsa::TimestampAuthority>> {
+        self.tsa.get()
     }
 
     /// Sets the URL clients reach this node at (its configured `api_url`, without a trailing

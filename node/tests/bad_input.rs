@@ -88,9 +88,23 @@ impl DevCluster {
         body: Vec<u8>,
         token: Option<&str>,
     ) -> (u16, Value) {
+        self.send_typed(method, path, body, token, None).await
+    }
+
+    async fn send_typed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+        content_type: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.url));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -301,7 +315,6 @@ async fn bad_requests_get_4xx_and_change_nothing() {
         ),
         ("GET", "/logs/artifacts/proof/inclusion?leaf_hash=zz", 400),
         ("GET", "/logs/artifacts/proof/consistency?old=3&new=2", 400),
-        ("GET", "/logs/artifacts/proof/consistency?old=0&new=2", 400),
         ("GET", "/logs/artifacts/proof/consistency?old=1&new=4", 400),
         ("GET", "/logs/artifacts/proof/consistency", 400),
         ("GET", "/logs/artifacts/entries/3", 404),
@@ -313,7 +326,10 @@ async fn bad_requests_get_4xx_and_change_nothing() {
         ("GET", "/api/v2/tile/0/000.p/4", 404),
         ("GET", "/api/v2/tile/entries/001", 404),
         ("GET", "/logs/nope/checkpoint", 404),
-        ("GET", "/logs/certificates/checkpoint", 404),
+        // The timestamp authority: a DER request, POSTed as application/timestamp-query.
+        ("POST", "/api/v1/timestamp", 415),
+        ("GET", "/api/v1/timestamp", 405),
+        ("POST", "/api/v1/timestamp/certchain", 405),
         ("GET", "/nothing/here", 404),
         ("DELETE", "/api/v2/checkpoint", 405),
         ("GET", "/admin/status", 401),
@@ -327,6 +343,82 @@ async fn bad_requests_get_4xx_and_change_nothing() {
             "{method} {path}: no error code in {answer}"
         );
     }
+    // Timestamp requests that are not a well-formed `TimeStampReq` SHA-256/384/512 imprint
+    // (RFC 3161 §2.4.1), each a 400 naming what is wrong; an oversized one a 413.
+    let sha256 = [
+        0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+    ];
+    let request = |algorithm: &[u8], hash: &[u8]| {
+        let mut imprint = algorithm.to_vec();
+        imprint.extend_from_slice(&[0x04, u8::try_from(hash.len()).unwrap()]);
+        imprint.extend_from_slice(hash);
+        let mut body = vec![0x02, 0x01, 0x01, 0x30, u8::try_from(imprint.len()).unwrap()];
+        body.extend_from_slice(&imprint);
+        let mut der = vec![0x30, u8::try_from(body.len()).unwrap()];
+        der.extend_from_slice(&body);
+        der
+    };
+    let md5 = [
+        0x30, 0x0c, 0x06, 0x08, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05, 0x05, 0x00,
+    ];
+    for (what, body, want_status, want_message) in [
+        ("not DER", b"hello".to_vec(), 400, "malformed"),
+        ("empty", Vec::new(), 400, "malformed"),
+        (
+            "short imprint",
+            request(&sha256, &[1; 20]),
+            400,
+            "hashedMessage",
+        ),
+        ("MD5", request(&md5, &[1; 16]), 400, "hashAlgorithm"),
+        ("oversized", vec![0x30; 4 * 1024 + 1], 413, "larger than"),
+    ] {
+        let (status, answer) = cluster
+            .send_typed(
+                "POST",
+                "/api/v1/timestamp",
+                body,
+                None,
+                Some("application/timestamp-query"),
+            )
+            .await;
+        assert_eq!(status, want_status, "{what}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(want_message)),
+            "{what}: {answer}"
+        );
+    }
+    // A good one is granted (201, a DER TimeStampResp).
+    let (status, _) = cluster
+        .send_typed(
+            "POST",
+            "/api/v1/timestamp",
+            request(&sha256, &[1; 32]),
+            None,
+            Some("application/timestamp-query"),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    // A log with no entries serves its size-0 checkpoint, and a proof from size 0 is empty.
+    let (status, empty) = cluster
+        .send("GET", "/logs/certificates/checkpoint", Vec::new(), None)
+        .await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(empty.as_str().unwrap().lines().nth(1), Some("0"));
+    let (status, proof) = cluster
+        .send(
+            "GET",
+            "/logs/artifacts/proof/consistency?old=0&new=2",
+            Vec::new(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{proof}");
+    assert_eq!(proof["hashes"], json!([]));
+
     let (status, _) = cluster
         .send("GET", "/admin/status", Vec::new(), Some("wrong-token"))
         .await;

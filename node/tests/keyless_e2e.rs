@@ -3,7 +3,16 @@
 //! `cairn sign` and `cairn attest` go through a follower (so writes are forwarded); `cairn
 //! verify` accepts the bundles offline with the trusted root the cluster wrote, and rejects a
 //! wrong artifact, identity or issuer, a tampered inclusion proof, a tampered checkpoint and a
-//! trusted root with another log's key, each with the check that failed. The Rekor v1 read endpoints answer for the same entries.
+//! trusted root with another log's key, each with the check that failed. The Rekor v1 read
+//! endpoints answer for the same entries.
+//!
+//! Issue 18: the signing config offers Rekor v2 with the cluster's timestamp authority, so
+//! `cairn sign` and `cairn attest` log through v2 with an RFC 3161 timestamp unless told
+//! `--rekor-version 1`; both kinds of bundle verify with the trusted root exactly as
+//! `cairn-node dev` wrote it (which lists the TSA), and a v2 bundle without its timestamp, or
+//! with a trusted root without the TSA, does not. Before anything is logged, every node serves
+//! the same size-0 checkpoint of each log, which `cairn log info`, `cairn monitor` and a
+//! polling witness accept.
 //!
 //! Needs the `cairn` binary next to `cairn-node`: run with `cargo test -p node -p client`.
 
@@ -106,6 +115,85 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let root = dev.dir.join("trusted_root.json");
     let issuer = dev.issuer();
 
+    // Before anything is logged, every node serves the same signed checkpoint of each log at
+    // size 0 (the empty tree's root), and a consistency proof from size 0 is empty.
+    let empty: Vec<Vec<u8>> = (0..3)
+        .map(|node| {
+            let (status, body) = get(&format!("{}/logs/certificates/checkpoint", dev.url(node)));
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            body
+        })
+        .collect();
+    assert!(empty.iter().all(|body| *body == empty[0]));
+    let empty = String::from_utf8(empty[0].clone()).unwrap();
+    let mut lines = empty.lines();
+    assert_eq!(lines.next(), Some("certificates.cairn.localhost"));
+    assert_eq!(lines.next(), Some("0"));
+    assert_eq!(
+        lines.next(),
+        Some("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+    );
+    let proof = get_json(&format!(
+        "{}/logs/certificates/proof/consistency?old=0&new=0",
+        dev.url(1)
+    ));
+    assert_eq!(proof["hashes"], serde_json::json!([]));
+    // `cairn log info` verifies and records the artifact log's size-0 checkpoint; later runs
+    // (below) prove the grown log consistent with it.
+    let empty_info = cairn(
+        &home,
+        &[
+            "log",
+            "info",
+            "--url",
+            &dev.url(0),
+            "--trust-root",
+            root.to_str().unwrap(),
+        ],
+    );
+    assert!(empty_info.status.success(), "{}", text(&empty_info));
+    // A witness polling the empty certificate log cosigns its size-0 checkpoint (and, at the
+    // end of the test, the grown log, consistent with it); `cairn monitor` starts on it.
+    let logs = get_json(&format!("{}/logs", dev.url(0)));
+    let vkey = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|log| log["name"] == "certificates")
+        .unwrap()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let certificates_url = format!("{}/logs/certificates", dev.url(0));
+    let policy = temp.path().join("witness-policy.txt");
+    std::fs::write(&policy, format!("log {vkey} {certificates_url}\n")).unwrap();
+    let witness = Witness::start(&temp.path().join("witness"), &policy);
+    let cosigned = witness.wait_for(|size| size == 0);
+    assert_eq!(
+        cosigned
+            .lines()
+            .filter(|line| line.starts_with('\u{2014}'))
+            .count(),
+        2,
+        "the log's signature and the witness's: {cosigned}"
+    );
+    let monitor = cairn(
+        &home,
+        &[
+            "monitor",
+            "--log",
+            &certificates_url,
+            "--log-key",
+            &vkey,
+            "--identity",
+            "alice@example.com",
+            "--once",
+            "--cursor",
+            temp.path().join("monitor-cursor").to_str().unwrap(),
+        ],
+    );
+    assert!(monitor.status.success(), "{}", text(&monitor));
+
     // Log in against the dev issuer; the token is cached under CAIRN_HOME.
     let login = cairn(
         &home,
@@ -124,7 +212,19 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let artifact = temp.path().join("hello.txt");
     std::fs::write(&artifact, b"hello, cairn\n").unwrap();
     let url = dev.url(1);
-    let sign = cairn(&home, &["sign", "--url", &url, artifact.to_str().unwrap()]);
+    // The Rekor v1 API on request (the signing config offers v2, which `cairn` picks unless
+    // told otherwise); its entries carry a signed entry timestamp.
+    let sign = cairn(
+        &home,
+        &[
+            "sign",
+            "--url",
+            &url,
+            "--rekor-version",
+            "1",
+            artifact.to_str().unwrap(),
+        ],
+    );
     assert!(sign.status.success(), "{}", text(&sign));
     let bundle = temp.path().join("hello.txt.sigstore.json");
     assert!(bundle.exists(), "{}", text(&sign));
@@ -144,6 +244,53 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     assert!(sign.status.success(), "{}", text(&sign));
     let report: serde_json::Value = serde_json::from_slice(&sign.stdout).unwrap();
     assert_eq!(report["identity"], "alice@example.com");
+    // Following the signing config: the Rekor v2 API, with an RFC 3161 timestamp from the
+    // cluster's TSA and no signed entry timestamp.
+    let v2_bundle = temp.path().join("other.bin.sigstore.json");
+    let v2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&v2_bundle).unwrap()).unwrap();
+    let material = &v2["verificationMaterial"];
+    assert_eq!(
+        material["tlogEntries"][0]["kindVersion"],
+        serde_json::json!({ "kind": "hashedrekord", "version": "0.0.2" })
+    );
+    assert!(material["tlogEntries"][0].get("inclusionPromise").is_none());
+    assert_eq!(
+        material["timestampVerificationData"]["rfc3161Timestamps"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let ok = verify(
+        &home,
+        &other,
+        &v2_bundle,
+        "alice@example.com",
+        &issuer,
+        &root,
+    );
+    assert!(ok.status.success(), "{}", text(&ok));
+    // Without its timestamp a v2 bundle has no verified time; with a trusted root that lists
+    // no timestamp authority its timestamp is not trusted.
+    let untimed = tampered(&v2_bundle, &temp.path().join("untimed.json"), |value| {
+        value["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] =
+            serde_json::json!([]);
+    });
+    let wrong = verify(&home, &other, &untimed, "alice@example.com", &issuer, &root);
+    assert_rejected(&wrong, "RFC 3161");
+    let no_tsa = tampered(&root, &temp.path().join("no-tsa-root.json"), |value| {
+        value["timestampAuthorities"] = serde_json::json!([]);
+    });
+    let wrong = verify(
+        &home,
+        &other,
+        &v2_bundle,
+        "alice@example.com",
+        &issuer,
+        &no_tsa,
+    );
+    assert_rejected(&wrong, "timestamp authority");
 
     // Verified offline with the trusted root the cluster wrote.
     let ok = verify(
@@ -178,6 +325,12 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     );
     assert!(attest.status.success(), "{}", text(&attest));
     let attestation = temp.path().join("hello.txt.att.sigstore.json");
+    let attested: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&attestation).unwrap()).unwrap();
+    assert_eq!(
+        attested["verificationMaterial"]["tlogEntries"][0]["kindVersion"],
+        serde_json::json!({ "kind": "hashedrekord", "version": "0.0.2" })
+    );
     let ok = verify(
         &home,
         &artifact,
@@ -433,6 +586,86 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let (status, key) = get(&format!("{}/api/v1/log/publicKey", dev.url(0)));
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&key).starts_with("-----BEGIN PUBLIC KEY-----"));
+
+    // The witness that started on the size-0 checkpoint cosigns the grown certificate log.
+    witness.wait_for(|size| size > 0);
+}
+
+/// `cairn witness poll` on loopback, killed when dropped.
+struct Witness {
+    child: std::process::Child,
+    port: u16,
+    origin_hex: String,
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Witness {
+    fn start(dir: &Path, policy: &Path) -> Witness {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(dev_cluster::cairn_bin())
+            .args(["witness", "poll", "--name", "witness.example/w1", "--dir"])
+            .arg(dir)
+            .arg("--policy")
+            .arg(policy)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--interval",
+                "0.2",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+            .spawn()
+            .unwrap();
+        use sha2::Digest as _;
+        let origin_hex = hex::encode(sha2::Sha256::digest(b"certificates.cairn.localhost"));
+        Witness {
+            child,
+            port,
+            origin_hex,
+        }
+    }
+
+    /// Waits until the witness has cosigned a checkpoint whose size satisfies `wanted`; returns
+    /// that cosigned checkpoint.
+    fn wait_for(&self, wanted: impl Fn(u64) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                drop(stream);
+                let (status, body) = get(&format!(
+                    "http://127.0.0.1:{}/{}/checkpoint",
+                    self.port, self.origin_hex
+                ));
+                let body = String::from_utf8_lossy(&body).into_owned();
+                if status == 200
+                    && body
+                        .lines()
+                        .nth(1)
+                        .and_then(|size| size.parse().ok())
+                        .is_some_and(&wanted)
+                {
+                    return body;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the witness cosigned no such checkpoint"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 /// What Sigstore clients match in the trust documents (see
@@ -460,6 +693,60 @@ fn check_trust_documents(dev: &Dev, root: &serde_json::Value) {
     let signing: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dev.dir.join("signing_config.json")).unwrap())
             .unwrap();
+    // The timestamp authority: in the trusted root with its chain (signing certificate with a
+    // critical timeStamping EKU, then its root), and in the signing config with the Rekor v2
+    // API beside v1.
+    let authorities = root["timestampAuthorities"].as_array().unwrap();
+    assert_eq!(authorities.len(), 1);
+    let tsa_url = authorities[0]["uri"].as_str().unwrap();
+    assert_eq!(tsa_url, format!("{}/api/v1/timestamp", dev.url(0)));
+    assert_eq!(authorities[0]["subject"]["organization"], "Cairn");
+    assert!(authorities[0]["validFor"]["start"].is_string());
+    let chain: Vec<Vec<u8>> = authorities[0]["certChain"]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|certificate| {
+            BASE64
+                .decode(certificate["rawBytes"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(chain.len(), 2);
+    let (_, signer) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
+    let eku = signer.extended_key_usage().unwrap().unwrap();
+    assert!(eku.critical && eku.value.time_stamping);
+    assert_eq!(signing["tsaUrls"][0]["url"], tsa_url);
+    assert_eq!(signing["tsaUrls"][0]["majorApiVersion"], 1);
+    let versions: Vec<u64> = signing["rekorTlogUrls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|service| service["majorApiVersion"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 1]);
+    // The TSA's chain endpoint serves the same chain; Sigstore's JSON request form is granted
+    // too, and a JSON request without a hash is a 400.
+    let (status, pem) = get(&format!("{tsa_url}/certchain"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&pem)
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        2
+    );
+    let (status, answer) = request("POST", tsa_url, b"{}");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("artifactHash"));
+    let json = serde_json::json!({
+        "artifactHash": BASE64.encode([7u8; 32]),
+        "hashAlgorithm": "sha256",
+        "nonce": 42,
+        "certificates": true,
+    });
+    let (status, reply) = request("POST", tsa_url, &serde_json::to_vec(&json).unwrap());
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+    assert_eq!(reply.first(), Some(&0x30));
     for (services, config) in [
         ("rekorTlogUrls", "rekorTlogConfig"),
         ("tsaUrls", "tsaConfig"),

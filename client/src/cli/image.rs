@@ -190,6 +190,14 @@ fn registry_failure(error: RegistryError) -> Failure {
     }
 }
 
+/// Images are logged through the Rekor v1 API whatever the signing config offers: cosign's
+/// tag-based signatures carry the entry's signed entry timestamp, which only v1 entries have.
+fn v1_route(url: &str) -> super::sign::LogRoute {
+    super::sign::LogRoute::V1 {
+        url: url.trim_end_matches('/').to_owned(),
+    }
+}
+
 /// `cairn sign-image IMAGE`.
 pub(crate) fn sign_image(args: &SignImageArgs) -> Result<(), Failure> {
     let image = Image::open(&args.image)?;
@@ -203,7 +211,7 @@ pub(crate) fn sign_image(args: &SignImageArgs) -> Result<(), Failure> {
         let bundle = signer
             .attest_subject(
                 &http,
-                &args.service.url,
+                &v1_route(&args.service.url),
                 &image.repository(),
                 &image.resolved.sha256,
                 SIGN_PREDICATE_TYPE,
@@ -215,7 +223,11 @@ pub(crate) fn sign_image(args: &SignImageArgs) -> Result<(), Failure> {
     } else {
         let payload = simple_signing_payload(&image);
         let bundle = signer
-            .sign_digest(&http, &args.service.url, &digest(&SHA256, &payload))
+            .sign_digest(
+                &http,
+                &v1_route(&args.service.url),
+                &digest(&SHA256, &payload),
+            )
             .map_err(service)?;
         let signature = bundle["messageSignature"]["signature"]
             .as_str()
@@ -253,7 +265,7 @@ pub(crate) fn attest_image(args: &AttestImageArgs) -> Result<(), Failure> {
     let bundle = signer
         .attest_subject(
             &http,
-            &args.service.url,
+            &v1_route(&args.service.url),
             &image.repository(),
             &image.resolved.sha256,
             &args.predicate_type,

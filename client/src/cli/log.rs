@@ -135,6 +135,14 @@ pub(crate) fn prove_consistent(
     if old_size > new_size {
         bail!("size {new_size} is smaller than size {old_size}: the log shrank");
     }
+    if old_size == 0 {
+        // Every tree extends the empty one (a log's first, size-0 checkpoint): nothing to
+        // prove, but the old root must be the empty tree's.
+        if old_root != &tlog::Hash::EMPTY_ROOT.as_bytes()[..] {
+            bail!("a size-0 tree whose root is not the empty tree's");
+        }
+        return Ok(());
+    }
     let proof = if old_size == new_size {
         Vec::new()
     } else {

@@ -3,10 +3,16 @@
 //!
 //! Signing: an ephemeral ECDSA P-256 key (never written anywhere), a ten-minute certificate for
 //! it from the CA (`POST /api/v2/signingCert`, public key plus proof of possession: the key's
-//! signature over the token's identity claim), the signature, a Rekor v1 entry (hashedrekord
-//! 0.0.1, or dsse 0.0.1 for attestations) answered with its inclusion proof, signed checkpoint
-//! and signed entry timestamp, and a Sigstore bundle v0.3 holding all of it, so that
-//! `cairn verify` (or any Sigstore verifier) can check it offline.
+//! signature over the token's identity claim), the signature, a log entry answered with its
+//! inclusion proof and signed checkpoint, and a Sigstore bundle v0.3 holding all of it, so
+//! that `cairn verify` (or any Sigstore verifier) can check it offline.
+//!
+//! Which log API, as the deployment's signing config says ([`LogRoute::resolve`]): when it
+//! offers the Rekor v2 API and a timestamp authority, a v2 entry (hashedrekord 0.0.2, for an
+//! attestation over the digest of the envelope's PAE, as Rekor v2 logs envelopes) and an
+//! RFC 3161 timestamp of the signature from the TSA, the only signed time a v2 entry
+//! has; otherwise a Rekor v1 entry (hashedrekord or dsse 0.0.1) with its signed entry
+//! timestamp.
 
 use std::fs::File;
 use std::io::Read as _;
@@ -28,6 +34,97 @@ pub(crate) const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.
 const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// The in-toto statement type.
 const IN_TOTO_STATEMENT: &str = "https://in-toto.io/Statement/v1";
+
+/// Which Rekor API signing uses (`--rekor-version`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RekorVersion {
+    /// What the deployment's signing config offers: v2 when it lists a Rekor v2 log and a
+    /// timestamp authority, else v1.
+    Auto,
+    /// The Rekor v1 API (entries with a signed entry timestamp).
+    #[value(name = "1")]
+    V1,
+    /// The Rekor v2 API, with an RFC 3161 timestamp from the signing config's TSA.
+    #[value(name = "2")]
+    V2,
+}
+
+/// Where signatures are logged, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LogRoute {
+    /// `POST {url}/api/v1/log/entries`.
+    V1 {
+        /// The log's base URL.
+        url: String,
+    },
+    /// A timestamp from `tsa_url`, then `POST {url}/api/v2/log/entries`.
+    V2 {
+        /// The log's base URL.
+        url: String,
+        /// The TSA's full URL.
+        tsa_url: String,
+    },
+}
+
+impl LogRoute {
+    /// The route for `version` from the signing config of the deployment at `url`
+    /// (`/trust/signing_config.json`). Services are taken as protobuf-specs describes them:
+    /// Rekor URLs are base URLs, TSA URLs full URLs; the highest `majorApiVersion` this client
+    /// speaks wins. A deployment without a signing config (or an unreadable one) gets v1 at
+    /// `url`, unless v2 was asked for.
+    pub(crate) fn resolve(
+        http: &Http,
+        url: &str,
+        version: RekorVersion,
+    ) -> anyhow::Result<LogRoute> {
+        let base = url.trim_end_matches('/');
+        let config = http.get_json(&format!("{base}/trust/signing_config.json"));
+        let config = match (config, version) {
+            (Ok(config), _) => config,
+            (Err(_), RekorVersion::Auto | RekorVersion::V1) => {
+                return Ok(LogRoute::V1 {
+                    url: base.to_owned(),
+                });
+            }
+            (Err(error), RekorVersion::V2) => {
+                return Err(error.context("reading the signing config for the Rekor v2 route"));
+            }
+        };
+        Self::from_signing_config(&config, base, version)
+    }
+
+    /// [`LogRoute::resolve`] on a signing config already read; `fallback` is the URL used for
+    /// v1 when the config lists no Rekor v1 log.
+    pub(crate) fn from_signing_config(
+        config: &Value,
+        fallback: &str,
+        version: RekorVersion,
+    ) -> anyhow::Result<LogRoute> {
+        let service = |list: &str, major: u64| {
+            config[list].as_array().and_then(|services| {
+                services
+                    .iter()
+                    .find(|service| service["majorApiVersion"].as_u64() == Some(major))
+                    .and_then(|service| service["url"].as_str())
+                    .map(|url| url.trim_end_matches('/').to_owned())
+            })
+        };
+        let v2 = service("rekorTlogUrls", 2).zip(service("tsaUrls", 1));
+        let v1 = || LogRoute::V1 {
+            url: service("rekorTlogUrls", 1).unwrap_or_else(|| fallback.to_owned()),
+        };
+        Ok(match (version, v2) {
+            (RekorVersion::V1, _) | (RekorVersion::Auto, None) => v1(),
+            (RekorVersion::Auto | RekorVersion::V2, Some((url, tsa_url))) => {
+                LogRoute::V2 { url, tsa_url }
+            }
+            (RekorVersion::V2, None) => bail!(
+                "the signing config offers no Rekor v2 log with a timestamp authority; sign \
+                 with --rekor-version 1"
+            ),
+        })
+    }
+}
 
 /// Where `cairn` keeps its state: `$CAIRN_HOME`, else `$XDG_CONFIG_HOME/cairn`, else
 /// `~/.config/cairn`.
@@ -249,9 +346,14 @@ impl Signer {
     }
 
     /// Signs `file` (a hashedrekord entry) and returns its bundle.
-    pub(crate) fn sign_file(&self, http: &Http, url: &str, file: &Path) -> anyhow::Result<Value> {
+    pub(crate) fn sign_file(
+        &self,
+        http: &Http,
+        route: &LogRoute,
+        file: &Path,
+    ) -> anyhow::Result<Value> {
         let digest = sha256_file(file)?;
-        self.sign_digest(http, url, &digest)
+        self.sign_digest(http, route, &digest)
             .with_context(|| format!("signing {}", file.display()))
     }
 
@@ -260,7 +362,7 @@ impl Signer {
     pub(crate) fn sign_digest(
         &self,
         http: &Http,
-        url: &str,
+        route: &LogRoute,
         digest: &aws_lc_rs::digest::Digest,
     ) -> anyhow::Result<Value> {
         let signature = self
@@ -268,6 +370,24 @@ impl Signer {
             .sign_digest(digest)
             .map_err(|_| anyhow::anyhow!("signing failed"))?;
         let signature = signature.as_ref().to_vec();
+        let message_signature = json!({
+            "messageDigest": { "algorithm": "SHA2_256", "digest": BASE64.encode(digest.as_ref()) },
+            "signature": BASE64.encode(&signature),
+        });
+        let url = match route {
+            LogRoute::V1 { url } => url,
+            LogRoute::V2 { url, tsa_url } => {
+                let request = json!({ "hashedRekordRequestV002": {
+                    "digest": BASE64.encode(digest.as_ref()),
+                    "signature": { "content": BASE64.encode(&signature), "verifier": self.verifier()? },
+                } });
+                return Ok(json!({
+                    "mediaType": BUNDLE_MEDIA_TYPE,
+                    "verificationMaterial": self.v2_material(http, url, tsa_url, &request, &signature)?,
+                    "messageSignature": message_signature,
+                }));
+            }
+        };
         let proposed = json!({
             "apiVersion": "0.0.1",
             "kind": "hashedrekord",
@@ -283,10 +403,7 @@ impl Signer {
         Ok(json!({
             "mediaType": BUNDLE_MEDIA_TYPE,
             "verificationMaterial": self.verification_material(&entry, "hashedrekord")?,
-            "messageSignature": {
-                "messageDigest": { "algorithm": "SHA2_256", "digest": BASE64.encode(digest.as_ref()) },
-                "signature": BASE64.encode(&signature),
-            },
+            "messageSignature": message_signature,
         }))
     }
 
@@ -295,7 +412,7 @@ impl Signer {
     pub(crate) fn attest_file(
         &self,
         http: &Http,
-        url: &str,
+        route: &LogRoute,
         file: &Path,
         predicate_type: &str,
         predicate: &Value,
@@ -305,7 +422,14 @@ impl Signer {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.attest_subject(http, url, &name, digest.as_ref(), predicate_type, predicate)
+        self.attest_subject(
+            http,
+            route,
+            &name,
+            digest.as_ref(),
+            predicate_type,
+            predicate,
+        )
     }
 
     /// Attests the subject `name` whose SHA-256 is `digest` (a file, or an image manifest for
@@ -314,7 +438,7 @@ impl Signer {
     pub(crate) fn attest_subject(
         &self,
         http: &Http,
-        url: &str,
+        route: &LogRoute,
         name: &str,
         sha256: &[u8],
         predicate_type: &str,
@@ -334,6 +458,23 @@ impl Signer {
             "payloadType": IN_TOTO_PAYLOAD_TYPE,
             "signatures": [{ "sig": BASE64.encode(&signature) }],
         });
+        let url = match route {
+            LogRoute::V1 { url } => url,
+            LogRoute::V2 { url, tsa_url } => {
+                // Rekor v2 logs an envelope as a hashedrekord over the SHA-256 of its PAE (it
+                // dropped the dsse kind; sigstore-python 4.5 sends the same request).
+                let digest = aws_lc_rs::digest::digest(&SHA256, &pae);
+                let request = json!({ "hashedRekordRequestV002": {
+                    "digest": BASE64.encode(digest.as_ref()),
+                    "signature": { "content": BASE64.encode(&signature), "verifier": self.verifier()? },
+                } });
+                return Ok(json!({
+                    "mediaType": BUNDLE_MEDIA_TYPE,
+                    "verificationMaterial": self.v2_material(http, url, tsa_url, &request, &signature)?,
+                    "dsseEnvelope": envelope,
+                }));
+            }
+        };
         let proposed = json!({
             "apiVersion": "0.0.1",
             "kind": "dsse",
@@ -349,6 +490,65 @@ impl Signer {
             "mediaType": BUNDLE_MEDIA_TYPE,
             "verificationMaterial": self.verification_material(&entry, "dsse")?,
             "dsseEnvelope": envelope,
+        }))
+    }
+
+    /// The v2 API's `Verifier`: the certificate, or the managed key's SubjectPublicKeyInfo.
+    fn verifier(&self) -> anyhow::Result<Value> {
+        let der = BASE64.encode(pem_body(&self.signer_pem)?);
+        let key = if self.material.0 == "certificate" {
+            json!({ "x509Certificate": { "rawBytes": der } })
+        } else {
+            json!({ "publicKey": { "rawBytes": der } })
+        };
+        let mut verifier = key;
+        verifier["keyDetails"] = json!("PKIX_ECDSA_P256_SHA_256");
+        Ok(verifier)
+    }
+
+    /// Timestamps `signature` at `tsa_url`, logs `request` through the Rekor v2 API at `url`,
+    /// and returns the bundle's verification material: the entry as the log answered it (a
+    /// `TransparencyLogEntry`) and the TSA's reply. The timestamp comes first: it proves the
+    /// signature existed while the certificate was valid, and a log entry made without one
+    /// would prove nothing to a verifier.
+    fn v2_material(
+        &self,
+        http: &Http,
+        url: &str,
+        tsa_url: &str,
+        request: &Value,
+        signature: &[u8],
+    ) -> anyhow::Result<Value> {
+        let mut nonce = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow::anyhow!("no randomness"))?;
+        let query = client::timestamp::request(signature, nonce)?;
+        let reply = http
+            .send(
+                hyper::Method::POST,
+                tsa_url,
+                &[("content-type", "application/timestamp-query".to_owned())],
+                query,
+                &[],
+            )
+            .context("getting a timestamp from the TSA")?
+            .body;
+        client::timestamp::check_reply(&reply, signature, nonce).context("the TSA's timestamp")?;
+        let entry = http
+            .send(
+                hyper::Method::POST,
+                &format!("{url}/api/v2/log/entries"),
+                &[("content-type", "application/json".to_owned())],
+                serde_json::to_vec(request)?,
+                &[],
+            )
+            .context("logging the signature (Rekor v2)")?
+            .json()?;
+        Ok(json!({
+            (self.material.0): self.material.1,
+            "tlogEntries": [entry],
+            "timestampVerificationData": {
+                "rfc3161Timestamps": [{ "signedTimestamp": BASE64.encode(&reply) }],
+            },
         }))
     }
 
@@ -481,4 +681,57 @@ pub(crate) fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rekor: &[(u64, &str)], tsa: Option<&str>) -> Value {
+        let service = |major: u64, url: &str| {
+            json!({ "url": url, "majorApiVersion": major, "operator": "cairn",
+                    "validFor": { "start": "2026-01-01T00:00:00Z" } })
+        };
+        json!({
+            "rekorTlogUrls": rekor.iter().map(|(major, url)| service(*major, url)).collect::<Vec<_>>(),
+            "tsaUrls": tsa.map(|url| vec![service(1, url)]).unwrap_or_default(),
+        })
+    }
+
+    /// `auto` takes v2 only with a TSA beside it; `1` and `2` force a version, and `2` fails
+    /// when the config cannot serve it.
+    #[test]
+    fn the_route_follows_the_signing_config() {
+        let both = config(
+            &[(2, "http://log/"), (1, "http://log-v1")],
+            Some("http://log/api/v1/timestamp"),
+        );
+        let v2 = LogRoute::V2 {
+            url: "http://log".to_owned(),
+            tsa_url: "http://log/api/v1/timestamp".to_owned(),
+        };
+        let v1 = LogRoute::V1 {
+            url: "http://log-v1".to_owned(),
+        };
+        let route = |config: &Value, version| {
+            LogRoute::from_signing_config(config, "http://fallback", version)
+        };
+        assert_eq!(route(&both, RekorVersion::Auto).unwrap(), v2);
+        assert_eq!(route(&both, RekorVersion::V2).unwrap(), v2);
+        assert_eq!(route(&both, RekorVersion::V1).unwrap(), v1);
+
+        let no_tsa = config(&[(2, "http://log"), (1, "http://log-v1")], None);
+        assert_eq!(route(&no_tsa, RekorVersion::Auto).unwrap(), v1);
+        assert!(route(&no_tsa, RekorVersion::V2).is_err());
+
+        let v1_only = config(&[(1, "http://log-v1")], Some("http://tsa"));
+        assert_eq!(route(&v1_only, RekorVersion::Auto).unwrap(), v1);
+        let empty = config(&[], None);
+        assert_eq!(
+            route(&empty, RekorVersion::Auto).unwrap(),
+            LogRoute::V1 {
+                url: "http://fallback".to_owned()
+            }
+        );
+    }
 }

@@ -153,16 +153,30 @@ fn list_logs(node: &Node) -> Response<Body> {
     json(StatusCode::OK, &serde_json::json!({ "logs": logs }))
 }
 
+/// The checkpoint of a log with no entries: size 0 and the empty tree's root, signed with
+/// the log's key. Served from the moment the log exists (as Sunlight and Tessera do), so that
+/// witnesses and monitors can start on a new log. It needs no replicated state: Ed25519
+/// signatures are deterministic (RFC 8032), so every node serves the same bytes, and every
+/// later checkpoint is trivially consistent with it (a proof from size 0 is empty).
+pub(crate) fn empty_checkpoint(log: &LogConfig) -> Result<String, ApiError> {
+    tlog::checkpoint::Checkpoint::new(&log.origin, tlog::TreeSize(0), Hash::EMPTY_ROOT)
+        .sign_ed25519(&log.signing_key)
+        .map_err(|error| error.to_string())
+        .and_then(|note| note.format().map_err(|error| error.to_string()))
+        .map_err(|error| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "checkpoint_failed",
+                format!("signing the empty checkpoint of log {}: {error}", log.name),
+            )
+        })
+}
+
 fn checkpoint(view: &StateView, log: &LogConfig) -> Result<Response<Body>, ApiError> {
-    let checkpoint = view
-        .checkpoint(&log.name)
-        .map_err(storage_error)?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "log {} is empty: nothing has been signed yet",
-                log.name
-            ))
-        })?;
+    let checkpoint = match view.checkpoint(&log.name).map_err(storage_error)? {
+        Some(checkpoint) => checkpoint,
+        None => empty_checkpoint(log)?,
+    };
     let mut reply = response(
         StatusCode::OK,
         "text/plain; charset=utf-8",
@@ -302,21 +316,27 @@ fn consistency_proof(
     let old = number(&params, "old")?
         .ok_or_else(|| ApiError::bad_request("invalid_query", "old: required"))?;
     let new = number(&params, "new")?.unwrap_or(size);
-    if old == 0 || old > new || new > size {
+    if old > new || new > size {
         return Err(ApiError::bad_request(
             "invalid_query",
-            format!("want 1 <= old <= new <= current size {size}, got old {old} new {new}"),
+            format!("want 0 <= old <= new <= current size {size}, got old {old} new {new}"),
         ));
     }
-    let proof = view
-        .consistency_proof(&log.name, old, new)
-        .map_err(storage_error)?;
+    // Every tree extends the empty one, and the proof of that is empty (C2SP tlog-witness: a
+    // consistency proof from size 0 has no lines; RFC 9162 defines proofs for 0 < old only).
+    let hashes = if old == 0 {
+        Vec::new()
+    } else {
+        view.consistency_proof(&log.name, old, new)
+            .map_err(storage_error)?
+            .hashes
+    };
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
             "old": old,
             "new": new,
-            "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+            "hashes": hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
         }),
     ))
 }

@@ -1,9 +1,9 @@
 //! The node's HTTP servers: the only module of the node that serves HTTP.
 //!
 //! Two listeners. The public one serves the log API (C2SP tlog-tiles reads, Rekor v2 writes,
-//! proofs, the Rekor v1 API in `rekor_v1`, search in `search_api`), the keyless CA, Sigstore trust documents
-//! (`trust`), the operational endpoints (`/healthz`, `/readyz`, `/metrics`) and the admin API
-//! (bearer token); it answers 404 under `/internal/`. The cluster listener speaks TLS 1.3, accepts
+//! proofs, the Rekor v1 API in `rekor_v1`, search in `search_api`), the keyless CA, the
+//! RFC 3161 timestamp authority (`tsa_api`), Sigstore trust documents (`trust`), the
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`) and the admin API (bearer token); it answers 404 under `/internal/`. The cluster listener speaks TLS 1.3, accepts
 //! only clients with a certificate from the cluster CA (mutual TLS, see `tls`), and serves the
 //! Raft endpoints and nothing else, so nobody outside the cluster can vote or append.
 //! Handlers never fail at the HTTP level: every error becomes a response with a status and a
@@ -18,6 +18,7 @@ mod raft;
 mod rekor_v1;
 mod search_api;
 mod trust;
+mod tsa_api;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -269,6 +270,9 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
         (_, p) if p.starts_with("/admin/") => admin::handle(&node, request).await,
         (_, p) if ca_api::ROUTES.contains(&p) => ca_api::handle(&node, request).await,
         (_, p) if trust::ROUTES.contains(&p) => trust::handle(&node, request).await,
+        (_, p) if tsa_api::ROUTES.contains(&p.trim_end_matches('/')) => {
+            tsa_api::handle(&node, request).await
+        }
         (_, p) if p.starts_with(rekor_v1::PREFIX) => rekor_v1::handle(&node, request).await,
         (_, p) if [search_api::RETRIEVE, search_api::PAGED].contains(&p.trim_end_matches('/')) => {
             search_api::handle(&node, request).await

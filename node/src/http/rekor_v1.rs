@@ -205,10 +205,16 @@ impl Served {
             } else {
                 head.root
             };
+            // A log with nothing committed has its size-0 checkpoint (`log_api`).
+            let checkpoint = if head.checkpoint.is_empty() {
+                super::log_api::empty_checkpoint(log)?
+            } else {
+                head.checkpoint
+            };
             return Ok(Served {
                 size: head.tree_size,
                 root,
-                checkpoint: head.checkpoint,
+                checkpoint,
             });
         };
         let checkpoint = Note::parse(published.note.as_bytes())

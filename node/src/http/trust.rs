@@ -17,10 +17,14 @@
 //!   carry, `log_api::log_key_id`); see docs/decisions/0004-v1-checkpoint.md.
 //! - `certificateAuthorities`: the CA's intermediate and root.
 //! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI).
-//! - The signing config lists only the Rekor v1 API: with a v2 log listed under the same
-//!   operator, sigstore-python picks v2, which needs a timestamp authority Cairn does not run.
-//!   Every selector it serves is satisfiable (no `tsaConfig` without a TSA): clients must
-//!   refuse a config whose selector too few services meet.
+//! - `timestampAuthorities`: the cluster's TSA (`tsa_api`), its signing certificate and root,
+//!   when the node runs one.
+//! - The signing config lists the CA, the TSA (`tsaUrls`, full URLs) and the log's Rekor v2
+//!   API beside its v1 API. A v2 entry carries no signed time, so v2 is offered only with a
+//!   TSA: clients pick the highest `majorApiVersion` of an operator (sigstore-python, cosign),
+//!   and a v2 bundle without a timestamp verifies nowhere. Every selector it serves is
+//!   satisfiable (no `tsaConfig` without a TSA): clients must refuse a config whose selector
+//!   too few services meet.
 
 use std::sync::Arc;
 
@@ -119,7 +123,7 @@ impl TrustDocuments {
                 "logId": { "keyId": BASE64.encode(log_id) },
             })
         };
-        let trusted_root = json!({
+        let mut trusted_root = json!({
             "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
             "tlogs": [
                 tlog(v1_log_id(log).as_bytes()),
@@ -146,8 +150,29 @@ impl TrustDocuments {
             }],
             "timestampAuthorities": [],
         });
-        // Cairn runs no timestamp authority yet.
-        let signing_config = signing_config(base_url, &valid_for, Vec::new());
+        let mut tsa_urls = Vec::new();
+        if let Some(tsa) = node.tsa() {
+            let [signer, root] = tsa.chain_der();
+            let (organization, common_name) = subject(signer)?;
+            let tsa_valid_for = json!({ "start": not_before(root)? });
+            let url = format!("{base_url}{}", super::tsa_api::TIMESTAMP);
+            trusted_root["timestampAuthorities"] = json!([{
+                "subject": { "organization": organization, "commonName": common_name },
+                "uri": url,
+                "certChain": { "certificates": [
+                    { "rawBytes": BASE64.encode(signer) },
+                    { "rawBytes": BASE64.encode(root) },
+                ] },
+                "validFor": tsa_valid_for,
+            }]);
+            tsa_urls.push(json!({
+                "url": url,
+                "majorApiVersion": 1,
+                "validFor": tsa_valid_for,
+                "operator": OPERATOR,
+            }));
+        }
+        let signing_config = signing_config(base_url, &valid_for, tsa_urls);
         Ok(TrustDocuments {
             trusted_root,
             signing_config,
@@ -185,8 +210,9 @@ fn tlog_base_url(scheme: &str, origin: &str, request_host: &str) -> String {
     format!("{scheme}://{origin}{port}")
 }
 
-/// The signing config: the CA and the Rekor v1 API at `base_url`, and the timestamp
-/// authorities `tsa_urls` (full URLs, as `Service` objects).
+/// The signing config: the CA and the Rekor v1 API at `base_url`, the timestamp authorities
+/// `tsa_urls` (full URLs, as `Service` objects), and, when there is a TSA, the Rekor v2 API
+/// (first: the one clients that know both pick).
 ///
 /// A selector is served only over services that satisfy it: protobuf-specs says a client MUST
 /// fail when fewer services than the selector asks for are valid, and clients do (sigstore-js
@@ -201,14 +227,20 @@ fn signing_config(base_url: &str, valid_for: &Value, tsa_urls: Vec<Value>) -> Va
         "validFor": valid_for,
         "operator": OPERATOR,
     });
+    let has_tsa = !tsa_urls.is_empty();
+    let mut rekor = vec![service.clone()];
+    if has_tsa {
+        let mut v2 = service.clone();
+        v2["majorApiVersion"] = json!(2);
+        rekor.insert(0, v2);
+    }
     let mut config = json!({
         "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
         "caUrls": [service],
         "oidcUrls": [],
-        "rekorTlogUrls": [service],
+        "rekorTlogUrls": rekor,
         "rekorTlogConfig": { "selector": "ANY" },
     });
-    let has_tsa = !tsa_urls.is_empty();
     config["tsaUrls"] = Value::Array(tsa_urls);
     if has_tsa {
         config["tsaConfig"] = json!({ "selector": "ANY" });
@@ -362,6 +394,9 @@ mod tests {
         check(&config);
         assert_eq!(config.get("tsaConfig"), None);
         assert_eq!(config["tsaUrls"], json!([]));
+        // ... and no Rekor v2 API, whose entries need a timestamp.
+        assert_eq!(config["rekorTlogUrls"].as_array().unwrap().len(), 1);
+        assert_eq!(config["rekorTlogUrls"][0]["majorApiVersion"], 1);
 
         // With one: ANY of them.
         let tsa = json!({
@@ -373,5 +408,21 @@ mod tests {
         let config = signing_config("http://127.0.0.1:7001", &valid_for, vec![tsa]);
         check(&config);
         assert_eq!(config["tsaConfig"], json!({ "selector": "ANY" }));
+        // And the Rekor v2 API beside v1, under the same operator.
+        let versions: Vec<_> = config["rekorTlogUrls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|service| {
+                (
+                    service["majorApiVersion"].as_u64(),
+                    service["operator"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            versions,
+            [(Some(2), json!(OPERATOR)), (Some(1), json!(OPERATOR))]
+        );
     }
 }
