@@ -1,6 +1,6 @@
 //! The CA's certificates: the root and intermediate `cairn-node init` makes, and the
-//! Fulcio-profile leaf (interop.md §5.2 and §8.2), as a precertificate and as the final
-//! certificate with its one embedded SCT.
+//! Fulcio-profile leaf (sigstore/fulcio docs/certificate-specification.md), as a precertificate
+//! and as the final certificate with its one embedded SCT.
 //!
 //! Both are built from the same [`Issuance`] with the same extensions in the same order, the
 //! precertificate ending with the poison and the certificate with the SCT list, so that the

@@ -1,6 +1,5 @@
 //! From verified token claims to what the certificate says: the SAN, the issuer extensions and,
-//! for CI workflow identities, the Fulcio extension OIDs (interop.md §5.2;
-//! sigstore/fulcio docs/oid-info.md).
+//! for CI workflow identities, the Fulcio extension OIDs (sigstore/fulcio docs/oid-info.md).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
-//! The CA library end to end without a network: tokens from an in-memory issuer (including every
-//! bad token of reliability.md §8.3), proofs of possession, and the certificate profile with its
-//! SCT.
+//! The CA library end to end without a network: tokens from an in-memory issuer (including bad
+//! ones: malformed, oversized, `alg: none` or HMAC, unknown key, bad signature, expired, wrong
+//! audience, unverified email), proofs of possession, and the certificate profile with its SCT.
 
 #![allow(clippy::unwrap_used)]
 

@@ -17,7 +17,7 @@
 //! - ECDSA P-256/P-384/P-521 and RSA PKCS#1 v1.5: aws-lc-rs. Its `verify_digest_sig` takes a
 //!   digest imported with `Digest::import_less_safe`, so prehashed verification needs no
 //!   hand-written padding or curve code, and it verifies P-256 about 5 times faster than the
-//!   pure-Rust p256 crate on our machines (research/limits.md; `benches/verify.rs`).
+//!   pure-Rust p256 crate on our machines (`benches/verify.rs`).
 //! - Ed25519 and Ed25519ph: ed25519-dalek, strict verification (canonical `S`, no small-order
 //!   `R` or key). aws-lc-rs cannot verify Ed25519ph at all (its `verify_digest_sig` returns an
 //!   error for EdDSA), and its pure Ed25519 verify is no faster than dalek's here.

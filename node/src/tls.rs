@@ -97,7 +97,7 @@ pub enum TlsError {
 
 /// The crypto provider every TLS configuration here uses: the process-wide one when `main`
 /// installed it, otherwise aws-lc-rs (tests). Never `ring`: with two providers compiled in,
-/// rustls cannot choose one and panics (research/deps.md §1).
+/// rustls cannot choose a process-wide default, and building a configuration then panics.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default()
         .cloned()

@@ -1,6 +1,6 @@
-//! Every malformed, oversized, unauthenticated or out-of-range request to a real node gets a
-//! clear 4xx with a machine-readable code, changes nothing, and leaves the process serving
-//! (`research/reliability.md` §8.3, "Log submission API" and "Read and proof APIs").
+//! Every malformed, oversized, unauthenticated or out-of-range request to a real node, to the
+//! log submission API or to the read and proof APIs, gets a clear 4xx with a machine-readable
+//! code, changes nothing, and leaves the process serving.
 //!
 //! Method: one single-node cluster started with `cairn-node dev`, a few good appends, then the
 //! bad requests; afterwards the signed checkpoint must be byte-for-byte the one from before.

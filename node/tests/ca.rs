@@ -5,8 +5,9 @@
 //! - Valid tokens from the provider give certificates that chain to the trust bundle, carry the
 //!   token's email and issuer, and embed an SCT that verifies with the CT key and whose
 //!   `leaf_index` names a committed precertificate entry; the certificate itself is in the log.
-//! - Every bad token of reliability.md §8.3, bad CSRs and proofs of possession are refused with
-//!   their status, append nothing, and an unlisted issuer is never contacted.
+//! - Bad tokens (malformed, unlisted issuer, `alg: none`, bad signature, expired, wrong
+//!   audience, unverified email), bad CSRs and proofs of possession are refused with their
+//!   status, append nothing, and an unlisted issuer is never contacted.
 //! - The leader killed during issuance: every certificate any client received is in the log.
 
 // Test harness code: a failed unwrap is a failed test.

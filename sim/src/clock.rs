@@ -1,7 +1,7 @@
 //! The simulated application clock (`node::env::Clock`): virtual time since the run started,
 //! from a fixed epoch, plus a per-node skew the fault scheduler changes. Only the application
 //! clock is skewed (checkpoint and batch timestamps); openraft's timers run on tokio's paused
-//! clock, whose skew would only affect liveness (`research/raft-sim.md` §2.4 item 10).
+//! clock, whose skew would only affect liveness: openraft's safety does not depend on clocks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

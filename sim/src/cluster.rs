@@ -1,7 +1,8 @@
 //! The simulated cluster: N real nodes, each started through `node::node::Node::start` over redb
 //! on simulated disks, the in-memory network and bundle source, and a simulated clock; crashing
 //! a node takes the crash image of its disks and stops its Raft (`Raft::shutdown` + drop), and
-//! restarting it starts a new `Node` over what survived (`research/raft-sim.md` §2.4 item 9).
+//! restarting it starts a new `Node` over what survived: the disk model, not shared state,
+//! decides what a restarted node sees.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

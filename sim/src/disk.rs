@@ -1,9 +1,9 @@
-//! The simulated disk under the real redb (`research/raft-sim.md` §3.7): a durable image plus
-//! the writes issued since the last `sync_data`. Reads see every write; `sync_data` makes them
-//! durable; a crash keeps the durable image and, chosen from the seed, none, a random subset (at
-//! page granularity) or an in-order prefix ending in a torn write (at sector granularity) of the
-//! unsynced writes. Synced bytes are never corrupted: a crash only ever applies writes redb
-//! really issued.
+//! The simulated disk under the real redb: a durable image plus the writes issued since the
+//! last `sync_data`. Reads see every write; `sync_data` makes them durable; a crash keeps the
+//! durable image and, chosen from the seed, none, a random subset (at page granularity) or an
+//! in-order prefix ending in a torn write (at sector granularity) of the unsynced writes. Synced
+//! bytes are never corrupted: a crash only ever applies writes redb really issued (losing synced
+//! data is outside Raft's fault model; a wiped machine rejoins under a new node id instead).
 //!
 //! A full disk refuses every write and every growth with `StorageFull` until space is freed,
 //! as a real one does at ENOSPC; reads and syncs of what was written still work.

@@ -8,8 +8,8 @@
 //! are chosen from the seed ([`options`], swarm testing: each fault type on or off per seed), a
 //! workload of concurrent clients appends to both logs ([`workload`]), and the log's safety
 //! properties are checked continuously and at the end ([`invariants`]). The same seed replays
-//! the same run bit for bit ([`trace`] hashes it); see `research/raft-sim.md` §2.4 for the
-//! recipe and §5 for the invariants.
+//! the same run bit for bit ([`trace`] hashes it). docs/simulator.md describes a run, its faults
+//! and its invariants, and how to replay a seed.
 
 // rustdoc does not get `build.rustflags`; only real builds must have the cfg.
 #[cfg(not(any(tokio_unstable, doc, doctest)))]

@@ -2,7 +2,7 @@
 //! rejoins under a new id. Each runs through the leader's `add_learner` and `change_membership`,
 //! as the admin API does, while the other faults go on; a change that fails (no leader, the
 //! leader deposed mid-change) is left as it is, and the heal reconciles the membership with the
-//! nodes the simulator still runs (`research/raft-sim.md` §5.1, "membership changes").
+//! nodes the simulator still runs.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
-//! The packet simulator at the `RaftNetwork` seam (`research/raft-sim.md` §2.4 item 8): a call
-//! is delivered straight to the target node's `Raft::{append_entries, vote, install_snapshot}`,
-//! after a seeded delay, unless the request is lost; the response comes back after another
-//! delay unless it is lost (a lost response after a successful append is a case of its own).
+//! The packet simulator at the `RaftNetwork` seam: a call is delivered straight to the target
+//! node's `Raft::{append_entries, vote, install_snapshot}`, after a seeded delay, unless the
+//! request is lost; the response comes back after another delay unless it is lost (a lost
+//! response after a successful append is a case of its own).
 //! Requests may be delivered twice (the copy later, its answer discarded), which is how a stream
 //! gets reordered under 0.9's one-request-in-flight replication. A crashed or partitioned target
 //! is `Unreachable` at once; a lost message is noticed by the caller only at its deadline:

@@ -1,6 +1,6 @@
 //! The options of one run, derived from its seed (swarm testing: every fault type is switched on
 //! or off per seed, and when on gets a random rate), printed on failure so that seed plus commit
-//! replays the run (TigerBeetle's VOPR, `research/raft-sim.md` §5.3).
+//! replays the run (as TigerBeetle's VOPR does).
 
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! Seeded randomness: one independent ChaCha stream per component, derived from the run seed, so
-//! that an extra draw in one component does not reshuffle the others (`research/raft-sim.md`
-//! §2.4 item 3).
+//! that an extra draw in one component does not reshuffle the others.
 
 use rand_chacha03::ChaCha8Rng;
 use rand08::{Rng, SeedableRng};

@@ -1,5 +1,5 @@
 //! The compact trace: one line per event, stamped with virtual microseconds since the run
-//! started, hashed (FNV-1a) so two runs of a seed can be compared (`research/raft-sim.md` §2.2).
+//! started, hashed (FNV-1a) so two runs of a seed can be compared.
 //!
 //! Columns: `<virtual µs> <component> <event> <details>`; components are `n<id>` (a node's Raft
 //! metrics changed: state, term, leader, last log index, applied index), `c<id>` (a client: ack,

@@ -7,7 +7,7 @@
 //! size: a split view, which the witness keeps as evidence) or any other refusal but 409 (the
 //! witness is ahead of what the poller thought; it resynchronises) is a violation of the no-fork
 //! and append-only invariants as a witness sees them (docs/ARCHITECTURE.md, "Invariants of the
-//! log" 2, 3 and 7; `research/reliability.md` §8.1 items 14-15).
+//! log" 2, 3 and 7).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -5,8 +5,8 @@
 //! each checked against the others and the signed root.
 //!
 //! A `NotLeader` answer redirects the client; a timeout, `Unknown` or `Stopped` means the
-//! outcome is unknown, never that the leaf is absent (`research/raft-sim.md` §2.3 lesson 2 and
-//! §5.1 item 11): nothing is concluded from it.
+//! outcome is unknown, never that the leaf is absent (the entry may still commit): nothing is
+//! concluded from it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -28,8 +28,8 @@ fn fixed_seeds_pass() {
     }
 }
 
-/// Determinism self-check (`research/raft-sim.md` §2.4 item 11): the same seed gives the same
-/// trace, twice in one process.
+/// Determinism self-check: the same seed gives the same trace, twice in one process (replaying
+/// a failing seed depends on it).
 #[test]
 fn runs_replay_bit_for_bit() {
     for seed in [2, 7, 110] {
@@ -49,8 +49,8 @@ fn runs_replay_bit_for_bit() {
 }
 
 /// The canary: with `sync_data` a no-op on the Raft log databases (the vote and the log are
-/// never durable, the ahnlich bug class of `research/raft-sim.md` §3.2), a bounded swarm of
-/// crash-heavy seeds must find a violation.
+/// never durable, the bug of a Raft store that writes them without fsync: after a power loss a
+/// node can vote twice in one term), a bounded swarm of crash-heavy seeds must find a violation.
 #[test]
 fn a_lost_fsync_is_found() {
     let mut found = None;

@@ -1,8 +1,8 @@
-//! Pushed witnessing in the simulator, and the lying log operator (`research/reliability.md`
-//! §8.1 item 15): seeds whose nodes publish only with a witness quorum pass every invariant; a
-//! log that signs a second root for a size and shows it to fewer witnesses than the quorum gets
-//! no quorum for it and every witness ends up holding the evidence; and the same run under a
-//! 1-of-N policy, where the fork does gather a quorum, is caught, so the check can fail.
+//! Pushed witnessing in the simulator, and the lying log operator: seeds whose nodes publish
+//! only with a witness quorum pass every invariant; a log that signs a second root for a size
+//! and shows it to fewer witnesses than the quorum gets no quorum for it and every witness ends
+//! up holding the evidence; and the same run under a 1-of-N policy, where the fork does gather
+//! a quorum, is caught, so the check can fail.
 
 use std::time::Duration;
 

@@ -1155,8 +1155,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    // The signed-note spec's example (c2sp.org/signed-note), verified in
-    // research/anchors-tlog.md §B.2.
+    // The signed-note spec's example (c2sp.org/signed-note): its verifier key, and its note
+    // text with the signature line that key verifies.
     const SPEC_VKEY: &str = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k";
     const SPEC_NOTE: &str = "This is an example message.\n\n\u{2014} example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n";
 

@@ -19,12 +19,12 @@
 //! none of that is accepted. Real clients (sigstore-python, sigstore-go, cosign) send exactly
 //! the shape above.
 //!
-//! Strictness (research/reliability.md §8.3): at most [`REQUEST_BYTES_MAX`] bytes; JSON with
-//! no duplicate member, no trailing data, nesting at most [`JSON_DEPTH_MAX`] deep and at most
-//! [`JSON_MEMBERS_MAX`] members per object or array; no unknown members (fields the server
-//! controls, such as `logIndex` or `integratedTime`, get their own error); every field present,
-//! of its JSON type, non-empty and within its bound; canonical standard base64; a digest as
-//! long as the declared algorithm's hash.
+//! Strictness, so that a bad body gets a clear 4xx and changes nothing: at most
+//! [`REQUEST_BYTES_MAX`] bytes; JSON with no duplicate member, no trailing data, nesting at most
+//! [`JSON_DEPTH_MAX`] deep and at most [`JSON_MEMBERS_MAX`] members per object or array; no
+//! unknown members (fields the server controls, such as `logIndex` or `integratedTime`, get
+//! their own error); every field present, of its JSON type, non-empty and within its bound;
+//! canonical standard base64; a digest as long as the declared algorithm's hash.
 //!
 //! DSSE: rekor-tiles dropped `dsseRequestV002` in fa390b1c ("Drop DSSE support", #744;
 //! clients now log a hashedrekord over the PAE digest). Cairn still accepts it, as its API

@@ -1,6 +1,6 @@
 //! The Raft log on `raft-log.redb`: openraft's `RaftLogStorage` and `RaftLogReader`.
 //!
-//! Durability contract (`research/raft-sim.md` §3.2):
+//! Durability contract (what openraft may rely on once a call returns or its callback fires):
 //! - `save_vote`, `truncate`, `purge`: one `Immediate` write transaction each, durable before
 //!   the call returns. `purge` writes `last_purged` in the same transaction as its deletes, so a
 //!   restarted node knows where its log starts.

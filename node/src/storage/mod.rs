@@ -1,20 +1,20 @@
 //! Storage: openraft's log and state machine on redb. The only module of the node that touches
 //! redb.
 //!
-//! Two databases per node (`research/raft-sim.md` §3.3): redb allows one write transaction at a
-//! time per database, and openraft drives log I/O (the Raft core) and apply (the state-machine
-//! worker) from different tasks; on the simulator's single thread a `begin_write` that waits for
-//! another task's transaction would never return. So:
+//! Two databases per node: redb allows one write transaction at a time per database, and
+//! openraft drives log I/O (the Raft core) and apply (the state-machine worker) from different
+//! tasks; on the simulator's single thread a `begin_write` that waits for another task's
+//! transaction would never return. So:
 //! - `raft-log.redb` ([`LogStore`], [`LogReader`]): the Raft log, vote, committed and
 //!   last-purged ids. Appends are group-committed (see [`log_store`]).
 //! - `state.redb` ([`StateStore`], [`StateReader`]): leaves, the dedup index, tile hashes, log
 //!   heads, last applied, last membership and the current snapshot, which is a small
 //!   descriptor: an install fetches the leaves it lacks from other members (see [`snapshot`]).
 //!
-//! Durability contract (`research/raft-sim.md` §3.2): every method that openraft relies on for
-//! safety commits with `Durability::Immediate` before it returns (vote, truncate, purge, apply,
-//! snapshot install, whose final transaction is the one that makes it visible); `append` commits
-//! with `Durability::None` so entries are readable at once, and its callback fires only after a
+//! Durability contract: every method that openraft relies on for safety commits with
+//! `Durability::Immediate` before it returns (vote, truncate, purge, apply, snapshot install,
+//! whose final transaction is the one that makes it visible); `append` commits with
+//! `Durability::None` so entries are readable at once, and its callback fires only after a
 //! later `Immediate` commit made them durable. No redb
 //! transaction and no lock guard is ever held across an `.await`: every redb call runs, start to
 //! commit, inside one closure passed to [`Blocking::run`](crate::env::Blocking::run).

@@ -1,10 +1,10 @@
 //! The state machine on `state.redb`: openraft's `RaftStateMachine`.
 //!
-//! Durability contract (`research/raft-sim.md` §3.2): `apply` runs a whole batch of entries in
-//! ONE `Immediate` write transaction: the leaves, dedup index, tile hashes and heads that
-//! `state_machine::apply` writes, the last membership and the last applied log id commit
-//! together and are fsynced before `apply` returns, or none of it happens (a crash never
-//! re-applies an entry, which would append duplicate leaves on one replica).
+//! Durability contract: `apply` runs a whole batch of entries in ONE `Immediate` write
+//! transaction: the leaves, dedup index, tile hashes and heads that `state_machine::apply`
+//! writes, the last membership and the last applied log id commit together and are fsynced
+//! before `apply` returns, or none of it happens (a crash never re-applies an entry, which would
+//! append duplicate leaves on one replica).
 //!
 //! Reads go through [`StateReader`](super::view::StateReader), which opens one redb read
 //! transaction per view.

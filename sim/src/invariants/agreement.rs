@@ -1,8 +1,9 @@
 //! Replica agreement: equal applied index implies equal heads (size, root, signed checkpoint),
 //! across nodes and across time.
 //!
-//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 5; `research/raft-sim.md` §5.1 item 8
-//! (compare at equal applied index, never at unequal ones, §2.3's false alarm).
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 5. Replicas are compared only at equal
+//! applied index: one that has not yet applied a trailing entry is behind, not divergent, and
+//! comparing unequal ones raises false alarms.
 
 use super::{Checker, NodeState};
 

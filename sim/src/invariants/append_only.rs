@@ -1,10 +1,10 @@
 //! Append-only: every pair of signed checkpoints of a log seen anywhere is consistent.
 //!
-//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 2; `research/raft-sim.md` §5.1 item 9
-//! (RFC 9162 consistency proofs). Each checkpoint seen is proven consistent with the largest
-//! tree a running node holds, by a consistency proof computed from that node's stored tiles
-//! and verified against both signed roots; consistency with a common larger tree makes every
-//! pair consistent. The node's own root is tied to everyone else's by [`super::no_fork`].
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 2, checked with RFC 9162 consistency
+//! proofs. Each checkpoint seen is proven consistent with the largest tree a running node
+//! holds, by a consistency proof computed from that node's stored tiles and verified against
+//! both signed roots; consistency with a common larger tree makes every pair consistent. The
+//! node's own root is tied to everyone else's by [`super::no_fork`].
 
 use node::types::LogName;
 use tlog::Hash;

@@ -5,10 +5,10 @@
 //! - for each origin and size, at most one root gathers the policy's quorum of cosignatures,
 //!   counted across witnesses; and the operator's fork ([`crate::malicious`]) gathers none.
 //!
-//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 3 and 7; `research/reliability.md`
-//! I8 (a witness's stored size never decreases, it never cosigns an inconsistent checkpoint)
-//! and §8.1 item 15 (a log that signs two roots for one size: neither fork gathers the quorum
-//! twice, and the one shown to fewer than the quorum gathers none).
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 3 and 7 (a witness's stored size never
+//! decreases, it never cosigns an inconsistent checkpoint); and when a log signs two roots for
+//! one size, at most one gathers the quorum, and the one shown to fewer witnesses than the
+//! quorum gathers none.
 
 use std::collections::{BTreeMap, BTreeSet};
 

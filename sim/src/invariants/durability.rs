@@ -1,12 +1,12 @@
 //! Durability of acknowledged appends: every acknowledged (index, leaf) is at that index, byte
 //! for byte, on every node that has applied that far, and in every later checkpoint.
 //!
-//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 1; `research/raft-sim.md` §5.1 item
-//! 11 (failed or timed-out submissions are unknown, never assumed absent; dedup holds: one
-//! canonical leaf has one index). Continuously, each node is compared with the acknowledgements
-//! below its size; at the end, each acknowledged leaf's inclusion proof, computed from each
-//! node's stored tiles, must verify against that node's latest signed root, which
-//! [`super::append_only`] ties to every later checkpoint.
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 1. Failed or timed-out submissions are
+//! unknown, never assumed absent; dedup holds: one canonical leaf has one index. Continuously,
+//! each node is compared with the acknowledgements below its size; at the end, each
+//! acknowledged leaf's inclusion proof, computed from each node's stored tiles, must verify
+//! against that node's latest signed root, which [`super::append_only`] ties to every later
+//! checkpoint.
 
 use node::types::LogName;
 

@@ -5,9 +5,9 @@
 //! while its metrics may show a term it has not saved yet, which a crash may legitimately lose.
 //!
 //! Source: the Raft paper's Figure 2 ("persistent state on all servers: currentTerm,
-//! votedFor"); `research/raft-sim.md` §5.1 items 1 and 2. Election Safety as the paper states
-//! it (one leader per term) is *not* checked: openraft 0.9 without `single-term-leader` (as
-//! Cairn builds it) identifies a leader by (term, node id) and allows several leaders in one
+//! votedFor"); docs/ARCHITECTURE.md, "Invariants of the log" 8. Election Safety as the paper
+//! states it (one leader per term) is *not* checked: openraft 0.9 without `single-term-leader`
+//! (as Cairn builds it) identifies a leader by (term, node id) and allows several leaders in one
 //! term, each with its own leader id, which its log ids carry; that one committed entry exists
 //! per index is what [`super::agreement`], [`super::no_fork`] and [`super::durability`] check.
 

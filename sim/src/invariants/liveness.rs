@@ -4,8 +4,8 @@
 //! acknowledged entry ([`super::witnessed::covered`]), and after a fork every witness holds its
 //! evidence ([`super::split_view::alarmed`]).
 //!
-//! Source: `research/raft-sim.md` §5.1 item 13 (heal, then converge within a bound) and §5.3
-//! (TigerBeetle's liveness mode).
+//! Source: the liveness mode of TigerBeetle's simulator, the VOPR: heal, then converge within a
+//! bound, which catches livelocks that checking safety alone never sees.
 
 use super::Checker;
 use crate::cluster::Cluster;

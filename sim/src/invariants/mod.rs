@@ -2,12 +2,13 @@
 //! read view of every running node) and at the end of a run. One module per invariant, each
 //! citing where it comes from; all of them record into one [`Checker`].
 //!
-//! Sources: docs/ARCHITECTURE.md "Invariants of the log" (1-5) and `research/raft-sim.md` §5.1
-//! (1, 2, 6, 8, 9, 10, 11, 13): [`durability`] (1, 11), [`append_only`] (2, 9), [`no_fork`] (3,
-//! 10), [`reproducible`] (4), [`agreement`] (5, 8), [`monotonic`] (6), [`election`] (Raft's
-//! persistent term and vote, §5.1 items 1-2), [`liveness`] (13); with pushed witnesses,
-//! [`witnessed`] (invariant 8: publication only with the quorum), [`cosigning`] (invariant 7,
-//! `research/reliability.md` I8 and §8.1 item 15) and [`split_view`] (§8.1 item 15).
+//! Sources: docs/ARCHITECTURE.md "Invariants of the log": [`durability`] (1), [`append_only`]
+//! (2), [`no_fork`] (3), [`reproducible`] (4), [`agreement`] (5), [`election`] (8: Raft's
+//! persistent term and vote); [`monotonic`] (sizes and applied indices never go back, across
+//! restarts), [`liveness`] (heal, then converge within a bound); with pushed witnesses,
+//! [`witnessed`] (9: publication only with the quorum), [`cosigning`] (3 and 7, and a forking
+//! log gets no quorum for the fork) and [`split_view`] (the witnesses catch a fork and keep both
+//! signed checkpoints as evidence).
 
 use std::collections::BTreeMap;
 

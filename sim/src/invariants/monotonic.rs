@@ -1,7 +1,8 @@
 //! Monotonic per node, across restarts: the applied index and every log's size never go back.
 //!
-//! Source: `research/raft-sim.md` §5.1 item 6 (a regression after a restart means a lost
-//! fsync) and item 10 (sizes monotonic); apply commits durably, so this holds over crashes.
+//! Source: the storage's durability contract (`node::storage`): apply commits durably, so this
+//! holds over crashes, and a regression after a restart means a lost fsync. A log only grows
+//! (docs/ARCHITECTURE.md, "Invariants of the log" 2).
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! No fork: one root per (origin, size), across everything any node signed or any client saw.
 //!
-//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 3; `research/raft-sim.md` §5.1 items 8
-//! and 10 (at most one checkpoint per size per origin).
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 3 (at most one checkpoint per size per
+//! origin).
 
 use tlog::Hash;
 

@@ -2,9 +2,8 @@
 //! the node's leaf index finds every stored leaf by its leaf hash and by each of its search keys
 //! (the index is derived from the leaves, through crashes, merges and snapshot catch-up alike).
 //!
-//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 4; `research/raft-sim.md` §5.1 items
-//! 9 and 10 (a `CheckLog`-style full recomputation from stored leaves). Run at the end of a run
-//! (it reads every leaf).
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 4 (a full recomputation from stored
+//! leaves). Run at the end of a run (it reads every leaf).
 
 use super::{Checker, NodeState};
 

@@ -4,9 +4,9 @@
 //! checkpoint on one side and one the honest log signed on the other. An honest log gives no
 //! witness any evidence, and a run told to fork must have forked.
 //!
-//! Source: `research/reliability.md` §8.1 item 15 (the alarm is raised with both signed
-//! checkpoints as evidence) and the threat table's "equivocation / split view" row (witnesses
-//! gossip); docs/ARCHITECTURE.md, `witness` ("Split views").
+//! Source: docs/ARCHITECTURE.md, `witness` ("Split views"): a log that equivocates is caught by
+//! a witness refusing the second root or by the witnesses' gossip, and the alarm is raised with
+//! both signed checkpoints as evidence.
 
 use node::types::LogName;
 use tlog::Hash;

@@ -5,9 +5,9 @@
 //! After healing, every node publishes a checkpoint covering every acknowledged entry
 //! ([`covered`], part of [`super::liveness`]).
 //!
-//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 8 (with witnessing configured, no
-//! checkpoint is served or returned without its quorum); `research/reliability.md` I9 (every
-//! acknowledged entry in a signed and cosigned checkpoint once faults heal).
+//! Source: docs/ARCHITECTURE.md, "Invariants of the log" 9 (with witnessing configured, no
+//! checkpoint is served or returned without its quorum); and, for liveness, once faults heal
+//! every acknowledged entry is in a signed and cosigned checkpoint.
 
 use node::types::LogName;
 use tlog::note::NoteSignature;
