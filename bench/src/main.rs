@@ -122,7 +122,7 @@ enum Commands {
     /// Runs each part as a child process of this binary with the report's settings (appends
     /// on 1 and 3 nodes at several client counts, the keyless CA), each with the leader's CPU
     /// profile, then writes OUT/report.json, OUT/README.md (where Cairn stands against
-    /// DESIGN.md's targets, and the bottleneck of each target not met), OUT/*.svg and each
+    /// its design targets, and the bottleneck of each target not met), OUT/*.svg and each
     /// part's raw JSON in OUT/raw/. `scripts/bench-report` installs what it needs, builds and
     /// runs it:
     ///

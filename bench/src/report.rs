@@ -3,7 +3,7 @@
 //! Each part runs as a child process of this same binary (`cairn-bench appends --json ...`),
 //! exactly as a user would run it alone, so the report and a hand-run measurement are the same
 //! measurement. The results are read back as JSON, combined into `report.json`, and written
-//! up as `README.md` with SVG plots and the standing against DESIGN.md's targets, each target
+//! up as `README.md` with SVG plots and the standing against its design targets, each target
 //! not met with its bottleneck named from the leader's CPU profile.
 
 use std::fmt::Write as _;
@@ -284,7 +284,7 @@ fn highest<'a>(runs: impl IntoIterator<Item = &'a Value>, field: &str) -> Option
         .max_by(|a, b| f(&a[field]).total_cmp(&f(&b[field])))
 }
 
-/// DESIGN.md's targets, each with where Cairn stands.
+/// The design targets, each with where Cairn stands.
 fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
     let mut targets = Vec::new();
     let three = cairn_three_nodes(parts);
