@@ -180,6 +180,18 @@ async fn serve(args: &ServeArgs, poll: bool) -> Result<(), Failure> {
         (None, false) => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7380))),
     };
     if let Some(address) = listen {
+        let room = u64::try_from(witness::server::CONNECTIONS_MAX)
+            .unwrap_or(u64::MAX)
+            .saturating_add(256);
+        match witness::server::raise_open_files_limit() {
+            Ok(limit) if limit < room => eprintln!(
+                "warning: the open-file limit ({limit}) is below the witness's {} connections \
+                 plus 256; raise the hard limit (ulimit -Hn)",
+                witness::server::CONNECTIONS_MAX
+            ),
+            Ok(_) => {}
+            Err(error) => eprintln!("warning: could not raise the open-file limit: {error}"),
+        }
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("listening on {address}"))

@@ -97,10 +97,14 @@ impl Checks {
         }
     }
 
-    /// One running check per core, and four times as many waiting.
+    /// One running check per core, and 64 per core waiting. A check is a few signature
+    /// verifications, tenths of a millisecond each, so a full queue is tens of milliseconds of
+    /// work: the bound is on a flood's memory and wait, not on a burst of honest clients. (Four
+    /// per core turned 64 clients' appends into 503s and one-second retries, cutting the
+    /// append rate by more than half.)
     pub fn per_core(blocking: Blocking) -> Checks {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Checks::new(blocking, cores, 4 * cores)
+        Checks::new(blocking, cores, 64 * cores)
     }
 
     /// Runs `work` once admitted, or refuses it at once if `running + waiting` checks are

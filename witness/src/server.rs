@@ -37,6 +37,21 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most connections open at once.
 pub const CONNECTIONS_MAX: usize = 1024;
 
+/// Raises this process's soft limit on open files to its hard limit and returns the soft limit
+/// now in force. Every connection is a file descriptor, and the usual soft limit (1024) is not
+/// above [`CONNECTIONS_MAX`], so without this a connection flood would leave no descriptor for
+/// the store or the polls before the cap refused anything (`cairn-node` raises its own the same
+/// way).
+pub fn raise_open_files_limit() -> Result<u64, std::io::Error> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    Ok(hard)
+}
+
 /// What a connection past [`CONNECTIONS_MAX`] gets before it is closed, written without waiting.
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 retry-after: 1\r\nconnection: close\r\ncontent-length: 22\r\n\r\ntoo many connections\r\n";
