@@ -305,6 +305,23 @@ pub(crate) fn append_leaf<A: StateAccess>(
     hash: Hash,
     leaf: &[u8],
 ) -> Result<u64, StateError> {
+    // The search keys are derived from the leaf alone and indexed with it, so replicas agree
+    // on them and a snapshot install indexes the leaves it fetches.
+    let keys: Vec<SearchKey> = crate::search::keys(leaf).into_iter().collect();
+    append_leaf_with_keys(state, log, tree, scratch, hash, leaf, &keys)
+}
+
+/// [`append_leaf`] for a leaf whose hash and search keys were derived already (snapshot
+/// catch-up derives them while the previous chunk is written).
+pub(crate) fn append_leaf_with_keys<A: StateAccess>(
+    state: &mut A,
+    log: &LogName,
+    tree: &mut Tree,
+    scratch: &mut Vec<(TreeNodeId, Hash)>,
+    hash: Hash,
+    leaf: &[u8],
+    keys: &[SearchKey],
+) -> Result<u64, StateError> {
     let index = tree
         .append(hash, |node, node_hash| {
             if node.level % tlog::tile::TILE_HEIGHT == 0 {
@@ -312,10 +329,7 @@ pub(crate) fn append_leaf<A: StateAccess>(
             }
         })
         .map_err(|error| StateError::Storage(error.to_string()))?;
-    // The search keys are derived from the leaf alone and indexed with it, so replicas agree
-    // on them and a snapshot install indexes the leaves it fetches.
-    let keys: Vec<SearchKey> = crate::search::keys(leaf).into_iter().collect();
-    state.put_leaf(log, index.0, &hash, leaf, &keys)?;
+    state.put_leaf(log, index.0, &hash, leaf, keys)?;
     for (node, node_hash) in scratch.drain(..) {
         state.put_tile_hash(log, node, &node_hash)?;
     }

@@ -445,14 +445,38 @@ pub(crate) fn stored_leaves(
     Ok(out)
 }
 
-/// Appends committed leaves to `log` through [`state_machine::append_leaf`], overwriting any
+/// A leaf fetched for an install, with what apply would derive from it.
+#[derive(Debug)]
+pub(crate) struct FetchedLeaf {
+    /// The leaf hash (RFC 6962).
+    pub(crate) hash: Hash,
+    /// Its search keys (`search::keys`).
+    pub(crate) keys: Vec<crate::search::SearchKey>,
+    /// The canonical leaf body.
+    pub(crate) leaf: Vec<u8>,
+}
+
+/// Derives each leaf's hash and search keys: the CPU work of an install, done off the write
+/// transaction so that it runs while the previous chunk is written.
+pub(crate) fn prepare(leaves: Vec<Vec<u8>>) -> Vec<FetchedLeaf> {
+    leaves
+        .into_iter()
+        .map(|leaf| FetchedLeaf {
+            hash: tlog::leaf_hash(&leaf),
+            keys: crate::search::keys(&leaf).into_iter().collect(),
+            leaf,
+        })
+        .collect()
+}
+
+/// Appends committed leaves to `log` through [`state_machine::append_leaf_with_keys`], overwriting any
 /// row left at their indices by an earlier, unverified attempt, and writes their batch times
 /// (`times`, a checked answer for exactly these leaves) in the same transaction.
 pub(crate) fn append_chunk(
     db: &Database,
     log: &LogName,
     mut tree: Tree,
-    leaves: &[Vec<u8>],
+    leaves: &[FetchedLeaf],
     times: &BatchTimes,
     durable: bool,
 ) -> Result<Tree, DiskError> {
@@ -468,15 +492,22 @@ pub(crate) fn append_chunk(
         let first = tree.size().0;
         state.replace_batch_times(log, first, first + leaves.len() as u64, times)?;
         let mut scratch = Vec::new();
-        for leaf in leaves {
+        for fetched in leaves {
             // A row an earlier, unverified attempt left at this index (leaf and index row
             // alike) is overwritten.
-            let hash = tlog::leaf_hash(leaf);
-            state_machine::append_leaf(&mut state, log, &mut tree, &mut scratch, hash, leaf)
-                .map_err(|source| DiskError::Apply {
-                    log_id: format!("snapshot catch-up of {log}"),
-                    source,
-                })?;
+            state_machine::append_leaf_with_keys(
+                &mut state,
+                log,
+                &mut tree,
+                &mut scratch,
+                fetched.hash,
+                &fetched.leaf,
+                &fetched.keys,
+            )
+            .map_err(|source| DiskError::Apply {
+                log_id: format!("snapshot catch-up of {log}"),
+                source,
+            })?;
         }
     }
     txn.commit()?;
