@@ -190,9 +190,12 @@ pub fn csr(data: &[u8]) {
 /// An OIDC ID token, verified by the CA's verifier against one issuer (the seeds' issuer, whose
 /// discovery document and keys are served from memory) at a fixed time.
 pub fn id_token(data: &[u8]) {
-    let Ok(token) = std::str::from_utf8(data) else {
-        return;
-    };
+    let _ = verify_id_token(data);
+}
+
+/// What [`id_token`] does, with the outcome: `None` when the bytes are not UTF-8.
+pub fn verify_id_token(data: &[u8]) -> Option<Result<ca::identity::Identity, ca::TokenError>> {
+    let token = std::str::from_utf8(data).ok()?;
     let verifier = ca::oidc::TokenVerifier::new(
         vec![ca::oidc::IssuerConfig {
             url: seeds::ISSUER.to_owned(),
@@ -201,7 +204,7 @@ pub fn id_token(data: &[u8]) {
         }],
         Arc::new(IssuerDocuments),
     );
-    let _ = runtime().block_on(verifier.verify(token, seeds::NOW_UNIX_SECONDS));
+    Some(runtime().block_on(verifier.verify(token, seeds::NOW_UNIX_SECONDS)))
 }
 
 /// A Raft message body as the cluster endpoints decode it: the first byte chooses the

@@ -53,20 +53,45 @@ fn every_target_has_a_corpus_directory_and_no_other_exists() {
 }
 
 #[test]
-fn generated_seeds_replay_and_are_accepted_by_their_parsers() {
-    for (name, file, data) in fuzz_targets::seeds::seeds() {
+fn generated_seeds_replay_and_pass_their_checks() {
+    use fuzz_targets::seeds;
+    let verifiers = tlog::note::Verifiers::from_verifiers([seeds::log_signer().verifier()])
+        .expect("one verifier");
+    let entry = tlog::leaf_hash(seeds::LEAVES[0]);
+    for (name, file, data) in seeds::seeds() {
         let target = fuzz_targets::target(name).unwrap_or_else(|| panic!("no target {name}"));
         target(&data);
-        // The seeds are valid, so the fuzzer starts past the parsers.
+        // The seeds are valid and signed with the targets' keys, so the fuzzer starts past the
+        // parsers and the signature checks.
+        let text = std::str::from_utf8(&data);
         let accepted = match name {
-            "note" | "checkpoint" | "cosignature" => tlog::note::Note::parse(&data).is_ok(),
-            "tlog_proof" => tlog::tlog_proof::TlogProof::parse(&data).is_ok(),
-            "policy" => std::str::from_utf8(&data)
-                .is_ok_and(|text| tlog::policy::Policy::parse(text).is_ok()),
+            "note" => tlog::note::open(&data, &verifiers).is_ok(),
+            "checkpoint" => tlog::checkpoint::open(&data, &verifiers).is_ok(),
+            "cosignature" => tlog::note::Note::parse(&data).is_ok_and(|note| {
+                note.signatures().iter().any(|signature| {
+                    seeds::witness_verifier()
+                        .verify(note.text(), &signature.signature)
+                        .is_ok()
+                })
+            }),
+            "tlog_proof" => tlog::tlog_proof::TlogProof::parse(&data)
+                .is_ok_and(|proof| proof.verify(&entry, &verifiers).is_ok()),
+            "policy" => text.is_ok_and(|text| {
+                tlog::policy::Policy::parse(text).is_ok_and(|policy| {
+                    policy
+                        .verify_checkpoint(seeds::signed_checkpoint().as_bytes())
+                        .is_ok()
+                })
+            }),
+            "vkey" => text.is_ok_and(|text| tlog::note::Verifier::parse(text).is_ok()),
             "witness_request" => witness::request::AddCheckpoint::parse(&data).is_ok(),
+            "id_token" => matches!(fuzz_targets::verify_id_token(&data), Some(Ok(_))),
             "snapshot_descriptor" => node::storage::snapshot::split_data(&data).is_ok(),
             _ => true,
         };
-        assert!(accepted, "generated seed {name}/{file} does not parse");
+        assert!(
+            accepted,
+            "generated seed {name}/{file} does not pass its checks"
+        );
     }
 }
