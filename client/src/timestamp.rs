@@ -162,6 +162,18 @@ impl From<der::DerError> for TimestampError {
     }
 }
 
+/// Parses a DER `TimeStampResp` without verifying anything and returns its unverified
+/// `genTime`: the parser [`verify`] runs first, public for the fuzz targets (`fuzz/`).
+pub fn parse(response: &[u8]) -> Result<UnixMillis, TimestampError> {
+    if response.len() > TIMESTAMP_BYTES_MAX {
+        return Err(TimestampError::TooLarge {
+            len: response.len(),
+            max: TIMESTAMP_BYTES_MAX,
+        });
+    }
+    Ok(Token::parse(response)?.gen_time)
+}
+
 /// Verifies a DER `TimeStampResp` over `signature` against the trusted `authorities`; returns
 /// the verified `genTime`.
 pub fn verify(

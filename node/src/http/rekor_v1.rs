@@ -464,14 +464,17 @@ fn consistency(
 }
 
 /// One thing a `retrieve` request asks for.
-enum Lookup {
+#[derive(Debug)]
+pub enum Lookup {
+    /// The entry at this log index.
     Index(u64),
+    /// The entry with this leaf hash.
     LeafHash(Hash),
 }
 
 /// `{"entryUUIDs": [...], "logIndexes": [...], "entries": [<proposed entry>...]}`: a proposed
-/// entry is found by the leaf hash of its canonical body.
-fn retrieve_request(body: &[u8]) -> Result<Vec<Lookup>, ApiError> {
+/// entry is found by the leaf hash of its canonical body. Public for the fuzz targets (`fuzz/`).
+pub fn retrieve_request(body: &[u8]) -> Result<Vec<Lookup>, ApiError> {
     let request: Value = serde_json::from_slice(body)
         .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
     let mut wanted = Vec::new();
@@ -519,11 +522,7 @@ async fn submit(
     let checked = body.clone();
     let canonical = node
         .checks
-        .run(move || {
-            let proposed: Value = serde_json::from_slice(&checked)
-                .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
-            verify_and_canonicalize(&proposed)
-        })
+        .run(move || parse_submission(&checked))
         .await??;
     let sequenced = match submit_or_forward(
         node,
@@ -572,6 +571,14 @@ async fn submit(
 /// Checks a proposed hashedrekord 0.0.1, dsse 0.0.1 or intoto 0.0.2 entry (its signatures
 /// against their keys or certificates) and returns its canonical body, built by `tlog::entry`
 /// exactly as Rekor canonicalises it (the same code verifiers use to rebuild it).
+/// The body of `POST /api/v1/log/entries` to the canonical entry it would log: the parsing and
+/// checks the endpoint runs before sequencing. Public for the fuzz targets (`fuzz/`).
+pub fn parse_submission(body: &[u8]) -> Result<String, ApiError> {
+    let proposed: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    verify_and_canonicalize(&proposed)
+}
+
 pub(crate) fn verify_and_canonicalize(proposed: &Value) -> Result<String, ApiError> {
     let (kind, spec) = kind_and_spec(proposed)?;
     match kind {

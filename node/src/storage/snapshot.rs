@@ -268,8 +268,9 @@ fn read_pair(
 /// self-consistent (its edge gives its root) and carries a checkpoint signed by the log's key
 /// over exactly that size and root.
 /// The descriptor part of a snapshot's data, and the members the sender appended (see
-/// [`with_members`]): a list of addresses after the descriptor, or nothing.
-fn split_data(data: &[u8]) -> Result<(Descriptor, Vec<NodeAddress>), String> {
+/// [`with_members`]): a list of addresses after the descriptor, or nothing. Public for the fuzz
+/// targets (`fuzz/`).
+pub fn split_data(data: &[u8]) -> Result<(Descriptor, Vec<NodeAddress>), String> {
     let (descriptor, rest) = postcard::take_from_bytes::<Descriptor>(data)
         .map_err(|error| format!("does not decode: {error}"))?;
     let members = match rest {
