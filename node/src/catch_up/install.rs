@@ -27,6 +27,9 @@ use crate::storage::snapshot::{
 use crate::storage::{DiskError, IndexShape, SharedDb, SharedTailMemory, catch_up_leaf_index_to};
 use crate::types::{LogName, NodeAddress};
 
+/// A chunk being written: it resolves to the grown tree.
+type Appending<'a> = Pin<Box<dyn Future<Output = Result<Tree, DiskError>> + Send + 'a>>;
+
 /// Installs snapshots: everything `install_snapshot` needs, cloned out of the state store.
 #[derive(Clone)]
 pub(crate) struct Installer {
@@ -263,9 +266,7 @@ impl Installer {
         let chunk_leaves = self.policy.bundles_per_chunk.max(1) * tile_width;
         // One chunk is written (on a blocking thread) while the next one is fetched: waiting
         // for the write before fetching on left the network idle for the write's length.
-        let mut appending: Option<
-            Pin<Box<dyn Future<Output = Result<Tree, DiskError>> + Send + '_>>,
-        > = None;
+        let mut appending: Option<Appending<'_>> = None;
         let mut grown = Some(tree);
         loop {
             while in_flight.len() < self.policy.bundles_in_flight.max(1)
