@@ -43,14 +43,14 @@ impl std::fmt::Debug for NewCa {
     }
 }
 
-fn time_at(unix_seconds: u64) -> Result<time::OffsetDateTime, CertError> {
+pub(crate) fn time_at(unix_seconds: u64) -> Result<time::OffsetDateTime, CertError> {
     i64::try_from(unix_seconds)
         .ok()
         .and_then(|seconds| time::OffsetDateTime::from_unix_timestamp(seconds).ok())
         .ok_or_else(|| CertError::Malformed(format!("time {unix_seconds} out of range")))
 }
 
-fn rcgen_error(what: &str) -> impl Fn(rcgen::Error) -> CertError + '_ {
+pub(crate) fn rcgen_error(what: &str) -> impl Fn(rcgen::Error) -> CertError + '_ {
     move |error| CertError::Key(format!("{what}: {error}"))
 }
 
@@ -137,7 +137,7 @@ impl std::fmt::Debug for Authority {
     }
 }
 
-fn single_certificate(pem: &str, what: &str) -> Result<Vec<u8>, CertError> {
+pub(crate) fn single_certificate(pem: &str, what: &str) -> Result<Vec<u8>, CertError> {
     let mut certificates = CertificateDer::pem_slice_iter(pem.as_bytes());
     let first = certificates
         .next()

@@ -37,6 +37,7 @@ use x509_cert::spki::AlgorithmIdentifierOwned;
 use x509_tsp::{TimeStampReq, TimeStampResp, TspVersion, TstInfo};
 
 use crate::CertError;
+use crate::cert::{rcgen_error, single_certificate, time_at};
 
 /// The policy every token names: the default of Sigstore's timestamp-authority, whose API this
 /// one implements (clients do not require a particular policy; docs/decisions/0006).
@@ -120,17 +121,6 @@ impl std::fmt::Debug for NewTsa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewTsa").finish_non_exhaustive()
     }
-}
-
-fn rcgen_error(what: &str) -> impl Fn(rcgen::Error) -> CertError + '_ {
-    move |error| CertError::Key(format!("{what}: {error}"))
-}
-
-fn time_at(unix_seconds: u64) -> Result<time::OffsetDateTime, CertError> {
-    i64::try_from(unix_seconds)
-        .ok()
-        .and_then(|seconds| time::OffsetDateTime::from_unix_timestamp(seconds).ok())
-        .ok_or_else(|| CertError::Malformed(format!("time {unix_seconds} out of range")))
 }
 
 /// Makes a TSA root and signing certificate valid from `now_unix_seconds` for ten years.
@@ -341,18 +331,6 @@ impl std::fmt::Debug for TimestampAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimestampAuthority").finish_non_exhaustive()
     }
-}
-
-fn single_certificate(pem: &str, what: &str) -> Result<Vec<u8>, CertError> {
-    let mut certificates = rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes());
-    let first = certificates
-        .next()
-        .ok_or_else(|| CertError::Key(format!("{what}: no certificate")))?
-        .map_err(|error| CertError::Key(format!("{what}: {error}")))?;
-    if certificates.next().is_some() {
-        return Err(CertError::Key(format!("{what}: more than one certificate")));
-    }
-    Ok(first.to_vec())
 }
 
 impl TimestampAuthority {

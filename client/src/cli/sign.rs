@@ -377,13 +377,9 @@ impl Signer {
         let url = match route {
             LogRoute::V1 { url } => url,
             LogRoute::V2 { url, tsa_url } => {
-                let request = json!({ "hashedRekordRequestV002": {
-                    "digest": BASE64.encode(digest.as_ref()),
-                    "signature": { "content": BASE64.encode(&signature), "verifier": self.verifier()? },
-                } });
                 return Ok(json!({
                     "mediaType": BUNDLE_MEDIA_TYPE,
-                    "verificationMaterial": self.v2_material(http, url, tsa_url, &request, &signature)?,
+                    "verificationMaterial": self.v2_material(http, url, tsa_url, digest.as_ref(), &signature)?,
                     "messageSignature": message_signature,
                 }));
             }
@@ -464,13 +460,9 @@ impl Signer {
                 // Rekor v2 logs an envelope as a hashedrekord over the SHA-256 of its PAE (it
                 // dropped the dsse kind; sigstore-python 4.5 sends the same request).
                 let digest = aws_lc_rs::digest::digest(&SHA256, &pae);
-                let request = json!({ "hashedRekordRequestV002": {
-                    "digest": BASE64.encode(digest.as_ref()),
-                    "signature": { "content": BASE64.encode(&signature), "verifier": self.verifier()? },
-                } });
                 return Ok(json!({
                     "mediaType": BUNDLE_MEDIA_TYPE,
-                    "verificationMaterial": self.v2_material(http, url, tsa_url, &request, &signature)?,
+                    "verificationMaterial": self.v2_material(http, url, tsa_url, digest.as_ref(), &signature)?,
                     "dsseEnvelope": envelope,
                 }));
             }
@@ -506,8 +498,9 @@ impl Signer {
         Ok(verifier)
     }
 
-    /// Timestamps `signature` at `tsa_url`, logs `request` through the Rekor v2 API at `url`,
-    /// and returns the bundle's verification material: the entry as the log answered it (a
+    /// Timestamps `signature` at `tsa_url`, logs it over `digest` as a hashedrekord 0.0.2
+    /// request through the Rekor v2 API at `url` (an attestation's digest is its PAE's), and
+    /// returns the bundle's verification material: the entry as the log answered it (a
     /// `TransparencyLogEntry`) and the TSA's reply. The timestamp comes first: it proves the
     /// signature existed while the certificate was valid, and a log entry made without one
     /// would prove nothing to a verifier.
@@ -516,9 +509,13 @@ impl Signer {
         http: &Http,
         url: &str,
         tsa_url: &str,
-        request: &Value,
+        digest: &[u8],
         signature: &[u8],
     ) -> anyhow::Result<Value> {
+        let request = json!({ "hashedRekordRequestV002": {
+            "digest": BASE64.encode(digest),
+            "signature": { "content": BASE64.encode(signature), "verifier": self.verifier()? },
+        } });
         let mut nonce = [0u8; 8];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow::anyhow!("no randomness"))?;
         let query = client::timestamp::request(signature, nonce)?;
@@ -538,7 +535,7 @@ impl Signer {
                 hyper::Method::POST,
                 &format!("{url}/api/v2/log/entries"),
                 &[("content-type", "application/json".to_owned())],
-                serde_json::to_vec(request)?,
+                serde_json::to_vec(&request)?,
                 &[],
             )
             .context("logging the signature (Rekor v2)")?
