@@ -38,6 +38,7 @@ use crate::state_machine::{Logs, StateError};
 // and the readers it shares with the view), the leaf index's bulk builds, the read view, the
 // snapshot's transactions, and the openraft adapters on top.
 pub mod leaf_index;
+pub(crate) mod leaf_stream;
 pub mod log_store;
 mod reindex;
 pub(crate) mod rows;

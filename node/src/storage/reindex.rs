@@ -5,10 +5,11 @@
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle, WriteTransaction};
 
 use super::leaf_index::{self, IndexShape, IndexTables, Upkeep};
+use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, LeafStream};
 use super::rows::create_state_tables;
 use super::tables::{
-    HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, LEAVES, OLD_LEAF_INDEX,
-    OLD_SEARCH, SM_META, decode,
+    HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, OLD_LEAF_INDEX, OLD_LEAVES,
+    OLD_SEARCH, SM_META, TILE_HASHES, decode,
 };
 use super::{DiskError, begin_immediate};
 use crate::search::SearchKey;
@@ -35,6 +36,69 @@ pub(crate) fn drop_old_index(txn: &WriteTransaction) -> Result<bool, DiskError> 
         return Ok(false);
     }
     Ok(true)
+}
+
+/// Leaves moved per transaction from a row each to the leaf stream.
+const MOVE_CHUNK: usize = 65_536;
+
+/// Moves the leaves of a database from before `leaf_stream` (a row per leaf in
+/// [`OLD_LEAVES`], a row per leaf hash at Merkle level 0) into the leaf stream, in bounded
+/// transactions that each move the lowest remaining leaves of a log and delete their rows, so
+/// a crash part way leaves every leaf in exactly one of the two layouts and the next open
+/// goes on from there. Deletes the old table once it is empty.
+pub(crate) fn move_leaf_rows(db: &Database) -> Result<(), DiskError> {
+    let exists = |txn: &WriteTransaction| -> Result<bool, DiskError> {
+        Ok(txn
+            .list_tables()?
+            .any(|table| table.name() == OLD_LEAVES.name()))
+    };
+    let mut moved = 0u64;
+    loop {
+        let txn = begin_immediate(db)?;
+        if !exists(&txn)? {
+            return Ok(());
+        }
+        let mut done = true;
+        {
+            let mut old = txn.open_table(OLD_LEAVES)?;
+            let mut stream = LeafStream::open(&txn)?;
+            let mut hashes = txn.open_table(TILE_HASHES)?;
+            let mut batch: Vec<(String, u64, Vec<u8>)> = Vec::new();
+            for row in old.iter()? {
+                let (key, leaf) = row?;
+                let (log, index) = key.value();
+                if batch
+                    .first()
+                    .is_some_and(|(first_log, _, _)| first_log.as_str() != log)
+                {
+                    break;
+                }
+                batch.push((log.to_owned(), index, leaf.value().to_vec()));
+                if batch.len() == MOVE_CHUNK {
+                    break;
+                }
+            }
+            if let (Some((log, first, _)), Some((_, last, _))) = (batch.first(), batch.last()) {
+                done = false;
+                let (log, first, last) = (log.clone(), *first, *last);
+                for (_, index, leaf) in &batch {
+                    stream.append(&log, *index, &tlog::leaf_hash(leaf), leaf)?;
+                }
+                stream.flush()?;
+                old.retain_in((log.as_str(), first)..=(log.as_str(), last), |_, _| false)?;
+                hashes.retain_in(
+                    (log.as_str(), 0, first)..=(log.as_str(), 0, last),
+                    |_, _| false,
+                )?;
+                moved += batch.len() as u64;
+                tracing::info!(%log, moved, "moving leaves to the leaf stream");
+            }
+        }
+        if done {
+            txn.delete_table(OLD_LEAVES)?;
+        }
+        txn.commit()?;
+    }
 }
 
 /// Leaves read per transaction while rebuilding the leaf index.
@@ -68,23 +132,17 @@ pub(crate) fn rebuild_leaf_index(
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::None)?;
             {
-                let leaves = txn.open_table(LEAVES)?;
+                let chunks = txn.open_table(LEAF_CHUNKS)?;
+                let directory = txn.open_table(LEAF_DIRECTORY)?;
+                let leaves = leaf_stream::read_leaves(&chunks, &directory, log, first, end)?;
+                let hashes = leaf_stream::leaf_hashes(&directory, log, first, end)?;
                 let mut index = IndexTables::open(&txn)?;
-                let mut expected = first;
-                for row in leaves.range((log, first)..(log, end))? {
-                    let (key, leaf) = row?;
-                    let at = key.value().1;
-                    if at != expected {
-                        break;
-                    }
-                    let keys: Vec<SearchKey> =
-                        crate::search::keys(leaf.value()).into_iter().collect();
-                    let row = leaf_index::tail_row(&tlog::leaf_hash(leaf.value()), &keys);
+                for ((at, leaf), hash) in (first..).zip(&leaves).zip(hashes.chunks_exact(32)) {
+                    let keys: Vec<SearchKey> = crate::search::keys(leaf).into_iter().collect();
+                    let hash = tlog::Hash::from_slice(hash)
+                        .map_err(|error| DiskError::Missing(error.to_string()))?;
+                    let row = leaf_index::tail_row(&hash, &keys);
                     index.put_tail(log, at, &row)?;
-                    expected += 1;
-                }
-                if expected != end {
-                    return Err(DiskError::Missing(format!("leaf {expected} of log {log}")));
                 }
             }
             txn.commit()?;

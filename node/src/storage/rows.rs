@@ -15,9 +15,10 @@ use tlog::{Hash, NodeId as TreeNodeId};
 
 use super::DiskError;
 use super::leaf_index::{self, IndexMeta, IndexShape, IndexTables, TailKey, Upkeep};
+use super::leaf_stream::{LEAF_CHUNKS, LEAF_DIRECTORY, LeafHashes, LeafStream};
 use super::tables::{
     BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LAST_APPLIED, LAST_MEMBERSHIP,
-    LEAVES, SM_META, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
+    SM_META, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
 };
 use crate::search::SearchKey;
 use crate::state_machine::{HashCaches, LogHead, StateAccess, StateError};
@@ -25,12 +26,14 @@ use crate::types::{LogName, NodeAddress, NodeId};
 
 /// Key of the tile-hash table.
 pub(crate) type TileKey = (&'static str, u8, u64);
-/// Key of the leaf table.
-pub(crate) type LeafKey = (&'static str, u64);
+/// A tile reader over the tables of a write transaction.
+pub(crate) type WriteTiles<'a, 'txn> =
+    TableTiles<'a, Table<'txn, TileKey, &'static [u8]>, LeafStream<'txn>>;
 
 /// Creates (opens) every table that holds replicated state.
 pub(crate) fn create_state_tables(txn: &WriteTransaction) -> Result<(), DiskError> {
-    txn.open_table(LEAVES)?;
+    txn.open_table(LEAF_CHUNKS)?;
+    txn.open_table(LEAF_DIRECTORY)?;
     txn.open_table(TILE_HASHES)?;
     txn.open_table(HEADS)?;
     txn.open_table(BATCH_TIMES)?;
@@ -158,23 +161,34 @@ pub(crate) fn read_head<T: ReadableTable<&'static str, &'static [u8]>>(
 
 /// The bytes of hash tile `tile` of `log`: a range read of its `width` hashes, every one of
 /// which must be stored.
-pub(crate) fn read_tile_bytes<T: ReadableTable<TileKey, &'static [u8]>>(
+pub(crate) fn read_tile_bytes<T, D>(
     hashes: &T,
+    directory: &D,
     log: &LogName,
     tile: Tile,
-) -> Result<Vec<u8>, DiskError> {
-    read_tile_part(hashes, log, tile, 0, usize::from(tile.width))
+) -> Result<Vec<u8>, DiskError>
+where
+    T: ReadableTable<TileKey, &'static [u8]>,
+    D: LeafHashes,
+{
+    read_tile_part(hashes, directory, log, tile, 0, usize::from(tile.width))
 }
 
 /// Hashes `position..position + count` of hash tile `tile` of `log` (within its width): a
-/// range read of those rows, every one of which must be stored.
-pub(crate) fn read_tile_part<T: ReadableTable<TileKey, &'static [u8]>>(
+/// range read of those hashes, every one of which must be stored. Merkle level 0 is read from
+/// the leaf directory (`leaf_stream`), every other level from a row per hash.
+pub(crate) fn read_tile_part<T, D>(
     hashes: &T,
+    directory: &D,
     log: &LogName,
     tile: Tile,
     position: usize,
     count: usize,
-) -> Result<Vec<u8>, DiskError> {
+) -> Result<Vec<u8>, DiskError>
+where
+    T: ReadableTable<TileKey, &'static [u8]>,
+    D: LeafHashes,
+{
     let level = tile.merkle_level();
     let outside = || {
         DiskError::Missing(format!(
@@ -196,6 +210,9 @@ pub(crate) fn read_tile_part<T: ReadableTable<TileKey, &'static [u8]>>(
         .ok()
         .and_then(|count| first.checked_add(count))
         .ok_or_else(outside)?;
+    if level == 0 {
+        return directory.leaf_hashes(log.0.as_str(), first, end);
+    }
     let missing = |index: u64| {
         DiskError::Missing(format!(
             "hash of log {log} at Merkle level {level} index {index} (tile {tile})"
@@ -225,31 +242,6 @@ pub(crate) fn read_tile_part<T: ReadableTable<TileKey, &'static [u8]>>(
     Ok(data)
 }
 
-/// Leaves `[first, end)` of `log`, every one of which must be stored.
-pub(crate) fn read_leaves<T: ReadableTable<LeafKey, &'static [u8]>>(
-    leaves: &T,
-    log: &LogName,
-    first: u64,
-    end: u64,
-) -> Result<Vec<Vec<u8>>, DiskError> {
-    let name = log.0.as_str();
-    let mut out = Vec::new();
-    let mut expected = first;
-    for row in leaves.range((name, first)..(name, end))? {
-        let (key, value) = row?;
-        let (_, index) = key.value();
-        if index != expected {
-            break;
-        }
-        out.push(value.value().to_vec());
-        expected += 1;
-    }
-    if expected != end {
-        return Err(DiskError::Missing(format!("leaf {expected} of log {log}")));
-    }
-    Ok(out)
-}
-
 /// The first index and the end of the `width` entries of tile `index` (None on overflow).
 pub(crate) fn tile_range(index: u64, width: u16) -> Option<(u64, u64)> {
     let first = index.checked_mul(u64::from(TILE_WIDTH))?;
@@ -265,7 +257,7 @@ pub(crate) fn hashes_at_tile_level(size: u64, tile_level: u8) -> u64 {
 /// [`StateAccess`] over the tables of one redb write transaction: reads see the transaction's
 /// own earlier writes, so later entries of a batch see earlier ones.
 pub(crate) struct RedbState<'txn> {
-    leaves: Table<'txn, LeafKey, &'static [u8]>,
+    leaves: LeafStream<'txn>,
     hashes: Table<'txn, TileKey, &'static [u8]>,
     heads: Table<'txn, &'static str, &'static [u8]>,
     times: Table<'txn, (&'static str, u64), u64>,
@@ -285,7 +277,7 @@ pub(crate) struct RedbState<'txn> {
 impl<'txn> RedbState<'txn> {
     pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<RedbState<'txn>, DiskError> {
         Ok(RedbState {
-            leaves: txn.open_table(LEAVES)?,
+            leaves: LeafStream::open(txn)?,
             hashes: txn.open_table(TILE_HASHES)?,
             heads: txn.open_table(HEADS)?,
             times: txn.open_table(BATCH_TIMES)?,
@@ -316,9 +308,15 @@ impl<'txn> RedbState<'txn> {
         }
     }
 
+    /// Writes what this state holds back until the commit (each log's last leaf chunk and
+    /// directory group, `leaf_stream`): every writer calls it before its transaction commits.
+    pub(crate) fn finish(mut self) -> Result<(), DiskError> {
+        self.leaves.flush()
+    }
+
     /// Whether leaf `index` of `log` is stored.
     pub(crate) fn has_leaf(&self, log: &LogName, index: u64) -> Result<bool, DiskError> {
-        Ok(self.leaves.get((log.0.as_str(), index))?.is_some())
+        Ok(self.leaves.leaf_hash(log.0.as_str(), index)?.is_some())
     }
 
     /// Replaces the batch-time rows of leaves `first .. end` of `log` with `rows` (a checked
@@ -351,13 +349,7 @@ impl<'txn> RedbState<'txn> {
     /// Returns how many leaves were removed (normally none).
     pub(crate) fn truncate(&mut self, log: &LogName, size: u64) -> Result<u64, DiskError> {
         let name = log.0.as_str();
-        let mut beyond = 0u64;
-        for row in self.leaves.range((name, size)..=(name, u64::MAX))? {
-            row?;
-            beyond += 1;
-        }
-        self.leaves
-            .retain_in((name, size)..=(name, u64::MAX), |_, _| false)?;
+        let beyond = self.leaves.truncate(name, size)?;
         self.index.truncate(log, size)?;
         // A time row beyond the head would otherwise date the leaves later appended there.
         self.times
@@ -373,22 +365,17 @@ impl<'txn> RedbState<'txn> {
     }
 
     /// A tile reader over this transaction's hashes of `log`.
-    pub(crate) fn tiles<'a>(
-        &'a self,
-        log: &'a LogName,
-    ) -> TableTiles<'a, Table<'txn, TileKey, &'static [u8]>> {
+    pub(crate) fn tiles<'a>(&'a self, log: &'a LogName) -> WriteTiles<'a, 'txn> {
         TableTiles {
             table: &self.hashes,
+            directory: &self.leaves,
             log,
         }
     }
 
     /// Whether leaf `index` of `log` is stored and has this leaf hash.
     fn leaf_has_hash(&self, log: &str, index: u64, leaf_hash: &Hash) -> Result<bool, DiskError> {
-        Ok(self
-            .leaves
-            .get((log, index))?
-            .is_some_and(|leaf| tlog::leaf_hash(leaf.value()) == *leaf_hash))
+        Ok(self.leaves.leaf_hash(log, index)? == Some(*leaf_hash))
     }
 
     /// The tail rows' dedup keys that apply remembers, brought up to the stored tail.
@@ -507,8 +494,8 @@ impl StateAccess for RedbState<'_> {
     ) -> Result<(), StateError> {
         let name = log.0.as_str();
         self.leaves
-            .insert((name, index), leaf)
-            .map_err(|error| state_error(&error.into()))?;
+            .append(name, index, leaf_hash, leaf)
+            .map_err(|error| state_error(&error))?;
         let row = leaf_index::tail_row(leaf_hash, search_keys);
         self.index
             .put_tail(name, index, &row)
@@ -568,6 +555,10 @@ impl StateAccess for RedbState<'_> {
         node: TreeNodeId,
         hash: &Hash,
     ) -> Result<(), StateError> {
+        // Level 0 is the leaf hashes, which `put_leaf` stored in the leaf directory.
+        if node.level == 0 {
+            return Ok(());
+        }
         self.hashes
             .insert(
                 (log.0.as_str(), node.level, node.index),
@@ -584,7 +575,15 @@ impl StateAccess for RedbState<'_> {
         first: usize,
         count: usize,
     ) -> Result<Vec<u8>, StateError> {
-        read_tile_part(&self.hashes, log, tile, first, count).map_err(|error| state_error(&error))
+        read_tile_part(
+            &self.hashes,
+            &self.leaves,
+            log,
+            tile,
+            first,
+            count,
+        )
+        .map_err(|error| state_error(&error))
     }
 
     fn put_batch_time(
@@ -600,18 +599,25 @@ impl StateAccess for RedbState<'_> {
     }
 }
 
-/// A [`TileReader`] over a tile-hash table (of a write or a read transaction).
-pub(crate) struct TableTiles<'a, T> {
+/// A [`TileReader`] over a tile-hash table and a leaf directory (of a write or a read
+/// transaction).
+pub(crate) struct TableTiles<'a, T, D> {
     pub(crate) table: &'a T,
+    pub(crate) directory: &'a D,
     pub(crate) log: &'a LogName,
 }
 
-impl<T: ReadableTable<TileKey, &'static [u8]>> TileReader for TableTiles<'_, T> {
+impl<T, D> TileReader for TableTiles<'_, T, D>
+where
+    T: ReadableTable<TileKey, &'static [u8]>,
+    D: LeafHashes,
+{
     // A row per hash: a proof's low siblings cost 1, 2, 4, ... rows, not the whole tile.
     const READS_PART_OF_A_TILE: bool = true;
 
     fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
-        read_tile_bytes(self.table, self.log, tile).map_err(|error| StoreError::Read(error.into()))
+        read_tile_bytes(self.table, self.directory, self.log, tile)
+            .map_err(|error| StoreError::Read(error.into()))
     }
 
     fn read_tile_hashes(
@@ -620,7 +626,7 @@ impl<T: ReadableTable<TileKey, &'static [u8]>> TileReader for TableTiles<'_, T> 
         first: usize,
         count: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        read_tile_part(self.table, self.log, tile, first, count)
+        read_tile_part(self.table, self.directory, self.log, tile, first, count)
             .map_err(|error| StoreError::Read(error.into()))
     }
 }

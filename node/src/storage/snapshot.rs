@@ -425,7 +425,7 @@ pub(crate) fn begin(
     Ok(result)
 }
 
-/// Leaves `[first, end)` of `log` that are stored, up to the first gap.
+/// Leaves `[first, end)` of `log` that are stored, up to the first one that is not.
 pub(crate) fn stored_leaves(
     db: &Database,
     log: &LogName,
@@ -433,17 +433,14 @@ pub(crate) fn stored_leaves(
     end: u64,
 ) -> Result<Vec<Vec<u8>>, DiskError> {
     let txn = db.begin_read()?;
-    let table = txn.open_table(super::tables::LEAVES)?;
-    let mut out = Vec::new();
+    let directory = txn.open_table(super::leaf_stream::LEAF_DIRECTORY)?;
+    let chunks = txn.open_table(super::leaf_stream::LEAF_CHUNKS)?;
     let name = log.0.as_str();
-    for row in table.range((name, first)..(name, end))? {
-        let (key, value) = row?;
-        if key.value().1 != first + out.len() as u64 {
-            break;
-        }
-        out.push(value.value().to_vec());
+    let end = end.min(super::leaf_stream::stored_leaves(&directory, name)?);
+    if first >= end {
+        return Ok(Vec::new());
     }
-    Ok(out)
+    super::leaf_stream::read_leaves(&chunks, &directory, name, first, end)
 }
 
 /// A leaf fetched for an install, with what apply would derive from it.
@@ -510,6 +507,7 @@ pub(crate) fn append_chunk(
                 source,
             })?;
         }
+        state.finish()?;
     }
     txn.commit()?;
     Ok(tree)
@@ -572,6 +570,7 @@ pub(crate) fn finish(
                     source,
                 })?;
         }
+        state.finish()?;
         let mut meta_table = txn.open_table(SM_META)?;
         let applied = encode("last applied", &descriptor.last_applied)?;
         meta_table.insert(LAST_APPLIED, applied.as_slice())?;

@@ -21,7 +21,7 @@ use openraft::{
 use redb::{Database, ReadableDatabase, StorageBackend};
 
 use super::leaf_index::IndexShape;
-use super::reindex::{catch_up_leaf_index, drop_old_index, rebuild_leaf_index};
+use super::reindex::{catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index};
 use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables};
 use super::snapshot::{self, CatchUpError, SnapshotBuilder};
 use super::tables::{LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, encode};
@@ -110,6 +110,7 @@ impl StateStore {
         txn.open_table(SNAPSHOT)?;
         let rebuild = drop_old_index(&txn)?;
         txn.commit()?;
+        move_leaf_rows(&db)?;
         if rebuild {
             rebuild_leaf_index(&db, &shape)?;
         }
@@ -230,6 +231,7 @@ fn apply_entries_once(
             };
             outcomes.push(outcome);
         }
+        state.finish()?;
         let mut meta = txn.open_table(SM_META)?;
         let applied = encode("last applied", &Some(last.log_id))?;
         meta.insert(LAST_APPLIED, applied.as_slice())?;

@@ -29,10 +29,13 @@ pub(crate) const LAST_PURGED: &str = "last_purged";
 
 // ---- state.redb ----
 
-/// Leaves: (log name, leaf index) → canonical leaf body.
-pub(crate) const LEAVES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("leaves");
+/// Leaves are in `leaf_stream`'s two tables. Before it, a row per leaf: (log name, leaf index)
+/// → canonical leaf body. A database that has this table is moved to the stream when opened
+/// (`reindex::move_leaf_rows`).
+pub(crate) const OLD_LEAVES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("leaves");
 /// Tile hashes: (log name, Merkle level, node index) → 32-byte hash. Only Merkle levels that are
-/// multiples of 8 are stored; every other hash is derived from them.
+/// multiples of 8 are stored, and level 0 (the leaf hashes) is in `leaf_stream`'s directory;
+/// every other hash is derived from them.
 pub(crate) const TILE_HASHES: TableDefinition<(&str, u8, u64), &[u8]> =
     TableDefinition::new("tile_hashes");
 /// Integrated times: (log name, index of the first new leaf of a batch) → the batch's

@@ -660,6 +660,7 @@ fn overwrite<K: redb::Key + 'static>(
 
 #[tokio::test]
 async fn corrupt_rows_are_errors_not_panics() {
+    use super::leaf_stream::{LEAF_CHUNKS, LEAF_DIRECTORY};
     use super::tables::{HEADS, LOG, LOG_META, TILE_HASHES};
 
     let log = artifacts();
@@ -673,11 +674,26 @@ async fn corrupt_rows_are_errors_not_panics() {
         .unwrap();
     append_durably(&mut stores.log, (0..5).map(blank).collect()).await;
 
-    // A tile hash of the wrong length.
+    // A tile hash of the wrong length (Merkle level 8: one hash over leaves 0..256).
     overwrite(
         &stores.state.db,
         TILE_HASHES,
-        ("artifacts", 0, 3),
+        ("artifacts", 8, 0),
+        &[1, 2, 3],
+    );
+    let view = stores.reader.view().unwrap();
+    assert!(matches!(
+        view.hash_tile(&log, Tile::hashes(1, 0, 1)),
+        Err(ReadError::Disk(DiskError::Corrupt { .. }))
+    ));
+    drop(view);
+
+    // A leaf-directory group (leaves 0..100, whose hashes are the level-0 tile's) of the
+    // wrong length.
+    overwrite(
+        &stores.state.db,
+        LEAF_DIRECTORY,
+        ("artifacts", 0),
         &[1, 2, 3],
     );
     let view = stores.reader.view().unwrap();
@@ -685,11 +701,20 @@ async fn corrupt_rows_are_errors_not_panics() {
         view.hash_tile(&log, Tile::hashes(0, 0, 256)),
         Err(ReadError::Disk(DiskError::Corrupt { .. }))
     ));
-    // Leaf 2's proof reads its sibling, the corrupt hash of leaf 3 (leaf 3's own proof does
-    // not read it: proofs read only the hashes they use).
     assert!(matches!(
         view.inclusion_proof(&log, 2, 300),
         Err(ReadError::Proof { .. })
+    ));
+    assert!(view.leaf(&log, 2).is_err());
+    drop(view);
+
+    // A chunk of the leaf stream cut short: leaves 100.. are read from the directory's next
+    // group, their bytes are missing.
+    overwrite(&stores.state.db, LEAF_CHUNKS, ("artifacts", 0), b"1");
+    let view = stores.reader.view().unwrap();
+    assert!(matches!(
+        view.leaf(&log, 150),
+        Err(ReadError::Disk(DiskError::Missing(_)))
     ));
     drop(view);
 
@@ -1356,6 +1381,65 @@ async fn an_install_interrupted_between_chunks_is_resumed_on_reopen() {
         let expected = if power_loss { 2 * 14 } else { 2 * (14 - 5) };
         assert_eq!(bundles.fetches(), expected, "power loss: {power_loss}");
     }
+}
+
+/// A database from before the leaf stream (a row per leaf, a row per leaf hash) is moved to
+/// the stream when opened, and reads as the same state.
+#[tokio::test]
+async fn leaves_stored_a_row_each_move_to_the_leaf_stream_on_open() {
+    use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY};
+    use super::tables::{OLD_LEAVES, TILE_HASHES};
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
+
+    let mut source = memory_stores(Blocking::Inline);
+    source.state.apply(catch_up_entries()).await.unwrap();
+    let disk = TestDisk::default();
+    {
+        let mut stores = stores_over(disk.clone(), &TestSource::default());
+        stores.state.apply(catch_up_entries()).await.unwrap();
+        let txn = stores.state.db.begin_write().unwrap();
+        {
+            let chunks = txn.open_table(LEAF_CHUNKS).unwrap();
+            let directory = txn.open_table(LEAF_DIRECTORY).unwrap();
+            let mut old = txn.open_table(OLD_LEAVES).unwrap();
+            let mut hashes = txn.open_table(TILE_HASHES).unwrap();
+            for log in both_logs() {
+                let name = log.0.as_str();
+                let size = leaf_stream::stored_leaves(&directory, name).unwrap();
+                let leaves = leaf_stream::read_leaves(&chunks, &directory, name, 0, size).unwrap();
+                for (index, leaf) in (0..).zip(&leaves) {
+                    old.insert((name, index), leaf.as_slice()).unwrap();
+                    let hash = tlog::leaf_hash(leaf);
+                    hashes
+                        .insert((name, 0, index), hash.as_bytes().as_slice())
+                        .unwrap();
+                }
+            }
+        }
+        txn.delete_table(LEAF_CHUNKS).unwrap();
+        txn.delete_table(LEAF_DIRECTORY).unwrap();
+        txn.commit().unwrap();
+    }
+    let reopened = stores_over(disk, &TestSource::default());
+    assert_same_reads(&source.reader, &reopened.reader);
+    let txn = reopened.state.db.begin_read().unwrap();
+    assert!(
+        !txn.list_tables()
+            .unwrap()
+            .any(|table| table.name() == OLD_LEAVES.name())
+    );
+    let hashes = txn.open_table(TILE_HASHES).unwrap();
+    for log in both_logs() {
+        let name = log.0.as_str();
+        assert_eq!(
+            hashes
+                .range((name, 0, 0)..=(name, 0, u64::MAX))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+    assert!(hashes.len().unwrap() > 0, "levels above 0 stay");
 }
 
 // ---- The leaf index ----

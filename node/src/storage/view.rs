@@ -13,13 +13,13 @@ use tlog::tile::{BundleError, TILE_WIDTH, Tile, TileHashStore, TileKind};
 use tlog::{Hash, LeafIndex, TreeSize};
 
 use super::leaf_index::{self, BlockKey, IndexMeta, TailKey};
+use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, StreamKey};
 use super::rows::{
-    LeafKey, SharedTailMemory, TableTiles, TileKey, applied_state, hashes_at_tile_level, read_head,
-    read_leaves, read_tile_bytes, tile_range,
+    SharedTailMemory, TableTiles, TileKey, applied_state, hashes_at_tile_level, read_head,
+    read_tile_bytes, tile_range,
 };
 use super::tables::{
-    BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAVES, SM_META, TILE_HASHES,
-    TIME_UNKNOWN,
+    BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, SM_META, TILE_HASHES, TIME_UNKNOWN,
 };
 use super::{DiskError, SharedDb};
 use crate::search::SearchKey;
@@ -27,7 +27,9 @@ use crate::state_machine::{HashCaches, LogHead};
 use crate::types::{LogName, NodeId};
 
 /// A tree read from the tiles of one view.
-type ViewTiles<'a> = TileHashStore<TableTiles<'a, ReadOnlyTable<TileKey, &'static [u8]>>>;
+type ViewTiles<'a> = TileHashStore<
+    TableTiles<'a, ReadOnlyTable<TileKey, &'static [u8]>, ReadOnlyTable<StreamKey, &'static [u8]>>,
+>;
 
 // ---- The read API ----
 
@@ -110,7 +112,8 @@ impl StateReader {
     pub fn view(&self) -> Result<StateView, ReadError> {
         Ok(StateView {
             txn: self.db.begin_read()?,
-            leaves: OnceCell::new(),
+            chunks: OnceCell::new(),
+            directory: OnceCell::new(),
             hashes: OnceCell::new(),
             heads: OnceCell::new(),
             times: OnceCell::new(),
@@ -149,7 +152,8 @@ impl StateReader {
 /// eight, and opening a table is a lookup in redb's table tree.
 pub struct StateView {
     txn: ReadTransaction,
-    leaves: OnceCell<ReadOnlyTable<LeafKey, &'static [u8]>>,
+    chunks: OnceCell<ReadOnlyTable<StreamKey, &'static [u8]>>,
+    directory: OnceCell<ReadOnlyTable<StreamKey, &'static [u8]>>,
     hashes: OnceCell<ReadOnlyTable<TileKey, &'static [u8]>>,
     heads: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     times: OnceCell<ReadOnlyTable<(&'static str, u64), u64>>,
@@ -181,8 +185,23 @@ impl StateView {
         Ok(cell.get_or_init(|| opened))
     }
 
-    fn leaves(&self) -> Result<&ReadOnlyTable<LeafKey, &'static [u8]>, ReadError> {
-        self.opened(&self.leaves, LEAVES)
+    fn chunks(&self) -> Result<&ReadOnlyTable<StreamKey, &'static [u8]>, ReadError> {
+        self.opened(&self.chunks, LEAF_CHUNKS)
+    }
+
+    fn directory(&self) -> Result<&ReadOnlyTable<StreamKey, &'static [u8]>, ReadError> {
+        self.opened(&self.directory, LEAF_DIRECTORY)
+    }
+
+    /// Leaves `first .. end` of `log`, every one of which must be stored.
+    fn leaves(&self, log: &LogName, first: u64, end: u64) -> Result<Vec<Vec<u8>>, ReadError> {
+        Ok(leaf_stream::read_leaves(
+            self.chunks()?,
+            self.directory()?,
+            log.0.as_str(),
+            first,
+            end,
+        )?)
     }
 
     fn hashes(&self) -> Result<&ReadOnlyTable<TileKey, &'static [u8]>, ReadError> {
@@ -234,10 +253,7 @@ impl StateView {
         if index >= self.size(log)? {
             return Ok(None);
         }
-        Ok(self
-            .leaves()?
-            .get((log.0.as_str(), index))?
-            .map(|guard| guard.value().to_vec()))
+        Ok(self.leaves(log, index, index + 1)?.pop())
     }
 
     /// When leaf `index` was integrated, in milliseconds since the Unix epoch: its batch's
@@ -301,9 +317,9 @@ impl StateView {
             tail_hits,
         )?;
         for index in candidates {
-            if self
-                .leaf(log, index)?
-                .is_some_and(|leaf| tlog::leaf_hash(&leaf) == *leaf_hash)
+            if index < size
+                && leaf_stream::leaf_hash(self.directory()?, log.0.as_str(), index)?
+                    == Some(*leaf_hash)
             {
                 return Ok(Some(index));
             }
@@ -320,9 +336,9 @@ impl StateView {
         };
         let size = self.size(log)?;
         match tile_range(tile.index, tile.width) {
-            Some((_, end)) if end <= hashes_at_tile_level(size, level) => {
-                Ok(Some(read_tile_bytes(self.hashes()?, log, tile)?))
-            }
+            Some((_, end)) if end <= hashes_at_tile_level(size, level) => Ok(Some(
+                read_tile_bytes(self.hashes()?, self.directory()?, log, tile)?,
+            )),
             _ => Ok(None),
         }
     }
@@ -340,7 +356,7 @@ impl StateView {
         let size = self.size(log)?;
         match tile_range(index, width) {
             Some((first, end)) if end <= size => {
-                let leaves = read_leaves(self.leaves()?, log, first, end)?;
+                let leaves = self.leaves(log, first, end)?;
                 Ok(Some(tlog::tile::encode_bundle(&leaves)?))
             }
             _ => Ok(None),
@@ -562,6 +578,7 @@ impl StateView {
         Ok(TileHashStore::new(
             TableTiles {
                 table: self.hashes()?,
+                directory: self.directory()?,
                 log,
             },
             TreeSize(tree_size),
