@@ -27,16 +27,25 @@ pub enum Canary {
     /// that leaf is no longer found by its hash or its keys, and a resubmission of it would be
     /// logged again.
     IndexFlushDropsALeaf,
+    /// The filter segment written with a new run of the leaf index leaves out the run's last
+    /// pair: lookups skip the run for that key, so the leaf is no longer found by it (a
+    /// resubmission would be logged again).
+    FilterMissesAKey,
+    /// The leaf stream's writer does not write a log's partly filled last chunk at the end of
+    /// a transaction: the bytes of the newest leaves are lost when it commits.
+    StreamTailNotWritten,
 }
 
 impl Canary {
     /// Every canary.
-    pub const ALL: [Canary; 5] = [
+    pub const ALL: [Canary; 7] = [
         Canary::VoteNotSynced,
         Canary::ApplyNotAtomic,
         Canary::SignBeforeCommit,
         Canary::AckBeforeCommit,
         Canary::IndexFlushDropsALeaf,
+        Canary::FilterMissesAKey,
+        Canary::StreamTailNotWritten,
     ];
 
     /// The canary's command-line name.
@@ -47,6 +56,8 @@ impl Canary {
             Canary::SignBeforeCommit => "sign-before-commit",
             Canary::AckBeforeCommit => "ack-before-commit",
             Canary::IndexFlushDropsALeaf => "index-flush-drops-a-leaf",
+            Canary::FilterMissesAKey => "filter-misses-a-key",
+            Canary::StreamTailNotWritten => "stream-tail-not-written",
         }
     }
 

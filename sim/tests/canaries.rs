@@ -88,3 +88,21 @@ fn a_flush_that_drops_a_leaf_from_the_index_is_found() {
         "{violations:#?}"
     );
 }
+
+#[test]
+fn a_run_filter_that_misses_a_key_is_found() {
+    let violations = found(Canary::FilterMissesAKey, invariant);
+    assert!(
+        violations.iter().any(|v| v.contains("reproducible")),
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn a_leaf_stream_tail_left_unwritten_is_found() {
+    let violations = found(Canary::StreamTailNotWritten, invariant);
+    assert!(
+        violations.iter().any(|v| v.contains("durability")),
+        "{violations:#?}"
+    );
+}

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use tlog::Hash;
 
 use super::DiskError;
+use super::run_filter::{self, FilterKey, INDEX_FILTERS};
 use super::tables::{INDEX_BLOCKS, INDEX_META, INDEX_TAIL, decode, encode};
 use crate::search::SearchKey;
 use crate::types::LogName;
@@ -411,10 +412,14 @@ pub(crate) fn candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
     after: Option<u64>,
     limit: usize,
     tail_hits: Vec<u64>,
+    may_hold: &dyn Fn(u64) -> Result<bool, DiskError>,
 ) -> Result<(Vec<u64>, Option<u64>), DiskError> {
     let mut found = tail_hits;
     let mut complete_through: Option<u64> = None;
     for run in runs_for(meta, key) {
+        if meta.is_complete(run) && !may_hold(run)? {
+            continue;
+        }
         if after.is_none() && limit == usize::MAX {
             run_find_all(blocks, log, run, key, &mut found)?;
             continue;
@@ -438,8 +443,12 @@ pub(crate) fn run_candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
     log: &str,
     key: u64,
     out: &mut Vec<u64>,
+    may_hold: &dyn Fn(u64) -> Result<bool, DiskError>,
 ) -> Result<(), DiskError> {
     for run in runs_for(meta, key) {
+        if meta.is_complete(run) && !may_hold(run)? {
+            continue;
+        }
         run_find_all(blocks, log, run, key, out)?;
     }
     Ok(())
@@ -496,6 +505,7 @@ pub(crate) struct IndexTables<'txn> {
     pub(crate) tail: Table<'txn, TailKey, &'static [u8]>,
     pub(crate) blocks: Table<'txn, BlockKey, &'static [u8]>,
     pub(crate) meta: Table<'txn, &'static str, &'static [u8]>,
+    pub(crate) filters: Table<'txn, FilterKey, &'static [u8]>,
 }
 
 impl<'txn> IndexTables<'txn> {
@@ -504,6 +514,7 @@ impl<'txn> IndexTables<'txn> {
             tail: txn.open_table(INDEX_TAIL)?,
             blocks: txn.open_table(INDEX_BLOCKS)?,
             meta: txn.open_table(INDEX_META)?,
+            filters: txn.open_table(INDEX_FILTERS)?,
         })
     }
 
@@ -574,6 +585,10 @@ impl<'txn> IndexTables<'txn> {
                 None => meta.credit = meta.credit.saturating_sub(spent),
             }
             if merge.done == merge.slices {
+                for &input in &merge.inputs {
+                    self.filters
+                        .retain_in((name, input, 0)..=(name, input, u64::MAX), |_, _| false)?;
+                }
                 meta.merges.remove(position);
                 meta.runs.retain(|run| !merge.inputs.contains(&run.id));
                 meta.runs.push(Run {
@@ -636,12 +651,33 @@ impl<'txn> IndexTables<'txn> {
         let id = meta.next_run;
         meta.next_run += 1;
         self.write_blocks(log, id, &pairs, block_entries)?;
+        self.write_filter(log, id, 0, &pairs)?;
         meta.runs.push(Run {
             id,
             level: 0,
             entries: pairs.len() as u64,
         });
         meta.flushed = to;
+        Ok(())
+    }
+
+    /// Writes the filter segment of run `run` from key `first_key` on, over `pairs` (every
+    /// pair of the run in that key range).
+    fn write_filter(
+        &mut self,
+        log: &str,
+        run: u64,
+        first_key: u64,
+        pairs: &[(u64, u64)],
+    ) -> Result<(), DiskError> {
+        #[cfg(feature = "canaries")] // The planted bug: the run's last pair is left out.
+        let pairs = match pairs.split_last() {
+            Some((_, rest)) if crate::canary::is(crate::canary::Canary::FilterMissesAKey) => rest,
+            _ => pairs,
+        };
+        let filter = run_filter::build(pairs.iter().map(|&(key, _)| key));
+        self.filters
+            .insert((log, run, first_key), filter.as_slice())?;
         Ok(())
     }
 
@@ -717,6 +753,8 @@ impl<'txn> IndexTables<'txn> {
         }
         pairs.sort_unstable();
         self.write_blocks(log, merge.output, &pairs, block_entries)?;
+        // Empty slices get a segment too: a key's segment is the last one at or below it.
+        self.write_filter(log, merge.output, low_key, &pairs)?;
         merge.written += pairs.len() as u64;
         merge.done += 1;
         Ok((pairs.len() as u64).max(1))
@@ -768,6 +806,11 @@ impl IndexMeta {
     /// Whether flushes or merges remain for a log whose head is `head`.
     pub(crate) fn has_work(&self, head: u64, shape: &IndexShape) -> bool {
         !self.merges.is_empty() || head.saturating_sub(self.flushed) >= shape.tail_leaves.max(1)
+    }
+
+    /// Whether `run` is a complete run (not the output of a merge in progress).
+    fn is_complete(&self, run: u64) -> bool {
+        self.runs.iter().any(|complete| complete.id == run)
     }
 
     /// Whether a merge is in progress.

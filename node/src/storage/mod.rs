@@ -42,6 +42,7 @@ pub(crate) mod leaf_stream;
 pub mod log_store;
 mod reindex;
 pub(crate) mod rows;
+pub(crate) mod run_filter;
 pub mod snapshot;
 pub mod state_store;
 pub(crate) mod tables;

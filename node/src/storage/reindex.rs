@@ -116,7 +116,12 @@ pub(crate) fn rebuild_leaf_index(
     let txn = begin_immediate(db)?;
     txn.open_table(SM_META)?.remove(LEAF_INDEX_BUILT)?;
     let heads = head_sizes(&txn.open_table(HEADS)?)?;
-    for table in [INDEX_TAIL.name(), INDEX_BLOCKS.name(), INDEX_META.name()] {
+    for table in [
+        INDEX_TAIL.name(),
+        INDEX_BLOCKS.name(),
+        INDEX_META.name(),
+        super::run_filter::INDEX_FILTERS.name(),
+    ] {
         let handle = txn.list_tables()?.find(|handle| handle.name() == table);
         if let Some(handle) = handle {
             txn.delete_table(handle)?;

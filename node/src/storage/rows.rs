@@ -16,6 +16,7 @@ use tlog::{Hash, NodeId as TreeNodeId};
 use super::DiskError;
 use super::leaf_index::{self, IndexMeta, IndexShape, IndexTables, TailKey, Upkeep};
 use super::leaf_stream::{LEAF_CHUNKS, LEAF_DIRECTORY, LeafHashes, LeafStream};
+use super::run_filter::{FilterCache, FilterKey, INDEX_FILTERS, RunFilter};
 use super::tables::{
     BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LAST_APPLIED, LAST_MEMBERSHIP,
     SM_META, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
@@ -40,6 +41,7 @@ pub(crate) fn create_state_tables(txn: &WriteTransaction) -> Result<(), DiskErro
     txn.open_table(INDEX_TAIL)?;
     txn.open_table(INDEX_BLOCKS)?;
     txn.open_table(INDEX_META)?;
+    txn.open_table(INDEX_FILTERS)?;
     txn.open_table(SM_META)?;
     Ok(())
 }
@@ -48,9 +50,19 @@ pub(crate) fn create_state_tables(txn: &WriteTransaction) -> Result<(), DiskErro
 /// from `from` to `end`. It saves apply a scan of the tail per leaf. Valid only while it matches
 /// the stored tail exactly (same start, same end; rows below the head never change), which
 /// every lookup checks; apply forgets it on any error, since it may hold rows of a transaction
-/// that did not commit.
+/// that did not commit. With it, the runs' filters (`run_filter`), forgotten with it.
 #[derive(Debug, Default)]
-pub(crate) struct TailMemory(BTreeMap<LogName, TailKeys>);
+pub(crate) struct TailMemory {
+    tails: BTreeMap<LogName, TailKeys>,
+    filters: FilterCache,
+}
+
+impl TailMemory {
+    fn clear(&mut self) {
+        self.tails.clear();
+        self.filters.clear();
+    }
+}
 
 #[derive(Debug, Default)]
 struct TailKeys {
@@ -70,7 +82,7 @@ impl SharedTailMemory {
             Ok(guard) => guard,
             Err(poisoned) => {
                 let mut guard = poisoned.into_inner();
-                guard.0.clear();
+                guard.clear();
                 guard
             }
         }
@@ -78,7 +90,29 @@ impl SharedTailMemory {
 
     /// Forgets everything (after a failed apply, or a snapshot install).
     pub(crate) fn forget(&self) {
-        self.lock().0.clear();
+        self.lock().clear();
+    }
+
+    /// Whether complete run `run` of `log` may hold `key`, by its filter (read from `filters`
+    /// the first time and kept).
+    pub(crate) fn run_may_hold<F: ReadableTable<FilterKey, &'static [u8]>>(
+        &self,
+        filters: &F,
+        log: &LogName,
+        run: u64,
+        key: u64,
+    ) -> Result<bool, DiskError> {
+        let name = log.0.as_str();
+        let known = self.lock().filters.get(name, run);
+        let filter = match known {
+            Some(filter) => filter,
+            None => {
+                let filter = Arc::new(RunFilter::read(filters, name, run)?);
+                self.lock().filters.insert(name, run, filter.clone());
+                filter
+            }
+        };
+        Ok(filter.may_hold(key))
     }
 
     /// Leaf indices in `flushed..size` whose tail row holds `key`, for a view whose tail starts
@@ -96,7 +130,7 @@ impl SharedTailMemory {
         let name = log.0.as_str();
         let (mut hits, covered) = {
             let memory = self.lock();
-            match memory.0.get(log) {
+            match memory.tails.get(log) {
                 Some(keys) => (
                     keys.keys
                         .get(&key)
@@ -389,7 +423,7 @@ impl<'txn> RedbState<'txn> {
         let name = log.0.as_str();
         if self.index_metas.borrow().contains_key(log) {
             let memory = memory.lock();
-            if let Some(tail) = memory.0.get(log) {
+            if let Some(tail) = memory.tails.get(log) {
                 return Ok(tail.keys.get(&key).cloned().unwrap_or_default());
             }
         }
@@ -404,7 +438,7 @@ impl<'txn> RedbState<'txn> {
         };
         let mut memory = memory.lock();
         let current = memory
-            .0
+            .tails
             .get(log)
             .is_some_and(|tail| tail.from == meta.flushed && tail.end == end.max(meta.flushed));
         if !current {
@@ -416,13 +450,13 @@ impl<'txn> RedbState<'txn> {
             for (key, index) in leaf_index::tail_pairs(&self.index.tail, name, meta.flushed)? {
                 tail.keys.entry(key).or_default().push(index);
             }
-            memory.0.insert(log.clone(), tail);
+            memory.tails.insert(log.clone(), tail);
         }
         self.index_metas
             .borrow_mut()
             .insert(log.clone(), meta.clone());
         Ok(memory
-            .0
+            .tails
             .get(log)
             .and_then(|tail| tail.keys.get(&key))
             .cloned()
@@ -472,7 +506,20 @@ impl StateAccess for RedbState<'_> {
                     found
                 }
             };
-            leaf_index::run_candidates(&meta, &self.index.blocks, name, key, &mut candidates)?;
+            // Filters only with apply's memory to keep them (a predicting or installing
+            // writer reads every run).
+            let may_hold = |run: u64| match &self.upkeep {
+                Some((_, memory)) => memory.run_may_hold(&self.index.filters, log, run, key),
+                None => Ok(true),
+            };
+            leaf_index::run_candidates(
+                &meta,
+                &self.index.blocks,
+                name,
+                key,
+                &mut candidates,
+                &may_hold,
+            )?;
             candidates.sort_unstable();
             for index in candidates {
                 if self.leaf_has_hash(name, index, leaf_hash)? {
@@ -502,7 +549,7 @@ impl StateAccess for RedbState<'_> {
             .map_err(|error| state_error(&error))?;
         if let Some((_, memory)) = &self.upkeep {
             let mut memory = memory.lock();
-            match memory.0.get_mut(log) {
+            match memory.tails.get_mut(log) {
                 Some(tail) if tail.end == index => {
                     for key in leaf_index::tail_row_keys(&row) {
                         tail.keys.entry(key).or_default().push(index);
@@ -510,7 +557,7 @@ impl StateAccess for RedbState<'_> {
                     tail.end += 1;
                 }
                 _ => {
-                    memory.0.remove(log);
+                    memory.tails.remove(log);
                     self.index_metas.borrow_mut().remove(log);
                 }
             }
@@ -532,7 +579,7 @@ impl StateAccess for RedbState<'_> {
             .follow_head(log, tree_size, Upkeep::Batch { appended }, shape)
             .map_err(|error| state_error(&error))?;
         let mut memory = memory.lock();
-        if let Some(tail) = memory.0.get_mut(log)
+        if let Some(tail) = memory.tails.get_mut(log)
             && tail.from < meta.flushed
         {
             let flushed = meta.flushed;
@@ -575,15 +622,8 @@ impl StateAccess for RedbState<'_> {
         first: usize,
         count: usize,
     ) -> Result<Vec<u8>, StateError> {
-        read_tile_part(
-            &self.hashes,
-            &self.leaves,
-            log,
-            tile,
-            first,
-            count,
-        )
-        .map_err(|error| state_error(&error))
+        read_tile_part(&self.hashes, &self.leaves, log, tile, first, count)
+            .map_err(|error| state_error(&error))
     }
 
     fn put_batch_time(

@@ -18,6 +18,7 @@ use super::rows::{
     SharedTailMemory, TableTiles, TileKey, applied_state, hashes_at_tile_level, read_head,
     read_tile_bytes, tile_range,
 };
+use super::run_filter::{FilterKey, INDEX_FILTERS};
 use super::tables::{
     BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, SM_META, TILE_HASHES, TIME_UNKNOWN,
 };
@@ -114,6 +115,7 @@ impl StateReader {
             txn: self.db.begin_read()?,
             chunks: OnceCell::new(),
             directory: OnceCell::new(),
+            filters: OnceCell::new(),
             hashes: OnceCell::new(),
             heads: OnceCell::new(),
             times: OnceCell::new(),
@@ -154,6 +156,7 @@ pub struct StateView {
     txn: ReadTransaction,
     chunks: OnceCell<ReadOnlyTable<StreamKey, &'static [u8]>>,
     directory: OnceCell<ReadOnlyTable<StreamKey, &'static [u8]>>,
+    filters: OnceCell<ReadOnlyTable<FilterKey, &'static [u8]>>,
     hashes: OnceCell<ReadOnlyTable<TileKey, &'static [u8]>>,
     heads: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     times: OnceCell<ReadOnlyTable<(&'static str, u64), u64>>,
@@ -191,6 +194,21 @@ impl StateView {
 
     fn directory(&self) -> Result<&ReadOnlyTable<StreamKey, &'static [u8]>, ReadError> {
         self.opened(&self.directory, LEAF_DIRECTORY)
+    }
+
+    /// Whether complete run `run` of `log`'s leaf index may hold `key` (`run_filter`).
+    fn run_may_hold(&self, log: &LogName, run: u64, key: u64) -> Result<bool, DiskError> {
+        let filters = match self.filters.get() {
+            Some(filters) => filters,
+            None => {
+                let opened = self
+                    .txn
+                    .open_table(INDEX_FILTERS)
+                    .map_err(redb::Error::from)?;
+                self.filters.get_or_init(|| opened)
+            }
+        };
+        self.tail_memory.run_may_hold(filters, log, run, key)
     }
 
     /// Leaves `first .. end` of `log`, every one of which must be stored.
@@ -315,6 +333,7 @@ impl StateView {
             None,
             usize::MAX,
             tail_hits,
+            &|run| self.run_may_hold(log, run, key),
         )?;
         for index in candidates {
             if index < size
@@ -456,6 +475,7 @@ impl StateView {
                 after,
                 fetch,
                 tail_hits.clone(),
+                &|run| self.run_may_hold(log, run, index_key),
             )?;
             let mut found = Vec::new();
             let mut short = false;
