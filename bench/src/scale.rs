@@ -173,7 +173,11 @@ pub(crate) struct FillSummary {
 pub(crate) struct NodeDisk {
     pub(crate) node: usize,
     pub(crate) raft_log_bytes: u64,
+    /// Blocks `state.redb` occupies on disk. Its length (`state_file_bytes`) can be far more:
+    /// redb grows the file in large steps, and the unwritten end is a hole.
     pub(crate) state_bytes: u64,
+    /// The length of `state.redb`.
+    pub(crate) state_file_bytes: u64,
     /// Blocks actually allocated for everything in the data directory.
     pub(crate) allocated_bytes: u64,
 }
@@ -181,7 +185,8 @@ pub(crate) struct NodeDisk {
 #[derive(Debug, Serialize)]
 pub(crate) struct DiskUsage {
     pub(crate) nodes: Vec<NodeDisk>,
-    /// Means over the nodes, per entry of the artifact log.
+    /// Means over the nodes, per entry of the artifact log (`state_bytes`: the blocks
+    /// `state.redb` occupies).
     pub(crate) state_bytes_per_entry: f64,
     pub(crate) raft_log_bytes_per_entry: f64,
     pub(crate) total_bytes_per_entry: f64,
@@ -420,12 +425,13 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
     let mut nodes = Vec::new();
     for (position, config) in crate::fill::node_configs(dir)?.iter().enumerate() {
         let file = node::config::NodeFile::load(config)?;
-        let (raft_log_bytes, state_bytes, allocated_bytes) = data_dir_usage(&file.data_dir)?;
+        let usage = data_dir_usage(&file.data_dir)?;
         nodes.push(NodeDisk {
             node: position + 1,
-            raft_log_bytes,
-            state_bytes,
-            allocated_bytes,
+            raft_log_bytes: usage.raft_log_bytes,
+            state_bytes: usage.state_bytes,
+            state_file_bytes: usage.state_file_bytes,
+            allocated_bytes: usage.allocated_bytes,
         });
     }
     let count = nodes.len().max(1) as f64;
@@ -441,16 +447,33 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
     })
 }
 
-/// (raft-log.redb bytes, state.redb bytes, allocated bytes of the whole directory).
-fn data_dir_usage(dir: &Path) -> anyhow::Result<(u64, u64, u64)> {
+/// What one node's data directory occupies.
+struct DataDirUsage {
+    /// The length of `raft-log.redb`.
+    raft_log_bytes: u64,
+    /// Blocks allocated to `state.redb`.
+    state_bytes: u64,
+    /// The length of `state.redb`.
+    state_file_bytes: u64,
+    /// Blocks allocated to the whole directory.
+    allocated_bytes: u64,
+}
+
+fn data_dir_usage(dir: &Path) -> anyhow::Result<DataDirUsage> {
     use std::os::unix::fs::MetadataExt as _;
-    let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |meta| meta.len());
-    let mut allocated = 0;
+    let meta = |name: &str| std::fs::metadata(dir.join(name)).ok();
+    let mut allocated_bytes = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let meta = entry?.metadata()?;
-        allocated += meta.blocks() * 512;
+        allocated_bytes += meta.blocks() * 512;
     }
-    Ok((size("raft-log.redb"), size("state.redb"), allocated))
+    let state = meta("state.redb");
+    Ok(DataDirUsage {
+        raft_log_bytes: meta("raft-log.redb").map_or(0, |meta| meta.len()),
+        state_bytes: state.as_ref().map_or(0, |meta| meta.blocks() * 512),
+        state_file_bytes: state.as_ref().map_or(0, std::fs::Metadata::len),
+        allocated_bytes,
+    })
 }
 
 type Measured = (ProofStats, Option<CatchUp>, RunResult, u64);
@@ -916,7 +939,11 @@ async fn catch_up(
         .map(|config| node::config::NodeFile::load(config))
         .transpose()?
         .map(|voter| voter.data_dir.join("state.redb"));
-    let file_len = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+    // Blocks, not lengths: redb grows a file in large steps, ahead of what it holds.
+    let file_len = |path: &Path| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
+    };
     let mut last_report = Instant::now();
     loop {
         if let Some(status) = new_node.child.try_wait()? {
@@ -987,7 +1014,7 @@ async fn catch_up(
     .await
     .context("promoting the new node to voter")?;
     let voter_seconds = started.elapsed().as_secs_f64();
-    let (raft_log_bytes, state_bytes, _) = data_dir_usage(&file.data_dir)?;
+    let usage = data_dir_usage(&file.data_dir)?;
     // Back to the measured cluster: the next size starts from the same voters.
     admin(
         &client,
@@ -1006,8 +1033,8 @@ async fn catch_up(
         learner_seconds,
         voter_seconds,
         entries_per_second: size as f64 / learner_seconds.max(1e-9),
-        raft_log_bytes,
-        state_bytes,
+        raft_log_bytes: usage.raft_log_bytes,
+        state_bytes: usage.state_bytes,
     })
 }
 

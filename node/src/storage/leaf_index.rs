@@ -11,7 +11,9 @@
 //! - **runs** ([`INDEX_BLOCKS`]): immutable sorted arrays of (index key, leaf index) pairs,
 //!   stored as blocks of up to [`IndexShape::block_entries`] pairs keyed by their first pair.
 //!   Once the head is [`IndexShape::tail_leaves`] leaves past the start of the tail, those tail
-//!   rows are sorted into a new run of level 0 and deleted (a *flush*).
+//!   rows are sorted into a new run of level 0 and deleted (a *flush*). Catching up in bulk
+//!   (after a snapshot install), up to `tail_leaves * fanout^4` leaves are flushed at once into
+//!   one run of the level their merges would have reached, so each pair is written once.
 //! - **merges**: once a level holds [`IndexShape::fanout`] runs, they are merged into one run of
 //!   the next level, one key-range *slice* at a time. Apply pays for merges with credit earned
 //!   by the leaves it appends ([`IndexShape::work_per_leaf`]), so no batch does more than a
@@ -491,7 +493,8 @@ pub(crate) enum Upkeep {
         appended: u64,
     },
     /// Catching the index up in bounded transactions (after a snapshot install, on open): at
-    /// most `flushes` flushes and about `pairs` pairs of merge work.
+    /// most `flushes` tails' worth of flushes and about `pairs` pairs of merge work. A bulk
+    /// flush of many tails' worth writes one run of the level merges would have given them.
     Bulk {
         /// Flushes at most.
         flushes: u64,
@@ -564,8 +567,16 @@ impl<'txn> IndexTables<'txn> {
         };
         let mut flushes = 0;
         while head.saturating_sub(meta.flushed) >= tail_leaves && flushes < flushes_max {
-            self.flush(name, &mut meta, tail_leaves, shape.block_entries)?;
-            flushes += 1;
+            // In bulk, as many leaves as a merge of level `level` would hold go straight into
+            // one run of that level: each pair is written once instead of once per level.
+            let level = match upkeep {
+                Upkeep::Batch { .. } => 0,
+                Upkeep::Bulk { .. } => bulk_level(head - meta.flushed, shape),
+            };
+            let leaves = leaves_at_level(level, shape).unwrap_or(tail_leaves);
+            self.flush(name, &mut meta, leaves, level, shape.block_entries)?;
+            // Counted in tails' worth, so a bulk transaction writes one big run at most.
+            flushes += leaves / tail_leaves;
         }
         start_merges(&mut meta, shape);
         // The lowest levels first: they are small, and their runs are what lookups read most.
@@ -613,17 +624,18 @@ impl<'txn> IndexTables<'txn> {
         Ok(meta)
     }
 
-    /// Sorts the tail rows of the next `tail_leaves` leaves into a new run of level 0 and
+    /// Sorts the tail rows of the next `leaves` leaves into a new run of level `level` and
     /// deletes them.
     fn flush(
         &mut self,
         log: &str,
         meta: &mut IndexMeta,
-        tail_leaves: u64,
+        leaves: u64,
+        level: u8,
         block_entries: usize,
     ) -> Result<(), DiskError> {
         let from = meta.flushed;
-        let to = from.saturating_add(tail_leaves);
+        let to = from.saturating_add(leaves);
         let mut pairs = Vec::new();
         let mut expected = from;
         for row in self.tail.range((log, from)..(log, to))? {
@@ -654,7 +666,7 @@ impl<'txn> IndexTables<'txn> {
         self.write_filter(log, id, 0, &pairs)?;
         meta.runs.push(Run {
             id,
-            level: 0,
+            level,
             entries: pairs.len() as u64,
         });
         meta.flushed = to;
@@ -761,6 +773,27 @@ impl<'txn> IndexTables<'txn> {
     }
 }
 
+/// The highest level a bulk flush writes: a run of it holds `tail_leaves * fanout^4` leaves'
+/// pairs (about a million leaves and 50 MB of pairs to sort in memory with the default shape).
+const BULK_LEVEL_MAX: u8 = 4;
+
+/// How many leaves a run of `level` holds, as merges build it: `tail_leaves * fanout^level`.
+fn leaves_at_level(level: u8, shape: &IndexShape) -> Option<u64> {
+    let fanout = u64::try_from(shape.fanout.max(2)).ok()?;
+    fanout
+        .checked_pow(u32::from(level))?
+        .checked_mul(shape.tail_leaves.max(1))
+}
+
+/// The level of the run a bulk flush of the next of `pending` unflushed leaves writes: the
+/// highest (up to [`BULK_LEVEL_MAX`]) whose run they fill.
+fn bulk_level(pending: u64, shape: &IndexShape) -> u8 {
+    (0..=BULK_LEVEL_MAX)
+        .rev()
+        .find(|&level| leaves_at_level(level, shape).is_some_and(|leaves| leaves <= pending))
+        .unwrap_or(0)
+}
+
 /// Starts a merge for every `fanout` runs of one level that no merge is reading.
 fn start_merges(meta: &mut IndexMeta, shape: &IndexShape) {
     let fanout = shape.fanout.max(2);
@@ -817,6 +850,12 @@ impl IndexMeta {
     #[cfg(test)]
     pub(crate) fn merging(&self) -> bool {
         !self.merges.is_empty()
+    }
+
+    /// Each complete run's id and level.
+    #[cfg(test)]
+    pub(crate) fn run_levels(&self) -> Vec<(u64, u8)> {
+        self.runs.iter().map(|run| (run.id, run.level)).collect()
     }
 
     /// The runs a lookup reads, for tests and metrics.

@@ -48,7 +48,7 @@ pub struct StateStore {
     /// The sizes of the leaf index.
     shape: IndexShape,
     /// Apply's memory of the leaf index's tail.
-    tail_memory: SharedTailMemory,
+    pub(crate) tail_memory: SharedTailMemory,
 }
 
 impl Debug for StateStore {

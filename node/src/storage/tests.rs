@@ -1603,6 +1603,61 @@ async fn a_colliding_index_pair_costs_a_read_and_changes_no_answer() {
     assert!(found.contains(&3));
 }
 
+/// An index built in bulk (big runs of the levels merges would have reached, as after a
+/// snapshot install or a rebuild) holds the same pairs as the one apply kept batch by batch,
+/// and answers every lookup alike.
+#[tokio::test]
+async fn an_index_built_in_bulk_holds_what_apply_kept() {
+    let mut stores = tiny_index_stores();
+    let log = artifacts();
+    let leaves: Vec<Vec<u8>> = (0..2000)
+        .map(|i| catch_up_leaf("artifact", "bulk ", i))
+        .collect();
+    for (batch, chunk) in leaves.chunks(97).enumerate() {
+        let command = append_command("artifacts", chunk.to_vec());
+        stores
+            .state
+            .apply(vec![entry(batch as u64 + 1, EntryPayload::Normal(command))])
+            .await
+            .unwrap();
+    }
+    let before = stores.reader.view().unwrap().index_pairs(&log);
+    assert!(before.len() >= 2000);
+    // 2000 leaves of 8-leaf tails in runs of 3: three level-4 runs (648 leaves each), then
+    // level 1 and level 0.
+    super::reindex::rebuild_leaf_index(&stores.state.db, &tiny_index()).unwrap();
+    stores.state.tail_memory.forget();
+    let view = stores.reader.view().unwrap();
+    assert_eq!(view.index_pairs(&log), before);
+    // The level-1 runs were flushed in one piece (one filter segment), not merged slice by
+    // slice from level-0 runs (a segment per slice).
+    let meta = view.index_meta(&log).unwrap();
+    let level_one: Vec<u64> = meta
+        .run_levels()
+        .into_iter()
+        .filter_map(|(id, level)| (level == 1).then_some(id))
+        .collect();
+    assert_eq!(level_one.len(), 2, "{meta:?}");
+    {
+        use redb::ReadableDatabase;
+        let txn = stores.state.db.begin_read().unwrap();
+        let filters = txn.open_table(super::run_filter::INDEX_FILTERS).unwrap();
+        for run in level_one {
+            let segments = filters
+                .range(("artifacts", run, 0)..=("artifacts", run, u64::MAX))
+                .unwrap()
+                .count();
+            assert_eq!(segments, 1, "run {run}");
+        }
+    }
+    for (index, leaf) in (0..).zip(&leaves) {
+        assert_eq!(
+            view.find_leaf(&log, &tlog::leaf_hash(leaf)).unwrap(),
+            Some(index)
+        );
+    }
+}
+
 /// `cairn-node reindex`: an index rebuilt from the leaves answers exactly as the one apply kept,
 /// and the store opens over it.
 #[tokio::test]
