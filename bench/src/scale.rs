@@ -40,10 +40,11 @@ const SIZE_MAX: u64 = 1_000_000_000;
     cargo build --release -p node --bin cairn-node\n  \
     cargo run --release -p bench --bin cairn-bench -- scale --sizes 100000,1000000 --json scale.json\n  \
     cargo run --release -p bench --bin cairn-bench -- scale --sizes 100000,1000000,10000000 --nodes 3\n\n\
-    Disk, in --data-dir: about 1.2 KB per entry per node, for the cluster's nodes and, during\n\
-    catch-up, one more: about 5 GB at 10^6 entries on 3 nodes, about 46 GB at 10^7.\n\
-    Time: about 5 minutes for 10^5 and 10^6 on 2 busy cores; 10^7 takes the better part of an\n\
-    hour (docs/benchmarks/scale.md).")]
+    Disk, in --data-dir: about 650 B per entry per node, for the cluster's nodes and, during\n\
+    catch-up, one more (which holds up to twice that until its index is built): about 3 GB at\n\
+    10^6 entries on 3 nodes, about 26 GB at 10^7.\n\
+    Time: about 2 minutes for 10^5 and 10^6 on 2 cores; with 10^7, about 12 minutes\n\
+    (docs/benchmarks/scale.md).")]
 pub(crate) struct ScaleArgs {
     /// Log sizes to measure at, ascending (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
