@@ -99,7 +99,9 @@ struct Overrides {
     #[arg(long, value_name = "MS")]
     think_ms: Option<u64>,
     /// Plant a known bug (vote-not-synced, apply-not-atomic, sign-before-commit,
-    /// ack-before-commit) and use crash-heavy faults; needs `--features canaries`.
+    /// ack-before-commit, index-flush-drops-a-leaf, filter-misses-a-key,
+    /// stream-tail-not-written; docs/simulator.md says what each breaks) and use crash-heavy
+    /// faults; needs `--features canaries`.
     #[arg(long)]
     canary: Option<String>,
     /// Add a lying log operator that shows a second root for a size to fewer witnesses than
