@@ -941,7 +941,7 @@ async fn catch_up(
         .transpose()?
         .map(|voter| voter.data_dir.join("state.redb"));
     // Blocks, not lengths: redb grows a file in large steps, ahead of what it holds.
-    let file_len = |path: &Path| {
+    let blocks = |path: &Path| {
         use std::os::unix::fs::MetadataExt as _;
         std::fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
     };
@@ -976,8 +976,8 @@ async fn catch_up(
         );
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
-            let stored = file_len(&file.data_dir.join("state.redb"));
-            let target = voter_state.as_deref().map_or(0, file_len);
+            let stored = blocks(&file.data_dir.join("state.redb"));
+            let target = voter_state.as_deref().map_or(0, blocks);
             let share = if target > 0 {
                 format!(
                     ", state {:.1} of {:.1} GB ({:.0}%)",

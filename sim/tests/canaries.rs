@@ -49,6 +49,15 @@ fn found(planted: Canary, accept: fn(&str) -> bool) -> Vec<String> {
     violations
 }
 
+/// [`found`] with an invariant violation, one of them reported by the invariant `name`.
+fn found_by(planted: Canary, name: &str) {
+    let violations = found(planted, invariant);
+    assert!(
+        violations.iter().any(|v| v.contains(name)),
+        "{violations:#?}"
+    );
+}
+
 /// Any violation: a lost vote can surface as an openraft assertion (a panic) or as an
 /// invariant (two leaders in a term forking the log).
 fn any(_: &str) -> bool {
@@ -82,27 +91,15 @@ fn an_acknowledgement_before_commit_is_found() {
 
 #[test]
 fn a_flush_that_drops_a_leaf_from_the_index_is_found() {
-    let violations = found(Canary::IndexFlushDropsALeaf, invariant);
-    assert!(
-        violations.iter().any(|v| v.contains("reproducible")),
-        "{violations:#?}"
-    );
+    found_by(Canary::IndexFlushDropsALeaf, "reproducible");
 }
 
 #[test]
 fn a_run_filter_that_misses_a_key_is_found() {
-    let violations = found(Canary::FilterMissesAKey, invariant);
-    assert!(
-        violations.iter().any(|v| v.contains("reproducible")),
-        "{violations:#?}"
-    );
+    found_by(Canary::FilterMissesAKey, "reproducible");
 }
 
 #[test]
 fn a_leaf_stream_tail_left_unwritten_is_found() {
-    let violations = found(Canary::StreamTailNotWritten, invariant);
-    assert!(
-        violations.iter().any(|v| v.contains("durability")),
-        "{violations:#?}"
-    );
+    found_by(Canary::StreamTailNotWritten, "durability");
 }

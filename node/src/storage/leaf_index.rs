@@ -245,6 +245,23 @@ fn runs_for(meta: &IndexMeta, key: u64) -> Vec<u64> {
     ids
 }
 
+/// The runs a lookup of `key` reads: [`runs_for`], less the complete runs whose filter
+/// (`may_hold`, `run_filter`) says they do not hold it. A merge output still being written has
+/// no complete filter and is always read.
+fn runs_to_read(
+    meta: &IndexMeta,
+    key: u64,
+    may_hold: &dyn Fn(u64) -> Result<bool, DiskError>,
+) -> Result<Vec<u64>, DiskError> {
+    let mut runs = Vec::new();
+    for run in runs_for(meta, key) {
+        if !meta.is_complete(run) || may_hold(run)? {
+            runs.push(run);
+        }
+    }
+    Ok(runs)
+}
+
 /// Pair `position` of a block's bytes (whose length is a multiple of [`PAIR_BYTES`]).
 fn pair_at(bytes: &[u8], position: usize) -> (u64, u64) {
     let at = position * PAIR_BYTES;
@@ -418,10 +435,7 @@ pub(crate) fn candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
 ) -> Result<(Vec<u64>, Option<u64>), DiskError> {
     let mut found = tail_hits;
     let mut complete_through: Option<u64> = None;
-    for run in runs_for(meta, key) {
-        if meta.is_complete(run) && !may_hold(run)? {
-            continue;
-        }
+    for run in runs_to_read(meta, key, may_hold)? {
         if after.is_none() && limit == usize::MAX {
             run_find_all(blocks, log, run, key, &mut found)?;
             continue;
@@ -447,10 +461,7 @@ pub(crate) fn run_candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
     out: &mut Vec<u64>,
     may_hold: &dyn Fn(u64) -> Result<bool, DiskError>,
 ) -> Result<(), DiskError> {
-    for run in runs_for(meta, key) {
-        if meta.is_complete(run) && !may_hold(run)? {
-            continue;
-        }
+    for run in runs_to_read(meta, key, may_hold)? {
         run_find_all(blocks, log, run, key, out)?;
     }
     Ok(())

@@ -25,7 +25,7 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use tlog::Hash;
 use tlog::hash::HASH_LEN;
 
-use super::DiskError;
+use super::{DiskError, usize_from};
 
 /// Chunks of each log's leaf stream: (log name, chunk number) → bytes.
 pub(crate) const LEAF_CHUNKS: TableDefinition<StreamKey, &[u8]> =
@@ -78,27 +78,29 @@ fn group_start(bytes: &[u8]) -> u64 {
     read_u64(bytes, 0)
 }
 
-/// A value below a chunk's or a group's size (or a count of leaves a read was asked for),
-/// as `usize`.
-fn small(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
-}
-
 /// Capacity to reserve for `count` items: a hint, bounded so a wrong count cannot reserve
 /// much.
 fn capacity(count: u64, each: usize) -> usize {
-    small(count.min(1 << 16)).saturating_mul(each)
+    usize_from(count.min(1 << 16)).saturating_mul(each)
 }
 
 /// Record `position` (below [`GROUP_LEAVES`]) of a checked group: the leaf hash bytes and the
 /// leaf's end offset.
 fn record(bytes: &[u8], position: u64) -> (&[u8], u64) {
-    let at = GROUP_HEADER + small(position) * RECORD;
+    let at = GROUP_HEADER + usize_from(position) * RECORD;
     (&bytes[at..at + HASH_LEN], read_u64(bytes, at + HASH_LEN))
 }
 
 fn missing_leaf(log: &str, index: u64) -> DiskError {
     DiskError::Missing(format!("leaf {index} of log {log}"))
+}
+
+fn missing_chunk(log: &str, chunk: u64) -> DiskError {
+    DiskError::Missing(format!("chunk {chunk} of the leaf stream of log {log}"))
+}
+
+fn missing_byte(log: &str, at: u64) -> DiskError {
+    DiskError::Missing(format!("byte {at} of the leaf stream of log {log}"))
 }
 
 /// How many leaves of `log` are stored.
@@ -118,12 +120,12 @@ pub(crate) fn stored_leaves<D: ReadableTable<StreamKey, &'static [u8]>>(
         .ok_or_else(|| corrupt_group(log, group, value.value().len()))
 }
 
-/// The hash of leaf `index` of `log`, if it is stored.
-pub(crate) fn leaf_hash<D: ReadableTable<StreamKey, &'static [u8]>>(
+/// The hash of leaf `index` of `log` and the stream offset where it ends, if it is stored.
+fn leaf_record<D: ReadableTable<StreamKey, &'static [u8]>>(
     directory: &D,
     log: &str,
     index: u64,
-) -> Result<Option<Hash>, DiskError> {
+) -> Result<Option<(Hash, u64)>, DiskError> {
     let group = index / GROUP_LEAVES;
     let Some(value) = directory.get((log, group))? else {
         return Ok(None);
@@ -133,14 +135,36 @@ pub(crate) fn leaf_hash<D: ReadableTable<StreamKey, &'static [u8]>>(
     if position >= group_leaves(log, group, bytes)? {
         return Ok(None);
     }
-    let (hash, _) = record(bytes, position);
-    Ok(Some(Hash::from_slice(hash).map_err(|error| {
+    let (hash, end) = record(bytes, position);
+    let hash = Hash::from_slice(hash).map_err(|error| {
         DiskError::corrupt(
             "leaf_directory",
             &format_args!("({log}, {group})"),
             error.to_string(),
         )
-    })?))
+    })?;
+    Ok(Some((hash, end)))
+}
+
+/// The hash of leaf `index` of `log`, if it is stored.
+pub(crate) fn leaf_hash<D: ReadableTable<StreamKey, &'static [u8]>>(
+    directory: &D,
+    log: &str,
+    index: u64,
+) -> Result<Option<Hash>, DiskError> {
+    Ok(leaf_record(directory, log, index)?.map(|(hash, _)| hash))
+}
+
+/// The stream offset where leaf `index` of `log` ends; it must be stored.
+fn leaf_end<D: ReadableTable<StreamKey, &'static [u8]>>(
+    directory: &D,
+    log: &str,
+    index: u64,
+) -> Result<u64, DiskError> {
+    match leaf_record(directory, log, index)? {
+        Some((_, end)) => Ok(end),
+        None => Err(missing_leaf(log, index)),
+    }
 }
 
 /// Calls `each(index, leaf hash, start, end)` for leaves `first .. end` of `log` in order, with
@@ -252,8 +276,6 @@ fn read_stream<C: ReadableTable<StreamKey, &'static [u8]>>(
     from: u64,
     to: u64,
 ) -> Result<Vec<u8>, DiskError> {
-    let missing =
-        |at: u64| DiskError::Missing(format!("byte {at} of the leaf stream of log {log}"));
     let mut out = Vec::with_capacity(capacity(to.saturating_sub(from), 1));
     if from >= to {
         return Ok(out);
@@ -265,20 +287,22 @@ fn read_stream<C: ReadableTable<StreamKey, &'static [u8]>>(
         let chunk_first = chunk * CHUNK_BYTES;
         let bytes = value.value();
         if chunk != at / CHUNK_BYTES || bytes.len() as u64 > CHUNK_BYTES {
-            return Err(missing(at));
+            return Err(missing_byte(log, at));
         }
         let chunk_end = chunk_first + bytes.len() as u64;
         let take_end = chunk_end.min(to);
         if take_end <= at {
-            return Err(missing(at));
+            return Err(missing_byte(log, at));
         }
-        out.extend_from_slice(&bytes[small(at - chunk_first)..small(take_end - chunk_first)]);
+        out.extend_from_slice(
+            &bytes[usize_from(at - chunk_first)..usize_from(take_end - chunk_first)],
+        );
         at = take_end;
         if at == to {
             return Ok(out);
         }
     }
-    Err(missing(at))
+    Err(missing_byte(log, at))
 }
 
 /// Where level-0 tile hashes are read from: the directory of a read transaction, or the
@@ -340,52 +364,45 @@ impl<'txn> LeafStream<'txn> {
         })
     }
 
-    /// The tail of `log`, read from the tables on first use.
-    fn tail(&mut self, log: &str) -> Result<&mut Tail, DiskError> {
-        if !self.tails.contains_key(log) {
-            let leaves = stored_leaves(&self.directory, log)?;
-            let stream_end = match leaves.checked_sub(1) {
-                Some(last) => self.end_of(log, last)?,
-                None => 0,
-            };
-            let group_number = leaves / GROUP_LEAVES;
-            let mut group = Vec::with_capacity(GROUP_HEADER + small(GROUP_LEAVES) * RECORD);
-            if leaves % GROUP_LEAVES == 0 {
-                group.extend_from_slice(&stream_end.to_le_bytes());
-            } else {
-                let value = self
-                    .directory
-                    .get((log, group_number))?
-                    .ok_or_else(|| missing_leaf(log, leaves - 1))?;
-                group.extend_from_slice(value.value());
-            }
-            let chunk_number = stream_end / CHUNK_BYTES;
-            let offset = small(stream_end % CHUNK_BYTES);
-            let mut chunk = Vec::with_capacity(small(CHUNK_BYTES));
-            if offset > 0 {
-                let value = self.chunks.get((log, chunk_number))?.ok_or_else(|| {
-                    DiskError::Missing(format!(
-                        "chunk {chunk_number} of the leaf stream of log {log}"
-                    ))
-                })?;
-                let bytes = value.value().get(..offset).ok_or_else(|| {
-                    DiskError::Missing(format!(
-                        "byte {} of the leaf stream of log {log}",
-                        stream_end - 1
-                    ))
-                })?;
-                chunk.extend_from_slice(bytes);
-            }
-            let tail = Tail {
-                leaves,
-                stream_end,
-                group,
-                chunk,
-                unwritten: false,
-            };
-            self.tails.insert(log.to_owned(), tail);
+    /// The tail of `log` as the tables hold it.
+    fn load_tail(&self, log: &str) -> Result<Tail, DiskError> {
+        let leaves = stored_leaves(&self.directory, log)?;
+        let stream_end = match leaves.checked_sub(1) {
+            Some(last) => leaf_end(&self.directory, log, last)?,
+            None => 0,
+        };
+        let group_number = leaves / GROUP_LEAVES;
+        let mut group = Vec::with_capacity(GROUP_HEADER + usize_from(GROUP_LEAVES) * RECORD);
+        if leaves % GROUP_LEAVES == 0 {
+            group.extend_from_slice(&stream_end.to_le_bytes());
+        } else {
+            let value = self
+                .directory
+                .get((log, group_number))?
+                .ok_or_else(|| missing_leaf(log, leaves - 1))?;
+            group.extend_from_slice(value.value());
         }
-        self.tails.get_mut(log).ok_or_else(|| missing_leaf(log, 0))
+        let chunk_number = stream_end / CHUNK_BYTES;
+        let offset = usize_from(stream_end % CHUNK_BYTES);
+        let mut chunk = Vec::with_capacity(usize_from(CHUNK_BYTES));
+        if offset > 0 {
+            let value = self
+                .chunks
+                .get((log, chunk_number))?
+                .ok_or_else(|| missing_chunk(log, chunk_number))?;
+            let bytes = value
+                .value()
+                .get(..offset)
+                .ok_or_else(|| missing_byte(log, stream_end - 1))?;
+            chunk.extend_from_slice(bytes);
+        }
+        Ok(Tail {
+            leaves,
+            stream_end,
+            group,
+            chunk,
+            unwritten: false,
+        })
     }
 
     /// How many leaves of `log` are stored, this transaction's appends included.
@@ -433,7 +450,10 @@ impl<'txn> LeafStream<'txn> {
             }
             self.truncate(log, index)?;
         }
-        self.tail(log)?;
+        if !self.tails.contains_key(log) {
+            let tail = self.load_tail(log)?;
+            self.tails.insert(log.to_owned(), tail);
+        }
         let Some(tail) = self.tails.get_mut(log) else {
             return Err(missing_leaf(log, index));
         };
@@ -443,10 +463,10 @@ impl<'txn> LeafStream<'txn> {
             .ok_or_else(|| missing_leaf(log, index))?;
         let mut rest = leaf;
         while !rest.is_empty() {
-            let take = (small(CHUNK_BYTES) - tail.chunk.len()).min(rest.len());
+            let take = (usize_from(CHUNK_BYTES) - tail.chunk.len()).min(rest.len());
             tail.chunk.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if tail.chunk.len() == small(CHUNK_BYTES) {
+            if tail.chunk.len() == usize_from(CHUNK_BYTES) {
                 let full = (tail.stream_end + take as u64 - 1) / CHUNK_BYTES;
                 self.chunks.insert((log, full), tail.chunk.as_slice())?;
                 tail.chunk.clear();
@@ -493,21 +513,6 @@ impl<'txn> LeafStream<'txn> {
         Ok(())
     }
 
-    /// The stream offset where stored leaf `index` of `log` ends, read from the table.
-    fn end_of(&self, log: &str, index: u64) -> Result<u64, DiskError> {
-        let group = index / GROUP_LEAVES;
-        let value = self
-            .directory
-            .get((log, group))?
-            .ok_or_else(|| missing_leaf(log, index))?;
-        let bytes = value.value();
-        let position = index % GROUP_LEAVES;
-        if position >= group_leaves(log, group, bytes)? {
-            return Err(missing_leaf(log, index));
-        }
-        Ok(record(bytes, position).1)
-    }
-
     /// Drops leaves `size ..` of `log` and their bytes; returns how many there were.
     pub(crate) fn truncate(&mut self, log: &str, size: u64) -> Result<u64, DiskError> {
         self.flush()?;
@@ -517,11 +522,11 @@ impl<'txn> LeafStream<'txn> {
             return Ok(0);
         }
         let stream_end = match size.checked_sub(1) {
-            Some(last) => self.end_of(log, last)?,
+            Some(last) => leaf_end(&self.directory, log, last)?,
             None => 0,
         };
         let group = size / GROUP_LEAVES;
-        let kept = small(size % GROUP_LEAVES);
+        let kept = usize_from(size % GROUP_LEAVES);
         let first_dropped_group = if kept > 0 {
             let bytes = {
                 let value = self
@@ -538,14 +543,13 @@ impl<'txn> LeafStream<'txn> {
         self.directory
             .retain_in((log, first_dropped_group)..=(log, u64::MAX), |_, _| false)?;
         let chunk_number = stream_end / CHUNK_BYTES;
-        let kept = small(stream_end % CHUNK_BYTES);
+        let kept = usize_from(stream_end % CHUNK_BYTES);
         let first_dropped_chunk = if kept > 0 {
             let bytes = {
-                let value = self.chunks.get((log, chunk_number))?.ok_or_else(|| {
-                    DiskError::Missing(format!(
-                        "chunk {chunk_number} of the leaf stream of log {log}"
-                    ))
-                })?;
+                let value = self
+                    .chunks
+                    .get((log, chunk_number))?
+                    .ok_or_else(|| missing_chunk(log, chunk_number))?;
                 let bytes = value.value();
                 bytes[..kept.min(bytes.len())].to_vec()
             };

@@ -150,6 +150,12 @@ from_redb!(
     redb::SetDurabilityError
 );
 
+/// A value known to be small (an offset inside a page-sized row, a bounded count) as `usize`,
+/// saturating rather than truncating.
+pub(crate) fn usize_from(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
 /// Starts a write transaction that commits durably (fsynced before `commit` returns) with
 /// two-phase commit (see the module docs).
 pub(crate) fn begin_immediate(db: &Database) -> Result<WriteTransaction, DiskError> {

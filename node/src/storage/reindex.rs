@@ -47,17 +47,16 @@ const MOVE_CHUNK: usize = 65_536;
 /// a crash part way leaves every leaf in exactly one of the two layouts and the next open
 /// goes on from there. Deletes the old table once it is empty.
 pub(crate) fn move_leaf_rows(db: &Database) -> Result<(), DiskError> {
-    let exists = |txn: &WriteTransaction| -> Result<bool, DiskError> {
-        Ok(txn
+    // Looked for in a read transaction: every open asks, and nearly every database has none.
+    let exists = || -> Result<bool, DiskError> {
+        Ok(db
+            .begin_read()?
             .list_tables()?
             .any(|table| table.name() == OLD_LEAVES.name()))
     };
     let mut moved = 0u64;
-    loop {
+    while exists()? {
         let txn = begin_immediate(db)?;
-        if !exists(&txn)? {
-            return Ok(());
-        }
         let mut done = true;
         {
             let mut old = txn.open_table(OLD_LEAVES)?;
@@ -99,6 +98,7 @@ pub(crate) fn move_leaf_rows(db: &Database) -> Result<(), DiskError> {
         }
         txn.commit()?;
     }
+    Ok(())
 }
 
 /// Leaves read per transaction while rebuilding the leaf index.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::DiskError;
+use super::{DiskError, usize_from};
 
 /// Filter segments: (log name, run id, first index key of the segment) → filter bytes.
 pub(crate) const INDEX_FILTERS: TableDefinition<FilterKey, &[u8]> =
@@ -44,7 +44,7 @@ pub(crate) fn build(keys: impl ExactSizeIterator<Item = u64>) -> Vec<u8> {
     let mut filter = vec![0u8; bits / 8];
     for key in keys {
         for bit in probes(key, bits as u64) {
-            filter[small(bit / 8)] |= 1 << (bit % 8);
+            filter[usize_from(bit / 8)] |= 1 << (bit % 8);
         }
     }
     filter
@@ -56,7 +56,7 @@ fn may_hold(filter: &[u8], key: u64) -> bool {
     if bits == 0 {
         return true;
     }
-    probes(key, bits).all(|bit| filter[small(bit / 8)] & (1 << (bit % 8)) != 0)
+    probes(key, bits).all(|bit| filter[usize_from(bit / 8)] & (1 << (bit % 8)) != 0)
 }
 
 /// The bits a key sets: double hashing on the key's two halves.
@@ -64,10 +64,6 @@ fn probes(key: u64, bits: u64) -> impl Iterator<Item = u64> {
     let first = key;
     let step = key.rotate_left(32) | 1;
     (0..PROBES).map(move |probe| first.wrapping_add(probe.wrapping_mul(step)) % bits)
-}
-
-fn small(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 /// The filter segments of one complete run, read once.

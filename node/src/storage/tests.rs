@@ -1603,6 +1603,21 @@ async fn a_colliding_index_pair_costs_a_read_and_changes_no_answer() {
     assert!(found.contains(&3));
 }
 
+/// Applies `leaves` to the artifact log, `batch` leaves per Raft entry (entries 1, 2, ...).
+async fn apply_in_batches(stores: &mut Stores, leaves: &[Vec<u8>], batch: usize) {
+    for (position, chunk) in leaves.chunks(batch).enumerate() {
+        let command = append_command("artifacts", chunk.to_vec());
+        stores
+            .state
+            .apply(vec![entry(
+                position as u64 + 1,
+                EntryPayload::Normal(command),
+            )])
+            .await
+            .unwrap();
+    }
+}
+
 /// An index built in bulk (big runs of the levels merges would have reached, as after a
 /// snapshot install or a rebuild) holds the same pairs as the one apply kept batch by batch,
 /// and answers every lookup alike.
@@ -1613,14 +1628,7 @@ async fn an_index_built_in_bulk_holds_what_apply_kept() {
     let leaves: Vec<Vec<u8>> = (0..2000)
         .map(|i| catch_up_leaf("artifact", "bulk ", i))
         .collect();
-    for (batch, chunk) in leaves.chunks(97).enumerate() {
-        let command = append_command("artifacts", chunk.to_vec());
-        stores
-            .state
-            .apply(vec![entry(batch as u64 + 1, EntryPayload::Normal(command))])
-            .await
-            .unwrap();
-    }
+    apply_in_batches(&mut stores, &leaves, 97).await;
     let before = stores.reader.view().unwrap().index_pairs(&log);
     assert!(before.len() >= 2000);
     // 2000 leaves of 8-leaf tails in runs of 3: three level-4 runs (648 leaves each), then
@@ -1674,14 +1682,7 @@ async fn a_reindexed_store_answers_as_before() {
             Arc::new(NoBundles),
         )
         .unwrap();
-        for (batch, chunk) in leaves.chunks(37).enumerate() {
-            let command = append_command("artifacts", chunk.to_vec());
-            stores
-                .state
-                .apply(vec![entry(batch as u64 + 1, EntryPayload::Normal(command))])
-                .await
-                .unwrap();
-        }
+        apply_in_batches(&mut stores, &leaves, 37).await;
         dump(&stores.reader.view().unwrap(), &both_logs())
     };
     let reindexed = super::reindex(dir.path()).unwrap();

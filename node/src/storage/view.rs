@@ -196,19 +196,8 @@ impl StateView {
         self.opened(&self.directory, LEAF_DIRECTORY)
     }
 
-    /// Whether complete run `run` of `log`'s leaf index may hold `key` (`run_filter`).
-    fn run_may_hold(&self, log: &LogName, run: u64, key: u64) -> Result<bool, DiskError> {
-        let filters = match self.filters.get() {
-            Some(filters) => filters,
-            None => {
-                let opened = self
-                    .txn
-                    .open_table(INDEX_FILTERS)
-                    .map_err(redb::Error::from)?;
-                self.filters.get_or_init(|| opened)
-            }
-        };
-        self.tail_memory.run_may_hold(filters, log, run, key)
+    fn filters(&self) -> Result<&ReadOnlyTable<FilterKey, &'static [u8]>, ReadError> {
+        self.opened(&self.filters, INDEX_FILTERS)
     }
 
     /// Leaves `first .. end` of `log`, every one of which must be stored.
@@ -321,6 +310,7 @@ impl StateView {
         let size = self.size(log)?;
         let meta = self.index_meta(log)?;
         let key = leaf_index::dedup_key(leaf_hash);
+        let filters = self.filters()?;
         let tail_hits = self
             .tail_memory
             .tail_hits(self.tail()?, log, meta.flushed, size, key)?;
@@ -333,7 +323,7 @@ impl StateView {
             None,
             usize::MAX,
             tail_hits,
-            &|run| self.run_may_hold(log, run, key),
+            &|run| self.tail_memory.run_may_hold(filters, log, run, key),
         )?;
         for index in candidates {
             if index < size
@@ -462,6 +452,7 @@ impl StateView {
         let meta = self.index_meta(log)?;
         let index_key = leaf_index::search_key(key);
         let mut fetch = limit.saturating_add(1);
+        let filters = self.filters()?;
         let tail_hits =
             self.tail_memory
                 .tail_hits(self.tail()?, log, meta.flushed, size, index_key)?;
@@ -475,7 +466,7 @@ impl StateView {
                 after,
                 fetch,
                 tail_hits.clone(),
-                &|run| self.run_may_hold(log, run, index_key),
+                &|run| self.tail_memory.run_may_hold(filters, log, run, index_key),
             )?;
             let mut found = Vec::new();
             let mut short = false;
