@@ -487,6 +487,24 @@ pub trait TileReader {
                 StoreError::Read(format!("hashes {first}+{count} are outside tile {tile}").into())
             })
     }
+
+    /// The root of the complete subtree over hashes `first..first + count` of `tile` (`count`
+    /// a power of two, `first` a multiple of it). The default folds the hashes
+    /// [`TileReader::read_tile_hashes`] returns; a reader that also stores some levels inside
+    /// tiles overrides it to read fewer, higher hashes.
+    fn subtree_root(&self, tile: Tile, first: usize, count: usize) -> Result<Hash, StoreError> {
+        let data = self.read_tile_hashes(tile, first, count)?;
+        match subtree_root(&data) {
+            Some(root) if data.len() == count * HASH_LEN => Ok(root),
+            _ => Err(StoreError::Read(
+                format!(
+                    "read {} bytes for {count} hashes of tile {tile}",
+                    data.len()
+                )
+                .into(),
+            )),
+        }
+    }
 }
 
 /// A [`HashStore`] over the tiles of a tree of known size: reads each needed tile once (at the
@@ -537,17 +555,7 @@ impl<R: TileReader> HashStore for TileHashStore<R> {
         if R::READS_PART_OF_A_TILE {
             for &node in nodes {
                 let (tile, position, count) = self.locate(node)?;
-                let data = self.reader.read_tile_hashes(tile, position, count)?;
-                if data.len() != count * HASH_LEN {
-                    return Err(StoreError::Read(
-                        format!(
-                            "read {} bytes for {count} hashes of tile {tile}",
-                            data.len()
-                        )
-                        .into(),
-                    ));
-                }
-                hashes.push(subtree_root(&data));
+                hashes.push(self.reader.subtree_root(tile, position, count)?);
             }
             return Ok(hashes);
         }
@@ -566,22 +574,28 @@ impl<R: TileReader> HashStore for TileHashStore<R> {
             let slice = data
                 .get(position * HASH_LEN..(position + count) * HASH_LEN)
                 .ok_or(StoreError::Missing(node))?;
-            hashes.push(subtree_root(slice));
+            hashes.push(subtree_root(slice).ok_or(StoreError::Missing(node))?);
         }
         Ok(hashes)
     }
 }
 
-/// The root of a complete subtree given its 2^k consecutive lowest hashes.
-fn subtree_root(data: &[u8]) -> Hash {
+/// The root of a complete subtree given its 2^k consecutive lowest hashes, concatenated; `None`
+/// unless `data` is a power of two of whole hashes.
+pub fn subtree_root(data: &[u8]) -> Option<Hash> {
+    let count = data.len() / HASH_LEN;
+    if !data.len().is_multiple_of(HASH_LEN) || !count.is_power_of_two() {
+        return None;
+    }
     let mut level: Vec<Hash> = data
         .chunks_exact(HASH_LEN)
-        .map(|chunk| Hash::from_slice(chunk).expect("chunks_exact yields 32-byte chunks"))
-        .collect();
+        .map(Hash::from_slice)
+        .collect::<Result<_, _>>()
+        .ok()?;
     while level.len() > 1 {
         level = level.chunks_exact(2).map(fold_range).collect();
     }
-    level[0]
+    level.first().copied()
 }
 
 #[cfg(test)]
@@ -865,7 +879,7 @@ mod tests {
         let data = tile_data(&log.store, tile).unwrap();
         assert_eq!(data.len(), 64);
         let level0 = tile_data(&log.store, Tile::hashes(0, 0, 256)).unwrap();
-        assert_eq!(&data[..32], subtree_root(&level0).as_bytes());
+        assert_eq!(&data[..32], subtree_root(&level0).unwrap().as_bytes());
     }
 
     #[test]

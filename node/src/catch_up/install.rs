@@ -154,9 +154,16 @@ impl Installer {
             .iter()
             .map(|(log, head)| (log.clone(), head.tree_size))
             .collect();
+        // Logged before and after (their times say how long indexing took): it is the longest
+        // silent step of a large install.
+        tracing::info!(
+            leaves_fetched = fetched,
+            "catch-up: indexing the installed leaves"
+        );
         self.blocking
             .run(move || catch_up_leaf_index_to(&db, &shape, &sizes))
             .await?;
+        tracing::info!("catch-up: indexed the installed leaves");
         let (db, meta_owned, data_owned) = (self.db.clone(), meta.clone(), data.to_vec());
         let logs = self.logs.clone();
         self.blocking

@@ -6,10 +6,10 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle, W
 
 use super::leaf_index::{self, IndexShape, IndexTables, Upkeep};
 use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, LeafStream};
-use super::rows::create_state_tables;
+use super::rows::{create_state_tables, read_level};
 use super::tables::{
-    HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, OLD_LEAF_INDEX, OLD_LEAVES,
-    OLD_SEARCH, SM_META, TILE_HASHES, decode,
+    HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, MIDDLE_HASHES_BUILT,
+    OLD_LEAF_INDEX, OLD_LEAVES, OLD_SEARCH, SM_META, TILE_HASHES, decode,
 };
 use super::{DiskError, begin_immediate};
 use crate::search::SearchKey;
@@ -99,6 +99,97 @@ pub(crate) fn move_leaf_rows(db: &Database) -> Result<(), DiskError> {
         txn.commit()?;
     }
     Ok(())
+}
+
+/// Hashes computed per transaction when a database gets the levels halfway up its tiles.
+const MIDDLE_CHUNK: u64 = 65_536;
+
+/// Stores the hashes of the levels halfway up each tile (`state_machine::STORED_LEVEL_STEP`)
+/// that a database from before them lacks, folded from the stored level below, for every
+/// stored leaf (an interrupted install's leaves beyond the head included), in bounded
+/// transactions; then marks the database. Rewriting a hash writes the same bytes, so a crash
+/// part way only repeats work. A new database is marked at once.
+pub(crate) fn store_middle_hashes(db: &Database) -> Result<(), DiskError> {
+    if db
+        .begin_read()?
+        .open_table(SM_META)?
+        .get(MIDDLE_HASHES_BUILT)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let step = crate::state_machine::STORED_LEVEL_STEP;
+    let per_middle = 1usize << step;
+    for log in stored_logs(&db.begin_read()?.open_table(LEAF_DIRECTORY)?)? {
+        let stored =
+            leaf_stream::stored_leaves(&db.begin_read()?.open_table(LEAF_DIRECTORY)?, &log)?;
+        let name = LogName(log.clone());
+        for level in (step..64).step_by(usize::from(tlog::tile::TILE_HEIGHT)) {
+            let count = stored.checked_shr(u32::from(level)).unwrap_or(0);
+            let mut first = 0;
+            while first < count {
+                let end = count.min(first.saturating_add(MIDDLE_CHUNK));
+                let lower = {
+                    let txn = db.begin_read()?;
+                    read_level(
+                        &txn.open_table(TILE_HASHES)?,
+                        &txn.open_table(LEAF_DIRECTORY)?,
+                        &name,
+                        level - step,
+                        first << step,
+                        end << step,
+                    )?
+                };
+                let txn = begin_immediate(db)?;
+                {
+                    let mut hashes = txn.open_table(TILE_HASHES)?;
+                    for (index, group) in
+                        (first..end).zip(lower.chunks_exact(per_middle * tlog::hash::HASH_LEN))
+                    {
+                        let root = tlog::tile::subtree_root(group).ok_or_else(|| {
+                            DiskError::Missing(format!(
+                                "hashes under level {level} index {index} of log {log}"
+                            ))
+                        })?;
+                        hashes.insert((log.as_str(), level, index), root.as_bytes().as_slice())?;
+                    }
+                }
+                txn.commit()?;
+                first = end;
+            }
+            if count > 0 {
+                tracing::info!(%log, level, hashes = count, "stored a level halfway up the tiles");
+            }
+        }
+    }
+    let txn = begin_immediate(db)?;
+    txn.open_table(SM_META)?
+        .insert(MIDDLE_HASHES_BUILT, [1u8].as_slice())?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The name of every log that has leaves in the stream.
+fn stored_logs<D: ReadableTable<leaf_stream::StreamKey, &'static [u8]>>(
+    directory: &D,
+) -> Result<Vec<String>, DiskError> {
+    let mut logs: Vec<String> = Vec::new();
+    loop {
+        let next = match logs.last() {
+            None => directory.first()?,
+            Some(last) => directory
+                .range::<(&str, u64)>((
+                    std::ops::Bound::Excluded((last.as_str(), u64::MAX)),
+                    std::ops::Bound::Unbounded,
+                ))?
+                .next()
+                .transpose()?,
+        };
+        let Some((key, _)) = next else {
+            return Ok(logs);
+        };
+        logs.push(key.value().0.to_owned());
+    }
 }
 
 /// Leaves read per transaction while rebuilding the leaf index.

@@ -244,15 +244,34 @@ where
         .ok()
         .and_then(|count| first.checked_add(count))
         .ok_or_else(outside)?;
+    read_level(hashes, directory, log, level, first, end)
+}
+
+/// The stored hashes `first..end` of Merkle level `level` of `log`, concatenated: level 0 from
+/// the leaf directory (`leaf_stream`), every other stored level from a row per hash. Every one
+/// must be stored.
+pub(crate) fn read_level<T, D>(
+    hashes: &T,
+    directory: &D,
+    log: &LogName,
+    level: u8,
+    first: u64,
+    end: u64,
+) -> Result<Vec<u8>, DiskError>
+where
+    T: ReadableTable<TileKey, &'static [u8]>,
+    D: LeafHashes,
+{
     if level == 0 {
         return directory.leaf_hashes(log.0.as_str(), first, end);
     }
     let missing = |index: u64| {
         DiskError::Missing(format!(
-            "hash of log {log} at Merkle level {level} index {index} (tile {tile})"
+            "hash of log {log} at Merkle level {level} index {index}"
         ))
     };
-    let mut data = Vec::with_capacity(count * tlog::hash::HASH_LEN);
+    let capacity = usize::try_from(end.saturating_sub(first)).unwrap_or(0);
+    let mut data = Vec::with_capacity(capacity.saturating_mul(tlog::hash::HASH_LEN));
     let mut expected = first;
     let name = log.0.as_str();
     for row in hashes.range((name, level, first)..(name, level, end))? {
@@ -274,6 +293,58 @@ where
         return Err(missing(expected));
     }
     Ok(data)
+}
+
+/// The root of the complete subtree over hashes `position..position + count` of hash tile
+/// `tile` of `log` (`count` a power of two, `position` a multiple of it, within the width).
+/// A subtree of 16 or more of the tile's hashes is folded from the stored level halfway up
+/// the tile (`state_machine::STORED_LEVEL_STEP`), a smaller one from the tile's own level.
+pub(crate) fn subtree_root_part<T, D>(
+    hashes: &T,
+    directory: &D,
+    log: &LogName,
+    tile: Tile,
+    position: usize,
+    count: usize,
+) -> Result<Hash, DiskError>
+where
+    T: ReadableTable<TileKey, &'static [u8]>,
+    D: LeafHashes,
+{
+    let step = crate::state_machine::STORED_LEVEL_STEP;
+    let per_middle = 1usize << step;
+    let bad = || {
+        DiskError::Missing(format!(
+            "the subtree over hashes {position}+{count} of tile {tile} of log {log}"
+        ))
+    };
+    if !count.is_power_of_two()
+        || !position.is_multiple_of(count)
+        || position.saturating_add(count) > usize::from(tile.width)
+    {
+        return Err(bad());
+    }
+    let data = if count >= per_middle {
+        let (tile_first, _) = tile_range(tile.index, tile.width).ok_or_else(bad)?;
+        let first = u64::try_from(position)
+            .ok()
+            .and_then(|position| tile_first.checked_add(position))
+            .ok_or_else(bad)?;
+        let middles = u64::try_from(count / per_middle).map_err(|_| bad())?;
+        let first = first >> step;
+        let end = first.checked_add(middles).ok_or_else(bad)?;
+        read_level(
+            hashes,
+            directory,
+            log,
+            tile.merkle_level() + step,
+            first,
+            end,
+        )?
+    } else {
+        read_tile_part(hashes, directory, log, tile, position, count)?
+    };
+    tlog::tile::subtree_root(&data).ok_or_else(bad)
 }
 
 /// The first index and the end of the `width` entries of tile `index` (None on overflow).
@@ -390,7 +461,7 @@ impl<'txn> RedbState<'txn> {
             .retain_in((name, size)..=(name, u64::MAX), |_, _| false)?;
         // A subtree at Merkle level `level` with index `i` is inside the tree iff
         // (i + 1) << level <= size, that is i < size >> level.
-        for level in (0..64u8).step_by(usize::from(tlog::tile::TILE_HEIGHT)) {
+        for level in (0..64u8).step_by(usize::from(crate::state_machine::STORED_LEVEL_STEP)) {
             let first = size.checked_shr(u32::from(level)).unwrap_or(0);
             self.hashes
                 .retain_in((name, level, first)..=(name, level, u64::MAX), |_, _| false)?;
@@ -626,6 +697,17 @@ impl StateAccess for RedbState<'_> {
             .map_err(|error| state_error(&error))
     }
 
+    fn subtree_root(
+        &self,
+        log: &LogName,
+        tile: Tile,
+        first: usize,
+        count: usize,
+    ) -> Result<Hash, StateError> {
+        subtree_root_part(&self.hashes, &self.leaves, log, tile, first, count)
+            .map_err(|error| state_error(&error))
+    }
+
     fn put_batch_time(
         &mut self,
         log: &LogName,
@@ -652,7 +734,8 @@ where
     T: ReadableTable<TileKey, &'static [u8]>,
     D: LeafHashes,
 {
-    // A row per hash: a proof's low siblings cost 1, 2, 4, ... rows, not the whole tile.
+    // A row per hash: a proof's low siblings cost 1, 2, 4, 8 hashes, and its higher ones 1, 2,
+    // 4, 8 of the level halfway up the tile, not the whole tile.
     const READS_PART_OF_A_TILE: bool = true;
 
     fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
@@ -667,6 +750,11 @@ where
         count: usize,
     ) -> Result<Vec<u8>, StoreError> {
         read_tile_part(self.table, self.directory, self.log, tile, first, count)
+            .map_err(|error| StoreError::Read(error.into()))
+    }
+
+    fn subtree_root(&self, tile: Tile, first: usize, count: usize) -> Result<Hash, StoreError> {
+        subtree_root_part(self.table, self.directory, self.log, tile, first, count)
             .map_err(|error| StoreError::Read(error.into()))
     }
 }

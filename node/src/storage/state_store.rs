@@ -21,7 +21,9 @@ use openraft::{
 use redb::{Database, ReadableDatabase, StorageBackend};
 
 use super::leaf_index::IndexShape;
-use super::reindex::{catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index};
+use super::reindex::{
+    catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index, store_middle_hashes,
+};
 use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables};
 use super::snapshot::{self, CatchUpError, SnapshotBuilder};
 use super::tables::{LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, encode};
@@ -111,6 +113,7 @@ impl StateStore {
         let rebuild = drop_old_index(&txn)?;
         txn.commit()?;
         move_leaf_rows(&db)?;
+        store_middle_hashes(&db)?;
         if rebuild {
             rebuild_leaf_index(&db, &shape)?;
         }

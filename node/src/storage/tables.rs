@@ -34,8 +34,9 @@ pub(crate) const LAST_PURGED: &str = "last_purged";
 /// (`reindex::move_leaf_rows`).
 pub(crate) const OLD_LEAVES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("leaves");
 /// Tile hashes: (log name, Merkle level, node index) → 32-byte hash. Only Merkle levels that are
-/// multiples of 8 are stored, and level 0 (the leaf hashes) is in `leaf_stream`'s directory;
-/// every other hash is derived from them.
+/// multiples of 4 are stored (`state_machine::STORED_LEVEL_STEP`: the tile levels and the
+/// levels halfway up each tile), and level 0 (the leaf hashes) is in `leaf_stream`'s
+/// directory; every other hash is derived from them.
 pub(crate) const TILE_HASHES: TableDefinition<(&str, u8, u64), &[u8]> =
     TableDefinition::new("tile_hashes");
 /// Integrated times: (log name, index of the first new leaf of a batch) → the batch's
@@ -73,6 +74,10 @@ pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
 /// `SM_META` key present once every stored leaf below the heads has its rows in the leaf index
 /// of this layout (a database from before it gets them when it is first opened).
 pub(crate) const LEAF_INDEX_BUILT: &str = "leaf_index_v2";
+/// `SM_META` key present once every stored leaf's complete subtrees at the levels halfway up
+/// the tiles have their [`TILE_HASHES`] rows (a database from before them gets them when it
+/// is first opened, `reindex::store_middle_hashes`).
+pub(crate) const MIDDLE_HASHES_BUILT: &str = "tile_hashes_middle_levels";
 /// The current snapshot: [`SNAPSHOT_META`] → postcard `SnapshotMeta`, [`SNAPSHOT_DATA`] → its
 /// descriptor, [`SNAPSHOT_SEQ`] → postcard `u64` counter for unique snapshot ids, and the
 /// pending install ([`PENDING_META`], [`PENDING_DATA`]).
