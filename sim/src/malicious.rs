@@ -45,8 +45,36 @@ pub async fn operate(
         let ahead = since.elapsed() > Duration::from_secs(2);
         match try_fork(&cluster, &witnesses, &victims, ahead) {
             Ok(()) => return,
-            Err(_) => tokio::time::sleep(Duration::from_millis(rng.range(5..50))).await,
+            Err(NoFork::Failed(why)) => {
+                witnesses.set_operator_failure(why);
+                tokio::time::sleep(Duration::from_millis(rng.range(5..50))).await;
+            }
+            Err(NoFork::NoMoment) => {
+                tokio::time::sleep(Duration::from_millis(rng.range(5..50))).await;
+            }
         }
+    }
+}
+
+/// Why [`try_fork`] did not fork.
+enum NoFork {
+    /// The moment was wrong (a victim down, no node running, nothing the victims have not
+    /// cosigned): the operator waits. A run whose every moment is wrong (a victim down for
+    /// the whole safety phase) gives it no chance, which is no violation.
+    NoMoment,
+    /// The moment was right and forking failed: the split-view check reports it.
+    Failed(String),
+}
+
+impl From<String> for NoFork {
+    fn from(why: String) -> NoFork {
+        NoFork::Failed(why)
+    }
+}
+
+impl From<&str> for NoFork {
+    fn from(why: &str) -> NoFork {
+        NoFork::Failed(why.to_owned())
     }
 }
 
@@ -58,10 +86,11 @@ fn try_fork(
     witnesses: &Witnesses,
     victims: &BTreeSet<usize>,
     ahead: bool,
-) -> Result<(), String> {
+) -> Result<(), NoFork> {
     let log = cluster.logs.iter().next().ok_or("no log")?;
     if victims.iter().any(|&v| !witnesses.is_up(v)) {
-        return Err("a victim is down".into());
+        // A victim is down.
+        return Err(NoFork::NoMoment);
     }
     let mut best = None;
     for node in cluster.running() {
@@ -74,7 +103,8 @@ fn try_fork(
             best = Some((size, view));
         }
     }
-    let (head, view) = best.ok_or("no node running")?;
+    // No node running: nothing to fork from.
+    let (head, view) = best.ok_or(NoFork::NoMoment)?;
     // The fork keeps the honest leaves below `size - 1` and forges the last.
     let size = if ahead { head + 1 } else { head };
     let held = |v: usize| {
@@ -87,7 +117,8 @@ fn try_fork(
             .map_or(0, |s| s.size)
     };
     if size < 2 || victims.iter().any(|&v| held(v) >= size) {
-        return Err("no size the victims have not cosigned yet".into());
+        // No size the victims have not cosigned yet.
+        return Err(NoFork::NoMoment);
     }
     let mut tree = MemoryTree::new();
     for index in 0..size - 1 {

@@ -79,6 +79,9 @@ struct State {
     black_hole: Option<usize>,
     /// The operator's fork, once made.
     fork: Option<Fork>,
+    /// Why the operator failed to fork at a moment it could have (every victim up and behind
+    /// a size the log has): a fault in the harness, not in the system under test.
+    operator_failure: Option<String>,
     /// The size each witness last cosigned, per origin (for the trace).
     sizes: BTreeMap<(usize, String), u64>,
     /// Everything the witnesses cosigned.
@@ -235,6 +238,16 @@ impl Witnesses {
     /// Records the operator's fork before it is shown to anyone.
     pub fn set_fork(&self, fork: Fork) {
         self.lock().fork = Some(fork);
+    }
+
+    /// Records that the operator had its moment and still failed to fork, and why.
+    pub fn set_operator_failure(&self, why: String) {
+        self.lock().operator_failure = Some(why);
+    }
+
+    /// Why the operator failed to fork at a moment it could have, if it did.
+    pub fn operator_failure(&self) -> Option<String> {
+        self.lock().operator_failure.clone()
     }
 
     /// Takes the violations found so far: (invariant, what).

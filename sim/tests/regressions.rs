@@ -84,3 +84,17 @@ fn seed_205_a_crashed_node_sends_no_answers() {
 fn seed_637_a_leader_never_removes_itself() {
     assert_passes(637);
 }
+
+/// The lying operator (`malicious_log`) never had a moment to fork within a 5-second safety
+/// phase (until it ended, a victim was down or had cosigned every size the log had), and the
+/// split-view check reported that as a violation of the system. Fixed in the check: only a failure at a
+/// moment the operator could fork is reported (`sim::malicious`, `NoFork`).
+#[test]
+fn seed_900074_an_operator_without_a_moment_to_fork_is_no_violation() {
+    let outcome = run_seed(900_074, Duration::from_secs(5), false);
+    assert!(
+        outcome.options.malicious_log,
+        "the seed no longer runs the operator"
+    );
+    assert!(outcome.violations.is_empty(), "{:#?}", outcome.violations);
+}

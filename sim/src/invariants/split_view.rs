@@ -4,7 +4,7 @@
 //! checkpoint on one side and one the honest log signed on the other. An honest log gives no
 //! witness any evidence, and a run told to fork must have forked.
 //!
-//! Source: docs/ARCHITECTURE.md, `witness` ("Split views"): a log that equivocates is caught by
+//! Source: docs/internals.md, "The witness" (split views): a log that equivocates is caught by
 //! a witness refusing the second root or by the witnesses' gossip, and the alarm is raised with
 //! both signed checkpoints as evidence.
 
@@ -90,10 +90,14 @@ pub fn check(checker: &mut Checker, cluster: &Cluster) {
             }
         }
         None if cluster.options.malicious_log => {
-            checker.violation(
-                "split view",
-                "the lying operator never found a moment to fork",
-            );
+            // Only a failure at a moment the operator could fork is the harness's fault; a run
+            // that never gave it one (a victim down throughout) has nothing to check.
+            if let Some(why) = witnesses.operator_failure() {
+                checker.violation(
+                    "split view",
+                    format!("the lying operator could fork but failed: {why}"),
+                );
+            }
         }
         None => {
             for pushed in &witnesses.list {
