@@ -104,7 +104,7 @@ fn proofs(c: &mut Criterion) {
 
 fn checkpoints(c: &mut Criterion) {
     use tlog::checkpoint::{Checkpoint, open};
-    use tlog::note::{Ed25519Verifier, Verifier, Verifiers};
+    use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
 
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
     let checkpoint = Checkpoint::new(

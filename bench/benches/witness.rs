@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::TestLog;
-use tlog::cosignature::Cosigner;
+use tlog::keys::Cosigner;
 use witness::config::Logs;
 use witness::storage::RedbStore;
 use witness::store::MemoryStore;

@@ -473,11 +473,11 @@ fn verify_head(leader: &Node, head: &node::state_machine::LogHead) -> anyhow::Re
         .logs
         .get(&log_name())
         .context("the cluster has no artifacts log")?;
-    let vkey = tlog::note::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
+    let vkey = tlog::keys::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
         .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
-    let mut verifiers = tlog::note::Verifiers::new();
+    let mut verifiers = tlog::keys::Verifiers::new();
     verifiers
-        .push(tlog::note::Verifier::Ed25519(vkey))
+        .push(tlog::keys::Verifier::Ed25519(vkey))
         .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
     let signed = tlog::checkpoint::open(head.checkpoint.as_bytes(), &verifiers)
         .map_err(|error| anyhow::anyhow!("the final checkpoint: {error}"))?;

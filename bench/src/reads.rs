@@ -1067,7 +1067,7 @@ mod tests {
 
     use super::*;
     use tlog::checkpoint::Checkpoint;
-    use tlog::note::Ed25519Signer;
+    use tlog::keys::Ed25519Signer;
 
     const ORIGIN: &str = "cairn.localhost/artifacts";
     /// Two full tiles and a partial one: full bundles, a level-0 tile set and proofs.

@@ -528,10 +528,10 @@ async fn measure(
     Ok((proofs, catch_up, appends, after))
 }
 
-fn verifiers(vkey: &str) -> anyhow::Result<tlog::note::Verifiers> {
-    let verifier = tlog::note::Verifier::parse(vkey.trim())
+fn verifiers(vkey: &str) -> anyhow::Result<tlog::keys::Verifiers> {
+    let verifier = tlog::keys::Verifier::parse(vkey.trim())
         .map_err(|error| anyhow::anyhow!("verifier key {vkey:?}: {error}"))?;
-    let mut verifiers = tlog::note::Verifiers::new();
+    let mut verifiers = tlog::keys::Verifiers::new();
     verifiers
         .push(verifier)
         .map_err(|error| anyhow::anyhow!("verifier key: {error}"))?;
@@ -664,7 +664,7 @@ fn hashes(body: &[u8]) -> anyhow::Result<Vec<Hash>> {
 async fn checkpoint(
     client: &Client,
     url: &str,
-    verifiers: &tlog::note::Verifiers,
+    verifiers: &tlog::keys::Verifiers,
 ) -> anyhow::Result<(u64, Hash, String)> {
     let body = get(client, &format!("{url}/api/v2/checkpoint")).await?;
     let signed = tlog::checkpoint::open(&body, verifiers)
@@ -681,7 +681,7 @@ async fn checkpoint(
 async fn proofs(
     args: &ScaleArgs,
     cluster: &Cluster,
-    verifiers: &tlog::note::Verifiers,
+    verifiers: &tlog::keys::Verifiers,
     trusted: &[(u64, Hash)],
 ) -> anyhow::Result<ProofStats> {
     let client = node::network::http_client();

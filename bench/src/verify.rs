@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
-use tlog::note::Verifiers;
+use tlog::keys::Verifiers;
 use tlog::{Hash, InclusionProof, LeafIndex, TreeSize};
 
 /// How many verified checkpoints to remember. Checkpoints only grow, so old ones are rarely
@@ -141,7 +141,7 @@ impl ResponseVerifier {
     /// A verifier for the log whose C2SP verifier key is `vkey` (`origin+keyid+base64`); the
     /// key name is the origin, as for every Cairn and Rekor v2 log.
     pub(crate) fn new(vkey: &str) -> anyhow::Result<ResponseVerifier> {
-        let verifier = tlog::note::Verifier::parse(vkey.trim())
+        let verifier = tlog::keys::Verifier::parse(vkey.trim())
             .map_err(|error| anyhow::anyhow!("verifier key {vkey:?}: {error}"))?;
         let origin = verifier.name().to_string();
         let mut preimage = origin.as_bytes().to_vec();
@@ -300,7 +300,7 @@ mod tests {
 
     use super::*;
     use tlog::checkpoint::Checkpoint;
-    use tlog::note::Ed25519Signer;
+    use tlog::keys::Ed25519Signer;
     use tlog::{MemoryTree, leaf_hash};
 
     const ORIGIN: &str = "cairn.localhost/artifacts";
@@ -502,7 +502,7 @@ mod tests {
     #[test]
     fn with_a_witness_policy_an_uncosigned_checkpoint_is_rejected() {
         let fixture = Fixture::new();
-        let cosigner = tlog::cosignature::Cosigner::new(
+        let cosigner = tlog::keys::Cosigner::new(
             "witness.test/w1",
             ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
         )

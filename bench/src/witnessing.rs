@@ -91,7 +91,7 @@ pub(crate) struct WitnessServerArgs {
 pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()> {
     let seed: [u8; 32] = hex_seed(&args.key_seed)?;
     let cosigner =
-        tlog::cosignature::Cosigner::new(&args.name, ed25519_dalek::SigningKey::from_bytes(&seed))
+        tlog::keys::Cosigner::new(&args.name, ed25519_dalek::SigningKey::from_bytes(&seed))
             .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
     let text = std::fs::read_to_string(&args.policy)
         .with_context(|| format!("reading {}", args.policy.display()))?;
@@ -241,7 +241,7 @@ async fn start(
     );
     let key = std::fs::read_to_string(dir.join("keys/artifacts.key"))
         .context("reading the artifact log's key")?;
-    let log_vkey = tlog::note::Ed25519Signer::from_private_key(key.trim())
+    let log_vkey = tlog::keys::Ed25519Signer::from_private_key(key.trim())
         .map_err(|error| anyhow::anyhow!("artifact log key: {error}"))?
         .verifier()
         .to_vkey();
@@ -257,7 +257,7 @@ async fn start(
         let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("witness.bench/w{}", i + 1);
         let cosigner =
-            tlog::cosignature::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
+            tlog::keys::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
                 .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
         let url = format!("http://127.0.0.1:{port}");
         policy.push_str(&format!(

@@ -173,9 +173,9 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
         .as_str()
         .unwrap()
         .to_string();
-    let mut verifiers = tlog::note::Verifiers::new();
+    let mut verifiers = tlog::keys::Verifiers::new();
     verifiers
-        .push(tlog::note::Verifier::parse(&vkey).unwrap())
+        .push(tlog::keys::Verifier::parse(&vkey).unwrap())
         .unwrap();
     let (status, body) = get(&format!("{url}/api/v2/checkpoint"));
     assert_eq!(status, 200);

@@ -22,7 +22,7 @@ use tlog::entry::{
     CanonicalBody, Digest, DsseV001, DsseV001Signature, DsseV002, Entry, HashedRekordV001,
     HashedRekordV002, KeyMaterial, Signature, SignatureBytes, Verifier as EntryVerifier,
 };
-use tlog::note::{EcdsaVerifier, Ed25519Verifier, Verifier as NoteVerifier, Verifiers};
+use tlog::keys::{EcdsaVerifier, Ed25519Verifier, Verifier as NoteVerifier, Verifiers};
 
 use crate::bundle::{Content, TlogEntry};
 use crate::key::{KeyAlgorithm, PublicKey};
@@ -467,7 +467,8 @@ fn check_intoto_v002(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use tlog::note::{Ed25519Signer, Note, NoteSigner};
+    use tlog::keys::Ed25519Signer;
+    use tlog::note::{Note, NoteSigner};
 
     use super::*;
     use crate::time::TimeRange;
@@ -479,7 +480,7 @@ mod tests {
     }
 
     fn log() -> TransparencyLog {
-        let spki = tlog::note::ed25519_spki_der(&key().verifying_key());
+        let spki = tlog::keys::ed25519_spki_der(&key().verifying_key());
         TransparencyLog {
             base_url: "http://cairn.localhost:3000".into(),
             log_id: tlog::Hash::digest(&spki).as_bytes().to_vec(),
@@ -552,7 +553,7 @@ mod tests {
             .sign(&tlog::entry::pae(&payload_type, &payload))
             .to_bytes()
             .to_vec();
-        let spki = tlog::note::ed25519_spki_der(&signer.verifying_key());
+        let spki = tlog::keys::ed25519_spki_der(&signer.verifying_key());
         let entry = DsseV002::new(
             Digest::sha256(&payload),
             vec![Signature {
@@ -605,7 +606,7 @@ mod tests {
 
         // Another signer's key, another payload or another signature is a mismatch.
         let other = ed25519_dalek::SigningKey::from_bytes(&[10; 32]);
-        let other_spki = tlog::note::ed25519_spki_der(&other.verifying_key());
+        let other_spki = tlog::keys::ed25519_spki_der(&other.verifying_key());
         let (other_content, _, other_entry, _) = dsse_v002_bundle(&other);
         let mismatches = [
             (&entry, &content, other_spki.as_slice()),
@@ -690,7 +691,7 @@ mod tests {
             &root,
         )
         .unwrap();
-        let other = tlog::note::ed25519_spki_der(
+        let other = tlog::keys::ed25519_spki_der(
             &ed25519_dalek::SigningKey::from_bytes(&[10; 32]).verifying_key(),
         );
         entry.canonicalized_body = body(&other);

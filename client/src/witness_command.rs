@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tlog::note::{Verifier, Verifiers};
+use tlog::keys::{Verifier, Verifiers};
 use witness::config::Logs;
 use witness::fetch::{Http, LogClient};
 use witness::monitor::{Monitor, MonitorError};

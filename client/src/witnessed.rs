@@ -11,7 +11,8 @@
 //! so such a checkpoint carries no cosignatures and holds only for a policy needing none.
 
 use tlog::checkpoint::Checkpoint;
-use tlog::note::{Ed25519Verifier, Note, Verifier, Verifiers};
+use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
+use tlog::note::Note;
 use tlog::policy::{Policy, PolicyError};
 
 use crate::Bundle;
@@ -124,8 +125,8 @@ fn origin_of(note: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use tlog::cosignature::Cosigner;
-    use tlog::note::Ed25519Signer;
+    use tlog::keys::Cosigner;
+    use tlog::keys::Ed25519Signer;
     use tlog::{Hash, TreeSize};
 
     use super::*;

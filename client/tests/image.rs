@@ -524,7 +524,7 @@ fn sign_attest_and_verify_images_in_a_local_registry() {
         &["--witness-policy", lenient.to_str().unwrap()],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    let witness = tlog::cosignature::Cosigner::new(
+    let witness = tlog::keys::Cosigner::new(
         "witness.example",
         ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
     )

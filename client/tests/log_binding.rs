@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use tlog::checkpoint::Checkpoint;
-use tlog::note::Ed25519Signer;
+use tlog::keys::Ed25519Signer;
 
 type Answers = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
 
@@ -80,7 +80,7 @@ impl Log {
     }
 
     fn trusted(&self) -> Value {
-        let spki = tlog::note::ed25519_spki_der(&self.key.verifying_key());
+        let spki = tlog::keys::ed25519_spki_der(&self.key.verifying_key());
         json!({
             "baseUrl": format!("https://{}", self.origin),
             "hashAlgorithm": "SHA2_256",

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use tlog::checkpoint::Checkpoint;
-use tlog::note::Ed25519Signer;
+use tlog::keys::Ed25519Signer;
 use tlog::tile::{TILE_WIDTH, Tile};
 use tlog::{MemoryTree, leaf_hash};
 

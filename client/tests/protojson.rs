@@ -18,7 +18,8 @@ use client::{Artifact, Bundle, Policy, TrustedRoot, VerifyError};
 use ed25519_dalek::Signer as _;
 use serde_json::{Value, json};
 use tlog::entry::{CanonicalBody, Digest, HashedRekordV001, KeyMaterial, SignatureBytes};
-use tlog::note::{Ed25519Signer, Note};
+use tlog::keys::Ed25519Signer;
+use tlog::note::Note;
 
 const ARTIFACT: &[u8] = b"the first artifact of a new log\n";
 const ORIGIN: &str = "log.example";
@@ -48,7 +49,7 @@ fn fixture() -> Fixture {
 
     // The log: one leaf, so the root is its leaf hash and the proof has no hashes.
     let log_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-    let log_spki = tlog::note::ed25519_spki_der(&log_key.verifying_key());
+    let log_spki = tlog::keys::ed25519_spki_der(&log_key.verifying_key());
     let log_id = tlog::Hash::digest(&log_spki);
     let root_hash = tlog::leaf_hash(&body);
     let mut checkpoint = Note::new(&format!(

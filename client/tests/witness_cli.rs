@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tlog::checkpoint::Checkpoint;
-use tlog::note::{Ed25519Signer, Verifier};
+use tlog::keys::{Ed25519Signer, Verifier};
 use tlog::{TreeSize, leaf_hash};
 
 const ORIGIN: &str = "log.example/test";

@@ -43,7 +43,7 @@ fn witness_policy_is_enforced() {
     let spki = BASE64.decode(LOG_SPKI).unwrap();
     let raw: [u8; 32] = spki[spki.len() - 32..].try_into().unwrap();
     let key = ed25519_dalek::VerifyingKey::from_bytes(&raw).unwrap();
-    let log = tlog::note::Verifier::Ed25519(tlog::note::Ed25519Verifier::new(ORIGIN, key).unwrap());
+    let log = tlog::keys::Verifier::Ed25519(tlog::keys::Ed25519Verifier::new(ORIGIN, key).unwrap());
     let dir = tempfile::tempdir().unwrap();
 
     let lenient = dir.path().join("lenient.policy");
@@ -57,7 +57,7 @@ fn witness_policy_is_enforced() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("log entry 0 cosigned by"));
 
-    let witness = tlog::cosignature::Cosigner::new(
+    let witness = tlog::keys::Cosigner::new(
         "witness.example",
         ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
     )
@@ -82,12 +82,12 @@ fn witness_policy_checks_the_verified_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let verified = std::fs::read(case().join("bundle.sigstore.json")).unwrap();
 
-    let other_log = tlog::note::Ed25519Signer::new(
+    let other_log = tlog::keys::Ed25519Signer::new(
         "other.example",
         ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
     )
     .unwrap();
-    let witness = tlog::cosignature::Cosigner::new(
+    let witness = tlog::keys::Cosigner::new(
         "witness.example",
         ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
     )

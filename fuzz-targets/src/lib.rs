@@ -56,7 +56,7 @@ pub fn target(name: &str) -> Option<Target> {
 
 /// A signed note (`tlog::note`): parse, then verify against the seeds' log key.
 pub fn note(data: &[u8]) {
-    let _ = tlog::note::open(data, log_verifiers());
+    let _ = tlog::keys::open(data, log_verifiers());
     if let Ok(note) = tlog::note::Note::parse(data) {
         // What parses must format again (the node re-serves stored notes).
         let _ = note.format();
@@ -89,7 +89,7 @@ pub fn cosignature(data: &[u8]) {
 /// A verifier key (vkey) as policy and configuration files carry it.
 pub fn vkey(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data)
-        && let Ok(verifier) = tlog::note::Verifier::parse(text)
+        && let Ok(verifier) = tlog::keys::Verifier::parse(text)
     {
         let _ = verifier.to_vkey();
     }
@@ -237,10 +237,10 @@ pub fn snapshot_descriptor(data: &[u8]) {
 }
 
 /// The seeds' log key, as a verifier set.
-fn log_verifiers() -> &'static tlog::note::Verifiers {
-    static VERIFIERS: OnceLock<tlog::note::Verifiers> = OnceLock::new();
+fn log_verifiers() -> &'static tlog::keys::Verifiers {
+    static VERIFIERS: OnceLock<tlog::keys::Verifiers> = OnceLock::new();
     VERIFIERS.get_or_init(|| {
-        let mut verifiers = tlog::note::Verifiers::new();
+        let mut verifiers = tlog::keys::Verifiers::new();
         // A fresh set cannot hold a duplicate.
         let _ = verifiers.push(seeds::log_signer().verifier());
         verifiers

@@ -26,8 +26,8 @@ pub const NOW_UNIX_SECONDS: u64 = 1_800_000_000;
 pub const LEAVES: [&[u8]; 2] = [b"entry 0", b"entry 1"];
 
 /// The log's Ed25519 signer (a fixed seed: fuzzing wants repeatable inputs, not secrets).
-pub fn log_signer() -> tlog::note::Ed25519Signer {
-    tlog::note::Ed25519Signer::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[1; 32]))
+pub fn log_signer() -> tlog::keys::Ed25519Signer {
+    tlog::keys::Ed25519Signer::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[1; 32]))
         .expect("the origin is a valid key name")
 }
 
@@ -35,13 +35,13 @@ fn witness_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[2; 32])
 }
 
-fn cosigner() -> tlog::cosignature::Cosigner {
-    tlog::cosignature::Cosigner::new(WITNESS, witness_key()).expect("a valid key name")
+fn cosigner() -> tlog::keys::Cosigner {
+    tlog::keys::Cosigner::new(WITNESS, witness_key()).expect("a valid key name")
 }
 
 /// The witness's cosignature verifier.
-pub fn witness_verifier() -> tlog::cosignature::CosignatureVerifier {
-    tlog::cosignature::CosignatureVerifier::new(WITNESS, witness_key().verifying_key())
+pub fn witness_verifier() -> tlog::keys::CosignatureVerifier {
+    tlog::keys::CosignatureVerifier::new(WITNESS, witness_key().verifying_key())
         .expect("a valid key name")
 }
 

@@ -55,7 +55,7 @@ fn every_target_has_a_corpus_directory_and_no_other_exists() {
 #[test]
 fn generated_seeds_replay_and_pass_their_checks() {
     use fuzz_targets::seeds;
-    let verifiers = tlog::note::Verifiers::from_verifiers([seeds::log_signer().verifier()])
+    let verifiers = tlog::keys::Verifiers::from_verifiers([seeds::log_signer().verifier()])
         .expect("one verifier");
     let entry = tlog::leaf_hash(seeds::LEAVES[0]);
     for (name, file, data) in seeds::seeds() {
@@ -65,7 +65,7 @@ fn generated_seeds_replay_and_pass_their_checks() {
         // parsers and the signature checks.
         let text = std::str::from_utf8(&data);
         let accepted = match name {
-            "note" => tlog::note::open(&data, &verifiers).is_ok(),
+            "note" => tlog::keys::open(&data, &verifiers).is_ok(),
             "checkpoint" => tlog::checkpoint::open(&data, &verifiers).is_ok(),
             "cosignature" => tlog::note::Note::parse(&data).is_ok_and(|note| {
                 note.signatures().iter().any(|signature| {
@@ -83,7 +83,7 @@ fn generated_seeds_replay_and_pass_their_checks() {
                         .is_ok()
                 })
             }),
-            "vkey" => text.is_ok_and(|text| tlog::note::Verifier::parse(text).is_ok()),
+            "vkey" => text.is_ok_and(|text| tlog::keys::Verifier::parse(text).is_ok()),
             "witness_request" => witness::request::AddCheckpoint::parse(&data).is_ok(),
             "id_token" => matches!(fuzz_targets::verify_id_token(&data), Some(Ok(_))),
             "snapshot_descriptor" => node::storage::snapshot::split_data(&data).is_ok(),

@@ -404,7 +404,7 @@ impl NodeFile {
         for (position, log) in self.logs.iter().enumerate() {
             let text = read_secret(&log.key_file)?;
             let signer =
-                tlog::note::Ed25519Signer::from_private_key(text.trim()).map_err(|error| {
+                tlog::keys::Ed25519Signer::from_private_key(text.trim()).map_err(|error| {
                     ConfigError::Invalid {
                         setting: format!("logs[{position}].key_file"),
                         message: format!("{}: {error}", log.key_file.display()),

@@ -247,7 +247,7 @@ fn init(
         let key_path = dir.join("keys").join(format!("{name}.key"));
         if !key_path.exists() {
             let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
-            let signer = tlog::note::Ed25519Signer::new(&origin, key)
+            let signer = tlog::keys::Ed25519Signer::new(&origin, key)
                 .with_context(|| format!("origin {origin:?}"))?;
             write_secret(
                 &key_path,
@@ -1084,7 +1084,7 @@ mod tests {
         // Every origin is a valid note key name.
         for name in LOG_NAMES {
             let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
-            tlog::note::Ed25519Signer::new(&log_origin(name, DEV_ORIGIN_DOMAIN), key).unwrap();
+            tlog::keys::Ed25519Signer::new(&log_origin(name, DEV_ORIGIN_DOMAIN), key).unwrap();
         }
     }
 }

@@ -456,7 +456,7 @@ impl<A: StateAccess> TileReader for StateTiles<'_, A> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use tlog::note::{Verifier, Verifiers};
+    use tlog::keys::{Verifier, Verifiers};
 
     /// State in memory, for unit tests of apply.
     #[derive(Default, Clone, PartialEq, Eq, Debug)]
@@ -566,7 +566,7 @@ pub(crate) mod tests {
     fn verifiers(logs: &Logs, name: &str) -> Verifiers {
         let config = logs.get(&LogName(name.into())).unwrap();
         let verifier =
-            tlog::note::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
+            tlog::keys::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
                 .unwrap();
         let mut verifiers = Verifiers::new();
         verifiers.push(Verifier::Ed25519(verifier)).unwrap();

@@ -24,7 +24,7 @@ use http_body_util::{BodyExt, Full};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::pkcs8::EncodePublicKey;
 use tlog::checkpoint::Checkpoint;
-use tlog::note::Verifiers;
+use tlog::keys::Verifiers;
 use tlog::{Hash, InclusionProof, LeafIndex, TreeSize};
 
 mod common;

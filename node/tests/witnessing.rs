@@ -22,7 +22,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::pkcs8::EncodePublicKey;
 use tlog::Hash;
-use tlog::cosignature::Cosigner;
+use tlog::keys::Cosigner;
 use tlog::policy::Policy;
 use witness::config::Logs;
 use witness::storage::RedbStore;

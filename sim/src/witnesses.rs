@@ -27,17 +27,16 @@ fn make(shared: &Shared, name: &str, rng: &mut SimRng) -> Result<Witness, String
     for chunk in seed.chunks_mut(8) {
         chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
     }
-    let cosigner =
-        tlog::cosignature::Cosigner::new(name, ed25519_dalek::SigningKey::from_bytes(&seed))
-            .map_err(|e| e.to_string())?;
+    let cosigner = tlog::keys::Cosigner::new(name, ed25519_dalek::SigningKey::from_bytes(&seed))
+        .map_err(|e| e.to_string())?;
     let mut policy = String::new();
     for log in shared.cluster.logs.iter() {
         let verifier =
-            tlog::note::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
+            tlog::keys::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
                 .map_err(|e| e.to_string())?;
         policy.push_str(&format!(
             "log {}\n",
-            tlog::note::Verifier::Ed25519(verifier).to_vkey()
+            tlog::keys::Verifier::Ed25519(verifier).to_vkey()
         ));
     }
     let logs = witness::config::Logs::from_policy_text(&policy).map_err(|e| e.to_string())?;

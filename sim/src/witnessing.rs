@@ -118,11 +118,11 @@ impl Witnesses {
         let mut names = BTreeMap::new();
         for log in logs.iter() {
             let verifier =
-                tlog::note::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
+                tlog::keys::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
                     .map_err(|e| e.to_string())?;
             log_lines.push_str(&format!(
                 "log {}\n",
-                tlog::note::Verifier::Ed25519(verifier).to_vkey()
+                tlog::keys::Verifier::Ed25519(verifier).to_vkey()
             ));
             names.insert(log.origin.clone(), log.name.clone());
         }
@@ -135,7 +135,7 @@ impl Witnesses {
             for chunk in seed.chunks_mut(8) {
                 chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
             }
-            let cosigner = tlog::cosignature::Cosigner::new(
+            let cosigner = tlog::keys::Cosigner::new(
                 &format!("witness.sim/p{i}"),
                 ed25519_dalek::SigningKey::from_bytes(&seed),
             )

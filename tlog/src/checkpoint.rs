@@ -12,10 +12,8 @@
 //! [`Checkpoint::origin`], and [`crate::policy`] checks that the log key's name is the origin.
 
 use crate::hash::{Hash, HashError};
-use crate::note::{
-    EcdsaSigner, Ed25519Signer, KeyError, NOTE_BYTES_MAX, Note, NoteError, NoteSigner,
-    VerifiedSignature, Verifiers,
-};
+use crate::keys::{EcdsaSigner, Ed25519Signer, KeyError, VerifiedSignature, Verifiers};
+use crate::note::{NOTE_BYTES_MAX, Note, NoteError, NoteSigner};
 use crate::tree::TreeSize;
 
 /// Why a checkpoint was not parsed, formatted, signed or opened.
@@ -256,7 +254,8 @@ fn check_field(field: &str, line: usize) -> Result<(), CheckpointError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::note::{NoteSignature, Verifier};
+    use crate::keys::Verifier;
+    use crate::note::NoteSignature;
     use proptest::prelude::*;
 
     const ORIGIN: &str = "example.com/behind-the-sofa";

@@ -8,13 +8,13 @@
 //! checkpoint note text, extension lines included. The message does not bind the cosigner's
 //! name, so every cosigner needs its own key.
 //!
-//! The ML-DSA-44 type (0x06) is not implemented. Callers pass timestamps in: this module reads
-//! no clock, and whether a future timestamp is acceptable is the caller's decision.
+//! The keys that make and check cosignatures are [`crate::keys::Cosigner`] and
+//! [`crate::keys::CosignatureVerifier`]; this module is the message alone (its tests sign and
+//! verify with those keys). The ML-DSA-44 type (0x06) is not implemented. Callers pass
+//! timestamps in: nothing here reads a clock, and whether a future timestamp is acceptable is
+//! the caller's decision.
 
-use crate::note::{
-    KeyError, KeyId, NoteSignature, NoteSigner, SIGNATURE_TYPE_COSIGNATURE_V1, Verifier,
-    check_key_name,
-};
+use crate::note::{KeyId, SIGNATURE_TYPE_COSIGNATURE_V1};
 
 /// The first line of every signed cosignature message, for domain separation.
 pub const COSIGNATURE_V1_HEADER: &str = "cosignature/v1\n";
@@ -75,158 +75,14 @@ pub fn timestamp(signature: &[u8]) -> Result<u64, CosignatureError> {
     Ok(timestamp)
 }
 
-/// A witness's cosigning key.
-#[derive(Clone, Debug)]
-pub struct Cosigner {
-    name: String,
-    key_id: KeyId,
-    key: ed25519_dalek::SigningKey,
-}
-
-impl Cosigner {
-    /// The cosigner named `name` (a schema-less URL, by convention) with this key.
-    pub fn new(name: &str, key: ed25519_dalek::SigningKey) -> Result<Cosigner, KeyError> {
-        check_key_name(name)?;
-        Ok(Cosigner {
-            name: name.to_owned(),
-            key_id: key_id(name, &key.verifying_key()),
-            key,
-        })
-    }
-
-    /// The key name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The key id.
-    pub fn key_id(&self) -> KeyId {
-        self.key_id
-    }
-
-    /// The cosignature of a checkpoint note text at `timestamp` (POSIX seconds).
-    pub fn sign(
-        &self,
-        checkpoint_text: &str,
-        timestamp: u64,
-    ) -> Result<NoteSignature, CosignatureError> {
-        Ok(NoteSignature {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            signature: self.at(timestamp)?.sign(checkpoint_text),
-        })
-    }
-
-    /// This cosigner fixed at `timestamp`, as a [`NoteSigner`] to pass to
-    /// [`crate::note::Note::sign`].
-    pub fn at(&self, timestamp: u64) -> Result<TimestampedCosigner<'_>, CosignatureError> {
-        if timestamp > TIMESTAMP_MAX {
-            return Err(CosignatureError::TimestampRange(timestamp));
-        }
-        Ok(TimestampedCosigner {
-            cosigner: self,
-            timestamp,
-        })
-    }
-
-    /// The matching verifier.
-    pub fn verifier(&self) -> Verifier {
-        Verifier::Cosignature(CosignatureVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
-        })
-    }
-}
-
-/// A [`Cosigner`] at a fixed timestamp: a [`NoteSigner`] whose signatures are cosignatures.
-#[derive(Clone, Copy, Debug)]
-pub struct TimestampedCosigner<'a> {
-    cosigner: &'a Cosigner,
-    timestamp: u64,
-}
-
-impl NoteSigner for TimestampedCosigner<'_> {
-    fn name(&self) -> &str {
-        &self.cosigner.name
-    }
-
-    fn key_id(&self) -> KeyId {
-        self.cosigner.key_id
-    }
-
-    fn sign(&self, text: &str) -> Vec<u8> {
-        let message = cosigned_message(text, self.timestamp);
-        let signature = crate::ed25519::sign(&self.cosigner.key, message.as_bytes());
-        let mut bytes = Vec::with_capacity(COSIGNATURE_BYTES_LEN);
-        bytes.extend_from_slice(&self.timestamp.to_be_bytes());
-        bytes.extend_from_slice(&signature.to_bytes());
-        bytes
-    }
-}
-
-/// A witness's cosignature verifier key (vkey type 0x04).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CosignatureVerifier {
-    name: String,
-    key_id: KeyId,
-    key: ed25519_dalek::VerifyingKey,
-}
-
-impl CosignatureVerifier {
-    /// The verifier for cosigner `name` with public key `key`.
-    pub fn new(
-        name: &str,
-        key: ed25519_dalek::VerifyingKey,
-    ) -> Result<CosignatureVerifier, KeyError> {
-        check_key_name(name)?;
-        Ok(CosignatureVerifier {
-            name: name.to_owned(),
-            key_id: key_id(name, &key),
-            key,
-        })
-    }
-
-    /// The key name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The key id.
-    pub fn key_id(&self) -> KeyId {
-        self.key_id
-    }
-
-    /// The public key.
-    pub fn key(&self) -> &ed25519_dalek::VerifyingKey {
-        &self.key
-    }
-
-    /// Verifies a cosignature's signature bytes (after the key id) over a checkpoint note text
-    /// and returns its timestamp.
-    pub fn verify(&self, checkpoint_text: &str, signature: &[u8]) -> Result<u64, CosignatureError> {
-        let timestamp = timestamp(signature)?;
-        let invalid = || CosignatureError::Invalid {
-            name: self.name.clone(),
-            key_id: self.key_id,
-        };
-        let ed25519 =
-            ed25519_dalek::Signature::from_slice(&signature[8..]).map_err(|_| invalid())?;
-        let message = cosigned_message(checkpoint_text, timestamp);
-        if !crate::ed25519::verify_strict(&self.key, message.as_bytes(), &ed25519) {
-            return Err(invalid());
-        }
-        Ok(timestamp)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;
 
     use super::*;
-    use crate::note::{Note, NoteError, Verifiers, open};
+    use crate::keys::{Cosigner, Verifier, Verifiers, open};
+    use crate::note::{Note, NoteError, NoteSignature};
 
     const CHECKPOINT: &str = "example.com/behind-the-sofa\n20852163\n\
                               CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
@@ -339,7 +195,7 @@ mod tests {
 
     #[test]
     fn cosigned_note_verifies_log_and_witnesses_separately() {
-        let log = crate::note::Ed25519Signer::new(
+        let log = crate::keys::Ed25519Signer::new(
             "example.com/behind-the-sofa",
             ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
         )

@@ -6,10 +6,13 @@
 //!   verified with the RFC 9162 algorithms).
 //! - [`tile`]: C2SP tlog-tiles: tile coordinates and paths, tiles built from stored hashes,
 //!   entry bundles, and proofs computed from tiles.
-//! - [`note`]: C2SP signed-note: notes, signature lines, verifier keys, Ed25519 and ECDSA
-//!   (Rekor's key-id rule) signatures.
+//! - [`note`]: C2SP signed-note, the format: notes, signature lines, key names and key ids.
+//! - [`cosignature`]: C2SP tlog-cosignature v1, the message a cosignature signs (timestamped
+//!   Ed25519, note type 0x04).
+//! - [`keys`]: the keys of signed notes: verifier keys, sets of them, Ed25519, ECDSA (Rekor's
+//!   key-id rule) and cosignature signers and verifiers, and verifying a note. Imports run
+//!   `note` ← `cosignature` ← `keys`.
 //! - [`checkpoint`]: C2SP tlog-checkpoint.
-//! - [`cosignature`]: C2SP tlog-cosignature v1 (timestamped Ed25519, note type 0x04).
 //! - [`tlog_proof`]: C2SP tlog-proof files (an index, an inclusion proof and a checkpoint).
 //! - [`policy`]: C2SP tlog-policy files and whether a cosigned checkpoint satisfies one.
 //! - [`entry`]: the canonical bodies of Rekor entries (hashedrekord v0.0.1 and v0.0.2, dsse),
@@ -27,6 +30,7 @@ pub mod cosignature;
 pub mod ed25519;
 pub mod entry;
 pub mod hash;
+pub mod keys;
 pub mod note;
 pub mod policy;
 pub mod proof;

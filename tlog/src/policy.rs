@@ -30,9 +30,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, parse_decimal};
+use crate::keys::{KeyError, Verifier, Verifiers};
 use crate::note::{
-    KeyError, Note, NoteError, SIGNATURE_TYPE_COSIGNATURE_V1, SIGNATURE_TYPE_ECDSA,
-    SIGNATURE_TYPE_ED25519, Verifier, Verifiers,
+    Note, NoteError, SIGNATURE_TYPE_COSIGNATURE_V1, SIGNATURE_TYPE_ECDSA, SIGNATURE_TYPE_ED25519,
 };
 
 /// The largest policy file accepted, in bytes.
@@ -688,9 +688,10 @@ fn duplicate_key<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cosignature::Cosigner;
     use crate::hash::Hash;
-    use crate::note::{Ed25519Signer, NoteSigner};
+    use crate::keys::Cosigner;
+    use crate::keys::Ed25519Signer;
+    use crate::note::NoteSigner;
     use crate::tree::TreeSize;
 
     const ORIGIN: &str = "example.com/log";

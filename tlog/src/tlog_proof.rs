@@ -26,7 +26,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, open_note, parse_decimal};
 use crate::hash::{Hash, HashError};
-use crate::note::{NOTE_BYTES_MAX, Note, NoteError, Verifiers};
+use crate::keys::Verifiers;
+use crate::note::{NOTE_BYTES_MAX, Note, NoteError};
 use crate::policy::{Policy, PolicyError, PolicyVerified};
 use crate::proof::{InclusionProof, PROOF_HASHES_MAX, ProofError};
 use crate::tree::LeafIndex;
@@ -262,9 +263,10 @@ fn decode_extra(encoded: &str) -> Result<Vec<u8>, TlogProofError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cosignature::Cosigner;
     use crate::hash::leaf_hash;
-    use crate::note::{Ed25519Signer, NoteSignature, Verifier};
+    use crate::keys::Cosigner;
+    use crate::keys::{Ed25519Signer, Verifier};
+    use crate::note::NoteSignature;
     use crate::proof::inclusion_proof;
     use crate::tree::{MemoryTree, TreeSize};
     use proptest::prelude::*;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use tlog::note::{Verifier, Verifiers};
+use tlog::keys::{Verifier, Verifiers};
 use tlog::policy::{Policy, PolicyError};
 
 /// Why the log list is unusable.
@@ -21,7 +21,7 @@ pub enum ConfigError {
     NoLogs,
     /// A log key cannot sign checkpoints for an origin (a key in the wrong place).
     #[error("log key {0}: {1}")]
-    Key(String, tlog::note::KeyError),
+    Key(String, tlog::keys::KeyError),
     /// Two `log` lines for one origin give different URLs.
     #[error("origin {0:?} has two different URLs")]
     ConflictingUrls(String),

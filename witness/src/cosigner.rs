@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use tlog::checkpoint::Checkpoint;
-use tlog::cosignature::Cosigner;
+use tlog::keys::Cosigner;
 use tlog::note::{Note, NoteSignature};
 use tlog::{ConsistencyProof, Hash, TreeSize};
 

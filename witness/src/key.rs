@@ -6,8 +6,8 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use rand08::RngCore as _;
-use tlog::cosignature::Cosigner;
-use tlog::note::Ed25519Signer;
+use tlog::keys::Cosigner;
+use tlog::keys::Ed25519Signer;
 
 /// Why the key could not be loaded or made.
 #[derive(Debug, thiserror::Error)]

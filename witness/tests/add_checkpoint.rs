@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use common::TestLog;
 use tlog::Hash;
-use tlog::cosignature::Cosigner;
-use tlog::note::{Note, Verifiers};
+use tlog::keys::Cosigner;
+use tlog::keys::Verifiers;
+use tlog::note::Note;
 use witness::config::Logs;
 use witness::request::AddCheckpoint;
 use witness::storage::RedbStore;

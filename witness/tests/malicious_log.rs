@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use common::TestLog;
-use tlog::cosignature::Cosigner;
+use tlog::keys::Cosigner;
 use tlog::note::{Note, NoteSignature};
 use tlog::policy::{Policy, PolicyError};
 use witness::config::Logs;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestLog;
-use tlog::cosignature::Cosigner;
+use tlog::keys::Cosigner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use witness::config::Logs;

@@ -122,8 +122,8 @@ fn storage_error(error: impl std::fmt::Display) -> ApiError {
 
 /// The C2SP verifier key of a log's checkpoint key (`origin+keyid+base64`).
 pub(crate) fn verifier_key(log: &LogConfig) -> String {
-    tlog::note::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
-        .map(|verifier| tlog::note::Verifier::Ed25519(verifier).to_vkey())
+    tlog::keys::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
+        .map(|verifier| tlog::keys::Verifier::Ed25519(verifier).to_vkey())
         .unwrap_or_default()
 }
 

@@ -45,7 +45,8 @@ use crate::crypto::PublicKey;
 use crate::node::Node;
 use crate::state_machine::LogConfig;
 use crate::storage::StateView;
-use tlog::note::{Ed25519Signer, Note};
+use tlog::keys::Ed25519Signer;
+use tlog::note::Note;
 
 /// The paths this module answers (prefix match on the first, exact on the others).
 pub(super) const PREFIX: &str = "/api/v1/log";
@@ -361,7 +362,7 @@ fn signed_entry_timestamp(
 
 /// The DER SubjectPublicKeyInfo of the log's Ed25519 key (RFC 8410: a fixed 12-byte header).
 pub(crate) fn public_key_spki(log: &LogConfig) -> Vec<u8> {
-    tlog::note::ed25519_spki_der(&log.signing_key.verifying_key())
+    tlog::keys::ed25519_spki_der(&log.signing_key.verifying_key())
 }
 
 /// The log's Rekor v1 log id: `SHA-256(DER SPKI)` of its key, as Rekor v1 defines it. Its
@@ -915,7 +916,7 @@ mod tests {
         let verifiers: Vec<String> = verifiers
             .iter()
             .map(|&seed| {
-                let spki = tlog::note::ed25519_spki_der(&key(seed).verifying_key());
+                let spki = tlog::keys::ed25519_spki_der(&key(seed).verifying_key());
                 let pem = format!(
                     "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
                     BASE64.encode(spki)

@@ -39,7 +39,7 @@ use openraft::{
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
-use tlog::note::{Ed25519Verifier, Verifier, Verifiers};
+use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
 use tlog::tile::TileHashStore;
 use tlog::{Hash, Tree, TreeSize};
 

@@ -68,9 +68,9 @@ impl Cluster {
     }
 
     /// The signer of the `artifacts` log, from the key `init` wrote.
-    pub(crate) fn log_signer(&self) -> tlog::note::Ed25519Signer {
+    pub(crate) fn log_signer(&self) -> tlog::keys::Ed25519Signer {
         let key = std::fs::read_to_string(self.dir.join("keys/artifacts.key")).unwrap();
-        tlog::note::Ed25519Signer::from_private_key(key.trim()).unwrap()
+        tlog::keys::Ed25519Signer::from_private_key(key.trim()).unwrap()
     }
 
     pub(crate) fn config(&self, id: u64) -> PathBuf {

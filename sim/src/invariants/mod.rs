@@ -16,7 +16,7 @@ use node::state_machine::{LogHead, Logs};
 use node::storage::StateView;
 use node::types::{LogName, NodeId};
 use tlog::Hash;
-use tlog::note::{Ed25519Verifier, Verifier, Verifiers};
+use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
 
 use crate::cluster::Cluster;
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use tlog::checkpoint::Checkpoint;
-use tlog::note::{Ed25519Signer, Verifier};
+use tlog::keys::{Ed25519Signer, Verifier};
 use tlog::tile::{TILE_WIDTH, Tile};
 use tlog::{Hash, MemoryTree, TreeSize, leaf_hash};
 

@@ -17,7 +17,7 @@ use redb::backends::InMemoryBackend;
 
 /// redb 4.6 without `experimental-api-5`: backend methods return `std::io::Error`.
 type BackendIoError = std::io::Error;
-use tlog::note::{Ed25519Verifier, Verifier, Verifiers};
+use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
 use tlog::tile::{Tile, decode_bundle, tile_data, tiles_for_size};
 use tlog::{Hash, MemoryTree, TreeSize, leaf_hash};
 
