@@ -449,6 +449,48 @@ async fn bad_requests_get_4xx_and_change_nothing() {
         "{answer}"
     );
 
+    // Every JSON endpoint reads its body with the one strict reader: a duplicate member is a
+    // 400 naming its path, whichever API it is sent to.
+    let duplicated: Vec<(&str, &[u8], Option<&str>, &str)> = vec![
+        (
+            "/api/v1/log/entries",
+            br#"{"kind": "hashedrekord", "kind": "hashedrekord"}"#,
+            None,
+            "kind",
+        ),
+        (
+            "/api/v1/log/entries/retrieve",
+            br#"{"logIndexes": [0], "logIndexes": [1]}"#,
+            None,
+            "logIndexes",
+        ),
+        (
+            "/api/v1/index/retrieve",
+            br#"{"hash": "sha256:00", "hash": "sha256:11"}"#,
+            None,
+            "hash",
+        ),
+        (
+            "/admin/membership",
+            br#"{"voters": [1], "voters": [1, 2]}"#,
+            Some(&cluster.token),
+            "voters",
+        ),
+    ];
+    for (path, body, token, member) in duplicated {
+        let (status, answer) = cluster.send("POST", path, body.to_vec(), token).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some("duplicate_member")),
+            "{path}: {answer}"
+        );
+        assert_eq!(
+            answer["message"].as_str(),
+            Some(format!("{member}: duplicate member").as_str()),
+            "{path}"
+        );
+    }
+
     // Good reads still work, nothing changed, and the node is still serving.
     let (status, proof) = cluster
         .send(

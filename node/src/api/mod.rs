@@ -1,4 +1,5 @@
 //! Decoding and validation of API request bodies: pure functions, no IO; the HTTP layer calls
 //! them and maps their errors to status codes.
 
+pub mod json;
 pub mod v2_request;

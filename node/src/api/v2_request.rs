@@ -35,12 +35,8 @@
 //! signature is over the envelope's PAE, hashed with the verifier's declared algorithm
 //! (rekor-tiles always used SHA-256 there).
 
-use std::cell::RefCell;
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use tlog::entry::{
     BodyError, CanonicalBody, DSSE_ENVELOPE_BYTES_MAX, DSSE_PAYLOAD_TYPE_BYTES_MAX,
@@ -48,6 +44,7 @@ use tlog::entry::{
     KeyDetails, SIGNATURE_BYTES_MAX, Signature, SignatureBytes, Verifier,
 };
 
+use super::json;
 use crate::crypto::{CryptoError, Part, PublicKey};
 
 /// The largest request body: 4 MiB, rekor-tiles' default `max-request-body-size` (and the
@@ -60,6 +57,13 @@ pub const JSON_DEPTH_MAX: usize = 32;
 /// The most members of any one JSON object, or items of any one array: 64 (a valid request
 /// has at most 10, the DSSE signature and verifier limit).
 pub const JSON_MEMBERS_MAX: usize = 64;
+
+/// The strict reader's bounds for a v2 request body.
+const JSON_LIMITS: json::Limits = json::Limits {
+    bytes: REQUEST_BYTES_MAX,
+    depth: JSON_DEPTH_MAX,
+    members: JSON_MEMBERS_MAX,
+};
 
 /// The longest DSSE `keyid`: 1 KiB. It is an unauthenticated hint and never logged.
 pub const KEYID_BYTES_MAX: usize = 1024;
@@ -227,6 +231,20 @@ pub enum RequestError {
     },
 }
 
+impl From<json::JsonError> for RequestError {
+    fn from(error: json::JsonError) -> RequestError {
+        match error {
+            json::JsonError::TooLarge { actual, max } => RequestError::TooLarge { actual, max },
+            json::JsonError::Syntax { reason } => RequestError::Json { reason },
+            json::JsonError::DuplicateMember { path } => RequestError::DuplicateMember { path },
+            json::JsonError::TooDeep { path, max } => RequestError::TooDeep { path, max },
+            json::JsonError::TooMany { path, count, max } => {
+                RequestError::TooMany { path, count, max }
+            }
+        }
+    }
+}
+
 impl RequestError {
     /// A stable, machine-readable code. One of: `body_too_large`, `entry_too_large` (both
     /// 413); `invalid_json`, `duplicate_member`, `too_deep`, `too_many`, `unknown_field`,
@@ -315,13 +333,7 @@ pub fn decode(body: &[u8]) -> Result<Accepted, RequestError> {
 /// Decodes and validates a request body without verifying signatures (cheap checks only, so
 /// that a caller may run the verification elsewhere).
 pub fn parse(body: &[u8]) -> Result<Request, RequestError> {
-    if body.len() > REQUEST_BYTES_MAX {
-        return Err(RequestError::TooLarge {
-            actual: body.len(),
-            max: REQUEST_BYTES_MAX,
-        });
-    }
-    let value = strict_json(body)?;
+    let value = json::parse(body, &JSON_LIMITS).map_err(RequestError::from)?;
     let top = object(&value, "", &[], REQUEST_KINDS)?;
     let found = REQUEST_KINDS
         .iter()
@@ -817,210 +829,6 @@ fn join(path: &str, key: &str) -> String {
 
 fn truncated(text: &str) -> String {
     text.chars().take(64).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Strict JSON: serde_json's parser, with a value builder that refuses duplicate members and
-// bounds depth and width, remembering where it stopped.
-
-/// Parses `body` as one JSON value with nothing after it.
-fn strict_json(body: &[u8]) -> Result<Value, RequestError> {
-    let state = RefCell::new(ParseState::default());
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed = StrictSeed {
-        depth: 1,
-        state: &state,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|value| deserializer.end().map(|()| value));
-    parsed.map_err(|error| {
-        let state = state.take();
-        match state.issue {
-            Some(Issue::Duplicate) => RequestError::DuplicateMember {
-                path: state.path_text(),
-            },
-            Some(Issue::TooDeep) => RequestError::TooDeep {
-                path: state.path_text(),
-                max: JSON_DEPTH_MAX,
-            },
-            Some(Issue::TooMany) => RequestError::TooMany {
-                path: state.path_text(),
-                count: JSON_MEMBERS_MAX + 1,
-                max: JSON_MEMBERS_MAX,
-            },
-            None => RequestError::Json {
-                reason: error.to_string(),
-            },
-        }
-    })
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Issue {
-    Duplicate,
-    TooDeep,
-    TooMany,
-}
-
-#[derive(Debug, Default)]
-struct ParseState {
-    /// The path to the value being parsed: member names (truncated) and array indices.
-    path: Vec<Segment>,
-    /// Set when the builder refuses the input, before it returns its error.
-    issue: Option<Issue>,
-}
-
-#[derive(Debug)]
-enum Segment {
-    Member(String),
-    Index(usize),
-}
-
-impl ParseState {
-    fn path_text(&self) -> String {
-        let mut text = String::new();
-        for segment in &self.path {
-            match segment {
-                Segment::Member(name) => {
-                    if !text.is_empty() {
-                        text.push('.');
-                    }
-                    text.push_str(name);
-                }
-                Segment::Index(index) => text.push_str(&format!("[{index}]")),
-            }
-        }
-        if text.is_empty() {
-            text.push_str("request");
-        }
-        text
-    }
-}
-
-struct StrictSeed<'s> {
-    depth: usize,
-    state: &'s RefCell<ParseState>,
-}
-
-impl StrictSeed<'_> {
-    fn fail<E: de::Error>(&self, issue: Issue, message: &str) -> E {
-        self.state.borrow_mut().issue = Some(issue);
-        E::custom(message)
-    }
-
-    fn enter<E: de::Error>(&self) -> Result<(), E> {
-        if self.depth > JSON_DEPTH_MAX {
-            return Err(self.fail(Issue::TooDeep, "JSON nested too deep"));
-        }
-        Ok(())
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for StrictSeed<'_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictSeed<'_> {
-    type Value = Value;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
-        // serde_json never produces NaN or infinities (it refuses out-of-range numbers).
-        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E: de::Error>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        self.enter()?;
-        let mut items = Vec::new();
-        loop {
-            if items.len() == JSON_MEMBERS_MAX {
-                // One more item is an error; the end of the array is not.
-                self.state
-                    .borrow_mut()
-                    .path
-                    .push(Segment::Index(items.len()));
-                let next = seq.next_element_seed(StrictSeed {
-                    depth: self.depth + 1,
-                    state: self.state,
-                })?;
-                self.state.borrow_mut().path.pop();
-                if next.is_some() {
-                    return Err(self.fail(Issue::TooMany, "too many array items"));
-                }
-                break;
-            }
-            self.state
-                .borrow_mut()
-                .path
-                .push(Segment::Index(items.len()));
-            let item = seq.next_element_seed(StrictSeed {
-                depth: self.depth + 1,
-                state: self.state,
-            })?;
-            self.state.borrow_mut().path.pop();
-            match item {
-                Some(item) => items.push(item),
-                None => break,
-            }
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.enter()?;
-        let mut members = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            self.state
-                .borrow_mut()
-                .path
-                .push(Segment::Member(truncated(&key)));
-            if members.contains_key(&key) {
-                return Err(self.fail(Issue::Duplicate, "duplicate member"));
-            }
-            if members.len() == JSON_MEMBERS_MAX {
-                self.state.borrow_mut().path.pop();
-                return Err(self.fail(Issue::TooMany, "too many object members"));
-            }
-            let value = map.next_value_seed(StrictSeed {
-                depth: self.depth + 1,
-                state: self.state,
-            })?;
-            self.state.borrow_mut().path.pop();
-            members.insert(key, value);
-        }
-        Ok(Value::Object(members))
-    }
 }
 
 #[cfg(test)]

@@ -204,8 +204,14 @@ fn authorize(node: &Node, request: &Request<Incoming>) -> Result<(), ApiError> {
 
 async fn parse<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> Result<T, ApiError> {
     let body = read_body(request, ADMIN_BODY_BYTES_MAX).await?;
-    serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))
+    super::strict_json_as(
+        &body,
+        &crate::api::json::Limits {
+            bytes: ADMIN_BODY_BYTES_MAX,
+            depth: 8,
+            members: 1024,
+        },
+    )
 }
 
 /// The node's view of the cluster, for people and scripts.

@@ -40,6 +40,12 @@ pub(super) const ROUTES: [&str; 4] = [
 const SIGNING_CERT: &str = "/api/v2/signingCert";
 /// Largest request body: a token, a CSR or key, and JSON around them.
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// The strict JSON reader's bounds for a `signingCert` body.
+const JSON_LIMITS: crate::api::json::Limits = crate::api::json::Limits {
+    bytes: REQUEST_BYTES_MAX,
+    depth: 8,
+    members: 64,
+};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -157,8 +163,7 @@ async fn signing_cert(
     let authorization = request.headers().get(hyper::header::AUTHORIZATION).cloned();
     let forwarded = request.headers().contains_key(FORWARDED_BY);
     let body = read_body(request, REQUEST_BYTES_MAX).await?;
-    let parsed: SigningCertRequest = serde_json::from_slice(&body)
-        .map_err(|error| bad("invalid_json", format!("request: {error}")))?;
+    let parsed: SigningCertRequest = super::strict_json_as(&body, &JSON_LIMITS)?;
     let token = match (
         parsed
             .credentials

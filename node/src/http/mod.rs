@@ -382,6 +382,32 @@ pub fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> 
     response
 }
 
+/// Reads a JSON request body with the one strict reader (`api::json`: no duplicate member,
+/// bounded size, depth and width, the JSON path in errors): 413 past the size, 400 otherwise,
+/// with the reader's code.
+pub fn strict_json(
+    body: &[u8],
+    limits: &crate::api::json::Limits,
+) -> Result<serde_json::Value, ApiError> {
+    crate::api::json::parse(body, limits).map_err(|error| {
+        let status = match error {
+            crate::api::json::JsonError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, error.code(), error.to_string())
+    })
+}
+
+/// Reads a JSON request body strictly ([`strict_json`]) into `T`; a value of the wrong shape
+/// for `T` is a 400 `invalid_json` naming what serde found.
+pub fn strict_json_as<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    limits: &crate::api::json::Limits,
+) -> Result<T, ApiError> {
+    serde_json::from_value(strict_json(body, limits)?)
+        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))
+}
+
 /// Reads a request body of at most `limit` bytes; a longer body is a 413 that names the limit,
 /// and one that has not arrived by the request's [`BodyDeadline`] a 408.
 pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {

@@ -54,6 +54,13 @@ pub(super) const PREFIX: &str = "/api/v1/log";
 const SUBMISSION_BYTES_MAX: usize = tlog::entry::DSSE_ENVELOPE_BYTES_MAX * 2;
 /// The most entries one `retrieve` request may ask for.
 const RETRIEVE_MAX: usize = 64;
+/// The strict JSON reader's bounds for v1 request bodies (arrays are bounded again by each
+/// endpoint, with its own error).
+const JSON_LIMITS: crate::api::json::Limits = crate::api::json::Limits {
+    bytes: SUBMISSION_BYTES_MAX,
+    depth: 32,
+    members: 1024,
+};
 
 pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
     match dispatch(node, request).await {
@@ -476,8 +483,7 @@ pub enum Lookup {
 /// `{"entryUUIDs": [...], "logIndexes": [...], "entries": [<proposed entry>...]}`: a proposed
 /// entry is found by the leaf hash of its canonical body. Public for the fuzz targets (`fuzz/`).
 pub fn retrieve_request(body: &[u8]) -> Result<Vec<Lookup>, ApiError> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let request = super::strict_json(body, &JSON_LIMITS)?;
     let mut wanted = Vec::new();
     if let Some(uuids) = request.get("entryUUIDs").and_then(Value::as_array) {
         for uuid in uuids {
@@ -575,8 +581,7 @@ async fn submit(
 /// The body of `POST /api/v1/log/entries` to the canonical entry it would log: the parsing and
 /// checks the endpoint runs before sequencing. Public for the fuzz targets (`fuzz/`).
 pub fn parse_submission(body: &[u8]) -> Result<String, ApiError> {
-    let proposed: Value = serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let proposed = super::strict_json(body, &JSON_LIMITS)?;
     verify_and_canonicalize(&proposed)
 }
 

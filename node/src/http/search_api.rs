@@ -38,6 +38,12 @@ pub(super) const PAGE_MAX: usize = 1000;
 pub(super) const PAGE_DEFAULT: usize = 100;
 /// The largest `index/retrieve` request (a certificate chain in PEM is a few KiB).
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// The strict JSON reader's bounds for an `index/retrieve` body.
+const JSON_LIMITS: crate::api::json::Limits = crate::api::json::Limits {
+    bytes: REQUEST_BYTES_MAX,
+    depth: 8,
+    members: 64,
+};
 
 pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
     match dispatch(node, request).await {
@@ -113,8 +119,7 @@ enum Operator {
 /// `{"hash": "sha256:<hex>", "publicKey": {"format": "x509", "content": ...}, "email": ...,
 /// "operator": "and"|"or"}`: the criteria given, as search keys, each named for errors.
 fn retrieve_request(body: &[u8]) -> Result<(Vec<Criterion>, Operator), ApiError> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request("invalid_json", error.to_string()))?;
+    let request = super::strict_json(body, &JSON_LIMITS)?;
     let request = request
         .as_object()
         .ok_or_else(|| ApiError::bad_request("invalid_json", "the body is not a JSON object"))?;
