@@ -166,12 +166,12 @@ pub fn rfc3161(data: &[u8]) {
 
 /// `POST /api/v1/log/entries`: parse, check and canonicalise the proposed entry.
 pub fn rekor_v1_entry(data: &[u8]) {
-    let _ = node::http::parse_rekor_v1_submission(data);
+    let _ = node::api::v1_request::parse_submission(data);
 }
 
 /// `POST /api/v1/log/entries/retrieve`.
 pub fn rekor_v1_retrieve(data: &[u8]) {
-    let _ = node::http::parse_rekor_v1_retrieve(data);
+    let _ = node::api::v1_request::retrieve_request(data);
 }
 
 /// `POST /api/v2/log/entries`: parse, then verify (signatures checked against the request's

@@ -2,4 +2,5 @@
 //! them and maps their errors to status codes.
 
 pub mod json;
+pub mod v1_request;
 pub mod v2_request;

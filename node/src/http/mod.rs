@@ -20,12 +20,6 @@ mod search_api;
 mod trust;
 mod tsa_api;
 
-// The Rekor v1 request parsers, for the fuzz targets (`fuzz/`).
-pub use rekor_v1::{
-    Lookup as RekorV1Lookup, parse_submission as parse_rekor_v1_submission,
-    retrieve_request as parse_rekor_v1_retrieve,
-};
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -9,6 +9,7 @@ use p256::pkcs8::EncodePublicKey as _;
 use tlog::entry::{CanonicalBody, Entry, KeyMaterial};
 
 use super::*;
+use serde_json::json;
 
 const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 const PAYLOAD: &[u8] = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[]}"#;

@@ -1,0 +1,213 @@
+//! Why a Rekor v2 request body was refused: [`RequestError`], its stable codes and its HTTP
+//! status.
+
+use tlog::entry::{BodyError, InputError};
+
+use super::json;
+
+use crate::crypto::CryptoError;
+
+/// Why a request body was refused. Every variant names the JSON path of the field or the
+/// limit; [`RequestError::code`] is stable and machine-readable, [`RequestError::http_status`]
+/// is 413 for size limits and 400 otherwise.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The body is longer than [`super::REQUEST_BYTES_MAX`].
+    #[error("request body is {actual} bytes, at most {max} allowed")]
+    TooLarge {
+        /// The length found.
+        actual: usize,
+        /// [`super::REQUEST_BYTES_MAX`].
+        max: usize,
+    },
+    /// The body is not JSON (truncated, trailing data, invalid UTF-8, bad syntax...).
+    #[error("request body is not valid JSON: {reason}")]
+    Json {
+        /// The JSON parser's message (with line and column).
+        reason: String,
+    },
+    /// An object has the same member twice.
+    #[error("{path}: duplicate member")]
+    DuplicateMember {
+        /// JSON path of the repeated member.
+        path: String,
+    },
+    /// JSON nesting is deeper than [`super::JSON_DEPTH_MAX`].
+    #[error("{path}: JSON nested deeper than {max} levels")]
+    TooDeep {
+        /// JSON path of the value that is too deep.
+        path: String,
+        /// [`super::JSON_DEPTH_MAX`].
+        max: usize,
+    },
+    /// An object or array has more members than allowed.
+    #[error("{path}: {count} items, at most {max} allowed")]
+    TooMany {
+        /// JSON path of the object or array.
+        path: String,
+        /// The number found (counting stops one past the bound while parsing).
+        count: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// A member the request format does not have.
+    #[error("{path}: unknown field")]
+    UnknownField {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A member only the server may set (see [`super::SERVER_FIELDS`]).
+    #[error("{path}: set by the log, not by the client")]
+    ServerField {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A required member is missing.
+    #[error("{path}: missing")]
+    MissingField {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A member has the wrong JSON type (including `null`).
+    #[error("{path}: expected {expected}")]
+    WrongType {
+        /// JSON path of the member.
+        path: String,
+        /// The type required.
+        expected: &'static str,
+    },
+    /// A string, byte string or list that must not be empty is.
+    #[error("{path}: empty")]
+    Empty {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// Not canonical standard base64 with padding.
+    #[error("{path}: not canonical standard base64 with padding")]
+    Base64 {
+        /// JSON path of the member.
+        path: String,
+    },
+    /// A value longer than its bound.
+    #[error("{path}: {actual} bytes, at most {max} allowed")]
+    TooLong {
+        /// JSON path of the member.
+        path: String,
+        /// The length found (for base64, an upper bound of the decoded length).
+        actual: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// Not exactly one of the members of a `oneof` is present.
+    #[error("{path}: exactly one of {} required, {found} present", .members.join(", "))]
+    OneOf {
+        /// JSON path of the object.
+        path: String,
+        /// The members of the `oneof`.
+        members: &'static [&'static str],
+        /// How many of them are present.
+        found: usize,
+    },
+    /// A value failed `tlog::entry` validation (digest length, key details, duplicate
+    /// signature...); `prefix` is the JSON path of the object the error's own field is in.
+    #[error("{prefix}{source}")]
+    Field {
+        /// JSON path prefix (ending in `.`) of the error's field.
+        prefix: String,
+        /// The validation error, naming its field within that object.
+        source: InputError,
+    },
+    /// The key was refused or the signature did not verify (see [`CryptoError::code`]); its
+    /// field is already the JSON path.
+    #[error(transparent)]
+    Crypto(CryptoError),
+    /// A DSSE envelope signature could not be assigned a verifier of its own that verifies it.
+    #[error("{path}: {reason}")]
+    UnverifiedSignature {
+        /// JSON path of the signature.
+        path: String,
+        /// Why ("verifies with none of the verifiers", "verifies only with verifiers used by
+        /// other signatures").
+        reason: &'static str,
+    },
+    /// The entry could not be built (not expected for a request that passed [`super::parse`]).
+    #[error("entry: {0}")]
+    Entry(BodyError),
+    /// The canonical entry would be longer than `tlog::entry::BODY_BYTES_MAX`.
+    #[error("canonical entry is {actual} bytes, at most {max} allowed")]
+    EntryTooLarge {
+        /// The length of the canonical body.
+        actual: usize,
+        /// `BODY_BYTES_MAX`.
+        max: usize,
+    },
+}
+
+impl From<json::JsonError> for RequestError {
+    fn from(error: json::JsonError) -> RequestError {
+        match error {
+            json::JsonError::TooLarge { actual, max } => RequestError::TooLarge { actual, max },
+            json::JsonError::Syntax { reason } => RequestError::Json { reason },
+            json::JsonError::DuplicateMember { path } => RequestError::DuplicateMember { path },
+            json::JsonError::TooDeep { path, max } => RequestError::TooDeep { path, max },
+            json::JsonError::TooMany { path, count, max } => {
+                RequestError::TooMany { path, count, max }
+            }
+        }
+    }
+}
+
+impl RequestError {
+    /// A stable, machine-readable code. One of: `body_too_large`, `entry_too_large` (both
+    /// 413); `invalid_json`, `duplicate_member`, `too_deep`, `too_many`, `unknown_field`,
+    /// `server_field`, `missing_field`, `wrong_type`, `empty_field`, `invalid_base64`,
+    /// `too_long`, `one_of`, `invalid_digest`, `unsupported_key`, `invalid_key`,
+    /// `key_mismatch`, `weak_key`, `bad_signature`, `duplicate_signature`, `verifier_count`,
+    /// `invalid_field`, `invalid_entry`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::TooLarge { .. } => "body_too_large",
+            RequestError::Json { .. } => "invalid_json",
+            RequestError::DuplicateMember { .. } => "duplicate_member",
+            RequestError::TooDeep { .. } => "too_deep",
+            RequestError::TooMany { .. } => "too_many",
+            RequestError::UnknownField { .. } => "unknown_field",
+            RequestError::ServerField { .. } => "server_field",
+            RequestError::MissingField { .. } => "missing_field",
+            RequestError::WrongType { .. } => "wrong_type",
+            RequestError::Empty { .. } => "empty_field",
+            RequestError::Base64 { .. } => "invalid_base64",
+            RequestError::TooLong { .. } => "too_long",
+            RequestError::OneOf { .. } => "one_of",
+            RequestError::Field { source, .. } => match source {
+                InputError::DigestLength { .. } | InputError::DigestAlgorithmMismatch { .. } => {
+                    "invalid_digest"
+                }
+                InputError::UnknownKeyDetails { .. } | InputError::NoDigestAlgorithm { .. } => {
+                    "unsupported_key"
+                }
+                InputError::Base64 { .. } => "invalid_base64",
+                InputError::Empty { .. } => "empty_field",
+                InputError::TooLong { .. } => "too_long",
+                InputError::TooMany { .. } => "too_many",
+                InputError::DuplicateSignature { .. } => "duplicate_signature",
+                InputError::VerifierCount { .. } => "verifier_count",
+                _ => "invalid_field",
+            },
+            RequestError::Crypto(error) => error.code(),
+            RequestError::UnverifiedSignature { .. } => "bad_signature",
+            RequestError::EntryTooLarge { .. } => "entry_too_large",
+            RequestError::Entry(_) => "invalid_entry",
+        }
+    }
+
+    /// The HTTP status: 413 for [`RequestError::TooLarge`] and [`RequestError::EntryTooLarge`],
+    /// 400 for everything else.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RequestError::TooLarge { .. } | RequestError::EntryTooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
+}
