@@ -22,6 +22,7 @@ pub mod keyless;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod provision;
 pub mod runtime;
 pub mod search;
 pub mod sequencer;
