@@ -76,6 +76,18 @@ pub enum MembershipError {
     Raft(String),
 }
 
+/// Why the metrics could not be rendered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// A log's size could not be read.
+    #[error("reading a log's size: {0}")]
+    Read(#[from] crate::storage::ReadError),
+    /// The text encoding failed.
+    #[error("encoding the metrics: {0}")]
+    Encode(#[from] std::fmt::Error),
+}
+
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -147,7 +159,10 @@ impl Node {
                 .validate()
                 .map_err(|error| StartError::Config(error.to_string()))?,
         );
-        config.sequencer.validate().map_err(StartError::Config)?;
+        config
+            .sequencer
+            .validate()
+            .map_err(|error| StartError::Config(error.to_string()))?;
         let Stores { log, state, reader } = stores;
         let known = state.known_members();
         let raft = Raft::new(config.id, raft_config, network, log, state)
@@ -283,7 +298,7 @@ impl Node {
     }
 
     /// Refreshes the state gauges and renders every metric.
-    pub fn render_metrics(&self) -> Result<String, String> {
+    pub fn render_metrics(&self) -> Result<String, MetricsError> {
         let raft = self.raft.metrics().borrow().clone();
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.metrics.raft_term.set(gauge(raft.current_term));
@@ -299,10 +314,8 @@ impl Node {
         for log in self.logs.iter() {
             let size = self
                 .reader
-                .view()
-                .map_err(|error| error.to_string())?
-                .head(&log.name)
-                .map_err(|error| error.to_string())?
+                .view()?
+                .head(&log.name)?
                 .map_or(0, |head| head.tree_size);
             self.metrics
                 .tree_size
@@ -311,7 +324,7 @@ impl Node {
                 })
                 .set(gauge(size));
         }
-        self.metrics.render().map_err(|error| error.to_string())
+        Ok(self.metrics.render()?)
     }
 
     /// Stops Raft (the sequencer stops with it: its proposals fail).

@@ -63,23 +63,41 @@ impl Default for SequencerConfig {
     }
 }
 
+/// Why a sequencer configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SequencerConfigError {
+    /// `batch_leaves_max` is 0 or above what apply accepts.
+    #[error("batch_leaves_max must be 1 to {BATCH_LEAVES_MAX}")]
+    BatchLeaves,
+    /// `batch_bytes_max` cannot hold one largest entry.
+    #[error(
+        "batch_bytes_max must hold at least one largest entry ({} bytes)",
+        tlog::entry::BODY_BYTES_MAX
+    )]
+    BatchBytes,
+    /// `pool_leaves_max` or `proposals_in_flight_max` is 0.
+    #[error("pool_leaves_max and proposals_in_flight_max must be positive")]
+    ZeroBound,
+    /// `propose_timeout` is 0.
+    #[error("propose_timeout must be positive")]
+    ZeroTimeout,
+}
+
 impl SequencerConfig {
     /// Checks the bounds against each other and against what apply accepts.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SequencerConfigError> {
         if self.batch_leaves_max == 0 || self.batch_leaves_max > BATCH_LEAVES_MAX {
-            return Err(format!("batch_leaves_max must be 1 to {BATCH_LEAVES_MAX}"));
+            return Err(SequencerConfigError::BatchLeaves);
         }
         if self.batch_bytes_max < tlog::entry::BODY_BYTES_MAX {
-            return Err(format!(
-                "batch_bytes_max must hold at least one largest entry ({} bytes)",
-                tlog::entry::BODY_BYTES_MAX
-            ));
+            return Err(SequencerConfigError::BatchBytes);
         }
         if self.pool_leaves_max == 0 || self.proposals_in_flight_max == 0 {
-            return Err("pool_leaves_max and proposals_in_flight_max must be positive".into());
+            return Err(SequencerConfigError::ZeroBound);
         }
         if self.propose_timeout.is_zero() {
-            return Err("propose_timeout must be positive".into());
+            return Err(SequencerConfigError::ZeroTimeout);
         }
         Ok(())
     }

@@ -65,18 +65,41 @@ pub trait BundleSource: Send + Sync + 'static {
     ) -> TimesFuture<'a>;
 }
 
+/// Why a member's batch-times answer was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchTimesError {
+    /// The first row is not at the first leaf asked for.
+    #[error("the first row is not at leaf {0}")]
+    First(u64),
+    /// More rows than leaves.
+    #[error("{rows} rows for {leaves} leaves")]
+    TooMany {
+        /// Rows given.
+        rows: usize,
+        /// Leaves asked for.
+        leaves: u64,
+    },
+    /// A row is not after the previous one, or not inside the range.
+    #[error("row {0} out of order or range")]
+    Order(u64),
+}
+
 /// Whether `rows` is a well-formed answer for leaves `first .. end`: a first row at `first`,
 /// then strictly increasing indices below `end`.
-pub fn check_batch_times(rows: &BatchTimes, first: u64, end: u64) -> Result<(), String> {
+pub fn check_batch_times(rows: &BatchTimes, first: u64, end: u64) -> Result<(), BatchTimesError> {
     if rows.first().map(|row| row.0) != Some(first) {
-        return Err(format!("the first row is not at leaf {first}"));
+        return Err(BatchTimesError::First(first));
     }
     if rows.len() as u64 > end.saturating_sub(first) {
-        return Err(format!("{} rows for {} leaves", rows.len(), end - first));
+        return Err(BatchTimesError::TooMany {
+            rows: rows.len(),
+            leaves: end.saturating_sub(first),
+        });
     }
     for pair in rows.windows(2) {
         if pair[1].0 <= pair[0].0 || pair[1].0 >= end {
-            return Err(format!("row {} out of order or range", pair[1].0));
+            return Err(BatchTimesError::Order(pair[1].0));
         }
     }
     Ok(())

@@ -54,8 +54,12 @@ pub(super) fn metrics(node: &Arc<Node>) -> Response<Body> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             body.into(),
         ),
-        Err(error) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics_failed", error)
-            .into_response(),
+        Err(error) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics_failed",
+            error.to_string(),
+        )
+        .into_response(),
     }
 }
 
