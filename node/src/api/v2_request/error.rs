@@ -13,33 +13,15 @@ use crate::crypto::CryptoError;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// The body is longer than [`super::REQUEST_BYTES_MAX`].
-    #[error("request body is {actual} bytes, at most {max} allowed")]
-    TooLarge {
-        /// The length found.
-        actual: usize,
-        /// [`super::REQUEST_BYTES_MAX`].
-        max: usize,
-    },
-    /// The body is not JSON (truncated, trailing data, invalid UTF-8, bad syntax...).
+    /// The strict JSON reader refused the body (size, syntax, a duplicate member, depth or
+    /// width; [`json::JsonError`] names the path).
+    #[error(transparent)]
+    Reader(#[from] json::JsonError),
+    /// The body is not JSON, or a value could not be written back as JSON.
     #[error("request body is not valid JSON: {reason}")]
     Json {
-        /// The JSON parser's message (with line and column).
+        /// The JSON library's message.
         reason: String,
-    },
-    /// An object has the same member twice.
-    #[error("{path}: duplicate member")]
-    DuplicateMember {
-        /// JSON path of the repeated member.
-        path: String,
-    },
-    /// JSON nesting is deeper than [`super::JSON_DEPTH_MAX`].
-    #[error("{path}: JSON nested deeper than {max} levels")]
-    TooDeep {
-        /// JSON path of the value that is too deep.
-        path: String,
-        /// [`super::JSON_DEPTH_MAX`].
-        max: usize,
     },
     /// An object or array has more members than allowed.
     #[error("{path}: {count} items, at most {max} allowed")]
@@ -144,20 +126,6 @@ pub enum RequestError {
     },
 }
 
-impl From<json::JsonError> for RequestError {
-    fn from(error: json::JsonError) -> RequestError {
-        match error {
-            json::JsonError::TooLarge { actual, max } => RequestError::TooLarge { actual, max },
-            json::JsonError::Syntax { reason } => RequestError::Json { reason },
-            json::JsonError::DuplicateMember { path } => RequestError::DuplicateMember { path },
-            json::JsonError::TooDeep { path, max } => RequestError::TooDeep { path, max },
-            json::JsonError::TooMany { path, count, max } => {
-                RequestError::TooMany { path, count, max }
-            }
-        }
-    }
-}
-
 impl RequestError {
     /// A stable, machine-readable code. One of: `body_too_large`, `entry_too_large` (both
     /// 413); `invalid_json`, `duplicate_member`, `too_deep`, `too_many`, `unknown_field`,
@@ -167,10 +135,8 @@ impl RequestError {
     /// `invalid_field`, `invalid_entry`.
     pub fn code(&self) -> &'static str {
         match self {
-            RequestError::TooLarge { .. } => "body_too_large",
+            RequestError::Reader(error) => error.code(),
             RequestError::Json { .. } => "invalid_json",
-            RequestError::DuplicateMember { .. } => "duplicate_member",
-            RequestError::TooDeep { .. } => "too_deep",
             RequestError::TooMany { .. } => "too_many",
             RequestError::UnknownField { .. } => "unknown_field",
             RequestError::ServerField { .. } => "server_field",
@@ -202,11 +168,13 @@ impl RequestError {
         }
     }
 
-    /// The HTTP status: 413 for [`RequestError::TooLarge`] and [`RequestError::EntryTooLarge`],
+    /// The HTTP status: 413 for a body over the reader's size bound and for
+    /// [`RequestError::EntryTooLarge`],
     /// 400 for everything else.
     pub fn http_status(&self) -> u16 {
         match self {
-            RequestError::TooLarge { .. } | RequestError::EntryTooLarge { .. } => 413,
+            RequestError::Reader(json::JsonError::TooLarge { .. })
+            | RequestError::EntryTooLarge { .. } => 413,
             _ => 400,
         }
     }
