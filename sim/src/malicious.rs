@@ -45,14 +45,10 @@ pub async fn operate(
         let ahead = since.elapsed() > Duration::from_secs(2);
         match try_fork(&cluster, &witnesses, &victims, ahead) {
             Ok(()) => return,
-            Err(NoFork::Failed(why)) => {
-                witnesses.set_operator_failure(why);
-                tokio::time::sleep(Duration::from_millis(rng.range(5..50))).await;
-            }
-            Err(NoFork::NoMoment) => {
-                tokio::time::sleep(Duration::from_millis(rng.range(5..50))).await;
-            }
+            Err(NoFork::Failed(why)) => witnesses.set_operator_failure(why),
+            Err(NoFork::NoMoment) => {}
         }
+        tokio::time::sleep(Duration::from_millis(rng.range(5..50))).await;
     }
 }
 

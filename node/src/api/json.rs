@@ -77,6 +77,14 @@ impl JsonError {
             JsonError::TooMany { .. } => "too_many",
         }
     }
+
+    /// The HTTP status: 413 for a body over the size bound, 400 for everything else.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            JsonError::TooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
 }
 
 /// Parses `body` as one JSON value with nothing after it, within `limits`.
@@ -339,6 +347,11 @@ mod tests {
                 max: 1024
             })
         );
+        assert_eq!(
+            parse(&[b' '; 1025], &LIMITS).map_err(|e| e.http_status()),
+            Err(413)
+        );
+        assert_eq!(parse(b"{", &LIMITS).map_err(|e| e.http_status()), Err(400));
         for bad in [&b""[..], b"{", b"{} x", b"{\"a\": 01}", b"\xff"] {
             assert_eq!(
                 parse(bad, &LIMITS).map_err(|e| e.code()),

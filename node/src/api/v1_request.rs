@@ -36,6 +36,8 @@ pub struct RequestError {
     pub code: &'static str,
     /// What went wrong, for people.
     pub message: String,
+    /// The HTTP status: 413 for a body over the size bound, 400 for everything else.
+    pub http_status: u16,
 }
 
 impl RequestError {
@@ -43,22 +45,17 @@ impl RequestError {
         RequestError {
             code,
             message: message.into(),
-        }
-    }
-
-    /// The HTTP status: 413 for a body over the size bound, 400 for everything else.
-    pub fn http_status(&self) -> u16 {
-        if self.code == "body_too_large" {
-            413
-        } else {
-            400
+            http_status: 400,
         }
     }
 }
 
 impl From<json::JsonError> for RequestError {
     fn from(error: json::JsonError) -> RequestError {
-        RequestError::new(error.code(), error.to_string())
+        RequestError {
+            http_status: error.http_status(),
+            ..RequestError::new(error.code(), error.to_string())
+        }
     }
 }
 
@@ -504,10 +501,7 @@ mod tests {
         assert!(verify_and_canonicalize(&dsse_entry(&[1], &[1])).is_ok());
         assert!(verify_and_canonicalize(&dsse_entry(&[1, 2], &[2, 1])).is_ok());
         let error = verify_and_canonicalize(&dsse_entry(&[1], &[2, 1])).unwrap_err();
-        assert_eq!(
-            (error.http_status(), error.code),
-            (400, "too_many_verifiers")
-        );
+        assert_eq!((error.http_status, error.code), (400, "too_many_verifiers"));
         let error = verify_and_canonicalize(&dsse_entry(&[1], &[2])).unwrap_err();
         assert_eq!(error.code, "bad_signature");
         let error = verify_and_canonicalize(&dsse_entry(&[1, 2], &[1, 1])).unwrap_err();
@@ -523,7 +517,7 @@ mod tests {
         assert_eq!(uuid.len(), 80);
         assert!(!uuid.is_char_boundary(16));
         let error = parse_uuid(&uuid).unwrap_err();
-        assert_eq!((error.http_status(), error.code), (400, "invalid_uuid"));
+        assert_eq!((error.http_status, error.code), (400, "invalid_uuid"));
         let short = format!("é{}", "a".repeat(62));
         assert_eq!(short.len(), 64);
         assert_eq!(parse_uuid(&short).unwrap_err().code, "invalid_uuid");

@@ -15,6 +15,12 @@ use crate::types::{NodeAddress, NodeId};
 
 /// Admin requests are small JSON documents.
 const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
+/// The strict JSON reader's bounds for an admin body.
+const ADMIN_JSON_LIMITS: crate::api::json::Limits = crate::api::json::Limits {
+    bytes: ADMIN_BODY_BYTES_MAX,
+    depth: 8,
+    members: 1024,
+};
 /// How far the applied index may trail the local log and still count as ready.
 const READY_APPLY_LAG_MAX: u64 = 1_000;
 
@@ -208,14 +214,7 @@ fn authorize(node: &Node, request: &Request<Incoming>) -> Result<(), ApiError> {
 
 async fn parse<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> Result<T, ApiError> {
     let body = read_body(request, ADMIN_BODY_BYTES_MAX).await?;
-    super::strict_json_as(
-        &body,
-        &crate::api::json::Limits {
-            bytes: ADMIN_BODY_BYTES_MAX,
-            depth: 8,
-            members: 1024,
-        },
-    )
+    super::strict_json_as(&body, &ADMIN_JSON_LIMITS)
 }
 
 /// The node's view of the cluster, for people and scripts.

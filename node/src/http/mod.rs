@@ -384,10 +384,7 @@ pub fn strict_json(
     limits: &crate::api::json::Limits,
 ) -> Result<serde_json::Value, ApiError> {
     crate::api::json::parse(body, limits).map_err(|error| {
-        let status = match error {
-            crate::api::json::JsonError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
+        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         ApiError::new(status, error.code(), error.to_string())
     })
 }

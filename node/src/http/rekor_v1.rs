@@ -51,7 +51,7 @@ pub(super) const PREFIX: &str = "/api/v1/log";
 
 impl From<RequestError> for ApiError {
     fn from(error: RequestError) -> ApiError {
-        let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = StatusCode::from_u16(error.http_status).unwrap_or(StatusCode::BAD_REQUEST);
         ApiError::new(status, error.code, error.message)
     }
 }

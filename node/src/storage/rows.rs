@@ -223,28 +223,23 @@ where
     T: ReadableTable<TileKey, &'static [u8]>,
     D: LeafHashes,
 {
-    let level = tile.merkle_level();
-    let outside = || {
+    let (first, end) = tile_hash_range(tile, position, count).ok_or_else(|| {
         DiskError::Missing(format!(
             "hashes {position}+{count} of tile {tile} of log {log}"
         ))
-    };
-    if position
-        .checked_add(count)
-        .is_none_or(|end| end > usize::from(tile.width))
-    {
-        return Err(outside());
+    })?;
+    read_level(hashes, directory, log, tile.merkle_level(), first, end)
+}
+
+/// The indices, at the tile's Merkle level, of hashes `position..position + count` of `tile`:
+/// `None` if they are not all within its width (or on overflow).
+fn tile_hash_range(tile: Tile, position: usize, count: usize) -> Option<(u64, u64)> {
+    if position.checked_add(count)? > usize::from(tile.width) {
+        return None;
     }
-    let (tile_first, _) = tile_range(tile.index, tile.width).ok_or_else(outside)?;
-    let first = u64::try_from(position)
-        .ok()
-        .and_then(|position| tile_first.checked_add(position))
-        .ok_or_else(outside)?;
-    let end = u64::try_from(count)
-        .ok()
-        .and_then(|count| first.checked_add(count))
-        .ok_or_else(outside)?;
-    read_level(hashes, directory, log, level, first, end)
+    let (tile_first, _) = tile_range(tile.index, tile.width)?;
+    let first = tile_first.checked_add(u64::try_from(position).ok()?)?;
+    Some((first, first.checked_add(u64::try_from(count).ok()?)?))
 }
 
 /// The stored hashes `first..end` of Merkle level `level` of `log`, concatenated: level 0 from
@@ -318,31 +313,22 @@ where
             "the subtree over hashes {position}+{count} of tile {tile} of log {log}"
         ))
     };
-    if !count.is_power_of_two()
-        || !position.is_multiple_of(count)
-        || position.saturating_add(count) > usize::from(tile.width)
-    {
+    if !count.is_power_of_two() || !position.is_multiple_of(count) {
         return Err(bad());
     }
+    let (first, end) = tile_hash_range(tile, position, count).ok_or_else(bad)?;
+    // Aligned on `count`, so on 16 when it reaches the middle level.
     let data = if count >= per_middle {
-        let (tile_first, _) = tile_range(tile.index, tile.width).ok_or_else(bad)?;
-        let first = u64::try_from(position)
-            .ok()
-            .and_then(|position| tile_first.checked_add(position))
-            .ok_or_else(bad)?;
-        let middles = u64::try_from(count / per_middle).map_err(|_| bad())?;
-        let first = first >> step;
-        let end = first.checked_add(middles).ok_or_else(bad)?;
         read_level(
             hashes,
             directory,
             log,
             tile.merkle_level() + step,
-            first,
-            end,
+            first >> step,
+            end >> step,
         )?
     } else {
-        read_tile_part(hashes, directory, log, tile, position, count)?
+        read_level(hashes, directory, log, tile.merkle_level(), first, end)?
     };
     tlog::tile::subtree_root(&data).ok_or_else(bad)
 }

@@ -173,8 +173,8 @@ impl RequestError {
     /// 400 for everything else.
     pub fn http_status(&self) -> u16 {
         match self {
-            RequestError::Reader(json::JsonError::TooLarge { .. })
-            | RequestError::EntryTooLarge { .. } => 413,
+            RequestError::Reader(error) => error.http_status(),
+            RequestError::EntryTooLarge { .. } => 413,
             _ => 400,
         }
     }
