@@ -34,12 +34,10 @@ use anyhow::{Context as _, bail, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use node::config::NodeFile;
-use node::env::{Blocking, Clock as _, SystemClock};
-use node::network::{HttpNetwork, cluster_client, http_client};
-use node::node::{Node, NodeConfig};
-use node::storage::Stores;
+use node::env::{Clock as _, SystemClock};
 use node::tls::ClusterTls;
 use node::types::{AppendBatch, Command, CommandOutcome, LeafOutcome, LogName};
+use node::{Env, Node};
 use serde::{Deserialize, Serialize};
 use tlog::Hash;
 use tlog::entry::{KeyDetails, Verifier};
@@ -161,20 +159,8 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
         &file.cluster_key_file,
     )
     .context("loading the cluster TLS material")?;
-    let logs = file.load_logs()?;
-    let http = http_client();
-    let bundles = Arc::new(node::network::bundles::HttpBundleSource::new(
-        http.clone(),
-        cluster_client(&tls),
-    ));
-    let stores = Stores::open_dir(&file.data_dir, logs.clone(), Blocking::Pool, bundles)
-        .with_context(|| {
-            format!(
-                "opening storage in {} (is the cluster stopped?)",
-                file.data_dir.display()
-            )
-        })?;
-    let mut raft = file.raft_config();
+    let mut settings = file.settings()?;
+    let raft = &mut settings.raft;
     raft.max_payload_entries = FILL_PAYLOAD_ENTRIES;
     // Applying big batches on three replicas in one process saturates the machine; slow
     // heartbeats must not start elections (a fill has no failures to detect quickly).
@@ -183,22 +169,15 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
     raft.election_timeout_max = 30_000;
     // The snapshot taken at the end should let the Raft log go entirely.
     raft.max_in_snapshot_log_to_keep = 0;
-    let config = NodeConfig {
-        id: file.id,
-        logs,
-        raft,
-        sequencer: file.sequencer_config(),
-        admin_token: file.load_admin_token()?,
-        blocking: Blocking::Pool,
-    };
-    let node = Node::start(
-        config,
-        stores,
-        HttpNetwork::new(cluster_client(&tls)),
-        http,
-        Arc::new(SystemClock),
-    )
-    .await?;
+    // The node exactly as `cairn-node run` builds it, over the same environment.
+    let node = Node::start(settings, Env::production(&file.data_dir, &tls))
+        .await
+        .with_context(|| {
+            format!(
+                "starting the node over {} (is the cluster stopped?)",
+                file.data_dir.display()
+            )
+        })?;
     let listener = bind(file.listen).await?;
     let cluster_listener = bind(file.cluster_listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(());
@@ -288,7 +267,7 @@ fn log_name() -> LogName {
 
 fn head_of(node: &Node) -> anyhow::Result<node::state_machine::LogHead> {
     Ok(node
-        .reader
+        .reader()
         .view()?
         .head(&log_name())?
         .unwrap_or_else(|| node::state_machine::LogHead {
@@ -301,8 +280,8 @@ async fn wait_for_leader(nodes: &[InProcess]) -> anyhow::Result<Arc<Node>> {
     let started = Instant::now();
     loop {
         for running in nodes {
-            let metrics = running.node.raft.metrics().borrow().clone();
-            if metrics.current_leader == Some(running.node.id) && metrics.state.is_leader() {
+            let metrics = running.node.raft().metrics().borrow().clone();
+            if metrics.current_leader == Some(running.node.id()) && metrics.state.is_leader() {
                 return Ok(Arc::clone(&running.node));
             }
         }
@@ -330,7 +309,9 @@ async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<Fi
     let batches = total.div_ceil(args.batch as u64);
     eprintln!(
         "fill: {from} -> {} entries: {batches} batches of up to {} through the leader (node {})",
-        args.to, args.batch, leader.id
+        args.to,
+        args.batch,
+        leader.id()
     );
     let started = Instant::now();
     let written_before = written_bytes();
@@ -355,7 +336,7 @@ async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<Fi
                    retry: u32| {
         tasks.spawn(async move {
             let outcome = leader
-                .raft
+                .raft()
                 .client_write(Command::Append(batch.clone()))
                 .await
                 .map(|response| response.data)
@@ -470,7 +451,7 @@ fn written_bytes() -> Option<u64> {
 /// The head's checkpoint verifies under the log's key and names the head's size and root.
 fn verify_head(leader: &Node, head: &node::state_machine::LogHead) -> anyhow::Result<()> {
     let config = leader
-        .logs
+        .logs()
         .get(&log_name())
         .context("the cluster has no artifacts log")?;
     let vkey = tlog::keys::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
@@ -496,7 +477,7 @@ async fn settle(
     head: &node::state_machine::LogHead,
 ) -> anyhow::Result<()> {
     let target = leader
-        .raft
+        .raft()
         .metrics()
         .borrow()
         .last_applied
@@ -506,7 +487,7 @@ async fn settle(
         let node = &running.node;
         loop {
             let applied = node
-                .raft
+                .raft()
                 .metrics()
                 .borrow()
                 .last_applied
@@ -517,7 +498,7 @@ async fn settle(
             ensure!(
                 Instant::now() < deadline,
                 "node {} applied only up to {applied} of {target}",
-                node.id
+                node.id()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -525,7 +506,7 @@ async fn settle(
         ensure!(
             theirs.tree_size == head.tree_size && theirs.root == head.root,
             "node {} has size {} root {} but the leader size {} root {}",
-            node.id,
+            node.id(),
             theirs.tree_size,
             theirs.root.to_base64(),
             head.tree_size,
@@ -533,7 +514,7 @@ async fn settle(
         );
     }
     for running in nodes {
-        let raft = &running.node.raft;
+        let raft = &running.node.raft();
         raft.trigger()
             .snapshot()
             .await
@@ -547,7 +528,7 @@ async fn settle(
             ensure!(
                 Instant::now() < deadline,
                 "node {}: no snapshot at {target}",
-                running.node.id
+                running.node.id()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

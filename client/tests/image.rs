@@ -46,19 +46,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A base port whose node, cluster and issuer ports are all free.
-fn base_port() -> u16 {
-    let start = 20_000 + u16::try_from(std::process::id() % 300).unwrap() * 40 + 11;
-    (0..200u16)
-        .map(|step| 20_000 + (start - 20_000 + step * 7) % 9_000)
-        .find(|&base| {
-            [0, 100, 300]
-                .iter()
-                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
-        })
-        .unwrap()
-}
-
 /// A child process stopped with SIGTERM (then killed) when dropped.
 struct Running(Child);
 
@@ -125,40 +112,13 @@ fn start_registry(dir: &Path) -> (Running, String) {
     (running, host)
 }
 
-/// `cairn-node dev` with one node; returns it, its URL and its issuer's URL.
-fn start_dev(dir: &Path) -> (Running, String, String) {
-    let base = base_port();
-    let child = Command::new(node_bin())
-        .args([
-            "dev",
-            "--nodes",
-            "1",
-            "--base-port",
-            &base.to_string(),
-            "--dir",
-        ])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.with_extension("dev.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let running = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !dir.join("client_trust_config.json").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the dev cluster did not come up; see {}",
-            dir.with_extension("dev.log").display()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    (
-        running,
-        format!("http://127.0.0.1:{base}"),
-        format!("http://127.0.0.1:{}", base + 300),
-    )
+/// `cairn-node dev` with one node (`node::dev_process`); returns it, its URL and its issuer's
+/// URL.
+fn start_dev(dir: &Path) -> (node::dev_process::DevProcess, String, String) {
+    let options = node::dev_process::DevOptions::new(&node_bin(), dir, 1);
+    let dev = node::dev_process::DevProcess::start(options).unwrap();
+    let (url, issuer) = (dev.url(0), dev.issuer());
+    (dev, url, issuer)
 }
 
 /// One HTTP/1.1 request to `host`: (status, head, body).

@@ -11,46 +11,41 @@ use std::sync::Arc;
 ///
 /// Production moves it off the async workers so an fsync never stalls the Raft core; the
 /// simulator runs it inline on its one thread, where it is instantaneous in virtual time and its
-/// order is deterministic.
-#[derive(Clone, Copy, Debug)]
+/// order is deterministic, optionally after a wait its environment sets (a slow disk).
+#[derive(Clone, Debug)]
 pub enum Blocking {
-    /// Run on the calling task (the simulator).
+    /// Run on the calling task.
     Inline,
-    /// Run on the calling task after waiting this many microseconds of (virtual) time, read at
-    /// each call: the simulator's slow disk, whose latency changes during a run.
-    Delayed(&'static std::sync::atomic::AtomicU64),
+    /// Run on the calling task after the wait [`Latency::before_each`] reports at each call, in
+    /// tokio's time: an environment that models how long its disk takes.
+    InlineAfter(Arc<dyn Latency>),
     /// Run on tokio's blocking thread pool (production).
     Pool,
 }
 
-impl PartialEq for Blocking {
-    fn eq(&self, other: &Blocking) -> bool {
-        match (self, other) {
-            (Blocking::Inline, Blocking::Inline) | (Blocking::Pool, Blocking::Pool) => true,
-            (Blocking::Delayed(a), Blocking::Delayed(b)) => std::ptr::eq(*a, *b),
-            _ => false,
-        }
-    }
+/// How long an environment's disk takes per storage operation, read at each operation (it may
+/// change while the node runs).
+pub trait Latency: Send + Sync + std::fmt::Debug + 'static {
+    /// The wait before the next operation (zero: none).
+    fn before_each(&self) -> std::time::Duration;
 }
-
-impl Eq for Blocking {}
 
 impl Blocking {
     /// Runs `work` where this mode says and returns its result. A panic in `work` resumes on
     /// the caller, as if the work had run inline.
-    pub async fn run<T, F>(self, work: F) -> T
+    pub async fn run<T, F>(&self, work: F) -> T
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
         match self {
             Blocking::Inline => work(),
-            Blocking::Delayed(latency_us) => {
-                let latency = latency_us.load(std::sync::atomic::Ordering::Relaxed);
+            Blocking::InlineAfter(latency) => {
+                let wait = latency.before_each();
                 // No wait at all when the disk is not slow, so that a run's events are the
                 // same as with `Inline`.
-                if latency > 0 {
-                    tokio::time::sleep(std::time::Duration::from_micros(latency)).await;
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
                 work()
             }

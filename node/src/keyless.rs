@@ -1,11 +1,9 @@
-//! The keyless CA as a node runs it: the `ca` crate's parts loaded from the `[ca]` section of
-//! the configuration. The HTTP side, and the order that makes every certificate logged before
+//! The keyless CA as a node runs it: the `ca` crate's parts, made from the node's
+//! [`crate::config::CaSettings`]. The HTTP side, and the order that makes every certificate logged before
 //! it is returned, is `http::ca_api`.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{CaFile, ConfigError};
 use crate::sequencer::{SequenceError, Sequenced, Sequencer};
 use crate::types::LogName;
 
@@ -58,6 +56,9 @@ pub enum IssueError {
     /// Building or signing failed.
     #[error("issuance failed: {0}")]
     Internal(#[from] ca::CertError),
+    /// This node runs no CA.
+    #[error("this node runs no CA")]
+    NoCa,
 }
 
 /// Everything the CA routes need.
@@ -83,50 +84,25 @@ impl std::fmt::Debug for KeylessCa {
     }
 }
 
-fn read(path: &Path, setting: &str) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Invalid {
-        setting: setting.into(),
-        message: format!("{}: {error}", path.display()),
-    })
-}
-
 impl KeylessCa {
-    /// Loads the CA's keys and certificates; discovery documents and key sets are fetched
-    /// through `fetch` when tokens arrive.
-    pub fn load(file: &CaFile, fetch: Arc<dyn ca::oidc::Fetch>) -> Result<KeylessCa, ConfigError> {
-        let invalid = |setting: &str, error: ca::CertError| ConfigError::Invalid {
-            setting: setting.into(),
-            message: error.to_string(),
-        };
-        let authority = ca::cert::Authority::load(
-            &read(&file.root_cert_file, "ca.root_cert_file")?,
-            &read(&file.intermediate_cert_file, "ca.intermediate_cert_file")?,
-            &read(&file.intermediate_key_file, "ca.intermediate_key_file")?,
-        )
-        .map_err(|error| invalid("ca", error))?;
-        let ct_key = ca::ct::CtKey::from_pkcs8_pem(&read(&file.ct_key_file, "ca.ct_key_file")?)
-            .map_err(|error| invalid("ca.ct_key_file", error))?;
-        Ok(KeylessCa {
+    /// The CA of `authority`, `ct_key` and the rest of `settings` (less the TSA); discovery
+    /// documents and key sets are fetched through `fetch` when tokens arrive.
+    pub(crate) fn new(
+        authority: ca::cert::Authority,
+        ct_key: ca::ct::CtKey,
+        issuers: Vec<ca::oidc::IssuerConfig>,
+        requests_per_identity_per_minute: u32,
+        log: LogName,
+        fetch: Arc<dyn ca::oidc::Fetch>,
+    ) -> KeylessCa {
+        KeylessCa {
             authority,
             ct_key,
-            verifier: ca::oidc::TokenVerifier::new(file.issuers.clone(), fetch),
-            limiter: ca::rate::RateLimiter::new(file.requests_per_identity_per_minute),
-            log: LogName(file.log.clone()),
-        })
+            verifier: ca::oidc::TokenVerifier::new(issuers, fetch),
+            limiter: ca::rate::RateLimiter::new(requests_per_identity_per_minute),
+            log,
+        }
     }
-}
-
-/// Loads the timestamp authority of a `[ca.tsa]` section.
-pub fn load_tsa(file: &crate::config::TsaFile) -> Result<ca::tsa::TimestampAuthority, ConfigError> {
-    ca::tsa::TimestampAuthority::load(
-        &read(&file.root_cert_file, "ca.tsa.root_cert_file")?,
-        &read(&file.cert_file, "ca.tsa.cert_file")?,
-        &read(&file.key_file, "ca.tsa.key_file")?,
-    )
-    .map_err(|error| ConfigError::Invalid {
-        setting: "ca.tsa".into(),
-        message: error.to_string(),
-    })
 }
 
 impl KeylessCa {

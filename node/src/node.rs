@@ -1,55 +1,84 @@
 //! One Cairn node, assembled: Raft over the redb stores and a network, the sequencer that
-//! proposes through it, the state reader that serves reads, and the metrics.
+//! proposes through it, the state reader that serves reads, the keyless CA and witnessing, and
+//! the metrics.
 //!
-//! Production (`cairn-node`) and the simulator build a node through [`Node::start`] alike; they
-//! differ only in the stores' disk, the Raft network and the clock they pass in.
+//! [`Node::start`] takes what the node is told ([`Settings`]) and what its environment provides
+//! ([`Env`]: clock, blocking runner, disks, Raft network, bundle source, witness transport,
+//! the HTTP client that forwards writes, the OIDC fetcher). Production builds its environment
+//! with [`Env::production`]; the simulator builds its own. Nothing else differs.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{Raft, RaftNetworkFactory, SnapshotPolicy};
+use openraft::{Raft, RaftNetworkFactory};
 
-use crate::env::{Blocking, Checks, SharedClock};
+use crate::catch_up::SharedBundleSource;
+use crate::config::Settings;
+use crate::env::{Blocking, Checks, SharedClock, SystemClock};
 use crate::keyless::KeylessCa;
 use crate::metrics::{LogLabel, Metrics};
-use crate::network::HttpClient;
-use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer, SequencerConfig};
+use crate::network::{HttpClient, HttpNetwork, cluster_client, http_client};
+use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer};
 use crate::state_machine::Logs;
-use crate::storage::{StateReader, Stores};
+use crate::storage::{Disks, StateReader, Stores};
+use crate::tls::ClusterTls;
 use crate::types::{Command, CommandOutcome, NodeId, TypeConfig};
+use crate::witnessing::{Committed, WitnessTransport, Witnessing};
 
-/// Everything a node needs to start, besides its stores and network.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// This node's id in the cluster.
-    pub id: NodeId,
-    /// The logs the cluster hosts (identical on every node).
-    pub logs: Logs,
-    /// Raft timing and log-compaction settings.
-    pub raft: openraft::Config,
-    /// Batching bounds.
-    pub sequencer: SequencerConfig,
-    /// The bearer token of the admin API.
-    pub admin_token: String,
-    /// Where blocking storage reads run (the thread pool in production, inline in simulation).
+/// Everything a node's environment provides: the one seam between production and the
+/// simulator.
+pub struct Env<N> {
+    /// Wall-clock time for timestamps that end up in replicated state and responses.
+    pub clock: SharedClock,
+    /// Where blocking storage work runs.
     pub blocking: Blocking,
+    /// Where the two databases live.
+    pub disks: Disks,
+    /// How Raft messages reach the other members.
+    pub raft_network: N,
+    /// Where a snapshot install fetches the leaves it lacks.
+    pub bundles: SharedBundleSource,
+    /// The client a follower relays client writes to the leader with; without one (the
+    /// simulator's clients reach nodes directly), a follower answers that no leader is known.
+    pub forward: Option<HttpClient>,
+    /// How `add-checkpoint` requests reach witnesses; needed when the settings name witnessing.
+    pub witness_transport: Option<Arc<dyn WitnessTransport>>,
+    /// How the CA fetches OpenID discovery documents and key sets.
+    pub oidc_fetch: Arc<dyn ca::oidc::Fetch>,
 }
 
-/// Raft settings for nodes on one machine or a LAN: 100 ms heartbeats, elections after 0.5 to
-/// 1 s of silence, snapshots every 10,000 entries (each entry is a batch of leaves).
-pub fn default_raft_config() -> openraft::Config {
-    openraft::Config {
-        cluster_name: "cairn".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1000,
-        // Entries are whole batches already; a few per AppendEntries keeps messages bounded.
-        max_payload_entries: 64,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
-        ..openraft::Config::default()
+impl<N> std::fmt::Debug for Env<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("blocking", &self.blocking)
+            .field("disks", &self.disks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Env<HttpNetwork> {
+    /// A production node's environment: the system clock, tokio's blocking pool, databases in
+    /// `data_dir`, Raft and catch-up over mutual TLS with `tls`, plain HTTP for forwarding,
+    /// witnesses and OpenID providers.
+    pub fn production(data_dir: &Path, tls: &ClusterTls) -> Env<HttpNetwork> {
+        let http = http_client();
+        let cluster = cluster_client(tls);
+        Env {
+            clock: Arc::new(SystemClock),
+            blocking: Blocking::Pool,
+            disks: Disks::Dir(data_dir.to_path_buf()),
+            bundles: Arc::new(crate::network::bundles::HttpBundleSource::new(
+                http.clone(),
+                cluster.clone(),
+            )),
+            raft_network: HttpNetwork::new(cluster),
+            witness_transport: Some(Arc::new(crate::witnessing::HttpTransport(http.clone()))),
+            forward: Some(http),
+            oidc_fetch: Arc::new(crate::network::fetch::HttpFetch::new()),
+        }
     }
 }
 
@@ -95,45 +124,43 @@ pub enum StartError {
     /// The Raft configuration is inconsistent.
     #[error("raft configuration: {0}")]
     Config(String),
+    /// The databases could not be opened.
+    #[error("opening storage: {0}")]
+    Disk(#[from] crate::storage::DiskError),
     /// Raft failed to start over the stores.
     #[error("starting raft: {0}")]
     Raft(String),
+    /// The settings name witnessing but the environment has no witness transport.
+    #[error("witnessing is configured but the environment has no witness transport")]
+    NoWitnessTransport,
 }
 
 /// A running node.
 pub struct Node {
-    /// This node's id.
-    pub id: NodeId,
-    /// The Raft handle.
-    pub raft: Raft<TypeConfig>,
+    id: NodeId,
+    raft: Raft<TypeConfig>,
     /// Pools submissions into batches (effective on the leader).
-    pub sequencer: Sequencer,
+    sequencer: Sequencer,
     /// Reads of committed state, off the consensus path.
-    pub reader: StateReader,
-    /// The logs the cluster hosts.
-    pub logs: Logs,
-    /// Client for forwarding writes to the leader.
-    pub http: HttpClient,
-    /// The node's clock.
-    pub clock: SharedClock,
-    /// The node's metrics.
-    pub metrics: Arc<Metrics>,
-    /// Where blocking storage reads run.
-    pub blocking: Blocking,
+    reader: StateReader,
+    logs: Logs,
+    /// Relays writes to the leader, if the environment can.
+    forward: Option<HttpClient>,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    blocking: Blocking,
     /// Where client signature checks run: off the async workers, bounded (past the bound a
     /// request is refused with 503 rather than queued).
-    pub checks: Checks,
-    /// Witness cosigning and quorum publication, when configured (set once, after start).
-    pub witnessing: std::sync::OnceLock<Arc<crate::witnessing::Witnessing>>,
+    checks: Checks,
     admin_token: String,
-    /// The node's public URL (`api_url`), once set ([`Node::set_public_url`]).
-    public_url: std::sync::OnceLock<String>,
-    /// The keyless CA, once installed ([`Node::install_ca`]); without it the CA routes answer
-    /// 404.
-    ca: std::sync::OnceLock<Arc<KeylessCa>>,
-    /// The timestamp authority, once installed ([`Node::install_tsa`]); without it the TSA
-    /// routes answer 404 and the trust documents list no TSA.
-    tsa: std::sync::OnceLock<Arc<ca::tsa::TimestampAuthority>>,
+    public_url: Option<String>,
+    /// Without a CA the CA routes answer 404.
+    ca: Option<Arc<KeylessCa>>,
+    /// Without a TSA the TSA routes answer 404 and the trust documents list none.
+    tsa: Option<Arc<ca::tsa::TimestampAuthority>>,
+    /// Witness cosigning and quorum publication, when configured, and its loop (stopped with
+    /// the node).
+    witnessing: Option<(Arc<Witnessing>, tokio::task::AbortHandle)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -145,36 +172,43 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
-    /// Starts Raft over `stores` and `network`, and the sequencer over Raft.
+    /// Opens the stores on `env`'s disks, starts Raft over them and `env`'s network, the
+    /// sequencer over Raft, and the CA and witnessing the settings name.
     pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
-        config: NodeConfig,
-        stores: Stores,
-        network: N,
-        http: HttpClient,
-        clock: SharedClock,
+        settings: Settings,
+        env: Env<N>,
     ) -> Result<Arc<Node>, StartError> {
         let raft_config = Arc::new(
-            config
+            settings
                 .raft
                 .validate()
                 .map_err(|error| StartError::Config(error.to_string()))?,
         );
-        config
+        settings
             .sequencer
             .validate()
             .map_err(|error| StartError::Config(error.to_string()))?;
-        let Stores { log, state, reader } = stores;
+        if settings.witnessing.is_some() && env.witness_transport.is_none() {
+            return Err(StartError::NoWitnessTransport);
+        }
+        let Stores { log, state, reader } = Stores::open(
+            env.disks,
+            settings.logs.clone(),
+            &env.blocking,
+            env.bundles,
+            settings.leaf_index,
+        )?;
         let known = state.known_members();
-        let raft = Raft::new(config.id, raft_config, network, log, state)
+        let raft = Raft::new(settings.id, raft_config, env.raft_network, log, state)
             .await
             .map_err(|error| StartError::Raft(error.to_string()))?;
         tokio::spawn(track_members(raft.clone(), known));
         let metrics = Arc::new(Metrics::default());
         // The leader answers each batch's submissions with proofs made once for the batch.
         let proof_reader = reader.clone();
-        let blocking = config.blocking;
+        let blocking = env.blocking.clone();
         let proofs: BatchProofs = Arc::new(move |log, indices, tree_size| {
-            let reader = proof_reader.clone();
+            let (reader, blocking) = (proof_reader.clone(), blocking.clone());
             Box::pin(async move {
                 blocking
                     .run(move || {
@@ -187,71 +221,139 @@ impl Node {
             })
         });
         let sequencer = Sequencer::start_with_proofs(
-            config.sequencer,
+            settings.sequencer,
             RaftProposer {
                 raft: raft.clone(),
                 #[cfg(feature = "canaries")]
-                scratch: (reader.clone(), config.logs.clone()),
+                scratch: (reader.clone(), settings.logs.clone()),
             },
-            Arc::clone(&clock),
+            Arc::clone(&env.clock),
             Arc::clone(&metrics),
             Some(proofs),
         );
+        let (ca, tsa) = match settings.ca {
+            Some(ca) => (
+                Some(Arc::new(KeylessCa::new(
+                    ca.authority,
+                    ca.ct_key,
+                    ca.issuers,
+                    ca.requests_per_identity_per_minute,
+                    ca.log,
+                    env.oidc_fetch,
+                ))),
+                ca.tsa.map(Arc::new),
+            ),
+            None => (None, None),
+        };
+        // Witnessing runs beside the node, outside Raft, reading only committed state; spawned
+        // last, after everything else this start spawns.
+        let witnessing =
+            settings
+                .witnessing
+                .zip(env.witness_transport)
+                .map(|(config, transport)| {
+                    let witnessing =
+                        Arc::new(Witnessing::new(config, settings.logs.iter(), transport));
+                    let committed = Committed {
+                        id: settings.id,
+                        raft: raft.metrics(),
+                        reader: reader.clone(),
+                        blocking: env.blocking.clone(),
+                        logs: settings.logs.clone(),
+                        metrics: Arc::clone(&metrics),
+                    };
+                    let task = tokio::spawn(Arc::clone(&witnessing).run(committed)).abort_handle();
+                    (witnessing, task)
+                });
         Ok(Arc::new(Node {
-            id: config.id,
+            id: settings.id,
             raft,
             sequencer,
             reader,
-            logs: config.logs,
-            http,
-            clock,
+            logs: settings.logs,
+            forward: env.forward,
+            clock: env.clock,
             metrics,
-            admin_token: config.admin_token,
-            blocking: config.blocking,
-            checks: Checks::per_core(config.blocking),
-            ca: std::sync::OnceLock::new(),
-            tsa: std::sync::OnceLock::new(),
-            public_url: std::sync::OnceLock::new(),
-            witnessing: std::sync::OnceLock::new(),
+            admin_token: settings.admin_token,
+            checks: Checks::per_core(env.blocking.clone()),
+            blocking: env.blocking,
+            public_url: settings.public_url,
+            ca,
+            tsa,
+            witnessing,
         }))
     }
 
-    /// Makes this node serve the keyless CA. Installed after start, so `Node::start` (and the
-    /// simulator, which runs no CA) is unchanged. Returns false if a CA was already installed.
-    pub fn install_ca(&self, ca: Arc<KeylessCa>) -> bool {
-        self.ca.set(ca).is_ok()
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
     }
 
-    /// Makes this node serve the timestamp authority (installed after start, like the CA).
-    /// Returns false if one was already installed.
-    pub fn install_tsa(&self, tsa: Arc<ca::tsa::TimestampAuthority>) -> bool {
-        self.tsa.set(tsa).is_ok()
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
     }
 
-    /// The timestamp authority, if installed.
+    /// The sequencer, which pools submissions into batches (effective on the leader).
+    pub fn sequencer(&self) -> &Sequencer {
+        &self.sequencer
+    }
+
+    /// Reads of committed state.
+    pub fn reader(&self) -> &StateReader {
+        &self.reader
+    }
+
+    /// The logs the cluster hosts.
+    pub fn logs(&self) -> &Logs {
+        &self.logs
+    }
+
+    /// The node's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Where blocking storage reads run.
+    pub fn blocking(&self) -> &Blocking {
+        &self.blocking
+    }
+
+    /// Where client signature checks run (bounded; see [`Checks`]).
+    pub fn checks(&self) -> &Checks {
+        &self.checks
+    }
+
+    /// The client that relays writes to the leader, if the environment has one.
+    pub fn forward_client(&self) -> Option<&HttpClient> {
+        self.forward.as_ref()
+    }
+
+    /// Witness cosigning and quorum publication, if configured.
+    pub fn witnessing(&self) -> Option<&Arc<Witnessing>> {
+        self.witnessing.as_ref().map(|(witnessing, _)| witnessing)
+    }
+
+    /// The timestamp authority, if configured.
     pub fn tsa(&self) -> Option<&Arc<ca::tsa::TimestampAuthority>> {
-        self.tsa.get()
-    }
-
-    /// Sets the URL clients reach this node at (its configured `api_url`, without a trailing
-    /// slash), which documents naming the node's services use. Returns false if already set.
-    pub fn set_public_url(&self, url: &str) -> bool {
-        self.public_url
-            .set(url.trim_end_matches('/').to_owned())
-            .is_ok()
+        self.tsa.as_ref()
     }
 
     /// The node's public URL, if set.
     pub fn public_url(&self) -> Option<&str> {
-        self.public_url.get().map(String::as_str)
+        self.public_url.as_deref()
     }
 
-    /// The keyless CA, if installed.
+    /// The keyless CA, if configured.
     pub fn ca(&self) -> Option<&Arc<KeylessCa>> {
-        self.ca.get()
+        self.ca.as_ref()
     }
 
-    /// Whether `presented` is the admin token, compared in constant time.
     /// Makes `voters` the voters (joint consensus), run by this node, which must lead;
     /// removed voters stay on as learners when `retain`. New voters must already be learners.
     pub async fn change_voters(
@@ -272,6 +374,7 @@ impl Node {
             .map_err(|error| MembershipError::Raft(error.to_string()))
     }
 
+    /// Whether `presented` is the admin token, compared in constant time.
     pub fn admin_token_matches(&self, presented: &str) -> bool {
         let (expected, presented) = (self.admin_token.as_bytes(), presented.as_bytes());
         if expected.is_empty() || expected.len() != presented.len() {
@@ -327,10 +430,34 @@ impl Node {
         Ok(self.metrics.render()?)
     }
 
-    /// Stops Raft (the sequencer stops with it: its proposals fail).
+    /// Resolves when the Raft core has stopped on its own (a storage error: a full or failing
+    /// disk), with the reason; it never restarts.
+    pub async fn raft_stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        let stopped = metrics.wait_for(|m| m.running_state.is_err()).await;
+        let reason = stopped.map_or_else(
+            |_| "raft stopped".to_string(),
+            |m| format!("{:?}", m.running_state),
+        );
+        tracing::error!(%reason, "raft stopped");
+        reason
+    }
+
+    /// Stops witnessing and Raft (the sequencer stops with it: its proposals fail).
     pub async fn shutdown(&self) {
+        if let Some((_, task)) = &self.witnessing {
+            task.abort();
+        }
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown");
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.witnessing {
+            task.abort();
         }
     }
 }

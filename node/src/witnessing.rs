@@ -27,15 +27,36 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use tlog::checkpoint::Checkpoint;
 use tlog::note::{Note, NoteSignature};
-use tlog::policy::{Policy, PolicyWitness};
+use tlog::policy::PolicyWitness;
 use tokio::sync::watch;
 // Tokio's clock, so a simulator with paused time drives the pacing too.
 use tokio::time::Instant;
 
+pub use crate::config::WitnessingConfig;
+use crate::env::Blocking;
+use crate::metrics::Metrics;
 use crate::network::HttpClient;
-use crate::node::Node;
-use crate::state_machine::LogConfig;
-use crate::types::LogName;
+use crate::state_machine::{LogConfig, Logs};
+use crate::storage::StateReader;
+use crate::types::{LogName, NodeAddress, NodeId};
+
+/// What the witnessing loop reads: committed state only, and Raft's progress to know when
+/// there may be a new checkpoint.
+#[derive(Clone)]
+pub(crate) struct Committed {
+    /// This node's id.
+    pub(crate) id: NodeId,
+    /// Raft's metrics (the applied index moves with every new checkpoint).
+    pub(crate) raft: watch::Receiver<openraft::RaftMetrics<NodeId, NodeAddress>>,
+    /// Reads of committed state.
+    pub(crate) reader: StateReader,
+    /// Where those reads run.
+    pub(crate) blocking: Blocking,
+    /// The node's logs.
+    pub(crate) logs: Logs,
+    /// Where the cosigning time and quorum failures are counted.
+    pub(crate) metrics: Arc<Metrics>,
+}
 
 /// The longest the loop sleeps between looks for a new checkpoint (it also wakes on Raft
 /// events).
@@ -66,18 +87,6 @@ impl WitnessTransport for HttpTransport {
         let http = self.0.clone();
         Box::pin(async move { post(&http, &url, body).await })
     }
-}
-
-/// What the `[witnessing]` section asks for.
-#[derive(Clone, Debug)]
-pub struct WitnessingConfig {
-    /// The policy: `log` lines for the logs to witness (by origin and key), `witness` lines
-    /// with URLs, groups and the quorum.
-    pub policy: Policy,
-    /// Publish checkpoints that miss the quorum (bring-up only; loudly logged).
-    pub fail_open: bool,
-    /// How long an append waits for a checkpoint covering it to reach the quorum.
-    pub append_timeout: Duration,
 }
 
 /// A checkpoint that met the quorum (or was published fail-open).
@@ -187,11 +196,11 @@ impl Witnessing {
         }
     }
 
-    /// Runs the witnessing loop of `node` forever.
-    pub async fn run(self: Arc<Self>, node: Arc<Node>) {
+    /// Runs the witnessing loop over `node`'s committed state until its Raft core stops.
+    pub(crate) async fn run(self: Arc<Self>, node: Committed) {
         // Per log: the size of the last checkpoint submitted and when, to pace retries.
         let mut attempted: BTreeMap<LogName, (u64, Instant)> = BTreeMap::new();
-        let mut raft_events = node.raft.metrics();
+        let mut raft_events = node.raft.clone();
         let mut applied_seen = raft_events.borrow_and_update().last_applied;
         loop {
             for log in node.logs.iter() {
@@ -290,7 +299,7 @@ impl Witnessing {
     /// if they meet the quorum.
     async fn cosign(
         &self,
-        node: &Arc<Node>,
+        node: &Committed,
         log: &LogConfig,
         state: &LogState,
         note: &str,
@@ -309,7 +318,7 @@ impl Witnessing {
                 .copied()
                 .unwrap_or(0);
             let (node, transport, name, witness, note) = (
-                Arc::clone(node),
+                node.clone(),
                 Arc::clone(&self.transport),
                 log.name.clone(),
                 witness.clone(),
@@ -362,7 +371,7 @@ impl Witnessing {
                     // A follower that has not applied as far as another node is merely behind;
                     // on the leader, whose applied state is the cluster's latest, it means the
                     // log lost what witnesses already cosigned.
-                    let leads = node.raft.metrics().borrow().current_leader == Some(node.id);
+                    let leads = node.raft.borrow().current_leader == Some(node.id);
                     if leads {
                         tracing::error!(
                             log = %log.name, witness = %witness.name, witness_size, size,
@@ -432,7 +441,7 @@ enum Submit {
 /// returns the size cosigned and the cosignature lines.
 #[allow(clippy::too_many_arguments)]
 async fn submit(
-    node: &Arc<Node>,
+    node: &Committed,
     transport: &dyn WitnessTransport,
     log: &LogName,
     witness: &PolicyWitness,

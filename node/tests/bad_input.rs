@@ -8,9 +8,7 @@
 // Test harness code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -24,8 +22,7 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
 
 struct DevCluster {
-    dir: PathBuf,
-    child: Child,
+    dev: Option<node::dev_process::DevProcess>,
     url: String,
     token: String,
     client: HttpClient,
@@ -35,48 +32,17 @@ impl DevCluster {
     async fn start() -> DevCluster {
         let dir = std::env::temp_dir().join(format!("cairn-bad-input-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        // A free port for the API, and (for nodes that have one) its cluster port 100 above.
-        let port = loop {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let options = node::dev_process::DevOptions::new(Path::new(BIN), &dir, 1);
+        let dev =
+            tokio::task::spawn_blocking(move || node::dev_process::DevProcess::start(options))
+                .await
                 .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if port < 65_000 && std::net::TcpListener::bind(("127.0.0.1", port + 100)).is_ok() {
-                break port;
-            }
-        };
-        let child = Command::new(BIN)
-            .args([
-                "dev",
-                "--nodes",
-                "1",
-                "--base-port",
-                &port.to_string(),
-                "--dir",
-            ])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while !dir.join("cluster.json").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "dev cluster did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let cluster: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("cluster.json")).unwrap())
                 .unwrap();
+        let cluster = dev.cluster_json().unwrap();
         DevCluster {
             url: cluster["nodes"][0]["url"].as_str().unwrap().to_string(),
             token: cluster["admin_token"].as_str().unwrap().to_string(),
-            dir,
-            child,
+            dev: Some(dev),
             client: http_client(),
         }
     }
@@ -131,16 +97,13 @@ impl DevCluster {
 
 impl Drop for DevCluster {
     fn drop(&mut self) {
-        // SIGTERM lets `dev` stop its node; then make sure.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dev) = self.dev.take() {
+            let dir = dev.dir().to_path_buf();
+            dev.stop();
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_file(dir.with_extension("dev.log"));
+            }
         }
     }
 }

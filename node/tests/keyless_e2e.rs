@@ -112,7 +112,7 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     let temp = tempfile::tempdir().unwrap();
     let dev = Dev::start(&temp.path().join("cluster"));
     let home = temp.path().join("home");
-    let root = dev.dir.join("trusted_root.json");
+    let root = dev.0.dir().join("trusted_root.json");
     let issuer = dev.issuer();
 
     // Before anything is logged, every node serves the same signed checkpoint of each log at
@@ -691,7 +691,7 @@ fn check_trust_documents(dev: &Dev, root: &serde_json::Value) {
         assert!(base_url.contains(key_name), "{base_url}");
     }
     let signing: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dev.dir.join("signing_config.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(dev.0.dir().join("signing_config.json")).unwrap())
             .unwrap();
     // The timestamp authority: in the trusted root with its chain (signing certificate with a
     // critical timeStamping EKU, then its root), and in the signing config with the Rekor v2

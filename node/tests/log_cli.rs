@@ -59,7 +59,7 @@ fn search_verify_consistency_and_tail_against_a_dev_cluster() {
     let temp = tempfile::tempdir().unwrap();
     let dev = Dev::start(&temp.path().join("cluster"));
     let home = temp.path().join("home");
-    let root = dev.dir.join("trusted_root.json");
+    let root = dev.0.dir().join("trusted_root.json");
     let root = root.to_str().unwrap();
     let login = cairn(
         &home,

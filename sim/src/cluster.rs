@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use node::env::Blocking;
-use node::node::{Node, NodeConfig, default_raft_config};
+use node::config::{Settings, default_raft_config};
+use node::env::{Blocking, Latency};
 use node::sequencer::SequencerConfig;
 use node::state_machine::{LogConfig, Logs};
-use node::storage::{IndexShape, Stores};
+use node::storage::{Disks, IndexShape};
 use node::types::{LogName, NodeAddress, NodeId};
+use node::{Env, Node};
 use openraft::SnapshotPolicy;
 use tokio::time::Instant;
 
@@ -73,11 +74,19 @@ struct Slot {
     incarnation: u64,
     /// Taken out of the cluster by a membership change: stopped for good.
     removed: bool,
-    /// The running process's witnessing loop (pushed witnesses only), stopped with it.
-    witnessing: Option<tokio::task::AbortHandle>,
-    /// The disk's latency per storage operation, in microseconds (0: not slow). Leaked once
-    /// per slot so the node's `Blocking::Delayed` seam can hold it as a plain reference.
-    latency_us: &'static AtomicU64,
+    /// The disk's latency per storage operation, in microseconds (0: not slow), which the
+    /// node's storage waits through [`SlowDisk`].
+    latency_us: Arc<AtomicU64>,
+}
+
+/// A slot's disk latency as the node's blocking runner reads it before each storage operation.
+#[derive(Debug)]
+struct SlowDisk(Arc<AtomicU64>);
+
+impl Latency for SlowDisk {
+    fn before_each(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
 }
 
 impl Slot {
@@ -91,8 +100,7 @@ impl Slot {
             clock: SimClock::new(start),
             incarnation: 0,
             removed: false,
-            witnessing: None,
-            latency_us: Box::leak(Box::new(AtomicU64::new(0))),
+            latency_us: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -116,8 +124,8 @@ pub struct Cluster {
     triggered_faults: AtomicBool,
     /// When the run started (new nodes' clocks start from it).
     start: Instant,
-    /// The keyless CA every node runs.
-    pub keyless: Arc<node::keyless::KeylessCa>,
+    /// The keyless CA's keys, which every node's CA is made of.
+    pub keyless: crate::issuance::SimCa,
     /// The pushed witnesses, when the run has them (`Options::pushed_witnesses`).
     pub witnesses: Option<Arc<crate::witnessing::Witnesses>>,
 }
@@ -136,11 +144,8 @@ impl Cluster {
             .map(|id| (id, Slot::fresh(&options, start)))
             .collect();
         let logs = sim_logs();
-        let keyless = crate::issuance::keyless_ca(
-            &mut SimRng::new(options.seed, stream::CA),
-            &LogName("certificates".into()),
-        )
-        .unwrap_or_else(|error| panic!("making the simulated CA: {error}"));
+        let keyless = crate::issuance::keyless_ca(&mut SimRng::new(options.seed, stream::CA))
+            .unwrap_or_else(|error| panic!("making the simulated CA: {error}"));
         let witnesses = (options.pushed_witnesses > 0).then(|| {
             let made = crate::witnessing::Witnesses::new(
                 &options,
@@ -194,9 +199,6 @@ impl Cluster {
                 return;
             };
             slot.removed = true;
-            if let Some(task) = slot.witnessing.take() {
-                task.abort();
-            }
             slot.node.take()
         };
         self.router.down(id);
@@ -241,11 +243,11 @@ impl Cluster {
         }
     }
 
-    fn node_config(&self, id: NodeId, blocking: Blocking) -> NodeConfig {
+    fn settings(&self, id: NodeId) -> Settings {
         let mut raft = default_raft_config();
         raft.snapshot_policy = SnapshotPolicy::LogsSinceLast(self.options.snapshot_every);
         raft.max_in_snapshot_log_to_keep = self.options.snapshot_every.min(1_000) / 5;
-        NodeConfig {
+        Settings {
             id,
             logs: self.logs.clone(),
             raft,
@@ -254,7 +256,14 @@ impl Cluster {
                 ..SequencerConfig::default()
             },
             admin_token: String::new(),
-            blocking,
+            public_url: None,
+            leaf_index: SIM_INDEX_SHAPE,
+            ca: Some(
+                self.keyless
+                    .settings(LogName("certificates".into()))
+                    .unwrap_or_else(|error| panic!("making the simulated CA: {error}")),
+            ),
+            witnessing: self.witnesses.as_ref().map(|witnesses| witnesses.config()),
         }
     }
 
@@ -272,7 +281,7 @@ impl Cluster {
     /// If the node does not start: the disk model never corrupts synced bytes, so a node that
     /// cannot open what survived a crash is a bug the run reports.
     pub async fn start(self: &Arc<Cluster>, id: NodeId) {
-        let (log_disk, state_disk, clock, incarnation, blocking) = {
+        let (log_disk, state_disk, clock, incarnation, latency_us) = {
             let mut slots = lock(&self.slots);
             let Some(slot) = slots.get_mut(&id) else {
                 return;
@@ -287,35 +296,31 @@ impl Cluster {
                 slot.state_disk.clone(),
                 slot.clock.clone(),
                 slot.incarnation,
-                Blocking::Delayed(slot.latency_us),
+                Arc::clone(&slot.latency_us),
             )
-        };
-        let source = SimBundleSource {
-            me: id,
-            readers: self.readers.clone(),
-            router: self.router.clone(),
         };
         let full = log_disk.is_full() || state_disk.is_full();
-        let started = match Stores::open_backends_shaped(
-            log_disk,
-            state_disk,
-            self.logs.clone(),
-            blocking,
-            Arc::new(source),
-            SIM_INDEX_SHAPE,
-        ) {
-            Ok(stores) => Node::start(
-                self.node_config(id, blocking),
-                stores,
-                SimNetwork::new(id, self.router.clone()),
-                node::network::http_client(),
-                Arc::new(clock),
-            )
-            .await
-            .map_err(|error| format!("start: {error}")),
-            Err(error) => Err(format!("opening the surviving disks: {error}")),
+        let env = Env {
+            clock: Arc::new(clock),
+            blocking: Blocking::InlineAfter(Arc::new(SlowDisk(latency_us))),
+            disks: Disks::Backends {
+                log: Box::new(log_disk),
+                state: Box::new(state_disk),
+            },
+            raft_network: SimNetwork::new(id, self.router.clone()),
+            bundles: Arc::new(SimBundleSource {
+                me: id,
+                readers: self.readers.clone(),
+                router: self.router.clone(),
+            }),
+            forward: None,
+            witness_transport: self
+                .witnesses
+                .as_ref()
+                .map(|witnesses| witnesses.transport(id, self.router.clone())),
+            oidc_fetch: Arc::new(crate::issuance::NoFetch),
         };
-        let node = match started {
+        let node = match Node::start(self.settings(id), env).await {
             Ok(node) => node,
             // A full disk may refuse what opening writes; the node stays down, as a process
             // that exits at startup does, and starts again once space is freed.
@@ -323,7 +328,7 @@ impl Cluster {
                 event(
                     &self.trace,
                     "fault",
-                    &format!("start n{id} failed: {error}"),
+                    &format!("start n{id} failed: {}", start_error(&error)),
                 );
                 if let Some(slot) = lock(&self.slots).get_mut(&id) {
                     slot.starting = false;
@@ -332,24 +337,19 @@ impl Cluster {
             }
             // The disk model never corrupts synced bytes: a node that cannot open what
             // survived a crash is a bug the run reports.
-            Err(error) => panic!("n{id}: {error}"),
+            Err(error) => panic!("n{id}: {}", start_error(&error)),
         };
-        node.install_ca(self.keyless.clone());
-        let witnessing = self
-            .witnesses
-            .as_ref()
-            .map(|witnesses| witnesses.attach(&node, &self.logs, self.router.clone()));
-        self.router.up(id, node.raft.clone());
+        self.router.up(id, node.raft().clone());
         self.readers
-            .up(address(id).api_url, id, node.reader.clone());
+            .up(address(id).api_url, id, node.reader().clone());
         tokio::spawn(watch_metrics(
             Arc::downgrade(self),
-            node.raft.clone(),
+            node.raft().clone(),
             id,
             incarnation,
         ));
         if self.options.crash_on_vote > 0.0 {
-            tokio::spawn(crash_on_vote(Arc::downgrade(self), node.raft.clone(), id));
+            tokio::spawn(crash_on_vote(Arc::downgrade(self), node.raft().clone(), id));
         }
         event(
             &self.trace,
@@ -359,7 +359,6 @@ impl Cluster {
         if let Some(slot) = lock(&self.slots).get_mut(&id) {
             slot.node = Some(node);
             slot.starting = false;
-            slot.witnessing = witnessing;
         }
     }
 
@@ -368,7 +367,7 @@ impl Cluster {
         let members: BTreeMap<NodeId, NodeAddress> =
             self.ids().into_iter().map(|id| (id, address(id))).collect();
         if let Some(node) = self.node(1)
-            && let Err(error) = node.raft.initialize(members).await
+            && let Err(error) = node.raft().initialize(members).await
         {
             panic!("initialize: {error}");
         }
@@ -398,7 +397,10 @@ impl Cluster {
         latency: std::time::Duration,
         duration: std::time::Duration,
     ) {
-        let Some(latency_us) = lock(&self.slots).get(&id).map(|slot| slot.latency_us) else {
+        let Some(latency_us) = lock(&self.slots)
+            .get(&id)
+            .map(|slot| Arc::clone(&slot.latency_us))
+        else {
             return;
         };
         latency_us.store(
@@ -460,9 +462,6 @@ impl Cluster {
                 return;
             };
             let Some(node) = slot.node.take() else { return };
-            if let Some(task) = slot.witnessing.take() {
-                task.abort();
-            }
             let mut rng = lock(&self.disk_rng);
             slot.log_disk = slot.log_disk.crash(self.options.crash_mode, &mut rng);
             slot.state_disk = slot.state_disk.crash(self.options.crash_mode, &mut rng);
@@ -477,12 +476,9 @@ impl Cluster {
     /// Stops every node (the end of a run).
     pub async fn stop_all(&self) {
         for id in self.ids() {
-            let node = lock(&self.slots).get_mut(&id).and_then(|slot| {
-                if let Some(task) = slot.witnessing.take() {
-                    task.abort();
-                }
-                slot.node.take()
-            });
+            let node = lock(&self.slots)
+                .get_mut(&id)
+                .and_then(|slot| slot.node.take());
             if let Some(node) = node {
                 self.router.down(id);
                 node.shutdown().await;
@@ -593,5 +589,14 @@ async fn watch_metrics(
         if metrics.changed().await.is_err() {
             break;
         }
+    }
+}
+
+/// What a failed start reports, as the simulator's trace has always written it: whether the
+/// surviving disks could not be opened, or the node over them did not start.
+fn start_error(error: &node::node::StartError) -> String {
+    match error {
+        node::node::StartError::Disk(error) => format!("opening the surviving disks: {error}"),
+        error => format!("start: {error}"),
     }
 }

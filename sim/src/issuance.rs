@@ -1,5 +1,6 @@
-//! The keyless CA in the simulation: every node runs the production `KeylessCa` (installed as
-//! `cairn-node` installs it), and clients ask the node they think leads for certificates
+//! The keyless CA in the simulation: every node runs the production `KeylessCa` (built by
+//! `Node::start` from the settings [`SimCa::settings`] makes, as `cairn-node` builds it from its
+//! `[ca]` section), and clients ask the node they think leads for certificates
 //! through `KeylessCa::issue`, the same path the HTTP route takes after it has verified the
 //! token and the proof of possession (those are checked in `ca`'s and `node`'s own tests; the
 //! simulator has no OpenID provider, so it skips straight to a verified identity).
@@ -12,13 +13,14 @@
 
 use std::sync::{Arc, OnceLock};
 
-use node::keyless::{IssueError, KeylessCa};
+use node::keyless::IssueError;
 use node::types::LogName;
 
 use crate::rng::SimRng;
 
 /// A fetcher for a CA that verifies no tokens here: every fetch fails.
-struct NoFetch;
+#[derive(Debug)]
+pub struct NoFetch;
 
 impl ca::oidc::Fetch for NoFetch {
     fn get<'a>(
@@ -34,24 +36,31 @@ impl ca::oidc::Fetch for NoFetch {
     }
 }
 
-/// The cluster's CA: one root, intermediate and SCT key shared by every node, as `cairn-node
-/// init` makes them. The SCT key comes from the seed; the root and intermediate keys come from
+/// The cluster's CA keys: one root, intermediate and SCT key shared by every node, as
+/// `cairn-node init` makes them.
+#[derive(Clone)]
+pub struct SimCa {
+    made: &'static ca::cert::NewCa,
+    ct_key: ca::ct::CtKey,
+}
+
+impl std::fmt::Debug for SimCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimCa").finish_non_exhaustive()
+    }
+}
+
+/// The cluster's CA. The SCT key comes from the seed; the root and intermediate keys come from
 /// rcgen's generator, once per process (their bytes differ from process to process, and
 /// nothing in a run's events depends on them; making them is a P-384 and a P-256 key
 /// generation, a few percent of a short run).
-pub fn keyless_ca(rng: &mut SimRng, log: &LogName) -> Result<Arc<KeylessCa>, String> {
+pub fn keyless_ca(rng: &mut SimRng) -> Result<SimCa, String> {
     static MADE: OnceLock<Result<ca::cert::NewCa, String>> = OnceLock::new();
     let made = MADE
         .get_or_init(|| {
             ca::cert::new_ca("Cairn simulation", 1_700_000_000).map_err(|e| e.to_string())
         })
         .as_ref()?;
-    let authority = ca::cert::Authority::load(
-        &made.root_pem,
-        &made.intermediate_pem,
-        &made.intermediate_key_pem,
-    )
-    .map_err(|e| e.to_string())?;
     let mut scalar = [0u8; 32];
     for chunk in scalar.chunks_mut(8) {
         chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
@@ -60,13 +69,28 @@ pub fn keyless_ca(rng: &mut SimRng, log: &LogName) -> Result<Arc<KeylessCa>, Str
     scalar[0] &= 0x7f;
     scalar[31] |= 1;
     let ct_key = ca::ct::CtKey::from_scalar(&scalar).map_err(|e| e.to_string())?;
-    Ok(Arc::new(KeylessCa {
-        authority,
-        ct_key,
-        verifier: ca::oidc::TokenVerifier::new(Vec::new(), Arc::new(NoFetch)),
-        limiter: ca::rate::RateLimiter::new(u32::MAX),
-        log: log.clone(),
-    }))
+    Ok(SimCa { made, ct_key })
+}
+
+impl SimCa {
+    /// A node's CA settings over these keys, writing to `log`, with no token issuer (the
+    /// simulated clients skip to a verified identity) and no rate limit.
+    pub fn settings(&self, log: LogName) -> Result<node::config::CaSettings, String> {
+        let authority = ca::cert::Authority::load(
+            &self.made.root_pem,
+            &self.made.intermediate_pem,
+            &self.made.intermediate_key_pem,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(node::config::CaSettings {
+            authority,
+            ct_key: self.ct_key.clone(),
+            issuers: Vec::new(),
+            requests_per_identity_per_minute: u32::MAX,
+            log,
+            tsa: None,
+        })
+    }
 }
 
 /// A P-256 public key the simulated clients certify (DER SubjectPublicKeyInfo). Which key is
@@ -103,28 +127,21 @@ pub enum Issuance {
     Refused(String),
 }
 
-/// Asks `ca` on node `id` for a certificate for `email`, at the node's time, with a serial from
-/// the node's randomness seam (seeded by the run), as the HTTP route draws it.
-pub async fn request(
-    node: &node::node::Node,
-    ca: &KeylessCa,
-    email: &str,
-    spki_der: &[u8],
-) -> Issuance {
-    let issuance = ca::cert::Issuance {
-        serial: node::keyless::new_serial(),
-        timestamp_ms: node.clock.now_unix_ms(),
-        identity: ca::identity::Identity {
-            san: ca::identity::San::Email(email.to_string()),
-            issuer: "https://oidc.sim.invalid".into(),
-            subject: email.to_string(),
-            challenge: email.to_string(),
-            extensions: Vec::new(),
-        },
-        spki_der: spki_der.to_vec(),
+/// Asks node `node` for a certificate for `email`, at the node's time, through
+/// `node::service::issue_certificate` (what the HTTP route calls once it has verified the token
+/// and the proof of possession), whose serial comes from the node's randomness seam (seeded by
+/// the run).
+pub async fn request(node: &node::node::Node, email: &str, spki_der: &[u8]) -> Issuance {
+    let identity = ca::identity::Identity {
+        san: ca::identity::San::Email(email.to_string()),
+        issuer: "https://oidc.sim.invalid".into(),
+        subject: email.to_string(),
+        challenge: email.to_string(),
+        extensions: Vec::new(),
     };
-    match ca.issue(&node.sequencer, &issuance).await {
-        Ok(issued) => Issuance::Issued {
+    let now_ms = node.clock().now_unix_ms();
+    match node::service::issue_certificate(node, identity, spki_der.to_vec(), now_ms).await {
+        Ok((_, issued)) => Issuance::Issued {
             precertificate: (
                 issued.precertificate.index,
                 issued.precertificate_leaf,

@@ -90,7 +90,7 @@ fn try_fork(
     }
     let mut best = None;
     for node in cluster.running() {
-        let view = node.reader.view().map_err(|e| e.to_string())?;
+        let view = node.reader().view().map_err(|e| e.to_string())?;
         let size = view
             .head(&log.name)
             .map_err(|e| e.to_string())?

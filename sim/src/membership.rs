@@ -34,9 +34,9 @@ fn membership(cluster: &Cluster) -> Option<(NodeId, BTreeSet<NodeId>, BTreeSet<N
     let leader = cluster
         .running()
         .iter()
-        .find_map(|node| node.raft.metrics().borrow().current_leader)?;
+        .find_map(|node| node.raft().metrics().borrow().current_leader)?;
     let node = cluster.node(leader)?;
-    let metrics = node.raft.metrics().borrow().clone();
+    let metrics = node.raft().metrics().borrow().clone();
     if !metrics.state.is_leader() {
         return None;
     }
@@ -52,7 +52,7 @@ fn membership(cluster: &Cluster) -> Option<(NodeId, BTreeSet<NodeId>, BTreeSet<N
 async fn set_voters(cluster: &Cluster, voters: &BTreeSet<NodeId>) -> Result<(), String> {
     let (leader, _, learners) = membership(cluster).ok_or("no leader")?;
     let node = cluster.node(leader).ok_or("leader down")?;
-    let raft = node.raft.clone();
+    let raft = node.raft().clone();
     for &id in voters {
         if !learners.contains(&id) {
             let added = tokio::time::timeout(STEP, raft.add_learner(id, address(id), false)).await;

@@ -519,7 +519,7 @@ fn current_leader(cluster: &Cluster) -> Option<NodeId> {
     cluster
         .running()
         .iter()
-        .find_map(|node| node.raft.metrics().borrow().current_leader)
+        .find_map(|node| node.raft().metrics().borrow().current_leader)
 }
 
 /// Waits (up to a second) for the leader to apply its next entry, which signs a checkpoint,
@@ -532,7 +532,7 @@ async fn isolate_leader_as_it_signs(cluster: &Cluster) {
     let Some(node) = cluster.node(leader) else {
         return;
     };
-    let mut metrics = node.raft.metrics();
+    let mut metrics = node.raft().metrics();
     drop(node);
     let applied = metrics.borrow().last_applied;
     let _ = tokio::time::timeout(

@@ -70,7 +70,7 @@ pub async fn poll(shared: Shared, name: String, mut rng: SimRng) {
         };
         for log in shared.cluster.logs.iter() {
             let old = believed.get(&log.name).copied().unwrap_or(0);
-            let Ok(view) = node.reader.view() else {
+            let Ok(view) = node.reader().view() else {
                 continue;
             };
             let (Ok(Some(head)), Ok(Some(checkpoint))) =
@@ -97,7 +97,7 @@ pub async fn poll(shared: Shared, name: String, mut rng: SimRng) {
                 checkpoint,
             }
             .to_body();
-            let now = node.clock.now_unix_ms() / 1000;
+            let now = node.clock().now_unix_ms() / 1000;
             let reply = witness.add_checkpoint(body.as_bytes(), now);
             match reply.status {
                 200 => {
@@ -105,7 +105,12 @@ pub async fn poll(shared: Shared, name: String, mut rng: SimRng) {
                         event(
                             &shared.cluster.trace,
                             &name,
-                            &format!("cosigned n{} {} size {}", node.id, log.name, head.tree_size),
+                            &format!(
+                                "cosigned n{} {} size {}",
+                                node.id(),
+                                log.name,
+                                head.tree_size
+                            ),
                         );
                     }
                     believed.insert(log.name.clone(), head.tree_size);
@@ -121,7 +126,9 @@ pub async fn poll(shared: Shared, name: String, mut rng: SimRng) {
                         &name,
                         &format!(
                             "refused n{} {} size {}: {status}",
-                            node.id, log.name, head.tree_size
+                            node.id(),
+                            log.name,
+                            head.tree_size
                         ),
                     );
                     shared
@@ -132,7 +139,7 @@ pub async fn poll(shared: Shared, name: String, mut rng: SimRng) {
                             "witness",
                             format!(
                                 "{name} refused n{}'s {} checkpoint of size {} (old {old}): {status} {}",
-                                node.id,
+                                node.id(),
                                 log.name,
                                 head.tree_size,
                                 reply.body.trim()

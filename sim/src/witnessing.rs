@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use node::types::{LogName, NodeId};
-use node::witnessing::{
-    REQUEST_TIMEOUT, TransportFuture, WitnessTransport, Witnessing, WitnessingConfig,
-};
+use node::witnessing::{REQUEST_TIMEOUT, TransportFuture, WitnessTransport, WitnessingConfig};
 use tlog::Hash;
 use tlog::checkpoint::Checkpoint;
 use tlog::note::Note;
@@ -190,26 +188,18 @@ impl Witnesses {
         }
     }
 
-    /// Starts witnessing on `node` (as `cairn-node run` does with a `[witnessing]` section),
-    /// its requests going through the simulated network; returns the loop's task.
-    pub fn attach(
+    /// The transport node `from`'s witnessing reaches these witnesses through: the simulated
+    /// network, with its faults.
+    pub fn transport(
         self: &Arc<Witnesses>,
-        node: &Arc<node::node::Node>,
-        logs: &node::state_machine::Logs,
+        from: node::types::NodeId,
         router: SharedRouter,
-    ) -> tokio::task::AbortHandle {
-        let transport = SimTransport {
-            from: node.id,
+    ) -> Arc<dyn node::witnessing::WitnessTransport> {
+        Arc::new(SimTransport {
+            from,
             witnesses: Arc::clone(self),
             router,
-        };
-        let witnessing = Arc::new(Witnessing::new(
-            self.config(),
-            logs.iter(),
-            Arc::new(transport),
-        ));
-        let _ = node.witnessing.set(Arc::clone(&witnessing));
-        tokio::spawn(witnessing.run(Arc::clone(node))).abort_handle()
+        })
     }
 
     /// The log named by `origin`.
@@ -502,7 +492,7 @@ impl GossipSource for SimGossip<'_> {
             .log_name(&log.origin)
             .ok_or_else(|| format!("no log {}", log.origin))?;
         for node in self.cluster.running() {
-            let Ok(view) = node.reader.view() else {
+            let Ok(view) = node.reader().view() else {
                 continue;
             };
             if view

@@ -1,6 +1,7 @@
 //! The workload: concurrent clients appending distinct, duplicate and retried leaves to both
-//! logs through `node.sequencer.submit` on whichever node they think leads, pausing up to
-//! `Options::think_max_ms` between requests, and reading from any node what verifiers and
+//! logs on whichever node they think leads, through the sequence the HTTP handlers run
+//! (`node::service::commit`, then `node::service::answer`, whose proof must lead to its
+//! checkpoint), pausing up to `Options::think_max_ms` between requests, and reading from any node what verifiers and
 //! mirrors read: checkpoints, leaves with their inclusion proofs, hash tiles and entry bundles,
 //! each checked against the others and the signed root.
 //!
@@ -81,15 +82,12 @@ pub async fn submit_once(
         if let Some(resume) = paused {
             tokio::time::sleep_until(resume).await;
         }
-        node.sequencer.submit(log.clone(), leaf.clone()).await
+        node::service::commit(&node, log, leaf.clone()).await
     })
     .await;
-    let witnessing = node
-        .witnessing
-        .get()
-        .filter(|witnessing| witnessing.is_witnessed(log))
-        .cloned();
-    drop(node);
+    let witnessed = node
+        .witnessing()
+        .is_some_and(|witnessing| witnessing.is_witnessed(log));
     match answer {
         Ok(Ok(sequenced)) => {
             {
@@ -120,35 +118,45 @@ pub async fn submit_once(
                     sequenced.tree_size
                 ),
             );
-            // With witnesses, the append's answer waits for a cosigned checkpoint covering
-            // the entry (`http::log_api` does the same); the entry is committed either way.
-            if let Some(witnessing) = witnessing {
-                match witnessing.wait_published(log, sequenced.tree_size).await {
-                    Ok(published) => {
-                        if let Some(witnesses) = &cluster.witnesses {
-                            crate::invariants::witnessed::check_note(
-                                &mut shared
-                                    .checker
-                                    .lock()
-                                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                                &witnesses.policy,
-                                log,
-                                &published.note,
-                                client,
-                            );
-                        }
-                    }
-                    Err(_) => {
-                        shared.stats.unwitnessed.fetch_add(1, Ordering::Relaxed);
-                        event(
-                            &cluster.trace,
+            // The answer a client gets, made as the HTTP handlers make it: with witnesses, it
+            // waits for a cosigned checkpoint covering the entry; the entry is committed either
+            // way. Its proof must lead to its checkpoint's root.
+            let (index, tree_size) = (sequenced.index, sequenced.tree_size);
+            match node::service::answer(&node, log, &leaf, sequenced).await {
+                Ok(appended) => {
+                    if witnessed && let Some(witnesses) = &cluster.witnesses {
+                        crate::invariants::witnessed::check_note(
+                            &mut shared
+                                .checker
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                            &witnesses.policy,
+                            log,
+                            &appended.checkpoint,
                             client,
-                            &format!("not witnessed n{target} {log} size {}", sequenced.tree_size),
                         );
                     }
                 }
+                Err(node::service::AnswerError::NotWitnessed { .. }) => {
+                    shared.stats.unwitnessed.fetch_add(1, Ordering::Relaxed);
+                    event(
+                        &cluster.trace,
+                        client,
+                        &format!("not witnessed n{target} {log} size {tree_size}"),
+                    );
+                }
+                Err(error @ node::service::AnswerError::Proof { .. }) => event(
+                    &cluster.trace,
+                    client,
+                    &format!("no answer n{target} {log}: {error}"),
+                ),
+                Err(error) => shared
+                    .checker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .violation("workload", format!("{client}: n{target} {log}: {error}")),
             }
-            Submitted::Acked(sequenced.index)
+            Submitted::Acked(index)
         }
         Ok(Err(SequenceError::NotLeader(leader))) => {
             shared.stats.redirects.fetch_add(1, Ordering::Relaxed);
@@ -252,7 +260,7 @@ fn read_checkpoint(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogN
         return;
     };
     let checkpoint = node
-        .reader
+        .reader()
         .view()
         .ok()
         .and_then(|view| view.checkpoint(log).ok().flatten());
@@ -261,7 +269,7 @@ fn read_checkpoint(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogN
             .checker
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        checker.saw_checkpoint(log, &checkpoint, &format!("{client} read n{}", node.id));
+        checker.saw_checkpoint(log, &checkpoint, &format!("{client} read n{}", node.id()));
     }
 }
 
@@ -274,7 +282,7 @@ fn read_and_verify(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogN
     let (Some(node), Some(log)) = (rng.pick(&nodes), rng.pick(logs)) else {
         return;
     };
-    let Ok(view) = node.reader.view() else {
+    let Ok(view) = node.reader().view() else {
         return;
     };
     let (Ok(Some(head)), Ok(Some(checkpoint))) = (view.head(log), view.checkpoint(log)) else {
@@ -286,7 +294,8 @@ fn read_and_verify(shared: &Shared, client: &str, rng: &mut SimRng, logs: &[LogN
     let index = rng.range(0..head.tree_size);
     let whence = format!(
         "{client} read n{} {log} {index}/{}",
-        node.id, head.tree_size
+        node.id(),
+        head.tree_size
     );
     let problem = (|| -> Result<(), String> {
         let leaf = view
@@ -336,9 +345,9 @@ async fn issue_once(shared: &Shared, client: &str, target: NodeId, rng: &mut Sim
     let Some(node) = cluster.node(target) else {
         return *rng.pick(&cluster.ids()).unwrap_or(&1);
     };
-    let Some(ca) = node.ca().cloned() else {
+    if node.ca().is_none() {
         return target;
-    };
+    }
     let Ok(spki) = crate::issuance::client_key() else {
         return target;
     };
@@ -348,7 +357,7 @@ async fn issue_once(shared: &Shared, client: &str, target: NodeId, rng: &mut Sim
         if let Some(resume) = paused {
             tokio::time::sleep_until(resume).await;
         }
-        crate::issuance::request(&node, &ca, &email, &spki).await
+        crate::issuance::request(&node, &email, &spki).await
     })
     .await;
     drop(node);
@@ -382,7 +391,7 @@ async fn issue_once(shared: &Shared, client: &str, target: NodeId, rng: &mut Sim
         Ok(crate::issuance::Issuance::NotLeader) => {
             let leader = cluster
                 .node(target)
-                .and_then(|node| node.raft.metrics().borrow().current_leader);
+                .and_then(|node| node.raft().metrics().borrow().current_leader);
             event(
                 &cluster.trace,
                 client,

@@ -6,7 +6,8 @@
 //! through the same routine as apply, and installs the descriptor's heads only once the root it
 //! computed equals the descriptor's. Fetching is a trait so that storage never touches the
 //! network: production passes [`network::bundles::HttpBundleSource`](crate::network::bundles),
-//! tests and the simulator pass a source that reads another store in memory.
+//! tests and the simulator pass a source that reads another store in memory. The fetch loop
+//! that drives it is `storage::install`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,10 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::types::{LogName, NodeAddress};
-
-mod install;
-
-pub(crate) use install::Installer;
 
 /// What [`BundleSource::entry_bundle`] returns.
 pub type BundleFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, FetchError>> + Send + 'a>>;

@@ -27,11 +27,11 @@ const READY_APPLY_LAG_MAX: u64 = 1_000;
 /// Ready means: running, a member of a cluster that has a leader, and applied (nearly) up to
 /// the local log, so reads reflect recent commits.
 pub(super) async fn ready(node: &Arc<Node>) -> Response<Body> {
-    let metrics = node.raft.metrics().borrow().clone();
+    let metrics = node.raft().metrics().borrow().clone();
     let member = metrics
         .membership_config
         .membership()
-        .get_node(&node.id)
+        .get_node(&node.id())
         .is_some();
     let applied = metrics.last_applied.map_or(0, |log_id| log_id.index);
     let logged = metrics.last_log_index.unwrap_or(0);
@@ -142,7 +142,7 @@ async fn handle_admin(
                 .into_iter()
                 .map(|(id, address)| Ok((id, address.checked()?)))
                 .collect::<Result<BTreeMap<_, _>, ApiError>>()?;
-            node.raft.initialize(members).await.map_err(|error| {
+            node.raft().initialize(members).await.map_err(|error| {
                 ApiError::new(StatusCode::CONFLICT, "init_refused", error.to_string())
             })?;
             Ok(json(StatusCode::OK, &status(node)))
@@ -154,7 +154,7 @@ async fn handle_admin(
                 cluster_url: learner.cluster_url,
             }
             .checked()?;
-            node.raft
+            node.raft()
                 .add_learner(learner.id, address, true)
                 .await
                 .map_err(|error| membership_error(&error.to_string()))?;
@@ -219,7 +219,7 @@ async fn parse<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> Resu
 
 /// The node's view of the cluster, for people and scripts.
 pub(super) fn status(node: &Node) -> serde_json::Value {
-    let metrics = node.raft.metrics().borrow().clone();
+    let metrics = node.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: Vec<NodeId> = membership.voter_ids().collect();
     let nodes: BTreeMap<String, String> = membership
@@ -227,7 +227,7 @@ pub(super) fn status(node: &Node) -> serde_json::Value {
         .map(|(id, node)| (id.to_string(), node.api_url.clone()))
         .collect();
     serde_json::json!({
-        "id": node.id,
+        "id": node.id(),
         "state": match metrics.state {
             ServerState::Leader => "leader",
             ServerState::Follower => "follower",

@@ -29,6 +29,7 @@ use super::{ApiError, Body, json, read_body};
 use crate::keyless::{IssueError, KeylessCa};
 use crate::node::Node;
 use crate::sequencer::SequenceError;
+use crate::service;
 
 /// The paths served here.
 pub(super) const ROUTES: [&str; 4] = [
@@ -125,7 +126,7 @@ fn configuration(ca: &KeylessCa) -> Response<Body> {
 }
 
 fn ct_log(node: &Node, ca: &KeylessCa) -> Response<Body> {
-    let origin = node.logs.get(&ca.log).map(|log| log.origin.clone());
+    let origin = node.logs().get(&ca.log).map(|log| log.origin.clone());
     json(
         StatusCode::OK,
         &serde_json::json!({
@@ -201,12 +202,12 @@ async fn signing_cert(
     }
     // Only the leader issues: it alone can append, and one place chooses serials and times.
     if let Some((leader, _)) = node.leader_url()
-        && leader != node.id
+        && leader != node.id()
     {
         return forward_to_leader(node, body, authorization.as_ref(), forwarded).await;
     }
 
-    let now_ms = node.clock.now_unix_ms();
+    let now_ms = node.clock().now_unix_ms();
     let identity = ca
         .verifier
         .verify(&token, now_ms / 1000)
@@ -233,37 +234,33 @@ async fn signing_cert(
         parsed.public_key_request,
     );
     let spki_der = node
-        .checks
+        .checks()
         .run(move || proven_key(csr.as_deref(), key_request.as_ref(), &challenge))
         .await??;
 
-    let issuance = ca::cert::Issuance {
-        serial: crate::keyless::new_serial(),
-        timestamp_ms: now_ms,
-        identity,
-        spki_der,
-    };
-    let issued = match ca.issue(&node.sequencer, &issuance).await {
-        Ok(issued) => issued,
-        // Leadership moved before anything was appended: the new leader issues.
-        Err(IssueError::NotLeader) => {
-            return forward_to_leader(node, body, authorization.as_ref(), forwarded).await;
-        }
-        Err(IssueError::NotLogged {
-            error: SequenceError::Overloaded(waiting),
-            ..
-        }) => return Err(overloaded(waiting)),
-        Err(error @ IssueError::NotLogged { .. }) => {
-            return Err(ApiError::unavailable("not_logged", error.to_string()));
-        }
-        Err(IssueError::Internal(error)) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "issuance_failed",
-                error.to_string(),
-            ));
-        }
-    };
+    let (issuance, issued) =
+        match service::issue_certificate(node, identity, spki_der, now_ms).await {
+            Ok(issued) => issued,
+            // Leadership moved before anything was appended: the new leader issues.
+            Err(IssueError::NotLeader) => {
+                return forward_to_leader(node, body, authorization.as_ref(), forwarded).await;
+            }
+            Err(IssueError::NotLogged {
+                error: SequenceError::Overloaded(waiting),
+                ..
+            }) => return Err(overloaded(waiting)),
+            Err(error @ IssueError::NotLogged { .. }) => {
+                return Err(ApiError::unavailable("not_logged", error.to_string()));
+            }
+            Err(error @ IssueError::NoCa) => return Err(ApiError::not_found(error.to_string())),
+            Err(IssueError::Internal(error)) => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "issuance_failed",
+                    error.to_string(),
+                ));
+            }
+        };
     let certificate = issued.certificate;
     tracing::info!(
         san = issuance.identity.san.value(),

@@ -22,6 +22,7 @@ use tlog::tile::{Tile, TileKind};
 use super::{ApiError, Body, json, read_body, response};
 use crate::node::{FORWARD_TIMEOUT, Node};
 use crate::sequencer::{SequenceError, Sequenced};
+use crate::service;
 use crate::state_machine::LogConfig;
 use crate::storage::StateView;
 use crate::types::LogName;
@@ -71,14 +72,14 @@ async fn dispatch(
         return Err(ApiError::not_found(format!("no endpoint {path}")));
     };
     if rest == "checkpoint"
-        && let Some(witnessing) = node.witnessing.get()
+        && let Some(witnessing) = node.witnessing()
         && witnessing.is_witnessed(&log.name)
     {
         return witnessed_checkpoint(witnessing, log);
     }
     // Reads touch redb: run them where blocking work belongs, all from one consistent view.
-    let (log, rest, reader) = (log.clone(), rest.to_string(), node.reader.clone());
-    node.blocking
+    let (log, rest, reader) = (log.clone(), rest.to_string(), node.reader().clone());
+    node.blocking()
         .run(move || {
             let view = reader.view().map_err(storage_error)?;
             read(&view, &log, &rest, &query)
@@ -107,7 +108,7 @@ fn read(
 }
 
 fn log_config<'a>(node: &'a Node, name: &str) -> Result<&'a LogConfig, ApiError> {
-    node.logs
+    node.logs()
         .get(&LogName(name.to_string()))
         .ok_or_else(|| ApiError::not_found(format!("no log named {name:?}")))
 }
@@ -139,7 +140,7 @@ pub(crate) fn log_key_id(log: &LogConfig) -> Hash {
 
 fn list_logs(node: &Node) -> Response<Body> {
     let logs: Vec<serde_json::Value> = node
-        .logs
+        .logs()
         .iter()
         .map(|log| {
             serde_json::json!({
@@ -370,7 +371,7 @@ async fn submit_v2(
     // Decoding and the signature checks run off the async workers, bounded (`env::Checks`).
     let checked = body.clone();
     let decoded = node
-        .checks
+        .checks()
         .run(move || crate::api::v2_request::decode(&checked))
         .await?
         .map_err(|error| {
@@ -393,38 +394,23 @@ async fn submit_v2(
         Ok(sequenced) => sequenced,
         Err(forwarded) => return Ok(forwarded),
     };
-    let sequenced = witnessed(node, log, sequenced).await?;
-    // Normally made once for the whole batch by the sequencer; made here only if that failed.
-    let proof = match sequenced.inclusion_proof.clone() {
-        Some(proof) => proof,
-        None => {
-            let (reader, name) = (node.reader.clone(), log.name.clone());
-            let (index, tree_size) = (sequenced.index, sequenced.tree_size);
-            node.blocking
-                .run(move || {
-                    reader
-                        .view()
-                        .and_then(|view| view.inclusion_proof(&name, index, tree_size))
-                })
-                .await
-                .map_err(storage_error)?
-        }
-    };
-    let root = proof_root(&proof, &leaf)?;
+    let appended = service::answer(node, &log.name, &leaf, sequenced)
+        .await
+        .map_err(answer_error)?;
     let entry = serde_json::json!({
-        "logIndex": sequenced.index.to_string(),
+        "logIndex": appended.index.to_string(),
         "logId": { "keyId": BASE64.encode(log_key_id(log).as_bytes()) },
         "kindVersion": { "kind": decoded.kind, "version": decoded.version },
         "inclusionProof": {
-            "logIndex": sequenced.index.to_string(),
-            "rootHash": root.to_base64(),
-            "treeSize": sequenced.tree_size.to_string(),
-            "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
-            "checkpoint": { "envelope": &*sequenced.checkpoint },
+            "logIndex": appended.index.to_string(),
+            "rootHash": appended.root.to_base64(),
+            "treeSize": appended.tree_size.to_string(),
+            "hashes": appended.inclusion_proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
+            "checkpoint": { "envelope": &*appended.checkpoint },
         },
         "canonicalizedBody": BASE64.encode(&leaf),
     });
-    let status = if sequenced.duplicate {
+    let status = if appended.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
@@ -458,51 +444,19 @@ fn witnessed_checkpoint(
     Ok(reply)
 }
 
-/// For a witnessed log, the append's answer waits for a cosigned checkpoint covering the entry
-/// (the entry is committed either way; a retry is answered from the dedup index).
-pub(super) async fn witnessed(
-    node: &Arc<Node>,
-    log: &LogConfig,
-    mut sequenced: crate::sequencer::Sequenced,
-) -> Result<crate::sequencer::Sequenced, ApiError> {
-    let Some(witnessing) = node.witnessing.get() else {
-        return Ok(sequenced);
-    };
-    if !witnessing.is_witnessed(&log.name) {
-        return Ok(sequenced);
-    }
-    let published = witnessing
-        .wait_published(&log.name, sequenced.tree_size)
-        .await
-        .map_err(|error| {
-            ApiError::unavailable(
-                "not_witnessed",
-                format!(
-                    "entry {} is committed, but {error}; retrying is safe",
-                    sequenced.index
-                ),
-            )
-        })?;
-    if published.size != sequenced.tree_size {
-        // The proof must lead to the published checkpoint's root.
-        sequenced.inclusion_proof = None;
-        sequenced.tree_size = published.size;
-    }
-    sequenced.checkpoint = published.note;
-    Ok(sequenced)
-}
-
-/// The root an inclusion proof leads to from `leaf`: the checkpoint's root, which the response
-/// repeats as `rootHash`. Computed rather than read so a mismatch with the checkpoint is caught
-/// here, not by the client.
-fn proof_root(proof: &tlog::InclusionProof, leaf: &[u8]) -> Result<Hash, ApiError> {
-    proof.root_from(&tlog::leaf_hash(leaf)).map_err(|error| {
-        ApiError::new(
+/// What a client is told when its committed entry could not be answered.
+pub(super) fn answer_error(error: service::AnswerError) -> ApiError {
+    match error {
+        error @ service::AnswerError::NotWitnessed { .. } => {
+            ApiError::unavailable("not_witnessed", error.to_string())
+        }
+        error @ service::AnswerError::Proof { .. } => storage_error(error),
+        error => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "proof_failed",
             error.to_string(),
-        )
-    })
+        ),
+    }
 }
 
 /// Sends a write to the leader and relays its answer (with the caller's `Authorization` header,
@@ -531,7 +485,7 @@ pub(super) async fn submit_or_forward(
     body: Bytes,
     forwarded: bool,
 ) -> Result<Result<Sequenced, Response<Body>>, ApiError> {
-    match node.sequencer.submit(log.clone(), leaf).await {
+    match service::commit(node, log, leaf).await {
         Ok(sequenced) => Ok(Ok(sequenced)),
         Err(SequenceError::NotLeader(_)) if forwarded => Err(ApiError::unavailable(
             "no_leader",
@@ -556,7 +510,7 @@ pub(super) async fn forward(
     body: Bytes,
     authorization: Option<&HeaderValue>,
 ) -> Result<Response<Body>, ApiError> {
-    let Some((leader, url)) = node.leader_url().filter(|(leader, _)| *leader != node.id) else {
+    let Some((leader, url)) = node.leader_url().filter(|(leader, _)| *leader != node.id()) else {
         return Err(ApiError::unavailable(
             "no_leader",
             "no leader is known; retry shortly",
@@ -564,14 +518,20 @@ pub(super) async fn forward(
     };
     let mut request = Request::post(format!("{url}{path}"))
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(FORWARDED_BY, node.id.to_string());
+        .header(FORWARDED_BY, node.id().to_string());
     if let Some(authorization) = authorization {
         request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
     }
     let request = request
         .body(Full::new(body))
         .map_err(|error| ApiError::unavailable("forward_failed", error.to_string()))?;
-    let answer = tokio::time::timeout(FORWARD_TIMEOUT, node.http.request(request))
+    let Some(client) = node.forward_client() else {
+        return Err(ApiError::unavailable(
+            "no_leader",
+            format!("this node does not lead and relays no writes; send it to {url}"),
+        ));
+    };
+    let answer = tokio::time::timeout(FORWARD_TIMEOUT, client.request(request))
         .await
         .map_err(|_| {
             ApiError::unavailable("forward_timeout", format!("leader {leader} did not answer"))

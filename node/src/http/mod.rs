@@ -36,6 +36,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::config::ConnectionLimits;
 use crate::node::Node;
 
 /// A response body: always fully in memory (the largest is a tile or an entry bundle).
@@ -48,31 +49,6 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections the cluster listener keeps open (a cluster has a handful of members, each
 /// with a few pooled connections); past it a new connection is closed at once.
 const CLUSTER_CONNECTIONS_MAX: usize = 1024;
-
-/// Bounds on a public listener's connections, so that slow or idle clients cannot hold the
-/// node's sockets and memory: whoever reaches the port can open connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Longest a client may take to send a request's head. Hyper runs this timer whenever a
-    /// connection waits for a request head, also between keep-alive requests, so it is also
-    /// how long a keep-alive connection may stay idle.
-    pub header_read_timeout: Duration,
-    /// Longest a request's body may take to arrive, counted from when its head was read; past
-    /// it the request gets a 408 and the connection is closed.
-    pub body_read_timeout: Duration,
-    /// Most connections open at once; past it a new connection gets a 503 and is closed.
-    pub connections_max: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> ConnectionLimits {
-        ConnectionLimits {
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(60),
-            connections_max: 4096,
-        }
-    }
-}
 
 impl ConnectionLimits {
     /// The HTTP/1.1 connection settings for these limits.

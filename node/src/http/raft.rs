@@ -31,15 +31,15 @@ pub(super) async fn handle(
     };
     match path.strip_prefix(RAFT_PATH) {
         Some("/append") => match decode(&body) {
-            Ok(rpc) => encode(&node.raft.append_entries(rpc).await),
+            Ok(rpc) => encode(&node.raft().append_entries(rpc).await),
             Err(error) => error.into_response(),
         },
         Some("/vote") => match decode(&body) {
-            Ok(rpc) => encode(&node.raft.vote(rpc).await),
+            Ok(rpc) => encode(&node.raft().vote(rpc).await),
             Err(error) => error.into_response(),
         },
         Some("/snapshot") => match decode(&body) {
-            Ok(rpc) => encode(&node.raft.install_snapshot(rpc).await),
+            Ok(rpc) => encode(&node.raft().install_snapshot(rpc).await),
             Err(error) => error.into_response(),
         },
         _ => ApiError::not_found(format!("no Raft endpoint {path}")).into_response(),
@@ -65,9 +65,9 @@ pub(super) async fn batch_times(node: &Arc<Node>, request: Request<Incoming>) ->
         )
         .into_response();
     }
-    let reader = node.reader.clone();
+    let reader = node.reader().clone();
     let answer = node
-        .blocking
+        .blocking()
         .run(move || {
             reader
                 .view()

@@ -35,7 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tlog::Hash;
 
-use super::log_api::{ARTIFACT_LOG, FORWARDED_BY, log_key_id, submit_or_forward, witnessed};
+use super::log_api::{ARTIFACT_LOG, FORWARDED_BY, answer_error, log_key_id, submit_or_forward};
 use super::{ApiError, Body, read_body, response};
 use crate::api::v1_request::{
     Lookup, RequestError, SUBMISSION_BYTES_MAX, parse_submission, parse_uuid, retrieve_request,
@@ -71,7 +71,7 @@ async fn dispatch(
     let query = request.uri().query().unwrap_or("").to_string();
     let method = request.method().clone();
     let log = node
-        .logs
+        .logs()
         .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
         .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
         .clone();
@@ -80,7 +80,7 @@ async fn dispatch(
         (&Method::POST, "/api/v1/log/entries/retrieve") => {
             let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
             // Parsing up to 8 MiB of JSON and hashing proposed entries is CPU work: bounded.
-            let wanted = node.checks.run(move || retrieve_request(&body)).await??;
+            let wanted = node.checks().run(move || retrieve_request(&body)).await??;
             read(node, move |view, log, served| {
                 let mut found = Vec::new();
                 for lookup in &wanted {
@@ -151,11 +151,11 @@ async fn read(
     + 'static,
 ) -> Result<Response<Body>, ApiError> {
     let log = node
-        .logs
+        .logs()
         .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
         .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
         .clone();
-    let published = match node.witnessing.get() {
+    let published = match node.witnessing() {
         Some(witnessing) if witnessing.is_witnessed(&log.name) => {
             Some(witnessing.published(&log.name).ok_or_else(|| {
                 ApiError::unavailable(
@@ -169,8 +169,8 @@ async fn read(
         }
         _ => None,
     };
-    let reader = node.reader.clone();
-    node.blocking
+    let reader = node.reader().clone();
+    node.blocking()
         .run(move || {
             let view = reader.view().map_err(storage_error)?;
             let served = Served::new(&view, &log, published.as_ref())?;
@@ -454,13 +454,14 @@ async fn submit(
     // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
     let checked = body.clone();
     let canonical = node
-        .checks
+        .checks()
         .run(move || parse_submission(&checked))
         .await??;
+    let leaf = canonical.into_bytes();
     let sequenced = match submit_or_forward(
         node,
         &log.name,
-        canonical.into_bytes(),
+        leaf.clone(),
         "/api/v1/log/entries",
         body,
         forwarded,
@@ -471,8 +472,10 @@ async fn submit(
         Err(forwarded) => return Ok(forwarded),
     };
     // For a witnessed log, answer only once a cosigned checkpoint covers the entry, as v2 does.
-    let sequenced = witnessed(node, log, sequenced).await?;
-    let (index, duplicate) = (sequenced.index, sequenced.duplicate);
+    let appended = crate::service::answer(node, &log.name, &leaf, sequenced)
+        .await
+        .map_err(answer_error)?;
+    let (index, duplicate) = (appended.index, appended.duplicate);
     let status = if duplicate {
         StatusCode::CONFLICT
     } else {

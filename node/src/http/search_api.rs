@@ -67,7 +67,7 @@ async fn dispatch(
         }
         (&Method::GET, PAGED) => {
             let query = paged_request(request.uri().query().unwrap_or(""))?;
-            if node.logs.get(&query.log).is_none() {
+            if node.logs().get(&query.log).is_none() {
                 return Err(ApiError::not_found(format!("no log {:?}", query.log.0)));
             }
             read(node, move |view| page(view, &query)).await
@@ -78,7 +78,7 @@ async fn dispatch(
 
 fn artifact_log(node: &Node) -> Result<LogName, ApiError> {
     let log = LogName(ARTIFACT_LOG.to_owned());
-    node.logs
+    node.logs()
         .get(&log)
         .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?;
     Ok(log)
@@ -89,8 +89,8 @@ async fn read(
     node: &Arc<Node>,
     answer: impl FnOnce(&StateView) -> Result<Response<Body>, ApiError> + Send + 'static,
 ) -> Result<Response<Body>, ApiError> {
-    let reader = node.reader.clone();
-    node.blocking
+    let reader = node.reader().clone();
+    node.blocking()
         .run(move || {
             let view = reader.view().map_err(storage_error)?;
             answer(&view)

@@ -97,7 +97,7 @@ impl TrustDocuments {
     fn new(node: &Node, scheme: &str, host: &str) -> Result<TrustDocuments, ApiError> {
         let base_url = &format!("{scheme}://{host}");
         let log = node
-            .logs
+            .logs()
             .get(&LogName(ARTIFACT_LOG.to_string()))
             .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?;
         let ca = node

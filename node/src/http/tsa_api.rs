@@ -92,11 +92,11 @@ async fn timestamp(
         }
     };
     let body = read_body(request, ca::tsa::REQUEST_BYTES_MAX).await?;
-    let gen_time_ms = node.clock.now_unix_ms();
+    let gen_time_ms = node.clock().now_unix_ms();
     let mut serial = [0u8; 16];
     rand08::RngCore::fill_bytes(&mut crate::runtime::SeededRng, &mut serial);
     let signed = node
-        .checks
+        .checks()
         .run(move || {
             let request = if json {
                 ca::tsa::Request::from_json(&body)?

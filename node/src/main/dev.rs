@@ -18,7 +18,7 @@ use node::env::SystemClock;
 use node::network::http_client;
 use node::provision::{DEV_ORIGIN_DOMAIN, LOG_NAMES, init, random_bytes};
 
-use super::{bind, shutdown_signal};
+use node::process::{bind, shutdown_signal};
 
 struct DevNode {
     id: u64,

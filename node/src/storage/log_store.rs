@@ -101,7 +101,7 @@ impl LogStore {
     pub fn reader(&self) -> LogReader {
         LogReader {
             db: self.db.clone(),
-            blocking: self.blocking,
+            blocking: self.blocking.clone(),
         }
     }
 
@@ -120,13 +120,10 @@ impl LogStore {
             let db = self.db.clone();
             self.blocking.run(move || write_entries(&db, &rows)).await?;
         }
+        let (db, blocking) = (Arc::downgrade(&self.db), self.blocking.clone());
         let flusher = self.flusher.get_or_insert_with(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(run_flusher(
-                Arc::downgrade(&self.db),
-                self.blocking,
-                receiver,
-            ));
+            tokio::spawn(run_flusher(db, blocking, receiver));
             sender
         });
         if let Err(mpsc::error::SendError(done)) = flusher.send(done) {

@@ -28,7 +28,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, Durability, StorageBackend, WriteTransaction};
+use std::ops::Bound;
+
+use redb::{BackendError, Database, Durability, StorageBackend, WriteTransaction};
 
 use crate::catch_up::SharedBundleSource;
 use crate::env::Blocking;
@@ -37,6 +39,7 @@ use crate::state_machine::{Logs, StateError};
 // In layers, each using only those above it: the tables, the rows over them (apply's writer
 // and the readers it shares with the view), the leaf index's bulk builds, the read view, the
 // snapshot's transactions, and the openraft adapters on top.
+mod install;
 pub mod leaf_index;
 pub(crate) mod leaf_stream;
 pub mod log_store;
@@ -176,6 +179,82 @@ pub(crate) fn open_backend(backend: impl StorageBackend) -> Result<Database, Dis
     Ok(Database::builder().create_with_backend(backend)?)
 }
 
+/// Where a node keeps its two databases: what its environment gives it to store on.
+pub enum Disks {
+    /// `raft-log.redb` and `state.redb` in this directory, created if needed (production).
+    Dir(PathBuf),
+    /// Two storage backends (the simulator's disks, or redb's `InMemoryBackend`).
+    Backends {
+        /// The Raft log's.
+        log: Box<dyn StorageBackend>,
+        /// The state machine's.
+        state: Box<dyn StorageBackend>,
+    },
+}
+
+impl std::fmt::Debug for Disks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Disks::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
+            Disks::Backends { .. } => f.write_str("Backends"),
+        }
+    }
+}
+
+/// A boxed backend, as redb takes one by value.
+#[derive(Debug)]
+struct BoxedBackend(Box<dyn StorageBackend>);
+
+impl StorageBackend for BoxedBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
+
+    fn close(&self) -> std::io::Result<()> {
+        self.0.close()
+    }
+
+    fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        self.0.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+    ) -> Result<bool, BackendError> {
+        self.0.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.0.lock_range(start, end)
+    }
+
+    fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.0.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        self.0.unlock_range(start, end)
+    }
+}
+
 /// A node's two stores, opened together.
 #[derive(Debug)]
 pub struct Stores {
@@ -188,25 +267,57 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// Opens or creates both databases on `disks`, the leaf index shaped by `shape`; snapshot
+    /// installs fetch the leaves they lack through `source`.
+    pub fn open(
+        disks: Disks,
+        logs: Logs,
+        blocking: &Blocking,
+        source: SharedBundleSource,
+        shape: IndexShape,
+    ) -> Result<Stores, DiskError> {
+        match disks {
+            Disks::Dir(dir) => Stores::open_dir_shaped(&dir, logs, blocking, source, shape),
+            Disks::Backends { log, state } => Stores::open_backends_shaped(
+                BoxedBackend(log),
+                BoxedBackend(state),
+                logs,
+                blocking,
+                source,
+                shape,
+            ),
+        }
+    }
+
     /// Opens or creates `raft-log.redb` and `state.redb` in `dir`, creating `dir` if needed;
     /// snapshot installs fetch the leaves they lack through `source`.
     pub fn open_dir(
         dir: &Path,
         logs: Logs,
-        blocking: Blocking,
+        blocking: &Blocking,
         source: SharedBundleSource,
+    ) -> Result<Stores, DiskError> {
+        Stores::open_dir_shaped(dir, logs, blocking, source, IndexShape::default())
+    }
+
+    fn open_dir_shaped(
+        dir: &Path,
+        logs: Logs,
+        blocking: &Blocking,
+        source: SharedBundleSource,
+        shape: IndexShape,
     ) -> Result<Stores, DiskError> {
         std::fs::create_dir_all(dir).map_err(|source| DiskError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let log = LogStore::from_database(open_file(&dir.join(LOG_FILE))?, blocking)?;
+        let log = LogStore::from_database(open_file(&dir.join(LOG_FILE))?, blocking.clone())?;
         let state = StateStore::from_database(
             open_file(&dir.join(STATE_FILE))?,
             logs,
-            blocking,
+            blocking.clone(),
             source,
-            IndexShape::default(),
+            shape,
         )?;
         Ok(Stores::new(log, state))
     }
@@ -216,7 +327,7 @@ impl Stores {
         log_backend: impl StorageBackend,
         state_backend: impl StorageBackend,
         logs: Logs,
-        blocking: Blocking,
+        blocking: &Blocking,
         source: SharedBundleSource,
     ) -> Result<Stores, DiskError> {
         Stores::open_backends_shaped(
@@ -235,13 +346,18 @@ impl Stores {
         log_backend: impl StorageBackend,
         state_backend: impl StorageBackend,
         logs: Logs,
-        blocking: Blocking,
+        blocking: &Blocking,
         source: SharedBundleSource,
         shape: IndexShape,
     ) -> Result<Stores, DiskError> {
-        let log = LogStore::from_database(open_backend(log_backend)?, blocking)?;
-        let state =
-            StateStore::from_database(open_backend(state_backend)?, logs, blocking, source, shape)?;
+        let log = LogStore::from_database(open_backend(log_backend)?, blocking.clone())?;
+        let state = StateStore::from_database(
+            open_backend(state_backend)?,
+            logs,
+            blocking.clone(),
+            source,
+            shape,
+        )?;
         Ok(Stores::new(log, state))
     }
 

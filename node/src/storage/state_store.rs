@@ -20,6 +20,7 @@ use openraft::{
 };
 use redb::{Database, ReadableDatabase, StorageBackend};
 
+use super::install::Installer;
 use super::leaf_index::IndexShape;
 use super::reindex::{
     catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index, store_middle_hashes,
@@ -29,7 +30,6 @@ use super::snapshot::{self, CatchUpError, SnapshotBuilder};
 use super::tables::{LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, encode};
 use super::view::StateReader;
 use super::{DiskError, SharedDb, begin_immediate};
-use crate::catch_up::Installer;
 use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
 use crate::env::Blocking;
 use crate::state_machine::{self, HashCaches, Logs};
@@ -140,7 +140,7 @@ impl StateStore {
     fn installer(&self) -> Installer {
         Installer {
             db: self.db.clone(),
-            blocking: self.blocking,
+            blocking: self.blocking.clone(),
             logs: self.logs.clone(),
             source: self.source.clone(),
             policy: self.policy,
@@ -298,7 +298,7 @@ impl RaftStateMachine<TypeConfig> for StateStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder::new(self.db.clone(), self.blocking)
+        SnapshotBuilder::new(self.db.clone(), self.blocking.clone())
     }
 
     async fn begin_receiving_snapshot(

@@ -217,17 +217,17 @@ impl Checker {
 pub fn snapshot(checker: &mut Checker, cluster: &Cluster) -> Vec<NodeState> {
     let mut states = Vec::new();
     for node in cluster.running() {
-        let view = match node.reader.view() {
+        let view = match node.reader().view() {
             Ok(view) => view,
             Err(error) => {
-                checker.violation("read", format!("n{}: view: {error}", node.id));
+                checker.violation("read", format!("n{}: view: {error}", node.id()));
                 continue;
             }
         };
         let applied = match view.last_applied() {
             Ok(applied) => applied.map_or(0, |id| id.index),
             Err(error) => {
-                checker.violation("read", format!("n{}: last applied: {error}", node.id));
+                checker.violation("read", format!("n{}: last applied: {error}", node.id()));
                 continue;
             }
         };
@@ -238,11 +238,11 @@ pub fn snapshot(checker: &mut Checker, cluster: &Cluster) -> Vec<NodeState> {
                     heads.insert(log.name.clone(), head);
                 }
                 Ok(None) => {}
-                Err(error) => checker.violation("read", format!("n{}: head: {error}", node.id)),
+                Err(error) => checker.violation("read", format!("n{}: head: {error}", node.id())),
             }
         }
         states.push(NodeState {
-            id: node.id,
+            id: node.id(),
             applied,
             heads,
             view,

@@ -38,7 +38,7 @@ pub fn shows_fork(evidence: &SplitView, fork: &Fork, honest: impl Fn(u64) -> Opt
 /// The root the honest log has at `size`, from the first running node that has it.
 fn honest_root(cluster: &Cluster, log: &LogName, size: u64) -> Option<Hash> {
     cluster.running().iter().find_map(|node| {
-        let view = node.reader.view().ok()?;
+        let view = node.reader().view().ok()?;
         let head = view.head(log).ok()??;
         (head.tree_size >= size)
             .then(|| view.root_at(log, size).ok())

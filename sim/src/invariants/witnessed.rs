@@ -111,7 +111,7 @@ pub fn check(checker: &mut Checker, cluster: &Cluster) {
         return;
     };
     for node in cluster.running() {
-        let Some(witnessing) = node.witnessing.get() else {
+        let Some(witnessing) = node.witnessing() else {
             continue;
         };
         // One witnessing per process: a restart starts from nothing published.
@@ -120,7 +120,7 @@ pub fn check(checker: &mut Checker, cluster: &Cluster) {
             let Some(published) = witnessing.published(&log.name) else {
                 continue;
             };
-            let key = (node.id, log.name.clone());
+            let key = (node.id(), log.name.clone());
             let last = checker.last_published.get(&key);
             if last.is_some_and(|(p, _, note)| *p == process && **note == *published.note) {
                 continue;
@@ -134,7 +134,9 @@ pub fn check(checker: &mut Checker, cluster: &Cluster) {
                     "witnessed",
                     format!(
                         "n{} published {} size {} after size {size}",
-                        node.id, log.name, published.size
+                        node.id(),
+                        log.name,
+                        published.size
                     ),
                 );
             }
@@ -143,7 +145,7 @@ pub fn check(checker: &mut Checker, cluster: &Cluster) {
                 &witnesses.policy,
                 &log.name,
                 &published.note,
-                &format!("n{} published", node.id),
+                &format!("n{} published", node.id()),
             );
             checker
                 .last_published
@@ -164,15 +166,15 @@ pub fn covered(checker: &Checker, cluster: &Cluster) -> Result<(), String> {
         *size = (*size).max(index + 1);
     }
     for node in cluster.running() {
-        let Some(witnessing) = node.witnessing.get() else {
-            return Err(format!("n{} runs no witnessing", node.id));
+        let Some(witnessing) = node.witnessing() else {
+            return Err(format!("n{} runs no witnessing", node.id()));
         };
         for (log, size) in &needed {
             let published = witnessing.published(log).map_or(0, |p| p.size);
             if published < *size {
                 return Err(format!(
                     "n{} has published {log} only up to size {published}, not {size}",
-                    node.id
+                    node.id()
                 ));
             }
         }

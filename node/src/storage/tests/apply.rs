@@ -8,7 +8,7 @@ struct MemoryBuilder(Blocking);
 
 impl StoreBuilder<TypeConfig, LogStore, StateStore> for MemoryBuilder {
     async fn build(&self) -> Result<((), LogStore, StateStore), StorageError<NodeId>> {
-        let stores = memory_stores(self.0);
+        let stores = memory_stores(&self.0);
         Ok(((), stores.log, stores.state))
     }
 }
@@ -28,7 +28,7 @@ fn openraft_suite_passes_on_the_blocking_pool() {
 #[tokio::test]
 async fn apply_matches_the_in_memory_apply() {
     let logs = test_logs();
-    let mut stores = memory_stores(Blocking::Inline);
+    let mut stores = memory_stores(&Blocking::Inline);
     let mut memory = MemoryState::default();
     let mut commands = Vec::new();
     for i in 0..60u32 {
@@ -95,8 +95,13 @@ async fn reopen_after_close_gives_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let names = [artifacts(), LogName("certificates".into())];
     let before = {
-        let mut stores =
-            Stores::open_dir(dir.path(), test_logs(), Blocking::Pool, Arc::new(NoBundles)).unwrap();
+        let mut stores = Stores::open_dir(
+            dir.path(),
+            test_logs(),
+            &Blocking::Pool,
+            Arc::new(NoBundles),
+        )
+        .unwrap();
         let entries: Vec<_> = (1..=20)
             .map(|i| {
                 let log = if i % 2 == 0 {
@@ -119,8 +124,13 @@ async fn reopen_after_close_gives_the_same_state() {
             stores.log.try_get_log_entries(..).await.unwrap(),
         )
     };
-    let mut stores =
-        Stores::open_dir(dir.path(), test_logs(), Blocking::Pool, Arc::new(NoBundles)).unwrap();
+    let mut stores = Stores::open_dir(
+        dir.path(),
+        test_logs(),
+        &Blocking::Pool,
+        Arc::new(NoBundles),
+    )
+    .unwrap();
     let view = stores.reader.view().unwrap();
     assert_eq!(dump(&view, &names), before.0);
     assert_eq!(stores.log.get_log_state().await.unwrap(), before.1);

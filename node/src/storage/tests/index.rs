@@ -22,7 +22,7 @@ fn tiny_index_stores() -> Stores {
         InMemoryBackend::new(),
         InMemoryBackend::new(),
         test_logs(),
-        Blocking::Inline,
+        &Blocking::Inline,
         Arc::new(NoBundles),
         tiny_index(),
     )
@@ -238,7 +238,7 @@ async fn a_reindexed_store_answers_as_before() {
         let mut stores = Stores::open_dir(
             dir.path(),
             test_logs(),
-            Blocking::Inline,
+            &Blocking::Inline,
             Arc::new(NoBundles),
         )
         .unwrap();
@@ -250,7 +250,7 @@ async fn a_reindexed_store_answers_as_before() {
     let stores = Stores::open_dir(
         dir.path(),
         test_logs(),
-        Blocking::Inline,
+        &Blocking::Inline,
         Arc::new(NoBundles),
     )
     .unwrap();

@@ -111,7 +111,7 @@ impl StorageBackend for TestDisk {
     }
 }
 
-fn memory_stores(blocking: Blocking) -> Stores {
+fn memory_stores(blocking: &Blocking) -> Stores {
     Stores::open_backends(
         InMemoryBackend::new(),
         InMemoryBackend::new(),

@@ -8,7 +8,7 @@ use super::*;
 #[tokio::test]
 async fn reads_across_tile_boundaries_match_the_tree() {
     let log = artifacts();
-    let mut stores = memory_stores(Blocking::Inline);
+    let mut stores = memory_stores(&Blocking::Inline);
     let mut tree = MemoryTree::new();
     let mut leaves: Vec<Vec<u8>> = Vec::new();
     let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
@@ -123,7 +123,7 @@ async fn reads_across_tile_boundaries_match_the_tree() {
 #[tokio::test]
 async fn a_view_is_a_consistent_snapshot_while_apply_continues() {
     let log = artifacts();
-    let mut stores = memory_stores(Blocking::Inline);
+    let mut stores = memory_stores(&Blocking::Inline);
     let command = append_command("artifacts", vec![b"a".to_vec()]);
     stores
         .state
@@ -289,7 +289,7 @@ async fn corrupt_rows_are_errors_not_panics() {
     use super::tables::{HEADS, LOG, LOG_META, TILE_HASHES};
 
     let log = artifacts();
-    let mut stores = memory_stores(Blocking::Inline);
+    let mut stores = memory_stores(&Blocking::Inline);
     let leaves = (0..300).map(|i| format!("{i}").into_bytes()).collect();
     let command = append_command("artifacts", leaves);
     stores

@@ -140,7 +140,7 @@ fn stores_over(backend: impl StorageBackend, source: &TestSource) -> Stores {
         InMemoryBackend::new(),
         backend,
         test_logs(),
-        Blocking::Inline,
+        &Blocking::Inline,
         Arc::new(source.clone()),
     )
     .unwrap();
@@ -286,8 +286,8 @@ async fn install(
 
 #[tokio::test]
 async fn a_descriptor_snapshot_catches_up_a_fresh_store_by_fetching_bundles() {
-    let mut source = memory_stores(Blocking::Inline);
-    let empty = memory_stores(Blocking::Inline);
+    let mut source = memory_stores(&Blocking::Inline);
+    let empty = memory_stores(&Blocking::Inline);
     source.state.apply(catch_up_entries()).await.unwrap();
     let (meta, data) = snapshot_of(&mut source).await;
     assert_eq!(meta.last_log_id, Some(log_id(13)));
@@ -404,7 +404,7 @@ async fn a_descriptor_snapshot_catches_up_a_fresh_store_by_fetching_bundles() {
 
 #[tokio::test]
 async fn an_install_over_a_prefix_fetches_only_the_rest_and_refuses_older_snapshots() {
-    let mut source = memory_stores(Blocking::Inline);
+    let mut source = memory_stores(&Blocking::Inline);
     let entries = catch_up_entries();
     source.state.apply(entries[..5].to_vec()).await.unwrap();
     let (old_meta, old_data) = snapshot_of(&mut source).await;
@@ -463,7 +463,7 @@ fn assert_same_times(from: &StateReader, to: &StateReader) {
 
 #[tokio::test]
 async fn fetched_leaves_get_their_batch_times_from_a_member_that_knows_them() {
-    let mut source = memory_stores(Blocking::Inline);
+    let mut source = memory_stores(&Blocking::Inline);
     source.state.apply(catch_up_entries()).await.unwrap();
     let (meta, data) = snapshot_of(&mut source).await;
     // Every batch has its own time, so a leaf dated by the wrong batch is seen.
@@ -524,7 +524,7 @@ async fn fetched_leaves_get_their_batch_times_from_a_member_that_knows_them() {
 
 #[tokio::test]
 async fn a_corrupted_bundle_fails_the_install_and_a_good_source_then_succeeds() {
-    let mut source = memory_stores(Blocking::Inline);
+    let mut source = memory_stores(&Blocking::Inline);
     source.state.apply(catch_up_entries()).await.unwrap();
     let (meta, data) = snapshot_of(&mut source).await;
     let bundles = TestSource::serving(&[("mem://2", &source.reader)]);
@@ -569,7 +569,7 @@ async fn a_corrupted_bundle_fails_the_install_and_a_good_source_then_succeeds() 
 
 #[tokio::test]
 async fn an_install_interrupted_between_chunks_is_resumed_on_reopen() {
-    let mut source = memory_stores(Blocking::Inline);
+    let mut source = memory_stores(&Blocking::Inline);
     source.state.apply(catch_up_entries()).await.unwrap();
     let (meta, data) = snapshot_of(&mut source).await;
 
@@ -639,7 +639,7 @@ async fn leaves_stored_a_row_each_move_to_the_leaf_stream_on_open() {
     use super::tables::{OLD_LEAVES, TILE_HASHES};
     use redb::{ReadableDatabase, ReadableTableMetadata, TableHandle};
 
-    let mut source = memory_stores(Blocking::Inline);
+    let mut source = memory_stores(&Blocking::Inline);
     source.state.apply(catch_up_entries()).await.unwrap();
     let disk = TestDisk::default();
     {
@@ -711,7 +711,7 @@ async fn hashes_halfway_up_the_tiles_are_stored_on_open_and_truncated_with_the_l
             })
             .collect()
     };
-    let mut source = memory_stores(Blocking::Inline);
+    let mut source = memory_stores(&Blocking::Inline);
     source.state.apply(catch_up_entries()).await.unwrap();
     let disk = TestDisk::default();
     let applied = {

@@ -1,4 +1,4 @@
-//! The snapshot install's network loop: fetch the leaves a snapshot's descriptor names from
+//! The snapshot install's network loop, over the `catch_up` seam: fetch the leaves a snapshot's descriptor names from
 //! the members, in rounds with member rotation and waits, and hand them to storage's install
 //! transactions (`storage::snapshot`), which verify nothing is visible until the root matches.
 
@@ -14,7 +14,7 @@ use futures_util::stream::FuturesOrdered;
 use tlog::tile::TILE_WIDTH;
 use tlog::{Hash, Tree, TreeSize};
 
-use super::{
+use crate::catch_up::{
     BatchTimes, CatchUpPolicy, KnownMembers, SharedBundleSource, check_batch_times,
     merge_batch_times,
 };

@@ -11,6 +11,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod overrides;
+mod settings;
+
+pub use overrides::{OVERRIDABLE, Overridable};
+
+pub use settings::{CaSettings, ConnectionLimits, Settings, WitnessingConfig, default_raft_config};
+
 use crate::sequencer::SequencerConfig;
 use crate::state_machine::{LogConfig, Logs};
 use crate::types::{LogName, NodeId};
@@ -223,7 +230,7 @@ pub struct RaftFile {
 
 impl Default for RaftFile {
     fn default() -> RaftFile {
-        let defaults = crate::node::default_raft_config();
+        let defaults = default_raft_config();
         RaftFile {
             heartbeat_ms: defaults.heartbeat_interval,
             election_timeout_min_ms: defaults.election_timeout_min,
@@ -235,7 +242,7 @@ impl Default for RaftFile {
 }
 
 /// The `[http]` section: bounds on the public listener's connections; see
-/// [`crate::http::ConnectionLimits`] for what each does.
+/// [`ConnectionLimits`] for what each does.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpFile {
@@ -250,7 +257,7 @@ pub struct HttpFile {
 
 impl Default for HttpFile {
     fn default() -> HttpFile {
-        let defaults = crate::http::ConnectionLimits::default();
+        let defaults = ConnectionLimits::default();
         HttpFile {
             header_read_timeout_ms: u64::try_from(defaults.header_read_timeout.as_millis())
                 .unwrap_or(u64::MAX),
@@ -430,9 +437,7 @@ impl NodeFile {
     }
 
     /// The witnessing settings, with the policy read and parsed; `None` without a section.
-    pub fn load_witnessing(
-        &self,
-    ) -> Result<Option<crate::witnessing::WitnessingConfig>, ConfigError> {
+    pub fn load_witnessing(&self) -> Result<Option<WitnessingConfig>, ConfigError> {
         let Some(witnessing) = &self.witnessing else {
             return Ok(None);
         };
@@ -445,7 +450,7 @@ impl NodeFile {
             setting: "witnessing.policy_file".into(),
             message: format!("{}: {error}", witnessing.policy_file.display()),
         })?;
-        Ok(Some(crate::witnessing::WitnessingConfig {
+        Ok(Some(WitnessingConfig {
             policy,
             fail_open: witnessing.fail_open,
             append_timeout: std::time::Duration::from_millis(witnessing.append_timeout_ms),
@@ -477,8 +482,8 @@ impl NodeFile {
     }
 
     /// The public listener's connection bounds.
-    pub fn connection_limits(&self) -> crate::http::ConnectionLimits {
-        crate::http::ConnectionLimits {
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
             header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),
             body_read_timeout: Duration::from_millis(self.http.body_read_timeout_ms),
             connections_max: self.http.connections_max,
@@ -495,7 +500,7 @@ impl NodeFile {
                 self.raft.snapshot_every_entries,
             ),
             max_in_snapshot_log_to_keep: self.raft.snapshot_keep_entries,
-            ..crate::node::default_raft_config()
+            ..default_raft_config()
         }
     }
 }
@@ -549,7 +554,7 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    fn sample(dir: &Path) -> NodeFile {
+    pub(super) fn sample(dir: &Path) -> NodeFile {
         NodeFile {
             id: 1,
             listen: "127.0.0.1:7001".parse().unwrap(),

@@ -1,0 +1,84 @@
+//! What a node process needs from its operating system beyond the node: listeners that wait
+//! out a previous process's sockets, the stop signals, and enough file descriptors. Shared by
+//! `cairn-node run` and `cairn-node dev`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why a listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("listening on {address}: {source}")]
+pub struct BindError {
+    /// The address.
+    pub address: SocketAddr,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// Raises the soft limit on open files to the hard limit: every client connection is a file
+/// descriptor, and the usual soft limit (1024) is below the default `connections_max`, so a
+/// connection flood would otherwise leave no descriptor for storage or Raft.
+pub fn raise_open_files_limit(connections_max: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let limit = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(error) => {
+                tracing::warn!(%error, soft, hard, "could not raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the open-file limit");
+            return;
+        }
+    };
+    // Room for the connections plus storage, the cluster listener and outgoing clients.
+    let wanted = u64::try_from(connections_max)
+        .unwrap_or(u64::MAX)
+        .saturating_add(256);
+    if limit < wanted {
+        tracing::warn!(
+            limit,
+            connections_max,
+            "the open-file limit is below connections_max + 256: raise the hard limit or lower \
+             http.connections_max"
+        );
+    }
+}
+
+/// Binds a listener, retrying for a few seconds while the address is in use: right after a
+/// crash the previous process's sockets can hold the port briefly.
+pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    let mut attempts = 0;
+    loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && attempts < 20 => {
+                attempts += 1;
+                tracing::warn!(%address, attempts, "address in use; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(source) => return Err(BindError { address, source }),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C still works");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,169 @@
+//! What a client is answered: the append and certificate-issuing sequences, written once for
+//! the HTTP handlers (`http::log_api`, `http::rekor_v1`, `http::ca_api`) and the simulator's
+//! workload, so that the simulator checks the very answers clients get.
+//!
+//! An append is two steps, because a follower relays the first to the leader and only the
+//! leader's node answers: [`commit`] (sequenced, committed, covered by a signed checkpoint),
+//! then [`answer`] (for a witnessed log, the published checkpoint that covers the entry; the
+//! inclusion proof to that checkpoint, checked against its root before anyone sees it).
+
+use std::sync::Arc;
+
+use tlog::Hash;
+
+use crate::keyless::{IssueError, Issued};
+use crate::node::Node;
+use crate::sequencer::{SequenceError, Sequenced};
+use crate::types::LogName;
+use crate::witnessing::PublishWaitError;
+
+/// An append's answer: where the entry is, the checkpoint the client verifies it against, and
+/// the proof from the entry to that checkpoint's root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's leaf index.
+    pub index: u64,
+    /// Whether the entry was already logged (the index is then the earlier one's).
+    pub duplicate: bool,
+    /// The tree size of `checkpoint`.
+    pub tree_size: u64,
+    /// The signed checkpoint (with the witnesses' cosignatures, for a witnessed log).
+    pub checkpoint: Arc<str>,
+    /// The inclusion proof of the entry at `tree_size`.
+    pub inclusion_proof: tlog::InclusionProof,
+    /// The root `inclusion_proof` leads to: `checkpoint`'s root.
+    pub root: Hash,
+}
+
+/// Why a committed entry could not be answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The entry is committed, but no checkpoint covering it reached the witness quorum in
+    /// time; retrying is safe (dedup answers with the same entry).
+    #[error("entry {index} is committed, but {error}; retrying is safe")]
+    NotWitnessed {
+        /// The entry's leaf index.
+        index: u64,
+        /// What the wait ended with.
+        error: PublishWaitError,
+    },
+    /// The inclusion proof could not be read.
+    #[error("reading the inclusion proof of entry {index}: {message}")]
+    Proof {
+        /// The entry's leaf index.
+        index: u64,
+        /// Why.
+        message: String,
+    },
+    /// The proof does not lead to the checkpoint's root: a bug, never shown to a client.
+    #[error("the inclusion proof of entry {index} does not lead to its checkpoint: {message}")]
+    Mismatch {
+        /// The entry's leaf index.
+        index: u64,
+        /// What differs.
+        message: String,
+    },
+}
+
+/// Step one of an append: sequences `leaf` into `log` on this node, which must lead, and waits
+/// until it is committed and covered by a committed signed checkpoint.
+pub async fn commit(node: &Node, log: &LogName, leaf: Vec<u8>) -> Result<Sequenced, SequenceError> {
+    node.sequencer().submit(log.clone(), leaf).await
+}
+
+/// Step two: the answer to the committed `leaf` of `log`. For a witnessed log it waits for a
+/// published checkpoint covering the entry, and the answer names that checkpoint; the proof is
+/// the batch's (made once for all its leaves), or read now if that failed or the published
+/// checkpoint is larger.
+pub async fn answer(
+    node: &Node,
+    log: &LogName,
+    leaf: &[u8],
+    mut sequenced: Sequenced,
+) -> Result<Appended, AnswerError> {
+    let index = sequenced.index;
+    if let Some(witnessing) = node.witnessing().filter(|w| w.is_witnessed(log)) {
+        let published = witnessing
+            .wait_published(log, sequenced.tree_size)
+            .await
+            .map_err(|error| AnswerError::NotWitnessed { index, error })?;
+        if published.size != sequenced.tree_size {
+            // The proof must lead to the published checkpoint's root.
+            sequenced.inclusion_proof = None;
+            sequenced.tree_size = published.size;
+        }
+        sequenced.checkpoint = published.note;
+    }
+    let tree_size = sequenced.tree_size;
+    let inclusion_proof = match sequenced.inclusion_proof {
+        Some(proof) => proof,
+        None => {
+            let (reader, name) = (node.reader().clone(), log.clone());
+            node.blocking()
+                .run(move || {
+                    reader
+                        .view()
+                        .and_then(|view| view.inclusion_proof(&name, index, tree_size))
+                })
+                .await
+                .map_err(|error| AnswerError::Proof {
+                    index,
+                    message: error.to_string(),
+                })?
+        }
+    };
+    let root = checked_root(&inclusion_proof, leaf, &sequenced.checkpoint, tree_size)
+        .map_err(|message| AnswerError::Mismatch { index, message })?;
+    Ok(Appended {
+        index,
+        duplicate: sequenced.duplicate,
+        tree_size,
+        checkpoint: sequenced.checkpoint,
+        inclusion_proof,
+        root,
+    })
+}
+
+/// The root `proof` leads to from `leaf`, if it is the root and size `checkpoint` signs.
+fn checked_root(
+    proof: &tlog::InclusionProof,
+    leaf: &[u8],
+    checkpoint: &str,
+    tree_size: u64,
+) -> Result<Hash, String> {
+    let root = proof
+        .root_from(&tlog::leaf_hash(leaf))
+        .map_err(|error| error.to_string())?;
+    let note = tlog::note::Note::parse(checkpoint.as_bytes()).map_err(|e| e.to_string())?;
+    let signed = tlog::checkpoint::Checkpoint::parse(note.text()).map_err(|e| e.to_string())?;
+    if signed.size.0 != tree_size || signed.root != root {
+        return Err(format!(
+            "the proof leads to size {tree_size} root {}, the checkpoint signs size {} root {}",
+            root.to_base64(),
+            signed.size.0,
+            signed.root.to_base64()
+        ));
+    }
+    Ok(root)
+}
+
+/// Issues a certificate for `identity`'s `spki_der` at `timestamp_ms` (the time the request
+/// was checked at) on this node, which must lead: a fresh serial from the node's randomness
+/// seam, then the CA's logged-before-returned sequence ([`crate::keyless::KeylessCa::issue`]).
+pub async fn issue_certificate(
+    node: &Node,
+    identity: ca::identity::Identity,
+    spki_der: Vec<u8>,
+    timestamp_ms: u64,
+) -> Result<(ca::cert::Issuance, Issued), IssueError> {
+    let ca = node.ca().ok_or(IssueError::NoCa)?;
+    let issuance = ca::cert::Issuance {
+        serial: crate::keyless::new_serial(),
+        timestamp_ms,
+        identity,
+        spki_der,
+    };
+    let issued = ca.issue(node.sequencer(), &issuance).await?;
+    Ok((issuance, issued))
+}
