@@ -1,8 +1,10 @@
-//! A `cairn-node dev` process as a harness: the one way the tests and the bench start a local
-//! cluster of real node processes. It runs the binary's `dev` supervisor (which provisions the
-//! cluster, starts each node as a `cairn-node run` child and the development OIDC issuer), waits
-//! until the cluster is ready, and stops it with SIGTERM when dropped, so the supervisor stops
-//! its nodes cleanly.
+//! Real node processes on this machine: the one harness of the `dev` supervisor, the tests and
+//! the bench.
+//! - [`LocalCluster`]: `cairn-node run` processes over a cluster directory, started, killed and
+//!   stopped one by one and formed through the admin API. `cairn-node dev` runs its nodes with
+//!   it; so do the tests that crash and restart nodes.
+//! - [`DevProcess`]: a whole `cairn-node dev` (nodes, CA, development OIDC issuer), ready when
+//!   it returns and stopped with SIGTERM when dropped, so the supervisor stops its nodes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -221,4 +223,301 @@ pub fn free_base_port(nodes: u16) -> Option<u16> {
                 .chain(&[nodes.saturating_sub(1), 100 + nodes.saturating_sub(1)])
                 .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
         })
+}
+
+/// One node of a [`LocalCluster`]: its addresses and files.
+#[derive(Clone, Debug)]
+pub struct LocalNode {
+    /// Its id (1, 2, ...).
+    pub id: u64,
+    /// Its public API.
+    pub url: String,
+    /// Its cluster listener (Raft over mutual TLS).
+    pub cluster_url: String,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Where its output is appended.
+    pub log: PathBuf,
+}
+
+/// Why a node process of a [`LocalCluster`] misbehaved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    /// A process could not be started, or its log opened.
+    #[error("starting node {id}: {source}")]
+    Spawn {
+        /// The node.
+        id: u64,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A node exited while it was awaited.
+    #[error("node {id} exited ({status}); see {log}")]
+    Exited {
+        /// The node.
+        id: u64,
+        /// How.
+        status: std::process::ExitStatus,
+        /// Its log.
+        log: String,
+    },
+    /// A node did not become healthy or ready in time.
+    #[error("{url} not ready after {seconds} s; see {log}")]
+    NotReady {
+        /// What was polled.
+        url: String,
+        /// The wait.
+        seconds: u64,
+        /// The node's log.
+        log: String,
+    },
+    /// The admin API refused or failed a request.
+    #[error("{0}")]
+    Admin(String),
+}
+
+/// Real `cairn-node run` processes over one cluster directory (as `cairn-node init` or the
+/// `dev` supervisor made it): started, killed and stopped one by one, and formed into a
+/// cluster through the admin API. The `dev` supervisor runs its nodes with it, and so do the
+/// tests that crash and restart nodes.
+#[derive(Debug)]
+pub struct LocalCluster {
+    binary: PathBuf,
+    nodes: Vec<LocalNode>,
+    running: std::collections::BTreeMap<u64, Child>,
+    token: String,
+    http: crate::network::HttpClient,
+}
+
+impl LocalCluster {
+    /// The nodes of the cluster directory `dir` (`node-N/config.toml`, node N at position
+    /// N - 1 of `urls` and `cluster_urls`), run with `binary`; starts nothing.
+    pub fn new(
+        binary: &Path,
+        dir: &Path,
+        urls: &[String],
+        cluster_urls: &[String],
+    ) -> Result<LocalCluster, LocalError> {
+        let token = std::fs::read_to_string(dir.join("admin-token"))
+            .map_err(|source| LocalError::Spawn { id: 0, source })?
+            .trim()
+            .to_owned();
+        let nodes = urls
+            .iter()
+            .zip(cluster_urls)
+            .zip(1u64..)
+            .map(|((url, cluster_url), id)| LocalNode {
+                id,
+                url: url.clone(),
+                cluster_url: cluster_url.clone(),
+                config: dir.join(format!("node-{id}")).join("config.toml"),
+                log: dir.join(format!("node-{id}")).join("node.log"),
+            })
+            .collect();
+        Ok(LocalCluster {
+            binary: binary.to_path_buf(),
+            nodes,
+            running: std::collections::BTreeMap::new(),
+            token,
+            http: crate::network::http_client(),
+        })
+    }
+
+    /// Every node, running or not.
+    pub fn nodes(&self) -> &[LocalNode] {
+        &self.nodes
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The ids of the running nodes.
+    pub fn running(&self) -> Vec<u64> {
+        self.running.keys().copied().collect()
+    }
+
+    /// The process id of node `id`, if it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.running.get(&id).map(Child::id)
+    }
+
+    fn node(&self, id: u64) -> Result<&LocalNode, LocalError> {
+        self.nodes
+            .iter()
+            .find(|node| node.id == id)
+            .ok_or_else(|| LocalError::Admin(format!("no node {id}")))
+    }
+
+    /// Starts node `id` (`cairn-node run --config`), its output appended to its log.
+    pub fn spawn(&mut self, id: u64) -> Result<(), LocalError> {
+        let node = self.node(id)?.clone();
+        let spawn_error = |source| LocalError::Spawn { id, source };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(spawn_error)?;
+        let child = Command::new(&self.binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(spawn_error)?)
+            .stderr(log)
+            .spawn()
+            .map_err(spawn_error)?;
+        self.running.insert(id, child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown, no flush; only what was fsynced survives.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.running.remove(&id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills every running node.
+    pub fn kill_all(&mut self) {
+        for id in self.running() {
+            self.kill(id);
+        }
+    }
+
+    /// Asks every running node to stop (SIGTERM) and waits, killing stragglers after 10 s.
+    pub fn stop_all(&mut self) {
+        for child in self.running.values() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for child in self.running.values_mut() {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        self.running.clear();
+    }
+
+    /// Starts nodes 1 to `voters` that are not running, makes them the cluster through node
+    /// 1's `/admin/init` unless it already has voters, and waits until each is ready (at most
+    /// `within` per wait), failing early if one exits.
+    pub async fn form(&mut self, voters: u64, within: Duration) -> Result<(), LocalError> {
+        for id in 1..=voters {
+            if !self.running.contains_key(&id) {
+                self.spawn(id)?;
+            }
+        }
+        for id in 1..=voters {
+            self.wait_for(id, "/healthz", within).await?;
+        }
+        let (_, status) = self.admin("GET", 1, "/admin/status", None).await?;
+        let initialized = serde_json::from_slice::<serde_json::Value>(&status)
+            .ok()
+            .and_then(|status| status["voters"].as_array().map(|voters| !voters.is_empty()))
+            .unwrap_or(false);
+        if !initialized {
+            let members: serde_json::Map<String, serde_json::Value> = self
+                .nodes
+                .iter()
+                .filter(|node| node.id <= voters)
+                .map(|node| {
+                    let address = serde_json::json!({
+                        "api_url": node.url,
+                        "cluster_url": node.cluster_url,
+                    });
+                    (node.id.to_string(), address)
+                })
+                .collect();
+            let body = serde_json::json!({ "members": members }).to_string();
+            let (status, answer) = self.admin("POST", 1, "/admin/init", Some(body)).await?;
+            if status != 200 {
+                return Err(LocalError::Admin(format!(
+                    "initialising the cluster: {status}: {}",
+                    String::from_utf8_lossy(&answer)
+                )));
+            }
+        }
+        for id in 1..=voters {
+            self.wait_for(id, "/readyz", within).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until node `id` answers `path` with 200, failing early if it exits.
+    pub async fn wait_for(
+        &mut self,
+        id: u64,
+        path: &str,
+        within: Duration,
+    ) -> Result<(), LocalError> {
+        let node = self.node(id)?.clone();
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.running.get_mut(&id)
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(LocalError::Exited {
+                    id,
+                    status,
+                    log: node.log.display().to_string(),
+                });
+            }
+            if let Ok((200, _)) = self.admin("GET", id, path, None).await {
+                return Ok(());
+            }
+            if started.elapsed() > within {
+                return Err(LocalError::NotReady {
+                    url: format!("{}{path}", node.url),
+                    seconds: within.as_secs(),
+                    log: node.log.display().to_string(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A request to node `id` with the admin token and a JSON `body`: the status and the
+    /// body, or why no answer came within 20 s.
+    pub async fn admin(
+        &self,
+        method: &str,
+        id: u64,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, bytes::Bytes), LocalError> {
+        let url = format!("{}{path}", self.node(id)?.url);
+        crate::network::call(
+            &self.http,
+            method,
+            &url,
+            Some(&format!("Bearer {}", self.token)),
+            body.unwrap_or_default(),
+            Duration::from_secs(20),
+        )
+        .await
+        .map_err(LocalError::Admin)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
 }

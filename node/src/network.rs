@@ -63,6 +63,42 @@ pub fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(tcp_connector())
 }
 
+/// The most bytes [`call`] reads of an answer.
+const CALL_ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// One JSON request with `client` (an admin or health call to a node): the status and the
+/// body, or why no answer came within `timeout`.
+pub async fn call(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    authorization: Option<&str>,
+    body: String,
+    timeout: Duration,
+) -> Result<(u16, Bytes), String> {
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(authorization) = authorization {
+        request = request.header(hyper::header::AUTHORIZATION, authorization);
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|error| format!("{url}: {error}"))?;
+    let response = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .map_err(|_| format!("{url}: no answer within {} s", timeout.as_secs()))?
+        .map_err(|error| format!("{url}: {error}"))?;
+    let status = response.status().as_u16();
+    let bytes = Limited::new(response.into_body(), CALL_ANSWER_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|error| format!("{url}: {error}"))?
+        .to_bytes();
+    Ok((status, bytes))
+}
+
 /// A new HTTP/1.1-over-TLS client with keep-alive for Raft RPCs, authenticating with `tls`.
 /// It refuses `http://` URLs, so Raft traffic can never go out in the clear.
 pub fn cluster_client(tls: &ClusterTls) -> ClusterClient {

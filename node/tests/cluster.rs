@@ -182,7 +182,7 @@ async fn append(cluster: &Cluster, client: &Client, tag: &str, count: usize) -> 
         let request = client.request(format!("{tag} {i}").as_bytes());
         let started = Instant::now();
         loop {
-            let ids: Vec<u64> = cluster.children.keys().copied().collect();
+            let ids: Vec<u64> = cluster.running();
             let id = ids[(i + acked.len()) % ids.len()];
             match cluster
                 .request("POST", id, "/api/v2/log/entries", Some(request.clone()))
@@ -215,7 +215,7 @@ async fn append(cluster: &Cluster, client: &Client, tag: &str, count: usize) -> 
 async fn check_agreement(cluster: &Cluster, acked: &[Acked]) {
     let leader = cluster.leader().await;
     let final_checkpoint = cluster.checkpoint(leader).await;
-    for &id in cluster.children.keys() {
+    for id in cluster.running() {
         // Followers apply shortly after the leader; wait for them to reach the same size.
         let started = Instant::now();
         loop {
@@ -386,7 +386,11 @@ async fn three_nodes_lose_nothing_through_crashes_and_restarts() {
     let writers = Writers::start(&cluster, 4, "follower crash");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let leader = cluster.leader().await;
-    let follower = *cluster.children.keys().find(|&&id| id != leader).unwrap();
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&id| id != leader)
+        .unwrap();
     cluster.kill(follower);
     acked.extend(append(&cluster, &client, "follower down", 20).await);
     cluster.spawn(follower);

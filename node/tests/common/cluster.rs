@@ -2,13 +2,13 @@
 //! directory: start, kill and restart nodes, form the cluster, and call the nodes' HTTP APIs
 //! with the admin token.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use node::dev_process::LocalCluster;
 use node::network::{HttpClient, http_client};
 
 use super::free_port;
@@ -27,8 +27,8 @@ pub(crate) struct Cluster {
     pub(crate) urls: Vec<String>,
     /// The nodes' cluster listeners (Raft over mutual TLS), https.
     pub(crate) cluster_urls: Vec<String>,
-    /// The running nodes by id.
-    pub(crate) children: BTreeMap<u64, Child>,
+    /// The node processes (`node::dev_process`, as `cairn-node dev` runs them).
+    pub(crate) processes: LocalCluster,
     /// The admin token `init` wrote.
     pub(crate) token: String,
     pub(crate) http: HttpClient,
@@ -53,16 +53,13 @@ impl Cluster {
             init.arg("--cluster-url").arg(cluster_url);
         }
         assert!(init.status().unwrap().success(), "cairn-node init failed");
-        let token = std::fs::read_to_string(dir.join("admin-token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let processes = LocalCluster::new(Path::new(BIN), &dir, &urls, &cluster_urls).unwrap();
         Cluster {
+            token: processes.token().to_owned(),
+            processes,
             dir,
             urls,
             cluster_urls,
-            children: BTreeMap::new(),
-            token,
             http: http_client(),
         }
     }
@@ -96,65 +93,35 @@ impl Cluster {
 
     /// Starts node `id` (`cairn-node run`), its output appended to its node.log.
     pub(crate) fn spawn(&mut self, id: u64) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node-{id}/node.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(self.config(id))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.children.insert(id, child);
+        self.processes.spawn(id).unwrap();
     }
 
     /// SIGKILL: no shutdown, no flush; only what was fsynced survives.
     pub(crate) fn kill(&mut self, id: u64) {
-        let mut child = self.children.remove(&id).unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
+        assert!(
+            self.processes.running().contains(&id),
+            "node {id} is not running"
+        );
+        self.processes.kill(id);
     }
 
     /// Kills every running node.
     pub(crate) fn kill_all(&mut self) {
-        for child in self.children.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        self.children.clear();
+        self.processes.kill_all();
+    }
+
+    /// The ids of the running nodes.
+    pub(crate) fn running(&self) -> Vec<u64> {
+        self.processes.running()
     }
 
     /// Starts nodes 1 to `voters`, makes them the cluster (`/admin/init` on node 1), and waits
     /// until each is ready.
     pub(crate) async fn form(&mut self, voters: usize) {
-        let voters = voters as u64;
-        for id in 1..=voters {
-            self.spawn(id);
-        }
-        for id in 1..=voters {
-            self.wait_for(id, "/healthz").await;
-        }
-        let members: BTreeMap<String, serde_json::Value> = (1..=voters)
-            .map(|id| (id.to_string(), self.address(id)))
-            .collect();
-        let (status, body) = self
-            .request(
-                "POST",
-                1,
-                "/admin/init",
-                Some(serde_json::json!({ "members": members })),
-            )
+        self.processes
+            .form(voters as u64, READY_TIMEOUT)
             .await
             .unwrap();
-        assert_eq!(status, 200, "init: {}", String::from_utf8_lossy(&body));
-        for id in 1..=voters {
-            self.wait_for(id, "/readyz").await;
-        }
     }
 
     /// A request to node `id` with the admin token and a JSON body: the status and the body,
@@ -213,11 +180,12 @@ impl Cluster {
     pub(crate) async fn leader(&self) -> u64 {
         let started = Instant::now();
         loop {
-            for &id in self.children.keys() {
+            let running = self.running();
+            for &id in &running {
                 if let Ok((200, body)) = self.request("GET", id, "/admin/status", None).await {
                     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     if let Some(leader) = status["leader"].as_u64()
-                        && self.children.contains_key(&leader)
+                        && running.contains(&leader)
                     {
                         return leader;
                     }
