@@ -52,13 +52,8 @@ struct LogJson {
 const ARTIFACT_LOG: &str = "artifacts";
 
 impl Cluster {
-    /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`.
-    pub(crate) fn start(node_bin: &Path, nodes: u16, parent: &Path) -> anyhow::Result<Cluster> {
-        Cluster::start_with_env(node_bin, nodes, parent, &[])
-    }
-
-    /// As [`Cluster::start`], with environment variables for `cairn-node dev` and the nodes it
-    /// starts (every node setting has one, `CAIRN_*`).
+    /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`, with
+    /// environment variables for `cairn-node dev` and the nodes it starts (`CAIRN_*`).
     pub(crate) fn start_with_env(
         node_bin: &Path,
         nodes: u16,

@@ -32,7 +32,7 @@ pub(crate) struct Prepared {
 
 /// Every submission of one run, and what they cost to make.
 #[derive(Debug)]
-pub(crate) struct Workload {
+pub(crate) struct Signed {
     pub(crate) requests: Vec<Prepared>,
     /// Mean request body size in bytes.
     pub(crate) request_bytes: usize,
@@ -56,7 +56,7 @@ pub(crate) fn fresh_p256_key() -> anyhow::Result<(EcdsaKeyPair, Vec<u8>)> {
 }
 
 /// Builds `count` signed submissions on `threads` threads.
-pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload> {
+pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Signed> {
     let started = Instant::now();
     let (key, spki) = fresh_p256_key()?;
     let mut tag = [0u8; 8];
@@ -90,7 +90,7 @@ pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload>
     }
     let request_bytes = requests.iter().map(|r| r.body.len()).sum::<usize>();
     let n = requests.len().max(1);
-    Ok(Workload {
+    Ok(Signed {
         signing_rate: requests.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
         request_bytes: request_bytes / n,
         leaf_bytes: leaf_bytes / n,
