@@ -494,31 +494,7 @@ pub(crate) fn print_run(run: &RunResult) {
             String::new()
         }
     );
-    println!(
-        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-        latency.p50_ms,
-        latency.p90_ms,
-        latency.p99_ms,
-        latency.p999_ms,
-        latency.max_ms,
-        latency.mean_ms
-    );
-    let tally = |tally: &Tally| {
-        if tally.total() == 0 {
-            "none".to_string()
-        } else {
-            tally
-                .iter()
-                .map(|(kind, count)| format!("{kind}: {count}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    println!(
-        "  errors: {}; retries: {}",
-        tally(&run.errors),
-        tally(&run.retries)
-    );
+    latency.print();
     if let Some(batches) = &run.batches {
         println!(
             "  leader (node {}) batches: {:.0}/s, mean {:.1} leaves (p50 <= {}, p99 <= {}); commit mean {:.2} ms (p50 <= {} ms, p99 <= {} ms)",
@@ -532,25 +508,14 @@ pub(crate) fn print_run(run: &RunResult) {
             batches.commit_p99_ms_at_most
         );
     }
-    let usage = run
-        .node_usage
-        .iter()
-        .chain(run.bench_usage.as_ref())
-        .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !usage.is_empty() {
-        println!("  processes: {usage}");
-    }
-    if let Some(machine) = run.machine_cpu_percent {
-        println!(
-            "  machine CPU {machine:.0}% of {}%{}",
-            100 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            run.other_cpu_percent.map_or(String::new(), |other| format!(
-                ", of which other processes {other:.0}%"
-            ))
-        );
-    }
+    crate::cluster::print_errors_and_usage(
+        &run.errors,
+        Some(&run.retries),
+        &run.node_usage,
+        run.bench_usage.as_ref(),
+        run.machine_cpu_percent,
+        run.other_cpu_percent,
+    );
     println!(
         "  checkpoints verified: {}; load average before {} after {}",
         run.checkpoint_signatures_verified, run.load_average_before, run.load_average_after

@@ -14,14 +14,14 @@
 //! fails the run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::cluster::ProcessUsage;
+use crate::cluster::{ProcessUsage, Started};
 use crate::run::{self, Context, Done, Failure, Phases, Target, Workload};
 use crate::stats::{LatencySummary, Tally, per_second};
 
@@ -79,9 +79,7 @@ pub(crate) struct EtcdCluster {
     /// Client URLs, member i at position i.
     pub(crate) endpoints: Vec<String>,
     pub(crate) pids: Vec<u32>,
-    children: Vec<Child>,
-    dir: PathBuf,
-    keep: bool,
+    processes: Started,
 }
 
 impl EtcdCluster {
@@ -114,9 +112,7 @@ impl EtcdCluster {
         let mut cluster = EtcdCluster {
             endpoints: (0..members).map(client_url).collect(),
             pids: Vec::new(),
-            children: Vec::new(),
-            dir: dir.clone(),
-            keep: false,
+            processes: Started::new(dir.clone(), Duration::from_secs(10)),
         };
         for i in 0..members {
             let name = format!("m{}", i + 1);
@@ -154,7 +150,7 @@ impl EtcdCluster {
                 .spawn()
                 .with_context(|| format!("starting {}: {INSTALL_HINT}", bin.display()))?;
             cluster.pids.push(child.id());
-            cluster.children.push(child);
+            cluster.processes.children.push(child);
         }
         cluster.wait_ready().await?;
         Ok(cluster)
@@ -163,12 +159,12 @@ impl EtcdCluster {
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
-            for (i, child) in self.children.iter_mut().enumerate() {
+            for (i, child) in self.processes.children.iter_mut().enumerate() {
                 if let Some(status) = child.try_wait()? {
                     bail!(
                         "etcd member m{} exited ({status}); see {}/m{}.log",
                         i + 1,
-                        self.dir.display(),
+                        self.processes.dir.display(),
                         i + 1
                     );
                 }
@@ -185,7 +181,7 @@ impl EtcdCluster {
             if started.elapsed() > Duration::from_secs(60) {
                 bail!(
                     "etcd cluster not ready after 60 s; see {}/m*.log",
-                    self.dir.display()
+                    self.processes.dir.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -193,11 +189,11 @@ impl EtcdCluster {
     }
 
     pub(crate) fn keep_data(&mut self) {
-        self.keep = true;
+        self.processes.keep = true;
     }
 
     pub(crate) fn data_dir(&self) -> &Path {
-        &self.dir
+        &self.processes.dir
     }
 }
 
@@ -208,15 +204,6 @@ async fn put_once(endpoint: &str) -> anyhow::Result<()> {
     let mut client = etcd_client::Client::connect([endpoint], Some(options)).await?;
     client.put("cairn-bench/ready", "1", None).await?;
     Ok(())
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        crate::cluster::stop_processes(self.children.iter_mut().collect(), Duration::from_secs(10));
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// The value of put `sequence` by client `client`: `bytes` long, distinct per put (the first

@@ -180,17 +180,10 @@ fn print_etcd_run(run: &EtcdRun) {
         run.readback_checked,
         run.readback_failed
     );
-    println!(
-        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-        latency.p50_ms,
-        latency.p90_ms,
-        latency.p99_ms,
-        latency.p999_ms,
-        latency.max_ms,
-        latency.mean_ms
-    );
+    latency.print();
     cluster::print_errors_and_usage(
         &run.errors,
+        None,
         &run.member_usage,
         run.bench_usage.as_ref(),
         run.machine_cpu_percent,

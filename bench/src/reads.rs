@@ -766,6 +766,7 @@ fn print_run(run: &ReadsRun) {
     }
     cluster::print_errors_and_usage(
         &run.errors,
+        None,
         &run.node_usage,
         run.bench_usage.as_ref(),
         run.machine_cpu_percent,

@@ -272,6 +272,8 @@ struct State {
     /// The next operation (closed loop).
     next: AtomicUsize,
     exhausted: AtomicBool,
+    /// The window is over (at its end, or earlier when the requests ran out).
+    finished: AtomicBool,
     /// Load starts.
     start: Instant,
     /// Measurement starts (after warm-up).
@@ -375,6 +377,7 @@ pub(crate) async fn measure<W: Workload>(
         live: Live::default(),
         next: AtomicUsize::new(0),
         exhausted: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
         start,
         window_start: start + phases.warmup,
         end: start + phases.warmup + phases.duration,
@@ -411,6 +414,7 @@ pub(crate) async fn measure<W: Workload>(
     }
     let after = Sample::take(target.pids);
     let window = window_started.elapsed();
+    state.finished.store(true, Ordering::Relaxed);
     let metrics_after = scrape(target.urls).await;
     // Answers after the window's end are not counted, so there is nothing to wait for.
     for task in &tasks {
@@ -578,7 +582,9 @@ async fn progress(state: Arc<State>) -> Vec<u64> {
             eprintln!("{line}");
         }
         tick += Duration::from_secs(1);
-        if tick > state.end && Instant::now() >= state.end {
+        if state.finished.load(Ordering::Relaxed)
+            || (tick > state.end && Instant::now() >= state.end)
+        {
             break;
         }
     }

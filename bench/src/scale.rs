@@ -14,7 +14,7 @@
 //! with `cairn-node dev` and measured.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,11 +25,11 @@ use serde::Serialize;
 use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, TreeSize};
 
 use crate::appends::{AppendsArgs, RunResult};
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
 use crate::reads::Random;
-use crate::run::Environment;
+use crate::run::{Environment, RunArgs};
 use crate::stats::{Latencies, LatencySummary};
 use crate::verify::ResponseVerifier;
 
@@ -48,22 +48,22 @@ const SIZE_MAX: u64 = 1_000_000_000;
     10^6 entries on 3 nodes, about 26 GB at 10^7.\n\
     Time: about 2 minutes for 10^5 and 10^6 on 2 cores; with 10^7, about 12 minutes\n\
     (docs/benchmarks/scale.md).")]
+#[command(mut_arg("clients", |arg| arg.default_value("64")
+    .help("Concurrent clients of the append run at each size (one value)")))]
+#[command(mut_arg("duration", |arg| arg.default_value("5")
+    .help("Seconds of measured appends at each size")))]
+#[command(mut_arg("warmup", |arg| arg.default_value("2")
+    .help("Seconds of appends before measuring")))]
 pub(crate) struct ScaleArgs {
+    /// The append run's settings, and where the cluster lives.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Log sizes to measure at, ascending (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     pub(crate) sizes: Vec<u64>,
     /// Nodes in the cluster.
     #[arg(long, default_value_t = 3)]
     pub(crate) nodes: u16,
-    /// Concurrent clients of the append run at each size.
-    #[arg(long, default_value_t = 64)]
-    pub(crate) clients: usize,
-    /// Seconds of measured appends at each size.
-    #[arg(long, default_value_t = 5.0)]
-    pub(crate) duration: f64,
-    /// Seconds of appends before measuring.
-    #[arg(long, default_value_t = 2.0)]
-    pub(crate) warmup: f64,
     /// Inclusion proofs to ask for at each size (random leaf indexes), and as many consistency
     /// proofs (random earlier signed sizes to the current one).
     #[arg(long, default_value_t = 2000)]
@@ -84,21 +84,6 @@ pub(crate) struct ScaleArgs {
     /// Batches in flight while filling.
     #[arg(long, default_value_t = 4)]
     pub(crate) fill_in_flight: usize,
-    /// The cairn-node binary. Default: next to this binary, then PATH.
-    #[arg(long)]
-    pub(crate) node_bin: Option<PathBuf>,
-    /// Where the cluster keeps its data. Default: the system temp directory.
-    #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Keep the cluster's data directory afterwards.
-    #[arg(long)]
-    pub(crate) keep_data: bool,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
-    pub(crate) json: Option<PathBuf>,
-    /// Write a Markdown table of the results to this file.
-    #[arg(long)]
-    pub(crate) markdown: Option<PathBuf>,
 }
 
 impl ScaleArgs {
@@ -234,18 +219,7 @@ const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in 
 /// `cairn-bench scale`: measure, print, write the files asked for.
 pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
     let report = run_scale(&args).await?;
-    print_table(&mut std::io::stdout(), &report)?;
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
-    }
-    if let Some(path) = &args.markdown {
-        let mut text = Vec::new();
-        print_table(&mut text, &report)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    args.run.finish(&report, |out| print_table(out, &report))
 }
 
 /// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
@@ -268,27 +242,25 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         "--nodes must be 1 to 9 (cairn-node dev)"
     );
     ensure!(
-        args.clients >= 1 && args.proof_clients >= 1 && args.proofs >= 1,
-        "--clients, --proof-clients and --proofs must be at least 1"
+        args.run.clients.len() == 1 && args.proof_clients >= 1 && args.proofs >= 1,
+        "--clients takes one value; --proof-clients and --proofs must be at least 1"
     );
     ensure!(
-        args.duration > 0.0 && args.warmup >= 0.0 && args.catch_up_timeout > 0.0,
-        "--duration and --catch-up-timeout must be positive, --warmup not negative"
+        args.catch_up_timeout > 0.0,
+        "--catch-up-timeout must be positive"
     );
+    args.run.check()?;
     let started = Instant::now();
     let environment = Environment::read();
-    let node_bin = match &args.node_bin {
-        Some(path) => path.clone(),
-        None => cluster::find_node_binary()?,
-    };
-    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = parent.join(format!("cairn-bench-scale-{}", std::process::id()));
+    let node_bin = args.run.node_bin()?;
+    let dir = args
+        .run
+        .parent()
+        .join(format!("cairn-bench-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let guard = DirGuard {
-        dir: dir.clone(),
-        keep: args.keep_data,
-    };
+    let mut guard = Started::new(dir.clone(), Duration::ZERO);
+    guard.keep = args.run.keep_data;
     let base_port = cluster::free_port_range(args.nodes)?;
     eprintln!(
         "scale: {}-node cluster in {} (base port {base_port}), sizes {:?}",
@@ -363,9 +335,9 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         settings: ScaleSettings {
             nodes: args.nodes,
             sizes: args.sizes.clone(),
-            append_clients: args.clients,
-            append_warmup_s: args.warmup,
-            append_duration_s: args.duration,
+            append_clients: args.run.clients[0],
+            append_warmup_s: args.run.warmup,
+            append_duration_s: args.run.duration,
             proofs: args.proofs,
             proof_clients: args.proof_clients,
             fill_batch_leaves: args.fill_batch,
@@ -376,23 +348,6 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         points,
         total_seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Removes the cluster directory on drop unless asked to keep it.
-#[derive(Debug)]
-struct DirGuard {
-    dir: PathBuf,
-    keep: bool,
-}
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("cluster data kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// Runs `cairn-bench fill` on the stopped cluster in a child process (so every database it
@@ -532,23 +487,13 @@ async fn measure(
 
 /// The closed-loop append run of `appends`, with this run's settings.
 async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<RunResult> {
-    #[derive(clap::Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        appends: AppendsArgs,
-    }
+    let mut appends = AppendsArgs::with(args.run.clone());
     // Enough pre-signed requests for 12,000 appends/s, over twice what 3 nodes reach here; a
-    // count far below u64::MAX for any sensible duration (`as` saturates).
+    // count far below usize::MAX for any sensible duration (`as` saturates).
     #[allow(clippy::cast_possible_truncation)]
-    let presign = (12_000.0 * (args.warmup + args.duration)).ceil() as u64 + 1000;
-    let wrapper = Wrapper::try_parse_from([
-        "appends".to_string(),
-        format!("--duration={}", args.duration),
-        format!("--warmup={}", args.warmup),
-        format!("--presign={presign}"),
-    ])
-    .context("the append run's settings")?;
-    crate::appends::run_once(&wrapper.appends, cluster, args.clients).await
+    let presign = (12_000.0 * (args.run.warmup + args.run.duration)).ceil() as usize + 1000;
+    appends.presign = Some(presign);
+    crate::appends::run_once(&appends, cluster, args.run.clients[0]).await
 }
 
 /// Sends an admin request (bearer token) and returns the answer's JSON.
@@ -695,21 +640,6 @@ struct ClusterJsonNode {
     config: PathBuf,
 }
 
-/// A node process started for catch-up; stopped (SIGTERM, then kill) and its directory
-/// removed on drop.
-#[derive(Debug)]
-struct NewNode {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for NewNode {
-    fn drop(&mut self) {
-        crate::cluster::stop_processes(vec![&mut self.child], Duration::from_secs(15));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -764,13 +694,11 @@ async fn catch_up(
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {}", node_bin.display()))?;
-    let mut new_node = NewNode {
-        child,
-        dir: node_dir.clone(),
-    };
+    let mut new_node = Started::new(node_dir.clone(), Duration::from_secs(15));
+    new_node.children.push(child);
     let started = Instant::now();
     loop {
-        if let Some(status) = new_node.child.try_wait()? {
+        if let Some(status) = new_node.children[0].try_wait()? {
             bail!(
                 "the new node exited ({status}); see {}",
                 node_dir.join("node.log").display()
@@ -842,7 +770,7 @@ async fn catch_up(
     };
     let mut last_report = Instant::now();
     loop {
-        if let Some(status) = new_node.child.try_wait()? {
+        if let Some(status) = new_node.children[0].try_wait()? {
             bail!(
                 "the new node exited during catch-up ({status}); see {}",
                 node_dir.join("node.log").display()

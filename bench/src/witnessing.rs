@@ -27,7 +27,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::appends::{AppendsArgs, RunResult};
-use crate::cluster::{Cluster, PromHistogram};
+use crate::cluster::{Cluster, PromHistogram, Started};
 use crate::run::{Environment, RunArgs, Sample, Usage};
 
 /// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
@@ -137,26 +137,6 @@ pub(crate) struct WitnessingReport {
     pub(crate) runs: Vec<WitnessingRun>,
 }
 
-/// A cluster with witnessing and its witnesses, all started by this process; stopped on drop.
-struct WitnessedCluster {
-    dir: PathBuf,
-    nodes: Vec<Child>,
-    witnesses: Vec<Child>,
-    keep: bool,
-}
-
-impl Drop for WitnessedCluster {
-    fn drop(&mut self) {
-        crate::cluster::stop_processes(
-            self.nodes.iter_mut().chain(&mut self.witnesses).collect(),
-            Duration::from_secs(15),
-        );
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
     // Held together so none repeats; released just before the processes bind them.
     let listeners: Vec<std::net::TcpListener> = (0..count)
@@ -184,18 +164,15 @@ async fn start(
     args: &WitnessingArgs,
     node_bin: &Path,
     parent: &Path,
-) -> anyhow::Result<(WitnessedCluster, Cluster, Vec<u32>)> {
+) -> anyhow::Result<(Started, Cluster, Vec<u32>)> {
     let nodes = usize::from(args.nodes);
     let witnesses = usize::from(args.witnesses);
     let dir = parent.join(format!("cairn-bench-witnessing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut guard = WitnessedCluster {
-        dir: dir.clone(),
-        nodes: Vec::new(),
-        witnesses: Vec::new(),
-        keep: args.run.keep_data,
-    };
+    // The witnesses first, then the nodes.
+    let mut guard = Started::new(dir.clone(), Duration::from_secs(15));
+    guard.keep = args.run.keep_data;
     let ports = free_ports(2 * nodes + witnesses)?;
     let urls: Vec<String> = ports[..nodes]
         .iter()
@@ -264,7 +241,7 @@ async fn start(
             .stderr(log)
             .spawn()
             .context("starting a witness")?;
-        guard.witnesses.push(child);
+        guard.children.push(child);
         // Any path answers once the server listens (404 is an answer; `get` wants 2xx, so
         // probe the TCP port instead).
         let started = Instant::now();
@@ -311,7 +288,7 @@ async fn start(
             .stderr(log)
             .spawn()
             .context("starting cairn-node run")?;
-        guard.nodes.push(child);
+        guard.children.push(child);
     }
     for (i, url) in urls.iter().enumerate() {
         let log = dir.join(format!("node-{}/node.log", i + 1));
@@ -344,8 +321,9 @@ async fn start(
         let log = dir.join(format!("node-{}/node.log", i + 1));
         wait_http(&format!("{url}/readyz"), "node", &log).await?;
     }
-    let node_pids = guard.nodes.iter().map(Child::id).collect();
-    let witness_pids = guard.witnesses.iter().map(Child::id).collect();
+    let (witness_pids, node_pids) = guard.children.split_at(witnesses);
+    let witness_pids = witness_pids.iter().map(Child::id).collect();
+    let node_pids = node_pids.iter().map(Child::id).collect();
     let mut cluster = Cluster::existing(urls, log_vkey);
     cluster.pids = node_pids;
     cluster.witness_policy = Some(policy);
@@ -354,29 +332,19 @@ async fn start(
 
 /// The witnessing round histogram summed over the nodes (only the leader runs rounds).
 async fn rounds(urls: &[String]) -> PromHistogram {
-    let mut total: Option<PromHistogram> = None;
-    for url in urls {
-        let Ok(body) = crate::net::get(&format!("{url}/metrics")).await else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&body);
-        if let Some(histogram) = PromHistogram::parse(&text, "cairn_witness_cosign_seconds") {
-            total = Some(match total {
-                None => histogram,
-                Some(sum) => PromHistogram {
-                    buckets: sum
-                        .buckets
-                        .iter()
-                        .zip(&histogram.buckets)
-                        .map(|((bound, a), (_, b))| (*bound, a + b))
-                        .collect(),
-                    sum: sum.sum + histogram.sum,
-                    count: sum.count + histogram.count,
-                },
-            });
-        }
-    }
-    total.unwrap_or_default()
+    crate::run::scrape(urls)
+        .await
+        .iter()
+        .flatten()
+        .filter_map(|text| PromHistogram::parse(text, "cairn_witness_cosign_seconds"))
+        .reduce(|sum, one| PromHistogram {
+            buckets: (sum.buckets.iter().zip(&one.buckets))
+                .map(|((bound, a), (_, b))| (*bound, a + b))
+                .collect(),
+            sum: sum.sum + one.sum,
+            count: sum.count + one.count,
+        })
+        .unwrap_or_default()
 }
 
 /// Starts the witnesses and the cluster, runs once per client count, stops everything.
@@ -395,9 +363,6 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
         args.witnesses, args.nodes, args.quorum
     );
     let (guard, cluster, witness_pids) = start(args, &node_bin, &parent).await?;
-    if args.run.keep_data {
-        eprintln!("data kept in {}", guard.dir.display());
-    }
     let appends = AppendsArgs::with(args.run.clone());
     let policy = cluster.witness_policy.clone().unwrap_or_default();
     let result = async {
