@@ -5,47 +5,26 @@
 //! before it counts. The per-identity rate limit is switched off for the run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use tokio::time::Instant;
 
-use crate::cluster::Cluster;
-use crate::stats::{Latencies, LatencySummary, Tally, per_second};
+use crate::net::{Answer, Connection};
+use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Workload};
+use crate::stats::{LatencySummary, Tally, per_second};
 
 /// The `certificates` subcommand's arguments.
 #[derive(clap::Args, Debug)]
+#[command(mut_arg("clients", |arg| arg.default_value("64")))]
+#[command(mut_arg("warmup", |arg| arg.default_value("2")))]
 pub(crate) struct CertificatesArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Cluster size to start.
     #[arg(long, default_value_t = 3)]
     nodes: u16,
-    /// Concurrent clients (comma-separated, one run per value), each with one request in flight.
-    #[arg(long, value_delimiter = ',', default_value = "64")]
-    clients: Vec<usize>,
-    /// Seconds of measurement per run.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 2.0)]
-    warmup: f64,
-    /// The cairn-node binary. Default: next to this binary, then PATH.
-    #[arg(long)]
-    node_bin: Option<std::path::PathBuf>,
-    /// Write every run's results as JSON to this file.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
-    /// Sample the leader's CPU with `perf record` over each measured window (see `appends
-    /// --profile`).
-    #[arg(long)]
-    profile: bool,
 }
 
 /// One run's results.
@@ -64,8 +43,7 @@ struct CertificatesRun {
     profile: Option<crate::profile::Profile>,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
+/// A client's checks of the CA's answers.
 struct Verifier {
     intermediate_spki: Vec<u8>,
     issuer_key_hash: [u8; 32],
@@ -114,62 +92,85 @@ impl Verifier {
     }
 }
 
-async fn get_json(client: &HttpClient, url: &str) -> anyhow::Result<serde_json::Value> {
-    let request = hyper::Request::get(url).body(Full::new(Bytes::new()))?;
-    let response = client
-        .request(request)
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "GET {url}: {}",
-        response.status()
-    );
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok(serde_json::from_slice(&body)?)
+/// Clients that each hold a token and a CSR and ask for certificates, node i mod n.
+struct CertificateLoad {
+    verifier: Verifier,
+    urls: Vec<String>,
+    issuer: String,
+    timeout: std::time::Duration,
 }
 
-async fn mint(client: &HttpClient, issuer: &str, email: &str) -> anyhow::Result<String> {
-    let request = hyper::Request::post(format!("{issuer}/token"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            serde_json::json!({ "email": email }).to_string(),
-        )))?;
-    let response = client.request(request).await?;
-    let body = response.into_body().collect().await?.to_bytes();
-    let body: serde_json::Value = serde_json::from_slice(&body)?;
-    body["id_token"]
-        .as_str()
-        .map(str::to_string)
-        .context("the dev issuer gave no token")
+impl Workload for CertificateLoad {
+    type Client = (Connection, String, Bytes);
+    type Answer = Answer;
+
+    async fn prepare(&self, id: usize) -> anyhow::Result<(Connection, String, Bytes)> {
+        let body = serde_json::json!({ "email": format!("bench{id}@example.com") });
+        let token = crate::net::request(
+            &format!("{}/token", self.issuer),
+            Some(Bytes::from(body.to_string())),
+            None,
+            self.timeout,
+        )
+        .await?;
+        let token: serde_json::Value = serde_json::from_slice(&token)?;
+        let token = token["id_token"]
+            .as_str()
+            .context("the dev issuer gave no token")?
+            .to_string();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)?
+            .pem()?;
+        let body = serde_json::json!({ "certificateSigningRequest": BASE64.encode(csr) });
+        let connection = Connection::new(&self.urls[id % self.urls.len()])?;
+        Ok((connection, token, Bytes::from(body.to_string())))
+    }
+
+    async fn issue(
+        &self,
+        (connection, token, body): &mut (Connection, String, Bytes),
+        _: usize,
+        _: &Context<'_>,
+    ) -> Result<Answer, Failure> {
+        let path = "/api/v2/signingCert";
+        Ok(connection
+            .send(path, Some(body.clone()), Some(token.as_str()), self.timeout)
+            .await?)
+    }
+
+    fn verify(&self, _: &mut (Connection, String, Bytes), answer: Answer) -> Result<Done, String> {
+        if answer.status != 201 {
+            return Err(format!("http {}", answer.status));
+        }
+        self.verifier.check(&answer.body)?;
+        Ok(Done::read("certificates"))
+    }
+}
+
+async fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_slice(&crate::net::get(url).await?)?)
 }
 
 /// Runs the benchmark.
 pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
-    let node_bin = match &args.node_bin {
-        Some(path) => path.clone(),
-        None => crate::cluster::find_node_binary()?,
-    };
-    eprintln!(
-        "starting {}-node cluster ({})",
+    args.run.check()?;
+    let environment = Environment::read();
+    let cluster = args.run.start_cluster(
         args.nodes,
-        node_bin.display()
-    );
-    let parent = std::env::temp_dir();
-    let cluster = tokio::task::block_in_place(|| {
-        Cluster::start_with_env(
-            &node_bin,
-            args.nodes,
-            &parent,
-            &[("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")],
-        )
-    })?;
+        &[("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")],
+    )?;
     let result = run(&args, &cluster).await;
     tokio::task::block_in_place(|| drop(cluster));
-    result
+    let runs = result?;
+    let report = serde_json::json!({ "environment": environment, "runs": runs });
+    args.run.finish(&report, |out| print_table(out, &runs))
 }
 
-async fn run(args: &CertificatesArgs, cluster: &Cluster) -> anyhow::Result<()> {
+async fn run(
+    args: &CertificatesArgs,
+    cluster: &crate::cluster::Cluster,
+) -> anyhow::Result<Vec<CertificatesRun>> {
     let dir = cluster.data_dir().context("no cluster directory")?;
     let description: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("cluster.json"))?)?;
@@ -177,155 +178,82 @@ async fn run(args: &CertificatesArgs, cluster: &Cluster) -> anyhow::Result<()> {
         .as_str()
         .context("cluster.json has no dev_oidc_issuer")?
         .to_string();
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let bundle = get_json(&client, &format!("{}/api/v2/trustBundle", cluster.urls[0])).await?;
-    let ct_log = get_json(&client, &format!("{}/api/v2/ctLog", cluster.urls[0])).await?;
+    let bundle = get_json(&format!("{}/api/v2/trustBundle", cluster.urls[0])).await?;
+    let ct_log = get_json(&format!("{}/api/v2/ctLog", cluster.urls[0])).await?;
     let intermediate_pem = bundle["chains"][0]["certificates"][0]
         .as_str()
         .context("trust bundle")?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(intermediate_pem.as_bytes())?;
     let (_, intermediate) = x509_parser::parse_x509_certificate(&pem.contents)?;
     let intermediate_spki = intermediate.public_key().raw.to_vec();
-    let verifier = Arc::new(Verifier {
-        issuer_key_hash: <sha2::Sha256 as sha2::Digest>::digest(&intermediate_spki).into(),
-        intermediate_spki,
-        ct_key: BASE64.decode(ct_log["publicKey"].as_str().context("ctLog")?)?,
+    let load = Arc::new(CertificateLoad {
+        verifier: Verifier {
+            issuer_key_hash: <sha2::Sha256 as sha2::Digest>::digest(&intermediate_spki).into(),
+            intermediate_spki,
+            ct_key: BASE64.decode(ct_log["publicKey"].as_str().context("ctLog")?)?,
+        },
+        urls: cluster.urls.clone(),
+        issuer,
+        timeout: args.run.timeout(),
     });
-    println!(
+    let mut runs = Vec::new();
+    for &clients in &args.run.clients {
+        let mut phases = args.run.phases(clients);
+        phases.unit = "certificates";
+        let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
+        let (ok, latencies) = measured.total(&[]);
+        let run = CertificatesRun {
+            nodes: cluster.urls.len(),
+            clients,
+            warmup_s: args.run.warmup,
+            measured_s: measured.window.as_secs_f64(),
+            fsync: crate::appends::FSYNC,
+            certificates_per_second: per_second(ok, measured.window),
+            verified_certificates: ok,
+            latency: latencies.summary(),
+            errors: measured.errors,
+            profile: measured.profile,
+        };
+        eprintln!(
+            "{} nodes, {clients} clients: {:.0} certificates/s",
+            run.nodes, run.certificates_per_second
+        );
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+fn print_table(out: &mut dyn std::io::Write, runs: &[CertificatesRun]) -> std::io::Result<()> {
+    writeln!(
+        out,
         "| nodes | clients | certificates/s | p50 ms | p90 ms | p99 ms | max ms | errors |\n\
          |---|---|---|---|---|---|---|---|"
-    );
-    let mut runs = Vec::new();
-    for &clients in &args.clients {
-        let mut work = Vec::new();
-        for id in 0..clients {
-            let token = mint(&client, &issuer, &format!("bench{id}@example.com")).await?;
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-            let csr = rcgen::CertificateParams::default()
-                .serialize_request(&key)?
-                .pem()?;
-            let body = serde_json::json!({ "certificateSigningRequest": BASE64.encode(csr) });
-            work.push((token, Bytes::from(body.to_string())));
-        }
-        let start = Instant::now();
-        let measure_from = start + Duration::from_secs_f64(args.warmup);
-        let end = measure_from + Duration::from_secs_f64(args.duration);
-        let live = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for (id, (token, body)) in work.into_iter().enumerate() {
-            let url = format!(
-                "{}/api/v2/signingCert",
-                cluster.urls[id % cluster.urls.len()]
-            );
-            let (verifier, live) = (Arc::clone(&verifier), Arc::clone(&live));
-            tasks.push(tokio::spawn(async move {
-                let client: HttpClient =
-                    Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-                let mut latencies = Latencies::new();
-                let mut errors = Tally::default();
-                let mut ok = 0u64;
-                loop {
-                    let sent = Instant::now();
-                    if sent >= end {
-                        break;
-                    }
-                    let request = hyper::Request::post(&url)
-                        .header("authorization", format!("Bearer {token}"))
-                        .header("content-type", "application/json")
-                        .body(Full::new(body.clone()));
-                    let outcome = match request {
-                        Ok(request) => match client.request(request).await {
-                            Ok(response) => {
-                                let status = response.status().as_u16();
-                                match response.into_body().collect().await {
-                                    Ok(bytes) if status == 201 => verifier.check(&bytes.to_bytes()),
-                                    Ok(_) => Err(format!("http {status}")),
-                                    Err(_) => Err("transport".into()),
-                                }
-                            }
-                            Err(_) => Err("transport".into()),
-                        },
-                        Err(_) => Err("request".into()),
-                    };
-                    let finished = Instant::now();
-                    let counted = sent >= measure_from && finished <= end;
-                    match outcome {
-                        Ok(()) => {
-                            live.fetch_add(1, Ordering::Relaxed);
-                            if counted {
-                                ok += 1;
-                                latencies.record(finished - sent);
-                            }
-                        }
-                        Err(kind) => {
-                            if counted {
-                                errors.add(&kind);
-                            }
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-                (ok, latencies, errors)
-            }));
-        }
-        tokio::time::sleep_until(measure_from).await;
-        let recording = if args.profile {
-            let metrics = crate::scrape(&cluster.urls).await;
-            Some(crate::start_profile(cluster, &metrics, args.duration)?)
-        } else {
-            None
-        };
-        let mut ok = 0;
-        let mut latencies = Latencies::new();
-        let mut errors = Tally::default();
-        for task in tasks {
-            let (count, more, kinds) = task.await?;
-            ok += count;
-            latencies.merge(&more);
-            errors.merge(&kinds);
-        }
-        let profile = match recording {
-            Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
-            None => None,
-        };
-        let summary = latencies.summary();
+    )?;
+    for run in runs {
         let LatencySummary {
             p50_ms,
             p90_ms,
             p99_ms,
             max_ms,
             ..
-        } = summary;
-        let errors_text: Vec<String> = errors
+        } = run.latency;
+        let errors: Vec<String> = run
+            .errors
             .iter()
             .map(|(kind, count)| format!("{kind}: {count}"))
             .collect();
-        println!(
-            "| {} | {clients} | {:.0} | {p50_ms:.1} | {p90_ms:.1} | {p99_ms:.1} | {max_ms:.1} | {} |",
-            cluster.urls.len(),
-            per_second(ok, Duration::from_secs_f64(args.duration)),
-            if errors_text.is_empty() {
+        writeln!(
+            out,
+            "| {} | {} | {:.0} | {p50_ms:.1} | {p90_ms:.1} | {p99_ms:.1} | {max_ms:.1} | {} |",
+            run.nodes,
+            run.clients,
+            run.certificates_per_second,
+            if errors.is_empty() {
                 "0".to_string()
             } else {
-                errors_text.join(", ")
+                errors.join(", ")
             }
-        );
-        runs.push(CertificatesRun {
-            nodes: cluster.urls.len(),
-            clients,
-            warmup_s: args.warmup,
-            measured_s: args.duration,
-            fsync: crate::FSYNC,
-            certificates_per_second: per_second(ok, Duration::from_secs_f64(args.duration)),
-            verified_certificates: ok,
-            latency: summary,
-            errors,
-            profile,
-        });
+        )?;
     }
-    if let Some(path) = &args.json {
-        let report = serde_json::json!({ "environment": crate::environment(), "runs": runs });
-        crate::write_json(path, &report)?;
-    }
-    Ok(())
+    out.flush()
 }

@@ -26,7 +26,7 @@ pub(crate) struct Cluster {
     /// witnessing: answers count only if their checkpoint meets it.
     pub(crate) witness_policy: Option<String>,
     /// Set for a cluster this process started; stops it on drop.
-    dev: Option<DevProcess>,
+    dev: Option<Started>,
 }
 
 #[derive(Deserialize)]
@@ -52,13 +52,8 @@ struct LogJson {
 const ARTIFACT_LOG: &str = "artifacts";
 
 impl Cluster {
-    /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`.
-    pub(crate) fn start(node_bin: &Path, nodes: u16, parent: &Path) -> anyhow::Result<Cluster> {
-        Cluster::start_with_env(node_bin, nodes, parent, &[])
-    }
-
-    /// As [`Cluster::start`], with environment variables for `cairn-node dev` and the nodes it
-    /// starts (every node setting has one, `CAIRN_*`).
+    /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`, with
+    /// environment variables for `cairn-node dev` and the nodes it starts (`CAIRN_*`).
     pub(crate) fn start_with_env(
         node_bin: &Path,
         nodes: u16,
@@ -104,15 +99,13 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", node_bin.display()))?;
-        let mut dev = DevProcess {
-            child,
-            dir: dir.clone(),
-            keep: false,
-        };
+        // `dev` gives its nodes 10 s to stop before killing them; allow a little more.
+        let mut dev = Started::new(dir.clone(), Duration::from_secs(15));
+        dev.children.push(child);
         let json_path = dir.join("cluster.json");
         let started = Instant::now();
         while !json_path.exists() {
-            if let Some(status) = dev.child.try_wait()? {
+            if let Some(status) = dev.children[0].try_wait()? {
                 bail!(
                     "cairn-node dev exited ({status}) before the cluster was ready; see {} and {}/node-*/node.log",
                     log_path.display(),
@@ -198,19 +191,34 @@ fn read_sequencer(config: &Path) -> anyhow::Result<toml::Table> {
     }
 }
 
-/// A running `cairn-node dev`; SIGTERM on drop makes it stop its nodes cleanly.
+/// Processes this benchmark started and the directory of their data: on drop the processes
+/// are stopped ([`stop_processes`], SIGTERM so they stop cleanly) and the directory is removed
+/// unless kept.
 #[derive(Debug)]
-struct DevProcess {
-    child: Child,
-    dir: PathBuf,
-    keep: bool,
+pub(crate) struct Started {
+    pub(crate) children: Vec<Child>,
+    pub(crate) dir: PathBuf,
+    pub(crate) keep: bool,
+    grace: Duration,
 }
 
-impl Drop for DevProcess {
+impl Started {
+    pub(crate) fn new(dir: PathBuf, grace: Duration) -> Started {
+        Started {
+            children: Vec::new(),
+            dir,
+            keep: false,
+            grace,
+        }
+    }
+}
+
+impl Drop for Started {
     fn drop(&mut self) {
-        // `dev` gives its nodes 10 s to stop before killing them; allow a little more.
-        stop_processes(vec![&mut self.child], Duration::from_secs(15));
-        if !self.keep {
+        stop_processes(self.children.iter_mut().collect(), self.grace);
+        if self.keep {
+            eprintln!("data kept in {}", self.dir.display());
+        } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -433,36 +441,48 @@ impl PromHistogram {
     }
 }
 
-/// Prints a run's errors by kind, each process's CPU and memory, and the machine's CPU (the
-/// detail lines under a run's headline).
+/// Prints a run's errors (and retries) by kind, each process's CPU and memory, and the
+/// machine's CPU (the detail lines under a run's headline).
 pub(crate) fn print_errors_and_usage(
     errors: &crate::stats::Tally,
+    retries: Option<&crate::stats::Tally>,
     processes: &[ProcessUsage],
     bench: Option<&ProcessUsage>,
     machine_cpu_percent: Option<f64>,
     other_cpu_percent: Option<f64>,
 ) {
-    let errors = errors
-        .iter()
-        .map(|(kind, count)| format!("{kind}: {count}"))
-        .collect::<Vec<_>>();
-    println!(
-        "  errors: {}",
-        if errors.is_empty() {
+    let tally = |tally: &crate::stats::Tally| {
+        let kinds: Vec<String> = tally
+            .iter()
+            .map(|(kind, count)| format!("{kind}: {count}"))
+            .collect();
+        if kinds.is_empty() {
             "none".to_string()
         } else {
-            errors.join(", ")
+            kinds.join(", ")
         }
-    );
+    };
+    match retries {
+        Some(retries) => println!("  errors: {}; retries: {}", tally(errors), tally(retries)),
+        None => println!("  errors: {}", tally(errors)),
+    }
     let usage = processes
         .iter()
         .chain(bench)
         .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
         .collect::<Vec<_>>()
         .join(", ");
-    println!("  processes: {usage}");
-    if let (Some(machine), Some(other)) = (machine_cpu_percent, other_cpu_percent) {
-        println!("  machine CPU {machine:.0}%, of which other processes {other:.0}%");
+    if !usage.is_empty() {
+        println!("  processes: {usage}");
+    }
+    if let Some(machine) = machine_cpu_percent {
+        println!(
+            "  machine CPU {machine:.0}% of {}%{}",
+            100 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            other_cpu_percent.map_or(String::new(), |other| format!(
+                ", of which other processes {other:.0}%"
+            ))
+        );
     }
 }
 

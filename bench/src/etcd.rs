@@ -14,17 +14,16 @@
 //! fails the run.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::cluster::{self, ProcessUsage};
-use crate::progress::{Counters, Phases};
-use crate::stats::{Latencies, LatencySummary, Tally, per_second};
+use crate::cluster::{ProcessUsage, Started};
+use crate::run::{self, Context, Done, Failure, Phases, Target, Workload};
+use crate::stats::{LatencySummary, Tally, per_second};
 
 /// Every `READBACK_EVERY`th put of each client is read back after the run.
 pub(crate) const READBACK_EVERY: u64 = 64;
@@ -80,9 +79,7 @@ pub(crate) struct EtcdCluster {
     /// Client URLs, member i at position i.
     pub(crate) endpoints: Vec<String>,
     pub(crate) pids: Vec<u32>,
-    children: Vec<Child>,
-    dir: PathBuf,
-    keep: bool,
+    processes: Started,
 }
 
 impl EtcdCluster {
@@ -115,9 +112,7 @@ impl EtcdCluster {
         let mut cluster = EtcdCluster {
             endpoints: (0..members).map(client_url).collect(),
             pids: Vec::new(),
-            children: Vec::new(),
-            dir: dir.clone(),
-            keep: false,
+            processes: Started::new(dir.clone(), Duration::from_secs(10)),
         };
         for i in 0..members {
             let name = format!("m{}", i + 1);
@@ -155,7 +150,7 @@ impl EtcdCluster {
                 .spawn()
                 .with_context(|| format!("starting {}: {INSTALL_HINT}", bin.display()))?;
             cluster.pids.push(child.id());
-            cluster.children.push(child);
+            cluster.processes.children.push(child);
         }
         cluster.wait_ready().await?;
         Ok(cluster)
@@ -164,12 +159,12 @@ impl EtcdCluster {
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
-            for (i, child) in self.children.iter_mut().enumerate() {
+            for (i, child) in self.processes.children.iter_mut().enumerate() {
                 if let Some(status) = child.try_wait()? {
                     bail!(
                         "etcd member m{} exited ({status}); see {}/m{}.log",
                         i + 1,
-                        self.dir.display(),
+                        self.processes.dir.display(),
                         i + 1
                     );
                 }
@@ -186,7 +181,7 @@ impl EtcdCluster {
             if started.elapsed() > Duration::from_secs(60) {
                 bail!(
                     "etcd cluster not ready after 60 s; see {}/m*.log",
-                    self.dir.display()
+                    self.processes.dir.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -194,11 +189,11 @@ impl EtcdCluster {
     }
 
     pub(crate) fn keep_data(&mut self) {
-        self.keep = true;
+        self.processes.keep = true;
     }
 
     pub(crate) fn data_dir(&self) -> &Path {
-        &self.dir
+        &self.processes.dir
     }
 }
 
@@ -209,15 +204,6 @@ async fn put_once(endpoint: &str) -> anyhow::Result<()> {
     let mut client = etcd_client::Client::connect([endpoint], Some(options)).await?;
     client.put("cairn-bench/ready", "1", None).await?;
     Ok(())
-}
-
-impl Drop for EtcdCluster {
-    fn drop(&mut self) {
-        crate::cluster::stop_processes(self.children.iter_mut().collect(), Duration::from_secs(10));
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// The value of put `sequence` by client `client`: `bytes` long, distinct per put (the first
@@ -263,18 +249,74 @@ pub(crate) struct EtcdRun {
     pub(crate) timeline: Vec<u64>,
 }
 
-/// What one client saw in the window, and the puts it will read back.
-#[derive(Debug)]
-struct ClientStats {
-    latencies: Latencies,
-    ok: u64,
-    errors: Tally,
-    /// (sequence, revision) of every READBACK_EVERY-th acknowledged put.
-    samples: Vec<(u64, i64)>,
+/// Closed-loop puts of `value_bytes` values; client i is connected to member i mod n only, as
+/// Cairn's client i talks to node i mod n.
+struct PutLoad {
+    endpoints: Vec<String>,
+    /// A random tag so runs against one cluster never write the same key.
+    run: String,
+    value_bytes: usize,
+    /// (client, sequence, revision) of every READBACK_EVERY-th acknowledged put.
+    samples: Mutex<Vec<(usize, u64, i64)>>,
 }
 
-/// Drives `clients` closed-loop clients against the cluster for warm-up plus duration; client
-/// i is connected to member i mod n only, as Cairn's client i talks to node i mod n.
+/// A client: its connection, id, last put's sequence number and the highest revision it saw.
+type PutClient = (etcd_client::Client, usize, u64, i64);
+
+impl Workload for PutLoad {
+    type Client = PutClient;
+    type Answer = etcd_client::PutResponse;
+    const PAUSE_AFTER_ERROR: Duration = Duration::from_millis(50);
+
+    async fn prepare(&self, id: usize) -> anyhow::Result<PutClient> {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(30));
+        let endpoint = &self.endpoints[id % self.endpoints.len()];
+        let client = etcd_client::Client::connect([endpoint.as_str()], Some(options))
+            .await
+            .with_context(|| format!("connecting to etcd at {endpoint}"))?;
+        Ok((client, id, 0, 0))
+    }
+
+    async fn issue(
+        &self,
+        (client, id, sequence, _): &mut PutClient,
+        _: usize,
+        _: &Context<'_>,
+    ) -> Result<etcd_client::PutResponse, Failure> {
+        *sequence += 1;
+        let (key, value) = (
+            key(*id, *sequence, &self.run),
+            value(*id, *sequence, self.value_bytes),
+        );
+        client
+            .put(key, value, None)
+            .await
+            .map_err(|_| Failure::from("grpc error"))
+    }
+
+    fn verify(
+        &self,
+        (_, id, sequence, last_revision): &mut PutClient,
+        response: etcd_client::PutResponse,
+    ) -> Result<Done, String> {
+        match response.header().map(etcd_client::ResponseHeader::revision) {
+            Some(revision) if revision > *last_revision => {
+                *last_revision = revision;
+                if sequence.is_multiple_of(READBACK_EVERY) {
+                    lock(&self.samples).push((*id, *sequence, revision));
+                }
+                Ok(Done::read("puts"))
+            }
+            Some(_) => Err("verify: revision did not grow".into()),
+            None => Err("verify: no header".into()),
+        }
+    }
+}
+
+/// Runs `clients` closed-loop clients against the cluster for warm-up plus duration, then
+/// reads a sample of the puts back.
 pub(crate) async fn run_puts(
     cluster: &EtcdCluster,
     clients: usize,
@@ -282,148 +324,55 @@ pub(crate) async fn run_puts(
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<EtcdRun> {
-    let run = format!("{:08x}", rand_tag());
-    let options = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(30));
-    let mut connections = Vec::with_capacity(clients);
-    for id in 0..clients {
-        let endpoint = &cluster.endpoints[id % cluster.endpoints.len()];
-        connections.push(
-            etcd_client::Client::connect([endpoint.as_str()], Some(options.clone()))
-                .await
-                .with_context(|| format!("connecting to etcd at {endpoint}"))?,
-        );
-    }
-    let counters = Arc::new(Counters::default());
-    let phases = Phases::from_now(warmup, duration);
-    let mut tasks = Vec::new();
-    let mut all_stats = Vec::new();
-    for (id, mut client) in connections.into_iter().enumerate() {
-        let stats = Arc::new(Mutex::new(ClientStats {
-            latencies: Latencies::new(),
-            ok: 0,
-            errors: Tally::default(),
-            samples: Vec::new(),
-        }));
-        all_stats.push(Arc::clone(&stats));
-        let (counters, run) = (Arc::clone(&counters), run.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep_until(phases.start).await;
-            let mut last_revision = 0i64;
-            let mut sequence = 0u64;
-            while tokio::time::Instant::now() < phases.end {
-                sequence += 1;
-                let started = tokio::time::Instant::now();
-                counters.in_flight.fetch_add(1, Ordering::Relaxed);
-                let answer = client
-                    .put(
-                        key(id, sequence, &run),
-                        value(id, sequence, value_bytes),
-                        None,
-                    )
-                    .await;
-                counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                let finished = tokio::time::Instant::now();
-                let outcome = match answer {
-                    Ok(response) => {
-                        match response.header().map(etcd_client::ResponseHeader::revision) {
-                            Some(revision) if revision > last_revision => {
-                                last_revision = revision;
-                                Ok(revision)
-                            }
-                            Some(_) => Err("verify: revision did not grow"),
-                            None => Err("verify: no header"),
-                        }
-                    }
-                    Err(_) => Err("grpc error"),
-                };
-                let failed = {
-                    let mut stats = lock(&stats);
-                    match outcome {
-                        Ok(revision) => {
-                            counters.done(false);
-                            if sequence.is_multiple_of(READBACK_EVERY) {
-                                stats.samples.push((sequence, revision));
-                            }
-                            if phases.in_window(finished) {
-                                stats.ok += 1;
-                                stats.latencies.record(finished - started);
-                            }
-                            false
-                        }
-                        Err(kind) => {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
-                            if phases.in_window(finished) {
-                                stats.errors.add(kind);
-                            }
-                            true
-                        }
-                    }
-                };
-                if failed {
-                    // Do not spin on a broken connection.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }));
-    }
-    let progress = tokio::spawn(crate::progress::progress(
-        Arc::clone(&counters),
-        phases,
-        "puts",
-    ));
-    tokio::time::sleep_until(phases.window_start).await;
-    let before = sample(&cluster.pids);
-    let window_started = tokio::time::Instant::now();
-    tokio::time::sleep_until(phases.end).await;
-    let after = sample(&cluster.pids);
-    let window = window_started.elapsed();
-    // A put answered after the window's end does not count: nothing to wait for.
-    for task in &tasks {
-        task.abort();
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    let timeline = progress.await.unwrap_or_default();
-    let mut latencies = Latencies::new();
-    let (mut ok, mut errors) = (0, Tally::default());
-    let mut samples = Vec::new();
-    for (id, stats) in all_stats.iter().enumerate() {
-        let stats = lock(stats);
-        latencies.merge(&stats.latencies);
-        ok += stats.ok;
-        errors.merge(&stats.errors);
-        samples.extend(stats.samples.iter().map(|&(seq, rev)| (id, seq, rev)));
-    }
+    let load = Arc::new(PutLoad {
+        endpoints: cluster.endpoints.clone(),
+        run: format!("{:08x}", rand_tag()),
+        value_bytes,
+        samples: Mutex::new(Vec::new()),
+    });
+    let phases = Phases {
+        clients,
+        warmup,
+        duration,
+        rate: None,
+        profile: false,
+        unit: "puts",
+    };
+    let target = Target {
+        urls: &[],
+        pids: &cluster.pids,
+        name: "etcd m",
+    };
+    let measured = run::measure(&load, &phases, target).await?;
+    let window = measured.window;
+    let (ok, latencies) = measured.total(&[]);
+    let samples = std::mem::take(&mut *lock(&load.samples));
     let (readback_checked, readback_failed) =
-        read_back(cluster, &run, value_bytes, &samples).await?;
+        read_back(cluster, &load.run, value_bytes, &samples).await?;
     if readback_failed > 0 {
         bail!(
             "etcd read-back: {readback_failed} of {readback_checked} sampled puts do not hold \
              the value written at the revision acknowledged"
         );
     }
-    let usage = usage(&before, &after, window, "etcd m");
     Ok(EtcdRun {
         members: cluster.endpoints.len(),
         clients,
         warmup_s: warmup.as_secs_f64(),
         measured_s: window.as_secs_f64(),
         value_bytes,
-        key_bytes: key(0, 0, &run).len(),
+        key_bytes: key(0, 0, &load.run).len(),
         puts_per_second: per_second(ok, window),
         acknowledged_puts: ok,
         latency: latencies.summary(),
-        errors,
+        errors: measured.errors,
         readback_checked,
         readback_failed,
-        member_usage: usage.processes,
-        bench_usage: usage.bench,
-        machine_cpu_percent: usage.machine,
-        other_cpu_percent: usage.other,
-        timeline,
+        member_usage: measured.usage.processes,
+        bench_usage: measured.usage.bench,
+        machine_cpu_percent: measured.usage.machine,
+        other_cpu_percent: measured.usage.other,
+        timeline: measured.timeline,
     })
 }
 
@@ -466,71 +415,6 @@ fn rand_tag() -> u32 {
     let mut bytes = [0u8; 4];
     let _ = aws_lc_rs::rand::fill(&mut bytes);
     u32::from_be_bytes(bytes)
-}
-
-/// CPU and memory samples of some processes, this benchmark and the machine.
-pub(crate) struct Sample {
-    processes: Vec<Option<cluster::ProcSample>>,
-    bench: Option<cluster::ProcSample>,
-    machine: Option<cluster::MachineSample>,
-}
-
-pub(crate) fn sample(pids: &[u32]) -> Sample {
-    Sample {
-        processes: pids
-            .iter()
-            .map(|pid| cluster::sample_process(&pid.to_string()))
-            .collect(),
-        bench: cluster::sample_process("self"),
-        machine: cluster::sample_machine(),
-    }
-}
-
-/// Usage over a window, from two samples.
-pub(crate) struct Usage {
-    pub(crate) processes: Vec<ProcessUsage>,
-    pub(crate) bench: Option<ProcessUsage>,
-    pub(crate) machine: Option<f64>,
-    /// Machine CPU that neither the sampled processes nor this benchmark used.
-    pub(crate) other: Option<f64>,
-}
-
-pub(crate) fn usage(before: &Sample, after: &Sample, window: Duration, prefix: &str) -> Usage {
-    let processes: Vec<ProcessUsage> = before
-        .processes
-        .iter()
-        .zip(&after.processes)
-        .enumerate()
-        .filter_map(|(i, (before, after))| {
-            Some(cluster::usage(
-                format!("{prefix}{}", i + 1),
-                (*before)?,
-                (*after)?,
-                window,
-            ))
-        })
-        .collect();
-    let bench = match (before.bench, after.bench) {
-        (Some(before), Some(after)) => {
-            Some(cluster::usage("cairn-bench".into(), before, after, window))
-        }
-        _ => None,
-    };
-    let machine = match (before.machine, after.machine) {
-        (Some(before), Some(after)) => Some(cluster::machine_busy_percent(before, after, window)),
-        _ => None,
-    };
-    let other = machine.filter(|_| !processes.is_empty()).map(|machine| {
-        let ours: f64 = processes.iter().map(|u| u.cpu_percent).sum::<f64>()
-            + bench.as_ref().map_or(0.0, |u| u.cpu_percent);
-        (machine - ours).max(0.0)
-    });
-    Usage {
-        processes,
-        bench,
-        machine,
-        other,
-    }
 }
 
 #[cfg(test)]

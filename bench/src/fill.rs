@@ -31,8 +31,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use node::config::NodeFile;
 use node::env::{Clock as _, SystemClock};
 use node::tls::ClusterTls;
@@ -40,9 +38,8 @@ use node::types::{AppendBatch, Command, CommandOutcome, LeafOutcome, LogName};
 use node::{Env, Node};
 use serde::{Deserialize, Serialize};
 use tlog::Hash;
-use tlog::entry::{KeyDetails, Verifier};
 
-use crate::workload::LeafTemplate;
+use crate::workload::EntrySigner;
 
 /// The log the scale benchmark grows (the one Rekor v2 clients write to).
 const ARTIFACT_LOG: &str = "artifacts";
@@ -577,13 +574,7 @@ fn spawn_generators(
     sender: &tokio::sync::mpsc::Sender<anyhow::Result<Vec<Vec<u8>>>>,
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
-    let mut tag = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut tag).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-    let tag: Arc<str> = Arc::from(
-        tag.iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect::<String>(),
-    );
+    let tag: Arc<str> = Arc::from(crate::workload::random_tag()?);
     let next = Arc::new(AtomicU64::new(0));
     let size = args.batch as u64;
     Ok((0..args.sign_threads)
@@ -614,30 +605,14 @@ fn spawn_generators(
 /// `count` canonical hashedrekord v0.0.2 entries of batch `batch`: distinct artifacts, each
 /// signed (ECDSA P-256, prehashed SHA-256, as the node verifies) by one fresh key per batch.
 pub(crate) fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8>>> {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
     let (key, spki) = crate::workload::fresh_p256_key()?;
-    let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256)?;
-    let mut leaves = Vec::with_capacity(usize::try_from(count)?);
-    let mut template = LeafTemplate::default();
-    for n in 0..count {
-        let artifact = format!("cairn-bench fill {tag} {batch} {n}");
-        let digest = Hash::digest(artifact.as_bytes());
-        let signature = key
-            .sign(&rng, artifact.as_bytes())
-            .map_err(|_| anyhow::anyhow!("signing artifact {n}"))?;
-        let signature = signature.as_ref();
-        let (digest_base64, signature_base64) =
-            (BASE64.encode(digest.as_bytes()), BASE64.encode(signature));
-        let leaf = template.leaf(
-            &verifier,
-            &digest,
-            signature,
-            (&digest_base64, &signature_base64),
-            usize::try_from(n)?,
-        )?;
-        leaves.push(leaf);
-    }
-    Ok(leaves)
+    let mut signer = EntrySigner::new(&key, &spki)?;
+    (0..count)
+        .map(|n| {
+            let artifact = format!("cairn-bench fill {tag} {batch} {n}");
+            Ok(signer.sign(&artifact, usize::try_from(n)?)?.0)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -645,6 +620,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use tlog::entry::{KeyDetails, Verifier};
 
     #[test]
     fn filled_leaves_are_canonical_distinct_and_validly_signed() {

@@ -13,25 +13,19 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::cluster::{self, Cluster};
+use crate::appends::{AppendsArgs, RunResult};
+use crate::cluster;
 use crate::etcd::{self, EtcdCluster, EtcdRun};
-use crate::{AppendsArgs, EntryKind, Environment, RunResult};
+use crate::run::{Environment, RunArgs};
 
 /// The `peer` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct PeerArgs {
-    /// Concurrent clients, one Cairn run and one etcd run per value (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
-    pub(crate) clients: Vec<usize>,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Cairn nodes and etcd members.
     #[arg(long, default_value_t = 3)]
     pub(crate) members: u16,
-    /// Seconds of measurement per run.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) duration: f64,
-    /// Seconds of load before measuring, per run.
-    #[arg(long, default_value_t = 3.0)]
-    pub(crate) warmup: f64,
     /// etcd value size in bytes. Default: the mean size of the Cairn log entries of the same
     /// run (a hashedrekord entry, about 488 bytes).
     #[arg(long)]
@@ -39,26 +33,6 @@ pub(crate) struct PeerArgs {
     /// The etcd binary. Default: `etcd` on PATH (Debian: `apt-get install -y etcd-server`).
     #[arg(long)]
     pub(crate) etcd_bin: Option<PathBuf>,
-    /// The cairn-node binary. Default: next to this binary, then PATH.
-    #[arg(long)]
-    pub(crate) node_bin: Option<PathBuf>,
-    /// Parent directory of both clusters' data (the disk being measured). Default: the system
-    /// temp directory.
-    #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Keep both clusters' data directories and logs.
-    #[arg(long)]
-    pub(crate) keep_data: bool,
-    /// Sample the Cairn leader's CPU with `perf record` over each measured window (see
-    /// `appends --profile`).
-    #[arg(long)]
-    pub(crate) profile: bool,
-    /// Worker threads of the benchmark's own runtime.
-    #[arg(long, default_value_t = 2)]
-    pub(crate) client_threads: usize,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
-    pub(crate) json: Option<PathBuf>,
 }
 
 /// One client count's comparison.
@@ -87,14 +61,7 @@ pub(crate) struct PeerReport {
 
 /// Runs Cairn then etcd for every client count and returns both with their ratios.
 pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
-    anyhow::ensure!(
-        args.duration > 0.0 && args.warmup >= 0.0,
-        "--duration must be positive, --warmup not negative"
-    );
-    anyhow::ensure!(
-        !args.clients.is_empty() && !args.clients.contains(&0),
-        "--clients must be at least 1"
-    );
+    args.run.check()?;
     anyhow::ensure!((1..=7).contains(&args.members), "--members must be 1 to 7");
     if let Some(bytes) = args.value_bytes {
         anyhow::ensure!(
@@ -108,55 +75,14 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
         None => etcd::find_etcd_binary()?,
     };
     let etcd_version = etcd::etcd_version(&etcd_bin)?;
-    let node_bin = match &args.node_bin {
-        Some(path) => path.clone(),
-        None => cluster::find_node_binary()?,
-    };
-    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let environment = crate::environment();
-    eprintln!(
-        "machine: {} ({} cores, {:.1} GiB), commit {}; peer: {etcd_version}",
-        environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
-    );
+    let environment = Environment::read();
+    eprintln!("peer: {etcd_version}");
 
     // Cairn first.
-    let appends = AppendsArgs {
-        nodes: vec![args.members],
-        clients: args.clients.clone(),
-        duration: args.duration,
-        warmup: args.warmup,
-        rate: None,
-        entry_kind: EntryKind::Hashedrekord,
-        urls: Vec::new(),
-        cluster_json: None,
-        verifier_key: None,
-        node_bin: Some(node_bin.clone()),
-        data_dir: Some(parent.clone()),
-        keep_data: args.keep_data,
-        presign: None,
-        client_threads: args.client_threads,
-        timeout: 30.0,
-        attempts: 5,
-        json: None,
-        markdown: None,
-        profile: args.profile,
-    };
-    eprintln!("starting a {}-node Cairn cluster", args.members);
-    let mut cairn =
-        tokio::task::block_in_place(|| Cluster::start(&node_bin, args.members, &parent))?;
-    if args.keep_data {
-        cairn.keep_data();
-    }
+    let appends = AppendsArgs::with(args.run.clone());
+    let cairn = args.run.start_cluster(args.members, &[])?;
     let mut cairn_runs = Vec::new();
-    let result = async {
-        for &clients in &args.clients {
-            let run = crate::run_once(&appends, &cairn, clients).await?;
-            crate::print_run(&run);
-            cairn_runs.push(run);
-        }
-        anyhow::Ok(())
-    }
-    .await;
+    let result = crate::appends::run_all(&appends, &cairn, &mut cairn_runs).await;
     eprintln!("stopping the Cairn cluster");
     tokio::task::block_in_place(|| drop(cairn));
     result?;
@@ -180,21 +106,21 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
         etcd_bin.display()
     );
     let mut etcd_cluster =
-        EtcdCluster::start(&etcd_bin, usize::from(args.members), &parent).await?;
-    if args.keep_data {
+        EtcdCluster::start(&etcd_bin, usize::from(args.members), &args.run.parent()).await?;
+    if args.run.keep_data {
         etcd_cluster.keep_data();
         eprintln!("etcd data kept in {}", etcd_cluster.data_dir().display());
     }
     let mut etcd_runs = Vec::new();
     let result = async {
-        for &clients in &args.clients {
+        for &clients in &args.run.clients {
             eprintln!("etcd, {clients} clients");
             let run = etcd::run_puts(
                 &etcd_cluster,
                 clients,
                 value_bytes,
-                std::time::Duration::from_secs_f64(args.warmup),
-                std::time::Duration::from_secs_f64(args.duration),
+                std::time::Duration::from_secs_f64(args.run.warmup),
+                std::time::Duration::from_secs_f64(args.run.duration),
             )
             .await?;
             print_etcd_run(&run);
@@ -236,11 +162,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
 /// The `peer` subcommand: run, print, write JSON.
 pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let report = run_peer(&args).await?;
-    print_table(&mut std::io::stdout(), &report)?;
-    if let Some(path) = &args.json {
-        crate::write_json(path, &report)?;
-    }
-    Ok(())
+    args.run.finish(&report, |out| print_table(out, &report))
 }
 
 fn print_etcd_run(run: &EtcdRun) {
@@ -258,17 +180,10 @@ fn print_etcd_run(run: &EtcdRun) {
         run.readback_checked,
         run.readback_failed
     );
-    println!(
-        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-        latency.p50_ms,
-        latency.p90_ms,
-        latency.p99_ms,
-        latency.p999_ms,
-        latency.max_ms,
-        latency.mean_ms
-    );
+    latency.print();
     cluster::print_errors_and_usage(
         &run.errors,
+        None,
         &run.member_usage,
         run.bench_usage.as_ref(),
         run.machine_cpu_percent,

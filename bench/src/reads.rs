@@ -19,42 +19,33 @@
 //! the same reads stay valid while the mix grows the log.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
 use serde::{Deserialize, Serialize};
 use tlog::tile::{Tile, TileKind};
 use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, MemoryTree, TreeSize};
 use tokio::time::Instant;
 
+use crate::appends::AppendLoad;
 use crate::cluster::{self, Cluster, ProcessUsage};
-use crate::progress::{Counters, Phases};
+use crate::net::{Answer, Connection};
+use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
 use crate::stats::{Latencies, LatencySummary, Tally, per_second};
 use crate::verify::ResponseVerifier;
-use crate::workload::Prepared;
 
 /// The `reads` and `mix` subcommands' arguments (also the settings `cairn-bench report`
 /// passes).
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ReadsArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Cluster size to start.
     #[arg(long, default_value_t = 3)]
     pub(crate) nodes: u16,
-    /// Concurrent clients, one run per value (comma-separated); each is one keep-alive
-    /// HTTP/1.1 connection to node i mod n with one request in flight.
-    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
-    pub(crate) clients: Vec<usize>,
-    /// Seconds of measurement per run.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) duration: f64,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 3.0)]
-    pub(crate) warmup: f64,
     /// Entries appended (and verified) before the runs; the reads cover the tree they make.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) prefill: usize,
@@ -69,24 +60,6 @@ pub(crate) struct ReadsArgs {
     /// `appends`). `reads` defaults to 0, `mix` to 10.
     #[arg(long)]
     pub(crate) appends_percent: Option<f64>,
-    /// The cairn-node binary. Default: next to this binary, then PATH.
-    #[arg(long)]
-    pub(crate) node_bin: Option<std::path::PathBuf>,
-    /// Where the started cluster keeps its data. Default: the system temp directory.
-    #[arg(long)]
-    pub(crate) data_dir: Option<std::path::PathBuf>,
-    /// Keep the cluster's data directory after the run.
-    #[arg(long)]
-    pub(crate) keep_data: bool,
-    /// Worker threads of the benchmark's own runtime.
-    #[arg(long, default_value_t = 2)]
-    pub(crate) client_threads: usize,
-    /// Seconds to wait for one answer.
-    #[arg(long, default_value_t = 30.0)]
-    pub(crate) timeout: f64,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
-    pub(crate) json: Option<std::path::PathBuf>,
 }
 
 /// What a read asks for.
@@ -419,172 +392,135 @@ fn tile_level(tile: &Tile) -> u8 {
     }
 }
 
-/// A small fast generator for picking reads (splitmix64); not for anything secret.
+/// A small fast generator for picking reads and leaf indexes (splitmix64), seeded from the OS;
+/// not for anything secret.
 #[derive(Debug)]
-struct Random(u64);
+pub(crate) struct Random(pub(crate) u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn new() -> anyhow::Result<Random> {
+        let mut seed = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
+        Ok(Random(u64::from_le_bytes(seed)))
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-}
 
-/// One keep-alive connection to one node.
-struct Connection {
-    authority: String,
-    sender: Option<SendRequest<Full<Bytes>>>,
-}
-
-impl Connection {
-    fn new(url: &str) -> anyhow::Result<Connection> {
-        Ok(Connection {
-            authority: crate::load::authority(url)?,
-            sender: None,
-        })
-    }
-
-    /// One request; transport failures reset the connection.
-    async fn send(
-        &mut self,
-        post: Option<Bytes>,
-        path: &str,
-        timeout: Duration,
-    ) -> Result<(u16, Bytes), &'static str> {
-        let exchange = async {
-            if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
-                self.sender = Some(
-                    crate::load::connect(&self.authority)
-                        .await
-                        .map_err(|_| "connect")?,
-                );
-            }
-            let sender = self.sender.as_mut().ok_or("connect")?;
-            sender.ready().await.map_err(|_| "transport")?;
-            let builder = match &post {
-                Some(_) => hyper::Request::post(path)
-                    .header(hyper::header::CONTENT_TYPE, "application/json"),
-                None => hyper::Request::get(path),
-            };
-            let request = builder
-                .header(hyper::header::HOST, &self.authority)
-                .body(Full::new(post.clone().unwrap_or_default()))
-                .map_err(|_| "request")?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|_| "transport")?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|_| "transport")?
-                .to_bytes();
-            Ok::<_, &'static str>((status, body))
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(kind)) => {
-                self.sender = None;
-                Err(kind)
-            }
-            Err(_) => {
-                self.sender = None;
-                Err("timeout")
-            }
-        }
+    /// Uniform in `0..bound` (bound > 0); the modulo bias is below 2^-30 for any log size here.
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
     }
 }
 
-/// Appends one pre-signed entry and verifies the answer, retrying 429 and 503 (the log
-/// deduplicates a resubmission).
-async fn append(
-    connection: &mut Connection,
-    verifier: &ResponseVerifier,
-    request: &Prepared,
+/// Verified reads of the reference's tree, with a share of appends for `mix`.
+struct ReadLoad {
+    reference: Arc<Reference>,
+    verifier: Arc<ResponseVerifier>,
+    mix: Vec<(ReadKind, u32)>,
+    urls: Vec<String>,
     timeout: Duration,
-) -> Result<(), String> {
-    for attempt in 1..=5 {
-        match connection
-            .send(Some(request.body.clone()), "/api/v2/log/entries", timeout)
-            .await
-        {
-            Ok((200 | 201, body)) => {
-                return verifier
-                    .verify(&body, &request.leaf_hash)
-                    .map(|_| ())
-                    .map_err(|error| error.kind().to_string());
-            }
-            Ok((status @ (429 | 503), _)) if attempt < 5 => {
-                let _ = status;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok((status, _)) => return Err(format!("http {status}")),
-            Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_millis(50)).await,
-            Err(kind) => return Err(kind.to_string()),
-        }
-    }
-    Err("retries exhausted".into())
+    /// An operation is an append with probability `append_ppm` / 10^6.
+    append_ppm: u64,
+    appends: Option<AppendLoad>,
+    next_append: AtomicUsize,
 }
 
-/// Fills the log with `count` verified appends from 64 concurrent clients.
-async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::Result<()> {
-    if count == 0 {
-        return Ok(());
+enum ReadAnswer {
+    Read(Read, &'static str, Answer),
+    Append((usize, Answer)),
+}
+
+impl Workload for ReadLoad {
+    type Client = (Connection, Random);
+    type Answer = ReadAnswer;
+
+    async fn prepare(&self, id: usize) -> anyhow::Result<(Connection, Random)> {
+        Ok((
+            Connection::new(&self.urls[id % self.urls.len()])?,
+            Random::new()?,
+        ))
     }
-    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    eprintln!("pre-filling the log: signing {count} hashedrekord entries ...");
-    let workload = tokio::task::block_in_place(|| crate::workload::generate(count, threads))?;
-    let requests = Arc::new(workload.requests);
-    let verifier = Arc::new(ResponseVerifier::new(&cluster.verifier_key)?);
-    let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for id in 0..64 {
-        let mut connection = Connection::new(&cluster.urls[id % cluster.urls.len()])?;
-        let (requests, verifier, next, done) = (
-            Arc::clone(&requests),
-            Arc::clone(&verifier),
-            Arc::clone(&next),
-            Arc::clone(&done),
-        );
-        tasks.push(tokio::spawn(async move {
-            while let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
-                append(&mut connection, &verifier, request, timeout)
-                    .await
-                    .map_err(|kind| anyhow::anyhow!("pre-fill append failed: {kind}"))?;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        }));
+
+    async fn issue(
+        &self,
+        (connection, random): &mut (Connection, Random),
+        _: usize,
+        context: &Context<'_>,
+    ) -> Result<ReadAnswer, Failure> {
+        if let Some(appends) = &self.appends
+            && random.next() % 1_000_000 < self.append_ppm
+        {
+            let index = self.next_append.fetch_add(1, Ordering::Relaxed);
+            let answer = appends.submit(connection, index, context).await?;
+            return Ok(ReadAnswer::Append(answer));
+        }
+        let total: u64 = self.mix.iter().map(|(_, w)| u64::from(*w)).sum();
+        let mut point = random.next() % total.max(1);
+        let kind = self
+            .mix
+            .iter()
+            .find(|(_, weight)| {
+                let hit = point < u64::from(*weight);
+                point = point.saturating_sub(u64::from(*weight));
+                hit
+            })
+            .map_or(ReadKind::Checkpoint, |(kind, _)| *kind);
+        let read = self.reference.pick(kind, random.next());
+        let label = match read {
+            Read::Tile(n) if tile_level(&self.reference.tiles[n].0) > 0 => "tile level 1+",
+            Read::Tile(_) => "tile level 0",
+            _ => kind.name(),
+        };
+        let path = self.reference.path(read);
+        let answer = connection.send(&path, None, None, self.timeout).await?;
+        Ok(ReadAnswer::Read(read, label, answer))
     }
-    let reporter = {
-        let done = Arc::clone(&done);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                eprintln!(
-                    "  pre-fill: {} of {count} appended",
-                    done.load(Ordering::Relaxed)
-                );
-            }
-        })
-    };
-    let mut result = Ok(());
-    for task in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => result = Err(error),
-            Err(error) => result = Err(anyhow::anyhow!("a pre-fill task failed: {error}")),
+
+    fn verify(&self, _: &mut (Connection, Random), answer: ReadAnswer) -> Result<Done, String> {
+        match answer {
+            ReadAnswer::Append(answer) => match &self.appends {
+                Some(appends) => appends.check(answer),
+                None => Err("verify: unexpected append".into()),
+            },
+            ReadAnswer::Read(read, label, answer) => self
+                .reference
+                .check(&self.verifier, read, answer.status, &answer.body)
+                .map(|()| Done::read(label))
+                .map_err(|error| error.kind().to_string()),
         }
     }
-    reporter.abort();
-    result?;
+}
+
+/// Fills the log with `count` verified appends from 64 concurrent clients: the phase loop
+/// without warm-up, until the requests run out.
+async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::Result<()> {
+    eprintln!("pre-filling the log: signing {count} hashedrekord entries ...");
+    let signed = crate::appends::presign(count)?;
+    let load = Arc::new(AppendLoad::new(cluster, signed.requests, timeout, 5)?);
+    let started = Instant::now();
+    let phases = Phases {
+        clients: 64,
+        warmup: Duration::ZERO,
+        duration: Duration::from_secs(24 * 3600),
+        rate: None,
+        profile: false,
+        unit: "pre-fill appends",
+    };
+    let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
+    let (appended, _) = measured.total(&[]);
+    if let Some((kind, _)) = measured.errors.iter().next() {
+        bail!("pre-fill appends failed: {kind}");
+    }
+    anyhow::ensure!(
+        appended == count as u64,
+        "pre-fill: {appended} of {count} appended"
+    );
     eprintln!(
         "  pre-filled {count} entries in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -594,16 +530,12 @@ async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::
 
 /// Fetches a verified checkpoint from every node until all are at the same size (followers
 /// apply a moment after the leader), then builds the reference from node 1's bundles.
-async fn reference(
-    cluster: &Cluster,
-    verifier: &ResponseVerifier,
-    timeout: Duration,
-) -> anyhow::Result<Reference> {
+async fn reference(cluster: &Cluster, verifier: &ResponseVerifier) -> anyhow::Result<Reference> {
     let started = Instant::now();
     let (size, root) = loop {
         let mut seen = Vec::new();
         for url in &cluster.urls {
-            let body = crate::load::get(&format!("{url}/api/v2/checkpoint")).await?;
+            let body = crate::net::get(&format!("{url}/api/v2/checkpoint")).await?;
             let text = std::str::from_utf8(&body).context("checkpoint is not UTF-8")?;
             seen.push(
                 verifier
@@ -626,11 +558,7 @@ async fn reference(
     for index in 0..size.div_ceil(width) {
         let count = u16::try_from((size - index * width).min(width))?;
         let path = format!("/api/v2/{}", Tile::entries(index, count).path());
-        match connection.send(None, &path, timeout).await {
-            Ok((200, body)) => bundles.push(body),
-            Ok((status, _)) => bail!("GET {path}: http {status}"),
-            Err(kind) => bail!("GET {path}: {kind}"),
-        }
+        bundles.push(connection.get_ok(&path).await?);
     }
     tokio::task::block_in_place(|| Reference::build(size, root, &bundles))
 }
@@ -672,36 +600,15 @@ pub(crate) struct ReadsRun {
 /// The reads (or mix) report.
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadsReport {
-    pub(crate) environment: crate::Environment,
+    pub(crate) environment: Environment,
     pub(crate) prefill: usize,
     pub(crate) read_mix: String,
     pub(crate) runs: Vec<ReadsRun>,
 }
 
-#[derive(Debug)]
-struct ClientStats {
-    reads: BTreeMap<&'static str, (u64, Latencies)>,
-    appends: (u64, Latencies),
-    errors: Tally,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain counters: a panic elsewhere cannot leave them inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Starts a cluster, pre-fills it, and runs once per client count.
-pub(crate) async fn run_reads(args: &ReadsArgs) -> anyhow::Result<ReadsReport> {
-    anyhow::ensure!(
-        args.duration > 0.0 && args.warmup >= 0.0 && args.timeout > 0.0,
-        "--duration and --timeout must be positive, --warmup not negative"
-    );
-    anyhow::ensure!(
-        !args.clients.is_empty() && !args.clients.contains(&0),
-        "--clients must be at least 1"
-    );
+/// The `reads` and `mix` subcommands: start a cluster, pre-fill it, run once per client count.
+pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
+    args.run.check()?;
     anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
     anyhow::ensure!(
         (1..=100_000_000).contains(&args.prefill),
@@ -713,31 +620,17 @@ pub(crate) async fn run_reads(args: &ReadsArgs) -> anyhow::Result<ReadsReport> {
         "--appends-percent must be 0 to 100"
     );
     let mix = parse_read_mix(&args.read_mix)?;
-    let node_bin = match &args.node_bin {
-        Some(path) => path.clone(),
-        None => cluster::find_node_binary()?,
-    };
-    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let environment = crate::environment();
-    eprintln!(
-        "machine: {} ({} cores, {:.1} GiB), commit {}",
-        environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
-    );
-    eprintln!("starting a {}-node cluster", args.nodes);
-    let mut cluster =
-        tokio::task::block_in_place(|| Cluster::start(&node_bin, args.nodes, &parent))?;
-    if args.keep_data {
-        cluster.keep_data();
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
+    let environment = Environment::read();
+    let cluster = args.run.start_cluster(args.nodes, &[])?;
+    let timeout = args.run.timeout();
     let result = async {
         prefill(&cluster, args.prefill, timeout).await?;
         let verifier = Arc::new(ResponseVerifier::new(&cluster.verifier_key)?);
-        let reference = Arc::new(reference(&cluster, &verifier, timeout).await?);
+        let reference = Arc::new(reference(&cluster, &verifier).await?);
         let mut runs = Vec::new();
-        for &clients in &args.clients {
+        for &clients in &args.run.clients {
             let run = run_once(
-                args,
+                &args,
                 &cluster,
                 &reference,
                 &verifier,
@@ -754,12 +647,13 @@ pub(crate) async fn run_reads(args: &ReadsArgs) -> anyhow::Result<ReadsReport> {
     .await;
     eprintln!("stopping the cluster");
     tokio::task::block_in_place(|| drop(cluster));
-    Ok(ReadsReport {
+    let report = ReadsReport {
         environment,
         prefill: args.prefill,
         read_mix: args.read_mix.clone(),
         runs: result?,
-    })
+    };
+    args.run.finish(&report, |out| print_table(out, &report))
 }
 
 /// Closed-loop appends/s this machine can reach with room to spare: a mix run pre-signs enough
@@ -775,217 +669,81 @@ async fn run_once(
     appends_percent: f64,
     clients: usize,
 ) -> anyhow::Result<ReadsRun> {
-    let (warmup, duration) = (
-        Duration::from_secs_f64(args.warmup),
-        Duration::from_secs_f64(args.duration),
-    );
-    let requests = if appends_percent > 0.0 {
+    let appends = if appends_percent > 0.0 {
         // A count of requests: `as` saturates for absurd durations instead of wrapping.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let count = (MIX_PRESIGN_RATE * (args.warmup + args.duration) * appends_percent / 100.0)
+        let count = (MIX_PRESIGN_RATE * (args.run.warmup + args.run.duration) * appends_percent
+            / 100.0)
             .ceil() as usize
             + clients;
         eprintln!("{clients} clients: pre-signing {count} appends for the mix ...");
-        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        tokio::task::block_in_place(|| crate::workload::generate(count, threads))?.requests
+        let signed = crate::appends::presign(count)?;
+        Some(AppendLoad::new(
+            cluster,
+            signed.requests,
+            args.run.timeout(),
+            5,
+        )?)
     } else {
-        Vec::new()
+        None
     };
-    let requests = Arc::new(requests);
-    let next_request = Arc::new(AtomicUsize::new(0));
-    let exhausted = Arc::new(AtomicBool::new(false));
-    let total_weight: u64 = mix.iter().map(|(_, w)| u64::from(*w)).sum();
-    let mix: Arc<Vec<(ReadKind, u32)>> = Arc::new(mix.to_vec());
     // Appends are chosen with probability appends_percent/100, in parts per million.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let append_ppm = (appends_percent * 10_000.0).round() as u64;
-    let counters = Arc::new(Counters::default());
-    let phases = Phases::from_now(warmup, duration);
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let mut tasks = Vec::new();
-    let mut all_stats = Vec::new();
-    let mut seed = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-    for id in 0..clients {
-        let stats = Arc::new(Mutex::new(ClientStats {
-            reads: BTreeMap::new(),
-            appends: (0, Latencies::new()),
-            errors: Tally::default(),
-        }));
-        all_stats.push(Arc::clone(&stats));
-        let mut connection = Connection::new(&cluster.urls[id % cluster.urls.len()])?;
-        let mut random = Random(u64::from_be_bytes(seed) ^ (id as u64).wrapping_mul(0x2545_f491));
-        let (reference, verifier, mix, requests, next_request, exhausted, counters) = (
-            Arc::clone(reference),
-            Arc::clone(verifier),
-            Arc::clone(&mix),
-            Arc::clone(&requests),
-            Arc::clone(&next_request),
-            Arc::clone(&exhausted),
-            Arc::clone(&counters),
-        );
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep_until(phases.start).await;
-            while Instant::now() < phases.end {
-                let append_this = append_ppm > 0 && random.next() % 1_000_000 < append_ppm;
-                let started = Instant::now();
-                counters.in_flight.fetch_add(1, Ordering::Relaxed);
-                let (label, outcome) = if append_this {
-                    let Some(request) = requests.get(next_request.fetch_add(1, Ordering::Relaxed))
-                    else {
-                        exhausted.store(true, Ordering::Relaxed);
-                        counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        return;
-                    };
-                    (
-                        None,
-                        append(&mut connection, &verifier, request, timeout).await,
-                    )
-                } else {
-                    let mut point = random.next() % total_weight;
-                    let kind = mix
-                        .iter()
-                        .find(|(_, weight)| {
-                            let hit = point < u64::from(*weight);
-                            point = point.saturating_sub(u64::from(*weight));
-                            hit
-                        })
-                        .map_or(ReadKind::Checkpoint, |(kind, _)| *kind);
-                    let read = reference.pick(kind, random.next());
-                    let label = match read {
-                        Read::Tile(n) if tile_level(&reference.tiles[n].0) > 0 => "tile level 1+",
-                        Read::Tile(_) => "tile level 0",
-                        _ => kind.name(),
-                    };
-                    let outcome = match connection.send(None, &reference.path(read), timeout).await
-                    {
-                        Ok((status, body)) => reference
-                            .check(&verifier, read, status, &body)
-                            .map_err(|error| error.kind().to_string()),
-                        Err(kind) => Err(kind.to_string()),
-                    };
-                    (Some(label), outcome)
-                };
-                counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                let finished = Instant::now();
-                let counted = phases.in_window(finished);
-                let failed = {
-                    let mut stats = lock(&stats);
-                    match outcome {
-                        Ok(()) => {
-                            counters.done(label.is_none());
-                            if counted {
-                                let slot = match label {
-                                    Some(label) => stats
-                                        .reads
-                                        .entry(label)
-                                        .or_insert_with(|| (0, Latencies::new())),
-                                    None => &mut stats.appends,
-                                };
-                                slot.0 += 1;
-                                slot.1.record(finished - started);
-                            }
-                            false
-                        }
-                        Err(kind) => {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
-                            if counted {
-                                stats.errors.add(&kind);
-                            }
-                            true
-                        }
-                    }
-                };
-                if failed {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }));
-    }
-    let progress = tokio::spawn(crate::progress::progress(
-        Arc::clone(&counters),
-        phases,
-        "ops",
-    ));
-    tokio::time::sleep_until(phases.window_start).await;
-    let before = crate::etcd::sample(&cluster.pids);
-    let window_started = Instant::now();
-    tokio::time::sleep_until(phases.end).await;
-    let after = crate::etcd::sample(&cluster.pids);
-    let window = window_started.elapsed();
-    for task in &tasks {
-        task.abort();
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    let timeline = progress.await.unwrap_or_default();
-    let (mut reads, mut appends) = (Latencies::new(), Latencies::new());
-    let mut appends_ok = 0;
-    let mut by_kind: BTreeMap<String, (u64, Latencies)> = BTreeMap::new();
-    let mut errors = Tally::default();
-    for stats in &all_stats {
-        let stats = lock(stats);
-        for (label, (count, latencies)) in &stats.reads {
-            reads.merge(latencies);
-            let slot = by_kind
-                .entry((*label).to_string())
-                .or_insert_with(|| (0, Latencies::new()));
-            slot.0 += count;
-            slot.1.merge(latencies);
-        }
-        appends_ok += stats.appends.0;
-        appends.merge(&stats.appends.1);
-        errors.merge(&stats.errors);
-    }
-    let reads_ok: u64 = by_kind.values().map(|(count, _)| count).sum();
-    let usage = crate::etcd::usage(&before, &after, window, "node ");
-    let exhausted = exhausted.load(Ordering::Relaxed);
-    if exhausted {
+    let load = Arc::new(ReadLoad {
+        reference: Arc::clone(reference),
+        verifier: Arc::clone(verifier),
+        mix: mix.to_vec(),
+        urls: cluster.urls.clone(),
+        timeout: args.run.timeout(),
+        append_ppm,
+        appends,
+        next_append: AtomicUsize::new(0),
+    });
+    let measured = run::measure(&load, &args.run.phases(clients), Target::cluster(cluster)).await?;
+    let window = measured.window;
+    if measured.exhausted {
         eprintln!("warning: the mix used all its pre-signed appends before the window ended");
     }
+    let (reads_ok, reads) = measured.total(&["appends"]);
+    let (appends_ok, appends) = measured.kinds.get("appends").map_or_else(
+        || (0, Latencies::new()),
+        |(count, latencies)| (*count, latencies.clone()),
+    );
     Ok(ReadsRun {
         nodes: cluster.urls.len(),
         clients,
         appends_percent,
         tree_size: reference.size(),
-        warmup_s: args.warmup,
+        warmup_s: args.run.warmup,
         measured_s: window.as_secs_f64(),
         reads_per_second: per_second(reads_ok, window),
         reads_latency: reads.summary(),
         appends_per_second: per_second(appends_ok, window),
         appends_latency: appends.summary(),
-        by_kind: by_kind
-            .into_iter()
+        by_kind: measured
+            .kinds
+            .iter()
+            .filter(|(label, _)| **label != "appends")
             .map(|(label, (count, latencies))| {
                 (
-                    label,
+                    (*label).to_string(),
                     KindResult {
-                        verified: count,
-                        per_second: per_second(count, window),
+                        verified: *count,
+                        per_second: per_second(*count, window),
                         latency: latencies.summary(),
                     },
                 )
             })
             .collect(),
-        errors,
-        presigned_exhausted: exhausted,
-        node_usage: usage.processes,
-        bench_usage: usage.bench,
-        machine_cpu_percent: usage.machine,
-        other_cpu_percent: usage.other,
-        timeline,
+        errors: measured.errors,
+        presigned_exhausted: measured.exhausted,
+        node_usage: measured.usage.processes,
+        bench_usage: measured.usage.bench,
+        machine_cpu_percent: measured.usage.machine,
+        other_cpu_percent: measured.usage.other,
+        timeline: measured.timeline,
     })
-}
-
-/// The `reads` and `mix` subcommands: run, print, write JSON.
-pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
-    let report = run_reads(&args).await?;
-    print_table(&mut std::io::stdout(), &report)?;
-    if let Some(path) = &args.json {
-        crate::write_json(path, &report)?;
-    }
-    Ok(())
 }
 
 fn print_run(run: &ReadsRun) {
@@ -1008,6 +766,7 @@ fn print_run(run: &ReadsRun) {
     }
     cluster::print_errors_and_usage(
         &run.errors,
+        None,
         &run.node_usage,
         run.bench_usage.as_ref(),
         run.machine_cpu_percent,

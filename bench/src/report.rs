@@ -103,7 +103,7 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
     }
     let targets = targets(&parts);
     let report = json!({
-        "environment": crate::environment(),
+        "environment": crate::run::Environment::read(),
         "quick": args.quick,
         "seconds_per_part": timings,
         "targets": targets,
@@ -739,7 +739,7 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
         environment["cores"],
         f(&environment["memory_gib"])
     );
-    let _ = writeln!(page, "- fsync: {}", crate::FSYNC);
+    let _ = writeln!(page, "- fsync: {}", crate::appends::FSYNC);
     if let Some(run) = runs(parts, "appends").first() {
         let _ = writeln!(
             page,

@@ -14,21 +14,24 @@
 //! with `cairn-node dev` and measured.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
 use clap::Parser as _;
-use http_body_util::{BodyExt as _, Full};
 use serde::Serialize;
 use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, TreeSize};
 
-use crate::cluster::{self, Cluster};
+use crate::appends::{AppendsArgs, RunResult};
+use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
+use crate::net::Connection;
+use crate::reads::Random;
+use crate::run::{Environment, RunArgs};
 use crate::stats::{Latencies, LatencySummary};
-use crate::{AppendsArgs, Environment, RunResult};
+use crate::verify::ResponseVerifier;
 
 /// The most sizes one run measures.
 const SIZES_MAX: usize = 16;
@@ -45,22 +48,22 @@ const SIZE_MAX: u64 = 1_000_000_000;
     10^6 entries on 3 nodes, about 26 GB at 10^7.\n\
     Time: about 2 minutes for 10^5 and 10^6 on 2 cores; with 10^7, about 12 minutes\n\
     (docs/benchmarks/scale.md).")]
+#[command(mut_arg("clients", |arg| arg.default_value("64")
+    .help("Concurrent clients of the append run at each size (one value)")))]
+#[command(mut_arg("duration", |arg| arg.default_value("5")
+    .help("Seconds of measured appends at each size")))]
+#[command(mut_arg("warmup", |arg| arg.default_value("2")
+    .help("Seconds of appends before measuring")))]
 pub(crate) struct ScaleArgs {
+    /// The append run's settings, and where the cluster lives.
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Log sizes to measure at, ascending (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     pub(crate) sizes: Vec<u64>,
     /// Nodes in the cluster.
     #[arg(long, default_value_t = 3)]
     pub(crate) nodes: u16,
-    /// Concurrent clients of the append run at each size.
-    #[arg(long, default_value_t = 64)]
-    pub(crate) clients: usize,
-    /// Seconds of measured appends at each size.
-    #[arg(long, default_value_t = 5.0)]
-    pub(crate) duration: f64,
-    /// Seconds of appends before measuring.
-    #[arg(long, default_value_t = 2.0)]
-    pub(crate) warmup: f64,
     /// Inclusion proofs to ask for at each size (random leaf indexes), and as many consistency
     /// proofs (random earlier signed sizes to the current one).
     #[arg(long, default_value_t = 2000)]
@@ -81,21 +84,6 @@ pub(crate) struct ScaleArgs {
     /// Batches in flight while filling.
     #[arg(long, default_value_t = 4)]
     pub(crate) fill_in_flight: usize,
-    /// The cairn-node binary. Default: next to this binary, then PATH.
-    #[arg(long)]
-    pub(crate) node_bin: Option<PathBuf>,
-    /// Where the cluster keeps its data. Default: the system temp directory.
-    #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Keep the cluster's data directory afterwards.
-    #[arg(long)]
-    pub(crate) keep_data: bool,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
-    pub(crate) json: Option<PathBuf>,
-    /// Write a Markdown table of the results to this file.
-    #[arg(long)]
-    pub(crate) markdown: Option<PathBuf>,
 }
 
 impl ScaleArgs {
@@ -231,15 +219,7 @@ const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in 
 /// `cairn-bench scale`: measure, print, write the files asked for.
 pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
     let report = run_scale(&args).await?;
-    let mut stdout = std::io::stdout();
-    print_table(&mut stdout, &report)?;
-    if let Some(path) = &args.json {
-        crate::write_json(path, &report)?;
-    }
-    if let Some(path) = &args.markdown {
-        crate::write_table(path, |out| print_table(out, &report))?;
-    }
-    Ok(())
+    args.run.finish(&report, |out| print_table(out, &report))
 }
 
 /// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
@@ -262,31 +242,25 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         "--nodes must be 1 to 9 (cairn-node dev)"
     );
     ensure!(
-        args.clients >= 1 && args.proof_clients >= 1 && args.proofs >= 1,
-        "--clients, --proof-clients and --proofs must be at least 1"
+        args.run.clients.len() == 1 && args.proof_clients >= 1 && args.proofs >= 1,
+        "--clients takes one value; --proof-clients and --proofs must be at least 1"
     );
     ensure!(
-        args.duration > 0.0 && args.warmup >= 0.0 && args.catch_up_timeout > 0.0,
-        "--duration and --catch-up-timeout must be positive, --warmup not negative"
+        args.catch_up_timeout > 0.0,
+        "--catch-up-timeout must be positive"
     );
+    args.run.check()?;
     let started = Instant::now();
-    let environment = crate::environment();
-    eprintln!(
-        "machine: {} ({} cores, {:.1} GiB), commit {}",
-        environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
-    );
-    let node_bin = match &args.node_bin {
-        Some(path) => path.clone(),
-        None => cluster::find_node_binary()?,
-    };
-    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let dir = parent.join(format!("cairn-bench-scale-{}", std::process::id()));
+    let environment = Environment::read();
+    let node_bin = args.run.node_bin()?;
+    let dir = args
+        .run
+        .parent()
+        .join(format!("cairn-bench-scale-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let guard = DirGuard {
-        dir: dir.clone(),
-        keep: args.keep_data,
-    };
+    let mut guard = Started::new(dir.clone(), Duration::ZERO);
+    guard.keep = args.run.keep_data;
     let base_port = cluster::free_port_range(args.nodes)?;
     eprintln!(
         "scale: {}-node cluster in {} (base port {base_port}), sizes {:?}",
@@ -361,36 +335,19 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         settings: ScaleSettings {
             nodes: args.nodes,
             sizes: args.sizes.clone(),
-            append_clients: args.clients,
-            append_warmup_s: args.warmup,
-            append_duration_s: args.duration,
+            append_clients: args.run.clients[0],
+            append_warmup_s: args.run.warmup,
+            append_duration_s: args.run.duration,
             proofs: args.proofs,
             proof_clients: args.proof_clients,
             fill_batch_leaves: args.fill_batch,
             fill_in_flight: args.fill_in_flight,
-            fsync: crate::FSYNC,
+            fsync: crate::appends::FSYNC,
             fill_method: FILL_METHOD,
         },
         points,
         total_seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Removes the cluster directory on drop unless asked to keep it.
-#[derive(Debug)]
-struct DirGuard {
-    dir: PathBuf,
-    keep: bool,
-}
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("cluster data kept in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// Runs `cairn-bench fill` on the stopped cluster in a child process (so every database it
@@ -488,15 +445,16 @@ async fn measure(
     trusted: &mut Vec<(u64, Hash)>,
     next_id: &mut u64,
 ) -> anyhow::Result<Measured> {
-    let verifiers = verifiers(&cluster.verifier_key)?;
+    let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
     for text in &fill.checkpoints {
-        let signed = tlog::checkpoint::open(text.as_bytes(), &verifiers)
+        let checkpoint = verifier
+            .checkpoint(text)
             .map_err(|error| anyhow::anyhow!("a fill checkpoint: {error}"))?;
-        trusted.push((signed.checkpoint.size.0, signed.checkpoint.root));
+        trusted.push(checkpoint);
     }
     trusted.sort_by_key(|(size, _)| *size);
     trusted.dedup_by_key(|(size, _)| *size);
-    let proofs = proofs(args, cluster, &verifiers, trusted).await?;
+    let proofs = proofs(args, cluster, &verifier, trusted).await?;
     eprintln!(
         "   proofs at {}: inclusion p50 {:.2} ms p99 {:.2} ms; consistency p50 {:.2} ms p99 {:.2} ms; entry reads p50 {:.2} ms",
         proofs.tree_size,
@@ -522,128 +480,32 @@ async fn measure(
         Some(result)
     };
     let appends = appends(args, cluster).await?;
-    crate::print_run(&appends);
-    let client = node::network::http_client();
-    let (after, _, _) = checkpoint(&client, &cluster.urls[0], &verifiers).await?;
+    crate::appends::print_run(&appends);
+    let (after, _, _) = checkpoint(&cluster.urls[0], &verifier).await?;
     Ok((proofs, catch_up, appends, after))
-}
-
-fn verifiers(vkey: &str) -> anyhow::Result<tlog::keys::Verifiers> {
-    let verifier = tlog::keys::Verifier::parse(vkey.trim())
-        .map_err(|error| anyhow::anyhow!("verifier key {vkey:?}: {error}"))?;
-    let mut verifiers = tlog::keys::Verifiers::new();
-    verifiers
-        .push(verifier)
-        .map_err(|error| anyhow::anyhow!("verifier key: {error}"))?;
-    Ok(verifiers)
 }
 
 /// The closed-loop append run of `appends`, with this run's settings.
 async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<RunResult> {
-    #[derive(clap::Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        appends: AppendsArgs,
-    }
+    let mut appends = AppendsArgs::with(args.run.clone());
     // Enough pre-signed requests for 12,000 appends/s, over twice what 3 nodes reach here; a
-    // count far below u64::MAX for any sensible duration (`as` saturates).
+    // count far below usize::MAX for any sensible duration (`as` saturates).
     #[allow(clippy::cast_possible_truncation)]
-    let presign = (12_000.0 * (args.warmup + args.duration)).ceil() as u64 + 1000;
-    let wrapper = Wrapper::try_parse_from([
-        "appends".to_string(),
-        format!("--duration={}", args.duration),
-        format!("--warmup={}", args.warmup),
-        format!("--presign={presign}"),
-    ])
-    .context("the append run's settings")?;
-    crate::run_once(&wrapper.appends, cluster, args.clients).await
-}
-
-/// A tiny deterministic generator for indexes (splitmix64), seeded from the OS.
-#[derive(Debug)]
-struct Random(u64);
-
-impl Random {
-    fn new() -> anyhow::Result<Random> {
-        let mut seed = [0u8; 8];
-        aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-        Ok(Random(u64::from_le_bytes(seed)))
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..bound` (bound > 0); the modulo bias is below 2^-30 for any log size here.
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
-type Client = node::network::HttpClient;
-
-/// GET with a bound on the whole exchange; the body on 200, an error otherwise.
-async fn get(client: &Client, url: &str) -> anyhow::Result<Bytes> {
-    let request = hyper::Request::get(url).body(Full::new(Bytes::new()))?;
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .with_context(|| format!("GET {url}: timeout"))?
-        .with_context(|| format!("GET {url}"))?;
-    ensure!(
-        status.is_success(),
-        "GET {url}: {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    Ok(body)
+    let presign = (12_000.0 * (args.run.warmup + args.run.duration)).ceil() as usize + 1000;
+    appends.presign = Some(presign);
+    crate::appends::run_once(&appends, cluster, args.run.clients[0]).await
 }
 
 /// Sends an admin request (bearer token) and returns the answer's JSON.
 async fn admin(
-    client: &Client,
-    method: hyper::Method,
     url: &str,
     token: &str,
     body: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut request = hyper::Request::builder()
-        .method(method.clone())
-        .uri(url)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-    let body = match body {
-        Some(body) => {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-            Bytes::from(serde_json::to_vec(body)?)
-        }
-        None => Bytes::new(),
-    };
-    let request = request.body(Full::new(body))?;
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let (status, body) = tokio::time::timeout(timeout, exchange)
-        .await
-        .with_context(|| format!("{method} {url}: timeout"))?
-        .with_context(|| format!("{method} {url}"))?;
-    ensure!(
-        status.is_success(),
-        "{method} {url}: {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    Ok(serde_json::from_slice(&body)?)
+    let body = body.map(serde_json::to_vec).transpose()?.map(Bytes::from);
+    let answer = crate::net::request(url, body, Some(token), timeout).await?;
+    Ok(serde_json::from_slice(&answer)?)
 }
 
 #[derive(serde::Deserialize)]
@@ -661,19 +523,13 @@ fn hashes(body: &[u8]) -> anyhow::Result<Vec<Hash>> {
 }
 
 /// Fetches the latest checkpoint from `url` and verifies it: (size, root, text).
-async fn checkpoint(
-    client: &Client,
-    url: &str,
-    verifiers: &tlog::keys::Verifiers,
-) -> anyhow::Result<(u64, Hash, String)> {
-    let body = get(client, &format!("{url}/api/v2/checkpoint")).await?;
-    let signed = tlog::checkpoint::open(&body, verifiers)
+async fn checkpoint(url: &str, verifier: &ResponseVerifier) -> anyhow::Result<(u64, Hash, String)> {
+    let body = crate::net::get(&format!("{url}/api/v2/checkpoint")).await?;
+    let text = String::from_utf8(body.to_vec())?;
+    let (size, root) = verifier
+        .checkpoint(&text)
         .map_err(|error| anyhow::anyhow!("checkpoint from {url}: {error}"))?;
-    Ok((
-        signed.checkpoint.size.0,
-        signed.checkpoint.root,
-        String::from_utf8(body.to_vec())?,
-    ))
+    Ok((size, root, text))
 }
 
 /// Inclusion proofs for random leaves and consistency proofs from random earlier signed sizes,
@@ -681,11 +537,10 @@ async fn checkpoint(
 async fn proofs(
     args: &ScaleArgs,
     cluster: &Cluster,
-    verifiers: &tlog::keys::Verifiers,
+    verifier: &ResponseVerifier,
     trusted: &[(u64, Hash)],
 ) -> anyhow::Result<ProofStats> {
-    let client = node::network::http_client();
-    let (size, root, _) = checkpoint(&client, &cluster.urls[0], verifiers).await?;
+    let (size, root, _) = checkpoint(&cluster.urls[0], verifier).await?;
     let older: Arc<Vec<(u64, Hash)>> = Arc::new(
         trusted
             .iter()
@@ -703,8 +558,8 @@ async fn proofs(
     for task in 0..args.proof_clients {
         let share =
             args.proofs / args.proof_clients + usize::from(task < args.proofs % args.proof_clients);
-        let url = cluster.urls[task % cluster.urls.len()].clone();
-        let (client, older) = (node::network::http_client(), Arc::clone(&older));
+        let mut connection = Connection::new(&cluster.urls[task % cluster.urls.len()])?;
+        let older = Arc::clone(&older);
         tasks.spawn(async move {
             let mut random = Random::new()?;
             let (mut reads, mut inclusion, mut consistency) =
@@ -712,14 +567,16 @@ async fn proofs(
             for _ in 0..share {
                 let index = random.below(size);
                 let at = Instant::now();
-                let leaf = get(&client, &format!("{url}/api/v2/entries/{index}")).await?;
+                let leaf = connection
+                    .get_ok(&format!("/api/v2/entries/{index}"))
+                    .await?;
                 reads.record(at.elapsed());
                 let at = Instant::now();
-                let body = get(
-                    &client,
-                    &format!("{url}/api/v2/proof/inclusion?index={index}&tree_size={size}"),
-                )
-                .await?;
+                let body = connection
+                    .get_ok(&format!(
+                        "/api/v2/proof/inclusion?index={index}&tree_size={size}"
+                    ))
+                    .await?;
                 InclusionProof {
                     leaf_index: LeafIndex(index),
                     tree_size: TreeSize(size),
@@ -736,11 +593,9 @@ async fn proofs(
                 }
                 let (old, old_root) = older[usize::try_from(random.below(older.len() as u64))?];
                 let at = Instant::now();
-                let body = get(
-                    &client,
-                    &format!("{url}/api/v2/proof/consistency?old={old}&new={size}"),
-                )
-                .await?;
+                let body = connection
+                    .get_ok(&format!("/api/v2/proof/consistency?old={old}&new={size}"))
+                    .await?;
                 ConsistencyProof {
                     old_size: TreeSize(old),
                     new_size: TreeSize(size),
@@ -783,21 +638,6 @@ struct ClusterJson {
 #[derive(serde::Deserialize)]
 struct ClusterJsonNode {
     config: PathBuf,
-}
-
-/// A node process started for catch-up; stopped (SIGTERM, then kill) and its directory
-/// removed on drop.
-#[derive(Debug)]
-struct NewNode {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for NewNode {
-    fn drop(&mut self) {
-        crate::cluster::stop_processes(vec![&mut self.child], Duration::from_secs(15));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -854,20 +694,17 @@ async fn catch_up(
         .stderr(log)
         .spawn()
         .with_context(|| format!("starting {}", node_bin.display()))?;
-    let mut new_node = NewNode {
-        child,
-        dir: node_dir.clone(),
-    };
-    let client = node::network::http_client();
+    let mut new_node = Started::new(node_dir.clone(), Duration::from_secs(15));
+    new_node.children.push(child);
     let started = Instant::now();
     loop {
-        if let Some(status) = new_node.child.try_wait()? {
+        if let Some(status) = new_node.children[0].try_wait()? {
             bail!(
                 "the new node exited ({status}); see {}",
                 node_dir.join("node.log").display()
             );
         }
-        if get(&client, &format!("{}/healthz", file.api_url))
+        if crate::net::get(&format!("{}/healthz", file.api_url))
             .await
             .is_ok()
         {
@@ -882,8 +719,6 @@ async fn catch_up(
     }
     let token = json.admin_token.as_str();
     let status = admin(
-        &client,
-        hyper::Method::GET,
         &format!("{}/admin/status", cluster.urls[0]),
         token,
         None,
@@ -903,34 +738,22 @@ async fn catch_up(
         .iter()
         .filter_map(serde_json::Value::as_u64)
         .collect();
-    let verifiers = verifiers(&cluster.verifier_key)?;
-    let (size, _, latest) = checkpoint(&client, &leader_url, &verifiers).await?;
+    let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
+    let (size, _, latest) = checkpoint(&leader_url, &verifier).await?;
 
     let timeout = Duration::from_secs_f64(args.catch_up_timeout);
     let started = Instant::now();
     // The leader answers once it considers the learner caught up; the clock stops when the
     // learner itself serves the latest checkpoint, whichever comes later.
     let mut add = {
-        let (client, url, token) = (
-            client.clone(),
-            format!("{leader_url}/admin/learners"),
-            token.to_string(),
-        );
+        let (url, token) = (format!("{leader_url}/admin/learners"), token.to_string());
         let body = serde_json::json!({
             "id": id,
             "api_url": file.api_url,
             "cluster_url": file.cluster_url,
         });
         Some(tokio::spawn(async move {
-            admin(
-                &client,
-                hyper::Method::POST,
-                &url,
-                &token,
-                Some(&body),
-                timeout,
-            )
-            .await
+            admin(&url, &token, Some(&body), timeout).await
         }))
     };
     // Progress: the learner's state database grows towards a voter's (the same size once
@@ -947,13 +770,13 @@ async fn catch_up(
     };
     let mut last_report = Instant::now();
     loop {
-        if let Some(status) = new_node.child.try_wait()? {
+        if let Some(status) = new_node.children[0].try_wait()? {
             bail!(
                 "the new node exited during catch-up ({status}); see {}",
                 node_dir.join("node.log").display()
             );
         }
-        if let Ok(body) = get(&client, &format!("{}/api/v2/checkpoint", file.api_url)).await
+        if let Ok(body) = crate::net::get(&format!("{}/api/v2/checkpoint", file.api_url)).await
             && body == latest.as_bytes()
         {
             break;
@@ -1005,8 +828,6 @@ async fn catch_up(
     let mut with_new = voters.clone();
     with_new.push(id);
     admin(
-        &client,
-        hyper::Method::POST,
         &format!("{leader_url}/admin/membership"),
         token,
         Some(&serde_json::json!({ "voters": with_new })),
@@ -1018,8 +839,6 @@ async fn catch_up(
     let usage = data_dir_usage(&file.data_dir)?;
     // Back to the measured cluster: the next size starts from the same voters.
     admin(
-        &client,
-        hyper::Method::POST,
         &format!("{leader_url}/admin/membership"),
         token,
         Some(&serde_json::json!({ "voters": voters, "retain": false })),

@@ -1,23 +1,25 @@
-//! Verifies each append response as a client must before it may count it as a success.
+//! Verifies each append answer as a client must before it may count it as a success, with the
+//! `client` library's checks.
 //!
 //! A Rekor v2 `TransparencyLogEntry` is only worth something if (1) its canonical body is the
 //! entry we submitted, (2) its checkpoint is signed by the log key we trust, for the origin we
-//! expect, and (3) the inclusion proof leads from that body's leaf hash to the checkpoint's
-//! root. A benchmark that counted unverified 201s would measure a server that could be lying.
+//! expect (and, with witnessing, cosigned by the policy's quorum), and (3) the inclusion proof
+//! leads from that body's leaf hash to the checkpoint's root. A benchmark that counted
+//! unverified 201s would measure a server that could be lying.
 //!
-//! Many entries share one checkpoint (one per committed batch), so a checkpoint's signature is
-//! verified once and remembered by its exact text: a tampered checkpoint is different text, so
-//! it misses the cache and fails verification.
+//! Many entries share one checkpoint (one per committed batch), so a checkpoint's signatures
+//! are verified once and remembered by its exact text: a tampered checkpoint is different text,
+//! so it misses the cache and fails verification.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use serde::Deserialize;
-use tlog::keys::Verifiers;
-use tlog::{Hash, InclusionProof, LeafIndex, TreeSize};
+use client::bundle::TlogEntry;
+use client::log_entry::{self, LogEntryError};
+use client::time::{TimeRange, UnixMillis};
+use client::trust_root::TransparencyLog;
+use tlog::Hash;
 
 /// How many verified checkpoints to remember. Checkpoints only grow, so old ones are rarely
 /// seen again; clearing the whole cache when full is simpler than LRU and costs one re-verify
@@ -28,29 +30,17 @@ const CACHE_ENTRIES_MAX: usize = 16_384;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum VerifyError {
     #[error("response is not a TransparencyLogEntry: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("{field} is not valid: {message}")]
-    Field {
-        field: &'static str,
-        message: String,
-    },
+    Malformed(#[from] client::BundleError),
     #[error("canonicalizedBody is not the entry that was submitted")]
     WrongBody,
     #[error("logId.keyId is not the artifact log's key id")]
     WrongLogId,
-    #[error("checkpoint: {0}")]
-    Checkpoint(#[from] tlog::checkpoint::CheckpointError),
     #[error("checkpoint origin {0:?} is not the artifact log's")]
     WrongOrigin(String),
-    #[error("inclusionProof.{field} ({got}) disagrees with {with} ({want})")]
-    Mismatch {
-        field: &'static str,
-        with: &'static str,
-        got: String,
-        want: String,
-    },
-    #[error("inclusion proof: {0}")]
-    Proof(#[from] tlog::ProofError),
+    #[error("inclusionProof.{field} disagrees with the checkpoint's")]
+    Mismatch { field: &'static str },
+    #[error("{0}")]
+    Entry(#[from] LogEntryError),
     #[error("checkpoint does not meet the witness policy: {0}")]
     Witnessing(tlog::policy::PolicyError),
 }
@@ -59,45 +49,17 @@ impl VerifyError {
     /// A short stable class name for reports (`verify: proof`).
     pub(crate) fn kind(&self) -> &'static str {
         match self {
-            VerifyError::Json(_) | VerifyError::Field { .. } => "verify: malformed",
+            VerifyError::Malformed(_) => "verify: malformed",
             VerifyError::WrongBody => "verify: wrong body",
             VerifyError::WrongLogId => "verify: wrong log id",
-            VerifyError::Checkpoint(_) | VerifyError::WrongOrigin(_) => "verify: checkpoint",
+            VerifyError::WrongOrigin(_) | VerifyError::Entry(LogEntryError::Checkpoint(_)) => {
+                "verify: checkpoint"
+            }
             VerifyError::Mismatch { .. } => "verify: mismatch",
-            VerifyError::Proof(_) => "verify: proof",
+            VerifyError::Entry(_) => "verify: proof",
             VerifyError::Witnessing(_) => "verify: witness quorum",
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EntryJson {
-    log_index: String,
-    log_id: LogIdJson,
-    inclusion_proof: ProofJson,
-    canonicalized_body: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogIdJson {
-    key_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ProofJson {
-    log_index: String,
-    root_hash: String,
-    tree_size: String,
-    hashes: Vec<String>,
-    checkpoint: CheckpointJson,
-}
-
-#[derive(Deserialize)]
-struct CheckpointJson {
-    envelope: String,
 }
 
 /// A verified append: where the entry is and the size of the checkpoint that covers it.
@@ -110,12 +72,10 @@ pub(crate) struct Verified {
 /// Verifies responses against one log's key; shared by every client task.
 #[derive(Debug)]
 pub(crate) struct ResponseVerifier {
-    verifiers: Verifiers,
+    /// The log as a trusted root would list it: its Ed25519 key and its log id.
+    log: TransparencyLog,
     origin: String,
-    /// SHA-256(origin ‖ 0x0A ‖ 0x01 ‖ Ed25519 public key): the `logId.keyId` Rekor v2 clients
-    /// match against their trusted root.
-    log_key_id: Hash,
-    /// Checkpoint text → (size, root), for checkpoints whose signature verified.
+    /// Checkpoint text → (size, root), for checkpoints whose signatures verified.
     cache: Mutex<HashMap<String, (u64, Hash)>>,
     checkpoint_signatures_verified: AtomicU64,
     /// With witnessing: every checkpoint must also carry the cosignatures this tlog-policy's
@@ -143,20 +103,29 @@ impl ResponseVerifier {
     pub(crate) fn new(vkey: &str) -> anyhow::Result<ResponseVerifier> {
         let verifier = tlog::keys::Verifier::parse(vkey.trim())
             .map_err(|error| anyhow::anyhow!("verifier key {vkey:?}: {error}"))?;
+        let tlog::keys::Verifier::Ed25519(key) = &verifier else {
+            anyhow::bail!("verifier key {vkey:?}: the artifact log signs with Ed25519");
+        };
         let origin = verifier.name().to_string();
+        // The `logId.keyId` Rekor v2 clients match against their trusted root:
+        // SHA-256(origin ‖ 0x0A ‖ 0x01 ‖ Ed25519 public key).
         let mut preimage = origin.as_bytes().to_vec();
         preimage.push(b'\n');
         preimage.push(verifier.key_type());
         preimage.extend_from_slice(&verifier.public_key());
-        let log_key_id = Hash::digest(&preimage);
-        let mut verifiers = Verifiers::new();
-        verifiers
-            .push(verifier)
-            .map_err(|error| anyhow::anyhow!("verifier key: {error}"))?;
+        let log = TransparencyLog {
+            base_url: format!("https://{origin}"),
+            public_key: tlog::keys::ed25519_spki_der(key.key()),
+            key_details: "PKIX_ED25519".into(),
+            valid_for: TimeRange {
+                start: UnixMillis(0),
+                end: None,
+            },
+            log_id: Hash::digest(&preimage).as_bytes().to_vec(),
+        };
         Ok(ResponseVerifier {
-            verifiers,
+            log,
             origin,
-            log_key_id,
             cache: Mutex::new(HashMap::new()),
             checkpoint_signatures_verified: AtomicU64::new(0),
             policy: None,
@@ -174,88 +143,59 @@ impl ResponseVerifier {
         body: &[u8],
         expected_leaf: &Hash,
     ) -> Result<Verified, VerifyError> {
-        let entry: EntryJson = serde_json::from_slice(body)?;
-        let leaf = BASE64
-            .decode(&entry.canonicalized_body)
-            .map_err(|error| field("canonicalizedBody", error))?;
-        let leaf_hash = tlog::leaf_hash(&leaf);
-        if leaf_hash != *expected_leaf {
+        let entry = TlogEntry::from_json(body)?;
+        if tlog::leaf_hash(&entry.canonicalized_body) != *expected_leaf {
             return Err(VerifyError::WrongBody);
         }
-        let key_id =
-            Hash::from_base64(&entry.log_id.key_id).map_err(|error| field("logId.keyId", error))?;
-        if key_id != self.log_key_id {
+        if entry.log_id != self.log.log_id {
             return Err(VerifyError::WrongLogId);
         }
-        let index = decimal(&entry.log_index, "logIndex")?;
-        let proof = &entry.inclusion_proof;
-        let (size, root) = self.checkpoint(&proof.checkpoint.envelope)?;
-        same(
-            "logIndex",
-            "logIndex",
-            decimal(&proof.log_index, "inclusionProof.logIndex")?,
-            index,
-        )?;
-        same(
-            "treeSize",
-            "the checkpoint's size",
-            decimal(&proof.tree_size, "inclusionProof.treeSize")?,
-            size,
-        )?;
-        let stated_root = Hash::from_base64(&proof.root_hash)
-            .map_err(|error| field("inclusionProof.rootHash", error))?;
-        if stated_root != root {
-            return Err(VerifyError::Mismatch {
-                field: "rootHash",
-                with: "the checkpoint's root",
-                got: stated_root.to_base64(),
-                want: root.to_base64(),
-            });
+        // `from_json` holds a Rekor v2 entry to a v0.3 bundle's rules: both are there.
+        let proof = entry
+            .inclusion_proof
+            .as_ref()
+            .ok_or(LogEntryError::NoInclusionEvidence)?;
+        let note = proof.checkpoint.as_deref().unwrap_or_default();
+        let (size, root) = self.checkpoint(note)?;
+        if proof.tree_size != size {
+            return Err(VerifyError::Mismatch { field: "treeSize" });
         }
-        let hashes = proof
-            .hashes
-            .iter()
-            .map(|hash| Hash::from_base64(hash))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| field("inclusionProof.hashes", error))?;
-        InclusionProof {
-            leaf_index: LeafIndex(index),
-            tree_size: TreeSize(size),
-            hashes,
+        if proof.root_hash.as_slice() != root.as_bytes().as_slice() {
+            return Err(VerifyError::Mismatch { field: "rootHash" });
         }
-        .verify(&leaf_hash, &root)?;
+        log_entry::verify_inclusion(&entry)?;
         Ok(Verified {
-            index,
+            index: entry.log_index,
             tree_size: size,
         })
     }
 
-    /// The size and root of a checkpoint whose signature verifies, from the cache if this exact
+    /// The size and root of a checkpoint whose signatures verify, from the cache if this exact
     /// text was verified before.
-    pub(crate) fn checkpoint(&self, envelope: &str) -> Result<(u64, Hash), VerifyError> {
-        if let Some(known) = self.lock().get(envelope) {
+    pub(crate) fn checkpoint(&self, note: &str) -> Result<(u64, Hash), VerifyError> {
+        if let Some(known) = self.lock().get(note) {
             return Ok(*known);
         }
         // Verified outside the lock: two clients may verify the same new checkpoint at once,
         // which costs one extra signature check and never a wrong answer.
-        let signed = tlog::checkpoint::open(envelope.as_bytes(), &self.verifiers)?;
+        let (size, root) = log_entry::verify_checkpoint(note, &self.log)?;
         self.checkpoint_signatures_verified
             .fetch_add(1, Ordering::Relaxed);
-        if signed.checkpoint.origin != self.origin {
-            return Err(VerifyError::WrongOrigin(signed.checkpoint.origin));
+        let origin = note.split('\n').next().unwrap_or_default();
+        if origin != self.origin {
+            return Err(VerifyError::WrongOrigin(origin.to_string()));
         }
         if let Some(policy) = &self.policy {
-            policy
-                .verify_checkpoint(envelope.as_bytes())
-                .map_err(VerifyError::Witnessing)?;
+            client::witnessed::check_checkpoint(note, policy).map_err(VerifyError::Witnessing)?;
         }
-        let known = (signed.checkpoint.size.0, signed.checkpoint.root);
+        let root = Hash::from_slice(&root)
+            .map_err(|_| LogEntryError::Checkpoint("the root hash is not 32 bytes".into()))?;
         let mut cache = self.lock();
         if cache.len() >= CACHE_ENTRIES_MAX {
             cache.clear();
         }
-        cache.insert(envelope.to_string(), known);
-        Ok(known)
+        cache.insert(note.to_string(), (size, root));
+        Ok((size, root))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Hash)>> {
@@ -267,38 +207,15 @@ impl ResponseVerifier {
     }
 }
 
-fn field(field: &'static str, error: impl std::fmt::Display) -> VerifyError {
-    VerifyError::Field {
-        field,
-        message: error.to_string(),
-    }
-}
-
-/// Rekor v2 sends 64-bit integers as decimal strings (protobuf JSON).
-fn decimal(text: &str, name: &'static str) -> Result<u64, VerifyError> {
-    text.parse()
-        .map_err(|_| field(name, format!("{text:?} is not a decimal number")))
-}
-
-fn same(field: &'static str, with: &'static str, got: u64, want: u64) -> Result<(), VerifyError> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch {
-            field,
-            with,
-            got: got.to_string(),
-            want: want.to_string(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     // Test code: a failed unwrap is a failed test.
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use tlog::LeafIndex;
     use tlog::checkpoint::Checkpoint;
     use tlog::keys::Ed25519Signer;
     use tlog::{MemoryTree, leaf_hash};
@@ -349,7 +266,7 @@ mod tests {
             let verifier = self.verifier();
             serde_json::json!({
                 "logIndex": index.to_string(),
-                "logId": { "keyId": verifier.log_key_id.to_base64() },
+                "logId": { "keyId": BASE64.encode(&verifier.log.log_id) },
                 "kindVersion": { "kind": "hashedrekord", "version": "0.0.2" },
                 "inclusionProof": {
                     "logIndex": index.to_string(),

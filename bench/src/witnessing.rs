@@ -26,12 +26,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::cluster::{self, Cluster, PromHistogram};
-use crate::{AppendsArgs, EntryKind, Environment, RunResult};
+use crate::appends::{AppendsArgs, RunResult};
+use crate::cluster::{Cluster, PromHistogram, Started};
+use crate::run::{Environment, RunArgs, Sample, Usage};
 
 /// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct WitnessingArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
     /// Cluster size.
     #[arg(long, default_value_t = 3)]
     pub(crate) nodes: u16,
@@ -41,30 +44,6 @@ pub(crate) struct WitnessingArgs {
     /// Cosignatures a checkpoint needs before it is published.
     #[arg(long, default_value_t = 2)]
     pub(crate) quorum: u16,
-    /// Concurrent clients, one run per value (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
-    pub(crate) clients: Vec<usize>,
-    /// Seconds of measurement per run.
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) duration: f64,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 3.0)]
-    pub(crate) warmup: f64,
-    /// The cairn-node binary. Default: next to this binary, then PATH.
-    #[arg(long)]
-    pub(crate) node_bin: Option<PathBuf>,
-    /// Where the cluster and witnesses keep their data. Default: the system temp directory.
-    #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
-    /// Keep the data directory (node and witness logs, databases) after the run.
-    #[arg(long)]
-    pub(crate) keep_data: bool,
-    /// Worker threads of the benchmark's own runtime.
-    #[arg(long, default_value_t = 2)]
-    pub(crate) client_threads: usize,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
-    pub(crate) json: Option<PathBuf>,
 }
 
 /// The hidden `witness-server` subcommand: one witness, for `witnessing` to start.
@@ -158,26 +137,6 @@ pub(crate) struct WitnessingReport {
     pub(crate) runs: Vec<WitnessingRun>,
 }
 
-/// A cluster with witnessing and its witnesses, all started by this process; stopped on drop.
-struct WitnessedCluster {
-    dir: PathBuf,
-    nodes: Vec<Child>,
-    witnesses: Vec<Child>,
-    keep: bool,
-}
-
-impl Drop for WitnessedCluster {
-    fn drop(&mut self) {
-        crate::cluster::stop_processes(
-            self.nodes.iter_mut().chain(&mut self.witnesses).collect(),
-            Duration::from_secs(15),
-        );
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
     // Held together so none repeats; released just before the processes bind them.
     let listeners: Vec<std::net::TcpListener> = (0..count)
@@ -191,7 +150,7 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
 
 async fn wait_http(url: &str, what: &str, log: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
-    while crate::load::get(url).await.is_err() {
+    while crate::net::get(url).await.is_err() {
         if started.elapsed() > Duration::from_secs(60) {
             bail!("{what} not ready after 60 s; see {}", log.display());
         }
@@ -205,18 +164,15 @@ async fn start(
     args: &WitnessingArgs,
     node_bin: &Path,
     parent: &Path,
-) -> anyhow::Result<(WitnessedCluster, Cluster, Vec<u32>)> {
+) -> anyhow::Result<(Started, Cluster, Vec<u32>)> {
     let nodes = usize::from(args.nodes);
     let witnesses = usize::from(args.witnesses);
     let dir = parent.join(format!("cairn-bench-witnessing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut guard = WitnessedCluster {
-        dir: dir.clone(),
-        nodes: Vec::new(),
-        witnesses: Vec::new(),
-        keep: args.keep_data,
-    };
+    // The witnesses first, then the nodes.
+    let mut guard = Started::new(dir.clone(), Duration::from_secs(15));
+    guard.keep = args.run.keep_data;
     let ports = free_ports(2 * nodes + witnesses)?;
     let urls: Vec<String> = ports[..nodes]
         .iter()
@@ -285,7 +241,7 @@ async fn start(
             .stderr(log)
             .spawn()
             .context("starting a witness")?;
-        guard.witnesses.push(child);
+        guard.children.push(child);
         // Any path answers once the server listens (404 is an answer; `get` wants 2xx, so
         // probe the TCP port instead).
         let started = Instant::now();
@@ -332,7 +288,7 @@ async fn start(
             .stderr(log)
             .spawn()
             .context("starting cairn-node run")?;
-        guard.nodes.push(child);
+        guard.children.push(child);
     }
     for (i, url) in urls.iter().enumerate() {
         let log = dir.join(format!("node-{}/node.log", i + 1));
@@ -352,136 +308,74 @@ async fn start(
             )
         })
         .collect();
-    admin_init(&urls[0], &token, &serde_json::json!({ "members": members })).await?;
+    let body = serde_json::to_vec(&serde_json::json!({ "members": members }))?;
+    let init = format!("{}/admin/init", urls[0]);
+    crate::net::request(
+        &init,
+        Some(body.into()),
+        Some(&token),
+        Duration::from_secs(30),
+    )
+    .await?;
     for (i, url) in urls.iter().enumerate() {
         let log = dir.join(format!("node-{}/node.log", i + 1));
         wait_http(&format!("{url}/readyz"), "node", &log).await?;
     }
-    let node_pids = guard.nodes.iter().map(Child::id).collect();
-    let witness_pids = guard.witnesses.iter().map(Child::id).collect();
+    let (witness_pids, node_pids) = guard.children.split_at(witnesses);
+    let witness_pids = witness_pids.iter().map(Child::id).collect();
+    let node_pids = node_pids.iter().map(Child::id).collect();
     let mut cluster = Cluster::existing(urls, log_vkey);
     cluster.pids = node_pids;
     cluster.witness_policy = Some(policy);
     Ok((guard, cluster, witness_pids))
 }
 
-async fn admin_init(url: &str, token: &str, body: &serde_json::Value) -> anyhow::Result<()> {
-    use http_body_util::BodyExt as _;
-    let authority = crate::load::authority(url)?;
-    let mut sender = crate::load::connect(&authority).await?;
-    let request = hyper::Request::post("/admin/init")
-        .header(hyper::header::HOST, &authority)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            serde_json::to_vec(body)?,
-        )))?;
-    let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
-        .await
-        .context("POST /admin/init: timeout")??;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(
-        status.is_success(),
-        "POST /admin/init: {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    Ok(())
-}
-
 /// The witnessing round histogram summed over the nodes (only the leader runs rounds).
 async fn rounds(urls: &[String]) -> PromHistogram {
-    let mut total: Option<PromHistogram> = None;
-    for url in urls {
-        let Ok(body) = crate::load::get(&format!("{url}/metrics")).await else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&body);
-        if let Some(histogram) = PromHistogram::parse(&text, "cairn_witness_cosign_seconds") {
-            total = Some(match total {
-                None => histogram,
-                Some(sum) => PromHistogram {
-                    buckets: sum
-                        .buckets
-                        .iter()
-                        .zip(&histogram.buckets)
-                        .map(|((bound, a), (_, b))| (*bound, a + b))
-                        .collect(),
-                    sum: sum.sum + histogram.sum,
-                    count: sum.count + histogram.count,
-                },
-            });
-        }
-    }
-    total.unwrap_or_default()
+    crate::run::scrape(urls)
+        .await
+        .iter()
+        .flatten()
+        .filter_map(|text| PromHistogram::parse(text, "cairn_witness_cosign_seconds"))
+        .reduce(|sum, one| PromHistogram {
+            buckets: (sum.buckets.iter().zip(&one.buckets))
+                .map(|((bound, a), (_, b))| (*bound, a + b))
+                .collect(),
+            sum: sum.sum + one.sum,
+            count: sum.count + one.count,
+        })
+        .unwrap_or_default()
 }
 
 /// Starts the witnesses and the cluster, runs once per client count, stops everything.
 pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<WitnessingReport> {
-    anyhow::ensure!(
-        args.duration > 0.0 && args.warmup >= 0.0,
-        "--duration must be positive, --warmup not negative"
-    );
-    anyhow::ensure!(
-        !args.clients.is_empty() && !args.clients.contains(&0),
-        "--clients must be at least 1"
-    );
+    args.run.check()?;
     anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
     anyhow::ensure!(
         (1..=9).contains(&args.witnesses) && (1..=args.witnesses).contains(&args.quorum),
         "--witnesses must be 1 to 9 and --quorum 1 to --witnesses"
     );
-    let node_bin = match &args.node_bin {
-        Some(path) => path.clone(),
-        None => cluster::find_node_binary()?,
-    };
-    let parent = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let environment = crate::environment();
-    eprintln!(
-        "machine: {} ({} cores, {:.1} GiB), commit {}",
-        environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
-    );
+    let node_bin = args.run.node_bin()?;
+    let parent = args.run.parent();
+    let environment = Environment::read();
     eprintln!(
         "starting {} witnesses and a {}-node cluster publishing with {} of their cosignatures",
         args.witnesses, args.nodes, args.quorum
     );
     let (guard, cluster, witness_pids) = start(args, &node_bin, &parent).await?;
-    if args.keep_data {
-        eprintln!("data kept in {}", guard.dir.display());
-    }
-    let appends = AppendsArgs {
-        nodes: vec![args.nodes],
-        clients: args.clients.clone(),
-        duration: args.duration,
-        warmup: args.warmup,
-        rate: None,
-        entry_kind: EntryKind::Hashedrekord,
-        urls: Vec::new(),
-        cluster_json: None,
-        verifier_key: None,
-        node_bin: None,
-        data_dir: None,
-        keep_data: false,
-        presign: None,
-        client_threads: args.client_threads,
-        timeout: 30.0,
-        attempts: 5,
-        json: None,
-        markdown: None,
-        profile: false,
-    };
+    let appends = AppendsArgs::with(args.run.clone());
     let policy = cluster.witness_policy.clone().unwrap_or_default();
     let result = async {
         let mut runs = Vec::new();
-        for &clients in &args.clients {
+        for &clients in &args.run.clients {
             let rounds_before = rounds(&cluster.urls).await;
-            let cpu_before = crate::etcd::sample(&witness_pids);
+            let cpu_before = Sample::take(&witness_pids);
             let started = Instant::now();
-            let run = crate::run_once(&appends, &cluster, clients).await?;
+            let run = crate::appends::run_once(&appends, &cluster, clients).await?;
             let span = started.elapsed();
-            let cpu_after = crate::etcd::sample(&witness_pids);
+            let cpu_after = Sample::take(&witness_pids);
             let delta = rounds(&cluster.urls).await.since(&rounds_before);
-            let usage = crate::etcd::usage(&cpu_before, &cpu_after, span, "witness ");
+            let usage = Usage::between(&cpu_before, &cpu_after, span, "witness ");
             let witness_cpu_seconds: f64 = usage
                 .processes
                 .iter()
@@ -499,7 +393,7 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
                     / (delta.count * f64::from(args.witnesses)),
                 span_s: span.as_secs_f64(),
             });
-            crate::print_run(&run);
+            crate::appends::print_run(&run);
             if let Some(w) = &witnessing {
                 println!(
                     "  witnessing: {:.0} rounds/s, round mean {:.2} ms (p50 <= {} ms, p99 <= {} ms); witnesses {:.2} ms CPU per cosignature",
@@ -532,15 +426,21 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
 /// The `witnessing` subcommand: run, print, write JSON.
 pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     let report = run_witnessing(&args).await?;
-    println!();
-    println!(
+    args.run.finish(&report, |out| print_table(out, &report))
+}
+
+fn print_table(out: &mut dyn std::io::Write, report: &WitnessingReport) -> std::io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
         "| clients | witnessed appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | rounds/s | round mean ms | round p99 ms <= |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for run in &report.runs {
         let a = &run.appends;
         let w = run.witnessing.as_ref();
-        println!(
+        writeln!(
+            out,
             "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
             a.clients,
             a.appends_per_second,
@@ -552,12 +452,9 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
             w.map_or("-".into(), |w| format!("{:.0}", w.rounds_per_second)),
             w.map_or("-".into(), |w| format!("{:.2}", w.round_mean_ms)),
             w.map_or("-".into(), |w| format!("{}", w.round_p99_ms_at_most)),
-        );
+        )?;
     }
-    if let Some(path) = &args.json {
-        crate::write_json(path, &report)?;
-    }
-    Ok(())
+    out.flush()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub(crate) struct Prepared {
 
 /// Every submission of one run, and what they cost to make.
 #[derive(Debug)]
-pub(crate) struct Workload {
+pub(crate) struct Signed {
     pub(crate) requests: Vec<Prepared>,
     /// Mean request body size in bytes.
     pub(crate) request_bytes: usize,
@@ -56,12 +56,10 @@ pub(crate) fn fresh_p256_key() -> anyhow::Result<(EcdsaKeyPair, Vec<u8>)> {
 }
 
 /// Builds `count` signed submissions on `threads` threads.
-pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload> {
+pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Signed> {
     let started = Instant::now();
     let (key, spki) = fresh_p256_key()?;
-    let mut tag = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut tag).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-    let tag: String = tag.iter().map(|byte| format!("{byte:02x}")).collect();
+    let tag = random_tag()?;
     let threads = threads.clamp(1, 64);
     let chunk = count.div_ceil(threads).max(1);
     let parts: Vec<anyhow::Result<(Vec<Prepared>, usize)>> = std::thread::scope(|scope| {
@@ -90,7 +88,7 @@ pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Workload>
     }
     let request_bytes = requests.iter().map(|r| r.body.len()).sum::<usize>();
     let n = requests.len().max(1);
-    Ok(Workload {
+    Ok(Signed {
         signing_rate: requests.len() as f64 / started.elapsed().as_secs_f64().max(1e-9),
         request_bytes: request_bytes / n,
         leaf_bytes: leaf_bytes / n,
@@ -126,23 +124,13 @@ fn make_range(
     tag: &str,
     range: std::ops::Range<usize>,
 ) -> anyhow::Result<(Vec<Prepared>, usize)> {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
     let spki_base64 = BASE64.encode(spki);
-    let verifier = Verifier::public_key(spki, KeyDetails::EcdsaP256Sha256)?;
+    let mut signer = EntrySigner::new(key, spki)?;
     let mut out = Vec::with_capacity(range.len());
     let mut leaf_bytes = 0;
-    let mut template = LeafTemplate::default();
     for (position, n) in range.enumerate() {
-        let artifact = format!("cairn-bench {tag} {n}");
-        let digest = Hash::digest(artifact.as_bytes());
-        // ECDSA_P256_SHA256 hashes the message with SHA-256 before signing, so signing the
-        // artifact is signing its digest: exactly what the node verifies (a prehash signature).
-        let signature = key
-            .sign(&rng, artifact.as_bytes())
-            .map_err(|_| anyhow::anyhow!("signing artifact {n}"))?;
-        let signature = signature.as_ref();
-        let (digest_base64, signature_base64) =
-            (BASE64.encode(digest.as_bytes()), BASE64.encode(signature));
+        let (leaf, digest_base64, signature_base64) =
+            signer.sign(&format!("cairn-bench {tag} {n}"), position)?;
         let body = format!(
             concat!(
                 r#"{{"hashedRekordRequestV002":{{"digest":"{}","signature":{{"content":"{}","#,
@@ -150,13 +138,6 @@ fn make_range(
             ),
             digest_base64, signature_base64, spki_base64,
         );
-        let leaf = template.leaf(
-            &verifier,
-            &digest,
-            signature,
-            (&digest_base64, &signature_base64),
-            position,
-        )?;
         leaf_bytes += leaf.len();
         out.push(Prepared {
             body: Bytes::from(body),
@@ -166,18 +147,72 @@ fn make_range(
     Ok((out, leaf_bytes))
 }
 
+/// A random tag in hex, so that no two runs sign the same artifact.
+pub(crate) fn random_tag() -> anyhow::Result<String> {
+    let mut tag = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut tag).map_err(|_| anyhow::anyhow!("reading randomness"))?;
+    Ok(tag.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Signs artifacts under one P-256 key and makes the canonical log entry of each.
+pub(crate) struct EntrySigner<'k> {
+    key: &'k EcdsaKeyPair,
+    verifier: Verifier,
+    rng: aws_lc_rs::rand::SystemRandom,
+    template: LeafTemplate,
+}
+
+impl<'k> EntrySigner<'k> {
+    /// A signer with `key`, whose DER SubjectPublicKeyInfo is `spki`.
+    pub(crate) fn new(key: &'k EcdsaKeyPair, spki: &[u8]) -> anyhow::Result<EntrySigner<'k>> {
+        Ok(EntrySigner {
+            key,
+            verifier: Verifier::public_key(spki, KeyDetails::EcdsaP256Sha256)?,
+            rng: aws_lc_rs::rand::SystemRandom::new(),
+            template: LeafTemplate::default(),
+        })
+    }
+
+    /// Signs `artifact`, entry number `position` of this signer: the canonical log entry, and
+    /// the artifact's digest and the signature in base64.
+    pub(crate) fn sign(
+        &mut self,
+        artifact: &str,
+        position: usize,
+    ) -> anyhow::Result<(Vec<u8>, String, String)> {
+        let digest = Hash::digest(artifact.as_bytes());
+        // ECDSA_P256_SHA256 hashes the message with SHA-256 before signing, so signing the
+        // artifact is signing its digest: exactly what the node verifies (a prehash signature).
+        let signature = self
+            .key
+            .sign(&self.rng, artifact.as_bytes())
+            .map_err(|_| anyhow::anyhow!("signing {artifact:?}"))?;
+        let signature = signature.as_ref();
+        let (digest_base64, signature_base64) =
+            (BASE64.encode(digest.as_bytes()), BASE64.encode(signature));
+        let leaf = self.template.leaf(
+            &self.verifier,
+            &digest,
+            signature,
+            (&digest_base64, &signature_base64),
+            position,
+        )?;
+        Ok((leaf, digest_base64, signature_base64))
+    }
+}
+
 /// Canonical hashedrekord bodies made fast. Canonicalising through serde_json values costs as
 /// much as signing, and bodies under one key differ only in their digest and signature: the
 /// first body, made by tlog, becomes a template with those two base64 strings cut out (they are
 /// random, so they occur once), and every TEMPLATE_CHECK_EVERY-th body is made by tlog again
 /// and must give the same template.
 #[derive(Default)]
-pub(crate) struct LeafTemplate(Option<(String, String, String)>);
+struct LeafTemplate(Option<(String, String, String)>);
 
 impl LeafTemplate {
     /// The canonical body of entry number `position` with this digest and signature, whose
     /// base64 forms are `encoded`.
-    pub(crate) fn leaf(
+    fn leaf(
         &mut self,
         verifier: &Verifier,
         digest: &Hash,

@@ -295,6 +295,23 @@ impl Bundle {
     }
 }
 
+impl TlogEntry {
+    /// Parses one Rekor v2 `TransparencyLogEntry` as a log answers an upload: the shape of a
+    /// bundle's `tlogEntries` item, under a v0.3 bundle's rules (an inclusion proof with its
+    /// checkpoint is required).
+    pub fn from_json(bytes: &[u8]) -> Result<TlogEntry, BundleError> {
+        if bytes.len() > BUNDLE_BYTES_MAX {
+            return Err(BundleError::TooLarge {
+                len: bytes.len(),
+                max: BUNDLE_BYTES_MAX,
+            });
+        }
+        let json: json::TlogEntry =
+            serde_json::from_slice(bytes).map_err(|e| BundleError::Json(e.to_string()))?;
+        tlog_entry(BundleVersion::V03, &json, "transparencyLogEntry")
+    }
+}
+
 fn material(
     version: BundleVersion,
     vm: &json::VerificationMaterial,

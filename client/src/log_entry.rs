@@ -24,7 +24,7 @@ use tlog::entry::{
 };
 use tlog::keys::{EcdsaVerifier, Ed25519Verifier, Verifier as NoteVerifier, Verifiers};
 
-use crate::bundle::{Content, TlogEntry};
+use crate::bundle::{Content, InclusionProof, TlogEntry};
 use crate::key::{KeyAlgorithm, PublicKey};
 use crate::time::UnixMillis;
 use crate::trust_root::{TransparencyLog, TrustedRoot};
@@ -99,24 +99,7 @@ pub(crate) fn verify<'r>(
     }
 
     if let Some(proof) = &entry.inclusion_proof {
-        // Without a SET (Rekor v2 never has one) nothing signs the entry's `logIndex` but the
-        // proof, so it must be the proof's. Rekor v1 entries may differ: their SET signs the
-        // global index, the proof the index within the shard's tree.
-        if entry.signed_entry_timestamp.is_none() && entry.log_index != proof.log_index {
-            return Err(LogEntryError::InclusionProof(format!(
-                "the entry's logIndex {} is not the inclusion proof's {}",
-                entry.log_index, proof.log_index
-            )));
-        }
-        let leaf = tlog::leaf_hash(&entry.canonicalized_body);
-        tlog::proof::verify_inclusion_bytes(
-            proof.log_index,
-            proof.tree_size,
-            leaf.as_bytes(),
-            &proof.hashes,
-            &proof.root_hash,
-        )
-        .map_err(|e| LogEntryError::InclusionProof(e.to_string()))?;
+        verify_inclusion(entry)?;
         match &proof.checkpoint {
             Some(note) => check_checkpoint(note, log, proof.tree_size, &proof.root_hash)?,
             // Only v0.1 bundles may omit it (checked on parse); then the SET must carry trust.
@@ -137,6 +120,36 @@ pub(crate) fn verify<'r>(
         log,
         integrated_time,
     })
+}
+
+/// Checks an entry's inclusion proof: without a SET the entry's `logIndex` must be the
+/// proof's, and the proof must lead from the canonical body's leaf hash to the proof's root
+/// hash. What is left is the checkpoint, which must be the log's and sign that root and size
+/// ([`verify_checkpoint`]). Returns the proof.
+pub fn verify_inclusion(entry: &TlogEntry) -> Result<&InclusionProof, LogEntryError> {
+    let proof = entry
+        .inclusion_proof
+        .as_ref()
+        .ok_or(LogEntryError::NoInclusionEvidence)?;
+    // Without a SET (Rekor v2 never has one) nothing signs the entry's `logIndex` but the
+    // proof, so it must be the proof's. Rekor v1 entries may differ: their SET signs the
+    // global index, the proof the index within the shard's tree.
+    if entry.signed_entry_timestamp.is_none() && entry.log_index != proof.log_index {
+        return Err(LogEntryError::InclusionProof(format!(
+            "the entry's logIndex {} is not the inclusion proof's {}",
+            entry.log_index, proof.log_index
+        )));
+    }
+    let leaf = tlog::leaf_hash(&entry.canonicalized_body);
+    tlog::proof::verify_inclusion_bytes(
+        proof.log_index,
+        proof.tree_size,
+        leaf.as_bytes(),
+        &proof.hashes,
+        &proof.root_hash,
+    )
+    .map_err(|e| LogEntryError::InclusionProof(e.to_string()))?;
+    Ok(proof)
 }
 
 /// Verifies a log's signed checkpoint (a signed note, as `GET /api/v1/log` returns it) with
@@ -491,6 +504,46 @@ mod tests {
                 end: None,
             },
         }
+    }
+
+    #[test]
+    fn a_transparency_log_entry_parses_and_its_inclusion_is_checked() {
+        let body = br#"{"entry":1}"#;
+        let leaf = tlog::leaf_hash(body);
+        let json = serde_json::json!({
+            "logIndex": "0",
+            "logId": { "keyId": BASE64.encode(&log().log_id) },
+            "kindVersion": { "kind": "hashedrekord", "version": "0.0.2" },
+            "inclusionProof": {
+                "logIndex": "0",
+                "rootHash": BASE64.encode(leaf.as_bytes()),
+                "treeSize": "1",
+                "hashes": [],
+                "checkpoint": { "envelope": "a checkpoint" },
+            },
+            "canonicalizedBody": BASE64.encode(body),
+        });
+        let entry = TlogEntry::from_json(json.to_string().as_bytes()).unwrap();
+        let proof = verify_inclusion(&entry).unwrap();
+        assert_eq!(
+            (proof.tree_size, proof.checkpoint.as_deref()),
+            (1, Some("a checkpoint"))
+        );
+        let mut other = entry.clone();
+        other.canonicalized_body = b"{}".to_vec();
+        assert!(matches!(
+            verify_inclusion(&other),
+            Err(LogEntryError::InclusionProof(_))
+        ));
+        let mut relabelled = entry.clone();
+        relabelled.log_index = 1;
+        assert!(matches!(
+            verify_inclusion(&relabelled),
+            Err(LogEntryError::InclusionProof(_))
+        ));
+        let mut no_checkpoint = json;
+        no_checkpoint["inclusionProof"]["checkpoint"] = serde_json::Value::Null;
+        assert!(TlogEntry::from_json(no_checkpoint.to_string().as_bytes()).is_err());
     }
 
     fn signed(origin: &str, signer: &dyn NoteSigner) -> String {

@@ -1,0 +1,609 @@
+//! `cairn-bench appends`: verified appends per second and their latency, and the append
+//! [`Workload`] that `mix`, `peer`, `witnessing` and `scale` also run.
+//!
+//! Each client submits pre-signed Rekor v2 hashedrekord entries ([`crate::workload`]) and
+//! verifies every answer as a client must (signed checkpoint, inclusion proof, the body it
+//! asked for) before it counts. 429 and 503 answers and transport errors are retried: the log
+//! deduplicates a resubmission, and a verified 200 is counted as a duplicate answer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::cluster::{Cluster, ProcessUsage, PromHistogram};
+use crate::net::{Answer, Connection};
+use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Workload};
+use crate::stats::{self, LatencySummary, Tally};
+use crate::verify::ResponseVerifier;
+use crate::workload::Prepared;
+
+/// The `appends` subcommand's arguments.
+#[derive(clap::Args, Clone, Debug)]
+#[command(mut_arg("clients", |arg| arg.default_value("64")))]
+pub(crate) struct AppendsArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Cluster sizes to start, in turn (comma-separated). Ignored with --urls or --cluster-json.
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub(crate) nodes: Vec<u16>,
+    /// Open loop: offer this many appends per second in total, whatever the answers, and
+    /// measure latency from each request's due time. Without it the load is closed loop: each
+    /// client sends its next request when the previous one is verified.
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// The entry type submitted.
+    #[arg(long, value_enum, default_value_t = EntryKind::Hashedrekord)]
+    pub(crate) entry_kind: EntryKind,
+    /// Use a running cluster at these node URLs instead of starting one (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "cluster_json")]
+    pub(crate) urls: Vec<String>,
+    /// Use a running `cairn-node dev` cluster described by this cluster.json (URLs, process ids
+    /// for CPU and memory, and the log key).
+    #[arg(long)]
+    pub(crate) cluster_json: Option<PathBuf>,
+    /// The artifact log's C2SP verifier key (`origin+keyid+base64`), for --urls. Without it the
+    /// key is read from the first node's /logs, which trusts that node (fine for load tests).
+    #[arg(long)]
+    pub(crate) verifier_key: Option<String>,
+    /// Requests to pre-sign per run. Default: enough for 25,000 appends/s closed loop, or the
+    /// offered rate plus 5% open loop. A closed-loop run that uses them all ends early and says so.
+    #[arg(long)]
+    pub(crate) presign: Option<usize>,
+    /// Attempts per entry: 429 and 503 answers and transport errors are retried (the log
+    /// deduplicates resubmissions); other failures are not.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) attempts: u32,
+}
+
+impl AppendsArgs {
+    /// `appends` at its own defaults with these run arguments, for the subcommands that run
+    /// appends on a cluster of their own (`peer`, `witnessing`, `scale`).
+    pub(crate) fn with(run: RunArgs) -> AppendsArgs {
+        AppendsArgs {
+            run,
+            nodes: vec![3],
+            rate: None,
+            entry_kind: EntryKind::Hashedrekord,
+            urls: Vec::new(),
+            cluster_json: None,
+            verifier_key: None,
+            presign: None,
+            attempts: 5,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum EntryKind {
+    /// Rekor v2 hashedRekordRequestV002: a SHA-256 digest signed with ECDSA P-256 (public key).
+    Hashedrekord,
+}
+
+/// The Raft batches the leader proposed during the window (from its own histograms).
+#[derive(Debug, Serialize)]
+pub(crate) struct BatchStats {
+    /// Which node (1-based, in URL order) led at the end of the window.
+    pub(crate) leader: usize,
+    pub(crate) batches: f64,
+    pub(crate) batches_per_second: f64,
+    pub(crate) mean_leaves: f64,
+    /// Bucket upper bounds: "at most this many leaves" for half / 99% of the batches.
+    pub(crate) p50_leaves_at_most: f64,
+    pub(crate) p99_leaves_at_most: f64,
+    pub(crate) commit_mean_ms: f64,
+    pub(crate) commit_p50_ms_at_most: f64,
+    pub(crate) commit_p99_ms_at_most: f64,
+}
+
+/// One run's results.
+#[derive(Debug, Serialize)]
+pub(crate) struct RunResult {
+    pub(crate) nodes: usize,
+    pub(crate) clients: usize,
+    pub(crate) mode: &'static str,
+    pub(crate) offered_rate: Option<f64>,
+    pub(crate) warmup_s: f64,
+    pub(crate) measured_s: f64,
+    pub(crate) entry_kind: EntryKind,
+    pub(crate) request_bytes: usize,
+    pub(crate) leaf_bytes: usize,
+    pub(crate) fsync: &'static str,
+    pub(crate) sequencer: Option<serde_json::Value>,
+    pub(crate) appends_per_second: f64,
+    pub(crate) verified_appends: u64,
+    pub(crate) duplicate_answers: u64,
+    pub(crate) latency: LatencySummary,
+    pub(crate) errors: Tally,
+    pub(crate) retries: Tally,
+    pub(crate) presigned: usize,
+    pub(crate) presigned_exhausted: bool,
+    pub(crate) presign_per_second: f64,
+    pub(crate) checkpoint_signatures_verified: u64,
+    pub(crate) node_usage: Vec<ProcessUsage>,
+    pub(crate) bench_usage: Option<ProcessUsage>,
+    /// The whole machine's busy CPU over the window, percent of one core.
+    pub(crate) machine_cpu_percent: Option<f64>,
+    /// The part of it neither the nodes nor this benchmark used (other builds and tests).
+    pub(crate) other_cpu_percent: Option<f64>,
+    pub(crate) batches: Option<BatchStats>,
+    /// Where the leader's CPU went during the window (with --profile).
+    pub(crate) profile: Option<crate::profile::Profile>,
+    /// Verified appends completed in each second since load start (warm-up included).
+    pub(crate) timeline: Vec<u64>,
+    pub(crate) load_average_before: String,
+    pub(crate) load_average_after: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Report {
+    pub(crate) environment: Environment,
+    pub(crate) runs: Vec<RunResult>,
+}
+
+/// Closed-loop runs pre-sign enough for this many appends per second (25% above the 20,000/s
+/// target) by default: signing takes a few seconds per run on this machine, so more would
+/// make a short run mostly waiting; a run that uses them all says so and is cut short.
+const CLOSED_LOOP_PRESIGN_RATE: f64 = 25_000.0;
+
+/// Every node process is fsynced on commit; there is no switch to turn it off.
+pub(crate) const FSYNC: &str =
+    "on: every Raft log append is made durable (redb Immediate commit) before it counts";
+
+/// The `appends` subcommand: each cluster (started, or given), once per client count.
+pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
+    args.run.check()?;
+    anyhow::ensure!(args.attempts > 0, "--attempts must be at least 1");
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(
+            rate > 0.0 && rate.is_finite(),
+            "--rate must be a positive number of appends per second"
+        );
+    }
+    let environment = Environment::read();
+    let mut runs = Vec::new();
+    if !args.urls.is_empty() || args.cluster_json.is_some() {
+        let cluster = if let Some(path) = &args.cluster_json {
+            Cluster::from_json(path)?
+        } else {
+            let key = match &args.verifier_key {
+                Some(key) => key.clone(),
+                None => fetch_verifier_key(&args.urls[0]).await?,
+            };
+            Cluster::existing(args.urls.clone(), key)
+        };
+        run_all(&args, &cluster, &mut runs).await?;
+    } else {
+        for &nodes in &args.nodes {
+            let cluster = args.run.start_cluster(nodes, &[])?;
+            let result = run_all(&args, &cluster, &mut runs).await;
+            eprintln!("stopping the {nodes}-node cluster");
+            tokio::task::block_in_place(|| drop(cluster));
+            result?;
+        }
+    }
+    let report = Report { environment, runs };
+    args.run
+        .finish(&report, |out| print_table(out, &report.runs))
+}
+
+/// Runs once per client count on `cluster`, printing each run.
+pub(crate) async fn run_all(
+    args: &AppendsArgs,
+    cluster: &Cluster,
+    runs: &mut Vec<RunResult>,
+) -> anyhow::Result<()> {
+    for &clients in &args.run.clients {
+        let result = run_once(args, cluster, clients).await?;
+        print_run(&result);
+        runs.push(result);
+    }
+    Ok(())
+}
+
+async fn fetch_verifier_key(url: &str) -> anyhow::Result<String> {
+    let body = crate::net::get(&format!("{}/logs", url.trim_end_matches('/'))).await?;
+    let logs: serde_json::Value = serde_json::from_slice(&body)?;
+    let key = logs["logs"]
+        .as_array()
+        .and_then(|logs| logs.iter().find(|log| log["name"] == "artifacts"))
+        .and_then(|log| log["verifier_key"].as_str())
+        .context("the node lists no artifacts log")?;
+    eprintln!("warning: trusting the log key served by {url} (pass --verifier-key to pin it)");
+    Ok(key.to_string())
+}
+
+/// Pre-signs `count` requests on every core.
+pub(crate) fn presign(count: usize) -> anyhow::Result<crate::workload::Signed> {
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    tokio::task::block_in_place(|| crate::workload::generate(count, threads))
+}
+
+/// Pre-signed appends to one cluster, each answer verified against its log key (and witness
+/// policy). Client i talks to node i mod n.
+#[derive(Debug)]
+pub(crate) struct AppendLoad {
+    requests: Vec<Prepared>,
+    pub(crate) verifier: ResponseVerifier,
+    urls: Vec<String>,
+    timeout: Duration,
+    attempts: u32,
+}
+
+impl AppendLoad {
+    pub(crate) fn new(
+        cluster: &Cluster,
+        requests: Vec<Prepared>,
+        timeout: Duration,
+        attempts: u32,
+    ) -> anyhow::Result<AppendLoad> {
+        Ok(AppendLoad {
+            requests,
+            verifier: ResponseVerifier::for_cluster(cluster)?,
+            urls: cluster.urls.clone(),
+            timeout,
+            attempts,
+        })
+    }
+
+    pub(crate) fn connection(&self, id: usize) -> anyhow::Result<Connection> {
+        Connection::new(&self.urls[id % self.urls.len()])
+    }
+
+    /// Submits pre-signed request `index`, retrying what is safe to retry: 429 and 503 (after
+    /// the `Retry-After` the node asks for, at most 5 s) and transport failures.
+    pub(crate) async fn submit(
+        &self,
+        connection: &mut Connection,
+        index: usize,
+        context: &Context<'_>,
+    ) -> Result<(usize, Answer), Failure> {
+        let request = self.requests.get(index).ok_or(Failure::Exhausted)?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let sent = connection
+                .send(
+                    "/api/v2/log/entries",
+                    Some(request.body.clone()),
+                    None,
+                    self.timeout,
+                )
+                .await;
+            let (kind, wait) = match sent {
+                Ok(answer) if matches!(answer.status, 200 | 201) => return Ok((index, answer)),
+                Ok(Answer {
+                    status: status @ (429 | 503),
+                    retry_after,
+                    ..
+                }) => (
+                    format!("http {status}"),
+                    Duration::from_secs(retry_after.unwrap_or(1).min(5)),
+                ),
+                Ok(answer) => return Err(Failure::Error(format!("http {}", answer.status))),
+                Err(kind) => (kind.to_string(), Duration::from_millis(50)),
+            };
+            if attempts >= self.attempts {
+                return Err(Failure::Error(kind));
+            }
+            context.retry(&kind);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Verifies the answer to request `index`: a verified 200 is a duplicate answer.
+    pub(crate) fn check(&self, (index, answer): (usize, Answer)) -> Result<Done, String> {
+        let request = self.requests.get(index).ok_or("verify: no such request")?;
+        match self.verifier.verify(&answer.body, &request.leaf_hash) {
+            Ok(_) => Ok(Done {
+                label: "appends",
+                write: true,
+                duplicate: answer.status == 200,
+            }),
+            Err(error) => Err(error.kind().to_string()),
+        }
+    }
+}
+
+impl Workload for AppendLoad {
+    type Client = Connection;
+    type Answer = (usize, Answer);
+    // Retries wait inside `submit`; a final failure moves on to the next entry at once.
+    const PAUSE_AFTER_ERROR: Duration = Duration::ZERO;
+
+    async fn prepare(&self, id: usize) -> anyhow::Result<Connection> {
+        self.connection(id)
+    }
+
+    async fn issue(
+        &self,
+        connection: &mut Connection,
+        op: usize,
+        context: &Context<'_>,
+    ) -> Result<(usize, Answer), Failure> {
+        self.submit(connection, op, context).await
+    }
+
+    fn verify(&self, _: &mut Connection, answer: (usize, Answer)) -> Result<Done, String> {
+        self.check(answer)
+    }
+}
+
+/// One run of `clients` clients on `cluster`.
+pub(crate) async fn run_once(
+    args: &AppendsArgs,
+    cluster: &Cluster,
+    clients: usize,
+) -> anyhow::Result<RunResult> {
+    let nodes = cluster.urls.len();
+    let total_seconds = args.run.warmup + args.run.duration;
+    // A request count, far below usize::MAX for any sensible rate and duration; `as` saturates
+    // for absurd inputs instead of wrapping.
+    #[allow(clippy::cast_possible_truncation)]
+    let presign_count = args.presign.unwrap_or_else(|| match args.rate {
+        Some(rate) => (rate * total_seconds * 1.05).ceil() as usize + clients,
+        None => (CLOSED_LOOP_PRESIGN_RATE * total_seconds).ceil() as usize,
+    });
+    eprintln!(
+        "{nodes} node(s), {clients} clients: pre-signing {presign_count} hashedrekord requests ..."
+    );
+    let signed = presign(presign_count)?;
+    eprintln!(
+        "  signed {} requests at {:.0}/s; request {} bytes, log entry {} bytes",
+        signed.requests.len(),
+        signed.signing_rate,
+        signed.request_bytes,
+        signed.leaf_bytes
+    );
+    let presigned = signed.requests.len();
+    let load = Arc::new(AppendLoad::new(
+        cluster,
+        signed.requests,
+        args.run.timeout(),
+        args.attempts,
+    )?);
+    let mut phases = args.run.phases(clients);
+    phases.rate = args.rate;
+    phases.unit = "appends";
+    let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
+    let window = measured.window;
+    if measured.exhausted {
+        eprintln!(
+            "warning: all {presigned} pre-signed requests were used before the window ended; \
+             the window was cut to {:.1} s (raise --presign)",
+            window.as_secs_f64()
+        );
+    }
+    let (ok, latencies) = measured.total(&[]);
+    let (metrics_before, metrics_after) = &measured.metrics;
+    Ok(RunResult {
+        nodes,
+        clients,
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        },
+        offered_rate: args.rate,
+        warmup_s: args.run.warmup,
+        measured_s: window.as_secs_f64(),
+        entry_kind: args.entry_kind,
+        request_bytes: signed.request_bytes,
+        leaf_bytes: signed.leaf_bytes,
+        fsync: FSYNC,
+        sequencer: cluster
+            .sequencer
+            .as_ref()
+            .and_then(|table| serde_json::to_value(table).ok()),
+        appends_per_second: stats::per_second(ok, window),
+        verified_appends: ok,
+        duplicate_answers: measured.duplicates,
+        latency: latencies.summary(),
+        batches: batch_stats(metrics_before, metrics_after, window),
+        errors: measured.errors,
+        retries: measured.retries,
+        presigned,
+        presigned_exhausted: measured.exhausted,
+        presign_per_second: signed.signing_rate,
+        checkpoint_signatures_verified: load.verifier.checkpoint_signatures_verified(),
+        node_usage: measured.usage.processes,
+        bench_usage: measured.usage.bench,
+        machine_cpu_percent: measured.usage.machine,
+        other_cpu_percent: measured.usage.other,
+        profile: measured.profile,
+        timeline: measured.timeline,
+        load_average_before: measured.load_average.0,
+        load_average_after: measured.load_average.1,
+    })
+}
+
+/// The leader's batches during the window. Only the leader's histograms describe real
+/// batches: a follower's sequencer also pools submissions and proposes them, but the proposal
+/// fails with "forward to leader" and each entry is then forwarded on its own, so its
+/// `cairn_batch_leaves` counts attempts, not Raft entries.
+fn batch_stats(
+    before: &[Option<String>],
+    after: &[Option<String>],
+    window: Duration,
+) -> Option<BatchStats> {
+    let leader = after
+        .iter()
+        .position(|text| text.as_deref().is_some_and(run::is_leader))?;
+    let (before, after) = (
+        before.get(leader)?.as_deref()?,
+        after.get(leader)?.as_deref()?,
+    );
+    let delta = |name: &str| -> Option<PromHistogram> {
+        let now = PromHistogram::parse(after, name)?;
+        Some(now.since(&PromHistogram::parse(before, name).unwrap_or_default()))
+    };
+    let leaves = delta("cairn_batch_leaves")?;
+    let commit = delta("cairn_commit_seconds")?;
+    Some(BatchStats {
+        leader: leader + 1,
+        batches: leaves.count,
+        batches_per_second: leaves.count / window.as_secs_f64().max(1e-9),
+        mean_leaves: leaves.mean(),
+        p50_leaves_at_most: leaves.quantile_bound(0.5),
+        p99_leaves_at_most: leaves.quantile_bound(0.99),
+        commit_mean_ms: commit.mean() * 1000.0,
+        commit_p50_ms_at_most: commit.quantile_bound(0.5) * 1000.0,
+        commit_p99_ms_at_most: commit.quantile_bound(0.99) * 1000.0,
+    })
+}
+
+pub(crate) fn print_run(run: &RunResult) {
+    let latency = &run.latency;
+    println!(
+        "\n{} node(s), {} clients ({} loop), {:.1} s measured after {:.1} s warm-up",
+        run.nodes, run.clients, run.mode, run.measured_s, run.warmup_s
+    );
+    let sequencer = run
+        .sequencer
+        .as_ref()
+        .and_then(|s| s.as_object())
+        .map_or_else(
+            || "unknown".to_string(),
+            |settings| {
+                settings
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
+    println!(
+        "  settings: {} entries of {} bytes (requests {} bytes), fsync on; sequencer: {sequencer}",
+        match run.entry_kind {
+            EntryKind::Hashedrekord => "hashedrekord",
+        },
+        run.leaf_bytes,
+        run.request_bytes,
+    );
+    println!(
+        "  verified appends: {} = {:.0}/s{}",
+        run.verified_appends,
+        run.appends_per_second,
+        if run.duplicate_answers > 0 {
+            format!(" ({} answered as duplicates)", run.duplicate_answers)
+        } else {
+            String::new()
+        }
+    );
+    latency.print();
+    if let Some(batches) = &run.batches {
+        println!(
+            "  leader (node {}) batches: {:.0}/s, mean {:.1} leaves (p50 <= {}, p99 <= {}); commit mean {:.2} ms (p50 <= {} ms, p99 <= {} ms)",
+            batches.leader,
+            batches.batches_per_second,
+            batches.mean_leaves,
+            batches.p50_leaves_at_most,
+            batches.p99_leaves_at_most,
+            batches.commit_mean_ms,
+            batches.commit_p50_ms_at_most,
+            batches.commit_p99_ms_at_most
+        );
+    }
+    crate::cluster::print_errors_and_usage(
+        &run.errors,
+        Some(&run.retries),
+        &run.node_usage,
+        run.bench_usage.as_ref(),
+        run.machine_cpu_percent,
+        run.other_cpu_percent,
+    );
+    println!(
+        "  checkpoints verified: {}; load average before {} after {}",
+        run.checkpoint_signatures_verified, run.load_average_before, run.load_average_after
+    );
+}
+
+/// A Markdown table with one row per run.
+pub(crate) fn print_table(out: &mut dyn std::io::Write, runs: &[RunResult]) -> std::io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| nodes | clients | appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | retries | batch mean | commit mean ms | node CPU % | bench CPU % | other CPU % |"
+    )?;
+    writeln!(
+        out,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for run in runs {
+        let node_cpu = run
+            .node_usage
+            .iter()
+            .map(|u| format!("{:.0}", u.cpu_percent))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+            run.nodes,
+            run.clients,
+            run.appends_per_second,
+            run.latency.p50_ms,
+            run.latency.p90_ms,
+            run.latency.p99_ms,
+            run.latency.max_ms,
+            run.errors.total(),
+            run.retries.total(),
+            run.batches
+                .as_ref()
+                .map_or("-".into(), |b| format!("{:.1}", b.mean_leaves)),
+            run.batches
+                .as_ref()
+                .map_or("-".into(), |b| format!("{:.2}", b.commit_mean_ms)),
+            if node_cpu.is_empty() {
+                "-".into()
+            } else {
+                node_cpu
+            },
+            run.bench_usage
+                .as_ref()
+                .map_or("-".into(), |u| format!("{:.0}", u.cpu_percent)),
+            run.other_cpu_percent
+                .map_or("-".into(), |other| format!("{other:.0}")),
+        )?;
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn scrape(leader: bool, batches: u32, leaves: u32) -> Option<String> {
+        Some(format!(
+            "cairn_batch_leaves_sum {leaves}.0\ncairn_batch_leaves_count {batches}\n\
+             cairn_batch_leaves_bucket{{le=\"16.0\"}} {batches}\n\
+             cairn_batch_leaves_bucket{{le=\"+Inf\"}} {batches}\n\
+             cairn_commit_seconds_sum {}\ncairn_commit_seconds_count {batches}\n\
+             cairn_commit_seconds_bucket{{le=\"0.01\"}} {batches}\n\
+             cairn_commit_seconds_bucket{{le=\"+Inf\"}} {batches}\n\
+             cairn_raft_is_leader {}\n",
+            f64::from(batches) * 0.01,
+            u8::from(leader)
+        ))
+    }
+
+    #[test]
+    fn batch_stats_come_from_the_leader_only() {
+        // Node 2 leads; node 1's follower "batches" (failed proposals) must not count.
+        let before = [scrape(false, 0, 0), scrape(true, 0, 0), None];
+        let after = [scrape(false, 50, 500), scrape(true, 10, 100), None];
+        let stats = batch_stats(&before, &after, Duration::from_secs(2)).unwrap();
+        assert_eq!(stats.leader, 2);
+        assert!((stats.batches - 10.0).abs() < 1e-9);
+        assert!((stats.batches_per_second - 5.0).abs() < 1e-9);
+        assert!((stats.mean_leaves - 10.0).abs() < 1e-9);
+        assert!((stats.commit_mean_ms - 10.0).abs() < 1e-9);
+        assert!(batch_stats(&before, &[None, None, None], Duration::from_secs(1)).is_none());
+    }
+}

@@ -1,0 +1,782 @@
+//! What every load subcommand shares: the run arguments ([`RunArgs`]) and the one phase loop
+//! ([`measure`]) that drives a [`Workload`] through warm-up and the measured window.
+//!
+//! A workload says what one client does per operation: [`Workload::prepare`] sets a client up
+//! before the clock starts (its connection, its token), [`Workload::issue`] sends one request
+//! (retrying what is safe to retry), and [`Workload::verify`] checks the answer as a client
+//! would; only a verified answer counts, under the label it names. The loop does the rest the
+//! same way for appends, reads, certificates and etcd puts: closed loop (the next request when
+//! the previous one is verified) or open loop (`--rate`: request k is due at `start + k / rate`
+//! and its latency counts from then, so a stalled server shows as latency instead of silently
+//! lowering the offered load), the live progress line, what counts (operations that finish
+//! inside the window), CPU and memory of the nodes, the benchmark and the machine over the
+//! window, the nodes' `/metrics` before and after, and `--profile`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::cluster::{self, Cluster, ProcessUsage};
+use crate::stats::{Latencies, Tally};
+
+/// The flags every load subcommand takes. A subcommand whose defaults differ says so with
+/// `mut_arg` (`appends` and `certificates` run 64 clients by default).
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct RunArgs {
+    /// Concurrent clients, one run per value (comma-separated). Each client is one keep-alive
+    /// HTTP/1.1 connection with one request in flight; client i talks to node i mod n, and
+    /// followers forward to the leader as they would for real users.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    pub(crate) clients: Vec<usize>,
+    /// Seconds of measurement per run.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// Seconds of load before measuring (connections, leader caches and batch sizes settle).
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) warmup: f64,
+    /// Seconds to wait for one answer before giving up on that attempt.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) timeout: f64,
+    /// The cairn-node binary. Default: next to this binary (same cargo target dir), then PATH.
+    #[arg(long)]
+    pub(crate) node_bin: Option<PathBuf>,
+    /// Where started clusters keep their data. Default: the system temp directory. It should be
+    /// on the disk you mean to measure: every Raft commit is fsynced there.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Keep started clusters' data directories (node logs, databases) after the run.
+    #[arg(long)]
+    pub(crate) keep_data: bool,
+    /// Worker threads of the benchmark's own runtime (clients and verification).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) client_threads: usize,
+    /// Write every run's results as JSON to this file.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Write a Markdown table of the runs to this file.
+    #[arg(long)]
+    pub(crate) markdown: Option<PathBuf>,
+    /// Sample the Cairn leader's CPU with `perf record` over each run's measured window and put
+    /// the hottest crates and symbols in the results (needs Debian's linux-perf and a known
+    /// pid: a started cluster or --cluster-json).
+    #[arg(long)]
+    pub(crate) profile: bool,
+}
+
+impl RunArgs {
+    /// Refuses settings no run can use.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.duration > 0.0 && self.warmup >= 0.0 && self.timeout > 0.0,
+            "--duration and --timeout must be positive, --warmup not negative"
+        );
+        anyhow::ensure!(
+            !self.clients.is_empty() && !self.clients.contains(&0),
+            "--clients must be at least 1"
+        );
+        Ok(())
+    }
+
+    /// The benchmark's own runtime, with `--client-threads` workers.
+    pub(crate) fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.client_threads.max(1))
+            .enable_all()
+            .build()
+    }
+
+    pub(crate) fn node_bin(&self) -> anyhow::Result<PathBuf> {
+        match &self.node_bin {
+            Some(path) => Ok(path.clone()),
+            None => cluster::find_node_binary(),
+        }
+    }
+
+    /// The directory started clusters go under.
+    pub(crate) fn parent(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// Starts a `cairn-node dev` cluster of `nodes` with these environment variables.
+    pub(crate) fn start_cluster(
+        &self,
+        nodes: u16,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Cluster> {
+        let node_bin = self.node_bin()?;
+        eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
+        let parent = self.parent();
+        let mut cluster = tokio::task::block_in_place(|| {
+            Cluster::start_with_env(&node_bin, nodes, &parent, env)
+        })?;
+        if self.keep_data {
+            cluster.keep_data();
+            if let Some(dir) = cluster.data_dir() {
+                eprintln!("cluster data kept in {}", dir.display());
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The phases of one run with `clients` clients and no rate.
+    pub(crate) fn phases(&self, clients: usize) -> Phases {
+        Phases {
+            clients,
+            warmup: Duration::from_secs_f64(self.warmup),
+            duration: Duration::from_secs_f64(self.duration),
+            rate: None,
+            profile: self.profile,
+            unit: "ops",
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+
+    /// Prints a subcommand's Markdown table on stdout and writes it to `--markdown`, and the
+    /// report to `--json`.
+    pub(crate) fn finish(
+        &self,
+        report: &impl Serialize,
+        table: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        table(&mut std::io::stdout())?;
+        if let Some(path) = &self.json {
+            std::fs::write(path, serde_json::to_vec_pretty(report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("results written to {}", path.display());
+        }
+        if let Some(path) = &self.markdown {
+            let mut text = Vec::new();
+            table(&mut text)?;
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// How one run is driven.
+#[derive(Clone, Debug)]
+pub(crate) struct Phases {
+    pub(crate) clients: usize,
+    pub(crate) warmup: Duration,
+    pub(crate) duration: Duration,
+    /// Total offered operations per second (open loop); `None` for closed loop.
+    pub(crate) rate: Option<f64>,
+    /// Sample the leader's CPU over the window (`--profile`).
+    pub(crate) profile: bool,
+    /// What the progress line counts ("appends", "reads", "puts").
+    pub(crate) unit: &'static str,
+}
+
+/// A verified answer: the label it is counted under, whether it was a write (for a mixed
+/// workload's progress line), and whether the log answered it as a duplicate.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Done {
+    pub(crate) label: &'static str,
+    pub(crate) write: bool,
+    pub(crate) duplicate: bool,
+}
+
+impl Done {
+    pub(crate) fn read(label: &'static str) -> Done {
+        Done {
+            label,
+            write: false,
+            duplicate: false,
+        }
+    }
+}
+
+/// Why an operation did not count.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// An error of this kind (`http 503`, `verify: proof`, `timeout`).
+    Error(String),
+    /// The pre-signed requests ran out: this client stops.
+    Exhausted,
+}
+
+impl From<&str> for Failure {
+    fn from(kind: &str) -> Failure {
+        Failure::Error(kind.to_string())
+    }
+}
+
+/// One kind of load, as one client sees it.
+pub(crate) trait Workload: Send + Sync + 'static {
+    /// A client's own state (its connection, its generator).
+    type Client: Send + 'static;
+    /// An answer as received, before it is verified.
+    type Answer: Send;
+    /// How long a client waits after a failed operation, so it does not spin on a broken
+    /// connection.
+    const PAUSE_AFTER_ERROR: Duration = Duration::from_millis(20);
+
+    /// Sets up client `id`, before the clock starts.
+    fn prepare(&self, id: usize) -> impl Future<Output = anyhow::Result<Self::Client>> + Send;
+
+    /// Sends operation `op` (numbered from 0 across all clients) and returns its answer.
+    fn issue(
+        &self,
+        client: &mut Self::Client,
+        op: usize,
+        context: &Context<'_>,
+    ) -> impl Future<Output = Result<Self::Answer, Failure>> + Send;
+
+    /// Checks an answer as a client would before it may count it.
+    fn verify(&self, client: &mut Self::Client, answer: Self::Answer) -> Result<Done, String>;
+}
+
+/// Counters the progress line reads while a run goes on (warm-up included).
+#[derive(Debug, Default)]
+struct Live {
+    ok: AtomicU64,
+    writes: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+/// What one client saw inside the measured window.
+#[derive(Debug, Default)]
+struct ClientStats {
+    /// Count and latencies by label, in the order first seen.
+    kinds: Vec<(&'static str, u64, Latencies)>,
+    duplicates: u64,
+    errors: Tally,
+    retries: Tally,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain counters: a panic elsewhere cannot leave them inconsistent.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Everything the client tasks of one run share.
+#[derive(Debug)]
+struct State {
+    phases: Phases,
+    live: Live,
+    /// The next operation (closed loop).
+    next: AtomicUsize,
+    exhausted: AtomicBool,
+    /// The window is over (at its end, or earlier when the requests ran out).
+    finished: AtomicBool,
+    /// Load starts.
+    start: Instant,
+    /// Measurement starts (after warm-up).
+    window_start: Instant,
+    /// Measurement and load end.
+    end: Instant,
+}
+
+impl State {
+    fn in_window(&self, at: Instant) -> bool {
+        at >= self.window_start && at <= self.end
+    }
+}
+
+/// What an operation may tell the loop while it runs.
+pub(crate) struct Context<'a> {
+    state: &'a State,
+    stats: &'a Mutex<ClientStats>,
+}
+
+impl Context<'_> {
+    /// An attempt failed with `kind` and is being retried.
+    pub(crate) fn retry(&self, kind: &str) {
+        self.state.live.retries.fetch_add(1, Ordering::Relaxed);
+        if self.state.in_window(Instant::now()) {
+            lock(self.stats).retries.add(kind);
+        }
+    }
+}
+
+/// What the nodes (or etcd members) under load are, for CPU, memory, metrics and profiles.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Target<'a> {
+    /// Cairn node URLs, whose `/metrics` are scraped around the window; empty for etcd.
+    pub(crate) urls: &'a [String],
+    pub(crate) pids: &'a [u32],
+    /// How their usage is named: "node " gives "node 1", "node 2", ...
+    pub(crate) name: &'a str,
+}
+
+impl<'a> Target<'a> {
+    pub(crate) fn cluster(cluster: &'a Cluster) -> Target<'a> {
+        Target {
+            urls: &cluster.urls,
+            pids: &cluster.pids,
+            name: "node ",
+        }
+    }
+}
+
+/// One run's measurements.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    pub(crate) window: Duration,
+    /// Verified operations and their latencies, by label.
+    pub(crate) kinds: BTreeMap<&'static str, (u64, Latencies)>,
+    pub(crate) duplicates: u64,
+    pub(crate) errors: Tally,
+    pub(crate) retries: Tally,
+    /// The pre-signed requests ran out before the window ended.
+    pub(crate) exhausted: bool,
+    /// Verified operations completed in each second since load start (warm-up included).
+    pub(crate) timeline: Vec<u64>,
+    pub(crate) usage: Usage,
+    /// Each node's `/metrics` at the window's start and end.
+    pub(crate) metrics: (Vec<Option<String>>, Vec<Option<String>>),
+    pub(crate) profile: Option<crate::profile::Profile>,
+    pub(crate) load_average: (String, String),
+}
+
+impl Measured {
+    /// The count and latencies of every label but those in `except`, together.
+    pub(crate) fn total(&self, except: &[&str]) -> (u64, Latencies) {
+        let mut latencies = Latencies::new();
+        let mut count = 0;
+        for (label, (n, more)) in &self.kinds {
+            if !except.contains(label) {
+                count += n;
+                latencies.merge(more);
+            }
+        }
+        (count, latencies)
+    }
+}
+
+/// Runs `workload` with `phases.clients` clients through warm-up and the window.
+pub(crate) async fn measure<W: Workload>(
+    workload: &Arc<W>,
+    phases: &Phases,
+    target: Target<'_>,
+) -> anyhow::Result<Measured> {
+    let mut clients = Vec::with_capacity(phases.clients);
+    for id in 0..phases.clients {
+        clients.push(workload.prepare(id).await?);
+    }
+    let load_before = load_average();
+    // A short lead so every client task is spawned before the clock starts.
+    let start = Instant::now() + Duration::from_millis(50);
+    let state = Arc::new(State {
+        phases: phases.clone(),
+        live: Live::default(),
+        next: AtomicUsize::new(0),
+        exhausted: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        start,
+        window_start: start + phases.warmup,
+        end: start + phases.warmup + phases.duration,
+    });
+    let mut tasks = Vec::new();
+    let mut all_stats = Vec::new();
+    for (id, client) in clients.into_iter().enumerate() {
+        let stats = Arc::new(Mutex::new(ClientStats::default()));
+        all_stats.push(Arc::clone(&stats));
+        tasks.push(tokio::spawn(run_client(
+            Arc::clone(workload),
+            client,
+            id,
+            Arc::clone(&state),
+            stats,
+        )));
+    }
+    let progress = tokio::spawn(progress(Arc::clone(&state)));
+    tokio::time::sleep_until(state.window_start).await;
+    let metrics_before = scrape(target.urls).await;
+    let recording = if phases.profile {
+        Some(start_profile(target, &metrics_before, phases.duration)?)
+    } else {
+        None
+    };
+    let before = Sample::take(target.pids);
+    let window_started = Instant::now();
+    // A closed-loop run that runs out of requests stops early; measure up to that point.
+    while Instant::now() < state.end
+        && !(state.exhausted.load(Ordering::Relaxed)
+            && state.live.in_flight.load(Ordering::Relaxed) == 0)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = Sample::take(target.pids);
+    let window = window_started.elapsed();
+    state.finished.store(true, Ordering::Relaxed);
+    let metrics_after = scrape(target.urls).await;
+    // Answers after the window's end are not counted, so there is nothing to wait for.
+    for task in &tasks {
+        task.abort();
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let timeline = progress.await.unwrap_or_default();
+    let profile = match recording {
+        Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
+        None => None,
+    };
+    let mut measured = Measured {
+        window,
+        kinds: BTreeMap::new(),
+        duplicates: 0,
+        errors: Tally::default(),
+        retries: Tally::default(),
+        exhausted: state.exhausted.load(Ordering::Relaxed),
+        timeline,
+        usage: Usage::between(&before, &after, window, target.name),
+        metrics: (metrics_before, metrics_after),
+        profile,
+        load_average: (load_before, load_average()),
+    };
+    for stats in &all_stats {
+        let stats = lock(stats);
+        for (label, count, latencies) in &stats.kinds {
+            let slot = measured
+                .kinds
+                .entry(*label)
+                .or_insert_with(|| (0, Latencies::new()));
+            slot.0 += count;
+            slot.1.merge(latencies);
+        }
+        measured.duplicates += stats.duplicates;
+        measured.errors.merge(&stats.errors);
+        measured.retries.merge(&stats.retries);
+    }
+    Ok(measured)
+}
+
+/// One client: runs until the end of the window, recording into `stats`.
+///
+/// `stats` is a per-client mutex, locked briefly once per answer and never contended during
+/// the run: it lets the loop read the numbers after aborting the task at the window's end
+/// without waiting for its in-flight request.
+async fn run_client<W: Workload>(
+    workload: Arc<W>,
+    mut client: W::Client,
+    id: usize,
+    state: Arc<State>,
+    stats: Arc<Mutex<ClientStats>>,
+) {
+    tokio::time::sleep_until(state.start).await;
+    let mut sequence = 0usize;
+    loop {
+        // Which operation, and from when its latency counts.
+        let (op, due) = match state.phases.rate {
+            None => {
+                if Instant::now() >= state.end {
+                    return;
+                }
+                (state.next.fetch_add(1, Ordering::Relaxed), None)
+            }
+            Some(rate) => {
+                let op = id + sequence * state.phases.clients;
+                sequence += 1;
+                let due = state.start + Duration::from_secs_f64(op as f64 / rate);
+                if due >= state.end {
+                    return;
+                }
+                tokio::time::sleep_until(due).await;
+                (op, Some(due))
+            }
+        };
+        let started = due.unwrap_or_else(Instant::now);
+        state.live.in_flight.fetch_add(1, Ordering::Relaxed);
+        let context = Context {
+            state: &state,
+            stats: &stats,
+        };
+        let outcome = match workload.issue(&mut client, op, &context).await {
+            Ok(answer) => workload.verify(&mut client, answer).map_err(Failure::Error),
+            Err(failure) => Err(failure),
+        };
+        state.live.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let finished = Instant::now();
+        let counted = state.in_window(finished);
+        match outcome {
+            Ok(done) => {
+                state.live.ok.fetch_add(1, Ordering::Relaxed);
+                if done.write {
+                    state.live.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                if counted {
+                    let mut stats = lock(&stats);
+                    stats.duplicates += u64::from(done.duplicate);
+                    let at = match stats.kinds.iter().position(|(l, ..)| *l == done.label) {
+                        Some(at) => at,
+                        None => {
+                            stats.kinds.push((done.label, 0, Latencies::new()));
+                            stats.kinds.len() - 1
+                        }
+                    };
+                    stats.kinds[at].1 += 1;
+                    stats.kinds[at].2.record(finished - started);
+                }
+            }
+            Err(Failure::Exhausted) => {
+                state.exhausted.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(Failure::Error(kind)) => {
+                state.live.errors.fetch_add(1, Ordering::Relaxed);
+                if counted {
+                    lock(&stats).errors.add(&kind);
+                }
+                if !W::PAUSE_AFTER_ERROR.is_zero() {
+                    tokio::time::sleep(W::PAUSE_AFTER_ERROR).await;
+                }
+            }
+        }
+    }
+}
+
+/// Prints a live line on stderr once per second until the run ends; returns the verified
+/// operations completed in each second.
+async fn progress(state: Arc<State>) -> Vec<u64> {
+    let terminal = std::io::stderr().is_terminal();
+    let live = &state.live;
+    let mut timeline = Vec::new();
+    let (mut last, mut last_writes) = (0, 0);
+    let mut tick = state.start + Duration::from_secs(1);
+    while tick <= state.end + Duration::from_millis(500) {
+        tokio::time::sleep_until(tick).await;
+        let ok = live.ok.load(Ordering::Relaxed);
+        let writes = live.writes.load(Ordering::Relaxed);
+        timeline.push(ok - last);
+        let phase = if tick <= state.window_start {
+            "warm-up"
+        } else {
+            "measure"
+        };
+        // A mixed workload says how many of its operations were appends.
+        let writes_part = if writes > 0 && writes < ok {
+            format!(" (of which appends {}/s)", writes - last_writes)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "[{:>4.0}s {phase}] {:>7} {}/s verified{writes_part}  total {ok}  errors {}  retries {}  in flight {}",
+            (tick - state.start).as_secs_f64(),
+            ok - last,
+            state.phases.unit,
+            live.errors.load(Ordering::Relaxed),
+            live.retries.load(Ordering::Relaxed),
+            live.in_flight.load(Ordering::Relaxed),
+        );
+        (last, last_writes) = (ok, writes);
+        if terminal {
+            eprint!("\r{line}\x1b[K");
+        } else {
+            eprintln!("{line}");
+        }
+        tick += Duration::from_secs(1);
+        if state.finished.load(Ordering::Relaxed)
+            || (tick > state.end && Instant::now() >= state.end)
+        {
+            break;
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+    timeline
+}
+
+/// Load average, to tell a quiet machine from one that is also building.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// Scrapes `/metrics` of every node; nodes that do not answer are skipped.
+pub(crate) async fn scrape(urls: &[String]) -> Vec<Option<String>> {
+    let mut texts = Vec::new();
+    for url in urls {
+        let text = crate::net::get(&format!("{}/metrics", url.trim_end_matches('/')))
+            .await
+            .ok()
+            .map(|body| String::from_utf8_lossy(&body).into_owned());
+        texts.push(text);
+    }
+    texts
+}
+
+/// Whether a scrape says its node is the Raft leader (`cairn_raft_is_leader 1`).
+pub(crate) fn is_leader(text: &str) -> bool {
+    text.lines().any(|line| {
+        line.strip_prefix("cairn_raft_is_leader ")
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .is_some_and(|value| value >= 1.0)
+    })
+}
+
+/// Starts sampling the leader (by its metrics) for the measured window.
+fn start_profile(
+    target: Target<'_>,
+    metrics: &[Option<String>],
+    window: Duration,
+) -> anyhow::Result<crate::profile::Recording> {
+    let leader = metrics
+        .iter()
+        .position(|text| text.as_deref().is_some_and(is_leader))
+        .context("--profile: no node reports itself leader")?;
+    let pid = *target
+        .pids
+        .get(leader)
+        .context("--profile needs the nodes' process ids (a started cluster or --cluster-json)")?;
+    let data = std::env::temp_dir().join(format!("cairn-bench-{}-{pid}.perf", std::process::id()));
+    crate::profile::start(
+        pid,
+        format!("node {} (leader)", leader + 1),
+        window.as_secs_f64(),
+        &data,
+    )
+}
+
+/// CPU and memory samples of some processes, this benchmark and the machine.
+pub(crate) struct Sample {
+    processes: Vec<Option<cluster::ProcSample>>,
+    bench: Option<cluster::ProcSample>,
+    machine: Option<cluster::MachineSample>,
+}
+
+impl Sample {
+    pub(crate) fn take(pids: &[u32]) -> Sample {
+        Sample {
+            processes: pids
+                .iter()
+                .map(|pid| cluster::sample_process(&pid.to_string()))
+                .collect(),
+            bench: cluster::sample_process("self"),
+            machine: cluster::sample_machine(),
+        }
+    }
+}
+
+/// Usage over a window, from two samples.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub(crate) processes: Vec<ProcessUsage>,
+    pub(crate) bench: Option<ProcessUsage>,
+    /// The whole machine's busy CPU, percent of one core.
+    pub(crate) machine: Option<f64>,
+    /// The part of it neither the sampled processes nor this benchmark used (other builds and
+    /// tests); only meaningful when every process is known.
+    pub(crate) other: Option<f64>,
+}
+
+impl Usage {
+    pub(crate) fn between(before: &Sample, after: &Sample, window: Duration, name: &str) -> Usage {
+        let processes: Vec<ProcessUsage> = before
+            .processes
+            .iter()
+            .zip(&after.processes)
+            .enumerate()
+            .filter_map(|(i, (before, after))| {
+                Some(cluster::usage(
+                    format!("{name}{}", i + 1),
+                    (*before)?,
+                    (*after)?,
+                    window,
+                ))
+            })
+            .collect();
+        let bench = match (before.bench, after.bench) {
+            (Some(before), Some(after)) => {
+                Some(cluster::usage("cairn-bench".into(), before, after, window))
+            }
+            _ => None,
+        };
+        let machine = match (before.machine, after.machine) {
+            (Some(before), Some(after)) => {
+                Some(cluster::machine_busy_percent(before, after, window))
+            }
+            _ => None,
+        };
+        let other = machine.filter(|_| !processes.is_empty()).map(|machine| {
+            let ours: f64 = processes.iter().map(|u| u.cpu_percent).sum::<f64>()
+                + bench.as_ref().map_or(0.0, |u| u.cpu_percent);
+            (machine - ours).max(0.0)
+        });
+        Usage {
+            processes,
+            bench,
+            machine,
+            other,
+        }
+    }
+}
+
+/// The machine and code a report belongs to.
+#[derive(Debug, Serialize)]
+pub(crate) struct Environment {
+    pub(crate) cpu_model: String,
+    pub(crate) cores: usize,
+    pub(crate) memory_gib: f64,
+    pub(crate) commit: String,
+    pub(crate) date: String,
+}
+
+impl Environment {
+    /// Best effort: the report says "unknown" rather than failing the run. Says it on stderr.
+    pub(crate) fn read() -> Environment {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map_or_else(
+                || "unknown".to_string(),
+                |(_, model)| model.trim().to_string(),
+            );
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: f64 = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0);
+        let command = |program: &str, args: &[&str]| {
+            std::process::Command::new(program)
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .ok()
+                .filter(|output| output.status.success())
+                .map_or_else(
+                    || "unknown".to_string(),
+                    |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
+                )
+        };
+        let environment = Environment {
+            cpu_model,
+            cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            commit: command("git", &["rev-parse", "--short", "HEAD"]),
+            date: command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        };
+        eprintln!(
+            "machine: {} ({} cores, {:.1} GiB), commit {}",
+            environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
+        );
+        environment
+    }
+}
