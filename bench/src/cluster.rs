@@ -6,7 +6,7 @@
 //! verifier key) once every node is ready, and stops its nodes on SIGTERM.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -25,7 +25,10 @@ pub(crate) struct Cluster {
     /// The C2SP tlog-policy publication needs (log key, witnesses, quorum), for a cluster with
     /// witnessing: answers count only if their checkpoint meets it.
     pub(crate) witness_policy: Option<String>,
-    /// Set for a cluster this process started; stops it on drop.
+    /// The `cairn-node dev` this process started, stopped on drop (before `dev` removes its
+    /// directory: fields drop in order).
+    process: Option<node::dev_process::DevProcess>,
+    /// Set for a cluster this process started: its directory, removed on drop unless kept.
     dev: Option<Started>,
 }
 
@@ -74,59 +77,27 @@ impl Cluster {
         nodes: u16,
         dir: &Path,
         base_port: u16,
-        env: &[(&str, &str)],
+        env_overrides: &[(&str, &str)],
     ) -> anyhow::Result<Cluster> {
-        let dir = dir.to_path_buf();
-        // A resumed cluster's old description names processes that are gone.
-        let _ = std::fs::remove_file(dir.join("cluster.json"));
-        let log_path = dir.join("dev.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)?;
-        let child = Command::new(node_bin)
-            .arg("dev")
-            .arg("--nodes")
-            .arg(nodes.to_string())
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--base-port")
-            .arg(base_port.to_string())
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", node_bin.display()))?;
-        // `dev` gives its nodes 10 s to stop before killing them; allow a little more.
-        let mut dev = Started::new(dir.clone(), Duration::from_secs(15));
-        dev.children.push(child);
-        let json_path = dir.join("cluster.json");
-        let started = Instant::now();
-        while !json_path.exists() {
-            if let Some(status) = dev.children[0].try_wait()? {
-                bail!(
-                    "cairn-node dev exited ({status}) before the cluster was ready; see {} and {}/node-*/node.log",
-                    log_path.display(),
-                    dir.display()
-                );
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("cluster not ready after 60 s; see {}", log_path.display());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // `dev` writes cluster.json in one call after every node is ready; a read racing the
-        // write sees a short file, so retry parsing briefly.
-        let mut cluster = loop {
-            match Cluster::from_json(&json_path) {
-                Ok(cluster) => break cluster,
-                Err(error) if started.elapsed() > Duration::from_secs(60) => return Err(error),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        };
-        cluster.dev = Some(dev);
+        let mut env: Vec<(String, String)> = vec![("RUST_LOG".into(), "warn".into())];
+        env.extend(
+            env_overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let process = node::dev_process::DevProcess::start(node::dev_process::DevOptions {
+            binary: node_bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            nodes,
+            base_port,
+            env,
+            log: dir.join("dev.log"),
+            ready_within: Duration::from_secs(60),
+        })
+        .with_context(|| format!("see also {}/node-*/node.log", dir.display()))?;
+        let mut cluster = Cluster::from_json(&dir.join("cluster.json"))?;
+        cluster.dev = Some(Started::new(dir.to_path_buf(), Duration::ZERO));
+        cluster.process = Some(process);
         Ok(cluster)
     }
 
@@ -153,6 +124,7 @@ impl Cluster {
             verifier_key,
             sequencer,
             witness_policy: None,
+            process: None,
             dev: None,
         })
     }
@@ -166,6 +138,7 @@ impl Cluster {
             verifier_key,
             sequencer: None,
             witness_policy: None,
+            process: None,
             dev: None,
         }
     }

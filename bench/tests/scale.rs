@@ -9,8 +9,8 @@
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use tlog::{Hash, MemoryTree};
 
@@ -28,67 +28,26 @@ fn node_bin() -> PathBuf {
     path
 }
 
-/// A free base port for a one-node dev cluster (API, Raft at +100, dev issuer at +300).
-fn base_port() -> u16 {
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if port < 65_000
-            && [port, port + 100, port + 300]
-                .iter()
-                .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        {
-            return port;
-        }
-    }
-}
-
-/// `cairn-node dev`, stopped with SIGTERM on drop.
-struct Dev(Child);
+/// `cairn-node dev` with one node in `dir` on `port` (`node::dev_process`: created, or resumed
+/// with its data), stopped with SIGTERM on drop.
+struct Dev(#[allow(dead_code)] node::dev_process::DevProcess);
 
 impl Dev {
     fn start(dir: &Path, port: u16) -> Dev {
-        let _ = std::fs::remove_file(dir.join("cluster.json"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("dev.log"))
-            .unwrap();
-        let child = Command::new(node_bin())
-            .args(["dev", "--nodes", "1", "--base-port", &port.to_string()])
-            .arg("--dir")
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while !dir.join("cluster.json").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "dev cluster not ready; see {}",
-                dir.join("dev.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        Dev(child)
+        let options = node::dev_process::DevOptions {
+            base_port: port,
+            env: vec![("RUST_LOG".into(), "warn".into())],
+            log: dir.join("dev.log"),
+            ready_within: Duration::from_secs(120),
+            ..node::dev_process::DevOptions::new(&node_bin(), dir, 1)
+        };
+        Dev(node::dev_process::DevProcess::start(options).unwrap())
     }
 }
 
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
+/// A free base port for a one-node dev cluster, kept for its restart.
+fn base_port() -> u16 {
+    node::dev_process::free_base_port(1).unwrap()
 }
 
 /// A plain HTTP/1.1 GET: (status, body).

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 /// Offsets from the base port that a dev cluster of up to three nodes binds: APIs, cluster
 /// listeners, and the issuer.
 const PORT_OFFSETS: [u16; 7] = [0, 1, 2, 100, 101, 102, 300];
-/// The file the supervisor writes last, once every node answers.
-const READY_FILE: &str = "client_trust_config.json";
+/// The file the supervisor writes last, once every node is ready and the trust documents are
+/// written.
+const READY_FILE: &str = "cluster.json";
 
 /// Why a dev cluster did not come up.
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +100,21 @@ pub struct DevProcess {
 }
 
 impl DevProcess {
-    /// Starts the supervisor and waits until the cluster is ready.
+    /// Starts the supervisor (creating the cluster in `options.dir`, or resuming the one it
+    /// holds) and waits until the cluster is ready.
     pub fn start(options: DevOptions) -> Result<DevProcess, DevError> {
         let spawn_error = |source| DevError::Spawn {
             program: options.binary.clone(),
             source,
         };
-        let log = std::fs::File::create(&options.log).map_err(spawn_error)?;
+        // A resumed cluster's old description names processes that are gone.
+        let ready = options.dir.join(READY_FILE);
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&options.log)
+            .map_err(spawn_error)?;
         let child = Command::new(&options.binary)
             .arg("dev")
             .arg("--nodes")
@@ -126,9 +135,10 @@ impl DevProcess {
             options,
             stopped: false,
         };
-        let ready = dev.options.dir.join(READY_FILE);
         let started = Instant::now();
-        while !ready.exists() {
+        // Written in one call, but a read racing the write sees a short file: ready once it
+        // parses.
+        while dev.cluster_json().is_err() {
             if let Ok(Some(status)) = dev.child.try_wait() {
                 return Err(DevError::Exited {
                     status,
@@ -143,8 +153,6 @@ impl DevProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        // Written just before; give the write a moment to finish.
-        std::thread::sleep(Duration::from_millis(200));
         Ok(dev)
     }
 
