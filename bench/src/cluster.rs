@@ -169,6 +169,8 @@ fn read_sequencer(config: &Path) -> anyhow::Result<toml::Table> {
 /// unless kept.
 #[derive(Debug)]
 pub(crate) struct Started {
+    /// Node processes, stopped first.
+    pub(crate) nodes: Option<node::dev_process::LocalCluster>,
     pub(crate) children: Vec<Child>,
     pub(crate) dir: PathBuf,
     pub(crate) keep: bool,
@@ -178,6 +180,7 @@ pub(crate) struct Started {
 impl Started {
     pub(crate) fn new(dir: PathBuf, grace: Duration) -> Started {
         Started {
+            nodes: None,
             children: Vec::new(),
             dir,
             keep: false,
@@ -188,6 +191,9 @@ impl Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
+        if let Some(nodes) = &mut self.nodes {
+            nodes.stop_all();
+        }
         stop_processes(self.children.iter_mut().collect(), self.grace);
         if self.keep {
             eprintln!("data kept in {}", self.dir.display());

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use node::dev_process::LocalCluster;
 use serde::Serialize;
 
 use crate::appends::{AppendsArgs, RunResult};
@@ -148,17 +149,6 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-async fn wait_http(url: &str, what: &str, log: &Path) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while crate::net::get(url).await.is_err() {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("{what} not ready after 60 s; see {}", log.display());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
 /// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
 async fn start(
     args: &WitnessingArgs,
@@ -277,53 +267,22 @@ async fn start(
         section.insert("fail_open".into(), toml::Value::Boolean(false));
         config.insert("witnessing".into(), toml::Value::Table(section));
         std::fs::write(&path, config.to_string())?;
-        let log = std::fs::File::create(dir.join(format!("node-{id}/node.log")))?;
-        let child = Command::new(node_bin)
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting cairn-node run")?;
-        guard.children.push(child);
     }
-    for (i, url) in urls.iter().enumerate() {
-        let log = dir.join(format!("node-{}/node.log", i + 1));
-        wait_http(&format!("{url}/healthz"), "node", &log).await?;
-    }
-    let token = std::fs::read_to_string(dir.join("admin-token"))?
-        .trim()
-        .to_string();
-    let members: serde_json::Map<String, serde_json::Value> = (0..nodes)
-        .map(|i| {
-            (
-                (i + 1).to_string(),
-                serde_json::json!({
-                    "api_url": urls[i],
-                    "cluster_url": format!("https://127.0.0.1:{}", ports[nodes + i]),
-                }),
-            )
-        })
+    let cluster_urls: Vec<String> = ports[nodes..2 * nodes]
+        .iter()
+        .map(|port| format!("https://127.0.0.1:{port}"))
         .collect();
-    let body = serde_json::to_vec(&serde_json::json!({ "members": members }))?;
-    let init = format!("{}/admin/init", urls[0]);
-    crate::net::request(
-        &init,
-        Some(body.into()),
-        Some(&token),
-        Duration::from_secs(30),
-    )
-    .await?;
-    for (i, url) in urls.iter().enumerate() {
-        let log = dir.join(format!("node-{}/node.log", i + 1));
-        wait_http(&format!("{url}/readyz"), "node", &log).await?;
-    }
-    let (witness_pids, node_pids) = guard.children.split_at(witnesses);
-    let witness_pids = witness_pids.iter().map(Child::id).collect();
-    let node_pids = node_pids.iter().map(Child::id).collect();
+    let mut processes = LocalCluster::new(node_bin, &dir, &urls, &cluster_urls)?;
+    processes.set_env("RUST_LOG", "warn");
+    // Held by the guard at once, so the nodes stop even if forming fails.
+    let processes = guard.nodes.insert(processes);
+    processes
+        .form(u64::from(args.nodes), Duration::from_secs(60))
+        .await?;
+    let node_pids = (1..=u64::from(args.nodes))
+        .filter_map(|id| processes.pid(id))
+        .collect();
+    let witness_pids = guard.children.iter().map(Child::id).collect();
     let mut cluster = Cluster::existing(urls, log_vkey);
     cluster.pids = node_pids;
     cluster.witness_policy = Some(policy);

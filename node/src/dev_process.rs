@@ -294,6 +294,8 @@ pub struct LocalCluster {
     binary: PathBuf,
     nodes: Vec<LocalNode>,
     running: std::collections::BTreeMap<u64, Child>,
+    /// Environment variables of every node started (`CAIRN_*` overrides, `RUST_LOG`).
+    env: Vec<(String, String)>,
     token: String,
     http: crate::network::HttpClient,
 }
@@ -327,9 +329,15 @@ impl LocalCluster {
             binary: binary.to_path_buf(),
             nodes,
             running: std::collections::BTreeMap::new(),
+            env: Vec::new(),
             token,
             http: crate::network::http_client(),
         })
+    }
+
+    /// Sets an environment variable for every node started from now on.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
     }
 
     /// Every node, running or not.
@@ -372,6 +380,7 @@ impl LocalCluster {
             .arg("run")
             .arg("--config")
             .arg(&node.config)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(spawn_error)?)
             .stderr(log)

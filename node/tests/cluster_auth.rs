@@ -10,15 +10,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use node::dev_process::LocalCluster;
 use node::network::http_client;
 use node::tls::{ClusterTls, crypto_provider};
 use rustls::pki_types::pem::PemObject as _;
@@ -31,18 +32,17 @@ use common::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cairn-node");
 
-/// One node process, killed and its directory removed on drop.
+/// One node process (`node::dev_process`), killed and its directory removed on drop.
 struct RunningNode {
     dir: PathBuf,
     api_url: String,
     cluster_url: String,
-    child: Child,
+    process: LocalCluster,
 }
 
 impl Drop for RunningNode {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill_all();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -65,42 +65,18 @@ async fn start_node() -> RunningNode {
         init.arg("--cluster-url").arg(url);
     }
     assert!(init.status().unwrap().success(), "cairn-node init failed");
-    let log = std::fs::File::create(dir.join("node-1/node.log")).unwrap();
-    let child = Command::new(BIN)
-        .arg("run")
-        .arg("--config")
-        .arg(dir.join("node-1/config.toml"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
+    let mut process = LocalCluster::new(Path::new(BIN), &dir, &api_urls, &cluster_urls).unwrap();
+    process.spawn(1).unwrap();
+    process
+        .wait_for(1, "/healthz", Duration::from_secs(60))
+        .await
         .unwrap();
-    let node = RunningNode {
+    RunningNode {
         dir,
         api_url: api_urls[0].clone(),
         cluster_url: cluster_urls[0].clone(),
-        child,
-    };
-    let client = http_client();
-    let started = Instant::now();
-    loop {
-        let request = hyper::Request::get(format!("{}/healthz", node.api_url))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        if let Ok(Ok(response)) =
-            tokio::time::timeout(Duration::from_secs(2), client.request(request)).await
-            && response.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "node not healthy; see {}",
-            node.dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        process,
     }
-    node
 }
 
 /// The cluster CA as a root store: a client that trusts the node, whatever it presents.
