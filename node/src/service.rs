@@ -167,3 +167,50 @@ pub async fn issue_certificate(
     let issued = ca.issue(node.sequencer(), &issuance).await?;
     Ok((issuance, issued))
 }
+
+#[cfg(test)]
+mod tests {
+    use tlog::checkpoint::Checkpoint;
+    use tlog::{LeafIndex, MemoryTree, TreeSize};
+
+    use super::*;
+
+    /// A tree of `size` leaves, the proof of leaf `index` at that size, and the checkpoint the
+    /// log signs for it.
+    fn fixture(size: u64, index: u64) -> (Vec<Vec<u8>>, tlog::InclusionProof, String) {
+        let leaves: Vec<Vec<u8>> = (0..size)
+            .map(|i| format!("leaf {i}").into_bytes())
+            .collect();
+        let mut tree = MemoryTree::new();
+        for leaf in &leaves {
+            tree.append(tlog::leaf_hash(leaf)).unwrap();
+        }
+        let proof =
+            tlog::proof::inclusion_proof(&tree.store, LeafIndex(index), TreeSize(size)).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let note = Checkpoint::new("test.cairn/artifacts", TreeSize(size), tree.root())
+            .sign_ed25519(&key)
+            .unwrap();
+        (leaves, proof, note.format().unwrap())
+    }
+
+    #[test]
+    fn an_answer_leads_from_its_leaf_to_its_checkpoint_root() {
+        let (leaves, proof, checkpoint) = fixture(13, 6);
+        let root = checked_root(&proof, &leaves[6], &checkpoint, 13).unwrap();
+        let signed = tlog::note::Note::parse(checkpoint.as_bytes()).unwrap();
+        assert_eq!(root, Checkpoint::parse(signed.text()).unwrap().root);
+    }
+
+    #[test]
+    fn a_proof_that_does_not_lead_to_the_checkpoint_is_never_an_answer() {
+        let (leaves, mut proof, checkpoint) = fixture(13, 6);
+        // Another leaf, another size, a tampered sibling: each refused, naming both roots.
+        let error = checked_root(&proof, &leaves[5], &checkpoint, 13).unwrap_err();
+        assert!(error.contains("the checkpoint signs size 13"), "{error}");
+        assert!(checked_root(&proof, &leaves[6], &checkpoint, 12).is_err());
+        proof.hashes[0] = tlog::Hash::digest(b"not a sibling");
+        assert!(checked_root(&proof, &leaves[6], &checkpoint, 13).is_err());
+        assert!(checked_root(&proof, &leaves[6], "not a note", 13).is_err());
+    }
+}
