@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
@@ -165,7 +165,7 @@ fn read_sequencer(config: &Path) -> anyhow::Result<toml::Table> {
 }
 
 /// Processes this benchmark started and the directory of their data: on drop the processes
-/// are stopped ([`stop_processes`], SIGTERM so they stop cleanly) and the directory is removed
+/// are stopped (`node::process::stop_children`, SIGTERM so they stop cleanly) and the directory is removed
 /// unless kept.
 #[derive(Debug)]
 pub(crate) struct Started {
@@ -194,7 +194,7 @@ impl Drop for Started {
         if let Some(nodes) = &mut self.nodes {
             nodes.stop_all();
         }
-        stop_processes(self.children.iter_mut().collect(), self.grace);
+        node::process::stop_children(self.children.iter_mut().collect(), self.grace);
         if self.keep {
             eprintln!("data kept in {}", self.dir.display());
         } else {
@@ -462,33 +462,6 @@ pub(crate) fn print_errors_and_usage(
                 ", of which other processes {other:.0}%"
             ))
         );
-    }
-}
-
-/// Stops processes: SIGTERM to all at once (so they stop in parallel), then waits for each up to
-/// `grace` from now, and kills whatever is still running after that.
-pub(crate) fn stop_processes(mut children: Vec<&mut Child>, grace: Duration) {
-    for child in &children {
-        if let Ok(pid) = i32::try_from(child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
-    let deadline = Instant::now() + grace;
-    for child in &mut children {
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
     }
 }
 

@@ -195,21 +195,7 @@ impl DevProcess {
         if std::mem::replace(&mut self.stopped, true) {
             return;
         }
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::process::stop_children(vec![&mut self.child], Duration::from_secs(15));
     }
 }
 
@@ -407,28 +393,7 @@ impl LocalCluster {
 
     /// Asks every running node to stop (SIGTERM) and waits, killing stragglers after 10 s.
     pub fn stop_all(&mut self) {
-        for child in self.running.values() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for child in self.running.values_mut() {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
+        crate::process::stop_children(self.running.values_mut().collect(), Duration::from_secs(10));
         self.running.clear();
     }
 

@@ -82,3 +82,30 @@ pub async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
 }
+
+/// Asks each of `children` to stop (SIGTERM), then waits for them, killing (SIGKILL) those
+/// still running after `grace`.
+pub fn stop_children(mut children: Vec<&mut std::process::Child>, grace: Duration) {
+    for child in &children {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let deadline = std::time::Instant::now() + grace;
+    for child in &mut children {
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if std::time::Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
