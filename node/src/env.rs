@@ -1,9 +1,7 @@
-//! The seam between the node and the world: where time, randomness, disk and blocking work come
-//! from. Production and the simulator build the same node and differ only in what they pass
-//! here (docs/ARCHITECTURE.md, "Determinism").
-//!
-//! Only the pieces the node uses so far are here; the Raft network joins them when the
-//! transport is built.
+//! Parts of the seam between the node and the world ([`crate::node::Env`], which holds them):
+//! where blocking storage work runs ([`Blocking`]), how client signature checks are bounded
+//! ([`Checks`]), and the clock ([`Clock`]). Production and the simulator build the same node and
+//! differ only in the `Env` they pass (docs/ARCHITECTURE.md, "Determinism and the seam").
 
 use std::sync::Arc;
 
