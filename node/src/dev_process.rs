@@ -5,6 +5,9 @@
 //!   it; so do the tests that crash and restart nodes.
 //! - [`DevProcess`]: a whole `cairn-node dev` (nodes, CA, development OIDC issuer), ready when
 //!   it returns and stopped with SIGTERM when dropped, so the supervisor stops its nodes.
+//!
+//! It manages operating-system processes, so it waits on the operating system's clock; no
+//! replica code calls it, and the simulator never does.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -174,7 +177,7 @@ impl DevProcess {
     /// The supervisor's description of the cluster (`cluster.json`: node URLs and process
     /// ids, the admin token, each log's origin and verifier key).
     pub fn cluster_json(&self) -> Result<serde_json::Value, DevError> {
-        let path = self.options.dir.join("cluster.json");
+        let path = self.options.dir.join(READY_FILE);
         let text = std::fs::read_to_string(&path).map_err(|error| DevError::ClusterJson {
             path: path.clone(),
             message: error.to_string(),
@@ -238,6 +241,14 @@ pub struct LocalNode {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LocalError {
+    /// The cluster directory's admin token could not be read.
+    #[error("reading {path}: {source}")]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A process could not be started, or its log opened.
     #[error("starting node {id}: {source}")]
     Spawn {
@@ -295,8 +306,12 @@ impl LocalCluster {
         urls: &[String],
         cluster_urls: &[String],
     ) -> Result<LocalCluster, LocalError> {
-        let token = std::fs::read_to_string(dir.join("admin-token"))
-            .map_err(|source| LocalError::Spawn { id: 0, source })?
+        let token_file = dir.join("admin-token");
+        let token = std::fs::read_to_string(&token_file)
+            .map_err(|source| LocalError::Token {
+                path: token_file,
+                source,
+            })?
             .trim()
             .to_owned();
         let nodes = urls
@@ -450,7 +465,8 @@ impl LocalCluster {
         within: Duration,
     ) -> Result<(), LocalError> {
         let node = self.node(id)?.clone();
-        let started = Instant::now();
+        // Tokio's clock, like the sleep below.
+        let started = tokio::time::Instant::now();
         loop {
             if let Some(child) = self.running.get_mut(&id)
                 && let Ok(Some(status)) = child.try_wait()

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use node::config::{write_file, write_secret};
 use node::dev_process::LocalCluster;
 use node::env::SystemClock;
@@ -97,13 +95,12 @@ async fn bring_up(dir: &Path, cluster: &mut LocalCluster, issuer_url: &str) -> a
     let client = http_client();
     let nodes = cluster.nodes();
     let token = cluster.token();
-    let logs = get_json(&client, &format!("{}/logs", nodes[0].url), "").await?;
+    let logs = get_json(&client, &format!("{}/logs", nodes[0].url)).await?;
     // The Sigstore trust documents, for `cairn verify --trust-root`, `sigstore --trust-config`
     // and `cosign --trusted-root`/`--signing-config`.
     let trust = get_json(
         &client,
         &format!("{}/trust/client_trust_config.json", nodes[0].url),
-        "",
     )
     .await
     .context("fetching the trust documents")?;
@@ -167,21 +164,22 @@ async fn bring_up(dir: &Path, cluster: &mut LocalCluster, issuer_url: &str) -> a
     Ok(())
 }
 
+/// A public GET of a node's, through the node library's one request helper.
 async fn get_json(
     client: &node::network::HttpClient,
     url: &str,
-    token: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let request = hyper::Request::get(url)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Full::new(Bytes::new()))?;
-    let response = client
-        .request(request)
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
+    let (status, body) = node::network::call(
+        client,
+        "GET",
+        url,
+        None,
+        String::new(),
+        Duration::from_secs(20),
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("GET {error}"))?;
+    if !(200..300).contains(&status) {
         bail!("GET {url}: {status}: {}", String::from_utf8_lossy(&body));
     }
     Ok(serde_json::from_slice(&body)?)

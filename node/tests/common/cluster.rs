@@ -7,7 +7,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use node::dev_process::LocalCluster;
 use node::network::{HttpClient, http_client};
 
@@ -210,28 +209,15 @@ pub(crate) async fn request_to(
     body: Option<String>,
 ) -> Result<(u16, Bytes), String> {
     let url = format!("{}{path}", urls[usize::try_from(id - 1).unwrap()]);
-    let mut request = hyper::Request::builder()
-        .method(method)
-        .uri(&url)
-        .header("content-type", "application/json");
-    if let Some(authorization) = authorization {
-        request = request.header("authorization", authorization);
-    }
-    let request = request
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, http.request(request))
-        .await
-        .map_err(|_| format!("{url}: timeout"))?
-        .map_err(|e| format!("{url}: {e}"))?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, bytes))
+    node::network::call(
+        http,
+        method,
+        &url,
+        authorization,
+        body.unwrap_or_default(),
+        REQUEST_TIMEOUT,
+    )
+    .await
 }
 
 impl Drop for Cluster {
