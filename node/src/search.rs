@@ -94,7 +94,15 @@ impl SearchKey {
 
     /// The key of a public key or certificate (its canonical PEM is what is hashed).
     pub fn for_key(key: &KeyMaterial) -> SearchKey {
-        SearchKey::for_key_hash(&hex::encode(Sha256::digest(key.to_pem().as_bytes())))
+        let pem_hash = Sha256::digest(key.to_pem().as_bytes());
+        let mut buffer = [0; 64];
+        match hex_in(&pem_hash, &mut buffer) {
+            Some(hex) => SearchKey {
+                kind: KeyKind::PublicKey,
+                hash: Sha256::digest(hex).into(),
+            },
+            None => SearchKey::for_key_hash(&hex::encode(pem_hash)),
+        }
     }
 
     /// The key of a public key given as the hex SHA-256 of its canonical PEM.
@@ -143,15 +151,34 @@ pub fn keys(leaf: &[u8]) -> BTreeSet<SearchKey> {
     keys
 }
 
+/// Lowercase hex of `bytes` in `buffer`, or `None` if it does not fit.
+fn hex_in<'b>(bytes: &[u8], buffer: &'b mut [u8]) -> Option<&'b [u8]> {
+    let hex = buffer.get_mut(..bytes.len() * 2)?;
+    hex::encode_to_slice(bytes, hex).ok()?;
+    Some(hex)
+}
+
 fn digest_key(digest: &tlog::entry::Digest) -> SearchKey {
-    SearchKey::new(
-        KeyKind::Digest,
-        &format!(
-            "{}:{}",
-            digest.algorithm().rekor_v1_name(),
-            hex::encode(digest.as_bytes())
+    // `<algorithm>:<hex>` hashed in pieces, no string built: this runs for every leaf applied
+    // or installed.
+    let algorithm = digest.algorithm().rekor_v1_name();
+    let mut buffer = [0; 128];
+    match hex_in(digest.as_bytes(), &mut buffer) {
+        Some(hex) => SearchKey {
+            kind: KeyKind::Digest,
+            hash: Sha256::new()
+                .chain_update(algorithm.as_bytes())
+                .chain_update(b":")
+                .chain_update(hex)
+                .finalize()
+                .into(),
+        },
+        // Longer than SHA-512: no such digest today.
+        None => SearchKey::new(
+            KeyKind::Digest,
+            &format!("{algorithm}:{}", hex::encode(digest.as_bytes())),
         ),
-    )
+    }
 }
 
 fn entry_keys(entry: &Entry, keys: &mut BTreeSet<SearchKey>) {

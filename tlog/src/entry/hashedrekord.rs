@@ -69,34 +69,36 @@ impl HashedRekordV001 {
             "spec.data.hash",
             &["algorithm", "value"],
         )?;
-        let algorithm_name = string(hash, "algorithm", "spec.data.hash.algorithm")?;
-        let algorithm = HashAlgorithm::from_rekor_v1_name(algorithm_name).ok_or_else(|| {
-            InputError::UnknownHashAlgorithm {
-                field: "spec.data.hash.algorithm".to_owned(),
-                value: super::types::truncated(algorithm_name),
-            }
-        })?;
-        let digest = Digest::from_hex_field(
-            algorithm,
-            string(hash, "value", "spec.data.hash.value")?,
-            "spec.data.hash.value",
-        )?;
         let signature = object(
             field(spec, "signature"),
             "spec.signature",
             &["content", "publicKey"],
-        )?;
-        let content = SignatureBytes::from_base64_field(
-            string(signature, "content", "spec.signature.content")?,
-            "spec.signature.content",
         )?;
         let public_key = object(
             field(signature, "publicKey"),
             "spec.signature.publicKey",
             &["content"],
         )?;
+        HashedRekordV001::from_strings(&V001Strings {
+            algorithm: string(hash, "algorithm", "spec.data.hash.algorithm")?,
+            value: string(hash, "value", "spec.data.hash.value")?,
+            content: string(signature, "content", "spec.signature.content")?,
+            public_key: string(public_key, "content", "spec.signature.publicKey.content")?,
+        })
+    }
+
+    /// The entry whose spec has these string values, each validated as on build.
+    pub(super) fn from_strings(strings: &V001Strings<'_>) -> Result<Self, BodyError> {
+        let algorithm = HashAlgorithm::from_rekor_v1_name(strings.algorithm).ok_or_else(|| {
+            InputError::UnknownHashAlgorithm {
+                field: "spec.data.hash.algorithm".to_owned(),
+                value: super::types::truncated(strings.algorithm),
+            }
+        })?;
+        let digest = Digest::from_hex_field(algorithm, strings.value, "spec.data.hash.value")?;
+        let content = SignatureBytes::from_base64_field(strings.content, "spec.signature.content")?;
         let pem = super::types::decode_base64(
-            string(public_key, "content", "spec.signature.publicKey.content")?,
+            strings.public_key,
             super::PEM_BYTES_MAX,
             "spec.signature.publicKey.content",
         )?;
@@ -162,11 +164,10 @@ impl HashedRekordV002 {
     }
 
     pub(super) fn from_spec_json(spec: &Value) -> Result<Self, BodyError> {
-        const PATH: &str = "spec.hashedRekordV002";
         let spec = object(spec, "spec", &["hashedRekordV002"])?;
         let entry = object(
             field(spec, "hashedRekordV002"),
-            PATH,
+            "spec.hashedRekordV002",
             &["data", "signature"],
         )?;
         let data = object(
@@ -174,20 +175,31 @@ impl HashedRekordV002 {
             "spec.hashedRekordV002.data",
             &["algorithm", "digest"],
         )?;
-        let algorithm_name = string(data, "algorithm", "spec.hashedRekordV002.data.algorithm")?;
-        let algorithm = HashAlgorithm::from_protobuf_name(algorithm_name).ok_or_else(|| {
+        HashedRekordV002::from_strings(&V002Strings {
+            algorithm: string(data, "algorithm", "spec.hashedRekordV002.data.algorithm")?,
+            digest: string(data, "digest", "spec.hashedRekordV002.data.digest")?,
+            signature: signature_strings(
+                field(entry, "signature"),
+                "spec.hashedRekordV002.signature",
+            )?,
+        })
+    }
+
+    /// The entry whose spec has these string values, each validated as on build.
+    pub(super) fn from_strings(strings: &V002Strings<'_>) -> Result<Self, BodyError> {
+        let algorithm = HashAlgorithm::from_protobuf_name(strings.algorithm).ok_or_else(|| {
             InputError::UnknownHashAlgorithm {
                 field: "spec.hashedRekordV002.data.algorithm".to_owned(),
-                value: super::types::truncated(algorithm_name),
+                value: super::types::truncated(strings.algorithm),
             }
         })?;
         let digest = Digest::from_base64_field(
             algorithm,
-            string(data, "digest", "spec.hashedRekordV002.data.digest")?,
+            strings.digest,
             "spec.hashedRekordV002.data.digest",
         )?;
         let signature =
-            signature_from_json(field(entry, "signature"), "spec.hashedRekordV002.signature")?;
+            signature_from_strings(&strings.signature, "spec.hashedRekordV002.signature")?;
         let entry = HashedRekordV002::new_field(
             digest.as_bytes(),
             signature,
@@ -205,14 +217,49 @@ impl HashedRekordV002 {
     }
 }
 
+/// The string values of a hashedrekord v0.0.1 spec: read from its JSON, or from a canonical
+/// body by the `template` module.
+pub(super) struct V001Strings<'a> {
+    /// `data.hash.algorithm`.
+    pub algorithm: &'a str,
+    /// `data.hash.value`.
+    pub value: &'a str,
+    /// `signature.content`.
+    pub content: &'a str,
+    /// `signature.publicKey.content`.
+    pub public_key: &'a str,
+}
+
+/// The string values of a hashedrekord v0.0.2 spec (see [`V001Strings`]).
+pub(super) struct V002Strings<'a> {
+    /// `hashedRekordV002.data.algorithm`.
+    pub algorithm: &'a str,
+    /// `hashedRekordV002.data.digest`.
+    pub digest: &'a str,
+    /// `hashedRekordV002.signature`.
+    pub signature: SignatureStrings<'a>,
+}
+
+/// The string values of a protobuf-JSON `Signature` message.
+pub(super) struct SignatureStrings<'a> {
+    /// `content`.
+    pub content: &'a str,
+    /// The verifier's key member: `publicKey` or `x509Certificate`.
+    pub key_name: &'static str,
+    /// `verifier.keyDetails`.
+    pub key_details: &'a str,
+    /// `verifier.<key_name>.rawBytes`.
+    pub raw_bytes: &'a str,
+}
+
 /// Parses a protobuf-JSON `Signature` message at `path`.
 pub(super) fn signature_from_json(value: &Value, path: &str) -> Result<Signature, BodyError> {
+    signature_from_strings(&signature_strings(value, path)?, path)
+}
+
+/// The string values of the protobuf-JSON `Signature` message at `path`, its shape checked.
+fn signature_strings<'a>(value: &'a Value, path: &str) -> Result<SignatureStrings<'a>, BodyError> {
     let signature = object(value, path, &["content", "verifier"])?;
-    let content_path = format!("{path}.content");
-    let content = SignatureBytes::from_base64_field(
-        string(signature, "content", &content_path)?,
-        &content_path,
-    )?;
     let verifier_path = format!("{path}.verifier");
     let verifier_value = field(signature, "verifier");
     let key_name = if verifier_value.get("publicKey").is_some() {
@@ -221,20 +268,33 @@ pub(super) fn signature_from_json(value: &Value, path: &str) -> Result<Signature
         "x509Certificate"
     };
     let verifier = object(verifier_value, &verifier_path, &[key_name, "keyDetails"])?;
-    let details_path = format!("{verifier_path}.keyDetails");
-    let key_details = KeyDetails::from_protobuf_name_field(
-        string(verifier, "keyDetails", &details_path)?,
-        &details_path,
-    )?;
     let key_path = format!("{verifier_path}.{key_name}");
     let key = object(field(verifier, key_name), &key_path, &["rawBytes"])?;
-    let raw_path = format!("{key_path}.rawBytes");
-    let der = super::types::decode_base64(
-        string(key, "rawBytes", &raw_path)?,
-        super::KEY_DER_BYTES_MAX,
-        &raw_path,
-    )?;
-    let verifier = if key_name == "publicKey" {
+    Ok(SignatureStrings {
+        content: string(signature, "content", &format!("{path}.content"))?,
+        key_name,
+        key_details: string(
+            verifier,
+            "keyDetails",
+            &format!("{verifier_path}.keyDetails"),
+        )?,
+        raw_bytes: string(key, "rawBytes", &format!("{key_path}.rawBytes"))?,
+    })
+}
+
+/// The `Signature` at `path` with these string values, each validated as on build.
+pub(super) fn signature_from_strings(
+    strings: &SignatureStrings<'_>,
+    path: &str,
+) -> Result<Signature, BodyError> {
+    let content_path = format!("{path}.content");
+    let content = SignatureBytes::from_base64_field(strings.content, &content_path)?;
+    let verifier_path = format!("{path}.verifier");
+    let details_path = format!("{verifier_path}.keyDetails");
+    let key_details = KeyDetails::from_protobuf_name_field(strings.key_details, &details_path)?;
+    let raw_path = format!("{verifier_path}.{}.rawBytes", strings.key_name);
+    let der = super::types::decode_base64(strings.raw_bytes, super::KEY_DER_BYTES_MAX, &raw_path)?;
+    let verifier = if strings.key_name == "publicKey" {
         Verifier::public_key(&der, key_details)
     } else {
         Verifier::x509_certificate(&der, key_details)

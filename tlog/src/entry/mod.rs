@@ -42,6 +42,7 @@ mod hashedrekord;
 mod intoto;
 mod jcs;
 mod pem;
+mod template;
 mod types;
 
 use serde_json::{Map, Value};
@@ -375,6 +376,14 @@ impl Entry {
                 max: BODY_BYTES_MAX,
             });
         }
+        match template::parse(body) {
+            Some(entry) => Ok(entry),
+            None => Entry::parse_json(body),
+        }
+    }
+
+    /// [`Entry::parse`] through a JSON tree, for any layout.
+    fn parse_json(body: &[u8]) -> Result<Entry, BodyError> {
         let value: Value = serde_json::from_slice(body).map_err(|error| BodyError::Json {
             reason: error.to_string(),
         })?;

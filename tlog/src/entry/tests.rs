@@ -385,6 +385,68 @@ fn golden_bodies_fail_when_a_part_changes() {
     assert_ne!(built.as_bytes(), logged_body(&bundle).as_slice());
 }
 
+/// Logged hashedrekord bodies from Rekor: v0.0.1 with a certificate and with a key, v0.0.2
+/// with a certificate.
+fn golden_hashedrekord_bodies() -> Vec<Vec<u8>> {
+    [HAPPY_PATH_V03, MANAGED_KEY, REKOR2_HAPPY_PATH]
+        .into_iter()
+        .map(|text| logged_body(&bundle(text)))
+        .collect()
+}
+
+#[test]
+fn canonical_hashedrekord_bodies_are_read_by_their_template() {
+    for body in golden_hashedrekord_bodies() {
+        let entry = template::parse(&body).expect("the template matches a canonical body");
+        assert_eq!(Entry::parse_json(&body), Ok(entry));
+    }
+}
+
+/// Whatever the template path accepts, the JSON path reads to the same entry.
+fn check_template_agrees(body: &[u8]) {
+    if let Some(entry) = template::parse(body) {
+        assert_eq!(
+            Entry::parse_json(body).as_ref(),
+            Ok(&entry),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn the_template_path_never_disagrees_with_the_json_path() {
+    let mut accepted = 0;
+    for body in golden_hashedrekord_bodies() {
+        for position in 0..body.len() {
+            for byte in [
+                b'"', b'\\', b' ', b'A', b'a', b'0', b'=', b'+', b'}', b',', 0xC3,
+            ] {
+                let mut altered = body.clone();
+                altered[position] = byte;
+                check_template_agrees(&altered);
+                accepted += usize::from(template::parse(&altered).is_some());
+            }
+            let mut spaced = body.clone();
+            spaced.insert(position, b' ');
+            check_template_agrees(&spaced);
+            check_template_agrees(&body[..position]);
+        }
+    }
+    // Some alterations stay valid (a changed signature or digest character), and the template
+    // reads them: the comparison above was made, not skipped.
+    assert!(accepted > 100, "{accepted}");
+    // A value with a JSON escape is left to the JSON path, which decodes it.
+    let body = String::from_utf8(golden_hashedrekord_bodies().remove(1)).unwrap();
+    let escaped = body.replacen("sha256", "sha\\u0032\\u0035\\u0036", 1);
+    assert_ne!(escaped, body);
+    assert_eq!(template::parse(escaped.as_bytes()), None);
+    assert_eq!(
+        Entry::parse(escaped.as_bytes()),
+        Entry::parse(body.as_bytes())
+    );
+}
+
 fn sample_v001() -> CanonicalBody {
     let bundle = bundle(MANAGED_KEY);
     CanonicalBody::parse(&logged_body(&bundle)).unwrap()
@@ -862,6 +924,11 @@ proptest! {
         prop_assert_eq!(parsed.entry(), &entry);
         prop_assert_eq!(parsed.as_bytes(), body.as_bytes());
         prop_assert_eq!(parsed.leaf_hash(), crate::hash::leaf_hash(body.as_bytes()));
+        // A canonical hashedrekord is read by its template, to the entry the JSON path gives.
+        if matches!(entry, Entry::HashedRekordV001(_) | Entry::HashedRekordV002(_)) {
+            prop_assert_eq!(template::parse(body.as_bytes()), Some(entry.clone()));
+        }
+        prop_assert_eq!(Entry::parse_json(body.as_bytes()), Ok(entry.clone()));
         // Any other layout of the same JSON parses to the same entry but is not canonical.
         let value: Value = serde_json::from_slice(body.as_bytes()).unwrap();
         let pretty = serde_json::to_vec_pretty(&value).unwrap();
