@@ -43,6 +43,7 @@ mod install;
 pub mod leaf_index;
 pub(crate) mod leaf_stream;
 pub mod log_store;
+mod pinned_levels;
 mod reindex;
 pub(crate) mod rows;
 pub(crate) mod run_filter;

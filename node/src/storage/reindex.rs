@@ -134,6 +134,7 @@ pub(crate) fn store_middle_hashes(db: &Database) -> Result<(), DiskError> {
                     read_level(
                         &txn.open_table(TILE_HASHES)?,
                         &txn.open_table(LEAF_DIRECTORY)?,
+                        None,
                         &name,
                         level - step,
                         first << step,

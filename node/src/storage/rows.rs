@@ -16,6 +16,7 @@ use tlog::{Hash, NodeId as TreeNodeId};
 use super::DiskError;
 use super::leaf_index::{self, IndexMeta, IndexShape, IndexTables, TailKey, Upkeep};
 use super::leaf_stream::{LEAF_CHUNKS, LEAF_DIRECTORY, LeafHashes, LeafStream};
+use super::pinned_levels::PinnedLevels;
 use super::run_filter::{FilterCache, FilterKey, INDEX_FILTERS, RunFilter};
 use super::tables::{
     BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LAST_APPLIED, LAST_MEMBERSHIP,
@@ -198,6 +199,7 @@ pub(crate) fn read_head<T: ReadableTable<&'static str, &'static [u8]>>(
 pub(crate) fn read_tile_bytes<T, D>(
     hashes: &T,
     directory: &D,
+    pinned: Option<&PinnedLevels>,
     log: &LogName,
     tile: Tile,
 ) -> Result<Vec<u8>, DiskError>
@@ -205,7 +207,15 @@ where
     T: ReadableTable<TileKey, &'static [u8]>,
     D: LeafHashes,
 {
-    read_tile_part(hashes, directory, log, tile, 0, usize::from(tile.width))
+    read_tile_part(
+        hashes,
+        directory,
+        pinned,
+        log,
+        tile,
+        0,
+        usize::from(tile.width),
+    )
 }
 
 /// Hashes `position..position + count` of hash tile `tile` of `log` (within its width): a
@@ -214,6 +224,7 @@ where
 pub(crate) fn read_tile_part<T, D>(
     hashes: &T,
     directory: &D,
+    pinned: Option<&PinnedLevels>,
     log: &LogName,
     tile: Tile,
     position: usize,
@@ -228,7 +239,15 @@ where
             "hashes {position}+{count} of tile {tile} of log {log}"
         ))
     })?;
-    read_level(hashes, directory, log, tile.merkle_level(), first, end)
+    read_level(
+        hashes,
+        directory,
+        pinned,
+        log,
+        tile.merkle_level(),
+        first,
+        end,
+    )
 }
 
 /// The indices, at the tile's Merkle level, of hashes `position..position + count` of `tile`:
@@ -243,11 +262,12 @@ fn tile_hash_range(tile: Tile, position: usize, count: usize) -> Option<(u64, u6
 }
 
 /// The stored hashes `first..end` of Merkle level `level` of `log`, concatenated: level 0 from
-/// the leaf directory (`leaf_stream`), every other stored level from a row per hash. Every one
-/// must be stored.
+/// the leaf directory (`leaf_stream`), every other stored level from memory if `pinned` holds
+/// them, else from a row per hash. Every one must be stored.
 pub(crate) fn read_level<T, D>(
     hashes: &T,
     directory: &D,
+    pinned: Option<&PinnedLevels>,
     log: &LogName,
     level: u8,
     first: u64,
@@ -259,6 +279,9 @@ where
 {
     if level == 0 {
         return directory.leaf_hashes(log.0.as_str(), first, end);
+    }
+    if let Some(data) = pinned.and_then(|pinned| pinned.read(log, level, first, end)) {
+        return Ok(data);
     }
     let missing = |index: u64| {
         DiskError::Missing(format!(
@@ -297,6 +320,7 @@ where
 pub(crate) fn subtree_root_part<T, D>(
     hashes: &T,
     directory: &D,
+    pinned: Option<&PinnedLevels>,
     log: &LogName,
     tile: Tile,
     position: usize,
@@ -322,13 +346,22 @@ where
         read_level(
             hashes,
             directory,
+            pinned,
             log,
             tile.merkle_level() + step,
             first >> step,
             end >> step,
         )?
     } else {
-        read_level(hashes, directory, log, tile.merkle_level(), first, end)?
+        read_level(
+            hashes,
+            directory,
+            pinned,
+            log,
+            tile.merkle_level(),
+            first,
+            end,
+        )?
     };
     tlog::tile::subtree_root(&data).ok_or_else(bad)
 }
@@ -460,6 +493,7 @@ impl<'txn> RedbState<'txn> {
         TableTiles {
             table: &self.hashes,
             directory: &self.leaves,
+            pinned: None,
             log,
         }
     }
@@ -679,7 +713,7 @@ impl StateAccess for RedbState<'_> {
         first: usize,
         count: usize,
     ) -> Result<Vec<u8>, StateError> {
-        read_tile_part(&self.hashes, &self.leaves, log, tile, first, count)
+        read_tile_part(&self.hashes, &self.leaves, None, log, tile, first, count)
             .map_err(|error| state_error(&error))
     }
 
@@ -690,7 +724,7 @@ impl StateAccess for RedbState<'_> {
         first: usize,
         count: usize,
     ) -> Result<Hash, StateError> {
-        subtree_root_part(&self.hashes, &self.leaves, log, tile, first, count)
+        subtree_root_part(&self.hashes, &self.leaves, None, log, tile, first, count)
             .map_err(|error| state_error(&error))
     }
 
@@ -712,6 +746,8 @@ impl StateAccess for RedbState<'_> {
 pub(crate) struct TableTiles<'a, T, D> {
     pub(crate) table: &'a T,
     pub(crate) directory: &'a D,
+    /// Levels held in memory (a view's), read before the table.
+    pub(crate) pinned: Option<&'a PinnedLevels>,
     pub(crate) log: &'a LogName,
 }
 
@@ -725,7 +761,7 @@ where
     const READS_PART_OF_A_TILE: bool = true;
 
     fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
-        read_tile_bytes(self.table, self.directory, self.log, tile)
+        read_tile_bytes(self.table, self.directory, self.pinned, self.log, tile)
             .map_err(|error| StoreError::Read(error.into()))
     }
 
@@ -735,12 +771,28 @@ where
         first: usize,
         count: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        read_tile_part(self.table, self.directory, self.log, tile, first, count)
-            .map_err(|error| StoreError::Read(error.into()))
+        read_tile_part(
+            self.table,
+            self.directory,
+            self.pinned,
+            self.log,
+            tile,
+            first,
+            count,
+        )
+        .map_err(|error| StoreError::Read(error.into()))
     }
 
     fn subtree_root(&self, tile: Tile, first: usize, count: usize) -> Result<Hash, StoreError> {
-        subtree_root_part(self.table, self.directory, self.log, tile, first, count)
-            .map_err(|error| StoreError::Read(error.into()))
+        subtree_root_part(
+            self.table,
+            self.directory,
+            self.pinned,
+            self.log,
+            tile,
+            first,
+            count,
+        )
+        .map_err(|error| StoreError::Read(error.into()))
     }
 }

@@ -22,12 +22,13 @@ use redb::{Database, ReadableDatabase, StorageBackend};
 
 use super::install::Installer;
 use super::leaf_index::IndexShape;
+use super::pinned_levels::PinnedLevels;
 use super::reindex::{
     catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index, store_middle_hashes,
 };
-use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables};
+use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables, read_head};
 use super::snapshot::{self, CatchUpError, SnapshotBuilder};
-use super::tables::{LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, encode};
+use super::tables::{HEADS, LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, TILE_HASHES, encode};
 use super::view::StateReader;
 use super::{DiskError, SharedDb, begin_immediate};
 use crate::catch_up::{CatchUpPolicy, KnownMembers, SharedBundleSource};
@@ -45,6 +46,8 @@ pub struct StateStore {
     policy: CatchUpPolicy,
     /// Complete-subtree hashes derived by apply and by reads, shared by both.
     caches: Arc<HashCaches>,
+    /// Merkle levels from 4 up, held for reads.
+    pinned: Arc<PinnedLevels>,
     /// The cluster's members as the node last saw them, for catch-up.
     known: KnownMembers,
     /// The sizes of the leaf index.
@@ -118,17 +121,36 @@ impl StateStore {
             rebuild_leaf_index(&db, &shape)?;
         }
         catch_up_leaf_index(&db, &shape)?;
-        Ok(StateStore {
+        let store = StateStore {
             db: Arc::new(db),
             blocking,
             caches: Arc::new(HashCaches::new(&logs)),
+            pinned: Arc::default(),
             known: KnownMembers::default(),
             logs: Arc::new(logs),
             source,
             policy: CatchUpPolicy::default(),
             shape,
             tail_memory: SharedTailMemory::default(),
-        })
+        };
+        // The first proofs after a start find the upper levels in memory, not on disk. Only
+        // a saving: reads name any bad row they need.
+        if let Err(error) = store.pin_levels() {
+            tracing::warn!(%error, "upper tree levels not held in memory");
+        }
+        Ok(store)
+    }
+
+    /// Reads each log's upper levels into memory (see `pinned_levels`).
+    fn pin_levels(&self) -> Result<(), DiskError> {
+        let txn = self.db.begin_read()?;
+        let (heads, hashes) = (txn.open_table(HEADS)?, txn.open_table(TILE_HASHES)?);
+        for log in self.logs.iter() {
+            if let Some(head) = read_head(&heads, &log.name)? {
+                self.pinned.follow(&hashes, &log.name, head.tree_size)?;
+            }
+        }
+        Ok(())
     }
 
     /// Replaces how persistently a snapshot install retries unavailable members.
@@ -161,6 +183,7 @@ impl StateStore {
         StateReader {
             db: self.db.clone(),
             caches: self.caches.clone(),
+            pinned: self.pinned.clone(),
             tail_memory: self.tail_memory.clone(),
         }
     }

@@ -14,6 +14,7 @@ use tlog::{Hash, LeafIndex, TreeSize};
 
 use super::leaf_index::{self, BlockKey, IndexMeta, TailKey};
 use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, StreamKey};
+use super::pinned_levels::PinnedLevels;
 use super::rows::{
     SharedTailMemory, TableTiles, TileKey, applied_state, hashes_at_tile_level, read_head,
     read_tile_bytes, tile_range,
@@ -97,6 +98,7 @@ impl From<redb::StorageError> for ReadError {
 pub struct StateReader {
     pub(super) db: SharedDb,
     pub(super) caches: Arc<HashCaches>,
+    pub(super) pinned: Arc<PinnedLevels>,
     pub(super) tail_memory: SharedTailMemory,
 }
 
@@ -124,6 +126,7 @@ impl StateReader {
             index_meta: OnceCell::new(),
             meta: OnceCell::new(),
             caches: self.caches.clone(),
+            pinned: self.pinned.clone(),
             tail_memory: self.tail_memory.clone(),
         })
     }
@@ -165,6 +168,7 @@ pub struct StateView {
     index_meta: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     meta: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
     caches: Arc<HashCaches>,
+    pinned: Arc<PinnedLevels>,
     tail_memory: SharedTailMemory,
 }
 
@@ -345,9 +349,15 @@ impl StateView {
         };
         let size = self.size(log)?;
         match tile_range(tile.index, tile.width) {
-            Some((_, end)) if end <= hashes_at_tile_level(size, level) => Ok(Some(
-                read_tile_bytes(self.hashes()?, self.directory()?, log, tile)?,
-            )),
+            Some((_, end)) if end <= hashes_at_tile_level(size, level) => {
+                Ok(Some(read_tile_bytes(
+                    self.hashes()?,
+                    self.directory()?,
+                    Some(&self.pinned),
+                    log,
+                    tile,
+                )?))
+            }
             _ => Ok(None),
         }
     }
@@ -586,10 +596,17 @@ impl StateView {
                 tree_size: size,
             });
         }
+        // Held levels follow the head, so a view never waits for more than a few rows. They
+        // only spare reads: if they cannot follow, the table answers (and names what is wrong
+        // if the proof needs it).
+        if let Err(error) = self.pinned.follow(self.hashes()?, log, size) {
+            tracing::warn!(%log, %error, "upper tree levels not held in memory");
+        }
         Ok(TileHashStore::new(
             TableTiles {
                 table: self.hashes()?,
                 directory: self.directory()?,
+                pinned: Some(&self.pinned),
                 log,
             },
             TreeSize(tree_size),

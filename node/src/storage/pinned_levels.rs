@@ -1,0 +1,208 @@
+//! The stored Merkle levels from 4 up, of each log, held in memory, so that a proof reads from
+//! disk at most its leaf hashes.
+//!
+//! Why: in a log larger than the page cache, a proof for a random leaf read a page of the
+//! level halfway up its tile and one of the tile level above, each likely cold (the leaves and
+//! their directory, many gigabytes, push them out). These levels are small: 1/16 of a hash per
+//! leaf in all, 21 MB at 10^7 leaves. A proof then reads one page that may be cold, the leaf
+//! directory's group of its leaf, which a client reading the entry first has just warmed.
+//!
+//! What is held is a copy of committed rows, each level a prefix of its complete subtrees in
+//! index order, extended from a read transaction up to that transaction's head. A complete
+//! subtree's hash never changes and heads are written only once the tree under them is
+//! verified, so a held hash is never stale; a view still reads anything not held from its
+//! own transaction. Bounded by [`PINNED_BYTES_MAX`]: past it the lowest levels are dropped
+//! (10^9 leaves keep levels 8 and up, 131 MB).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use redb::ReadableTable;
+use tlog::Hash;
+use tlog::hash::HASH_LEN;
+
+use super::DiskError;
+use super::rows::TileKey;
+use super::tables::decode_hash;
+use crate::state_machine::STORED_LEVEL_STEP;
+use crate::types::LogName;
+
+/// The most bytes of hashes held, over every log.
+pub(crate) const PINNED_BYTES_MAX: u64 = 256 << 20;
+
+/// The highest Merkle level a tree of up to 2^64 leaves has.
+const LEVEL_MAX: u8 = 63;
+
+/// Every log's held levels.
+#[derive(Debug)]
+pub(crate) struct PinnedLevels {
+    budget_hashes: u64,
+    logs: RwLock<BTreeMap<LogName, BTreeMap<u8, Vec<Hash>>>>,
+}
+
+impl Default for PinnedLevels {
+    fn default() -> PinnedLevels {
+        PinnedLevels::with_budget(PINNED_BYTES_MAX)
+    }
+}
+
+impl PinnedLevels {
+    /// Levels holding at most `bytes` of hashes (shared by all logs, first come).
+    pub(crate) fn with_budget(bytes: u64) -> PinnedLevels {
+        PinnedLevels {
+            budget_hashes: bytes / HASH_LEN as u64,
+            logs: RwLock::default(),
+        }
+    }
+
+    /// Hashes `first..end` of Merkle `level` of `log`, concatenated, if all are held.
+    pub(crate) fn read(&self, log: &LogName, level: u8, first: u64, end: u64) -> Option<Vec<u8>> {
+        let logs = self.logs.read().ok()?;
+        let held = logs.get(log)?.get(&level)?;
+        let range = usize::try_from(first).ok()?..usize::try_from(end).ok()?;
+        let hashes = held.get(range)?;
+        let mut data = Vec::with_capacity(hashes.len() * HASH_LEN);
+        for hash in hashes {
+            data.extend_from_slice(hash.as_bytes());
+        }
+        Some(data)
+    }
+
+    /// Extends `log`'s held levels to a tree of `size` leaves from `hashes`, the tile-hash
+    /// table of a read transaction whose head of `log` is `size`. Cheap when nothing is new.
+    pub(crate) fn follow<T>(&self, hashes: &T, log: &LogName, size: u64) -> Result<(), DiskError>
+    where
+        T: ReadableTable<TileKey, &'static [u8]>,
+    {
+        let lowest = self.lowest_level(log, size);
+        // What to read, found under the read lock; read without any lock; appended under the
+        // write lock if no other view appended the same rows meanwhile.
+        let wanted: Vec<(u8, u64, u64)> = {
+            let Ok(logs) = self.logs.read() else {
+                return Ok(());
+            };
+            let held = logs.get(log);
+            pinned_levels(lowest, size)
+                .filter_map(|level| {
+                    let have = held
+                        .and_then(|levels| levels.get(&level))
+                        .map_or(0, |hashes| hashes.len() as u64);
+                    let complete = size >> level;
+                    (have < complete).then_some((level, have, complete))
+                })
+                .collect()
+        };
+        let dropped = |logs: &BTreeMap<LogName, BTreeMap<u8, Vec<Hash>>>| {
+            logs.get(log)
+                .is_some_and(|levels| levels.keys().any(|&level| level < lowest))
+        };
+        if wanted.is_empty() && !self.logs.read().is_ok_and(|logs| dropped(&logs)) {
+            return Ok(());
+        }
+        let mut read = Vec::with_capacity(wanted.len());
+        for &(level, first, end) in &wanted {
+            read.push((level, first, read_rows(hashes, log, level, first, end)?));
+        }
+        let Ok(mut logs) = self.logs.write() else {
+            return Ok(());
+        };
+        let levels = logs.entry(log.clone()).or_default();
+        levels.retain(|&level, _| level >= lowest);
+        for (level, first, rows) in read {
+            let held = levels.entry(level).or_default();
+            if held.len() as u64 == first {
+                held.extend(rows);
+            }
+        }
+        Ok(())
+    }
+
+    /// The lowest level of `log` held at `size` leaves: the lowest stored level such that it
+    /// and every level above it fit in what the other logs leave of the budget.
+    fn lowest_level(&self, log: &LogName, size: u64) -> u8 {
+        let others: u64 = self.logs.read().map_or(0, |logs| {
+            logs.iter()
+                .filter(|(name, _)| *name != log)
+                .flat_map(|(_, levels)| levels.values())
+                .map(|hashes| hashes.len() as u64)
+                .sum()
+        });
+        let budget = self.budget_hashes.saturating_sub(others);
+        let mut lowest = STORED_LEVEL_STEP;
+        while lowest <= LEVEL_MAX
+            && pinned_levels(lowest, size)
+                .map(|level| size >> level)
+                .sum::<u64>()
+                > budget
+        {
+            lowest += STORED_LEVEL_STEP;
+        }
+        lowest
+    }
+}
+
+/// The stored levels from `lowest` up that a tree of `size` leaves has a complete subtree at.
+fn pinned_levels(lowest: u8, size: u64) -> impl Iterator<Item = u8> {
+    (lowest..=LEVEL_MAX)
+        .step_by(usize::from(STORED_LEVEL_STEP))
+        .take_while(move |&level| size >> level > 0)
+}
+
+/// Rows `first..end` of `level` of `log`, every one of which must be there.
+fn read_rows<T>(
+    hashes: &T,
+    log: &LogName,
+    level: u8,
+    first: u64,
+    end: u64,
+) -> Result<Vec<Hash>, DiskError>
+where
+    T: ReadableTable<TileKey, &'static [u8]>,
+{
+    let name = log.0.as_str();
+    let mut rows = Vec::with_capacity(usize::try_from(end - first).unwrap_or(0));
+    let mut expected = first;
+    for row in hashes.range((name, level, first)..(name, level, end))? {
+        let (key, value) = row?;
+        let (_, _, index) = key.value();
+        if index != expected {
+            break;
+        }
+        rows.push(decode_hash(
+            "tile_hashes",
+            &format_args!("({log}, {level}, {index})"),
+            value.value(),
+        )?);
+        expected += 1;
+    }
+    if expected != end {
+        return Err(DiskError::Missing(format!(
+            "hash of log {log} at Merkle level {level} index {expected}"
+        )));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_kept_fit_the_budget() {
+        let log = LogName("artifacts".into());
+        let levels = PinnedLevels::with_budget(u64::MAX);
+        assert_eq!(levels.lowest_level(&log, 10_000_000), 4);
+        // 10^9 leaves: levels 4 and up are 62.5 million hashes, 8 and up 3.9 million.
+        let levels = PinnedLevels::with_budget(PINNED_BYTES_MAX);
+        assert_eq!(levels.lowest_level(&log, 1_000_000_000), 8);
+        assert_eq!(levels.lowest_level(&log, 100_000_000), 4);
+        let none = PinnedLevels::with_budget(0);
+        assert!(
+            pinned_levels(none.lowest_level(&log, 1 << 40), 1 << 40)
+                .next()
+                .is_none()
+        );
+        assert_eq!(pinned_levels(4, 255).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(pinned_levels(4, 256).collect::<Vec<_>>(), vec![4, 8]);
+    }
+}
