@@ -187,8 +187,7 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
         }
     }
     let report = Report { environment, runs };
-    args.run
-        .finish(&report, |out| print_table(out, &report.runs))
+    args.run.finish(&report, table)
 }
 
 /// Runs once per client count on `cluster`, printing each run.
@@ -522,55 +521,17 @@ pub(crate) fn print_run(run: &RunResult) {
     );
 }
 
-/// A Markdown table with one row per run.
-pub(crate) fn print_table(out: &mut dyn std::io::Write, runs: &[RunResult]) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| nodes | clients | appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | retries | batch mean | commit mean ms | node CPU % | bench CPU % | other CPU % |"
-    )?;
-    writeln!(
-        out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    )?;
-    for run in runs {
-        let node_cpu = run
-            .node_usage
-            .iter()
-            .map(|u| format!("{:.0}", u.cpu_percent))
-            .collect::<Vec<_>>()
-            .join(" + ");
-        writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
-            run.nodes,
-            run.clients,
-            run.appends_per_second,
-            run.latency.p50_ms,
-            run.latency.p90_ms,
-            run.latency.p99_ms,
-            run.latency.max_ms,
-            run.errors.total(),
-            run.retries.total(),
-            run.batches
-                .as_ref()
-                .map_or("-".into(), |b| format!("{:.1}", b.mean_leaves)),
-            run.batches
-                .as_ref()
-                .map_or("-".into(), |b| format!("{:.2}", b.commit_mean_ms)),
-            if node_cpu.is_empty() {
-                "-".into()
-            } else {
-                node_cpu
-            },
-            run.bench_usage
-                .as_ref()
-                .map_or("-".into(), |u| format!("{:.0}", u.cpu_percent)),
-            run.other_cpu_percent
-                .map_or("-".into(), |other| format!("{other:.0}")),
-        )?;
-    }
-    out.flush()
+/// The Markdown table of an `appends` report (also the suite report's): one row per run.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    stats::table(
+        "nodes=nodes | clients=clients | appends/s=appends_per_second:0 | p50 ms=latency.p50_ms:1 \
+         | p90 ms=latency.p90_ms:1 | p99 ms=latency.p99_ms:1 | max ms=latency.max_ms:1 \
+         | errors=errors:sum | retries=retries:sum | batch mean=batches.mean_leaves:1 \
+         | commit mean ms=batches.commit_mean_ms:2 | node CPU %=node_usage:cpu \
+         | bench CPU %=bench_usage.cpu_percent:0 | other CPU %=other_cpu_percent:0 \
+         | leader's hottest code=profile:top",
+        report["runs"].as_array().into_iter().flatten(),
+    )
 }
 
 #[cfg(test)]

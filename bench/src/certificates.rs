@@ -164,7 +164,7 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     tokio::task::block_in_place(|| drop(cluster));
     let runs = result?;
     let report = serde_json::json!({ "environment": environment, "runs": runs });
-    args.run.finish(&report, |out| print_table(out, &runs))
+    args.run.finish(&report, table)
 }
 
 async fn run(
@@ -223,37 +223,12 @@ async fn run(
     Ok(runs)
 }
 
-fn print_table(out: &mut dyn std::io::Write, runs: &[CertificatesRun]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "| nodes | clients | certificates/s | p50 ms | p90 ms | p99 ms | max ms | errors |\n\
-         |---|---|---|---|---|---|---|---|"
-    )?;
-    for run in runs {
-        let LatencySummary {
-            p50_ms,
-            p90_ms,
-            p99_ms,
-            max_ms,
-            ..
-        } = run.latency;
-        let errors: Vec<String> = run
-            .errors
-            .iter()
-            .map(|(kind, count)| format!("{kind}: {count}"))
-            .collect();
-        writeln!(
-            out,
-            "| {} | {} | {:.0} | {p50_ms:.1} | {p90_ms:.1} | {p99_ms:.1} | {max_ms:.1} | {} |",
-            run.nodes,
-            run.clients,
-            run.certificates_per_second,
-            if errors.is_empty() {
-                "0".to_string()
-            } else {
-                errors.join(", ")
-            }
-        )?;
-    }
-    out.flush()
+/// The Markdown table of a `certificates` report (also the suite report's).
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(
+        "nodes=nodes | clients=clients | certificates/s=certificates_per_second:0 \
+         | p50 ms=latency.p50_ms:1 | p90 ms=latency.p90_ms:1 | p99 ms=latency.p99_ms:1 \
+         | max ms=latency.max_ms:1 | errors=errors:sum | leader's hottest code=profile:top",
+        report["runs"].as_array().into_iter().flatten(),
+    )
 }

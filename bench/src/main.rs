@@ -114,13 +114,13 @@ enum Commands {
     /// One witness process, for `witnessing` (internal).
     #[command(hide = true)]
     WitnessServer(witnessing::WitnessServerArgs),
-    /// The whole suite in one command, written up: JSON, a Markdown page and SVG plots.
+    /// The whole suite in one command, written up: JSON and a Markdown page of tables.
     ///
     /// Runs each part as a child process of this binary with the report's settings (appends
     /// on 1 and 3 nodes at several client counts, the keyless CA), each with the leader's CPU
     /// profile, then writes OUT/report.json, OUT/README.md (where Cairn stands against
-    /// its design targets, and the bottleneck of each target not met), OUT/*.svg and each
-    /// part's raw JSON in OUT/raw/. `scripts/bench-report` installs what it needs, builds and
+    /// its design targets, the bottleneck of each target not met, and each part's table) and
+    /// each part's raw JSON in OUT/raw/. `scripts/bench-report` installs what it needs, builds and
     /// runs it:
     ///
     ///   scripts/bench-report

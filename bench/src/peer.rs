@@ -162,7 +162,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
 /// The `peer` subcommand: run, print, write JSON.
 pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let report = run_peer(&args).await?;
-    args.run.finish(&report, |out| print_table(out, &report))
+    args.run.finish(&report, table)
 }
 
 fn print_etcd_run(run: &EtcdRun) {
@@ -191,42 +191,21 @@ fn print_etcd_run(run: &EtcdRun) {
     );
 }
 
-/// A Markdown table with one row per client count.
-pub(crate) fn print_table(
-    out: &mut dyn std::io::Write,
-    report: &PeerReport,
-) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| clients | Cairn appends/s | Cairn p50 / p99 ms | etcd puts/s | etcd p50 / p99 ms | Cairn ÷ etcd | Cairn node CPU % | etcd member CPU % | other CPU % (Cairn, etcd) |"
-    )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|---|---|---|")?;
-    for ((ratio, cairn), etcd) in report.ratios.iter().zip(&report.cairn).zip(&report.etcd) {
-        let cpu = |usage: &[cluster::ProcessUsage]| {
-            usage
-                .iter()
-                .map(|u| format!("{:.0}", u.cpu_percent))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        };
-        let other = |other: Option<f64>| other.map_or("-".to_string(), |o| format!("{o:.0}"));
-        writeln!(
-            out,
-            "| {} | {:.0} | {:.1} / {:.1} | {:.0} | {:.1} / {:.1} | {:.2} | {} | {} | {}, {} |",
-            ratio.clients,
-            ratio.cairn_appends_per_second,
-            cairn.latency.p50_ms,
-            cairn.latency.p99_ms,
-            ratio.etcd_puts_per_second,
-            etcd.latency.p50_ms,
-            etcd.latency.p99_ms,
-            ratio.ratio,
-            cpu(&cairn.node_usage),
-            cpu(&etcd.member_usage),
-            other(cairn.other_cpu_percent),
-            other(etcd.other_cpu_percent),
-        )?;
-    }
-    out.flush()
+/// The Markdown table of a `peer` report (also the suite report's): one row per client count.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let rows: Vec<serde_json::Value> = (list("ratios").into_iter().zip(list("cairn")))
+        .zip(list("etcd"))
+        .map(|((ratio, cairn), etcd)| serde_json::json!({ "ratio": ratio, "cairn": cairn, "etcd": etcd }))
+        .collect();
+    crate::stats::table(
+        "clients=ratio.clients | Cairn appends/s=ratio.cairn_appends_per_second:0 \
+         | Cairn p50 ms=cairn.latency.p50_ms:1 | Cairn p99 ms=cairn.latency.p99_ms:1 \
+         | etcd puts/s=ratio.etcd_puts_per_second:0 | etcd p50 ms=etcd.latency.p50_ms:1 \
+         | etcd p99 ms=etcd.latency.p99_ms:1 | Cairn ÷ etcd=ratio.ratio:2 \
+         | Cairn node CPU %=cairn.node_usage:cpu | etcd member CPU %=etcd.member_usage:cpu \
+         | other CPU % (Cairn)=cairn.other_cpu_percent:0 \
+         | other CPU % (etcd)=etcd.other_cpu_percent:0",
+        &rows,
+    )
 }

@@ -653,7 +653,7 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
         read_mix: args.read_mix.clone(),
         runs: result?,
     };
-    args.run.finish(&report, |out| print_table(out, &report))
+    args.run.finish(&report, table)
 }
 
 /// Closed-loop appends/s this machine can reach with room to spare: a mix run pre-signs enough
@@ -774,49 +774,17 @@ fn print_run(run: &ReadsRun) {
     );
 }
 
-/// A Markdown table with one row per run.
-pub(crate) fn print_table(
-    out: &mut dyn std::io::Write,
-    report: &ReadsReport,
-) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| nodes | clients | appends % | reads/s | p50 ms | p90 ms | p99 ms | max ms | appends/s | append p99 ms | errors | node CPU % | bench CPU % | other CPU % |"
-    )?;
-    writeln!(
-        out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
-    )?;
-    for run in &report.runs {
-        let latency = &run.reads_latency;
-        writeln!(
-            out,
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} | {} |",
-            run.nodes,
-            run.clients,
-            run.appends_percent,
-            run.reads_per_second,
-            latency.p50_ms,
-            latency.p90_ms,
-            latency.p99_ms,
-            latency.max_ms,
-            run.appends_per_second,
-            run.appends_latency.p99_ms,
-            run.errors.total(),
-            run.node_usage
-                .iter()
-                .map(|u| format!("{:.0}", u.cpu_percent))
-                .collect::<Vec<_>>()
-                .join(" + "),
-            run.bench_usage
-                .as_ref()
-                .map_or("-".into(), |u| format!("{:.0}", u.cpu_percent)),
-            run.other_cpu_percent
-                .map_or("-".into(), |other| format!("{other:.0}")),
-        )?;
-    }
-    out.flush()
+/// The Markdown table of a `reads` or `mix` report (also the suite report's).
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(
+        "nodes=nodes | clients=clients | tree size=tree_size | appends %=appends_percent \
+         | reads/s=reads_per_second:0 | p50 ms=reads_latency.p50_ms:2 \
+         | p90 ms=reads_latency.p90_ms:2 | p99 ms=reads_latency.p99_ms:2 \
+         | max ms=reads_latency.max_ms:2 | appends/s=appends_per_second:0 \
+         | append p99 ms=appends_latency.p99_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
+         | bench CPU %=bench_usage.cpu_percent:0 | other CPU %=other_cpu_percent:0",
+        report["runs"].as_array().into_iter().flatten(),
+    )
 }
 
 #[cfg(test)]

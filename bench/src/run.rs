@@ -142,22 +142,22 @@ impl RunArgs {
         Duration::from_secs_f64(self.timeout)
     }
 
-    /// Prints a subcommand's Markdown table on stdout and writes it to `--markdown`, and the
-    /// report to `--json`.
+    /// Prints a subcommand's Markdown table (`table` of the report's JSON) on stdout and
+    /// writes it to `--markdown`, and the report to `--json`.
     pub(crate) fn finish(
         &self,
         report: &impl Serialize,
-        table: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>,
+        table: crate::stats::Table,
     ) -> anyhow::Result<()> {
-        table(&mut std::io::stdout())?;
+        let value = serde_json::to_value(report)?;
+        let text = table(&value);
+        print!("{text}");
         if let Some(path) = &self.json {
-            std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            std::fs::write(path, serde_json::to_vec_pretty(&value)?)
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("results written to {}", path.display());
         }
         if let Some(path) = &self.markdown {
-            let mut text = Vec::new();
-            table(&mut text)?;
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())

@@ -219,7 +219,7 @@ const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in 
 /// `cairn-bench scale`: measure, print, write the files asked for.
 pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
     let report = run_scale(&args).await?;
-    args.run.finish(&report, |out| print_table(out, &report))
+    args.run.finish(&report, table)
 }
 
 /// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
@@ -858,63 +858,22 @@ async fn catch_up(
     })
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / 1024.0 / 1024.0
-}
-
-/// A Markdown table with one row per size.
-pub(crate) fn print_table(
-    out: &mut dyn std::io::Write,
-    report: &ScaleReport,
-) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| entries | fill entries/s | fill written B/entry | state B/entry | Raft log MiB | appends/s | append p50 ms | append p99 ms | inclusion p50 ms | inclusion p99 ms | consistency p50 ms | consistency p99 ms | catch-up s | catch-up entries/s | promote s |"
-    )?;
-    writeln!(
-        out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    )?;
-    for point in &report.points {
-        let raft = point
-            .disk
-            .nodes
-            .iter()
-            .map(|node| node.raft_log_bytes)
-            .max()
-            .unwrap_or(0);
-        let (catch_up, rate, promote) = point.catch_up.as_ref().map_or_else(
-            || ("-".to_string(), "-".to_string(), "-".to_string()),
-            |c| {
-                (
-                    format!("{:.1}", c.learner_seconds),
-                    format!("{:.0}", c.entries_per_second),
-                    format!("{:.2}", c.voter_seconds),
-                )
-            },
-        );
-        writeln!(
-            out,
-            "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {catch_up} | {rate} | {promote} |",
-            point.entries,
-            point.fill.entries_per_second,
-            point
-                .fill
-                .written_bytes_per_entry
-                .map_or_else(|| "-".to_string(), |bytes| format!("{bytes:.0}")),
-            point.disk.state_bytes_per_entry,
-            mib(raft),
-            point.appends.appends_per_second,
-            point.appends.latency.p50_ms,
-            point.appends.latency.p99_ms,
-            point.proofs.inclusion.p50_ms,
-            point.proofs.inclusion.p99_ms,
-            point.proofs.consistency.p50_ms,
-            point.proofs.consistency.p99_ms,
-        )?;
-    }
-    out.flush()
+/// The Markdown table of a `scale` report (also the suite report's): one row per size.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(
+        "entries=entries | fill entries/s=fill.entries_per_second:0 \
+         | fill written B/entry=fill.written_bytes_per_entry:0 \
+         | state B/entry/node=disk.state_bytes_per_entry:0 \
+         | Raft log B/entry=disk.raft_log_bytes_per_entry:1 \
+         | appends/s=appends.appends_per_second:0 | append p50 ms=appends.latency.p50_ms:1 \
+         | append p99 ms=appends.latency.p99_ms:1 | inclusion p50 ms=proofs.inclusion.p50_ms:2 \
+         | inclusion p99 ms=proofs.inclusion.p99_ms:2 \
+         | consistency p50 ms=proofs.consistency.p50_ms:2 \
+         | consistency p99 ms=proofs.consistency.p99_ms:2 \
+         | catch-up s=catch_up.learner_seconds:1 | catch-up entries/s=catch_up.entries_per_second:0 \
+         | promote s=catch_up.voter_seconds:2",
+        report["points"].as_array().into_iter().flatten(),
+    )
 }
 
 #[cfg(test)]

@@ -385,35 +385,21 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
 /// The `witnessing` subcommand: run, print, write JSON.
 pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     let report = run_witnessing(&args).await?;
-    args.run.finish(&report, |out| print_table(out, &report))
+    args.run.finish(&report, table)
 }
 
-fn print_table(out: &mut dyn std::io::Write, report: &WitnessingReport) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| clients | witnessed appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | rounds/s | round mean ms | round p99 ms <= |"
-    )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    for run in &report.runs {
-        let a = &run.appends;
-        let w = run.witnessing.as_ref();
-        writeln!(
-            out,
-            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
-            a.clients,
-            a.appends_per_second,
-            a.latency.p50_ms,
-            a.latency.p90_ms,
-            a.latency.p99_ms,
-            a.latency.max_ms,
-            a.errors.total(),
-            w.map_or("-".into(), |w| format!("{:.0}", w.rounds_per_second)),
-            w.map_or("-".into(), |w| format!("{:.2}", w.round_mean_ms)),
-            w.map_or("-".into(), |w| format!("{}", w.round_p99_ms_at_most)),
-        )?;
-    }
-    out.flush()
+/// The Markdown table of a `witnessing` report (also the suite report's).
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(
+        "clients=appends.clients | witnessed appends/s=appends.appends_per_second:0 \
+         | p50 ms=appends.latency.p50_ms:1 | p90 ms=appends.latency.p90_ms:1 \
+         | p99 ms=appends.latency.p99_ms:1 | max ms=appends.latency.max_ms:1 \
+         | errors=appends.errors:sum | rounds/s=witnessing.rounds_per_second:0 \
+         | round mean ms=witnessing.round_mean_ms:2 \
+         | round p99 ms at most=witnessing.round_p99_ms_at_most \
+         | witness CPU ms/cosignature=witnessing.witness_cpu_ms_per_cosignature:2",
+        report["runs"].as_array().into_iter().flatten(),
+    )
 }
 
 #[cfg(test)]
