@@ -102,6 +102,7 @@ pub(crate) struct FillResult {
     pub(crate) written_bytes_per_entry: Option<f64>,
     /// The leader's signed checkpoint after every batch (C2SP signed notes), oldest first:
     /// trusted sizes and roots for consistency proofs later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) checkpoints: Vec<String>,
 }
 

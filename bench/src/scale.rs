@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
-use clap::Parser as _;
 use serde::Serialize;
-use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, TreeSize};
+use tlog::Hash;
 
 use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{self, Cluster, Started};
@@ -31,7 +30,7 @@ use crate::net::Connection;
 use crate::reads::Random;
 use crate::run::{Environment, RunArgs};
 use crate::stats::{Latencies, LatencySummary};
-use crate::verify::ResponseVerifier;
+use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
 
 /// The most sizes one run measures.
 const SIZES_MAX: usize = 16;
@@ -86,24 +85,6 @@ pub(crate) struct ScaleArgs {
     pub(crate) fill_in_flight: usize,
 }
 
-impl ScaleArgs {
-    /// The settings `cairn-bench scale` runs with when given no flags, for a caller that runs
-    /// [`run_scale`] itself (the report).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn with_defaults() -> ScaleArgs {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            scale: ScaleArgs,
-        }
-        // The defaults are constants that parse.
-        Wrapper::try_parse_from(["scale"]).map_or_else(
-            |error| unreachable!("ScaleArgs defaults do not parse: {error}"),
-            |wrapper| wrapper.scale,
-        )
-    }
-}
-
 /// Everything `scale` measured.
 #[derive(Debug, Serialize)]
 pub(crate) struct ScaleReport {
@@ -135,26 +116,14 @@ pub(crate) struct ScaleSettings {
 pub(crate) struct ScalePoint {
     /// Entries in the artifact log when measured (appends of earlier points included).
     pub(crate) entries: u64,
-    pub(crate) fill: FillSummary,
+    /// The fill to this size (its checkpoints left out).
+    pub(crate) fill: FillResult,
     pub(crate) disk: DiskUsage,
     pub(crate) proofs: ProofStats,
     pub(crate) catch_up: Option<CatchUp>,
     pub(crate) appends: RunResult,
     /// The log's size after the append run (where the next fill starts).
     pub(crate) entries_after_appends: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct FillSummary {
-    pub(crate) from: u64,
-    pub(crate) to: u64,
-    pub(crate) seconds: f64,
-    pub(crate) entries_per_second: f64,
-    pub(crate) settle_seconds: f64,
-    pub(crate) batches: u64,
-    pub(crate) leaf_bytes_mean: f64,
-    /// Bytes written to storage per entry added, all replicas together.
-    pub(crate) written_bytes_per_entry: Option<f64>,
 }
 
 /// One node's databases, right after the fill (cluster stopped).
@@ -285,7 +254,7 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
             .map_or(0, |point: &ScalePoint| point.entries_after_appends);
         let target = size.max(current);
         eprintln!("\n== {size} entries: filling {current} -> {target}");
-        let fill = run_fill(&dir, target, args)?;
+        let mut fill = run_fill(&dir, target, args)?;
         let disk = disk_usage(&dir, target)?;
         eprintln!(
             "   disk per node: state {:.0} B/entry, Raft log {:.0} B/entry; the fill wrote {} per entry (all replicas)",
@@ -310,18 +279,10 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         .await;
         tokio::task::block_in_place(|| drop(cluster));
         let (proofs, catch_up, appends, entries_after_appends) = measured?;
+        fill.checkpoints.clear();
         points.push(ScalePoint {
             entries: proofs.tree_size,
-            fill: FillSummary {
-                from: fill.from,
-                to: fill.to,
-                seconds: fill.seconds,
-                entries_per_second: fill.entries_per_second,
-                settle_seconds: fill.settle_seconds,
-                batches: fill.batches,
-                leaf_bytes_mean: fill.leaf_bytes_mean,
-                written_bytes_per_entry: fill.written_bytes_per_entry,
-            },
+            fill,
             disk,
             proofs,
             catch_up,
@@ -383,14 +344,7 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
     let mut nodes = Vec::new();
     for (position, config) in crate::fill::node_configs(dir)?.iter().enumerate() {
         let file = node::config::NodeFile::load(config)?;
-        let usage = data_dir_usage(&file.data_dir)?;
-        nodes.push(NodeDisk {
-            node: position + 1,
-            raft_log_bytes: usage.raft_log_bytes,
-            state_bytes: usage.state_bytes,
-            state_file_bytes: usage.state_file_bytes,
-            allocated_bytes: usage.allocated_bytes,
-        });
+        nodes.push(data_dir_usage(position + 1, &file.data_dir)?);
     }
     let count = nodes.len().max(1) as f64;
     let per_entry = |bytes: u64| bytes as f64 / count / entries.max(1) as f64;
@@ -405,19 +359,8 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
     })
 }
 
-/// What one node's data directory occupies.
-struct DataDirUsage {
-    /// The length of `raft-log.redb`.
-    raft_log_bytes: u64,
-    /// Blocks allocated to `state.redb`.
-    state_bytes: u64,
-    /// The length of `state.redb`.
-    state_file_bytes: u64,
-    /// Blocks allocated to the whole directory.
-    allocated_bytes: u64,
-}
-
-fn data_dir_usage(dir: &Path) -> anyhow::Result<DataDirUsage> {
+/// What the data directory of node `node` occupies.
+fn data_dir_usage(node: usize, dir: &Path) -> anyhow::Result<NodeDisk> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = |name: &str| std::fs::metadata(dir.join(name)).ok();
     let mut allocated_bytes = 0;
@@ -426,7 +369,8 @@ fn data_dir_usage(dir: &Path) -> anyhow::Result<DataDirUsage> {
         allocated_bytes += meta.blocks() * 512;
     }
     let state = meta("state.redb");
-    Ok(DataDirUsage {
+    Ok(NodeDisk {
+        node,
         raft_log_bytes: meta("raft-log.redb").map_or(0, |meta| meta.len()),
         state_bytes: state.as_ref().map_or(0, |meta| meta.blocks() * 512),
         state_file_bytes: state.as_ref().map_or(0, std::fs::Metadata::len),
@@ -481,7 +425,7 @@ async fn measure(
     };
     let appends = appends(args, cluster).await?;
     crate::appends::print_run(&appends);
-    let (after, _, _) = checkpoint(&cluster.urls[0], &verifier).await?;
+    let (after, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
     Ok((proofs, catch_up, appends, after))
 }
 
@@ -508,30 +452,6 @@ async fn admin(
     Ok(serde_json::from_slice(&answer)?)
 }
 
-#[derive(serde::Deserialize)]
-struct ProofJson {
-    hashes: Vec<String>,
-}
-
-fn hashes(body: &[u8]) -> anyhow::Result<Vec<Hash>> {
-    let proof: ProofJson = serde_json::from_slice(body)?;
-    proof
-        .hashes
-        .iter()
-        .map(|hash| Hash::from_base64(hash).map_err(|error| anyhow::anyhow!("proof hash: {error}")))
-        .collect()
-}
-
-/// Fetches the latest checkpoint from `url` and verifies it: (size, root, text).
-async fn checkpoint(url: &str, verifier: &ResponseVerifier) -> anyhow::Result<(u64, Hash, String)> {
-    let body = crate::net::get(&format!("{url}/api/v2/checkpoint")).await?;
-    let text = String::from_utf8(body.to_vec())?;
-    let (size, root) = verifier
-        .checkpoint(&text)
-        .map_err(|error| anyhow::anyhow!("checkpoint from {url}: {error}"))?;
-    Ok((size, root, text))
-}
-
 /// Inclusion proofs for random leaves and consistency proofs from random earlier signed sizes,
 /// every one verified, spread over the nodes.
 async fn proofs(
@@ -540,7 +460,7 @@ async fn proofs(
     verifier: &ResponseVerifier,
     trusted: &[(u64, Hash)],
 ) -> anyhow::Result<ProofStats> {
-    let (size, root, _) = checkpoint(&cluster.urls[0], verifier).await?;
+    let (size, root, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
     let older: Arc<Vec<(u64, Hash)>> = Arc::new(
         trusted
             .iter()
@@ -577,15 +497,9 @@ async fn proofs(
                         "/api/v2/proof/inclusion?index={index}&tree_size={size}"
                     ))
                     .await?;
-                InclusionProof {
-                    leaf_index: LeafIndex(index),
-                    tree_size: TreeSize(size),
-                    hashes: hashes(&body)?,
-                }
-                .verify(&tlog::leaf_hash(&leaf), &root)
-                .map_err(|error| {
-                    anyhow::anyhow!("inclusion proof of {index} at {size}: {error}")
-                })?;
+                check_inclusion(&body, index, size, &tlog::leaf_hash(&leaf), &root).map_err(
+                    |kind| anyhow::anyhow!("inclusion proof of {index} at {size}: {kind}"),
+                )?;
                 inclusion.record(at.elapsed());
 
                 if older.is_empty() {
@@ -596,13 +510,8 @@ async fn proofs(
                 let body = connection
                     .get_ok(&format!("/api/v2/proof/consistency?old={old}&new={size}"))
                     .await?;
-                ConsistencyProof {
-                    old_size: TreeSize(old),
-                    new_size: TreeSize(size),
-                    hashes: hashes(&body)?,
-                }
-                .verify(&old_root, &root)
-                .map_err(|error| anyhow::anyhow!("consistency proof {old} -> {size}: {error}"))?;
+                check_consistency(&body, (old, &old_root), (size, &root))
+                    .map_err(|kind| anyhow::anyhow!("consistency proof {old} -> {size}: {kind}"))?;
                 consistency.record(at.elapsed());
             }
             anyhow::Ok((reads, inclusion, consistency))
@@ -739,7 +648,7 @@ async fn catch_up(
         .filter_map(serde_json::Value::as_u64)
         .collect();
     let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
-    let (size, _, latest) = checkpoint(&leader_url, &verifier).await?;
+    let (size, _, latest) = verifier.fetch_checkpoint(&leader_url).await?;
 
     let timeout = Duration::from_secs_f64(args.catch_up_timeout);
     let started = Instant::now();
@@ -836,7 +745,7 @@ async fn catch_up(
     .await
     .context("promoting the new node to voter")?;
     let voter_seconds = started.elapsed().as_secs_f64();
-    let usage = data_dir_usage(&file.data_dir)?;
+    let usage = data_dir_usage(usize::try_from(id)?, &file.data_dir)?;
     // Back to the measured cluster: the next size starts from the same voters.
     admin(
         &format!("{leader_url}/admin/membership"),
@@ -874,24 +783,4 @@ pub(crate) fn table(report: &serde_json::Value) -> String {
          | promote s=catch_up.voter_seconds:2",
         report["points"].as_array().into_iter().flatten(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_parse_and_random_indexes_stay_in_bounds() {
-        let args = ScaleArgs::with_defaults();
-        assert_eq!(args.sizes, [100_000, 1_000_000]);
-        assert_eq!(args.nodes, 3);
-        let mut random = Random(7);
-        let mut seen = [false; 10];
-        for _ in 0..1000 {
-            let index = random.below(10);
-            assert!(index < 10);
-            seen[usize::try_from(index).unwrap_or(0)] = true;
-        }
-        assert!(seen.iter().all(|seen| *seen), "every index comes up");
-    }
 }
