@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Workload};
-use crate::stats::{LatencySummary, Tally, per_second};
+use crate::stats::{LatencySummary, per_second};
 
 /// The `certificates` subcommand's arguments.
 #[derive(clap::Args, Debug)]
@@ -31,16 +31,14 @@ pub(crate) struct CertificatesArgs {
 #[derive(Debug, serde::Serialize)]
 struct CertificatesRun {
     nodes: usize,
-    clients: usize,
-    warmup_s: f64,
-    measured_s: f64,
     fsync: &'static str,
     /// Certificates issued, logged twice (precertificate and certificate) and checked.
     certificates_per_second: f64,
     verified_certificates: u64,
     latency: LatencySummary,
-    errors: Tally,
-    profile: Option<crate::profile::Profile>,
+    node_usage: Vec<crate::cluster::ProcessUsage>,
+    #[serde(flatten)]
+    window: run::Window,
 }
 
 /// A client's checks of the CA's answers.
@@ -204,31 +202,26 @@ async fn run(
         let (ok, latencies) = measured.total(&[]);
         let run = CertificatesRun {
             nodes: cluster.urls.len(),
-            clients,
-            warmup_s: args.run.warmup,
-            measured_s: measured.window.as_secs_f64(),
             fsync: crate::appends::FSYNC,
             certificates_per_second: per_second(ok, measured.window),
             verified_certificates: ok,
             latency: latencies.summary(),
-            errors: measured.errors,
-            profile: measured.profile,
+            node_usage: measured.processes,
+            window: measured.record,
         };
-        eprintln!(
-            "{} nodes, {clients} clients: {:.0} certificates/s",
-            run.nodes, run.certificates_per_second
-        );
+        run::print_run(COLUMNS, &run);
         runs.push(run);
     }
     Ok(runs)
 }
 
-/// The Markdown table of a `certificates` report (also the suite report's).
+/// The columns of the `certificates` table (also the suite report's).
+const COLUMNS: &str = "nodes=nodes | clients=clients | certificates/s=certificates_per_second:0 \
+    | p50 ms=latency.p50_ms:1 | p90 ms=latency.p90_ms:1 | p99 ms=latency.p99_ms:1 \
+    | max ms=latency.max_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
+    | leader's hottest code=profile:top";
+
+/// The Markdown table of a `certificates` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
-    crate::stats::table(
-        "nodes=nodes | clients=clients | certificates/s=certificates_per_second:0 \
-         | p50 ms=latency.p50_ms:1 | p90 ms=latency.p90_ms:1 | p99 ms=latency.p99_ms:1 \
-         | max ms=latency.max_ms:1 | errors=errors:sum | leader's hottest code=profile:top",
-        report["runs"].as_array().into_iter().flatten(),
-    )
+    crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

@@ -420,51 +420,6 @@ impl PromHistogram {
     }
 }
 
-/// Prints a run's errors (and retries) by kind, each process's CPU and memory, and the
-/// machine's CPU (the detail lines under a run's headline).
-pub(crate) fn print_errors_and_usage(
-    errors: &crate::stats::Tally,
-    retries: Option<&crate::stats::Tally>,
-    processes: &[ProcessUsage],
-    bench: Option<&ProcessUsage>,
-    machine_cpu_percent: Option<f64>,
-    other_cpu_percent: Option<f64>,
-) {
-    let tally = |tally: &crate::stats::Tally| {
-        let kinds: Vec<String> = tally
-            .iter()
-            .map(|(kind, count)| format!("{kind}: {count}"))
-            .collect();
-        if kinds.is_empty() {
-            "none".to_string()
-        } else {
-            kinds.join(", ")
-        }
-    };
-    match retries {
-        Some(retries) => println!("  errors: {}; retries: {}", tally(errors), tally(retries)),
-        None => println!("  errors: {}", tally(errors)),
-    }
-    let usage = processes
-        .iter()
-        .chain(bench)
-        .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !usage.is_empty() {
-        println!("  processes: {usage}");
-    }
-    if let Some(machine) = machine_cpu_percent {
-        println!(
-            "  machine CPU {machine:.0}% of {}%{}",
-            100 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            other_cpu_percent.map_or(String::new(), |other| format!(
-                ", of which other processes {other:.0}%"
-            ))
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

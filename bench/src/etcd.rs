@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::cluster::{ProcessUsage, Started};
 use crate::run::{self, Context, Done, Failure, Phases, Target, Workload};
-use crate::stats::{LatencySummary, Tally, per_second};
+use crate::stats::{LatencySummary, per_second};
 
 /// Every `READBACK_EVERY`th put of each client is read back after the run.
 pub(crate) const READBACK_EVERY: u64 = 64;
@@ -227,27 +227,27 @@ fn key(client: usize, sequence: u64, run: &str) -> String {
 }
 
 /// One etcd run's results.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct EtcdRun {
     pub(crate) members: usize,
-    pub(crate) clients: usize,
-    pub(crate) warmup_s: f64,
-    pub(crate) measured_s: f64,
     pub(crate) value_bytes: usize,
     pub(crate) key_bytes: usize,
     pub(crate) puts_per_second: f64,
     pub(crate) acknowledged_puts: u64,
     pub(crate) latency: LatencySummary,
-    pub(crate) errors: Tally,
     /// Puts read back after the run (value and revision checked), and how many disagreed.
     pub(crate) readback_checked: u64,
     pub(crate) readback_failed: u64,
     pub(crate) member_usage: Vec<ProcessUsage>,
-    pub(crate) bench_usage: Option<ProcessUsage>,
-    pub(crate) machine_cpu_percent: Option<f64>,
-    pub(crate) other_cpu_percent: Option<f64>,
-    pub(crate) timeline: Vec<u64>,
+    #[serde(flatten)]
+    pub(crate) window: run::Window,
 }
+
+/// The columns of an etcd run, as `peer` prints it.
+pub(crate) const COLUMNS: &str = "members=members | clients=clients \
+    | puts/s=puts_per_second:0 | p50 ms=latency.p50_ms:1 | p99 ms=latency.p99_ms:1 \
+    | errors=errors:sum | read back=readback_checked | wrong=readback_failed \
+    | member CPU %=member_usage:cpu | other CPU %=other_cpu_percent:0";
 
 /// Closed-loop puts of `value_bytes` values; client i is connected to member i mod n only, as
 /// Cairn's client i talks to node i mod n.
@@ -357,22 +357,15 @@ pub(crate) async fn run_puts(
     }
     Ok(EtcdRun {
         members: cluster.endpoints.len(),
-        clients,
-        warmup_s: warmup.as_secs_f64(),
-        measured_s: window.as_secs_f64(),
         value_bytes,
         key_bytes: key(0, 0, &load.run).len(),
         puts_per_second: per_second(ok, window),
         acknowledged_puts: ok,
         latency: latencies.summary(),
-        errors: measured.errors,
         readback_checked,
         readback_failed,
-        member_usage: measured.usage.processes,
-        bench_usage: measured.usage.bench,
-        machine_cpu_percent: measured.usage.machine,
-        other_cpu_percent: measured.usage.other,
-        timeline: measured.timeline,
+        member_usage: measured.processes,
+        window: measured.record,
     })
 }
 

@@ -14,7 +14,6 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::appends::{AppendsArgs, RunResult};
-use crate::cluster;
 use crate::etcd::{self, EtcdCluster, EtcdRun};
 use crate::run::{Environment, RunArgs};
 
@@ -123,7 +122,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
                 std::time::Duration::from_secs_f64(args.run.duration),
             )
             .await?;
-            print_etcd_run(&run);
+            crate::run::print_run(etcd::COLUMNS, &run);
             etcd_runs.push(run);
         }
         anyhow::Ok(())
@@ -137,7 +136,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
         .iter()
         .zip(&etcd_runs)
         .map(|(cairn, etcd)| Ratio {
-            clients: cairn.clients,
+            clients: cairn.window.clients,
             cairn_appends_per_second: cairn.appends_per_second,
             etcd_puts_per_second: etcd.puts_per_second,
             ratio: if etcd.puts_per_second > 0.0 {
@@ -163,32 +162,6 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
 pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let report = run_peer(&args).await?;
     args.run.finish(&report, table)
-}
-
-fn print_etcd_run(run: &EtcdRun) {
-    let latency = &run.latency;
-    println!(
-        "\netcd, {} members, {} clients (closed loop), {:.1} s measured after {:.1} s warm-up",
-        run.members, run.clients, run.measured_s, run.warmup_s
-    );
-    println!(
-        "  acknowledged puts: {} = {:.0}/s (values {} bytes, keys {} bytes); read back {} sampled, {} wrong",
-        run.acknowledged_puts,
-        run.puts_per_second,
-        run.value_bytes,
-        run.key_bytes,
-        run.readback_checked,
-        run.readback_failed
-    );
-    latency.print();
-    cluster::print_errors_and_usage(
-        &run.errors,
-        None,
-        &run.member_usage,
-        run.bench_usage.as_ref(),
-        run.machine_cpu_percent,
-        run.other_cpu_percent,
-    );
 }
 
 /// The Markdown table of a `peer` report (also the suite report's): one row per client count.

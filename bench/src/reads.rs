@@ -31,10 +31,10 @@ use tlog::{Hash, MemoryTree, TreeSize};
 use tokio::time::Instant;
 
 use crate::appends::AppendLoad;
-use crate::cluster::{self, Cluster, ProcessUsage};
+use crate::cluster::{Cluster, ProcessUsage};
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
-use crate::stats::{Latencies, LatencySummary, Tally, per_second};
+use crate::stats::{Latencies, LatencySummary, per_second};
 use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
 
 /// The `reads` and `mix` subcommands' arguments (also the settings `cairn-bench report`
@@ -428,7 +428,7 @@ async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::
     };
     let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
     let (appended, _) = measured.total(&[]);
-    if let Some((kind, _)) = measured.errors.iter().next() {
+    if let Some((kind, _)) = measured.record.errors.iter().next() {
         bail!("pre-fill appends failed: {kind}");
     }
     anyhow::ensure!(
@@ -484,11 +484,8 @@ pub(crate) struct KindResult {
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadsRun {
     pub(crate) nodes: usize,
-    pub(crate) clients: usize,
     pub(crate) appends_percent: f64,
     pub(crate) tree_size: u64,
-    pub(crate) warmup_s: f64,
-    pub(crate) measured_s: f64,
     /// Verified reads of every kind per second.
     pub(crate) reads_per_second: f64,
     pub(crate) reads_latency: LatencySummary,
@@ -496,14 +493,10 @@ pub(crate) struct ReadsRun {
     pub(crate) appends_per_second: f64,
     pub(crate) appends_latency: LatencySummary,
     pub(crate) by_kind: BTreeMap<String, KindResult>,
-    pub(crate) errors: Tally,
     pub(crate) presigned_exhausted: bool,
     pub(crate) node_usage: Vec<ProcessUsage>,
-    pub(crate) bench_usage: Option<ProcessUsage>,
-    pub(crate) machine_cpu_percent: Option<f64>,
-    pub(crate) other_cpu_percent: Option<f64>,
-    /// Verified operations completed in each second (warm-up included).
-    pub(crate) timeline: Vec<u64>,
+    #[serde(flatten)]
+    pub(crate) window: run::Window,
 }
 
 /// The reads (or mix) report.
@@ -621,79 +614,56 @@ async fn run_once(
     );
     Ok(ReadsRun {
         nodes: cluster.urls.len(),
-        clients,
         appends_percent,
         tree_size: reference.size(),
-        warmup_s: args.run.warmup,
-        measured_s: window.as_secs_f64(),
         reads_per_second: per_second(reads_ok, window),
         reads_latency: reads.summary(),
         appends_per_second: per_second(appends_ok, window),
         appends_latency: appends.summary(),
-        by_kind: measured
-            .kinds
-            .iter()
+        by_kind: (measured.kinds.iter())
             .filter(|(label, _)| **label != "appends")
             .map(|(label, (count, latencies))| {
+                let per_second = per_second(*count, window);
+                let (verified, latency) = (*count, latencies.summary());
                 (
                     (*label).to_string(),
                     KindResult {
-                        verified: *count,
-                        per_second: per_second(*count, window),
-                        latency: latencies.summary(),
+                        verified,
+                        per_second,
+                        latency,
                     },
                 )
             })
             .collect(),
-        errors: measured.errors,
         presigned_exhausted: measured.exhausted,
-        node_usage: measured.usage.processes,
-        bench_usage: measured.usage.bench,
-        machine_cpu_percent: measured.usage.machine,
-        other_cpu_percent: measured.usage.other,
-        timeline: measured.timeline,
+        node_usage: measured.processes,
+        window: measured.record,
     })
 }
 
+/// Prints a run's row and each kind of read.
 fn print_run(run: &ReadsRun) {
-    println!(
-        "\n{} node(s), {} clients, {}% appends, tree size {}, {:.1} s measured after {:.1} s warm-up",
-        run.nodes, run.clients, run.appends_percent, run.tree_size, run.measured_s, run.warmup_s
-    );
-    let line = |name: &str, per_second: f64, latency: &LatencySummary| {
-        println!(
-            "  {name:<14} {per_second:>8.0}/s  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2} ms",
-            latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.max_ms
-        );
-    };
-    line("all reads", run.reads_per_second, &run.reads_latency);
+    run::print_run(COLUMNS, run);
     for (kind, result) in &run.by_kind {
-        line(kind, result.per_second, &result.latency);
+        let latency = &result.latency;
+        println!(
+            "  {kind:<14} {:>8.0}/s  p50 {:.2}  p99 {:.2}  max {:.2} ms",
+            result.per_second, latency.p50_ms, latency.p99_ms, latency.max_ms
+        );
     }
-    if run.appends_percent > 0.0 {
-        line("appends", run.appends_per_second, &run.appends_latency);
-    }
-    cluster::print_errors_and_usage(
-        &run.errors,
-        None,
-        &run.node_usage,
-        run.bench_usage.as_ref(),
-        run.machine_cpu_percent,
-        run.other_cpu_percent,
-    );
 }
 
-/// The Markdown table of a `reads` or `mix` report (also the suite report's).
+/// The columns of the `reads` and `mix` table (also the suite report's).
+const COLUMNS: &str = "nodes=nodes | clients=clients | tree size=tree_size \
+    | appends %=appends_percent | reads/s=reads_per_second:0 | p50 ms=reads_latency.p50_ms:2 \
+    | p90 ms=reads_latency.p90_ms:2 | p99 ms=reads_latency.p99_ms:2 \
+    | max ms=reads_latency.max_ms:2 | appends/s=appends_per_second:0 \
+    | append p99 ms=appends_latency.p99_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
+    | bench CPU %=bench_usage.cpu_percent:0 | other CPU %=other_cpu_percent:0";
+
+/// The Markdown table of a `reads` or `mix` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
-    crate::stats::table(
-        "nodes=nodes | clients=clients | tree size=tree_size | appends %=appends_percent \
-         | reads/s=reads_per_second:0 | p50 ms=reads_latency.p50_ms:2 \
-         | p90 ms=reads_latency.p90_ms:2 | p99 ms=reads_latency.p99_ms:2 \
-         | max ms=reads_latency.max_ms:2 | appends/s=appends_per_second:0 \
-         | append p99 ms=appends_latency.p99_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
-         | bench CPU %=bench_usage.cpu_percent:0 | other CPU %=other_cpu_percent:0",
-        report["runs"].as_array().into_iter().flatten(),
-    )
+    crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }
 
 #[cfg(test)]

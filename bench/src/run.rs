@@ -164,6 +164,24 @@ impl RunArgs {
     }
 }
 
+/// Prints one run as a row of its subcommand's table (`columns`, as [`crate::stats::table`]
+/// takes them), and its errors and retries by kind.
+pub(crate) fn print_run(columns: &str, run: &impl Serialize) {
+    let Ok(run) = serde_json::to_value(run) else {
+        return;
+    };
+    print!("{}", crate::stats::table(columns, [&run]));
+    for key in ["errors", "retries"] {
+        if let Some(kinds) = run[key].as_object().filter(|kinds| !kinds.is_empty()) {
+            let kinds: Vec<String> = kinds
+                .iter()
+                .map(|(kind, n)| format!("{kind}: {n}"))
+                .collect();
+            println!("{key}: {}", kinds.join(", "));
+        }
+    }
+}
+
 /// How one run is driven.
 #[derive(Clone, Debug)]
 pub(crate) struct Phases {
@@ -331,17 +349,35 @@ pub(crate) struct Measured {
     /// Verified operations and their latencies, by label.
     pub(crate) kinds: BTreeMap<&'static str, (u64, Latencies)>,
     pub(crate) duplicates: u64,
-    pub(crate) errors: Tally,
-    pub(crate) retries: Tally,
     /// The pre-signed requests ran out before the window ended.
     pub(crate) exhausted: bool,
-    /// Verified operations completed in each second since load start (warm-up included).
-    pub(crate) timeline: Vec<u64>,
-    pub(crate) usage: Usage,
+    /// The nodes' (or etcd members') CPU and memory over the window.
+    pub(crate) processes: Vec<ProcessUsage>,
     /// Each node's `/metrics` at the window's start and end.
     pub(crate) metrics: (Vec<Option<String>>, Vec<Option<String>>),
+    /// What every run record reports about its window.
+    pub(crate) record: Window,
+}
+
+/// What every run reports about its window, flattened into each subcommand's run record.
+#[derive(Debug, Serialize)]
+pub(crate) struct Window {
+    pub(crate) clients: usize,
+    pub(crate) warmup_s: f64,
+    pub(crate) measured_s: f64,
+    pub(crate) errors: Tally,
+    pub(crate) retries: Tally,
+    pub(crate) bench_usage: Option<ProcessUsage>,
+    /// The whole machine's busy CPU over the window, percent of one core.
+    pub(crate) machine_cpu_percent: Option<f64>,
+    /// The part of it neither the measured processes nor this benchmark used (other builds).
+    pub(crate) other_cpu_percent: Option<f64>,
+    /// Where the leader's CPU went during the window (with --profile).
     pub(crate) profile: Option<crate::profile::Profile>,
-    pub(crate) load_average: (String, String),
+    /// Verified operations completed in each second since load start (warm-up included).
+    pub(crate) timeline: Vec<u64>,
+    pub(crate) load_average_before: String,
+    pub(crate) load_average_after: String,
 }
 
 impl Measured {
@@ -428,18 +464,28 @@ pub(crate) async fn measure<W: Workload>(
         Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
         None => None,
     };
+    let usage = Usage::between(&before, &after, window, target.name);
     let mut measured = Measured {
         window,
         kinds: BTreeMap::new(),
         duplicates: 0,
-        errors: Tally::default(),
-        retries: Tally::default(),
         exhausted: state.exhausted.load(Ordering::Relaxed),
-        timeline,
-        usage: Usage::between(&before, &after, window, target.name),
+        processes: usage.processes,
         metrics: (metrics_before, metrics_after),
-        profile,
-        load_average: (load_before, load_average()),
+        record: Window {
+            clients: phases.clients,
+            warmup_s: phases.warmup.as_secs_f64(),
+            measured_s: window.as_secs_f64(),
+            errors: Tally::default(),
+            retries: Tally::default(),
+            bench_usage: usage.bench,
+            machine_cpu_percent: usage.machine,
+            other_cpu_percent: usage.other,
+            profile,
+            timeline,
+            load_average_before: load_before,
+            load_average_after: load_average(),
+        },
     };
     for stats in &all_stats {
         let stats = lock(stats);
@@ -452,8 +498,8 @@ pub(crate) async fn measure<W: Workload>(
             slot.1.merge(latencies);
         }
         measured.duplicates += stats.duplicates;
-        measured.errors.merge(&stats.errors);
-        measured.retries.merge(&stats.retries);
+        measured.record.errors.merge(&stats.errors);
+        measured.record.retries.merge(&stats.retries);
     }
     Ok(measured)
 }

@@ -424,7 +424,7 @@ async fn measure(
         Some(result)
     };
     let appends = appends(args, cluster).await?;
-    crate::appends::print_run(&appends);
+    crate::run::print_run(crate::appends::COLUMNS, &appends);
     let (after, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
     Ok((proofs, catch_up, appends, after))
 }

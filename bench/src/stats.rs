@@ -73,16 +73,6 @@ pub(crate) struct LatencySummary {
     pub(crate) max_ms: f64,
 }
 
-impl LatencySummary {
-    /// The run's latency line, under its headline.
-    pub(crate) fn print(&self) {
-        println!(
-            "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms, self.mean_ms
-        );
-    }
-}
-
 /// Counts by kind (`http 429`, `transport`, `verify: proof`, ...), sorted for stable output.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]

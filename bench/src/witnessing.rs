@@ -343,7 +343,8 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
             let witnessing = (delta.count > 0.0).then(|| WitnessingStats {
                 rounds: delta.count,
                 // Rounds happen only under load (warm-up and window), not while pre-signing.
-                rounds_per_second: delta.count / (run.warmup_s + run.measured_s).max(1e-9),
+                rounds_per_second: delta.count
+                    / (run.window.warmup_s + run.window.measured_s).max(1e-9),
                 round_mean_ms: delta.mean() * 1000.0,
                 round_p50_ms_at_most: delta.quantile_bound(0.5) * 1000.0,
                 round_p99_ms_at_most: delta.quantile_bound(0.99) * 1000.0,
@@ -352,21 +353,12 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
                     / (delta.count * f64::from(args.witnesses)),
                 span_s: span.as_secs_f64(),
             });
-            crate::appends::print_run(&run);
-            if let Some(w) = &witnessing {
-                println!(
-                    "  witnessing: {:.0} rounds/s, round mean {:.2} ms (p50 <= {} ms, p99 <= {} ms); witnesses {:.2} ms CPU per cosignature",
-                    w.rounds_per_second,
-                    w.round_mean_ms,
-                    w.round_p50_ms_at_most,
-                    w.round_p99_ms_at_most,
-                    w.witness_cpu_ms_per_cosignature
-                );
-            }
-            runs.push(WitnessingRun {
+            let run = WitnessingRun {
                 appends: run,
                 witnessing,
-            });
+            };
+            crate::run::print_run(COLUMNS, &run);
+            runs.push(run);
         }
         anyhow::Ok(runs)
     }
@@ -388,18 +380,18 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     args.run.finish(&report, table)
 }
 
-/// The Markdown table of a `witnessing` report (also the suite report's).
+/// The columns of the `witnessing` table (also the suite report's).
+const COLUMNS: &str = "clients=appends.clients | witnessed appends/s=appends.appends_per_second:0 \
+    | p50 ms=appends.latency.p50_ms:1 | p90 ms=appends.latency.p90_ms:1 \
+    | p99 ms=appends.latency.p99_ms:1 | max ms=appends.latency.max_ms:1 \
+    | errors=appends.errors:sum | rounds/s=witnessing.rounds_per_second:0 \
+    | round mean ms=witnessing.round_mean_ms:2 \
+    | round p99 ms at most=witnessing.round_p99_ms_at_most \
+    | witness CPU ms/cosignature=witnessing.witness_cpu_ms_per_cosignature:2";
+
+/// The Markdown table of a `witnessing` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
-    crate::stats::table(
-        "clients=appends.clients | witnessed appends/s=appends.appends_per_second:0 \
-         | p50 ms=appends.latency.p50_ms:1 | p90 ms=appends.latency.p90_ms:1 \
-         | p99 ms=appends.latency.p99_ms:1 | max ms=appends.latency.max_ms:1 \
-         | errors=appends.errors:sum | rounds/s=witnessing.rounds_per_second:0 \
-         | round mean ms=witnessing.round_mean_ms:2 \
-         | round p99 ms at most=witnessing.round_p99_ms_at_most \
-         | witness CPU ms/cosignature=witnessing.witness_cpu_ms_per_cosignature:2",
-        report["runs"].as_array().into_iter().flatten(),
-    )
+    crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }
 
 #[cfg(test)]
