@@ -63,10 +63,8 @@ impl Cluster {
         parent: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Cluster> {
-        let dir = parent.join(format!("cairn-bench-{}-{nodes}n", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let base_port = free_port_range(nodes)?;
+        let dir = fresh_dir(parent, &format!("{nodes}n"))?;
+        let base_port = free_base_port(nodes)?;
         Cluster::start_in(node_bin, nodes, &dir, base_port, env)
     }
 
@@ -164,6 +162,11 @@ fn read_sequencer(config: &Path) -> anyhow::Result<toml::Table> {
     }
 }
 
+/// A base port for a `cairn-node dev` cluster of `nodes` whose ports are free now.
+pub(crate) fn free_base_port(nodes: u16) -> anyhow::Result<u16> {
+    node::dev_process::free_base_port(nodes).context("no free ports for a dev cluster")
+}
+
 /// Processes this benchmark started and the directory of their data: on drop the processes
 /// are stopped (`node::process::stop_children`, SIGTERM so they stop cleanly) and the directory is removed
 /// unless kept.
@@ -203,50 +206,41 @@ impl Drop for Started {
     }
 }
 
-/// A base port such that `count` consecutive ports from it are free now.
-pub(crate) fn free_port_range(count: u16) -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        // `dev` uses BASE.. for the APIs, BASE+100.. for Raft and BASE+300 for its dev issuer.
-        if base.checked_add(300 + count).is_none() {
-            continue;
-        }
-        let free = (base..base + count)
-            .chain(base + 100..base + 100 + count)
-            .chain([base + 300])
-            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
-        if free {
-            return Ok(base);
-        }
-    }
-    bail!("found no {count} consecutive free ports on 127.0.0.1")
+/// `count` distinct free ports on 127.0.0.1, bound together so none repeats and released just
+/// before the processes bind them.
+pub(crate) fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let ports = listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()));
+    ports.collect()
 }
 
-/// Finds the `cairn-node` binary: next to this executable (same cargo target directory), else
-/// on PATH.
-pub(crate) fn find_node_binary() -> anyhow::Result<PathBuf> {
+/// `dir` in `parent`, emptied: where a started cluster keeps its data.
+pub(crate) fn fresh_dir(parent: &Path, dir: &str) -> anyhow::Result<PathBuf> {
+    let dir = parent.join(format!("cairn-bench-{dir}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Finds the binary `name`: next to this executable (same cargo target directory), else on
+/// PATH; `hint` says how to get it.
+pub(crate) fn find_binary(name: &str, hint: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    if let Some(dir) = exe.parent() {
-        let sibling = dir.join("cairn-node");
-        if sibling.is_file() {
-            return Ok(sibling);
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("cairn-node");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    bail!(
-        "cairn-node not found next to {} or on PATH; build it first with \
-         `cargo build --release -p node --bin cairn-node`, or pass --node-bin",
-        exe.display()
-    )
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    (exe.parent().into_iter().map(Path::to_path_buf))
+        .chain(std::env::split_paths(&path))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "{name} not found next to {} or on PATH: {hint}",
+                exe.display()
+            )
+        })
 }
 
 /// CPU time and memory of one process, from /proc.

@@ -32,17 +32,9 @@ pub(crate) const READBACK_EVERY: u64 = 64;
 pub(crate) const INSTALL_HINT: &str =
     "install Debian's etcd server: `apt-get install -y etcd-server` (or pass --etcd-bin)";
 
-/// Finds the `etcd` binary on PATH (Debian installs it as /usr/bin/etcd).
+/// Finds the `etcd` binary (Debian installs it as /usr/bin/etcd).
 pub(crate) fn find_etcd_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("etcd");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    bail!("etcd not found on PATH: {INSTALL_HINT}")
+    crate::cluster::find_binary("etcd", INSTALL_HINT)
 }
 
 /// `etcd --version`'s first line, e.g. "etcd Version: 3.4.23".
@@ -91,18 +83,8 @@ impl EtcdCluster {
         parent: &Path,
     ) -> anyhow::Result<EtcdCluster> {
         anyhow::ensure!((1..=7).contains(&members), "1 to 7 etcd members");
-        let dir = parent.join(format!("cairn-bench-etcd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut ports = Vec::new();
-        // Bound together so no two are the same; released just before etcd binds them.
-        let listeners: Vec<std::net::TcpListener> = (0..members * 2)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()?;
-        for listener in &listeners {
-            ports.push(listener.local_addr()?.port());
-        }
-        drop(listeners);
+        let dir = crate::cluster::fresh_dir(parent, "etcd")?;
+        let ports = crate::cluster::free_ports(members * 2)?;
         let client_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i]);
         let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
         let initial_cluster = (0..members)
@@ -117,29 +99,18 @@ impl EtcdCluster {
         for i in 0..members {
             let name = format!("m{}", i + 1);
             let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+            let (client, peer) = (client_url(i), peer_url(i));
+            let settings = format!(
+                "--name {name} --listen-client-urls {client} --advertise-client-urls {client} \
+                 --listen-peer-urls {peer} --initial-advertise-peer-urls {peer} \
+                 --initial-cluster {initial_cluster} --initial-cluster-token cairn-bench-{} \
+                 --initial-cluster-state new --logger zap --log-level warn",
+                std::process::id()
+            );
             let child = Command::new(bin)
-                .arg("--name")
-                .arg(&name)
+                .args(settings.split_whitespace())
                 .arg("--data-dir")
                 .arg(dir.join(&name))
-                .arg("--listen-client-urls")
-                .arg(client_url(i))
-                .arg("--advertise-client-urls")
-                .arg(client_url(i))
-                .arg("--listen-peer-urls")
-                .arg(peer_url(i))
-                .arg("--initial-advertise-peer-urls")
-                .arg(peer_url(i))
-                .arg("--initial-cluster")
-                .arg(&initial_cluster)
-                .arg("--initial-cluster-token")
-                .arg(format!("cairn-bench-{}", std::process::id()))
-                .arg("--initial-cluster-state")
-                .arg("new")
-                .arg("--logger")
-                .arg("zap")
-                .arg("--log-level")
-                .arg("warn")
                 // Debian's package reads defaults from the environment (ETCD_*); clear the
                 // ones that would change what we measure.
                 .env_remove("ETCD_UNSAFE_NO_FSYNC")
@@ -305,7 +276,7 @@ impl Workload for PutLoad {
             Some(revision) if revision > *last_revision => {
                 *last_revision = revision;
                 if sequence.is_multiple_of(READBACK_EVERY) {
-                    lock(&self.samples).push((*id, *sequence, revision));
+                    run::lock(&self.samples).push((*id, *sequence, revision));
                 }
                 Ok(Done::read("puts"))
             }
@@ -326,7 +297,7 @@ pub(crate) async fn run_puts(
 ) -> anyhow::Result<EtcdRun> {
     let load = Arc::new(PutLoad {
         endpoints: cluster.endpoints.clone(),
-        run: format!("{:08x}", rand_tag()),
+        run: crate::workload::random_tag()?,
         value_bytes,
         samples: Mutex::new(Vec::new()),
     });
@@ -346,7 +317,7 @@ pub(crate) async fn run_puts(
     let measured = run::measure(&load, &phases, target).await?;
     let window = measured.window;
     let (ok, latencies) = measured.total(&[]);
-    let samples = std::mem::take(&mut *lock(&load.samples));
+    let samples = std::mem::take(&mut *run::lock(&load.samples));
     let (readback_checked, readback_failed) =
         read_back(cluster, &load.run, value_bytes, &samples).await?;
     if readback_failed > 0 {
@@ -394,20 +365,6 @@ async fn read_back(
         failed += u64::from(!good);
     }
     Ok((checked, failed))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain counters: a panic elsewhere cannot leave them inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A random tag so runs against one cluster never write the same key.
-fn rand_tag() -> u32 {
-    let mut bytes = [0u8; 4];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    u32::from_be_bytes(bytes)
 }
 
 #[cfg(test)]

@@ -106,25 +106,18 @@ pub(crate) struct FillResult {
     pub(crate) checkpoints: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct ClusterJson {
-    nodes: Vec<ClusterNode>,
-}
-
-#[derive(Deserialize)]
-struct ClusterNode {
-    config: PathBuf,
-}
-
 /// The config files of a `cairn-node dev` cluster, from its cluster.json.
 pub(crate) fn node_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let path = dir.join("cluster.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {} (is it a cairn-node dev dir?)", path.display()))?;
-    let json: ClusterJson =
+    let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    ensure!(!json.nodes.is_empty(), "{}: no nodes", path.display());
-    Ok(json.nodes.into_iter().map(|node| node.config).collect())
+    let configs: Vec<PathBuf> = (json["nodes"].as_array().into_iter().flatten())
+        .filter_map(|node| node["config"].as_str().map(PathBuf::from))
+        .collect();
+    ensure!(!configs.is_empty(), "{}: no nodes", path.display());
+    Ok(configs)
 }
 
 /// `cairn-bench fill`.
@@ -176,8 +169,9 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
                 file.data_dir.display()
             )
         })?;
-    let listener = bind(file.listen).await?;
-    let cluster_listener = bind(file.cluster_listen).await?;
+    // Retried briefly: the cluster's processes may have just exited.
+    let listener = node::process::bind(file.listen).await?;
+    let cluster_listener = node::process::bind(file.cluster_listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(());
     let until = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
         let _ = stopped.changed().await;
@@ -203,39 +197,14 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
     })
 }
 
-/// Binds, retrying briefly: the cluster's processes may have just exited.
-async fn bind(address: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let mut attempts = 0;
-    loop {
-        match tokio::net::TcpListener::bind(address).await {
-            Ok(listener) => return Ok(listener),
-            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && attempts < 40 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(error) => {
-                return Err(error).with_context(|| {
-                    format!("listening on {address} (is the cluster still running?)")
-                });
-            }
-        }
-    }
-}
-
 /// Grows the log of the stopped cluster in `args.dir`; the nodes run in this process only
 /// until it returns.
 pub(crate) async fn fill(args: &FillArgs) -> anyhow::Result<FillResult> {
     ensure!(
-        (1..=BATCH_MAX).contains(&args.batch),
-        "--batch must be 1 to {BATCH_MAX}"
-    );
-    ensure!(
-        (1..=64).contains(&args.in_flight),
-        "--in-flight must be 1 to 64"
-    );
-    ensure!(
-        (1..=64).contains(&args.sign_threads),
-        "--sign-threads must be 1 to 64"
+        (1..=BATCH_MAX).contains(&args.batch)
+            && (1..=64).contains(&args.in_flight)
+            && (1..=64).contains(&args.sign_threads),
+        "--batch must be 1 to {BATCH_MAX}, --in-flight and --sign-threads 1 to 64"
     );
     let configs = node_configs(&args.dir)?;
     let mut nodes = Vec::new();

@@ -96,7 +96,10 @@ impl RunArgs {
     pub(crate) fn node_bin(&self) -> anyhow::Result<PathBuf> {
         match &self.node_bin {
             Some(path) => Ok(path.clone()),
-            None => cluster::find_node_binary(),
+            None => cluster::find_binary(
+                "cairn-node",
+                "build it with `cargo build --release -p node --bin cairn-node`, or pass --node-bin",
+            ),
         }
     }
 
@@ -275,7 +278,7 @@ struct ClientStats {
     retries: Tally,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain counters: a panic elsewhere cannot leave them inconsistent.
     mutex
         .lock()

@@ -13,7 +13,7 @@
 //! on disk are written by the node's own commit and apply. Then the cluster is started again
 //! with `cairn-node dev` and measured.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +24,8 @@ use serde::Serialize;
 use tlog::Hash;
 
 use crate::appends::{AppendsArgs, RunResult};
+use node::dev_process::{LocalCluster, LocalError};
+
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
@@ -222,15 +224,10 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
     let started = Instant::now();
     let environment = Environment::read();
     let node_bin = args.run.node_bin()?;
-    let dir = args
-        .run
-        .parent()
-        .join(format!("cairn-bench-scale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = cluster::fresh_dir(&args.run.parent(), "scale")?;
     let mut guard = Started::new(dir.clone(), Duration::ZERO);
     guard.keep = args.run.keep_data;
-    let base_port = cluster::free_port_range(args.nodes)?;
+    let base_port = cluster::free_base_port(args.nodes)?;
     eprintln!(
         "scale: {}-node cluster in {} (base port {base_port}), sizes {:?}",
         args.nodes,
@@ -440,15 +437,21 @@ async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<RunResul
     crate::appends::run_once(&appends, cluster, args.run.clients[0]).await
 }
 
-/// Sends an admin request (bearer token) and returns the answer's JSON.
+/// An admin request to node `id` (a POST when `body` is given): the answer's JSON.
 async fn admin(
-    url: &str,
-    token: &str,
-    body: Option<&serde_json::Value>,
-    timeout: Duration,
+    nodes: &LocalCluster,
+    id: u64,
+    path: &str,
+    body: Option<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
-    let body = body.map(serde_json::to_vec).transpose()?.map(Bytes::from);
-    let answer = crate::net::request(url, body, Some(token), timeout).await?;
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let body = body.map(|body| body.to_string());
+    let (status, answer) = nodes.admin(method, id, path, body).await?;
+    let text = String::from_utf8_lossy(&answer);
+    ensure!(
+        status == 200,
+        "{method} {path} on node {id}: http {status}: {text}"
+    );
     Ok(serde_json::from_slice(&answer)?)
 }
 
@@ -538,23 +541,6 @@ async fn proofs(
     })
 }
 
-#[derive(serde::Deserialize)]
-struct ClusterJson {
-    admin_token: String,
-    nodes: Vec<ClusterJsonNode>,
-}
-
-#[derive(serde::Deserialize)]
-struct ClusterJsonNode {
-    config: PathBuf,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Adds an empty node `id` to the running cluster as a learner, times it until it serves the
 /// leader's latest checkpoint, promotes it to voter, then removes it again and deletes it.
 async fn catch_up(
@@ -564,143 +550,95 @@ async fn catch_up(
     node_bin: &Path,
     id: u64,
 ) -> anyhow::Result<CatchUp> {
-    let text = std::fs::read_to_string(dir.join("cluster.json"))?;
-    let json: ClusterJson = serde_json::from_str(&text)?;
-    let first = json.nodes.first().context("cluster.json lists no nodes")?;
-    let mut file = node::config::NodeFile::load(&first.config)?;
+    // Node 1's config with the new node's id, ports, data and certificate, where
+    // `LocalCluster` looks for node `id`.
+    let configs = crate::fill::node_configs(dir)?;
+    let mut file = node::config::NodeFile::load(&configs[0])?;
     let node_dir = dir.join(format!("node-{id}"));
     std::fs::create_dir_all(&node_dir)?;
-    let (api_port, cluster_port) = (free_port()?, free_port()?);
+    let ports = cluster::free_ports(2)?;
     file.id = id;
-    file.listen = ([127, 0, 0, 1], api_port).into();
-    file.api_url = format!("http://127.0.0.1:{api_port}");
-    file.cluster_listen = ([127, 0, 0, 1], cluster_port).into();
-    file.cluster_url = format!("https://127.0.0.1:{cluster_port}");
+    (file.listen, file.cluster_listen) = (
+        ([127, 0, 0, 1], ports[0]).into(),
+        ([127, 0, 0, 1], ports[1]).into(),
+    );
+    file.api_url = format!("http://127.0.0.1:{}", ports[0]);
+    file.cluster_url = format!("https://127.0.0.1:{}", ports[1]);
     file.cluster_cert_file = node_dir.join("node.crt");
     file.cluster_key_file = node_dir.join("node.key");
     file.data_dir = node_dir.join("data");
     let now = time::OffsetDateTime::now_utc();
+    let (cert, key) = (&file.cluster_cert_file, &file.cluster_key_file);
     node::tls::ClusterCa::load_or_create(dir, now)
         .context("the cluster CA")?
-        .ensure_node_certificate(
-            id,
-            "127.0.0.1",
-            &file.cluster_cert_file,
-            &file.cluster_key_file,
-            now,
-        )
+        .ensure_node_certificate(id, "127.0.0.1", cert, key, now)
         .context("the new node's certificate")?;
-    let config = node_dir.join("config.toml");
-    file.save(&config)?;
-    let log = std::fs::File::create(node_dir.join("node.log"))?;
-    let child = Command::new(node_bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", node_bin.display()))?;
-    let mut new_node = Started::new(node_dir.clone(), Duration::from_secs(15));
-    new_node.children.push(child);
-    let started = Instant::now();
-    loop {
-        if let Some(status) = new_node.children[0].try_wait()? {
-            bail!(
-                "the new node exited ({status}); see {}",
-                node_dir.join("node.log").display()
-            );
-        }
-        if crate::net::get(&format!("{}/healthz", file.api_url))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "the new node did not start; see {}",
-            node_dir.join("node.log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = json.admin_token.as_str();
-    let status = admin(
-        &format!("{}/admin/status", cluster.urls[0]),
-        token,
-        None,
-        Duration::from_secs(10),
-    )
-    .await?;
+    file.save(&node_dir.join("config.toml"))?;
+    // Node n at position n - 1; the nodes added at earlier sizes (and removed) are never asked.
+    let urls: Vec<String> = (1..=id)
+        .map(|n| {
+            usize::try_from(n - 1)
+                .ok()
+                .and_then(|at| cluster.urls.get(at))
+        })
+        .map(|url| url.unwrap_or(&file.api_url).clone())
+        .collect();
+    let cluster_urls = vec![file.cluster_url.clone(); urls.len()];
+    let mut nodes = LocalCluster::new(node_bin, dir, &urls, &cluster_urls)?;
+    nodes.set_env("RUST_LOG", "warn");
+    nodes.spawn(id)?;
+    nodes
+        .wait_for(id, "/healthz", Duration::from_secs(30))
+        .await?;
+    let status = admin(&nodes, 1, "/admin/status", None).await?;
     let leader = status["leader"]
         .as_u64()
         .context("the cluster has no leader")?;
-    let leader_url = status["nodes"][leader.to_string()]
-        .as_str()
-        .context("the leader's URL is not in /admin/status")?
-        .to_string();
-    let voters: Vec<u64> = status["voters"]
-        .as_array()
-        .context("no voters in /admin/status")?
-        .iter()
+    let voters: Vec<u64> = (status["voters"].as_array().into_iter().flatten())
         .filter_map(serde_json::Value::as_u64)
         .collect();
+    let leader_url = &urls[usize::try_from(leader - 1)?];
     let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
-    let (size, _, latest) = verifier.fetch_checkpoint(&leader_url).await?;
+    let (size, _, latest) = verifier.fetch_checkpoint(leader_url).await?;
 
     let timeout = Duration::from_secs_f64(args.catch_up_timeout);
     let started = Instant::now();
-    // The leader answers once it considers the learner caught up; the clock stops when the
-    // learner itself serves the latest checkpoint, whichever comes later.
+    // The leader answers once it considers the learner caught up (which may take longer than
+    // an admin call may); the clock stops when the learner itself serves the latest
+    // checkpoint, whichever comes later.
     let mut add = {
-        let (url, token) = (format!("{leader_url}/admin/learners"), token.to_string());
-        let body = serde_json::json!({
-            "id": id,
-            "api_url": file.api_url,
-            "cluster_url": file.cluster_url,
-        });
+        let (url, token) = (
+            format!("{leader_url}/admin/learners"),
+            nodes.token().to_owned(),
+        );
+        let body = serde_json::json!({ "id": id, "api_url": file.api_url, "cluster_url": file.cluster_url });
+        let body = Some(Bytes::from(body.to_string()));
         Some(tokio::spawn(async move {
-            admin(&url, &token, Some(&body), timeout).await
+            crate::net::request(&url, body, Some(&token), timeout).await
         }))
     };
     // Progress: the learner's state database grows towards a voter's (the same size once
     // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
-    let voter_state = crate::fill::node_configs(dir)?
-        .first()
-        .map(|config| node::config::NodeFile::load(config))
-        .transpose()?
-        .map(|voter| voter.data_dir.join("state.redb"));
-    // Blocks, not lengths: redb grows a file in large steps, ahead of what it holds.
-    let blocks = |path: &Path| {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
-    };
+    let voter_state = node::config::NodeFile::load(&configs[0])?
+        .data_dir
+        .join("state.redb");
     let mut last_report = Instant::now();
     loop {
-        if let Some(status) = new_node.children[0].try_wait()? {
-            bail!(
-                "the new node exited during catch-up ({status}); see {}",
-                node_dir.join("node.log").display()
-            );
+        // Fails at once if the new node exited; "not ready" is no error here.
+        if let Err(error @ LocalError::Exited { .. }) =
+            nodes.wait_for(id, "/healthz", Duration::ZERO).await
+        {
+            bail!("the new node exited during catch-up: {error}");
         }
         if let Ok(body) = crate::net::get(&format!("{}/api/v2/checkpoint", file.api_url)).await
             && body == latest.as_bytes()
         {
             break;
         }
-        if add
-            .as_ref()
-            .is_some_and(tokio::task::JoinHandle::is_finished)
-            && let Some(finished) = add.take()
-        {
+        if let Some(finished) = add.take_if(|add| add.is_finished()) {
             // An error ends the wait; a success means the leader thinks the learner is
             // up to date, which it may say before the learner serves the checkpoint.
-            finished
-                .await
-                .context("the learner request task")?
-                .context("adding the learner")?;
+            finished.await?.context("adding the learner")?;
         }
         ensure!(
             started.elapsed() < timeout,
@@ -708,20 +646,12 @@ async fn catch_up(
         );
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
-            let stored = blocks(&file.data_dir.join("state.redb"));
-            let target = voter_state.as_deref().map_or(0, blocks);
-            let share = if target > 0 {
-                format!(
-                    ", state {:.1} of {:.1} GB ({:.0}%)",
-                    stored as f64 / 1e9,
-                    target as f64 / 1e9,
-                    100.0 * stored as f64 / target as f64
-                )
-            } else {
-                String::new()
-            };
+            // Blocks, not lengths: redb grows a file in large steps, ahead of what it holds.
+            let stored = blocks(&file.data_dir.join("state.redb")) as f64 / 1e9;
+            let voter = blocks(&voter_state) as f64 / 1e9;
             eprintln!(
-                "   [catch-up {:>4.0}s] node {id} catching up to {size} entries{share}",
+                "   [catch-up {:>4.0}s] node {id} catching up to {size} entries, state {stored:.1} \
+                 of {voter:.1} GB",
                 started.elapsed().as_secs_f64()
             );
         }
@@ -729,33 +659,19 @@ async fn catch_up(
     }
     let learner_seconds = started.elapsed().as_secs_f64();
     if let Some(add) = add {
-        add.await
-            .context("the learner request task")?
-            .context("adding the learner")?;
+        add.await?.context("adding the learner")?;
     }
     let started = Instant::now();
-    let mut with_new = voters.clone();
-    with_new.push(id);
-    admin(
-        &format!("{leader_url}/admin/membership"),
-        token,
-        Some(&serde_json::json!({ "voters": with_new })),
-        timeout,
-    )
-    .await
-    .context("promoting the new node to voter")?;
+    let with_new: Vec<u64> = voters.iter().copied().chain([id]).collect();
+    let promote = serde_json::json!({ "voters": with_new });
+    admin(&nodes, leader, "/admin/membership", Some(promote)).await?;
     let voter_seconds = started.elapsed().as_secs_f64();
     let usage = data_dir_usage(usize::try_from(id)?, &file.data_dir)?;
     // Back to the measured cluster: the next size starts from the same voters.
-    admin(
-        &format!("{leader_url}/admin/membership"),
-        token,
-        Some(&serde_json::json!({ "voters": voters, "retain": false })),
-        timeout,
-    )
-    .await
-    .context("removing the new node again")?;
-    tokio::task::block_in_place(|| drop(new_node));
+    let remove = serde_json::json!({ "voters": voters, "retain": false });
+    admin(&nodes, leader, "/admin/membership", Some(remove)).await?;
+    tokio::task::block_in_place(|| nodes.stop_all());
+    let _ = std::fs::remove_dir_all(&node_dir);
     Ok(CatchUp {
         node_id: id,
         tree_size: size,
@@ -765,6 +681,12 @@ async fn catch_up(
         raft_log_bytes: usage.raft_log_bytes,
         state_bytes: usage.state_bytes,
     })
+}
+
+/// Blocks a file occupies on disk, in bytes (0 if it is not there).
+fn blocks(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
 }
 
 /// The Markdown table of a `scale` report (also the suite report's): one row per size.

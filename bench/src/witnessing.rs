@@ -69,7 +69,8 @@ pub(crate) struct WitnessServerArgs {
 
 /// Runs one witness until SIGTERM.
 pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()> {
-    let seed: [u8; 32] = hex_seed(&args.key_seed)?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(&args.key_seed, &mut seed).context("--key-seed: want 64 hex digits")?;
     let cosigner =
         tlog::keys::Cosigner::new(&args.name, ed25519_dalek::SigningKey::from_bytes(&seed))
             .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
@@ -90,18 +91,6 @@ pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()
     })
     .await;
     Ok(())
-}
-
-fn hex_seed(text: &str) -> anyhow::Result<[u8; 32]> {
-    anyhow::ensure!(
-        text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()),
-        "--key-seed: want 64 hex digits"
-    );
-    let mut seed = [0u8; 32];
-    for (i, byte) in seed.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
-    }
-    Ok(seed)
 }
 
 /// The witnesses' and the nodes' witnessing figures over one run (warm-up included).
@@ -138,17 +127,6 @@ pub(crate) struct WitnessingReport {
     pub(crate) runs: Vec<WitnessingRun>,
 }
 
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    // Held together so none repeats; released just before the processes bind them.
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|listener| Ok(listener.local_addr()?.port()))
-        .collect()
-}
-
 /// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
 async fn start(
     args: &WitnessingArgs,
@@ -157,25 +135,20 @@ async fn start(
 ) -> anyhow::Result<(Started, Cluster, Vec<u32>)> {
     let nodes = usize::from(args.nodes);
     let witnesses = usize::from(args.witnesses);
-    let dir = parent.join(format!("cairn-bench-witnessing-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = crate::cluster::fresh_dir(parent, "witnessing")?;
     // The witnesses first, then the nodes.
     let mut guard = Started::new(dir.clone(), Duration::from_secs(15));
     guard.keep = args.run.keep_data;
-    let ports = free_ports(2 * nodes + witnesses)?;
-    let urls: Vec<String> = ports[..nodes]
-        .iter()
-        .map(|port| format!("http://127.0.0.1:{port}"))
+    let ports = crate::cluster::free_ports(2 * nodes + witnesses)?;
+    let url = |scheme: &str, port: &u16| format!("{scheme}://127.0.0.1:{port}");
+    let urls: Vec<String> = ports[..nodes].iter().map(|p| url("http", p)).collect();
+    let cluster_urls: Vec<String> = (ports[nodes..2 * nodes].iter())
+        .map(|p| url("https", p))
         .collect();
     let mut init = Command::new(node_bin);
     init.arg("init").arg("--dir").arg(&dir);
-    for url in &urls {
-        init.arg("--node-url").arg(url);
-    }
-    for port in &ports[nodes..2 * nodes] {
-        init.arg("--cluster-url")
-            .arg(format!("https://127.0.0.1:{port}"));
+    for (url, cluster_url) in urls.iter().zip(&cluster_urls) {
+        init.args(["--node-url", url, "--cluster-url", cluster_url]);
     }
     let output = init
         .output()
@@ -200,7 +173,6 @@ async fn start(
     let mut seed = [0u8; 32];
     for (i, port) in ports[2 * nodes..].iter().enumerate() {
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-        let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("witness.bench/w{}", i + 1);
         let cosigner =
             tlog::keys::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
@@ -214,16 +186,19 @@ async fn start(
         let witness_dir = dir.join(format!("witness-{}", i + 1));
         std::fs::create_dir_all(&witness_dir)?;
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
+        let listen = format!("127.0.0.1:{port}");
         let child = Command::new(&exe)
             .arg("witness-server")
+            .args([
+                "--listen",
+                &listen,
+                "--name",
+                &name,
+                "--key-seed",
+                &hex::encode(seed),
+            ])
             .arg("--dir")
             .arg(&witness_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--name")
-            .arg(&name)
-            .arg("--key-seed")
-            .arg(&seed_hex)
             .arg("--policy")
             .arg(&log_policy)
             .stdin(Stdio::null())
@@ -268,10 +243,6 @@ async fn start(
         config.insert("witnessing".into(), toml::Value::Table(section));
         std::fs::write(&path, config.to_string())?;
     }
-    let cluster_urls: Vec<String> = ports[nodes..2 * nodes]
-        .iter()
-        .map(|port| format!("https://127.0.0.1:{port}"))
-        .collect();
     let mut processes = LocalCluster::new(node_bin, &dir, &urls, &cluster_urls)?;
     processes.set_env("RUST_LOG", "warn");
     // Held by the guard at once, so the nodes stop even if forming fails.
@@ -392,16 +363,4 @@ const COLUMNS: &str = "clients=appends.clients | witnessed appends/s=appends.app
 /// The Markdown table of a `witnessing` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_seeds_are_64_hex_digits() {
-        assert_eq!(hex_seed(&"0a".repeat(32)).ok(), Some([10u8; 32]));
-        assert!(hex_seed(&"0a".repeat(31)).is_err());
-        assert!(hex_seed(&"zz".repeat(32)).is_err());
-    }
 }
