@@ -243,77 +243,63 @@ pub(crate) fn find_binary(name: &str, hint: &str) -> anyhow::Result<PathBuf> {
         })
 }
 
-/// CPU time and memory of one process, from /proc.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ProcSample {
-    /// User + system CPU time, in clock ticks.
-    pub(crate) cpu_ticks: u64,
-    /// Resident set size now, in KiB.
-    pub(crate) rss_kib: u64,
-    /// Peak resident set size, in KiB.
-    pub(crate) peak_rss_kib: u64,
-}
-
 /// The kernel reports /proc CPU times in USER_HZ, which Linux fixes at 100 on every
 /// architecture this runs on (it is part of the /proc ABI, independent of CONFIG_HZ).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// Reads /proc/<pid>/stat and /proc/<pid>/status; `None` if the process is gone.
-pub(crate) fn sample_process(pid: &str) -> Option<ProcSample> {
+/// CPU ticks (user + system), resident and peak resident KiB of one process, from /proc;
+/// `None` if the process is gone.
+fn sample_process(pid: &str) -> Option<[u64; 3]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at positions 11 and 12 after the name.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last
+    // ')'; fields 14 and 15 (utime, stime) are then at positions 11 and 12.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|value| value.parse().ok())
+        let line = status.lines().find_map(|line| line.strip_prefix(name));
+        line.and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
-    Some(ProcSample {
-        cpu_ticks: utime + stime,
-        rss_kib: kib("VmRSS:"),
-        peak_rss_kib: kib("VmHWM:"),
-    })
+    Some([ticks, kib("VmRSS:"), kib("VmHWM:")])
 }
 
-/// Busy CPU time of the whole machine, in clock ticks, from the `cpu` line of /proc/stat: to
-/// tell how much of the machine other work (another engineer's build) took.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct MachineSample {
-    busy: u64,
-}
-
-pub(crate) fn sample_machine() -> Option<MachineSample> {
+/// Busy CPU ticks of the whole machine (the `cpu` line of /proc/stat): to tell how much of it
+/// other work (another engineer's build) took.
+fn sample_machine() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|line| line.starts_with("cpu "))?;
     let ticks: Vec<u64> = line
         .split_whitespace()
         .skip(1)
-        .filter_map(|field| field.parse().ok())
+        .filter_map(|f| f.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let total: u64 = ticks.iter().take(8).sum();
     let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
-    Some(MachineSample {
-        busy: total.saturating_sub(idle),
-    })
+    Some(ticks.iter().take(8).sum::<u64>().saturating_sub(idle))
 }
 
-/// Busy percent of one core over a window, machine-wide (200% = both cores of 2 busy).
-pub(crate) fn machine_busy_percent(
-    start: MachineSample,
-    end: MachineSample,
-    window: Duration,
-) -> f64 {
-    end.busy.saturating_sub(start.busy) as f64 / TICKS_PER_SECOND / window.as_secs_f64().max(1e-9)
-        * 100.0
+/// CPU and memory samples of some processes, of this benchmark and of the machine.
+#[derive(Debug)]
+pub(crate) struct Sample {
+    processes: Vec<Option<[u64; 3]>>,
+    bench: Option<[u64; 3]>,
+    machine: Option<u64>,
+}
+
+impl Sample {
+    pub(crate) fn take(pids: &[u32]) -> Sample {
+        let processes = pids
+            .iter()
+            .map(|pid| sample_process(&pid.to_string()))
+            .collect();
+        let (bench, machine) = (sample_process("self"), sample_machine());
+        Sample {
+            processes,
+            bench,
+            machine,
+        }
+    }
 }
 
 /// CPU use and memory of one process over the measured window.
@@ -326,21 +312,55 @@ pub(crate) struct ProcessUsage {
     pub(crate) peak_rss_mib: f64,
 }
 
-pub(crate) fn usage(
-    name: String,
-    start: ProcSample,
-    end: ProcSample,
-    window: Duration,
-) -> ProcessUsage {
-    let seconds = window.as_secs_f64().max(1e-9);
-    ProcessUsage {
-        name,
-        cpu_percent: end.cpu_ticks.saturating_sub(start.cpu_ticks) as f64
-            / TICKS_PER_SECOND
-            / seconds
-            * 100.0,
-        rss_mib: end.rss_kib as f64 / 1024.0,
-        peak_rss_mib: end.peak_rss_kib as f64 / 1024.0,
+/// Usage over a window, from two samples.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub(crate) processes: Vec<ProcessUsage>,
+    pub(crate) bench: Option<ProcessUsage>,
+    /// The whole machine's busy CPU, percent of one core.
+    pub(crate) machine: Option<f64>,
+    /// The part of it neither the sampled processes nor this benchmark used (other builds and
+    /// tests); only meaningful when every process is known.
+    pub(crate) other: Option<f64>,
+}
+
+impl Usage {
+    /// Usage between two samples `window` apart; process i is named `name` i+1.
+    pub(crate) fn between(before: &Sample, after: &Sample, window: Duration, name: &str) -> Usage {
+        let percent =
+            |ticks: u64| ticks as f64 / TICKS_PER_SECOND / window.as_secs_f64().max(1e-9) * 100.0;
+        let usage = |name: String, before: Option<[u64; 3]>, after: Option<[u64; 3]>| {
+            let ([before, ..], [ticks, rss, peak]) = (before?, after?);
+            let (rss_mib, peak_rss_mib) = (rss as f64 / 1024.0, peak as f64 / 1024.0);
+            let cpu_percent = percent(ticks.saturating_sub(before));
+            Some(ProcessUsage {
+                name,
+                cpu_percent,
+                rss_mib,
+                peak_rss_mib,
+            })
+        };
+        let processes: Vec<ProcessUsage> = (before.processes.iter().zip(&after.processes))
+            .enumerate()
+            .filter_map(|(i, (before, after))| usage(format!("{name}{}", i + 1), *before, *after))
+            .collect();
+        let bench = usage("cairn-bench".into(), before.bench, after.bench);
+        let machine =
+            (before.machine.zip(after.machine)).map(|(a, b)| percent(b.saturating_sub(a)));
+        let other = machine.filter(|_| !processes.is_empty()).map(|machine| {
+            let ours = processes
+                .iter()
+                .chain(&bench)
+                .map(|u| u.cpu_percent)
+                .sum::<f64>();
+            (machine - ours).max(0.0)
+        });
+        Usage {
+            processes,
+            bench,
+            machine,
+            other,
+        }
     }
 }
 
@@ -451,7 +471,7 @@ mod tests {
 
     #[test]
     fn this_process_can_be_sampled() {
-        let sample = sample_process("self").unwrap();
-        assert!(sample.rss_kib > 0);
+        let [_, rss, peak] = sample_process("self").unwrap();
+        assert!(rss > 0 && peak >= rss);
     }
 }

@@ -62,9 +62,8 @@ pub(crate) struct ReadsArgs {
     pub(crate) appends_percent: Option<f64>,
 }
 
-/// What a read asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// What a read asks for; its name is what `--read-mix` and the per-kind results call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub(crate) enum ReadKind {
     Checkpoint,
     Tile,
@@ -74,14 +73,6 @@ pub(crate) enum ReadKind {
 }
 
 impl ReadKind {
-    const ALL: [ReadKind; 5] = [
-        ReadKind::Checkpoint,
-        ReadKind::Tile,
-        ReadKind::Entries,
-        ReadKind::Inclusion,
-        ReadKind::Consistency,
-    ];
-
     fn name(self) -> &'static str {
         match self {
             ReadKind::Checkpoint => "checkpoint",
@@ -104,20 +95,15 @@ pub(crate) fn parse_read_mix(text: &str) -> anyhow::Result<Vec<(ReadKind, u32)>>
         let (name, weight) = part
             .split_once('=')
             .with_context(|| format!("--read-mix: {part:?} is not kind=weight"))?;
-        let kind = ReadKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == name.trim())
-            .with_context(|| {
-                format!(
-                    "--read-mix: unknown read kind {name:?} (checkpoint, tile, entries, inclusion, consistency)"
-                )
-            })?;
-        let weight: u32 = weight
+        let kind: ReadKind = clap::ValueEnum::from_str(name.trim(), false)
+            .map_err(|_| anyhow::anyhow!("--read-mix: unknown read kind {name:?}"))?;
+        let weight = weight
             .trim()
             .parse()
             .ok()
-            .filter(|weight| *weight <= 1_000_000)
-            .with_context(|| format!("--read-mix: weight {weight:?} is not 0 to 1000000"))?;
+            .filter(|weight| *weight <= 1_000_000);
+        let weight =
+            weight.with_context(|| format!("--read-mix: {weight:?} is not 0 to 1000000"))?;
         anyhow::ensure!(
             weights.insert(kind, weight).is_none(),
             "--read-mix: {name} given twice"

@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cluster::{self, Cluster, ProcessUsage};
+use crate::cluster::{self, Cluster, ProcessUsage, Sample, Usage};
 use crate::stats::{Latencies, Tally};
 
 /// The flags every load subcommand takes. A subcommand whose defaults differ says so with
@@ -700,80 +700,6 @@ fn start_profile(
     )
 }
 
-/// CPU and memory samples of some processes, this benchmark and the machine.
-pub(crate) struct Sample {
-    processes: Vec<Option<cluster::ProcSample>>,
-    bench: Option<cluster::ProcSample>,
-    machine: Option<cluster::MachineSample>,
-}
-
-impl Sample {
-    pub(crate) fn take(pids: &[u32]) -> Sample {
-        Sample {
-            processes: pids
-                .iter()
-                .map(|pid| cluster::sample_process(&pid.to_string()))
-                .collect(),
-            bench: cluster::sample_process("self"),
-            machine: cluster::sample_machine(),
-        }
-    }
-}
-
-/// Usage over a window, from two samples.
-#[derive(Debug, Default)]
-pub(crate) struct Usage {
-    pub(crate) processes: Vec<ProcessUsage>,
-    pub(crate) bench: Option<ProcessUsage>,
-    /// The whole machine's busy CPU, percent of one core.
-    pub(crate) machine: Option<f64>,
-    /// The part of it neither the sampled processes nor this benchmark used (other builds and
-    /// tests); only meaningful when every process is known.
-    pub(crate) other: Option<f64>,
-}
-
-impl Usage {
-    pub(crate) fn between(before: &Sample, after: &Sample, window: Duration, name: &str) -> Usage {
-        let processes: Vec<ProcessUsage> = before
-            .processes
-            .iter()
-            .zip(&after.processes)
-            .enumerate()
-            .filter_map(|(i, (before, after))| {
-                Some(cluster::usage(
-                    format!("{name}{}", i + 1),
-                    (*before)?,
-                    (*after)?,
-                    window,
-                ))
-            })
-            .collect();
-        let bench = match (before.bench, after.bench) {
-            (Some(before), Some(after)) => {
-                Some(cluster::usage("cairn-bench".into(), before, after, window))
-            }
-            _ => None,
-        };
-        let machine = match (before.machine, after.machine) {
-            (Some(before), Some(after)) => {
-                Some(cluster::machine_busy_percent(before, after, window))
-            }
-            _ => None,
-        };
-        let other = machine.filter(|_| !processes.is_empty()).map(|machine| {
-            let ours: f64 = processes.iter().map(|u| u.cpu_percent).sum::<f64>()
-                + bench.as_ref().map_or(0.0, |u| u.cpu_percent);
-            (machine - ours).max(0.0)
-        });
-        Usage {
-            processes,
-            bench,
-            machine,
-            other,
-        }
-    }
-}
-
 /// The machine and code a report belongs to.
 #[derive(Debug, Serialize)]
 pub(crate) struct Environment {
@@ -787,36 +713,27 @@ pub(crate) struct Environment {
 impl Environment {
     /// Best effort: the report says "unknown" rather than failing the run. Says it on stderr.
     pub(crate) fn read() -> Environment {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|line| line.strip_prefix("model name"))
-            .and_then(|rest| rest.split_once(':'))
-            .map_or_else(
-                || "unknown".to_string(),
-                |(_, model)| model.trim().to_string(),
-            );
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib: f64 = meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0);
+        let file = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let field = |text: &str, name: &str| {
+            let line = text.lines().find_map(|line| line.strip_prefix(name));
+            line.map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        };
         let command = |program: &str, args: &[&str]| {
-            std::process::Command::new(program)
+            let output = std::process::Command::new(program)
                 .args(args)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .ok()
-                .filter(|output| output.status.success())
-                .map_or_else(
-                    || "unknown".to_string(),
-                    |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
-                )
+                .output();
+            let output = output.ok().filter(|output| output.status.success());
+            output.map_or_else(
+                || "unknown".to_string(),
+                |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            )
         };
+        let memory_kib: f64 = field(&file("/proc/meminfo"), "MemTotal:")
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
         let environment = Environment {
-            cpu_model,
+            cpu_model: field(&file("/proc/cpuinfo"), "model name").unwrap_or("unknown".into()),
             cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             memory_gib: memory_kib / 1024.0 / 1024.0,
             commit: command("git", &["rev-parse", "--short", "HEAD"]),

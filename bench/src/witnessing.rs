@@ -29,7 +29,8 @@ use serde::Serialize;
 
 use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{Cluster, PromHistogram, Started};
-use crate::run::{Environment, RunArgs, Sample, Usage};
+use crate::cluster::{Sample, Usage};
+use crate::run::{Environment, RunArgs};
 
 /// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
