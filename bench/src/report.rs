@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::stats;
 
@@ -162,230 +162,228 @@ fn run_part(args: &ReportArgs, part: &str, json: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scale curve the targets use: the run up to 10^7 (`scale-large`) if there is
-/// one, else the report's own; and a phrase naming it and its stamp.
-fn scale_curve(parts: &serde_json::Map<String, Value>) -> (&[Value], String) {
-    let large = list(parts, SCALE_LARGE, "points");
-    if large.is_empty() {
-        return (
-            list(parts, "scale", "points"),
-            "this report's scale run".into(),
-        );
-    }
-    let stamp = &parts[SCALE_LARGE]["environment"];
-    (
-        large,
-        format!(
-            "the run to 10^7 of {} at `{}`",
-            stamp["date"].as_str().unwrap_or("?"),
-            stamp["commit"].as_str().unwrap_or("?")
-        ),
-    )
-}
-
 /// The runs of a part, or none.
-fn runs<'a>(parts: &'a serde_json::Map<String, Value>, part: &str) -> &'a [Value] {
+fn runs<'a>(parts: &'a Map<String, Value>, part: &str) -> &'a [Value] {
     list(parts, part, "runs")
 }
 
 /// A list in a part's results, or none.
-fn list<'a>(parts: &'a serde_json::Map<String, Value>, part: &str, key: &str) -> &'a [Value] {
+fn list<'a>(parts: &'a Map<String, Value>, part: &str, key: &str) -> &'a [Value] {
     parts
         .get(part)
         .and_then(|p| p[key].as_array())
         .map_or(&[], Vec::as_slice)
 }
 
-fn f(value: &Value) -> f64 {
-    value.as_f64().unwrap_or(0.0)
+/// The number at `path` (dot-separated keys), 0 if there is none.
+fn f(value: &Value, path: &str) -> f64 {
+    path.split('.')
+        .fold(value, |value, key| &value[key])
+        .as_f64()
+        .unwrap_or(0.0)
 }
 
-/// The hottest components of a run's profile, as "redb 13%, kernel 31%, ...".
+/// Where a run's CPU went, from its profile: "node 1 (leader) CPU: redb 13%, kernel 31%, ...".
 fn bottleneck(run: &Value) -> String {
     let Some(components) = run["profile"]["components"].as_array() else {
         return "no profile recorded".to_owned();
     };
-    let top: Vec<String> = components
-        .iter()
-        .take(4)
+    let top: Vec<String> = (components.iter().take(4))
         .map(|c| {
             format!(
                 "{} {:.0}%",
                 c["name"].as_str().unwrap_or("?"),
-                f(&c["percent"])
+                f(c, "percent")
             )
         })
         .collect();
-    let cpu: f64 = run["node_usage"].as_array().map_or(0.0, |nodes| {
-        nodes.iter().map(|n| f(&n["cpu_percent"])).sum()
-    });
-    let machine = f(&run["machine_cpu_percent"]);
-    let mut text = format!(
-        "{} CPU: {}",
-        run["profile"]["process"].as_str().unwrap_or("leader"),
-        top.join(", ")
-    );
+    let process = run["profile"]["process"].as_str().unwrap_or("leader");
+    let mut text = format!("{process} CPU: {}", top.join(", "));
+    let (machine, nodes) = (f(run, "machine_cpu_percent"), cpu(run, "node_usage"));
     if machine > 0.0 {
         let _ = write!(
             text,
-            "; the machine's cores were {machine:.0}% busy (nodes {cpu:.0}%, of 200%)"
+            "; the machine's cores were {machine:.0}% busy (nodes {nodes:.0}%, of 200%)"
         );
     }
     text
 }
 
+/// The CPU percent of a run's processes together.
+fn cpu(run: &Value, usage: &str) -> f64 {
+    run[usage].as_array().map_or(0.0, |processes| {
+        processes.iter().map(|p| f(p, "cpu_percent")).sum()
+    })
+}
+
+/// CPU microseconds per operation over a run's window, from its processes' usage.
+fn cpu_per_operation(run: &Value, usage: &str, rate: &str) -> f64 {
+    let rate = f(run, rate);
+    if rate > 0.0 {
+        cpu(run, usage) / 100.0 / rate * 1e6
+    } else {
+        0.0
+    }
+}
+
 /// The 3-node Cairn append runs: `peer`'s (measured next to etcd), else `appends`' own.
-fn cairn_three_nodes(parts: &serde_json::Map<String, Value>) -> Vec<&Value> {
+fn cairn_three_nodes(parts: &Map<String, Value>) -> Vec<&Value> {
     let peer = list(parts, "peer", "cairn");
     let source = if peer.is_empty() {
         runs(parts, "appends")
     } else {
         peer
     };
-    source
-        .iter()
-        .filter(|r| r["nodes"].as_u64() == Some(3) && r["mode"].as_str() != Some("open"))
-        .collect()
+    let closed = |r: &&Value| r["nodes"].as_u64() == Some(3) && r["mode"].as_str() != Some("open");
+    source.iter().filter(closed).collect()
 }
 
 fn highest<'a>(runs: impl IntoIterator<Item = &'a Value>, field: &str) -> Option<&'a Value> {
     runs.into_iter()
-        .max_by(|a, b| f(&a[field]).total_cmp(&f(&b[field])))
+        .max_by(|a, b| f(a, field).total_cmp(&f(b, field)))
+}
+
+/// A design target and where Cairn stands; what holds it back if it is not met.
+fn target(target: &str, measured: &str, met: bool, bottleneck: impl FnOnce() -> String) -> Value {
+    json!({ "target": target, "measured": measured, "met": met, "bottleneck": (!met).then(bottleneck) })
 }
 
 /// The design targets, each with where Cairn stands.
-fn targets(parts: &serde_json::Map<String, Value>) -> Vec<Value> {
+fn targets(parts: &Map<String, Value>) -> Vec<Value> {
     let mut targets = Vec::new();
-    let three = cairn_three_nodes(parts);
-    if let Some(run) = highest(three.iter().copied(), "appends_per_second") {
-        let rate = f(&run["appends_per_second"]);
-        let p99 = f(&run["latency"]["p99_ms"]);
-        let met = rate >= 20_000.0 && p99 < 200.0;
-        targets.push(json!({
-            "target": "appends on 3 nodes: at least 20,000/s with p99 under 200 ms",
-            "measured": format!("{rate:.0}/s at {} clients, p99 {p99:.0} ms", run["clients"]),
-            "met": met,
-            "bottleneck": if met { Value::Null } else { json!(bottleneck(run)) },
-        }));
+    if let Some(run) = highest(cairn_three_nodes(parts), "appends_per_second") {
+        let (rate, p99) = (f(run, "appends_per_second"), f(run, "latency.p99_ms"));
+        targets.push(target(
+            "appends on 3 nodes: at least 20,000/s with p99 under 200 ms",
+            &format!("{rate:.0}/s at {} clients, p99 {p99:.0} ms", run["clients"]),
+            rate >= 20_000.0 && p99 < 200.0,
+            || bottleneck(run),
+        ));
         if let Some(etcd) = highest(list(parts, "peer", "etcd"), "puts_per_second") {
-            let puts = f(&etcd["puts_per_second"]);
+            let puts = f(etcd, "puts_per_second");
             let ratio = if puts > 0.0 { rate / puts } else { 0.0 };
-            let met = ratio >= 3.0;
             let cairn_cpu = cpu_per_operation(run, "node_usage", "appends_per_second");
             let etcd_cpu = cpu_per_operation(etcd, "member_usage", "puts_per_second");
-            targets.push(json!({
-                "target": "at least 3 times etcd's put rate (3 nodes, same clients and value size)",
-                "measured": format!(
-                    "{ratio:.2}x: Cairn {rate:.0} appends/s, etcd {puts:.0} puts/s at {} clients (peaks)",
+            targets.push(target(
+                "at least 3 times etcd's put rate (3 nodes, same clients and value size)",
+                &format!(
+                    "{ratio:.2}x: Cairn {rate:.0} appends/s, etcd {puts:.0} puts/s at {} clients \
+                     (peaks)",
                     etcd["clients"]
                 ),
-                "met": met,
-                "bottleneck": if met { Value::Null } else { json!(format!(
-                    "both are CPU-bound on the shared cores: Cairn's nodes spend {cairn_cpu:.0} µs \
-                     of CPU per append, etcd's members {etcd_cpu:.0} µs per put; {}",
-                    bottleneck(run)
-                )) },
-            }));
+                ratio >= 3.0,
+                || {
+                    format!(
+                        "both are CPU-bound on the shared cores: Cairn's nodes spend \
+                         {cairn_cpu:.0} µs of CPU per append, etcd's members {etcd_cpu:.0} µs \
+                         per put; {}",
+                        bottleneck(run)
+                    )
+                },
+            ));
         }
     }
-    let certificates = runs(parts, "certificates");
-    if let Some(run) = highest(certificates, "certificates_per_second") {
-        let rate = f(&run["certificates_per_second"]);
-        let met = rate >= 5_000.0;
-        targets.push(json!({
-            "target": "keyless CA on 3 nodes: at least 5,000 certificates/s",
-            "measured": format!("{rate:.0}/s at {} clients, p99 {:.0} ms", run["clients"], f(&run["latency"]["p99_ms"])),
-            "met": met,
-            "bottleneck": if met { Value::Null } else { json!(bottleneck(run)) },
-        }));
-    }
-    let (points, curve) = scale_curve(parts);
-    if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        let largest = f(&last["entries"]);
-        let disk = |p: &Value| f(&p["disk"]["state_bytes_per_entry"]);
-        let written = |p: &Value| f(&p["fill"]["written_bytes_per_entry"]);
-        let proof = |p: &Value| f(&p["proofs"]["inclusion"]["p99_ms"]);
-        let appends = |p: &Value| f(&p["appends"]["appends_per_second"]);
-        let flat = |a: f64, b: f64| a > 0.0 && b <= a * 1.5 && b >= a / 1.5;
-        let met = largest >= 1e7
-            && flat(disk(first), disk(last))
-            && flat(proof(first), proof(last))
-            && flat(appends(first), appends(last));
-        targets.push(json!({
-            "target": "flat cost per entry up to 10^7 entries",
-            "measured": format!(
-                "{curve}: {} to {} entries: disk {:.0} to {:.0} B/entry per node, inclusion proof p99 \
-                 {:.1} to {:.1} ms, appends {:.0} to {:.0}/s, bytes written per entry while \
-                 filling {:.0} to {:.0}",
-                first["entries"], last["entries"], disk(first), disk(last), proof(first),
-                proof(last), appends(first), appends(last), written(first), written(last)
+    if let Some(run) = highest(runs(parts, "certificates"), "certificates_per_second") {
+        let rate = f(run, "certificates_per_second");
+        targets.push(target(
+            "keyless CA on 3 nodes: at least 5,000 certificates/s",
+            &format!(
+                "{rate:.0}/s at {} clients, p99 {:.0} ms",
+                run["clients"],
+                f(run, "latency.p99_ms")
             ),
-            "met": met,
-            "bottleneck": if met { Value::Null } else { json!(scale_bottleneck(first, last, largest)) },
-        }));
+            rate >= 5_000.0,
+            || bottleneck(run),
+        ));
+    }
+    // The curve to 10^7 (`scale-large`) if there is one, else this report's own.
+    let large = list(parts, SCALE_LARGE, "points");
+    let (points, curve) = if large.is_empty() {
+        (
+            list(parts, "scale", "points"),
+            "this report's scale run".to_owned(),
+        )
+    } else {
+        let stamp = &parts[SCALE_LARGE]["environment"];
+        let (date, commit) = (stamp["date"].as_str(), stamp["commit"].as_str());
+        (
+            large,
+            format!(
+                "the run to 10^7 of {} at `{}`",
+                date.unwrap_or("?"),
+                commit.unwrap_or("?")
+            ),
+        )
+    };
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let change = |path: &str| {
+            let first = f(first, path);
+            if first > 0.0 {
+                f(last, path) / first
+            } else {
+                0.0
+            }
+        };
+        let flat = |path: &str| (1.0 / 1.5..=1.5).contains(&change(path));
+        let (disk, proof) = ("disk.state_bytes_per_entry", "proofs.inclusion.p99_ms");
+        let (appends, written) = ("appends.appends_per_second", "fill.written_bytes_per_entry");
+        let largest = f(last, "entries");
+        let range = |path: &str, decimals: usize| {
+            format!(
+                "{:.*} to {:.*}",
+                decimals,
+                f(first, path),
+                decimals,
+                f(last, path)
+            )
+        };
+        targets.push(target(
+            "flat cost per entry up to 10^7 entries",
+            &format!(
+                "{curve}: {} entries: disk {} B/entry per node, inclusion proof p99 {} ms, \
+                 appends {}/s, bytes written per entry while filling {}",
+                range("entries", 0),
+                range(disk, 0),
+                range(proof, 1),
+                range(appends, 0),
+                range(written, 0)
+            ),
+            largest >= 1e7 && flat(disk) && flat(proof) && flat(appends),
+            || {
+                let mut causes = Vec::new();
+                if largest < 1e7 {
+                    causes.push(format!(
+                        "not measured beyond {largest:.0} entries (10^7 needs about 26 GB of disk \
+                         and about 12 minutes on this machine: `cairn-bench report --large`)"
+                    ));
+                }
+                if !flat(proof) {
+                    causes.push(format!(
+                        "inclusion proof p99 grows {:.1}x: a proof reads a few pages per tile \
+                         level, and at the largest size the nodes' databases no longer fit this \
+                         machine's page cache together, so some of those reads go to the disk \
+                         (docs/benchmarks/scale.md)",
+                        change(proof)
+                    ));
+                }
+                for (what, path) in [
+                    ("bytes kept per entry", disk),
+                    ("appends per second", appends),
+                ] {
+                    if !flat(path) {
+                        causes.push(format!("{what} change {:.1}x", change(path)));
+                    }
+                }
+                causes.join("; ")
+            },
+        ));
     }
     targets
 }
 
-/// Why the flat-cost target is not met, from the first and last points of the scale curve.
-fn scale_bottleneck(first: &Value, last: &Value, largest: f64) -> String {
-    let ratio = |path: &[&str]| {
-        let value = |point: &Value| f(path.iter().fold(point, |value: &Value, key| &value[*key]));
-        if value(first) > 0.0 {
-            value(last) / value(first)
-        } else {
-            0.0
-        }
-    };
-    let mut causes = Vec::new();
-    if largest < 1e7 {
-        causes.push(format!(
-            "not measured beyond {largest:.0} entries (10^7 needs about 26 GB of disk and about 12 \
-             minutes on this machine: `cairn-bench report --large`)"
-        ));
-    }
-    let proofs = ratio(&["proofs", "inclusion", "p99_ms"]);
-    if !(1.0 / 1.5..=1.5).contains(&proofs) {
-        causes.push(format!(
-            "inclusion proof p99 grows {proofs:.1}x: a proof reads a few pages per tile level, and \
-             at the largest size the nodes' databases no longer fit this machine's page cache \
-             together, so some of those reads go to the disk (docs/benchmarks/scale.md)"
-        ));
-    }
-    for (what, path) in [
-        (
-            "bytes kept per entry",
-            ["disk", "state_bytes_per_entry"].as_slice(),
-        ),
-        (
-            "appends per second",
-            ["appends", "appends_per_second"].as_slice(),
-        ),
-    ] {
-        let change = ratio(path);
-        if !(1.0 / 1.5..=1.5).contains(&change) {
-            causes.push(format!("{what} change {change:.1}x"));
-        }
-    }
-    causes.join("; ")
-}
-
-/// CPU microseconds per operation over a run's window, from its processes' usage.
-fn cpu_per_operation(run: &Value, usage: &str, rate: &str) -> f64 {
-    let percent: f64 = run[usage].as_array().map_or(0.0, |processes| {
-        processes.iter().map(|p| f(&p["cpu_percent"])).sum()
-    });
-    let rate = f(&run[rate]);
-    if rate > 0.0 {
-        percent / 100.0 / rate * 1e6
-    } else {
-        0.0
-    }
-}
-
 /// The Markdown page: where it ran, the targets, then each part's table as the part itself
 /// prints it.
-fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[Value]) -> String {
+fn markdown(report: &Value, parts: &Map<String, Value>, targets: &[Value]) -> String {
     let environment = &report["environment"];
     let text = |value: &Value| value.as_str().unwrap_or("?").to_owned();
     let mut page = format!(
@@ -398,7 +396,7 @@ fn markdown(report: &Value, parts: &serde_json::Map<String, Value>, targets: &[V
         text(&environment["commit"]),
         text(&environment["cpu_model"]),
         environment["cores"],
-        f(&environment["memory_gib"]),
+        f(environment, "memory_gib"),
         crate::appends::FSYNC,
     );
     if report["quick"].as_bool() == Some(true) {
