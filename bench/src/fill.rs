@@ -450,25 +450,17 @@ async fn settle(
         .last_applied
         .map_or(0, |id| id.index);
     let deadline = Instant::now() + Duration::from_secs(600);
+    // openraft's own waits on a node's metrics, bounded by what is left of the ten minutes.
+    let wait = |node: &Node| {
+        node.raft()
+            .wait(Some(deadline.saturating_duration_since(Instant::now())))
+    };
     for running in nodes {
         let node = &running.node;
-        loop {
-            let applied = node
-                .raft()
-                .metrics()
-                .borrow()
-                .last_applied
-                .map_or(0, |id| id.index);
-            if applied >= target {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "node {} applied only up to {applied} of {target}",
-                node.id()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait(node)
+            .applied_index_at_least(Some(target), "applied")
+            .await
+            .with_context(|| format!("node {} did not apply up to {target}", node.id()))?;
         let theirs = head_of(node)?;
         ensure!(
             theirs.tree_size == head.tree_size && theirs.root == head.root,
@@ -481,28 +473,23 @@ async fn settle(
         );
     }
     for running in nodes {
-        let raft = &running.node.raft();
+        let (node, raft) = (&running.node, running.node.raft());
+        let error = |what: &str| format!("node {}: {what} at {target}", node.id());
         raft.trigger()
             .snapshot()
             .await
-            .map_err(|error| anyhow::anyhow!("triggering a snapshot: {error}"))?;
-        loop {
-            let metrics = raft.metrics().borrow().clone();
-            let snapshot = metrics.snapshot.map_or(0, |id| id.index);
-            if snapshot >= target {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "node {}: no snapshot at {target}",
-                running.node.id()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .with_context(|| error("triggering a snapshot"))?;
+        wait(node)
+            .metrics(
+                |m| m.snapshot.is_some_and(|id| id.index >= target),
+                "snapshot",
+            )
+            .await
+            .with_context(|| error("no snapshot"))?;
         raft.trigger()
             .purge_log(target)
             .await
-            .map_err(|error| anyhow::anyhow!("purging the Raft log: {error}"))?;
+            .with_context(|| error("purging the Raft log"))?;
     }
     Ok(())
 }

@@ -195,30 +195,22 @@ pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
 
 /// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
 pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
-    ensure!(!args.sizes.is_empty(), "--sizes: give at least one size");
+    let sizes = &args.sizes;
     ensure!(
-        args.sizes.len() <= SIZES_MAX,
-        "--sizes: at most {SIZES_MAX} sizes"
+        (1..=SIZES_MAX).contains(&sizes.len())
+            && sizes.windows(2).all(|pair| pair[0] < pair[1])
+            && sizes[0] >= 1
+            && sizes[sizes.len() - 1] <= SIZE_MAX,
+        "--sizes: 1 to {SIZES_MAX} sizes, ascending, each 1 to {SIZE_MAX}"
     );
     ensure!(
-        args.sizes.windows(2).all(|pair| pair[0] < pair[1]),
-        "--sizes must be ascending"
-    );
-    ensure!(
-        args.sizes[0] >= 1 && args.sizes[args.sizes.len() - 1] <= SIZE_MAX,
-        "--sizes: each 1 to {SIZE_MAX}"
-    );
-    ensure!(
-        (1..=9).contains(&args.nodes),
-        "--nodes must be 1 to 9 (cairn-node dev)"
-    );
-    ensure!(
-        args.run.clients.len() == 1 && args.proof_clients >= 1 && args.proofs >= 1,
-        "--clients takes one value; --proof-clients and --proofs must be at least 1"
-    );
-    ensure!(
-        args.catch_up_timeout > 0.0,
-        "--catch-up-timeout must be positive"
+        (1..=9).contains(&args.nodes)
+            && args.run.clients.len() == 1
+            && args.proof_clients >= 1
+            && args.proofs >= 1
+            && args.catch_up_timeout > 0.0,
+        "--nodes must be 1 to 9 (cairn-node dev), --clients one value, --proof-clients and \
+         --proofs at least 1, --catch-up-timeout positive"
     );
     args.run.check()?;
     let started = Instant::now();
@@ -229,63 +221,66 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
     guard.keep = args.run.keep_data;
     let base_port = cluster::free_base_port(args.nodes)?;
     eprintln!(
-        "scale: {}-node cluster in {} (base port {base_port}), sizes {:?}",
+        "scale: {}-node cluster in {} (base port {base_port}), sizes {sizes:?}",
         args.nodes,
-        dir.display(),
-        args.sizes
+        dir.display()
     );
-    // Create the cluster once (keys, certificates, membership), then stop it for the first fill.
-    {
+    // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
+    // certificates, membership), the others resume it after a fill.
+    let start = || -> anyhow::Result<Cluster> {
         let mut cluster = tokio::task::block_in_place(|| {
             Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
         })?;
         cluster.keep_data();
-        tokio::task::block_in_place(|| drop(cluster));
-    }
-    let mut points = Vec::new();
+        Ok(cluster)
+    };
+    let created = start()?;
+    tokio::task::block_in_place(|| drop(created));
+    let mut points: Vec<ScalePoint> = Vec::new();
     let mut trusted: Vec<(u64, Hash)> = Vec::new();
     let mut next_id = u64::from(args.nodes) + 1;
-    for &size in &args.sizes {
-        let current = points
-            .last()
-            .map_or(0, |point: &ScalePoint| point.entries_after_appends);
+    for &size in sizes {
+        let current = points.last().map_or(0, |point| point.entries_after_appends);
         let target = size.max(current);
         eprintln!("\n== {size} entries: filling {current} -> {target}");
         let mut fill = run_fill(&dir, target, args)?;
         let disk = disk_usage(&dir, target)?;
-        eprintln!(
-            "   disk per node: state {:.0} B/entry, Raft log {:.0} B/entry; the fill wrote {} per entry (all replicas)",
-            disk.state_bytes_per_entry,
-            disk.raft_log_bytes_per_entry,
-            fill.written_bytes_per_entry
-                .map_or_else(|| "?".to_string(), |bytes| format!("{bytes:.0} B"))
-        );
-        let mut cluster = tokio::task::block_in_place(|| {
-            Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
-        })?;
-        cluster.keep_data();
-        let measured = measure(
-            args,
-            &cluster,
-            &dir,
-            &node_bin,
-            &fill,
-            &mut trusted,
-            &mut next_id,
-        )
+        let cluster = start()?;
+        let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
+        let point = async {
+            for text in std::mem::take(&mut fill.checkpoints) {
+                let checkpoint = verifier.checkpoint(&text);
+                trusted.push(checkpoint.map_err(|e| anyhow::anyhow!("a fill checkpoint: {e}"))?);
+            }
+            trusted.sort_by_key(|(size, _)| *size);
+            trusted.dedup_by_key(|(size, _)| *size);
+            let proofs = proofs(args, &cluster, &verifier, &trusted).await?;
+            let catch_up = if args.no_catch_up {
+                None
+            } else {
+                next_id += 1;
+                Some(catch_up(args, &cluster, &dir, &node_bin, next_id - 1).await?)
+            };
+            let appends = appends(args, &cluster).await?;
+            let (entries_after_appends, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
+            let entries = proofs.tree_size;
+            let point = ScalePoint {
+                entries,
+                fill,
+                disk,
+                proofs,
+                catch_up,
+                appends,
+                entries_after_appends,
+            };
+            anyhow::Ok(point)
+        }
         .await;
         tokio::task::block_in_place(|| drop(cluster));
-        let (proofs, catch_up, appends, entries_after_appends) = measured?;
-        fill.checkpoints.clear();
-        points.push(ScalePoint {
-            entries: proofs.tree_size,
-            fill,
-            disk,
-            proofs,
-            catch_up,
-            appends,
-            entries_after_appends,
-        });
+        let point = point?;
+        let text = serde_json::to_value(&point)?;
+        print!("{}", crate::stats::table(COLUMNS, [&text]));
+        points.push(point);
     }
     drop(guard);
     Ok(ScaleReport {
@@ -373,57 +368,6 @@ fn data_dir_usage(node: usize, dir: &Path) -> anyhow::Result<NodeDisk> {
         state_file_bytes: state.as_ref().map_or(0, std::fs::Metadata::len),
         allocated_bytes,
     })
-}
-
-type Measured = (ProofStats, Option<CatchUp>, RunResult, u64);
-
-async fn measure(
-    args: &ScaleArgs,
-    cluster: &Cluster,
-    dir: &Path,
-    node_bin: &Path,
-    fill: &FillResult,
-    trusted: &mut Vec<(u64, Hash)>,
-    next_id: &mut u64,
-) -> anyhow::Result<Measured> {
-    let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
-    for text in &fill.checkpoints {
-        let checkpoint = verifier
-            .checkpoint(text)
-            .map_err(|error| anyhow::anyhow!("a fill checkpoint: {error}"))?;
-        trusted.push(checkpoint);
-    }
-    trusted.sort_by_key(|(size, _)| *size);
-    trusted.dedup_by_key(|(size, _)| *size);
-    let proofs = proofs(args, cluster, &verifier, trusted).await?;
-    eprintln!(
-        "   proofs at {}: inclusion p50 {:.2} ms p99 {:.2} ms; consistency p50 {:.2} ms p99 {:.2} ms; entry reads p50 {:.2} ms",
-        proofs.tree_size,
-        proofs.inclusion.p50_ms,
-        proofs.inclusion.p99_ms,
-        proofs.consistency.p50_ms,
-        proofs.consistency.p99_ms,
-        proofs.entry_reads.p50_ms
-    );
-    let catch_up = if args.no_catch_up {
-        None
-    } else {
-        let id = *next_id;
-        *next_id += 1;
-        let result = catch_up(args, cluster, dir, node_bin, id).await?;
-        eprintln!(
-            "   catch-up of node {id}: learner serving size {} after {:.1} s ({:.0} entries/s), voter after {:.2} s more",
-            result.tree_size,
-            result.learner_seconds,
-            result.entries_per_second,
-            result.voter_seconds
-        );
-        Some(result)
-    };
-    let appends = appends(args, cluster).await?;
-    crate::run::print_run(crate::appends::COLUMNS, &appends);
-    let (after, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
-    Ok((proofs, catch_up, appends, after))
 }
 
 /// The closed-loop append run of `appends`, with this run's settings.
@@ -689,20 +633,17 @@ fn blocks(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
 }
 
-/// The Markdown table of a `scale` report (also the suite report's): one row per size.
+/// The columns of the `scale` table (also the suite report's), one row per size.
+const COLUMNS: &str = "entries=entries | fill entries/s=fill.entries_per_second:0 \
+    | fill written B/entry=fill.written_bytes_per_entry:0 \
+    | state B/entry/node=disk.state_bytes_per_entry:0 | Raft log B/entry=disk.raft_log_bytes_per_entry:1 \
+    | appends/s=appends.appends_per_second:0 | append p50 ms=appends.latency.p50_ms:1 \
+    | append p99 ms=appends.latency.p99_ms:1 | inclusion p50 ms=proofs.inclusion.p50_ms:2 \
+    | inclusion p99 ms=proofs.inclusion.p99_ms:2 | consistency p50 ms=proofs.consistency.p50_ms:2 \
+    | consistency p99 ms=proofs.consistency.p99_ms:2 | catch-up s=catch_up.learner_seconds:1 \
+    | catch-up entries/s=catch_up.entries_per_second:0 | promote s=catch_up.voter_seconds:2";
+
+/// The Markdown table of a `scale` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
-    crate::stats::table(
-        "entries=entries | fill entries/s=fill.entries_per_second:0 \
-         | fill written B/entry=fill.written_bytes_per_entry:0 \
-         | state B/entry/node=disk.state_bytes_per_entry:0 \
-         | Raft log B/entry=disk.raft_log_bytes_per_entry:1 \
-         | appends/s=appends.appends_per_second:0 | append p50 ms=appends.latency.p50_ms:1 \
-         | append p99 ms=appends.latency.p99_ms:1 | inclusion p50 ms=proofs.inclusion.p50_ms:2 \
-         | inclusion p99 ms=proofs.inclusion.p99_ms:2 \
-         | consistency p50 ms=proofs.consistency.p50_ms:2 \
-         | consistency p99 ms=proofs.consistency.p99_ms:2 \
-         | catch-up s=catch_up.learner_seconds:1 | catch-up entries/s=catch_up.entries_per_second:0 \
-         | promote s=catch_up.voter_seconds:2",
-        report["points"].as_array().into_iter().flatten(),
-    )
+    crate::stats::table(COLUMNS, report["points"].as_array().into_iter().flatten())
 }
