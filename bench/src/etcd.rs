@@ -1,17 +1,11 @@
-//! The peer Cairn is compared with: a 3-member etcd cluster (Debian's `etcd-server`) started on
-//! loopback by the benchmark itself, driven with puts through etcd's gRPC API.
+//! The peer Cairn is compared with: a 3-member etcd cluster (Debian's `etcd-server`) that the
+//! benchmark starts on loopback, on free ports and under the same parent directory as Cairn's
+//! data (so the same disk), driven with puts through etcd's gRPC API. Members fsync before
+//! acknowledging, as Cairn's nodes do (etcd's default). Any etcd the system runs is left alone.
 //!
-//! Like Cairn's nodes, every member fsyncs its write-ahead log before a put is acknowledged
-//! (etcd's default; the benchmark never passes `--unsafe-no-fsync`), and the data directories
-//! are under the same parent directory as the Cairn clusters', so on the same disk. Any etcd
-//! the system runs (a package's service on port 2379) is left alone: ours use free ports and
-//! their own directories.
-//!
-//! What counts: a put whose answer carries a response header with a revision above every
-//! revision this client saw before (etcd's revisions grow with every write). After the run a
-//! sample of the keys written (every [`READBACK_EVERY`]th put) is read back from another member
-//! and must hold exactly the value written, at the revision the put reported; any mismatch
-//! fails the run.
+//! What counts: a put whose answer's revision is above every revision its client saw. After the
+//! run every [`READBACK_EVERY`]th put is read back from another member and must hold exactly
+//! the value written, at the revision acknowledged; any mismatch fails the run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,28 +1,15 @@
 //! `cairn-bench fill`: grows the artifact log of a *stopped* `cairn-node dev` cluster to a given
 //! size, fast, through the node's own code.
 //!
-//! Filling 10^7 entries through the public API at a few thousand verified appends per second
-//! would take most of an hour, so the scale benchmark grows the log between its measurement
-//! points here instead. This command opens every node's data directory of the stopped cluster
-//! with the node library (`node::node::Node::start`, the same call `cairn-node run` makes, over
-//! the same redb files, cluster certificates and mutual-TLS Raft transport), waits for a leader,
-//! and hands it batches of pre-built entries with `raft.client_write`: each batch is one Raft
-//! entry, fsynced on a quorum, replicated to every node and applied by every replica with
-//! `state_machine::apply` (leaves, dedup and search indexes, tiles, a signed checkpoint per
-//! batch). What it skips is only the HTTP request, the per-request decoding and ECDSA
-//! verification, and the sequencer's pooling: the batches are exactly what the sequencer
-//! proposes at full load (`batch_leaves_max`, 4096 by default).
-//!
-//! Every entry is a distinct Rekor v2 hashedrekord whose ECDSA P-256 signature is valid (a
-//! fresh key per batch), in the canonical form `tlog::entry` makes, so the filled log is one
-//! any client can verify. Nothing here is reachable from a node's HTTP API, and the cluster
-//! must be stopped: redb refuses a database another process holds open.
-//!
-//! At the end every node has applied everything, every replica's head must equal the
-//! leader's, the head's checkpoint must verify under the log key, and each node takes a Raft
-//! snapshot and purges the log it covers, as a long-running node would have by then; a node that
-//! joins later catches up from that snapshot by fetching entry bundles, the designed path for
-//! a large log.
+//! Filling 10^7 entries through the public API would take most of an hour, so the scale
+//! benchmark grows the log here between its measurement points: every node of the stopped
+//! cluster is started in this process with `Node::start` (as `cairn-node run` does, over the
+//! same files and mutual-TLS Raft), and the leader gets batches of distinct, validly signed
+//! hashedrekord entries through `raft.client_write`, each fsynced on a quorum and applied by
+//! every replica. Only HTTP, request decoding, ECDSA checks and the sequencer's pooling are
+//! skipped; the batches are what the sequencer proposes at full load. At the end every head
+//! must equal the leader's, its checkpoint must verify, and each node snapshots and purges its
+//! Raft log, so a node that joins later catches up from the snapshot as on a long-running log.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};

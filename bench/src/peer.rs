@@ -1,12 +1,7 @@
-//! `cairn-bench peer`: Cairn's verified appends and etcd's puts, side by side in one run.
-//!
-//! Both systems get the same machine, the same disk (data directories under the same parent),
-//! the same member count (3), the same client counts (one connection and one request in flight
-//! per client; client i talks to member i mod 3, and members forward writes to their leader)
-//! and the same payload size: an etcd value is as long as a Cairn log entry. They run one
-//! after the other, never at once, so neither takes CPU from the other: first every client
-//! count against a fresh Cairn cluster, then every client count against a fresh etcd cluster.
-//! The result per client count is Cairn appends/s ÷ etcd puts/s.
+//! `cairn-bench peer`: Cairn's verified appends and etcd's puts, side by side: the same machine
+//! and disk, member count, client counts (client i talks to member i mod n) and payload size (an
+//! etcd value is as long as a Cairn log entry). They run one after the other, never at once;
+//! the result per client count is Cairn appends/s ÷ etcd puts/s.
 
 use std::path::PathBuf;
 

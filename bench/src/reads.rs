@@ -1,22 +1,14 @@
 //! `cairn-bench reads` and `cairn-bench mix`: reads of the public log API (checkpoints, hash
-//! tiles, entry bundles, inclusion and consistency proofs) on a cluster holding a pre-filled
-//! log, alone or mixed with appends.
+//! tiles, entry bundles, inclusion and consistency proofs) on a pre-filled log, alone or mixed
+//! with appends.
 //!
-//! Every counted read is verified, so a fast but wrong server cannot score:
-//! - before the run, the benchmark appends `--prefill` entries (each verified as `appends`
-//!   does), fetches and verifies a signed checkpoint of size N, downloads every entry bundle of
-//!   that tree and checks that their leaves hash to the checkpoint's root. That gives it a
-//!   *reference*: every leaf hash, every full tile's bytes, every full bundle's bytes, and the
-//!   root of every smaller tree, all derived from leaves proven to be under a signed root;
-//! - a checkpoint read must carry a valid log signature (each distinct text is checked once),
-//!   be at least N, and at N have the reference root;
-//! - a tile or bundle read must be byte for byte the reference's (its SHA-256 is compared);
-//! - an inclusion proof for leaf i in the tree of size N must lead from the reference's leaf
-//!   hash to the signed root; a consistency proof from size m to N must lead from the
-//!   reference's root at m to the signed root.
-//!
-//! Only full (immutable) tiles and bundles are read, as a client caching tiles mostly would, so
-//! the same reads stay valid while the mix grows the log.
+//! Every counted read is verified, so a fast but wrong server cannot score. Before the runs the
+//! benchmark appends `--prefill` verified entries, takes a signed checkpoint of size N and
+//! downloads every entry bundle of that tree, whose leaves must hash to its root: a *reference*
+//! of leaf hashes, full tiles and bundles, and the root of every smaller tree. A checkpoint
+//! read must be signed, at least N, and at N have the reference root; a tile or bundle must be
+//! the reference's bytes; a proof must lead to the signed root from the reference. Only full
+//! (immutable) tiles and bundles are read, so the reads stay valid while the mix grows the log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,16 +1,11 @@
 //! What every load subcommand shares: the run arguments ([`RunArgs`]) and the one phase loop
 //! ([`measure`]) that drives a [`Workload`] through warm-up and the measured window.
 //!
-//! A workload says what one client does per operation: [`Workload::prepare`] sets a client up
-//! before the clock starts (its connection, its token), [`Workload::issue`] sends one request
-//! (retrying what is safe to retry), and [`Workload::verify`] checks the answer as a client
-//! would; only a verified answer counts, under the label it names. The loop does the rest the
-//! same way for appends, reads, certificates and etcd puts: closed loop (the next request when
-//! the previous one is verified) or open loop (`--rate`: request k is due at `start + k / rate`
-//! and its latency counts from then, so a stalled server shows as latency instead of silently
-//! lowering the offered load), the live progress line, what counts (operations that finish
-//! inside the window), CPU and memory of the nodes, the benchmark and the machine over the
-//! window, the nodes' `/metrics` before and after, and `--profile`.
+//! A workload prepares a client, issues one request and verifies its answer as a client would;
+//! only verified answers count. The loop does the rest the same way for every workload: closed
+//! loop, or open loop (`--rate`: request k is due at `start + k / rate` and its latency counts
+//! from then, so a stalled server shows as latency rather than as less offered load), progress,
+//! what counts (operations finished inside the window), CPU and memory, `/metrics`, `--profile`.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -1,17 +1,9 @@
-//! `cairn-bench scale`: the cost per entry as the artifact log grows.
-//!
-//! At each size (10^5, 10^6, ... entries) it measures, through the public API of a cluster of
-//! real `cairn-node` processes: bytes on disk per entry (the Raft log and the state database
-//! apart), verified append throughput and latency (a short closed-loop run of `appends`),
-//! inclusion and consistency proof latency (random leaf indexes and sizes, every proof
-//! verified against a signed checkpoint), and how long a new, empty node takes to catch up
-//! (added as a learner, until it serves the latest checkpoint, then promoted to voter).
-//!
-//! Between the sizes the log grows through `cairn-bench fill` (see `fill.rs`): the cluster is
-//! stopped, its nodes are run in a child process from their own data directories with the node
-//! library, and the leader is handed batches of pre-signed entries through Raft, so the bytes
-//! on disk are written by the node's own commit and apply. Then the cluster is started again
-//! with `cairn-node dev` and measured.
+//! `cairn-bench scale`: the cost per entry as the artifact log grows. At each size it measures,
+//! through the public API of real `cairn-node` processes: bytes on disk per entry, a short
+//! closed-loop `appends` run, verified inclusion and consistency proof latency, and how long a
+//! new, empty node takes to catch up and become a voter. Between sizes the stopped cluster's
+//! log grows through `cairn-bench fill` (`fill.rs`), so the bytes on disk are written by the
+//! node's own commit and apply.
 
 use std::path::Path;
 use std::process::{Command, Stdio};

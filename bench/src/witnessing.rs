@@ -1,22 +1,14 @@
 //! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a
-//! quorum of witnesses cosigned it.
+//! quorum of witnesses cosigned it, which is what witnessing costs a user (an append is answered
+//! once its checkpoint is published). Next to the verified appends, from the nodes' metrics: the
+//! witnessing rounds per second and how long a round takes (`cairn_witness_cosign_seconds`),
+//! and the witnesses' CPU per cosignature. One witness's own ceiling is the criterion benchmark
+//! `cargo bench -p bench --bench witness`.
 //!
-//! What "witness cosigning" measures here: the rate and latency of appends whose answers carry
-//! a checkpoint that meets the witness policy, because that is what witnessing costs a Cairn
-//! user: the node answers an append only when the checkpoint covering it is published, and it
-//! publishes only with the quorum's cosignatures. Next to it, from the nodes' own metrics: the
-//! witnessing rounds per second (each round is one `add-checkpoint` request to every witness,
-//! in parallel) and how long a round takes (`cairn_witness_cosign_seconds`: consistency proof,
-//! the requests, verifying the cosignatures, quorum), which is the time from a signed
-//! checkpoint to its publication. A single witness's own ceiling (cosignatures per second
-//! without HTTP) is the criterion benchmark `cargo bench -p bench --bench witness`.
-//!
-//! Setup: `cairn-node init` + `run` (not `dev`, which has no witnessing option), each node's
-//! config given a `[witnessing]` section; the witnesses are separate processes
-//! (`cairn-bench witness-server`, the `witness` crate's server over a redb store that fsyncs
-//! each cosignature, as `cairn witness serve` runs it), so their CPU is measured apart.
-//! Every counted append is verified as `appends` does, plus the policy: the log's signature
-//! and the quorum's cosignatures on its checkpoint.
+//! Setup: `cairn-node init` + `run` (`dev` has no witnessing option) with a `[witnessing]`
+//! section; each witness is a `cairn-bench witness-server` process (the `witness` crate's
+//! server on redb, fsync per cosignature), so its CPU is measured apart. Every counted append's
+//! checkpoint must carry the log's signature and the quorum's cosignatures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
