@@ -377,7 +377,7 @@ pub(crate) async fn run_once(
         request_bytes: signed.request_bytes,
         leaf_bytes: signed.leaf_bytes,
         fsync: FSYNC,
-        sequencer: (cluster.sequencer.as_ref()).and_then(|table| serde_json::to_value(table).ok()),
+        sequencer: cluster.sequencer.clone(),
         appends_per_second: stats::per_second(ok, window),
         verified_appends: ok,
         duplicate_answers: measured.duplicates,

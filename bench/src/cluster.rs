@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
+use anyhow::Context as _;
+use serde::Serialize;
 
 /// What the benchmark needs to know about a cluster.
 #[derive(Debug)]
@@ -20,8 +20,8 @@ pub(crate) struct Cluster {
     pub(crate) pids: Vec<u32>,
     /// The artifact log's C2SP verifier key.
     pub(crate) verifier_key: String,
-    /// The `[sequencer]` section of node 1's config, when readable.
-    pub(crate) sequencer: Option<toml::Table>,
+    /// The sequencer settings of node 1's config, when readable.
+    pub(crate) sequencer: Option<serde_json::Value>,
     /// The C2SP tlog-policy publication needs (log key, witnesses, quorum), for a cluster with
     /// witnessing: answers count only if their checkpoint meets it.
     pub(crate) witness_policy: Option<String>,
@@ -30,25 +30,6 @@ pub(crate) struct Cluster {
     process: Option<node::dev_process::DevProcess>,
     /// Set for a cluster this process started: its directory, removed on drop unless kept.
     dev: Option<Started>,
-}
-
-#[derive(Deserialize)]
-struct ClusterJson {
-    nodes: Vec<NodeJson>,
-    logs: Vec<LogJson>,
-}
-
-#[derive(Deserialize)]
-struct NodeJson {
-    url: String,
-    pid: Option<u32>,
-    config: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-struct LogJson {
-    name: String,
-    verifier_key: String,
 }
 
 /// The artifact log serves the Rekor v2 API.
@@ -103,23 +84,26 @@ impl Cluster {
     pub(crate) fn from_json(path: &Path) -> anyhow::Result<Cluster> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let json: ClusterJson =
+        let json: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let verifier_key = json
-            .logs
-            .iter()
-            .find(|log| log.name == ARTIFACT_LOG)
-            .map(|log| log.verifier_key.clone())
+        let (nodes, logs) = (&json["nodes"], &json["logs"]);
+        let nodes = nodes.as_array().map_or(&[][..], Vec::as_slice);
+        let log = (logs.as_array().into_iter().flatten()).find(|log| log["name"] == ARTIFACT_LOG);
+        let verifier_key = (log.and_then(|log| log["verifier_key"].as_str()))
             .with_context(|| format!("{}: no {ARTIFACT_LOG} log", path.display()))?;
-        let sequencer = json
-            .nodes
-            .first()
-            .and_then(|node| node.config.as_deref())
-            .and_then(|config| read_sequencer(config).ok());
+        let config = nodes.first().and_then(|node| node["config"].as_str());
+        let file = config.and_then(|config| node::config::NodeFile::load(Path::new(config)).ok());
+        let sequencer = file.and_then(|file| serde_json::to_value(file.sequencer).ok());
+        let pids = nodes
+            .iter()
+            .filter_map(|node| u32::try_from(node["pid"].as_u64()?).ok());
         Ok(Cluster {
-            urls: json.nodes.iter().map(|node| node.url.clone()).collect(),
-            pids: json.nodes.iter().filter_map(|node| node.pid).collect(),
-            verifier_key,
+            urls: (nodes
+                .iter()
+                .filter_map(|node| Some(node["url"].as_str()?.to_owned())))
+            .collect(),
+            pids: pids.collect(),
+            verifier_key: verifier_key.to_owned(),
             sequencer,
             witness_policy: None,
             process: None,
@@ -150,15 +134,6 @@ impl Cluster {
 
     pub(crate) fn data_dir(&self) -> Option<&Path> {
         self.dev.as_ref().map(|dev| dev.dir.as_path())
-    }
-}
-
-fn read_sequencer(config: &Path) -> anyhow::Result<toml::Table> {
-    let text = std::fs::read_to_string(config)?;
-    let table: toml::Table = toml::from_str(&text)?;
-    match table.get("sequencer") {
-        Some(toml::Value::Table(sequencer)) => Ok(sequencer.clone()),
-        _ => bail!("no [sequencer] section"),
     }
 }
 

@@ -225,16 +225,15 @@ async fn start(
     // The nodes, with a [witnessing] section.
     for id in 1..=nodes {
         let path = dir.join(format!("node-{id}/config.toml"));
-        let mut config: toml::Table = std::fs::read_to_string(&path)?.parse()?;
-        let mut section = toml::Table::new();
-        section.insert(
-            "policy_file".into(),
-            toml::Value::String(policy_path.display().to_string()),
-        );
-        section.insert("append_timeout_ms".into(), toml::Value::Integer(10_000));
-        section.insert("fail_open".into(), toml::Value::Boolean(false));
-        config.insert("witnessing".into(), toml::Value::Table(section));
-        std::fs::write(&path, config.to_string())?;
+        let mut file = node::config::NodeFile::load(&path)?;
+        let (policy_file, fail_open, append_timeout_ms) = (policy_path.clone(), false, 10_000);
+        let witnessing = node::config::WitnessingFile {
+            policy_file,
+            fail_open,
+            append_timeout_ms,
+        };
+        file.witnessing = Some(witnessing);
+        file.save(&path)?;
     }
     let mut processes = LocalCluster::new(node_bin, &dir, &urls, &cluster_urls)?;
     processes.set_env("RUST_LOG", "warn");
