@@ -9,10 +9,11 @@
 //!
 //! Module map: `run` holds what every load subcommand shares (the run arguments, and the one
 //! phase loop that drives a `Workload`: prepare, issue, verify); `appends`, `reads`,
-//! `certificates`, `etcd` (with `peer`) and `witnessing` are its workloads and reports; `net`
-//! is the HTTP client, `verify` the append answers' check through the `client` library,
-//! `workload` the pre-signed requests; `scale` and `fill` grow the log and measure it at each
-//! size; `report` runs the whole suite and writes it up.
+//! `certificates`, `etcd` (with `peer`, etcd next to Cairn) and `witnessing` are its workloads
+//! and reports; `net` is the HTTP client, `verify` the checks of answers through the `client`
+//! library, `workload` the pre-signed requests, `stats` the percentiles and the one Markdown
+//! table; `scale` and `fill` grow the log and measure it at each size; `report` runs the whole
+//! suite and writes it up.
 
 mod appends;
 mod certificates;
@@ -20,7 +21,6 @@ mod cluster;
 mod etcd;
 mod fill;
 mod net;
-mod peer;
 mod profile;
 mod reads;
 mod report;
@@ -83,7 +83,7 @@ enum Commands {
     ///   cargo build --release -p node --bin cairn-node
     ///
     ///   cargo run --release -p bench --bin cairn-bench -- peer --clients 16,64,256 --json peer.json
-    Peer(peer::PeerArgs),
+    Peer(etcd::PeerArgs),
     /// Verified reads/s of the public log API on a pre-filled log: checkpoints, tiles, entry
     /// bundles, inclusion and consistency proofs.
     ///
@@ -149,7 +149,7 @@ fn main() -> anyhow::Result<()> {
             .run
             .runtime()?
             .block_on(certificates::certificates(args)),
-        Commands::Peer(args) => args.run.runtime()?.block_on(peer::peer(args)),
+        Commands::Peer(args) => args.run.runtime()?.block_on(etcd::peer(args)),
         Commands::Reads(args) => args.run.runtime()?.block_on(reads::reads(args)),
         Commands::Mix(mut args) => {
             args.appends_percent.get_or_insert(10.0);

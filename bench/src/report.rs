@@ -427,7 +427,7 @@ fn markdown(report: &Value, parts: &Map<String, Value>, targets: &[Value]) -> St
         text(&large["commit"])
     );
     let sections: [(&str, &str, stats::Table); 7] = [
-        ("peer", "Side by side: etcd", crate::peer::table),
+        ("peer", "Side by side: etcd", crate::etcd::peer_table),
         ("certificates", "Keyless CA", crate::certificates::table),
         ("reads", "Reads", crate::reads::table),
         ("mix", "Reads mixed with appends", crate::reads::table),
