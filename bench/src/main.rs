@@ -70,7 +70,8 @@ enum Commands {
     ///
     /// Starts a `cairn-node dev` cluster (rate limit off), gives each client a token from the
     /// dev issuer and a CSR, and posts /api/v2/signingCert in a closed loop; every certificate
-    /// is checked (leaf signature, SCT) before it counts. Each certificate is two commits.
+    /// is checked as a client checks it (chain to the trusted root, SCT) before it counts. Each
+    /// certificate is two commits.
     Certificates(certificates::CertificatesArgs),
     /// Cairn next to etcd: verified appends/s and etcd puts/s, same clients, same payload size.
     ///
