@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::cluster::{Cluster, ProcessUsage, PromHistogram};
 use crate::net::{Answer, Connection};
-use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Workload};
-use crate::stats::{self, LatencySummary, Tally};
+use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Window, Workload};
+use crate::stats::{self, LatencySummary};
 use crate::verify::ResponseVerifier;
 use crate::workload::Prepared;
 
@@ -104,11 +104,8 @@ pub(crate) struct BatchStats {
 #[derive(Debug, Serialize)]
 pub(crate) struct RunResult {
     pub(crate) nodes: usize,
-    pub(crate) clients: usize,
     pub(crate) mode: &'static str,
     pub(crate) offered_rate: Option<f64>,
-    pub(crate) warmup_s: f64,
-    pub(crate) measured_s: f64,
     pub(crate) entry_kind: EntryKind,
     pub(crate) request_bytes: usize,
     pub(crate) leaf_bytes: usize,
@@ -118,25 +115,14 @@ pub(crate) struct RunResult {
     pub(crate) verified_appends: u64,
     pub(crate) duplicate_answers: u64,
     pub(crate) latency: LatencySummary,
-    pub(crate) errors: Tally,
-    pub(crate) retries: Tally,
     pub(crate) presigned: usize,
     pub(crate) presigned_exhausted: bool,
     pub(crate) presign_per_second: f64,
     pub(crate) checkpoint_signatures_verified: u64,
     pub(crate) node_usage: Vec<ProcessUsage>,
-    pub(crate) bench_usage: Option<ProcessUsage>,
-    /// The whole machine's busy CPU over the window, percent of one core.
-    pub(crate) machine_cpu_percent: Option<f64>,
-    /// The part of it neither the nodes nor this benchmark used (other builds and tests).
-    pub(crate) other_cpu_percent: Option<f64>,
     pub(crate) batches: Option<BatchStats>,
-    /// Where the leader's CPU went during the window (with --profile).
-    pub(crate) profile: Option<crate::profile::Profile>,
-    /// Verified appends completed in each second since load start (warm-up included).
-    pub(crate) timeline: Vec<u64>,
-    pub(crate) load_average_before: String,
-    pub(crate) load_average_after: String,
+    #[serde(flatten)]
+    pub(crate) window: Window,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,8 +173,7 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
         }
     }
     let report = Report { environment, runs };
-    args.run
-        .finish(&report, |out| print_table(out, &report.runs))
+    args.run.finish(&report, table)
 }
 
 /// Runs once per client count on `cluster`, printing each run.
@@ -199,7 +184,7 @@ pub(crate) async fn run_all(
 ) -> anyhow::Result<()> {
     for &clients in &args.run.clients {
         let result = run_once(args, cluster, clients).await?;
-        print_run(&result);
+        run::print_run(COLUMNS, &result);
         runs.push(result);
     }
     Ok(())
@@ -382,42 +367,28 @@ pub(crate) async fn run_once(
     let (metrics_before, metrics_after) = &measured.metrics;
     Ok(RunResult {
         nodes,
-        clients,
         mode: if args.rate.is_some() {
             "open"
         } else {
             "closed"
         },
         offered_rate: args.rate,
-        warmup_s: args.run.warmup,
-        measured_s: window.as_secs_f64(),
         entry_kind: args.entry_kind,
         request_bytes: signed.request_bytes,
         leaf_bytes: signed.leaf_bytes,
         fsync: FSYNC,
-        sequencer: cluster
-            .sequencer
-            .as_ref()
-            .and_then(|table| serde_json::to_value(table).ok()),
+        sequencer: cluster.sequencer.clone(),
         appends_per_second: stats::per_second(ok, window),
         verified_appends: ok,
         duplicate_answers: measured.duplicates,
         latency: latencies.summary(),
         batches: batch_stats(metrics_before, metrics_after, window),
-        errors: measured.errors,
-        retries: measured.retries,
         presigned,
         presigned_exhausted: measured.exhausted,
         presign_per_second: signed.signing_rate,
         checkpoint_signatures_verified: load.verifier.checkpoint_signatures_verified(),
-        node_usage: measured.usage.processes,
-        bench_usage: measured.usage.bench,
-        machine_cpu_percent: measured.usage.machine,
-        other_cpu_percent: measured.usage.other,
-        profile: measured.profile,
-        timeline: measured.timeline,
-        load_average_before: measured.load_average.0,
-        load_average_after: measured.load_average.1,
+        node_usage: measured.processes,
+        window: measured.record,
     })
 }
 
@@ -456,121 +427,17 @@ fn batch_stats(
     })
 }
 
-pub(crate) fn print_run(run: &RunResult) {
-    let latency = &run.latency;
-    println!(
-        "\n{} node(s), {} clients ({} loop), {:.1} s measured after {:.1} s warm-up",
-        run.nodes, run.clients, run.mode, run.measured_s, run.warmup_s
-    );
-    let sequencer = run
-        .sequencer
-        .as_ref()
-        .and_then(|s| s.as_object())
-        .map_or_else(
-            || "unknown".to_string(),
-            |settings| {
-                settings
-                    .iter()
-                    .map(|(key, value)| format!("{key}={value}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            },
-        );
-    println!(
-        "  settings: {} entries of {} bytes (requests {} bytes), fsync on; sequencer: {sequencer}",
-        match run.entry_kind {
-            EntryKind::Hashedrekord => "hashedrekord",
-        },
-        run.leaf_bytes,
-        run.request_bytes,
-    );
-    println!(
-        "  verified appends: {} = {:.0}/s{}",
-        run.verified_appends,
-        run.appends_per_second,
-        if run.duplicate_answers > 0 {
-            format!(" ({} answered as duplicates)", run.duplicate_answers)
-        } else {
-            String::new()
-        }
-    );
-    latency.print();
-    if let Some(batches) = &run.batches {
-        println!(
-            "  leader (node {}) batches: {:.0}/s, mean {:.1} leaves (p50 <= {}, p99 <= {}); commit mean {:.2} ms (p50 <= {} ms, p99 <= {} ms)",
-            batches.leader,
-            batches.batches_per_second,
-            batches.mean_leaves,
-            batches.p50_leaves_at_most,
-            batches.p99_leaves_at_most,
-            batches.commit_mean_ms,
-            batches.commit_p50_ms_at_most,
-            batches.commit_p99_ms_at_most
-        );
-    }
-    crate::cluster::print_errors_and_usage(
-        &run.errors,
-        Some(&run.retries),
-        &run.node_usage,
-        run.bench_usage.as_ref(),
-        run.machine_cpu_percent,
-        run.other_cpu_percent,
-    );
-    println!(
-        "  checkpoints verified: {}; load average before {} after {}",
-        run.checkpoint_signatures_verified, run.load_average_before, run.load_average_after
-    );
-}
+/// The columns of the `appends` table (also the suite report's), one row per run.
+pub(crate) const COLUMNS: &str = "nodes=nodes | clients=clients | appends/s=appends_per_second:0 \
+    | p50 ms=latency.p50_ms:1 | p90 ms=latency.p90_ms:1 | p99 ms=latency.p99_ms:1 \
+    | max ms=latency.max_ms:1 | errors=errors:sum | retries=retries:sum \
+    | batch mean=batches.mean_leaves:1 | commit mean ms=batches.commit_mean_ms:2 \
+    | node CPU %=node_usage:cpu | bench CPU %=bench_usage.cpu_percent:0 \
+    | other CPU %=other_cpu_percent:0 | leader's hottest code=profile:top";
 
-/// A Markdown table with one row per run.
-pub(crate) fn print_table(out: &mut dyn std::io::Write, runs: &[RunResult]) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| nodes | clients | appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | retries | batch mean | commit mean ms | node CPU % | bench CPU % | other CPU % |"
-    )?;
-    writeln!(
-        out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    )?;
-    for run in runs {
-        let node_cpu = run
-            .node_usage
-            .iter()
-            .map(|u| format!("{:.0}", u.cpu_percent))
-            .collect::<Vec<_>>()
-            .join(" + ");
-        writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
-            run.nodes,
-            run.clients,
-            run.appends_per_second,
-            run.latency.p50_ms,
-            run.latency.p90_ms,
-            run.latency.p99_ms,
-            run.latency.max_ms,
-            run.errors.total(),
-            run.retries.total(),
-            run.batches
-                .as_ref()
-                .map_or("-".into(), |b| format!("{:.1}", b.mean_leaves)),
-            run.batches
-                .as_ref()
-                .map_or("-".into(), |b| format!("{:.2}", b.commit_mean_ms)),
-            if node_cpu.is_empty() {
-                "-".into()
-            } else {
-                node_cpu
-            },
-            run.bench_usage
-                .as_ref()
-                .map_or("-".into(), |u| format!("{:.0}", u.cpu_percent)),
-            run.other_cpu_percent
-                .map_or("-".into(), |other| format!("{other:.0}")),
-        )?;
-    }
-    out.flush()
+/// The Markdown table of an `appends` report.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }
 
 #[cfg(test)]

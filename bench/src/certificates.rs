@@ -1,8 +1,9 @@
 //! `cairn-bench certificates`: keyless CA throughput and latency on a local `cairn-node dev`
 //! cluster. Each client holds a token from the dev cluster's development issuer (its own
 //! identity) and a CSR, and posts `/api/v2/signingCert` in a closed loop to node i mod n; every
-//! 201 is verified (leaf signed by the trust bundle's intermediate, SCT valid under the CT key)
-//! before it counts. The per-identity rate limit is switched off for the run.
+//! 201 is verified as a client verifies a signing certificate, with the `client` library and the
+//! cluster's trusted root (chain to a trusted CA, one SCT from a trusted CT log) before it
+//! counts. The per-identity rate limit is switched off for the run.
 
 use std::sync::Arc;
 
@@ -10,10 +11,13 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use client::TrustedRoot;
+use client::certificate::SigningCertificate;
+use client::time::UnixMillis;
 
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Workload};
-use crate::stats::{LatencySummary, Tally, per_second};
+use crate::stats::{LatencySummary, per_second};
 
 /// The `certificates` subcommand's arguments.
 #[derive(clap::Args, Debug)]
@@ -31,70 +35,35 @@ pub(crate) struct CertificatesArgs {
 #[derive(Debug, serde::Serialize)]
 struct CertificatesRun {
     nodes: usize,
-    clients: usize,
-    warmup_s: f64,
-    measured_s: f64,
     fsync: &'static str,
     /// Certificates issued, logged twice (precertificate and certificate) and checked.
     certificates_per_second: f64,
     verified_certificates: u64,
     latency: LatencySummary,
-    errors: Tally,
-    profile: Option<crate::profile::Profile>,
+    node_usage: Vec<crate::cluster::ProcessUsage>,
+    #[serde(flatten)]
+    window: run::Window,
 }
 
-/// A client's checks of the CA's answers.
-struct Verifier {
-    intermediate_spki: Vec<u8>,
-    issuer_key_hash: [u8; 32],
-    ct_key: Vec<u8>,
-}
-
-impl Verifier {
-    /// A client's checks of one answer: the leaf is signed by the intermediate and its SCT
-    /// verifies under the CT key.
-    fn check(&self, body: &[u8]) -> Result<(), String> {
-        let answer: serde_json::Value = serde_json::from_slice(body).map_err(|_| "verify: json")?;
-        let pem = answer["signedCertificateEmbeddedSct"]["chain"]["certificates"][0]
-            .as_str()
-            .ok_or("verify: no chain")?;
-        let (_, pem) =
-            x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| "verify: pem")?;
-        let (_, leaf) =
-            x509_parser::parse_x509_certificate(&pem.contents).map_err(|_| "verify: der")?;
-        let (_, spki) =
-            <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<
-                '_,
-                x509_parser::error::X509Error,
-            >>::from_der(&self.intermediate_spki)
-            .map_err(|_| "verify: intermediate")?;
-        aws_lc_rs::signature::UnparsedPublicKey::new(
-            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-            spki.subject_public_key.data.as_ref(),
-        )
-        .verify(
-            leaf.tbs_certificate.as_ref(),
-            leaf.signature_value.data.as_ref(),
-        )
-        .map_err(|_| "verify: leaf signature")?;
-        let oid: x509_parser::oid_registry::Oid<'static> = "1.3.6.1.4.1.11129.2.4.2"
-            .parse()
-            .map_err(|_| "verify: oid")?;
-        let extension = leaf
-            .get_extension_unique(&oid)
-            .ok()
-            .flatten()
-            .ok_or("verify: no SCT")?;
-        let sct = ca::ct::Sct::parse_list_extension(extension.value).map_err(|_| "verify: SCT")?;
-        let tbs = ca::cert::tbs_without_sct(&pem.contents).map_err(|_| "verify: tbs")?;
-        sct.verify_precert(&self.ct_key, &self.issuer_key_hash, &tbs)
-            .map_err(|_| "verify: SCT signature".to_string())
-    }
+/// A client's checks of one answer: its certificate chains to a CA of the trusted root and
+/// carries one SCT from a trusted CT log.
+fn check(root: &TrustedRoot, body: &[u8]) -> Result<(), &'static str> {
+    let answer: serde_json::Value = serde_json::from_slice(body).map_err(|_| "verify: json")?;
+    let chain = &answer["signedCertificateEmbeddedSct"]["chain"]["certificates"];
+    let pem = chain[0].as_str().ok_or("verify: no chain")?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| "verify: pem")?;
+    let leaf = SigningCertificate::parse(&pem.contents).map_err(|_| "verify: der")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let now = UnixMillis(now.map_or(0, |now| i64::try_from(now.as_millis()).unwrap_or(i64::MAX)));
+    let authority =
+        (leaf.verify_chain(&root.certificate_authorities, now)).map_err(|_| "verify: chain")?;
+    leaf.verify_sct(authority, &root.ctlogs)
+        .map_err(|_| "verify: SCT")
 }
 
 /// Clients that each hold a token and a CSR and ask for certificates, node i mod n.
 struct CertificateLoad {
-    verifier: Verifier,
+    root: TrustedRoot,
     urls: Vec<String>,
     issuer: String,
     timeout: std::time::Duration,
@@ -143,13 +112,9 @@ impl Workload for CertificateLoad {
         if answer.status != 201 {
             return Err(format!("http {}", answer.status));
         }
-        self.verifier.check(&answer.body)?;
+        check(&self.root, &answer.body)?;
         Ok(Done::read("certificates"))
     }
-}
-
-async fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::from_slice(&crate::net::get(url).await?)?)
 }
 
 /// Runs the benchmark.
@@ -164,7 +129,7 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     tokio::task::block_in_place(|| drop(cluster));
     let runs = result?;
     let report = serde_json::json!({ "environment": environment, "runs": runs });
-    args.run.finish(&report, |out| print_table(out, &runs))
+    args.run.finish(&report, table)
 }
 
 async fn run(
@@ -178,20 +143,9 @@ async fn run(
         .as_str()
         .context("cluster.json has no dev_oidc_issuer")?
         .to_string();
-    let bundle = get_json(&format!("{}/api/v2/trustBundle", cluster.urls[0])).await?;
-    let ct_log = get_json(&format!("{}/api/v2/ctLog", cluster.urls[0])).await?;
-    let intermediate_pem = bundle["chains"][0]["certificates"][0]
-        .as_str()
-        .context("trust bundle")?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(intermediate_pem.as_bytes())?;
-    let (_, intermediate) = x509_parser::parse_x509_certificate(&pem.contents)?;
-    let intermediate_spki = intermediate.public_key().raw.to_vec();
+    let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
     let load = Arc::new(CertificateLoad {
-        verifier: Verifier {
-            issuer_key_hash: <sha2::Sha256 as sha2::Digest>::digest(&intermediate_spki).into(),
-            intermediate_spki,
-            ct_key: BASE64.decode(ct_log["publicKey"].as_str().context("ctLog")?)?,
-        },
+        root: TrustedRoot::from_json(&root).context("the cluster's trusted root")?,
         urls: cluster.urls.clone(),
         issuer,
         timeout: args.run.timeout(),
@@ -204,56 +158,26 @@ async fn run(
         let (ok, latencies) = measured.total(&[]);
         let run = CertificatesRun {
             nodes: cluster.urls.len(),
-            clients,
-            warmup_s: args.run.warmup,
-            measured_s: measured.window.as_secs_f64(),
             fsync: crate::appends::FSYNC,
             certificates_per_second: per_second(ok, measured.window),
             verified_certificates: ok,
             latency: latencies.summary(),
-            errors: measured.errors,
-            profile: measured.profile,
+            node_usage: measured.processes,
+            window: measured.record,
         };
-        eprintln!(
-            "{} nodes, {clients} clients: {:.0} certificates/s",
-            run.nodes, run.certificates_per_second
-        );
+        run::print_run(COLUMNS, &run);
         runs.push(run);
     }
     Ok(runs)
 }
 
-fn print_table(out: &mut dyn std::io::Write, runs: &[CertificatesRun]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "| nodes | clients | certificates/s | p50 ms | p90 ms | p99 ms | max ms | errors |\n\
-         |---|---|---|---|---|---|---|---|"
-    )?;
-    for run in runs {
-        let LatencySummary {
-            p50_ms,
-            p90_ms,
-            p99_ms,
-            max_ms,
-            ..
-        } = run.latency;
-        let errors: Vec<String> = run
-            .errors
-            .iter()
-            .map(|(kind, count)| format!("{kind}: {count}"))
-            .collect();
-        writeln!(
-            out,
-            "| {} | {} | {:.0} | {p50_ms:.1} | {p90_ms:.1} | {p99_ms:.1} | {max_ms:.1} | {} |",
-            run.nodes,
-            run.clients,
-            run.certificates_per_second,
-            if errors.is_empty() {
-                "0".to_string()
-            } else {
-                errors.join(", ")
-            }
-        )?;
-    }
-    out.flush()
+/// The columns of the `certificates` table (also the suite report's).
+const COLUMNS: &str = "nodes=nodes | clients=clients | certificates/s=certificates_per_second:0 \
+    | p50 ms=latency.p50_ms:1 | p90 ms=latency.p90_ms:1 | p99 ms=latency.p99_ms:1 \
+    | max ms=latency.max_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
+    | leader's hottest code=profile:top";
+
+/// The Markdown table of a `certificates` report.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
+use anyhow::Context as _;
+use serde::Serialize;
 
 /// What the benchmark needs to know about a cluster.
 #[derive(Debug)]
@@ -20,8 +20,8 @@ pub(crate) struct Cluster {
     pub(crate) pids: Vec<u32>,
     /// The artifact log's C2SP verifier key.
     pub(crate) verifier_key: String,
-    /// The `[sequencer]` section of node 1's config, when readable.
-    pub(crate) sequencer: Option<toml::Table>,
+    /// The sequencer settings of node 1's config, when readable.
+    pub(crate) sequencer: Option<serde_json::Value>,
     /// The C2SP tlog-policy publication needs (log key, witnesses, quorum), for a cluster with
     /// witnessing: answers count only if their checkpoint meets it.
     pub(crate) witness_policy: Option<String>,
@@ -30,25 +30,6 @@ pub(crate) struct Cluster {
     process: Option<node::dev_process::DevProcess>,
     /// Set for a cluster this process started: its directory, removed on drop unless kept.
     dev: Option<Started>,
-}
-
-#[derive(Deserialize)]
-struct ClusterJson {
-    nodes: Vec<NodeJson>,
-    logs: Vec<LogJson>,
-}
-
-#[derive(Deserialize)]
-struct NodeJson {
-    url: String,
-    pid: Option<u32>,
-    config: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-struct LogJson {
-    name: String,
-    verifier_key: String,
 }
 
 /// The artifact log serves the Rekor v2 API.
@@ -63,10 +44,8 @@ impl Cluster {
         parent: &Path,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Cluster> {
-        let dir = parent.join(format!("cairn-bench-{}-{nodes}n", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let base_port = free_port_range(nodes)?;
+        let dir = fresh_dir(parent, &format!("{nodes}n"))?;
+        let base_port = free_base_port(nodes)?;
         Cluster::start_in(node_bin, nodes, &dir, base_port, env)
     }
 
@@ -105,23 +84,26 @@ impl Cluster {
     pub(crate) fn from_json(path: &Path) -> anyhow::Result<Cluster> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let json: ClusterJson =
+        let json: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let verifier_key = json
-            .logs
-            .iter()
-            .find(|log| log.name == ARTIFACT_LOG)
-            .map(|log| log.verifier_key.clone())
+        let (nodes, logs) = (&json["nodes"], &json["logs"]);
+        let nodes = nodes.as_array().map_or(&[][..], Vec::as_slice);
+        let log = (logs.as_array().into_iter().flatten()).find(|log| log["name"] == ARTIFACT_LOG);
+        let verifier_key = (log.and_then(|log| log["verifier_key"].as_str()))
             .with_context(|| format!("{}: no {ARTIFACT_LOG} log", path.display()))?;
-        let sequencer = json
-            .nodes
-            .first()
-            .and_then(|node| node.config.as_deref())
-            .and_then(|config| read_sequencer(config).ok());
+        let config = nodes.first().and_then(|node| node["config"].as_str());
+        let file = config.and_then(|config| node::config::NodeFile::load(Path::new(config)).ok());
+        let sequencer = file.and_then(|file| serde_json::to_value(file.sequencer).ok());
+        let pids = nodes
+            .iter()
+            .filter_map(|node| u32::try_from(node["pid"].as_u64()?).ok());
         Ok(Cluster {
-            urls: json.nodes.iter().map(|node| node.url.clone()).collect(),
-            pids: json.nodes.iter().filter_map(|node| node.pid).collect(),
-            verifier_key,
+            urls: (nodes
+                .iter()
+                .filter_map(|node| Some(node["url"].as_str()?.to_owned())))
+            .collect(),
+            pids: pids.collect(),
+            verifier_key: verifier_key.to_owned(),
             sequencer,
             witness_policy: None,
             process: None,
@@ -155,13 +137,9 @@ impl Cluster {
     }
 }
 
-fn read_sequencer(config: &Path) -> anyhow::Result<toml::Table> {
-    let text = std::fs::read_to_string(config)?;
-    let table: toml::Table = toml::from_str(&text)?;
-    match table.get("sequencer") {
-        Some(toml::Value::Table(sequencer)) => Ok(sequencer.clone()),
-        _ => bail!("no [sequencer] section"),
-    }
+/// A base port for a `cairn-node dev` cluster of `nodes` whose ports are free now.
+pub(crate) fn free_base_port(nodes: u16) -> anyhow::Result<u16> {
+    node::dev_process::free_base_port(nodes).context("no free ports for a dev cluster")
 }
 
 /// Processes this benchmark started and the directory of their data: on drop the processes
@@ -203,123 +181,100 @@ impl Drop for Started {
     }
 }
 
-/// A base port such that `count` consecutive ports from it are free now.
-pub(crate) fn free_port_range(count: u16) -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let base = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        // `dev` uses BASE.. for the APIs, BASE+100.. for Raft and BASE+300 for its dev issuer.
-        if base.checked_add(300 + count).is_none() {
-            continue;
-        }
-        let free = (base..base + count)
-            .chain(base + 100..base + 100 + count)
-            .chain([base + 300])
-            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
-        if free {
-            return Ok(base);
-        }
-    }
-    bail!("found no {count} consecutive free ports on 127.0.0.1")
+/// `count` distinct free ports on 127.0.0.1, bound together so none repeats and released just
+/// before the processes bind them.
+pub(crate) fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let ports = listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()));
+    ports.collect()
 }
 
-/// Finds the `cairn-node` binary: next to this executable (same cargo target directory), else
-/// on PATH.
-pub(crate) fn find_node_binary() -> anyhow::Result<PathBuf> {
+/// `dir` in `parent`, emptied: where a started cluster keeps its data.
+pub(crate) fn fresh_dir(parent: &Path, dir: &str) -> anyhow::Result<PathBuf> {
+    let dir = parent.join(format!("cairn-bench-{dir}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Finds the binary `name`: next to this executable (same cargo target directory), else on
+/// PATH; `hint` says how to get it.
+pub(crate) fn find_binary(name: &str, hint: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    if let Some(dir) = exe.parent() {
-        let sibling = dir.join("cairn-node");
-        if sibling.is_file() {
-            return Ok(sibling);
-        }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("cairn-node");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    bail!(
-        "cairn-node not found next to {} or on PATH; build it first with \
-         `cargo build --release -p node --bin cairn-node`, or pass --node-bin",
-        exe.display()
-    )
-}
-
-/// CPU time and memory of one process, from /proc.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ProcSample {
-    /// User + system CPU time, in clock ticks.
-    pub(crate) cpu_ticks: u64,
-    /// Resident set size now, in KiB.
-    pub(crate) rss_kib: u64,
-    /// Peak resident set size, in KiB.
-    pub(crate) peak_rss_kib: u64,
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    (exe.parent().into_iter().map(Path::to_path_buf))
+        .chain(std::env::split_paths(&path))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| {
+            format!(
+                "{name} not found next to {} or on PATH: {hint}",
+                exe.display()
+            )
+        })
 }
 
 /// The kernel reports /proc CPU times in USER_HZ, which Linux fixes at 100 on every
 /// architecture this runs on (it is part of the /proc ABI, independent of CONFIG_HZ).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// Reads /proc/<pid>/stat and /proc/<pid>/status; `None` if the process is gone.
-pub(crate) fn sample_process(pid: &str) -> Option<ProcSample> {
+/// CPU ticks (user + system), resident and peak resident KiB of one process, from /proc;
+/// `None` if the process is gone.
+fn sample_process(pid: &str) -> Option<[u64; 3]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are at positions 11 and 12 after the name.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last
+    // ')'; fields 14 and 15 (utime, stime) are then at positions 11 and 12.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|value| value.parse().ok())
+        let line = status.lines().find_map(|line| line.strip_prefix(name));
+        line.and_then(|rest| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
     };
-    Some(ProcSample {
-        cpu_ticks: utime + stime,
-        rss_kib: kib("VmRSS:"),
-        peak_rss_kib: kib("VmHWM:"),
-    })
+    Some([ticks, kib("VmRSS:"), kib("VmHWM:")])
 }
 
-/// Busy CPU time of the whole machine, in clock ticks, from the `cpu` line of /proc/stat: to
-/// tell how much of the machine other work (another engineer's build) took.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct MachineSample {
-    busy: u64,
-}
-
-pub(crate) fn sample_machine() -> Option<MachineSample> {
+/// Busy CPU ticks of the whole machine (the `cpu` line of /proc/stat): to tell how much of it
+/// other work (another engineer's build) took.
+fn sample_machine() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().find(|line| line.starts_with("cpu "))?;
     let ticks: Vec<u64> = line
         .split_whitespace()
         .skip(1)
-        .filter_map(|field| field.parse().ok())
+        .filter_map(|f| f.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let total: u64 = ticks.iter().take(8).sum();
     let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
-    Some(MachineSample {
-        busy: total.saturating_sub(idle),
-    })
+    Some(ticks.iter().take(8).sum::<u64>().saturating_sub(idle))
 }
 
-/// Busy percent of one core over a window, machine-wide (200% = both cores of 2 busy).
-pub(crate) fn machine_busy_percent(
-    start: MachineSample,
-    end: MachineSample,
-    window: Duration,
-) -> f64 {
-    end.busy.saturating_sub(start.busy) as f64 / TICKS_PER_SECOND / window.as_secs_f64().max(1e-9)
-        * 100.0
+/// CPU and memory samples of some processes, of this benchmark and of the machine.
+#[derive(Debug)]
+pub(crate) struct Sample {
+    processes: Vec<Option<[u64; 3]>>,
+    bench: Option<[u64; 3]>,
+    machine: Option<u64>,
+}
+
+impl Sample {
+    pub(crate) fn take(pids: &[u32]) -> Sample {
+        let processes = pids
+            .iter()
+            .map(|pid| sample_process(&pid.to_string()))
+            .collect();
+        let (bench, machine) = (sample_process("self"), sample_machine());
+        Sample {
+            processes,
+            bench,
+            machine,
+        }
+    }
 }
 
 /// CPU use and memory of one process over the measured window.
@@ -332,21 +287,55 @@ pub(crate) struct ProcessUsage {
     pub(crate) peak_rss_mib: f64,
 }
 
-pub(crate) fn usage(
-    name: String,
-    start: ProcSample,
-    end: ProcSample,
-    window: Duration,
-) -> ProcessUsage {
-    let seconds = window.as_secs_f64().max(1e-9);
-    ProcessUsage {
-        name,
-        cpu_percent: end.cpu_ticks.saturating_sub(start.cpu_ticks) as f64
-            / TICKS_PER_SECOND
-            / seconds
-            * 100.0,
-        rss_mib: end.rss_kib as f64 / 1024.0,
-        peak_rss_mib: end.peak_rss_kib as f64 / 1024.0,
+/// Usage over a window, from two samples.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    pub(crate) processes: Vec<ProcessUsage>,
+    pub(crate) bench: Option<ProcessUsage>,
+    /// The whole machine's busy CPU, percent of one core.
+    pub(crate) machine: Option<f64>,
+    /// The part of it neither the sampled processes nor this benchmark used (other builds and
+    /// tests); only meaningful when every process is known.
+    pub(crate) other: Option<f64>,
+}
+
+impl Usage {
+    /// Usage between two samples `window` apart; process i is named `name` i+1.
+    pub(crate) fn between(before: &Sample, after: &Sample, window: Duration, name: &str) -> Usage {
+        let percent =
+            |ticks: u64| ticks as f64 / TICKS_PER_SECOND / window.as_secs_f64().max(1e-9) * 100.0;
+        let usage = |name: String, before: Option<[u64; 3]>, after: Option<[u64; 3]>| {
+            let ([before, ..], [ticks, rss, peak]) = (before?, after?);
+            let (rss_mib, peak_rss_mib) = (rss as f64 / 1024.0, peak as f64 / 1024.0);
+            let cpu_percent = percent(ticks.saturating_sub(before));
+            Some(ProcessUsage {
+                name,
+                cpu_percent,
+                rss_mib,
+                peak_rss_mib,
+            })
+        };
+        let processes: Vec<ProcessUsage> = (before.processes.iter().zip(&after.processes))
+            .enumerate()
+            .filter_map(|(i, (before, after))| usage(format!("{name}{}", i + 1), *before, *after))
+            .collect();
+        let bench = usage("cairn-bench".into(), before.bench, after.bench);
+        let machine =
+            (before.machine.zip(after.machine)).map(|(a, b)| percent(b.saturating_sub(a)));
+        let other = machine.filter(|_| !processes.is_empty()).map(|machine| {
+            let ours = processes
+                .iter()
+                .chain(&bench)
+                .map(|u| u.cpu_percent)
+                .sum::<f64>();
+            (machine - ours).max(0.0)
+        });
+        Usage {
+            processes,
+            bench,
+            machine,
+            other,
+        }
     }
 }
 
@@ -420,51 +409,6 @@ impl PromHistogram {
     }
 }
 
-/// Prints a run's errors (and retries) by kind, each process's CPU and memory, and the
-/// machine's CPU (the detail lines under a run's headline).
-pub(crate) fn print_errors_and_usage(
-    errors: &crate::stats::Tally,
-    retries: Option<&crate::stats::Tally>,
-    processes: &[ProcessUsage],
-    bench: Option<&ProcessUsage>,
-    machine_cpu_percent: Option<f64>,
-    other_cpu_percent: Option<f64>,
-) {
-    let tally = |tally: &crate::stats::Tally| {
-        let kinds: Vec<String> = tally
-            .iter()
-            .map(|(kind, count)| format!("{kind}: {count}"))
-            .collect();
-        if kinds.is_empty() {
-            "none".to_string()
-        } else {
-            kinds.join(", ")
-        }
-    };
-    match retries {
-        Some(retries) => println!("  errors: {}; retries: {}", tally(errors), tally(retries)),
-        None => println!("  errors: {}", tally(errors)),
-    }
-    let usage = processes
-        .iter()
-        .chain(bench)
-        .map(|u| format!("{} {:.0}% CPU {:.0} MiB", u.name, u.cpu_percent, u.rss_mib))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !usage.is_empty() {
-        println!("  processes: {usage}");
-    }
-    if let Some(machine) = machine_cpu_percent {
-        println!(
-            "  machine CPU {machine:.0}% of {}%{}",
-            100 * std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            other_cpu_percent.map_or(String::new(), |other| format!(
-                ", of which other processes {other:.0}%"
-            ))
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -502,7 +446,7 @@ mod tests {
 
     #[test]
     fn this_process_can_be_sampled() {
-        let sample = sample_process("self").unwrap();
-        assert!(sample.rss_kib > 0);
+        let [_, rss, peak] = sample_process("self").unwrap();
+        assert!(rss > 0 && peak >= rss);
     }
 }

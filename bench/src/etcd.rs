@@ -1,17 +1,16 @@
-//! The peer Cairn is compared with: a 3-member etcd cluster (Debian's `etcd-server`) started on
-//! loopback by the benchmark itself, driven with puts through etcd's gRPC API.
+//! `cairn-bench peer`: Cairn's verified appends and etcd's puts, side by side: the same machine
+//! and disk, member count, client counts (client i talks to member i mod n) and payload size (an
+//! etcd value is as long as a Cairn log entry). They run one after the other, never at once;
+//! the result per client count is Cairn appends/s ÷ etcd puts/s.
 //!
-//! Like Cairn's nodes, every member fsyncs its write-ahead log before a put is acknowledged
-//! (etcd's default; the benchmark never passes `--unsafe-no-fsync`), and the data directories
-//! are under the same parent directory as the Cairn clusters', so on the same disk. Any etcd
-//! the system runs (a package's service on port 2379) is left alone: ours use free ports and
-//! their own directories.
+//! The peer: a 3-member etcd cluster (Debian's `etcd-server`) that the
+//! benchmark starts on loopback, on free ports and under the same parent directory as Cairn's
+//! data (so the same disk), driven with puts through etcd's gRPC API. Members fsync before
+//! acknowledging, as Cairn's nodes do (etcd's default). Any etcd the system runs is left alone.
 //!
-//! What counts: a put whose answer carries a response header with a revision above every
-//! revision this client saw before (etcd's revisions grow with every write). After the run a
-//! sample of the keys written (every [`READBACK_EVERY`]th put) is read back from another member
-//! and must hold exactly the value written, at the revision the put reported; any mismatch
-//! fails the run.
+//! What counts: a put whose answer's revision is above every revision its client saw. After the
+//! run every [`READBACK_EVERY`]th put is read back from another member and must hold exactly
+//! the value written, at the revision acknowledged; any mismatch fails the run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,9 +20,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
+use crate::appends::RunResult;
 use crate::cluster::{ProcessUsage, Started};
-use crate::run::{self, Context, Done, Failure, Phases, Target, Workload};
-use crate::stats::{LatencySummary, Tally, per_second};
+use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
+use crate::stats::{LatencySummary, per_second};
 
 /// Every `READBACK_EVERY`th put of each client is read back after the run.
 pub(crate) const READBACK_EVERY: u64 = 64;
@@ -32,17 +32,9 @@ pub(crate) const READBACK_EVERY: u64 = 64;
 pub(crate) const INSTALL_HINT: &str =
     "install Debian's etcd server: `apt-get install -y etcd-server` (or pass --etcd-bin)";
 
-/// Finds the `etcd` binary on PATH (Debian installs it as /usr/bin/etcd).
+/// Finds the `etcd` binary (Debian installs it as /usr/bin/etcd).
 pub(crate) fn find_etcd_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join("etcd");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    bail!("etcd not found on PATH: {INSTALL_HINT}")
+    crate::cluster::find_binary("etcd", INSTALL_HINT)
 }
 
 /// `etcd --version`'s first line, e.g. "etcd Version: 3.4.23".
@@ -79,7 +71,8 @@ pub(crate) struct EtcdCluster {
     /// Client URLs, member i at position i.
     pub(crate) endpoints: Vec<String>,
     pub(crate) pids: Vec<u32>,
-    processes: Started,
+    /// The members' processes and data directory, stopped and removed (unless kept) on drop.
+    pub(crate) processes: Started,
 }
 
 impl EtcdCluster {
@@ -91,18 +84,8 @@ impl EtcdCluster {
         parent: &Path,
     ) -> anyhow::Result<EtcdCluster> {
         anyhow::ensure!((1..=7).contains(&members), "1 to 7 etcd members");
-        let dir = parent.join(format!("cairn-bench-etcd-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut ports = Vec::new();
-        // Bound together so no two are the same; released just before etcd binds them.
-        let listeners: Vec<std::net::TcpListener> = (0..members * 2)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-            .collect::<Result<_, _>>()?;
-        for listener in &listeners {
-            ports.push(listener.local_addr()?.port());
-        }
-        drop(listeners);
+        let dir = crate::cluster::fresh_dir(parent, "etcd")?;
+        let ports = crate::cluster::free_ports(members * 2)?;
         let client_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i]);
         let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
         let initial_cluster = (0..members)
@@ -117,29 +100,18 @@ impl EtcdCluster {
         for i in 0..members {
             let name = format!("m{}", i + 1);
             let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+            let (client, peer) = (client_url(i), peer_url(i));
+            let settings = format!(
+                "--name {name} --listen-client-urls {client} --advertise-client-urls {client} \
+                 --listen-peer-urls {peer} --initial-advertise-peer-urls {peer} \
+                 --initial-cluster {initial_cluster} --initial-cluster-token cairn-bench-{} \
+                 --initial-cluster-state new --logger zap --log-level warn",
+                std::process::id()
+            );
             let child = Command::new(bin)
-                .arg("--name")
-                .arg(&name)
+                .args(settings.split_whitespace())
                 .arg("--data-dir")
                 .arg(dir.join(&name))
-                .arg("--listen-client-urls")
-                .arg(client_url(i))
-                .arg("--advertise-client-urls")
-                .arg(client_url(i))
-                .arg("--listen-peer-urls")
-                .arg(peer_url(i))
-                .arg("--initial-advertise-peer-urls")
-                .arg(peer_url(i))
-                .arg("--initial-cluster")
-                .arg(&initial_cluster)
-                .arg("--initial-cluster-token")
-                .arg(format!("cairn-bench-{}", std::process::id()))
-                .arg("--initial-cluster-state")
-                .arg("new")
-                .arg("--logger")
-                .arg("zap")
-                .arg("--log-level")
-                .arg("warn")
                 // Debian's package reads defaults from the environment (ETCD_*); clear the
                 // ones that would change what we measure.
                 .env_remove("ETCD_UNSAFE_NO_FSYNC")
@@ -187,14 +159,6 @@ impl EtcdCluster {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-
-    pub(crate) fn keep_data(&mut self) {
-        self.processes.keep = true;
-    }
-
-    pub(crate) fn data_dir(&self) -> &Path {
-        &self.processes.dir
-    }
 }
 
 async fn put_once(endpoint: &str) -> anyhow::Result<()> {
@@ -227,27 +191,27 @@ fn key(client: usize, sequence: u64, run: &str) -> String {
 }
 
 /// One etcd run's results.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct EtcdRun {
     pub(crate) members: usize,
-    pub(crate) clients: usize,
-    pub(crate) warmup_s: f64,
-    pub(crate) measured_s: f64,
     pub(crate) value_bytes: usize,
     pub(crate) key_bytes: usize,
     pub(crate) puts_per_second: f64,
     pub(crate) acknowledged_puts: u64,
     pub(crate) latency: LatencySummary,
-    pub(crate) errors: Tally,
     /// Puts read back after the run (value and revision checked), and how many disagreed.
     pub(crate) readback_checked: u64,
     pub(crate) readback_failed: u64,
     pub(crate) member_usage: Vec<ProcessUsage>,
-    pub(crate) bench_usage: Option<ProcessUsage>,
-    pub(crate) machine_cpu_percent: Option<f64>,
-    pub(crate) other_cpu_percent: Option<f64>,
-    pub(crate) timeline: Vec<u64>,
+    #[serde(flatten)]
+    pub(crate) window: run::Window,
 }
+
+/// The columns of an etcd run, as `peer` prints it.
+pub(crate) const COLUMNS: &str = "members=members | clients=clients \
+    | puts/s=puts_per_second:0 | p50 ms=latency.p50_ms:1 | p99 ms=latency.p99_ms:1 \
+    | errors=errors:sum | read back=readback_checked | wrong=readback_failed \
+    | member CPU %=member_usage:cpu | other CPU %=other_cpu_percent:0";
 
 /// Closed-loop puts of `value_bytes` values; client i is connected to member i mod n only, as
 /// Cairn's client i talks to node i mod n.
@@ -305,7 +269,7 @@ impl Workload for PutLoad {
             Some(revision) if revision > *last_revision => {
                 *last_revision = revision;
                 if sequence.is_multiple_of(READBACK_EVERY) {
-                    lock(&self.samples).push((*id, *sequence, revision));
+                    run::lock(&self.samples).push((*id, *sequence, revision));
                 }
                 Ok(Done::read("puts"))
             }
@@ -319,25 +283,17 @@ impl Workload for PutLoad {
 /// reads a sample of the puts back.
 pub(crate) async fn run_puts(
     cluster: &EtcdCluster,
-    clients: usize,
+    mut phases: Phases,
     value_bytes: usize,
-    warmup: Duration,
-    duration: Duration,
 ) -> anyhow::Result<EtcdRun> {
     let load = Arc::new(PutLoad {
         endpoints: cluster.endpoints.clone(),
-        run: format!("{:08x}", rand_tag()),
+        run: crate::workload::random_tag()?,
         value_bytes,
         samples: Mutex::new(Vec::new()),
     });
-    let phases = Phases {
-        clients,
-        warmup,
-        duration,
-        rate: None,
-        profile: false,
-        unit: "puts",
-    };
+    // etcd has no Cairn `/metrics` to find a leader to profile by.
+    (phases.profile, phases.unit) = (false, "puts");
     let target = Target {
         urls: &[],
         pids: &cluster.pids,
@@ -346,7 +302,7 @@ pub(crate) async fn run_puts(
     let measured = run::measure(&load, &phases, target).await?;
     let window = measured.window;
     let (ok, latencies) = measured.total(&[]);
-    let samples = std::mem::take(&mut *lock(&load.samples));
+    let samples = std::mem::take(&mut *run::lock(&load.samples));
     let (readback_checked, readback_failed) =
         read_back(cluster, &load.run, value_bytes, &samples).await?;
     if readback_failed > 0 {
@@ -357,22 +313,15 @@ pub(crate) async fn run_puts(
     }
     Ok(EtcdRun {
         members: cluster.endpoints.len(),
-        clients,
-        warmup_s: warmup.as_secs_f64(),
-        measured_s: window.as_secs_f64(),
         value_bytes,
         key_bytes: key(0, 0, &load.run).len(),
         puts_per_second: per_second(ok, window),
         acknowledged_puts: ok,
         latency: latencies.summary(),
-        errors: measured.errors,
         readback_checked,
         readback_failed,
-        member_usage: measured.usage.processes,
-        bench_usage: measured.usage.bench,
-        machine_cpu_percent: measured.usage.machine,
-        other_cpu_percent: measured.usage.other,
-        timeline: measured.timeline,
+        member_usage: measured.processes,
+        window: measured.record,
     })
 }
 
@@ -403,18 +352,157 @@ async fn read_back(
     Ok((checked, failed))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain counters: a panic elsewhere cannot leave them inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The `peer` subcommand's arguments (also the settings `cairn-bench report` passes).
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct PeerArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Cairn nodes and etcd members.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) members: u16,
+    /// etcd value size in bytes. Default: the mean size of the Cairn log entries of the same
+    /// run (a hashedrekord entry, about 488 bytes).
+    #[arg(long)]
+    pub(crate) value_bytes: Option<usize>,
+    /// The etcd binary. Default: `etcd` on PATH (Debian: `apt-get install -y etcd-server`).
+    #[arg(long)]
+    pub(crate) etcd_bin: Option<PathBuf>,
 }
 
-/// A random tag so runs against one cluster never write the same key.
-fn rand_tag() -> u32 {
-    let mut bytes = [0u8; 4];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    u32::from_be_bytes(bytes)
+/// One client count's comparison.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Ratio {
+    pub(crate) clients: usize,
+    pub(crate) cairn_appends_per_second: f64,
+    pub(crate) etcd_puts_per_second: f64,
+    /// Cairn appends/s ÷ etcd puts/s (the target is at least 3).
+    pub(crate) ratio: f64,
+    pub(crate) cairn_p99_ms: f64,
+    pub(crate) etcd_p99_ms: f64,
+}
+
+/// The whole comparison.
+#[derive(Debug, Serialize)]
+pub(crate) struct PeerReport {
+    pub(crate) environment: Environment,
+    pub(crate) etcd_version: String,
+    /// PIDs of etcd processes this benchmark did not start (left alone; idle unless used).
+    pub(crate) foreign_etcd_pids: Vec<u32>,
+    pub(crate) cairn: Vec<RunResult>,
+    pub(crate) etcd: Vec<EtcdRun>,
+    pub(crate) ratios: Vec<Ratio>,
+}
+
+/// Runs Cairn then etcd for every client count and returns both with their ratios.
+pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
+    args.run.check()?;
+    anyhow::ensure!((1..=7).contains(&args.members), "--members must be 1 to 7");
+    if let Some(bytes) = args.value_bytes {
+        anyhow::ensure!(
+            (16..=1_048_576).contains(&bytes),
+            "--value-bytes must be 16 to 1048576"
+        );
+    }
+    // Fail before anything starts if etcd is missing.
+    let etcd_bin = args.etcd_bin.clone().map_or_else(find_etcd_binary, Ok)?;
+    let etcd_version = etcd_version(&etcd_bin)?;
+    let environment = Environment::read();
+    eprintln!("peer: {etcd_version}");
+
+    // Cairn first.
+    let appends = crate::appends::AppendsArgs::with(args.run.clone());
+    let cairn = args.run.start_cluster(args.members, &[])?;
+    let mut cairn_runs = Vec::new();
+    let result = crate::appends::run_all(&appends, &cairn, &mut cairn_runs).await;
+    eprintln!("stopping the Cairn cluster");
+    tokio::task::block_in_place(|| drop(cairn));
+    result?;
+
+    // Then etcd, with the Cairn entries' size.
+    let value_bytes = args
+        .value_bytes
+        .or_else(|| cairn_runs.first().map(|run| run.leaf_bytes))
+        .context("no Cairn run to take the entry size from")?;
+    let foreign_etcd_pids = foreign_etcd_pids(&[]);
+    if !foreign_etcd_pids.is_empty() {
+        eprintln!(
+            "note: etcd processes not started by this benchmark are running ({foreign_etcd_pids:?}); \
+             they are left alone (ours use other ports and directories) and their CPU shows as \
+             \"other\""
+        );
+    }
+    eprintln!(
+        "starting a {}-member etcd cluster ({}), values of {value_bytes} bytes",
+        args.members,
+        etcd_bin.display()
+    );
+    let mut etcd_cluster =
+        EtcdCluster::start(&etcd_bin, usize::from(args.members), &args.run.parent()).await?;
+    etcd_cluster.processes.keep = args.run.keep_data;
+    let mut etcd_runs = Vec::new();
+    let result = async {
+        for &clients in &args.run.clients {
+            eprintln!("etcd, {clients} clients");
+            let run = run_puts(&etcd_cluster, args.run.phases(clients), value_bytes).await?;
+            crate::run::print_run(COLUMNS, &run);
+            etcd_runs.push(run);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    eprintln!("stopping the etcd cluster");
+    tokio::task::block_in_place(|| drop(etcd_cluster));
+    result?;
+
+    let ratios = cairn_runs
+        .iter()
+        .zip(&etcd_runs)
+        .map(|(cairn, etcd)| Ratio {
+            clients: cairn.window.clients,
+            cairn_appends_per_second: cairn.appends_per_second,
+            etcd_puts_per_second: etcd.puts_per_second,
+            ratio: if etcd.puts_per_second > 0.0 {
+                cairn.appends_per_second / etcd.puts_per_second
+            } else {
+                0.0
+            },
+            cairn_p99_ms: cairn.latency.p99_ms,
+            etcd_p99_ms: etcd.latency.p99_ms,
+        })
+        .collect();
+    Ok(PeerReport {
+        environment,
+        etcd_version,
+        foreign_etcd_pids,
+        cairn: cairn_runs,
+        etcd: etcd_runs,
+        ratios,
+    })
+}
+
+/// The `peer` subcommand: run, print, write JSON.
+pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
+    let report = run_peer(&args).await?;
+    args.run.finish(&report, peer_table)
+}
+
+/// The Markdown table of a `peer` report (also the suite report's): one row per client count.
+pub(crate) fn peer_table(report: &serde_json::Value) -> String {
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let rows: Vec<serde_json::Value> = (list("ratios").into_iter().zip(list("cairn")))
+        .zip(list("etcd"))
+        .map(|((ratio, cairn), etcd)| serde_json::json!({ "ratio": ratio, "cairn": cairn, "etcd": etcd }))
+        .collect();
+    crate::stats::table(
+        "clients=ratio.clients | Cairn appends/s=ratio.cairn_appends_per_second:0 \
+         | Cairn p50 ms=cairn.latency.p50_ms:1 | Cairn p99 ms=cairn.latency.p99_ms:1 \
+         | etcd puts/s=ratio.etcd_puts_per_second:0 | etcd p50 ms=etcd.latency.p50_ms:1 \
+         | etcd p99 ms=etcd.latency.p99_ms:1 | Cairn ÷ etcd=ratio.ratio:2 \
+         | Cairn node CPU %=cairn.node_usage:cpu | etcd member CPU %=etcd.member_usage:cpu \
+         | other CPU % (Cairn)=cairn.other_cpu_percent:0 \
+         | other CPU % (etcd)=etcd.other_cpu_percent:0",
+        &rows,
+    )
 }
 
 #[cfg(test)]

@@ -1,28 +1,15 @@
 //! `cairn-bench fill`: grows the artifact log of a *stopped* `cairn-node dev` cluster to a given
 //! size, fast, through the node's own code.
 //!
-//! Filling 10^7 entries through the public API at a few thousand verified appends per second
-//! would take most of an hour, so the scale benchmark grows the log between its measurement
-//! points here instead. This command opens every node's data directory of the stopped cluster
-//! with the node library (`node::node::Node::start`, the same call `cairn-node run` makes, over
-//! the same redb files, cluster certificates and mutual-TLS Raft transport), waits for a leader,
-//! and hands it batches of pre-built entries with `raft.client_write`: each batch is one Raft
-//! entry, fsynced on a quorum, replicated to every node and applied by every replica with
-//! `state_machine::apply` (leaves, dedup and search indexes, tiles, a signed checkpoint per
-//! batch). What it skips is only the HTTP request, the per-request decoding and ECDSA
-//! verification, and the sequencer's pooling: the batches are exactly what the sequencer
-//! proposes at full load (`batch_leaves_max`, 4096 by default).
-//!
-//! Every entry is a distinct Rekor v2 hashedrekord whose ECDSA P-256 signature is valid (a
-//! fresh key per batch), in the canonical form `tlog::entry` makes, so the filled log is one
-//! any client can verify. Nothing here is reachable from a node's HTTP API, and the cluster
-//! must be stopped: redb refuses a database another process holds open.
-//!
-//! At the end every node has applied everything, every replica's head must equal the
-//! leader's, the head's checkpoint must verify under the log key, and each node takes a Raft
-//! snapshot and purges the log it covers, as a long-running node would have by then; a node that
-//! joins later catches up from that snapshot by fetching entry bundles, the designed path for
-//! a large log.
+//! Filling 10^7 entries through the public API would take most of an hour, so the scale
+//! benchmark grows the log here between its measurement points: every node of the stopped
+//! cluster is started in this process with `Node::start` (as `cairn-node run` does, over the
+//! same files and mutual-TLS Raft), and the leader gets batches of distinct, validly signed
+//! hashedrekord entries through `raft.client_write`, each fsynced on a quorum and applied by
+//! every replica. Only HTTP, request decoding, ECDSA checks and the sequencer's pooling are
+//! skipped; the batches are what the sequencer proposes at full load. At the end every head
+//! must equal the leader's, its checkpoint must verify, and each node snapshots and purges its
+//! Raft log, so a node that joins later catches up from the snapshot as on a long-running log.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -102,17 +89,8 @@ pub(crate) struct FillResult {
     pub(crate) written_bytes_per_entry: Option<f64>,
     /// The leader's signed checkpoint after every batch (C2SP signed notes), oldest first:
     /// trusted sizes and roots for consistency proofs later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) checkpoints: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ClusterJson {
-    nodes: Vec<ClusterNode>,
-}
-
-#[derive(Deserialize)]
-struct ClusterNode {
-    config: PathBuf,
 }
 
 /// The config files of a `cairn-node dev` cluster, from its cluster.json.
@@ -120,10 +98,13 @@ pub(crate) fn node_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let path = dir.join("cluster.json");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {} (is it a cairn-node dev dir?)", path.display()))?;
-    let json: ClusterJson =
+    let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    ensure!(!json.nodes.is_empty(), "{}: no nodes", path.display());
-    Ok(json.nodes.into_iter().map(|node| node.config).collect())
+    let configs: Vec<PathBuf> = (json["nodes"].as_array().into_iter().flatten())
+        .filter_map(|node| node["config"].as_str().map(PathBuf::from))
+        .collect();
+    ensure!(!configs.is_empty(), "{}: no nodes", path.display());
+    Ok(configs)
 }
 
 /// `cairn-bench fill`.
@@ -175,8 +156,9 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
                 file.data_dir.display()
             )
         })?;
-    let listener = bind(file.listen).await?;
-    let cluster_listener = bind(file.cluster_listen).await?;
+    // Retried briefly: the cluster's processes may have just exited.
+    let listener = node::process::bind(file.listen).await?;
+    let cluster_listener = node::process::bind(file.cluster_listen).await?;
     let (stop, stopped) = tokio::sync::watch::channel(());
     let until = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
         let _ = stopped.changed().await;
@@ -202,39 +184,14 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
     })
 }
 
-/// Binds, retrying briefly: the cluster's processes may have just exited.
-async fn bind(address: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let mut attempts = 0;
-    loop {
-        match tokio::net::TcpListener::bind(address).await {
-            Ok(listener) => return Ok(listener),
-            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && attempts < 40 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(error) => {
-                return Err(error).with_context(|| {
-                    format!("listening on {address} (is the cluster still running?)")
-                });
-            }
-        }
-    }
-}
-
 /// Grows the log of the stopped cluster in `args.dir`; the nodes run in this process only
 /// until it returns.
 pub(crate) async fn fill(args: &FillArgs) -> anyhow::Result<FillResult> {
     ensure!(
-        (1..=BATCH_MAX).contains(&args.batch),
-        "--batch must be 1 to {BATCH_MAX}"
-    );
-    ensure!(
-        (1..=64).contains(&args.in_flight),
-        "--in-flight must be 1 to 64"
-    );
-    ensure!(
-        (1..=64).contains(&args.sign_threads),
-        "--sign-threads must be 1 to 64"
+        (1..=BATCH_MAX).contains(&args.batch)
+            && (1..=64).contains(&args.in_flight)
+            && (1..=64).contains(&args.sign_threads),
+        "--batch must be 1 to {BATCH_MAX}, --in-flight and --sign-threads 1 to 64"
     );
     let configs = node_configs(&args.dir)?;
     let mut nodes = Vec::new();
@@ -480,25 +437,17 @@ async fn settle(
         .last_applied
         .map_or(0, |id| id.index);
     let deadline = Instant::now() + Duration::from_secs(600);
+    // openraft's own waits on a node's metrics, bounded by what is left of the ten minutes.
+    let wait = |node: &Node| {
+        node.raft()
+            .wait(Some(deadline.saturating_duration_since(Instant::now())))
+    };
     for running in nodes {
         let node = &running.node;
-        loop {
-            let applied = node
-                .raft()
-                .metrics()
-                .borrow()
-                .last_applied
-                .map_or(0, |id| id.index);
-            if applied >= target {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "node {} applied only up to {applied} of {target}",
-                node.id()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait(node)
+            .applied_index_at_least(Some(target), "applied")
+            .await
+            .with_context(|| format!("node {} did not apply up to {target}", node.id()))?;
         let theirs = head_of(node)?;
         ensure!(
             theirs.tree_size == head.tree_size && theirs.root == head.root,
@@ -511,28 +460,23 @@ async fn settle(
         );
     }
     for running in nodes {
-        let raft = &running.node.raft();
+        let (node, raft) = (&running.node, running.node.raft());
+        let error = |what: &str| format!("node {}: {what} at {target}", node.id());
         raft.trigger()
             .snapshot()
             .await
-            .map_err(|error| anyhow::anyhow!("triggering a snapshot: {error}"))?;
-        loop {
-            let metrics = raft.metrics().borrow().clone();
-            let snapshot = metrics.snapshot.map_or(0, |id| id.index);
-            if snapshot >= target {
-                break;
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "node {}: no snapshot at {target}",
-                running.node.id()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .with_context(|| error("triggering a snapshot"))?;
+        wait(node)
+            .metrics(
+                |m| m.snapshot.is_some_and(|id| id.index >= target),
+                "snapshot",
+            )
+            .await
+            .with_context(|| error("no snapshot"))?;
         raft.trigger()
             .purge_log(target)
             .await
-            .map_err(|error| anyhow::anyhow!("purging the Raft log: {error}"))?;
+            .with_context(|| error("purging the Raft log"))?;
     }
     Ok(())
 }

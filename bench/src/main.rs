@@ -9,10 +9,11 @@
 //!
 //! Module map: `run` holds what every load subcommand shares (the run arguments, and the one
 //! phase loop that drives a `Workload`: prepare, issue, verify); `appends`, `reads`,
-//! `certificates`, `etcd` (with `peer`) and `witnessing` are its workloads and reports; `net`
-//! is the HTTP client, `verify` the append answers' check through the `client` library,
-//! `workload` the pre-signed requests; `scale` and `fill` grow the log and measure it at each
-//! size; `report` runs the whole suite and writes it up.
+//! `certificates`, `etcd` (with `peer`, etcd next to Cairn) and `witnessing` are its workloads
+//! and reports; `net` is the HTTP client, `verify` the checks of answers through the `client`
+//! library, `workload` the pre-signed requests, `stats` the percentiles and the one Markdown
+//! table; `scale` and `fill` grow the log and measure it at each size; `report` runs the whole
+//! suite and writes it up.
 
 mod appends;
 mod certificates;
@@ -20,7 +21,6 @@ mod cluster;
 mod etcd;
 mod fill;
 mod net;
-mod peer;
 mod profile;
 mod reads;
 mod report;
@@ -70,7 +70,8 @@ enum Commands {
     ///
     /// Starts a `cairn-node dev` cluster (rate limit off), gives each client a token from the
     /// dev issuer and a CSR, and posts /api/v2/signingCert in a closed loop; every certificate
-    /// is checked (leaf signature, SCT) before it counts. Each certificate is two commits.
+    /// is checked as a client checks it (chain to the trusted root, SCT) before it counts. Each
+    /// certificate is two commits.
     Certificates(certificates::CertificatesArgs),
     /// Cairn next to etcd: verified appends/s and etcd puts/s, same clients, same payload size.
     ///
@@ -83,7 +84,7 @@ enum Commands {
     ///   cargo build --release -p node --bin cairn-node
     ///
     ///   cargo run --release -p bench --bin cairn-bench -- peer --clients 16,64,256 --json peer.json
-    Peer(peer::PeerArgs),
+    Peer(etcd::PeerArgs),
     /// Verified reads/s of the public log API on a pre-filled log: checkpoints, tiles, entry
     /// bundles, inclusion and consistency proofs.
     ///
@@ -114,13 +115,13 @@ enum Commands {
     /// One witness process, for `witnessing` (internal).
     #[command(hide = true)]
     WitnessServer(witnessing::WitnessServerArgs),
-    /// The whole suite in one command, written up: JSON, a Markdown page and SVG plots.
+    /// The whole suite in one command, written up: JSON and a Markdown page of tables.
     ///
     /// Runs each part as a child process of this binary with the report's settings (appends
     /// on 1 and 3 nodes at several client counts, the keyless CA), each with the leader's CPU
     /// profile, then writes OUT/report.json, OUT/README.md (where Cairn stands against
-    /// its design targets, and the bottleneck of each target not met), OUT/*.svg and each
-    /// part's raw JSON in OUT/raw/. `scripts/bench-report` installs what it needs, builds and
+    /// its design targets, the bottleneck of each target not met, and each part's table) and
+    /// each part's raw JSON in OUT/raw/. `scripts/bench-report` installs what it needs, builds and
     /// runs it:
     ///
     ///   scripts/bench-report
@@ -149,7 +150,7 @@ fn main() -> anyhow::Result<()> {
             .run
             .runtime()?
             .block_on(certificates::certificates(args)),
-        Commands::Peer(args) => args.run.runtime()?.block_on(peer::peer(args)),
+        Commands::Peer(args) => args.run.runtime()?.block_on(etcd::peer(args)),
         Commands::Reads(args) => args.run.runtime()?.block_on(reads::reads(args)),
         Commands::Mix(mut args) => {
             args.appends_percent.get_or_insert(10.0);

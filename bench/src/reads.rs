@@ -1,22 +1,14 @@
 //! `cairn-bench reads` and `cairn-bench mix`: reads of the public log API (checkpoints, hash
-//! tiles, entry bundles, inclusion and consistency proofs) on a cluster holding a pre-filled
-//! log, alone or mixed with appends.
+//! tiles, entry bundles, inclusion and consistency proofs) on a pre-filled log, alone or mixed
+//! with appends.
 //!
-//! Every counted read is verified, so a fast but wrong server cannot score:
-//! - before the run, the benchmark appends `--prefill` entries (each verified as `appends`
-//!   does), fetches and verifies a signed checkpoint of size N, downloads every entry bundle of
-//!   that tree and checks that their leaves hash to the checkpoint's root. That gives it a
-//!   *reference*: every leaf hash, every full tile's bytes, every full bundle's bytes, and the
-//!   root of every smaller tree, all derived from leaves proven to be under a signed root;
-//! - a checkpoint read must carry a valid log signature (each distinct text is checked once),
-//!   be at least N, and at N have the reference root;
-//! - a tile or bundle read must be byte for byte the reference's (its SHA-256 is compared);
-//! - an inclusion proof for leaf i in the tree of size N must lead from the reference's leaf
-//!   hash to the signed root; a consistency proof from size m to N must lead from the
-//!   reference's root at m to the signed root.
-//!
-//! Only full (immutable) tiles and bundles are read, as a client caching tiles mostly would, so
-//! the same reads stay valid while the mix grows the log.
+//! Every counted read is verified, so a fast but wrong server cannot score. Before the runs the
+//! benchmark appends `--prefill` verified entries, takes a signed checkpoint of size N and
+//! downloads every entry bundle of that tree, whose leaves must hash to its root: a *reference*
+//! of leaf hashes, full tiles and bundles, and the root of every smaller tree. A checkpoint
+//! read must be signed, at least N, and at N have the reference root; a tile or bundle must be
+//! the reference's bytes; a proof must lead to the signed root from the reference. Only full
+//! (immutable) tiles and bundles are read, so the reads stay valid while the mix grows the log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,17 +17,17 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tlog::tile::{Tile, TileKind};
-use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, MemoryTree, TreeSize};
+use tlog::{Hash, MemoryTree, TreeSize};
 use tokio::time::Instant;
 
 use crate::appends::AppendLoad;
-use crate::cluster::{self, Cluster, ProcessUsage};
+use crate::cluster::{Cluster, ProcessUsage};
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
-use crate::stats::{Latencies, LatencySummary, Tally, per_second};
-use crate::verify::ResponseVerifier;
+use crate::stats::{Latencies, LatencySummary, per_second};
+use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
 
 /// The `reads` and `mix` subcommands' arguments (also the settings `cairn-bench report`
 /// passes).
@@ -62,9 +54,8 @@ pub(crate) struct ReadsArgs {
     pub(crate) appends_percent: Option<f64>,
 }
 
-/// What a read asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// What a read asks for; its name is what `--read-mix` and the per-kind results call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub(crate) enum ReadKind {
     Checkpoint,
     Tile,
@@ -74,14 +65,6 @@ pub(crate) enum ReadKind {
 }
 
 impl ReadKind {
-    const ALL: [ReadKind; 5] = [
-        ReadKind::Checkpoint,
-        ReadKind::Tile,
-        ReadKind::Entries,
-        ReadKind::Inclusion,
-        ReadKind::Consistency,
-    ];
-
     fn name(self) -> &'static str {
         match self {
             ReadKind::Checkpoint => "checkpoint",
@@ -104,20 +87,15 @@ pub(crate) fn parse_read_mix(text: &str) -> anyhow::Result<Vec<(ReadKind, u32)>>
         let (name, weight) = part
             .split_once('=')
             .with_context(|| format!("--read-mix: {part:?} is not kind=weight"))?;
-        let kind = ReadKind::ALL
-            .into_iter()
-            .find(|kind| kind.name() == name.trim())
-            .with_context(|| {
-                format!(
-                    "--read-mix: unknown read kind {name:?} (checkpoint, tile, entries, inclusion, consistency)"
-                )
-            })?;
-        let weight: u32 = weight
+        let kind: ReadKind = clap::ValueEnum::from_str(name.trim(), false)
+            .map_err(|_| anyhow::anyhow!("--read-mix: unknown read kind {name:?}"))?;
+        let weight = weight
             .trim()
             .parse()
             .ok()
-            .filter(|weight| *weight <= 1_000_000)
-            .with_context(|| format!("--read-mix: weight {weight:?} is not 0 to 1000000"))?;
+            .filter(|weight| *weight <= 1_000_000);
+        let weight =
+            weight.with_context(|| format!("--read-mix: {weight:?} is not 0 to 1000000"))?;
         anyhow::ensure!(
             weights.insert(kind, weight).is_none(),
             "--read-mix: {name} given twice"
@@ -143,57 +121,6 @@ pub(crate) enum Read {
     Inclusion(u64),
     /// Old size, to the reference size.
     Consistency(u64),
-}
-
-/// Why a read did not verify.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadError {
-    #[error("http {0}")]
-    Status(u16),
-    #[error("malformed answer: {0}")]
-    Malformed(String),
-    #[error("checkpoint: {0}")]
-    Checkpoint(#[from] crate::verify::VerifyError),
-    #[error("checkpoint of size {got} is smaller than the verified size {want}")]
-    Rollback { got: u64, want: u64 },
-    #[error("checkpoint at size {0} has another root than the verified one")]
-    SplitView(u64),
-    #[error("{0} bytes differ from the verified reference")]
-    WrongBytes(&'static str),
-    #[error("proof answer is for other parameters")]
-    WrongParameters,
-    #[error("proof: {0}")]
-    Proof(#[from] tlog::ProofError),
-}
-
-impl ReadError {
-    /// A short class name for the error tally.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            ReadError::Status(_) => "http error",
-            ReadError::Malformed(_) => "verify: malformed",
-            ReadError::Checkpoint(_) => "verify: checkpoint",
-            ReadError::Rollback { .. } => "verify: rollback",
-            ReadError::SplitView(_) => "verify: split view",
-            ReadError::WrongBytes(_) => "verify: wrong bytes",
-            ReadError::WrongParameters => "verify: wrong parameters",
-            ReadError::Proof(_) => "verify: proof",
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct InclusionJson {
-    leaf_index: u64,
-    tree_size: u64,
-    hashes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ConsistencyJson {
-    old: u64,
-    new: u64,
-    hashes: Vec<String>,
 }
 
 /// The log as the benchmark knows it, every part derived from leaves proven to hash to a
@@ -300,84 +227,49 @@ impl Reference {
         }
     }
 
-    /// Checks an answer to `read` as a client would.
+    /// Checks an answer to `read` as a client would; the error is the tally kind.
     pub(crate) fn check(
         &self,
         verifier: &ResponseVerifier,
         read: Read,
         status: u16,
         body: &[u8],
-    ) -> Result<(), ReadError> {
+    ) -> Result<(), &'static str> {
         if status != 200 {
-            return Err(ReadError::Status(status));
+            return Err("http error");
         }
-        let malformed = |error: &dyn std::fmt::Display| ReadError::Malformed(error.to_string());
-        let hashes = |hashes: &[String]| {
-            hashes
-                .iter()
-                .map(|hash| Hash::from_base64(hash))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| malformed(&error))
-        };
+        let at = |index: u64| usize::try_from(index).map_err(|_| "verify: wrong parameters");
         match read {
             Read::Checkpoint => {
-                let text = std::str::from_utf8(body).map_err(|error| malformed(&error))?;
-                let (size, root) = verifier.checkpoint(text)?;
+                let text = std::str::from_utf8(body).map_err(|_| "verify: malformed")?;
+                let (size, root) = verifier.checkpoint(text).map_err(|error| error.kind())?;
                 if size < self.size {
-                    return Err(ReadError::Rollback {
-                        got: size,
-                        want: self.size,
-                    });
+                    return Err("verify: rollback");
                 }
                 if size == self.size && root != self.root {
-                    return Err(ReadError::SplitView(size));
+                    return Err("verify: split view");
                 }
             }
-            Read::Tile(n) => {
-                if Hash::digest(body) != self.tiles[n].1 {
-                    return Err(ReadError::WrongBytes("tile"));
-                }
+            Read::Tile(n) if Hash::digest(body) != self.tiles[n].1 => {
+                return Err("verify: wrong bytes");
             }
-            Read::Entries(index) => {
-                let expected = usize::try_from(index)
-                    .ok()
-                    .and_then(|index| self.bundles.get(index))
-                    .ok_or(ReadError::WrongParameters)?;
-                if Hash::digest(body) != *expected {
-                    return Err(ReadError::WrongBytes("entry bundle"));
-                }
-            }
+            Read::Tile(_) => {}
+            Read::Entries(index) => match self.bundles.get(at(index)?) {
+                Some(expected) if Hash::digest(body) == *expected => {}
+                Some(_) => return Err("verify: wrong bytes"),
+                None => return Err("verify: wrong parameters"),
+            },
             Read::Inclusion(index) => {
-                let answer: InclusionJson =
-                    serde_json::from_slice(body).map_err(|error| malformed(&error))?;
-                if answer.leaf_index != index || answer.tree_size != self.size {
-                    return Err(ReadError::WrongParameters);
-                }
-                let leaf = usize::try_from(index)
-                    .ok()
-                    .and_then(|index| self.leaf_hashes.get(index))
-                    .ok_or(ReadError::WrongParameters)?;
-                InclusionProof {
-                    leaf_index: LeafIndex(index),
-                    tree_size: TreeSize(self.size),
-                    hashes: hashes(&answer.hashes)?,
-                }
-                .verify(leaf, &self.root)?;
+                let leaf = self
+                    .leaf_hashes
+                    .get(at(index)?)
+                    .ok_or("verify: wrong parameters")?;
+                check_inclusion(body, index, self.size, leaf, &self.root)?;
             }
             Read::Consistency(old) => {
-                let answer: ConsistencyJson =
-                    serde_json::from_slice(body).map_err(|error| malformed(&error))?;
-                if answer.old != old || answer.new != self.size {
-                    return Err(ReadError::WrongParameters);
-                }
                 let old_root = tlog::tree::root_at(&self.tree.store, TreeSize(old))
-                    .map_err(|error| malformed(&error))?;
-                ConsistencyProof {
-                    old_size: TreeSize(old),
-                    new_size: TreeSize(self.size),
-                    hashes: hashes(&answer.hashes)?,
-                }
-                .verify(&old_root, &self.root)?;
+                    .map_err(|_| "verify: wrong parameters")?;
+                check_consistency(body, (old, &old_root), (self.size, &self.root))?;
             }
         }
         Ok(())
@@ -492,7 +384,7 @@ impl Workload for ReadLoad {
                 .reference
                 .check(&self.verifier, read, answer.status, &answer.body)
                 .map(|()| Done::read(label))
-                .map_err(|error| error.kind().to_string()),
+                .map_err(str::to_string),
         }
     }
 }
@@ -514,7 +406,7 @@ async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::
     };
     let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
     let (appended, _) = measured.total(&[]);
-    if let Some((kind, _)) = measured.errors.iter().next() {
+    if let Some((kind, _)) = measured.record.errors.iter().next() {
         bail!("pre-fill appends failed: {kind}");
     }
     anyhow::ensure!(
@@ -535,13 +427,8 @@ async fn reference(cluster: &Cluster, verifier: &ResponseVerifier) -> anyhow::Re
     let (size, root) = loop {
         let mut seen = Vec::new();
         for url in &cluster.urls {
-            let body = crate::net::get(&format!("{url}/api/v2/checkpoint")).await?;
-            let text = std::str::from_utf8(&body).context("checkpoint is not UTF-8")?;
-            seen.push(
-                verifier
-                    .checkpoint(text)
-                    .map_err(|error| anyhow::anyhow!("node {url}: checkpoint: {error}"))?,
-            );
+            let (size, root, _) = verifier.fetch_checkpoint(url).await?;
+            seen.push((size, root));
         }
         if seen.windows(2).all(|pair| pair[0] == pair[1]) {
             break seen[0];
@@ -575,11 +462,8 @@ pub(crate) struct KindResult {
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadsRun {
     pub(crate) nodes: usize,
-    pub(crate) clients: usize,
     pub(crate) appends_percent: f64,
     pub(crate) tree_size: u64,
-    pub(crate) warmup_s: f64,
-    pub(crate) measured_s: f64,
     /// Verified reads of every kind per second.
     pub(crate) reads_per_second: f64,
     pub(crate) reads_latency: LatencySummary,
@@ -587,14 +471,10 @@ pub(crate) struct ReadsRun {
     pub(crate) appends_per_second: f64,
     pub(crate) appends_latency: LatencySummary,
     pub(crate) by_kind: BTreeMap<String, KindResult>,
-    pub(crate) errors: Tally,
     pub(crate) presigned_exhausted: bool,
     pub(crate) node_usage: Vec<ProcessUsage>,
-    pub(crate) bench_usage: Option<ProcessUsage>,
-    pub(crate) machine_cpu_percent: Option<f64>,
-    pub(crate) other_cpu_percent: Option<f64>,
-    /// Verified operations completed in each second (warm-up included).
-    pub(crate) timeline: Vec<u64>,
+    #[serde(flatten)]
+    pub(crate) window: run::Window,
 }
 
 /// The reads (or mix) report.
@@ -653,7 +533,7 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
         read_mix: args.read_mix.clone(),
         runs: result?,
     };
-    args.run.finish(&report, |out| print_table(out, &report))
+    args.run.finish(&report, table)
 }
 
 /// Closed-loop appends/s this machine can reach with room to spare: a mix run pre-signs enough
@@ -712,111 +592,56 @@ async fn run_once(
     );
     Ok(ReadsRun {
         nodes: cluster.urls.len(),
-        clients,
         appends_percent,
         tree_size: reference.size(),
-        warmup_s: args.run.warmup,
-        measured_s: window.as_secs_f64(),
         reads_per_second: per_second(reads_ok, window),
         reads_latency: reads.summary(),
         appends_per_second: per_second(appends_ok, window),
         appends_latency: appends.summary(),
-        by_kind: measured
-            .kinds
-            .iter()
+        by_kind: (measured.kinds.iter())
             .filter(|(label, _)| **label != "appends")
             .map(|(label, (count, latencies))| {
+                let per_second = per_second(*count, window);
+                let (verified, latency) = (*count, latencies.summary());
                 (
                     (*label).to_string(),
                     KindResult {
-                        verified: *count,
-                        per_second: per_second(*count, window),
-                        latency: latencies.summary(),
+                        verified,
+                        per_second,
+                        latency,
                     },
                 )
             })
             .collect(),
-        errors: measured.errors,
         presigned_exhausted: measured.exhausted,
-        node_usage: measured.usage.processes,
-        bench_usage: measured.usage.bench,
-        machine_cpu_percent: measured.usage.machine,
-        other_cpu_percent: measured.usage.other,
-        timeline: measured.timeline,
+        node_usage: measured.processes,
+        window: measured.record,
     })
 }
 
+/// Prints a run's row and each kind of read.
 fn print_run(run: &ReadsRun) {
-    println!(
-        "\n{} node(s), {} clients, {}% appends, tree size {}, {:.1} s measured after {:.1} s warm-up",
-        run.nodes, run.clients, run.appends_percent, run.tree_size, run.measured_s, run.warmup_s
-    );
-    let line = |name: &str, per_second: f64, latency: &LatencySummary| {
-        println!(
-            "  {name:<14} {per_second:>8.0}/s  p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2} ms",
-            latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.max_ms
-        );
-    };
-    line("all reads", run.reads_per_second, &run.reads_latency);
+    run::print_run(COLUMNS, run);
     for (kind, result) in &run.by_kind {
-        line(kind, result.per_second, &result.latency);
+        let latency = &result.latency;
+        println!(
+            "  {kind:<14} {:>8.0}/s  p50 {:.2}  p99 {:.2}  max {:.2} ms",
+            result.per_second, latency.p50_ms, latency.p99_ms, latency.max_ms
+        );
     }
-    if run.appends_percent > 0.0 {
-        line("appends", run.appends_per_second, &run.appends_latency);
-    }
-    cluster::print_errors_and_usage(
-        &run.errors,
-        None,
-        &run.node_usage,
-        run.bench_usage.as_ref(),
-        run.machine_cpu_percent,
-        run.other_cpu_percent,
-    );
 }
 
-/// A Markdown table with one row per run.
-pub(crate) fn print_table(
-    out: &mut dyn std::io::Write,
-    report: &ReadsReport,
-) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| nodes | clients | appends % | reads/s | p50 ms | p90 ms | p99 ms | max ms | appends/s | append p99 ms | errors | node CPU % | bench CPU % | other CPU % |"
-    )?;
-    writeln!(
-        out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
-    )?;
-    for run in &report.runs {
-        let latency = &run.reads_latency;
-        writeln!(
-            out,
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {} | {} |",
-            run.nodes,
-            run.clients,
-            run.appends_percent,
-            run.reads_per_second,
-            latency.p50_ms,
-            latency.p90_ms,
-            latency.p99_ms,
-            latency.max_ms,
-            run.appends_per_second,
-            run.appends_latency.p99_ms,
-            run.errors.total(),
-            run.node_usage
-                .iter()
-                .map(|u| format!("{:.0}", u.cpu_percent))
-                .collect::<Vec<_>>()
-                .join(" + "),
-            run.bench_usage
-                .as_ref()
-                .map_or("-".into(), |u| format!("{:.0}", u.cpu_percent)),
-            run.other_cpu_percent
-                .map_or("-".into(), |other| format!("{other:.0}")),
-        )?;
-    }
-    out.flush()
+/// The columns of the `reads` and `mix` table (also the suite report's).
+const COLUMNS: &str = "nodes=nodes | clients=clients | tree size=tree_size \
+    | appends %=appends_percent | reads/s=reads_per_second:0 | p50 ms=reads_latency.p50_ms:2 \
+    | p90 ms=reads_latency.p90_ms:2 | p99 ms=reads_latency.p99_ms:2 \
+    | max ms=reads_latency.max_ms:2 | appends/s=appends_per_second:0 \
+    | append p99 ms=appends_latency.p99_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
+    | bench CPU %=bench_usage.cpu_percent:0 | other CPU %=other_cpu_percent:0";
+
+/// The Markdown table of a `reads` or `mix` report.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }
 
 #[cfg(test)]
@@ -825,86 +650,33 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use tlog::checkpoint::Checkpoint;
-    use tlog::keys::Ed25519Signer;
+    use crate::verify::tests::{Fixture, signer};
+    use tlog::LeafIndex;
 
-    const ORIGIN: &str = "cairn.localhost/artifacts";
     /// Two full tiles and a partial one: full bundles, a level-0 tile set and proofs.
     const SIZE: u64 = 600;
 
-    struct Fixture {
-        signer: Ed25519Signer,
-        tree: MemoryTree,
-        bundles: Vec<Bytes>,
-        reference: Reference,
-    }
-
-    fn fixture() -> Fixture {
-        let signer =
-            Ed25519Signer::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap();
-        let leaves: Vec<Vec<u8>> = (0..SIZE)
-            .map(|i| format!("{{\"entry\":{i}}}").into_bytes())
-            .collect();
-        let mut tree = MemoryTree::new();
-        for leaf in &leaves {
-            tree.append(tlog::leaf_hash(leaf)).unwrap();
-        }
-        let bundles: Vec<Bytes> = leaves
-            .chunks(256)
+    fn fixture() -> (Fixture, Vec<Bytes>, Reference) {
+        let fixture = Fixture::new(SIZE);
+        let bundles: Vec<Bytes> = (fixture.leaves.chunks(256))
             .map(|chunk| Bytes::from(tlog::tile::encode_bundle(chunk).unwrap()))
             .collect();
-        let reference = Reference::build(SIZE, tree.root(), &bundles).unwrap();
-        Fixture {
-            signer,
-            tree,
-            bundles,
-            reference,
-        }
+        let reference = Reference::build(SIZE, fixture.tree.root(), &bundles).unwrap();
+        (fixture, bundles, reference)
     }
 
-    impl Fixture {
-        fn verifier(&self) -> ResponseVerifier {
-            ResponseVerifier::new(&self.signer.verifier().to_vkey()).unwrap()
-        }
-
-        fn checkpoint(&self, size: u64, root: Hash) -> Vec<u8> {
-            Checkpoint::new(ORIGIN, TreeSize(size), root)
-                .sign(&[&self.signer])
-                .unwrap()
-                .format()
-                .unwrap()
-                .into_bytes()
-        }
-
-        fn inclusion(&self, index: u64) -> serde_json::Value {
-            let proof =
-                tlog::proof::inclusion_proof(&self.tree.store, LeafIndex(index), TreeSize(SIZE))
-                    .unwrap();
-            serde_json::json!({
-                "leaf_index": index,
-                "tree_size": SIZE,
-                "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
-            })
-        }
-
-        fn consistency(&self, old: u64) -> serde_json::Value {
-            let proof =
-                tlog::proof::consistency_proof(&self.tree.store, TreeSize(old), TreeSize(SIZE))
-                    .unwrap();
-            serde_json::json!({
-                "old": old,
-                "new": SIZE,
-                "hashes": proof.hashes.iter().map(Hash::to_base64).collect::<Vec<_>>(),
-            })
-        }
-
-        fn check(&self, read: Read, body: &[u8]) -> Result<(), ReadError> {
-            self.reference.check(&self.verifier(), read, 200, body)
-        }
+    fn inclusion(fixture: &Fixture, index: u64) -> serde_json::Value {
+        let store = &fixture.tree.store;
+        let proof = tlog::proof::inclusion_proof(store, LeafIndex(index), TreeSize(SIZE));
+        let hashes = Fixture::hashes(&proof.unwrap().hashes);
+        serde_json::json!({ "leaf_index": index, "tree_size": SIZE, "hashes": hashes })
     }
 
-    fn bytes(value: &serde_json::Value) -> Vec<u8> {
-        serde_json::to_vec(value).unwrap()
+    fn consistency(fixture: &Fixture, old: u64) -> serde_json::Value {
+        let store = &fixture.tree.store;
+        let proof = tlog::proof::consistency_proof(store, TreeSize(old), TreeSize(SIZE));
+        let hashes = Fixture::hashes(&proof.unwrap().hashes);
+        serde_json::json!({ "old": old, "new": SIZE, "hashes": hashes })
     }
 
     fn flip(mut data: Vec<u8>, at: usize) -> Vec<u8> {
@@ -914,137 +686,120 @@ mod tests {
 
     #[test]
     fn the_reference_refuses_bundles_that_do_not_hash_to_the_root() {
-        let fixture = fixture();
-        let mut bundles = fixture.bundles.clone();
+        let (fixture, mut bundles, _) = fixture();
+        let root = fixture.tree.root();
+        assert!(Reference::build(SIZE, root, &bundles[..2]).is_err());
         bundles[1] = Bytes::from(flip(bundles[1].to_vec(), 5));
-        let error = Reference::build(SIZE, fixture.tree.root(), &bundles).unwrap_err();
+        let error = Reference::build(SIZE, root, &bundles).unwrap_err();
         assert!(error.to_string().contains("do not hash"), "{error}");
-        assert!(Reference::build(SIZE, fixture.tree.root(), &fixture.bundles[..2]).is_err());
     }
 
     #[test]
-    fn correct_answers_verify() {
-        let fixture = fixture();
-        let reference = &fixture.reference;
-        assert_eq!(reference.tiles.len(), 2, "two full level-0 tiles");
-        assert_eq!(reference.bundles.len(), 2);
-        let checkpoint = fixture.checkpoint(SIZE, fixture.tree.root());
-        fixture.check(Read::Checkpoint, &checkpoint).unwrap();
-        for n in 0..2 {
-            let data = tlog::tile::tile_data(&fixture.tree.store, reference.tiles[n].0).unwrap();
-            fixture.check(Read::Tile(n), &data).unwrap();
-            fixture
-                .check(Read::Entries(n as u64), &fixture.bundles[n])
-                .unwrap();
+    fn correct_answers_verify_and_wrong_ones_are_rejected() {
+        let (fixture, bundles, reference) = fixture();
+        let verifier = fixture.verifier();
+        let check = |read: Read, body: &[u8]| reference.check(&verifier, read, 200, body);
+        let json = |value: &serde_json::Value| serde_json::to_vec(value).unwrap();
+        let root = fixture.tree.root();
+        assert_eq!((reference.tiles.len(), reference.bundles.len()), (2, 2));
+        check(
+            Read::Checkpoint,
+            fixture.checkpoint(SIZE, root, &fixture.signer).as_bytes(),
+        )
+        .unwrap();
+        for (n, (tile, _)) in reference.tiles.iter().enumerate() {
+            let data = tlog::tile::tile_data(&fixture.tree.store, *tile).unwrap();
+            check(Read::Tile(n), &data).unwrap();
+            check(Read::Entries(n as u64), &bundles[n]).unwrap();
         }
         for index in [0, 1, 255, 256, 599] {
-            fixture
-                .check(Read::Inclusion(index), &bytes(&fixture.inclusion(index)))
-                .unwrap();
-        }
-        for old in [1, 2, 256, 300, 599] {
-            fixture
-                .check(Read::Consistency(old), &bytes(&fixture.consistency(old)))
-                .unwrap();
+            check(Read::Inclusion(index), &json(&inclusion(&fixture, index))).unwrap();
+            check(
+                Read::Consistency(index + 1),
+                &json(&consistency(&fixture, index + 1)),
+            )
+            .unwrap();
         }
         assert_eq!(
             reference.path(Read::Inclusion(7)),
             "/api/v2/proof/inclusion?index=7&tree_size=600"
         );
         assert_eq!(reference.path(Read::Entries(1)), "/api/v2/tile/entries/001");
-    }
 
-    #[test]
-    fn wrong_answers_are_rejected() {
-        let fixture = fixture();
-        let reference = &fixture.reference;
-        let kind = |result: Result<(), ReadError>| result.unwrap_err().kind();
-
-        // A tile or bundle with one bit changed.
+        // A tile or bundle with one bit changed, or the right bundle under the wrong index.
         let tile = tlog::tile::tile_data(&fixture.tree.store, reference.tiles[0].0).unwrap();
         assert_eq!(
-            kind(fixture.check(Read::Tile(0), &flip(tile, 40))),
-            "verify: wrong bytes"
+            check(Read::Tile(0), &flip(tile, 40)),
+            Err("verify: wrong bytes")
         );
+        let bundle = flip(bundles[1].to_vec(), 9);
+        assert_eq!(check(Read::Entries(1), &bundle), Err("verify: wrong bytes"));
         assert_eq!(
-            kind(fixture.check(Read::Entries(1), &flip(fixture.bundles[1].to_vec(), 9))),
-            "verify: wrong bytes"
+            check(Read::Entries(0), &bundles[1]),
+            Err("verify: wrong bytes")
         );
-        // The right bundle under the wrong index.
-        assert_eq!(
-            kind(fixture.check(Read::Entries(0), &fixture.bundles[1])),
-            "verify: wrong bytes"
-        );
-
-        // A proof with a tampered hash, or for another leaf.
-        let mut proof = fixture.inclusion(300);
-        let first = Hash::from_base64(proof["hashes"][0].as_str().unwrap()).unwrap();
-        let mut tampered = first;
+        // A proof with a tampered hash, for another leaf, or relabelled.
+        let mut proof = inclusion(&fixture, 300);
+        let mut tampered = Hash::from_base64(proof["hashes"][0].as_str().unwrap()).unwrap();
         tampered.0[3] ^= 0x10;
         proof["hashes"][0] = tampered.to_base64().into();
         assert_eq!(
-            kind(fixture.check(Read::Inclusion(300), &bytes(&proof))),
-            "verify: proof"
+            check(Read::Inclusion(300), &json(&proof)),
+            Err("verify: proof")
         );
+        let other_leaf = json(&inclusion(&fixture, 300));
         assert_eq!(
-            kind(fixture.check(Read::Inclusion(301), &bytes(&fixture.inclusion(300)))),
-            "verify: wrong parameters"
+            check(Read::Inclusion(301), &other_leaf),
+            Err("verify: wrong parameters")
         );
-        let mut relabelled = fixture.inclusion(300);
+        let mut relabelled = inclusion(&fixture, 300);
         relabelled["leaf_index"] = 301.into();
         assert_eq!(
-            kind(fixture.check(Read::Inclusion(301), &bytes(&relabelled))),
-            "verify: proof"
+            check(Read::Inclusion(301), &json(&relabelled)),
+            Err("verify: proof")
         );
-        let mut consistency = fixture.consistency(100);
-        consistency["old"] = 101.into();
+        let mut relabelled = consistency(&fixture, 100);
+        relabelled["old"] = 101.into();
         assert_eq!(
-            kind(fixture.check(Read::Consistency(101), &bytes(&consistency))),
-            "verify: proof"
+            check(Read::Consistency(101), &json(&relabelled)),
+            Err("verify: proof")
         );
-
         // Checkpoints: another key, a smaller tree, another root at the same size.
-        let other =
-            Ed25519Signer::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[8; 32])).unwrap();
-        let forged = Checkpoint::new(ORIGIN, TreeSize(SIZE), fixture.tree.root())
-            .sign(&[&other])
-            .unwrap()
-            .format()
-            .unwrap();
+        let forged = fixture.checkpoint(SIZE, root, &signer(8));
         assert_eq!(
-            kind(fixture.check(Read::Checkpoint, forged.as_bytes())),
-            "verify: checkpoint"
+            check(Read::Checkpoint, forged.as_bytes()),
+            Err("verify: checkpoint")
         );
         let old_root = tlog::tree::root_at(&fixture.tree.store, TreeSize(500)).unwrap();
+        let old = fixture.checkpoint(500, old_root, &fixture.signer);
         assert_eq!(
-            kind(fixture.check(Read::Checkpoint, &fixture.checkpoint(500, old_root))),
-            "verify: rollback"
+            check(Read::Checkpoint, old.as_bytes()),
+            Err("verify: rollback")
         );
-        let mut other_root = fixture.tree.root();
+        let mut other_root = root;
         other_root.0[0] ^= 1;
+        let split = fixture.checkpoint(SIZE, other_root, &fixture.signer);
         assert_eq!(
-            kind(fixture.check(Read::Checkpoint, &fixture.checkpoint(SIZE, other_root))),
-            "verify: split view"
+            check(Read::Checkpoint, split.as_bytes()),
+            Err("verify: split view")
         );
-
         // A failed status never counts, whatever the body.
-        assert_eq!(
-            reference
-                .check(&fixture.verifier(), Read::Tile(0), 503, b"")
-                .unwrap_err()
-                .kind(),
-            "http error"
-        );
+        let failed = reference.check(&verifier, Read::Tile(0), 503, b"");
+        assert_eq!(failed, Err("http error"));
     }
 
     #[test]
-    fn read_mixes_parse_strictly() {
+    fn read_mixes_parse_strictly_and_random_indexes_stay_in_bounds() {
         let mix = parse_read_mix("tile=3, inclusion=1,checkpoint=0").unwrap();
         assert_eq!(mix, [(ReadKind::Tile, 3), (ReadKind::Inclusion, 1)]);
-        assert!(parse_read_mix("tile=1,tile=2").is_err());
-        assert!(parse_read_mix("tiles=1").is_err());
-        assert!(parse_read_mix("tile").is_err());
-        assert!(parse_read_mix("tile=0").is_err());
-        assert!(parse_read_mix("tile=-1").is_err());
+        for wrong in ["tile=1,tile=2", "tiles=1", "tile", "tile=0", "tile=-1"] {
+            assert!(parse_read_mix(wrong).is_err(), "{wrong}");
+        }
+        let mut random = Random(7);
+        let mut seen = [false; 10];
+        for _ in 0..1000 {
+            seen[usize::try_from(random.below(10)).unwrap()] = true;
+        }
+        assert!(seen.iter().all(|seen| *seen), "every index comes up");
     }
 }

@@ -1,16 +1,11 @@
 //! What every load subcommand shares: the run arguments ([`RunArgs`]) and the one phase loop
 //! ([`measure`]) that drives a [`Workload`] through warm-up and the measured window.
 //!
-//! A workload says what one client does per operation: [`Workload::prepare`] sets a client up
-//! before the clock starts (its connection, its token), [`Workload::issue`] sends one request
-//! (retrying what is safe to retry), and [`Workload::verify`] checks the answer as a client
-//! would; only a verified answer counts, under the label it names. The loop does the rest the
-//! same way for appends, reads, certificates and etcd puts: closed loop (the next request when
-//! the previous one is verified) or open loop (`--rate`: request k is due at `start + k / rate`
-//! and its latency counts from then, so a stalled server shows as latency instead of silently
-//! lowering the offered load), the live progress line, what counts (operations that finish
-//! inside the window), CPU and memory of the nodes, the benchmark and the machine over the
-//! window, the nodes' `/metrics` before and after, and `--profile`.
+//! A workload prepares a client, issues one request and verifies its answer as a client would;
+//! only verified answers count. The loop does the rest the same way for every workload: closed
+//! loop, or open loop (`--rate`: request k is due at `start + k / rate` and its latency counts
+//! from then, so a stalled server shows as latency rather than as less offered load), progress,
+//! what counts (operations finished inside the window), CPU and memory, `/metrics`, `--profile`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,7 +19,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cluster::{self, Cluster, ProcessUsage};
+use crate::cluster::{self, Cluster, ProcessUsage, Sample, Usage};
 use crate::stats::{Latencies, Tally};
 
 /// The flags every load subcommand takes. A subcommand whose defaults differ says so with
@@ -96,7 +91,10 @@ impl RunArgs {
     pub(crate) fn node_bin(&self) -> anyhow::Result<PathBuf> {
         match &self.node_bin {
             Some(path) => Ok(path.clone()),
-            None => cluster::find_node_binary(),
+            None => cluster::find_binary(
+                "cairn-node",
+                "build it with `cargo build --release -p node --bin cairn-node`, or pass --node-bin",
+            ),
         }
     }
 
@@ -142,25 +140,43 @@ impl RunArgs {
         Duration::from_secs_f64(self.timeout)
     }
 
-    /// Prints a subcommand's Markdown table on stdout and writes it to `--markdown`, and the
-    /// report to `--json`.
+    /// Prints a subcommand's Markdown table (`table` of the report's JSON) on stdout and
+    /// writes it to `--markdown`, and the report to `--json`.
     pub(crate) fn finish(
         &self,
         report: &impl Serialize,
-        table: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>,
+        table: crate::stats::Table,
     ) -> anyhow::Result<()> {
-        table(&mut std::io::stdout())?;
+        let value = serde_json::to_value(report)?;
+        let text = table(&value);
+        print!("{text}");
         if let Some(path) = &self.json {
-            std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            std::fs::write(path, serde_json::to_vec_pretty(&value)?)
                 .with_context(|| format!("writing {}", path.display()))?;
             eprintln!("results written to {}", path.display());
         }
         if let Some(path) = &self.markdown {
-            let mut text = Vec::new();
-            table(&mut text)?;
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
+    }
+}
+
+/// Prints one run as a row of its subcommand's table (`columns`, as [`crate::stats::table`]
+/// takes them), and its errors and retries by kind.
+pub(crate) fn print_run(columns: &str, run: &impl Serialize) {
+    let Ok(run) = serde_json::to_value(run) else {
+        return;
+    };
+    print!("{}", crate::stats::table(columns, [&run]));
+    for key in ["errors", "retries"] {
+        if let Some(kinds) = run[key].as_object().filter(|kinds| !kinds.is_empty()) {
+            let kinds: Vec<String> = kinds
+                .iter()
+                .map(|(kind, n)| format!("{kind}: {n}"))
+                .collect();
+            println!("{key}: {}", kinds.join(", "));
+        }
     }
 }
 
@@ -257,7 +273,7 @@ struct ClientStats {
     retries: Tally,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain counters: a panic elsewhere cannot leave them inconsistent.
     mutex
         .lock()
@@ -331,17 +347,35 @@ pub(crate) struct Measured {
     /// Verified operations and their latencies, by label.
     pub(crate) kinds: BTreeMap<&'static str, (u64, Latencies)>,
     pub(crate) duplicates: u64,
-    pub(crate) errors: Tally,
-    pub(crate) retries: Tally,
     /// The pre-signed requests ran out before the window ended.
     pub(crate) exhausted: bool,
-    /// Verified operations completed in each second since load start (warm-up included).
-    pub(crate) timeline: Vec<u64>,
-    pub(crate) usage: Usage,
+    /// The nodes' (or etcd members') CPU and memory over the window.
+    pub(crate) processes: Vec<ProcessUsage>,
     /// Each node's `/metrics` at the window's start and end.
     pub(crate) metrics: (Vec<Option<String>>, Vec<Option<String>>),
+    /// What every run record reports about its window.
+    pub(crate) record: Window,
+}
+
+/// What every run reports about its window, flattened into each subcommand's run record.
+#[derive(Debug, Serialize)]
+pub(crate) struct Window {
+    pub(crate) clients: usize,
+    pub(crate) warmup_s: f64,
+    pub(crate) measured_s: f64,
+    pub(crate) errors: Tally,
+    pub(crate) retries: Tally,
+    pub(crate) bench_usage: Option<ProcessUsage>,
+    /// The whole machine's busy CPU over the window, percent of one core.
+    pub(crate) machine_cpu_percent: Option<f64>,
+    /// The part of it neither the measured processes nor this benchmark used (other builds).
+    pub(crate) other_cpu_percent: Option<f64>,
+    /// Where the leader's CPU went during the window (with --profile).
     pub(crate) profile: Option<crate::profile::Profile>,
-    pub(crate) load_average: (String, String),
+    /// Verified operations completed in each second since load start (warm-up included).
+    pub(crate) timeline: Vec<u64>,
+    pub(crate) load_average_before: String,
+    pub(crate) load_average_after: String,
 }
 
 impl Measured {
@@ -428,18 +462,28 @@ pub(crate) async fn measure<W: Workload>(
         Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
         None => None,
     };
+    let usage = Usage::between(&before, &after, window, target.name);
     let mut measured = Measured {
         window,
         kinds: BTreeMap::new(),
         duplicates: 0,
-        errors: Tally::default(),
-        retries: Tally::default(),
         exhausted: state.exhausted.load(Ordering::Relaxed),
-        timeline,
-        usage: Usage::between(&before, &after, window, target.name),
+        processes: usage.processes,
         metrics: (metrics_before, metrics_after),
-        profile,
-        load_average: (load_before, load_average()),
+        record: Window {
+            clients: phases.clients,
+            warmup_s: phases.warmup.as_secs_f64(),
+            measured_s: window.as_secs_f64(),
+            errors: Tally::default(),
+            retries: Tally::default(),
+            bench_usage: usage.bench,
+            machine_cpu_percent: usage.machine,
+            other_cpu_percent: usage.other,
+            profile,
+            timeline,
+            load_average_before: load_before,
+            load_average_after: load_average(),
+        },
     };
     for stats in &all_stats {
         let stats = lock(stats);
@@ -452,8 +496,8 @@ pub(crate) async fn measure<W: Workload>(
             slot.1.merge(latencies);
         }
         measured.duplicates += stats.duplicates;
-        measured.errors.merge(&stats.errors);
-        measured.retries.merge(&stats.retries);
+        measured.record.errors.merge(&stats.errors);
+        measured.record.retries.merge(&stats.retries);
     }
     Ok(measured)
 }
@@ -651,80 +695,6 @@ fn start_profile(
     )
 }
 
-/// CPU and memory samples of some processes, this benchmark and the machine.
-pub(crate) struct Sample {
-    processes: Vec<Option<cluster::ProcSample>>,
-    bench: Option<cluster::ProcSample>,
-    machine: Option<cluster::MachineSample>,
-}
-
-impl Sample {
-    pub(crate) fn take(pids: &[u32]) -> Sample {
-        Sample {
-            processes: pids
-                .iter()
-                .map(|pid| cluster::sample_process(&pid.to_string()))
-                .collect(),
-            bench: cluster::sample_process("self"),
-            machine: cluster::sample_machine(),
-        }
-    }
-}
-
-/// Usage over a window, from two samples.
-#[derive(Debug, Default)]
-pub(crate) struct Usage {
-    pub(crate) processes: Vec<ProcessUsage>,
-    pub(crate) bench: Option<ProcessUsage>,
-    /// The whole machine's busy CPU, percent of one core.
-    pub(crate) machine: Option<f64>,
-    /// The part of it neither the sampled processes nor this benchmark used (other builds and
-    /// tests); only meaningful when every process is known.
-    pub(crate) other: Option<f64>,
-}
-
-impl Usage {
-    pub(crate) fn between(before: &Sample, after: &Sample, window: Duration, name: &str) -> Usage {
-        let processes: Vec<ProcessUsage> = before
-            .processes
-            .iter()
-            .zip(&after.processes)
-            .enumerate()
-            .filter_map(|(i, (before, after))| {
-                Some(cluster::usage(
-                    format!("{name}{}", i + 1),
-                    (*before)?,
-                    (*after)?,
-                    window,
-                ))
-            })
-            .collect();
-        let bench = match (before.bench, after.bench) {
-            (Some(before), Some(after)) => {
-                Some(cluster::usage("cairn-bench".into(), before, after, window))
-            }
-            _ => None,
-        };
-        let machine = match (before.machine, after.machine) {
-            (Some(before), Some(after)) => {
-                Some(cluster::machine_busy_percent(before, after, window))
-            }
-            _ => None,
-        };
-        let other = machine.filter(|_| !processes.is_empty()).map(|machine| {
-            let ours: f64 = processes.iter().map(|u| u.cpu_percent).sum::<f64>()
-                + bench.as_ref().map_or(0.0, |u| u.cpu_percent);
-            (machine - ours).max(0.0)
-        });
-        Usage {
-            processes,
-            bench,
-            machine,
-            other,
-        }
-    }
-}
-
 /// The machine and code a report belongs to.
 #[derive(Debug, Serialize)]
 pub(crate) struct Environment {
@@ -738,36 +708,27 @@ pub(crate) struct Environment {
 impl Environment {
     /// Best effort: the report says "unknown" rather than failing the run. Says it on stderr.
     pub(crate) fn read() -> Environment {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|line| line.strip_prefix("model name"))
-            .and_then(|rest| rest.split_once(':'))
-            .map_or_else(
-                || "unknown".to_string(),
-                |(_, model)| model.trim().to_string(),
-            );
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib: f64 = meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0);
+        let file = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let field = |text: &str, name: &str| {
+            let line = text.lines().find_map(|line| line.strip_prefix(name));
+            line.map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        };
         let command = |program: &str, args: &[&str]| {
-            std::process::Command::new(program)
+            let output = std::process::Command::new(program)
                 .args(args)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output()
-                .ok()
-                .filter(|output| output.status.success())
-                .map_or_else(
-                    || "unknown".to_string(),
-                    |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
-                )
+                .output();
+            let output = output.ok().filter(|output| output.status.success());
+            output.map_or_else(
+                || "unknown".to_string(),
+                |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            )
         };
+        let memory_kib: f64 = field(&file("/proc/meminfo"), "MemTotal:")
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
         let environment = Environment {
-            cpu_model,
+            cpu_model: field(&file("/proc/cpuinfo"), "model name").unwrap_or("unknown".into()),
             cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
             memory_gib: memory_kib / 1024.0 / 1024.0,
             commit: command("git", &["rev-parse", "--short", "HEAD"]),

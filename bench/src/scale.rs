@@ -1,37 +1,30 @@
-//! `cairn-bench scale`: the cost per entry as the artifact log grows.
-//!
-//! At each size (10^5, 10^6, ... entries) it measures, through the public API of a cluster of
-//! real `cairn-node` processes: bytes on disk per entry (the Raft log and the state database
-//! apart), verified append throughput and latency (a short closed-loop run of `appends`),
-//! inclusion and consistency proof latency (random leaf indexes and sizes, every proof
-//! verified against a signed checkpoint), and how long a new, empty node takes to catch up
-//! (added as a learner, until it serves the latest checkpoint, then promoted to voter).
-//!
-//! Between the sizes the log grows through `cairn-bench fill` (see `fill.rs`): the cluster is
-//! stopped, its nodes are run in a child process from their own data directories with the node
-//! library, and the leader is handed batches of pre-signed entries through Raft, so the bytes
-//! on disk are written by the node's own commit and apply. Then the cluster is started again
-//! with `cairn-node dev` and measured.
+//! `cairn-bench scale`: the cost per entry as the artifact log grows. At each size it measures,
+//! through the public API of real `cairn-node` processes: bytes on disk per entry, a short
+//! closed-loop `appends` run, verified inclusion and consistency proof latency, and how long a
+//! new, empty node takes to catch up and become a voter. Between sizes the stopped cluster's
+//! log grows through `cairn-bench fill` (`fill.rs`), so the bytes on disk are written by the
+//! node's own commit and apply.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
-use clap::Parser as _;
 use serde::Serialize;
-use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, TreeSize};
+use tlog::Hash;
 
 use crate::appends::{AppendsArgs, RunResult};
+use node::dev_process::{LocalCluster, LocalError};
+
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
 use crate::reads::Random;
 use crate::run::{Environment, RunArgs};
 use crate::stats::{Latencies, LatencySummary};
-use crate::verify::ResponseVerifier;
+use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
 
 /// The most sizes one run measures.
 const SIZES_MAX: usize = 16;
@@ -86,24 +79,6 @@ pub(crate) struct ScaleArgs {
     pub(crate) fill_in_flight: usize,
 }
 
-impl ScaleArgs {
-    /// The settings `cairn-bench scale` runs with when given no flags, for a caller that runs
-    /// [`run_scale`] itself (the report).
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn with_defaults() -> ScaleArgs {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            scale: ScaleArgs,
-        }
-        // The defaults are constants that parse.
-        Wrapper::try_parse_from(["scale"]).map_or_else(
-            |error| unreachable!("ScaleArgs defaults do not parse: {error}"),
-            |wrapper| wrapper.scale,
-        )
-    }
-}
-
 /// Everything `scale` measured.
 #[derive(Debug, Serialize)]
 pub(crate) struct ScaleReport {
@@ -135,26 +110,14 @@ pub(crate) struct ScaleSettings {
 pub(crate) struct ScalePoint {
     /// Entries in the artifact log when measured (appends of earlier points included).
     pub(crate) entries: u64,
-    pub(crate) fill: FillSummary,
+    /// The fill to this size (its checkpoints left out).
+    pub(crate) fill: FillResult,
     pub(crate) disk: DiskUsage,
     pub(crate) proofs: ProofStats,
     pub(crate) catch_up: Option<CatchUp>,
     pub(crate) appends: RunResult,
     /// The log's size after the append run (where the next fill starts).
     pub(crate) entries_after_appends: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct FillSummary {
-    pub(crate) from: u64,
-    pub(crate) to: u64,
-    pub(crate) seconds: f64,
-    pub(crate) entries_per_second: f64,
-    pub(crate) settle_seconds: f64,
-    pub(crate) batches: u64,
-    pub(crate) leaf_bytes_mean: f64,
-    /// Bytes written to storage per entry added, all replicas together.
-    pub(crate) written_bytes_per_entry: Option<f64>,
 }
 
 /// One node's databases, right after the fill (cluster stopped).
@@ -219,115 +182,97 @@ const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in 
 /// `cairn-bench scale`: measure, print, write the files asked for.
 pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
     let report = run_scale(&args).await?;
-    args.run.finish(&report, |out| print_table(out, &report))
+    args.run.finish(&report, table)
 }
 
 /// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
 pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
-    ensure!(!args.sizes.is_empty(), "--sizes: give at least one size");
+    let sizes = &args.sizes;
     ensure!(
-        args.sizes.len() <= SIZES_MAX,
-        "--sizes: at most {SIZES_MAX} sizes"
+        (1..=SIZES_MAX).contains(&sizes.len())
+            && sizes.windows(2).all(|pair| pair[0] < pair[1])
+            && sizes[0] >= 1
+            && sizes[sizes.len() - 1] <= SIZE_MAX,
+        "--sizes: 1 to {SIZES_MAX} sizes, ascending, each 1 to {SIZE_MAX}"
     );
     ensure!(
-        args.sizes.windows(2).all(|pair| pair[0] < pair[1]),
-        "--sizes must be ascending"
-    );
-    ensure!(
-        args.sizes[0] >= 1 && args.sizes[args.sizes.len() - 1] <= SIZE_MAX,
-        "--sizes: each 1 to {SIZE_MAX}"
-    );
-    ensure!(
-        (1..=9).contains(&args.nodes),
-        "--nodes must be 1 to 9 (cairn-node dev)"
-    );
-    ensure!(
-        args.run.clients.len() == 1 && args.proof_clients >= 1 && args.proofs >= 1,
-        "--clients takes one value; --proof-clients and --proofs must be at least 1"
-    );
-    ensure!(
-        args.catch_up_timeout > 0.0,
-        "--catch-up-timeout must be positive"
+        (1..=9).contains(&args.nodes)
+            && args.run.clients.len() == 1
+            && args.proof_clients >= 1
+            && args.proofs >= 1
+            && args.catch_up_timeout > 0.0,
+        "--nodes must be 1 to 9 (cairn-node dev), --clients one value, --proof-clients and \
+         --proofs at least 1, --catch-up-timeout positive"
     );
     args.run.check()?;
     let started = Instant::now();
     let environment = Environment::read();
     let node_bin = args.run.node_bin()?;
-    let dir = args
-        .run
-        .parent()
-        .join(format!("cairn-bench-scale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = cluster::fresh_dir(&args.run.parent(), "scale")?;
     let mut guard = Started::new(dir.clone(), Duration::ZERO);
     guard.keep = args.run.keep_data;
-    let base_port = cluster::free_port_range(args.nodes)?;
+    let base_port = cluster::free_base_port(args.nodes)?;
     eprintln!(
-        "scale: {}-node cluster in {} (base port {base_port}), sizes {:?}",
+        "scale: {}-node cluster in {} (base port {base_port}), sizes {sizes:?}",
         args.nodes,
-        dir.display(),
-        args.sizes
+        dir.display()
     );
-    // Create the cluster once (keys, certificates, membership), then stop it for the first fill.
-    {
+    // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
+    // certificates, membership), the others resume it after a fill.
+    let start = || -> anyhow::Result<Cluster> {
         let mut cluster = tokio::task::block_in_place(|| {
             Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
         })?;
         cluster.keep_data();
-        tokio::task::block_in_place(|| drop(cluster));
-    }
-    let mut points = Vec::new();
+        Ok(cluster)
+    };
+    let created = start()?;
+    tokio::task::block_in_place(|| drop(created));
+    let mut points: Vec<ScalePoint> = Vec::new();
     let mut trusted: Vec<(u64, Hash)> = Vec::new();
     let mut next_id = u64::from(args.nodes) + 1;
-    for &size in &args.sizes {
-        let current = points
-            .last()
-            .map_or(0, |point: &ScalePoint| point.entries_after_appends);
+    for &size in sizes {
+        let current = points.last().map_or(0, |point| point.entries_after_appends);
         let target = size.max(current);
         eprintln!("\n== {size} entries: filling {current} -> {target}");
-        let fill = run_fill(&dir, target, args)?;
+        let mut fill = run_fill(&dir, target, args)?;
         let disk = disk_usage(&dir, target)?;
-        eprintln!(
-            "   disk per node: state {:.0} B/entry, Raft log {:.0} B/entry; the fill wrote {} per entry (all replicas)",
-            disk.state_bytes_per_entry,
-            disk.raft_log_bytes_per_entry,
-            fill.written_bytes_per_entry
-                .map_or_else(|| "?".to_string(), |bytes| format!("{bytes:.0} B"))
-        );
-        let mut cluster = tokio::task::block_in_place(|| {
-            Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
-        })?;
-        cluster.keep_data();
-        let measured = measure(
-            args,
-            &cluster,
-            &dir,
-            &node_bin,
-            &fill,
-            &mut trusted,
-            &mut next_id,
-        )
+        let cluster = start()?;
+        let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
+        let point = async {
+            for text in std::mem::take(&mut fill.checkpoints) {
+                let checkpoint = verifier.checkpoint(&text);
+                trusted.push(checkpoint.map_err(|e| anyhow::anyhow!("a fill checkpoint: {e}"))?);
+            }
+            trusted.sort_by_key(|(size, _)| *size);
+            trusted.dedup_by_key(|(size, _)| *size);
+            let proofs = proofs(args, &cluster, &verifier, &trusted).await?;
+            let catch_up = if args.no_catch_up {
+                None
+            } else {
+                next_id += 1;
+                Some(catch_up(args, &cluster, &dir, &node_bin, next_id - 1).await?)
+            };
+            let appends = appends(args, &cluster).await?;
+            let (entries_after_appends, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
+            let entries = proofs.tree_size;
+            let point = ScalePoint {
+                entries,
+                fill,
+                disk,
+                proofs,
+                catch_up,
+                appends,
+                entries_after_appends,
+            };
+            anyhow::Ok(point)
+        }
         .await;
         tokio::task::block_in_place(|| drop(cluster));
-        let (proofs, catch_up, appends, entries_after_appends) = measured?;
-        points.push(ScalePoint {
-            entries: proofs.tree_size,
-            fill: FillSummary {
-                from: fill.from,
-                to: fill.to,
-                seconds: fill.seconds,
-                entries_per_second: fill.entries_per_second,
-                settle_seconds: fill.settle_seconds,
-                batches: fill.batches,
-                leaf_bytes_mean: fill.leaf_bytes_mean,
-                written_bytes_per_entry: fill.written_bytes_per_entry,
-            },
-            disk,
-            proofs,
-            catch_up,
-            appends,
-            entries_after_appends,
-        });
+        let point = point?;
+        let text = serde_json::to_value(&point)?;
+        print!("{}", crate::stats::table(COLUMNS, [&text]));
+        points.push(point);
     }
     drop(guard);
     Ok(ScaleReport {
@@ -383,14 +328,7 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
     let mut nodes = Vec::new();
     for (position, config) in crate::fill::node_configs(dir)?.iter().enumerate() {
         let file = node::config::NodeFile::load(config)?;
-        let usage = data_dir_usage(&file.data_dir)?;
-        nodes.push(NodeDisk {
-            node: position + 1,
-            raft_log_bytes: usage.raft_log_bytes,
-            state_bytes: usage.state_bytes,
-            state_file_bytes: usage.state_file_bytes,
-            allocated_bytes: usage.allocated_bytes,
-        });
+        nodes.push(data_dir_usage(position + 1, &file.data_dir)?);
     }
     let count = nodes.len().max(1) as f64;
     let per_entry = |bytes: u64| bytes as f64 / count / entries.max(1) as f64;
@@ -405,19 +343,8 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
     })
 }
 
-/// What one node's data directory occupies.
-struct DataDirUsage {
-    /// The length of `raft-log.redb`.
-    raft_log_bytes: u64,
-    /// Blocks allocated to `state.redb`.
-    state_bytes: u64,
-    /// The length of `state.redb`.
-    state_file_bytes: u64,
-    /// Blocks allocated to the whole directory.
-    allocated_bytes: u64,
-}
-
-fn data_dir_usage(dir: &Path) -> anyhow::Result<DataDirUsage> {
+/// What the data directory of node `node` occupies.
+fn data_dir_usage(node: usize, dir: &Path) -> anyhow::Result<NodeDisk> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = |name: &str| std::fs::metadata(dir.join(name)).ok();
     let mut allocated_bytes = 0;
@@ -426,63 +353,13 @@ fn data_dir_usage(dir: &Path) -> anyhow::Result<DataDirUsage> {
         allocated_bytes += meta.blocks() * 512;
     }
     let state = meta("state.redb");
-    Ok(DataDirUsage {
+    Ok(NodeDisk {
+        node,
         raft_log_bytes: meta("raft-log.redb").map_or(0, |meta| meta.len()),
         state_bytes: state.as_ref().map_or(0, |meta| meta.blocks() * 512),
         state_file_bytes: state.as_ref().map_or(0, std::fs::Metadata::len),
         allocated_bytes,
     })
-}
-
-type Measured = (ProofStats, Option<CatchUp>, RunResult, u64);
-
-async fn measure(
-    args: &ScaleArgs,
-    cluster: &Cluster,
-    dir: &Path,
-    node_bin: &Path,
-    fill: &FillResult,
-    trusted: &mut Vec<(u64, Hash)>,
-    next_id: &mut u64,
-) -> anyhow::Result<Measured> {
-    let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
-    for text in &fill.checkpoints {
-        let checkpoint = verifier
-            .checkpoint(text)
-            .map_err(|error| anyhow::anyhow!("a fill checkpoint: {error}"))?;
-        trusted.push(checkpoint);
-    }
-    trusted.sort_by_key(|(size, _)| *size);
-    trusted.dedup_by_key(|(size, _)| *size);
-    let proofs = proofs(args, cluster, &verifier, trusted).await?;
-    eprintln!(
-        "   proofs at {}: inclusion p50 {:.2} ms p99 {:.2} ms; consistency p50 {:.2} ms p99 {:.2} ms; entry reads p50 {:.2} ms",
-        proofs.tree_size,
-        proofs.inclusion.p50_ms,
-        proofs.inclusion.p99_ms,
-        proofs.consistency.p50_ms,
-        proofs.consistency.p99_ms,
-        proofs.entry_reads.p50_ms
-    );
-    let catch_up = if args.no_catch_up {
-        None
-    } else {
-        let id = *next_id;
-        *next_id += 1;
-        let result = catch_up(args, cluster, dir, node_bin, id).await?;
-        eprintln!(
-            "   catch-up of node {id}: learner serving size {} after {:.1} s ({:.0} entries/s), voter after {:.2} s more",
-            result.tree_size,
-            result.learner_seconds,
-            result.entries_per_second,
-            result.voter_seconds
-        );
-        Some(result)
-    };
-    let appends = appends(args, cluster).await?;
-    crate::appends::print_run(&appends);
-    let (after, _, _) = checkpoint(&cluster.urls[0], &verifier).await?;
-    Ok((proofs, catch_up, appends, after))
 }
 
 /// The closed-loop append run of `appends`, with this run's settings.
@@ -496,40 +373,22 @@ async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<RunResul
     crate::appends::run_once(&appends, cluster, args.run.clients[0]).await
 }
 
-/// Sends an admin request (bearer token) and returns the answer's JSON.
+/// An admin request to node `id` (a POST when `body` is given): the answer's JSON.
 async fn admin(
-    url: &str,
-    token: &str,
-    body: Option<&serde_json::Value>,
-    timeout: Duration,
+    nodes: &LocalCluster,
+    id: u64,
+    path: &str,
+    body: Option<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
-    let body = body.map(serde_json::to_vec).transpose()?.map(Bytes::from);
-    let answer = crate::net::request(url, body, Some(token), timeout).await?;
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let body = body.map(|body| body.to_string());
+    let (status, answer) = nodes.admin(method, id, path, body).await?;
+    let text = String::from_utf8_lossy(&answer);
+    ensure!(
+        status == 200,
+        "{method} {path} on node {id}: http {status}: {text}"
+    );
     Ok(serde_json::from_slice(&answer)?)
-}
-
-#[derive(serde::Deserialize)]
-struct ProofJson {
-    hashes: Vec<String>,
-}
-
-fn hashes(body: &[u8]) -> anyhow::Result<Vec<Hash>> {
-    let proof: ProofJson = serde_json::from_slice(body)?;
-    proof
-        .hashes
-        .iter()
-        .map(|hash| Hash::from_base64(hash).map_err(|error| anyhow::anyhow!("proof hash: {error}")))
-        .collect()
-}
-
-/// Fetches the latest checkpoint from `url` and verifies it: (size, root, text).
-async fn checkpoint(url: &str, verifier: &ResponseVerifier) -> anyhow::Result<(u64, Hash, String)> {
-    let body = crate::net::get(&format!("{url}/api/v2/checkpoint")).await?;
-    let text = String::from_utf8(body.to_vec())?;
-    let (size, root) = verifier
-        .checkpoint(&text)
-        .map_err(|error| anyhow::anyhow!("checkpoint from {url}: {error}"))?;
-    Ok((size, root, text))
 }
 
 /// Inclusion proofs for random leaves and consistency proofs from random earlier signed sizes,
@@ -540,7 +399,7 @@ async fn proofs(
     verifier: &ResponseVerifier,
     trusted: &[(u64, Hash)],
 ) -> anyhow::Result<ProofStats> {
-    let (size, root, _) = checkpoint(&cluster.urls[0], verifier).await?;
+    let (size, root, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
     let older: Arc<Vec<(u64, Hash)>> = Arc::new(
         trusted
             .iter()
@@ -577,15 +436,9 @@ async fn proofs(
                         "/api/v2/proof/inclusion?index={index}&tree_size={size}"
                     ))
                     .await?;
-                InclusionProof {
-                    leaf_index: LeafIndex(index),
-                    tree_size: TreeSize(size),
-                    hashes: hashes(&body)?,
-                }
-                .verify(&tlog::leaf_hash(&leaf), &root)
-                .map_err(|error| {
-                    anyhow::anyhow!("inclusion proof of {index} at {size}: {error}")
-                })?;
+                check_inclusion(&body, index, size, &tlog::leaf_hash(&leaf), &root).map_err(
+                    |kind| anyhow::anyhow!("inclusion proof of {index} at {size}: {kind}"),
+                )?;
                 inclusion.record(at.elapsed());
 
                 if older.is_empty() {
@@ -596,13 +449,8 @@ async fn proofs(
                 let body = connection
                     .get_ok(&format!("/api/v2/proof/consistency?old={old}&new={size}"))
                     .await?;
-                ConsistencyProof {
-                    old_size: TreeSize(old),
-                    new_size: TreeSize(size),
-                    hashes: hashes(&body)?,
-                }
-                .verify(&old_root, &root)
-                .map_err(|error| anyhow::anyhow!("consistency proof {old} -> {size}: {error}"))?;
+                check_consistency(&body, (old, &old_root), (size, &root))
+                    .map_err(|kind| anyhow::anyhow!("consistency proof {old} -> {size}: {kind}"))?;
                 consistency.record(at.elapsed());
             }
             anyhow::Ok((reads, inclusion, consistency))
@@ -629,23 +477,6 @@ async fn proofs(
     })
 }
 
-#[derive(serde::Deserialize)]
-struct ClusterJson {
-    admin_token: String,
-    nodes: Vec<ClusterJsonNode>,
-}
-
-#[derive(serde::Deserialize)]
-struct ClusterJsonNode {
-    config: PathBuf,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Adds an empty node `id` to the running cluster as a learner, times it until it serves the
 /// leader's latest checkpoint, promotes it to voter, then removes it again and deletes it.
 async fn catch_up(
@@ -655,143 +486,95 @@ async fn catch_up(
     node_bin: &Path,
     id: u64,
 ) -> anyhow::Result<CatchUp> {
-    let text = std::fs::read_to_string(dir.join("cluster.json"))?;
-    let json: ClusterJson = serde_json::from_str(&text)?;
-    let first = json.nodes.first().context("cluster.json lists no nodes")?;
-    let mut file = node::config::NodeFile::load(&first.config)?;
+    // Node 1's config with the new node's id, ports, data and certificate, where
+    // `LocalCluster` looks for node `id`.
+    let configs = crate::fill::node_configs(dir)?;
+    let mut file = node::config::NodeFile::load(&configs[0])?;
     let node_dir = dir.join(format!("node-{id}"));
     std::fs::create_dir_all(&node_dir)?;
-    let (api_port, cluster_port) = (free_port()?, free_port()?);
+    let ports = cluster::free_ports(2)?;
     file.id = id;
-    file.listen = ([127, 0, 0, 1], api_port).into();
-    file.api_url = format!("http://127.0.0.1:{api_port}");
-    file.cluster_listen = ([127, 0, 0, 1], cluster_port).into();
-    file.cluster_url = format!("https://127.0.0.1:{cluster_port}");
+    (file.listen, file.cluster_listen) = (
+        ([127, 0, 0, 1], ports[0]).into(),
+        ([127, 0, 0, 1], ports[1]).into(),
+    );
+    file.api_url = format!("http://127.0.0.1:{}", ports[0]);
+    file.cluster_url = format!("https://127.0.0.1:{}", ports[1]);
     file.cluster_cert_file = node_dir.join("node.crt");
     file.cluster_key_file = node_dir.join("node.key");
     file.data_dir = node_dir.join("data");
     let now = time::OffsetDateTime::now_utc();
+    let (cert, key) = (&file.cluster_cert_file, &file.cluster_key_file);
     node::tls::ClusterCa::load_or_create(dir, now)
         .context("the cluster CA")?
-        .ensure_node_certificate(
-            id,
-            "127.0.0.1",
-            &file.cluster_cert_file,
-            &file.cluster_key_file,
-            now,
-        )
+        .ensure_node_certificate(id, "127.0.0.1", cert, key, now)
         .context("the new node's certificate")?;
-    let config = node_dir.join("config.toml");
-    file.save(&config)?;
-    let log = std::fs::File::create(node_dir.join("node.log"))?;
-    let child = Command::new(node_bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", node_bin.display()))?;
-    let mut new_node = Started::new(node_dir.clone(), Duration::from_secs(15));
-    new_node.children.push(child);
-    let started = Instant::now();
-    loop {
-        if let Some(status) = new_node.children[0].try_wait()? {
-            bail!(
-                "the new node exited ({status}); see {}",
-                node_dir.join("node.log").display()
-            );
-        }
-        if crate::net::get(&format!("{}/healthz", file.api_url))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        ensure!(
-            started.elapsed() < Duration::from_secs(30),
-            "the new node did not start; see {}",
-            node_dir.join("node.log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = json.admin_token.as_str();
-    let status = admin(
-        &format!("{}/admin/status", cluster.urls[0]),
-        token,
-        None,
-        Duration::from_secs(10),
-    )
-    .await?;
+    file.save(&node_dir.join("config.toml"))?;
+    // Node n at position n - 1; the nodes added at earlier sizes (and removed) are never asked.
+    let urls: Vec<String> = (1..=id)
+        .map(|n| {
+            usize::try_from(n - 1)
+                .ok()
+                .and_then(|at| cluster.urls.get(at))
+        })
+        .map(|url| url.unwrap_or(&file.api_url).clone())
+        .collect();
+    let cluster_urls = vec![file.cluster_url.clone(); urls.len()];
+    let mut nodes = LocalCluster::new(node_bin, dir, &urls, &cluster_urls)?;
+    nodes.set_env("RUST_LOG", "warn");
+    nodes.spawn(id)?;
+    nodes
+        .wait_for(id, "/healthz", Duration::from_secs(30))
+        .await?;
+    let status = admin(&nodes, 1, "/admin/status", None).await?;
     let leader = status["leader"]
         .as_u64()
         .context("the cluster has no leader")?;
-    let leader_url = status["nodes"][leader.to_string()]
-        .as_str()
-        .context("the leader's URL is not in /admin/status")?
-        .to_string();
-    let voters: Vec<u64> = status["voters"]
-        .as_array()
-        .context("no voters in /admin/status")?
-        .iter()
+    let voters: Vec<u64> = (status["voters"].as_array().into_iter().flatten())
         .filter_map(serde_json::Value::as_u64)
         .collect();
+    let leader_url = &urls[usize::try_from(leader - 1)?];
     let verifier = ResponseVerifier::new(&cluster.verifier_key)?;
-    let (size, _, latest) = checkpoint(&leader_url, &verifier).await?;
+    let (size, _, latest) = verifier.fetch_checkpoint(leader_url).await?;
 
     let timeout = Duration::from_secs_f64(args.catch_up_timeout);
     let started = Instant::now();
-    // The leader answers once it considers the learner caught up; the clock stops when the
-    // learner itself serves the latest checkpoint, whichever comes later.
+    // The leader answers once it considers the learner caught up (which may take longer than
+    // an admin call may); the clock stops when the learner itself serves the latest
+    // checkpoint, whichever comes later.
     let mut add = {
-        let (url, token) = (format!("{leader_url}/admin/learners"), token.to_string());
-        let body = serde_json::json!({
-            "id": id,
-            "api_url": file.api_url,
-            "cluster_url": file.cluster_url,
-        });
+        let (url, token) = (
+            format!("{leader_url}/admin/learners"),
+            nodes.token().to_owned(),
+        );
+        let body = serde_json::json!({ "id": id, "api_url": file.api_url, "cluster_url": file.cluster_url });
+        let body = Some(Bytes::from(body.to_string()));
         Some(tokio::spawn(async move {
-            admin(&url, &token, Some(&body), timeout).await
+            crate::net::request(&url, body, Some(&token), timeout).await
         }))
     };
     // Progress: the learner's state database grows towards a voter's (the same size once
     // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
-    let voter_state = crate::fill::node_configs(dir)?
-        .first()
-        .map(|config| node::config::NodeFile::load(config))
-        .transpose()?
-        .map(|voter| voter.data_dir.join("state.redb"));
-    // Blocks, not lengths: redb grows a file in large steps, ahead of what it holds.
-    let blocks = |path: &Path| {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
-    };
+    let voter_state = node::config::NodeFile::load(&configs[0])?
+        .data_dir
+        .join("state.redb");
     let mut last_report = Instant::now();
     loop {
-        if let Some(status) = new_node.children[0].try_wait()? {
-            bail!(
-                "the new node exited during catch-up ({status}); see {}",
-                node_dir.join("node.log").display()
-            );
+        // Fails at once if the new node exited; "not ready" is no error here.
+        if let Err(error @ LocalError::Exited { .. }) =
+            nodes.wait_for(id, "/healthz", Duration::ZERO).await
+        {
+            bail!("the new node exited during catch-up: {error}");
         }
         if let Ok(body) = crate::net::get(&format!("{}/api/v2/checkpoint", file.api_url)).await
             && body == latest.as_bytes()
         {
             break;
         }
-        if add
-            .as_ref()
-            .is_some_and(tokio::task::JoinHandle::is_finished)
-            && let Some(finished) = add.take()
-        {
+        if let Some(finished) = add.take_if(|add| add.is_finished()) {
             // An error ends the wait; a success means the leader thinks the learner is
             // up to date, which it may say before the learner serves the checkpoint.
-            finished
-                .await
-                .context("the learner request task")?
-                .context("adding the learner")?;
+            finished.await?.context("adding the learner")?;
         }
         ensure!(
             started.elapsed() < timeout,
@@ -799,20 +582,12 @@ async fn catch_up(
         );
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
-            let stored = blocks(&file.data_dir.join("state.redb"));
-            let target = voter_state.as_deref().map_or(0, blocks);
-            let share = if target > 0 {
-                format!(
-                    ", state {:.1} of {:.1} GB ({:.0}%)",
-                    stored as f64 / 1e9,
-                    target as f64 / 1e9,
-                    100.0 * stored as f64 / target as f64
-                )
-            } else {
-                String::new()
-            };
+            // Blocks, not lengths: redb grows a file in large steps, ahead of what it holds.
+            let stored = blocks(&file.data_dir.join("state.redb")) as f64 / 1e9;
+            let voter = blocks(&voter_state) as f64 / 1e9;
             eprintln!(
-                "   [catch-up {:>4.0}s] node {id} catching up to {size} entries{share}",
+                "   [catch-up {:>4.0}s] node {id} catching up to {size} entries, state {stored:.1} \
+                 of {voter:.1} GB",
                 started.elapsed().as_secs_f64()
             );
         }
@@ -820,33 +595,19 @@ async fn catch_up(
     }
     let learner_seconds = started.elapsed().as_secs_f64();
     if let Some(add) = add {
-        add.await
-            .context("the learner request task")?
-            .context("adding the learner")?;
+        add.await?.context("adding the learner")?;
     }
     let started = Instant::now();
-    let mut with_new = voters.clone();
-    with_new.push(id);
-    admin(
-        &format!("{leader_url}/admin/membership"),
-        token,
-        Some(&serde_json::json!({ "voters": with_new })),
-        timeout,
-    )
-    .await
-    .context("promoting the new node to voter")?;
+    let with_new: Vec<u64> = voters.iter().copied().chain([id]).collect();
+    let promote = serde_json::json!({ "voters": with_new });
+    admin(&nodes, leader, "/admin/membership", Some(promote)).await?;
     let voter_seconds = started.elapsed().as_secs_f64();
-    let usage = data_dir_usage(&file.data_dir)?;
+    let usage = data_dir_usage(usize::try_from(id)?, &file.data_dir)?;
     // Back to the measured cluster: the next size starts from the same voters.
-    admin(
-        &format!("{leader_url}/admin/membership"),
-        token,
-        Some(&serde_json::json!({ "voters": voters, "retain": false })),
-        timeout,
-    )
-    .await
-    .context("removing the new node again")?;
-    tokio::task::block_in_place(|| drop(new_node));
+    let remove = serde_json::json!({ "voters": voters, "retain": false });
+    admin(&nodes, leader, "/admin/membership", Some(remove)).await?;
+    tokio::task::block_in_place(|| nodes.stop_all());
+    let _ = std::fs::remove_dir_all(&node_dir);
     Ok(CatchUp {
         node_id: id,
         tree_size: size,
@@ -858,81 +619,23 @@ async fn catch_up(
     })
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / 1024.0 / 1024.0
+/// Blocks a file occupies on disk, in bytes (0 if it is not there).
+fn blocks(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
 }
 
-/// A Markdown table with one row per size.
-pub(crate) fn print_table(
-    out: &mut dyn std::io::Write,
-    report: &ScaleReport,
-) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| entries | fill entries/s | fill written B/entry | state B/entry | Raft log MiB | appends/s | append p50 ms | append p99 ms | inclusion p50 ms | inclusion p99 ms | consistency p50 ms | consistency p99 ms | catch-up s | catch-up entries/s | promote s |"
-    )?;
-    writeln!(
-        out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    )?;
-    for point in &report.points {
-        let raft = point
-            .disk
-            .nodes
-            .iter()
-            .map(|node| node.raft_log_bytes)
-            .max()
-            .unwrap_or(0);
-        let (catch_up, rate, promote) = point.catch_up.as_ref().map_or_else(
-            || ("-".to_string(), "-".to_string(), "-".to_string()),
-            |c| {
-                (
-                    format!("{:.1}", c.learner_seconds),
-                    format!("{:.0}", c.entries_per_second),
-                    format!("{:.2}", c.voter_seconds),
-                )
-            },
-        );
-        writeln!(
-            out,
-            "| {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {catch_up} | {rate} | {promote} |",
-            point.entries,
-            point.fill.entries_per_second,
-            point
-                .fill
-                .written_bytes_per_entry
-                .map_or_else(|| "-".to_string(), |bytes| format!("{bytes:.0}")),
-            point.disk.state_bytes_per_entry,
-            mib(raft),
-            point.appends.appends_per_second,
-            point.appends.latency.p50_ms,
-            point.appends.latency.p99_ms,
-            point.proofs.inclusion.p50_ms,
-            point.proofs.inclusion.p99_ms,
-            point.proofs.consistency.p50_ms,
-            point.proofs.consistency.p99_ms,
-        )?;
-    }
-    out.flush()
-}
+/// The columns of the `scale` table (also the suite report's), one row per size.
+const COLUMNS: &str = "entries=entries | fill entries/s=fill.entries_per_second:0 \
+    | fill written B/entry=fill.written_bytes_per_entry:0 \
+    | state B/entry/node=disk.state_bytes_per_entry:0 | Raft log B/entry=disk.raft_log_bytes_per_entry:1 \
+    | appends/s=appends.appends_per_second:0 | append p50 ms=appends.latency.p50_ms:1 \
+    | append p99 ms=appends.latency.p99_ms:1 | inclusion p50 ms=proofs.inclusion.p50_ms:2 \
+    | inclusion p99 ms=proofs.inclusion.p99_ms:2 | consistency p50 ms=proofs.consistency.p50_ms:2 \
+    | consistency p99 ms=proofs.consistency.p99_ms:2 | catch-up s=catch_up.learner_seconds:1 \
+    | catch-up entries/s=catch_up.entries_per_second:0 | promote s=catch_up.voter_seconds:2";
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_parse_and_random_indexes_stay_in_bounds() {
-        let args = ScaleArgs::with_defaults();
-        assert_eq!(args.sizes, [100_000, 1_000_000]);
-        assert_eq!(args.nodes, 3);
-        let mut random = Random(7);
-        let mut seen = [false; 10];
-        for _ in 0..1000 {
-            let index = random.below(10);
-            assert!(index < 10);
-            seen[usize::try_from(index).unwrap_or(0)] = true;
-        }
-        assert!(seen.iter().all(|seen| *seen), "every index comes up");
-    }
+/// The Markdown table of a `scale` report.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(COLUMNS, report["points"].as_array().into_iter().flatten())
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use serde_json::Value;
 
 /// The longest latency a histogram holds; longer ones are clamped to it (a request that takes
 /// over two minutes has long been reported as a timeout anyway).
@@ -72,16 +73,6 @@ pub(crate) struct LatencySummary {
     pub(crate) max_ms: f64,
 }
 
-impl LatencySummary {
-    /// The run's latency line, under its headline.
-    pub(crate) fn print(&self) {
-        println!(
-            "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-            self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms, self.mean_ms
-        );
-    }
-}
-
 /// Counts by kind (`http 429`, `transport`, `verify: proof`, ...), sorted for stable output.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -96,10 +87,6 @@ impl Tally {
         for (kind, count) in &other.0 {
             *self.0.entry(kind.clone()).or_default() += count;
         }
-    }
-
-    pub(crate) fn total(&self) -> u64 {
-        self.0.values().sum()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
@@ -117,6 +104,76 @@ pub(crate) fn per_second(count: u64, window: Duration) -> f64 {
     }
 }
 
+/// How a report's JSON becomes its Markdown table (each subcommand's `table`).
+pub(crate) type Table = fn(&Value) -> String;
+
+/// A Markdown table of JSON rows (runs as their reports serialize them), so every subcommand
+/// and the report lay out the same fields the same way. `columns` is `header=path[:format]`
+/// separated by `|`: `path` is dot-separated keys, `format` the decimals of a number, `sum`
+/// (an error tally's total), `cpu` (processes' CPU as "a + b") or `top` (a profile's three
+/// hottest components). A missing value is "-".
+pub(crate) fn table<'a>(columns: &str, rows: impl IntoIterator<Item = &'a Value>) -> String {
+    let columns: Vec<(&str, &str)> = columns
+        .split('|')
+        .map(|column| column.trim().split_once('=').unwrap_or((column.trim(), "")))
+        .collect();
+    let headers: Vec<&str> = columns.iter().map(|(header, _)| *header).collect();
+    let mut text = format!(
+        "\n| {} |\n|{}\n",
+        headers.join(" | "),
+        "---:|".repeat(columns.len())
+    );
+    for row in rows {
+        let cells: Vec<String> = columns.iter().map(|(_, spec)| cell(row, spec)).collect();
+        text.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    text
+}
+
+fn cell(row: &Value, spec: &str) -> String {
+    let (path, format) = spec.split_once(':').unwrap_or((spec, ""));
+    let value = path.split('.').fold(row, |value, key| &value[key]);
+    let number = |value: &Value| value.as_f64().unwrap_or(0.0);
+    let list = |value: &Value| value.as_array().cloned().unwrap_or_default();
+    match (format, value) {
+        (_, Value::Null) => "-".into(),
+        ("sum", _) => (value.as_object().into_iter().flatten())
+            .filter_map(|(_, count)| count.as_u64())
+            .sum::<u64>()
+            .to_string(),
+        ("cpu", _) => {
+            let cpu: Vec<String> = list(value)
+                .iter()
+                .map(|usage| format!("{:.0}", number(&usage["cpu_percent"])))
+                .collect();
+            if cpu.is_empty() {
+                "-".into()
+            } else {
+                cpu.join(" + ")
+            }
+        }
+        ("top", _) => {
+            let top: Vec<String> = list(&value["components"])
+                .iter()
+                .take(3)
+                .map(|c| {
+                    format!(
+                        "{} {:.0}%",
+                        c["name"].as_str().unwrap_or("?"),
+                        number(&c["percent"])
+                    )
+                })
+                .collect();
+            top.join(", ")
+        }
+        (decimals, Value::Number(_)) if !decimals.is_empty() => {
+            format!("{:.*}", decimals.parse().unwrap_or(0), number(value))
+        }
+        (_, Value::String(text)) => text.clone(),
+        _ => value.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,57 +185,28 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_of_a_uniform_spread() {
-        let mut latencies = Latencies::new();
+    fn percentiles_of_merged_clients_and_clamped_latencies() {
+        let (mut a, mut b) = (Latencies::new(), Latencies::new());
         for ms in 1..=1000u64 {
-            latencies.record(Duration::from_millis(ms));
-        }
-        let summary = latencies.summary();
-        assert_eq!(summary.count, 1000);
-        assert!(close(summary.p50_ms, 500.0), "{summary:?}");
-        assert!(close(summary.p90_ms, 900.0), "{summary:?}");
-        assert!(close(summary.p99_ms, 990.0), "{summary:?}");
-        assert!(close(summary.max_ms, 1000.0), "{summary:?}");
-        assert!(close(summary.mean_ms, 500.5), "{summary:?}");
-    }
-
-    #[test]
-    fn one_slow_request_in_a_hundred_is_the_p99_not_the_p50() {
-        let mut latencies = Latencies::new();
-        for _ in 0..98 {
-            latencies.record(Duration::from_millis(2));
-        }
-        latencies.record(Duration::from_millis(300));
-        latencies.record(Duration::from_millis(300));
-        let summary = latencies.summary();
-        assert!(close(summary.p50_ms, 2.0), "{summary:?}");
-        assert!(close(summary.p99_ms, 300.0), "{summary:?}");
-    }
-
-    #[test]
-    fn merging_clients_equals_recording_in_one() {
-        let (mut a, mut b, mut all) = (Latencies::new(), Latencies::new(), Latencies::new());
-        for us in [10u64, 20, 30, 40_000, 5_000_000] {
-            a.record(Duration::from_micros(us));
-            all.record(Duration::from_micros(us));
-        }
-        for us in [15u64, 25, 7_000] {
-            b.record(Duration::from_micros(us));
-            all.record(Duration::from_micros(us));
+            let client = if ms % 3 == 0 { &mut a } else { &mut b };
+            client.record(Duration::from_millis(ms));
         }
         a.merge(&b);
-        assert_eq!(a.summary(), all.summary());
-        assert_eq!(a.summary().count, 8);
-    }
-
-    #[test]
-    fn empty_and_out_of_range_latencies() {
+        let summary = a.summary();
+        assert_eq!(summary.count, 1000);
+        let expected = [
+            (summary.p50_ms, 500.0),
+            (summary.p90_ms, 900.0),
+            (summary.p99_ms, 990.0),
+        ];
+        for (actual, expected) in expected.into_iter().chain([(summary.mean_ms, 500.5)]) {
+            assert!(close(actual, expected), "{summary:?}");
+        }
         assert_eq!(Latencies::new().summary(), LatencySummary::default());
-        let mut latencies = Latencies::new();
-        latencies.record(Duration::ZERO);
-        latencies.record(Duration::from_secs(3600));
-        let summary = latencies.summary();
-        assert_eq!(summary.count, 2);
+        let mut clamped = Latencies::new();
+        clamped.record(Duration::ZERO);
+        clamped.record(Duration::from_secs(3600));
+        let summary = clamped.summary();
         assert!(summary.p50_ms >= 0.001, "zero is clamped to 1 µs");
         assert!(
             close(summary.max_ms, 120_000.0),
@@ -195,12 +223,31 @@ mod tests {
         b.add("verify: proof");
         b.add("http 429");
         a.merge(&b);
-        assert_eq!(a.total(), 4);
         assert_eq!(
             a.iter().collect::<Vec<_>>(),
             [("http 429", 3), ("verify: proof", 1)]
         );
         assert!((per_second(500, Duration::from_millis(250)) - 2000.0).abs() < 1e-9);
         assert!(per_second(5, Duration::ZERO).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn tables_format_each_kind_of_cell() {
+        let row = serde_json::json!({
+            "n": 3, "rate": 1234.567, "latency": { "p99_ms": 2.0 }, "errors": { "http 503": 2, "timeout": 1 },
+            "node_usage": [{ "cpu_percent": 80.4 }, { "cpu_percent": 20.0 }], "missing": null,
+            "profile": { "components": [{ "name": "redb", "percent": 40.0 }, { "name": "kernel", "percent": 30.0 }] },
+        });
+        let text = table(
+            "n=n | rate=rate:1 | p99=latency.p99_ms:2 | errors=errors:sum | cpu=node_usage:cpu \
+             | gone=missing:0 | absent=no.such | hot=profile:top",
+            [&row],
+        );
+        assert_eq!(
+            text,
+            "\n| n | rate | p99 | errors | cpu | gone | absent | hot |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|\n\
+             | 3 | 1234.6 | 2.00 | 3 | 80 + 20 | - | - | redb 40%, kernel 30% |\n"
+        );
     }
 }

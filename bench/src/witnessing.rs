@@ -1,22 +1,14 @@
 //! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a
-//! quorum of witnesses cosigned it.
+//! quorum of witnesses cosigned it, which is what witnessing costs a user (an append is answered
+//! once its checkpoint is published). Next to the verified appends, from the nodes' metrics: the
+//! witnessing rounds per second and how long a round takes (`cairn_witness_cosign_seconds`),
+//! and the witnesses' CPU per cosignature. One witness's own ceiling is the criterion benchmark
+//! `cargo bench -p bench --bench witness`.
 //!
-//! What "witness cosigning" measures here: the rate and latency of appends whose answers carry
-//! a checkpoint that meets the witness policy, because that is what witnessing costs a Cairn
-//! user: the node answers an append only when the checkpoint covering it is published, and it
-//! publishes only with the quorum's cosignatures. Next to it, from the nodes' own metrics: the
-//! witnessing rounds per second (each round is one `add-checkpoint` request to every witness,
-//! in parallel) and how long a round takes (`cairn_witness_cosign_seconds`: consistency proof,
-//! the requests, verifying the cosignatures, quorum), which is the time from a signed
-//! checkpoint to its publication. A single witness's own ceiling (cosignatures per second
-//! without HTTP) is the criterion benchmark `cargo bench -p bench --bench witness`.
-//!
-//! Setup: `cairn-node init` + `run` (not `dev`, which has no witnessing option), each node's
-//! config given a `[witnessing]` section; the witnesses are separate processes
-//! (`cairn-bench witness-server`, the `witness` crate's server over a redb store that fsyncs
-//! each cosignature, as `cairn witness serve` runs it), so their CPU is measured apart.
-//! Every counted append is verified as `appends` does, plus the policy: the log's signature
-//! and the quorum's cosignatures on its checkpoint.
+//! Setup: `cairn-node init` + `run` (`dev` has no witnessing option) with a `[witnessing]`
+//! section; each witness is a `cairn-bench witness-server` process (the `witness` crate's
+//! server on redb, fsync per cosignature), so its CPU is measured apart. Every counted append's
+//! checkpoint must carry the log's signature and the quorum's cosignatures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,7 +21,8 @@ use serde::Serialize;
 
 use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{Cluster, PromHistogram, Started};
-use crate::run::{Environment, RunArgs, Sample, Usage};
+use crate::cluster::{Sample, Usage};
+use crate::run::{Environment, RunArgs};
 
 /// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
@@ -69,7 +62,8 @@ pub(crate) struct WitnessServerArgs {
 
 /// Runs one witness until SIGTERM.
 pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()> {
-    let seed: [u8; 32] = hex_seed(&args.key_seed)?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(&args.key_seed, &mut seed).context("--key-seed: want 64 hex digits")?;
     let cosigner =
         tlog::keys::Cosigner::new(&args.name, ed25519_dalek::SigningKey::from_bytes(&seed))
             .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
@@ -90,18 +84,6 @@ pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()
     })
     .await;
     Ok(())
-}
-
-fn hex_seed(text: &str) -> anyhow::Result<[u8; 32]> {
-    anyhow::ensure!(
-        text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()),
-        "--key-seed: want 64 hex digits"
-    );
-    let mut seed = [0u8; 32];
-    for (i, byte) in seed.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
-    }
-    Ok(seed)
 }
 
 /// The witnesses' and the nodes' witnessing figures over one run (warm-up included).
@@ -138,17 +120,6 @@ pub(crate) struct WitnessingReport {
     pub(crate) runs: Vec<WitnessingRun>,
 }
 
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    // Held together so none repeats; released just before the processes bind them.
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|listener| Ok(listener.local_addr()?.port()))
-        .collect()
-}
-
 /// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
 async fn start(
     args: &WitnessingArgs,
@@ -157,25 +128,20 @@ async fn start(
 ) -> anyhow::Result<(Started, Cluster, Vec<u32>)> {
     let nodes = usize::from(args.nodes);
     let witnesses = usize::from(args.witnesses);
-    let dir = parent.join(format!("cairn-bench-witnessing-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = crate::cluster::fresh_dir(parent, "witnessing")?;
     // The witnesses first, then the nodes.
     let mut guard = Started::new(dir.clone(), Duration::from_secs(15));
     guard.keep = args.run.keep_data;
-    let ports = free_ports(2 * nodes + witnesses)?;
-    let urls: Vec<String> = ports[..nodes]
-        .iter()
-        .map(|port| format!("http://127.0.0.1:{port}"))
+    let ports = crate::cluster::free_ports(2 * nodes + witnesses)?;
+    let url = |scheme: &str, port: &u16| format!("{scheme}://127.0.0.1:{port}");
+    let urls: Vec<String> = ports[..nodes].iter().map(|p| url("http", p)).collect();
+    let cluster_urls: Vec<String> = (ports[nodes..2 * nodes].iter())
+        .map(|p| url("https", p))
         .collect();
     let mut init = Command::new(node_bin);
     init.arg("init").arg("--dir").arg(&dir);
-    for url in &urls {
-        init.arg("--node-url").arg(url);
-    }
-    for port in &ports[nodes..2 * nodes] {
-        init.arg("--cluster-url")
-            .arg(format!("https://127.0.0.1:{port}"));
+    for (url, cluster_url) in urls.iter().zip(&cluster_urls) {
+        init.args(["--node-url", url, "--cluster-url", cluster_url]);
     }
     let output = init
         .output()
@@ -200,7 +166,6 @@ async fn start(
     let mut seed = [0u8; 32];
     for (i, port) in ports[2 * nodes..].iter().enumerate() {
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-        let seed_hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
         let name = format!("witness.bench/w{}", i + 1);
         let cosigner =
             tlog::keys::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
@@ -214,16 +179,19 @@ async fn start(
         let witness_dir = dir.join(format!("witness-{}", i + 1));
         std::fs::create_dir_all(&witness_dir)?;
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
+        let listen = format!("127.0.0.1:{port}");
         let child = Command::new(&exe)
             .arg("witness-server")
+            .args([
+                "--listen",
+                &listen,
+                "--name",
+                &name,
+                "--key-seed",
+                &hex::encode(seed),
+            ])
             .arg("--dir")
             .arg(&witness_dir)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--name")
-            .arg(&name)
-            .arg("--key-seed")
-            .arg(&seed_hex)
             .arg("--policy")
             .arg(&log_policy)
             .stdin(Stdio::null())
@@ -257,21 +225,16 @@ async fn start(
     // The nodes, with a [witnessing] section.
     for id in 1..=nodes {
         let path = dir.join(format!("node-{id}/config.toml"));
-        let mut config: toml::Table = std::fs::read_to_string(&path)?.parse()?;
-        let mut section = toml::Table::new();
-        section.insert(
-            "policy_file".into(),
-            toml::Value::String(policy_path.display().to_string()),
-        );
-        section.insert("append_timeout_ms".into(), toml::Value::Integer(10_000));
-        section.insert("fail_open".into(), toml::Value::Boolean(false));
-        config.insert("witnessing".into(), toml::Value::Table(section));
-        std::fs::write(&path, config.to_string())?;
+        let mut file = node::config::NodeFile::load(&path)?;
+        let (policy_file, fail_open, append_timeout_ms) = (policy_path.clone(), false, 10_000);
+        let witnessing = node::config::WitnessingFile {
+            policy_file,
+            fail_open,
+            append_timeout_ms,
+        };
+        file.witnessing = Some(witnessing);
+        file.save(&path)?;
     }
-    let cluster_urls: Vec<String> = ports[nodes..2 * nodes]
-        .iter()
-        .map(|port| format!("https://127.0.0.1:{port}"))
-        .collect();
     let mut processes = LocalCluster::new(node_bin, &dir, &urls, &cluster_urls)?;
     processes.set_env("RUST_LOG", "warn");
     // Held by the guard at once, so the nodes stop even if forming fails.
@@ -343,7 +306,8 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
             let witnessing = (delta.count > 0.0).then(|| WitnessingStats {
                 rounds: delta.count,
                 // Rounds happen only under load (warm-up and window), not while pre-signing.
-                rounds_per_second: delta.count / (run.warmup_s + run.measured_s).max(1e-9),
+                rounds_per_second: delta.count
+                    / (run.window.warmup_s + run.window.measured_s).max(1e-9),
                 round_mean_ms: delta.mean() * 1000.0,
                 round_p50_ms_at_most: delta.quantile_bound(0.5) * 1000.0,
                 round_p99_ms_at_most: delta.quantile_bound(0.99) * 1000.0,
@@ -352,21 +316,12 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
                     / (delta.count * f64::from(args.witnesses)),
                 span_s: span.as_secs_f64(),
             });
-            crate::appends::print_run(&run);
-            if let Some(w) = &witnessing {
-                println!(
-                    "  witnessing: {:.0} rounds/s, round mean {:.2} ms (p50 <= {} ms, p99 <= {} ms); witnesses {:.2} ms CPU per cosignature",
-                    w.rounds_per_second,
-                    w.round_mean_ms,
-                    w.round_p50_ms_at_most,
-                    w.round_p99_ms_at_most,
-                    w.witness_cpu_ms_per_cosignature
-                );
-            }
-            runs.push(WitnessingRun {
+            let run = WitnessingRun {
                 appends: run,
                 witnessing,
-            });
+            };
+            crate::run::print_run(COLUMNS, &run);
+            runs.push(run);
         }
         anyhow::Ok(runs)
     }
@@ -385,45 +340,19 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
 /// The `witnessing` subcommand: run, print, write JSON.
 pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     let report = run_witnessing(&args).await?;
-    args.run.finish(&report, |out| print_table(out, &report))
+    args.run.finish(&report, table)
 }
 
-fn print_table(out: &mut dyn std::io::Write, report: &WitnessingReport) -> std::io::Result<()> {
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| clients | witnessed appends/s | p50 ms | p90 ms | p99 ms | max ms | errors | rounds/s | round mean ms | round p99 ms <= |"
-    )?;
-    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    for run in &report.runs {
-        let a = &run.appends;
-        let w = run.witnessing.as_ref();
-        writeln!(
-            out,
-            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
-            a.clients,
-            a.appends_per_second,
-            a.latency.p50_ms,
-            a.latency.p90_ms,
-            a.latency.p99_ms,
-            a.latency.max_ms,
-            a.errors.total(),
-            w.map_or("-".into(), |w| format!("{:.0}", w.rounds_per_second)),
-            w.map_or("-".into(), |w| format!("{:.2}", w.round_mean_ms)),
-            w.map_or("-".into(), |w| format!("{}", w.round_p99_ms_at_most)),
-        )?;
-    }
-    out.flush()
-}
+/// The columns of the `witnessing` table (also the suite report's).
+const COLUMNS: &str = "clients=appends.clients | witnessed appends/s=appends.appends_per_second:0 \
+    | p50 ms=appends.latency.p50_ms:1 | p90 ms=appends.latency.p90_ms:1 \
+    | p99 ms=appends.latency.p99_ms:1 | max ms=appends.latency.max_ms:1 \
+    | errors=appends.errors:sum | rounds/s=witnessing.rounds_per_second:0 \
+    | round mean ms=witnessing.round_mean_ms:2 \
+    | round p99 ms at most=witnessing.round_p99_ms_at_most \
+    | witness CPU ms/cosignature=witnessing.witness_cpu_ms_per_cosignature:2";
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_seeds_are_64_hex_digits() {
-        assert_eq!(hex_seed(&"0a".repeat(32)).ok(), Some([10u8; 32]));
-        assert!(hex_seed(&"0a".repeat(31)).is_err());
-        assert!(hex_seed(&"zz".repeat(32)).is_err());
-    }
+/// The Markdown table of a `witnessing` report.
+pub(crate) fn table(report: &serde_json::Value) -> String {
+    crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

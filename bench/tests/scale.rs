@@ -30,30 +30,24 @@ fn node_bin() -> PathBuf {
 
 /// `cairn-node dev` with one node in `dir` on `port` (`node::dev_process`: created, or resumed
 /// with its data), stopped with SIGTERM on drop.
-struct Dev(#[allow(dead_code)] node::dev_process::DevProcess);
-
-impl Dev {
-    fn start(dir: &Path, port: u16) -> Dev {
-        let options = node::dev_process::DevOptions {
-            base_port: port,
-            env: vec![("RUST_LOG".into(), "warn".into())],
-            log: dir.join("dev.log"),
-            ready_within: Duration::from_secs(120),
-            ..node::dev_process::DevOptions::new(&node_bin(), dir, 1)
-        };
-        Dev(node::dev_process::DevProcess::start(options).unwrap())
-    }
+fn dev(dir: &Path, port: u16) -> node::dev_process::DevProcess {
+    let options = node::dev_process::DevOptions {
+        base_port: port,
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        log: dir.join("dev.log"),
+        ready_within: Duration::from_secs(120),
+        ..node::dev_process::DevOptions::new(&node_bin(), dir, 1)
+    };
+    node::dev_process::DevProcess::start(options).unwrap()
 }
 
-/// A free base port for a one-node dev cluster, kept for its restart.
-fn base_port() -> u16 {
-    node::dev_process::free_base_port(1).unwrap()
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
+/// A plain HTTP/1.1 GET (the node answers with a length, never chunked): (status, body).
 fn get(url: &str) -> (u16, Vec<u8>) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
+    let (host, path) = url
+        .strip_prefix("http://")
+        .unwrap()
+        .split_once('/')
+        .unwrap();
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     write!(
         stream,
@@ -64,18 +58,25 @@ fn get(url: &str) -> (u16, Vec<u8>) {
     stream.read_to_end(&mut answer).unwrap();
     let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&answer[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(
         !head
             .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "chunked answers are not expected from the node"
+            .contains("transfer-encoding: chunked")
     );
-    (status, answer[split + 4..].to_vec())
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        answer[split + 4..].to_vec(),
+    )
 }
 
-fn cluster_json(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap()
+fn run_fill(dir: &Path, args: &str) -> bool {
+    let mut command = Command::new(bench_bin());
+    command
+        .arg("fill")
+        .args(args.split_whitespace())
+        .arg("--dir")
+        .arg(dir);
+    command.status().unwrap().success()
 }
 
 #[test]
@@ -83,27 +84,18 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("dev");
     std::fs::create_dir_all(&dir).unwrap();
-    let port = base_port();
-    drop(Dev::start(&dir, port));
+    let port = node::dev_process::free_base_port(1).unwrap();
+    drop(dev(&dir, port));
 
     // 2,500 entries in batches of 1,000: two full batches and a short one.
-    let status = Command::new(bench_bin())
-        .args([
-            "fill",
-            "--to",
-            "2500",
-            "--batch",
-            "1000",
-            "--in-flight",
-            "2",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .arg("--json")
-        .arg(dir.join("fill.json"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let json = dir.join("fill.json");
+    assert!(run_fill(
+        &dir,
+        &format!(
+            "--to 2500 --batch 1000 --in-flight 2 --json {}",
+            json.display()
+        )
+    ));
     let fill: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("fill.json")).unwrap()).unwrap();
     assert_eq!(fill["from"], 0);
@@ -111,30 +103,19 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     assert_eq!(fill["checkpoints"].as_array().unwrap().len(), 3);
 
     // A fill to a smaller size than the log has is refused, and changes nothing.
-    let status = Command::new(bench_bin())
-        .args(["fill", "--to", "100"])
-        .arg("--dir")
-        .arg(&dir)
-        .status()
-        .unwrap();
-    assert!(!status.success());
+    assert!(!run_fill(&dir, "--to 100"));
 
     // The restarted node serves what the fill wrote; everything is checked from outside.
-    let _dev = Dev::start(&dir, port);
-    let json = cluster_json(&dir);
+    let _dev = dev(&dir, port);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
     let url = json["nodes"][0]["url"].as_str().unwrap().to_string();
-    let vkey = json["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|log| log["name"] == "artifacts")
-        .unwrap()["verifier_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let logs = json["logs"].as_array().unwrap();
+    let log = logs.iter().find(|log| log["name"] == "artifacts").unwrap();
+    let vkey = log["verifier_key"].as_str().unwrap();
     let mut verifiers = tlog::keys::Verifiers::new();
     verifiers
-        .push(tlog::keys::Verifier::parse(&vkey).unwrap())
+        .push(tlog::keys::Verifier::parse(vkey).unwrap())
         .unwrap();
     let (status, body) = get(&format!("{url}/api/v2/checkpoint"));
     assert_eq!(status, 200);
@@ -170,26 +151,10 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
 fn scale_runs_end_to_end_at_small_sizes() {
     let temp = tempfile::tempdir().unwrap();
     let out = temp.path().join("scale.json");
+    let settings = "scale --nodes 1 --sizes 3000,6000 --proofs 40 --proof-clients 2 --clients 4 \
+                    --duration 1 --warmup 0.5 --fill-batch 1000";
     let status = Command::new(bench_bin())
-        .args([
-            "scale",
-            "--nodes",
-            "1",
-            "--sizes",
-            "3000,6000",
-            "--proofs",
-            "40",
-            "--proof-clients",
-            "2",
-            "--clients",
-            "4",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-            "--fill-batch",
-            "1000",
-        ])
+        .args(settings.split_whitespace())
         .arg("--node-bin")
         .arg(node_bin())
         .arg("--data-dir")
