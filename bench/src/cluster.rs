@@ -71,7 +71,7 @@ impl Cluster {
             base_port,
             env,
             log: dir.join("dev.log"),
-            ready_within: Duration::from_secs(60),
+            ready_within: Duration::from_secs(600),
         })
         .with_context(|| format!("see also {}/node-*/node.log", dir.display()))?;
         let mut cluster = Cluster::from_json(&dir.join("cluster.json"))?;

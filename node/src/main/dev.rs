@@ -91,7 +91,9 @@ fn dev_issuer_key(dir: &Path) -> anyhow::Result<p256::ecdsa::SigningKey> {
 
 async fn bring_up(dir: &Path, cluster: &mut LocalCluster, issuer_url: &str) -> anyhow::Result<()> {
     let voters = u64::try_from(cluster.nodes().len())?;
-    cluster.form(voters, Duration::from_secs(30)).await?;
+    // Generous: a node with a large database that was not shut down cleanly checks and
+    // repairs it before it answers (its log shows the progress); one that exits fails at once.
+    cluster.form(voters, Duration::from_secs(600)).await?;
     let client = http_client();
     let nodes = cluster.nodes();
     let token = cluster.token();

@@ -171,7 +171,22 @@ pub(crate) fn begin_immediate(db: &Database) -> Result<WriteTransaction, DiskErr
 
 /// Opens (creating if needed) a database file.
 pub(crate) fn open_file(path: &Path) -> Result<Database, DiskError> {
-    Ok(Database::builder().create(path)?)
+    let mut builder = Database::builder();
+    // After an unclean shutdown redb checks and repairs the whole file before the node can
+    // start, about 40 s for a 6 GB database here: say so, with progress, rather than look hung.
+    let file = path.display().to_string();
+    let reported = std::sync::atomic::AtomicU32::new(u32::MAX);
+    builder.set_repair_callback(move |session| {
+        let done = session.progress() * 100.0;
+        let percent = (0..=10u32)
+            .map(|tenth| tenth * 10)
+            .rfind(|&percent| done >= f64::from(percent))
+            .unwrap_or(0);
+        if reported.swap(percent, std::sync::atomic::Ordering::Relaxed) != percent {
+            tracing::warn!(%file, percent, "repairing the database after an unclean shutdown");
+        }
+    });
+    Ok(builder.create(path)?)
 }
 
 /// Opens (creating if needed) a database over a storage backend (the simulator's disk, or
@@ -320,6 +335,15 @@ impl Stores {
             source,
             shape,
         )?;
+        // On its own thread: on a cold disk, reading a large log's upper levels takes seconds,
+        // and the node serves meanwhile (views read what is not yet held from the table).
+        let pinner = state.pinner();
+        if let Err(error) = std::thread::Builder::new()
+            .name("pin-levels".into())
+            .spawn(move || pinner.pin_levels())
+        {
+            tracing::warn!(%error, "upper tree levels not held in memory");
+        }
         Ok(Stores::new(log, state))
     }
 
@@ -359,6 +383,8 @@ impl Stores {
             source,
             shape,
         )?;
+        // In line: the simulator runs one thread.
+        state.pin_levels();
         Ok(Stores::new(log, state))
     }
 

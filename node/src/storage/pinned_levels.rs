@@ -30,6 +30,10 @@ use crate::types::LogName;
 /// The most bytes of hashes held, over every log.
 pub(crate) const PINNED_BYTES_MAX: u64 = 256 << 20;
 
+/// The most rows a read view adds per level: a view never waits for a bulk load (a start's,
+/// on its own thread), and memory that fell behind catches up over a few views.
+pub(crate) const VIEW_ROWS_MAX: u64 = 4096;
+
 /// The highest Merkle level a tree of up to 2^64 leaves has.
 const LEVEL_MAX: u8 = 63;
 
@@ -68,9 +72,16 @@ impl PinnedLevels {
         Some(data)
     }
 
-    /// Extends `log`'s held levels to a tree of `size` leaves from `hashes`, the tile-hash
-    /// table of a read transaction whose head of `log` is `size`. Cheap when nothing is new.
-    pub(crate) fn follow<T>(&self, hashes: &T, log: &LogName, size: u64) -> Result<(), DiskError>
+    /// Extends `log`'s held levels towards a tree of `size` leaves from `hashes`, the
+    /// tile-hash table of a read transaction whose head of `log` is `size`, by at most
+    /// `rows_max` rows per level. Cheap when nothing is new.
+    pub(crate) fn follow<T>(
+        &self,
+        hashes: &T,
+        log: &LogName,
+        size: u64,
+        rows_max: u64,
+    ) -> Result<(), DiskError>
     where
         T: ReadableTable<TileKey, &'static [u8]>,
     {
@@ -87,7 +98,7 @@ impl PinnedLevels {
                     let have = held
                         .and_then(|levels| levels.get(&level))
                         .map_or(0, |hashes| hashes.len() as u64);
-                    let complete = size >> level;
+                    let complete = (size >> level).min(have.saturating_add(rows_max));
                     (have < complete).then_some((level, have, complete))
                 })
                 .collect()
@@ -185,7 +196,48 @@ where
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableDatabase as _;
+
     use super::*;
+
+    #[test]
+    fn views_extend_the_held_levels_a_bounded_step_at_a_time() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let log = LogName("artifacts".into());
+        let hash = |index: u64| Hash::digest(&index.to_be_bytes());
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(super::super::tables::TILE_HASHES).unwrap();
+            for index in 0..10u64 {
+                table
+                    .insert(("artifacts", 4, index), hash(index).as_bytes().as_slice())
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(super::super::tables::TILE_HASHES).unwrap();
+        let levels = PinnedLevels::default();
+        // 160 leaves: ten complete subtrees at level 4, none at level 8.
+        levels.follow(&table, &log, 160, 3).unwrap();
+        assert!(levels.read(&log, 4, 0, 3).is_some());
+        assert_eq!(levels.read(&log, 4, 2, 4), None);
+        for _ in 0..3 {
+            levels.follow(&table, &log, 160, 3).unwrap();
+        }
+        let held = levels.read(&log, 4, 0, 10).unwrap();
+        let expected: Vec<u8> = (0..10u64)
+            .flat_map(|index| *hash(index).as_bytes())
+            .collect();
+        assert_eq!(held, expected);
+        // Never past the view's head, whatever the table holds.
+        assert_eq!(levels.read(&log, 4, 0, 11), None);
+        // A row the head promises but the table lacks is an error, and nothing is held for it.
+        assert!(levels.follow(&table, &log, 176, 3).is_err());
+        assert_eq!(levels.read(&log, 4, 10, 11), None);
+    }
 
     #[test]
     fn levels_kept_fit_the_budget() {

@@ -133,24 +133,48 @@ impl StateStore {
             shape,
             tail_memory: SharedTailMemory::default(),
         };
-        // The first proofs after a start find the upper levels in memory, not on disk. Only
-        // a saving: reads name any bad row they need.
-        if let Err(error) = store.pin_levels() {
-            tracing::warn!(%error, "upper tree levels not held in memory");
-        }
         Ok(store)
     }
 
-    /// Reads each log's upper levels into memory (see `pinned_levels`).
-    fn pin_levels(&self) -> Result<(), DiskError> {
-        let txn = self.db.begin_read()?;
-        let (heads, hashes) = (txn.open_table(HEADS)?, txn.open_table(TILE_HASHES)?);
-        for log in self.logs.iter() {
-            if let Some(head) = read_head(&heads, &log.name)? {
-                self.pinned.follow(&hashes, &log.name, head.tree_size)?;
+    /// Reads each log's upper levels into memory (see `pinned_levels`), so that the first
+    /// proofs after a start find them there. Only a saving: on failure it says why, and
+    /// reads name any bad row they need.
+    pub(super) fn pin_levels(&self) {
+        let started = std::time::Instant::now();
+        let pin = || -> Result<(), DiskError> {
+            let txn = self.db.begin_read()?;
+            let (heads, hashes) = (txn.open_table(HEADS)?, txn.open_table(TILE_HASHES)?);
+            for log in self.logs.iter() {
+                if let Some(head) = read_head(&heads, &log.name)? {
+                    self.pinned
+                        .follow(&hashes, &log.name, head.tree_size, u64::MAX)?;
+                }
             }
+            Ok(())
+        };
+        match pin() {
+            Ok(()) => tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "upper tree levels held in memory"
+            ),
+            Err(error) => tracing::warn!(%error, "upper tree levels not held in memory"),
         }
-        Ok(())
+    }
+
+    /// A handle that can run [`StateStore::pin_levels`] on another thread.
+    pub(super) fn pinner(&self) -> StateStore {
+        StateStore {
+            db: self.db.clone(),
+            blocking: self.blocking.clone(),
+            logs: self.logs.clone(),
+            source: self.source.clone(),
+            policy: self.policy,
+            caches: self.caches.clone(),
+            pinned: self.pinned.clone(),
+            known: self.known.clone(),
+            shape: self.shape,
+            tail_memory: self.tail_memory.clone(),
+        }
     }
 
     /// Replaces how persistently a snapshot install retries unavailable members.

@@ -14,7 +14,7 @@ use tlog::{Hash, LeafIndex, TreeSize};
 
 use super::leaf_index::{self, BlockKey, IndexMeta, TailKey};
 use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, StreamKey};
-use super::pinned_levels::PinnedLevels;
+use super::pinned_levels::{PinnedLevels, VIEW_ROWS_MAX};
 use super::rows::{
     SharedTailMemory, TableTiles, TileKey, applied_state, hashes_at_tile_level, read_head,
     read_tile_bytes, tile_range,
@@ -596,10 +596,9 @@ impl StateView {
                 tree_size: size,
             });
         }
-        // Held levels follow the head, so a view never waits for more than a few rows. They
-        // only spare reads: if they cannot follow, the table answers (and names what is wrong
-        // if the proof needs it).
-        if let Err(error) = self.pinned.follow(self.hashes()?, log, size) {
+        // Held levels follow the head a few rows at a time. They only spare reads: if they
+        // cannot follow, the table answers (and names what is wrong if the proof needs it).
+        if let Err(error) = self.pinned.follow(self.hashes()?, log, size, VIEW_ROWS_MAX) {
             tracing::warn!(%log, %error, "upper tree levels not held in memory");
         }
         Ok(TileHashStore::new(
