@@ -183,6 +183,45 @@ fn f(value: &Value, path: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The scale curve as line charts, one per cost, in Mermaid, which GitHub draws from the text:
+/// plots that come with the numbers they are made of.
+fn scale_charts(points: &[Value]) -> String {
+    let sizes: Vec<String> = points
+        .iter()
+        .map(|point| format!("\"{}\"", f(point, "entries")))
+        .collect();
+    let mut text = String::from("\n### The scale curve, plotted\n");
+    for (title, path) in [
+        (
+            "Bytes written per entry while filling",
+            "fill.written_bytes_per_entry",
+        ),
+        (
+            "State bytes per entry per node",
+            "disk.state_bytes_per_entry",
+        ),
+        ("Appends per second", "appends.appends_per_second"),
+        ("Inclusion proof p99, ms", "proofs.inclusion.p99_ms"),
+        (
+            "New node catch-up, entries per second",
+            "catch_up.entries_per_second",
+        ),
+    ] {
+        let values: Vec<String> = points
+            .iter()
+            .map(|point| format!("{:.2}", f(point, path)))
+            .collect();
+        let _ = write!(
+            text,
+            "\n```mermaid\nxychart-beta\n  title \"{title}\"\n  x-axis \"entries\" [{}]\n  \
+             line [{}]\n```\n",
+            sizes.join(", "),
+            values.join(", ")
+        );
+    }
+    text
+}
+
 /// Where a run's CPU went, from its profile: "node 1 (leader) CPU: redb 13%, kernel 31%, ...".
 fn bottleneck(run: &Value) -> String {
     let Some(components) = run["profile"]["components"].as_array() else {
@@ -443,6 +482,12 @@ fn markdown(report: &Value, parts: &Map<String, Value>, targets: &[Value]) -> St
         if let Some(results) = parts.get(part) {
             let _ = write!(page, "\n## {title}\n{}", table(results));
         }
+    }
+    let curve = parts.get(SCALE_LARGE).or_else(|| parts.get("scale"));
+    if let Some(points) = curve.and_then(|part| part["points"].as_array())
+        && points.len() > 1
+    {
+        page.push_str(&scale_charts(points));
     }
     if let Some(seconds) = report["seconds_per_part"].as_object()
         && !seconds.is_empty()

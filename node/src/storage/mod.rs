@@ -335,15 +335,7 @@ impl Stores {
             source,
             shape,
         )?;
-        // On its own thread: on a cold disk, reading a large log's upper levels takes seconds,
-        // and the node serves meanwhile (views read what is not yet held from the table).
-        let pinner = state.pinner();
-        if let Err(error) = std::thread::Builder::new()
-            .name("pin-levels".into())
-            .spawn(move || pinner.pin_levels())
-        {
-            tracing::warn!(%error, "upper tree levels not held in memory");
-        }
+        state.pin_levels();
         Ok(Stores::new(log, state))
     }
 
@@ -383,7 +375,6 @@ impl Stores {
             source,
             shape,
         )?;
-        // In line: the simulator runs one thread.
         state.pin_levels();
         Ok(Stores::new(log, state))
     }

@@ -8,7 +8,8 @@
 //! directory's group of its leaf, which a client reading the entry first has just warmed.
 //!
 //! What is held is a copy of committed rows, each level a prefix of its complete subtrees in
-//! index order, extended from a read transaction up to that transaction's head. A complete
+//! index order, loaded when the state database opens and extended from each read
+//! transaction towards that transaction's head. A complete
 //! subtree's hash never changes and heads are written only once the tree under them is
 //! verified, so a held hash is never stale; a view still reads anything not held from its
 //! own transaction. Bounded by [`PINNED_BYTES_MAX`]: past it the lowest levels are dropped
@@ -30,9 +31,10 @@ use crate::types::LogName;
 /// The most bytes of hashes held, over every log.
 pub(crate) const PINNED_BYTES_MAX: u64 = 256 << 20;
 
-/// The most rows a read view adds per level: a view never waits for a bulk load (a start's,
-/// on its own thread), and memory that fell behind catches up over a few views.
-pub(crate) const VIEW_ROWS_MAX: u64 = 4096;
+/// The most rows a read view adds per level (a few pages): the start loads in bulk, views
+/// follow the head, and memory that fell behind (after an install) catches up over a few
+/// views without any one request reading much.
+pub(crate) const VIEW_ROWS_MAX: u64 = 256;
 
 /// The highest Merkle level a tree of up to 2^64 leaves has.
 const LEVEL_MAX: u8 = 63;
