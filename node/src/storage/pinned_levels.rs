@@ -19,12 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use redb::ReadableTable;
-use tlog::Hash;
 use tlog::hash::HASH_LEN;
 
 use super::DiskError;
-use super::rows::TileKey;
-use super::tables::decode_hash;
+use super::rows::{TileKey, read_stored_level};
 use crate::state_machine::STORED_LEVEL_STEP;
 use crate::types::LogName;
 
@@ -43,7 +41,8 @@ const LEVEL_MAX: u8 = 63;
 #[derive(Debug)]
 pub(crate) struct PinnedLevels {
     budget_hashes: u64,
-    logs: RwLock<BTreeMap<LogName, BTreeMap<u8, Vec<Hash>>>>,
+    /// Per log and level, the hashes of subtrees `0..n`, concatenated.
+    logs: RwLock<BTreeMap<LogName, BTreeMap<u8, Vec<u8>>>>,
 }
 
 impl Default for PinnedLevels {
@@ -65,13 +64,8 @@ impl PinnedLevels {
     pub(crate) fn read(&self, log: &LogName, level: u8, first: u64, end: u64) -> Option<Vec<u8>> {
         let logs = self.logs.read().ok()?;
         let held = logs.get(log)?.get(&level)?;
-        let range = usize::try_from(first).ok()?..usize::try_from(end).ok()?;
-        let hashes = held.get(range)?;
-        let mut data = Vec::with_capacity(hashes.len() * HASH_LEN);
-        for hash in hashes {
-            data.extend_from_slice(hash.as_bytes());
-        }
-        Some(data)
+        let at = |index: u64| usize::try_from(index).ok()?.checked_mul(HASH_LEN);
+        held.get(at(first)?..at(end)?).map(<[u8]>::to_vec)
     }
 
     /// Extends `log`'s held levels towards a tree of `size` leaves from `hashes`, the
@@ -99,13 +93,13 @@ impl PinnedLevels {
                 .filter_map(|level| {
                     let have = held
                         .and_then(|levels| levels.get(&level))
-                        .map_or(0, |hashes| hashes.len() as u64);
+                        .map_or(0, |hashes| held_hashes(hashes));
                     let complete = (size >> level).min(have.saturating_add(rows_max));
                     (have < complete).then_some((level, have, complete))
                 })
                 .collect()
         };
-        let dropped = |logs: &BTreeMap<LogName, BTreeMap<u8, Vec<Hash>>>| {
+        let dropped = |logs: &BTreeMap<LogName, BTreeMap<u8, Vec<u8>>>| {
             logs.get(log)
                 .is_some_and(|levels| levels.keys().any(|&level| level < lowest))
         };
@@ -114,7 +108,11 @@ impl PinnedLevels {
         }
         let mut read = Vec::with_capacity(wanted.len());
         for &(level, first, end) in &wanted {
-            read.push((level, first, read_rows(hashes, log, level, first, end)?));
+            read.push((
+                level,
+                first,
+                read_stored_level(hashes, log, level, first, end)?,
+            ));
         }
         let Ok(mut logs) = self.logs.write() else {
             return Ok(());
@@ -123,8 +121,8 @@ impl PinnedLevels {
         levels.retain(|&level, _| level >= lowest);
         for (level, first, rows) in read {
             let held = levels.entry(level).or_default();
-            if held.len() as u64 == first {
-                held.extend(rows);
+            if held_hashes(held) == first {
+                held.extend_from_slice(&rows);
             }
         }
         Ok(())
@@ -137,7 +135,7 @@ impl PinnedLevels {
             logs.iter()
                 .filter(|(name, _)| *name != log)
                 .flat_map(|(_, levels)| levels.values())
-                .map(|hashes| hashes.len() as u64)
+                .map(|hashes| held_hashes(hashes))
                 .sum()
         });
         let budget = self.budget_hashes.saturating_sub(others);
@@ -161,44 +159,15 @@ fn pinned_levels(lowest: u8, size: u64) -> impl Iterator<Item = u8> {
         .take_while(move |&level| size >> level > 0)
 }
 
-/// Rows `first..end` of `level` of `log`, every one of which must be there.
-fn read_rows<T>(
-    hashes: &T,
-    log: &LogName,
-    level: u8,
-    first: u64,
-    end: u64,
-) -> Result<Vec<Hash>, DiskError>
-where
-    T: ReadableTable<TileKey, &'static [u8]>,
-{
-    let name = log.0.as_str();
-    let mut rows = Vec::with_capacity(usize::try_from(end - first).unwrap_or(0));
-    let mut expected = first;
-    for row in hashes.range((name, level, first)..(name, level, end))? {
-        let (key, value) = row?;
-        let (_, _, index) = key.value();
-        if index != expected {
-            break;
-        }
-        rows.push(decode_hash(
-            "tile_hashes",
-            &format_args!("({log}, {level}, {index})"),
-            value.value(),
-        )?);
-        expected += 1;
-    }
-    if expected != end {
-        return Err(DiskError::Missing(format!(
-            "hash of log {log} at Merkle level {level} index {expected}"
-        )));
-    }
-    Ok(rows)
+/// How many hashes `held` holds.
+fn held_hashes(held: &[u8]) -> u64 {
+    (held.len() / HASH_LEN) as u64
 }
 
 #[cfg(test)]
 mod tests {
     use redb::ReadableDatabase as _;
+    use tlog::Hash;
 
     use super::*;
 

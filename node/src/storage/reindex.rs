@@ -6,7 +6,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle, W
 
 use super::leaf_index::{self, IndexShape, IndexTables, Upkeep};
 use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, LeafStream};
-use super::rows::{create_state_tables, read_level};
+use super::rows::{TableTiles, create_state_tables};
 use super::tables::{
     HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, MIDDLE_HASHES_BUILT,
     OLD_LEAF_INDEX, OLD_LEAVES, OLD_SEARCH, SM_META, TILE_HASHES, decode,
@@ -131,15 +131,13 @@ pub(crate) fn store_middle_hashes(db: &Database) -> Result<(), DiskError> {
                 let end = count.min(first.saturating_add(MIDDLE_CHUNK));
                 let lower = {
                     let txn = db.begin_read()?;
-                    read_level(
-                        &txn.open_table(TILE_HASHES)?,
-                        &txn.open_table(LEAF_DIRECTORY)?,
-                        None,
-                        &name,
-                        level - step,
-                        first << step,
-                        end << step,
-                    )?
+                    TableTiles {
+                        table: &txn.open_table(TILE_HASHES)?,
+                        directory: &txn.open_table(LEAF_DIRECTORY)?,
+                        pinned: None,
+                        log: &name,
+                    }
+                    .level(level - step, first << step, end << step)?
                 };
                 let txn = begin_immediate(db)?;
                 {

@@ -194,62 +194,6 @@ pub(crate) fn read_head<T: ReadableTable<&'static str, &'static [u8]>>(
     }
 }
 
-/// The bytes of hash tile `tile` of `log`: a range read of its `width` hashes, every one of
-/// which must be stored.
-pub(crate) fn read_tile_bytes<T, D>(
-    hashes: &T,
-    directory: &D,
-    pinned: Option<&PinnedLevels>,
-    log: &LogName,
-    tile: Tile,
-) -> Result<Vec<u8>, DiskError>
-where
-    T: ReadableTable<TileKey, &'static [u8]>,
-    D: LeafHashes,
-{
-    read_tile_part(
-        hashes,
-        directory,
-        pinned,
-        log,
-        tile,
-        0,
-        usize::from(tile.width),
-    )
-}
-
-/// Hashes `position..position + count` of hash tile `tile` of `log` (within its width): a
-/// range read of those hashes, every one of which must be stored. Merkle level 0 is read from
-/// the leaf directory (`leaf_stream`), every other level from a row per hash.
-pub(crate) fn read_tile_part<T, D>(
-    hashes: &T,
-    directory: &D,
-    pinned: Option<&PinnedLevels>,
-    log: &LogName,
-    tile: Tile,
-    position: usize,
-    count: usize,
-) -> Result<Vec<u8>, DiskError>
-where
-    T: ReadableTable<TileKey, &'static [u8]>,
-    D: LeafHashes,
-{
-    let (first, end) = tile_hash_range(tile, position, count).ok_or_else(|| {
-        DiskError::Missing(format!(
-            "hashes {position}+{count} of tile {tile} of log {log}"
-        ))
-    })?;
-    read_level(
-        hashes,
-        directory,
-        pinned,
-        log,
-        tile.merkle_level(),
-        first,
-        end,
-    )
-}
-
 /// The indices, at the tile's Merkle level, of hashes `position..position + count` of `tile`:
 /// `None` if they are not all within its width (or on overflow).
 fn tile_hash_range(tile: Tile, position: usize, count: usize) -> Option<(u64, u64)> {
@@ -261,13 +205,10 @@ fn tile_hash_range(tile: Tile, position: usize, count: usize) -> Option<(u64, u6
     Some((first, first.checked_add(u64::try_from(count).ok()?)?))
 }
 
-/// The stored hashes `first..end` of Merkle level `level` of `log`, concatenated: level 0 from
-/// the leaf directory (`leaf_stream`), every other stored level from memory if `pinned` holds
-/// them, else from a row per hash. Every one must be stored.
-pub(crate) fn read_level<T, D>(
+/// The hashes `first..end` of stored Merkle level `level` (not 0) of `log`, concatenated, from
+/// a row per hash. Every one must be stored.
+pub(crate) fn read_stored_level<T>(
     hashes: &T,
-    directory: &D,
-    pinned: Option<&PinnedLevels>,
     log: &LogName,
     level: u8,
     first: u64,
@@ -275,14 +216,7 @@ pub(crate) fn read_level<T, D>(
 ) -> Result<Vec<u8>, DiskError>
 where
     T: ReadableTable<TileKey, &'static [u8]>,
-    D: LeafHashes,
 {
-    if level == 0 {
-        return directory.leaf_hashes(log.0.as_str(), first, end);
-    }
-    if let Some(data) = pinned.and_then(|pinned| pinned.read(log, level, first, end)) {
-        return Ok(data);
-    }
     let missing = |index: u64| {
         DiskError::Missing(format!(
             "hash of log {log} at Merkle level {level} index {index}"
@@ -311,59 +245,6 @@ where
         return Err(missing(expected));
     }
     Ok(data)
-}
-
-/// The root of the complete subtree over hashes `position..position + count` of hash tile
-/// `tile` of `log` (`count` a power of two, `position` a multiple of it, within the width).
-/// A subtree of 16 or more of the tile's hashes is folded from the stored level halfway up
-/// the tile (`state_machine::STORED_LEVEL_STEP`), a smaller one from the tile's own level.
-pub(crate) fn subtree_root_part<T, D>(
-    hashes: &T,
-    directory: &D,
-    pinned: Option<&PinnedLevels>,
-    log: &LogName,
-    tile: Tile,
-    position: usize,
-    count: usize,
-) -> Result<Hash, DiskError>
-where
-    T: ReadableTable<TileKey, &'static [u8]>,
-    D: LeafHashes,
-{
-    let step = crate::state_machine::STORED_LEVEL_STEP;
-    let per_middle = 1usize << step;
-    let bad = || {
-        DiskError::Missing(format!(
-            "the subtree over hashes {position}+{count} of tile {tile} of log {log}"
-        ))
-    };
-    if !count.is_power_of_two() || !position.is_multiple_of(count) {
-        return Err(bad());
-    }
-    let (first, end) = tile_hash_range(tile, position, count).ok_or_else(bad)?;
-    // Aligned on `count`, so on 16 when it reaches the middle level.
-    let data = if count >= per_middle {
-        read_level(
-            hashes,
-            directory,
-            pinned,
-            log,
-            tile.merkle_level() + step,
-            first >> step,
-            end >> step,
-        )?
-    } else {
-        read_level(
-            hashes,
-            directory,
-            pinned,
-            log,
-            tile.merkle_level(),
-            first,
-            end,
-        )?
-    };
-    tlog::tile::subtree_root(&data).ok_or_else(bad)
 }
 
 /// The first index and the end of the `width` entries of tile `index` (None on overflow).
@@ -713,7 +594,8 @@ impl StateAccess for RedbState<'_> {
         first: usize,
         count: usize,
     ) -> Result<Vec<u8>, StateError> {
-        read_tile_part(&self.hashes, &self.leaves, None, log, tile, first, count)
+        self.tiles(log)
+            .tile_part(tile, first, count)
             .map_err(|error| state_error(&error))
     }
 
@@ -724,7 +606,8 @@ impl StateAccess for RedbState<'_> {
         first: usize,
         count: usize,
     ) -> Result<Hash, StateError> {
-        subtree_root_part(&self.hashes, &self.leaves, None, log, tile, first, count)
+        self.tiles(log)
+            .subtree_root_part(tile, first, count)
             .map_err(|error| state_error(&error))
     }
 
@@ -751,6 +634,82 @@ pub(crate) struct TableTiles<'a, T, D> {
     pub(crate) log: &'a LogName,
 }
 
+impl<T, D> TableTiles<'_, T, D>
+where
+    T: ReadableTable<TileKey, &'static [u8]>,
+    D: LeafHashes,
+{
+    /// The bytes of hash tile `tile`: a range read of its `width` hashes, every one of which
+    /// must be stored.
+    pub(crate) fn tile_bytes(&self, tile: Tile) -> Result<Vec<u8>, DiskError> {
+        self.tile_part(tile, 0, usize::from(tile.width))
+    }
+
+    /// Hashes `position..position + count` of hash tile `tile` (within its width), every one
+    /// of which must be stored.
+    pub(crate) fn tile_part(
+        &self,
+        tile: Tile,
+        position: usize,
+        count: usize,
+    ) -> Result<Vec<u8>, DiskError> {
+        let (first, end) = tile_hash_range(tile, position, count).ok_or_else(|| {
+            DiskError::Missing(format!(
+                "hashes {position}+{count} of tile {tile} of log {}",
+                self.log
+            ))
+        })?;
+        self.level(tile.merkle_level(), first, end)
+    }
+
+    /// The stored hashes `first..end` of Merkle level `level`, concatenated: level 0 from the
+    /// leaf directory (`leaf_stream`), every other stored level from memory if `pinned` holds
+    /// them, else from a row per hash. Every one must be stored.
+    pub(crate) fn level(&self, level: u8, first: u64, end: u64) -> Result<Vec<u8>, DiskError> {
+        if level == 0 {
+            return self.directory.leaf_hashes(self.log.0.as_str(), first, end);
+        }
+        if let Some(data) = self
+            .pinned
+            .and_then(|pinned| pinned.read(self.log, level, first, end))
+        {
+            return Ok(data);
+        }
+        read_stored_level(self.table, self.log, level, first, end)
+    }
+
+    /// The root of the complete subtree over hashes `position..position + count` of hash tile
+    /// `tile` (`count` a power of two, `position` a multiple of it, within the width). A
+    /// subtree of 16 or more of the tile's hashes is folded from the stored level halfway up
+    /// the tile (`state_machine::STORED_LEVEL_STEP`), a smaller one from the tile's own level.
+    pub(crate) fn subtree_root_part(
+        &self,
+        tile: Tile,
+        position: usize,
+        count: usize,
+    ) -> Result<Hash, DiskError> {
+        let step = crate::state_machine::STORED_LEVEL_STEP;
+        let per_middle = 1usize << step;
+        let bad = || {
+            DiskError::Missing(format!(
+                "the subtree over hashes {position}+{count} of tile {tile} of log {}",
+                self.log
+            ))
+        };
+        if !count.is_power_of_two() || !position.is_multiple_of(count) {
+            return Err(bad());
+        }
+        let (first, end) = tile_hash_range(tile, position, count).ok_or_else(bad)?;
+        // Aligned on `count`, so on 16 when it reaches the middle level.
+        let data = if count >= per_middle {
+            self.level(tile.merkle_level() + step, first >> step, end >> step)?
+        } else {
+            self.level(tile.merkle_level(), first, end)?
+        };
+        tlog::tile::subtree_root(&data).ok_or_else(bad)
+    }
+}
+
 impl<T, D> TileReader for TableTiles<'_, T, D>
 where
     T: ReadableTable<TileKey, &'static [u8]>,
@@ -761,7 +720,7 @@ where
     const READS_PART_OF_A_TILE: bool = true;
 
     fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
-        read_tile_bytes(self.table, self.directory, self.pinned, self.log, tile)
+        self.tile_bytes(tile)
             .map_err(|error| StoreError::Read(error.into()))
     }
 
@@ -771,28 +730,12 @@ where
         first: usize,
         count: usize,
     ) -> Result<Vec<u8>, StoreError> {
-        read_tile_part(
-            self.table,
-            self.directory,
-            self.pinned,
-            self.log,
-            tile,
-            first,
-            count,
-        )
-        .map_err(|error| StoreError::Read(error.into()))
+        self.tile_part(tile, first, count)
+            .map_err(|error| StoreError::Read(error.into()))
     }
 
     fn subtree_root(&self, tile: Tile, first: usize, count: usize) -> Result<Hash, StoreError> {
-        subtree_root_part(
-            self.table,
-            self.directory,
-            self.pinned,
-            self.log,
-            tile,
-            first,
-            count,
-        )
-        .map_err(|error| StoreError::Read(error.into()))
+        self.subtree_root_part(tile, first, count)
+            .map_err(|error| StoreError::Read(error.into()))
     }
 }

@@ -143,7 +143,6 @@ impl StateStore {
     /// pages), so the open waits. Only a saving: on failure it says why, and reads name any
     /// bad row they need.
     pub(super) fn pin_levels(&self) {
-        let started = std::time::Instant::now();
         let pin = || -> Result<(), DiskError> {
             let txn = self.db.begin_read()?;
             let (heads, hashes) = (txn.open_table(HEADS)?, txn.open_table(TILE_HASHES)?);
@@ -156,10 +155,7 @@ impl StateStore {
             Ok(())
         };
         match pin() {
-            Ok(()) => tracing::info!(
-                seconds = started.elapsed().as_secs_f64(),
-                "upper tree levels held in memory"
-            ),
+            Ok(()) => tracing::info!("upper tree levels held in memory"),
             Err(error) => tracing::warn!(%error, "upper tree levels not held in memory"),
         }
     }

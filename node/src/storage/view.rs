@@ -17,7 +17,7 @@ use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, StreamKey};
 use super::pinned_levels::{PinnedLevels, VIEW_ROWS_MAX};
 use super::rows::{
     SharedTailMemory, TableTiles, TileKey, applied_state, hashes_at_tile_level, read_head,
-    read_tile_bytes, tile_range,
+    tile_range,
 };
 use super::run_filter::{FilterKey, INDEX_FILTERS};
 use super::tables::{
@@ -28,10 +28,12 @@ use crate::search::SearchKey;
 use crate::state_machine::{HashCaches, LogHead};
 use crate::types::{LogName, NodeId};
 
+/// The stored hashes of one log as a view reads them.
+type ViewTableTiles<'a> =
+    TableTiles<'a, ReadOnlyTable<TileKey, &'static [u8]>, ReadOnlyTable<StreamKey, &'static [u8]>>;
+
 /// A tree read from the tiles of one view.
-type ViewTiles<'a> = TileHashStore<
-    TableTiles<'a, ReadOnlyTable<TileKey, &'static [u8]>, ReadOnlyTable<StreamKey, &'static [u8]>>,
->;
+type ViewTiles<'a> = TileHashStore<ViewTableTiles<'a>>;
 
 // ---- The read API ----
 
@@ -350,13 +352,7 @@ impl StateView {
         let size = self.size(log)?;
         match tile_range(tile.index, tile.width) {
             Some((_, end)) if end <= hashes_at_tile_level(size, level) => {
-                Ok(Some(read_tile_bytes(
-                    self.hashes()?,
-                    self.directory()?,
-                    Some(&self.pinned),
-                    log,
-                    tile,
-                )?))
+                Ok(Some(self.table_tiles(log)?.tile_bytes(tile)?))
             }
             _ => Ok(None),
         }
@@ -602,14 +598,19 @@ impl StateView {
             tracing::warn!(%log, %error, "upper tree levels not held in memory");
         }
         Ok(TileHashStore::new(
-            TableTiles {
-                table: self.hashes()?,
-                directory: self.directory()?,
-                pinned: Some(&self.pinned),
-                log,
-            },
+            self.table_tiles(log)?,
             TreeSize(tree_size),
         ))
+    }
+
+    /// The stored hashes of `log` as this view reads them: held levels first, then its tables.
+    fn table_tiles<'a>(&'a self, log: &'a LogName) -> Result<ViewTableTiles<'a>, ReadError> {
+        Ok(TableTiles {
+            table: self.hashes()?,
+            directory: self.directory()?,
+            pinned: Some(&self.pinned),
+            log,
+        })
     }
 }
 
