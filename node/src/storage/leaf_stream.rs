@@ -32,6 +32,11 @@ pub(crate) const LEAF_CHUNKS: TableDefinition<StreamKey, &[u8]> =
     TableDefinition::new("leaf_chunks");
 /// Groups of each log's leaf directory: (log name, group number) → start offset and records.
 pub(crate) const LEAF_DIRECTORY: TableDefinition<StreamKey, &[u8]> =
+    TableDefinition::new("leaf_directory_v2");
+/// The directory before its groups were a multiple of 16 leaves: groups of
+/// [`OLD_GROUP_LEAVES`], in the same format. A database that has it is moved to
+/// [`LEAF_DIRECTORY`] when opened ([`regroup_step`]).
+pub(crate) const OLD_DIRECTORY: TableDefinition<StreamKey, &[u8]> =
     TableDefinition::new("leaf_directory");
 
 /// Key of both tables.
@@ -39,8 +44,16 @@ pub(crate) type StreamKey = (&'static str, u64);
 
 /// Bytes of the stream per chunk.
 pub(crate) const CHUNK_BYTES: u64 = 4000;
-/// Leaves per directory group.
-pub(crate) const GROUP_LEAVES: u64 = 100;
+/// Leaves per directory group. A multiple of 16, so that the 16 leaves under a node of the
+/// stored Merkle level 4 share a group: an inclusion proof's low siblings (1, 2, 4 and 8 leaf
+/// hashes) are one row, the row the leaf's own read just brought in. With 100 leaves, one
+/// 16-leaf block in eight straddled two groups, and its proofs paid a second random read.
+pub(crate) const GROUP_LEAVES: u64 = 96;
+/// Leaves per group of [`OLD_DIRECTORY`].
+const OLD_GROUP_LEAVES: u64 = 100;
+/// Leaves in a whole number of old and new groups (25 of 96, 24 of 100): each regroup step
+/// moves a multiple of it, so every step but the last leaves whole groups behind.
+const REGROUP_UNIT: u64 = 2400;
 /// A group's header: the stream offset where its first leaf starts.
 const GROUP_HEADER: usize = 8;
 /// A directory record: the leaf hash, then the stream offset where the leaf ends.
@@ -303,6 +316,83 @@ fn read_stream<C: ReadableTable<StreamKey, &'static [u8]>>(
         }
     }
     Err(missing_byte(log, at))
+}
+
+/// Moves the lowest groups of one log from [`OLD_DIRECTORY`] to [`LEAF_DIRECTORY`]: at most
+/// `units` times [`REGROUP_UNIT`] leaves, regrouped into groups of [`GROUP_LEAVES`], and deletes
+/// their old rows, in the caller's transaction. Returns how many leaves moved; 0 once the old
+/// table is empty, when it is deleted. Every leaf is in exactly one of the two tables after
+/// each step, so a crash part way leaves a database the next open goes on with.
+pub(crate) fn regroup_step(txn: &WriteTransaction, units: u64) -> Result<u64, DiskError> {
+    let mut old = txn.open_table(OLD_DIRECTORY)?;
+    let mut new = txn.open_table(LEAF_DIRECTORY)?;
+    let old_groups = units.max(1) * (REGROUP_UNIT / OLD_GROUP_LEAVES);
+    let mut log: Option<String> = None;
+    let (mut first_group, mut next_group) = (0u64, 0u64);
+    let mut start = 0u64;
+    let mut records: Vec<u8> = Vec::new();
+    for row in old.iter()? {
+        let (key, value) = row?;
+        let (name, group) = key.value();
+        match &log {
+            Some(moving) if moving.as_str() != name => break,
+            Some(_) if next_group - first_group == old_groups => break,
+            Some(_) => {}
+            None => {
+                log = Some(name.to_owned());
+                (first_group, next_group) = (group, group);
+                start = group_start(value.value());
+            }
+        }
+        let bytes = value.value();
+        let whole_group = usize_from(OLD_GROUP_LEAVES) * RECORD;
+        let records_len = bytes.len().saturating_sub(GROUP_HEADER);
+        let well_formed = bytes.len() > GROUP_HEADER
+            && records_len.is_multiple_of(RECORD)
+            && records_len <= whole_group;
+        // Groups are consecutive, and only a log's last group may be partial.
+        let in_order = group == next_group && records.len().is_multiple_of(whole_group);
+        if !well_formed || !in_order {
+            return Err(DiskError::corrupt(
+                "leaf_directory",
+                &format_args!("({name}, {group})"),
+                format!(
+                    "{} bytes: not the group after {} with 1 to {OLD_GROUP_LEAVES} leaf records",
+                    bytes.len(),
+                    next_group.wrapping_sub(1)
+                ),
+            ));
+        }
+        records.extend_from_slice(&bytes[GROUP_HEADER..]);
+        next_group += 1;
+    }
+    let Some(log) = log else {
+        drop((old, new));
+        txn.delete_table(OLD_DIRECTORY)?;
+        return Ok(0);
+    };
+    let first_leaf = first_group * OLD_GROUP_LEAVES;
+    let stored = stored_leaves(&new, &log)?;
+    if stored != first_leaf || !first_leaf.is_multiple_of(REGROUP_UNIT) {
+        return Err(DiskError::corrupt(
+            "leaf_directory",
+            &format_args!("({log}, {first_group})"),
+            format!("the old directory goes on from leaf {first_leaf}, the new one holds {stored}"),
+        ));
+    }
+    let parts = records.chunks(usize_from(GROUP_LEAVES) * RECORD);
+    for (group, part) in (first_leaf / GROUP_LEAVES..).zip(parts) {
+        let mut bytes = Vec::with_capacity(GROUP_HEADER + part.len());
+        bytes.extend_from_slice(&start.to_le_bytes());
+        bytes.extend_from_slice(part);
+        new.insert((log.as_str(), group), bytes.as_slice())?;
+        start = read_u64(part, part.len() - 8);
+    }
+    old.retain_in(
+        (log.as_str(), first_group)..(log.as_str(), next_group),
+        |_, _| false,
+    )?;
+    Ok((records.len() / RECORD) as u64)
 }
 
 /// Where level-0 tile hashes are read from: the directory of a read transaction, or the
@@ -714,6 +804,91 @@ mod tests {
         ));
     }
 
+    /// The directory of groups of 100 leaves moves to groups of 96 a bounded step at a time,
+    /// each step leaving every leaf in one of the two tables, and reads and appends go on as
+    /// if it had always had them.
+    #[test]
+    fn an_old_directory_is_regrouped() {
+        let db = database();
+        let all: Vec<Vec<u8>> = (0..5_050).map(|i| vec![(i % 251) as u8; i % 7]).collect();
+        append_all(&db, "artifacts", &all[..5_050], 0);
+        append_all(&db, "other", &all[..130], 0);
+        let expected = |log: &str, end: u64| {
+            let txn = db.begin_read().unwrap();
+            let directory = txn.open_table(LEAF_DIRECTORY).unwrap();
+            leaf_hashes(&directory, log, 0, end).unwrap()
+        };
+        let hashes = (expected("artifacts", 5_050), expected("other", 130));
+        // The same records, as the old layout grouped them.
+        let txn = db.begin_write().unwrap();
+        {
+            let new = txn.open_table(LEAF_DIRECTORY).unwrap();
+            let mut old = txn.open_table(OLD_DIRECTORY).unwrap();
+            for (log, leaves) in [("artifacts", 5_050u64), ("other", 130)] {
+                let mut start = 0u64;
+                for group in 0..leaves.div_ceil(OLD_GROUP_LEAVES) {
+                    let mut bytes = start.to_le_bytes().to_vec();
+                    let end = leaves.min((group + 1) * OLD_GROUP_LEAVES);
+                    each_record(
+                        &new,
+                        log,
+                        group * OLD_GROUP_LEAVES,
+                        end,
+                        |_, hash, _, end| {
+                            bytes.extend_from_slice(hash);
+                            bytes.extend_from_slice(&end.to_le_bytes());
+                            start = end;
+                        },
+                    )
+                    .unwrap();
+                    old.insert((log, group), bytes.as_slice()).unwrap();
+                }
+            }
+        }
+        txn.delete_table(LEAF_DIRECTORY).unwrap();
+        txn.commit().unwrap();
+
+        let mut steps = Vec::new();
+        loop {
+            let txn = db.begin_write().unwrap();
+            let moved = regroup_step(&txn, 1).unwrap();
+            txn.commit().unwrap();
+            steps.push(moved);
+            if moved == 0 {
+                break;
+            }
+        }
+        assert_eq!(steps, [2_400, 2_400, 250, 130, 0]);
+        let txn = db.begin_read().unwrap();
+        assert!(txn.open_table(OLD_DIRECTORY).is_err());
+        drop(txn);
+        assert_eq!(
+            (expected("artifacts", 5_050), expected("other", 130)),
+            hashes
+        );
+        assert_eq!(read(&db, "artifacts", 0, 5_050).unwrap(), all);
+        append_all(&db, "artifacts", &all[..100], 5_050);
+        assert_eq!(count(&db, "artifacts"), 5_150);
+        assert_eq!(
+            read(&db, "artifacts", 5_000, 5_150).unwrap()[50..],
+            all[..100]
+        );
+
+        // A group missing from the middle of an old directory is named, not skipped.
+        let db = database();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut old = txn.open_table(OLD_DIRECTORY).unwrap();
+            let group = [0u8; GROUP_HEADER + 100 * RECORD];
+            old.insert(("artifacts", 0), group.as_slice()).unwrap();
+            old.insert(("artifacts", 2), group.as_slice()).unwrap();
+        }
+        assert!(matches!(
+            regroup_step(&txn, 1),
+            Err(DiskError::Corrupt { .. })
+        ));
+    }
+
     /// The sizes chosen above are what make the layout pay: a full chunk or group under the
     /// longest log name takes one page, not two.
     #[test]
@@ -725,10 +900,11 @@ mod tests {
         let txn = db.begin_read().unwrap();
         for (table, rows) in [(LEAF_CHUNKS, 488 * 2000 / 4000), (LEAF_DIRECTORY, 20)] {
             let stats = txn.open_table(table).unwrap().stats().unwrap();
-            // Every row but the last is full; a row given two pages would leave about 4 KiB
+            // Every row but the last is full (a group of 96 leaves a few hundred bytes of its
+            // page unused); a row given two pages would leave about 4 KiB
             // of its allocation unused.
             assert!(
-                stats.fragmented_bytes() < (rows + 2) * 200,
+                stats.fragmented_bytes() < (rows + 2) * 400,
                 "{}: {} bytes unused in {} leaf pages",
                 table.name(),
                 stats.fragmented_bytes(),

@@ -38,6 +38,33 @@ pub(crate) fn drop_old_index(txn: &WriteTransaction) -> Result<bool, DiskError> 
     Ok(true)
 }
 
+/// Leaf directory groups moved per transaction, in units of `leaf_stream::REGROUP_UNIT` leaves
+/// (100 of them: 240,000 leaves, 9.6 MB of records).
+const REGROUP_UNITS: u64 = 100;
+
+/// Moves the leaf directory of a database from before its groups were a multiple of 16 leaves
+/// (`leaf_stream::OLD_DIRECTORY`) into the current one, in bounded transactions (see
+/// [`leaf_stream::regroup_step`]); a database without the old table is left as it is.
+pub(crate) fn regroup_leaf_directory(db: &Database) -> Result<(), DiskError> {
+    let exists = || -> Result<bool, DiskError> {
+        Ok(db
+            .begin_read()?
+            .list_tables()?
+            .any(|table| table.name() == leaf_stream::OLD_DIRECTORY.name()))
+    };
+    let mut moved = 0u64;
+    while exists()? {
+        let txn = begin_immediate(db)?;
+        let step = leaf_stream::regroup_step(&txn, REGROUP_UNITS)?;
+        txn.commit()?;
+        moved += step;
+        if step > 0 {
+            tracing::info!(moved, "regrouping the leaf directory");
+        }
+    }
+    Ok(())
+}
+
 /// Leaves moved per transaction from a row each to the leaf stream.
 const MOVE_CHUNK: usize = 65_536;
 

@@ -24,7 +24,8 @@ use super::install::Installer;
 use super::leaf_index::IndexShape;
 use super::pinned_levels::PinnedLevels;
 use super::reindex::{
-    catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index, store_middle_hashes,
+    catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index,
+    regroup_leaf_directory, store_middle_hashes,
 };
 use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables, read_head};
 use super::snapshot::{self, CatchUpError, SnapshotBuilder};
@@ -115,6 +116,8 @@ impl StateStore {
         txn.open_table(SNAPSHOT)?;
         let rebuild = drop_old_index(&txn)?;
         txn.commit()?;
+        // The directory first: leaves still in rows are appended after what it holds.
+        regroup_leaf_directory(&db)?;
         move_leaf_rows(&db)?;
         store_middle_hashes(&db)?;
         if rebuild {
