@@ -287,18 +287,45 @@ pub(super) fn signature_from_strings(
     strings: &SignatureStrings<'_>,
     path: &str,
 ) -> Result<Signature, BodyError> {
-    let content_path = format!("{path}.content");
-    let content = SignatureBytes::from_base64_field(strings.content, &content_path)?;
-    let verifier_path = format!("{path}.verifier");
-    let details_path = format!("{verifier_path}.keyDetails");
-    let key_details = KeyDetails::from_protobuf_name_field(strings.key_details, &details_path)?;
-    let raw_path = format!("{verifier_path}.{}.rawBytes", strings.key_name);
-    let der = super::types::decode_base64(strings.raw_bytes, super::KEY_DER_BYTES_MAX, &raw_path)?;
+    // The field paths only name an error, and this runs for every leaf parsed (apply,
+    // catch-up, reindex): they are built only when validation fails, by validating again
+    // with them (it is deterministic, so it fails the same way).
+    signature_at(strings, &SignaturePaths::default()).or_else(|_| {
+        let verifier = format!("{path}.verifier");
+        let paths = SignaturePaths {
+            content: format!("{path}.content"),
+            key_details: format!("{verifier}.keyDetails"),
+            raw_bytes: format!("{verifier}.{}.rawBytes", strings.key_name),
+        };
+        signature_at(strings, &paths)
+    })
+}
+
+/// The field paths [`signature_at`] names in its errors.
+#[derive(Default)]
+struct SignaturePaths {
+    content: String,
+    key_details: String,
+    raw_bytes: String,
+}
+
+fn signature_at(
+    strings: &SignatureStrings<'_>,
+    paths: &SignaturePaths,
+) -> Result<Signature, BodyError> {
+    let content = SignatureBytes::from_base64_field(strings.content, &paths.content)?;
+    let key_details =
+        KeyDetails::from_protobuf_name_field(strings.key_details, &paths.key_details)?;
+    let der = super::types::decode_base64(
+        strings.raw_bytes,
+        super::KEY_DER_BYTES_MAX,
+        &paths.raw_bytes,
+    )?;
     let verifier = if strings.key_name == "publicKey" {
         Verifier::public_key(&der, key_details)
     } else {
         Verifier::x509_certificate(&der, key_details)
     }
-    .map_err(|error| error.with_field(&raw_path))?;
+    .map_err(|error| error.with_field(&paths.raw_bytes))?;
     Ok(Signature { content, verifier })
 }

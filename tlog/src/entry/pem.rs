@@ -153,10 +153,13 @@ fn encode_block(label: &str, der: &[u8]) -> String {
     out.push_str("-----BEGIN ");
     out.push_str(label);
     out.push_str("-----\n");
-    // Base64 text is ASCII, so splitting the bytes never splits a character.
-    for line in body.as_bytes().chunks(64) {
-        out.extend(line.iter().map(|&b| char::from(b)));
+    // Base64 text is ASCII, so every 64th byte is a character boundary.
+    let mut rest = body.as_str();
+    while !rest.is_empty() {
+        let (line, tail) = rest.split_at_checked(64).unwrap_or((rest, ""));
+        out.push_str(line);
         out.push('\n');
+        rest = tail;
     }
     out.push_str("-----END ");
     out.push_str(label);

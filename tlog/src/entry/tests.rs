@@ -936,3 +936,26 @@ proptest! {
         prop_assert_eq!(CanonicalBody::parse(&pretty), Err(BodyError::NotCanonical));
     }
 }
+
+/// The field paths of a signature's values are built only when one fails to validate: a bad
+/// value still names its field, through either reading path.
+#[test]
+fn a_bad_signature_value_names_its_field() {
+    let body = String::from_utf8(golden_hashedrekord_bodies().remove(2)).unwrap();
+    let raw_bytes = body.find("\"rawBytes\":\"").unwrap() + "\"rawBytes\":\"".len();
+    let content = body.find("\"content\":\"").unwrap() + "\"content\":\"".len();
+    for (at, field) in [
+        (
+            raw_bytes,
+            "spec.hashedRekordV002.signature.verifier.x509Certificate.rawBytes",
+        ),
+        (content, "spec.hashedRekordV002.signature.content"),
+    ] {
+        // A base64 character that cannot start a value ("=").
+        let mut bad = body.clone().into_bytes();
+        bad[at] = b'=';
+        let error = Entry::parse(&bad).unwrap_err().to_string();
+        assert!(error.contains(field), "{error}");
+        assert_eq!(Entry::parse_json(&bad).unwrap_err().to_string(), error);
+    }
+}
