@@ -24,7 +24,9 @@ use crate::storage::snapshot::{
     CatchUpError, FetchedLeaf, LEAVES_PER_DURABLE_COMMIT, Meta, append_chunk, begin,
     check_descriptor, finish, pending, prepare, stored_leaves,
 };
-use crate::storage::{DiskError, IndexShape, SharedDb, SharedTailMemory, catch_up_leaf_index_to};
+use crate::storage::{
+    DiskError, IndexShape, IndexWork, SharedDb, SharedTailMemory, catch_up_leaf_index_to,
+};
 use crate::types::{LogName, NodeAddress};
 
 /// A chunk being written: it resolves to the grown tree.
@@ -146,7 +148,8 @@ impl Installer {
         }
         // Every leaf below the targets gave the signed roots: index them now, while they are
         // still invisible and apply waits, so that neither reads nor apply ever meet a tail of
-        // millions of rows (apply's upkeep keeps up only with what it appends itself).
+        // millions of rows (apply's upkeep keeps up only with what it appends itself). Only
+        // the flushes: the merges they start are paid for by apply's upkeep afterwards.
         self.tail_memory.forget();
         let (db, shape) = (self.db.clone(), self.shape);
         let sizes: Vec<(LogName, u64)> = descriptor
@@ -161,7 +164,7 @@ impl Installer {
             "catch-up: indexing the installed leaves"
         );
         self.blocking
-            .run(move || catch_up_leaf_index_to(&db, &shape, &sizes))
+            .run(move || catch_up_leaf_index_to(&db, &shape, &sizes, IndexWork::Flushes))
             .await?;
         tracing::info!("catch-up: indexed the installed leaves");
         let (db, meta_owned, data_owned) = (self.db.clone(), meta.clone(), data.to_vec());

@@ -57,7 +57,7 @@ mod tests;
 
 pub use leaf_index::IndexShape;
 pub use log_store::{LogReader, LogStore};
-pub(crate) use reindex::catch_up_leaf_index_to;
+pub(crate) use reindex::{IndexWork, catch_up_leaf_index_to};
 pub(crate) use rows::SharedTailMemory;
 pub use snapshot::{CatchUpError, Descriptor, SnapshotBuilder};
 pub use state_store::StateStore;
@@ -396,7 +396,7 @@ pub fn reindex(dir: &Path) -> Result<Vec<(String, u64)>, DiskError> {
         return Err(DiskError::Missing(format!("{}", path.display())));
     }
     let db = Database::builder().open(&path)?;
-    reindex::rebuild_leaf_index(&db, &IndexShape::default())
+    reindex::rebuild_leaf_index(&db, &IndexShape::default(), IndexWork::All)
 }
 
 /// Shares a database between a store, its readers and background work.

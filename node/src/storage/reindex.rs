@@ -224,11 +224,12 @@ const REBUILD_CHUNK: u64 = 4096;
 /// Rebuilds the leaf index of every log from its stored leaves (`cairn-node reindex`, and a
 /// database from before `leaf_index`): drops the index rows, writes every leaf's tail row in
 /// bounded transactions, and marks the database as indexed. The runs are then built by
-/// [`catch_up_leaf_index`]. A crash part way leaves the mark unset, so the next open starts
-/// again.
+/// [`catch_up_leaf_index`], doing `work`. A crash part way leaves the mark unset, so the next
+/// open starts again.
 pub(crate) fn rebuild_leaf_index(
     db: &Database,
     shape: &IndexShape,
+    work: IndexWork,
 ) -> Result<Vec<(String, u64)>, DiskError> {
     let txn = begin_immediate(db)?;
     txn.open_table(SM_META)?.remove(LEAF_INDEX_BUILT)?;
@@ -276,7 +277,7 @@ pub(crate) fn rebuild_leaf_index(
         }
         tracing::info!(%log, leaves = size, "rebuilt the leaf index's rows from the leaves");
     }
-    catch_up_leaf_index_to(db, shape, &heads)?;
+    catch_up_leaf_index_to(db, shape, &heads, work)?;
     let txn = begin_immediate(db)?;
     txn.open_table(SM_META)?
         .insert(LEAF_INDEX_BUILT, [1u8].as_slice())?;
@@ -289,7 +290,7 @@ pub(crate) fn rebuild_leaf_index(
 /// apply's upkeep would index them, and on open, where an interrupted catch-up resumes.
 pub(crate) fn catch_up_leaf_index(db: &Database, shape: &IndexShape) -> Result<(), DiskError> {
     let sizes = head_sizes(&db.begin_read()?.open_table(HEADS)?)?;
-    catch_up_leaf_index_to(db, shape, &sizes)
+    catch_up_leaf_index_to(db, shape, &sizes, IndexWork::All)
 }
 
 /// Every log with a head, and its size.
@@ -305,12 +306,25 @@ fn head_sizes<T: ReadableTable<&'static str, &'static [u8]>>(
     Ok(sizes)
 }
 
+/// How much of the index's pending work [`catch_up_leaf_index_to`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IndexWork {
+    /// Every flush and every merge.
+    All,
+    /// The flushes only: every leaf below the sizes gets into a run, so lookups read no long
+    /// tail; the merges those runs start are left to apply's upkeep, which pays for them a
+    /// slice at a time. A snapshot install does this: at 10^7 of the bench's entries the merges
+    /// rewrite about 25 million pairs, work that only makes later lookups read fewer runs.
+    Flushes,
+}
+
 /// [`catch_up_leaf_index`] up to the given sizes, which may be beyond the heads: a snapshot
 /// install indexes the leaves it verified before it makes them visible.
 pub(crate) fn catch_up_leaf_index_to(
     db: &Database,
     shape: &IndexShape,
     sizes: &[(LogName, u64)],
+    work: IndexWork,
 ) -> Result<(), DiskError> {
     let mut wrote = false;
     for (log, size) in sizes {
@@ -320,17 +334,22 @@ pub(crate) fn catch_up_leaf_index_to(
                 let txn = db.begin_read()?;
                 leaf_index::read_meta(&txn.open_table(INDEX_META)?, log)?
             };
-            if !before.has_work(size, shape) {
+            let pending = match work {
+                IndexWork::All => before.has_work(size, shape),
+                IndexWork::Flushes => before.has_flushes(size, shape),
+            };
+            if !pending {
                 break;
             }
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::None)?;
             {
                 let mut index = IndexTables::open(&txn)?;
-                let upkeep = Upkeep::Bulk {
-                    flushes: 16,
-                    pairs: 16 * shape.tail_leaves.max(1) * shape.work_per_leaf,
+                let pairs = match work {
+                    IndexWork::All => 16 * shape.tail_leaves.max(1) * shape.work_per_leaf,
+                    IndexWork::Flushes => 0,
                 };
+                let upkeep = Upkeep::Bulk { flushes: 16, pairs };
                 index.follow_head(log, size, upkeep, shape)?;
             }
             txn.commit()?;

@@ -24,7 +24,7 @@ use super::install::Installer;
 use super::leaf_index::IndexShape;
 use super::pinned_levels::PinnedLevels;
 use super::reindex::{
-    catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index,
+    IndexWork, catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index,
     regroup_leaf_directory, store_middle_hashes,
 };
 use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables, read_head};
@@ -121,7 +121,7 @@ impl StateStore {
         move_leaf_rows(&db)?;
         store_middle_hashes(&db)?;
         if rebuild {
-            rebuild_leaf_index(&db, &shape)?;
+            rebuild_leaf_index(&db, &shape, IndexWork::All)?;
         }
         catch_up_leaf_index(&db, &shape)?;
         let store = StateStore {

@@ -358,7 +358,13 @@ fn start_merges(meta: &mut IndexMeta, shape: &IndexShape) {
 impl IndexMeta {
     /// Whether flushes or merges remain for a log whose head is `head`.
     pub(crate) fn has_work(&self, head: u64, shape: &IndexShape) -> bool {
-        !self.merges.is_empty() || head.saturating_sub(self.flushed) >= shape.tail_leaves.max(1)
+        !self.merges.is_empty() || self.has_flushes(head, shape)
+    }
+
+    /// Whether flushes remain for a log whose head is `head`: a tail's worth of leaves not yet
+    /// in a run.
+    pub(crate) fn has_flushes(&self, head: u64, shape: &IndexShape) -> bool {
+        head.saturating_sub(self.flushed) >= shape.tail_leaves.max(1)
     }
 
     /// Whether `run` is a complete run (not the output of a merge in progress).

@@ -193,7 +193,7 @@ async fn an_index_built_in_bulk_holds_what_apply_kept() {
     assert!(before.len() >= 2000);
     // 2000 leaves of 8-leaf tails in runs of 3: three level-4 runs (648 leaves each), then
     // level 1 and level 0.
-    super::reindex::rebuild_leaf_index(&stores.state.db, &tiny_index()).unwrap();
+    super::reindex::rebuild_leaf_index(&stores.state.db, &tiny_index(), IndexWork::All).unwrap();
     stores.state.tail_memory.forget();
     let view = stores.reader.view().unwrap();
     assert_eq!(view.index_pairs(&log), before);
@@ -224,6 +224,61 @@ async fn an_index_built_in_bulk_holds_what_apply_kept() {
             Some(index)
         );
     }
+}
+
+/// A snapshot install flushes every leaf into runs and leaves the merges those runs start to
+/// apply's upkeep: lookups are exact meanwhile, and later appends finish the merges.
+#[tokio::test]
+async fn merges_left_by_a_flush_only_catch_up_are_finished_by_apply() {
+    let mut stores = tiny_index_stores();
+    let log = artifacts();
+    let leaves: Vec<Vec<u8>> = (0..4000)
+        .map(|i| catch_up_leaf("artifact", "deferred ", i))
+        .collect();
+    apply_in_batches(&mut stores, &leaves[..2000], 97).await;
+    let mut before = stores.reader.view().unwrap().index_pairs(&log);
+    before.sort_unstable();
+    // Rebuilt as an install catches it up: three level-4 runs (a merge of them started, not
+    // run), then runs of lower levels; no tail's worth of leaves left unflushed.
+    super::reindex::rebuild_leaf_index(&stores.state.db, &tiny_index(), IndexWork::Flushes)
+        .unwrap();
+    stores.state.tail_memory.forget();
+    let found_by_hash = |stores: &Stores, end: usize| {
+        let view = stores.reader.view().unwrap();
+        for (index, leaf) in (0..).zip(&leaves[..end]) {
+            assert_eq!(
+                view.find_leaf(&log, &tlog::leaf_hash(leaf)).unwrap(),
+                Some(index)
+            );
+        }
+    };
+    {
+        let view = stores.reader.view().unwrap();
+        let meta = view.index_meta(&log).unwrap();
+        assert!(meta.merging(), "{meta:?}");
+        assert!(!meta.has_flushes(2000, &tiny_index()), "{meta:?}");
+        let mut pairs = view.index_pairs(&log);
+        pairs.sort_unstable();
+        assert_eq!(pairs, before);
+    }
+    found_by_hash(&stores, 2000);
+    // Apply pays for the merges a slice at a time, as its appends earn it.
+    for (position, chunk) in leaves[2000..].chunks(50).enumerate() {
+        let command = append_command("artifacts", chunk.to_vec());
+        let id = 1000 + position as u64;
+        stores
+            .state
+            .apply(vec![entry(id, EntryPayload::Normal(command))])
+            .await
+            .unwrap();
+    }
+    // The merge the install left (its three level-4 runs into one of level 5) is done; the
+    // appends have started merges of their own since.
+    let meta = stores.reader.view().unwrap().index_meta(&log).unwrap();
+    let levels = meta.run_levels();
+    assert!(levels.iter().any(|&(_, level)| level == 5), "{meta:?}");
+    assert!(levels.iter().all(|&(id, _)| id > 2), "{meta:?}");
+    found_by_hash(&stores, 4000);
 }
 
 /// `cairn-node reindex`: an index rebuilt from the leaves answers exactly as the one apply kept,
