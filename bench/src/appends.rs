@@ -1,10 +1,6 @@
-//! `cairn-bench appends`: verified appends per second and their latency, and the append
-//! [`Workload`] that `mix`, `peer`, `witnessing` and `scale` also run.
-//!
-//! Each client submits pre-signed Rekor v2 hashedrekord entries ([`crate::workload`]) and
-//! verifies every answer as a client must (signed checkpoint, inclusion proof, the body it
-//! asked for) before it counts. 429 and 503 answers and transport errors are retried: the log
-//! deduplicates a resubmission, and a verified 200 is counted as a duplicate answer.
+//! `cairn-bench appends`, and the append [`Workload`] that `mix`, `peer`, `witnessing` and
+//! `scale` also run: pre-signed entries, each answer verified before it counts. 429, 503 and
+//! transport errors are retried (the log deduplicates; a verified 200 is a duplicate answer).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -173,7 +169,7 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
         }
     }
     let report = Report { environment, runs };
-    args.run.finish(&report, table)
+    args.run.finish(&report, table, true)
 }
 
 /// Runs once per client count on `cluster`, printing each run.

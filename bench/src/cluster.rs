@@ -1,9 +1,6 @@
-//! The cluster under test: a local one started with `cairn-node dev`, or an existing one.
-//!
-//! Starting a cluster goes through `cairn-node dev` rather than `init` + `run` + `/admin/init`
-//! so the bootstrap protocol (the admin init body, readiness checks) stays the node's own
-//! business: `dev` writes `cluster.json` (node URLs and pids, the admin token, each log's
-//! verifier key) once every node is ready, and stops its nodes on SIGTERM.
+//! The cluster under test: one started with `cairn-node dev` (which keeps bootstrapping the
+//! node's business and writes `cluster.json` once ready), or an existing one; and the CPU,
+//! memory and metrics of its processes.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -142,9 +139,8 @@ pub(crate) fn free_base_port(nodes: u16) -> anyhow::Result<u16> {
     node::dev_process::free_base_port(nodes).context("no free ports for a dev cluster")
 }
 
-/// Processes this benchmark started and the directory of their data: on drop the processes
-/// are stopped (`node::process::stop_children`, SIGTERM so they stop cleanly) and the directory is removed
-/// unless kept.
+/// Processes this benchmark started and their data directory: on drop the processes are
+/// stopped (SIGTERM, so they stop cleanly) and the directory removed unless kept.
 #[derive(Debug)]
 pub(crate) struct Started {
     /// Node processes, stopped first.

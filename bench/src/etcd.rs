@@ -1,16 +1,8 @@
-//! `cairn-bench peer`: Cairn's verified appends and etcd's puts, side by side: the same machine
-//! and disk, member count, client counts (client i talks to member i mod n) and payload size (an
-//! etcd value is as long as a Cairn log entry). They run one after the other, never at once;
-//! the result per client count is Cairn appends/s ÷ etcd puts/s.
-//!
-//! The peer: a 3-member etcd cluster (Debian's `etcd-server`) that the
-//! benchmark starts on loopback, on free ports and under the same parent directory as Cairn's
-//! data (so the same disk), driven with puts through etcd's gRPC API. Members fsync before
-//! acknowledging, as Cairn's nodes do (etcd's default). Any etcd the system runs is left alone.
-//!
-//! What counts: a put whose answer's revision is above every revision its client saw. After the
-//! run every [`READBACK_EVERY`]th put is read back from another member and must hold exactly
-//! the value written, at the revision acknowledged; any mismatch fails the run.
+//! `cairn-bench peer`: Cairn's verified appends, then etcd's puts on the same machine and disk
+//! with the same members, clients and payload size (Debian's `etcd-server`, started on loopback
+//! under Cairn's data directory, fsync on). A put counts if its revision is above every one its
+//! client saw; after the run every [`READBACK_EVERY`]th put is read back from another member
+//! and must hold the value written at the revision acknowledged.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,16 +21,11 @@ use crate::stats::{LatencySummary, per_second};
 pub(crate) const READBACK_EVERY: u64 = 64;
 
 /// How to install etcd when it is missing.
-pub(crate) const INSTALL_HINT: &str =
+const INSTALL_HINT: &str =
     "install Debian's etcd server: `apt-get install -y etcd-server` (or pass --etcd-bin)";
 
-/// Finds the `etcd` binary (Debian installs it as /usr/bin/etcd).
-pub(crate) fn find_etcd_binary() -> anyhow::Result<PathBuf> {
-    crate::cluster::find_binary("etcd", INSTALL_HINT)
-}
-
 /// `etcd --version`'s first line, e.g. "etcd Version: 3.4.23".
-pub(crate) fn etcd_version(bin: &Path) -> anyhow::Result<String> {
+fn etcd_version(bin: &Path) -> anyhow::Result<String> {
     let output = Command::new(bin)
         .arg("--version")
         .output()
@@ -49,14 +36,12 @@ pub(crate) fn etcd_version(bin: &Path) -> anyhow::Result<String> {
 
 /// Processes named `etcd` that this benchmark did not start (for example the service a package
 /// install started), so the report can say the machine had them.
-pub(crate) fn foreign_etcd_pids(ours: &[u32]) -> Vec<u32> {
+fn foreign_etcd_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| !ours.contains(pid))
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| comm.trim() == "etcd")
@@ -404,7 +389,8 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
         );
     }
     // Fail before anything starts if etcd is missing.
-    let etcd_bin = args.etcd_bin.clone().map_or_else(find_etcd_binary, Ok)?;
+    let find = || crate::cluster::find_binary("etcd", INSTALL_HINT);
+    let etcd_bin = args.etcd_bin.clone().map_or_else(find, Ok)?;
     let etcd_version = etcd_version(&etcd_bin)?;
     let environment = Environment::read();
     eprintln!("peer: {etcd_version}");
@@ -423,7 +409,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
         .value_bytes
         .or_else(|| cairn_runs.first().map(|run| run.leaf_bytes))
         .context("no Cairn run to take the entry size from")?;
-    let foreign_etcd_pids = foreign_etcd_pids(&[]);
+    let foreign_etcd_pids = foreign_etcd_pids();
     if !foreign_etcd_pids.is_empty() {
         eprintln!(
             "note: etcd processes not started by this benchmark are running ({foreign_etcd_pids:?}); \
@@ -483,7 +469,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
 /// The `peer` subcommand: run, print, write JSON.
 pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let report = run_peer(&args).await?;
-    args.run.finish(&report, peer_table)
+    args.run.finish(&report, peer_table, false)
 }
 
 /// The Markdown table of a `peer` report (also the suite report's): one row per client count.

@@ -1,15 +1,10 @@
-//! `cairn-bench fill`: grows the artifact log of a *stopped* `cairn-node dev` cluster to a given
-//! size, fast, through the node's own code.
-//!
-//! Filling 10^7 entries through the public API would take most of an hour, so the scale
-//! benchmark grows the log here between its measurement points: every node of the stopped
-//! cluster is started in this process with `Node::start` (as `cairn-node run` does, over the
-//! same files and mutual-TLS Raft), and the leader gets batches of distinct, validly signed
-//! hashedrekord entries through `raft.client_write`, each fsynced on a quorum and applied by
-//! every replica. Only HTTP, request decoding, ECDSA checks and the sequencer's pooling are
-//! skipped; the batches are what the sequencer proposes at full load. At the end every head
-//! must equal the leader's, its checkpoint must verify, and each node snapshots and purges its
-//! Raft log, so a node that joins later catches up from the snapshot as on a long-running log.
+//! `cairn-bench fill`: grows the artifact log of a *stopped* `cairn-node dev` cluster fast,
+//! through the node's own code (filling 10^7 entries through the API would take an hour). Every
+//! node runs in this process with `Node::start` over its own files and mutual-TLS Raft, and the
+//! leader gets batches of distinct, validly signed entries through `raft.client_write`, as the
+//! sequencer proposes them at full load; only HTTP, request decoding and ECDSA checks are
+//! skipped. At the end every head must equal the leader's and each node snapshots and purges
+//! its Raft log, so a node that joins later catches up from the snapshot.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -402,22 +397,18 @@ fn written_bytes() -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// The head's checkpoint verifies under the log's key and names the head's size and root.
+/// The head's checkpoint verifies under the log's key, as a client verifies it, and names the
+/// head's size and root.
 fn verify_head(leader: &Node, head: &node::state_machine::LogHead) -> anyhow::Result<()> {
-    let config = leader
-        .logs()
-        .get(&log_name())
-        .context("the cluster has no artifacts log")?;
-    let vkey = tlog::keys::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
+    let log = (leader.logs().get(&log_name())).context("the cluster has no artifacts log")?;
+    let key = tlog::keys::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
         .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
-    let mut verifiers = tlog::keys::Verifiers::new();
-    verifiers
-        .push(tlog::keys::Verifier::Ed25519(vkey))
-        .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
-    let signed = tlog::checkpoint::open(head.checkpoint.as_bytes(), &verifiers)
+    let verifier =
+        crate::verify::ResponseVerifier::new(&tlog::keys::Verifier::Ed25519(key).to_vkey())?;
+    let signed = (verifier.checkpoint(&head.checkpoint))
         .map_err(|error| anyhow::anyhow!("the final checkpoint: {error}"))?;
     ensure!(
-        signed.checkpoint.size.0 == head.tree_size && signed.checkpoint.root == head.root,
+        signed == (head.tree_size, head.root),
         "the final checkpoint does not name the head's size and root"
     );
     Ok(())

@@ -1,14 +1,9 @@
-//! `cairn-bench reads` and `cairn-bench mix`: reads of the public log API (checkpoints, hash
-//! tiles, entry bundles, inclusion and consistency proofs) on a pre-filled log, alone or mixed
-//! with appends.
-//!
-//! Every counted read is verified, so a fast but wrong server cannot score. Before the runs the
-//! benchmark appends `--prefill` verified entries, takes a signed checkpoint of size N and
-//! downloads every entry bundle of that tree, whose leaves must hash to its root: a *reference*
-//! of leaf hashes, full tiles and bundles, and the root of every smaller tree. A checkpoint
-//! read must be signed, at least N, and at N have the reference root; a tile or bundle must be
-//! the reference's bytes; a proof must lead to the signed root from the reference. Only full
-//! (immutable) tiles and bundles are read, so the reads stay valid while the mix grows the log.
+//! `cairn-bench reads` and `mix`: verified reads of the public log API on a pre-filled log,
+//! alone or mixed with appends. Each read is checked against a *reference*: the entry bundles of
+//! a signed checkpoint of size N, whose leaves must hash to its root. A checkpoint must be
+//! signed, at least N, and at N have the reference root; a tile or bundle must be the
+//! reference's bytes; a proof must lead to the signed root. Only full (immutable) tiles and
+//! bundles are read, so the reads stay valid while the mix grows the log.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use serde::Serialize;
-use tlog::tile::{Tile, TileKind};
+use tlog::tile::Tile;
+use tlog::tile::TileKind::Hashes;
 use tlog::{Hash, MemoryTree, TreeSize};
 use tokio::time::Instant;
 
@@ -29,8 +25,7 @@ use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Tar
 use crate::stats::{Latencies, LatencySummary, per_second};
 use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
 
-/// The `reads` and `mix` subcommands' arguments (also the settings `cairn-bench report`
-/// passes).
+/// The `reads` and `mix` subcommands' arguments.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ReadsArgs {
     #[command(flatten)]
@@ -89,13 +84,12 @@ pub(crate) fn parse_read_mix(text: &str) -> anyhow::Result<Vec<(ReadKind, u32)>>
             .with_context(|| format!("--read-mix: {part:?} is not kind=weight"))?;
         let kind: ReadKind = clap::ValueEnum::from_str(name.trim(), false)
             .map_err(|_| anyhow::anyhow!("--read-mix: unknown read kind {name:?}"))?;
-        let weight = weight
+        let weight = (weight
             .trim()
             .parse()
             .ok()
-            .filter(|weight| *weight <= 1_000_000);
-        let weight =
-            weight.with_context(|| format!("--read-mix: {weight:?} is not 0 to 1000000"))?;
+            .filter(|weight| *weight <= 1_000_000))
+        .with_context(|| format!("--read-mix: {weight:?} is not 0 to 1000000"))?;
         anyhow::ensure!(
             weights.insert(kind, weight).is_none(),
             "--read-mix: {name} given twice"
@@ -123,8 +117,7 @@ pub(crate) enum Read {
     Consistency(u64),
 }
 
-/// The log as the benchmark knows it, every part derived from leaves proven to hash to a
-/// signed checkpoint's root.
+/// The log as the benchmark knows it, from leaves proven to hash to a signed checkpoint's root.
 #[derive(Debug)]
 pub(crate) struct Reference {
     size: u64,
@@ -184,11 +177,6 @@ impl Reference {
             tiles,
             bundles: full,
         })
-    }
-
-    /// The tree size reads are made against.
-    pub(crate) fn size(&self) -> u64 {
-        self.size
     }
 
     /// A random read of `kind` (`random` is any 64-bit number).
@@ -276,14 +264,6 @@ impl Reference {
     }
 }
 
-/// Whether a tile is a hash tile of level 1 or above (reported separately from level 0).
-fn tile_level(tile: &Tile) -> u8 {
-    match tile.kind {
-        TileKind::Hashes { level } => level,
-        TileKind::Entries => 0,
-    }
-}
-
 /// A small fast generator for picking reads and leaf indexes (splitmix64), seeded from the OS;
 /// not for anything secret.
 #[derive(Debug)]
@@ -364,8 +344,11 @@ impl Workload for ReadLoad {
             })
             .map_or(ReadKind::Checkpoint, |(kind, _)| *kind);
         let read = self.reference.pick(kind, random.next());
+        // Level 0 hash tiles are reported apart from the higher levels.
         let label = match read {
-            Read::Tile(n) if tile_level(&self.reference.tiles[n].0) > 0 => "tile level 1+",
+            Read::Tile(n) if matches!(self.reference.tiles[n].0.kind, Hashes { level } if level > 0) => {
+                "tile level 1+"
+            }
             Read::Tile(_) => "tile level 0",
             _ => kind.name(),
         };
@@ -509,16 +492,8 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
         let reference = Arc::new(reference(&cluster, &verifier).await?);
         let mut runs = Vec::new();
         for &clients in &args.run.clients {
-            let run = run_once(
-                &args,
-                &cluster,
-                &reference,
-                &verifier,
-                &mix,
-                appends_percent,
-                clients,
-            )
-            .await?;
+            let reads = (&reference, &verifier, mix.as_slice(), appends_percent);
+            let run = run_once(&args, &cluster, reads, clients).await?;
             print_run(&run);
             runs.push(run);
         }
@@ -533,20 +508,25 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
         read_mix: args.read_mix.clone(),
         runs: result?,
     };
-    args.run.finish(&report, table)
+    args.run.finish(&report, table, true)
 }
 
 /// Closed-loop appends/s this machine can reach with room to spare: a mix run pre-signs enough
 /// for its share of that.
 const MIX_PRESIGN_RATE: f64 = 10_000.0;
 
+/// The reads of a run: the reference, its verifier, the mix and the percent of appends.
+type ReadsOf<'a> = (
+    &'a Arc<Reference>,
+    &'a Arc<ResponseVerifier>,
+    &'a [(ReadKind, u32)],
+    f64,
+);
+
 async fn run_once(
     args: &ReadsArgs,
     cluster: &Cluster,
-    reference: &Arc<Reference>,
-    verifier: &Arc<ResponseVerifier>,
-    mix: &[(ReadKind, u32)],
-    appends_percent: f64,
+    (reference, verifier, mix, appends_percent): ReadsOf<'_>,
     clients: usize,
 ) -> anyhow::Result<ReadsRun> {
     let appends = if appends_percent > 0.0 {
@@ -558,12 +538,8 @@ async fn run_once(
             + clients;
         eprintln!("{clients} clients: pre-signing {count} appends for the mix ...");
         let signed = crate::appends::presign(count)?;
-        Some(AppendLoad::new(
-            cluster,
-            signed.requests,
-            args.run.timeout(),
-            5,
-        )?)
+        let load = AppendLoad::new(cluster, signed.requests, args.run.timeout(), 5)?;
+        Some(load)
     } else {
         None
     };
@@ -593,7 +569,7 @@ async fn run_once(
     Ok(ReadsRun {
         nodes: cluster.urls.len(),
         appends_percent,
-        tree_size: reference.size(),
+        tree_size: reference.size,
         reads_per_second: per_second(reads_ok, window),
         reads_latency: reads.summary(),
         appends_per_second: per_second(appends_ok, window),

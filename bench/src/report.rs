@@ -1,10 +1,6 @@
-//! `cairn-bench report`: the whole suite in one command, written up.
-//!
-//! Each part runs as a child process of this same binary (`cairn-bench appends --json ...`),
-//! exactly as a user would run it alone, so the report and a hand-run measurement are the same
-//! measurement. The results are read back as JSON, combined into `report.json`, and written
-//! up as `README.md`: each part's table and the standing against its design targets, each target
-//! not met with its bottleneck named from the leader's CPU profile.
+//! `cairn-bench report`: the whole suite, each part a child process of this binary exactly as a
+//! user would run it, combined into `report.json` and written up as `README.md`: each part's
+//! table and the design targets, each one not met with its bottleneck from a CPU profile.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

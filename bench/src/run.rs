@@ -1,11 +1,8 @@
 //! What every load subcommand shares: the run arguments ([`RunArgs`]) and the one phase loop
-//! ([`measure`]) that drives a [`Workload`] through warm-up and the measured window.
-//!
-//! A workload prepares a client, issues one request and verifies its answer as a client would;
-//! only verified answers count. The loop does the rest the same way for every workload: closed
-//! loop, or open loop (`--rate`: request k is due at `start + k / rate` and its latency counts
-//! from then, so a stalled server shows as latency rather than as less offered load), progress,
-//! what counts (operations finished inside the window), CPU and memory, `/metrics`, `--profile`.
+//! ([`measure`]) that drives a [`Workload`] (prepare, issue, verify) through warm-up and the
+//! window, closed loop or open loop (`--rate`: request k is due at `start + k / rate` and its
+//! latency counts from then, so a stalled server shows as latency). Only verified operations
+//! finished inside the window count.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -140,16 +137,20 @@ impl RunArgs {
         Duration::from_secs_f64(self.timeout)
     }
 
-    /// Prints a subcommand's Markdown table (`table` of the report's JSON) on stdout and
-    /// writes it to `--markdown`, and the report to `--json`.
+    /// Writes the report to `--json` and its Markdown table (`table` of its JSON) to
+    /// `--markdown`, and prints the table unless it is the one row `print_run` already printed.
     pub(crate) fn finish(
         &self,
         report: &impl Serialize,
         table: crate::stats::Table,
+        rows_printed: bool,
     ) -> anyhow::Result<()> {
         let value = serde_json::to_value(report)?;
         let text = table(&value);
-        print!("{text}");
+        // A table is a blank line, the header, the rule and a line per row.
+        if !rows_printed || text.lines().count() > 4 {
+            print!("{text}");
+        }
         if let Some(path) = &self.json {
             std::fs::write(path, serde_json::to_vec_pretty(&value)?)
                 .with_context(|| format!("writing {}", path.display()))?;

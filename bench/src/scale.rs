@@ -1,9 +1,6 @@
-//! `cairn-bench scale`: the cost per entry as the artifact log grows. At each size it measures,
-//! through the public API of real `cairn-node` processes: bytes on disk per entry, a short
-//! closed-loop `appends` run, verified inclusion and consistency proof latency, and how long a
-//! new, empty node takes to catch up and become a voter. Between sizes the stopped cluster's
-//! log grows through `cairn-bench fill` (`fill.rs`), so the bytes on disk are written by the
-//! node's own commit and apply.
+//! `cairn-bench scale`: the cost per entry as the artifact log grows, measured at each size
+//! through the public API of real `cairn-node` processes. Between sizes the stopped cluster's
+//! log grows through `cairn-bench fill`, so the bytes on disk are the node's own.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,13 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use bytes::Bytes;
 use serde::Serialize;
 use tlog::Hash;
 
-use crate::appends::{AppendsArgs, RunResult};
 use node::dev_process::{LocalCluster, LocalError};
 
+use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
@@ -182,7 +178,7 @@ const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in 
 /// `cairn-bench scale`: measure, print, write the files asked for.
 pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
     let report = run_scale(&args).await?;
-    args.run.finish(&report, table)
+    args.run.finish(&report, table, true)
 }
 
 /// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
@@ -255,23 +251,20 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
             };
             let appends = appends(args, &cluster).await?;
             let (entries_after_appends, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
-            let entries = proofs.tree_size;
-            let point = ScalePoint {
-                entries,
+            anyhow::Ok(ScalePoint {
+                entries: proofs.tree_size,
                 fill,
                 disk,
                 proofs,
                 catch_up,
                 appends,
                 entries_after_appends,
-            };
-            anyhow::Ok(point)
+            })
         }
         .await;
         tokio::task::block_in_place(|| drop(cluster));
         let point = point?;
-        let text = serde_json::to_value(&point)?;
-        print!("{}", crate::stats::table(COLUMNS, [&text]));
+        crate::run::print_run(COLUMNS, &point);
         points.push(point);
     }
     drop(guard);
@@ -300,17 +293,13 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
 fn run_fill(dir: &Path, to: u64, args: &ScaleArgs) -> anyhow::Result<FillResult> {
     let out = dir.join(format!("fill-{to}.json"));
     let exe = std::env::current_exe().context("finding the cairn-bench executable")?;
+    let (batch, in_flight) = (args.fill_batch, args.fill_in_flight);
+    let settings = format!("fill --to {to} --batch {batch} --in-flight {in_flight}");
     let status = tokio::task::block_in_place(|| {
         Command::new(&exe)
-            .arg("fill")
+            .args(settings.split_whitespace())
             .arg("--dir")
             .arg(dir)
-            .arg("--to")
-            .arg(to.to_string())
-            .arg("--batch")
-            .arg(args.fill_batch.to_string())
-            .arg("--in-flight")
-            .arg(args.fill_in_flight.to_string())
             .arg("--json")
             .arg(&out)
             .env("RUST_LOG", "warn")
@@ -490,6 +479,9 @@ async fn catch_up(
     // `LocalCluster` looks for node `id`.
     let configs = crate::fill::node_configs(dir)?;
     let mut file = node::config::NodeFile::load(&configs[0])?;
+    // Progress: the learner's state database grows towards a voter's (the same size once
+    // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
+    let voter_state = file.data_dir.join("state.redb");
     let node_dir = dir.join(format!("node-{id}"));
     std::fs::create_dir_all(&node_dir)?;
     let ports = cluster::free_ports(2)?;
@@ -511,14 +503,8 @@ async fn catch_up(
         .context("the new node's certificate")?;
     file.save(&node_dir.join("config.toml"))?;
     // Node n at position n - 1; the nodes added at earlier sizes (and removed) are never asked.
-    let urls: Vec<String> = (1..=id)
-        .map(|n| {
-            usize::try_from(n - 1)
-                .ok()
-                .and_then(|at| cluster.urls.get(at))
-        })
-        .map(|url| url.unwrap_or(&file.api_url).clone())
-        .collect();
+    let mut urls = cluster.urls.clone();
+    urls.resize(usize::try_from(id)?, file.api_url.clone());
     let cluster_urls = vec![file.cluster_url.clone(); urls.len()];
     let mut nodes = LocalCluster::new(node_bin, dir, &urls, &cluster_urls)?;
     nodes.set_env("RUST_LOG", "warn");
@@ -542,22 +528,15 @@ async fn catch_up(
     // The leader answers once it considers the learner caught up (which may take longer than
     // an admin call may); the clock stops when the learner itself serves the latest
     // checkpoint, whichever comes later.
-    let mut add = {
-        let (url, token) = (
-            format!("{leader_url}/admin/learners"),
-            nodes.token().to_owned(),
-        );
-        let body = serde_json::json!({ "id": id, "api_url": file.api_url, "cluster_url": file.cluster_url });
-        let body = Some(Bytes::from(body.to_string()));
-        Some(tokio::spawn(async move {
-            crate::net::request(&url, body, Some(&token), timeout).await
-        }))
-    };
-    // Progress: the learner's state database grows towards a voter's (the same size once
-    // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
-    let voter_state = node::config::NodeFile::load(&configs[0])?
-        .data_dir
-        .join("state.redb");
+    let (url, token) = (
+        format!("{leader_url}/admin/learners"),
+        nodes.token().to_owned(),
+    );
+    let body =
+        serde_json::json!({ "id": id, "api_url": file.api_url, "cluster_url": file.cluster_url });
+    let body = Some(body.to_string());
+    let add = async move { crate::net::request(&url, body, Some(&token), timeout).await };
+    let mut add = Some(tokio::spawn(add));
     let mut last_report = Instant::now();
     loop {
         // Fails at once if the new node exited; "not ready" is no error here.

@@ -1,8 +1,5 @@
-//! Latency percentiles, error tallies and the per-run summary.
-//!
-//! Latencies are recorded in microseconds into an HdrHistogram: its relative error is bounded
-//! (3 significant digits, so 0.1%) at every magnitude from 1 µs to minutes, and per-client
-//! histograms merge exactly, so clients never share a lock on the hot path.
+//! Latency percentiles (HdrHistogram in µs: 0.1% relative error at every magnitude, and
+//! per-client histograms merge exactly), error tallies and the one Markdown table.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,14 +1,7 @@
-//! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a
-//! quorum of witnesses cosigned it, which is what witnessing costs a user (an append is answered
-//! once its checkpoint is published). Next to the verified appends, from the nodes' metrics: the
-//! witnessing rounds per second and how long a round takes (`cairn_witness_cosign_seconds`),
-//! and the witnesses' CPU per cosignature. One witness's own ceiling is the criterion benchmark
-//! `cargo bench -p bench --bench witness`.
-//!
-//! Setup: `cairn-node init` + `run` (`dev` has no witnessing option) with a `[witnessing]`
-//! section; each witness is a `cairn-bench witness-server` process (the `witness` crate's
-//! server on redb, fsync per cosignature), so its CPU is measured apart. Every counted append's
-//! checkpoint must carry the log's signature and the quorum's cosignatures.
+//! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a quorum
+//! of witnesses cosigned it, with the rounds from the nodes' metrics and the witnesses' CPU.
+//! The nodes are `cairn-node init` + `run` (`dev` has no witnessing); each witness is a
+//! `cairn-bench witness-server` process, so its CPU is measured apart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -138,19 +131,9 @@ async fn start(
     let cluster_urls: Vec<String> = (ports[nodes..2 * nodes].iter())
         .map(|p| url("https", p))
         .collect();
-    let mut init = Command::new(node_bin);
-    init.arg("init").arg("--dir").arg(&dir);
-    for (url, cluster_url) in urls.iter().zip(&cluster_urls) {
-        init.args(["--node-url", url, "--cluster-url", cluster_url]);
-    }
-    let output = init
-        .output()
-        .with_context(|| format!("running {} init", node_bin.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "cairn-node init failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // What `cairn-node init` writes, with the node library's own provisioning.
+    let domain = node::provision::DEV_ORIGIN_DOMAIN;
+    let configs = node::provision::init(&dir, &urls, &cluster_urls, domain, Vec::new())?;
     let key = std::fs::read_to_string(dir.join("keys/artifacts.key"))
         .context("reading the artifact log's key")?;
     let log_vkey = tlog::keys::Ed25519Signer::from_private_key(key.trim())
@@ -179,17 +162,11 @@ async fn start(
         let witness_dir = dir.join(format!("witness-{}", i + 1));
         std::fs::create_dir_all(&witness_dir)?;
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
-        let listen = format!("127.0.0.1:{port}");
+        let key_seed = hex::encode(seed);
+        let settings =
+            format!("witness-server --listen 127.0.0.1:{port} --name {name} --key-seed {key_seed}");
         let child = Command::new(&exe)
-            .arg("witness-server")
-            .args([
-                "--listen",
-                &listen,
-                "--name",
-                &name,
-                "--key-seed",
-                &hex::encode(seed),
-            ])
+            .args(settings.split_whitespace())
             .arg("--dir")
             .arg(&witness_dir)
             .arg("--policy")
@@ -223,9 +200,8 @@ async fn start(
     std::fs::write(&policy_path, &policy)?;
 
     // The nodes, with a [witnessing] section.
-    for id in 1..=nodes {
-        let path = dir.join(format!("node-{id}/config.toml"));
-        let mut file = node::config::NodeFile::load(&path)?;
+    for path in &configs {
+        let mut file = node::config::NodeFile::load(path)?;
         let (policy_file, fail_open, append_timeout_ms) = (policy_path.clone(), false, 10_000);
         let witnessing = node::config::WitnessingFile {
             policy_file,
@@ -233,7 +209,7 @@ async fn start(
             append_timeout_ms,
         };
         file.witnessing = Some(witnessing);
-        file.save(&path)?;
+        file.save(path)?;
     }
     let mut processes = LocalCluster::new(node_bin, &dir, &urls, &cluster_urls)?;
     processes.set_env("RUST_LOG", "warn");
@@ -340,7 +316,7 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
 /// The `witnessing` subcommand: run, print, write JSON.
 pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     let report = run_witnessing(&args).await?;
-    args.run.finish(&report, table)
+    args.run.finish(&report, table, true)
 }
 
 /// The columns of the `witnessing` table (also the suite report's).

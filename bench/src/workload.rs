@@ -1,12 +1,7 @@
-//! Pre-generated, pre-signed hashedrekord v0.0.2 submissions.
-//!
-//! Signing is the client's cost, not the log's: every request is built and signed before the
-//! timed window so the measurement sees only what the cluster (and response verification)
-//! costs. Each request signs a distinct artifact, `cairn-bench <run tag> <n>`, under a fresh
-//! ECDSA P-256 key, so no submission is a duplicate of another, in this run or any earlier run
-//! against the same cluster. Alongside each request the generator keeps the leaf hash of the
-//! canonical body the log must store for it, computed with `tlog::entry` exactly as the node
-//! does, so the verifier can check that the log logged *this* entry.
+//! Pre-signed hashedrekord v0.0.2 submissions, made before the window (signing is the client's
+//! cost). Each signs a distinct artifact, `cairn-bench <run tag> <n>`, under a fresh P-256 key,
+//! with the leaf hash of the canonical body the log must store for it (`tlog::entry`, as the
+//! node makes it), so the verifier can check that the log logged *this* entry.
 
 use std::time::Instant;
 
@@ -201,11 +196,9 @@ impl<'k> EntrySigner<'k> {
     }
 }
 
-/// Canonical hashedrekord bodies made fast. Canonicalising through serde_json values costs as
-/// much as signing, and bodies under one key differ only in their digest and signature: the
-/// first body, made by tlog, becomes a template with those two base64 strings cut out (they are
-/// random, so they occur once), and every TEMPLATE_CHECK_EVERY-th body is made by tlog again
-/// and must give the same template.
+/// Canonical bodies made fast (canonicalising costs as much as signing): bodies under one key
+/// differ only in digest and signature, so tlog's first body becomes a template with those cut
+/// out, and every TEMPLATE_CHECK_EVERY-th body is made by tlog again and must match it.
 #[derive(Default)]
 struct LeafTemplate(Option<(String, String, String)>);
 

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -41,32 +40,12 @@ fn dev(dir: &Path, port: u16) -> node::dev_process::DevProcess {
     node::dev_process::DevProcess::start(options).unwrap()
 }
 
-/// A plain HTTP/1.1 GET (the node answers with a length, never chunked): (status, body).
-fn get(url: &str) -> (u16, Vec<u8>) {
-    let (host, path) = url
-        .strip_prefix("http://")
-        .unwrap()
-        .split_once('/')
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&answer[..split]).to_string();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-    );
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        answer[split + 4..].to_vec(),
-    )
+/// A GET with the node library's client: (status, body).
+async fn get(url: &str) -> (u16, Vec<u8>) {
+    let (client, timeout) = (node::network::http_client(), Duration::from_secs(30));
+    let answer = node::network::call(&client, "GET", url, None, String::new(), timeout).await;
+    let (status, body) = answer.unwrap();
+    (status, body.to_vec())
 }
 
 fn run_fill(dir: &Path, args: &str) -> bool {
@@ -79,8 +58,8 @@ fn run_fill(dir: &Path, args: &str) -> bool {
     command.status().unwrap().success()
 }
 
-#[test]
-fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
+#[tokio::test]
+async fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("dev");
     std::fs::create_dir_all(&dir).unwrap();
@@ -117,7 +96,7 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     verifiers
         .push(tlog::keys::Verifier::parse(vkey).unwrap())
         .unwrap();
-    let (status, body) = get(&format!("{url}/api/v2/checkpoint"));
+    let (status, body) = get(&format!("{url}/api/v2/checkpoint")).await;
     assert_eq!(status, 200);
     let signed = tlog::checkpoint::open(&body, &verifiers).unwrap();
     assert_eq!(signed.checkpoint.size.0, 2500);
@@ -130,7 +109,7 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     let mut tree = MemoryTree::new();
     let mut seen = std::collections::BTreeSet::new();
     for index in 0..2500 {
-        let (status, leaf) = get(&format!("{url}/api/v2/entries/{index}"));
+        let (status, leaf) = get(&format!("{url}/api/v2/entries/{index}")).await;
         assert_eq!(status, 200, "entry {index}");
         // Canonical, as the node's own v2 path stores it.
         tlog::entry::CanonicalBody::parse(&leaf).unwrap();
@@ -143,7 +122,7 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
         root, signed.checkpoint.root,
         "the leaves give the signed root"
     );
-    let (status, _) = get(&format!("{url}/api/v2/entries/2500"));
+    let (status, _) = get(&format!("{url}/api/v2/entries/2500")).await;
     assert_eq!(status, 404);
 }
 
