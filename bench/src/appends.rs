@@ -121,12 +121,6 @@ pub(crate) struct RunResult {
     pub(crate) window: Window,
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct Report {
-    pub(crate) environment: Environment,
-    pub(crate) runs: Vec<RunResult>,
-}
-
 /// Closed-loop runs pre-sign enough for this many appends per second (25% above the 20,000/s
 /// target) by default: signing takes a few seconds per run on this machine, so more would
 /// make a short run mostly waiting; a run that uses them all says so and is cut short.
@@ -168,7 +162,7 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
             result?;
         }
     }
-    let report = Report { environment, runs };
+    let report = serde_json::json!({ "environment": environment, "runs": runs });
     args.run.finish(&report, table, true)
 }
 

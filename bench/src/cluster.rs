@@ -33,21 +33,9 @@ pub(crate) struct Cluster {
 const ARTIFACT_LOG: &str = "artifacts";
 
 impl Cluster {
-    /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`, with
-    /// environment variables for `cairn-node dev` and the nodes it starts (`CAIRN_*`).
-    pub(crate) fn start_with_env(
-        node_bin: &Path,
-        nodes: u16,
-        parent: &Path,
-        env: &[(&str, &str)],
-    ) -> anyhow::Result<Cluster> {
-        let dir = fresh_dir(parent, &format!("{nodes}n"))?;
-        let base_port = free_base_port(nodes)?;
-        Cluster::start_in(node_bin, nodes, &dir, base_port, env)
-    }
-
     /// Runs `cairn-node dev` in `dir`: creates the cluster there, or resumes the one it holds
-    /// with its data (which must have been made with the same `nodes` and `base_port`).
+    /// with its data (which must have been made with the same `nodes` and `base_port`), with
+    /// environment variables for it and its nodes (`CAIRN_*`).
     pub(crate) fn start_in(
         node_bin: &Path,
         nodes: u16,

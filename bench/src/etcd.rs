@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::appends::RunResult;
 use crate::cluster::{ProcessUsage, Started};
 use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
 use crate::stats::{LatencySummary, per_second};
@@ -366,20 +365,8 @@ pub(crate) struct Ratio {
     pub(crate) etcd_p99_ms: f64,
 }
 
-/// The whole comparison.
-#[derive(Debug, Serialize)]
-pub(crate) struct PeerReport {
-    pub(crate) environment: Environment,
-    pub(crate) etcd_version: String,
-    /// PIDs of etcd processes this benchmark did not start (left alone; idle unless used).
-    pub(crate) foreign_etcd_pids: Vec<u32>,
-    pub(crate) cairn: Vec<RunResult>,
-    pub(crate) etcd: Vec<EtcdRun>,
-    pub(crate) ratios: Vec<Ratio>,
-}
-
-/// Runs Cairn then etcd for every client count and returns both with their ratios.
-pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
+/// The `peer` subcommand: Cairn then etcd for every client count, and their ratios.
+pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     args.run.check()?;
     anyhow::ensure!((1..=7).contains(&args.members), "--members must be 1 to 7");
     if let Some(bytes) = args.value_bytes {
@@ -440,9 +427,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
     tokio::task::block_in_place(|| drop(etcd_cluster));
     result?;
 
-    let ratios = cairn_runs
-        .iter()
-        .zip(&etcd_runs)
+    let ratios: Vec<Ratio> = (cairn_runs.iter().zip(&etcd_runs))
         .map(|(cairn, etcd)| Ratio {
             clients: cairn.window.clients,
             cairn_appends_per_second: cairn.appends_per_second,
@@ -456,19 +441,12 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
             etcd_p99_ms: etcd.latency.p99_ms,
         })
         .collect();
-    Ok(PeerReport {
-        environment,
-        etcd_version,
-        foreign_etcd_pids,
-        cairn: cairn_runs,
-        etcd: etcd_runs,
-        ratios,
-    })
-}
-
-/// The `peer` subcommand: run, print, write JSON.
-pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
-    let report = run_peer(&args).await?;
+    // `foreign_etcd_pids`: etcd processes this benchmark did not start (left alone).
+    let report = serde_json::json!({
+        "environment": environment, "etcd_version": etcd_version,
+        "foreign_etcd_pids": foreign_etcd_pids,
+        "cairn": cairn_runs, "etcd": etcd_runs, "ratios": ratios,
+    });
     args.run.finish(&report, peer_table, false)
 }
 

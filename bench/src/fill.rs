@@ -116,15 +116,13 @@ pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One node of the stopped cluster, run in this process.
-#[derive(Debug)]
-struct InProcess {
-    node: Arc<Node>,
-    stop: tokio::sync::watch::Sender<()>,
-    servers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
+/// Starts a node of the stopped cluster in this process, its servers in `servers` until
+/// `stopped` changes.
+async fn start_node(
+    config_path: &Path,
+    stopped: &tokio::sync::watch::Receiver<()>,
+    servers: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Arc<Node>> {
     let file = NodeFile::load(config_path)?;
     let tls = ClusterTls::load(
         &file.cluster_ca_file,
@@ -154,29 +152,21 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
     // Retried briefly: the cluster's processes may have just exited.
     let listener = node::process::bind(file.listen).await?;
     let cluster_listener = node::process::bind(file.cluster_listen).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(());
     let until = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
         let _ = stopped.changed().await;
     };
     // The public API too: a node that must install a snapshot fetches bundles from it.
-    let servers = vec![
-        tokio::spawn(node::http::serve(
-            listener,
-            Arc::clone(&node),
-            until(stopped.clone()),
-        )),
-        tokio::spawn(node::http::serve_cluster(
-            cluster_listener,
-            tls.server_config(),
-            Arc::clone(&node),
-            until(stopped),
-        )),
-    ];
-    Ok(InProcess {
-        node,
-        stop,
-        servers,
-    })
+    let api = node::http::serve(listener, Arc::clone(&node), until(stopped.clone()));
+    servers.spawn(api);
+    let config = tls.server_config();
+    let raft = node::http::serve_cluster(
+        cluster_listener,
+        config,
+        Arc::clone(&node),
+        until(stopped.clone()),
+    );
+    servers.spawn(raft);
+    Ok(node)
 }
 
 /// Grows the log of the stopped cluster in `args.dir`; the nodes run in this process only
@@ -189,24 +179,18 @@ pub(crate) async fn fill(args: &FillArgs) -> anyhow::Result<FillResult> {
         "--batch must be 1 to {BATCH_MAX}, --in-flight and --sign-threads 1 to 64"
     );
     let configs = node_configs(&args.dir)?;
-    let mut nodes = Vec::new();
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let (mut nodes, mut servers) = (Vec::new(), tokio::task::JoinSet::new());
     for config in &configs {
-        nodes.push(
-            start_node(config)
-                .await
-                .with_context(|| format!("starting the node of {}", config.display()))?,
-        );
+        let node = start_node(config, &stopped, &mut servers).await;
+        nodes.push(node.with_context(|| format!("starting the node of {}", config.display()))?);
     }
     let outcome = fill_running(args, &nodes).await;
-    for running in &nodes {
-        let _ = running.stop.send(());
-        running.node.shutdown().await;
+    let _ = stop.send(());
+    for node in &nodes {
+        node.shutdown().await;
     }
-    for running in nodes {
-        for server in running.servers {
-            let _ = server.await;
-        }
-    }
+    servers.join_all().await;
     outcome
 }
 
@@ -225,13 +209,13 @@ fn head_of(node: &Node) -> anyhow::Result<node::state_machine::LogHead> {
         }))
 }
 
-async fn wait_for_leader(nodes: &[InProcess]) -> anyhow::Result<Arc<Node>> {
+async fn wait_for_leader(nodes: &[Arc<Node>]) -> anyhow::Result<Arc<Node>> {
     let started = Instant::now();
     loop {
-        for running in nodes {
-            let metrics = running.node.raft().metrics().borrow().clone();
-            if metrics.current_leader == Some(running.node.id()) && metrics.state.is_leader() {
-                return Ok(Arc::clone(&running.node));
+        for node in nodes {
+            let metrics = node.raft().metrics().borrow().clone();
+            if metrics.current_leader == Some(node.id()) && metrics.state.is_leader() {
+                return Ok(Arc::clone(node));
             }
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -241,7 +225,7 @@ async fn wait_for_leader(nodes: &[InProcess]) -> anyhow::Result<Arc<Node>> {
     }
 }
 
-async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<FillResult> {
+async fn fill_running(args: &FillArgs, nodes: &[Arc<Node>]) -> anyhow::Result<FillResult> {
     let mut leader = wait_for_leader(nodes).await?;
     // The leader applies everything committed in earlier terms before it may be written to.
     let from = head_of(&leader)?.tree_size;
@@ -417,7 +401,7 @@ fn verify_head(leader: &Node, head: &node::state_machine::LogHead) -> anyhow::Re
 /// Waits until every node has applied what the leader has, checks that their heads agree, and
 /// makes each take a snapshot and purge the Raft log it covers.
 async fn settle(
-    nodes: &[InProcess],
+    nodes: &[Arc<Node>],
     leader: &Node,
     head: &node::state_machine::LogHead,
 ) -> anyhow::Result<()> {
@@ -433,25 +417,22 @@ async fn settle(
         node.raft()
             .wait(Some(deadline.saturating_duration_since(Instant::now())))
     };
-    for running in nodes {
-        let node = &running.node;
+    for node in nodes {
         wait(node)
             .applied_index_at_least(Some(target), "applied")
             .await
             .with_context(|| format!("node {} did not apply up to {target}", node.id()))?;
         let theirs = head_of(node)?;
+        let (id, size, root) = (node.id(), theirs.tree_size, theirs.root.to_base64());
         ensure!(
-            theirs.tree_size == head.tree_size && theirs.root == head.root,
-            "node {} has size {} root {} but the leader size {} root {}",
-            node.id(),
-            theirs.tree_size,
-            theirs.root.to_base64(),
+            (size, theirs.root) == (head.tree_size, head.root),
+            "node {id} has size {size} root {root} but the leader {} {}",
             head.tree_size,
             head.root.to_base64()
         );
     }
-    for running in nodes {
-        let (node, raft) = (&running.node, running.node.raft());
+    for node in nodes {
+        let raft = node.raft();
         let error = |what: &str| format!("node {}: {what} at {target}", node.id());
         raft.trigger()
             .snapshot()

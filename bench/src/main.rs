@@ -158,7 +158,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(witnessing::witness_server(args)),
-        Commands::Scale(args) => args.run.runtime()?.block_on(scale::scale_command(*args)),
+        Commands::Scale(args) => args.run.runtime()?.block_on(scale::scale(*args)),
         Commands::Fill(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -108,15 +108,13 @@ impl RunArgs {
     ) -> anyhow::Result<Cluster> {
         let node_bin = self.node_bin()?;
         eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
-        let parent = self.parent();
-        let mut cluster = tokio::task::block_in_place(|| {
-            Cluster::start_with_env(&node_bin, nodes, &parent, env)
-        })?;
+        let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
+        let base_port = cluster::free_base_port(nodes)?;
+        let start = || Cluster::start_in(&node_bin, nodes, &dir, base_port, env);
+        let mut cluster = tokio::task::block_in_place(start)?;
         if self.keep_data {
             cluster.keep_data();
-            if let Some(dir) = cluster.data_dir() {
-                eprintln!("cluster data kept in {}", dir.display());
-            }
+            eprintln!("cluster data kept in {}", dir.display());
         }
         Ok(cluster)
     }
@@ -655,11 +653,12 @@ fn load_average() -> String {
 pub(crate) async fn scrape(urls: &[String]) -> Vec<Option<String>> {
     let mut texts = Vec::new();
     for url in urls {
-        let text = crate::net::get(&format!("{}/metrics", url.trim_end_matches('/')))
-            .await
-            .ok()
-            .map(|body| String::from_utf8_lossy(&body).into_owned());
-        texts.push(text);
+        let metrics = crate::net::get(&format!("{}/metrics", url.trim_end_matches('/'))).await;
+        texts.push(
+            metrics
+                .ok()
+                .map(|body| String::from_utf8_lossy(&body).into_owned()),
+        );
     }
     texts
 }

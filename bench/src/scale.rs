@@ -175,14 +175,9 @@ const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in 
     fsynced on a quorum and applied by every replica with state_machine::apply; HTTP, request \
     decoding and per-request signature checks are skipped";
 
-/// `cairn-bench scale`: measure, print, write the files asked for.
-pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
-    let report = run_scale(&args).await?;
-    args.run.finish(&report, table, true)
-}
-
-/// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
-pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
+/// `cairn-bench scale`: a cluster grown to each size in turn and measured there.
+pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let args = &args;
     let sizes = &args.sizes;
     ensure!(
         (1..=SIZES_MAX).contains(&sizes.len())
@@ -268,7 +263,7 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         points.push(point);
     }
     drop(guard);
-    Ok(ScaleReport {
+    let report = ScaleReport {
         environment,
         settings: ScaleSettings {
             nodes: args.nodes,
@@ -285,7 +280,8 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
         },
         points,
         total_seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    args.run.finish(&report, table, true)
 }
 
 /// Runs `cairn-bench fill` on the stopped cluster in a child process (so every database it

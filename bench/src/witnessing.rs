@@ -103,16 +103,6 @@ pub(crate) struct WitnessingRun {
     pub(crate) witnessing: Option<WitnessingStats>,
 }
 
-/// The report.
-#[derive(Debug, Serialize)]
-pub(crate) struct WitnessingReport {
-    pub(crate) environment: Environment,
-    pub(crate) witnesses: u16,
-    pub(crate) quorum: u16,
-    pub(crate) policy: String,
-    pub(crate) runs: Vec<WitnessingRun>,
-}
-
 /// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
 async fn start(
     args: &WitnessingArgs,
@@ -246,7 +236,7 @@ async fn rounds(urls: &[String]) -> PromHistogram {
 }
 
 /// Starts the witnesses and the cluster, runs once per client count, stops everything.
-pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<WitnessingReport> {
+pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     args.run.check()?;
     anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
     anyhow::ensure!(
@@ -260,7 +250,7 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
         "starting {} witnesses and a {}-node cluster publishing with {} of their cosignatures",
         args.witnesses, args.nodes, args.quorum
     );
-    let (guard, cluster, witness_pids) = start(args, &node_bin, &parent).await?;
+    let (guard, cluster, witness_pids) = start(&args, &node_bin, &parent).await?;
     let appends = AppendsArgs::with(args.run.clone());
     let policy = cluster.witness_policy.clone().unwrap_or_default();
     let result = async {
@@ -304,18 +294,11 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
     .await;
     eprintln!("stopping the cluster and the witnesses");
     tokio::task::block_in_place(|| drop(guard));
-    Ok(WitnessingReport {
-        environment,
-        witnesses: args.witnesses,
-        quorum: args.quorum,
-        policy,
-        runs: result?,
-    })
-}
-
-/// The `witnessing` subcommand: run, print, write JSON.
-pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
-    let report = run_witnessing(&args).await?;
+    let (witnesses, quorum, runs) = (args.witnesses, args.quorum, result?);
+    let report = serde_json::json!({
+        "environment": environment, "witnesses": witnesses, "quorum": quorum, "policy": policy,
+        "runs": runs,
+    });
     args.run.finish(&report, table, true)
 }
 
