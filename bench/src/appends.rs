@@ -327,20 +327,14 @@ pub(crate) async fn run_once(
         "{nodes} node(s), {clients} clients: pre-signing {presign_count} hashedrekord requests ..."
     );
     let signed = presign(presign_count)?;
+    let (presigned, rate) = (signed.requests.len(), signed.signing_rate);
+    let (request_bytes, leaf_bytes) = (signed.request_bytes, signed.leaf_bytes);
     eprintln!(
-        "  signed {} requests at {:.0}/s; request {} bytes, log entry {} bytes",
-        signed.requests.len(),
-        signed.signing_rate,
-        signed.request_bytes,
-        signed.leaf_bytes
+        "  signed {presigned} requests at {rate:.0}/s; request {request_bytes} bytes, log entry \
+         {leaf_bytes} bytes"
     );
-    let presigned = signed.requests.len();
-    let load = Arc::new(AppendLoad::new(
-        cluster,
-        signed.requests,
-        args.run.timeout(),
-        args.attempts,
-    )?);
+    let load = AppendLoad::new(cluster, signed.requests, args.run.timeout(), args.attempts)?;
+    let load = Arc::new(load);
     let mut phases = args.run.phases(clients);
     phases.rate = args.rate;
     phases.unit = "appends";
@@ -357,15 +351,11 @@ pub(crate) async fn run_once(
     let (metrics_before, metrics_after) = &measured.metrics;
     Ok(RunResult {
         nodes,
-        mode: if args.rate.is_some() {
-            "open"
-        } else {
-            "closed"
-        },
+        mode: args.rate.map_or("closed", |_| "open"),
         offered_rate: args.rate,
         entry_kind: args.entry_kind,
-        request_bytes: signed.request_bytes,
-        leaf_bytes: signed.leaf_bytes,
+        request_bytes,
+        leaf_bytes,
         fsync: FSYNC,
         sequencer: cluster.sequencer.clone(),
         appends_per_second: stats::per_second(ok, window),
@@ -375,7 +365,7 @@ pub(crate) async fn run_once(
         batches: batch_stats(metrics_before, metrics_after, window),
         presigned,
         presigned_exhausted: measured.exhausted,
-        presign_per_second: signed.signing_rate,
+        presign_per_second: rate,
         checkpoint_signatures_verified: load.verifier.checkpoint_signatures_verified(),
         node_usage: measured.processes,
         window: measured.record,
@@ -391,9 +381,7 @@ fn batch_stats(
     after: &[Option<String>],
     window: Duration,
 ) -> Option<BatchStats> {
-    let leader = after
-        .iter()
-        .position(|text| text.as_deref().is_some_and(run::is_leader))?;
+    let leader = (after.iter()).position(|text| text.as_deref().is_some_and(run::is_leader))?;
     let (before, after) = (
         before.get(leader)?.as_deref()?,
         after.get(leader)?.as_deref()?,

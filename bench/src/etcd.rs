@@ -72,10 +72,10 @@ impl EtcdCluster {
         let ports = crate::cluster::free_ports(members * 2)?;
         let client_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i]);
         let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
-        let initial_cluster = (0..members)
+        let initial: Vec<String> = (0..members)
             .map(|i| format!("m{}={}", i + 1, peer_url(i)))
-            .collect::<Vec<_>>()
-            .join(",");
+            .collect();
+        let initial_cluster = initial.join(",");
         let mut cluster = EtcdCluster {
             endpoints: (0..members).map(client_url).collect(),
             pids: Vec::new(),
@@ -113,32 +113,22 @@ impl EtcdCluster {
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let started = Instant::now();
+        let (started, dir) = (Instant::now(), self.processes.dir.display().to_string());
         loop {
-            for (i, child) in self.processes.children.iter_mut().enumerate() {
+            for (m, child) in (1..).zip(self.processes.children.iter_mut()) {
                 if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "etcd member m{} exited ({status}); see {}/m{}.log",
-                        i + 1,
-                        self.processes.dir.display(),
-                        i + 1
-                    );
+                    bail!("etcd member m{m} exited ({status}); see {dir}/m{m}.log");
                 }
             }
             let mut ready = 0;
             for endpoint in &self.endpoints {
-                if put_once(endpoint).await.is_ok() {
-                    ready += 1;
-                }
+                ready += usize::from(put_once(endpoint).await.is_ok());
             }
             if ready == self.endpoints.len() {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "etcd cluster not ready after 60 s; see {}/m*.log",
-                    self.processes.dir.display()
-                );
+                bail!("etcd cluster not ready after 60 s; see {dir}/m*.log");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -353,18 +343,6 @@ pub(crate) struct PeerArgs {
     pub(crate) etcd_bin: Option<PathBuf>,
 }
 
-/// One client count's comparison.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct Ratio {
-    pub(crate) clients: usize,
-    pub(crate) cairn_appends_per_second: f64,
-    pub(crate) etcd_puts_per_second: f64,
-    /// Cairn appends/s ÷ etcd puts/s (the target is at least 3).
-    pub(crate) ratio: f64,
-    pub(crate) cairn_p99_ms: f64,
-    pub(crate) etcd_p99_ms: f64,
-}
-
 /// The `peer` subcommand: Cairn then etcd for every client count, and their ratios.
 pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     args.run.check()?;
@@ -404,13 +382,10 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
              \"other\""
         );
     }
-    eprintln!(
-        "starting a {}-member etcd cluster ({}), values of {value_bytes} bytes",
-        args.members,
-        etcd_bin.display()
-    );
-    let mut etcd_cluster =
-        EtcdCluster::start(&etcd_bin, usize::from(args.members), &args.run.parent()).await?;
+    let (members, bin) = (args.members, etcd_bin.display());
+    eprintln!("starting a {members}-member etcd cluster ({bin}), values of {value_bytes} bytes");
+    let members = usize::from(members);
+    let mut etcd_cluster = EtcdCluster::start(&etcd_bin, members, &args.run.parent()).await?;
     etcd_cluster.processes.keep = args.run.keep_data;
     let mut etcd_runs = Vec::new();
     let result = async {
@@ -427,18 +402,17 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     tokio::task::block_in_place(|| drop(etcd_cluster));
     result?;
 
-    let ratios: Vec<Ratio> = (cairn_runs.iter().zip(&etcd_runs))
-        .map(|(cairn, etcd)| Ratio {
-            clients: cairn.window.clients,
-            cairn_appends_per_second: cairn.appends_per_second,
-            etcd_puts_per_second: etcd.puts_per_second,
-            ratio: if etcd.puts_per_second > 0.0 {
-                cairn.appends_per_second / etcd.puts_per_second
-            } else {
-                0.0
-            },
-            cairn_p99_ms: cairn.latency.p99_ms,
-            etcd_p99_ms: etcd.latency.p99_ms,
+    // One comparison per client count; the ratio is Cairn appends/s ÷ etcd puts/s (the target
+    // is at least 3).
+    let ratios: Vec<serde_json::Value> = (cairn_runs.iter().zip(&etcd_runs))
+        .map(|(cairn, etcd)| {
+            let (appends, puts) = (cairn.appends_per_second, etcd.puts_per_second);
+            serde_json::json!({
+                "clients": cairn.window.clients, "cairn_appends_per_second": appends,
+                "etcd_puts_per_second": puts,
+                "ratio": if puts > 0.0 { appends / puts } else { 0.0 },
+                "cairn_p99_ms": cairn.latency.p99_ms, "etcd_p99_ms": etcd.latency.p99_ms,
+            })
         })
         .collect();
     // `foreign_etcd_pids`: etcd processes this benchmark did not start (left alone).

@@ -536,6 +536,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;
     use tlog::entry::{KeyDetails, Verifier};
@@ -543,50 +544,34 @@ mod tests {
     #[test]
     fn filled_leaves_are_canonical_distinct_and_validly_signed() {
         let leaves = signed_leaves("t", 3, 2100).unwrap();
-        assert_eq!(leaves.len(), 2100);
         let mut hashes: Vec<Hash> = leaves.iter().map(|leaf| tlog::leaf_hash(leaf)).collect();
         hashes.sort_unstable_by_key(|hash| hash.0);
         hashes.dedup();
-        assert_eq!(hashes.len(), 2100, "every entry is distinct");
+        assert_eq!(
+            (leaves.len(), hashes.len()),
+            (2100, 2100),
+            "every entry is distinct"
+        );
+        let base64 = |value: &serde_json::Value| BASE64.decode(value.as_str().unwrap()).unwrap();
         for (n, leaf) in leaves.iter().enumerate().step_by(97) {
             // Canonical as the node stores it, over the artifact's digest, and the signature
             // verifies under the key the entry names.
             tlog::entry::CanonicalBody::parse(leaf).unwrap();
             let value: serde_json::Value = serde_json::from_slice(leaf).unwrap();
             let spec = &value["spec"]["hashedRekordV002"];
-            let digest = BASE64
-                .decode(spec["data"]["digest"].as_str().unwrap())
-                .unwrap();
             let artifact = format!("cairn-bench fill t 3 {n}");
-            assert_eq!(digest, Hash::digest(artifact.as_bytes()).as_bytes());
-            let signature = BASE64
-                .decode(spec["signature"]["content"].as_str().unwrap())
-                .unwrap();
-            let spki = BASE64
-                .decode(
-                    spec["signature"]["verifier"]["publicKey"]["rawBytes"]
-                        .as_str()
-                        .unwrap(),
-                )
-                .unwrap();
-            aws_lc_rs::signature::UnparsedPublicKey::new(
-                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                spki_point(&spki),
-            )
-            .verify(artifact.as_bytes(), &signature)
-            .unwrap();
+            let digest = Hash::digest(artifact.as_bytes());
+            assert_eq!(base64(&spec["data"]["digest"]), digest.as_bytes());
+            let signature = base64(&spec["signature"]["content"]);
+            let spki = base64(&spec["signature"]["verifier"]["publicKey"]["rawBytes"]);
+            // The uncompressed point at the end of a P-256 SubjectPublicKeyInfo (65 bytes).
+            let point = &spki[spki.len() - 65..];
+            let key = aws_lc_rs::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point);
+            key.verify(artifact.as_bytes(), &signature).unwrap();
             // And tlog makes the same bytes from the same fields.
             let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256).unwrap();
-            let digest = Hash::digest(artifact.as_bytes());
-            assert_eq!(
-                crate::workload::canonical_body(&verifier, &digest, &signature).unwrap(),
-                *leaf
-            );
+            let body = crate::workload::canonical_body(&verifier, &digest, &signature).unwrap();
+            assert_eq!(body, *leaf);
         }
-    }
-
-    /// The uncompressed point at the end of a P-256 SubjectPublicKeyInfo (65 bytes).
-    fn spki_point(spki: &[u8]) -> &[u8] {
-        &spki[spki.len() - 65..]
     }
 }

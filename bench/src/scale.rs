@@ -330,19 +330,16 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
 
 /// What the data directory of node `node` occupies.
 fn data_dir_usage(node: usize, dir: &Path) -> anyhow::Result<NodeDisk> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = |name: &str| std::fs::metadata(dir.join(name)).ok();
     let mut allocated_bytes = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let meta = entry?.metadata()?;
-        allocated_bytes += meta.blocks() * 512;
+        allocated_bytes += blocks(&entry?.path());
     }
-    let state = meta("state.redb");
+    let length = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |meta| meta.len());
     Ok(NodeDisk {
         node,
-        raft_log_bytes: meta("raft-log.redb").map_or(0, |meta| meta.len()),
-        state_bytes: state.as_ref().map_or(0, |meta| meta.blocks() * 512),
-        state_file_bytes: state.as_ref().map_or(0, std::fs::Metadata::len),
+        raft_log_bytes: length("raft-log.redb"),
+        state_bytes: blocks(&dir.join("state.redb")),
+        state_file_bytes: length("state.redb"),
         allocated_bytes,
     })
 }
