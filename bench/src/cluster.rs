@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 /// What the benchmark needs to know about a cluster.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Cluster {
     pub(crate) urls: Vec<String>,
     /// Node process ids, when known (local clusters and `--cluster-json`), for CPU and RSS.
@@ -90,9 +90,7 @@ impl Cluster {
             pids: pids.collect(),
             verifier_key: verifier_key.to_owned(),
             sequencer,
-            witness_policy: None,
-            process: None,
-            dev: None,
+            ..Cluster::default()
         })
     }
 
@@ -101,12 +99,8 @@ impl Cluster {
     pub(crate) fn existing(urls: Vec<String>, verifier_key: String) -> Cluster {
         Cluster {
             urls,
-            pids: Vec::new(),
             verifier_key,
-            sequencer: None,
-            witness_policy: None,
-            process: None,
-            dev: None,
+            ..Cluster::default()
         }
     }
 

@@ -431,11 +431,10 @@ pub(crate) async fn measure<W: Workload>(
     let progress = tokio::spawn(progress(Arc::clone(&state)));
     tokio::time::sleep_until(state.window_start).await;
     let metrics_before = scrape(target.urls).await;
-    let recording = if phases.profile {
-        Some(start_profile(target, &metrics_before, phases.duration)?)
-    } else {
-        None
-    };
+    let profiling = phases
+        .profile
+        .then(|| start_profile(target, &metrics_before, phases.duration));
+    let recording = profiling.transpose()?;
     let before = Sample::take(target.pids);
     let window_started = Instant::now();
     // A closed-loop run that runs out of requests stops early; measure up to that point.
@@ -457,10 +456,8 @@ pub(crate) async fn measure<W: Workload>(
         let _ = task.await;
     }
     let timeline = progress.await.unwrap_or_default();
-    let profile = match recording {
-        Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
-        None => None,
-    };
+    let profile = recording.map(|recording| tokio::task::block_in_place(|| recording.finish()));
+    let profile = profile.transpose()?;
     let usage = Usage::between(&before, &after, window, target.name);
     let mut measured = Measured {
         window,
@@ -678,21 +675,13 @@ fn start_profile(
     metrics: &[Option<String>],
     window: Duration,
 ) -> anyhow::Result<crate::profile::Recording> {
-    let leader = metrics
-        .iter()
-        .position(|text| text.as_deref().is_some_and(is_leader))
-        .context("--profile: no node reports itself leader")?;
-    let pid = *target
-        .pids
-        .get(leader)
+    let leader = (metrics.iter()).position(|text| text.as_deref().is_some_and(is_leader));
+    let leader = leader.context("--profile: no node reports itself leader")?;
+    let pid = *(target.pids.get(leader))
         .context("--profile needs the nodes' process ids (a started cluster or --cluster-json)")?;
     let data = std::env::temp_dir().join(format!("cairn-bench-{}-{pid}.perf", std::process::id()));
-    crate::profile::start(
-        pid,
-        format!("node {} (leader)", leader + 1),
-        window.as_secs_f64(),
-        &data,
-    )
+    let process = format!("node {} (leader)", leader + 1);
+    crate::profile::start(pid, process, window.as_secs_f64(), &data)
 }
 
 /// The machine and code a report belongs to.

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use rand::rngs::SmallRng;
+use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 use tlog::Hash;
 
@@ -17,7 +19,6 @@ use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
-use crate::reads::Random;
 use crate::run::{Environment, RunArgs};
 use crate::stats::{Latencies, LatencySummary};
 use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
@@ -402,11 +403,11 @@ async fn proofs(
         let mut connection = Connection::new(&cluster.urls[task % cluster.urls.len()])?;
         let older = Arc::clone(&older);
         tasks.spawn(async move {
-            let mut random = Random::new()?;
+            let mut random = SmallRng::try_from_os_rng()?;
             let (mut reads, mut inclusion, mut consistency) =
                 (Latencies::new(), Latencies::new(), Latencies::new());
             for _ in 0..share {
-                let index = random.below(size);
+                let index = random.random_range(0..size);
                 let at = Instant::now();
                 let leaf = connection
                     .get_ok(&format!("/api/v2/entries/{index}"))
@@ -426,7 +427,7 @@ async fn proofs(
                 if older.is_empty() {
                     continue;
                 }
-                let (old, old_root) = older[usize::try_from(random.below(older.len() as u64))?];
+                let (old, old_root) = older[random.random_range(0..older.len())];
                 let at = Instant::now();
                 let body = connection
                     .get_ok(&format!("/api/v2/proof/consistency?old={old}&new={size}"))

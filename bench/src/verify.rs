@@ -75,10 +75,9 @@ impl ResponseVerifier {
     ) -> anyhow::Result<ResponseVerifier> {
         let mut verifier = ResponseVerifier::new(&cluster.verifier_key)?;
         if let Some(text) = &cluster.witness_policy {
-            verifier.policy = Some(
-                tlog::policy::Policy::parse(text)
-                    .map_err(|error| anyhow::anyhow!("witness policy: {error}"))?,
-            );
+            let policy = tlog::policy::Policy::parse(text);
+            verifier.policy =
+                Some(policy.map_err(|error| anyhow::anyhow!("witness policy: {error}"))?);
         }
         Ok(verifier)
     }
@@ -94,10 +93,8 @@ impl ResponseVerifier {
         let origin = verifier.name().to_string();
         // The `logId.keyId` Rekor v2 clients match against their trusted root:
         // SHA-256(origin ‖ 0x0A ‖ 0x01 ‖ Ed25519 public key).
-        let mut preimage = origin.as_bytes().to_vec();
-        preimage.push(b'\n');
-        preimage.push(verifier.key_type());
-        preimage.extend_from_slice(&verifier.public_key());
+        let key_type = [b'\n', verifier.key_type()];
+        let preimage = [origin.as_bytes(), &key_type, &verifier.public_key()].concat();
         let log = TransparencyLog {
             base_url: format!("https://{origin}"),
             public_key: tlog::keys::ed25519_spki_der(key.key()),
