@@ -128,13 +128,7 @@ async fn run(
     args: &CertificatesArgs,
     cluster: &crate::cluster::Cluster,
 ) -> anyhow::Result<Vec<CertificatesRun>> {
-    let dir = cluster.data_dir().context("no cluster directory")?;
-    let description: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("cluster.json"))?)?;
-    let issuer = description["dev_oidc_issuer"]
-        .as_str()
-        .context("cluster.json has no dev_oidc_issuer")?
-        .to_string();
+    let issuer = cluster.dev_issuer().context("no dev issuer")?;
     let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
     let load = Arc::new(CertificateLoad {
         root: TrustedRoot::from_json(&root).context("the cluster's trusted root")?,

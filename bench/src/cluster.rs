@@ -111,8 +111,11 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn data_dir(&self) -> Option<&Path> {
-        self.dev.as_ref().map(|dev| dev.dir.as_path())
+    /// The development OIDC issuer of a `cairn-node dev` this process started.
+    pub(crate) fn dev_issuer(&self) -> Option<String> {
+        self.process
+            .as_ref()
+            .map(node::dev_process::DevProcess::issuer)
     }
 }
 

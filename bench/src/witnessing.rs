@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use node::dev_process::LocalCluster;
 use serde::Serialize;
+use tokio::net::TcpStream;
 
 use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{Cluster, PromHistogram, Started};
@@ -137,19 +138,15 @@ async fn start(
     std::fs::write(&log_policy, format!("log {log_vkey}\n"))?;
     let mut policy = format!("log {log_vkey}\n");
     let mut seed = [0u8; 32];
-    for (i, port) in ports[2 * nodes..].iter().enumerate() {
+    for (n, port) in (1..).zip(&ports[2 * nodes..]) {
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-        let name = format!("witness.bench/w{}", i + 1);
+        let name = format!("witness.bench/w{n}");
         let cosigner =
             tlog::keys::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
                 .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
-        let url = format!("http://127.0.0.1:{port}");
-        policy.push_str(&format!(
-            "witness w{} {} {url}\n",
-            i + 1,
-            cosigner.verifier().to_vkey()
-        ));
-        let witness_dir = dir.join(format!("witness-{}", i + 1));
+        let vkey = cosigner.verifier().to_vkey();
+        policy.push_str(&format!("witness w{n} {vkey} http://127.0.0.1:{port}\n"));
+        let witness_dir = dir.join(format!("witness-{n}"));
         std::fs::create_dir_all(&witness_dir)?;
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
         let key_seed = hex::encode(seed);
@@ -169,23 +166,17 @@ async fn start(
         guard.children.push(child);
         // Any path answers once the server listens (404 is an answer; `get` wants 2xx, so
         // probe the TCP port instead).
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", *port))
-            .await
-            .is_err()
-        {
+        let (started, listening) = (Instant::now(), || TcpStream::connect(("127.0.0.1", *port)));
+        while listening().await.is_err() {
             if started.elapsed() > Duration::from_secs(30) {
-                bail!("witness {} did not listen within 30 s", i + 1);
+                bail!("witness {n} did not listen within 30 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     let names: Vec<String> = (1..=witnesses).map(|i| format!("w{i}")).collect();
-    policy.push_str(&format!(
-        "group quorum {} {}\nquorum quorum\n",
-        args.quorum,
-        names.join(" ")
-    ));
+    let (quorum, names) = (args.quorum, names.join(" "));
+    policy.push_str(&format!("group quorum {quorum} {names}\nquorum quorum\n"));
     let policy_path = dir.join("witness-policy.txt");
     std::fs::write(&policy_path, &policy)?;
 
