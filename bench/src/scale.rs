@@ -76,32 +76,6 @@ pub(crate) struct ScaleArgs {
     pub(crate) fill_in_flight: usize,
 }
 
-/// Everything `scale` measured.
-#[derive(Debug, Serialize)]
-pub(crate) struct ScaleReport {
-    pub(crate) environment: Environment,
-    pub(crate) settings: ScaleSettings,
-    pub(crate) points: Vec<ScalePoint>,
-    /// Wall time of the whole run, fills included.
-    pub(crate) total_seconds: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ScaleSettings {
-    pub(crate) nodes: u16,
-    pub(crate) sizes: Vec<u64>,
-    pub(crate) append_clients: usize,
-    pub(crate) append_warmup_s: f64,
-    pub(crate) append_duration_s: f64,
-    pub(crate) proofs: usize,
-    pub(crate) proof_clients: usize,
-    pub(crate) fill_batch_leaves: usize,
-    pub(crate) fill_in_flight: usize,
-    pub(crate) fsync: &'static str,
-    /// How the log grows between sizes.
-    pub(crate) fill_method: &'static str,
-}
-
 /// The measurements at one size.
 #[derive(Debug, Serialize)]
 pub(crate) struct ScalePoint {
@@ -170,6 +144,7 @@ pub(crate) struct CatchUp {
     pub(crate) state_bytes: u64,
 }
 
+/// How the log grows between sizes, as the report states it.
 const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in one process \
     from their own data directories with the node library (Node::start, mutual-TLS Raft); the \
     leader gets batches of pre-signed hashedrekord entries via raft.client_write, so each batch is \
@@ -264,24 +239,18 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         points.push(point);
     }
     drop(guard);
-    let report = ScaleReport {
-        environment,
-        settings: ScaleSettings {
-            nodes: args.nodes,
-            sizes: args.sizes.clone(),
-            append_clients: args.run.clients[0],
-            append_warmup_s: args.run.warmup,
-            append_duration_s: args.run.duration,
-            proofs: args.proofs,
-            proof_clients: args.proof_clients,
-            fill_batch_leaves: args.fill_batch,
-            fill_in_flight: args.fill_in_flight,
-            fsync: crate::appends::FSYNC,
-            fill_method: FILL_METHOD,
-        },
-        points,
-        total_seconds: started.elapsed().as_secs_f64(),
-    };
+    let (run, fsync) = (&args.run, crate::appends::FSYNC);
+    let settings = serde_json::json!({
+        "nodes": args.nodes, "sizes": args.sizes, "append_clients": run.clients[0],
+        "append_warmup_s": run.warmup, "append_duration_s": run.duration, "proofs": args.proofs,
+        "proof_clients": args.proof_clients, "fill_batch_leaves": args.fill_batch,
+        "fill_in_flight": args.fill_in_flight, "fsync": fsync, "fill_method": FILL_METHOD,
+    });
+    // `total_seconds`: the wall time of the whole run, fills included.
+    let report = serde_json::json!({
+        "environment": environment, "settings": settings, "points": points,
+        "total_seconds": started.elapsed().as_secs_f64(),
+    });
     args.run.finish(&report, table, true)
 }
 
