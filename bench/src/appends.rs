@@ -59,17 +59,12 @@ impl AppendsArgs {
     /// `appends` at its own defaults with these run arguments, for the subcommands that run
     /// appends on a cluster of their own (`peer`, `witnessing`, `scale`).
     pub(crate) fn with(run: RunArgs) -> AppendsArgs {
-        AppendsArgs {
-            run,
-            nodes: vec![3],
-            rate: None,
-            entry_kind: EntryKind::Hashedrekord,
-            urls: Vec::new(),
-            cluster_json: None,
-            verifier_key: None,
-            presign: None,
-            attempts: 5,
-        }
+        use clap::{Args as _, FromArgMatches as _};
+        let command = AppendsArgs::augment_args(clap::Command::new("appends"));
+        let defaults = AppendsArgs::from_arg_matches(&command.get_matches_from(["appends"]));
+        // Every flag has a default or is optional, so no arguments parse.
+        let defaults = defaults.expect("appends' defaults parse");
+        AppendsArgs { run, ..defaults }
     }
 }
 

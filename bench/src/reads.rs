@@ -459,8 +459,8 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
         let reference = Arc::new(reference(&cluster, &verifier).await?);
         let mut runs = Vec::new();
         for &clients in &args.run.clients {
-            let reads = (&reference, &verifier, mix.as_slice(), appends_percent);
-            let run = run_once(&args, &cluster, reads, clients).await?;
+            let reads = (mix.as_slice(), appends_percent);
+            let run = run_once(&args, &cluster, (&reference, &verifier), reads, clients).await?;
             print_run(&run);
             runs.push(run);
         }
@@ -480,27 +480,19 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
 /// for its share of that.
 const MIX_PRESIGN_RATE: f64 = 10_000.0;
 
-/// The reads of a run: the reference, its verifier, the mix and the percent of appends.
-type ReadsOf<'a> = (
-    &'a Arc<Reference>,
-    &'a Arc<ResponseVerifier>,
-    &'a [(ReadKind, u32)],
-    f64,
-);
-
+/// One run: the mix of reads (and `appends_percent` of appends) against the reference.
 async fn run_once(
     args: &ReadsArgs,
     cluster: &Cluster,
-    (reference, verifier, mix, appends_percent): ReadsOf<'_>,
+    (reference, verifier): (&Arc<Reference>, &Arc<ResponseVerifier>),
+    (mix, appends_percent): (&[(ReadKind, u32)], f64),
     clients: usize,
 ) -> anyhow::Result<ReadsRun> {
     let appends = if appends_percent > 0.0 {
+        let share = appends_percent / 100.0 * (args.run.warmup + args.run.duration);
         // A count of requests: `as` saturates for absurd durations instead of wrapping.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let count = (MIX_PRESIGN_RATE * (args.run.warmup + args.run.duration) * appends_percent
-            / 100.0)
-            .ceil() as usize
-            + clients;
+        let count = (MIX_PRESIGN_RATE * share).ceil() as usize + clients;
         eprintln!("{clients} clients: pre-signing {count} appends for the mix ...");
         let signed = crate::appends::presign(count)?;
         let load = AppendLoad::new(cluster, signed.requests, args.run.timeout(), 5)?;
