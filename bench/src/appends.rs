@@ -17,7 +17,6 @@ use crate::stats::{self, LatencySummary};
 use crate::verify::ResponseVerifier;
 use crate::workload::Prepared;
 
-/// The `appends` subcommand's arguments.
 #[derive(clap::Args, Clone, Debug)]
 #[command(mut_arg("clients", |arg| arg.default_value("64")))]
 pub(crate) struct AppendsArgs {
@@ -91,7 +90,6 @@ pub(crate) struct BatchStats {
     pub(crate) commit_p99_ms_at_most: f64,
 }
 
-/// One run's results.
 #[derive(Debug, Serialize)]
 pub(crate) struct RunResult {
     pub(crate) nodes: usize,
@@ -303,7 +301,6 @@ impl Workload for AppendLoad {
     }
 }
 
-/// One run of `clients` clients on `cluster`.
 pub(crate) async fn run_once(
     args: &AppendsArgs,
     cluster: &Cluster,
@@ -408,7 +405,6 @@ pub(crate) const COLUMNS: &str = "nodes=nodes | clients=clients | appends/s=appe
     | node CPU %=node_usage:cpu | bench CPU %=bench_usage.cpu_percent:0 \
     | other CPU %=other_cpu_percent:0 | leader's hottest code=profile:top";
 
-/// The Markdown table of an `appends` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

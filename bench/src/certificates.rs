@@ -28,7 +28,6 @@ pub(crate) struct CertificatesArgs {
     nodes: u16,
 }
 
-/// One run's results.
 #[derive(Debug, serde::Serialize)]
 struct CertificatesRun {
     nodes: usize,
@@ -109,7 +108,6 @@ impl Workload for CertificateLoad {
     }
 }
 
-/// Runs the benchmark.
 pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     args.run.check()?;
     let environment = Environment::read();
@@ -163,7 +161,6 @@ const COLUMNS: &str = "nodes=nodes | clients=clients | certificates/s=certificat
     | max ms=latency.max_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
     | leader's hottest code=profile:top";
 
-/// The Markdown table of a `certificates` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

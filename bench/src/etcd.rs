@@ -164,7 +164,6 @@ fn key(client: usize, sequence: u64, run: &str) -> String {
     format!("cairn-bench/{run}/{client:05}/{sequence:012}")
 }
 
-/// One etcd run's results.
 #[derive(Debug, Serialize)]
 pub(crate) struct EtcdRun {
     pub(crate) members: usize,

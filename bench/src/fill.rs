@@ -63,7 +63,6 @@ pub(crate) struct FillArgs {
     pub(crate) json: Option<PathBuf>,
 }
 
-/// What a fill did.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct FillResult {
     /// The artifact log's size before and after.
@@ -102,7 +101,6 @@ pub(crate) fn node_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(configs)
 }
 
-/// `cairn-bench fill`.
 pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
     let result = fill(&args).await?;
     eprintln!(

@@ -27,7 +27,6 @@ use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Tar
 use crate::stats::{Latencies, LatencySummary, per_second};
 use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
 
-/// The `reads` and `mix` subcommands' arguments.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ReadsArgs {
     #[command(flatten)]
@@ -417,7 +416,6 @@ pub(crate) struct KindResult {
     pub(crate) latency: LatencySummary,
 }
 
-/// One run's results.
 #[derive(Debug, Serialize)]
 pub(crate) struct ReadsRun {
     pub(crate) nodes: usize,
@@ -572,7 +570,6 @@ const COLUMNS: &str = "nodes=nodes | clients=clients | tree size=tree_size \
     | append p99 ms=appends_latency.p99_ms:1 | errors=errors:sum | node CPU %=node_usage:cpu \
     | bench CPU %=bench_usage.cpu_percent:0 | other CPU %=other_cpu_percent:0";
 
-/// The Markdown table of a `reads` or `mix` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

@@ -577,7 +577,6 @@ const COLUMNS: &str = "entries=entries | fill entries/s=fill.entries_per_second:
     | consistency p99 ms=proofs.consistency.p99_ms:2 | catch-up s=catch_up.learner_seconds:1 \
     | catch-up entries/s=catch_up.entries_per_second:0 | promote s=catch_up.voter_seconds:2";
 
-/// The Markdown table of a `scale` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     crate::stats::table(COLUMNS, report["points"].as_array().into_iter().flatten())
 }

@@ -288,7 +288,6 @@ const COLUMNS: &str = "clients=appends.clients | witnessed appends/s=appends.app
     | round p99 ms at most=witnessing.round_p99_ms_at_most \
     | witness CPU ms/cosignature=witnessing.witness_cpu_ms_per_cosignature:2";
 
-/// The Markdown table of a `witnessing` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }
