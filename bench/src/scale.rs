@@ -179,17 +179,13 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let mut guard = Started::new(dir.clone(), Duration::ZERO);
     guard.keep = args.run.keep_data;
     let base_port = cluster::free_base_port(args.nodes)?;
-    eprintln!(
-        "scale: {}-node cluster in {} (base port {base_port}), sizes {sizes:?}",
-        args.nodes,
-        dir.display()
-    );
+    let (nodes, shown) = (args.nodes, dir.display());
+    eprintln!("scale: {nodes}-node cluster in {shown} (base port {base_port}), sizes {sizes:?}");
     // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
     // certificates, membership), the others resume it after a fill.
     let start = || -> anyhow::Result<Cluster> {
-        let mut cluster = tokio::task::block_in_place(|| {
-            Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
-        })?;
+        let start = || Cluster::start_in(&node_bin, nodes, &dir, base_port, &[]);
+        let mut cluster = tokio::task::block_in_place(start)?;
         cluster.keep_data();
         Ok(cluster)
     };
