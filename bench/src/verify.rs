@@ -394,22 +394,18 @@ pub(crate) mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
         let cosigner = tlog::keys::Cosigner::new("witness.test/w1", key).unwrap();
         let mut verifier = fixture.verifier();
-        let policy = format!(
-            "log {}\nwitness w1 {} http://127.0.0.1:1\ngroup g 1 w1\nquorum g\n",
-            fixture.signer.verifier().to_vkey(),
-            cosigner.verifier().to_vkey()
-        );
+        let (log, witness) = (fixture.signer.verifier(), cosigner.verifier());
+        let (log, witness) = (log.to_vkey(), witness.to_vkey());
+        let policy =
+            format!("log {log}\nwitness w1 {witness} http://127.0.0.1:1\ngroup g 1 w1\nquorum g\n");
         verifier.policy = Some(tlog::policy::Policy::parse(&policy).unwrap());
         let expected = leaf_hash(&fixture.leaves[4]);
-        let error = verifier
-            .verify(&bytes(&fixture.response(4)), &expected)
-            .unwrap_err();
-        assert_eq!(error.kind(), "verify: witness quorum", "{error}");
-        let cosigned = Checkpoint::new(ORIGIN, fixture.tree.size(), fixture.tree.root())
-            .sign(&[&fixture.signer, &cosigner.at(1_700_000_000).unwrap()])
-            .unwrap()
-            .format()
-            .unwrap();
+        let error = verifier.verify(&bytes(&fixture.response(4)), &expected);
+        assert_eq!(error.unwrap_err().kind(), "verify: witness quorum");
+        let checkpoint = Checkpoint::new(ORIGIN, fixture.tree.size(), fixture.tree.root());
+        let witnessed = cosigner.at(1_700_000_000).unwrap();
+        let note = checkpoint.sign(&[&fixture.signer, &witnessed]).unwrap();
+        let cosigned = note.format().unwrap();
         let mut response = fixture.response(4);
         response["inclusionProof"]["checkpoint"]["envelope"] = cosigned.into();
         verifier.verify(&bytes(&response), &expected).unwrap();

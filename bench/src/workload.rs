@@ -65,14 +65,11 @@ pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Signed> {
                 scope.spawn(move || make_range(key, spki, tag, start..(start + chunk).min(count)))
             })
             .collect();
-        handles
+        let panicked = |_| Err(anyhow::anyhow!("a signing thread panicked"));
+        let joined = handles
             .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a signing thread panicked")))
-            })
-            .collect()
+            .map(|handle| handle.join().unwrap_or_else(panicked));
+        joined.collect()
     });
     let mut requests = Vec::with_capacity(count);
     let mut leaf_bytes = 0usize;
