@@ -44,11 +44,7 @@ impl Cluster {
         env_overrides: &[(&str, &str)],
     ) -> anyhow::Result<Cluster> {
         let mut env: Vec<(String, String)> = vec![("RUST_LOG".into(), "warn".into())];
-        env.extend(
-            env_overrides
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        env.extend(env_overrides.iter().map(|&(k, v)| (k.into(), v.into())));
         let process = node::dev_process::DevProcess::start(node::dev_process::DevOptions {
             binary: node_bin.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -187,16 +183,17 @@ pub(crate) fn fresh_dir(parent: &Path, dir: &str) -> anyhow::Result<PathBuf> {
 pub(crate) fn find_binary(name: &str, hint: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing = || {
+        format!(
+            "{name} not found next to {} or on PATH: {hint}",
+            exe.display()
+        )
+    };
     (exe.parent().into_iter().map(Path::to_path_buf))
         .chain(std::env::split_paths(&path))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .with_context(|| {
-            format!(
-                "{name} not found next to {} or on PATH: {hint}",
-                exe.display()
-            )
-        })
+        .with_context(missing)
 }
 
 /// The kernel reports /proc CPU times in USER_HZ, which Linux fixes at 100 on every
