@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use tlog::{Hash, MemoryTree};
+use tlog::MemoryTree;
 
 fn bench_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cairn-bench"))
@@ -68,15 +68,12 @@ async fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint()
 
     // 2,500 entries in batches of 1,000: two full batches and a short one.
     let json = dir.join("fill.json");
-    assert!(run_fill(
-        &dir,
-        &format!(
-            "--to 2500 --batch 1000 --in-flight 2 --json {}",
-            json.display()
-        )
-    ));
-    let fill: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("fill.json")).unwrap()).unwrap();
+    let settings = format!(
+        "--to 2500 --batch 1000 --in-flight 2 --json {}",
+        json.display()
+    );
+    assert!(run_fill(&dir, &settings));
+    let fill: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     assert_eq!(fill["from"], 0);
     assert_eq!(fill["to"], 2500);
     assert_eq!(fill["checkpoints"].as_array().unwrap().len(), 3);
@@ -92,10 +89,8 @@ async fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint()
     let logs = json["logs"].as_array().unwrap();
     let log = logs.iter().find(|log| log["name"] == "artifacts").unwrap();
     let vkey = log["verifier_key"].as_str().unwrap();
-    let mut verifiers = tlog::keys::Verifiers::new();
-    verifiers
-        .push(tlog::keys::Verifier::parse(vkey).unwrap())
-        .unwrap();
+    let verifier = tlog::keys::Verifier::parse(vkey).unwrap();
+    let verifiers = tlog::keys::Verifiers::from_verifiers([verifier]).unwrap();
     let (status, body) = get(&format!("{url}/api/v2/checkpoint")).await;
     assert_eq!(status, 200);
     let signed = tlog::checkpoint::open(&body, &verifiers).unwrap();
@@ -117,9 +112,9 @@ async fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint()
         assert!(seen.insert(hash.0), "entry {index} is a duplicate");
         tree.append(hash).unwrap();
     }
-    let root: Hash = tree.root();
     assert_eq!(
-        root, signed.checkpoint.root,
+        tree.root(),
+        signed.checkpoint.root,
         "the leaves give the signed root"
     );
     let (status, _) = get(&format!("{url}/api/v2/entries/2500")).await;
@@ -159,15 +154,10 @@ fn scale_runs_end_to_end_at_small_sizes() {
         assert!(point["entries_after_appends"].as_u64().unwrap() >= entries);
     }
     // The cluster directory is removed unless --keep-data.
-    let left: Vec<_> = std::fs::read_dir(temp.path())
+    let names = std::fs::read_dir(temp.path())
         .unwrap()
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("cairn-bench-scale")
-        })
-        .collect();
+        .map(|entry| entry.unwrap().file_name());
+    let ours = |name: &std::ffi::OsString| name.to_string_lossy().starts_with("cairn-bench-scale");
+    let left: Vec<_> = names.filter(ours).collect();
     assert!(left.is_empty(), "{left:?}");
 }
