@@ -1,10 +1,6 @@
-//! `cairn-bench appends`: verified appends per second and their latency, and the append
-//! [`Workload`] that `mix`, `peer`, `witnessing` and `scale` also run.
-//!
-//! Each client submits pre-signed Rekor v2 hashedrekord entries ([`crate::workload`]) and
-//! verifies every answer as a client must (signed checkpoint, inclusion proof, the body it
-//! asked for) before it counts. 429 and 503 answers and transport errors are retried: the log
-//! deduplicates a resubmission, and a verified 200 is counted as a duplicate answer.
+//! `cairn-bench appends`, and the append [`Workload`] that `mix`, `peer`, `witnessing` and
+//! `scale` also run: pre-signed entries, each answer verified before it counts. 429, 503 and
+//! transport errors are retried (the log deduplicates; a verified 200 is a duplicate answer).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +17,6 @@ use crate::stats::{self, LatencySummary};
 use crate::verify::ResponseVerifier;
 use crate::workload::Prepared;
 
-/// The `appends` subcommand's arguments.
 #[derive(clap::Args, Clone, Debug)]
 #[command(mut_arg("clients", |arg| arg.default_value("64")))]
 pub(crate) struct AppendsArgs {
@@ -63,17 +58,12 @@ impl AppendsArgs {
     /// `appends` at its own defaults with these run arguments, for the subcommands that run
     /// appends on a cluster of their own (`peer`, `witnessing`, `scale`).
     pub(crate) fn with(run: RunArgs) -> AppendsArgs {
-        AppendsArgs {
-            run,
-            nodes: vec![3],
-            rate: None,
-            entry_kind: EntryKind::Hashedrekord,
-            urls: Vec::new(),
-            cluster_json: None,
-            verifier_key: None,
-            presign: None,
-            attempts: 5,
-        }
+        use clap::{Args as _, FromArgMatches as _};
+        let command = AppendsArgs::augment_args(clap::Command::new("appends"));
+        let defaults = AppendsArgs::from_arg_matches(&command.get_matches_from(["appends"]));
+        // Every flag has a default or is optional, so no arguments parse.
+        let defaults = defaults.expect("appends' defaults parse");
+        AppendsArgs { run, ..defaults }
     }
 }
 
@@ -100,7 +90,6 @@ pub(crate) struct BatchStats {
     pub(crate) commit_p99_ms_at_most: f64,
 }
 
-/// One run's results.
 #[derive(Debug, Serialize)]
 pub(crate) struct RunResult {
     pub(crate) nodes: usize,
@@ -123,12 +112,6 @@ pub(crate) struct RunResult {
     pub(crate) batches: Option<BatchStats>,
     #[serde(flatten)]
     pub(crate) window: Window,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct Report {
-    pub(crate) environment: Environment,
-    pub(crate) runs: Vec<RunResult>,
 }
 
 /// Closed-loop runs pre-sign enough for this many appends per second (25% above the 20,000/s
@@ -172,8 +155,8 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
             result?;
         }
     }
-    let report = Report { environment, runs };
-    args.run.finish(&report, table)
+    let report = serde_json::json!({ "environment": environment, "runs": runs });
+    args.run.finish(&report, table, true)
 }
 
 /// Runs once per client count on `cluster`, printing each run.
@@ -318,7 +301,6 @@ impl Workload for AppendLoad {
     }
 }
 
-/// One run of `clients` clients on `cluster`.
 pub(crate) async fn run_once(
     args: &AppendsArgs,
     cluster: &Cluster,
@@ -337,20 +319,14 @@ pub(crate) async fn run_once(
         "{nodes} node(s), {clients} clients: pre-signing {presign_count} hashedrekord requests ..."
     );
     let signed = presign(presign_count)?;
+    let (presigned, rate) = (signed.requests.len(), signed.signing_rate);
+    let (request_bytes, leaf_bytes) = (signed.request_bytes, signed.leaf_bytes);
     eprintln!(
-        "  signed {} requests at {:.0}/s; request {} bytes, log entry {} bytes",
-        signed.requests.len(),
-        signed.signing_rate,
-        signed.request_bytes,
-        signed.leaf_bytes
+        "  signed {presigned} requests at {rate:.0}/s; request {request_bytes} bytes, log entry \
+         {leaf_bytes} bytes"
     );
-    let presigned = signed.requests.len();
-    let load = Arc::new(AppendLoad::new(
-        cluster,
-        signed.requests,
-        args.run.timeout(),
-        args.attempts,
-    )?);
+    let load = AppendLoad::new(cluster, signed.requests, args.run.timeout(), args.attempts)?;
+    let load = Arc::new(load);
     let mut phases = args.run.phases(clients);
     phases.rate = args.rate;
     phases.unit = "appends";
@@ -367,15 +343,11 @@ pub(crate) async fn run_once(
     let (metrics_before, metrics_after) = &measured.metrics;
     Ok(RunResult {
         nodes,
-        mode: if args.rate.is_some() {
-            "open"
-        } else {
-            "closed"
-        },
+        mode: args.rate.map_or("closed", |_| "open"),
         offered_rate: args.rate,
         entry_kind: args.entry_kind,
-        request_bytes: signed.request_bytes,
-        leaf_bytes: signed.leaf_bytes,
+        request_bytes,
+        leaf_bytes,
         fsync: FSYNC,
         sequencer: cluster.sequencer.clone(),
         appends_per_second: stats::per_second(ok, window),
@@ -385,7 +357,7 @@ pub(crate) async fn run_once(
         batches: batch_stats(metrics_before, metrics_after, window),
         presigned,
         presigned_exhausted: measured.exhausted,
-        presign_per_second: signed.signing_rate,
+        presign_per_second: rate,
         checkpoint_signatures_verified: load.verifier.checkpoint_signatures_verified(),
         node_usage: measured.processes,
         window: measured.record,
@@ -401,9 +373,7 @@ fn batch_stats(
     after: &[Option<String>],
     window: Duration,
 ) -> Option<BatchStats> {
-    let leader = after
-        .iter()
-        .position(|text| text.as_deref().is_some_and(run::is_leader))?;
+    let leader = (after.iter()).position(|text| text.as_deref().is_some_and(run::is_leader))?;
     let (before, after) = (
         before.get(leader)?.as_deref()?,
         after.get(leader)?.as_deref()?,
@@ -435,7 +405,6 @@ pub(crate) const COLUMNS: &str = "nodes=nodes | clients=clients | appends/s=appe
     | node CPU %=node_usage:cpu | bench CPU %=bench_usage.cpu_percent:0 \
     | other CPU %=other_cpu_percent:0 | leader's hottest code=profile:top";
 
-/// The Markdown table of an `appends` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

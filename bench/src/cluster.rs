@@ -1,9 +1,6 @@
-//! The cluster under test: a local one started with `cairn-node dev`, or an existing one.
-//!
-//! Starting a cluster goes through `cairn-node dev` rather than `init` + `run` + `/admin/init`
-//! so the bootstrap protocol (the admin init body, readiness checks) stays the node's own
-//! business: `dev` writes `cluster.json` (node URLs and pids, the admin token, each log's
-//! verifier key) once every node is ready, and stops its nodes on SIGTERM.
+//! The cluster under test: one started with `cairn-node dev` (which keeps bootstrapping the
+//! node's business and writes `cluster.json` once ready), or an existing one; and the CPU,
+//! memory and metrics of its processes.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -13,7 +10,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 /// What the benchmark needs to know about a cluster.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Cluster {
     pub(crate) urls: Vec<String>,
     /// Node process ids, when known (local clusters and `--cluster-json`), for CPU and RSS.
@@ -36,21 +33,9 @@ pub(crate) struct Cluster {
 const ARTIFACT_LOG: &str = "artifacts";
 
 impl Cluster {
-    /// Starts `nodes` nodes with `cairn-node dev` under a fresh directory in `parent`, with
-    /// environment variables for `cairn-node dev` and the nodes it starts (`CAIRN_*`).
-    pub(crate) fn start_with_env(
-        node_bin: &Path,
-        nodes: u16,
-        parent: &Path,
-        env: &[(&str, &str)],
-    ) -> anyhow::Result<Cluster> {
-        let dir = fresh_dir(parent, &format!("{nodes}n"))?;
-        let base_port = free_base_port(nodes)?;
-        Cluster::start_in(node_bin, nodes, &dir, base_port, env)
-    }
-
     /// Runs `cairn-node dev` in `dir`: creates the cluster there, or resumes the one it holds
-    /// with its data (which must have been made with the same `nodes` and `base_port`).
+    /// with its data (which must have been made with the same `nodes` and `base_port`), with
+    /// environment variables for it and its nodes (`CAIRN_*`).
     pub(crate) fn start_in(
         node_bin: &Path,
         nodes: u16,
@@ -59,11 +44,7 @@ impl Cluster {
         env_overrides: &[(&str, &str)],
     ) -> anyhow::Result<Cluster> {
         let mut env: Vec<(String, String)> = vec![("RUST_LOG".into(), "warn".into())];
-        env.extend(
-            env_overrides
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
+        env.extend(env_overrides.iter().map(|&(k, v)| (k.into(), v.into())));
         let process = node::dev_process::DevProcess::start(node::dev_process::DevOptions {
             binary: node_bin.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -105,9 +86,7 @@ impl Cluster {
             pids: pids.collect(),
             verifier_key: verifier_key.to_owned(),
             sequencer,
-            witness_policy: None,
-            process: None,
-            dev: None,
+            ..Cluster::default()
         })
     }
 
@@ -116,12 +95,8 @@ impl Cluster {
     pub(crate) fn existing(urls: Vec<String>, verifier_key: String) -> Cluster {
         Cluster {
             urls,
-            pids: Vec::new(),
             verifier_key,
-            sequencer: None,
-            witness_policy: None,
-            process: None,
-            dev: None,
+            ..Cluster::default()
         }
     }
 
@@ -132,8 +107,11 @@ impl Cluster {
         }
     }
 
-    pub(crate) fn data_dir(&self) -> Option<&Path> {
-        self.dev.as_ref().map(|dev| dev.dir.as_path())
+    /// The development OIDC issuer of a `cairn-node dev` this process started.
+    pub(crate) fn dev_issuer(&self) -> Option<String> {
+        self.process
+            .as_ref()
+            .map(node::dev_process::DevProcess::issuer)
     }
 }
 
@@ -142,9 +120,8 @@ pub(crate) fn free_base_port(nodes: u16) -> anyhow::Result<u16> {
     node::dev_process::free_base_port(nodes).context("no free ports for a dev cluster")
 }
 
-/// Processes this benchmark started and the directory of their data: on drop the processes
-/// are stopped (`node::process::stop_children`, SIGTERM so they stop cleanly) and the directory is removed
-/// unless kept.
+/// Processes this benchmark started and their data directory: on drop the processes are
+/// stopped (SIGTERM, so they stop cleanly) and the directory removed unless kept.
 #[derive(Debug)]
 pub(crate) struct Started {
     /// Node processes, stopped first.
@@ -206,16 +183,17 @@ pub(crate) fn fresh_dir(parent: &Path, dir: &str) -> anyhow::Result<PathBuf> {
 pub(crate) fn find_binary(name: &str, hint: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing = || {
+        format!(
+            "{name} not found next to {} or on PATH: {hint}",
+            exe.display()
+        )
+    };
     (exe.parent().into_iter().map(Path::to_path_buf))
         .chain(std::env::split_paths(&path))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .with_context(|| {
-            format!(
-                "{name} not found next to {} or on PATH: {hint}",
-                exe.display()
-            )
-        })
+        .with_context(missing)
 }
 
 /// The kernel reports /proc CPU times in USER_HZ, which Linux fixes at 100 on every

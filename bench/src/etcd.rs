@@ -1,16 +1,8 @@
-//! `cairn-bench peer`: Cairn's verified appends and etcd's puts, side by side: the same machine
-//! and disk, member count, client counts (client i talks to member i mod n) and payload size (an
-//! etcd value is as long as a Cairn log entry). They run one after the other, never at once;
-//! the result per client count is Cairn appends/s ÷ etcd puts/s.
-//!
-//! The peer: a 3-member etcd cluster (Debian's `etcd-server`) that the
-//! benchmark starts on loopback, on free ports and under the same parent directory as Cairn's
-//! data (so the same disk), driven with puts through etcd's gRPC API. Members fsync before
-//! acknowledging, as Cairn's nodes do (etcd's default). Any etcd the system runs is left alone.
-//!
-//! What counts: a put whose answer's revision is above every revision its client saw. After the
-//! run every [`READBACK_EVERY`]th put is read back from another member and must hold exactly
-//! the value written, at the revision acknowledged; any mismatch fails the run.
+//! `cairn-bench peer`: Cairn's verified appends, then etcd's puts on the same machine and disk
+//! with the same members, clients and payload size (Debian's `etcd-server`, started on loopback
+//! under Cairn's data directory, fsync on). A put counts if its revision is above every one its
+//! client saw; after the run every [`READBACK_EVERY`]th put is read back from another member
+//! and must hold the value written at the revision acknowledged.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::appends::RunResult;
 use crate::cluster::{ProcessUsage, Started};
 use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
 use crate::stats::{LatencySummary, per_second};
@@ -29,16 +20,11 @@ use crate::stats::{LatencySummary, per_second};
 pub(crate) const READBACK_EVERY: u64 = 64;
 
 /// How to install etcd when it is missing.
-pub(crate) const INSTALL_HINT: &str =
+const INSTALL_HINT: &str =
     "install Debian's etcd server: `apt-get install -y etcd-server` (or pass --etcd-bin)";
 
-/// Finds the `etcd` binary (Debian installs it as /usr/bin/etcd).
-pub(crate) fn find_etcd_binary() -> anyhow::Result<PathBuf> {
-    crate::cluster::find_binary("etcd", INSTALL_HINT)
-}
-
 /// `etcd --version`'s first line, e.g. "etcd Version: 3.4.23".
-pub(crate) fn etcd_version(bin: &Path) -> anyhow::Result<String> {
+fn etcd_version(bin: &Path) -> anyhow::Result<String> {
     let output = Command::new(bin)
         .arg("--version")
         .output()
@@ -49,14 +35,12 @@ pub(crate) fn etcd_version(bin: &Path) -> anyhow::Result<String> {
 
 /// Processes named `etcd` that this benchmark did not start (for example the service a package
 /// install started), so the report can say the machine had them.
-pub(crate) fn foreign_etcd_pids(ours: &[u32]) -> Vec<u32> {
+fn foreign_etcd_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| !ours.contains(pid))
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| comm.trim() == "etcd")
@@ -88,10 +72,10 @@ impl EtcdCluster {
         let ports = crate::cluster::free_ports(members * 2)?;
         let client_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i]);
         let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
-        let initial_cluster = (0..members)
+        let initial: Vec<String> = (0..members)
             .map(|i| format!("m{}={}", i + 1, peer_url(i)))
-            .collect::<Vec<_>>()
-            .join(",");
+            .collect();
+        let initial_cluster = initial.join(",");
         let mut cluster = EtcdCluster {
             endpoints: (0..members).map(client_url).collect(),
             pids: Vec::new(),
@@ -129,32 +113,22 @@ impl EtcdCluster {
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let started = Instant::now();
+        let (started, dir) = (Instant::now(), self.processes.dir.display().to_string());
         loop {
-            for (i, child) in self.processes.children.iter_mut().enumerate() {
+            for (m, child) in (1..).zip(self.processes.children.iter_mut()) {
                 if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "etcd member m{} exited ({status}); see {}/m{}.log",
-                        i + 1,
-                        self.processes.dir.display(),
-                        i + 1
-                    );
+                    bail!("etcd member m{m} exited ({status}); see {dir}/m{m}.log");
                 }
             }
             let mut ready = 0;
             for endpoint in &self.endpoints {
-                if put_once(endpoint).await.is_ok() {
-                    ready += 1;
-                }
+                ready += usize::from(put_once(endpoint).await.is_ok());
             }
             if ready == self.endpoints.len() {
                 return Ok(());
             }
             if started.elapsed() > Duration::from_secs(60) {
-                bail!(
-                    "etcd cluster not ready after 60 s; see {}/m*.log",
-                    self.processes.dir.display()
-                );
+                bail!("etcd cluster not ready after 60 s; see {dir}/m*.log");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -190,7 +164,6 @@ fn key(client: usize, sequence: u64, run: &str) -> String {
     format!("cairn-bench/{run}/{client:05}/{sequence:012}")
 }
 
-/// One etcd run's results.
 #[derive(Debug, Serialize)]
 pub(crate) struct EtcdRun {
     pub(crate) members: usize,
@@ -369,32 +342,8 @@ pub(crate) struct PeerArgs {
     pub(crate) etcd_bin: Option<PathBuf>,
 }
 
-/// One client count's comparison.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct Ratio {
-    pub(crate) clients: usize,
-    pub(crate) cairn_appends_per_second: f64,
-    pub(crate) etcd_puts_per_second: f64,
-    /// Cairn appends/s ÷ etcd puts/s (the target is at least 3).
-    pub(crate) ratio: f64,
-    pub(crate) cairn_p99_ms: f64,
-    pub(crate) etcd_p99_ms: f64,
-}
-
-/// The whole comparison.
-#[derive(Debug, Serialize)]
-pub(crate) struct PeerReport {
-    pub(crate) environment: Environment,
-    pub(crate) etcd_version: String,
-    /// PIDs of etcd processes this benchmark did not start (left alone; idle unless used).
-    pub(crate) foreign_etcd_pids: Vec<u32>,
-    pub(crate) cairn: Vec<RunResult>,
-    pub(crate) etcd: Vec<EtcdRun>,
-    pub(crate) ratios: Vec<Ratio>,
-}
-
-/// Runs Cairn then etcd for every client count and returns both with their ratios.
-pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
+/// The `peer` subcommand: Cairn then etcd for every client count, and their ratios.
+pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     args.run.check()?;
     anyhow::ensure!((1..=7).contains(&args.members), "--members must be 1 to 7");
     if let Some(bytes) = args.value_bytes {
@@ -404,7 +353,8 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
         );
     }
     // Fail before anything starts if etcd is missing.
-    let etcd_bin = args.etcd_bin.clone().map_or_else(find_etcd_binary, Ok)?;
+    let find = || crate::cluster::find_binary("etcd", INSTALL_HINT);
+    let etcd_bin = args.etcd_bin.clone().map_or_else(find, Ok)?;
     let etcd_version = etcd_version(&etcd_bin)?;
     let environment = Environment::read();
     eprintln!("peer: {etcd_version}");
@@ -423,7 +373,7 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
         .value_bytes
         .or_else(|| cairn_runs.first().map(|run| run.leaf_bytes))
         .context("no Cairn run to take the entry size from")?;
-    let foreign_etcd_pids = foreign_etcd_pids(&[]);
+    let foreign_etcd_pids = foreign_etcd_pids();
     if !foreign_etcd_pids.is_empty() {
         eprintln!(
             "note: etcd processes not started by this benchmark are running ({foreign_etcd_pids:?}); \
@@ -431,13 +381,10 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
              \"other\""
         );
     }
-    eprintln!(
-        "starting a {}-member etcd cluster ({}), values of {value_bytes} bytes",
-        args.members,
-        etcd_bin.display()
-    );
-    let mut etcd_cluster =
-        EtcdCluster::start(&etcd_bin, usize::from(args.members), &args.run.parent()).await?;
+    let (members, bin) = (args.members, etcd_bin.display());
+    eprintln!("starting a {members}-member etcd cluster ({bin}), values of {value_bytes} bytes");
+    let members = usize::from(members);
+    let mut etcd_cluster = EtcdCluster::start(&etcd_bin, members, &args.run.parent()).await?;
     etcd_cluster.processes.keep = args.run.keep_data;
     let mut etcd_runs = Vec::new();
     let result = async {
@@ -454,36 +401,26 @@ pub(crate) async fn run_peer(args: &PeerArgs) -> anyhow::Result<PeerReport> {
     tokio::task::block_in_place(|| drop(etcd_cluster));
     result?;
 
-    let ratios = cairn_runs
-        .iter()
-        .zip(&etcd_runs)
-        .map(|(cairn, etcd)| Ratio {
-            clients: cairn.window.clients,
-            cairn_appends_per_second: cairn.appends_per_second,
-            etcd_puts_per_second: etcd.puts_per_second,
-            ratio: if etcd.puts_per_second > 0.0 {
-                cairn.appends_per_second / etcd.puts_per_second
-            } else {
-                0.0
-            },
-            cairn_p99_ms: cairn.latency.p99_ms,
-            etcd_p99_ms: etcd.latency.p99_ms,
+    // One comparison per client count; the ratio is Cairn appends/s ÷ etcd puts/s (the target
+    // is at least 3).
+    let ratios: Vec<serde_json::Value> = (cairn_runs.iter().zip(&etcd_runs))
+        .map(|(cairn, etcd)| {
+            let (appends, puts) = (cairn.appends_per_second, etcd.puts_per_second);
+            serde_json::json!({
+                "clients": cairn.window.clients, "cairn_appends_per_second": appends,
+                "etcd_puts_per_second": puts,
+                "ratio": if puts > 0.0 { appends / puts } else { 0.0 },
+                "cairn_p99_ms": cairn.latency.p99_ms, "etcd_p99_ms": etcd.latency.p99_ms,
+            })
         })
         .collect();
-    Ok(PeerReport {
-        environment,
-        etcd_version,
-        foreign_etcd_pids,
-        cairn: cairn_runs,
-        etcd: etcd_runs,
-        ratios,
-    })
-}
-
-/// The `peer` subcommand: run, print, write JSON.
-pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
-    let report = run_peer(&args).await?;
-    args.run.finish(&report, peer_table)
+    // `foreign_etcd_pids`: etcd processes this benchmark did not start (left alone).
+    let report = serde_json::json!({
+        "environment": environment, "etcd_version": etcd_version,
+        "foreign_etcd_pids": foreign_etcd_pids,
+        "cairn": cairn_runs, "etcd": etcd_runs, "ratios": ratios,
+    });
+    args.run.finish(&report, peer_table, false)
 }
 
 /// The Markdown table of a `peer` report (also the suite report's): one row per client count.

@@ -1,15 +1,10 @@
-//! `cairn-bench fill`: grows the artifact log of a *stopped* `cairn-node dev` cluster to a given
-//! size, fast, through the node's own code.
-//!
-//! Filling 10^7 entries through the public API would take most of an hour, so the scale
-//! benchmark grows the log here between its measurement points: every node of the stopped
-//! cluster is started in this process with `Node::start` (as `cairn-node run` does, over the
-//! same files and mutual-TLS Raft), and the leader gets batches of distinct, validly signed
-//! hashedrekord entries through `raft.client_write`, each fsynced on a quorum and applied by
-//! every replica. Only HTTP, request decoding, ECDSA checks and the sequencer's pooling are
-//! skipped; the batches are what the sequencer proposes at full load. At the end every head
-//! must equal the leader's, its checkpoint must verify, and each node snapshots and purges its
-//! Raft log, so a node that joins later catches up from the snapshot as on a long-running log.
+//! `cairn-bench fill`: grows the artifact log of a *stopped* `cairn-node dev` cluster fast,
+//! through the node's own code (filling 10^7 entries through the API would take an hour). Every
+//! node runs in this process with `Node::start` over its own files and mutual-TLS Raft, and the
+//! leader gets batches of distinct, validly signed entries through `raft.client_write`, as the
+//! sequencer proposes them at full load; only HTTP, request decoding and ECDSA checks are
+//! skipped. At the end every head must equal the leader's and each node snapshots and purges
+//! its Raft log, so a node that joins later catches up from the snapshot.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -68,7 +63,6 @@ pub(crate) struct FillArgs {
     pub(crate) json: Option<PathBuf>,
 }
 
-/// What a fill did.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct FillResult {
     /// The artifact log's size before and after.
@@ -107,7 +101,6 @@ pub(crate) fn node_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(configs)
 }
 
-/// `cairn-bench fill`.
 pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
     let result = fill(&args).await?;
     eprintln!(
@@ -121,15 +114,13 @@ pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One node of the stopped cluster, run in this process.
-#[derive(Debug)]
-struct InProcess {
-    node: Arc<Node>,
-    stop: tokio::sync::watch::Sender<()>,
-    servers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
+/// Starts a node of the stopped cluster in this process, its servers in `servers` until
+/// `stopped` changes.
+async fn start_node(
+    config_path: &Path,
+    stopped: &tokio::sync::watch::Receiver<()>,
+    servers: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<Arc<Node>> {
     let file = NodeFile::load(config_path)?;
     let tls = ClusterTls::load(
         &file.cluster_ca_file,
@@ -159,29 +150,21 @@ async fn start_node(config_path: &Path) -> anyhow::Result<InProcess> {
     // Retried briefly: the cluster's processes may have just exited.
     let listener = node::process::bind(file.listen).await?;
     let cluster_listener = node::process::bind(file.cluster_listen).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(());
     let until = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
         let _ = stopped.changed().await;
     };
     // The public API too: a node that must install a snapshot fetches bundles from it.
-    let servers = vec![
-        tokio::spawn(node::http::serve(
-            listener,
-            Arc::clone(&node),
-            until(stopped.clone()),
-        )),
-        tokio::spawn(node::http::serve_cluster(
-            cluster_listener,
-            tls.server_config(),
-            Arc::clone(&node),
-            until(stopped),
-        )),
-    ];
-    Ok(InProcess {
-        node,
-        stop,
-        servers,
-    })
+    let api = node::http::serve(listener, Arc::clone(&node), until(stopped.clone()));
+    servers.spawn(api);
+    let config = tls.server_config();
+    let raft = node::http::serve_cluster(
+        cluster_listener,
+        config,
+        Arc::clone(&node),
+        until(stopped.clone()),
+    );
+    servers.spawn(raft);
+    Ok(node)
 }
 
 /// Grows the log of the stopped cluster in `args.dir`; the nodes run in this process only
@@ -194,24 +177,18 @@ pub(crate) async fn fill(args: &FillArgs) -> anyhow::Result<FillResult> {
         "--batch must be 1 to {BATCH_MAX}, --in-flight and --sign-threads 1 to 64"
     );
     let configs = node_configs(&args.dir)?;
-    let mut nodes = Vec::new();
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let (mut nodes, mut servers) = (Vec::new(), tokio::task::JoinSet::new());
     for config in &configs {
-        nodes.push(
-            start_node(config)
-                .await
-                .with_context(|| format!("starting the node of {}", config.display()))?,
-        );
+        let node = start_node(config, &stopped, &mut servers).await;
+        nodes.push(node.with_context(|| format!("starting the node of {}", config.display()))?);
     }
     let outcome = fill_running(args, &nodes).await;
-    for running in &nodes {
-        let _ = running.stop.send(());
-        running.node.shutdown().await;
+    let _ = stop.send(());
+    for node in &nodes {
+        node.shutdown().await;
     }
-    for running in nodes {
-        for server in running.servers {
-            let _ = server.await;
-        }
-    }
+    servers.join_all().await;
     outcome
 }
 
@@ -230,13 +207,13 @@ fn head_of(node: &Node) -> anyhow::Result<node::state_machine::LogHead> {
         }))
 }
 
-async fn wait_for_leader(nodes: &[InProcess]) -> anyhow::Result<Arc<Node>> {
+async fn wait_for_leader(nodes: &[Arc<Node>]) -> anyhow::Result<Arc<Node>> {
     let started = Instant::now();
     loop {
-        for running in nodes {
-            let metrics = running.node.raft().metrics().borrow().clone();
-            if metrics.current_leader == Some(running.node.id()) && metrics.state.is_leader() {
-                return Ok(Arc::clone(&running.node));
+        for node in nodes {
+            let metrics = node.raft().metrics().borrow().clone();
+            if metrics.current_leader == Some(node.id()) && metrics.state.is_leader() {
+                return Ok(Arc::clone(node));
             }
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -246,7 +223,7 @@ async fn wait_for_leader(nodes: &[InProcess]) -> anyhow::Result<Arc<Node>> {
     }
 }
 
-async fn fill_running(args: &FillArgs, nodes: &[InProcess]) -> anyhow::Result<FillResult> {
+async fn fill_running(args: &FillArgs, nodes: &[Arc<Node>]) -> anyhow::Result<FillResult> {
     let mut leader = wait_for_leader(nodes).await?;
     // The leader applies everything committed in earlier terms before it may be written to.
     let from = head_of(&leader)?.tree_size;
@@ -402,22 +379,18 @@ fn written_bytes() -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// The head's checkpoint verifies under the log's key and names the head's size and root.
+/// The head's checkpoint verifies under the log's key, as a client verifies it, and names the
+/// head's size and root.
 fn verify_head(leader: &Node, head: &node::state_machine::LogHead) -> anyhow::Result<()> {
-    let config = leader
-        .logs()
-        .get(&log_name())
-        .context("the cluster has no artifacts log")?;
-    let vkey = tlog::keys::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
+    let log = (leader.logs().get(&log_name())).context("the cluster has no artifacts log")?;
+    let key = tlog::keys::Ed25519Verifier::new(&log.origin, log.signing_key.verifying_key())
         .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
-    let mut verifiers = tlog::keys::Verifiers::new();
-    verifiers
-        .push(tlog::keys::Verifier::Ed25519(vkey))
-        .map_err(|error| anyhow::anyhow!("the log key: {error}"))?;
-    let signed = tlog::checkpoint::open(head.checkpoint.as_bytes(), &verifiers)
+    let verifier =
+        crate::verify::ResponseVerifier::new(&tlog::keys::Verifier::Ed25519(key).to_vkey())?;
+    let signed = (verifier.checkpoint(&head.checkpoint))
         .map_err(|error| anyhow::anyhow!("the final checkpoint: {error}"))?;
     ensure!(
-        signed.checkpoint.size.0 == head.tree_size && signed.checkpoint.root == head.root,
+        signed == (head.tree_size, head.root),
         "the final checkpoint does not name the head's size and root"
     );
     Ok(())
@@ -426,7 +399,7 @@ fn verify_head(leader: &Node, head: &node::state_machine::LogHead) -> anyhow::Re
 /// Waits until every node has applied what the leader has, checks that their heads agree, and
 /// makes each take a snapshot and purge the Raft log it covers.
 async fn settle(
-    nodes: &[InProcess],
+    nodes: &[Arc<Node>],
     leader: &Node,
     head: &node::state_machine::LogHead,
 ) -> anyhow::Result<()> {
@@ -442,25 +415,22 @@ async fn settle(
         node.raft()
             .wait(Some(deadline.saturating_duration_since(Instant::now())))
     };
-    for running in nodes {
-        let node = &running.node;
+    for node in nodes {
         wait(node)
             .applied_index_at_least(Some(target), "applied")
             .await
             .with_context(|| format!("node {} did not apply up to {target}", node.id()))?;
         let theirs = head_of(node)?;
+        let (id, size, root) = (node.id(), theirs.tree_size, theirs.root.to_base64());
         ensure!(
-            theirs.tree_size == head.tree_size && theirs.root == head.root,
-            "node {} has size {} root {} but the leader size {} root {}",
-            node.id(),
-            theirs.tree_size,
-            theirs.root.to_base64(),
+            (size, theirs.root) == (head.tree_size, head.root),
+            "node {id} has size {size} root {root} but the leader {} {}",
             head.tree_size,
             head.root.to_base64()
         );
     }
-    for running in nodes {
-        let (node, raft) = (&running.node, running.node.raft());
+    for node in nodes {
+        let raft = node.raft();
         let error = |what: &str| format!("node {}: {what} at {target}", node.id());
         raft.trigger()
             .snapshot()
@@ -564,6 +534,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1;
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;
     use tlog::entry::{KeyDetails, Verifier};
@@ -571,50 +542,34 @@ mod tests {
     #[test]
     fn filled_leaves_are_canonical_distinct_and_validly_signed() {
         let leaves = signed_leaves("t", 3, 2100).unwrap();
-        assert_eq!(leaves.len(), 2100);
         let mut hashes: Vec<Hash> = leaves.iter().map(|leaf| tlog::leaf_hash(leaf)).collect();
         hashes.sort_unstable_by_key(|hash| hash.0);
         hashes.dedup();
-        assert_eq!(hashes.len(), 2100, "every entry is distinct");
+        assert_eq!(
+            (leaves.len(), hashes.len()),
+            (2100, 2100),
+            "every entry is distinct"
+        );
+        let base64 = |value: &serde_json::Value| BASE64.decode(value.as_str().unwrap()).unwrap();
         for (n, leaf) in leaves.iter().enumerate().step_by(97) {
             // Canonical as the node stores it, over the artifact's digest, and the signature
             // verifies under the key the entry names.
             tlog::entry::CanonicalBody::parse(leaf).unwrap();
             let value: serde_json::Value = serde_json::from_slice(leaf).unwrap();
             let spec = &value["spec"]["hashedRekordV002"];
-            let digest = BASE64
-                .decode(spec["data"]["digest"].as_str().unwrap())
-                .unwrap();
             let artifact = format!("cairn-bench fill t 3 {n}");
-            assert_eq!(digest, Hash::digest(artifact.as_bytes()).as_bytes());
-            let signature = BASE64
-                .decode(spec["signature"]["content"].as_str().unwrap())
-                .unwrap();
-            let spki = BASE64
-                .decode(
-                    spec["signature"]["verifier"]["publicKey"]["rawBytes"]
-                        .as_str()
-                        .unwrap(),
-                )
-                .unwrap();
-            aws_lc_rs::signature::UnparsedPublicKey::new(
-                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
-                spki_point(&spki),
-            )
-            .verify(artifact.as_bytes(), &signature)
-            .unwrap();
+            let digest = Hash::digest(artifact.as_bytes());
+            assert_eq!(base64(&spec["data"]["digest"]), digest.as_bytes());
+            let signature = base64(&spec["signature"]["content"]);
+            let spki = base64(&spec["signature"]["verifier"]["publicKey"]["rawBytes"]);
+            // The uncompressed point at the end of a P-256 SubjectPublicKeyInfo (65 bytes).
+            let point = &spki[spki.len() - 65..];
+            let key = aws_lc_rs::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point);
+            key.verify(artifact.as_bytes(), &signature).unwrap();
             // And tlog makes the same bytes from the same fields.
             let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256).unwrap();
-            let digest = Hash::digest(artifact.as_bytes());
-            assert_eq!(
-                crate::workload::canonical_body(&verifier, &digest, &signature).unwrap(),
-                *leaf
-            );
+            let body = crate::workload::canonical_body(&verifier, &digest, &signature).unwrap();
+            assert_eq!(body, *leaf);
         }
-    }
-
-    /// The uncompressed point at the end of a P-256 SubjectPublicKeyInfo (65 bytes).
-    fn spki_point(spki: &[u8]) -> &[u8] {
-        &spki[spki.len() - 65..]
     }
 }

@@ -1,11 +1,7 @@
-//! `cairn-bench`: Cairn's load generator.
-//!
-//! `cairn-bench appends` starts a cluster of real `cairn-node` processes (or uses a running
-//! one), drives it with concurrent clients that submit pre-signed Rekor v2 hashedrekord
-//! entries, verifies every answer as a client must (signed checkpoint, inclusion proof, the
-//! body it asked for), and reports verified appends per second, latency percentiles, errors,
-//! node CPU and memory, and the node's own batching metrics.
-
+//! `cairn-bench`: Cairn's load generator. It starts clusters of real nodes (or uses a running
+//! one), drives them with concurrent clients, verifies every answer as a client must and reports
+//! throughput, latency and where the time goes (`docs/benchmarks/`). The criterion micro
+//! benchmarks of `tlog` and of one witness are `benches/` (`cargo bench -p bench`).
 //!
 //! Module map: `run` holds what every load subcommand shares (the run arguments, and the one
 //! phase loop that drives a `Workload`: prepare, issue, verify); `appends`, `reads`,
@@ -162,7 +158,7 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(witnessing::witness_server(args)),
-        Commands::Scale(args) => args.run.runtime()?.block_on(scale::scale_command(*args)),
+        Commands::Scale(args) => args.run.runtime()?.block_on(scale::scale(*args)),
         Commands::Fill(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -1,10 +1,6 @@
-//! The benchmark's HTTP: one keep-alive HTTP/1.1 connection per client, and one-shot requests
-//! for setup (`/metrics`, `/logs`, the admin API).
-//!
-//! Why raw `hyper::client::conn::http1` instead of a pooled client: one client = one connection
-//! = one request at a time is exactly the closed-loop model, it makes "clients" mean
-//! connections to the server, and the spread over nodes is explicit (client i talks to node
-//! i mod n). hyper is already the node's HTTP stack, so nothing new is built.
+//! The benchmark's HTTP: one keep-alive HTTP/1.1 connection per client (raw hyper, not a pool,
+//! so a client is one connection with one request in flight, to node i mod n), and one-shot
+//! requests for setup.
 
 use std::time::Duration;
 
@@ -15,7 +11,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 /// One node's `host:port`, for a raw connection.
-pub(crate) fn authority(url: &str) -> anyhow::Result<String> {
+fn authority(url: &str) -> anyhow::Result<String> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("{url}: only http:// node URLs are supported"))?;
@@ -132,29 +128,35 @@ impl Connection {
     }
 }
 
-/// One request on a fresh connection, for setup: the body of a 2xx answer, an error otherwise.
+/// One request for setup, with node's own client (`node::network::call`): a GET, or a JSON
+/// POST of `body`; the body of a 2xx answer, an error otherwise.
 pub(crate) async fn request(
     url: &str,
-    body: Option<Bytes>,
+    body: Option<String>,
     bearer: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<Bytes> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
-    let path = rest.find('/').map_or("/", |at| &rest[at..]);
     let method = if body.is_some() { "POST" } else { "GET" };
-    let answer = Connection::new(url)?
-        .send(path, body, bearer, timeout)
-        .await
-        .map_err(|kind| anyhow::anyhow!("{method} {url}: {kind}"))?;
-    anyhow::ensure!(
-        (200..300).contains(&answer.status),
-        "{method} {url}: http {}: {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body)
+    let (client, bearer) = (
+        node::network::http_client(),
+        bearer.map(|t| format!("Bearer {t}")),
     );
-    Ok(answer.body)
+    let (status, answer) = (node::network::call(
+        &client,
+        method,
+        url,
+        bearer.as_deref(),
+        body.unwrap_or_default(),
+        timeout,
+    )
+    .await)
+        .map_err(|error| anyhow::anyhow!("{method} {error}"))?;
+    let text = String::from_utf8_lossy(&answer);
+    anyhow::ensure!(
+        (200..300).contains(&status),
+        "{method} {url}: http {status}: {text}"
+    );
+    Ok(answer)
 }
 
 /// A plain GET, for `/metrics`, `/logs` and checkpoints.

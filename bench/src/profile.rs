@@ -1,9 +1,6 @@
-//! CPU profiles of one node process over a measured window, sampled with Linux `perf`, so a
-//! report names each target's bottleneck from evidence rather than from a guess.
-//!
-//! The node is built without frame pointers, so call stacks are not reliable; the profile is
-//! the self time per symbol, grouped by the crate (or shared object) it belongs to, which is
-//! enough to say "ECDSA verification" or "redb commits" or "the kernel's fsync".
+//! CPU profiles of the leader over a measured window with Linux `perf`, so a report names a
+//! bottleneck from evidence. Without frame pointers stacks are unreliable, so a profile is the
+//! self time per symbol, grouped by crate or shared object.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

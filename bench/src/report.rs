@@ -1,10 +1,6 @@
-//! `cairn-bench report`: the whole suite in one command, written up.
-//!
-//! Each part runs as a child process of this same binary (`cairn-bench appends --json ...`),
-//! exactly as a user would run it alone, so the report and a hand-run measurement are the same
-//! measurement. The results are read back as JSON, combined into `report.json`, and written
-//! up as `README.md`: each part's table and the standing against its design targets, each target
-//! not met with its bottleneck named from the leader's CPU profile.
+//! `cairn-bench report`: the whole suite, each part a child process of this binary exactly as a
+//! user would run it, combined into `report.json` and written up as `README.md`: each part's
+//! table and the design targets, each one not met with its bottleneck from a CPU profile.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -81,17 +77,11 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
             );
             continue;
         }
-        let json = raw.join(format!("{part}.json"));
-        let part_started = Instant::now();
-        eprintln!(
-            "== {part} ({:.0} s into the report)",
-            started.elapsed().as_secs_f64()
-        );
-        run_part(args, part, &json)?;
-        timings.insert(
-            part.to_owned(),
-            json!(part_started.elapsed().as_secs_f64().round()),
-        );
+        let (part_started, into) = (Instant::now(), started.elapsed().as_secs_f64());
+        eprintln!("== {part} ({into:.0} s into the report)");
+        run_part(args, part, &raw.join(format!("{part}.json")))?;
+        let seconds = part_started.elapsed().as_secs_f64().round();
+        timings.insert(part.to_owned(), json!(seconds));
     }
     let mut parts = serde_json::Map::new();
     for part in PARTS {
@@ -110,17 +100,16 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
         "targets": targets,
         "parts": parts,
     });
-    let path = args.out.join("report.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("writing {}", path.display()))?;
     let markdown = markdown(&report, &parts, &targets);
-    let path = args.out.join("README.md");
-    std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!(
-        "report written to {} in {:.0} s",
-        args.out.display(),
-        started.elapsed().as_secs_f64()
-    );
+    for (name, text) in [
+        ("report.json", serde_json::to_vec_pretty(&report)?),
+        ("README.md", markdown.into_bytes()),
+    ] {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let (out, seconds) = (args.out.display(), started.elapsed().as_secs_f64());
+    eprintln!("report written to {out} in {seconds:.0} s");
     Ok(())
 }
 
@@ -227,15 +216,14 @@ fn bottleneck(run: &Value) -> String {
     let Some(components) = run["profile"]["components"].as_array() else {
         return "no profile recorded".to_owned();
     };
-    let top: Vec<String> = (components.iter().take(4))
-        .map(|c| {
-            format!(
-                "{} {:.0}%",
-                c["name"].as_str().unwrap_or("?"),
-                f(c, "percent")
-            )
-        })
-        .collect();
+    let share = |c: &Value| {
+        format!(
+            "{} {:.0}%",
+            c["name"].as_str().unwrap_or("?"),
+            f(c, "percent")
+        )
+    };
+    let top: Vec<String> = components.iter().take(4).map(share).collect();
     let process = run["profile"]["process"].as_str().unwrap_or("leader");
     let mut text = format!("{process} CPU: {}", top.join(", "));
     let (machine, nodes) = (f(run, "machine_cpu_percent"), cpu(run, "node_usage"));
@@ -323,14 +311,10 @@ fn targets(parts: &Map<String, Value>) -> Vec<Value> {
         }
     }
     if let Some(run) = highest(runs(parts, "certificates"), "certificates_per_second") {
-        let rate = f(run, "certificates_per_second");
+        let (rate, p99) = (f(run, "certificates_per_second"), f(run, "latency.p99_ms"));
         targets.push(target(
             "keyless CA on 3 nodes: at least 5,000 certificates/s",
-            &format!(
-                "{rate:.0}/s at {} clients, p99 {:.0} ms",
-                run["clients"],
-                f(run, "latency.p99_ms")
-            ),
+            &format!("{rate:.0}/s at {} clients, p99 {p99:.0} ms", run["clients"]),
             rate >= 5_000.0,
             || bottleneck(run),
         ));
@@ -338,43 +322,26 @@ fn targets(parts: &Map<String, Value>) -> Vec<Value> {
     // The curve to 10^7 (`scale-large`) if there is one, else this report's own.
     let large = list(parts, SCALE_LARGE, "points");
     let (points, curve) = if large.is_empty() {
-        (
-            list(parts, "scale", "points"),
-            "this report's scale run".to_owned(),
-        )
+        let curve = "this report's scale run".to_owned();
+        (list(parts, "scale", "points"), curve)
     } else {
         let stamp = &parts[SCALE_LARGE]["environment"];
         let (date, commit) = (stamp["date"].as_str(), stamp["commit"].as_str());
-        (
-            large,
-            format!(
-                "the run to 10^7 of {} at `{}`",
-                date.unwrap_or("?"),
-                commit.unwrap_or("?")
-            ),
-        )
+        let (date, commit) = (date.unwrap_or("?"), commit.unwrap_or("?"));
+        (large, format!("the run to 10^7 of {date} at `{commit}`"))
     };
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        let change = |path: &str| {
-            let first = f(first, path);
-            if first > 0.0 {
-                f(last, path) / first
-            } else {
-                0.0
-            }
+        let change = |path: &str| match f(first, path) {
+            first if first > 0.0 => f(last, path) / first,
+            _ => 0.0,
         };
         let flat = |path: &str| (1.0 / 1.5..=1.5).contains(&change(path));
         let (disk, proof) = ("disk.state_bytes_per_entry", "proofs.inclusion.p99_ms");
         let (appends, written) = ("appends.appends_per_second", "fill.written_bytes_per_entry");
         let largest = f(last, "entries");
-        let range = |path: &str, decimals: usize| {
-            format!(
-                "{:.*} to {:.*}",
-                decimals,
-                f(first, path),
-                decimals,
-                f(last, path)
-            )
+        let range = |path: &str, places: usize| {
+            let (first, last) = (f(first, path), f(last, path));
+            format!("{first:.places$} to {last:.places$}")
         };
         targets.push(target(
             "flat cost per entry up to 10^7 entries",
@@ -457,14 +424,11 @@ fn markdown(report: &Value, parts: &Map<String, Value>, targets: &[Value]) -> St
         "\n## Appends (3 nodes: `peer`'s runs, next to etcd)\n{}",
         crate::appends::table(&json!({ "runs": appends }))
     );
-    let large = &parts
+    let large = parts
         .get(SCALE_LARGE)
         .map_or(Value::Null, |p| p["environment"].clone());
-    let large = format!(
-        "Scale to 10^7 entries (`--large`, {} at `{}`)",
-        text(&large["date"]),
-        text(&large["commit"])
-    );
+    let (date, commit) = (text(&large["date"]), text(&large["commit"]));
+    let large = format!("Scale to 10^7 entries (`--large`, {date} at `{commit}`)");
     let sections: [(&str, &str, stats::Table); 7] = [
         ("peer", "Side by side: etcd", crate::etcd::peer_table),
         ("certificates", "Keyless CA", crate::certificates::table),

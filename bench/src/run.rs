@@ -1,11 +1,8 @@
 //! What every load subcommand shares: the run arguments ([`RunArgs`]) and the one phase loop
-//! ([`measure`]) that drives a [`Workload`] through warm-up and the measured window.
-//!
-//! A workload prepares a client, issues one request and verifies its answer as a client would;
-//! only verified answers count. The loop does the rest the same way for every workload: closed
-//! loop, or open loop (`--rate`: request k is due at `start + k / rate` and its latency counts
-//! from then, so a stalled server shows as latency rather than as less offered load), progress,
-//! what counts (operations finished inside the window), CPU and memory, `/metrics`, `--profile`.
+//! ([`measure`]) that drives a [`Workload`] (prepare, issue, verify) through warm-up and the
+//! window, closed loop or open loop (`--rate`: request k is due at `start + k / rate` and its
+//! latency counts from then, so a stalled server shows as latency). Only verified operations
+//! finished inside the window count.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -111,15 +108,13 @@ impl RunArgs {
     ) -> anyhow::Result<Cluster> {
         let node_bin = self.node_bin()?;
         eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
-        let parent = self.parent();
-        let mut cluster = tokio::task::block_in_place(|| {
-            Cluster::start_with_env(&node_bin, nodes, &parent, env)
-        })?;
+        let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
+        let base_port = cluster::free_base_port(nodes)?;
+        let start = || Cluster::start_in(&node_bin, nodes, &dir, base_port, env);
+        let mut cluster = tokio::task::block_in_place(start)?;
         if self.keep_data {
             cluster.keep_data();
-            if let Some(dir) = cluster.data_dir() {
-                eprintln!("cluster data kept in {}", dir.display());
-            }
+            eprintln!("cluster data kept in {}", dir.display());
         }
         Ok(cluster)
     }
@@ -140,16 +135,20 @@ impl RunArgs {
         Duration::from_secs_f64(self.timeout)
     }
 
-    /// Prints a subcommand's Markdown table (`table` of the report's JSON) on stdout and
-    /// writes it to `--markdown`, and the report to `--json`.
+    /// Writes the report to `--json` and its Markdown table (`table` of its JSON) to
+    /// `--markdown`, and prints the table unless it is the one row `print_run` already printed.
     pub(crate) fn finish(
         &self,
         report: &impl Serialize,
         table: crate::stats::Table,
+        rows_printed: bool,
     ) -> anyhow::Result<()> {
         let value = serde_json::to_value(report)?;
         let text = table(&value);
-        print!("{text}");
+        // A table is a blank line, the header, the rule and a line per row.
+        if !rows_printed || text.lines().count() > 4 {
+            print!("{text}");
+        }
         if let Some(path) = &self.json {
             std::fs::write(path, serde_json::to_vec_pretty(&value)?)
                 .with_context(|| format!("writing {}", path.display()))?;
@@ -432,11 +431,10 @@ pub(crate) async fn measure<W: Workload>(
     let progress = tokio::spawn(progress(Arc::clone(&state)));
     tokio::time::sleep_until(state.window_start).await;
     let metrics_before = scrape(target.urls).await;
-    let recording = if phases.profile {
-        Some(start_profile(target, &metrics_before, phases.duration)?)
-    } else {
-        None
-    };
+    let profiling = phases
+        .profile
+        .then(|| start_profile(target, &metrics_before, phases.duration));
+    let recording = profiling.transpose()?;
     let before = Sample::take(target.pids);
     let window_started = Instant::now();
     // A closed-loop run that runs out of requests stops early; measure up to that point.
@@ -458,10 +456,8 @@ pub(crate) async fn measure<W: Workload>(
         let _ = task.await;
     }
     let timeline = progress.await.unwrap_or_default();
-    let profile = match recording {
-        Some(recording) => Some(tokio::task::block_in_place(|| recording.finish())?),
-        None => None,
-    };
+    let profile = recording.map(|recording| tokio::task::block_in_place(|| recording.finish()));
+    let profile = profile.transpose()?;
     let usage = Usage::between(&before, &after, window, target.name);
     let mut measured = Measured {
         window,
@@ -654,11 +650,12 @@ fn load_average() -> String {
 pub(crate) async fn scrape(urls: &[String]) -> Vec<Option<String>> {
     let mut texts = Vec::new();
     for url in urls {
-        let text = crate::net::get(&format!("{}/metrics", url.trim_end_matches('/')))
-            .await
-            .ok()
-            .map(|body| String::from_utf8_lossy(&body).into_owned());
-        texts.push(text);
+        let metrics = crate::net::get(&format!("{}/metrics", url.trim_end_matches('/'))).await;
+        texts.push(
+            metrics
+                .ok()
+                .map(|body| String::from_utf8_lossy(&body).into_owned()),
+        );
     }
     texts
 }
@@ -678,21 +675,13 @@ fn start_profile(
     metrics: &[Option<String>],
     window: Duration,
 ) -> anyhow::Result<crate::profile::Recording> {
-    let leader = metrics
-        .iter()
-        .position(|text| text.as_deref().is_some_and(is_leader))
-        .context("--profile: no node reports itself leader")?;
-    let pid = *target
-        .pids
-        .get(leader)
+    let leader = (metrics.iter()).position(|text| text.as_deref().is_some_and(is_leader));
+    let leader = leader.context("--profile: no node reports itself leader")?;
+    let pid = *(target.pids.get(leader))
         .context("--profile needs the nodes' process ids (a started cluster or --cluster-json)")?;
     let data = std::env::temp_dir().join(format!("cairn-bench-{}-{pid}.perf", std::process::id()));
-    crate::profile::start(
-        pid,
-        format!("node {} (leader)", leader + 1),
-        window.as_secs_f64(),
-        &data,
-    )
+    let process = format!("node {} (leader)", leader + 1);
+    crate::profile::start(pid, process, window.as_secs_f64(), &data)
 }
 
 /// The machine and code a report belongs to.

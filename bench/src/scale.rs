@@ -1,9 +1,6 @@
-//! `cairn-bench scale`: the cost per entry as the artifact log grows. At each size it measures,
-//! through the public API of real `cairn-node` processes: bytes on disk per entry, a short
-//! closed-loop `appends` run, verified inclusion and consistency proof latency, and how long a
-//! new, empty node takes to catch up and become a voter. Between sizes the stopped cluster's
-//! log grows through `cairn-bench fill` (`fill.rs`), so the bytes on disk are written by the
-//! node's own commit and apply.
+//! `cairn-bench scale`: the cost per entry as the artifact log grows, measured at each size
+//! through the public API of real `cairn-node` processes. Between sizes the stopped cluster's
+//! log grows through `cairn-bench fill`, so the bytes on disk are the node's own.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,17 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 use tlog::Hash;
 
-use crate::appends::{AppendsArgs, RunResult};
 use node::dev_process::{LocalCluster, LocalError};
 
+use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
-use crate::reads::Random;
 use crate::run::{Environment, RunArgs};
 use crate::stats::{Latencies, LatencySummary};
 use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
@@ -77,32 +74,6 @@ pub(crate) struct ScaleArgs {
     /// Batches in flight while filling.
     #[arg(long, default_value_t = 4)]
     pub(crate) fill_in_flight: usize,
-}
-
-/// Everything `scale` measured.
-#[derive(Debug, Serialize)]
-pub(crate) struct ScaleReport {
-    pub(crate) environment: Environment,
-    pub(crate) settings: ScaleSettings,
-    pub(crate) points: Vec<ScalePoint>,
-    /// Wall time of the whole run, fills included.
-    pub(crate) total_seconds: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ScaleSettings {
-    pub(crate) nodes: u16,
-    pub(crate) sizes: Vec<u64>,
-    pub(crate) append_clients: usize,
-    pub(crate) append_warmup_s: f64,
-    pub(crate) append_duration_s: f64,
-    pub(crate) proofs: usize,
-    pub(crate) proof_clients: usize,
-    pub(crate) fill_batch_leaves: usize,
-    pub(crate) fill_in_flight: usize,
-    pub(crate) fsync: &'static str,
-    /// How the log grows between sizes.
-    pub(crate) fill_method: &'static str,
 }
 
 /// The measurements at one size.
@@ -173,20 +144,16 @@ pub(crate) struct CatchUp {
     pub(crate) state_bytes: u64,
 }
 
+/// How the log grows between sizes, as the report states it.
 const FILL_METHOD: &str = "cairn-bench fill: the stopped cluster's nodes run in one process \
     from their own data directories with the node library (Node::start, mutual-TLS Raft); the \
     leader gets batches of pre-signed hashedrekord entries via raft.client_write, so each batch is \
     fsynced on a quorum and applied by every replica with state_machine::apply; HTTP, request \
     decoding and per-request signature checks are skipped";
 
-/// `cairn-bench scale`: measure, print, write the files asked for.
-pub(crate) async fn scale_command(args: ScaleArgs) -> anyhow::Result<()> {
-    let report = run_scale(&args).await?;
-    args.run.finish(&report, table)
-}
-
-/// Runs the whole scale benchmark: a cluster grown to each size in turn and measured there.
-pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
+/// `cairn-bench scale`: a cluster grown to each size in turn and measured there.
+pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let args = &args;
     let sizes = &args.sizes;
     ensure!(
         (1..=SIZES_MAX).contains(&sizes.len())
@@ -212,17 +179,13 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
     let mut guard = Started::new(dir.clone(), Duration::ZERO);
     guard.keep = args.run.keep_data;
     let base_port = cluster::free_base_port(args.nodes)?;
-    eprintln!(
-        "scale: {}-node cluster in {} (base port {base_port}), sizes {sizes:?}",
-        args.nodes,
-        dir.display()
-    );
+    let (nodes, shown) = (args.nodes, dir.display());
+    eprintln!("scale: {nodes}-node cluster in {shown} (base port {base_port}), sizes {sizes:?}");
     // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
     // certificates, membership), the others resume it after a fill.
     let start = || -> anyhow::Result<Cluster> {
-        let mut cluster = tokio::task::block_in_place(|| {
-            Cluster::start_in(&node_bin, args.nodes, &dir, base_port, &[])
-        })?;
+        let start = || Cluster::start_in(&node_bin, nodes, &dir, base_port, &[]);
+        let mut cluster = tokio::task::block_in_place(start)?;
         cluster.keep_data();
         Ok(cluster)
     };
@@ -255,44 +218,36 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
             };
             let appends = appends(args, &cluster).await?;
             let (entries_after_appends, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
-            let entries = proofs.tree_size;
-            let point = ScalePoint {
-                entries,
+            anyhow::Ok(ScalePoint {
+                entries: proofs.tree_size,
                 fill,
                 disk,
                 proofs,
                 catch_up,
                 appends,
                 entries_after_appends,
-            };
-            anyhow::Ok(point)
+            })
         }
         .await;
         tokio::task::block_in_place(|| drop(cluster));
         let point = point?;
-        let text = serde_json::to_value(&point)?;
-        print!("{}", crate::stats::table(COLUMNS, [&text]));
+        crate::run::print_run(COLUMNS, &point);
         points.push(point);
     }
     drop(guard);
-    Ok(ScaleReport {
-        environment,
-        settings: ScaleSettings {
-            nodes: args.nodes,
-            sizes: args.sizes.clone(),
-            append_clients: args.run.clients[0],
-            append_warmup_s: args.run.warmup,
-            append_duration_s: args.run.duration,
-            proofs: args.proofs,
-            proof_clients: args.proof_clients,
-            fill_batch_leaves: args.fill_batch,
-            fill_in_flight: args.fill_in_flight,
-            fsync: crate::appends::FSYNC,
-            fill_method: FILL_METHOD,
-        },
-        points,
-        total_seconds: started.elapsed().as_secs_f64(),
-    })
+    let (run, fsync) = (&args.run, crate::appends::FSYNC);
+    let settings = serde_json::json!({
+        "nodes": args.nodes, "sizes": args.sizes, "append_clients": run.clients[0],
+        "append_warmup_s": run.warmup, "append_duration_s": run.duration, "proofs": args.proofs,
+        "proof_clients": args.proof_clients, "fill_batch_leaves": args.fill_batch,
+        "fill_in_flight": args.fill_in_flight, "fsync": fsync, "fill_method": FILL_METHOD,
+    });
+    // `total_seconds`: the wall time of the whole run, fills included.
+    let report = serde_json::json!({
+        "environment": environment, "settings": settings, "points": points,
+        "total_seconds": started.elapsed().as_secs_f64(),
+    });
+    args.run.finish(&report, table, true)
 }
 
 /// Runs `cairn-bench fill` on the stopped cluster in a child process (so every database it
@@ -300,17 +255,13 @@ pub(crate) async fn run_scale(args: &ScaleArgs) -> anyhow::Result<ScaleReport> {
 fn run_fill(dir: &Path, to: u64, args: &ScaleArgs) -> anyhow::Result<FillResult> {
     let out = dir.join(format!("fill-{to}.json"));
     let exe = std::env::current_exe().context("finding the cairn-bench executable")?;
+    let (batch, in_flight) = (args.fill_batch, args.fill_in_flight);
+    let settings = format!("fill --to {to} --batch {batch} --in-flight {in_flight}");
     let status = tokio::task::block_in_place(|| {
         Command::new(&exe)
-            .arg("fill")
+            .args(settings.split_whitespace())
             .arg("--dir")
             .arg(dir)
-            .arg("--to")
-            .arg(to.to_string())
-            .arg("--batch")
-            .arg(args.fill_batch.to_string())
-            .arg("--in-flight")
-            .arg(args.fill_in_flight.to_string())
             .arg("--json")
             .arg(&out)
             .env("RUST_LOG", "warn")
@@ -345,19 +296,16 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
 
 /// What the data directory of node `node` occupies.
 fn data_dir_usage(node: usize, dir: &Path) -> anyhow::Result<NodeDisk> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = |name: &str| std::fs::metadata(dir.join(name)).ok();
     let mut allocated_bytes = 0;
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let meta = entry?.metadata()?;
-        allocated_bytes += meta.blocks() * 512;
+        allocated_bytes += blocks(&entry?.path());
     }
-    let state = meta("state.redb");
+    let length = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |meta| meta.len());
     Ok(NodeDisk {
         node,
-        raft_log_bytes: meta("raft-log.redb").map_or(0, |meta| meta.len()),
-        state_bytes: state.as_ref().map_or(0, |meta| meta.blocks() * 512),
-        state_file_bytes: state.as_ref().map_or(0, std::fs::Metadata::len),
+        raft_log_bytes: length("raft-log.redb"),
+        state_bytes: blocks(&dir.join("state.redb")),
+        state_file_bytes: length("state.redb"),
         allocated_bytes,
     })
 }
@@ -420,11 +368,11 @@ async fn proofs(
         let mut connection = Connection::new(&cluster.urls[task % cluster.urls.len()])?;
         let older = Arc::clone(&older);
         tasks.spawn(async move {
-            let mut random = Random::new()?;
+            let mut random = SmallRng::try_from_os_rng()?;
             let (mut reads, mut inclusion, mut consistency) =
                 (Latencies::new(), Latencies::new(), Latencies::new());
             for _ in 0..share {
-                let index = random.below(size);
+                let index = random.random_range(0..size);
                 let at = Instant::now();
                 let leaf = connection
                     .get_ok(&format!("/api/v2/entries/{index}"))
@@ -444,7 +392,7 @@ async fn proofs(
                 if older.is_empty() {
                     continue;
                 }
-                let (old, old_root) = older[usize::try_from(random.below(older.len() as u64))?];
+                let (old, old_root) = older[random.random_range(0..older.len())];
                 let at = Instant::now();
                 let body = connection
                     .get_ok(&format!("/api/v2/proof/consistency?old={old}&new={size}"))
@@ -490,6 +438,9 @@ async fn catch_up(
     // `LocalCluster` looks for node `id`.
     let configs = crate::fill::node_configs(dir)?;
     let mut file = node::config::NodeFile::load(&configs[0])?;
+    // Progress: the learner's state database grows towards a voter's (the same size once
+    // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
+    let voter_state = file.data_dir.join("state.redb");
     let node_dir = dir.join(format!("node-{id}"));
     std::fs::create_dir_all(&node_dir)?;
     let ports = cluster::free_ports(2)?;
@@ -511,14 +462,8 @@ async fn catch_up(
         .context("the new node's certificate")?;
     file.save(&node_dir.join("config.toml"))?;
     // Node n at position n - 1; the nodes added at earlier sizes (and removed) are never asked.
-    let urls: Vec<String> = (1..=id)
-        .map(|n| {
-            usize::try_from(n - 1)
-                .ok()
-                .and_then(|at| cluster.urls.get(at))
-        })
-        .map(|url| url.unwrap_or(&file.api_url).clone())
-        .collect();
+    let mut urls = cluster.urls.clone();
+    urls.resize(usize::try_from(id)?, file.api_url.clone());
     let cluster_urls = vec![file.cluster_url.clone(); urls.len()];
     let mut nodes = LocalCluster::new(node_bin, dir, &urls, &cluster_urls)?;
     nodes.set_env("RUST_LOG", "warn");
@@ -542,22 +487,15 @@ async fn catch_up(
     // The leader answers once it considers the learner caught up (which may take longer than
     // an admin call may); the clock stops when the learner itself serves the latest
     // checkpoint, whichever comes later.
-    let mut add = {
-        let (url, token) = (
-            format!("{leader_url}/admin/learners"),
-            nodes.token().to_owned(),
-        );
-        let body = serde_json::json!({ "id": id, "api_url": file.api_url, "cluster_url": file.cluster_url });
-        let body = Some(Bytes::from(body.to_string()));
-        Some(tokio::spawn(async move {
-            crate::net::request(&url, body, Some(&token), timeout).await
-        }))
-    };
-    // Progress: the learner's state database grows towards a voter's (the same size once
-    // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
-    let voter_state = node::config::NodeFile::load(&configs[0])?
-        .data_dir
-        .join("state.redb");
+    let (url, token) = (
+        format!("{leader_url}/admin/learners"),
+        nodes.token().to_owned(),
+    );
+    let body =
+        serde_json::json!({ "id": id, "api_url": file.api_url, "cluster_url": file.cluster_url });
+    let body = Some(body.to_string());
+    let add = async move { crate::net::request(&url, body, Some(&token), timeout).await };
+    let mut add = Some(tokio::spawn(add));
     let mut last_report = Instant::now();
     loop {
         // Fails at once if the new node exited; "not ready" is no error here.
@@ -635,7 +573,6 @@ const COLUMNS: &str = "entries=entries | fill entries/s=fill.entries_per_second:
     | consistency p99 ms=proofs.consistency.p99_ms:2 | catch-up s=catch_up.learner_seconds:1 \
     | catch-up entries/s=catch_up.entries_per_second:0 | promote s=catch_up.voter_seconds:2";
 
-/// The Markdown table of a `scale` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     crate::stats::table(COLUMNS, report["points"].as_array().into_iter().flatten())
 }

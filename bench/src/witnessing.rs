@@ -1,14 +1,7 @@
-//! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a
-//! quorum of witnesses cosigned it, which is what witnessing costs a user (an append is answered
-//! once its checkpoint is published). Next to the verified appends, from the nodes' metrics: the
-//! witnessing rounds per second and how long a round takes (`cairn_witness_cosign_seconds`),
-//! and the witnesses' CPU per cosignature. One witness's own ceiling is the criterion benchmark
-//! `cargo bench -p bench --bench witness`.
-//!
-//! Setup: `cairn-node init` + `run` (`dev` has no witnessing option) with a `[witnessing]`
-//! section; each witness is a `cairn-bench witness-server` process (the `witness` crate's
-//! server on redb, fsync per cosignature), so its CPU is measured apart. Every counted append's
-//! checkpoint must carry the log's signature and the quorum's cosignatures.
+//! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a quorum
+//! of witnesses cosigned it, with the rounds from the nodes' metrics and the witnesses' CPU.
+//! The nodes are `cairn-node init` + `run` (`dev` has no witnessing); each witness is a
+//! `cairn-bench witness-server` process, so its CPU is measured apart.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use node::dev_process::LocalCluster;
 use serde::Serialize;
+use tokio::net::TcpStream;
 
 use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{Cluster, PromHistogram, Started};
@@ -86,38 +80,11 @@ pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()
     Ok(())
 }
 
-/// The witnesses' and the nodes' witnessing figures over one run (warm-up included).
-#[derive(Debug, Serialize)]
-pub(crate) struct WitnessingStats {
-    /// Witnessing rounds on the leader (each asks every witness once), warm-up included.
-    pub(crate) rounds: f64,
-    /// Rounds per second of load (warm-up and window).
-    pub(crate) rounds_per_second: f64,
-    /// One round: from the signed checkpoint to holding the quorum's cosignatures.
-    pub(crate) round_mean_ms: f64,
-    pub(crate) round_p50_ms_at_most: f64,
-    pub(crate) round_p99_ms_at_most: f64,
-    /// CPU seconds all witnesses used, and per cosignature asked for.
-    pub(crate) witness_cpu_seconds: f64,
-    pub(crate) witness_cpu_ms_per_cosignature: f64,
-    pub(crate) span_s: f64,
-}
-
 /// One run: the verified appends (as `appends` reports them) and the witnessing figures.
 #[derive(Debug, Serialize)]
 pub(crate) struct WitnessingRun {
     pub(crate) appends: RunResult,
-    pub(crate) witnessing: Option<WitnessingStats>,
-}
-
-/// The report.
-#[derive(Debug, Serialize)]
-pub(crate) struct WitnessingReport {
-    pub(crate) environment: Environment,
-    pub(crate) witnesses: u16,
-    pub(crate) quorum: u16,
-    pub(crate) policy: String,
-    pub(crate) runs: Vec<WitnessingRun>,
+    pub(crate) witnessing: Option<serde_json::Value>,
 }
 
 /// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
@@ -138,19 +105,9 @@ async fn start(
     let cluster_urls: Vec<String> = (ports[nodes..2 * nodes].iter())
         .map(|p| url("https", p))
         .collect();
-    let mut init = Command::new(node_bin);
-    init.arg("init").arg("--dir").arg(&dir);
-    for (url, cluster_url) in urls.iter().zip(&cluster_urls) {
-        init.args(["--node-url", url, "--cluster-url", cluster_url]);
-    }
-    let output = init
-        .output()
-        .with_context(|| format!("running {} init", node_bin.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "cairn-node init failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    // What `cairn-node init` writes, with the node library's own provisioning.
+    let domain = node::provision::DEV_ORIGIN_DOMAIN;
+    let configs = node::provision::init(&dir, &urls, &cluster_urls, domain, Vec::new())?;
     let key = std::fs::read_to_string(dir.join("keys/artifacts.key"))
         .context("reading the artifact log's key")?;
     let log_vkey = tlog::keys::Ed25519Signer::from_private_key(key.trim())
@@ -164,32 +121,22 @@ async fn start(
     std::fs::write(&log_policy, format!("log {log_vkey}\n"))?;
     let mut policy = format!("log {log_vkey}\n");
     let mut seed = [0u8; 32];
-    for (i, port) in ports[2 * nodes..].iter().enumerate() {
+    for (n, port) in (1..).zip(&ports[2 * nodes..]) {
         aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-        let name = format!("witness.bench/w{}", i + 1);
+        let name = format!("witness.bench/w{n}");
         let cosigner =
             tlog::keys::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
                 .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
-        let url = format!("http://127.0.0.1:{port}");
-        policy.push_str(&format!(
-            "witness w{} {} {url}\n",
-            i + 1,
-            cosigner.verifier().to_vkey()
-        ));
-        let witness_dir = dir.join(format!("witness-{}", i + 1));
+        let vkey = cosigner.verifier().to_vkey();
+        policy.push_str(&format!("witness w{n} {vkey} http://127.0.0.1:{port}\n"));
+        let witness_dir = dir.join(format!("witness-{n}"));
         std::fs::create_dir_all(&witness_dir)?;
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
-        let listen = format!("127.0.0.1:{port}");
+        let key_seed = hex::encode(seed);
+        let settings =
+            format!("witness-server --listen 127.0.0.1:{port} --name {name} --key-seed {key_seed}");
         let child = Command::new(&exe)
-            .arg("witness-server")
-            .args([
-                "--listen",
-                &listen,
-                "--name",
-                &name,
-                "--key-seed",
-                &hex::encode(seed),
-            ])
+            .args(settings.split_whitespace())
             .arg("--dir")
             .arg(&witness_dir)
             .arg("--policy")
@@ -202,30 +149,23 @@ async fn start(
         guard.children.push(child);
         // Any path answers once the server listens (404 is an answer; `get` wants 2xx, so
         // probe the TCP port instead).
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", *port))
-            .await
-            .is_err()
-        {
+        let (started, listening) = (Instant::now(), || TcpStream::connect(("127.0.0.1", *port)));
+        while listening().await.is_err() {
             if started.elapsed() > Duration::from_secs(30) {
-                bail!("witness {} did not listen within 30 s", i + 1);
+                bail!("witness {n} did not listen within 30 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     let names: Vec<String> = (1..=witnesses).map(|i| format!("w{i}")).collect();
-    policy.push_str(&format!(
-        "group quorum {} {}\nquorum quorum\n",
-        args.quorum,
-        names.join(" ")
-    ));
+    let (quorum, names) = (args.quorum, names.join(" "));
+    policy.push_str(&format!("group quorum {quorum} {names}\nquorum quorum\n"));
     let policy_path = dir.join("witness-policy.txt");
     std::fs::write(&policy_path, &policy)?;
 
     // The nodes, with a [witnessing] section.
-    for id in 1..=nodes {
-        let path = dir.join(format!("node-{id}/config.toml"));
-        let mut file = node::config::NodeFile::load(&path)?;
+    for path in &configs {
+        let mut file = node::config::NodeFile::load(path)?;
         let (policy_file, fail_open, append_timeout_ms) = (policy_path.clone(), false, 10_000);
         let witnessing = node::config::WitnessingFile {
             policy_file,
@@ -233,7 +173,7 @@ async fn start(
             append_timeout_ms,
         };
         file.witnessing = Some(witnessing);
-        file.save(&path)?;
+        file.save(path)?;
     }
     let mut processes = LocalCluster::new(node_bin, &dir, &urls, &cluster_urls)?;
     processes.set_env("RUST_LOG", "warn");
@@ -270,7 +210,7 @@ async fn rounds(urls: &[String]) -> PromHistogram {
 }
 
 /// Starts the witnesses and the cluster, runs once per client count, stops everything.
-pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<WitnessingReport> {
+pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     args.run.check()?;
     anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
     anyhow::ensure!(
@@ -284,7 +224,7 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
         "starting {} witnesses and a {}-node cluster publishing with {} of their cosignatures",
         args.witnesses, args.nodes, args.quorum
     );
-    let (guard, cluster, witness_pids) = start(args, &node_bin, &parent).await?;
+    let (guard, cluster, witness_pids) = start(&args, &node_bin, &parent).await?;
     let appends = AppendsArgs::with(args.run.clone());
     let policy = cluster.witness_policy.clone().unwrap_or_default();
     let result = async {
@@ -303,18 +243,21 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
                 .iter()
                 .map(|u| u.cpu_percent / 100.0 * span.as_secs_f64())
                 .sum();
-            let witnessing = (delta.count > 0.0).then(|| WitnessingStats {
-                rounds: delta.count,
-                // Rounds happen only under load (warm-up and window), not while pre-signing.
-                rounds_per_second: delta.count
-                    / (run.window.warmup_s + run.window.measured_s).max(1e-9),
-                round_mean_ms: delta.mean() * 1000.0,
-                round_p50_ms_at_most: delta.quantile_bound(0.5) * 1000.0,
-                round_p99_ms_at_most: delta.quantile_bound(0.99) * 1000.0,
-                witness_cpu_seconds,
-                witness_cpu_ms_per_cosignature: witness_cpu_seconds * 1000.0
-                    / (delta.count * f64::from(args.witnesses)),
-                span_s: span.as_secs_f64(),
+            // Rounds (on the leader, each asks every witness once) happen only under load
+            // (warm-up and window), not while pre-signing; a round runs from the signed
+            // checkpoint to holding the quorum's cosignatures.
+            let load_s = run.window.warmup_s + run.window.measured_s;
+            let cosignatures = delta.count * f64::from(args.witnesses);
+            let witnessing = (delta.count > 0.0).then(|| {
+                serde_json::json!({
+                    "rounds": delta.count, "rounds_per_second": delta.count / load_s.max(1e-9),
+                    "round_mean_ms": delta.mean() * 1000.0,
+                    "round_p50_ms_at_most": delta.quantile_bound(0.5) * 1000.0,
+                    "round_p99_ms_at_most": delta.quantile_bound(0.99) * 1000.0,
+                    "witness_cpu_seconds": witness_cpu_seconds,
+                    "witness_cpu_ms_per_cosignature": witness_cpu_seconds * 1000.0 / cosignatures,
+                    "span_s": span.as_secs_f64(),
+                })
             });
             let run = WitnessingRun {
                 appends: run,
@@ -328,19 +271,12 @@ pub(crate) async fn run_witnessing(args: &WitnessingArgs) -> anyhow::Result<Witn
     .await;
     eprintln!("stopping the cluster and the witnesses");
     tokio::task::block_in_place(|| drop(guard));
-    Ok(WitnessingReport {
-        environment,
-        witnesses: args.witnesses,
-        quorum: args.quorum,
-        policy,
-        runs: result?,
-    })
-}
-
-/// The `witnessing` subcommand: run, print, write JSON.
-pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
-    let report = run_witnessing(&args).await?;
-    args.run.finish(&report, table)
+    let (witnesses, quorum, runs) = (args.witnesses, args.quorum, result?);
+    let report = serde_json::json!({
+        "environment": environment, "witnesses": witnesses, "quorum": quorum, "policy": policy,
+        "runs": runs,
+    });
+    args.run.finish(&report, table, true)
 }
 
 /// The columns of the `witnessing` table (also the suite report's).
@@ -352,7 +288,6 @@ const COLUMNS: &str = "clients=appends.clients | witnessed appends/s=appends.app
     | round p99 ms at most=witnessing.round_p99_ms_at_most \
     | witness CPU ms/cosignature=witnessing.witness_cpu_ms_per_cosignature:2";
 
-/// The Markdown table of a `witnessing` report.
 pub(crate) fn table(report: &serde_json::Value) -> String {
     crate::stats::table(COLUMNS, report["runs"].as_array().into_iter().flatten())
 }

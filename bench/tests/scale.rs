@@ -7,12 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use tlog::{Hash, MemoryTree};
+use tlog::MemoryTree;
 
 fn bench_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cairn-bench"))
@@ -41,32 +40,12 @@ fn dev(dir: &Path, port: u16) -> node::dev_process::DevProcess {
     node::dev_process::DevProcess::start(options).unwrap()
 }
 
-/// A plain HTTP/1.1 GET (the node answers with a length, never chunked): (status, body).
-fn get(url: &str) -> (u16, Vec<u8>) {
-    let (host, path) = url
-        .strip_prefix("http://")
-        .unwrap()
-        .split_once('/')
-        .unwrap();
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&answer[..split]).to_string();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-    );
-    (
-        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        answer[split + 4..].to_vec(),
-    )
+/// A GET with the node library's client: (status, body).
+async fn get(url: &str) -> (u16, Vec<u8>) {
+    let (client, timeout) = (node::network::http_client(), Duration::from_secs(30));
+    let answer = node::network::call(&client, "GET", url, None, String::new(), timeout).await;
+    let (status, body) = answer.unwrap();
+    (status, body.to_vec())
 }
 
 fn run_fill(dir: &Path, args: &str) -> bool {
@@ -79,8 +58,8 @@ fn run_fill(dir: &Path, args: &str) -> bool {
     command.status().unwrap().success()
 }
 
-#[test]
-fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
+#[tokio::test]
+async fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("dev");
     std::fs::create_dir_all(&dir).unwrap();
@@ -89,15 +68,12 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
 
     // 2,500 entries in batches of 1,000: two full batches and a short one.
     let json = dir.join("fill.json");
-    assert!(run_fill(
-        &dir,
-        &format!(
-            "--to 2500 --batch 1000 --in-flight 2 --json {}",
-            json.display()
-        )
-    ));
-    let fill: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("fill.json")).unwrap()).unwrap();
+    let settings = format!(
+        "--to 2500 --batch 1000 --in-flight 2 --json {}",
+        json.display()
+    );
+    assert!(run_fill(&dir, &settings));
+    let fill: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     assert_eq!(fill["from"], 0);
     assert_eq!(fill["to"], 2500);
     assert_eq!(fill["checkpoints"].as_array().unwrap().len(), 3);
@@ -113,11 +89,9 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     let logs = json["logs"].as_array().unwrap();
     let log = logs.iter().find(|log| log["name"] == "artifacts").unwrap();
     let vkey = log["verifier_key"].as_str().unwrap();
-    let mut verifiers = tlog::keys::Verifiers::new();
-    verifiers
-        .push(tlog::keys::Verifier::parse(vkey).unwrap())
-        .unwrap();
-    let (status, body) = get(&format!("{url}/api/v2/checkpoint"));
+    let verifier = tlog::keys::Verifier::parse(vkey).unwrap();
+    let verifiers = tlog::keys::Verifiers::from_verifiers([verifier]).unwrap();
+    let (status, body) = get(&format!("{url}/api/v2/checkpoint")).await;
     assert_eq!(status, 200);
     let signed = tlog::checkpoint::open(&body, &verifiers).unwrap();
     assert_eq!(signed.checkpoint.size.0, 2500);
@@ -130,7 +104,7 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
     let mut tree = MemoryTree::new();
     let mut seen = std::collections::BTreeSet::new();
     for index in 0..2500 {
-        let (status, leaf) = get(&format!("{url}/api/v2/entries/{index}"));
+        let (status, leaf) = get(&format!("{url}/api/v2/entries/{index}")).await;
         assert_eq!(status, 200, "entry {index}");
         // Canonical, as the node's own v2 path stores it.
         tlog::entry::CanonicalBody::parse(&leaf).unwrap();
@@ -138,12 +112,12 @@ fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint() {
         assert!(seen.insert(hash.0), "entry {index} is a duplicate");
         tree.append(hash).unwrap();
     }
-    let root: Hash = tree.root();
     assert_eq!(
-        root, signed.checkpoint.root,
+        tree.root(),
+        signed.checkpoint.root,
         "the leaves give the signed root"
     );
-    let (status, _) = get(&format!("{url}/api/v2/entries/2500"));
+    let (status, _) = get(&format!("{url}/api/v2/entries/2500")).await;
     assert_eq!(status, 404);
 }
 
@@ -180,15 +154,10 @@ fn scale_runs_end_to_end_at_small_sizes() {
         assert!(point["entries_after_appends"].as_u64().unwrap() >= entries);
     }
     // The cluster directory is removed unless --keep-data.
-    let left: Vec<_> = std::fs::read_dir(temp.path())
+    let names = std::fs::read_dir(temp.path())
         .unwrap()
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("cairn-bench-scale")
-        })
-        .collect();
+        .map(|entry| entry.unwrap().file_name());
+    let ours = |name: &std::ffi::OsString| name.to_string_lossy().starts_with("cairn-bench-scale");
+    let left: Vec<_> = names.filter(ours).collect();
     assert!(left.is_empty(), "{left:?}");
 }
