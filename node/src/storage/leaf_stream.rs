@@ -61,15 +61,15 @@ const RECORD: usize = HASH_LEN + 8;
 
 /// How many leaves a directory group holds, after checking its length.
 fn group_leaves(log: &str, group: u64, bytes: &[u8]) -> Result<u64, DiskError> {
-    let records = bytes.len().checked_sub(GROUP_HEADER).unwrap_or(usize::MAX);
-    if records == usize::MAX || records == 0 || !records.is_multiple_of(RECORD) {
-        return Err(corrupt_group(log, group, bytes.len()));
-    }
+    records_in(bytes, GROUP_LEAVES).ok_or_else(|| corrupt_group(log, group, bytes.len()))
+}
+
+/// How many leaf records a group of at most `most` leaves holds: `None` unless its length is
+/// a header and 1 to `most` whole records.
+fn records_in(bytes: &[u8], most: u64) -> Option<u64> {
+    let records = bytes.len().checked_sub(GROUP_HEADER)?;
     let leaves = (records / RECORD) as u64;
-    if leaves > GROUP_LEAVES {
-        return Err(corrupt_group(log, group, bytes.len()));
-    }
-    Ok(leaves)
+    (records.is_multiple_of(RECORD) && (1..=most).contains(&leaves)).then_some(leaves)
 }
 
 fn corrupt_group(log: &str, group: u64, length: usize) -> DiskError {
@@ -346,13 +346,9 @@ pub(crate) fn regroup_step(txn: &WriteTransaction, units: u64) -> Result<u64, Di
         }
         let bytes = value.value();
         let whole_group = usize_from(OLD_GROUP_LEAVES) * RECORD;
-        let records_len = bytes.len().saturating_sub(GROUP_HEADER);
-        let well_formed = bytes.len() > GROUP_HEADER
-            && records_len.is_multiple_of(RECORD)
-            && records_len <= whole_group;
         // Groups are consecutive, and only a log's last group may be partial.
         let in_order = group == next_group && records.len().is_multiple_of(whole_group);
-        if !well_formed || !in_order {
+        if records_in(bytes, OLD_GROUP_LEAVES).is_none() || !in_order {
             return Err(DiskError::corrupt(
                 "leaf_directory",
                 &format_args!("({name}, {group})"),

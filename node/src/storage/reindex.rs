@@ -38,6 +38,15 @@ pub(crate) fn drop_old_index(txn: &WriteTransaction) -> Result<bool, DiskError> 
     Ok(true)
 }
 
+/// Whether the database has table `name` (a table of an older layout, still to be moved).
+/// Looked for in a read transaction: every open asks, and nearly every database has none.
+fn has_table(db: &Database, name: &str) -> Result<bool, DiskError> {
+    Ok(db
+        .begin_read()?
+        .list_tables()?
+        .any(|table| table.name() == name))
+}
+
 /// Leaf directory groups moved per transaction, in units of `leaf_stream::REGROUP_UNIT` leaves
 /// (100 of them: 240,000 leaves, 9.6 MB of records).
 const REGROUP_UNITS: u64 = 100;
@@ -46,14 +55,8 @@ const REGROUP_UNITS: u64 = 100;
 /// (`leaf_stream::OLD_DIRECTORY`) into the current one, in bounded transactions (see
 /// [`leaf_stream::regroup_step`]); a database without the old table is left as it is.
 pub(crate) fn regroup_leaf_directory(db: &Database) -> Result<(), DiskError> {
-    let exists = || -> Result<bool, DiskError> {
-        Ok(db
-            .begin_read()?
-            .list_tables()?
-            .any(|table| table.name() == leaf_stream::OLD_DIRECTORY.name()))
-    };
     let mut moved = 0u64;
-    while exists()? {
+    while has_table(db, leaf_stream::OLD_DIRECTORY.name())? {
         let txn = begin_immediate(db)?;
         let step = leaf_stream::regroup_step(&txn, REGROUP_UNITS)?;
         txn.commit()?;
@@ -74,15 +77,8 @@ const MOVE_CHUNK: usize = 65_536;
 /// a crash part way leaves every leaf in exactly one of the two layouts and the next open
 /// goes on from there. Deletes the old table once it is empty.
 pub(crate) fn move_leaf_rows(db: &Database) -> Result<(), DiskError> {
-    // Looked for in a read transaction: every open asks, and nearly every database has none.
-    let exists = || -> Result<bool, DiskError> {
-        Ok(db
-            .begin_read()?
-            .list_tables()?
-            .any(|table| table.name() == OLD_LEAVES.name()))
-    };
     let mut moved = 0u64;
-    while exists()? {
+    while has_table(db, OLD_LEAVES.name())? {
         let txn = begin_immediate(db)?;
         let mut done = true;
         {

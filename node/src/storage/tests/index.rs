@@ -163,16 +163,14 @@ async fn a_colliding_index_pair_costs_a_read_and_changes_no_answer() {
     assert!(found.contains(&3));
 }
 
-/// Applies `leaves` to the artifact log, `batch` leaves per Raft entry (entries 1, 2, ...).
-async fn apply_in_batches(stores: &mut Stores, leaves: &[Vec<u8>], batch: usize) {
-    for (position, chunk) in leaves.chunks(batch).enumerate() {
+/// Applies `leaves` to the artifact log, `batch` leaves per Raft entry (entries `first_id`,
+/// `first_id + 1`, ...).
+async fn apply_in_batches(stores: &mut Stores, leaves: &[Vec<u8>], batch: usize, first_id: u64) {
+    for (id, chunk) in (first_id..).zip(leaves.chunks(batch)) {
         let command = append_command("artifacts", chunk.to_vec());
         stores
             .state
-            .apply(vec![entry(
-                position as u64 + 1,
-                EntryPayload::Normal(command),
-            )])
+            .apply(vec![entry(id, EntryPayload::Normal(command))])
             .await
             .unwrap();
     }
@@ -188,7 +186,7 @@ async fn an_index_built_in_bulk_holds_what_apply_kept() {
     let leaves: Vec<Vec<u8>> = (0..2000)
         .map(|i| catch_up_leaf("artifact", "bulk ", i))
         .collect();
-    apply_in_batches(&mut stores, &leaves, 97).await;
+    apply_in_batches(&mut stores, &leaves, 97, 1).await;
     let before = stores.reader.view().unwrap().index_pairs(&log);
     assert!(before.len() >= 2000);
     // 2000 leaves of 8-leaf tails in runs of 3: three level-4 runs (648 leaves each), then
@@ -235,7 +233,7 @@ async fn merges_left_by_a_flush_only_catch_up_are_finished_by_apply() {
     let leaves: Vec<Vec<u8>> = (0..4000)
         .map(|i| catch_up_leaf("artifact", "deferred ", i))
         .collect();
-    apply_in_batches(&mut stores, &leaves[..2000], 97).await;
+    apply_in_batches(&mut stores, &leaves[..2000], 97, 1).await;
     let mut before = stores.reader.view().unwrap().index_pairs(&log);
     before.sort_unstable();
     // Rebuilt as an install catches it up: three level-4 runs (a merge of them started, not
@@ -263,15 +261,7 @@ async fn merges_left_by_a_flush_only_catch_up_are_finished_by_apply() {
     }
     found_by_hash(&stores, 2000);
     // Apply pays for the merges a slice at a time, as its appends earn it.
-    for (position, chunk) in leaves[2000..].chunks(50).enumerate() {
-        let command = append_command("artifacts", chunk.to_vec());
-        let id = 1000 + position as u64;
-        stores
-            .state
-            .apply(vec![entry(id, EntryPayload::Normal(command))])
-            .await
-            .unwrap();
-    }
+    apply_in_batches(&mut stores, &leaves[2000..], 50, 1000).await;
     // The merge the install left (its three level-4 runs into one of level 5) is done; the
     // appends have started merges of their own since.
     let meta = stores.reader.view().unwrap().index_meta(&log).unwrap();
@@ -297,7 +287,7 @@ async fn a_reindexed_store_answers_as_before() {
             Arc::new(NoBundles),
         )
         .unwrap();
-        apply_in_batches(&mut stores, &leaves, 37).await;
+        apply_in_batches(&mut stores, &leaves, 37, 1).await;
         dump(&stores.reader.view().unwrap(), &both_logs())
     };
     let reindexed = super::reindex(dir.path()).unwrap();
