@@ -303,3 +303,81 @@ async fn a_reindexed_store_answers_as_before() {
     drop(stores);
     assert!(super::reindex(&dir.path().join("nowhere")).is_err());
 }
+
+/// A database whose run filters are in the layout before blocked filters gets a filter of the
+/// current layout for every run when opened (a merge in progress included), built from the
+/// run's blocks, and loses the old table; lookups stay exact, and the new filters turn away
+/// keys the runs lack.
+#[tokio::test]
+async fn run_filters_of_the_old_layout_are_rebuilt_on_open() {
+    use super::run_filter::{INDEX_FILTERS, OLD_INDEX_FILTERS, RunFilter};
+    use redb::{ReadableDatabase, ReadableTable, TableHandle};
+
+    let open = |disk: &TestDisk| {
+        Stores::open_backends_shaped(
+            InMemoryBackend::new(),
+            disk.clone(),
+            test_logs(),
+            &Blocking::Inline,
+            Arc::new(NoBundles),
+            tiny_index(),
+        )
+        .unwrap()
+    };
+    let disk = TestDisk::default();
+    let log = artifacts();
+    let leaves: Vec<Vec<u8>> = (0..1500)
+        .map(|i| catch_up_leaf("artifact", "old filters ", i))
+        .collect();
+    let before = {
+        let mut stores = open(&disk);
+        apply_in_batches(&mut stores, &leaves, 97, 1).await;
+        let before = stores.reader.view().unwrap().index_pairs(&log);
+        // The old layout: its segments in the old table (their bytes are never read again).
+        let txn = stores.state.db.begin_write().unwrap();
+        {
+            let current = txn.open_table(INDEX_FILTERS).unwrap();
+            let mut old = txn.open_table(OLD_INDEX_FILTERS).unwrap();
+            for row in current.iter().unwrap() {
+                let (key, bytes) = row.unwrap();
+                old.insert(key.value(), bytes.value()).unwrap();
+            }
+        }
+        txn.delete_table(INDEX_FILTERS).unwrap();
+        txn.commit().unwrap();
+        before
+    };
+    let stores = open(&disk);
+    let view = stores.reader.view().unwrap();
+    assert_eq!(view.index_pairs(&log), before);
+    let meta = view.index_meta(&log).unwrap();
+    let txn = stores.state.db.begin_read().unwrap();
+    assert!(
+        !txn.list_tables()
+            .unwrap()
+            .any(|table| table.name() == OLD_INDEX_FILTERS.name())
+    );
+    let filters = txn.open_table(INDEX_FILTERS).unwrap();
+    let runs = meta.runs_written();
+    assert!(runs.len() >= 3, "{meta:?}");
+    for (run, _) in runs {
+        let segments: Vec<u64> = filters
+            .range(("artifacts", run, 0)..=("artifacts", run, u64::MAX))
+            .unwrap()
+            .map(|row| row.unwrap().0.value().2)
+            .collect();
+        // From key 0 (a merge finished on open adds segments for its later slices).
+        assert_eq!(segments.first(), Some(&0), "run {run}");
+        let filter = RunFilter::read(&filters, "artifacts", run).unwrap();
+        let turned_away = (0..1000u64)
+            .filter(|&i| !filter.may_hold(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .count();
+        assert!(turned_away > 900, "run {run}: {turned_away} of 1,000");
+    }
+    for (index, leaf) in (0..).zip(&leaves) {
+        assert_eq!(
+            view.find_leaf(&log, &tlog::leaf_hash(leaf)).unwrap(),
+            Some(index)
+        );
+    }
+}
