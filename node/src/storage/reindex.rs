@@ -7,7 +7,6 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle, W
 use super::leaf_index::{self, IndexShape, IndexTables, Upkeep};
 use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, LeafStream};
 use super::rows::{TableTiles, create_state_tables};
-use super::run_filter::{INDEX_FILTERS, OLD_INDEX_FILTERS};
 use super::tables::{
     HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, MIDDLE_HASHES_BUILT,
     OLD_LEAF_INDEX, OLD_LEAVES, OLD_SEARCH, SM_META, TILE_HASHES, decode,
@@ -66,53 +65,6 @@ pub(crate) fn regroup_leaf_directory(db: &Database) -> Result<(), DiskError> {
             tracing::info!(moved, "regrouping the leaf directory");
         }
     }
-    Ok(())
-}
-
-/// Replaces the run filters of an older layout (`run_filter::OLD_INDEX_FILTERS`): writes the
-/// current filter of every run of every log from the run's blocks, one durable
-/// transaction per run, then deletes the old table. A crash part way starts over on the next
-/// open (rebuilding a filter twice gives the same filter); until then nothing else writes.
-pub(crate) fn rebuild_run_filters(db: &Database) -> Result<(), DiskError> {
-    if !has_table(db, OLD_INDEX_FILTERS.name())? {
-        return Ok(());
-    }
-    let mut runs = Vec::new();
-    {
-        let read = db.begin_read()?;
-        for row in read.open_table(INDEX_META)?.iter()? {
-            let (log, bytes) = row?;
-            let log = LogName(log.value().to_owned());
-            let meta: leaf_index::IndexMeta = decode("index_meta", &log, bytes.value())?;
-            runs.extend(
-                meta.runs_written()
-                    .into_iter()
-                    .map(|(run, entries)| (log.0.clone(), run, entries)),
-            );
-        }
-    }
-    let total = runs.len();
-    for (done, (log, run, entries)) in runs.into_iter().enumerate() {
-        let txn = begin_immediate(db)?;
-        IndexTables::open(&txn)?.rebuild_filter(&log, run, entries)?;
-        txn.commit()?;
-        tracing::info!(
-            log,
-            run,
-            entries,
-            done = done + 1,
-            total,
-            "rebuilt a run filter"
-        );
-    }
-    let txn = begin_immediate(db)?;
-    if let Some(old) = txn
-        .list_tables()?
-        .find(|table| table.name() == OLD_INDEX_FILTERS.name())
-    {
-        txn.delete_table(old)?;
-    }
-    txn.commit()?;
     Ok(())
 }
 
@@ -282,8 +234,7 @@ pub(crate) fn rebuild_leaf_index(
         INDEX_TAIL.name(),
         INDEX_BLOCKS.name(),
         INDEX_META.name(),
-        INDEX_FILTERS.name(),
-        OLD_INDEX_FILTERS.name(),
+        super::run_filter::INDEX_FILTERS.name(),
     ] {
         let handle = txn.list_tables()?.find(|handle| handle.name() == table);
         if let Some(handle) = handle {

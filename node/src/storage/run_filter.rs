@@ -23,121 +23,47 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 
-use super::DiskError;
+use super::{DiskError, usize_from};
 
-/// Filter segments: (log name, run id, first index key of the segment) → filter bytes, in the
-/// blocked layout below. (The table of the earlier layout, [`OLD_INDEX_FILTERS`], is replaced
-/// on open by [`super::reindex::rebuild_run_filters`].)
+/// Filter segments: (log name, run id, first index key of the segment) → filter bytes.
 pub(crate) const INDEX_FILTERS: TableDefinition<FilterKey, &[u8]> =
-    TableDefinition::new("run_filters");
-
-/// Filter segments of a layout that tested 7 bits anywhere in the filter: 7 cache misses per
-/// run and lookup once the filters outgrew the CPU caches (a tenth of a 10^7-entry fill's CPU).
-pub(crate) const OLD_INDEX_FILTERS: TableDefinition<FilterKey, &[u8]> =
     TableDefinition::new("index_filters");
 
 /// Key of [`INDEX_FILTERS`].
 pub(crate) type FilterKey = (&'static str, u64, u64);
 
-/// Filter bits per pair: about 1% false "maybe" with [`BLOCK_WORDS`] bits per key.
+/// Filter bits per pair: with [`PROBES`] probes, about 1% false "maybe".
 const BITS_PER_PAIR: usize = 10;
-/// A filter is an array of blocks of this many 64-bit words (64 bytes, one cache line). A key
-/// sets one bit in each word of one block, so a test reads one cache line.
-const BLOCK_WORDS: usize = 8;
-const BLOCK_BYTES: usize = BLOCK_WORDS * 8;
-/// Odd multipliers choosing the bit a key sets in each word of its block.
-const SALTS: [u64; BLOCK_WORDS] = [
-    0x47b6_137b_4497_4d91,
-    0x8824_ad5b_a2b7_289d,
-    0x7054_95c7_2df1_424b,
-    0x9efc_4947_5c6b_fb31,
-    0x9e37_79b9_7f4a_7c15,
-    0xbf58_476d_1ce4_e5b9,
-    0x94d0_49bb_1331_11eb,
-    0xd6e8_feb8_6659_fd93,
-];
+/// Bits tested per key.
+const PROBES: u64 = 7;
 
-/// A 64-bit mixer (the finalizer of MurmurHash3). Index keys are hash prefixes, but the keys of
-/// one merge slice share their high bits, so they are mixed before choosing a block.
-fn mix(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// The block a key's bits are in (of `blocks`), and its bit in each word of that block.
-fn probes(key: u64, blocks: usize) -> (usize, [u64; BLOCK_WORDS]) {
-    let h = mix(key);
-    // Multiply-shift maps the hash onto 0..blocks without a division; the result is below
-    // `blocks`, so it fits.
-    #[allow(clippy::cast_possible_truncation)]
-    let block = ((u128::from(h) * blocks as u128) >> 64) as usize;
-    let g = mix(h ^ SALTS[0]);
-    (
-        block,
-        SALTS.map(|salt| 1u64 << (g.wrapping_mul(salt) >> 58)),
-    )
-}
-
-/// The filter bytes of a segment holding `keys` (index keys).
+/// The filter bytes of a segment holding `keys` (index keys, uniformly distributed: they are
+/// hash prefixes, so they are used as the hash).
 pub(crate) fn build(keys: impl ExactSizeIterator<Item = u64>) -> Vec<u8> {
-    let mut filter = FilterBuilder::new(keys.len());
-    keys.for_each(|key| filter.insert(key));
-    filter.finish()
-}
-
-/// A filter built key by key, sized up front for the number of keys it will hold (a count off
-/// by some only changes the false "maybe" rate).
-pub(crate) struct FilterBuilder {
-    words: Vec<u64>,
-    blocks: usize,
-}
-
-impl FilterBuilder {
-    pub(crate) fn new(keys: usize) -> FilterBuilder {
-        let blocks = (keys.saturating_mul(BITS_PER_PAIR))
-            .div_ceil(BLOCK_BYTES * 8)
-            .max(1);
-        FilterBuilder {
-            words: vec![0; blocks * BLOCK_WORDS],
-            blocks,
+    let bits = (keys.len() * BITS_PER_PAIR).div_ceil(64).max(1) * 64;
+    let mut filter = vec![0u8; bits / 8];
+    for key in keys {
+        for bit in probes(key, bits as u64) {
+            filter[usize_from(bit / 8)] |= 1 << (bit % 8);
         }
     }
-
-    pub(crate) fn insert(&mut self, key: u64) {
-        let (block, bits) = probes(key, self.blocks);
-        let words = &mut self.words[block * BLOCK_WORDS..][..BLOCK_WORDS];
-        for (word, bit) in words.iter_mut().zip(bits) {
-            *word |= bit;
-        }
-    }
-
-    pub(crate) fn finish(self) -> Vec<u8> {
-        self.words
-            .iter()
-            .flat_map(|word| word.to_le_bytes())
-            .collect()
-    }
+    filter
 }
 
-/// Whether a segment's `filter` may hold `key`. A filter whose length is not a whole number of
-/// blocks is not one this code wrote, and answers "maybe" (the run is read).
+/// Whether a segment's `filter` may hold `key`.
 fn may_hold(filter: &[u8], key: u64) -> bool {
-    let blocks = filter.len() / BLOCK_BYTES;
-    if blocks == 0 || !filter.len().is_multiple_of(BLOCK_BYTES) {
+    let bits = filter.len() as u64 * 8;
+    if bits == 0 {
         return true;
     }
-    let (block, bits) = probes(key, blocks);
-    filter[block * BLOCK_BYTES..][..BLOCK_BYTES]
-        .chunks_exact(8)
-        .zip(bits)
-        .all(|(word, bit)| {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(word);
-            u64::from_le_bytes(bytes) & bit != 0
-        })
+    probes(key, bits).all(|bit| filter[usize_from(bit / 8)] & (1 << (bit % 8)) != 0)
+}
+
+/// The bits a key sets: double hashing on the key's two halves.
+fn probes(key: u64, bits: u64) -> impl Iterator<Item = u64> {
+    let first = key;
+    let step = key.rotate_left(32) | 1;
+    (0..PROBES).map(move |probe| first.wrapping_add(probe.wrapping_mul(step)) % bits)
 }
 
 /// The filter segments of one complete run, read once.
@@ -187,8 +113,7 @@ impl RunFilter {
 /// starts over (the filters are reread as lookups need them).
 #[derive(Debug, Default)]
 pub(crate) struct FilterCache {
-    /// Log name → run id → filter (looked up by `&str`, without building a key per lookup).
-    runs: HashMap<String, HashMap<u64, Arc<RunFilter>>>,
+    runs: HashMap<(String, u64), Arc<RunFilter>>,
     bytes: usize,
 }
 
@@ -202,7 +127,7 @@ impl FilterCache {
     }
 
     pub(crate) fn get(&self, log: &str, run: u64) -> Option<Arc<RunFilter>> {
-        self.runs.get(log)?.get(&run).cloned()
+        self.runs.get(&(log.to_owned(), run)).cloned()
     }
 
     pub(crate) fn insert(&mut self, log: &str, run: u64, filter: Arc<RunFilter>) {
@@ -211,10 +136,7 @@ impl FilterCache {
             self.clear();
         }
         self.bytes += bytes;
-        self.runs
-            .entry(log.to_owned())
-            .or_default()
-            .insert(run, filter);
+        self.runs.insert((log.to_owned(), run), filter);
     }
 }
 
@@ -235,21 +157,10 @@ mod tests {
         let false_maybes = (10_000..110_000)
             .filter(|&i| may_hold(&filter, key(i)))
             .count();
-        assert!(false_maybes < 1_500, "{false_maybes} of 100,000");
-        // Keys of one merge slice share their high bits; they still spread over the blocks.
-        let slice: Vec<u64> = (0..10_000).map(|i| 7 << 48 | key(i) >> 16).collect();
-        let filter = build(slice.iter().copied());
-        assert!(slice.iter().all(|&k| may_hold(&filter, k)));
-        let false_maybes = (10_000..110_000)
-            .filter(|&i| may_hold(&filter, 7 << 48 | key(i) >> 16))
-            .count();
-        assert!(false_maybes < 1_500, "{false_maybes} of 100,000");
+        assert!(false_maybes < 2_000, "{false_maybes} of 100,000");
         // An empty segment holds nothing.
         let empty = build(std::iter::empty());
         assert!((0..1000).all(|i| !may_hold(&empty, key(i))));
-        // Bytes that are not whole blocks were not written by `build`: read the run.
-        assert!(may_hold(&[0u8; 8], key(1)));
-        assert!(may_hold(&[], key(1)));
     }
 
     #[test]

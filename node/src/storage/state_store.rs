@@ -25,7 +25,7 @@ use super::leaf_index::IndexShape;
 use super::pinned_levels::PinnedLevels;
 use super::reindex::{
     IndexWork, catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index,
-    rebuild_run_filters, regroup_leaf_directory, store_middle_hashes,
+    regroup_leaf_directory, store_middle_hashes,
 };
 use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables, read_head};
 use super::snapshot::{self, CatchUpError, SnapshotBuilder};
@@ -123,7 +123,6 @@ impl StateStore {
         if rebuild {
             rebuild_leaf_index(&db, &shape, IndexWork::All)?;
         }
-        rebuild_run_filters(&db)?;
         catch_up_leaf_index(&db, &shape)?;
         let store = StateStore {
             db: Arc::new(db),

@@ -193,34 +193,6 @@ impl<'txn> IndexTables<'txn> {
         Ok(())
     }
 
-    /// Rewrites the filter of run `run` of `log` (holding about `entries` pairs) from its
-    /// blocks, as one segment from key 0 that replaces any it had. Holds one filter in memory,
-    /// not the run's keys. A merge input's blocks below the merge's boundary may be gone, and a
-    /// merge output has only the slices below it: lookups of those keys read the output, and
-    /// the output's later slices get segments of their own as they are merged.
-    pub(crate) fn rebuild_filter(
-        &mut self,
-        log: &str,
-        run: u64,
-        entries: u64,
-    ) -> Result<(), DiskError> {
-        let mut filter = run_filter::FilterBuilder::new(usize::try_from(entries).unwrap_or(0));
-        for row in self
-            .blocks
-            .range((log, run, 0, 0)..=(log, run, u64::MAX, u64::MAX))?
-        {
-            let (key, bytes) = row?;
-            for (index_key, _) in decode_block(key.value(), bytes.value())? {
-                filter.insert(index_key);
-            }
-        }
-        self.filters
-            .retain_in((log, run, 0)..=(log, run, u64::MAX), |_, _| false)?;
-        self.filters
-            .insert((log, run, 0), filter.finish().as_slice())?;
-        Ok(())
-    }
-
     /// Writes the filter segment of run `run` from key `first_key` on, over `pairs` (every
     /// pair of the run in that key range).
     fn write_filter(
@@ -393,17 +365,6 @@ impl IndexMeta {
     /// in a run.
     pub(crate) fn has_flushes(&self, head: u64, shape: &IndexShape) -> bool {
         head.saturating_sub(self.flushed) >= shape.tail_leaves.max(1)
-    }
-
-    /// Every run that has blocks, complete or the output of a merge in progress: (run id,
-    /// pairs written).
-    pub(crate) fn runs_written(&self) -> Vec<(u64, u64)> {
-        let complete = self.runs.iter().map(|run| (run.id, run.entries));
-        let merging = self
-            .merges
-            .iter()
-            .map(|merge| (merge.output, merge.written));
-        complete.chain(merging).collect()
     }
 
     /// Whether `run` is a complete run (not the output of a merge in progress).
