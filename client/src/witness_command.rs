@@ -58,6 +58,23 @@ pub(crate) struct ServeArgs {
     /// Seconds between polls (`serve` polls only if given).
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
+    #[command(flatten)]
+    logging: LogArgs,
+}
+
+/// How a long-running command writes its log lines.
+#[derive(Clone, Copy, Debug, Args)]
+pub(crate) struct LogArgs {
+    /// Log lines on standard error as text (coloured only on a terminal) or json (one object
+    /// per line, for log collectors). `RUST_LOG` filters them.
+    #[arg(long, env = "CAIRN_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +110,12 @@ pub(crate) struct MonitorArgs {
     /// Seconds between checks when following.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     interval: f64,
+    /// Print each match as one JSON object (the entry, its inclusion proof and checkpoint)
+    /// instead of one readable line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    logging: LogArgs,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -103,13 +126,32 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(input)
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // Colour codes only for a terminal: in a log file they are noise.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
+}
+
+/// One readable line for a monitor's match: index, identity, issuer, signed digest, and when
+/// the certificate became valid.
+fn match_line(found: &witness::monitor::Match) -> String {
+    format!(
+        "{}  {}  issuer {}  {}  certified {}",
+        found.index,
+        found.identity,
+        found.issuer.as_deref().unwrap_or("(none)"),
+        found.signed_digest.as_deref().unwrap_or("(unparsed entry)"),
+        found.certified_at
+    )
 }
 
 fn split_view_failure(views: &[SplitView]) -> Failure {
@@ -135,7 +177,10 @@ fn split_view_failure(views: &[SplitView]) -> Failure {
 }
 
 pub(crate) fn witness(command: &WitnessCommand) -> Result<(), Failure> {
-    init_logging();
+    init_logging(match command {
+        WitnessCommand::Serve(args) | WitnessCommand::Poll(args) => args.logging.log_format,
+        WitnessCommand::Init(_) | WitnessCommand::Gossip(_) => LogFormat::Text,
+    });
     match command {
         WitnessCommand::Init(args) => {
             std::fs::create_dir_all(&args.dir)
@@ -256,7 +301,7 @@ async fn gossip(args: &GossipArgs) -> Result<(), Failure> {
 }
 
 pub(crate) fn monitor(args: &MonitorArgs) -> Result<(), Failure> {
-    init_logging();
+    init_logging(args.logging.log_format);
     let verifier = Verifier::parse(&args.log_key)
         .context("--log-key")
         .map_err(input)?;
@@ -279,10 +324,15 @@ pub(crate) fn monitor(args: &MonitorArgs) -> Result<(), Failure> {
             match monitor.step(&cursor).await {
                 Ok((next, matches)) => {
                     for found in &matches {
-                        println!(
-                            "{}",
-                            serde_json::to_string(found).unwrap_or_else(|_| format!("{found:?}"))
-                        );
+                        if args.json {
+                            println!(
+                                "{}",
+                                serde_json::to_string(found)
+                                    .unwrap_or_else(|_| format!("{found:?}"))
+                            );
+                        } else {
+                            println!("{}", match_line(found));
+                        }
                     }
                     monitor.save_cursor(&next).map_err(input)?;
                     tracing::info!(size = next.next_index, matches = matches.len(), "checked");

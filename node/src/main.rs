@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use node::config::{NodeFile, OVERRIDABLE, Overridable};
-use node::process::{bind, raise_open_files_limit, shutdown_signal};
+use node::process::{LogFormat, bind, init_logging, raise_open_files_limit, shutdown_signal};
 use node::provision::{DEV_ORIGIN_DOMAIN, init};
 use node::tls::ClusterTls;
 use node::{Env, Node};
@@ -24,6 +24,16 @@ mod dev;
 struct Cli {
     #[command(subcommand)]
     command: Commands,
+    /// How log lines are written to standard error: text (coloured only on a terminal) or
+    /// json (one object per line, for log collectors). `RUST_LOG` filters them.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,14 +126,7 @@ fn main() -> anyhow::Result<()> {
     rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(cli.log_format, "info,openraft=warn");
     match cli.command {
         Commands::Init {
             dir,
@@ -167,7 +170,7 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(dev::dev(nodes, &dir, base_port))
+            runtime.block_on(dev::dev(nodes, &dir, base_port, cli.log_format))
         }
     }
 }

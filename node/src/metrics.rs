@@ -18,6 +18,21 @@ pub struct LogLabel {
     pub log: String,
 }
 
+/// The label set of per-member metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    /// The member's node id.
+    pub node: String,
+}
+
+/// The label set of outcome counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `issued`, or the error code the request was answered with (`invalid_token`,
+    /// `rate_limited`, `not_logged`, ...).
+    pub outcome: String,
+}
+
 /// Every metric the node exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -46,6 +61,22 @@ pub struct Metrics {
     pub witness_cosign_seconds: Histogram,
     /// Witnessing rounds that ended without a quorum.
     pub witness_quorum_failures: Counter,
+    /// 1 when this node knows a leader, refreshed on scrape.
+    pub raft_has_leader: Gauge,
+    /// 1 on a learner (a node still catching up before it votes), refreshed on scrape.
+    pub raft_is_learner: Gauge,
+    /// On the leader, Raft entries each member's replication is behind the leader's log,
+    /// refreshed on scrape (members only; a removed member's series goes).
+    pub raft_member_lag_entries: Family<NodeLabel, Gauge>,
+    /// On the leader, milliseconds since a quorum last acknowledged it (-1 elsewhere).
+    pub raft_millis_since_quorum_ack: Gauge,
+    /// Bytes free to the node on the file system of its data directory, refreshed on scrape
+    /// (absent when the node's disks are not a directory).
+    pub data_disk_available_bytes: Gauge,
+    /// Size of that file system in bytes.
+    pub data_disk_size_bytes: Gauge,
+    /// Certificate requests to the CA, by outcome.
+    pub certificate_requests: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -68,6 +99,13 @@ impl Default for Metrics {
                 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
             ]),
             witness_quorum_failures: Counter::default(),
+            raft_has_leader: Gauge::default(),
+            raft_is_learner: Gauge::default(),
+            raft_member_lag_entries: Family::default(),
+            raft_millis_since_quorum_ack: Gauge::default(),
+            data_disk_available_bytes: Gauge::default(),
+            data_disk_size_bytes: Gauge::default(),
+            certificate_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -122,6 +160,41 @@ impl Default for Metrics {
             "Witnessing rounds that ended without a quorum",
             metrics.witness_quorum_failures.clone(),
         );
+        registry.register(
+            "raft_has_leader",
+            "1 if this node knows a Raft leader",
+            metrics.raft_has_leader.clone(),
+        );
+        registry.register(
+            "raft_is_learner",
+            "1 if this node is a learner (catching up, not yet voting)",
+            metrics.raft_is_learner.clone(),
+        );
+        registry.register(
+            "raft_member_lag_entries",
+            "On the leader: Raft entries a member's replication is behind the leader's log",
+            metrics.raft_member_lag_entries.clone(),
+        );
+        registry.register(
+            "raft_millis_since_quorum_ack",
+            "On the leader: milliseconds since a quorum acknowledged it (-1 elsewhere)",
+            metrics.raft_millis_since_quorum_ack.clone(),
+        );
+        registry.register(
+            "data_disk_available_bytes",
+            "Bytes available on the file system of the data directory",
+            metrics.data_disk_available_bytes.clone(),
+        );
+        registry.register(
+            "data_disk_size_bytes",
+            "Size in bytes of the file system of the data directory",
+            metrics.data_disk_size_bytes.clone(),
+        );
+        registry.register(
+            "certificate_requests",
+            "Certificate requests to the CA, by outcome",
+            metrics.certificate_requests.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -135,5 +208,80 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The metric names in `text`: every `cairn_` word, less the sample suffixes of counters
+    /// (`_total`) and histograms (`_bucket`, `_sum`, `_count`).
+    fn names_in(text: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("cairn_") {
+            let word: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[at + word.len()..];
+            let name = ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| word.strip_suffix(suffix))
+                .unwrap_or(&word);
+            names.insert(name.to_owned());
+        }
+        names
+    }
+
+    /// The alert rules and the dashboard in `deploy/` name only metrics a node exports, so a
+    /// renamed metric cannot leave an alert that never fires.
+    #[test]
+    fn the_alert_rules_and_the_dashboard_name_only_exported_metrics() {
+        // A family is rendered once it has a label set.
+        let metrics = Metrics::default();
+        let log = LogLabel {
+            log: "artifacts".to_owned(),
+        };
+        metrics.appended_leaves.get_or_create(&log).inc();
+        metrics.duplicate_leaves.get_or_create(&log).inc();
+        metrics.tree_size.get_or_create(&log).set(1);
+        let node = NodeLabel {
+            node: "2".to_owned(),
+        };
+        metrics.raft_member_lag_entries.get_or_create(&node).set(1);
+        let outcome = OutcomeLabel {
+            outcome: "issued".to_owned(),
+        };
+        metrics.certificate_requests.get_or_create(&outcome).inc();
+        let rendered = metrics.render().unwrap();
+        let exported: BTreeSet<String> = rendered
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            exported.contains("cairn_data_disk_available_bytes"),
+            "{rendered}"
+        );
+        for (file, text) in [
+            (
+                "deploy/prometheus/cairn-alerts.yml",
+                include_str!("../../deploy/prometheus/cairn-alerts.yml"),
+            ),
+            (
+                "deploy/grafana/cairn-dashboard.json",
+                include_str!("../../deploy/grafana/cairn-dashboard.json"),
+            ),
+        ] {
+            let named = names_in(text);
+            assert!(named.len() >= 8, "{file}: {named:?}");
+            let unknown: Vec<&String> = named.difference(&exported).collect();
+            assert!(unknown.is_empty(), "{file} names {unknown:?}, not exported");
+        }
     }
 }

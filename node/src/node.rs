@@ -19,7 +19,7 @@ use crate::catch_up::SharedBundleSource;
 use crate::config::Settings;
 use crate::env::{Blocking, Checks, SharedClock, SystemClock};
 use crate::keyless::KeylessCa;
-use crate::metrics::{LogLabel, Metrics};
+use crate::metrics::{LogLabel, Metrics, NodeLabel};
 use crate::network::{HttpClient, HttpNetwork, cluster_client, http_client};
 use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer};
 use crate::state_machine::Logs;
@@ -161,6 +161,8 @@ pub struct Node {
     /// Witness cosigning and quorum publication, when configured, and its loop (stopped with
     /// the node).
     witnessing: Option<(Arc<Witnessing>, tokio::task::AbortHandle)>,
+    /// The data directory, when the disks are one (its free space is a metric).
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Node {
@@ -191,6 +193,10 @@ impl Node {
         if settings.witnessing.is_some() && env.witness_transport.is_none() {
             return Err(StartError::NoWitnessTransport);
         }
+        let data_dir = match &env.disks {
+            Disks::Dir(dir) => Some(dir.clone()),
+            Disks::Backends { .. } => None,
+        };
         let Stores { log, state, reader } = Stores::open(
             env.disks,
             settings.logs.clone(),
@@ -281,6 +287,7 @@ impl Node {
             ca,
             tsa,
             witnessing,
+            data_dir,
         }))
     }
 
@@ -414,6 +421,42 @@ impl Node {
         self.metrics
             .raft_log_index
             .set(gauge(raft.last_log_index.unwrap_or(0)));
+        self.metrics
+            .raft_has_leader
+            .set(i64::from(raft.current_leader.is_some()));
+        self.metrics
+            .raft_is_learner
+            .set(i64::from(raft.state == openraft::ServerState::Learner));
+        self.metrics
+            .raft_millis_since_quorum_ack
+            .set(raft.millis_since_quorum_ack.map_or(-1, gauge));
+        // Only current members, and only on the leader: a series per removed member or per
+        // former leadership would alert forever.
+        self.metrics.raft_member_lag_entries.clear();
+        let last = raft.last_log_index.unwrap_or(0);
+        for (member, matched) in raft.replication.iter().flatten() {
+            let lag = match matched {
+                Some(matched) => last.saturating_sub(matched.index),
+                None => last + 1,
+            };
+            self.metrics
+                .raft_member_lag_entries
+                .get_or_create(&NodeLabel {
+                    node: member.to_string(),
+                })
+                .set(gauge(lag));
+        }
+        if let Some(dir) = &self.data_dir {
+            match crate::storage::disk_space(dir) {
+                Ok((available, size)) => {
+                    self.metrics.data_disk_available_bytes.set(gauge(available));
+                    self.metrics.data_disk_size_bytes.set(gauge(size));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, dir = %dir.display(), "reading free disk space");
+                }
+            }
+        }
         for log in self.logs.iter() {
             let size = self
                 .reader

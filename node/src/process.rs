@@ -1,6 +1,6 @@
 //! What a node process needs from its operating system beyond the node: listeners that wait
-//! out a previous process's sockets, the stop signals, and enough file descriptors. Shared by
-//! `cairn-node run` and `cairn-node dev`.
+//! out a previous process's sockets, the stop signals, enough file descriptors, and its log
+//! lines on standard error. Shared by `cairn-node run` and `cairn-node dev`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -108,4 +108,31 @@ pub fn stop_children(mut children: Vec<&mut std::process::Child>, grace: Duratio
             }
         }
     }
+}
+
+/// How log lines are written to standard error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event; coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+    Json,
+}
+
+/// Sends the process's log lines to standard error in `format`, filtered by `RUST_LOG` if it
+/// is set and by `default_filter` if not.
+pub fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second subscriber (a test that set one) is not an error worth stopping for.
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
 }

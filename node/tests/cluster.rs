@@ -452,6 +452,8 @@ async fn a_learner_catches_up_and_serves_the_same_tiles() {
     // More than one full level-0 tile, so the learner must rebuild full and partial tiles.
     let mut acked = append(&cluster, &client, "early", 300).await;
 
+    // The learner logs JSON lines (read back below).
+    cluster.processes.set_env("CAIRN_LOG_FORMAT", "json");
     cluster.spawn(4);
     cluster.wait_for(4, "/healthz").await;
     let leader = cluster.leader().await;
@@ -477,18 +479,36 @@ async fn a_learner_catches_up_and_serves_the_same_tiles() {
         assert_eq!((leader_status, learner_status), (200, 200), "{path}");
         assert_eq!(leader_tile, learner_tile, "{path} differs on the learner");
     }
-    let log = std::fs::read_to_string(cluster.dir.join("node-4/node.log")).unwrap();
-    let installed = log
-        .lines()
-        .find(|line| line.contains("installed snapshot"))
-        .unwrap_or_else(|| panic!("the learner installed no snapshot:\n{log}"));
-    let fetched: u64 = installed
-        .split("leaves_fetched=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .parse()
+    // A learner says so in its metrics, and the leader reports how far behind it is.
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let (_, learner_metrics) = cluster.request("GET", 4, "/metrics", None).await.unwrap();
+    let learner_metrics = String::from_utf8_lossy(&learner_metrics);
+    assert_eq!(metric(&learner_metrics, "cairn_raft_is_learner"), Some(1.0));
+    assert_eq!(metric(&learner_metrics, "cairn_raft_has_leader"), Some(1.0));
+    assert!(metric(&learner_metrics, "cairn_data_disk_size_bytes").unwrap_or(0.0) > 0.0);
+    let (_, leader_metrics) = cluster
+        .request("GET", leader, "/metrics", None)
+        .await
         .unwrap();
+    let leader_metrics = String::from_utf8_lossy(&leader_metrics);
+    assert!(
+        metric(&leader_metrics, "cairn_raft_member_lag_entries{node=\"4\"}").is_some(),
+        "{leader_metrics}"
+    );
+    // Every line of its log is a JSON object; the install's names the leaves it fetched.
+    let log = std::fs::read_to_string(cluster.dir.join("node-4/node.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let installed = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "installed snapshot")
+        .unwrap_or_else(|| panic!("the learner installed no snapshot:\n{log}"));
+    let fetched = installed["fields"]["leaves_fetched"].as_u64().unwrap();
     assert!(
         fetched > 256,
         "the learner fetched only {fetched} leaves: {installed}"

@@ -228,6 +228,49 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     assert!(sign.status.success(), "{}", text(&sign));
     let bundle = temp.path().join("hello.txt.sigstore.json");
     assert!(bundle.exists(), "{}", text(&sign));
+    // `cairn monitor` on the artifact log reports the entry in one readable line: index,
+    // identity, the certificate's issuer, the signed digest and when it was certified.
+    let artifacts_vkey = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|log| log["name"] == "artifacts")
+        .unwrap()["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let artifacts_monitor = cairn(
+        &home,
+        &[
+            "monitor",
+            "--log",
+            &format!("{}/logs/artifacts", dev.url(0)),
+            "--log-key",
+            &artifacts_vkey,
+            "--identity",
+            "alice@example.com",
+            "--once",
+            "--cursor",
+            temp.path().join("artifacts-cursor").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        artifacts_monitor.status.success(),
+        "{}",
+        text(&artifacts_monitor)
+    );
+    let digest = tlog::entry::Digest::sha256(b"hello, cairn\n").to_hex();
+    let stdout = String::from_utf8_lossy(&artifacts_monitor.stdout);
+    let line = stdout.lines().next().unwrap_or_default();
+    assert!(
+        line.contains("alice@example.com")
+            && line.contains(&format!("issuer {issuer}"))
+            && line.contains(&format!("sha256:{digest}"))
+            && line.contains("certified 20"),
+        "{}",
+        text(&artifacts_monitor)
+    );
+    assert!(!line.starts_with('{'), "JSON only with --json: {line}");
 
     let other = temp.path().join("other.bin");
     std::fs::write(&other, b"another artifact").unwrap();

@@ -83,6 +83,15 @@ pub struct Match {
     pub inclusion_proof: Vec<String>,
     /// The signed checkpoint the proof leads to.
     pub checkpoint: String,
+    /// The OpenID Connect issuer the certificate names (Fulcio's issuer extension), if any.
+    pub issuer: Option<String>,
+    /// When the certificate became valid (RFC 3339, UTC): for a short-lived certificate, about
+    /// when the signature was made.
+    pub certified_at: String,
+    /// The digest the entry's signature covers, `algorithm:hex`: the artifact's for a
+    /// hashedrekord, the payload's for dsse and intoto. Absent for an entry that does not
+    /// parse as one of those.
+    pub signed_digest: Option<String>,
 }
 
 /// A monitor of one log.
@@ -203,8 +212,8 @@ impl Monitor {
                             index,
                             detail: e.to_string(),
                         })?;
-                if let Some(identity) = names(&entry, &self.identity) {
-                    candidates.push((leaf.0, identity, entry));
+                if let Some(certificate) = names(&entry, &self.identity) {
+                    candidates.push((leaf.0, certificate, entry));
                 }
             }
         }
@@ -218,7 +227,7 @@ impl Monitor {
             });
         }
         let mut matches = Vec::new();
-        for (index, identity, entry) in candidates {
+        for (index, certificate, entry) in candidates {
             let proof = self
                 .log
                 .inclusion_proof_from_tiles(index, size, &tiles)
@@ -229,13 +238,20 @@ impl Monitor {
                     index,
                     detail: format!("inclusion proof from the tiles: {e}"),
                 })?;
+            let signed_digest = tlog::entry::Entry::parse(&entry).ok().map(|parsed| {
+                let digest = parsed.signed_digest();
+                format!("{}:{}", digest.algorithm(), digest.to_hex())
+            });
             matches.push(Match {
                 index,
-                identity,
+                identity: certificate.identity,
                 entry: BASE64.encode(&entry),
                 tree_size: size,
                 inclusion_proof: proof.hashes.iter().map(Hash::to_base64).collect(),
                 checkpoint: text.clone(),
+                issuer: certificate.issuer,
+                certified_at: certificate.not_before,
+                signed_digest,
             });
         }
         Ok((
@@ -317,15 +333,23 @@ impl Monitor {
     }
 }
 
-/// The identity if a certificate in the entry names it in a SAN.
-pub fn names(entry: &[u8], identity: &str) -> Option<String> {
+/// A certificate in an entry that names the identity a monitor looks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedIn {
+    /// The identity (a SAN of the certificate).
+    pub identity: String,
+    /// The OpenID Connect issuer in Fulcio's issuer extension, if the certificate has one.
+    pub issuer: Option<String>,
+    /// The start of the certificate's validity, RFC 3339 in UTC.
+    pub not_before: String,
+}
+
+/// The first certificate in the entry that names `identity` in a SAN.
+pub fn names(entry: &[u8], identity: &str) -> Option<NamedIn> {
     let json: serde_json::Value = serde_json::from_slice(entry).ok()?;
     let mut strings = Vec::new();
     collect_strings(&json, &mut strings, 0);
-    strings
-        .into_iter()
-        .any(|s| string_names(s, identity))
-        .then(|| identity.to_owned())
+    strings.into_iter().find_map(|s| string_names(s, identity))
 }
 
 fn collect_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>, depth: usize) {
@@ -349,45 +373,72 @@ fn collect_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>, dep
     }
 }
 
-fn string_names(text: &str, identity: &str) -> bool {
+fn string_names(text: &str, identity: &str) -> Option<NamedIn> {
     if text.contains("-----BEGIN CERTIFICATE-----") {
         return pem_names(text.as_bytes(), identity);
     }
-    let Ok(bytes) = BASE64.decode(text) else {
-        return false;
-    };
+    let bytes = BASE64.decode(text).ok()?;
     if bytes.starts_with(b"-----BEGIN") {
         return pem_names(&bytes, identity);
     }
     der_names(&bytes, identity)
 }
 
-fn pem_names(mut pem: &[u8], identity: &str) -> bool {
+fn pem_names(mut pem: &[u8], identity: &str) -> Option<NamedIn> {
     // A chain holds at most a few certificates; stop at the first that fails to parse.
     for _ in 0..tlog::entry::PEM_CERTIFICATES_MAX {
-        let Ok((rest, block)) = x509_parser::pem::parse_x509_pem(pem) else {
-            return false;
-        };
-        if der_names(&block.contents, identity) {
-            return true;
+        let (rest, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+        if let Some(named) = der_names(&block.contents, identity) {
+            return Some(named);
         }
         pem = rest;
     }
-    false
+    None
 }
 
-fn der_names(der: &[u8], identity: &str) -> bool {
+/// Fulcio's OpenID Connect issuer extensions: 1.3.6.1.4.1.57264.1.8 (a DER UTF8String) and the
+/// deprecated 1.3.6.1.4.1.57264.1.1 (the raw string).
+const ISSUER_V2: &str = "1.3.6.1.4.1.57264.1.8";
+const ISSUER_V1: &str = "1.3.6.1.4.1.57264.1.1";
+
+fn der_names(der: &[u8], identity: &str) -> Option<NamedIn> {
     if der.first() != Some(&0x30) {
-        return false;
+        return None;
     }
-    let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der) else {
-        return false;
-    };
-    let Ok(Some(san)) = certificate.subject_alternative_name() else {
-        return false;
-    };
-    san.value.general_names.iter().any(|name| match name {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = certificate.subject_alternative_name().ok()??;
+    let named = san.value.general_names.iter().any(|name| match name {
         GeneralName::RFC822Name(value) | GeneralName::URI(value) => *value == identity,
         _ => false,
+    });
+    if !named {
+        return None;
+    }
+    let extension = |oid: &str| {
+        certificate
+            .extensions()
+            .iter()
+            .find(|extension| extension.oid.to_id_string() == oid)
+            .map(|extension| extension.value)
+    };
+    let issuer = extension(ISSUER_V2)
+        .and_then(|value| {
+            let (_, any) = x509_parser::der_parser::der::parse_der_utf8string(value).ok()?;
+            any.as_str().ok().map(str::to_owned)
+        })
+        .or_else(|| extension(ISSUER_V1).map(|value| String::from_utf8_lossy(value).into_owned()));
+    let not_before = certificate.validity().not_before.to_datetime();
+    Some(NamedIn {
+        identity: identity.to_owned(),
+        issuer,
+        not_before: format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            not_before.year(),
+            u8::from(not_before.month()),
+            not_before.day(),
+            not_before.hour(),
+            not_before.minute(),
+            not_before.second()
+        ),
     })
 }

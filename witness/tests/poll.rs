@@ -235,6 +235,16 @@ fn certificate_entry(identity: &str) -> Vec<u8> {
     } else {
         rcgen::SanType::URI(identity.try_into().unwrap())
     }];
+    // Fulcio's issuer extension (a DER UTF8String) and a known start of validity, which the
+    // monitor reports.
+    let issuer = b"https://issuer.example";
+    let mut content = vec![0x0c, u8::try_from(issuer.len()).unwrap()];
+    content.extend_from_slice(issuer);
+    params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 4, 1, 57264, 1, 8],
+        content,
+    )];
+    params.not_before = rcgen::date_time_ymd(2026, 12, 1);
     let cert = params.self_signed(&key).unwrap();
     serde_json::to_vec(&serde_json::json!({
         "apiVersion": "0.0.2",
@@ -276,6 +286,10 @@ async fn monitor_reports_identity_resumes_and_catches_a_fork() {
         vec![5, 277]
     );
     assert_eq!(cursor.next_index, 278);
+    assert_eq!(matches[0].issuer.as_deref(), Some("https://issuer.example"));
+    assert_eq!(matches[0].certified_at, "2026-12-01T00:00:00Z");
+    // Not a complete hashedrekord: nothing to say about what was signed.
+    assert_eq!(matches[0].signed_digest, None);
     monitor.save_cursor(&cursor).unwrap();
 
     // Resumed from disk: only new entries are read.

@@ -27,6 +27,7 @@ use serde::Deserialize;
 use super::log_api::{FORWARDED_BY, forward, overloaded};
 use super::{ApiError, Body, json, read_body};
 use crate::keyless::{IssueError, KeylessCa};
+use crate::metrics::OutcomeLabel;
 use crate::node::Node;
 use crate::sequencer::SequenceError;
 use crate::service;
@@ -85,7 +86,23 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let result = match (method, path.as_str()) {
-        (Method::POST, SIGNING_CERT) => signing_cert(node, &ca, request).await,
+        (Method::POST, SIGNING_CERT) => {
+            let result = signing_cert(node, &ca, request).await;
+            // A request relayed to the leader is counted there by its outcome, and here only
+            // as relayed, so that summing over the nodes counts each outcome once.
+            let outcome = match &result {
+                Ok(response) if response.extensions().get::<Relayed>().is_some() => "relayed",
+                Ok(_) => "issued",
+                Err(error) => error.code,
+            };
+            node.metrics()
+                .certificate_requests
+                .get_or_create(&OutcomeLabel {
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+            result
+        }
         (Method::GET, "/api/v2/trustBundle") => Ok(trust_bundle(&ca)),
         (Method::GET, "/api/v2/configuration") => Ok(configuration(&ca)),
         (Method::GET, "/api/v2/ctLog") => Ok(ct_log(node, &ca)),
@@ -331,5 +348,11 @@ async fn forward_to_leader(
             "leadership is changing; retry shortly",
         ));
     }
-    forward(node, SIGNING_CERT, body, authorization).await
+    let mut response = forward(node, SIGNING_CERT, body, authorization).await?;
+    response.extensions_mut().insert(Relayed);
+    Ok(response)
 }
+
+/// Marks a certificate answer relayed from the leader (for the outcome counter).
+#[derive(Clone, Copy, Debug)]
+struct Relayed;

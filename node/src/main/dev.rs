@@ -13,11 +13,17 @@ use node::config::{write_file, write_secret};
 use node::dev_process::LocalCluster;
 use node::env::SystemClock;
 use node::network::http_client;
+use node::process::LogFormat;
 use node::provision::{DEV_ORIGIN_DOMAIN, LOG_NAMES, init, random_bytes};
 
 use node::process::{bind, shutdown_signal};
 
-pub(crate) async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Result<()> {
+pub(crate) async fn dev(
+    nodes: u16,
+    dir: &Path,
+    base_port: u16,
+    log_format: LogFormat,
+) -> anyhow::Result<()> {
     if nodes == 0 || nodes > 9 {
         bail!("--nodes must be 1 to 9");
     }
@@ -64,6 +70,12 @@ pub(crate) async fn dev(nodes: u16, dir: &Path, base_port: u16) -> anyhow::Resul
     )?;
     let exe = std::env::current_exe().context("finding the cairn-node executable")?;
     let mut cluster = LocalCluster::new(&exe, &dir, &urls, &cluster_urls)?;
+    // The nodes write their lines as the supervisor was asked to.
+    let format = match log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    cluster.set_env("CAIRN_LOG_FORMAT", format);
     let result = bring_up(&dir, &mut cluster, &issuer_url).await;
     if let Err(error) = result {
         cluster.stop_all();

@@ -195,6 +195,17 @@ pub(crate) fn open_backend(backend: impl StorageBackend) -> Result<Database, Dis
     Ok(Database::builder().create_with_backend(backend)?)
 }
 
+/// Space on the file system that holds `dir`, in bytes: (available to this process, total).
+pub fn disk_space(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let stat = nix::sys::statvfs::statvfs(dir)?;
+    // The block counts are in fragments (statvfs(3)); all three are 64-bit on Linux.
+    let unit = stat.fragment_size();
+    Ok((
+        stat.blocks_available().saturating_mul(unit),
+        stat.blocks().saturating_mul(unit),
+    ))
+}
+
 /// Where a node keeps its two databases: what its environment gives it to store on.
 pub enum Disks {
     /// `raft-log.redb` and `state.redb` in this directory, created if needed (production).

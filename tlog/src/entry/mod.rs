@@ -433,6 +433,18 @@ impl Entry {
         }
     }
 
+    /// The digest the entry's signatures cover: the artifact's for a hashedrekord, the
+    /// payload's for dsse and intoto (what a monitor reports as what was signed).
+    pub fn signed_digest(&self) -> &Digest {
+        match self {
+            Entry::HashedRekordV001(entry) => entry.digest(),
+            Entry::HashedRekordV002(entry) => entry.digest(),
+            Entry::DsseV001(entry) => entry.payload_hash(),
+            Entry::DsseV002(entry) => entry.payload_hash(),
+            Entry::IntotoV002(entry) => entry.payload_hash(),
+        }
+    }
+
     fn to_json(&self) -> Value {
         let spec = match self {
             Entry::HashedRekordV001(entry) => entry.spec_json(),
