@@ -155,15 +155,18 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     // A witness polling the empty certificate log cosigns its size-0 checkpoint (and, at the
     // end of the test, the grown log, consistent with it); `cairn monitor` starts on it.
     let logs = get_json(&format!("{}/logs", dev.url(0)));
-    let vkey = logs["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|log| log["name"] == "certificates")
-        .unwrap()["verifier_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let verifier_key = |name: &str| {
+        logs["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|log| log["name"] == name)
+            .unwrap()["verifier_key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let vkey = verifier_key("certificates");
     let certificates_url = format!("{}/logs/certificates", dev.url(0));
     let policy = temp.path().join("witness-policy.txt");
     std::fs::write(&policy, format!("log {vkey} {certificates_url}\n")).unwrap();
@@ -230,15 +233,7 @@ fn sign_attest_and_verify_against_a_dev_cluster() {
     assert!(bundle.exists(), "{}", text(&sign));
     // `cairn monitor` on the artifact log reports the entry in one readable line: index,
     // identity, the certificate's issuer, the signed digest and when it was certified.
-    let artifacts_vkey = logs["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|log| log["name"] == "artifacts")
-        .unwrap()["verifier_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let artifacts_vkey = verifier_key("artifacts");
     let artifacts_monitor = cairn(
         &home,
         &[
