@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cluster::{Cluster, ProcessUsage, PromHistogram};
 use crate::net::{Answer, Connection};
-use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Window, Workload};
+use crate::run::{self, Context, Done, Failure, RunArgs, Target, Window, Workload};
 use crate::stats::{self, LatencySummary};
 use crate::verify::ResponseVerifier;
 use crate::workload::Prepared;
@@ -74,22 +74,6 @@ pub(crate) enum EntryKind {
     Hashedrekord,
 }
 
-/// The Raft batches the leader proposed during the window (from its own histograms).
-#[derive(Debug, Serialize)]
-pub(crate) struct BatchStats {
-    /// Which node (1-based, in URL order) led at the end of the window.
-    pub(crate) leader: usize,
-    pub(crate) batches: f64,
-    pub(crate) batches_per_second: f64,
-    pub(crate) mean_leaves: f64,
-    /// Bucket upper bounds: "at most this many leaves" for half / 99% of the batches.
-    pub(crate) p50_leaves_at_most: f64,
-    pub(crate) p99_leaves_at_most: f64,
-    pub(crate) commit_mean_ms: f64,
-    pub(crate) commit_p50_ms_at_most: f64,
-    pub(crate) commit_p99_ms_at_most: f64,
-}
-
 #[derive(Debug, Serialize)]
 pub(crate) struct RunResult {
     pub(crate) nodes: usize,
@@ -109,7 +93,8 @@ pub(crate) struct RunResult {
     pub(crate) presign_per_second: f64,
     pub(crate) checkpoint_signatures_verified: u64,
     pub(crate) node_usage: Vec<ProcessUsage>,
-    pub(crate) batches: Option<BatchStats>,
+    /// The Raft batches the leader proposed during the window (from its own histograms).
+    pub(crate) batches: Option<serde_json::Value>,
     #[serde(flatten)]
     pub(crate) window: Window,
 }
@@ -133,7 +118,7 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
             "--rate must be a positive number of appends per second"
         );
     }
-    let environment = Environment::read();
+    let environment = run::environment();
     let mut runs = Vec::new();
     if !args.urls.is_empty() || args.cluster_json.is_some() {
         let cluster = if let Some(path) = &args.cluster_json {
@@ -165,11 +150,8 @@ pub(crate) async fn run_all(
     cluster: &Cluster,
     runs: &mut Vec<RunResult>,
 ) -> anyhow::Result<()> {
-    for &clients in &args.run.clients {
-        let result = run_once(args, cluster, clients).await?;
-        run::print_run(COLUMNS, &result);
-        runs.push(result);
-    }
+    let once = async |clients| run_once(args, cluster, clients).await;
+    runs.extend(args.run.each(COLUMNS, once).await?);
     Ok(())
 }
 
@@ -372,7 +354,7 @@ fn batch_stats(
     before: &[Option<String>],
     after: &[Option<String>],
     window: Duration,
-) -> Option<BatchStats> {
+) -> Option<serde_json::Value> {
     let leader = (after.iter()).position(|text| text.as_deref().is_some_and(run::is_leader))?;
     let (before, after) = (
         before.get(leader)?.as_deref()?,
@@ -384,17 +366,17 @@ fn batch_stats(
     };
     let leaves = delta("cairn_batch_leaves")?;
     let commit = delta("cairn_commit_seconds")?;
-    Some(BatchStats {
-        leader: leader + 1,
-        batches: leaves.count,
-        batches_per_second: leaves.count / window.as_secs_f64().max(1e-9),
-        mean_leaves: leaves.mean(),
-        p50_leaves_at_most: leaves.quantile_bound(0.5),
-        p99_leaves_at_most: leaves.quantile_bound(0.99),
-        commit_mean_ms: commit.mean() * 1000.0,
-        commit_p50_ms_at_most: commit.quantile_bound(0.5) * 1000.0,
-        commit_p99_ms_at_most: commit.quantile_bound(0.99) * 1000.0,
-    })
+    // `leader`: which node (1-based, in URL order) led at the end of the window; the
+    // `_at_most` figures are bucket upper bounds ("at most this many leaves" for half / 99% of
+    // the batches).
+    Some(serde_json::json!({
+        "leader": leader + 1, "batches": leaves.count,
+        "batches_per_second": leaves.count / window.as_secs_f64().max(1e-9),
+        "mean_leaves": leaves.mean(), "p50_leaves_at_most": leaves.quantile_bound(0.5),
+        "p99_leaves_at_most": leaves.quantile_bound(0.99), "commit_mean_ms": commit.mean() * 1000.0,
+        "commit_p50_ms_at_most": commit.quantile_bound(0.5) * 1000.0,
+        "commit_p99_ms_at_most": commit.quantile_bound(0.99) * 1000.0,
+    }))
 }
 
 /// The columns of the `appends` table (also the suite report's), one row per run.
@@ -435,11 +417,15 @@ mod tests {
         let before = [scrape(false, 0, 0), scrape(true, 0, 0), None];
         let after = [scrape(false, 50, 500), scrape(true, 10, 100), None];
         let stats = batch_stats(&before, &after, Duration::from_secs(2)).unwrap();
-        assert_eq!(stats.leader, 2);
-        assert!((stats.batches - 10.0).abs() < 1e-9);
-        assert!((stats.batches_per_second - 5.0).abs() < 1e-9);
-        assert!((stats.mean_leaves - 10.0).abs() < 1e-9);
-        assert!((stats.commit_mean_ms - 10.0).abs() < 1e-9);
+        assert_eq!(stats["leader"], 2);
+        for (key, want) in [
+            ("batches", 10.0),
+            ("batches_per_second", 5.0),
+            ("mean_leaves", 10.0),
+            ("commit_mean_ms", 10.0),
+        ] {
+            assert!((stats[key].as_f64().unwrap() - want).abs() < 1e-9, "{key}");
+        }
         assert!(batch_stats(&before, &[None, None, None], Duration::from_secs(1)).is_none());
     }
 }

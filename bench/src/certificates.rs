@@ -13,8 +13,8 @@ use client::certificate::SigningCertificate;
 use client::time::UnixMillis;
 
 use crate::net::{Answer, Connection};
-use crate::run::{self, Context, Done, Environment, Failure, RunArgs, Target, Workload};
-use crate::stats::{LatencySummary, per_second};
+use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
+use crate::stats::per_second;
 
 /// The `certificates` subcommand's arguments.
 #[derive(clap::Args, Debug)]
@@ -26,19 +26,6 @@ pub(crate) struct CertificatesArgs {
     /// Cluster size to start.
     #[arg(long, default_value_t = 3)]
     nodes: u16,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct CertificatesRun {
-    nodes: usize,
-    fsync: &'static str,
-    /// Certificates issued, logged twice (precertificate and certificate) and checked.
-    certificates_per_second: f64,
-    verified_certificates: u64,
-    latency: LatencySummary,
-    node_usage: Vec<crate::cluster::ProcessUsage>,
-    #[serde(flatten)]
-    window: run::Window,
 }
 
 /// A client's checks of one answer: its certificate chains to a CA of the trusted root and
@@ -110,7 +97,7 @@ impl Workload for CertificateLoad {
 
 pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     args.run.check()?;
-    let environment = Environment::read();
+    let environment = run::environment();
     let cluster = args.run.start_cluster(
         args.nodes,
         &[("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")],
@@ -125,7 +112,7 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
 async fn run(
     args: &CertificatesArgs,
     cluster: &crate::cluster::Cluster,
-) -> anyhow::Result<Vec<CertificatesRun>> {
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let issuer = cluster.dev_issuer().context("no dev issuer")?;
     let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
     let load = Arc::new(CertificateLoad {
@@ -134,25 +121,21 @@ async fn run(
         issuer,
         timeout: args.run.timeout(),
     });
-    let mut runs = Vec::new();
-    for &clients in &args.run.clients {
+    let once = async |clients| {
         let mut phases = args.run.phases(clients);
         phases.unit = "certificates";
         let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
         let (ok, latencies) = measured.total(&[]);
-        let run = CertificatesRun {
-            nodes: cluster.urls.len(),
-            fsync: crate::appends::FSYNC,
-            certificates_per_second: per_second(ok, measured.window),
-            verified_certificates: ok,
-            latency: latencies.summary(),
-            node_usage: measured.processes,
-            window: measured.record,
-        };
-        run::print_run(COLUMNS, &run);
-        runs.push(run);
-    }
-    Ok(runs)
+        // A certificate counts once issued, logged twice (precertificate and certificate) and
+        // checked.
+        anyhow::Ok(measured.record.with(serde_json::json!({
+            "nodes": cluster.urls.len(), "fsync": crate::appends::FSYNC,
+            "certificates_per_second": per_second(ok, measured.window),
+            "verified_certificates": ok, "latency": latencies.summary(),
+            "node_usage": measured.processes,
+        })))
+    };
+    args.run.each(COLUMNS, once).await
 }
 
 /// The columns of the `certificates` table (also the suite report's).

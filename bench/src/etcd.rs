@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use crate::cluster::{ProcessUsage, Started};
-use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
+use crate::run::{self, Context, Done, Failure, Phases, RunArgs, Target, Workload};
 use crate::stats::{LatencySummary, per_second};
 
 /// Every `READBACK_EVERY`th put of each client is read back after the run.
@@ -356,7 +356,7 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let find = || crate::cluster::find_binary("etcd", INSTALL_HINT);
     let etcd_bin = args.etcd_bin.clone().map_or_else(find, Ok)?;
     let etcd_version = etcd_version(&etcd_bin)?;
-    let environment = Environment::read();
+    let environment = run::environment();
     eprintln!("peer: {etcd_version}");
 
     // Cairn first.
@@ -386,20 +386,14 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let members = usize::from(members);
     let mut etcd_cluster = EtcdCluster::start(&etcd_bin, members, &args.run.parent()).await?;
     etcd_cluster.processes.keep = args.run.keep_data;
-    let mut etcd_runs = Vec::new();
-    let result = async {
-        for &clients in &args.run.clients {
-            eprintln!("etcd, {clients} clients");
-            let run = run_puts(&etcd_cluster, args.run.phases(clients), value_bytes).await?;
-            crate::run::print_run(COLUMNS, &run);
-            etcd_runs.push(run);
-        }
-        anyhow::Ok(())
-    }
-    .await;
+    let once = async |clients| {
+        eprintln!("etcd, {clients} clients");
+        run_puts(&etcd_cluster, args.run.phases(clients), value_bytes).await
+    };
+    let result = args.run.each(COLUMNS, once).await;
     eprintln!("stopping the etcd cluster");
     tokio::task::block_in_place(|| drop(etcd_cluster));
-    result?;
+    let etcd_runs = result?;
 
     // One comparison per client count; the ratio is Cairn appends/s ÷ etcd puts/s (the target
     // is at least 3).

@@ -471,11 +471,7 @@ async fn progress(applied: Arc<AtomicU64>, total: u64, started: Instant) {
             (done - last) as f64 / interval.period().as_secs_f64()
         );
         last = done;
-        if terminal {
-            eprint!("\r{line}\x1b[K");
-        } else {
-            eprintln!("{line}");
-        }
+        crate::run::progress_line(terminal, &line);
     }
 }
 

@@ -14,18 +14,19 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
-use serde::Serialize;
+use serde_json::json;
 use tlog::tile::Tile;
 use tlog::tile::TileKind::Hashes;
 use tlog::{Hash, MemoryTree, TreeSize};
 use tokio::time::Instant;
 
 use crate::appends::AppendLoad;
-use crate::cluster::{Cluster, ProcessUsage};
+use crate::cluster::Cluster;
 use crate::net::{Answer, Connection};
-use crate::run::{self, Context, Done, Environment, Failure, Phases, RunArgs, Target, Workload};
-use crate::stats::{Latencies, LatencySummary, per_second};
-use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
+use crate::run::{self, Context, Done, Failure, Phases, RunArgs, Target, Workload};
+use crate::stats::{Latencies, per_second};
+use crate::verify::{ResponseVerifier, proof_kind};
+use client::log_entry::{verify_consistency_answer, verify_inclusion_answer};
 
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ReadsArgs {
@@ -253,12 +254,14 @@ impl Reference {
                     .leaf_hashes
                     .get(at(index)?)
                     .ok_or("verify: wrong parameters")?;
-                check_inclusion(body, index, self.size, leaf, &self.root)?;
+                verify_inclusion_answer(body, (index, leaf), (self.size, &self.root))
+                    .map_err(|error| proof_kind(&error))?;
             }
             Read::Consistency(old) => {
                 let old_root = tlog::tree::root_at(&self.tree.store, TreeSize(old))
                     .map_err(|_| "verify: wrong parameters")?;
-                check_consistency(body, (old, &old_root), (self.size, &self.root))?;
+                verify_consistency_answer(body, (old, &old_root), (self.size, &self.root))
+                    .map_err(|error| proof_kind(&error))?;
             }
         }
         Ok(())
@@ -408,32 +411,6 @@ async fn reference(cluster: &Cluster, verifier: &ResponseVerifier) -> anyhow::Re
     tokio::task::block_in_place(|| Reference::build(size, root, &bundles))
 }
 
-/// Latency and count of one kind of operation in the window.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct KindResult {
-    pub(crate) verified: u64,
-    pub(crate) per_second: f64,
-    pub(crate) latency: LatencySummary,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ReadsRun {
-    pub(crate) nodes: usize,
-    pub(crate) appends_percent: f64,
-    pub(crate) tree_size: u64,
-    /// Verified reads of every kind per second.
-    pub(crate) reads_per_second: f64,
-    pub(crate) reads_latency: LatencySummary,
-    /// Verified appends per second (mix only).
-    pub(crate) appends_per_second: f64,
-    pub(crate) appends_latency: LatencySummary,
-    pub(crate) by_kind: BTreeMap<String, KindResult>,
-    pub(crate) presigned_exhausted: bool,
-    pub(crate) node_usage: Vec<ProcessUsage>,
-    #[serde(flatten)]
-    pub(crate) window: run::Window,
-}
-
 /// The `reads` and `mix` subcommands: start a cluster, pre-fill it, run once per client count.
 pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
     args.run.check()?;
@@ -448,7 +425,7 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
         "--appends-percent must be 0 to 100"
     );
     let mix = parse_read_mix(&args.read_mix)?;
-    let environment = Environment::read();
+    let environment = run::environment();
     let cluster = args.run.start_cluster(args.nodes, &[])?;
     let timeout = args.run.timeout();
     let result = async {
@@ -485,7 +462,7 @@ async fn run_once(
     (reference, verifier): (&Arc<Reference>, &Arc<ResponseVerifier>),
     (mix, appends_percent): (&[(ReadKind, u32)], f64),
     clients: usize,
-) -> anyhow::Result<ReadsRun> {
+) -> anyhow::Result<serde_json::Value> {
     let appends = if appends_percent > 0.0 {
         let share = appends_percent / 100.0 * (args.run.warmup + args.run.duration);
         // A count of requests: `as` saturates for absurd durations instead of wrapping.
@@ -521,43 +498,36 @@ async fn run_once(
         || (0, Latencies::new()),
         |(count, latencies)| (*count, latencies.clone()),
     );
-    Ok(ReadsRun {
-        nodes: cluster.urls.len(),
-        appends_percent,
-        tree_size: reference.size,
-        reads_per_second: per_second(reads_ok, window),
-        reads_latency: reads.summary(),
-        appends_per_second: per_second(appends_ok, window),
-        appends_latency: appends.summary(),
-        by_kind: (measured.kinds.iter())
-            .filter(|(label, _)| **label != "appends")
-            .map(|(label, (count, latencies))| {
-                let per_second = per_second(*count, window);
-                let (verified, latency) = (*count, latencies.summary());
-                (
-                    (*label).to_string(),
-                    KindResult {
-                        verified,
-                        per_second,
-                        latency,
-                    },
-                )
-            })
-            .collect(),
-        presigned_exhausted: measured.exhausted,
-        node_usage: measured.processes,
-        window: measured.record,
-    })
+    // Each kind of read on its own: its count and latency in the window.
+    let by_kind: serde_json::Map<String, serde_json::Value> = (measured.kinds.iter())
+        .filter(|(label, _)| **label != "appends")
+        .map(|(label, (count, latencies))| {
+            let (per_second, latency) = (per_second(*count, window), latencies.summary());
+            let kind = json!({ "verified": count, "per_second": per_second, "latency": latency });
+            ((*label).to_string(), kind)
+        })
+        .collect();
+    // `reads_per_second`: verified reads of every kind; `appends_per_second`: mix only.
+    Ok(measured.record.with(json!({
+        "nodes": cluster.urls.len(), "appends_percent": appends_percent,
+        "tree_size": reference.size, "reads_per_second": per_second(reads_ok, window),
+        "reads_latency": reads.summary(), "appends_per_second": per_second(appends_ok, window),
+        "appends_latency": appends.summary(), "by_kind": by_kind,
+        "presigned_exhausted": measured.exhausted, "node_usage": measured.processes,
+    })))
 }
 
 /// Prints a run's row and each kind of read.
-fn print_run(run: &ReadsRun) {
+fn print_run(run: &serde_json::Value) {
     run::print_run(COLUMNS, run);
-    for (kind, result) in &run.by_kind {
-        let latency = &result.latency;
+    for (kind, result) in run["by_kind"].as_object().into_iter().flatten() {
+        let ms = |key: &str| result["latency"][key].as_f64().unwrap_or(0.0);
+        let per_second = result["per_second"].as_f64().unwrap_or(0.0);
         println!(
-            "  {kind:<14} {:>8.0}/s  p50 {:.2}  p99 {:.2}  max {:.2} ms",
-            result.per_second, latency.p50_ms, latency.p99_ms, latency.max_ms
+            "  {kind:<14} {per_second:>8.0}/s  p50 {:.2}  p99 {:.2}  max {:.2} ms",
+            ms("p50_ms"),
+            ms("p99_ms"),
+            ms("max_ms")
         );
     }
 }

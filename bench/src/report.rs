@@ -94,7 +94,7 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
     }
     let targets = targets(&parts);
     let report = json!({
-        "environment": crate::run::Environment::read(),
+        "environment": crate::run::environment(),
         "quick": args.quick,
         "seconds_per_part": timings,
         "targets": targets,
@@ -166,10 +166,7 @@ fn list<'a>(parts: &'a Map<String, Value>, part: &str, key: &str) -> &'a [Value]
 
 /// The number at `path` (dot-separated keys), 0 if there is none.
 fn f(value: &Value, path: &str) -> f64 {
-    path.split('.')
-        .fold(value, |value, key| &value[key])
-        .as_f64()
-        .unwrap_or(0.0)
+    stats::at(value, path).as_f64().unwrap_or(0.0)
 }
 
 /// The scale curve as line charts, one per cost, in Mermaid, which GitHub draws from the text:
@@ -213,19 +210,11 @@ fn scale_charts(points: &[Value]) -> String {
 
 /// Where a run's CPU went, from its profile: "node 1 (leader) CPU: redb 13%, kernel 31%, ...".
 fn bottleneck(run: &Value) -> String {
-    let Some(components) = run["profile"]["components"].as_array() else {
+    if !run["profile"]["components"].is_array() {
         return "no profile recorded".to_owned();
-    };
-    let share = |c: &Value| {
-        format!(
-            "{} {:.0}%",
-            c["name"].as_str().unwrap_or("?"),
-            f(c, "percent")
-        )
-    };
-    let top: Vec<String> = components.iter().take(4).map(share).collect();
+    }
     let process = run["profile"]["process"].as_str().unwrap_or("leader");
-    let mut text = format!("{process} CPU: {}", top.join(", "));
+    let mut text = format!("{process} CPU: {}", stats::hottest(&run["profile"], 4));
     let (machine, nodes) = (f(run, "machine_cpu_percent"), cpu(run, "node_usage"));
     if machine > 0.0 {
         let _ = write!(

@@ -135,6 +135,21 @@ impl RunArgs {
         Duration::from_secs_f64(self.timeout)
     }
 
+    /// Runs `once` for each `--clients` value, printing each run as a row of `columns`.
+    pub(crate) async fn each<T: Serialize>(
+        &self,
+        columns: &str,
+        mut once: impl AsyncFnMut(usize) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Vec<T>> {
+        let mut runs = Vec::new();
+        for &clients in &self.clients {
+            let run = once(clients).await?;
+            print_run(columns, &run);
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
     /// Writes the report to `--json` and its Markdown table (`table` of its JSON) to
     /// `--markdown`, and prints the table unless it is the one row `print_run` already printed.
     pub(crate) fn finish(
@@ -265,8 +280,8 @@ struct Live {
 /// What one client saw inside the measured window.
 #[derive(Debug, Default)]
 struct ClientStats {
-    /// Count and latencies by label, in the order first seen.
-    kinds: Vec<(&'static str, u64, Latencies)>,
+    /// Count and latencies by label.
+    kinds: BTreeMap<&'static str, (u64, Latencies)>,
     duplicates: u64,
     errors: Tally,
     retries: Tally,
@@ -377,6 +392,18 @@ pub(crate) struct Window {
     pub(crate) load_average_after: String,
 }
 
+impl Window {
+    /// A run record: `fields`, then the window's (as `#[serde(flatten)]` adds them).
+    pub(crate) fn with(&self, mut fields: serde_json::Value) -> serde_json::Value {
+        if let (Some(record), Ok(serde_json::Value::Object(window))) =
+            (fields.as_object_mut(), serde_json::to_value(self))
+        {
+            record.extend(window);
+        }
+        fields
+    }
+}
+
 impl Measured {
     /// The count and latencies of every label but those in `except`, together.
     pub(crate) fn total(&self, except: &[&str]) -> (u64, Latencies) {
@@ -483,7 +510,7 @@ pub(crate) async fn measure<W: Workload>(
     };
     for stats in &all_stats {
         let stats = lock(stats);
-        for (label, count, latencies) in &stats.kinds {
+        for (label, (count, latencies)) in &stats.kinds {
             let slot = measured
                 .kinds
                 .entry(*label)
@@ -554,15 +581,10 @@ async fn run_client<W: Workload>(
                 if counted {
                     let mut stats = lock(&stats);
                     stats.duplicates += u64::from(done.duplicate);
-                    let at = match stats.kinds.iter().position(|(l, ..)| *l == done.label) {
-                        Some(at) => at,
-                        None => {
-                            stats.kinds.push((done.label, 0, Latencies::new()));
-                            stats.kinds.len() - 1
-                        }
-                    };
-                    stats.kinds[at].1 += 1;
-                    stats.kinds[at].2.record(finished - started);
+                    let kind =
+                        (stats.kinds.entry(done.label)).or_insert_with(|| (0, Latencies::new()));
+                    kind.0 += 1;
+                    kind.1.record(finished - started);
                 }
             }
             Err(Failure::Exhausted) => {
@@ -616,11 +638,7 @@ async fn progress(state: Arc<State>) -> Vec<u64> {
             live.in_flight.load(Ordering::Relaxed),
         );
         (last, last_writes) = (ok, writes);
-        if terminal {
-            eprint!("\r{line}\x1b[K");
-        } else {
-            eprintln!("{line}");
-        }
+        progress_line(terminal, &line);
         tick += Duration::from_secs(1);
         if state.finished.load(Ordering::Relaxed)
             || (tick > state.end && Instant::now() >= state.end)
@@ -632,6 +650,15 @@ async fn progress(state: Arc<State>) -> Vec<u64> {
         eprintln!();
     }
     timeline
+}
+
+/// Prints a progress line on stderr: over the last one on a terminal, else a line of its own.
+pub(crate) fn progress_line(terminal: bool, line: &str) {
+    if terminal {
+        eprint!("\r{line}\x1b[K");
+    } else {
+        eprintln!("{line}");
+    }
 }
 
 /// Load average, to tell a quiet machine from one that is also building.
@@ -684,49 +711,37 @@ fn start_profile(
     crate::profile::start(pid, process, window.as_secs_f64(), &data)
 }
 
-/// The machine and code a report belongs to.
-#[derive(Debug, Serialize)]
-pub(crate) struct Environment {
-    pub(crate) cpu_model: String,
-    pub(crate) cores: usize,
-    pub(crate) memory_gib: f64,
-    pub(crate) commit: String,
-    pub(crate) date: String,
-}
-
-impl Environment {
-    /// Best effort: the report says "unknown" rather than failing the run. Says it on stderr.
-    pub(crate) fn read() -> Environment {
-        let file = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
-        let field = |text: &str, name: &str| {
-            let line = text.lines().find_map(|line| line.strip_prefix(name));
-            line.map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-        };
-        let command = |program: &str, args: &[&str]| {
-            let output = std::process::Command::new(program)
-                .args(args)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .output();
-            let output = output.ok().filter(|output| output.status.success());
-            output.map_or_else(
-                || "unknown".to_string(),
-                |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
-            )
-        };
-        let memory_kib: f64 = field(&file("/proc/meminfo"), "MemTotal:")
-            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0);
-        let environment = Environment {
-            cpu_model: field(&file("/proc/cpuinfo"), "model name").unwrap_or("unknown".into()),
-            cores: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-            memory_gib: memory_kib / 1024.0 / 1024.0,
-            commit: command("git", &["rev-parse", "--short", "HEAD"]),
-            date: command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        };
-        eprintln!(
-            "machine: {} ({} cores, {:.1} GiB), commit {}",
-            environment.cpu_model, environment.cores, environment.memory_gib, environment.commit
-        );
-        environment
-    }
+/// The machine and code a report belongs to. Best effort: the report says "unknown" rather
+/// than failing the run. Says it on stderr.
+pub(crate) fn environment() -> serde_json::Value {
+    let file = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let field = |text: &str, name: &str| {
+        let line = text.lines().find_map(|line| line.strip_prefix(name));
+        line.map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+    };
+    let command = |program: &str, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output();
+        let output = output.ok().filter(|output| output.status.success());
+        output.map_or_else(
+            || "unknown".to_string(),
+            |output| String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        )
+    };
+    let memory_kib: f64 = field(&file("/proc/meminfo"), "MemTotal:")
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let cpu_model = field(&file("/proc/cpuinfo"), "model name").unwrap_or("unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let (memory_gib, commit) = (
+        memory_kib / 1024.0 / 1024.0,
+        command("git", &["rev-parse", "--short", "HEAD"]),
+    );
+    eprintln!("machine: {cpu_model} ({cores} cores, {memory_gib:.1} GiB), commit {commit}");
+    serde_json::json!({
+        "cpu_model": cpu_model, "cores": cores, "memory_gib": memory_gib, "commit": commit,
+        "date": command("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+    })
 }

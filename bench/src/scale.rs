@@ -19,9 +19,10 @@ use crate::appends::{AppendsArgs, RunResult};
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
-use crate::run::{Environment, RunArgs};
-use crate::stats::{Latencies, LatencySummary};
-use crate::verify::{ResponseVerifier, check_consistency, check_inclusion};
+use crate::run::{self, RunArgs};
+use crate::stats::Latencies;
+use crate::verify::{ResponseVerifier, proof_kind};
+use client::log_entry::{verify_consistency_answer, verify_inclusion_answer};
 
 /// The most sizes one run measures.
 const SIZES_MAX: usize = 16;
@@ -76,21 +77,6 @@ pub(crate) struct ScaleArgs {
     pub(crate) fill_in_flight: usize,
 }
 
-/// The measurements at one size.
-#[derive(Debug, Serialize)]
-pub(crate) struct ScalePoint {
-    /// Entries in the artifact log when measured (appends of earlier points included).
-    pub(crate) entries: u64,
-    /// The fill to this size (its checkpoints left out).
-    pub(crate) fill: FillResult,
-    pub(crate) disk: DiskUsage,
-    pub(crate) proofs: ProofStats,
-    pub(crate) catch_up: Option<CatchUp>,
-    pub(crate) appends: RunResult,
-    /// The log's size after the append run (where the next fill starts).
-    pub(crate) entries_after_appends: u64,
-}
-
 /// One node's databases, right after the fill (cluster stopped).
 #[derive(Debug, Serialize)]
 pub(crate) struct NodeDisk {
@@ -103,45 +89,6 @@ pub(crate) struct NodeDisk {
     pub(crate) state_file_bytes: u64,
     /// Blocks actually allocated for everything in the data directory.
     pub(crate) allocated_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct DiskUsage {
-    pub(crate) nodes: Vec<NodeDisk>,
-    /// Means over the nodes, per entry of the artifact log (`state_bytes`: the blocks
-    /// `state.redb` occupies).
-    pub(crate) state_bytes_per_entry: f64,
-    pub(crate) raft_log_bytes_per_entry: f64,
-    pub(crate) total_bytes_per_entry: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ProofStats {
-    /// The checkpoint the proofs were checked against.
-    pub(crate) tree_size: u64,
-    /// `GET entries/<index>`: the leaf whose inclusion is then proved.
-    pub(crate) entry_reads: LatencySummary,
-    /// `GET proof/inclusion?index=&tree_size=`, verified from the leaf to the signed root.
-    pub(crate) inclusion: LatencySummary,
-    /// `GET proof/consistency?old=&new=`, verified between two signed roots.
-    pub(crate) consistency: LatencySummary,
-    /// Inclusion and consistency proofs per second over the measurement (all clients).
-    pub(crate) proofs_per_second: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct CatchUp {
-    pub(crate) node_id: u64,
-    pub(crate) tree_size: u64,
-    /// From asking the leader to add the learner to the learner serving the leader's latest
-    /// checkpoint (snapshot installed, every leaf fetched, verified and stored).
-    pub(crate) learner_seconds: f64,
-    /// Promoting the caught-up learner to voter.
-    pub(crate) voter_seconds: f64,
-    pub(crate) entries_per_second: f64,
-    /// The new node's databases once caught up.
-    pub(crate) raft_log_bytes: u64,
-    pub(crate) state_bytes: u64,
 }
 
 /// How the log grows between sizes, as the report states it.
@@ -173,7 +120,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     );
     args.run.check()?;
     let started = Instant::now();
-    let environment = Environment::read();
+    let environment = run::environment();
     let node_bin = args.run.node_bin()?;
     let dir = cluster::fresh_dir(&args.run.parent(), "scale")?;
     let mut guard = Started::new(dir.clone(), Duration::ZERO);
@@ -191,11 +138,12 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     };
     let created = start()?;
     tokio::task::block_in_place(|| drop(created));
-    let mut points: Vec<ScalePoint> = Vec::new();
+    let mut points = Vec::new();
     let mut trusted: Vec<(u64, Hash)> = Vec::new();
     let mut next_id = u64::from(args.nodes) + 1;
+    // The log's size after the last append run: where the next fill starts.
+    let mut current = 0;
     for &size in sizes {
-        let current = points.last().map_or(0, |point| point.entries_after_appends);
         let target = size.max(current);
         eprintln!("\n== {size} entries: filling {current} -> {target}");
         let mut fill = run_fill(&dir, target, args)?;
@@ -217,16 +165,13 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
                 Some(catch_up(args, &cluster, &dir, &node_bin, next_id - 1).await?)
             };
             let appends = appends(args, &cluster).await?;
-            let (entries_after_appends, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
-            anyhow::Ok(ScalePoint {
-                entries: proofs.tree_size,
-                fill,
-                disk,
-                proofs,
-                catch_up,
-                appends,
-                entries_after_appends,
-            })
+            (current, _, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
+            // `entries`: the log's size when measured (appends of earlier points included);
+            // `fill`: the fill to this size (its checkpoints left out).
+            anyhow::Ok(serde_json::json!({
+                "entries": proofs["tree_size"], "fill": fill, "disk": disk, "proofs": proofs,
+                "catch_up": catch_up, "appends": appends, "entries_after_appends": current,
+            }))
         }
         .await;
         tokio::task::block_in_place(|| drop(cluster));
@@ -274,8 +219,9 @@ fn run_fill(dir: &Path, to: u64, args: &ScaleArgs) -> anyhow::Result<FillResult>
     Ok(serde_json::from_slice(&text)?)
 }
 
-/// Sizes of each node's databases.
-fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
+/// Sizes of each node's databases, and their means over the nodes per entry of the artifact
+/// log (`state_bytes`: the blocks `state.redb` occupies).
+fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<serde_json::Value> {
     let mut nodes = Vec::new();
     for (position, config) in crate::fill::node_configs(dir)?.iter().enumerate() {
         let file = node::config::NodeFile::load(config)?;
@@ -286,12 +232,10 @@ fn disk_usage(dir: &Path, entries: u64) -> anyhow::Result<DiskUsage> {
     let state: u64 = nodes.iter().map(|node| node.state_bytes).sum();
     let raft: u64 = nodes.iter().map(|node| node.raft_log_bytes).sum();
     let allocated: u64 = nodes.iter().map(|node| node.allocated_bytes).sum();
-    Ok(DiskUsage {
-        state_bytes_per_entry: per_entry(state),
-        raft_log_bytes_per_entry: per_entry(raft),
-        total_bytes_per_entry: per_entry(allocated),
-        nodes,
-    })
+    Ok(serde_json::json!({
+        "nodes": nodes, "state_bytes_per_entry": per_entry(state),
+        "raft_log_bytes_per_entry": per_entry(raft), "total_bytes_per_entry": per_entry(allocated),
+    }))
 }
 
 /// What the data directory of node `node` occupies.
@@ -340,13 +284,16 @@ async fn admin(
 }
 
 /// Inclusion proofs for random leaves and consistency proofs from random earlier signed sizes,
-/// every one verified, spread over the nodes.
+/// every one verified, spread over the nodes: the latencies of `GET entries/<index>` (the leaf
+/// whose inclusion is then proved), of `GET proof/inclusion?index=&tree_size=` (verified from
+/// the leaf to the signed root) and of `GET proof/consistency?old=&new=` (between two signed
+/// roots), and the proofs per second over the measurement (all clients).
 async fn proofs(
     args: &ScaleArgs,
     cluster: &Cluster,
     verifier: &ResponseVerifier,
     trusted: &[(u64, Hash)],
-) -> anyhow::Result<ProofStats> {
+) -> anyhow::Result<serde_json::Value> {
     let (size, root, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
     let older: Arc<Vec<(u64, Hash)>> = Arc::new(
         trusted
@@ -369,8 +316,7 @@ async fn proofs(
         let older = Arc::clone(&older);
         tasks.spawn(async move {
             let mut random = SmallRng::try_from_os_rng()?;
-            let (mut reads, mut inclusion, mut consistency) =
-                (Latencies::new(), Latencies::new(), Latencies::new());
+            let [mut reads, mut inclusion, mut consistency] = [(); 3].map(|()| Latencies::new());
             for _ in 0..share {
                 let index = random.random_range(0..size);
                 let at = Instant::now();
@@ -384,9 +330,13 @@ async fn proofs(
                         "/api/v2/proof/inclusion?index={index}&tree_size={size}"
                     ))
                     .await?;
-                check_inclusion(&body, index, size, &tlog::leaf_hash(&leaf), &root).map_err(
-                    |kind| anyhow::anyhow!("inclusion proof of {index} at {size}: {kind}"),
-                )?;
+                let leaf = tlog::leaf_hash(&leaf);
+                verify_inclusion_answer(&body, (index, &leaf), (size, &root)).map_err(|error| {
+                    anyhow::anyhow!(
+                        "inclusion proof of {index} at {size}: {}",
+                        proof_kind(&error)
+                    )
+                })?;
                 inclusion.record(at.elapsed());
 
                 if older.is_empty() {
@@ -397,32 +347,31 @@ async fn proofs(
                 let body = connection
                     .get_ok(&format!("/api/v2/proof/consistency?old={old}&new={size}"))
                     .await?;
-                check_consistency(&body, (old, &old_root), (size, &root))
-                    .map_err(|kind| anyhow::anyhow!("consistency proof {old} -> {size}: {kind}"))?;
+                verify_consistency_answer(&body, (old, &old_root), (size, &root)).map_err(
+                    |error| {
+                        anyhow::anyhow!("consistency proof {old} -> {size}: {}", proof_kind(&error))
+                    },
+                )?;
                 consistency.record(at.elapsed());
             }
-            anyhow::Ok((reads, inclusion, consistency))
+            anyhow::Ok([reads, inclusion, consistency])
         });
     }
-    let (mut reads, mut inclusion, mut consistency) =
-        (Latencies::new(), Latencies::new(), Latencies::new());
+    let mut all = [(); 3].map(|()| Latencies::new());
     while let Some(done) = tasks.join_next().await {
-        let (r, i, c) = done.context("a proof client failed")??;
-        reads.merge(&r);
-        inclusion.merge(&i);
-        consistency.merge(&c);
+        let client = done.context("a proof client failed")??;
+        all.iter_mut()
+            .zip(&client)
+            .for_each(|(all, one)| all.merge(one));
     }
-    let elapsed = started.elapsed();
-    let inclusion = inclusion.summary();
-    let consistency = consistency.summary();
-    Ok(ProofStats {
-        tree_size: size,
-        proofs_per_second: (inclusion.count + consistency.count) as f64
-            / elapsed.as_secs_f64().max(1e-9),
-        entry_reads: reads.summary(),
-        inclusion,
-        consistency,
-    })
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let [reads, inclusion, consistency] = all.map(|latencies| latencies.summary());
+    let proofs_per_second = (inclusion.count + consistency.count) as f64 / elapsed;
+    // `tree_size`: the checkpoint the proofs were checked against.
+    Ok(serde_json::json!({
+        "tree_size": size, "entry_reads": reads, "inclusion": inclusion,
+        "consistency": consistency, "proofs_per_second": proofs_per_second,
+    }))
 }
 
 /// Adds an empty node `id` to the running cluster as a learner, times it until it serves the
@@ -433,7 +382,7 @@ async fn catch_up(
     dir: &Path,
     node_bin: &Path,
     id: u64,
-) -> anyhow::Result<CatchUp> {
+) -> anyhow::Result<serde_json::Value> {
     // Node 1's config with the new node's id, ports, data and certificate, where
     // `LocalCluster` looks for node `id`.
     let configs = crate::fill::node_configs(dir)?;
@@ -546,15 +495,15 @@ async fn catch_up(
     admin(&nodes, leader, "/admin/membership", Some(remove)).await?;
     tokio::task::block_in_place(|| nodes.stop_all());
     let _ = std::fs::remove_dir_all(&node_dir);
-    Ok(CatchUp {
-        node_id: id,
-        tree_size: size,
-        learner_seconds,
-        voter_seconds,
-        entries_per_second: size as f64 / learner_seconds.max(1e-9),
-        raft_log_bytes: usage.raft_log_bytes,
-        state_bytes: usage.state_bytes,
-    })
+    // `learner_seconds`: from asking the leader to add the learner to the learner serving the
+    // leader's latest checkpoint (snapshot installed, every leaf fetched, verified and stored);
+    // `voter_seconds`: promoting it; the bytes: its databases once caught up.
+    Ok(serde_json::json!({
+        "node_id": id, "tree_size": size, "learner_seconds": learner_seconds,
+        "voter_seconds": voter_seconds,
+        "entries_per_second": size as f64 / learner_seconds.max(1e-9),
+        "raft_log_bytes": usage.raft_log_bytes, "state_bytes": usage.state_bytes,
+    }))
 }
 
 /// Blocks a file occupies on disk, in bytes (0 if it is not there).

@@ -127,9 +127,29 @@ pub(crate) fn table<'a>(columns: &str, rows: impl IntoIterator<Item = &'a Value>
     text
 }
 
+/// The value at `path` (dot-separated keys), null if there is none.
+pub(crate) fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(value, |value, key| &value[key])
+}
+
+/// A profile's `count` hottest components: "redb 40%, kernel 30%".
+pub(crate) fn hottest(profile: &Value, count: usize) -> String {
+    let components = profile["components"].as_array().into_iter().flatten();
+    let top: Vec<String> = (components.take(count))
+        .map(|c| {
+            format!(
+                "{} {:.0}%",
+                c["name"].as_str().unwrap_or("?"),
+                c["percent"].as_f64().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    top.join(", ")
+}
+
 fn cell(row: &Value, spec: &str) -> String {
     let (path, format) = spec.split_once(':').unwrap_or((spec, ""));
-    let value = path.split('.').fold(row, |value, key| &value[key]);
+    let value = at(row, path);
     let number = |value: &Value| value.as_f64().unwrap_or(0.0);
     let list = |value: &Value| value.as_array().cloned().unwrap_or_default();
     match (format, value) {
@@ -149,20 +169,7 @@ fn cell(row: &Value, spec: &str) -> String {
                 cpu.join(" + ")
             }
         }
-        ("top", _) => {
-            let top: Vec<String> = list(&value["components"])
-                .iter()
-                .take(3)
-                .map(|c| {
-                    format!(
-                        "{} {:.0}%",
-                        c["name"].as_str().unwrap_or("?"),
-                        number(&c["percent"])
-                    )
-                })
-                .collect();
-            top.join(", ")
-        }
+        ("top", _) => hottest(value, 3),
         (decimals, Value::Number(_)) if !decimals.is_empty() => {
             format!("{:.*}", decimals.parse().unwrap_or(0), number(value))
         }

@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use client::bundle::TlogEntry;
-use client::log_entry::{self, LogEntryError};
+use client::log_entry::{self, LogEntryError, ProofAnswerError};
 use client::time::{TimeRange, UnixMillis};
 use client::trust_root::TransparencyLog;
-use tlog::{ConsistencyProof, Hash, InclusionProof, LeafIndex, TreeSize};
+use tlog::Hash;
 
 /// How many verified checkpoints to remember; a full cache is cleared (old ones are rarely seen
 /// again).
@@ -192,60 +192,14 @@ impl ResponseVerifier {
     }
 }
 
-/// The hashes of a proof answer (`proof/inclusion` or `proof/consistency`) whose parameters
-/// are `claims`; the error is the tally kind.
-fn proof_hashes(body: &[u8], claims: [(&str, u64); 2]) -> Result<Vec<Hash>, &'static str> {
-    let answer: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| "verify: malformed")?;
-    if claims
-        .iter()
-        .any(|(key, want)| answer[*key].as_u64() != Some(*want))
-    {
-        return Err("verify: wrong parameters");
+/// The tally kind of a proof answer (`proof/inclusion` or `proof/consistency`) that did not
+/// verify with the `client` library's checks.
+pub(crate) fn proof_kind(error: &ProofAnswerError) -> &'static str {
+    match error {
+        ProofAnswerError::Malformed => "verify: malformed",
+        ProofAnswerError::WrongParameters(_) => "verify: wrong parameters",
+        _ => "verify: proof",
     }
-    let hashes = answer["hashes"].as_array().ok_or("verify: malformed")?;
-    hashes
-        .iter()
-        .map(|hash| hash.as_str().and_then(|hash| Hash::from_base64(hash).ok()))
-        .collect::<Option<_>>()
-        .ok_or("verify: malformed")
-}
-
-/// Checks an inclusion proof answer: it leads from `leaf`, at `index`, to the root of the tree
-/// of `size` leaves. The error is the tally kind.
-pub(crate) fn check_inclusion(
-    body: &[u8],
-    index: u64,
-    size: u64,
-    leaf: &Hash,
-    root: &Hash,
-) -> Result<(), &'static str> {
-    let hashes = proof_hashes(body, [("leaf_index", index), ("tree_size", size)])?;
-    let (leaf_index, tree_size) = (LeafIndex(index), TreeSize(size));
-    InclusionProof {
-        leaf_index,
-        tree_size,
-        hashes,
-    }
-    .verify(leaf, root)
-    .map_err(|_| "verify: proof")
-}
-
-/// Checks a consistency proof answer from the tree of `old` leaves to that of `new`.
-pub(crate) fn check_consistency(
-    body: &[u8],
-    (old, old_root): (u64, &Hash),
-    (new, root): (u64, &Hash),
-) -> Result<(), &'static str> {
-    let hashes = proof_hashes(body, [("old", old), ("new", new)])?;
-    let (old_size, new_size) = (TreeSize(old), TreeSize(new));
-    ConsistencyProof {
-        old_size,
-        new_size,
-        hashes,
-    }
-    .verify(old_root, root)
-    .map_err(|_| "verify: proof")
 }
 
 #[cfg(test)]
@@ -258,7 +212,7 @@ pub(crate) mod tests {
     use base64::engine::general_purpose::STANDARD as BASE64;
     use tlog::checkpoint::Checkpoint;
     use tlog::keys::Ed25519Signer;
-    use tlog::{MemoryTree, leaf_hash};
+    use tlog::{LeafIndex, MemoryTree, TreeSize, leaf_hash};
 
     pub(crate) const ORIGIN: &str = "cairn.localhost/artifacts";
 

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use node::dev_process::LocalCluster;
-use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::appends::{AppendsArgs, RunResult};
+use crate::appends::AppendsArgs;
 use crate::cluster::{Cluster, PromHistogram, Started};
 use crate::cluster::{Sample, Usage};
-use crate::run::{Environment, RunArgs};
+use crate::run::{self, RunArgs};
 
 /// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
@@ -78,13 +77,6 @@ pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()
     })
     .await;
     Ok(())
-}
-
-/// One run: the verified appends (as `appends` reports them) and the witnessing figures.
-#[derive(Debug, Serialize)]
-pub(crate) struct WitnessingRun {
-    pub(crate) appends: RunResult,
-    pub(crate) witnessing: Option<serde_json::Value>,
 }
 
 /// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
@@ -219,7 +211,7 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     );
     let node_bin = args.run.node_bin()?;
     let parent = args.run.parent();
-    let environment = Environment::read();
+    let environment = run::environment();
     eprintln!(
         "starting {} witnesses and a {}-node cluster publishing with {} of their cosignatures",
         args.witnesses, args.nodes, args.quorum
@@ -227,48 +219,40 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     let (guard, cluster, witness_pids) = start(&args, &node_bin, &parent).await?;
     let appends = AppendsArgs::with(args.run.clone());
     let policy = cluster.witness_policy.clone().unwrap_or_default();
-    let result = async {
-        let mut runs = Vec::new();
-        for &clients in &args.run.clients {
-            let rounds_before = rounds(&cluster.urls).await;
-            let cpu_before = Sample::take(&witness_pids);
-            let started = Instant::now();
-            let run = crate::appends::run_once(&appends, &cluster, clients).await?;
-            let span = started.elapsed();
-            let cpu_after = Sample::take(&witness_pids);
-            let delta = rounds(&cluster.urls).await.since(&rounds_before);
-            let usage = Usage::between(&cpu_before, &cpu_after, span, "witness ");
-            let witness_cpu_seconds: f64 = usage
-                .processes
-                .iter()
-                .map(|u| u.cpu_percent / 100.0 * span.as_secs_f64())
-                .sum();
-            // Rounds (on the leader, each asks every witness once) happen only under load
-            // (warm-up and window), not while pre-signing; a round runs from the signed
-            // checkpoint to holding the quorum's cosignatures.
-            let load_s = run.window.warmup_s + run.window.measured_s;
-            let cosignatures = delta.count * f64::from(args.witnesses);
-            let witnessing = (delta.count > 0.0).then(|| {
-                serde_json::json!({
-                    "rounds": delta.count, "rounds_per_second": delta.count / load_s.max(1e-9),
-                    "round_mean_ms": delta.mean() * 1000.0,
-                    "round_p50_ms_at_most": delta.quantile_bound(0.5) * 1000.0,
-                    "round_p99_ms_at_most": delta.quantile_bound(0.99) * 1000.0,
-                    "witness_cpu_seconds": witness_cpu_seconds,
-                    "witness_cpu_ms_per_cosignature": witness_cpu_seconds * 1000.0 / cosignatures,
-                    "span_s": span.as_secs_f64(),
-                })
-            });
-            let run = WitnessingRun {
-                appends: run,
-                witnessing,
-            };
-            crate::run::print_run(COLUMNS, &run);
-            runs.push(run);
-        }
-        anyhow::Ok(runs)
-    }
-    .await;
+    let once = async |clients| {
+        let rounds_before = rounds(&cluster.urls).await;
+        let cpu_before = Sample::take(&witness_pids);
+        let started = Instant::now();
+        let run = crate::appends::run_once(&appends, &cluster, clients).await?;
+        let span = started.elapsed();
+        let cpu_after = Sample::take(&witness_pids);
+        let delta = rounds(&cluster.urls).await.since(&rounds_before);
+        let usage = Usage::between(&cpu_before, &cpu_after, span, "witness ");
+        let witness_cpu_seconds: f64 = usage
+            .processes
+            .iter()
+            .map(|u| u.cpu_percent / 100.0 * span.as_secs_f64())
+            .sum();
+        // Rounds (on the leader, each asks every witness once) happen only under load
+        // (warm-up and window), not while pre-signing; a round runs from the signed
+        // checkpoint to holding the quorum's cosignatures.
+        let load_s = run.window.warmup_s + run.window.measured_s;
+        let cosignatures = delta.count * f64::from(args.witnesses);
+        let witnessing = (delta.count > 0.0).then(|| {
+            serde_json::json!({
+                "rounds": delta.count, "rounds_per_second": delta.count / load_s.max(1e-9),
+                "round_mean_ms": delta.mean() * 1000.0,
+                "round_p50_ms_at_most": delta.quantile_bound(0.5) * 1000.0,
+                "round_p99_ms_at_most": delta.quantile_bound(0.99) * 1000.0,
+                "witness_cpu_seconds": witness_cpu_seconds,
+                "witness_cpu_ms_per_cosignature": witness_cpu_seconds * 1000.0 / cosignatures,
+                "span_s": span.as_secs_f64(),
+            })
+        });
+        // The verified appends (as `appends` reports them) and the witnessing figures.
+        anyhow::Ok(serde_json::json!({ "appends": run, "witnessing": witnessing }))
+    };
+    let result = args.run.each(COLUMNS, once).await;
     eprintln!("stopping the cluster and the witnesses");
     tokio::task::block_in_place(|| drop(guard));
     let (witnesses, quorum, runs) = (args.witnesses, args.quorum, result?);

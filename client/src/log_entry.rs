@@ -14,6 +14,10 @@
 //!   keys (witness cosignatures) are ignored.
 //! - **SET**: the log key's signature over the RFC 8785 JSON of `{body, integratedTime, logID,
 //!   logIndex}`; only then is `integratedTime` a verified time.
+//!
+//! The inclusion and consistency proofs a log's API answers on their own (`proof/inclusion`,
+//! `proof/consistency`) are checked against roots the caller trusts
+//! ([`verify_inclusion_answer`], [`verify_consistency_answer`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -23,6 +27,7 @@ use tlog::entry::{
     HashedRekordV002, KeyMaterial, Signature, SignatureBytes, Verifier as EntryVerifier,
 };
 use tlog::keys::{EcdsaVerifier, Ed25519Verifier, Verifier as NoteVerifier, Verifiers};
+use tlog::{Hash, LeafIndex, TreeSize};
 
 use crate::bundle::{Content, InclusionProof, TlogEntry};
 use crate::key::{KeyAlgorithm, PublicKey};
@@ -170,6 +175,75 @@ pub fn verify_checkpoint(
         .ok_or_else(|| fail("its third line is not a base64 root hash"))?;
     check_checkpoint(note, log, size, &root)?;
     Ok((size, root))
+}
+
+/// Why an answer of a log's proof API (`GET proof/inclusion` or `GET proof/consistency`: JSON
+/// with the parameters the proof is for and its `hashes` in base64) did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofAnswerError {
+    /// The answer is not JSON with a list of base64 hashes.
+    #[error("the proof answer is malformed")]
+    Malformed,
+    /// The answer is for another leaf index or tree size than the one asked for.
+    #[error("the proof answer's {0} is not the one asked for")]
+    WrongParameters(&'static str),
+    /// The proof does not lead to the trusted root.
+    #[error("the proof does not verify: {0}")]
+    Proof(String),
+}
+
+/// Verifies an inclusion proof answer (`{"leaf_index", "tree_size", "hashes"}`): it is for the
+/// leaf `leaf` at `index` in the tree of `tree_size` leaves, and leads from it to `root`.
+pub fn verify_inclusion_answer(
+    answer: &[u8],
+    (index, leaf): (u64, &Hash),
+    (tree_size, root): (u64, &Hash),
+) -> Result<(), ProofAnswerError> {
+    let hashes = proof_answer_hashes(answer, [("leaf_index", index), ("tree_size", tree_size)])?;
+    let (leaf_index, tree_size) = (LeafIndex(index), TreeSize(tree_size));
+    let proof = tlog::InclusionProof {
+        leaf_index,
+        tree_size,
+        hashes,
+    };
+    (proof.verify(leaf, root)).map_err(|error| ProofAnswerError::Proof(error.to_string()))
+}
+
+/// Verifies a consistency proof answer (`{"old", "new", "hashes"}`): it is for the tree sizes
+/// `old` and `new`, and proves the tree with root `old_root` a prefix of the one with `root`.
+pub fn verify_consistency_answer(
+    answer: &[u8],
+    (old, old_root): (u64, &Hash),
+    (new, root): (u64, &Hash),
+) -> Result<(), ProofAnswerError> {
+    let hashes = proof_answer_hashes(answer, [("old", old), ("new", new)])?;
+    let (old_size, new_size) = (TreeSize(old), TreeSize(new));
+    let proof = tlog::ConsistencyProof {
+        old_size,
+        new_size,
+        hashes,
+    };
+    (proof.verify(old_root, root)).map_err(|error| ProofAnswerError::Proof(error.to_string()))
+}
+
+/// The hashes of a proof answer whose parameters must be `claims`.
+fn proof_answer_hashes(
+    answer: &[u8],
+    claims: [(&'static str, u64); 2],
+) -> Result<Vec<Hash>, ProofAnswerError> {
+    let answer: Value = serde_json::from_slice(answer).map_err(|_| ProofAnswerError::Malformed)?;
+    let asked = |(key, want): &(&str, u64)| answer[*key].as_u64() == Some(*want);
+    if let Some((key, _)) = claims.into_iter().find(|claim| !asked(claim)) {
+        return Err(ProofAnswerError::WrongParameters(key));
+    }
+    let hashes = answer["hashes"]
+        .as_array()
+        .ok_or(ProofAnswerError::Malformed)?;
+    (hashes.iter())
+        .map(|hash| hash.as_str().and_then(|hash| Hash::from_base64(hash).ok()))
+        .collect::<Option<_>>()
+        .ok_or(ProofAnswerError::Malformed)
 }
 
 fn check_checkpoint(
@@ -544,6 +618,51 @@ mod tests {
         let mut no_checkpoint = json;
         no_checkpoint["inclusionProof"]["checkpoint"] = serde_json::Value::Null;
         assert!(TlogEntry::from_json(no_checkpoint.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn proof_answers_verify_only_for_what_was_asked() {
+        let mut tree = tlog::MemoryTree::new();
+        for i in 0..10u64 {
+            tree.append(tlog::leaf_hash(&i.to_le_bytes())).unwrap();
+        }
+        let (root, leaf) = (tree.root(), tlog::leaf_hash(&3u64.to_le_bytes()));
+        let old_root = tlog::tree::root_at(&tree.store, TreeSize(4)).unwrap();
+        let hashes = |hashes: &[Hash]| hashes.iter().map(Hash::to_base64).collect::<Vec<_>>();
+        let proof = tlog::proof::inclusion_proof(&tree.store, LeafIndex(3), TreeSize(10));
+        let inclusion = serde_json::json!({
+            "leaf_index": 3, "tree_size": 10, "hashes": hashes(&proof.unwrap().hashes),
+        });
+        let proof = tlog::proof::consistency_proof(&tree.store, TreeSize(4), TreeSize(10));
+        let consistency = serde_json::json!({
+            "old": 4, "new": 10, "hashes": hashes(&proof.unwrap().hashes),
+        });
+        let (inclusion, consistency) = (inclusion.to_string(), consistency.to_string());
+        let included = |answer: &str, index| {
+            verify_inclusion_answer(answer.as_bytes(), (index, &leaf), (10, &root))
+        };
+        included(&inclusion, 3).unwrap();
+        let asked = ProofAnswerError::WrongParameters("leaf_index");
+        assert_eq!(included(&inclusion, 4), Err(asked));
+        let relabelled = inclusion.replace("\"leaf_index\":3", "\"leaf_index\":4");
+        assert!(matches!(
+            included(&relabelled, 4),
+            Err(ProofAnswerError::Proof(_))
+        ));
+        let malformed = inclusion.replace("\"hashes\":[\"", "\"hashes\":[\"!");
+        assert_eq!(included(&malformed, 3), Err(ProofAnswerError::Malformed));
+        let consistent = |answer: &str, old_root| {
+            verify_consistency_answer(answer.as_bytes(), (4, old_root), (10, &root))
+        };
+        consistent(&consistency, &old_root).unwrap();
+        assert!(matches!(
+            consistent(&consistency, &root),
+            Err(ProofAnswerError::Proof(_))
+        ));
+        assert_eq!(
+            consistent("[]", &old_root),
+            Err(ProofAnswerError::WrongParameters("old"))
+        );
     }
 
     fn signed(origin: &str, signer: &dyn NoteSigner) -> String {
