@@ -265,24 +265,6 @@ async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<RunResul
     crate::appends::run_once(&appends, cluster, args.run.clients[0]).await
 }
 
-/// An admin request to node `id` (a POST when `body` is given): the answer's JSON.
-async fn admin(
-    nodes: &LocalCluster,
-    id: u64,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> anyhow::Result<serde_json::Value> {
-    let method = if body.is_some() { "POST" } else { "GET" };
-    let body = body.map(|body| body.to_string());
-    let (status, answer) = nodes.admin(method, id, path, body).await?;
-    let text = String::from_utf8_lossy(&answer);
-    ensure!(
-        status == 200,
-        "{method} {path} on node {id}: http {status}: {text}"
-    );
-    Ok(serde_json::from_slice(&answer)?)
-}
-
 /// Inclusion proofs for random leaves and consistency proofs from random earlier signed sizes,
 /// every one verified, spread over the nodes: the latencies of `GET entries/<index>` (the leaf
 /// whose inclusion is then proved), of `GET proof/inclusion?index=&tree_size=` (verified from
@@ -386,30 +368,20 @@ async fn catch_up(
     // Node 1's config with the new node's id, ports, data and certificate, where
     // `LocalCluster` looks for node `id`.
     let configs = crate::fill::node_configs(dir)?;
-    let mut file = node::config::NodeFile::load(&configs[0])?;
     // Progress: the learner's state database grows towards a voter's (the same size once
     // caught up, see docs/benchmarks/scale.md); the node reports nothing until it serves.
-    let voter_state = file.data_dir.join("state.redb");
-    let node_dir = dir.join(format!("node-{id}"));
-    std::fs::create_dir_all(&node_dir)?;
+    let voter_state = node::config::NodeFile::load(&configs[0])?
+        .data_dir
+        .join("state.redb");
     let ports = cluster::free_ports(2)?;
-    file.id = id;
-    (file.listen, file.cluster_listen) = (
-        ([127, 0, 0, 1], ports[0]).into(),
-        ([127, 0, 0, 1], ports[1]).into(),
+    let (api, cluster_url) = (
+        format!("http://127.0.0.1:{}", ports[0]),
+        format!("https://127.0.0.1:{}", ports[1]),
     );
-    file.api_url = format!("http://127.0.0.1:{}", ports[0]);
-    file.cluster_url = format!("https://127.0.0.1:{}", ports[1]);
-    file.cluster_cert_file = node_dir.join("node.crt");
-    file.cluster_key_file = node_dir.join("node.key");
-    file.data_dir = node_dir.join("data");
-    let now = time::OffsetDateTime::now_utc();
-    let (cert, key) = (&file.cluster_cert_file, &file.cluster_key_file);
-    node::tls::ClusterCa::load_or_create(dir, now)
-        .context("the cluster CA")?
-        .ensure_node_certificate(id, "127.0.0.1", cert, key, now)
-        .context("the new node's certificate")?;
-    file.save(&node_dir.join("config.toml"))?;
+    let config = node::provision::add_node(dir, &configs[0], id, &api, &cluster_url)
+        .context("the new node's config")?;
+    let file = node::config::NodeFile::load(&config)?;
+    let node_dir = dir.join(format!("node-{id}"));
     // Node n at position n - 1; the nodes added at earlier sizes (and removed) are never asked.
     let mut urls = cluster.urls.clone();
     urls.resize(usize::try_from(id)?, file.api_url.clone());
@@ -420,7 +392,7 @@ async fn catch_up(
     nodes
         .wait_for(id, "/healthz", Duration::from_secs(30))
         .await?;
-    let status = admin(&nodes, 1, "/admin/status", None).await?;
+    let status = nodes.admin_json(1, "/admin/status", None).await?;
     let leader = status["leader"]
         .as_u64()
         .context("the cluster has no leader")?;
@@ -487,12 +459,16 @@ async fn catch_up(
     let started = Instant::now();
     let with_new: Vec<u64> = voters.iter().copied().chain([id]).collect();
     let promote = serde_json::json!({ "voters": with_new });
-    admin(&nodes, leader, "/admin/membership", Some(promote)).await?;
+    nodes
+        .admin_json(leader, "/admin/membership", Some(promote))
+        .await?;
     let voter_seconds = started.elapsed().as_secs_f64();
     let usage = data_dir_usage(usize::try_from(id)?, &file.data_dir)?;
     // Back to the measured cluster: the next size starts from the same voters.
     let remove = serde_json::json!({ "voters": voters, "retain": false });
-    admin(&nodes, leader, "/admin/membership", Some(remove)).await?;
+    nodes
+        .admin_json(leader, "/admin/membership", Some(remove))
+        .await?;
     tokio::task::block_in_place(|| nodes.stop_all());
     let _ = std::fs::remove_dir_all(&node_dir);
     // `learner_seconds`: from asking the leader to add the learner to the learner serving the

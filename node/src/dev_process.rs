@@ -512,6 +512,26 @@ impl LocalCluster {
         .await
         .map_err(LocalError::Admin)
     }
+
+    /// An admin request to node `id` (a POST of `body` when given) whose answer must be 200:
+    /// its JSON.
+    pub async fn admin_json(
+        &self,
+        id: u64,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, LocalError> {
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let body = body.map(|body| body.to_string());
+        let (status, answer) = self.admin(method, id, path, body).await?;
+        let text = String::from_utf8_lossy(&answer);
+        if status != 200 {
+            let message = format!("{method} {path} on node {id}: http {status}: {text}");
+            return Err(LocalError::Admin(message));
+        }
+        serde_json::from_slice(&answer)
+            .map_err(|error| LocalError::Admin(format!("{method} {path} on node {id}: {error}")))
+    }
 }
 
 impl Drop for LocalCluster {

@@ -204,6 +204,46 @@ pub fn init(
     Ok(configs)
 }
 
+/// Writes the config and certificate of a node `id` to add to the cluster [`init`] made in
+/// `dir`: a copy of `template` (another node's config: same logs, CA and settings) with the
+/// new id, URLs and listen addresses, and its own files in `DIR/node-<id>/`. Returns the
+/// config's path.
+pub fn add_node(
+    dir: &Path,
+    template: &Path,
+    id: u64,
+    api_url: &str,
+    cluster_url: &str,
+) -> Result<PathBuf, ProvisionError> {
+    let (api_url, cluster_url) = (
+        api_url.trim_end_matches('/'),
+        cluster_url.trim_end_matches('/'),
+    );
+    if !cluster_url.starts_with("https://") {
+        return Err(ProvisionError::ClusterUrlScheme(cluster_url.to_string()));
+    }
+    let node_dir = dir.join(format!("node-{id}"));
+    let mut config = NodeFile::load(template)?;
+    config.id = id;
+    (config.listen, config.cluster_listen) =
+        (listen_address(api_url)?, listen_address(cluster_url)?);
+    (config.api_url, config.cluster_url) = (api_url.to_string(), cluster_url.to_string());
+    config.cluster_cert_file = node_dir.join("node.crt");
+    config.cluster_key_file = node_dir.join("node.key");
+    config.data_dir = node_dir.join("data");
+    let now = time::OffsetDateTime::now_utc();
+    ClusterCa::load_or_create(dir, now)?.ensure_node_certificate(
+        id,
+        &crate::tls::url_host(cluster_url)?,
+        &config.cluster_cert_file,
+        &config.cluster_key_file,
+        now,
+    )?;
+    let path = node_dir.join("config.toml");
+    config.save(&path)?;
+    Ok(path)
+}
+
 /// Writes the keyless CA's material unless present: root and intermediate in `DIR/ca/` (the
 /// root's key is never written: a new intermediate means a new root) and the certificate log's
 /// SCT key `DIR/keys/ct.key`, and the timestamp authority's root and signing certificate and
@@ -366,6 +406,31 @@ mod tests {
         init(dir.path(), &urls, &[], DEV_ORIGIN_DOMAIN, Vec::new()).unwrap();
         let after: Vec<Vec<u8>> = secrets.iter().map(|path| read(path)).collect();
         assert_eq!(before, after, "a second init replaced a secret");
+    }
+
+    /// `add_node` writes a config for a further node of an `init` cluster: its own id,
+    /// addresses, certificate and data, the template's logs.
+    #[test]
+    fn add_node_writes_a_further_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = ["http://127.0.0.1:7001".to_owned()];
+        let configs = init(dir.path(), &urls, &[], DEV_ORIGIN_DOMAIN, Vec::new()).unwrap();
+        let (api, cluster) = ("http://127.0.0.1:7005/", "https://127.0.0.1:7105");
+        let path = add_node(dir.path(), &configs[0], 5, api, cluster).unwrap();
+        assert_eq!(path, dir.path().join("node-5/config.toml"));
+        let node = NodeFile::load(&path).unwrap();
+        assert_eq!(
+            (node.id, node.api_url.as_str()),
+            (5, "http://127.0.0.1:7005")
+        );
+        assert_eq!(node.cluster_url, cluster);
+        assert_eq!(node.listen, ([127, 0, 0, 1], 7005).into());
+        assert_eq!(node.cluster_listen, ([127, 0, 0, 1], 7105).into());
+        assert_eq!(node.data_dir, dir.path().join("node-5/data"));
+        assert!(dir.path().join("node-5/node.key").exists());
+        assert_eq!(node.load_logs().unwrap().iter().count(), 2);
+        let plain = add_node(dir.path(), &configs[0], 6, api, "http://127.0.0.1:7106");
+        assert!(matches!(plain, Err(ProvisionError::ClusterUrlScheme(_))));
     }
 
     #[test]

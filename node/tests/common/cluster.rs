@@ -181,13 +181,12 @@ impl Cluster {
         loop {
             let running = self.running();
             for &id in &running {
-                if let Ok((200, body)) = self.request("GET", id, "/admin/status", None).await {
-                    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    if let Some(leader) = status["leader"].as_u64()
-                        && running.contains(&leader)
-                    {
-                        return leader;
-                    }
+                let status = self.processes.admin_json(id, "/admin/status", None).await;
+                if let Ok(status) = status
+                    && let Some(leader) = status["leader"].as_u64()
+                    && running.contains(&leader)
+                {
+                    return leader;
                 }
             }
             assert!(started.elapsed() < READY_TIMEOUT, "no leader");
