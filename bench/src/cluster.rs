@@ -63,10 +63,7 @@ impl Cluster {
 
     /// A running cluster described by a `cairn-node dev` cluster.json.
     pub(crate) fn from_json(path: &Path) -> anyhow::Result<Cluster> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let json = node::dev_process::read_cluster_json(path)?;
         let (nodes, logs) = (&json["nodes"], &json["logs"]);
         let nodes = nodes.as_array().map_or(&[][..], Vec::as_slice);
         let log = (logs.as_array().into_iter().flatten()).find(|log| log["name"] == ARTIFACT_LOG);

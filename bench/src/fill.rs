@@ -90,10 +90,8 @@ pub(crate) struct FillResult {
 /// The config files of a `cairn-node dev` cluster, from its cluster.json.
 pub(crate) fn node_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let path = dir.join("cluster.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} (is it a cairn-node dev dir?)", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let json = node::dev_process::read_cluster_json(&path)
+        .with_context(|| format!("{}: is it a cairn-node dev dir?", dir.display()))?;
     let configs: Vec<PathBuf> = (json["nodes"].as_array().into_iter().flatten())
         .filter_map(|node| node["config"].as_str().map(PathBuf::from))
         .collect();

@@ -177,15 +177,7 @@ impl DevProcess {
     /// The supervisor's description of the cluster (`cluster.json`: node URLs and process
     /// ids, the admin token, each log's origin and verifier key).
     pub fn cluster_json(&self) -> Result<serde_json::Value, DevError> {
-        let path = self.options.dir.join(READY_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|error| DevError::ClusterJson {
-            path: path.clone(),
-            message: error.to_string(),
-        })?;
-        serde_json::from_str(&text).map_err(|error| DevError::ClusterJson {
-            path,
-            message: error.to_string(),
-        })
+        read_cluster_json(&self.options.dir.join(READY_FILE))
     }
 
     /// Stops the cluster: SIGTERM to the supervisor, which stops its nodes; killed if it has
@@ -206,6 +198,17 @@ impl Drop for DevProcess {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// A `cairn-node dev` supervisor's description of its cluster, read from `path` (a
+/// `cluster.json`).
+pub fn read_cluster_json(path: &Path) -> Result<serde_json::Value, DevError> {
+    let failed = |message: String| DevError::ClusterJson {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| failed(error.to_string()))?;
+    serde_json::from_str(&text).map_err(|error| failed(error.to_string()))
 }
 
 /// A base port whose node, cluster and issuer ports are free for `nodes` nodes, spread by
@@ -537,5 +540,23 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.kill_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_json_is_read_or_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(READY_FILE);
+        let missing = read_cluster_json(&path).unwrap_err();
+        assert!(matches!(missing, DevError::ClusterJson { path: named, .. } if named == path));
+        std::fs::write(&path, r#"{"nodes": [{"url": "http://127.0.0.1:1"}]}"#).unwrap();
+        let json = read_cluster_json(&path).unwrap();
+        assert_eq!(json["nodes"][0]["url"], "http://127.0.0.1:1");
+        std::fs::write(&path, "{").unwrap();
+        assert!(read_cluster_json(&path).is_err());
     }
 }
