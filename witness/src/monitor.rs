@@ -421,12 +421,18 @@ fn der_names(der: &[u8], identity: &str) -> Option<NamedIn> {
             .find(|extension| extension.oid.to_id_string() == oid)
             .map(|extension| extension.value)
     };
-    let issuer = extension(ISSUER_V2)
-        .and_then(|value| {
-            let (_, any) = x509_parser::der_parser::der::parse_der_utf8string(value).ok()?;
-            any.as_str().ok().map(str::to_owned)
-        })
-        .or_else(|| extension(ISSUER_V1).map(|value| String::from_utf8_lossy(value).into_owned()));
+    // Read as `cairn verify` reads it (`client::certificate`, which cannot be called from
+    // here): the newer extension when present, even if malformed; else the older one, which
+    // must be UTF-8.
+    let issuer = match extension(ISSUER_V2) {
+        Some(value) => match x509_parser::der_parser::der::parse_der_utf8string(value) {
+            Ok(([], any)) => any.as_str().ok().map(str::to_owned),
+            _ => None,
+        },
+        None => extension(ISSUER_V1)
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .map(str::to_owned),
+    };
     let not_before = certificate.validity().not_before.to_datetime();
     Some(NamedIn {
         identity: identity.to_owned(),
