@@ -1,7 +1,9 @@
 //! The few HTTP requests `cairn` makes (CA, log, dev issuer, trust documents): HTTP/1.1 over
 //! hyper on a current-thread runtime, one request at a time; `https://` with the web PKI roots
-//! (rustls on aws-lc-rs, as the node), `http://` for local clusters. Every answer is bounded in
-//! size and time, and a non-2xx answer becomes an error carrying the server's `message`.
+//! and the certificates of the file `SSL_CERT_FILE` names, if set (a log whose certificate
+//! comes from a private CA), with rustls on aws-lc-rs as the node; `http://` for local
+//! clusters. Every answer is bounded in size and time, and a non-2xx answer becomes an error
+//! carrying the server's `message`.
 
 use std::time::Duration;
 
@@ -33,7 +35,36 @@ impl Answer {
     }
 }
 
-/// An HTTP client for `https://` (web PKI) and `http://` URLs.
+/// The TLS configuration of `https://` requests: the web PKI roots, and the certificates in
+/// `SSL_CERT_FILE` if it is set (an error if that file holds none).
+fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
+        let path = std::path::PathBuf::from(path);
+        let mut read = || -> anyhow::Result<usize> {
+            let pem = std::fs::read(&path)?;
+            let certificates =
+                CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>()?;
+            let (added, _) = roots.add_parsable_certificates(certificates);
+            Ok(added)
+        };
+        let added = read().with_context(|| format!("SSL_CERT_FILE {}", path.display()))?;
+        if added == 0 {
+            bail!("SSL_CERT_FILE {}: no usable CA certificate", path.display());
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// An HTTP client for `https://` (web PKI and `SSL_CERT_FILE`) and `http://` URLs.
 pub(crate) struct Http {
     runtime: tokio::runtime::Runtime,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -49,7 +80,7 @@ impl Http {
         tcp.enforce_http(false);
         tcp.set_connect_timeout(Some(Duration::from_secs(10)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls_config()?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);

@@ -35,7 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tlog::Hash;
 
-use super::log_api::{ARTIFACT_LOG, FORWARDED_BY, answer_error, log_key_id, submit_or_forward};
+use super::log_api::{ARTIFACT_LOG, answer_error, log_key_id, submit_or_forward};
 use super::{ApiError, Body, read_body, response};
 use crate::api::v1_request::{
     Lookup, RequestError, SUBMISSION_BYTES_MAX, parse_submission, parse_uuid, retrieve_request,
@@ -449,7 +449,7 @@ async fn submit(
     log: &LogConfig,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let forwarded = request.headers().contains_key(FORWARDED_BY);
+    let forwarded = super::Forwarded::is(&request);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
     // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
     let checked = body.clone();
