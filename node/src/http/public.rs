@@ -39,6 +39,8 @@ use crate::tls::public::{PublicTls, RELOAD_CHECK_INTERVAL};
 
 /// Most concurrent HTTP/2 streams per connection (each is a request in flight).
 const H2_STREAMS_MAX: u32 = 128;
+/// Largest body of a refused request read before the refusal is sent.
+const DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// Largest HTTP/2 header list a client may send.
 const H2_HEADER_LIST_BYTES_MAX: u32 = 64 * 1024;
 
@@ -177,6 +179,7 @@ pub async fn serve_public(
                     async move {
                         let _busy = busy;
                         if let Some(refused) = gate.refuse(&node, peer, &request) {
+                            drain_small_body(request).await;
                             return Ok::<_, Infallible>(refused);
                         }
                         Ok(route(node, peer, request).await)
@@ -202,6 +205,13 @@ pub async fn serve_public(
     if let Some(reloader) = reloader {
         reloader.abort();
     }
+}
+
+/// Reads a refused request's body first if it is small: answered early, an HTTP/2 client still
+/// sending its body gets the stream reset after the answer, which some (curl 7) report as an
+/// error instead of the 429. A larger body is not waited for.
+async fn drain_small_body(request: Request<Incoming>) {
+    let _ = super::read_body(request, DRAIN_BYTES_MAX).await;
 }
 
 /// One TLS connection: the handshake within [`TLS_HANDSHAKE_TIMEOUT`], then HTTP/2 if ALPN
