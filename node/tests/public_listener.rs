@@ -2,7 +2,8 @@
 //!
 //! TLS: a node whose `api_url` is https, with a certificate from a private CA in `[http.tls]`,
 //! answers HTTP/1.1 and HTTP/2 as ALPN chose (checked on the connection and on the answer);
-//! `cairn` reaches it with `SSL_CERT_FILE` naming the CA and refuses it without; a certificate
+//! `cairn log get` and `cairn monitor` reach it with `SSL_CERT_FILE` naming the CA and refuse it
+//! without; a certificate
 //! replaced on disk is served on the next connection without a restart; a replacement whose key
 //! is not its certificate's is refused (logged, counted) and the old one stays served.
 //!
@@ -382,6 +383,36 @@ async fn tls_serves_http1_and_http2_and_reloads_its_certificate() {
     assert!(!untrusted.status.success());
     let stderr = String::from_utf8_lossy(&untrusted.stderr);
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    // So does `cairn monitor`, which reads tiles with the witness crate's client.
+    let (_, logs) = cluster.request("GET", 1, "/logs", None).await.unwrap();
+    let logs: serde_json::Value = serde_json::from_slice(&logs).unwrap();
+    let vkey = logs["logs"][0]["verifier_key"].as_str().unwrap().to_owned();
+    let prefix = format!("{url}{}", logs["logs"][0]["prefix"].as_str().unwrap());
+    let monitor = |ssl_cert_file: Option<&Path>| {
+        let mut command = std::process::Command::new(&cairn);
+        command
+            .args([
+                "monitor",
+                "--log",
+                prefix.trim_end_matches('/'),
+                "--log-key",
+                &vkey,
+            ])
+            .args(["--identity", "nobody@example.com", "--once", "--cursor"])
+            .arg(cluster.dir.join("monitor-cursor.json"))
+            .env_remove("SSL_CERT_FILE");
+        if let Some(file) = ssl_cert_file {
+            command.env("SSL_CERT_FILE", file);
+        }
+        command.output().unwrap()
+    };
+    let trusted = monitor(Some(&ca_file));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(!monitor(None).status.success());
 
     // A replacement is served on new connections without a restart.
     assert_eq!(served(&url, &ca_der).await, der(&first.cert_pem));

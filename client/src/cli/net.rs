@@ -36,32 +36,12 @@ impl Answer {
 }
 
 /// The TLS configuration of `https://` requests: the web PKI roots, and the certificates in
-/// `SSL_CERT_FILE` if it is set (an error if that file holds none).
+/// `SSL_CERT_FILE` if it is set (an error if that file cannot be read or holds none).
 fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = std::env::var_os("SSL_CERT_FILE") {
-        let path = std::path::PathBuf::from(path);
-        let mut read = || -> anyhow::Result<usize> {
-            let pem = std::fs::read(&path)?;
-            let certificates =
-                CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>()?;
-            let (added, _) = roots.add_parsable_certificates(certificates);
-            Ok(added)
-        };
-        let added = read().with_context(|| format!("SSL_CERT_FILE {}", path.display()))?;
-        if added == 0 {
-            bail!("SSL_CERT_FILE {}: no usable CA certificate", path.display());
-        }
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    let extra = witness::fetch::ssl_cert_file().map_err(anyhow::Error::msg)?;
+    Ok(witness::fetch::tls_config(witness::fetch::tls_roots(
+        &extra,
+    )))
 }
 
 /// An HTTP client for `https://` (web PKI and `SSL_CERT_FILE`) and `http://` URLs.
