@@ -1,7 +1,8 @@
 //! The public listener with real `cairn-node` processes.
 //!
 //! TLS: a node whose `api_url` is https, with a certificate from a private CA in `[http.tls]`,
-//! answers HTTP/1.1 and HTTP/2 as ALPN chose (checked on the connection and on the answer);
+//! answers HTTP/1.1 and HTTP/2 as ALPN chose (checked on the connection and on the answer) and
+//! closes an idle HTTP/2 connection;
 //! `cairn log get` and `cairn monitor` reach it with `SSL_CERT_FILE` naming the CA and refuse it
 //! without; a certificate
 //! replaced on disk is served on the next connection without a restart; a replacement whose key
@@ -308,6 +309,9 @@ async fn exchange(
     )
 }
 
+/// The TLS node's header read timeout, also HTTP/2's idle timeout, in milliseconds.
+const IDLE_MS: u64 = 1_500;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_http1_and_http2_and_reloads_its_certificate() {
     let mut cluster = Cluster::init_with_scheme("public", "tls", 1, &[], "https");
@@ -327,6 +331,10 @@ async fn tls_serves_http1_and_http2_and_reloads_its_certificate() {
         tls.insert("key_file".into(), key_file.display().to_string().into());
         http.insert("tls".into(), toml::Value::Table(tls));
     });
+    // Short, so that an idle HTTP/2 connection is closed within the test.
+    cluster
+        .processes
+        .set_env("CAIRN_HEADER_READ_TIMEOUT_MS", &IDLE_MS.to_string());
     cluster.processes.trust(std::slice::from_ref(&ca_der));
     cluster.http = node::network::http_client_trusting(std::slice::from_ref(&ca_der));
     cluster.form(1).await;
@@ -353,6 +361,25 @@ async fn tls_serves_http1_and_http2_and_reloads_its_certificate() {
         (alpn.as_slice(), version, status, body.as_str()),
         (&b"http/1.1"[..], hyper::Version::HTTP_11, 200, "ok\n")
     );
+    // An HTTP/2 connection without a request for the header read timeout is closed (GOAWAY).
+    let stream = connect(&url, &ca_der, b"h2").await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    let health = hyper::Request::get(format!("{url}/healthz"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(sender.send_request(health).await.unwrap().status(), 200);
+    let idle_since = Instant::now();
+    tokio::time::timeout(Duration::from_millis(IDLE_MS * 5), connection)
+        .await
+        .expect("an idle HTTP/2 connection stayed open")
+        .unwrap()
+        .unwrap();
+    assert!(idle_since.elapsed() >= Duration::from_millis(IDLE_MS / 2));
+
     let not_after = "cairn_public_tls_not_after_seconds";
     assert!(metric(&cluster, 1, not_after).await > now.unix_timestamp() as f64);
 

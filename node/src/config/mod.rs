@@ -705,6 +705,24 @@ mod tests {
         let error = NodeFile::load(&path).unwrap_err().to_string();
         assert!(error.contains("cluster_url"), "{error}");
         let mut bad = sample(&dir);
+        bad.http.writes_burst = 0;
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("http.writes_burst"), "{error}");
+        let mut bad = sample(&dir);
+        bad.http.trusted_proxies = vec!["10.0.0.0/40".into()];
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("http.trusted_proxies"), "{error}");
+        let mut bad = sample(&dir);
+        bad.http.tls = Some(PublicTlsFile {
+            cert_file: "missing.crt".into(),
+            key_file: "missing.key".into(),
+        });
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap().public_options().unwrap_err();
+        assert!(error.to_string().contains("missing.crt"), "{error}");
+        let mut bad = sample(&dir);
         bad.http.connections_max = 0;
         bad.save(&path).unwrap();
         let error = NodeFile::load(&path).unwrap_err().to_string();
