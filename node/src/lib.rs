@@ -11,6 +11,7 @@
 //! and the deterministic apply ([`state_machine`]).
 
 pub mod api;
+pub mod backup;
 #[cfg(feature = "canaries")]
 pub mod canary;
 pub mod catch_up;

@@ -1,5 +1,5 @@
-//! Operations: readiness, metrics and the admin API (cluster membership), the last behind a
-//! bearer token.
+//! Operations: readiness, metrics and the admin API (cluster membership, the snapshot a backup
+//! copies), the last behind a bearer token.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -171,6 +171,28 @@ async fn handle_admin(
                     error => membership_error(&error.to_string()),
                 })?;
             Ok(json(StatusCode::OK, &status(node)))
+        }
+        (Method::GET, "/admin/backup") => {
+            // What `cairn-node backup` copies the leaves up to: this node's state as of one
+            // read transaction (see `crate::backup`).
+            let reader = node.reader().clone();
+            let snapshot = node
+                .blocking()
+                .run(move || reader.backup_snapshot())
+                .await
+                .map_err(|error| ApiError::unavailable("storage", error.to_string()))?;
+            let bytes = postcard::to_stdvec(&snapshot).map_err(|error| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "encoding",
+                    error.to_string(),
+                )
+            })?;
+            Ok(super::response(
+                StatusCode::OK,
+                "application/octet-stream",
+                bytes.into(),
+            ))
         }
         (_, path) => Err(ApiError::not_found(format!("no admin endpoint {path}"))),
     }

@@ -97,6 +97,9 @@ pub enum DiskError {
     /// leaf below the tree size).
     #[error("{0} is not stored")]
     Missing(String),
+    /// A restore was asked of a store that already holds state.
+    #[error("a restore needs an empty data directory, but {0}")]
+    NotEmpty(String),
     /// Encoding an internal value failed.
     #[error("encoding {what}: {source}")]
     Encode {

@@ -183,23 +183,67 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
+/// The state as of one read transaction, described.
+fn describe(db: &Database) -> Result<Descriptor, DiskError> {
+    let txn = db.begin_read()?;
+    let (last_applied, last_membership) = applied_state(&txn.open_table(SM_META)?)?;
+    let mut heads = Vec::new();
+    for row in txn.open_table(HEADS)?.iter()? {
+        let (key, value) = row?;
+        let head: LogHead = decode("heads", &key.value(), value.value())?;
+        heads.push((LogName(key.value().to_owned()), head));
+    }
+    Ok(Descriptor {
+        last_applied,
+        last_membership,
+        heads,
+    })
+}
+
+/// A snapshot of the state as of one read transaction, not stored: what `cairn-node backup`
+/// copies the leaves up to (the log is append-only, so leaves fetched later up to these heads
+/// are exactly the ones described).
+pub(crate) fn backup_snapshot(db: &Database) -> Result<(Meta, Vec<u8>), DiskError> {
+    let descriptor = describe(db)?;
+    let data = encode("snapshot descriptor", &descriptor)?;
+    let meta = Meta {
+        last_log_id: descriptor.last_applied,
+        last_membership: descriptor.last_membership,
+        snapshot_id: match descriptor.last_applied {
+            Some(log_id) => format!("backup-{}-{}", log_id.leader_id, log_id.index),
+            None => "backup-none".into(),
+        },
+    };
+    Ok((meta, data))
+}
+
+/// Forgets which cluster the state belongs to (last applied log id, last membership, the
+/// current snapshot) and keeps the logs, for a restore into a new cluster: openraft
+/// initialises only a node that has no log id at all. Refused while an install is pending.
+pub(crate) fn forget_cluster(db: &Database) -> Result<(), DiskError> {
+    let txn = begin_immediate(db)?;
+    {
+        let mut snapshot = txn.open_table(SNAPSHOT)?;
+        if snapshot.get(PENDING_META)?.is_some() {
+            return Err(DiskError::Missing(
+                "the end of a pending snapshot install".into(),
+            ));
+        }
+        for key in [SNAPSHOT_META, SNAPSHOT_DATA] {
+            snapshot.remove(key)?;
+        }
+        let mut meta = txn.open_table(SM_META)?;
+        for key in [LAST_APPLIED, LAST_MEMBERSHIP] {
+            meta.remove(key)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 /// Describes the state as of one read transaction and stores it as the current snapshot.
 fn build(db: &Database) -> Result<(Meta, Vec<u8>), DiskError> {
-    let descriptor = {
-        let txn = db.begin_read()?;
-        let (last_applied, last_membership) = applied_state(&txn.open_table(SM_META)?)?;
-        let mut heads = Vec::new();
-        for row in txn.open_table(HEADS)?.iter()? {
-            let (key, value) = row?;
-            let head: LogHead = decode("heads", &key.value(), value.value())?;
-            heads.push((LogName(key.value().to_owned()), head));
-        }
-        Descriptor {
-            last_applied,
-            last_membership,
-            heads,
-        }
-    };
+    let descriptor = describe(db)?;
     let data = encode("snapshot descriptor", &descriptor)?;
 
     let txn = begin_immediate(db)?;

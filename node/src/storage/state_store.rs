@@ -18,7 +18,7 @@ use openraft::{
     AnyError, Entry, EntryPayload, LogId, OptionalSend, Snapshot, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use redb::{Database, ReadableDatabase, StorageBackend};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, StorageBackend};
 
 use super::install::Installer;
 use super::leaf_index::IndexShape;
@@ -28,7 +28,7 @@ use super::reindex::{
     regroup_leaf_directory, store_middle_hashes,
 };
 use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables, read_head};
-use super::snapshot::{self, CatchUpError, SnapshotBuilder};
+use super::snapshot::{self, CatchUpError, Meta, SnapshotBuilder};
 use super::tables::{HEADS, LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, TILE_HASHES, encode};
 use super::view::StateReader;
 use super::{DiskError, SharedDb, begin_immediate};
@@ -186,6 +186,38 @@ impl StateStore {
     /// from Raft's membership.
     pub fn known_members(&self) -> KnownMembers {
         self.known.clone()
+    }
+
+    /// Restores a backup (`crate::backup`) into this store, which must be empty: installs the
+    /// snapshot `meta` described by `data` exactly as catch-up does, fetching the leaves from
+    /// this store's bundle source (the backup's files), so every log's root is recomputed and
+    /// checked against its signed checkpoint before anything is visible.
+    pub async fn restore(&self, meta: &Meta, data: &[u8]) -> Result<(), DiskError> {
+        let db = self.db.clone();
+        let (applied, heads) = self
+            .blocking
+            .run(move || -> Result<_, DiskError> {
+                let txn = db.begin_read()?;
+                let (applied, _) = applied_state(&txn.open_table(SM_META)?)?;
+                let heads = txn.open_table(HEADS)?.len()?;
+                Ok((applied, heads))
+            })
+            .await?;
+        if applied.is_some() || heads > 0 {
+            return Err(DiskError::NotEmpty(format!(
+                "the state holds {heads} logs and last applied {applied:?}"
+            )));
+        }
+        self.installer().install(meta, data).await
+    }
+
+    /// Forgets the cluster the restored state came from, keeping its logs, so that the node
+    /// can start a new cluster (`POST /admin/init`).
+    pub async fn forget_cluster(&self) -> Result<(), DiskError> {
+        let db = self.db.clone();
+        self.blocking
+            .run(move || snapshot::forget_cluster(&db))
+            .await
     }
 
     /// A cheap, cloneable handle for reads from any task while apply continues.
