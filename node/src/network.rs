@@ -35,6 +35,10 @@ use crate::types::{NodeAddress, NodeId, TypeConfig};
 pub mod bundles;
 pub mod fetch;
 
+/// The header every Raft message carries with the sender's `types::RAFT_FORMAT` (absent: 1,
+/// a node from before formats were numbered).
+pub const RAFT_FORMAT_HEADER: &str = "cairn-raft-format";
+
 /// Path prefix of the Raft endpoints, served on every node's cluster listener only.
 pub const RAFT_PATH: &str = "/internal/raft";
 /// Path of the batch-times endpoint snapshot catch-up asks members (cluster listener only):
@@ -181,6 +185,7 @@ impl HttpPeer {
             .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
         let http_request = hyper::Request::post(&url)
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .header(RAFT_FORMAT_HEADER, crate::types::RAFT_FORMAT)
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
         let exchange = async {

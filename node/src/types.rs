@@ -44,6 +44,14 @@ impl fmt::Display for LogName {
     }
 }
 
+/// The format of what Raft replicates (the [`Command`] encoding, in entries and in the Raft
+/// messages that carry them) that this node writes, and the newest it reads. Raft messages name
+/// it (`network::RAFT_FORMAT_HEADER`), and a node refuses a message of a newer format with an
+/// error that says so rather than misread it. A new `Command` variant goes at the end (older
+/// entries still decode) and raises this; nodes must then not propose it before every member
+/// runs a version that reads it.
+pub const RAFT_FORMAT: u32 = 1;
+
 /// The payload of one Raft entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {

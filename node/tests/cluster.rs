@@ -751,6 +751,72 @@ async fn a_backup_of_a_running_cluster_restores_a_member_and_a_new_cluster() {
     check_agreement(&cluster, &acked).await;
 }
 
+/// A data directory from before formats were numbered (format 1 of both databases), written by
+/// `cairn-node dev --nodes 1` at commit e70e285 (tests/fixtures/format-1/README.md): this
+/// version opens it, serves what it holds, records its format and appends after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_the_previous_format_opens_and_grows() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1");
+    let nodes = common::cluster::Cluster::copy_of(&fixture, "format-1", 1);
+    let mut verifiers = Verifiers::new();
+    verifiers.push(nodes.log_signer().verifier()).unwrap();
+    let mut cluster = Cluster { nodes, verifiers };
+    cluster.spawn(1);
+    cluster.wait_for(1, "/readyz").await;
+    let old = cluster.checkpoint(1).await;
+    assert_eq!(old.size.0, 4);
+    assert_eq!(
+        old.root,
+        Hash::from_base64("rdqH+WkoX8gtJ8ys7SJ3TZNCTOIYbTf7UyN00KHC5Hs=").unwrap()
+    );
+    // Entry 3 was made with Rekor v1: its integrated time and SET are still served.
+    let (status, body) = cluster
+        .request("GET", 1, "/api/v1/log/entries?logIndex=3", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let entry = answer.as_object().unwrap().values().next().unwrap();
+    assert!(
+        entry["integratedTime"].as_u64().unwrap() > 1_700_000_000,
+        "{entry}"
+    );
+    let client = Client::new(13);
+    let acked = append(&cluster, &client, "after the upgrade", 3).await;
+    assert_eq!(acked[0].index, 4);
+    check_agreement(&cluster, &acked).await;
+    let (status, body) = cluster
+        .request(
+            "GET",
+            1,
+            "/logs/artifacts/proof/consistency?old=4&new=7",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let proof: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let hashes = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    let new = cluster.checkpoint(1).await;
+    tlog::ConsistencyProof {
+        old_size: old.size,
+        new_size: new.size,
+        hashes,
+    }
+    .verify(&old.root, &new.root)
+    .unwrap();
+    // Restarted, it opens what it wrote in its own format.
+    cluster.kill(1);
+    cluster.spawn(1);
+    cluster.wait_for(1, "/readyz").await;
+    assert_eq!(cluster.checkpoint(1).await.size, new.size);
+}
+
 /// Node `id` answers Rekor v1 entry reads byte for byte as node `reference` does, for entries
 /// across the whole log, each with a SET that verifies with the log key.
 async fn check_v1_reads(cluster: &Cluster, reference: u64, id: u64, acked: &[Acked]) {

@@ -62,6 +62,16 @@ pub const DESCRIPTOR_BYTES_MAX: usize = 1024 * 1024;
 /// what a crash loses and lets redb reclaim pages freed by the non-durable commits in between.
 pub const LEAVES_PER_DURABLE_COMMIT: u64 = 16_384;
 
+/// The snapshot data format this node writes, and the newest it reads. Format 1 is a bare
+/// [`Descriptor`] (which starts with an `Option` tag, 0 or 1); a later format starts with
+/// [`SNAPSHOT_FORMAT_TAG`] and its number, so that a node that does not know it refuses the
+/// snapshot with an error that says so (an install that fails stops the node) instead of
+/// misreading it. Format 1 is still written without the tag: every version reads it.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The first byte of snapshot data in a format after 1.
+pub const SNAPSHOT_FORMAT_TAG: u8 = 0xCA;
+
 /// The snapshot payload: what a node needs to know to catch up, not the state itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
@@ -315,6 +325,20 @@ fn read_pair(
 /// [`with_members`]): a list of addresses after the descriptor, or nothing. Public for the fuzz
 /// targets (`fuzz/`).
 pub fn split_data(data: &[u8]) -> Result<(Descriptor, Vec<NodeAddress>), String> {
+    let data = match data {
+        [SNAPSHOT_FORMAT_TAG, rest @ ..] => {
+            let (format, rest) = postcard::take_from_bytes::<u32>(rest)
+                .map_err(|error| format!("format does not decode: {error}"))?;
+            if format > SNAPSHOT_FORMAT {
+                return Err(format!(
+                    "format {format}, from a newer cairn-node; this node reads formats up to \
+                     {SNAPSHOT_FORMAT}: upgrade it"
+                ));
+            }
+            rest
+        }
+        data => data,
+    };
     let (descriptor, rest) = postcard::take_from_bytes::<Descriptor>(data)
         .map_err(|error| format!("does not decode: {error}"))?;
     let members = match rest {

@@ -113,6 +113,8 @@ impl StateStore {
     ) -> Result<StateStore, DiskError> {
         let txn = begin_immediate(&db)?;
         create_state_tables(&txn)?;
+        // Before any migration below: a newer format must not be "migrated" by this code.
+        super::check_disk_format(&txn, SM_META, "state.redb")?;
         txn.open_table(SNAPSHOT)?;
         let rebuild = drop_old_index(&txn)?;
         txn.commit()?;
