@@ -597,26 +597,28 @@ async fn a_backup_of_a_running_cluster_restores_a_member_and_a_new_cluster() {
     // than the one just published: refused, and so is a new cluster with no published
     // checkpoint to compare with.
     let node_4 = cluster.config(4);
-    let refused = cairn_node(&[
-        &"restore",
-        &"--config",
-        &node_4,
-        &"--backup",
-        &backup,
-        &"--new-cluster",
-        &"--published",
-        &published,
-    ])
-    .await;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && stderr.contains("roll the log back"),
-        "{stderr}"
-    );
-    assert!(
-        !cluster.dir.join("node-4/data").exists(),
-        "a refused restore wrote data"
-    );
+    // A refused restore writes no data.
+    let dir = cluster.dir.clone();
+    let refused_restore = async |config: &std::path::Path, data: &str, reason: &str| {
+        let refused = cairn_node(&[
+            &"restore",
+            &"--config",
+            &config,
+            &"--backup",
+            &backup,
+            &"--new-cluster",
+            &"--published",
+            &published,
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(reason),
+            "{stderr}"
+        );
+        assert!(!dir.join(data).exists(), "a refused restore wrote {data}");
+    };
+    refused_restore(&node_4, "node-4/data", "roll the log back").await;
     let refused = cairn_node(&[
         &"restore",
         &"--config",
@@ -689,26 +691,7 @@ async fn a_backup_of_a_running_cluster_restores_a_member_and_a_new_cluster() {
     let mut altered = original.clone();
     *altered.last_mut().unwrap() ^= 1;
     std::fs::write(&bundle, &altered).unwrap();
-    let refused = cairn_node(&[
-        &"restore",
-        &"--config",
-        &cluster.config(1),
-        &"--backup",
-        &backup,
-        &"--new-cluster",
-        &"--published",
-        &published,
-    ])
-    .await;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        !refused.status.success() && stderr.contains("root"),
-        "{stderr}"
-    );
-    assert!(
-        !cluster.dir.join("node-1/data").exists(),
-        "a failed restore left data"
-    );
+    refused_restore(&cluster.config(1), "node-1/data", "root").await;
     std::fs::write(&bundle, &original).unwrap();
     for id in 1..=3 {
         let out = cairn_node(&[

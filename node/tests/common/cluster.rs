@@ -52,6 +52,11 @@ impl Cluster {
             init.arg("--cluster-url").arg(cluster_url);
         }
         assert!(init.status().unwrap().success(), "cairn-node init failed");
+        Cluster::in_dir(dir, urls, cluster_urls)
+    }
+
+    /// The cluster `init` laid out in `dir`, its nodes at `urls` and `cluster_urls`.
+    fn in_dir(dir: PathBuf, urls: Vec<String>, cluster_urls: Vec<String>) -> Cluster {
         let processes = LocalCluster::new(Path::new(BIN), &dir, &urls, &cluster_urls).unwrap();
         Cluster {
             token: processes.token().to_owned(),
@@ -87,15 +92,7 @@ impl Cluster {
             config.insert("cluster_url".into(), cluster_urls[id - 1].clone().into());
             std::fs::write(&path, config.to_string()).unwrap();
         }
-        let processes = LocalCluster::new(Path::new(BIN), &dir, &urls, &cluster_urls).unwrap();
-        Cluster {
-            token: processes.token().to_owned(),
-            processes,
-            dir,
-            urls,
-            cluster_urls,
-            http: http_client(),
-        }
+        Cluster::in_dir(dir, urls, cluster_urls)
     }
 
     /// The signer of the `artifacts` log, from the key `init` wrote.
