@@ -735,7 +735,7 @@ async fn a_backup_of_a_running_cluster_restores_a_member_and_a_new_cluster() {
 }
 
 /// A data directory from before formats were numbered (format 1 of both databases), written by
-/// `cairn-node dev --nodes 1` at commit e70e285 (tests/fixtures/format-1/README.md): this
+/// `cairn-node dev --nodes 1` at commit 362da66 (tests/fixtures/format-1/README.md): this
 /// version opens it, serves what it holds, records its format and appends after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_of_the_previous_format_opens_and_grows() {
