@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::ValueEnum;
 use serde::Serialize;
 
@@ -101,18 +100,15 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
         } else {
             let key = match &args.verifier_key {
                 Some(key) => key.clone(),
-                None => fetch_verifier_key(&args.urls[0]).await?,
+                None => Cluster::served_key(&args.urls[0]).await?,
             };
             Cluster::existing(args.urls.clone(), key)
         };
         run_all(&args, &cluster, &mut runs).await?;
     } else {
         for &nodes in &args.nodes {
-            let cluster = args.run.start_cluster(nodes, &[])?;
-            let result = run_all(&args, &cluster, &mut runs).await;
-            eprintln!("stopping the {nodes}-node cluster");
-            tokio::task::block_in_place(|| drop(cluster));
-            result?;
+            let run = async |cluster: &Cluster| run_all(&args, cluster, &mut runs).await;
+            args.run.on_cluster(nodes, &[], run).await?;
         }
     }
     let report = serde_json::json!({ "environment": environment, "runs": runs });
@@ -128,18 +124,6 @@ pub(crate) async fn run_all(
     let once = async |clients| run_once(args, cluster, clients).await;
     runs.extend(args.run.each(COLUMNS, once).await?);
     Ok(())
-}
-
-async fn fetch_verifier_key(url: &str) -> anyhow::Result<String> {
-    let body = crate::net::get(&format!("{}/logs", url.trim_end_matches('/'))).await?;
-    let logs: serde_json::Value = serde_json::from_slice(&body)?;
-    let key = logs["logs"]
-        .as_array()
-        .and_then(|logs| logs.iter().find(|log| log["name"] == "artifacts"))
-        .and_then(|log| log["verifier_key"].as_str())
-        .context("the node lists no artifacts log")?;
-    eprintln!("warning: trusting the log key served by {url} (pass --verifier-key to pin it)");
-    Ok(key.to_string())
 }
 
 /// Pre-signs `count` requests on every core.

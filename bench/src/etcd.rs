@@ -341,12 +341,9 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
 
     // Cairn first.
     let appends = crate::appends::AppendsArgs::with(args.run.clone());
-    let cairn = args.run.start_cluster(args.members, &[])?;
     let mut cairn_runs = Vec::new();
-    let result = crate::appends::run_all(&appends, &cairn, &mut cairn_runs).await;
-    eprintln!("stopping the Cairn cluster");
-    tokio::task::block_in_place(|| drop(cairn));
-    result?;
+    let run = async |cairn: &_| crate::appends::run_all(&appends, cairn, &mut cairn_runs).await;
+    args.run.on_cluster(args.members, &[], run).await?;
 
     // Then etcd, with the Cairn entries' size.
     let value_bytes = args
