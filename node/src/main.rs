@@ -13,6 +13,8 @@ use node::{Env, Node};
 
 #[path = "main/dev.rs"]
 mod dev;
+#[path = "main/log.rs"]
+mod log_command;
 
 /// Cairn node: a replica of Cairn's transparency logs.
 ///
@@ -97,9 +99,8 @@ enum Commands {
     /// Run one node from its configuration file.
     ///
     /// Every setting of the file can be overridden by a flag or an environment variable (flags
-    /// win over variables, both over the file); the logs themselves are set in the file only,
-    /// because they must be identical on every node. docs/configuration.md describes each
-    /// setting.
+    /// win over variables, both over the file); the logs, identical on every node, are set in
+    /// the file only. docs/configuration.md describes each setting.
     Run {
         /// The node's configuration file (TOML).
         #[arg(long, env = "CAIRN_CONFIG")]
@@ -118,6 +119,7 @@ enum Commands {
         #[arg(long, env = "CAIRN_CONFIG")]
         config: PathBuf,
     },
+    Log(log_command::LogArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -162,6 +164,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Commands::Log(args) => log_command::run(args),
         Commands::Dev {
             nodes,
             dir,
@@ -175,7 +178,6 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Overrides of a node's configuration file, one per setting.
 /// The overrides given as flags or environment variables, one clap argument per entry of
 /// [`OVERRIDABLE`], declared there once.
 #[derive(Debug, Default)]

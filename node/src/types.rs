@@ -49,6 +49,22 @@ impl fmt::Display for LogName {
 pub enum Command {
     /// Leaves for one log, in the order the leader's sequencer pooled them.
     Append(AppendBatch),
+    /// Freezes a log and opens its configured successor (`crate::lifecycle`). Last, so that
+    /// entries written before it existed still decode (postcard numbers variants in order).
+    Rotate(Rotation),
+}
+
+/// Freeze `log` and open `successor` in its place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The log to freeze.
+    pub log: LogName,
+    /// The log that takes its appends from now on: configured on every node with
+    /// `succeeds = <log>`, and still empty.
+    pub successor: LogName,
+    /// When the leader proposed the rotation, in milliseconds since the Unix epoch: the end
+    /// of the frozen log's window and the start of its successor's in the trusted root.
+    pub timestamp_unix_ms: u64,
 }
 
 /// A batch of leaves for one log: one Raft entry, however many leaves.
@@ -70,6 +86,9 @@ impl fmt::Display for Command {
             Command::Append(batch) => {
                 write!(f, "append {} leaves to {}", batch.leaves.len(), batch.log)
             }
+            Command::Rotate(rotation) => {
+                write!(f, "freeze {} and open {}", rotation.log, rotation.successor)
+            }
         }
     }
 }
@@ -85,6 +104,15 @@ pub enum CommandOutcome {
     /// The command was refused by every replica alike (for example an unknown log); state is
     /// unchanged.
     Refused(String),
+    /// A rotation was applied: the log is frozen at its final checkpoint.
+    Rotated(crate::lifecycle::RotationRecord),
+    /// An append was refused because its log is frozen; state is unchanged.
+    Frozen {
+        /// The frozen log.
+        log: LogName,
+        /// The log that takes its appends.
+        successor: LogName,
+    },
 }
 
 /// The result of applying an [`AppendBatch`].

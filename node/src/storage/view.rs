@@ -102,6 +102,7 @@ pub struct StateReader {
     pub(super) caches: Arc<HashCaches>,
     pub(super) pinned: Arc<PinnedLevels>,
     pub(super) tail_memory: SharedTailMemory,
+    pub(super) lifecycle: super::rows::SharedLifecycle,
 }
 
 impl Debug for StateReader {
@@ -111,6 +112,11 @@ impl Debug for StateReader {
 }
 
 impl StateReader {
+    /// The rotations applied, as this node last committed them (`crate::lifecycle`).
+    pub fn lifecycle(&self) -> std::sync::Arc<crate::lifecycle::Lifecycle> {
+        self.lifecycle.get()
+    }
+
     /// A consistent view of the last committed state: one redb read transaction. Blocking
     /// (redb reads pages from disk); call it, and the view's methods, through
     /// [`Blocking::run`] from async code. Drop the view soon: it pins the pages it sees.
