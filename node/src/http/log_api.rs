@@ -397,7 +397,7 @@ async fn submit_v2(
     let target = match named {
         None => Target::Family(LogName(ARTIFACT_LOG.to_string())),
         Some(log) => {
-            if node.lifecycle().root(&log).0 != ARTIFACT_LOG {
+            if configured_root(node, &log).0 != ARTIFACT_LOG {
                 return Err(ApiError::not_found(format!(
                     "log {log} takes no entries through this API (only the artifact logs do)"
                 )));
@@ -506,6 +506,23 @@ pub(super) fn overloaded(waiting: usize) -> ApiError {
             format!("{waiting} submissions are already waiting; retry shortly"),
         )
     }
+}
+
+/// The first log of `log`'s family as configured: following `succeeds` back (a successor
+/// belongs to its family before a rotation opens it).
+fn configured_root(node: &Node, log: &LogName) -> LogName {
+    let mut current = log.clone();
+    for _ in 0..=node.logs().iter().count() {
+        match node
+            .logs()
+            .get(&current)
+            .and_then(|config| config.succeeds.clone())
+        {
+            Some(predecessor) => current = predecessor,
+            None => break,
+        }
+    }
+    current
 }
 
 /// Where a submission goes.
