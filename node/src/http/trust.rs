@@ -286,7 +286,7 @@ fn not_before_seconds(der: &[u8]) -> Result<i64, ApiError> {
 /// Milliseconds since the epoch as whole seconds, rounded down for a window's start and up for
 /// its end, so the window covers every time in it.
 fn seconds(unix_ms: u64, up: bool) -> i64 {
-    let whole = unix_ms / 1000 + u64::from(up && unix_ms % 1000 != 0);
+    let whole = unix_ms / 1000 + u64::from(up && !unix_ms.is_multiple_of(1000));
     i64::try_from(whole).unwrap_or(i64::MAX)
 }
 
