@@ -313,17 +313,19 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             .resume()
             .await
             .map_err(|error| read_sm_error(&error))?;
-        self.reload_lifecycle()
-            .await
-            .map_err(|error| read_sm_error(&error))?;
         let db = self.db.clone();
-        self.blocking
+        let (applied, lifecycle) = self
+            .blocking
             .run(move || {
                 let txn = db.begin_read()?;
-                applied_state(&txn.open_table(SM_META)?)
+                let meta = txn.open_table(SM_META)?;
+                // An install the resume above finished may have written rotations.
+                Ok::<_, DiskError>((applied_state(&meta)?, read_lifecycle(&meta)?))
             })
             .await
-            .map_err(|error| read_sm_error(&error))
+            .map_err(|error| read_sm_error(&error))?;
+        self.lifecycle.set(lifecycle);
+        Ok(applied)
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandOutcome>, StorageError<NodeId>>
@@ -386,7 +388,12 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             .install(meta, &data)
             .await
             .map_err(failed)?;
-        self.reload_lifecycle().await.map_err(failed)
+        // What the install wrote: the snapshot's rotations (checked by the install). Taken
+        // from the data, not read back, so that an install costs no more trips to storage.
+        let (_, _, lifecycle) = snapshot::split_data(&data)
+            .map_err(|error| failed(DiskError::corrupt("snapshot", &"data", error)))?;
+        self.lifecycle.set(lifecycle);
+        Ok(())
     }
 
     async fn get_current_snapshot(
