@@ -21,6 +21,7 @@ pub mod dev_process;
 pub mod env;
 pub mod http;
 pub mod keyless;
+pub mod lifecycle;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -16,6 +16,8 @@ use overrides::Overrides;
 mod backup;
 #[path = "main/dev.rs"]
 mod dev;
+#[path = "main/log.rs"]
+mod log_command;
 #[path = "main/overrides.rs"]
 mod overrides;
 
@@ -102,9 +104,8 @@ enum Commands {
     /// Run one node from its configuration file.
     ///
     /// Every setting of the file can be overridden by a flag or an environment variable (flags
-    /// win over variables, both over the file); the logs themselves are set in the file only,
-    /// because they must be identical on every node. docs/configuration.md describes each
-    /// setting.
+    /// win over variables, both over the file); the logs, identical on every node, are set in
+    /// the file only. docs/configuration.md describes each setting.
     Run {
         /// The node's configuration file (TOML).
         #[arg(long, env = "CAIRN_CONFIG")]
@@ -125,6 +126,7 @@ enum Commands {
     },
     Backup(backup::BackupArgs),
     Restore(backup::RestoreArgs),
+    Log(log_command::LogArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -166,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         }
         Commands::Backup(args) => multi_thread()?.block_on(backup::backup(args)),
         Commands::Restore(args) => multi_thread()?.block_on(backup::restore(args)),
+        Commands::Log(args) => log_command::run(args),
         Commands::Dev {
             nodes,
             dir,

@@ -35,8 +35,8 @@ use crate::types::{NodeAddress, NodeId, TypeConfig};
 pub mod bundles;
 pub mod fetch;
 
-/// The header every Raft message carries with the sender's `types::RAFT_FORMAT` (absent: 1,
-/// a node from before formats were numbered).
+/// The header every Raft message carries with the format its entries need
+/// (`types::Command::format`; absent: 1, a node from before formats were numbered).
 pub const RAFT_FORMAT_HEADER: &str = "cairn-raft-format";
 
 /// Path prefix of the Raft endpoints, served on every node's cluster listener only.
@@ -168,10 +168,12 @@ enum TransportError {
 }
 
 impl HttpPeer {
-    /// POSTs `request` to `path` and decodes the peer's `Result` answer.
+    /// POSTs `request`, of Raft format `format`, to `path` and decodes the peer's `Result`
+    /// answer.
     async fn call<Request, Response, Error>(
         &self,
         path: &str,
+        format: u32,
         request: &Request,
         deadline: Duration,
     ) -> Result<Result<Response, Error>, TransportError>
@@ -185,7 +187,7 @@ impl HttpPeer {
             .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
         let http_request = hyper::Request::post(&url)
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
-            .header(RAFT_FORMAT_HEADER, crate::types::RAFT_FORMAT)
+            .header(RAFT_FORMAT_HEADER, format)
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
         let exchange = async {
@@ -239,9 +241,19 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddress, RaftError<NodeId>>>
     {
+        // The format the entries need: older members read messages without newer commands.
+        let format = rpc
+            .entries
+            .iter()
+            .map(|entry| match &entry.payload {
+                openraft::EntryPayload::Normal(command) => command.format(),
+                _ => 1,
+            })
+            .max()
+            .unwrap_or(1);
         into_rpc(
             self.target,
-            self.call("append", &rpc, option.hard_ttl()).await,
+            self.call("append", format, &rpc, option.hard_ttl()).await,
         )
     }
 
@@ -255,7 +267,7 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
     > {
         into_rpc(
             self.target,
-            self.call("snapshot", &rpc, option.hard_ttl()).await,
+            self.call("snapshot", 1, &rpc, option.hard_ttl()).await,
         )
     }
 
@@ -266,7 +278,7 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddress, RaftError<NodeId>>> {
         into_rpc(
             self.target,
-            self.call("vote", &rpc, option.hard_ttl()).await,
+            self.call("vote", 1, &rpc, option.hard_ttl()).await,
         )
     }
 }

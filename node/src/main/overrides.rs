@@ -2,7 +2,6 @@
 
 use node::config::{OVERRIDABLE, Overridable};
 
-/// Overrides of a node's configuration file, one per setting.
 /// The overrides given as flags or environment variables, one clap argument per entry of
 /// [`OVERRIDABLE`], declared there once.
 #[derive(Debug, Default)]

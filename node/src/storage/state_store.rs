@@ -27,7 +27,10 @@ use super::reindex::{
     IndexWork, catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index,
     regroup_leaf_directory, store_middle_hashes,
 };
-use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables, read_head};
+use super::rows::{
+    RedbState, SharedLifecycle, SharedTailMemory, applied_state, create_state_tables, read_head,
+    read_lifecycle,
+};
 use super::snapshot::{self, CatchUpError, Meta, SnapshotBuilder};
 use super::tables::{HEADS, LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, TILE_HASHES, encode};
 use super::view::StateReader;
@@ -55,6 +58,8 @@ pub struct StateStore {
     shape: IndexShape,
     /// Apply's memory of the leaf index's tail.
     pub(crate) tail_memory: SharedTailMemory,
+    /// The rotations applied, for request routing.
+    lifecycle: SharedLifecycle,
 }
 
 impl Debug for StateStore {
@@ -126,7 +131,10 @@ impl StateStore {
             rebuild_leaf_index(&db, &shape, IndexWork::All)?;
         }
         catch_up_leaf_index(&db, &shape)?;
+        let lifecycle = SharedLifecycle::default();
+        lifecycle.set(read_lifecycle(&db.begin_read()?.open_table(SM_META)?)?);
         let store = StateStore {
+            lifecycle,
             db: Arc::new(db),
             blocking,
             caches: Arc::new(HashCaches::new(&logs)),
@@ -229,7 +237,19 @@ impl StateStore {
             caches: self.caches.clone(),
             pinned: self.pinned.clone(),
             tail_memory: self.tail_memory.clone(),
+            lifecycle: self.lifecycle.clone(),
         }
+    }
+
+    /// Reloads the in-memory rotations from the database (after an install wrote them).
+    async fn reload_lifecycle(&self) -> Result<(), DiskError> {
+        let db = self.db.clone();
+        let lifecycle = self
+            .blocking
+            .run(move || read_lifecycle(&db.begin_read()?.open_table(SM_META)?))
+            .await?;
+        self.lifecycle.set(lifecycle);
+        Ok(())
     }
 }
 
@@ -328,13 +348,18 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             .await
             .map_err(|error| read_sm_error(&error))?;
         let db = self.db.clone();
-        self.blocking
+        let (applied, lifecycle) = self
+            .blocking
             .run(move || {
                 let txn = db.begin_read()?;
-                applied_state(&txn.open_table(SM_META)?)
+                let meta = txn.open_table(SM_META)?;
+                // An install the resume above finished may have written rotations.
+                Ok::<_, DiskError>((applied_state(&meta)?, read_lifecycle(&meta)?))
             })
             .await
-            .map_err(|error| read_sm_error(&error))
+            .map_err(|error| read_sm_error(&error))?;
+        self.lifecycle.set(lifecycle);
+        Ok(applied)
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandOutcome>, StorageError<NodeId>>
@@ -358,10 +383,20 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             written.map_err(|error| StorageIOError::apply(last, AnyError::new(&error)))?;
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        self.blocking
+        let outcomes = self
+            .blocking
             .run(move || apply_entries(&db, &logs, &caches, (&shape, &memory), &entries))
             .await
-            .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)).into())
+            .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)))?;
+        if outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, CommandOutcome::Rotated(_)))
+        {
+            self.reload_lifecycle()
+                .await
+                .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)))?;
+        }
+        Ok(outcomes)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
@@ -380,12 +415,19 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
+        let failed = |error: DiskError| -> StorageError<NodeId> {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&error)).into()
+        };
         self.installer()
             .install(meta, &data)
             .await
-            .map_err(|error| {
-                StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&error)).into()
-            })
+            .map_err(failed)?;
+        // What the install wrote: the snapshot's rotations (checked by the install). Taken
+        // from the data, not read back, so that an install costs no more trips to storage.
+        let (_, _, lifecycle) = snapshot::split_data(&data)
+            .map_err(|error| failed(DiskError::corrupt("snapshot", &"data", error)))?;
+        self.lifecycle.set(lifecycle);
+        Ok(())
     }
 
     async fn get_current_snapshot(

@@ -102,6 +102,7 @@ pub struct StateReader {
     pub(super) caches: Arc<HashCaches>,
     pub(super) pinned: Arc<PinnedLevels>,
     pub(super) tail_memory: SharedTailMemory,
+    pub(super) lifecycle: super::rows::SharedLifecycle,
 }
 
 impl Debug for StateReader {
@@ -117,6 +118,11 @@ impl StateReader {
         &self,
     ) -> Result<(openraft::SnapshotMeta<NodeId, NodeAddress>, Vec<u8>), ReadError> {
         Ok(super::snapshot::backup_snapshot(&self.db)?)
+    }
+
+    /// The rotations applied, as this node last committed them (`crate::lifecycle`).
+    pub fn lifecycle(&self) -> std::sync::Arc<crate::lifecycle::Lifecycle> {
+        self.lifecycle.get()
     }
 
     /// A consistent view of the last committed state: one redb read transaction. Blocking
