@@ -6,14 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::ValueEnum;
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ProcessUsage, PromHistogram};
+use crate::cluster::{Cluster, PromHistogram};
 use crate::net::{Answer, Connection};
-use crate::run::{self, Context, Done, Failure, RunArgs, Target, Window, Workload};
-use crate::stats::{self, LatencySummary};
+use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
+use crate::stats;
 use crate::verify::ResponseVerifier;
 use crate::workload::Prepared;
 
@@ -74,31 +73,6 @@ pub(crate) enum EntryKind {
     Hashedrekord,
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct RunResult {
-    pub(crate) nodes: usize,
-    pub(crate) mode: &'static str,
-    pub(crate) offered_rate: Option<f64>,
-    pub(crate) entry_kind: EntryKind,
-    pub(crate) request_bytes: usize,
-    pub(crate) leaf_bytes: usize,
-    pub(crate) fsync: &'static str,
-    pub(crate) sequencer: Option<serde_json::Value>,
-    pub(crate) appends_per_second: f64,
-    pub(crate) verified_appends: u64,
-    pub(crate) duplicate_answers: u64,
-    pub(crate) latency: LatencySummary,
-    pub(crate) presigned: usize,
-    pub(crate) presigned_exhausted: bool,
-    pub(crate) presign_per_second: f64,
-    pub(crate) checkpoint_signatures_verified: u64,
-    pub(crate) node_usage: Vec<ProcessUsage>,
-    /// The Raft batches the leader proposed during the window (from its own histograms).
-    pub(crate) batches: Option<serde_json::Value>,
-    #[serde(flatten)]
-    pub(crate) window: Window,
-}
-
 /// Closed-loop runs pre-sign enough for this many appends per second (25% above the 20,000/s
 /// target) by default: signing takes a few seconds per run on this machine, so more would
 /// make a short run mostly waiting; a run that uses them all says so and is cut short.
@@ -126,18 +100,15 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
         } else {
             let key = match &args.verifier_key {
                 Some(key) => key.clone(),
-                None => fetch_verifier_key(&args.urls[0]).await?,
+                None => Cluster::served_key(&args.urls[0]).await?,
             };
             Cluster::existing(args.urls.clone(), key)
         };
         run_all(&args, &cluster, &mut runs).await?;
     } else {
         for &nodes in &args.nodes {
-            let cluster = args.run.start_cluster(nodes, &[])?;
-            let result = run_all(&args, &cluster, &mut runs).await;
-            eprintln!("stopping the {nodes}-node cluster");
-            tokio::task::block_in_place(|| drop(cluster));
-            result?;
+            let run = async |cluster: &Cluster| run_all(&args, cluster, &mut runs).await;
+            args.run.on_cluster(nodes, &[], run).await?;
         }
     }
     let report = serde_json::json!({ "environment": environment, "runs": runs });
@@ -148,23 +119,11 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
 pub(crate) async fn run_all(
     args: &AppendsArgs,
     cluster: &Cluster,
-    runs: &mut Vec<RunResult>,
+    runs: &mut Vec<serde_json::Value>,
 ) -> anyhow::Result<()> {
     let once = async |clients| run_once(args, cluster, clients).await;
     runs.extend(args.run.each(COLUMNS, once).await?);
     Ok(())
-}
-
-async fn fetch_verifier_key(url: &str) -> anyhow::Result<String> {
-    let body = crate::net::get(&format!("{}/logs", url.trim_end_matches('/'))).await?;
-    let logs: serde_json::Value = serde_json::from_slice(&body)?;
-    let key = logs["logs"]
-        .as_array()
-        .and_then(|logs| logs.iter().find(|log| log["name"] == "artifacts"))
-        .and_then(|log| log["verifier_key"].as_str())
-        .context("the node lists no artifacts log")?;
-    eprintln!("warning: trusting the log key served by {url} (pass --verifier-key to pin it)");
-    Ok(key.to_string())
 }
 
 /// Pre-signs `count` requests on every core.
@@ -287,7 +246,7 @@ pub(crate) async fn run_once(
     args: &AppendsArgs,
     cluster: &Cluster,
     clients: usize,
-) -> anyhow::Result<RunResult> {
+) -> anyhow::Result<serde_json::Value> {
     let nodes = cluster.urls.len();
     let total_seconds = args.run.warmup + args.run.duration;
     // A request count, far below usize::MAX for any sensible rate and duration; `as` saturates
@@ -323,27 +282,21 @@ pub(crate) async fn run_once(
     }
     let (ok, latencies) = measured.total(&[]);
     let (metrics_before, metrics_after) = &measured.metrics;
-    Ok(RunResult {
-        nodes,
-        mode: args.rate.map_or("closed", |_| "open"),
-        offered_rate: args.rate,
-        entry_kind: args.entry_kind,
-        request_bytes,
-        leaf_bytes,
-        fsync: FSYNC,
-        sequencer: cluster.sequencer.clone(),
-        appends_per_second: stats::per_second(ok, window),
-        verified_appends: ok,
-        duplicate_answers: measured.duplicates,
-        latency: latencies.summary(),
-        batches: batch_stats(metrics_before, metrics_after, window),
-        presigned,
-        presigned_exhausted: measured.exhausted,
-        presign_per_second: rate,
-        checkpoint_signatures_verified: load.verifier.checkpoint_signatures_verified(),
-        node_usage: measured.processes,
-        window: measured.record,
-    })
+    let (mode, verified) = (
+        args.rate.map_or("closed", |_| "open"),
+        load.verifier.checkpoint_signatures_verified(),
+    );
+    // `batches`: the Raft batches the leader proposed during the window (its own histograms).
+    Ok(measured.record.with(serde_json::json!({
+        "nodes": nodes, "mode": mode, "offered_rate": args.rate, "entry_kind": args.entry_kind,
+        "request_bytes": request_bytes, "leaf_bytes": leaf_bytes, "fsync": FSYNC,
+        "sequencer": cluster.sequencer, "appends_per_second": stats::per_second(ok, window),
+        "verified_appends": ok, "duplicate_answers": measured.duplicates,
+        "latency": latencies.summary(), "presigned": presigned,
+        "presigned_exhausted": measured.exhausted, "presign_per_second": rate,
+        "checkpoint_signatures_verified": verified, "node_usage": measured.processes,
+        "batches": batch_stats(metrics_before, metrics_after, window),
+    })))
 }
 
 /// The leader's batches during the window. Only the leader's histograms describe real

@@ -98,13 +98,11 @@ impl Workload for CertificateLoad {
 pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     args.run.check()?;
     let environment = run::environment();
-    let cluster = args.run.start_cluster(
-        args.nodes,
-        &[("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")],
-    )?;
-    let result = run(&args, &cluster).await;
-    tokio::task::block_in_place(|| drop(cluster));
-    let runs = result?;
+    let env = [("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")];
+    let runs = args
+        .run
+        .on_cluster(args.nodes, &env, async |cluster| run(&args, cluster).await);
+    let runs = runs.await?;
     let report = serde_json::json!({ "environment": environment, "runs": runs });
     args.run.finish(&report, table, true)
 }

@@ -64,10 +64,8 @@ impl Cluster {
     /// A running cluster described by a `cairn-node dev` cluster.json.
     pub(crate) fn from_json(path: &Path) -> anyhow::Result<Cluster> {
         let json = node::dev_process::read_cluster_json(path)?;
-        let (nodes, logs) = (&json["nodes"], &json["logs"]);
-        let nodes = nodes.as_array().map_or(&[][..], Vec::as_slice);
-        let log = (logs.as_array().into_iter().flatten()).find(|log| log["name"] == ARTIFACT_LOG);
-        let verifier_key = (log.and_then(|log| log["verifier_key"].as_str()))
+        let nodes = json["nodes"].as_array().map_or(&[][..], Vec::as_slice);
+        let verifier_key = (artifact_key(&json))
             .with_context(|| format!("{}: no {ARTIFACT_LOG} log", path.display()))?;
         let config = nodes.first().and_then(|node| node["config"].as_str());
         let file = config.and_then(|config| node::config::NodeFile::load(Path::new(config)).ok());
@@ -97,6 +95,15 @@ impl Cluster {
         }
     }
 
+    /// The artifact log's key as node `url` lists it in `/logs`, which trusts that node.
+    pub(crate) async fn served_key(url: &str) -> anyhow::Result<String> {
+        let logs = crate::net::get(&format!("{}/logs", url.trim_end_matches('/'))).await?;
+        let logs = serde_json::from_slice(&logs)?;
+        let key = artifact_key(&logs).context("the node lists no artifacts log")?;
+        eprintln!("warning: trusting the log key served by {url} (pass --verifier-key to pin it)");
+        Ok(key.to_owned())
+    }
+
     /// Keep the data directory of a started cluster after it stops.
     pub(crate) fn keep_data(&mut self) {
         if let Some(dev) = &mut self.dev {
@@ -110,6 +117,12 @@ impl Cluster {
             .as_ref()
             .map(node::dev_process::DevProcess::issuer)
     }
+}
+
+/// The artifact log's C2SP verifier key in a `/logs` answer (or cluster.json: the same list).
+fn artifact_key(logs: &serde_json::Value) -> Option<&str> {
+    let mut logs = logs["logs"].as_array().into_iter().flatten();
+    logs.find(|log| log["name"] == ARTIFACT_LOG)?["verifier_key"].as_str()
 }
 
 /// A base port for a `cairn-node dev` cluster of `nodes` whose ports are free now.

@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde::Serialize;
 
-use crate::cluster::{ProcessUsage, Started};
+use crate::cluster::Started;
 use crate::run::{self, Context, Done, Failure, Phases, RunArgs, Target, Workload};
-use crate::stats::{LatencySummary, per_second};
+use crate::stats::{number, per_second};
 
 /// Every `READBACK_EVERY`th put of each client is read back after the run.
 pub(crate) const READBACK_EVERY: u64 = 64;
@@ -164,22 +163,6 @@ fn key(client: usize, sequence: u64, run: &str) -> String {
     format!("cairn-bench/{run}/{client:05}/{sequence:012}")
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct EtcdRun {
-    pub(crate) members: usize,
-    pub(crate) value_bytes: usize,
-    pub(crate) key_bytes: usize,
-    pub(crate) puts_per_second: f64,
-    pub(crate) acknowledged_puts: u64,
-    pub(crate) latency: LatencySummary,
-    /// Puts read back after the run (value and revision checked), and how many disagreed.
-    pub(crate) readback_checked: u64,
-    pub(crate) readback_failed: u64,
-    pub(crate) member_usage: Vec<ProcessUsage>,
-    #[serde(flatten)]
-    pub(crate) window: run::Window,
-}
-
 /// The columns of an etcd run, as `peer` prints it.
 pub(crate) const COLUMNS: &str = "members=members | clients=clients \
     | puts/s=puts_per_second:0 | p50 ms=latency.p50_ms:1 | p99 ms=latency.p99_ms:1 \
@@ -258,7 +241,7 @@ pub(crate) async fn run_puts(
     cluster: &EtcdCluster,
     mut phases: Phases,
     value_bytes: usize,
-) -> anyhow::Result<EtcdRun> {
+) -> anyhow::Result<serde_json::Value> {
     let load = Arc::new(PutLoad {
         endpoints: cluster.endpoints.clone(),
         run: crate::workload::random_tag()?,
@@ -284,18 +267,15 @@ pub(crate) async fn run_puts(
              the value written at the revision acknowledged"
         );
     }
-    Ok(EtcdRun {
-        members: cluster.endpoints.len(),
-        value_bytes,
-        key_bytes: key(0, 0, &load.run).len(),
-        puts_per_second: per_second(ok, window),
-        acknowledged_puts: ok,
-        latency: latencies.summary(),
-        readback_checked,
-        readback_failed,
-        member_usage: measured.processes,
-        window: measured.record,
-    })
+    // `readback_checked`: puts read back after the run (value and revision checked);
+    // `readback_failed`: how many of them disagreed.
+    Ok(measured.record.with(serde_json::json!({
+        "members": cluster.endpoints.len(), "value_bytes": value_bytes,
+        "key_bytes": key(0, 0, &load.run).len(), "puts_per_second": per_second(ok, window),
+        "acknowledged_puts": ok, "latency": latencies.summary(),
+        "readback_checked": readback_checked, "readback_failed": readback_failed,
+        "member_usage": measured.processes,
+    })))
 }
 
 /// Reads the sampled puts back, each from a member other than the one it was written through
@@ -361,17 +341,18 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
 
     // Cairn first.
     let appends = crate::appends::AppendsArgs::with(args.run.clone());
-    let cairn = args.run.start_cluster(args.members, &[])?;
     let mut cairn_runs = Vec::new();
-    let result = crate::appends::run_all(&appends, &cairn, &mut cairn_runs).await;
-    eprintln!("stopping the Cairn cluster");
-    tokio::task::block_in_place(|| drop(cairn));
-    result?;
+    let run = async |cairn: &_| crate::appends::run_all(&appends, cairn, &mut cairn_runs).await;
+    args.run.on_cluster(args.members, &[], run).await?;
 
     // Then etcd, with the Cairn entries' size.
     let value_bytes = args
         .value_bytes
-        .or_else(|| cairn_runs.first().map(|run| run.leaf_bytes))
+        .or_else(|| {
+            cairn_runs
+                .first()
+                .and_then(|run| run["leaf_bytes"].as_u64()?.try_into().ok())
+        })
         .context("no Cairn run to take the entry size from")?;
     let foreign_etcd_pids = foreign_etcd_pids();
     if !foreign_etcd_pids.is_empty() {
@@ -399,12 +380,12 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     // is at least 3).
     let ratios: Vec<serde_json::Value> = (cairn_runs.iter().zip(&etcd_runs))
         .map(|(cairn, etcd)| {
-            let (appends, puts) = (cairn.appends_per_second, etcd.puts_per_second);
+            let (appends, puts) = (number(cairn, "appends_per_second"), number(etcd, "puts_per_second"));
             serde_json::json!({
-                "clients": cairn.window.clients, "cairn_appends_per_second": appends,
+                "clients": cairn["clients"], "cairn_appends_per_second": appends,
                 "etcd_puts_per_second": puts,
                 "ratio": if puts > 0.0 { appends / puts } else { 0.0 },
-                "cairn_p99_ms": cairn.latency.p99_ms, "etcd_p99_ms": etcd.latency.p99_ms,
+                "cairn_p99_ms": number(cairn, "latency.p99_ms"), "etcd_p99_ms": number(etcd, "latency.p99_ms"),
             })
         })
         .collect();

@@ -102,15 +102,15 @@ enum Commands {
     /// Witness cosigning: verified appends/s on a cluster that publishes a checkpoint only with
     /// a quorum of witness cosignatures, and how long a witnessing round takes.
     ///
-    /// Starts --witnesses witness processes and a cluster (`cairn-node init` + `run`) whose
-    /// nodes' `[witnessing]` policy needs --quorum of them; every counted append's checkpoint
-    /// must carry the log signature and the quorum's cosignatures.
+    /// Starts --witnesses witness processes (`cairn witness serve`) and a cluster (`cairn-node
+    /// init` + `run`) whose nodes' `[witnessing]` policy needs --quorum of them; every counted
+    /// append's checkpoint must carry the log signature and the quorum's cosignatures. Build
+    /// both binaries first:
+    ///
+    ///   cargo build --release -p node --bin cairn-node -p client --bin cairn
     ///
     ///   cargo run --release -p bench --bin cairn-bench -- witnessing --clients 16,64,256
     Witnessing(witnessing::WitnessingArgs),
-    /// One witness process, for `witnessing` (internal).
-    #[command(hide = true)]
-    WitnessServer(witnessing::WitnessServerArgs),
     /// The whole suite in one command, written up: JSON and a Markdown page of tables.
     ///
     /// Runs each part as a child process of this binary with the report's settings (appends
@@ -153,11 +153,6 @@ fn main() -> anyhow::Result<()> {
             args.run.runtime()?.block_on(reads::reads(args))
         }
         Commands::Witnessing(args) => args.run.runtime()?.block_on(witnessing::witnessing(args)),
-        Commands::WitnessServer(args) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?
-            .block_on(witnessing::witness_server(args)),
         Commands::Scale(args) => args.run.runtime()?.block_on(scale::scale(*args)),
         Commands::Fill(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -426,25 +426,17 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
     );
     let mix = parse_read_mix(&args.read_mix)?;
     let environment = run::environment();
-    let cluster = args.run.start_cluster(args.nodes, &[])?;
-    let timeout = args.run.timeout();
-    let result = async {
-        prefill(&cluster, args.prefill, timeout).await?;
+    let runs = async |cluster: &Cluster| {
+        prefill(cluster, args.prefill, args.run.timeout()).await?;
         let verifier = Arc::new(ResponseVerifier::new(&cluster.verifier_key)?);
-        let reference = Arc::new(reference(&cluster, &verifier).await?);
-        let mut runs = Vec::new();
-        for &clients in &args.run.clients {
-            let reads = (mix.as_slice(), appends_percent);
-            let run = run_once(&args, &cluster, (&reference, &verifier), reads, clients).await?;
-            print_run(&run);
-            runs.push(run);
-        }
-        anyhow::Ok(runs)
-    }
-    .await;
-    eprintln!("stopping the cluster");
-    tokio::task::block_in_place(|| drop(cluster));
-    let (prefill, read_mix, runs) = (args.prefill, &args.read_mix, result?);
+        let reference = Arc::new(reference(cluster, &verifier).await?);
+        let reads = (mix.as_slice(), appends_percent);
+        let once =
+            async |clients| run_once(&args, cluster, (&reference, &verifier), reads, clients).await;
+        args.run.each(COLUMNS, once).await
+    };
+    let runs = args.run.on_cluster(args.nodes, &[], runs).await?;
+    let (prefill, read_mix) = (args.prefill, &args.read_mix);
     let report = serde_json::json!({
         "environment": environment, "prefill": prefill, "read_mix": read_mix, "runs": runs,
     });
@@ -515,21 +507,6 @@ async fn run_once(
         "appends_latency": appends.summary(), "by_kind": by_kind,
         "presigned_exhausted": measured.exhausted, "node_usage": measured.processes,
     })))
-}
-
-/// Prints a run's row and each kind of read.
-fn print_run(run: &serde_json::Value) {
-    run::print_run(COLUMNS, run);
-    for (kind, result) in run["by_kind"].as_object().into_iter().flatten() {
-        let ms = |key: &str| result["latency"][key].as_f64().unwrap_or(0.0);
-        let per_second = result["per_second"].as_f64().unwrap_or(0.0);
-        println!(
-            "  {kind:<14} {per_second:>8.0}/s  p50 {:.2}  p99 {:.2}  max {:.2} ms",
-            ms("p50_ms"),
-            ms("p99_ms"),
-            ms("max_ms")
-        );
-    }
 }
 
 /// The columns of the `reads` and `mix` table (also the suite report's).

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
 
-use crate::stats;
+use crate::stats::{self, number as f};
 
 /// The parts of the suite, in the order they run.
 const PARTS: [&str; 8] = [
@@ -162,11 +162,6 @@ fn list<'a>(parts: &'a Map<String, Value>, part: &str, key: &str) -> &'a [Value]
         .get(part)
         .and_then(|p| p[key].as_array())
         .map_or(&[], Vec::as_slice)
-}
-
-/// The number at `path` (dot-separated keys), 0 if there is none.
-fn f(value: &Value, path: &str) -> f64 {
-    stats::at(value, path).as_f64().unwrap_or(0.0)
 }
 
 /// The scale curve as line charts, one per cost, in Mermaid, which GitHub draws from the text:

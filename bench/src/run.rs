@@ -100,12 +100,14 @@ impl RunArgs {
         self.data_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
-    /// Starts a `cairn-node dev` cluster of `nodes` with these environment variables.
-    pub(crate) fn start_cluster(
+    /// Runs `body` on a `cairn-node dev` cluster of `nodes` started with these environment
+    /// variables, then stops the cluster.
+    pub(crate) async fn on_cluster<T>(
         &self,
         nodes: u16,
         env: &[(&str, &str)],
-    ) -> anyhow::Result<Cluster> {
+        body: impl AsyncFnOnce(&Cluster) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         let node_bin = self.node_bin()?;
         eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
         let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
@@ -116,7 +118,10 @@ impl RunArgs {
             cluster.keep_data();
             eprintln!("cluster data kept in {}", dir.display());
         }
-        Ok(cluster)
+        let result = body(&cluster).await;
+        eprintln!("stopping the {nodes}-node cluster");
+        tokio::task::block_in_place(|| drop(cluster));
+        result
     }
 
     /// The phases of one run with `clients` clients and no rate.
@@ -177,7 +182,7 @@ impl RunArgs {
 }
 
 /// Prints one run as a row of its subcommand's table (`columns`, as [`crate::stats::table`]
-/// takes them), and its errors and retries by kind.
+/// takes them), its errors and retries by kind, and each kind of operation of a mixed run.
 pub(crate) fn print_run(columns: &str, run: &impl Serialize) {
     let Ok(run) = serde_json::to_value(run) else {
         return;
@@ -191,6 +196,12 @@ pub(crate) fn print_run(columns: &str, run: &impl Serialize) {
                 .collect();
             println!("{key}: {}", kinds.join(", "));
         }
+    }
+    for (kind, result) in run["by_kind"].as_object().into_iter().flatten() {
+        let ms = |key: &str| crate::stats::number(result, &format!("latency.{key}_ms"));
+        let per_second = crate::stats::number(result, "per_second");
+        let (p50, p99, max) = (ms("p50"), ms("p99"), ms("max"));
+        println!("  {kind:<14} {per_second:>8.0}/s  p50 {p50:.2}  p99 {p99:.2}  max {max:.2} ms");
     }
 }
 

@@ -15,7 +15,7 @@ use tlog::Hash;
 
 use node::dev_process::{LocalCluster, LocalError};
 
-use crate::appends::{AppendsArgs, RunResult};
+use crate::appends::AppendsArgs;
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
 use crate::net::Connection;
@@ -255,7 +255,7 @@ fn data_dir_usage(node: usize, dir: &Path) -> anyhow::Result<NodeDisk> {
 }
 
 /// The closed-loop append run of `appends`, with this run's settings.
-async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<RunResult> {
+async fn appends(args: &ScaleArgs, cluster: &Cluster) -> anyhow::Result<serde_json::Value> {
     let mut appends = AppendsArgs::with(args.run.clone());
     // Enough pre-signed requests for 12,000 appends/s, over twice what 3 nodes reach here; a
     // count far below usize::MAX for any sensible duration (`as` saturates).

@@ -132,6 +132,11 @@ pub(crate) fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(value, |value, key| &value[key])
 }
 
+/// The number at `path` (dot-separated keys), 0 if there is none.
+pub(crate) fn number(value: &Value, path: &str) -> f64 {
+    at(value, path).as_f64().unwrap_or(0.0)
+}
+
 /// A profile's `count` hottest components: "redb 40%, kernel 30%".
 pub(crate) fn hottest(profile: &Value, count: usize) -> String {
     let components = profile["components"].as_array().into_iter().flatten();

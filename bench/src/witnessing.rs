@@ -1,21 +1,21 @@
 //! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a quorum
 //! of witnesses cosigned it, with the rounds from the nodes' metrics and the witnesses' CPU.
 //! The nodes are `cairn-node init` + `run` (`dev` has no witnessing); each witness is a
-//! `cairn-bench witness-server` process, so its CPU is measured apart.
+//! `cairn witness serve` process, so its CPU is measured apart.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use node::dev_process::LocalCluster;
 use tokio::net::TcpStream;
 
 use crate::appends::AppendsArgs;
-use crate::cluster::{Cluster, PromHistogram, Started};
+use crate::cluster::{Cluster, PromHistogram, Started, find_binary};
 use crate::cluster::{Sample, Usage};
 use crate::run::{self, RunArgs};
+use crate::stats;
 
 /// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
@@ -31,52 +31,6 @@ pub(crate) struct WitnessingArgs {
     /// Cosignatures a checkpoint needs before it is published.
     #[arg(long, default_value_t = 2)]
     pub(crate) quorum: u16,
-}
-
-/// The hidden `witness-server` subcommand: one witness, for `witnessing` to start.
-#[derive(clap::Args, Clone, Debug)]
-pub(crate) struct WitnessServerArgs {
-    /// State directory (`witness.redb`).
-    #[arg(long)]
-    dir: PathBuf,
-    /// Listen address.
-    #[arg(long)]
-    listen: std::net::SocketAddr,
-    /// The witness's name.
-    #[arg(long)]
-    name: String,
-    /// The Ed25519 key seed, 64 hex digits (a throwaway benchmark key).
-    #[arg(long)]
-    key_seed: String,
-    /// A tlog-policy file whose `log` lines are the logs to witness.
-    #[arg(long)]
-    policy: PathBuf,
-}
-
-/// Runs one witness until SIGTERM.
-pub(crate) async fn witness_server(args: WitnessServerArgs) -> anyhow::Result<()> {
-    let mut seed = [0u8; 32];
-    hex::decode_to_slice(&args.key_seed, &mut seed).context("--key-seed: want 64 hex digits")?;
-    let cosigner =
-        tlog::keys::Cosigner::new(&args.name, ed25519_dalek::SigningKey::from_bytes(&seed))
-            .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
-    let text = std::fs::read_to_string(&args.policy)
-        .with_context(|| format!("reading {}", args.policy.display()))?;
-    let logs = witness::config::Logs::from_policy_text(&text)
-        .map_err(|error| anyhow::anyhow!("{}: {error}", args.policy.display()))?;
-    std::fs::create_dir_all(&args.dir)?;
-    let store: Arc<dyn witness::Store> = Arc::new(
-        witness::storage::RedbStore::open(&args.dir.join("witness.redb"))
-            .map_err(|error| anyhow::anyhow!("witness store: {error}"))?,
-    );
-    let witness = Arc::new(witness::Witness::new(cosigner, logs, store));
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    witness::server::serve(listener, witness, async move {
-        terminate.recv().await;
-    })
-    .await;
-    Ok(())
 }
 
 /// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
@@ -107,32 +61,40 @@ async fn start(
         .verifier()
         .to_vkey();
 
-    // The witnesses: separate processes of this binary.
-    let exe = std::env::current_exe()?;
+    // The witnesses: `cairn witness serve` processes (one runtime thread each, as light as a
+    // witness can be), each with the key `cairn witness init` made.
+    let cairn = find_binary(
+        "cairn",
+        "build it with `cargo build --release -p client --bin cairn`",
+    )?;
     let log_policy = dir.join("witness-logs.txt");
     std::fs::write(&log_policy, format!("log {log_vkey}\n"))?;
     let mut policy = format!("log {log_vkey}\n");
-    let mut seed = [0u8; 32];
     for (n, port) in (1..).zip(&ports[2 * nodes..]) {
-        aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("reading randomness"))?;
-        let name = format!("witness.bench/w{n}");
-        let cosigner =
-            tlog::keys::Cosigner::new(&name, ed25519_dalek::SigningKey::from_bytes(&seed))
-                .map_err(|error| anyhow::anyhow!("witness key: {error}"))?;
-        let vkey = cosigner.verifier().to_vkey();
-        policy.push_str(&format!("witness w{n} {vkey} http://127.0.0.1:{port}\n"));
-        let witness_dir = dir.join(format!("witness-{n}"));
-        std::fs::create_dir_all(&witness_dir)?;
+        let (name, witness_dir) = (
+            format!("witness.bench/w{n}"),
+            dir.join(format!("witness-{n}")),
+        );
+        let init = Command::new(&cairn)
+            .args(["witness", "init", "--name", &name, "--dir"])
+            .arg(&witness_dir)
+            .output()
+            .context("running cairn witness init")?;
+        let error = String::from_utf8_lossy(&init.stderr);
+        ensure!(init.status.success(), "cairn witness init: {error}");
+        let vkey = String::from_utf8(init.stdout)?;
+        policy.push_str(&format!(
+            "witness w{n} {} http://127.0.0.1:{port}\n",
+            vkey.trim()
+        ));
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
-        let key_seed = hex::encode(seed);
-        let settings =
-            format!("witness-server --listen 127.0.0.1:{port} --name {name} --key-seed {key_seed}");
-        let child = Command::new(&exe)
-            .args(settings.split_whitespace())
-            .arg("--dir")
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(&cairn)
+            .args(["witness", "serve", "--listen", &listen, "--dir"])
             .arg(&witness_dir)
             .arg("--policy")
             .arg(&log_policy)
+            .envs([("RUST_LOG", "warn"), ("TOKIO_WORKER_THREADS", "1")])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -236,7 +198,7 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
         // Rounds (on the leader, each asks every witness once) happen only under load
         // (warm-up and window), not while pre-signing; a round runs from the signed
         // checkpoint to holding the quorum's cosignatures.
-        let load_s = run.window.warmup_s + run.window.measured_s;
+        let load_s = stats::number(&run, "warmup_s") + stats::number(&run, "measured_s");
         let cosignatures = delta.count * f64::from(args.witnesses);
         let witnessing = (delta.count > 0.0).then(|| {
             serde_json::json!({

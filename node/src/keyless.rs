@@ -71,7 +71,8 @@ pub struct KeylessCa {
     pub verifier: ca::oidc::TokenVerifier,
     /// Requests per identity per minute.
     pub limiter: ca::rate::RateLimiter,
-    /// The log certificates are written to.
+    /// The log certificates are written to: the first of its family; issuance writes to the
+    /// one of the family that is open (`crate::lifecycle`).
     pub log: LogName,
 }
 
@@ -111,16 +112,21 @@ impl KeylessCa {
     /// over it carries its `leaf_index`, the certificate with that SCT is appended and
     /// committed, and only then is it returned. Every choice that ends up in the log (serial,
     /// time) is in `issuance`, made once by the caller, so replicas stay deterministic.
+    /// Both entries go to `log`, the certificate log that is open (frozen in between, the
+    /// second append fails and nothing is returned).
     pub async fn issue(
         &self,
         sequencer: &Sequencer,
+        log: &LogName,
         issuance: &ca::cert::Issuance,
     ) -> Result<Issued, IssueError> {
         let precertificate = self.authority.precertificate(issuance)?;
         let issuer_key_hash = self.authority.issuer_key_hash();
         let precertificate_leaf =
             ca::ct::precert_leaf(issuance.timestamp_ms, issuer_key_hash, &precertificate.tbs)?;
-        let logged_precertificate = match self.append(sequencer, precertificate_leaf.clone()).await
+        let logged_precertificate = match self
+            .append(sequencer, log, precertificate_leaf.clone())
+            .await
         {
             Err(SequenceError::NotLeader(_)) => return Err(IssueError::NotLeader),
             other => other.map_err(|error| IssueError::NotLogged {
@@ -139,7 +145,7 @@ impl KeylessCa {
             .certificate(issuance, &precertificate, &sct)?;
         let certificate_leaf = ca::ct::x509_leaf(issuance.timestamp_ms, &certificate)?;
         let logged = self
-            .append(sequencer, certificate_leaf.clone())
+            .append(sequencer, log, certificate_leaf.clone())
             .await
             .map_err(|error| IssueError::NotLogged {
                 what: "certificate",
@@ -154,14 +160,15 @@ impl KeylessCa {
         })
     }
 
-    /// Appends one leaf to the certificate log and waits, at most [`COMMIT_TIMEOUT`], for its
+    /// Appends one leaf to the certificate log `log` and waits, at most [`COMMIT_TIMEOUT`], for its
     /// commit.
     async fn append(
         &self,
         sequencer: &Sequencer,
+        log: &LogName,
         leaf: Vec<u8>,
     ) -> Result<Sequenced, SequenceError> {
-        tokio::time::timeout(COMMIT_TIMEOUT, sequencer.submit(self.log.clone(), leaf))
+        tokio::time::timeout(COMMIT_TIMEOUT, sequencer.submit(log.clone(), leaf))
             .await
             .unwrap_or_else(|_| {
                 Err(SequenceError::Unknown(format!(

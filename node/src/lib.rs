@@ -11,6 +11,7 @@
 //! and the deterministic apply ([`state_machine`]).
 
 pub mod api;
+pub mod backup;
 #[cfg(feature = "canaries")]
 pub mod canary;
 pub mod catch_up;
@@ -20,6 +21,7 @@ pub mod dev_process;
 pub mod env;
 pub mod http;
 pub mod keyless;
+pub mod lifecycle;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -5,14 +5,21 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use node::config::{NodeFile, OVERRIDABLE, Overridable};
+use node::config::NodeFile;
 use node::process::{LogFormat, bind, init_logging, raise_open_files_limit, shutdown_signal};
 use node::provision::{DEV_ORIGIN_DOMAIN, init};
 use node::tls::ClusterTls;
 use node::{Env, Node};
+use overrides::Overrides;
 
+#[path = "main/backup.rs"]
+mod backup;
 #[path = "main/dev.rs"]
 mod dev;
+#[path = "main/log.rs"]
+mod log_command;
+#[path = "main/overrides.rs"]
+mod overrides;
 
 /// Cairn node: a replica of Cairn's transparency logs.
 ///
@@ -97,9 +104,8 @@ enum Commands {
     /// Run one node from its configuration file.
     ///
     /// Every setting of the file can be overridden by a flag or an environment variable (flags
-    /// win over variables, both over the file); the logs themselves are set in the file only,
-    /// because they must be identical on every node. docs/configuration.md describes each
-    /// setting.
+    /// win over variables, both over the file); the logs, identical on every node, are set in
+    /// the file only. docs/configuration.md describes each setting.
     Run {
         /// The node's configuration file (TOML).
         #[arg(long, env = "CAIRN_CONFIG")]
@@ -118,6 +124,9 @@ enum Commands {
         #[arg(long, env = "CAIRN_CONFIG")]
         config: PathBuf,
     },
+    Backup(backup::BackupArgs),
+    Restore(backup::RestoreArgs),
+    Log(log_command::LogArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -147,12 +156,7 @@ fn main() -> anyhow::Result<()> {
             println!("cluster material written to {}", dir.display());
             Ok(())
         }
-        Commands::Run { config, overrides } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(run(&config, overrides))
-        }
+        Commands::Run { config, overrides } => multi_thread()?.block_on(run(&config, overrides)),
         Commands::Reindex { config } => {
             let file = NodeFile::load(&config)?;
             let logs = node::storage::reindex(&file.data_dir)
@@ -162,6 +166,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Commands::Backup(args) => multi_thread()?.block_on(backup::backup(args)),
+        Commands::Restore(args) => multi_thread()?.block_on(backup::restore(args)),
+        Commands::Log(args) => log_command::run(args),
         Commands::Dev {
             nodes,
             dir,
@@ -175,50 +182,10 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Overrides of a node's configuration file, one per setting.
-/// The overrides given as flags or environment variables, one clap argument per entry of
-/// [`OVERRIDABLE`], declared there once.
-#[derive(Debug, Default)]
-struct Overrides(Vec<(Overridable, String)>);
-
-impl clap::FromArgMatches for Overrides {
-    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Overrides, clap::Error> {
-        Ok(Overrides(
-            OVERRIDABLE
-                .iter()
-                .filter_map(|setting| {
-                    let value = matches.get_one::<String>(setting.path)?;
-                    Some((*setting, value.clone()))
-                })
-                .collect(),
-        ))
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
-        *self = Overrides::from_arg_matches(matches)?;
-        Ok(())
-    }
-}
-
-impl clap::Args for Overrides {
-    fn augment_args(command: clap::Command) -> clap::Command {
-        OVERRIDABLE.iter().fold(
-            command.next_help_heading("Overrides of the configuration file"),
-            |command, setting| {
-                command.arg(
-                    clap::Arg::new(setting.path)
-                        .long(setting.flag())
-                        .env(setting.env())
-                        .value_name(setting.name().to_ascii_uppercase())
-                        .help(setting.help),
-                )
-            },
-        )
-    }
-
-    fn augment_args_for_update(command: clap::Command) -> clap::Command {
-        Overrides::augment_args(command)
-    }
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {

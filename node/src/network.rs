@@ -37,6 +37,10 @@ use crate::types::{NodeAddress, NodeId, TypeConfig};
 pub mod bundles;
 pub mod fetch;
 
+/// The header every Raft message carries with the format its entries need
+/// (`types::Command::format`; absent: 1, a node from before formats were numbered).
+pub const RAFT_FORMAT_HEADER: &str = "cairn-raft-format";
+
 /// Path prefix of the Raft endpoints, served on every node's cluster listener only.
 pub const RAFT_PATH: &str = "/internal/raft";
 /// Path of the batch-times endpoint snapshot catch-up asks members (cluster listener only):
@@ -52,7 +56,8 @@ pub const RAFT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// certificates of the file `SSL_CERT_FILE` names, if set.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// The Raft client: https only, with the node's certificate, trusting the cluster CA only.
+/// The client of every call between nodes (Raft, forwarded writes, catch-up, a rotation's
+/// check): https only, with the node's certificate, trusting the cluster CA only.
 pub type ClusterClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 fn tcp_connector() -> HttpConnector {
@@ -223,10 +228,12 @@ enum TransportError {
 }
 
 impl HttpPeer {
-    /// POSTs `request` to `path` and decodes the peer's `Result` answer.
+    /// POSTs `request`, of Raft format `format`, to `path` and decodes the peer's `Result`
+    /// answer.
     async fn call<Request, Response, Error>(
         &self,
         path: &str,
+        format: u32,
         request: &Request,
         deadline: Duration,
     ) -> Result<Result<Response, Error>, TransportError>
@@ -240,6 +247,7 @@ impl HttpPeer {
             .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
         let http_request = hyper::Request::post(&url)
             .header(hyper::header::CONTENT_TYPE, "application/octet-stream")
+            .header(RAFT_FORMAT_HEADER, format)
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| TransportError::Request(url.clone(), error.to_string()))?;
         let exchange = async {
@@ -293,9 +301,19 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddress, RaftError<NodeId>>>
     {
+        // The format the entries need: older members read messages without newer commands.
+        let format = rpc
+            .entries
+            .iter()
+            .map(|entry| match &entry.payload {
+                openraft::EntryPayload::Normal(command) => command.format(),
+                _ => 1,
+            })
+            .max()
+            .unwrap_or(1);
         into_rpc(
             self.target,
-            self.call("append", &rpc, option.hard_ttl()).await,
+            self.call("append", format, &rpc, option.hard_ttl()).await,
         )
     }
 
@@ -309,7 +327,7 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
     > {
         into_rpc(
             self.target,
-            self.call("snapshot", &rpc, option.hard_ttl()).await,
+            self.call("snapshot", 1, &rpc, option.hard_ttl()).await,
         )
     }
 
@@ -320,7 +338,7 @@ impl RaftNetwork<TypeConfig> for HttpPeer {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeAddress, RaftError<NodeId>>> {
         into_rpc(
             self.target,
-            self.call("vote", &rpc, option.hard_ttl()).await,
+            self.call("vote", 1, &rpc, option.hard_ttl()).await,
         )
     }
 }

@@ -19,13 +19,14 @@ use crate::catch_up::SharedBundleSource;
 use crate::config::Settings;
 use crate::env::{Blocking, Checks, SharedClock, SystemClock};
 use crate::keyless::KeylessCa;
+use crate::lifecycle::{Lifecycle, RotationError, RotationRecord};
 use crate::metrics::{LogLabel, Metrics, NodeLabel};
 use crate::network::{ClusterClient, HttpNetwork, cluster_client, http_client};
 use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer};
 use crate::state_machine::Logs;
 use crate::storage::{Disks, StateReader, Stores};
 use crate::tls::ClusterTls;
-use crate::types::{Command, CommandOutcome, NodeId, TypeConfig};
+use crate::types::{Command, CommandOutcome, LogName, NodeId, Rotation, TypeConfig};
 use crate::witnessing::{Committed, WitnessTransport, Witnessing};
 
 /// Everything a node's environment provides: the one seam between production and the
@@ -133,6 +134,24 @@ pub enum StartError {
     /// The settings name witnessing but the environment has no witness transport.
     #[error("witnessing is configured but the environment has no witness transport")]
     NoWitnessTransport,
+}
+
+/// Why a rotation did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RotateError {
+    /// This node does not lead; the leader's API URL, if one is known.
+    #[error("this node does not lead; the leader is {}", .0.as_deref().unwrap_or("not known"))]
+    NotLeader(Option<String>),
+    /// The rotation breaks a rule of the configuration or the state.
+    #[error(transparent)]
+    Invalid(RotationError),
+    /// Every replica refused it (another rotation came first).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// It was proposed but no outcome came (leadership lost, shutdown): it may have applied.
+    #[error("outcome unknown: {0}")]
+    Failed(String),
 }
 
 /// A running node.
@@ -380,6 +399,45 @@ impl Node {
             .await
             .map(|_| ())
             .map_err(|error| MembershipError::Raft(error.to_string()))
+    }
+
+    /// The rotations this node has applied (`crate::lifecycle`).
+    pub fn lifecycle(&self) -> Arc<Lifecycle> {
+        self.reader.lifecycle()
+    }
+
+    /// The log of `log`'s family that takes appends now (`log` itself until it is rotated).
+    pub fn active_log(&self, log: &LogName) -> LogName {
+        self.lifecycle().active(log).clone()
+    }
+
+    /// Freezes `log` and opens `successor` through Raft, run by this node, which must lead.
+    /// Checked against this node's configuration and state first; every replica checks again
+    /// as it applies.
+    pub async fn rotate(
+        &self,
+        log: &LogName,
+        successor: &LogName,
+    ) -> Result<RotationRecord, RotateError> {
+        self.lifecycle()
+            .check_rotation(&self.logs, log, successor)
+            .map_err(RotateError::Invalid)?;
+        let command = Command::Rotate(Rotation {
+            log: log.clone(),
+            successor: successor.clone(),
+            timestamp_unix_ms: self.clock.now_unix_ms(),
+        });
+        match self.raft.client_write(command).await {
+            Ok(response) => match response.data {
+                CommandOutcome::Rotated(record) => Ok(record),
+                CommandOutcome::Refused(reason) => Err(RotateError::Refused(reason)),
+                other => Err(RotateError::Failed(format!("applied as {other:?}"))),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(
+                RotateError::NotLeader(forward.leader_node.map(|node| node.api_url)),
+            ),
+            Err(error) => Err(RotateError::Failed(error.to_string())),
+        }
     }
 
     /// Whether `presented` is the admin token, compared in constant time.

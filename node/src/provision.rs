@@ -153,6 +153,7 @@ pub fn init(
             name: name.to_string(),
             origin,
             key_file: Path::new("..").join("keys").join(format!("{name}.key")),
+            succeeds: None,
         });
     }
     let ca_file = init_keyless_ca(dir, issuers)?;
@@ -171,6 +172,18 @@ pub fn init(
         }
         let cluster_listen = listen_address(&cluster_url)?;
         let node_dir = dir.join(format!("node-{id}"));
+        // Logs added since (successors `prepare_successor` wrote) stay in the config.
+        let mut node_logs = logs.clone();
+        if let Ok(text) = std::fs::read_to_string(node_dir.join("config.toml"))
+            && let Ok(existing) = toml::from_str::<NodeFile>(&text)
+        {
+            node_logs.extend(
+                existing
+                    .logs
+                    .into_iter()
+                    .filter(|log| !LOG_NAMES.contains(&log.name.as_str())),
+            );
+        }
         let host = crate::tls::url_host(&cluster_url)?;
         ca.ensure_node_certificate(
             id,
@@ -190,7 +203,7 @@ pub fn init(
             cluster_key_file: PathBuf::from("node.key"),
             data_dir: PathBuf::from("data"),
             admin_token_file: PathBuf::from("../admin-token"),
-            logs: logs.clone(),
+            logs: node_logs,
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
             http: HttpFile::default(),
@@ -202,6 +215,176 @@ pub fn init(
         configs.push(path);
     }
     Ok(configs)
+}
+
+/// What [`prepare_successor`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    /// The successor's name.
+    pub name: String,
+    /// Its origin.
+    pub origin: String,
+    /// Its checkpoint key file (`DIR/keys/<name>.key`).
+    pub key_file: PathBuf,
+    /// Its C2SP verifier key (`origin+keyid+base64`).
+    pub verifier_key: String,
+    /// The node configs that now list it.
+    pub configs: Vec<PathBuf>,
+}
+
+/// The name a log's successor gets by default: `artifacts` → `artifacts-2`, `artifacts-2` →
+/// `artifacts-3`.
+pub fn successor_name(log: &str) -> String {
+    match log.rsplit_once('-') {
+        Some((stem, number))
+            if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            let next = number.parse::<u64>().map_or(2, |n| n.saturating_add(1));
+            format!("{stem}-{next}")
+        }
+        _ => format!("{log}-2"),
+    }
+}
+
+/// The origin a successor gets by default: the log's origin with its first DNS label replaced
+/// by the successor's name (`artifacts.example.com` → `artifacts-2.example.com`), when that
+/// label is the log's name; otherwise the operator must choose one.
+pub fn successor_origin(log: &str, origin: &str, successor: &str) -> Option<String> {
+    let (label, domain) = origin.split_once('.')?;
+    (label == log && !domain.contains(['/', ':'])).then(|| format!("{successor}.{domain}"))
+}
+
+/// Prepares the successor of `log` in the cluster directory `dir` that [`init`] made: writes
+/// its checkpoint key to `DIR/keys/<successor>.key` (kept if present) and adds it, with
+/// `succeeds = <log>`, to every `DIR/node-*/config.toml` that lists `log` (a config that lists
+/// it already is left as it is). The nodes must then be restarted with these configs (and the
+/// key) before `cairn-node log rotate` opens it.
+pub fn prepare_successor(
+    dir: &Path,
+    log: &str,
+    successor: &str,
+    origin: Option<&str>,
+) -> Result<Prepared, ProvisionError> {
+    let mut configs = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path().join("config.toml");
+        let is_node = entry.file_name().to_string_lossy().starts_with("node-");
+        if is_node && path.is_file() {
+            configs.push(path);
+        }
+    }
+    configs.sort();
+    let invalid = |message: String| {
+        ProvisionError::Config(ConfigError::Invalid {
+            setting: "logs".into(),
+            message,
+        })
+    };
+    // Read without resolving paths, so each file is written back with its own relative ones.
+    let read = |path: &Path| -> Result<NodeFile, ProvisionError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| {
+            ProvisionError::Config(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            })
+        })
+    };
+    let first = configs
+        .first()
+        .ok_or_else(|| invalid(format!("no node-*/config.toml in {}", dir.display())))?;
+    let template = read(first)?;
+    let predecessor = template
+        .logs
+        .iter()
+        .find(|file| file.name == log)
+        .ok_or_else(|| invalid(format!("{} has no log {log:?}", first.display())))?
+        .clone();
+    let origin = match origin {
+        Some(origin) => origin.to_owned(),
+        None => successor_origin(log, &predecessor.origin, successor).ok_or_else(|| {
+            invalid(format!(
+                "cannot derive an origin from {:?}; pass --origin",
+                predecessor.origin
+            ))
+        })?,
+    };
+    let key_path = dir.join("keys").join(format!("{successor}.key"));
+    let signer = if key_path.exists() {
+        let text = std::fs::read_to_string(&key_path).map_err(|source| ConfigError::Io {
+            path: key_path.clone(),
+            source,
+        })?;
+        tlog::keys::Ed25519Signer::from_private_key(text.trim()).map_err(|source| {
+            ProvisionError::Origin {
+                origin: origin.clone(),
+                source,
+            }
+        })?
+    } else {
+        let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
+        let signer = tlog::keys::Ed25519Signer::new(&origin, key).map_err(|source| {
+            ProvisionError::Origin {
+                origin: origin.clone(),
+                source,
+            }
+        })?;
+        write_secret(
+            &key_path,
+            format!("{}\n", signer.to_private_key()).as_bytes(),
+        )?;
+        signer
+    };
+    if tlog::note::NoteSigner::name(&signer) != origin {
+        return Err(invalid(format!(
+            "{} holds a key named {:?}, not {origin:?}",
+            key_path.display(),
+            tlog::note::NoteSigner::name(&signer)
+        )));
+    }
+    let file = LogFile {
+        name: successor.to_owned(),
+        origin: origin.clone(),
+        key_file: Path::new("..")
+            .join("keys")
+            .join(format!("{successor}.key")),
+        succeeds: Some(log.to_owned()),
+    };
+    let mut written = Vec::new();
+    for path in &configs {
+        let mut config = read(path)?;
+        if config.logs.iter().any(|other| other.name == successor) {
+            continue;
+        }
+        if !config.logs.iter().any(|other| other.name == log) {
+            continue;
+        }
+        config.logs.push(file.clone());
+        config.check()?;
+        config.save(path)?;
+        written.push(path.clone());
+    }
+    let verifier_key =
+        tlog::keys::Ed25519Verifier::new(&origin, signer.signing_key().verifying_key())
+            .map(|verifier| tlog::keys::Verifier::Ed25519(verifier).to_vkey())
+            .map_err(|source| ProvisionError::Origin {
+                origin: origin.clone(),
+                source,
+            })?;
+    Ok(Prepared {
+        name: successor.to_owned(),
+        origin,
+        key_file: key_path,
+        verifier_key,
+        configs: written,
+    })
 }
 
 /// Writes the config and certificate of a node `id` to add to the cluster [`init`] made in

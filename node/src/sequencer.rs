@@ -123,6 +123,15 @@ pub enum SequenceError {
     /// The sequencer has stopped.
     #[error("sequencer stopped")]
     Stopped,
+    /// The log is frozen (`crate::lifecycle`): nothing was appended; its successor takes
+    /// appends.
+    #[error("log {log} is frozen; its successor {successor} takes appends")]
+    Frozen {
+        /// The frozen log.
+        log: crate::types::LogName,
+        /// Its successor.
+        successor: crate::types::LogName,
+    },
 }
 
 /// Where a leaf ended up, and the signed checkpoint that covers it.
@@ -464,6 +473,10 @@ fn answer(
             batch.leaves.len()
         )),
         Ok(CommandOutcome::Refused(reason)) => SequenceError::Refused(reason),
+        Ok(CommandOutcome::Frozen { log, successor }) => SequenceError::Frozen { log, successor },
+        Ok(CommandOutcome::Rotated(_)) => {
+            SequenceError::Unknown("batch answered as a rotation".into())
+        }
         Ok(CommandOutcome::Nothing) => SequenceError::Unknown("batch applied as nothing".into()),
         Err(ProposeError::NotLeader(leader)) => SequenceError::NotLeader(leader),
         Err(ProposeError::Failed(reason)) => SequenceError::Unknown(reason),

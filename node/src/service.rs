@@ -72,6 +72,26 @@ pub async fn commit(node: &Node, log: &LogName, leaf: Vec<u8>) -> Result<Sequenc
     node.sequencer().submit(log.clone(), leaf).await
 }
 
+/// Step one of an append to a family of logs (`crate::lifecycle`): sequences `leaf` into the
+/// log of `family` that takes appends now, and returns that log with the outcome. A rotation
+/// that commits while the leaf waits in the pool freezes the log it was pooled for; the leaf
+/// is then sequenced once more, into the successor, so that a client of the family never sees
+/// a rotation.
+pub async fn commit_to_active(
+    node: &Node,
+    family: &LogName,
+    leaf: Vec<u8>,
+) -> Result<(LogName, Sequenced), SequenceError> {
+    let log = node.active_log(family);
+    match commit(node, &log, leaf.clone()).await {
+        Err(SequenceError::Frozen { successor, .. }) => {
+            let sequenced = commit(node, &successor, leaf).await?;
+            Ok((successor, sequenced))
+        }
+        other => other.map(|sequenced| (log, sequenced)),
+    }
+}
+
 /// Step two: the answer to the committed `leaf` of `log`. For a witnessed log it waits for a
 /// published checkpoint covering the entry, and the answer names that checkpoint; the proof is
 /// the batch's (made once for all its leaves), or read now if that failed or the published
@@ -164,7 +184,9 @@ pub async fn issue_certificate(
         identity,
         spki_der,
     };
-    let issued = ca.issue(node.sequencer(), &issuance).await?;
+    let issued = ca
+        .issue(node.sequencer(), &node.active_log(&ca.log), &issuance)
+        .await?;
     Ok((issuance, issued))
 }
 

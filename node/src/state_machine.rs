@@ -22,8 +22,11 @@ use tlog::tile::{Tile, TileHashStore, TileReader};
 use tlog::tree::StoreError;
 use tlog::{Hash, NodeId as TreeNodeId, Tree, TreeSize, leaf_hash};
 
+use crate::lifecycle::{Lifecycle, LogState, RotationRecord};
 use crate::search::SearchKey;
-use crate::types::{AppendBatch, BatchOutcome, Command, CommandOutcome, LeafOutcome, LogName};
+use crate::types::{
+    AppendBatch, BatchOutcome, Command, CommandOutcome, LeafOutcome, LogName, Rotation,
+};
 
 /// The most leaves one batch may carry; the sequencer's bound must not exceed it.
 pub const BATCH_LEAVES_MAX: usize = 65_536;
@@ -37,6 +40,9 @@ pub struct LogConfig {
     pub origin: String,
     /// The log's checkpoint key (every node holds it: any node may become leader).
     pub signing_key: ed25519_dalek::SigningKey,
+    /// The log this one succeeds once a rotation opens it (`crate::lifecycle`); until then it
+    /// takes no appends. `None` for a log that is open from the start.
+    pub succeeds: Option<LogName>,
 }
 
 impl std::fmt::Debug for LogConfig {
@@ -44,6 +50,7 @@ impl std::fmt::Debug for LogConfig {
         f.debug_struct("LogConfig")
             .field("name", &self.name)
             .field("origin", &self.origin)
+            .field("succeeds", &self.succeeds)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +82,11 @@ pub enum StateError {
     /// Building or signing the checkpoint failed.
     #[error("signing checkpoint: {0}")]
     Checkpoint(#[from] tlog::checkpoint::CheckpointError),
+    /// A committed command cannot apply on this replica because its configuration differs
+    /// from the leader's (a rotation names a log this node does not have): the replica stops
+    /// rather than diverge, until its configuration is fixed.
+    #[error("this node's configuration differs from the leader's: {0}")]
+    Configuration(String),
 }
 
 /// What apply needs from storage, inside the transaction of the entry being applied: reads see
@@ -154,6 +166,10 @@ pub trait StateAccess {
         first_index: u64,
         unix_ms: u64,
     ) -> Result<(), StateError>;
+    /// The rotations applied so far (`crate::lifecycle`); empty before the first.
+    fn lifecycle(&self) -> Result<Lifecycle, StateError>;
+    /// Replaces the record of rotations.
+    fn put_lifecycle(&mut self, lifecycle: &Lifecycle) -> Result<(), StateError>;
     /// Hashes of the log's complete subtrees remembered from earlier batches, if the state
     /// keeps any: the pre-signing check then derives only the nodes it has not derived before.
     fn hash_cache(&self, _log: &LogName) -> Option<&tlog::HashCache> {
@@ -231,7 +247,64 @@ pub fn apply<A: StateAccess>(
 ) -> Result<CommandOutcome, StateError> {
     match command {
         Command::Append(batch) => apply_batch(state, logs, batch),
+        Command::Rotate(rotation) => apply_rotation(state, logs, rotation),
     }
+}
+
+/// Freezes a log at its current head and opens its successor. The final checkpoint is the one
+/// signed at the last append (Ed25519 is deterministic: signing the same size and root again
+/// gives the same bytes), or the size-0 checkpoint of a log that never took an entry.
+fn apply_rotation<A: StateAccess>(
+    state: &mut A,
+    logs: &Logs,
+    rotation: &Rotation,
+) -> Result<CommandOutcome, StateError> {
+    let mut lifecycle = state.lifecycle()?;
+    if let Err(error) = lifecycle.check_rotation(logs, &rotation.log, &rotation.successor) {
+        // The leader checked the same rules against its configuration before proposing: a
+        // configuration error here means this replica's differs, and applying or refusing
+        // would make it diverge from the others.
+        return if error.is_configuration() {
+            Err(StateError::Configuration(format!(
+                "a committed rotation from {} to {}: {error}",
+                rotation.log, rotation.successor
+            )))
+        } else {
+            Ok(CommandOutcome::Refused(error.to_string()))
+        };
+    }
+    if state.head(&rotation.successor)?.is_some() {
+        return Ok(CommandOutcome::Refused(format!(
+            "log {} already has entries",
+            rotation.successor
+        )));
+    }
+    let Some(config) = logs.get(&rotation.log) else {
+        return Err(StateError::Configuration(format!(
+            "log {} is not configured",
+            rotation.log
+        )));
+    };
+    let (final_size, final_checkpoint) = match state.head(&rotation.log)? {
+        Some(head) => (head.tree_size, head.checkpoint),
+        None => (
+            0,
+            Checkpoint::new(&config.origin, TreeSize(0), Hash::EMPTY_ROOT)
+                .sign_ed25519(&config.signing_key)?
+                .format()
+                .map_err(|error| StateError::Checkpoint(error.into()))?,
+        ),
+    };
+    let record = RotationRecord {
+        log: rotation.log.clone(),
+        successor: rotation.successor.clone(),
+        at_unix_ms: rotation.timestamp_unix_ms,
+        final_size,
+        final_checkpoint,
+    };
+    lifecycle.rotations.push(record.clone());
+    state.put_lifecycle(&lifecycle)?;
+    Ok(CommandOutcome::Rotated(record))
 }
 
 fn apply_batch<A: StateAccess>(
@@ -247,6 +320,21 @@ fn apply_batch<A: StateAccess>(
             batch.log.0
         )));
     };
+    match state.lifecycle()?.state(logs, &batch.log) {
+        LogState::Open => {}
+        LogState::Frozen(record) => {
+            return Ok(CommandOutcome::Frozen {
+                log: batch.log.clone(),
+                successor: record.successor.clone(),
+            });
+        }
+        LogState::Waiting(predecessor) => {
+            return Ok(CommandOutcome::Refused(format!(
+                "log {} is not open yet: it opens when {predecessor} is rotated",
+                batch.log
+            )));
+        }
+    }
     if batch.leaves.is_empty() || batch.leaves.len() > BATCH_LEAVES_MAX {
         return Ok(CommandOutcome::Refused(format!(
             "batch has {} leaves, want 1 to {BATCH_LEAVES_MAX}",
@@ -467,6 +555,7 @@ pub(crate) mod tests {
         tile_hashes: BTreeMap<(LogName, u8, u64), Hash>,
         times: BTreeMap<(LogName, u64), u64>,
         search: BTreeMap<(LogName, SearchKey, u64), ()>,
+        lifecycle: Lifecycle,
     }
 
     impl StateAccess for MemoryState {
@@ -475,6 +564,13 @@ pub(crate) mod tests {
         }
         fn put_head(&mut self, log: &LogName, head: &LogHead) -> Result<(), StateError> {
             self.heads.insert(log.clone(), head.clone());
+            Ok(())
+        }
+        fn lifecycle(&self) -> Result<Lifecycle, StateError> {
+            Ok(self.lifecycle.clone())
+        }
+        fn put_lifecycle(&mut self, lifecycle: &Lifecycle) -> Result<(), StateError> {
+            self.lifecycle = lifecycle.clone();
             Ok(())
         }
         fn find_leaf(&self, log: &LogName, hash: &Hash) -> Result<Option<u64>, StateError> {
@@ -539,11 +635,19 @@ pub(crate) mod tests {
                 name: LogName("artifacts".into()),
                 origin: "example.com/artifacts".into(),
                 signing_key: ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+                succeeds: None,
             },
             LogConfig {
                 name: LogName("certificates".into()),
                 origin: "example.com/certificates".into(),
                 signing_key: ed25519_dalek::SigningKey::from_bytes(&[2; 32]),
+                succeeds: None,
+            },
+            LogConfig {
+                name: LogName("artifacts-2".into()),
+                origin: "example.com/artifacts-2".into(),
+                signing_key: ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+                succeeds: Some(LogName("artifacts".into())),
             },
         ])
     }
@@ -603,7 +707,9 @@ pub(crate) mod tests {
         let logs = test_logs();
         let mut state = MemoryState::default();
         let at = |ms: u64, leaves: &[&str]| {
-            let Command::Append(mut append) = batch("artifacts", leaves);
+            let Command::Append(mut append) = batch("artifacts", leaves) else {
+                unreachable!()
+            };
             append.timestamp_unix_ms = ms;
             Command::Append(append)
         };
@@ -688,6 +794,68 @@ pub(crate) mod tests {
             assert_eq!(a, b);
         }
         assert_eq!(first, second);
+    }
+
+    fn rotate(log: &str, successor: &str) -> Command {
+        Command::Rotate(Rotation {
+            log: LogName(log.into()),
+            successor: LogName(successor.into()),
+            timestamp_unix_ms: 1_700_000_000_000,
+        })
+    }
+
+    #[test]
+    fn a_rotation_freezes_the_log_at_its_final_checkpoint_and_opens_its_successor() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        // The successor takes nothing before the rotation opens it.
+        let early = apply(&mut state, &logs, &batch("artifacts-2", &["x"])).unwrap();
+        assert!(matches!(early, CommandOutcome::Refused(ref why) if why.contains("not open")));
+        let last = appended(apply(&mut state, &logs, &batch("artifacts", &["a", "b"])).unwrap());
+        let outcome = apply(&mut state, &logs, &rotate("artifacts", "artifacts-2")).unwrap();
+        let CommandOutcome::Rotated(record) = outcome else {
+            panic!("not rotated: {outcome:?}");
+        };
+        assert_eq!(
+            (record.final_size, &record.final_checkpoint),
+            (2, &last.checkpoint)
+        );
+        let before = state.clone();
+        let refused = apply(&mut state, &logs, &batch("artifacts", &["c"])).unwrap();
+        assert_eq!(
+            refused,
+            CommandOutcome::Frozen {
+                log: LogName("artifacts".into()),
+                successor: LogName("artifacts-2".into())
+            }
+        );
+        assert_eq!(state, before);
+        let next = appended(apply(&mut state, &logs, &batch("artifacts-2", &["c"])).unwrap());
+        assert!(next.checkpoint.starts_with("example.com/artifacts-2\n1\n"));
+        // A second rotation of the frozen log is refused alike everywhere.
+        let again = apply(&mut state, &logs, &rotate("artifacts", "artifacts-2")).unwrap();
+        assert!(matches!(again, CommandOutcome::Refused(ref why) if why.contains("frozen")));
+    }
+
+    #[test]
+    fn a_rotation_naming_a_log_this_replica_lacks_stops_it() {
+        let logs = test_logs();
+        let mut state = MemoryState::default();
+        let error = apply(&mut state, &logs, &rotate("artifacts", "artifacts-9")).unwrap_err();
+        assert!(matches!(error, StateError::Configuration(_)), "{error}");
+        let empty = apply(&mut state, &logs, &rotate("certificates", "artifacts-2")).unwrap_err();
+        assert!(empty.to_string().contains("succeed"), "{empty}");
+        // An empty log freezes at its size-0 checkpoint.
+        let outcome = apply(&mut state, &logs, &rotate("artifacts", "artifacts-2")).unwrap();
+        let CommandOutcome::Rotated(record) = outcome else {
+            panic!("not rotated: {outcome:?}");
+        };
+        assert_eq!(record.final_size, 0);
+        assert!(
+            record
+                .final_checkpoint
+                .starts_with("example.com/artifacts\n0\n")
+        );
     }
 
     #[test]

@@ -44,11 +44,48 @@ impl fmt::Display for LogName {
     }
 }
 
+/// The newest format of what Raft replicates (the [`Command`] encoding, in entries and in the
+/// Raft messages that carry them) that this node reads. Each Raft message names the format its
+/// entries need ([`Command::format`], `network::RAFT_FORMAT_HEADER`), and a node refuses a
+/// message of a newer format with an error that says so rather than misread it. A new `Command`
+/// variant goes at the end (older entries still decode) and raises this; it must not be proposed
+/// before every member runs a version that reads it (rotation checks that every member serves
+/// the successor, which only a version that knows rotations does). Format 2: `Rotate`.
+pub const RAFT_FORMAT: u32 = 2;
+
 /// The payload of one Raft entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Leaves for one log, in the order the leader's sequencer pooled them.
     Append(AppendBatch),
+    /// Freezes a log and opens its configured successor (`crate::lifecycle`). Last, so that
+    /// entries written before it existed still decode (postcard numbers variants in order).
+    Rotate(Rotation),
+}
+
+impl Command {
+    /// The [`RAFT_FORMAT`] that introduced this command: what a node must read to apply it.
+    /// A Raft message names the highest of its entries', so messages without new commands
+    /// still reach nodes of an older version during a rolling upgrade.
+    pub fn format(&self) -> u32 {
+        match self {
+            Command::Append(_) => 1,
+            Command::Rotate(_) => 2,
+        }
+    }
+}
+
+/// Freeze `log` and open `successor` in its place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The log to freeze.
+    pub log: LogName,
+    /// The log that takes its appends from now on: configured on every node with
+    /// `succeeds = <log>`, and still empty.
+    pub successor: LogName,
+    /// When the leader proposed the rotation, in milliseconds since the Unix epoch: the end
+    /// of the frozen log's window and the start of its successor's in the trusted root.
+    pub timestamp_unix_ms: u64,
 }
 
 /// A batch of leaves for one log: one Raft entry, however many leaves.
@@ -70,6 +107,9 @@ impl fmt::Display for Command {
             Command::Append(batch) => {
                 write!(f, "append {} leaves to {}", batch.leaves.len(), batch.log)
             }
+            Command::Rotate(rotation) => {
+                write!(f, "freeze {} and open {}", rotation.log, rotation.successor)
+            }
         }
     }
 }
@@ -85,6 +125,15 @@ pub enum CommandOutcome {
     /// The command was refused by every replica alike (for example an unknown log); state is
     /// unchanged.
     Refused(String),
+    /// A rotation was applied: the log is frozen at its final checkpoint.
+    Rotated(crate::lifecycle::RotationRecord),
+    /// An append was refused because its log is frozen; state is unchanged.
+    Frozen {
+        /// The frozen log.
+        log: LogName,
+        /// The log that takes its appends.
+        successor: LogName,
+    },
 }
 
 /// The result of applying an [`AppendBatch`].

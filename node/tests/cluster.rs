@@ -524,6 +524,282 @@ async fn a_learner_catches_up_and_serves_the_same_tiles() {
     check_v1_reads(&cluster, leader, 4, &acked).await;
 }
 
+/// Runs `cairn-node` with `args` to completion, off the test's async workers.
+async fn cairn_node(args: &[&dyn AsRef<std::ffi::OsStr>]) -> std::process::Output {
+    let args: Vec<std::ffi::OsString> = args.iter().map(|arg| arg.as_ref().to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn-node"))
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The signed checkpoint node `id` serves, also written to `path` (a published checkpoint).
+async fn save_checkpoint(cluster: &Cluster, id: u64, path: &std::path::Path) -> Checkpoint {
+    let (status, body) = cluster
+        .request("GET", id, "/api/v2/checkpoint", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    std::fs::write(path, &body).unwrap();
+    tlog::checkpoint::open(&body, &cluster.verifiers)
+        .unwrap()
+        .checkpoint
+}
+
+/// The first log's (size, bundles fetched) in a backup's backup.json.
+fn backup_summary(backup: &std::path::Path) -> (u64, u64) {
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup.join("backup.json")).unwrap()).unwrap();
+    let log = &summary["logs"][0];
+    assert_eq!(log["log"], "artifacts", "{summary}");
+    (
+        log["tree_size"].as_u64().unwrap(),
+        log["bundles_fetched"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_of_a_running_cluster_restores_a_member_and_a_new_cluster() {
+    let mut cluster = Cluster::start("backup", 4, 3).await;
+    let client = Client::new(11);
+    let mut acked = append(&cluster, &client, "before", 300).await;
+    let leader = cluster.leader().await;
+
+    // Taken from the running leader while clients keep appending.
+    let backup = cluster.dir.join("backup");
+    let writers = Writers::start(&cluster, 2, "during");
+    let out = cairn_node(&[
+        &"backup",
+        &"--config",
+        &cluster.config(leader),
+        &"--out",
+        &backup,
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    acked.extend(writers.stop().await);
+    let (first_size, fetched) = backup_summary(&backup);
+    assert!(first_size >= 300);
+    assert_eq!(fetched, first_size.div_ceil(256));
+    acked.extend(append(&cluster, &client, "after", 100).await);
+    let published = cluster.dir.join("published");
+    let latest = save_checkpoint(&cluster, leader, &published).await;
+
+    // Node 4 has no data yet. A new cluster from this backup would sign smaller checkpoints
+    // than the one just published: refused, and so is a new cluster with no published
+    // checkpoint to compare with.
+    let node_4 = cluster.config(4);
+    // A refused restore writes no data.
+    let dir = cluster.dir.clone();
+    let refused_restore = async |config: &std::path::Path, data: &str, reason: &str| {
+        let refused = cairn_node(&[
+            &"restore",
+            &"--config",
+            &config,
+            &"--backup",
+            &backup,
+            &"--new-cluster",
+            &"--published",
+            &published,
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(reason),
+            "{stderr}"
+        );
+        assert!(!dir.join(data).exists(), "a refused restore wrote {data}");
+    };
+    refused_restore(&node_4, "node-4/data", "roll the log back").await;
+    let refused = cairn_node(&[
+        &"restore",
+        &"--config",
+        &node_4,
+        &"--backup",
+        &backup,
+        &"--new-cluster",
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("--published"),
+        "{stderr}"
+    );
+
+    // As a new member of the running cluster, node 4 gets from it what came after the backup.
+    let out = cairn_node(&[&"restore", &"--config", &node_4, &"--backup", &backup]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.spawn(4);
+    cluster.wait_for(4, "/healthz").await;
+    let learner = serde_json::json!({
+        "id": 4,
+        "api_url": cluster.urls[3],
+        "cluster_url": cluster.cluster_urls[3],
+    });
+    let (status, body) = cluster
+        .request("POST", leader, "/admin/learners", Some(learner))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    check_agreement(&cluster, &acked).await;
+    check_v1_reads(&cluster, leader, 4, &acked).await;
+
+    // The next backup into the same directory fetches only the bundles that are new or were
+    // partial; with no writes since the published checkpoint, it holds all of it.
+    let out = cairn_node(&[
+        &"backup",
+        &"--config",
+        &cluster.config(leader),
+        &"--out",
+        &backup,
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (size, fetched) = backup_summary(&backup);
+    assert_eq!(size, latest.size.0);
+    assert_eq!(fetched, size.div_ceil(256) - first_size / 256);
+    let (_, v1_before) = cluster
+        .request("GET", leader, "/api/v1/log/entries?logIndex=5", None)
+        .await
+        .unwrap();
+
+    // Disaster: every node's data is lost; the backup and the published checkpoint remain.
+    cluster.kill_all();
+    for id in 1..=4 {
+        let data = cluster.dir.join(format!("node-{id}/data"));
+        std::fs::rename(&data, data.with_extension("lost")).unwrap();
+    }
+    // A backup whose leaves were altered does not restore: the roots are recomputed.
+    let bundle = backup.join("logs/artifacts/tile/entries/000");
+    let original = std::fs::read(&bundle).unwrap();
+    let mut altered = original.clone();
+    *altered.last_mut().unwrap() ^= 1;
+    std::fs::write(&bundle, &altered).unwrap();
+    refused_restore(&cluster.config(1), "node-1/data", "root").await;
+    std::fs::write(&bundle, &original).unwrap();
+    for id in 1..=3 {
+        let out = cairn_node(&[
+            &"restore",
+            &"--config",
+            &cluster.config(id),
+            &"--backup",
+            &backup,
+            &"--new-cluster",
+            &"--published",
+            &published,
+        ])
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    cluster.form(3).await;
+    let leader = cluster.leader().await;
+    let restored = cluster.checkpoint(leader).await;
+    assert_eq!((restored.size, restored.root), (latest.size, latest.root));
+    // The log goes on from there: every earlier checkpoint is consistent with the new ones,
+    // entries keep their index (a resubmission is a duplicate) and their integrated time.
+    acked.extend(append(&cluster, &client, "restored", 5).await);
+    assert_eq!(append(&cluster, &client, "before", 1).await[0].index, 0);
+    let (_, v1_after) = cluster
+        .request("GET", leader, "/api/v1/log/entries?logIndex=5", None)
+        .await
+        .unwrap();
+    // The same entry with the same integrated time and SET (its proof is to a larger tree now).
+    let entry = |answer: &[u8]| {
+        let answer: serde_json::Value = serde_json::from_slice(answer).unwrap();
+        let entry = answer.as_object().unwrap().values().next().unwrap().clone();
+        let set = entry["verification"]["signedEntryTimestamp"].clone();
+        (entry["body"].clone(), entry["integratedTime"].clone(), set)
+    };
+    assert_eq!(entry(&v1_after), entry(&v1_before));
+    check_agreement(&cluster, &acked).await;
+}
+
+/// A data directory from before formats were numbered (format 1 of both databases), written by
+/// `cairn-node dev --nodes 1` at commit 362da66 (tests/fixtures/format-1/README.md): this
+/// version opens it, serves what it holds, records its format and appends after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_the_previous_format_opens_and_grows() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1");
+    let nodes = common::cluster::Cluster::copy_of(&fixture, "format-1", 1);
+    let mut verifiers = Verifiers::new();
+    verifiers.push(nodes.log_signer().verifier()).unwrap();
+    let mut cluster = Cluster { nodes, verifiers };
+    cluster.spawn(1);
+    cluster.wait_for(1, "/readyz").await;
+    let old = cluster.checkpoint(1).await;
+    assert_eq!(old.size.0, 4);
+    assert_eq!(
+        old.root,
+        Hash::from_base64("rdqH+WkoX8gtJ8ys7SJ3TZNCTOIYbTf7UyN00KHC5Hs=").unwrap()
+    );
+    // Entry 3 was made with Rekor v1: its integrated time and SET are still served.
+    let (status, body) = cluster
+        .request("GET", 1, "/api/v1/log/entries?logIndex=3", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let entry = answer.as_object().unwrap().values().next().unwrap();
+    assert!(
+        entry["integratedTime"].as_u64().unwrap() > 1_700_000_000,
+        "{entry}"
+    );
+    let client = Client::new(13);
+    let acked = append(&cluster, &client, "after the upgrade", 3).await;
+    assert_eq!(acked[0].index, 4);
+    check_agreement(&cluster, &acked).await;
+    let (status, body) = cluster
+        .request(
+            "GET",
+            1,
+            "/logs/artifacts/proof/consistency?old=4&new=7",
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let proof: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let hashes = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    let new = cluster.checkpoint(1).await;
+    tlog::ConsistencyProof {
+        old_size: old.size,
+        new_size: new.size,
+        hashes,
+    }
+    .verify(&old.root, &new.root)
+    .unwrap();
+    // Restarted, it opens what it wrote in its own format.
+    cluster.kill(1);
+    cluster.spawn(1);
+    cluster.wait_for(1, "/readyz").await;
+    assert_eq!(cluster.checkpoint(1).await.size, new.size);
+}
+
 /// Node `id` answers Rekor v1 entry reads byte for byte as node `reference` does, for entries
 /// across the whole log, each with a SET that verifies with the log key.
 async fn check_v1_reads(cluster: &Cluster, reference: u64, id: u64, acked: &[Acked]) {

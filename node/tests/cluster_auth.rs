@@ -97,6 +97,17 @@ fn client_builder() -> rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier
 /// POSTs an (empty, so undecodable) vote to the cluster listener with `tls`: the HTTP status if
 /// an HTTP answer came back, the transport error otherwise.
 async fn post_vote(node: &RunningNode, tls: ClientConfig) -> Result<u16, String> {
+    post_vote_in_format(node, tls, None)
+        .await
+        .map(|(status, _)| status)
+}
+
+/// As [`post_vote`], naming Raft format `format` (if any); also returns the body.
+async fn post_vote_in_format(
+    node: &RunningNode,
+    tls: ClientConfig,
+    format: Option<u32>,
+) -> Result<(u16, String), String> {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -105,16 +116,25 @@ async fn post_vote(node: &RunningNode, tls: ClientConfig) -> Result<u16, String>
         .enable_http1()
         .wrap_connector(tcp);
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let request = hyper::Request::post(format!("{}/internal/raft/vote", node.cluster_url))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let mut request = hyper::Request::post(format!("{}/internal/raft/vote", node.cluster_url));
+    if let Some(format) = format {
+        request = request.header(node::network::RAFT_FORMAT_HEADER, format);
+    }
+    let request = request.body(Full::new(Bytes::new())).unwrap();
     let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|error| format!("{error:?}"))?;
     let status = response.status().as_u16();
-    let _ = response.into_body().collect().await;
-    Ok(status)
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok((
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    ))
 }
 
 /// Whether a request was refused at the TLS layer: an error, and if the client got to read the
@@ -143,7 +163,25 @@ async fn only_cluster_certificates_reach_the_raft_endpoints() {
     )
     .unwrap();
     let member_config = ClientConfig::clone(&member.client_config());
-    assert_eq!(post_vote(&node, member_config).await, Ok(400));
+    assert_eq!(post_vote(&node, member_config.clone()).await, Ok(400));
+    // A member in a newer Raft format than this node reads is refused before its message is
+    // decoded, with an error that says so; the current format gets to the decoder.
+    let (status, body) = post_vote_in_format(
+        &node,
+        member_config.clone(),
+        Some(node::types::RAFT_FORMAT + 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("newer_raft_format") && body.contains("upgrade"),
+        "{body}"
+    );
+    let (_, body) = post_vote_in_format(&node, member_config, Some(node::types::RAFT_FORMAT))
+        .await
+        .unwrap();
+    assert!(body.contains("bad_raft_message"), "{body}");
 
     // No client certificate: refused during the handshake (in TLS 1.3 the client learns it
     // from the server's alert on its first read).

@@ -168,7 +168,8 @@ async fn limits_per_client_address_hold_through_forwarding_and_forged_headers() 
     let forged: &[(&str, &str)] = &[("x-cairn-forwarded-by", "1")];
 
     // 127.0.0.1 at the follower: its burst of 3, forwarded to the leader and logged, then 429,
-    // also with a forged forwarding header, and on the v1 endpoint (the same class).
+    // also with a forged forwarding header, on the v1 endpoint and to a log by name (the same
+    // class).
     for _ in 0..3 {
         let answer = write("127.0.0.1", follower_url.clone(), &[]).await;
         assert_eq!(answer.status, 201, "{answer:?}");
@@ -180,14 +181,34 @@ async fn limits_per_client_address_hold_through_forwarding_and_forged_headers() 
     );
     let v1 = post_from("127.0.0.1", &follower_url, "/api/v1/log/entries", "{}", &[]).await;
     assert_limited(&v1, "v1");
+    let named = post_from(
+        "127.0.0.1",
+        &follower_url,
+        "/logs/artifacts/entries",
+        "{}",
+        &[],
+    )
+    .await;
+    assert_limited(&named, "a named log");
 
     // 127.0.0.2 at the follower: unaffected. The leader has now sequenced six forwarded
     // writes from one follower: had it charged the follower's address, the last three would
     // have been refused.
-    for _ in 0..3 {
+    for _ in 0..2 {
         let answer = write("127.0.0.2", follower_url.clone(), &[]).await;
         assert_eq!(answer.status, 201, "{answer:?}");
     }
+    // The third to the artifact log by name, forwarded on that path.
+    let body = good_request(b"to a named log");
+    let answer = post_from(
+        "127.0.0.2",
+        &follower_url,
+        "/logs/artifacts/entries",
+        &body,
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, 201, "{answer:?}");
     assert_limited(
         &write("127.0.0.2", follower_url.clone(), &[]).await,
         "2nd address",
@@ -230,7 +251,7 @@ async fn limits_per_client_address_hold_through_forwarding_and_forged_headers() 
 
     // Refusals are counted per class, where they happened.
     let refused = "cairn_rate_limited_requests_total{class=\"writes\"}";
-    assert_eq!(metric(&cluster, follower, refused).await, 6.0);
+    assert_eq!(metric(&cluster, follower, refused).await, 7.0);
     assert_eq!(metric(&cluster, leader, refused).await, 1.0);
     let refused = "cairn_rate_limited_requests_total{class=\"certificates\"}";
     assert_eq!(metric(&cluster, follower, refused).await, 1.0);

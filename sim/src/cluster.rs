@@ -44,11 +44,13 @@ pub fn sim_logs() -> Logs {
             name: LogName("artifacts".into()),
             origin: "sim.cairn.dev/artifacts".into(),
             signing_key: ed25519_dalek::SigningKey::from_bytes(&[11; 32]),
+            succeeds: None,
         },
         LogConfig {
             name: LogName("certificates".into()),
             origin: "sim.cairn.dev/certificates".into(),
             signing_key: ed25519_dalek::SigningKey::from_bytes(&[12; 32]),
+            succeeds: None,
         },
     ])
 }

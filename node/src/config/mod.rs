@@ -176,6 +176,10 @@ pub struct LogFile {
     /// A file holding the checkpoint key in the C2SP/Go note private-key form
     /// (`PRIVATE+KEY+<origin>+<keyid>+<base64>`).
     pub key_file: PathBuf,
+    /// The log this one succeeds: it takes no appends until `cairn-node log rotate` freezes
+    /// that log and opens this one (docs/decisions/0010-log-lifecycle.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeds: Option<String>,
 }
 
 /// The sequencer section; see [`SequencerConfig`] for what each bound does.
@@ -401,12 +405,24 @@ impl NodeFile {
             }
             if self.logs[..position]
                 .iter()
-                .any(|other| other.name == log.name)
+                .any(|other| other.name == log.name || other.origin == log.origin)
             {
                 return Err(invalid(
-                    format!("logs[{position}].name"),
-                    "two logs have this name",
+                    format!("logs[{position}]"),
+                    "two logs have this name or origin",
                 ));
+            }
+            if let Some(predecessor) = &log.succeeds {
+                let known = self.logs.iter().any(|other| &other.name == predecessor);
+                let taken = self.logs[..position]
+                    .iter()
+                    .any(|other| other.succeeds.as_ref() == Some(predecessor));
+                if !known || predecessor == &log.name || taken {
+                    return Err(invalid(
+                        format!("logs[{position}].succeeds"),
+                        "must name another configured log that no other log succeeds",
+                    ));
+                }
             }
         }
         if let Some(ca) = &self.ca {
@@ -471,6 +487,7 @@ impl NodeFile {
                 name: LogName(log.name.clone()),
                 origin: log.origin.clone(),
                 signing_key: signer.signing_key().clone(),
+                succeeds: log.succeeds.clone().map(LogName),
             });
         }
         Ok(Logs::new(configs))
@@ -669,6 +686,7 @@ mod tests {
                 name: "artifacts".into(),
                 origin: "cairn.localhost/artifacts".into(),
                 key_file: dir.join("artifacts.key"),
+                succeeds: None,
             }],
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),

@@ -1,5 +1,5 @@
-//! Operations: readiness, metrics and the admin API (cluster membership), the last behind a
-//! bearer token.
+//! Operations: readiness, metrics and the admin API (cluster membership, log rotation, the
+//! snapshot a backup copies), the last behind a bearer token.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,8 +10,8 @@ use openraft::ServerState;
 use serde::Deserialize;
 
 use super::{ApiError, Body, json, read_body, text};
-use crate::node::{MembershipError, Node};
-use crate::types::{NodeAddress, NodeId};
+use crate::node::{MembershipError, Node, RotateError};
+use crate::types::{LogName, NodeAddress, NodeId};
 
 /// Admin requests are small JSON documents.
 const ADMIN_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -172,8 +172,187 @@ async fn handle_admin(
                 })?;
             Ok(json(StatusCode::OK, &status(node)))
         }
+        (Method::GET, "/admin/backup") => {
+            // What `cairn-node backup` copies the leaves up to: this node's state as of one
+            // read transaction (see `crate::backup`).
+            let reader = node.reader().clone();
+            let snapshot = node
+                .blocking()
+                .run(move || reader.backup_snapshot())
+                .await
+                .map_err(|error| ApiError::unavailable("storage", error.to_string()))?;
+            let bytes = postcard::to_stdvec(&snapshot).map_err(|error| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "encoding",
+                    error.to_string(),
+                )
+            })?;
+            Ok(super::response(
+                StatusCode::OK,
+                "application/octet-stream",
+                bytes.into(),
+            ))
+        }
+        (Method::POST, "/admin/logs/rotate") => {
+            let rotation: RotateRequest = parse(request).await?;
+            let (log, successor) = (LogName(rotation.log), LogName(rotation.successor));
+            check_members_have(node, &successor).await?;
+            let record = node.rotate(&log, &successor).await.map_err(rotate_error)?;
+            let opened = node
+                .logs()
+                .get(&successor)
+                .map(|config| (config.origin.clone(), super::log_api::verifier_key(config)))
+                .unwrap_or_default();
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "frozen": {
+                        "name": record.log.0,
+                        "final_size": record.final_size,
+                        "final_checkpoint": record.final_checkpoint,
+                        "frozen_unix_ms": record.at_unix_ms,
+                    },
+                    "opened": {
+                        "name": record.successor.0,
+                        "origin": opened.0,
+                        "verifier_key": opened.1,
+                    },
+                }),
+            ))
+        }
         (_, path) => Err(ApiError::not_found(format!("no admin endpoint {path}"))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    /// The log to freeze.
+    log: String,
+    /// Its configured successor, to open.
+    successor: String,
+}
+
+fn rotate_error(error: RotateError) -> ApiError {
+    match error {
+        RotateError::NotLeader(leader) => ApiError::new(
+            StatusCode::CONFLICT,
+            "not_leader",
+            format!(
+                "rotations are run by the leader; send this to {}",
+                leader
+                    .as_deref()
+                    .unwrap_or("the leader, once one is elected")
+            ),
+        ),
+        RotateError::Invalid(error) if error.is_configuration() => {
+            ApiError::bad_request("invalid_rotation", error.to_string())
+        }
+        RotateError::Invalid(error) => {
+            ApiError::new(StatusCode::CONFLICT, "rotation_refused", error.to_string())
+        }
+        RotateError::Refused(reason) => {
+            ApiError::new(StatusCode::CONFLICT, "rotation_refused", reason)
+        }
+        error @ RotateError::Failed(_) => ApiError::unavailable(
+            "outcome_unknown",
+            format!("{error}; GET /logs shows whether the log is frozen"),
+        ),
+    }
+}
+
+/// Before a rotation is proposed: every member (voters and learners) must already serve the
+/// successor under the same origin and key as this node, or a replica that lacks it would stop
+/// when it applies the rotation. Asked with `GET /logs` on each member's cluster listener (mutual
+/// TLS, like every call between nodes); a node whose environment relays no writes (the
+/// simulator) has no client to ask with and checks nothing.
+async fn check_members_have(node: &Node, successor: &LogName) -> Result<(), ApiError> {
+    let Some(client) = node.forward_client() else {
+        return Ok(());
+    };
+    let Some(config) = node.logs().get(successor) else {
+        return Err(ApiError::bad_request(
+            "invalid_rotation",
+            format!("log {successor} is not configured on this node"),
+        ));
+    };
+    let want = (config.origin.clone(), super::log_api::verifier_key(config));
+    let members: Vec<(NodeId, String)> = node
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, address)| (*id, address.cluster_url.trim_end_matches('/').to_owned()))
+        .collect();
+    let mut missing = Vec::new();
+    for (id, url) in members {
+        if id == node.id() {
+            continue;
+        }
+        match member_log(client, &url, successor).await {
+            Ok(Some(found)) if found == want => {}
+            Ok(Some(_)) => missing.push(format!("node {id} ({url}) has another origin or key")),
+            Ok(None) => missing.push(format!("node {id} ({url}) does not have it")),
+            Err(error) => missing.push(format!("node {id} ({url}): {error}")),
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "successor_missing",
+            format!(
+                "every member must serve log {successor} before it opens (configure it and \
+                 restart the node; `cairn-node log prepare` writes it): {}",
+                missing.join("; ")
+            ),
+        ))
+    }
+}
+
+/// The origin and verifier key under which the node at `url` serves `log`, if it does.
+async fn member_log(
+    client: &crate::network::ClusterClient,
+    url: &str,
+    log: &LogName,
+) -> Result<Option<(String, String)>, String> {
+    use http_body_util::BodyExt as _;
+    let request = Request::get(format!("{url}/logs"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|error| error.to_string())?;
+    let answer = tokio::time::timeout(crate::node::FORWARD_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|error| error.to_string())?;
+    if answer.status() != StatusCode::OK {
+        return Err(format!("GET /logs answered {}", answer.status()));
+    }
+    let body = http_body_util::Limited::new(answer.into_body(), ADMIN_BODY_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    let listing: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|error| format!("GET /logs: {error}"))?;
+    let found = listing["logs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|entry| entry["name"].as_str() == Some(log.0.as_str()))
+        .map(|entry| {
+            (
+                entry["origin"].as_str().unwrap_or_default().to_string(),
+                entry["verifier_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        });
+    Ok(found)
 }
 
 fn membership_error(message: &str) -> ApiError {

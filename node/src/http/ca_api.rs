@@ -143,11 +143,12 @@ fn configuration(ca: &KeylessCa) -> Response<Body> {
 }
 
 fn ct_log(node: &Node, ca: &KeylessCa) -> Response<Body> {
-    let origin = node.logs().get(&ca.log).map(|log| log.origin.clone());
+    let log = node.active_log(&ca.log);
+    let origin = node.logs().get(&log).map(|log| log.origin.clone());
     json(
         StatusCode::OK,
         &serde_json::json!({
-            "log": ca.log.0,
+            "log": log.0,
             "origin": origin,
             "logId": BASE64.encode(ca.ct_key.log_id()),
             "publicKey": BASE64.encode(ca.ct_key.spki_der()),

@@ -49,7 +49,15 @@ async fn dispatch(
     let query = request.uri().query().unwrap_or("").to_string();
     let method = request.method().clone();
     if method == Method::POST && path == "/api/v2/log/entries" {
-        return submit_v2(node, request).await;
+        return submit_v2(node, request, None).await;
+    }
+    if method == Method::POST
+        && let Some(name) = path
+            .strip_prefix("/logs/")
+            .and_then(|rest| rest.strip_suffix("/entries"))
+    {
+        let log = log_config(node, name)?.name.clone();
+        return submit_v2(node, request, Some(log)).await;
     }
     if method != Method::GET {
         return Err(ApiError::new(
@@ -62,7 +70,8 @@ async fn dispatch(
         return Ok(list_logs(node));
     }
     let (log, rest) = if let Some(rest) = path.strip_prefix("/api/v2/") {
-        (log_config(node, ARTIFACT_LOG)?, rest)
+        let active = node.active_log(&LogName(ARTIFACT_LOG.to_string()));
+        (log_config(node, &active.0)?, rest)
     } else if let Some(rest) = path.strip_prefix("/logs/") {
         let (name, rest) = rest.split_once('/').unwrap_or((rest, ""));
         (log_config(node, name)?, rest)
@@ -137,16 +146,32 @@ pub(crate) fn log_key_id(log: &LogConfig) -> Hash {
 }
 
 fn list_logs(node: &Node) -> Response<Body> {
+    let lifecycle = node.lifecycle();
     let logs: Vec<serde_json::Value> = node
         .logs()
         .iter()
         .map(|log| {
-            serde_json::json!({
+            let state = lifecycle.state(node.logs(), &log.name);
+            let mut entry = serde_json::json!({
                 "name": log.name.0,
                 "origin": log.origin,
                 "verifier_key": verifier_key(log),
                 "prefix": format!("/logs/{}/", log.name.0),
-            })
+                "state": state.name(),
+            });
+            if let Some(predecessor) = &log.succeeds {
+                entry["succeeds"] = serde_json::json!(predecessor.0);
+            }
+            if let Some(record) = lifecycle.opened(&log.name) {
+                entry["opened_unix_ms"] = serde_json::json!(record.at_unix_ms);
+            }
+            if let crate::lifecycle::LogState::Frozen(record) = state {
+                entry["successor"] = serde_json::json!(record.successor.0);
+                entry["frozen_unix_ms"] = serde_json::json!(record.at_unix_ms);
+                entry["final_size"] = serde_json::json!(record.final_size);
+                entry["final_checkpoint"] = serde_json::json!(record.final_checkpoint);
+            }
+            entry
         })
         .collect();
     json(StatusCode::OK, &serde_json::json!({ "logs": logs }))
@@ -358,12 +383,30 @@ fn entry(view: &StateView, log: &LogConfig, index: &str) -> Result<Response<Body
     ))
 }
 
-/// `POST /api/v2/log/entries`: validate, verify the signature, sequence, answer with a
-/// `TransparencyLogEntry` once committed and covered by a signed checkpoint.
+/// `POST /api/v2/log/entries` (to the artifact log that is open now) and
+/// `POST /logs/<name>/entries` (to that log of the artifact family, which must be open):
+/// validate, verify the signature, sequence, answer with a `TransparencyLogEntry` once
+/// committed and covered by a signed checkpoint.
 async fn submit_v2(
     node: &Arc<Node>,
     request: Request<Incoming>,
+    named: Option<LogName>,
 ) -> Result<Response<Body>, ApiError> {
+    let target = match named {
+        None => Target::Family(LogName(ARTIFACT_LOG.to_string())),
+        Some(log) => {
+            if configured_root(node, &log).0 != ARTIFACT_LOG {
+                return Err(ApiError::not_found(format!(
+                    "log {log} takes no entries through this API (only the artifact logs do)"
+                )));
+            }
+            Target::Exact(log)
+        }
+    };
+    let path = match &target {
+        Target::Family(_) => "/api/v2/log/entries".to_string(),
+        Target::Exact(log) => format!("/logs/{log}/entries"),
+    };
     let forwarded = Forwarded::is(&request);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
     // Decoding and the signature checks run off the async workers, bounded (`env::Checks`).
@@ -377,21 +420,13 @@ async fn submit_v2(
                 StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
             ApiError::new(status, error.code(), error.to_string())
         })?;
-    let log = log_config(node, ARTIFACT_LOG)?;
     let leaf = decoded.body.as_bytes().to_vec();
-    let sequenced = match submit_or_forward(
-        node,
-        &log.name,
-        leaf.clone(),
-        "/api/v2/log/entries",
-        body,
-        forwarded,
-    )
-    .await?
-    {
-        Ok(sequenced) => sequenced,
-        Err(forwarded) => return Ok(forwarded),
-    };
+    let (log, sequenced) =
+        match submit_or_forward(node, &target, leaf.clone(), &path, body, forwarded).await? {
+            Ok(sequenced) => sequenced,
+            Err(forwarded) => return Ok(forwarded),
+        };
+    let log = log_config(node, &log.0)?;
     let appended = service::answer(node, &log.name, &leaf, sequenced)
         .await
         .map_err(answer_error)?;
@@ -469,20 +504,84 @@ pub(super) fn overloaded(waiting: usize) -> ApiError {
     }
 }
 
-/// Submits `leaf` to `log` and waits for its index, or, on a follower, forwards the request
+/// The first log of `log`'s family as configured: following `succeeds` back (a successor
+/// belongs to its family before a rotation opens it).
+fn configured_root(node: &Node, log: &LogName) -> LogName {
+    let mut current = log.clone();
+    for _ in 0..=node.logs().iter().count() {
+        match node
+            .logs()
+            .get(&current)
+            .and_then(|config| config.succeeds.clone())
+        {
+            Some(predecessor) => current = predecessor,
+            None => break,
+        }
+    }
+    current
+}
+
+/// Where a submission goes.
+#[derive(Clone, Debug)]
+pub(super) enum Target {
+    /// The log of this family that is open when the entry is sequenced.
+    Family(LogName),
+    /// This log, which must be open.
+    Exact(LogName),
+}
+
+/// The answer to an append to a log that takes no appends (`crate::lifecycle`).
+pub(super) fn closed_log(node: &Node, log: &LogName) -> Option<ApiError> {
+    let lifecycle = node.lifecycle();
+    match lifecycle.state(node.logs(), log) {
+        crate::lifecycle::LogState::Open => None,
+        crate::lifecycle::LogState::Frozen(record) => Some(frozen(log, &record.successor)),
+        crate::lifecycle::LogState::Waiting(predecessor) => Some(ApiError::new(
+            StatusCode::CONFLICT,
+            "log_not_open",
+            format!("log {log} is not open yet: it opens when log {predecessor} is rotated"),
+        )),
+    }
+}
+
+/// 409 `log_frozen`, naming the frozen log and its successor.
+fn frozen(log: &LogName, successor: &LogName) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "log_frozen",
+        format!(
+            "log {log} is frozen: it takes no more appends (its final checkpoint is at \
+             /logs/{log}/checkpoint); append to its successor, log {successor}"
+        ),
+    )
+}
+
+/// Submits `leaf` to `target` and waits for its index, or, on a follower, forwards the request
 /// (`body`, to the leader's `path`) and returns the leader's answer as the inner `Err`. A
 /// request that was itself `forwarded` here is never forwarded again: two nodes that each
 /// believe the other leads would otherwise bounce it between them until a timeout.
 pub(super) async fn submit_or_forward(
     node: &Arc<Node>,
-    log: &LogName,
+    target: &Target,
     leaf: Vec<u8>,
     path: &str,
     body: Bytes,
     forwarded: bool,
-) -> Result<Result<Sequenced, Response<Body>>, ApiError> {
-    match service::commit(node, log, leaf).await {
+) -> Result<Result<(LogName, Sequenced), Response<Body>>, ApiError> {
+    let committed = match target {
+        Target::Family(family) => service::commit_to_active(node, family, leaf).await,
+        Target::Exact(log) => {
+            if let Some(error) = closed_log(node, log) {
+                return Err(error);
+            }
+            service::commit(node, log, leaf)
+                .await
+                .map(|sequenced| (log.clone(), sequenced))
+        }
+    };
+    match committed {
         Ok(sequenced) => Ok(Ok(sequenced)),
+        Err(SequenceError::Frozen { log, successor }) => Err(frozen(&log, &successor)),
         Err(SequenceError::NotLeader(_)) if forwarded => Err(ApiError::unavailable(
             "no_leader",
             "forwarded here as to the leader, but this node does not lead; retry shortly",

@@ -215,7 +215,7 @@ async fn accept_loop(
 }
 
 /// Dispatches one cluster request: the Raft endpoints, catch-up's batch times and entry
-/// bundles, and writes forwarded to the leader; nothing else.
+/// bundles, the list of logs, and writes forwarded to the leader; nothing else.
 async fn route_cluster(
     node: Arc<Node>,
     peer: SocketAddr,
@@ -231,8 +231,11 @@ async fn route_cluster(
         // The same handlers as on the public listener, marked so they never forward it again.
         request.extensions_mut().insert(Forwarded);
         route(node, peer, request).await
-    } else if method == Method::GET && path.starts_with("/logs/") && path.contains("/tile/entries/")
+    } else if method == Method::GET
+        && (path == "/logs" || path.starts_with("/logs/") && path.contains("/tile/entries/"))
     {
+        // The logs a member serves (a rotation checks its members have the successor) and
+        // catch-up's entry bundles.
         log_api::handle(&node, request).await
     } else {
         ApiError::not_found(format!("no cluster endpoint {method} {path}")).into_response()
@@ -260,7 +263,10 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
         (_, p) if tsa_api::ROUTES.contains(&p.trim_end_matches('/')) => {
             tsa_api::handle(&node, request).await
         }
-        (_, p) if p.starts_with(rekor_v1::PREFIX) => rekor_v1::handle(&node, request).await,
+        (_, p) if p.starts_with(rekor_v1::PREFIX) => rekor_v1::handle(&node, request, None).await,
+        (_, p) if let Some((log, rest)) = per_log_v1(p) => {
+            rekor_v1::handle(&node, request, Some((log, rest))).await
+        }
         (_, p) if [search_api::RETRIEVE, search_api::PAGED].contains(&p.trim_end_matches('/')) => {
             search_api::handle(&node, request).await
         }
@@ -268,6 +274,15 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
     };
     tracing::debug!(%peer, %method, %path, status = response.status().as_u16(), "request");
     response
+}
+
+/// `/logs/<name>/api/v1/log...`: the Rekor v1 API of one log (a frozen one too), as the log
+/// name and the path from `/api/v1/log`.
+fn per_log_v1(path: &str) -> Option<(crate::types::LogName, String)> {
+    let (name, rest) = path.strip_prefix("/logs/")?.split_once('/')?;
+    let rest = format!("/{}", rest.trim_end_matches('/'));
+    rest.starts_with(rekor_v1::PREFIX)
+        .then(|| (crate::types::LogName(name.to_string()), rest))
 }
 
 /// An API error: a status, a stable machine-readable code and a message for people.

@@ -79,17 +79,24 @@ impl PublicOptions {
     }
 }
 
-/// The paths whose requests are limited per client address, and their class: appends and
-/// certificate requests. They are also the writes a follower forwards to the leader.
+/// The paths whose requests are limited per client address, and their class: appends (Rekor
+/// v2 and v1, to the open artifact log or to one named log) and certificate requests. They are
+/// also the writes a follower forwards to the leader.
 pub(super) fn limited_class(method: &Method, path: &str) -> Option<Class> {
     if method != Method::POST {
         return None;
     }
-    match path {
-        "/api/v2/log/entries" | "/api/v1/log/entries" => Some(Class::Writes),
-        ca_api::SIGNING_CERT => Some(Class::Certificates),
-        _ => None,
+    let path = path.trim_end_matches('/');
+    if path == ca_api::SIGNING_CERT {
+        return Some(Class::Certificates);
     }
+    let per_log = path
+        .strip_prefix("/logs/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, rest)| rest);
+    let append = matches!(path, "/api/v2/log/entries" | "/api/v1/log/entries")
+        || matches!(per_log, Some("entries" | "api/v1/log/entries"));
+    append.then_some(Class::Writes)
 }
 
 /// The limits per client address of one listener.
@@ -362,6 +369,42 @@ async fn reload_certificate(tls: Arc<PublicTls>, node: Arc<Node>) {
                      previous certificate"
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_and_certificate_requests_are_limited_nothing_else() {
+        for path in [
+            "/api/v2/log/entries",
+            "/api/v1/log/entries",
+            "/api/v1/log/entries/",
+            "/logs/artifacts/entries",
+            "/logs/artifacts-2/api/v1/log/entries",
+        ] {
+            assert_eq!(
+                limited_class(&Method::POST, path),
+                Some(Class::Writes),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            limited_class(&Method::POST, "/api/v2/signingCert"),
+            Some(Class::Certificates)
+        );
+        for (method, path) in [
+            (Method::GET, "/api/v2/log/entries"),
+            (Method::POST, "/api/v1/log/entries/retrieve"),
+            (Method::POST, "/api/v1/index/retrieve"),
+            (Method::POST, "/api/v1/timestamp"),
+            (Method::POST, "/admin/init"),
+            (Method::GET, "/logs/artifacts/tile/entries/000"),
+        ] {
+            assert_eq!(limited_class(&method, path), None, "{method} {path}");
         }
     }
 }

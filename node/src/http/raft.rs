@@ -16,15 +16,19 @@ use serde::de::DeserializeOwned;
 
 use super::{ApiError, Body, read_body, response};
 use crate::catch_up::BATCH_TIMES_ROWS_MAX;
-use crate::network::{RAFT_BODY_BYTES_MAX, RAFT_PATH};
+use crate::network::{RAFT_BODY_BYTES_MAX, RAFT_FORMAT_HEADER, RAFT_PATH};
 use crate::node::Node;
-use crate::types::LogName;
+use crate::types::{LogName, RAFT_FORMAT};
 
 pub(super) async fn handle(
     node: &Arc<Node>,
     path: &str,
     request: Request<Incoming>,
 ) -> Response<Body> {
+    if let Err(error) = check_format(&request) {
+        tracing::error!(error = ?error, "refused a Raft message");
+        return error.into_response();
+    }
     let body = match read_body(request, RAFT_BODY_BYTES_MAX).await {
         Ok(body) => body,
         Err(error) => return error.into_response(),
@@ -83,6 +87,34 @@ pub(super) async fn batch_times(node: &Arc<Node>, request: Request<Incoming>) ->
         )
         .into_response(),
     }
+}
+
+/// Refuses a Raft message in a newer format than this node reads: decoding it could misread
+/// an entry this version does not know.
+fn check_format(request: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(RAFT_FORMAT_HEADER) else {
+        return Ok(());
+    };
+    let format: u32 = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_raft_message",
+                format!("{RAFT_FORMAT_HEADER}: {value:?}"),
+            )
+        })?;
+    if format > RAFT_FORMAT {
+        return Err(ApiError::bad_request(
+            "newer_raft_format",
+            format!(
+                "a Raft message in format {format}, from a newer cairn-node; this node reads \
+                 formats up to {RAFT_FORMAT}: upgrade it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -35,7 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tlog::Hash;
 
-use super::log_api::{ARTIFACT_LOG, answer_error, log_key_id, submit_or_forward};
+use super::log_api::{ARTIFACT_LOG, Target, answer_error, log_key_id, submit_or_forward};
 use super::{ApiError, Body, read_body, response};
 use crate::api::v1_request::{
     Lookup, RequestError, SUBMISSION_BYTES_MAX, parse_submission, parse_uuid, retrieve_request,
@@ -43,6 +43,7 @@ use crate::api::v1_request::{
 use crate::node::Node;
 use crate::state_machine::LogConfig;
 use crate::storage::StateView;
+use crate::types::LogName;
 use tlog::keys::Ed25519Signer;
 use tlog::note::Note;
 
@@ -56,8 +57,16 @@ impl From<RequestError> for ApiError {
     }
 }
 
-pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Response<Body> {
-    match dispatch(node, request).await {
+/// Serves the v1 API at `/api/v1/log/...` over the artifact log that is open now (lookups by
+/// UUID and retrieval by hash also search its frozen predecessors), or, when `named`, at
+/// `/logs/<name>/api/v1/log/...` over that log alone (frozen ones too; `path` is then the rest
+/// from `/api/v1/log`).
+pub(super) async fn handle(
+    node: &Arc<Node>,
+    request: Request<Incoming>,
+    named: Option<(LogName, String)>,
+) -> Response<Body> {
+    match dispatch(node, request, named).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -66,44 +75,71 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
 async fn dispatch(
     node: &Arc<Node>,
     request: Request<Incoming>,
+    named: Option<(LogName, String)>,
 ) -> Result<Response<Body>, ApiError> {
-    let path = request.uri().path().trim_end_matches('/').to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let method = request.method().clone();
+    let family = LogName(ARTIFACT_LOG.to_string());
+    let (target, path) = match named {
+        Some((log, rest)) => (Target::Exact(log), rest),
+        None => (
+            Target::Family(family.clone()),
+            request.uri().path().trim_end_matches('/').to_string(),
+        ),
+    };
+    // Where lookups by hash search: the log named, or the open one and then its frozen
+    // predecessors, newest first (an entry is in exactly one log of the family).
+    let (log, searched) = match &target {
+        Target::Exact(log) => (log.clone(), vec![log.clone()]),
+        Target::Family(family) => {
+            let mut searched = node.lifecycle().family(family);
+            searched.reverse();
+            (node.active_log(family), searched)
+        }
+    };
     let log = node
         .logs()
-        .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
-        .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
+        .get(&log)
+        .ok_or_else(|| ApiError::not_found(format!("no log named {:?}", log.0)))?
         .clone();
     match (&method, path.as_str()) {
-        (&Method::POST, "/api/v1/log/entries") => submit(node, &log, request).await,
+        (&Method::POST, "/api/v1/log/entries") => submit(node, &target, request).await,
         (&Method::POST, "/api/v1/log/entries/retrieve") => {
             let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
             // Parsing up to 8 MiB of JSON and hashing proposed entries is CPU work: bounded.
-            let wanted = node.checks().run(move || retrieve_request(&body)).await??;
-            read(node, move |view, log, served| {
-                let mut found = Vec::new();
-                for lookup in &wanted {
-                    let index = match lookup {
-                        Lookup::Index(index) => Some(*index),
-                        Lookup::LeafHash(hash) => {
-                            view.find_leaf(&log.name, hash).map_err(storage_error)?
+            let wanted = Arc::new(node.checks().run(move || retrieve_request(&body)).await??);
+            let mut found = Vec::new();
+            for (position, searched) in searched.into_iter().enumerate() {
+                let wanted = Arc::clone(&wanted);
+                // Indices name entries of the log served, never of its predecessors.
+                let by_index = position == 0;
+                found.extend(
+                    read(node, &searched, move |view, log, served| {
+                        let mut found = Vec::new();
+                        for lookup in wanted.iter() {
+                            let index = match lookup {
+                                Lookup::Index(index) => by_index.then_some(*index),
+                                Lookup::LeafHash(hash) => {
+                                    view.find_leaf(&log.name, hash).map_err(storage_error)?
+                                }
+                            };
+                            if let Some(index) = index
+                                && let Some(entry) = entry(view, log, served, index)?
+                            {
+                                found.push(entry);
+                            }
                         }
-                    };
-                    if let Some(index) = index
-                        && let Some(entry) = entry(view, log, served, index)?
-                    {
-                        found.push(entry);
-                    }
-                }
-                Ok(json_response(StatusCode::OK, &Value::Array(found)))
-            })
-            .await
+                        Ok(found)
+                    })
+                    .await?,
+                );
+            }
+            Ok(json_response(StatusCode::OK, &Value::Array(found)))
         }
         (&Method::GET, "/api/v1/log/entries") => {
             let index = query_number(&query, "logIndex")?
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "logIndex: required"))?;
-            read(node, move |view, log, served| {
+            read(node, &log.name, move |view, log, served| {
                 let entry = entry(view, log, served, index)?
                     .ok_or_else(|| ApiError::not_found(format!("no entry at index {index}")))?;
                 Ok(json_response(StatusCode::OK, &entry))
@@ -112,23 +148,28 @@ async fn dispatch(
         }
         (&Method::GET, p) if p.starts_with("/api/v1/log/entries/") => {
             let hash = parse_uuid(&p["/api/v1/log/entries/".len()..])?;
-            read(node, move |view, log, served| {
-                let index = view
-                    .find_leaf(&log.name, &hash)
-                    .map_err(storage_error)?
-                    .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
-                let entry = entry(view, log, served, index)?
-                    .ok_or_else(|| ApiError::not_found("no entry with that UUID"))?;
-                Ok(json_response(StatusCode::OK, &entry))
-            })
-            .await
+            for searched in &searched {
+                let found = read(node, searched, move |view, log, served| {
+                    match view.find_leaf(&log.name, &hash).map_err(storage_error)? {
+                        Some(index) => entry(view, log, served, index),
+                        None => Ok(None),
+                    }
+                })
+                .await?;
+                if let Some(entry) = found {
+                    return Ok(json_response(StatusCode::OK, &entry));
+                }
+            }
+            Err(ApiError::not_found("no entry with that UUID"))
         }
-        (&Method::GET, "/api/v1/log") => read(node, |_, log, served| log_info(log, served)).await,
+        (&Method::GET, "/api/v1/log") => {
+            read(node, &log.name, |_, log, served| log_info(log, served)).await
+        }
         (&Method::GET, "/api/v1/log/proof") => {
             let first = query_number(&query, "firstSize")?.unwrap_or(1);
             let last = query_number(&query, "lastSize")?
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "lastSize: required"))?;
-            read(node, move |view, log, served| {
+            read(node, &log.name, move |view, log, served| {
                 consistency(view, log, served, first, last)
             })
             .await
@@ -143,17 +184,16 @@ async fn dispatch(
 }
 
 /// Runs `answer` on one consistent view of committed state, off the async threads, with the
-/// tree v1 answers against in that view.
-async fn read(
+/// tree v1 answers against in that view, for `log`.
+async fn read<T: Send + 'static>(
     node: &Arc<Node>,
-    answer: impl FnOnce(&StateView, &LogConfig, &Served) -> Result<Response<Body>, ApiError>
-    + Send
-    + 'static,
-) -> Result<Response<Body>, ApiError> {
+    log: &LogName,
+    answer: impl FnOnce(&StateView, &LogConfig, &Served) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let log = node
         .logs()
-        .get(&crate::types::LogName(ARTIFACT_LOG.to_string()))
-        .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?
+        .get(log)
+        .ok_or_else(|| ApiError::not_found(format!("no log named {:?}", log.0)))?
         .clone();
     let published = match node.witnessing() {
         Some(witnessing) if witnessing.is_witnessed(&log.name) => {
@@ -446,9 +486,13 @@ fn consistency(
 /// the entry already logged.
 async fn submit(
     node: &Arc<Node>,
-    log: &LogConfig,
+    target: &Target,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let path = match target {
+        Target::Family(_) => "/api/v1/log/entries".to_string(),
+        Target::Exact(log) => format!("/logs/{log}/api/v1/log/entries"),
+    };
     let forwarded = super::Forwarded::is(&request);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
     // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
@@ -458,21 +502,13 @@ async fn submit(
         .run(move || parse_submission(&checked))
         .await??;
     let leaf = canonical.into_bytes();
-    let sequenced = match submit_or_forward(
-        node,
-        &log.name,
-        leaf.clone(),
-        "/api/v1/log/entries",
-        body,
-        forwarded,
-    )
-    .await?
-    {
-        Ok(sequenced) => sequenced,
-        Err(forwarded) => return Ok(forwarded),
-    };
+    let (log, sequenced) =
+        match submit_or_forward(node, target, leaf.clone(), &path, body, forwarded).await? {
+            Ok(sequenced) => sequenced,
+            Err(forwarded) => return Ok(forwarded),
+        };
     // For a witnessed log, answer only once a cosigned checkpoint covers the entry, as v2 does.
-    let appended = crate::service::answer(node, &log.name, &leaf, sequenced)
+    let appended = crate::service::answer(node, &log, &leaf, sequenced)
         .await
         .map_err(answer_error)?;
     let (index, duplicate) = (appended.index, appended.duplicate);
@@ -484,7 +520,7 @@ async fn submit(
     // The entry is committed and signed; this node's state may lag the leader's commit by a
     // moment, so wait briefly for it to apply before reading it back.
     for _ in 0..50 {
-        let answer = read(node, move |view, log, served| {
+        let answer = read(node, &log, move |view, log, served| {
             let entry = entry(view, log, served, index)?.ok_or_else(|| {
                 ApiError::unavailable("not_applied", "the entry is not applied here yet")
             })?;

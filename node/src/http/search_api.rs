@@ -62,8 +62,18 @@ async fn dispatch(
         (&Method::POST, RETRIEVE) => {
             let body = read_body(request, REQUEST_BYTES_MAX).await?;
             let (keys, operator) = retrieve_request(&body)?;
-            let log = artifact_log(node)?;
-            read(node, move |view| retrieve(view, &log, &keys, operator)).await
+            // The artifact logs, newest first: a frozen log's entries are still found, and
+            // the v1 API looks their UUIDs up in the same logs.
+            let mut logs = node.lifecycle().family(&artifact_log(node)?);
+            logs.reverse();
+            read(node, move |view| {
+                let mut uuids = Vec::new();
+                for log in &logs {
+                    uuids.extend(retrieve(view, log, &keys, operator)?);
+                }
+                Ok(super::json(StatusCode::OK, &Value::Array(uuids)))
+            })
+            .await
         }
         (&Method::GET, PAGED) => {
             let query = paged_request(request.uri().query().unwrap_or(""))?;
@@ -223,7 +233,7 @@ fn retrieve(
     log: &LogName,
     keys: &[Criterion],
     operator: Operator,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Vec<Value>, ApiError> {
     let mut result: Option<BTreeSet<u64>> = None;
     for (name, key) in keys {
         let (found, more) = view
@@ -245,12 +255,11 @@ fn retrieve(
             (Some(so_far), Operator::And) => so_far.intersection(&found).copied().collect(),
         });
     }
-    let uuids = result
+    result
         .unwrap_or_default()
         .into_iter()
         .map(|index| uuid(view, log, index).map(Value::String))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(super::json(StatusCode::OK, &Value::Array(uuids)))
+        .collect()
 }
 
 /// The UUID (hex leaf hash) of leaf `index`, which the index says exists.

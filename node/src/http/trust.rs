@@ -11,10 +11,12 @@
 //! public keys and certificates only. Parsers on the client side are strict (pydantic with
 //! `extra="forbid"`), so only protobuf-specs field names appear.
 //!
-//! - `tlogs`: the artifact log twice, with its Ed25519 checkpoint key both times: as a Rekor v1
+//! - `tlogs`: each artifact log twice, with its Ed25519 checkpoint key both times: as a Rekor v1
 //!   log (`logId` = SHA-256 of the key's SPKI, the id its v1 entries carry,
 //!   `rekor_v1::v1_log_id`) and as a C2SP log (`logId` = its C2SP key id, the id its v2 entries
-//!   carry, `log_api::log_key_id`); see docs/decisions/0004-v1-checkpoint.md.
+//!   carry, `log_api::log_key_id`); see docs/decisions/0004-v1-checkpoint.md. Every log of the
+//!   family, oldest first, each key valid from its opening and a frozen one until its rotation
+//!   (`crate::lifecycle::Lifecycle::window`, docs/decisions/0010-log-lifecycle.md).
 //! - `certificateAuthorities`: the CA's intermediate and root.
 //! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI).
 //! - `timestampAuthorities`: the cluster's TSA (`tsa_api`), its signing certificate and root,
@@ -96,39 +98,54 @@ struct TrustDocuments {
 impl TrustDocuments {
     fn new(node: &Node, scheme: &str, host: &str) -> Result<TrustDocuments, ApiError> {
         let base_url = &format!("{scheme}://{host}");
-        let log = node
-            .logs()
-            .get(&LogName(ARTIFACT_LOG.to_string()))
-            .ok_or_else(|| ApiError::not_found("this cluster has no artifact log"))?;
+        let family = LogName(ARTIFACT_LOG.to_string());
+        if node.logs().get(&family).is_none() {
+            return Err(ApiError::not_found("this cluster has no artifact log"));
+        }
         let ca = node
             .ca()
             .ok_or_else(|| ApiError::not_found("this cluster runs no CA: no trust documents"))?;
         let [intermediate, root] = ca.authority.chain_der();
         // Keys and services are valid from the root certificate's notBefore: nothing this
         // deployment signed can be older than its CA.
-        let start = not_before(root)?;
+        let start_seconds = not_before_seconds(root)?;
+        let start = rfc3339(start_seconds)?;
         let (organization, common_name) = subject(intermediate)?;
         let valid_for = json!({ "start": start });
-        // One log, two identities: the v1 one first, the one Sigstore clients sign with.
-        let tlog_url = tlog_base_url(scheme, &log.origin, host);
-        let tlog = |log_id: &[u8]| {
-            json!({
-                "baseUrl": tlog_url,
-                "hashAlgorithm": "SHA2_256",
-                "publicKey": {
-                    "rawBytes": BASE64.encode(public_key_spki(log)),
-                    "keyDetails": "PKIX_ED25519",
-                    "validFor": valid_for,
-                },
-                "logId": { "keyId": BASE64.encode(log_id) },
-            })
-        };
+        // Every artifact log, oldest first: a frozen one with the end of its window
+        // (`crate::lifecycle`), so that entries it holds verify and no new ones do.
+        let lifecycle = node.lifecycle();
+        let mut tlogs = Vec::new();
+        for name in lifecycle.family(&family) {
+            let Some(log) = node.logs().get(&name) else {
+                continue;
+            };
+            let first_start = u64::try_from(start_seconds)
+                .unwrap_or(0)
+                .saturating_mul(1000);
+            let (start_ms, end_ms) = lifecycle.window(&name, first_start);
+            let mut window = json!({ "start": rfc3339(seconds(start_ms, false))? });
+            if let Some(end_ms) = end_ms {
+                window["end"] = json!(rfc3339(seconds(end_ms, true))?);
+            }
+            // One log, two identities: the v1 one first, the one Sigstore clients sign with.
+            let tlog_url = tlog_base_url(scheme, &log.origin, host);
+            for log_id in [v1_log_id(log), log_key_id(log)] {
+                tlogs.push(json!({
+                    "baseUrl": tlog_url,
+                    "hashAlgorithm": "SHA2_256",
+                    "publicKey": {
+                        "rawBytes": BASE64.encode(public_key_spki(log)),
+                        "keyDetails": "PKIX_ED25519",
+                        "validFor": window,
+                    },
+                    "logId": { "keyId": BASE64.encode(log_id.as_bytes()) },
+                }));
+            }
+        }
         let mut trusted_root = json!({
             "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
-            "tlogs": [
-                tlog(v1_log_id(log).as_bytes()),
-                tlog(log_key_id(log).as_bytes()),
-            ],
+            "tlogs": tlogs,
             "certificateAuthorities": [{
                 "subject": { "organization": organization, "commonName": common_name },
                 "uri": base_url,
@@ -154,7 +171,7 @@ impl TrustDocuments {
         if let Some(tsa) = node.tsa() {
             let [signer, root] = tsa.chain_der();
             let (organization, common_name) = subject(signer)?;
-            let tsa_valid_for = json!({ "start": not_before(root)? });
+            let tsa_valid_for = json!({ "start": rfc3339(not_before_seconds(root)?)? });
             let url = format!("{base_url}{}", super::tsa_api::TIMESTAMP);
             trusted_root["timestampAuthorities"] = json!([{
                 "subject": { "organization": organization, "commonName": common_name },
@@ -261,9 +278,20 @@ fn certificate(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'
         })
 }
 
-/// The certificate's notBefore as RFC 3339 UTC.
-fn not_before(der: &[u8]) -> Result<String, ApiError> {
-    let seconds = certificate(der)?.validity().not_before.timestamp();
+/// The certificate's notBefore, in seconds since the epoch.
+fn not_before_seconds(der: &[u8]) -> Result<i64, ApiError> {
+    Ok(certificate(der)?.validity().not_before.timestamp())
+}
+
+/// Milliseconds since the epoch as whole seconds, rounded down for a window's start and up for
+/// its end, so the window covers every time in it.
+fn seconds(unix_ms: u64, up: bool) -> i64 {
+    let whole = unix_ms / 1000 + u64::from(up && !unix_ms.is_multiple_of(1000));
+    i64::try_from(whole).unwrap_or(i64::MAX)
+}
+
+/// Seconds since the epoch as RFC 3339 UTC.
+fn rfc3339(seconds: i64) -> Result<String, ApiError> {
     let time = time::OffsetDateTime::from_unix_timestamp(seconds).map_err(|error| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

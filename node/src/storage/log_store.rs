@@ -88,7 +88,7 @@ impl LogStore {
     pub(crate) fn from_database(db: Database, blocking: Blocking) -> Result<LogStore, DiskError> {
         let txn = begin_immediate(&db)?;
         txn.open_table(LOG)?;
-        txn.open_table(LOG_META)?;
+        super::check_disk_format(&txn, LOG_META, "raft-log.redb")?;
         txn.commit()?;
         Ok(LogStore {
             db: Arc::new(db),

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use std::ops::Bound;
 
-use redb::{BackendError, Database, Durability, StorageBackend, WriteTransaction};
+use redb::{BackendError, Database, Durability, ReadableTable, StorageBackend, WriteTransaction};
 
 use crate::catch_up::SharedBundleSource;
 use crate::env::Blocking;
@@ -97,6 +97,23 @@ pub enum DiskError {
     /// leaf below the tree size).
     #[error("{0} is not stored")]
     Missing(String),
+    /// The database was written by a newer version of Cairn, in a format this one does not
+    /// know: reading it could misread it.
+    #[error(
+        "{file} is in format {found}, written by a newer cairn-node; this one reads formats up \
+         to {known}: run the newer version (a downgrade needs a backup taken before the upgrade)"
+    )]
+    NewerFormat {
+        /// The database.
+        file: &'static str,
+        /// Its format.
+        found: u32,
+        /// The newest this code reads.
+        known: u32,
+    },
+    /// A restore was asked of a store that already holds state.
+    #[error("a restore needs an empty data directory, but {0}")]
+    NotEmpty(String),
     /// Encoding an internal value failed.
     #[error("encoding {what}: {source}")]
     Encode {
@@ -167,6 +184,43 @@ pub(crate) fn begin_immediate(db: &Database) -> Result<WriteTransaction, DiskErr
     txn.set_durability(Durability::Immediate)?;
     txn.set_two_phase_commit(true);
     Ok(txn)
+}
+
+/// The format of both databases this code writes, and the newest it reads. A database from
+/// before formats were numbered has no format row and is format 1; opening one writes the row.
+/// A change to any table's keys or values that an older node would misread raises it (with the
+/// migration of older databases in `reindex`), so that an older node refuses the database
+/// instead of misreading it.
+pub const DISK_FORMAT: u32 = 1;
+
+/// Key of the format row in `raft-log.redb`'s `meta` and `state.redb`'s `sm_meta` tables.
+const FORMAT_KEY: &str = "format";
+
+/// Checks the format row of the metadata table `table` of `file`, in the transaction that opens
+/// the database and before anything else reads it: writes [`DISK_FORMAT`] where there is none,
+/// refuses a newer one.
+pub(crate) fn check_disk_format(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+    file: &'static str,
+) -> Result<(), DiskError> {
+    let mut meta = txn.open_table(table)?;
+    let found: u32 = match meta.get(FORMAT_KEY)? {
+        Some(bytes) => tables::decode(file, &FORMAT_KEY, bytes.value())?,
+        None => 1,
+    };
+    if found > DISK_FORMAT {
+        return Err(DiskError::NewerFormat {
+            file,
+            found,
+            known: DISK_FORMAT,
+        });
+    }
+    meta.insert(
+        FORMAT_KEY,
+        tables::encode("format", &DISK_FORMAT)?.as_slice(),
+    )?;
+    Ok(())
 }
 
 /// Opens (creating if needed) a database file.

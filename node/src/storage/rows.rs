@@ -20,8 +20,9 @@ use super::pinned_levels::PinnedLevels;
 use super::run_filter::{FilterCache, FilterKey, INDEX_FILTERS, RunFilter};
 use super::tables::{
     BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LAST_APPLIED, LAST_MEMBERSHIP,
-    SM_META, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
+    LIFECYCLE, SM_META, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
 };
+use crate::lifecycle::Lifecycle;
 use crate::search::SearchKey;
 use crate::state_machine::{HashCaches, LogHead, StateAccess, StateError};
 use crate::types::{LogName, NodeAddress, NodeId};
@@ -177,6 +178,54 @@ pub(crate) fn applied_state<T: ReadableTable<&'static str, &'static [u8]>>(
     Ok((last_applied, membership))
 }
 
+/// The rotations applied so far, as stored in `SM_META`.
+pub(crate) fn read_lifecycle<T: ReadableTable<&'static str, &'static [u8]>>(
+    meta: &T,
+) -> Result<Lifecycle, DiskError> {
+    match meta.get(LIFECYCLE)? {
+        Some(bytes) => decode("sm_meta", &LIFECYCLE, bytes.value()),
+        None => Ok(Lifecycle::default()),
+    }
+}
+
+/// Writes the rotations applied, or removes the row when there are none (a state that never
+/// rotated stays byte for byte what it was before rotations existed).
+pub(crate) fn write_lifecycle(
+    meta: &mut Table<'_, &'static str, &'static [u8]>,
+    lifecycle: &Lifecycle,
+) -> Result<(), DiskError> {
+    if lifecycle.rotations.is_empty() {
+        meta.remove(LIFECYCLE)?;
+    } else {
+        meta.insert(LIFECYCLE, encode("log lifecycle", lifecycle)?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// The rotations applied, as the node last committed them: kept in memory by the state
+/// store (after each apply that rotates, and each snapshot install) for the routing of every
+/// request, which must not read the database for it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SharedLifecycle(Arc<std::sync::RwLock<Arc<Lifecycle>>>);
+
+impl SharedLifecycle {
+    /// The rotations applied.
+    pub(crate) fn get(&self) -> Arc<Lifecycle> {
+        match self.0.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub(crate) fn set(&self, lifecycle: Lifecycle) {
+        let lifecycle = Arc::new(lifecycle);
+        match self.0.write() {
+            Ok(mut guard) => *guard = lifecycle,
+            Err(poisoned) => *poisoned.into_inner() = lifecycle,
+        }
+    }
+}
+
 // ---- Reads shared by apply (inside the write transaction) and the read API ----
 
 fn state_error(error: &DiskError) -> StateError {
@@ -267,6 +316,8 @@ pub(crate) struct RedbState<'txn> {
     heads: Table<'txn, &'static str, &'static [u8]>,
     times: Table<'txn, (&'static str, u64), u64>,
     index: IndexTables<'txn>,
+    /// State-machine metadata, for the rotations applied.
+    meta: Table<'txn, &'static str, &'static [u8]>,
     /// Apply's caches ([`StateAccess::hash_cache`]); `None` for writers that must not fill
     /// them (a snapshot install writes tiles of leaves it has not verified yet).
     caches: Option<Arc<HashCaches>>,
@@ -287,6 +338,7 @@ impl<'txn> RedbState<'txn> {
             heads: txn.open_table(HEADS)?,
             times: txn.open_table(BATCH_TIMES)?,
             index: IndexTables::open(txn)?,
+            meta: txn.open_table(SM_META)?,
             caches: None,
             upkeep: None,
             index_metas: RefCell::new(BTreeMap::new()),
@@ -451,6 +503,14 @@ impl StateAccess for RedbState<'_> {
             .insert(log.0.as_str(), bytes.as_slice())
             .map_err(|error| state_error(&error.into()))?;
         Ok(())
+    }
+
+    fn lifecycle(&self) -> Result<Lifecycle, StateError> {
+        read_lifecycle(&self.meta).map_err(|error| state_error(&error))
+    }
+
+    fn put_lifecycle(&mut self, lifecycle: &Lifecycle) -> Result<(), StateError> {
+        write_lifecycle(&mut self.meta, lifecycle).map_err(|error| state_error(&error))
     }
 
     fn find_leaf(&self, log: &LogName, leaf_hash: &Hash) -> Result<Option<u64>, StateError> {

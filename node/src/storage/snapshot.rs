@@ -43,7 +43,7 @@ use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
 use tlog::tile::TileHashStore;
 use tlog::{Hash, Tree, TreeSize};
 
-use super::rows::{RedbState, applied_state, read_head};
+use super::rows::{RedbState, applied_state, read_head, read_lifecycle, write_lifecycle};
 use super::tables::{
     HEADS, LAST_APPLIED, LAST_MEMBERSHIP, PENDING_DATA, PENDING_MEMBERS, PENDING_META, SM_META,
     SNAPSHOT, SNAPSHOT_DATA, SNAPSHOT_META, SNAPSHOT_SEQ, decode, encode,
@@ -51,6 +51,7 @@ use super::tables::{
 use super::{DiskError, SharedDb, begin_immediate};
 use crate::catch_up::BatchTimes;
 use crate::env::Blocking;
+use crate::lifecycle::Lifecycle;
 use crate::state_machine::{self, LogConfig, LogHead, Logs, StateAccess};
 use crate::types::{LogName, NodeAddress, NodeId, TypeConfig};
 
@@ -61,6 +62,16 @@ pub const DESCRIPTOR_BYTES_MAX: usize = 1024 * 1024;
 /// A catch-up transaction that passes a multiple of this many leaves commits durably: bounds
 /// what a crash loses and lets redb reclaim pages freed by the non-durable commits in between.
 pub const LEAVES_PER_DURABLE_COMMIT: u64 = 16_384;
+
+/// The snapshot data format this node writes, and the newest it reads. Format 1 is a bare
+/// [`Descriptor`] (which starts with an `Option` tag, 0 or 1); a later format starts with
+/// [`SNAPSHOT_FORMAT_TAG`] and its number, so that a node that does not know it refuses the
+/// snapshot with an error that says so (an install that fails stops the node) instead of
+/// misreading it. Format 1 is still written without the tag: every version reads it.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The first byte of snapshot data in a format after 1.
+pub const SNAPSHOT_FORMAT_TAG: u8 = 0xCA;
 
 /// The snapshot payload: what a node needs to know to catch up, not the state itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,24 +194,79 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
+/// The state as of one read transaction, described, with the rotations applied.
+fn describe(db: &Database) -> Result<(Descriptor, Lifecycle), DiskError> {
+    let txn = db.begin_read()?;
+    let meta_table = txn.open_table(SM_META)?;
+    let (last_applied, last_membership) = applied_state(&meta_table)?;
+    let lifecycle = read_lifecycle(&meta_table)?;
+    let mut heads = Vec::new();
+    for row in txn.open_table(HEADS)?.iter()? {
+        let (key, value) = row?;
+        let head: LogHead = decode("heads", &key.value(), value.value())?;
+        heads.push((LogName(key.value().to_owned()), head));
+    }
+    let descriptor = Descriptor {
+        last_applied,
+        last_membership,
+        heads,
+    };
+    Ok((descriptor, lifecycle))
+}
+
+/// A snapshot of the state as of one read transaction, not stored: what `cairn-node backup`
+/// copies the leaves up to (the log is append-only, so leaves fetched later up to these heads
+/// are exactly the ones described).
+pub(crate) fn backup_snapshot(db: &Database) -> Result<(Meta, Vec<u8>), DiskError> {
+    let (descriptor, lifecycle) = describe(db)?;
+    let data = join_data(
+        &encode("snapshot descriptor", &descriptor)?,
+        &[],
+        &lifecycle,
+    )?;
+    let meta = Meta {
+        last_log_id: descriptor.last_applied,
+        last_membership: descriptor.last_membership,
+        snapshot_id: match descriptor.last_applied {
+            Some(log_id) => format!("backup-{}-{}", log_id.leader_id, log_id.index),
+            None => "backup-none".into(),
+        },
+    };
+    Ok((meta, data))
+}
+
+/// Forgets which cluster the state belongs to (last applied log id, last membership, the
+/// current snapshot) and keeps the logs, for a restore into a new cluster: openraft
+/// initialises only a node that has no log id at all. Refused while an install is pending.
+pub(crate) fn forget_cluster(db: &Database) -> Result<(), DiskError> {
+    let txn = begin_immediate(db)?;
+    {
+        let mut snapshot = txn.open_table(SNAPSHOT)?;
+        if snapshot.get(PENDING_META)?.is_some() {
+            return Err(DiskError::Missing(
+                "the end of a pending snapshot install".into(),
+            ));
+        }
+        for key in [SNAPSHOT_META, SNAPSHOT_DATA] {
+            snapshot.remove(key)?;
+        }
+        let mut meta = txn.open_table(SM_META)?;
+        for key in [LAST_APPLIED, LAST_MEMBERSHIP] {
+            meta.remove(key)?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 /// Describes the state as of one read transaction and stores it as the current snapshot.
 fn build(db: &Database) -> Result<(Meta, Vec<u8>), DiskError> {
-    let descriptor = {
-        let txn = db.begin_read()?;
-        let (last_applied, last_membership) = applied_state(&txn.open_table(SM_META)?)?;
-        let mut heads = Vec::new();
-        for row in txn.open_table(HEADS)?.iter()? {
-            let (key, value) = row?;
-            let head: LogHead = decode("heads", &key.value(), value.value())?;
-            heads.push((LogName(key.value().to_owned()), head));
-        }
-        Descriptor {
-            last_applied,
-            last_membership,
-            heads,
-        }
-    };
-    let data = encode("snapshot descriptor", &descriptor)?;
+    let (descriptor, lifecycle) = describe(db)?;
+    let data = join_data(
+        &encode("snapshot descriptor", &descriptor)?,
+        &[],
+        &lifecycle,
+    )?;
 
     let txn = begin_immediate(db)?;
     let meta = {
@@ -263,40 +329,82 @@ fn read_pair(
     Ok(Some((meta, data)))
 }
 
-/// Decodes a descriptor and checks everything that can be checked without the leaves: it
-/// matches its meta, names only this cluster's logs, once each and in order, and each head is
-/// self-consistent (its edge gives its root) and carries a checkpoint signed by the log's key
-/// over exactly that size and root.
-/// The descriptor part of a snapshot's data, and the members the sender appended (see
-/// [`with_members`]): a list of addresses after the descriptor, or nothing. Public for the fuzz
-/// targets (`fuzz/`).
-pub fn split_data(data: &[u8]) -> Result<(Descriptor, Vec<NodeAddress>), String> {
+/// The parts of a snapshot's data: the descriptor, then (optionally) the members the sender
+/// appended ([`with_members`]), then (optionally, after members) the rotations applied
+/// (`crate::lifecycle`), which a state that never rotated leaves out, so that its snapshots
+/// are byte for byte what they were before rotations existed. Public for the fuzz targets
+/// (`fuzz/`).
+pub fn split_data(data: &[u8]) -> Result<(Descriptor, Vec<NodeAddress>, Lifecycle), String> {
+    let data = match data {
+        [SNAPSHOT_FORMAT_TAG, rest @ ..] => {
+            let (format, rest) = postcard::take_from_bytes::<u32>(rest)
+                .map_err(|error| format!("format does not decode: {error}"))?;
+            if format > SNAPSHOT_FORMAT {
+                return Err(format!(
+                    "format {format}, from a newer cairn-node; this node reads formats up to \
+                     {SNAPSHOT_FORMAT}: upgrade it"
+                ));
+            }
+            rest
+        }
+        data => data,
+    };
     let (descriptor, rest) = postcard::take_from_bytes::<Descriptor>(data)
         .map_err(|error| format!("does not decode: {error}"))?;
-    let members = match rest {
-        [] => Vec::new(),
-        rest => match postcard::take_from_bytes::<Vec<NodeAddress>>(rest) {
-            Ok((members, [])) => members,
+    let (members, rest) = match rest {
+        [] => (Vec::new(), rest),
+        rest => postcard::take_from_bytes::<Vec<NodeAddress>>(rest)
+            .map_err(|error| format!("members do not decode: {error}"))?,
+    };
+    let lifecycle = match rest {
+        [] => Lifecycle::default(),
+        rest => match postcard::take_from_bytes::<Lifecycle>(rest) {
+            Ok((lifecycle, [])) => lifecycle,
             Ok((_, rest)) => return Err(format!("{} trailing bytes", rest.len())),
-            Err(error) => return Err(format!("members do not decode: {error}")),
+            Err(error) => return Err(format!("rotations do not decode: {error}")),
         },
     };
-    Ok((descriptor, members))
+    Ok((descriptor, members, lifecycle))
+}
+
+/// A snapshot's data from an encoded descriptor, the members and the rotations.
+fn join_data(
+    descriptor: &[u8],
+    members: &[NodeAddress],
+    lifecycle: &Lifecycle,
+) -> Result<Vec<u8>, DiskError> {
+    let mut out = descriptor.to_vec();
+    if !members.is_empty() || !lifecycle.rotations.is_empty() {
+        out.extend(encode("snapshot members", &members.to_vec())?);
+    }
+    if !lifecycle.rotations.is_empty() {
+        out.extend(encode("snapshot rotations", lifecycle)?);
+    }
+    Ok(out)
 }
 
 /// A snapshot's data as a leader sends it: the stored descriptor, then the members the leader
 /// knows now, so that the receiver can fetch leaves from the current cluster even when every
-/// member the snapshot lists has since been removed. The members are hints: what they serve
-/// is checked against the descriptor's signed roots.
+/// member the snapshot lists has since been removed, then the rotations. The members are
+/// hints: what they serve is checked against the descriptor's signed roots.
 pub(crate) fn with_members(data: &[u8], members: &[NodeAddress]) -> Result<Vec<u8>, DiskError> {
+    let corrupt = |error: String| DiskError::corrupt("snapshot", &SNAPSHOT_DATA, error);
     let (_, rest) = postcard::take_from_bytes::<Descriptor>(data)
-        .map_err(|error| DiskError::corrupt("snapshot", &SNAPSHOT_DATA, error.to_string()))?;
+        .map_err(|error| corrupt(error.to_string()))?;
     let descriptor = data.get(..data.len() - rest.len()).unwrap_or(data);
+    let (_, _, lifecycle) = split_data(data).map_err(corrupt)?;
     let mut out = descriptor.to_vec();
     out.extend(encode("snapshot members", &members.to_vec())?);
+    if !lifecycle.rotations.is_empty() {
+        out.extend(encode("snapshot rotations", &lifecycle)?);
+    }
     Ok(out)
 }
 
+/// Decodes a descriptor and checks everything that can be checked without the leaves: it
+/// matches its meta, names only this cluster's logs, once each and in order, and each head is
+/// self-consistent (its edge gives its root) and carries a checkpoint signed by the log's key
+/// over exactly that size and root; and the rotations name only this node's logs.
 pub(crate) fn check_descriptor(
     logs: &Logs,
     meta: &Meta,
@@ -309,7 +417,16 @@ pub(crate) fn check_descriptor(
             data.len()
         )));
     }
-    let (descriptor, members) = split_data(data).map_err(bad)?;
+    let (descriptor, members, lifecycle) = split_data(data).map_err(bad)?;
+    for record in &lifecycle.rotations {
+        for log in [&record.log, &record.successor] {
+            if logs.get(log).is_none() {
+                return Err(bad(format!(
+                    "a rotation names log {log}, which is not configured on this node"
+                )));
+            }
+        }
+    }
     if descriptor.last_applied != meta.last_log_id {
         return Err(bad(format!(
             "meta says last log id {:?}, descriptor {:?}",
@@ -576,6 +693,9 @@ pub(crate) fn finish(
         meta_table.insert(LAST_APPLIED, applied.as_slice())?;
         let membership = encode("last membership", &descriptor.last_membership)?;
         meta_table.insert(LAST_MEMBERSHIP, membership.as_slice())?;
+        let (_, _, lifecycle) = split_data(data)
+            .map_err(|error| DiskError::corrupt("snapshot", &PENDING_DATA, error))?;
+        write_lifecycle(&mut meta_table, &lifecycle)?;
         let mut snapshot = txn.open_table(SNAPSHOT)?;
         snapshot.insert(SNAPSHOT_META, encode("snapshot meta", meta)?.as_slice())?;
         snapshot.insert(SNAPSHOT_DATA, data)?;

@@ -18,7 +18,7 @@ use openraft::{
     AnyError, Entry, EntryPayload, LogId, OptionalSend, Snapshot, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use redb::{Database, ReadableDatabase, StorageBackend};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, StorageBackend};
 
 use super::install::Installer;
 use super::leaf_index::IndexShape;
@@ -27,8 +27,11 @@ use super::reindex::{
     IndexWork, catch_up_leaf_index, drop_old_index, move_leaf_rows, rebuild_leaf_index,
     regroup_leaf_directory, store_middle_hashes,
 };
-use super::rows::{RedbState, SharedTailMemory, applied_state, create_state_tables, read_head};
-use super::snapshot::{self, CatchUpError, SnapshotBuilder};
+use super::rows::{
+    RedbState, SharedLifecycle, SharedTailMemory, applied_state, create_state_tables, read_head,
+    read_lifecycle,
+};
+use super::snapshot::{self, CatchUpError, Meta, SnapshotBuilder};
 use super::tables::{HEADS, LAST_APPLIED, LAST_MEMBERSHIP, SM_META, SNAPSHOT, TILE_HASHES, encode};
 use super::view::StateReader;
 use super::{DiskError, SharedDb, begin_immediate};
@@ -55,6 +58,8 @@ pub struct StateStore {
     shape: IndexShape,
     /// Apply's memory of the leaf index's tail.
     pub(crate) tail_memory: SharedTailMemory,
+    /// The rotations applied, for request routing.
+    lifecycle: SharedLifecycle,
 }
 
 impl Debug for StateStore {
@@ -113,6 +118,8 @@ impl StateStore {
     ) -> Result<StateStore, DiskError> {
         let txn = begin_immediate(&db)?;
         create_state_tables(&txn)?;
+        // Before any migration below: a newer format must not be "migrated" by this code.
+        super::check_disk_format(&txn, SM_META, "state.redb")?;
         txn.open_table(SNAPSHOT)?;
         let rebuild = drop_old_index(&txn)?;
         txn.commit()?;
@@ -124,7 +131,10 @@ impl StateStore {
             rebuild_leaf_index(&db, &shape, IndexWork::All)?;
         }
         catch_up_leaf_index(&db, &shape)?;
+        let lifecycle = SharedLifecycle::default();
+        lifecycle.set(read_lifecycle(&db.begin_read()?.open_table(SM_META)?)?);
         let store = StateStore {
+            lifecycle,
             db: Arc::new(db),
             blocking,
             caches: Arc::new(HashCaches::new(&logs)),
@@ -188,6 +198,38 @@ impl StateStore {
         self.known.clone()
     }
 
+    /// Restores a backup (`crate::backup`) into this store, which must be empty: installs the
+    /// snapshot `meta` described by `data` exactly as catch-up does, fetching the leaves from
+    /// this store's bundle source (the backup's files), so every log's root is recomputed and
+    /// checked against its signed checkpoint before anything is visible.
+    pub async fn restore(&self, meta: &Meta, data: &[u8]) -> Result<(), DiskError> {
+        let db = self.db.clone();
+        let (applied, heads) = self
+            .blocking
+            .run(move || -> Result<_, DiskError> {
+                let txn = db.begin_read()?;
+                let (applied, _) = applied_state(&txn.open_table(SM_META)?)?;
+                let heads = txn.open_table(HEADS)?.len()?;
+                Ok((applied, heads))
+            })
+            .await?;
+        if applied.is_some() || heads > 0 {
+            return Err(DiskError::NotEmpty(format!(
+                "the state holds {heads} logs and last applied {applied:?}"
+            )));
+        }
+        self.installer().install(meta, data).await
+    }
+
+    /// Forgets the cluster the restored state came from, keeping its logs, so that the node
+    /// can start a new cluster (`POST /admin/init`).
+    pub async fn forget_cluster(&self) -> Result<(), DiskError> {
+        let db = self.db.clone();
+        self.blocking
+            .run(move || snapshot::forget_cluster(&db))
+            .await
+    }
+
     /// A cheap, cloneable handle for reads from any task while apply continues.
     pub fn reader(&self) -> StateReader {
         StateReader {
@@ -195,7 +237,19 @@ impl StateStore {
             caches: self.caches.clone(),
             pinned: self.pinned.clone(),
             tail_memory: self.tail_memory.clone(),
+            lifecycle: self.lifecycle.clone(),
         }
+    }
+
+    /// Reloads the in-memory rotations from the database (after an install wrote them).
+    async fn reload_lifecycle(&self) -> Result<(), DiskError> {
+        let db = self.db.clone();
+        let lifecycle = self
+            .blocking
+            .run(move || read_lifecycle(&db.begin_read()?.open_table(SM_META)?))
+            .await?;
+        self.lifecycle.set(lifecycle);
+        Ok(())
     }
 }
 
@@ -294,13 +348,18 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             .await
             .map_err(|error| read_sm_error(&error))?;
         let db = self.db.clone();
-        self.blocking
+        let (applied, lifecycle) = self
+            .blocking
             .run(move || {
                 let txn = db.begin_read()?;
-                applied_state(&txn.open_table(SM_META)?)
+                let meta = txn.open_table(SM_META)?;
+                // An install the resume above finished may have written rotations.
+                Ok::<_, DiskError>((applied_state(&meta)?, read_lifecycle(&meta)?))
             })
             .await
-            .map_err(|error| read_sm_error(&error))
+            .map_err(|error| read_sm_error(&error))?;
+        self.lifecycle.set(lifecycle);
+        Ok(applied)
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandOutcome>, StorageError<NodeId>>
@@ -324,10 +383,20 @@ impl RaftStateMachine<TypeConfig> for StateStore {
             written.map_err(|error| StorageIOError::apply(last, AnyError::new(&error)))?;
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        self.blocking
+        let outcomes = self
+            .blocking
             .run(move || apply_entries(&db, &logs, &caches, (&shape, &memory), &entries))
             .await
-            .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)).into())
+            .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)))?;
+        if outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, CommandOutcome::Rotated(_)))
+        {
+            self.reload_lifecycle()
+                .await
+                .map_err(|error| StorageIOError::apply(last, AnyError::new(&error)))?;
+        }
+        Ok(outcomes)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
@@ -346,12 +415,19 @@ impl RaftStateMachine<TypeConfig> for StateStore {
         snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
+        let failed = |error: DiskError| -> StorageError<NodeId> {
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&error)).into()
+        };
         self.installer()
             .install(meta, &data)
             .await
-            .map_err(|error| {
-                StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&error)).into()
-            })
+            .map_err(failed)?;
+        // What the install wrote: the snapshot's rotations (checked by the install). Taken
+        // from the data, not read back, so that an install costs no more trips to storage.
+        let (_, _, lifecycle) = snapshot::split_data(&data)
+            .map_err(|error| failed(DiskError::corrupt("snapshot", &"data", error)))?;
+        self.lifecycle.set(lifecycle);
+        Ok(())
     }
 
     async fn get_current_snapshot(

@@ -71,6 +71,9 @@ pub(crate) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("s
 pub(crate) const LAST_APPLIED: &str = "last_applied";
 /// `SM_META` key of the last membership (`StoredMembership<NodeId, NodeAddress>`).
 pub(crate) const LAST_MEMBERSHIP: &str = "last_membership";
+/// `SM_META` key of the rotations applied (postcard `lifecycle::Lifecycle`); absent before
+/// the first.
+pub(crate) const LIFECYCLE: &str = "log_lifecycle";
 /// `SM_META` key present once every stored leaf below the heads has its rows in the leaf index
 /// of this layout (a database from before it gets them when it is first opened).
 pub(crate) const LEAF_INDEX_BUILT: &str = "leaf_index_v2";

@@ -26,7 +26,7 @@ use super::tables::{
 use super::{DiskError, SharedDb};
 use crate::search::SearchKey;
 use crate::state_machine::{HashCaches, LogHead};
-use crate::types::{LogName, NodeId};
+use crate::types::{LogName, NodeAddress, NodeId};
 
 /// The stored hashes of one log as a view reads them.
 type ViewTableTiles<'a> =
@@ -102,6 +102,7 @@ pub struct StateReader {
     pub(super) caches: Arc<HashCaches>,
     pub(super) pinned: Arc<PinnedLevels>,
     pub(super) tail_memory: SharedTailMemory,
+    pub(super) lifecycle: super::rows::SharedLifecycle,
 }
 
 impl Debug for StateReader {
@@ -111,6 +112,19 @@ impl Debug for StateReader {
 }
 
 impl StateReader {
+    /// A snapshot of the last committed state for `cairn-node backup`: its meta and encoded
+    /// descriptor, as of one read transaction, not stored. Blocking, like [`Self::view`].
+    pub fn backup_snapshot(
+        &self,
+    ) -> Result<(openraft::SnapshotMeta<NodeId, NodeAddress>, Vec<u8>), ReadError> {
+        Ok(super::snapshot::backup_snapshot(&self.db)?)
+    }
+
+    /// The rotations applied, as this node last committed them (`crate::lifecycle`).
+    pub fn lifecycle(&self) -> std::sync::Arc<crate::lifecycle::Lifecycle> {
+        self.lifecycle.get()
+    }
+
     /// A consistent view of the last committed state: one redb read transaction. Blocking
     /// (redb reads pages from disk); call it, and the view's methods, through
     /// [`Blocking::run`] from async code. Drop the view soon: it pins the pages it sees.

@@ -63,6 +63,11 @@ impl Cluster {
             init.arg("--cluster-url").arg(cluster_url);
         }
         assert!(init.status().unwrap().success(), "cairn-node init failed");
+        Cluster::in_dir(dir, urls, cluster_urls)
+    }
+
+    /// The cluster `init` laid out in `dir`, its nodes at `urls` and `cluster_urls`.
+    fn in_dir(dir: PathBuf, urls: Vec<String>, cluster_urls: Vec<String>) -> Cluster {
         let processes = LocalCluster::new(Path::new(BIN), &dir, &urls, &cluster_urls).unwrap();
         Cluster {
             token: processes.token().to_owned(),
@@ -72,6 +77,33 @@ impl Cluster {
             cluster_urls,
             http: http_client(),
         }
+    }
+
+    /// A copy of the cluster directory `fixture` (as `init` lays it out, data included), its
+    /// `nodes` configs moved to free loopback ports. Starts nothing.
+    pub(crate) fn copy_of(fixture: &Path, name: &str, nodes: usize) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("cairn-fixture-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let copied = Command::new("cp").arg("-a").arg(fixture).arg(&dir).status();
+        assert!(copied.unwrap().success(), "copying {}", fixture.display());
+        let mut urls = Vec::new();
+        let mut cluster_urls = Vec::new();
+        for id in 1..=nodes {
+            let (port, cluster_port) = (free_port(), free_port());
+            urls.push(format!("http://127.0.0.1:{port}"));
+            cluster_urls.push(format!("https://127.0.0.1:{cluster_port}"));
+            let path = dir.join(format!("node-{id}/config.toml"));
+            let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+            config.insert("listen".into(), format!("127.0.0.1:{port}").into());
+            config.insert("api_url".into(), urls[id - 1].clone().into());
+            config.insert(
+                "cluster_listen".into(),
+                format!("127.0.0.1:{cluster_port}").into(),
+            );
+            config.insert("cluster_url".into(), cluster_urls[id - 1].clone().into());
+            std::fs::write(&path, config.to_string()).unwrap();
+        }
+        Cluster::in_dir(dir, urls, cluster_urls)
     }
 
     /// The signer of the `artifacts` log, from the key `init` wrote.

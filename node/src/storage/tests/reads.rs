@@ -405,3 +405,57 @@ async fn corrupt_rows_are_errors_not_panics() {
     overwrite(&stores.log.db, LOG, 4, &moved);
     assert!(stores.log.try_get_log_entries(4..5).await.is_err());
 }
+
+#[test]
+fn both_databases_record_their_format_and_refuse_a_newer_one() {
+    let (log_disk, state_disk) = (TestDisk::default(), TestDisk::default());
+    drop(LogStore::with_backend(log_disk.clone(), Blocking::Inline).unwrap());
+    drop(
+        StateStore::with_backend(
+            state_disk.clone(),
+            test_logs(),
+            Blocking::Inline,
+            Arc::new(NoBundles),
+        )
+        .unwrap(),
+    );
+    // Each database holds its format; a later version raises it.
+    let bump = |disk: &TestDisk, table: redb::TableDefinition<&str, &[u8]>| {
+        let db = redb::Database::builder()
+            .create_with_backend(disk.clone())
+            .unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(table).unwrap();
+            let stored: u32 =
+                postcard::from_bytes(meta.get("format").unwrap().unwrap().value()).unwrap();
+            assert_eq!(stored, DISK_FORMAT);
+            meta.insert(
+                "format",
+                postcard::to_stdvec(&(DISK_FORMAT + 1)).unwrap().as_slice(),
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+    };
+    bump(&log_disk, super::super::tables::LOG_META);
+    bump(&state_disk, super::super::tables::SM_META);
+    let newer = |error: DiskError| {
+        assert!(
+            matches!(error, DiskError::NewerFormat { found, known, .. }
+                if found == DISK_FORMAT + 1 && known == DISK_FORMAT),
+            "{error}"
+        );
+        assert!(error.to_string().contains("newer cairn-node"), "{error}");
+    };
+    newer(LogStore::with_backend(log_disk, Blocking::Inline).unwrap_err());
+    newer(
+        StateStore::with_backend(
+            state_disk,
+            test_logs(),
+            Blocking::Inline,
+            Arc::new(NoBundles),
+        )
+        .unwrap_err(),
+    );
+}

@@ -766,3 +766,22 @@ async fn hashes_halfway_up_the_tiles_are_stored_on_open_and_truncated_with_the_l
         "leaves 0..32 make the only complete 16-leaf subtrees below 40"
     );
 }
+
+#[test]
+fn snapshot_data_of_a_newer_format_is_refused_and_format_1_reads_with_or_without_its_tag() {
+    let descriptor = postcard::to_stdvec(&Descriptor::default()).unwrap();
+    use super::super::snapshot::split_data;
+    assert_eq!(split_data(&descriptor).unwrap().0, Descriptor::default());
+    let tagged = |format: u32| {
+        let mut data = vec![snapshot::SNAPSHOT_FORMAT_TAG];
+        data.extend(postcard::to_stdvec(&format).unwrap());
+        data.extend(&descriptor);
+        data
+    };
+    assert_eq!(
+        split_data(&tagged(snapshot::SNAPSHOT_FORMAT)).unwrap().0,
+        Descriptor::default()
+    );
+    let error = split_data(&tagged(snapshot::SNAPSHOT_FORMAT + 1)).unwrap_err();
+    assert!(error.contains("newer cairn-node"), "{error}");
+}
