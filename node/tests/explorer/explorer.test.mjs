@@ -211,16 +211,21 @@ function startProxy(upstream) {
   });
 }
 
-/** Signs `name` with `cairn sign` and waits until the proxied node publishes a checkpoint
- * of the artifact log with `size` entries (each node publishes what it applied). */
+/** Waits until the proxied node publishes a checkpoint of `log` with `size` entries: each
+ * node publishes what it has applied, once the witnesses cosigned it. */
+async function waitForSize(log, size) {
+  await waitFor(`${log} at size ${size}`, async () => {
+    const note = await (await get(`http://127.0.0.1:${base + 1}/logs/${log}/checkpoint`)).text();
+    return note.split("\n")[1] === String(size);
+  });
+}
+
+/** Signs `name` with `cairn sign` through another node; waits until the log has `size`. */
 async function signAndWait(name, size) {
   const file = path.join(work, name);
   fs.writeFileSync(file, `${name}\n`);
   cairn(["sign", "--url", `http://127.0.0.1:${base}`, file]);
-  await waitFor(`size ${size}`, async () => {
-    const note = await (await get(`http://127.0.0.1:${base + 1}/logs/artifacts/checkpoint`)).text();
-    return note.split("\n")[1] === String(size);
-  });
+  await waitForSize("artifacts", size);
 }
 
 // ---- The page ----
@@ -279,6 +284,8 @@ before(async () => {
   }
   cairn(["sign", "--url", nodeUrl, ...files]);
   cairn(["sign", "--url", nodeUrl, "--rekor-version", "1", files[0]]);
+  await waitForSize("artifacts", 6);
+  await waitForSize("certificates", 4);
 
   proxy = startProxy(nodeUrl);
   await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
