@@ -44,6 +44,8 @@ let proxyUrl;
 let browser;
 let page;
 let tamper = "none";
+/** The origin the page under test was loaded from: it may ask no other. */
+let origin;
 const problems = [];
 
 function sleep(ms) {
@@ -89,8 +91,8 @@ function run(bin, args, env = {}) {
   return result.stdout;
 }
 
-function cairn(args) {
-  return run(CAIRN_BIN, args, { CAIRN_HOME: path.join(work, "home"), SIGSTORE_ID_TOKEN: "", CAIRN_URL: "", CAIRN_TRUST_ROOT: "" });
+function cairn(args, home = "home") {
+  return run(CAIRN_BIN, args, { CAIRN_HOME: path.join(work, home), SIGSTORE_ID_TOKEN: "", CAIRN_URL: "", CAIRN_TRUST_ROOT: "" });
 }
 
 function start(bin, args, log) {
@@ -234,7 +236,7 @@ async function signAndWait(name, size) {
 async function open(hash) {
   // A fresh load every time: going to the address already shown would change nothing.
   await page.goto("about:blank");
-  await page.goto(`${proxyUrl}/${hash}`);
+  await page.goto(`${origin}/${hash}`);
   await page.waitForSelector(`body[data-ready="${hash}"]`, { timeout: 60000 });
 }
 
@@ -290,6 +292,7 @@ before(async () => {
   proxy = startProxy(nodeUrl);
   await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
   proxyUrl = `http://127.0.0.1:${proxy.address().port}`;
+  origin = proxyUrl;
 
   browser = await chromium.launchPersistentContext(path.join(work, "chromium-profile"), {
     executablePath: CHROMIUM,
@@ -314,7 +317,7 @@ before(async () => {
   page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
   page.on("request", (request) => {
     const url = new URL(request.url());
-    if (url.origin !== proxyUrl && url.protocol !== "data:") problems.push(`request to another origin: ${url}`);
+    if (url.origin !== origin && url.href !== "about:blank") problems.push(`request to another origin: ${url}`);
   });
 });
 
@@ -478,6 +481,35 @@ test("tampered answers show as failed, never verified", async () => {
     assert.match(await page.textContent("#consistency"), /size 7, root \S+\. Now: size 8\./);
   } finally {
     tamper = "none";
+  }
+});
+
+test("an unwitnessed one-node dev cluster, as `cairn-node dev` starts by default", async () => {
+  const plain = await freeBasePort();
+  const dir = path.join(work, "plain");
+  const child = start(NODE_BIN, ["dev", "--nodes", "1", "--base-port", String(plain), "--dir", dir], "plain.log");
+  try {
+    await waitFor("the one-node dev cluster", () => JSON.parse(fs.readFileSync(path.join(dir, "cluster.json"), "utf8")));
+    origin = `http://127.0.0.1:${plain}`;
+    // An empty log first: its size-0 checkpoint verifies, and the plot waits for history.
+    await open("#/log/artifacts");
+    assert.equal(await statusOf("#log-status"), "verified", await page.textContent("main"));
+    assert.match(await page.textContent("main"), /This log is not witnessed/);
+    cairn(["login", "--dev", IDENTITY, "--dev-issuer", `http://127.0.0.1:${plain + 300}`], "plain-home");
+    const file = path.join(work, "plain.txt");
+    fs.writeFileSync(file, "an artifact in an unwitnessed log\n");
+    cairn(["sign", "--url", origin, file], "plain-home");
+    await open("#/entry/artifacts/0");
+    assert.equal(await statusOf("#entry-status"), "verified", await page.textContent("#checks"));
+    assert.doesNotMatch(await page.textContent("#checks"), /witness/);
+    assert.equal(await page.textContent("#signer"), IDENTITY);
+    await open("#/log/artifacts");
+    assert.equal(await statusOf("#consistency-status"), "verified", await page.textContent("#consistency"));
+    assert.match(await page.textContent("#consistency"), /size 0, root \S+\. Now: size 1\./);
+  } finally {
+    origin = proxyUrl;
+    child.kill("SIGTERM");
+    await new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once("exit", resolve)));
   }
 });
 
