@@ -211,6 +211,18 @@ async function currentCheckpoint(log) {
  */
 async function witnessCheck(log, opened) {
   const answer = await getJson(`/logs/${log.name}/witnesses`);
+  // The policy is pinned like the keys: a node that drops its witnesses, or swaps them, must
+  // not have its unwitnessed checkpoints shown as verified.
+  const policyText = answer.witnessed ? String(answer.policy ?? "") : "";
+  const pins = load("policies") ?? {};
+  const pinned = pins[log.origin];
+  if (pinned !== undefined && pinned !== policyText) {
+    const reason = policyText
+      ? "the witness policy changed since this browser pinned it"
+      : "the log is no longer witnessed, but was when this browser pinned its policy";
+    return { witnessed: true, status: "failed", reason, witnesses: [], policy: policyText, quorum: "?" };
+  }
+  if (pinned === undefined) save("policies", { ...pins, [log.origin]: policyText });
   if (!answer.witnessed) return { witnessed: false, status: "verified", witnesses: [] };
   const sizes = new Map((answer.witnesses ?? []).map((w) => [w.name, w.cosigned_size]));
   let policy;
@@ -722,7 +734,7 @@ function aboutPage() {
         h("li", {}, "Log keys: the trusted root's Ed25519 log keys, kept when the root names each by its C2SP key id (SHA-256 of origin, 0x0A, 0x01 and the key); a log the root does not list (the certificate log) uses the key /logs names. Each is pinned in this browser on first use: a changed key is a failure."),
         h("li", {}, "Checkpoints: the signed note's Ed25519 signature by the log key, with the origin as key name and the key id derived from it (WebCrypto Ed25519)."),
         h("li", {}, "Entries: the leaf hash (SHA-256 of 0x00 and the entry) and the RFC 6962 inclusion proof up to the checkpoint's root, recomputed here."),
-        h("li", {}, "Witnesses: each cosignature (C2SP tlog-cosignature/v1: Ed25519 over “cosignature/v1”, the time and the checkpoint) against the node's tlog-policy, and the policy's quorum."),
+        h("li", {}, "Witnesses: each cosignature (C2SP tlog-cosignature/v1: Ed25519 over “cosignature/v1”, the time and the checkpoint) against the node's tlog-policy, and the policy's quorum. The policy is pinned on first use too."),
         h("li", {}, "Integrated time: for artifacts, the log key's signed entry timestamp over the entry; for certificates, the leaf's own timestamp, which the inclusion proof covers."),
         h("li", {}, "Consistency: the current checkpoint against the one this browser last saw, by an RFC 6962 consistency proof."),
         h("li", {}, "Not checked: certificates' chains and validity (they are shown as decoded); the growth plot's times."),

@@ -166,6 +166,9 @@ function tampered(pathname, body) {
     for (const log of listed.logs) if (log.name === "certificates") log.verifier_key = otherKey;
     return Buffer.from(JSON.stringify(listed));
   }
+  if (tamper === "unwitnessed" && pathname.endsWith("/witnesses")) {
+    return Buffer.from(JSON.stringify({ ...JSON.parse(text), witnessed: false, policy: null, witnesses: [] }));
+  }
   if (tamper === "checkpoint" && pathname.endsWith("/checkpoint")) {
     const lines = text.split("\n");
     lines[2] = flipBase64(lines[2]);
@@ -463,6 +466,12 @@ test("tampered answers show as failed, never verified", async () => {
     await open("#/entry/certificates/1");
     assert.equal(await statusOf("#entry-status"), "failed");
     assert.match(await page.textContent("#checks"), /key changed since you pinned/);
+
+    // A node that says its log is not witnessed (any more): the pinned policy says otherwise.
+    tamper = "unwitnessed";
+    await open("#/entry/artifacts/2");
+    assert.equal(await statusOf("#entry-status"), "failed");
+    assert.match(await page.textContent("#checks"), /no longer witnessed/);
 
     tamper = "cosignature";
     await open("#/entry/artifacts/2");
