@@ -43,7 +43,7 @@ enum Commands {
     /// The first run creates the cluster in DIR (log keys, admin token, one config per node);
     /// later runs resume it with its data. The nodes stop on Ctrl-C or SIGTERM. DIR/cluster.json
     /// describes the running cluster: node URLs and process ids, the admin token, each log's
-    /// origin and verifier key.
+    /// origin and verifier key. Each node's URL opens the log explorer in a browser.
     ///
     /// It also runs an INSECURE development OpenID issuer on 127.0.0.1:BASE_PORT+300 that mints
     /// a token for any e-mail (`curl -X POST URL/token -d email=alice@example.com`); only this
