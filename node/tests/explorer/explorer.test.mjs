@@ -385,6 +385,16 @@ test("search by a dropped file's digest, by UUID, by index and by public key", a
   await page.setInputFiles("#search-file", file);
   await page.waitForSelector("#result-table a.result, #no-results", { timeout: 30000 });
   assert.deepEqual(await page.locator("#result-table a.result").allTextContents(), ["2"]);
+  // The same by dropping a file on the page.
+  await open("#/search?log=artifacts");
+  const dropped = await page.evaluateHandle((text) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([text], "artifact-4.txt"));
+    return transfer;
+  }, fs.readFileSync(path.join(work, "artifact-4.txt"), "utf8"));
+  await page.dispatchEvent("#drop", "drop", { dataTransfer: dropped });
+  await page.waitForSelector("#result-table a.result, #no-results", { timeout: 30000 });
+  assert.deepEqual(await page.locator("#result-table a.result").allTextContents(), ["3"]);
 
   // The Rekor v1 entry (the sixth) carries a signed entry timestamp, checked in the browser.
   const uuid = JSON.parse(await (await get(`${proxyUrl}/logs/artifacts/proof/inclusion?index=5`)).text());
