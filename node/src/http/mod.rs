@@ -2,7 +2,8 @@
 //!
 //! Two listeners. The public one serves the log API (C2SP tlog-tiles reads, Rekor v2 writes,
 //! proofs, the Rekor v1 API in `rekor_v1`, search in `search_api`), the keyless CA, the
-//! RFC 3161 timestamp authority (`tsa_api`), Sigstore trust documents (`trust`), the
+//! RFC 3161 timestamp authority (`tsa_api`), Sigstore trust documents (`trust`), the log
+//! explorer at `/` (`explorer`), the
 //! operational endpoints (`/healthz`, `/readyz`, `/metrics`) and the admin API (bearer token); it answers 404 under `/internal/`. The cluster listener speaks TLS 1.3, accepts
 //! only clients with a certificate from the cluster CA (mutual TLS, see `tls`), and serves the
 //! Raft endpoints and nothing else, so nobody outside the cluster can vote or append.
@@ -13,6 +14,7 @@
 mod admin;
 mod ca_api;
 pub mod dev_issuer;
+mod explorer;
 mod log_api;
 mod raft;
 mod rekor_v1;
@@ -255,6 +257,9 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
         }
         (_, p) if [search_api::RETRIEVE, search_api::PAGED].contains(&p.trim_end_matches('/')) => {
             search_api::handle(&node, request).await
+        }
+        (_, p) if explorer::serves(p) => {
+            explorer::handle(&node, &method, p, request.uri().query().unwrap_or("")).await
         }
         _ => log_api::handle(&node, request).await,
     };
