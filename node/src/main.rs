@@ -50,24 +50,13 @@ enum Commands {
     /// The first run creates the cluster in DIR (log keys, admin token, one config per node);
     /// later runs resume it with its data. The nodes stop on Ctrl-C or SIGTERM. DIR/cluster.json
     /// describes the running cluster: node URLs and process ids, the admin token, each log's
-    /// origin and verifier key.
+    /// origin and verifier key. Each node's URL opens the log explorer in a browser.
     ///
     /// It also runs an INSECURE development OpenID issuer on 127.0.0.1:BASE_PORT+300 that mints
     /// a token for any e-mail (`curl -X POST URL/token -d email=alice@example.com`); only this
     /// dev cluster's configs allow-list it, so the CA issues certificates with no outside
     /// account. Never allow-list it anywhere else.
-    Dev {
-        /// How many nodes (1, 3 or 5 make sense: Raft needs a majority).
-        #[arg(long, default_value_t = 3)]
-        nodes: u16,
-        /// Where the cluster keeps its keys, configs and data.
-        #[arg(long, default_value = "cairn-dev")]
-        dir: PathBuf,
-        /// The first node's port; node i serves its API on BASE_PORT + i - 1 and Raft (mutual
-        /// TLS) on BASE_PORT + 100 + i - 1.
-        #[arg(long, default_value_t = 7001)]
-        base_port: u16,
-    },
+    Dev(dev::DevArgs),
     /// Create a cluster's material: log keys, the admin token, the cluster CA, the keyless CA
     /// (root and intermediate in ca/, the certificate log's SCT key keys/ct.key), the timestamp
     /// authority (root, signing certificate and key in tsa/), and per node a config and a TLS
@@ -169,15 +158,11 @@ fn main() -> anyhow::Result<()> {
         Commands::Backup(args) => multi_thread()?.block_on(backup::backup(args)),
         Commands::Restore(args) => multi_thread()?.block_on(backup::restore(args)),
         Commands::Log(args) => log_command::run(args),
-        Commands::Dev {
-            nodes,
-            dir,
-            base_port,
-        } => {
+        Commands::Dev(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(dev::dev(nodes, &dir, base_port, cli.log_format))
+            runtime.block_on(dev::dev(&args, cli.log_format))
         }
     }
 }

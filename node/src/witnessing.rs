@@ -170,6 +170,23 @@ impl Witnessing {
         self.logs.contains_key(log)
     }
 
+    /// The tlog-policy the witnessed logs' checkpoints must satisfy.
+    pub fn policy(&self) -> &tlog::policy::Policy {
+        &self.config.policy
+    }
+
+    /// The size each witness (by policy name) last cosigned of `log`, as far as this node
+    /// knows (empty for a log that is not witnessed, or before the first round).
+    pub fn witness_sizes(&self, log: &LogName) -> BTreeMap<String, u64> {
+        self.logs.get(log).map_or_else(BTreeMap::new, |state| {
+            state
+                .witness_sizes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
+    }
+
     /// The latest published checkpoint of a witnessed log.
     pub fn published(&self, log: &LogName) -> Option<Published> {
         self.logs.get(log)?.published.borrow().clone()

@@ -4,11 +4,12 @@
 //! and limits per client address on appends and certificate requests) serves the log API
 //! (C2SP tlog-tiles reads, Rekor v2 writes, proofs, the Rekor v1 API in `rekor_v1`, search in
 //! `search_api`), the keyless CA, the RFC 3161 timestamp authority (`tsa_api`), Sigstore trust
-//! documents (`trust`), the operational endpoints (`/healthz`, `/readyz`, `/metrics`) and the
-//! admin API (bearer token); it answers 404 under `/internal/`. The cluster listener speaks TLS
-//! 1.3, accepts only clients with a certificate from the cluster CA (mutual TLS, see `tls`),
-//! and serves the Raft endpoints, the writes a member forwards to the leader, and the entry
-//! bundles catch-up fetches, so nobody outside the cluster can vote, or pass as a member.
+//! documents (`trust`), the log explorer at `/` (`explorer`), the operational endpoints
+//! (`/healthz`, `/readyz`, `/metrics`) and the admin API (bearer token); it answers 404 under
+//! `/internal/`. The cluster listener speaks TLS 1.3, accepts only clients with a certificate
+//! from the cluster CA (mutual TLS, see `tls`), and serves the Raft endpoints, the writes a
+//! member forwards to the leader, and what catch-up fetches, so nobody outside the cluster can
+//! vote, or pass as a member.
 //! Handlers never fail at the HTTP level: every error becomes a response with a status and a
 //! JSON body `{"code", "message"}` naming the field or limit at fault, and every request body is
 //! read through a size limit before it is parsed.
@@ -16,6 +17,7 @@
 mod admin;
 mod ca_api;
 pub mod dev_issuer;
+mod explorer;
 mod log_api;
 mod public;
 mod raft;
@@ -269,6 +271,9 @@ async fn route(node: Arc<Node>, peer: SocketAddr, request: Request<Incoming>) ->
         }
         (_, p) if [search_api::RETRIEVE, search_api::PAGED].contains(&p.trim_end_matches('/')) => {
             search_api::handle(&node, request).await
+        }
+        (_, p) if explorer::serves(p) => {
+            explorer::handle(&node, &method, p, request.uri().query().unwrap_or("")).await
         }
         _ => log_api::handle(&node, request).await,
     };

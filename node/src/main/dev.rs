@@ -4,7 +4,7 @@
 //! `cluster.json` and the trusted root, and stops the nodes on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +18,29 @@ use node::provision::{DEV_ORIGIN_DOMAIN, LOG_NAMES, init, random_bytes};
 
 use node::process::{bind, shutdown_signal};
 
-pub(crate) async fn dev(
+/// `cairn-node dev`'s arguments.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DevArgs {
+    /// How many nodes (1, 3 or 5 make sense: Raft needs a majority).
+    #[arg(long, default_value_t = 3)]
     nodes: u16,
-    dir: &Path,
+    /// Where the cluster keeps its keys, configs and data.
+    #[arg(long, default_value = "cairn-dev")]
+    dir: PathBuf,
+    /// The first node's port; node i serves its API on BASE_PORT + i - 1 and Raft (mutual
+    /// TLS) on BASE_PORT + 100 + i - 1.
+    #[arg(long, default_value_t = 7001)]
     base_port: u16,
-    log_format: LogFormat,
-) -> anyhow::Result<()> {
+    /// Witness the logs: a C2SP tlog-policy file of `witness`, `group` and `quorum` lines (the
+    /// witnesses with their URLs). The cluster adds a `log` line per log, writes the whole
+    /// policy to DIR/witness-policy.txt (give it to the witnesses: `cairn witness serve
+    /// --policy`), and publishes only checkpoints its quorum cosigned.
+    #[arg(long, value_name = "FILE")]
+    witness_policy: Option<PathBuf>,
+}
+
+pub(crate) async fn dev(args: &DevArgs, log_format: LogFormat) -> anyhow::Result<()> {
+    let (nodes, dir, base_port) = (args.nodes, args.dir.as_path(), args.base_port);
     if nodes == 0 || nodes > 9 {
         bail!("--nodes must be 1 to 9");
     }
@@ -61,13 +78,16 @@ pub(crate) async fn dev(
         client_id: "sigstore".into(),
         kind: ca::identity::IdentityKind::Email,
     };
-    init(
+    let configs = init(
         &dir,
         &urls,
         &cluster_urls,
         DEV_ORIGIN_DOMAIN,
         vec![dev_issuer],
     )?;
+    if let Some(witnesses) = &args.witness_policy {
+        witness_the_logs(&dir, witnesses, &configs)?;
+    }
     let exe = std::env::current_exe().context("finding the cairn-node executable")?;
     let mut cluster = LocalCluster::new(&exe, &dir, &urls, &cluster_urls)?;
     // The nodes write their lines as the supervisor was asked to.
@@ -84,6 +104,38 @@ pub(crate) async fn dev(
     shutdown_signal().await;
     println!("stopping {} nodes", cluster.nodes().len());
     cluster.stop_all();
+    Ok(())
+}
+
+/// Writes DIR/witness-policy.txt (a `log` line per log, then the `witnesses` file's lines) and
+/// a `[witnessing]` section naming it into each node's config.
+fn witness_the_logs(dir: &Path, witnesses: &Path, configs: &[PathBuf]) -> anyhow::Result<()> {
+    let lines = std::fs::read_to_string(witnesses)
+        .with_context(|| format!("--witness-policy {}", witnesses.display()))?;
+    let mut policy = String::new();
+    for name in LOG_NAMES {
+        let key = dir.join("keys").join(format!("{name}.key"));
+        let text = std::fs::read_to_string(&key).with_context(|| format!("{}", key.display()))?;
+        let signer = tlog::keys::Ed25519Signer::from_private_key(text.trim())
+            .with_context(|| format!("{}", key.display()))?;
+        policy.push_str(&format!("log {}\n", signer.verifier().to_vkey()));
+    }
+    policy.push_str(&lines);
+    tlog::policy::Policy::parse(&policy)
+        .with_context(|| format!("--witness-policy {}", witnesses.display()))?;
+    let path = dir.join("witness-policy.txt");
+    write_file(&path, policy.as_bytes())?;
+    for config in configs {
+        // As a table, so that the file's relative paths stay relative.
+        let mut table: toml::Table = std::fs::read_to_string(config)?.parse()?;
+        let mut section = toml::Table::new();
+        section.insert(
+            "policy_file".into(),
+            toml::Value::String(path.display().to_string()),
+        );
+        table.insert("witnessing".into(), toml::Value::Table(section));
+        write_file(config, table.to_string().as_bytes())?;
+    }
     Ok(())
 }
 
@@ -158,6 +210,10 @@ async fn bring_up(dir: &Path, cluster: &mut LocalCluster, issuer_url: &str) -> a
     println!(
         "cluster description: {}",
         dir.join("cluster.json").display()
+    );
+    println!(
+        "log explorer (search, entries and proofs verified in your browser): {}/",
+        nodes[0].url
     );
     println!(
         "checkpoint of the artifact log: curl {}/api/v2/checkpoint",
