@@ -329,19 +329,33 @@ impl LocalCluster {
                 log: dir.join(format!("node-{id}")).join("node.log"),
             })
             .collect();
+        // Every client of a local cluster is on loopback, one address: the limits per client
+        // address are off unless this process's environment sets them or `set_env` does.
+        let env = ["CAIRN_WRITES_PER_MINUTE", "CAIRN_CERTIFICATES_PER_MINUTE"]
+            .into_iter()
+            .filter(|name| std::env::var_os(name).is_none())
+            .map(|name| (name.to_owned(), "0".to_owned()))
+            .collect();
         Ok(LocalCluster {
             binary: binary.to_path_buf(),
             nodes,
             running: std::collections::BTreeMap::new(),
-            env: Vec::new(),
+            env,
             token,
             http: crate::network::http_client(),
         })
     }
 
-    /// Sets an environment variable for every node started from now on.
+    /// Sets an environment variable for every node started from now on (a later value of the
+    /// same variable wins).
     pub fn set_env(&mut self, name: &str, value: &str) {
         self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Trusts `certificates` (a private CA's) too when calling the nodes' public APIs: for
+    /// nodes whose `api_url` is https with such a certificate.
+    pub fn trust(&mut self, certificates: &[rustls::pki_types::CertificateDer<'static>]) {
+        self.http = crate::network::http_client_trusting(certificates);
     }
 
     /// Every node, running or not.

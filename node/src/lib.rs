@@ -27,6 +27,7 @@ pub mod network;
 pub mod node;
 pub mod process;
 pub mod provision;
+pub mod rate_limit;
 pub mod runtime;
 pub mod search;
 pub mod sequencer;

@@ -188,6 +188,7 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     // Every file the settings name is read and checked before storage opens: a bad key or
     // policy must stop the node at once.
     let settings = file.settings()?;
+    let public = file.public_options()?;
     if let Some(ca) = &settings.ca {
         tracing::info!(
             issuers = ca.issuers.len(),
@@ -215,10 +216,10 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
     };
     let servers = async {
         tokio::join!(
-            node::http::serve_with_limits(
+            node::http::serve_public(
                 listener,
                 Arc::clone(&node),
-                file.connection_limits(),
+                public,
                 until_stopped(stopped.clone())
             ),
             node::http::serve_cluster(

@@ -33,6 +33,13 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// The label set of per-class limit counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    /// `writes` or `certificates` (`rate_limit::Class::name`).
+    pub class: String,
+}
+
 /// Every metric the node exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -77,6 +84,13 @@ pub struct Metrics {
     pub data_disk_size_bytes: Gauge,
     /// Certificate requests to the CA, by outcome.
     pub certificate_requests: Family<OutcomeLabel, Counter>,
+    /// Requests refused (429) by the limits per client address, by class.
+    pub rate_limited_requests: Family<ClassLabel, Counter>,
+    /// Replacements of the public listener's certificate files that were refused (the old
+    /// certificate stays served).
+    pub public_tls_reload_failures: Counter,
+    /// When the public listener's served certificate expires (Unix seconds; absent without TLS).
+    pub public_tls_not_after_seconds: Gauge,
 }
 
 impl Default for Metrics {
@@ -106,6 +120,9 @@ impl Default for Metrics {
             data_disk_available_bytes: Gauge::default(),
             data_disk_size_bytes: Gauge::default(),
             certificate_requests: Family::default(),
+            rate_limited_requests: Family::default(),
+            public_tls_reload_failures: Counter::default(),
+            public_tls_not_after_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -194,6 +211,21 @@ impl Default for Metrics {
             "certificate_requests",
             "Certificate requests to the CA, by outcome",
             metrics.certificate_requests.clone(),
+        );
+        registry.register(
+            "rate_limited_requests",
+            "Requests refused by the limits per client address, by class",
+            metrics.rate_limited_requests.clone(),
+        );
+        registry.register(
+            "public_tls_reload_failures",
+            "Refused replacements of the public listener's certificate files",
+            metrics.public_tls_reload_failures.clone(),
+        );
+        registry.register(
+            "public_tls_not_after_seconds",
+            "Expiry (Unix seconds) of the public listener's served certificate",
+            metrics.public_tls_not_after_seconds.clone(),
         );
         Metrics {
             registry,

@@ -25,7 +25,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::{ClientConfig, RootCertStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -49,10 +51,13 @@ pub const BATCH_TIMES_PATH: &str = "/internal/catch-up/batch-times";
 /// AppendEntries carries several).
 pub const RAFT_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// A plain HTTP client, for the public API (forwarding client writes to the leader).
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A client for public listeners (witnesses, and nodes' public APIs in the dev supervisor, the
+/// tests and the bench): `http://`, and `https://` trusting the web PKI roots and the
+/// certificates of the file `SSL_CERT_FILE` names, if set.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// The Raft client: https only, with the node's certificate, trusting the cluster CA only.
+/// The client of every call between nodes (Raft, forwarded writes, catch-up, a rotation's
+/// check): https only, with the node's certificate, trusting the cluster CA only.
 pub type ClusterClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 fn tcp_connector() -> HttpConnector {
@@ -62,9 +67,64 @@ fn tcp_connector() -> HttpConnector {
     connector
 }
 
-/// A new HTTP/1.1 client with keep-alive, as request forwarding uses.
+/// A new HTTP/1.1 client with keep-alive (see [`HttpClient`]); an unreadable `SSL_CERT_FILE`
+/// is logged and left out.
 pub fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build(tcp_connector())
+    let extra = match ssl_cert_file() {
+        Ok(certificates) => certificates,
+        Err(error) => {
+            tracing::warn!(%error, "SSL_CERT_FILE is not used");
+            Vec::new()
+        }
+    };
+    http_client_trusting(&extra)
+}
+
+/// A new client like [`http_client`] that also trusts `extra` (a private CA's certificates).
+pub fn http_client_trusting(extra: &[CertificateDer<'static>]) -> HttpClient {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    // A certificate that is not a usable root would fail every handshake it alone could
+    // verify; the rest still work.
+    let (_, unusable) = roots.add_parsable_certificates(extra.iter().cloned());
+    if unusable > 0 {
+        tracing::warn!(
+            unusable,
+            "certificates not usable as trust roots were left out"
+        );
+    }
+    let config = ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        // Holds: aws-lc-rs has cipher suites for every default protocol version.
+        .expect("the crypto provider supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut tcp = tcp_connector();
+    // The TLS connector hands https URLs to the TCP connector, which by default only takes http.
+    tcp.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// The certificates of the PEM file `SSL_CERT_FILE` names (none if it is not set).
+pub fn ssl_cert_file() -> Result<Vec<CertificateDer<'static>>, String> {
+    let Some(path) = std::env::var_os("SSL_CERT_FILE") else {
+        return Ok(Vec::new());
+    };
+    let path = std::path::PathBuf::from(path);
+    let pem = std::fs::read(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    Ok(certificates)
 }
 
 /// The most bytes [`call`] reads of an answer.

@@ -4,7 +4,7 @@
 //!
 //! [`Node::start`] takes what the node is told ([`Settings`]) and what its environment provides
 //! ([`Env`]: clock, blocking runner, disks, Raft network, bundle source, witness transport,
-//! the HTTP client that forwards writes, the OIDC fetcher). Production builds its environment
+//! the client that forwards writes, the OIDC fetcher). Production builds its environment
 //! with [`Env::production`]; the simulator builds its own. Nothing else differs.
 
 use std::collections::BTreeSet;
@@ -21,7 +21,7 @@ use crate::env::{Blocking, Checks, SharedClock, SystemClock};
 use crate::keyless::KeylessCa;
 use crate::lifecycle::{Lifecycle, RotationError, RotationRecord};
 use crate::metrics::{LogLabel, Metrics, NodeLabel};
-use crate::network::{HttpClient, HttpNetwork, cluster_client, http_client};
+use crate::network::{ClusterClient, HttpNetwork, cluster_client, http_client};
 use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer};
 use crate::state_machine::Logs;
 use crate::storage::{Disks, StateReader, Stores};
@@ -42,9 +42,10 @@ pub struct Env<N> {
     pub raft_network: N,
     /// Where a snapshot install fetches the leaves it lacks.
     pub bundles: SharedBundleSource,
-    /// The client a follower relays client writes to the leader with; without one (the
-    /// simulator's clients reach nodes directly), a follower answers that no leader is known.
-    pub forward: Option<HttpClient>,
+    /// The client a follower relays client writes to the leader's cluster listener with
+    /// (mutual TLS); without one (the simulator's clients reach nodes directly), a follower
+    /// answers that no leader is known.
+    pub forward: Option<ClusterClient>,
     /// How `add-checkpoint` requests reach witnesses; needed when the settings name witnessing.
     pub witness_transport: Option<Arc<dyn WitnessTransport>>,
     /// How the CA fetches OpenID discovery documents and key sets.
@@ -62,7 +63,7 @@ impl<N> std::fmt::Debug for Env<N> {
 
 impl Env<HttpNetwork> {
     /// A production node's environment: the system clock, tokio's blocking pool, databases in
-    /// `data_dir`, Raft and catch-up over mutual TLS with `tls`, plain HTTP for forwarding,
+    /// `data_dir`, Raft, catch-up and write forwarding over mutual TLS with `tls`, HTTP(S) for
     /// witnesses and OpenID providers.
     pub fn production(data_dir: &Path, tls: &ClusterTls) -> Env<HttpNetwork> {
         let http = http_client();
@@ -72,12 +73,11 @@ impl Env<HttpNetwork> {
             blocking: Blocking::Pool,
             disks: Disks::Dir(data_dir.to_path_buf()),
             bundles: Arc::new(crate::network::bundles::HttpBundleSource::new(
-                http.clone(),
                 cluster.clone(),
             )),
-            raft_network: HttpNetwork::new(cluster),
-            witness_transport: Some(Arc::new(crate::witnessing::HttpTransport(http.clone()))),
-            forward: Some(http),
+            raft_network: HttpNetwork::new(cluster.clone()),
+            witness_transport: Some(Arc::new(crate::witnessing::HttpTransport(http))),
+            forward: Some(cluster),
             oidc_fetch: Arc::new(crate::network::fetch::HttpFetch::new()),
         }
     }
@@ -163,8 +163,8 @@ pub struct Node {
     /// Reads of committed state, off the consensus path.
     reader: StateReader,
     logs: Logs,
-    /// Relays writes to the leader, if the environment can.
-    forward: Option<HttpClient>,
+    /// Relays writes to the leader's cluster listener, if the environment can.
+    forward: Option<ClusterClient>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     blocking: Blocking,
@@ -355,8 +355,9 @@ impl Node {
         &self.checks
     }
 
-    /// The client that relays writes to the leader, if the environment has one.
-    pub fn forward_client(&self) -> Option<&HttpClient> {
+    /// The client that relays writes to the leader's cluster listener, if the environment has
+    /// one.
+    pub fn forward_client(&self) -> Option<&ClusterClient> {
         self.forward.as_ref()
     }
 
@@ -454,15 +455,20 @@ impl Node {
 
     /// The leader's API URL, if a leader is known (this node's own if it leads).
     pub fn leader_url(&self) -> Option<(NodeId, String)> {
+        self.leader_address()
+            .map(|(leader, address)| (leader, address.api_url))
+    }
+
+    /// The leader's addresses, if a leader is known (this node's own if it leads).
+    pub fn leader_address(&self) -> Option<(NodeId, crate::types::NodeAddress)> {
         let metrics = self.raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;
-        let url = metrics
+        let address = metrics
             .membership_config
             .membership()
             .get_node(&leader)?
-            .api_url
             .clone();
-        Some((leader, url))
+        Some((leader, address))
     }
 
     /// Refreshes the state gauges and renders every metric.

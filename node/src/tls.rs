@@ -10,6 +10,8 @@
 //!
 //! Certificates are long-lived (CA ten years, nodes five) and there is no revocation: rotation
 //! (a new CA trusted beside the old one, then new node certificates) is future work.
+//!
+//! `public` is the other listener's TLS: the operator's certificate for clients, reloadable.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,8 @@ use time::OffsetDateTime;
 
 use crate::config::{ConfigError, write_file, write_secret};
 use crate::types::NodeId;
+
+pub mod public;
 
 /// The DNS suffix of the names that identify nodes in their certificates (`node-1.cairn.cluster`).
 pub const NODE_NAME_SUFFIX: &str = "cairn.cluster";

@@ -19,11 +19,11 @@ pub type NodeId = u64;
 /// How other nodes and clients reach a node. Part of the replicated membership.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeAddress {
-    /// Base URL of the node's public HTTP API: where followers forward client writes and what
-    /// the admin API reports.
+    /// Base URL of the node's public HTTP API: what the admin API reports.
     pub api_url: String,
-    /// Base `https://` URL of the node's cluster listener, the only place Raft RPCs are served
-    /// (mutual TLS with cluster certificates).
+    /// Base `https://` URL of the node's cluster listener, the only place Raft RPCs,
+    /// forwarded writes and catch-up's fetches are served (mutual TLS with cluster
+    /// certificates).
     pub cluster_url: String,
 }
 

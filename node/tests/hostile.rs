@@ -367,36 +367,48 @@ fn good_v1_request(artifact: &[u8]) -> String {
 }
 
 /// A write that reached a node forwarded (as to the leader) is never forwarded again, v1 or
-/// v2: a follower answers it 503 itself, while the same write sent to it directly is forwarded
-/// and logged.
+/// v2: sent to a follower's cluster listener by a member (as a forwarding follower does), the
+/// follower answers it 503 itself. On the public listener a client cannot make a write count as
+/// forwarded: the old `x-cairn-forwarded-by` header is ignored, and the write is forwarded to
+/// the leader and logged as any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_write_is_never_forwarded_again() {
     let mut cluster = common::cluster::Cluster::init("hostile", "hop", 2, &[]);
     cluster.form(2).await;
     let leader = cluster.leader().await;
     let follower = if leader == 1 { 2 } else { 1 };
-    let url = &cluster.urls[usize::try_from(follower - 1).unwrap()];
+    let position = usize::try_from(follower - 1).unwrap();
+    let (url, cluster_url) = (&cluster.urls[position], &cluster.cluster_urls[position]);
+    let member = node::tls::ClusterTls::load(
+        &cluster.dir.join("cluster-ca/ca.crt"),
+        &cluster.dir.join(format!("node-{leader}/node.crt")),
+        &cluster.dir.join(format!("node-{leader}/node.key")),
+    )
+    .unwrap();
+    let member = node::network::cluster_client(&member);
     for (path, body, created) in [
         ("/api/v2/log/entries", good_request(b"hop v2"), 201),
         ("/api/v1/log/entries", good_v1_request(b"hop v1"), 201),
     ] {
-        for forwarded in [true, false] {
-            let mut request = hyper::Request::post(format!("{url}{path}"))
-                .header("content-type", "application/json");
-            if forwarded {
-                request = request.header("x-cairn-forwarded-by", leader.to_string());
-            }
-            let request = request
+        for via_cluster in [true, false] {
+            let base = if via_cluster { cluster_url } else { url };
+            let request = hyper::Request::post(format!("{base}{path}"))
+                .header("content-type", "application/json")
+                .header("x-cairn-forwarded-by", leader.to_string())
                 .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
                 .unwrap();
-            let response = cluster.http.request(request).await.unwrap();
+            let response = if via_cluster {
+                member.request(request).await.unwrap()
+            } else {
+                cluster.http.request(request).await.unwrap()
+            };
             let status = response.status().as_u16();
             let answer = http_body_util::BodyExt::collect(response.into_body())
                 .await
                 .unwrap()
                 .to_bytes();
             let answer = String::from_utf8_lossy(&answer);
-            if forwarded {
+            if via_cluster {
                 assert_eq!(status, 503, "{path}: {answer}");
                 assert!(answer.contains("no_leader"), "{path}: {answer}");
             } else {

@@ -3,8 +3,9 @@
 //! serves only tiles), entry bundles, and other witnesses' cosigned checkpoints.
 //!
 //! Nothing fetched is trusted: callers verify checkpoints against the log's key and proofs
-//! against verified roots. Plain `http://` only for now (TLS to logs is future work; a log on
-//! the Internet is usually read through a local TLS-terminating proxy meanwhile).
+//! against verified roots. `http://`, and `https://` trusting the web PKI roots and the
+//! certificates of the file `SSL_CERT_FILE` names, if set ([`tls_roots`], [`ssl_cert_file`],
+//! which `cairn` uses for all its requests; `cairn-node`'s clients follow the same rule).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,9 +14,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use tlog::tile::{Tile, TileHashStore, TileReader};
 use tlog::tree::StoreError as HashStoreError;
 use tlog::{Hash, InclusionProof, TreeSize};
@@ -30,7 +34,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
-    /// The URL is not a valid `http://` URL.
+    /// The URL is not a valid `http://` or `https://` URL.
     #[error("bad URL {0:?}")]
     Url(String),
     /// Connecting, sending or reading failed, or took longer than [`REQUEST_TIMEOUT`].
@@ -64,10 +68,49 @@ pub enum FetchError {
     Tiles(String),
 }
 
-/// An HTTP/1.1 client with keep-alive.
+/// The web PKI roots (Mozilla's) and `extra` (a private CA's certificates; one that is not a
+/// usable root is left out).
+pub fn tls_roots(extra: &[CertificateDer<'static>]) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    roots.add_parsable_certificates(extra.iter().cloned());
+    roots
+}
+
+/// The certificates (PEM) of the file the `SSL_CERT_FILE` environment variable names: none if it
+/// is not set, an error naming the file if it cannot be read or holds none.
+pub fn ssl_cert_file() -> Result<Vec<CertificateDer<'static>>, String> {
+    let Some(path) = std::env::var_os("SSL_CERT_FILE") else {
+        return Ok(Vec::new());
+    };
+    let path = std::path::PathBuf::from(path);
+    let failed = |message: String| format!("SSL_CERT_FILE {}: {message}", path.display());
+    let pem = std::fs::read(&path).map_err(|error| failed(error.to_string()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| failed(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(failed("no certificate".into()));
+    }
+    Ok(certificates)
+}
+
+/// A TLS client configuration trusting `roots` (rustls on aws-lc-rs, TLS 1.2 and 1.3).
+pub fn tls_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        // Holds: aws-lc-rs has cipher suites for every default protocol version.
+        .expect("aws-lc-rs supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// An HTTP/1.1 client with keep-alive, for `http://` and `https://` URLs.
 #[derive(Clone, Debug)]
 pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for Http {
@@ -77,11 +120,23 @@ impl Default for Http {
 }
 
 impl Http {
-    /// A new client.
+    /// A new client trusting the web PKI roots and `SSL_CERT_FILE`'s certificates (an
+    /// unreadable `SSL_CERT_FILE` is logged and left out).
     pub fn new() -> Http {
+        let extra = ssl_cert_file().unwrap_or_else(|error| {
+            tracing::warn!(%error, "SSL_CERT_FILE is not used");
+            Vec::new()
+        });
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        // The TLS connector hands https URLs on, which the TCP connector refuses by default.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(tls_roots(&extra)))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Http {
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
@@ -95,7 +150,7 @@ impl Http {
         body: Option<Bytes>,
     ) -> Result<(u16, Bytes), FetchError> {
         let uri: hyper::Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(FetchError::Url(url.to_owned()));
         }
         let request = Request::builder()

@@ -1,7 +1,9 @@
 //! The few HTTP requests `cairn` makes (CA, log, dev issuer, trust documents): HTTP/1.1 over
 //! hyper on a current-thread runtime, one request at a time; `https://` with the web PKI roots
-//! (rustls on aws-lc-rs, as the node), `http://` for local clusters. Every answer is bounded in
-//! size and time, and a non-2xx answer becomes an error carrying the server's `message`.
+//! and the certificates of the file `SSL_CERT_FILE` names, if set (a log whose certificate
+//! comes from a private CA), with rustls on aws-lc-rs as the node; `http://` for local
+//! clusters. Every answer is bounded in size and time, and a non-2xx answer becomes an error
+//! carrying the server's `message`.
 
 use std::time::Duration;
 
@@ -33,7 +35,16 @@ impl Answer {
     }
 }
 
-/// An HTTP client for `https://` (web PKI) and `http://` URLs.
+/// The TLS configuration of `https://` requests: the web PKI roots, and the certificates in
+/// `SSL_CERT_FILE` if it is set (an error if that file cannot be read or holds none).
+fn tls_config() -> anyhow::Result<rustls::ClientConfig> {
+    let extra = witness::fetch::ssl_cert_file().map_err(anyhow::Error::msg)?;
+    Ok(witness::fetch::tls_config(witness::fetch::tls_roots(
+        &extra,
+    )))
+}
+
+/// An HTTP client for `https://` (web PKI and `SSL_CERT_FILE`) and `http://` URLs.
 pub(crate) struct Http {
     runtime: tokio::runtime::Runtime,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -49,7 +60,7 @@ impl Http {
         tcp.enforce_http(false);
         tcp.set_connect_timeout(Some(Duration::from_secs(10)));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(tls_config()?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);

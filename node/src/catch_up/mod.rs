@@ -38,7 +38,7 @@ pub const BATCH_TIMES_ROWS_MAX: u64 = 256;
 /// one, so a source may be any member, up to date or not, honest or not.
 pub trait BundleSource: Send + Sync + 'static {
     /// The encoded entry bundle of leaves `index * 256 .. index * 256 + width` of `log`, as
-    /// `member` serves it (`GET {api_url}/logs/{log}/tile/entries/{index}[.p/{width}]`).
+    /// `member` serves it (`GET {cluster_url}/logs/{log}/tile/entries/{index}[.p/{width}]`).
     fn entry_bundle<'a>(
         &'a self,
         member: &'a NodeAddress,

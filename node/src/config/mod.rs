@@ -257,17 +257,52 @@ pub struct HttpFile {
     pub body_read_timeout_ms: u64,
     /// Most connections open at once; past it, new ones get a 503 and are closed.
     pub connections_max: usize,
+    /// Appends (Rekor v2 and v1 entries) per client address per minute; past it, 429. 0: no
+    /// limit (see `rate_limit`).
+    pub writes_per_minute: u32,
+    /// Most appends a client address may send at once before the rate applies.
+    pub writes_burst: u32,
+    /// Certificate requests per client address per minute; 0: no limit.
+    pub certificates_per_minute: u32,
+    /// Most certificate requests a client address may send at once.
+    pub certificates_burst: u32,
+    /// Most client addresses whose buckets are kept, per class (oldest idle evicted first).
+    pub client_addresses_max: usize,
+    /// Proxies (addresses or `address/bits` ranges) whose `X-Forwarded-For` names the client
+    /// the limits apply to; empty: the header is never believed.
+    pub trusted_proxies: Vec<String>,
+    /// TLS on the public listener (`[http.tls]`); absent: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PublicTlsFile>,
+}
+
+/// The `[http.tls]` section: the public listener's certificate, re-read when the files change.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PublicTlsFile {
+    /// The certificate chain (PEM): the server's certificate first, then intermediates.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl Default for HttpFile {
     fn default() -> HttpFile {
         let defaults = ConnectionLimits::default();
+        let limits = crate::rate_limit::ClientLimits::default();
         HttpFile {
             header_read_timeout_ms: u64::try_from(defaults.header_read_timeout.as_millis())
                 .unwrap_or(u64::MAX),
             body_read_timeout_ms: u64::try_from(defaults.body_read_timeout.as_millis())
                 .unwrap_or(u64::MAX),
             connections_max: defaults.connections_max,
+            writes_per_minute: limits.writes.per_minute,
+            writes_burst: limits.writes.burst,
+            certificates_per_minute: limits.certificates.per_minute,
+            certificates_burst: limits.certificates.burst,
+            client_addresses_max: limits.addresses_max,
+            trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -305,6 +340,10 @@ impl NodeFile {
         }
         if let Some(witnessing) = &mut file.witnessing {
             witnessing.policy_file = base.join(&witnessing.policy_file);
+        }
+        if let Some(tls) = &mut file.http.tls {
+            tls.cert_file = base.join(&tls.cert_file);
+            tls.key_file = base.join(&tls.key_file);
         }
         file.check()?;
         Ok(file)
@@ -410,6 +449,7 @@ impl NodeFile {
                 "header_read_timeout_ms, body_read_timeout_ms and connections_max must be above 0",
             ));
         }
+        self.client_limits()?;
         if self.raft.election_timeout_min_ms <= self.raft.heartbeat_ms
             || self.raft.election_timeout_max_ms <= self.raft.election_timeout_min_ms
         {
@@ -505,6 +545,65 @@ impl NodeFile {
             body_read_timeout: Duration::from_millis(self.http.body_read_timeout_ms),
             connections_max: self.http.connections_max,
         }
+    }
+
+    /// The public listener's limits per client address, checked: a limited class needs a
+    /// burst of at least 1, the table at least one address, and each proxy must parse.
+    pub fn client_limits(&self) -> Result<crate::rate_limit::ClientLimits, ConfigError> {
+        use crate::rate_limit::{ClientLimits, Rate, TrustedProxies};
+        let http = &self.http;
+        let invalid = |setting: &str, message: String| ConfigError::Invalid {
+            setting: format!("http.{setting}"),
+            message,
+        };
+        for (rate, burst, name) in [
+            (http.writes_per_minute, http.writes_burst, "writes_burst"),
+            (
+                http.certificates_per_minute,
+                http.certificates_burst,
+                "certificates_burst",
+            ),
+        ] {
+            if rate > 0 && burst == 0 {
+                return Err(invalid(name, "must be at least 1 when the rate is".into()));
+            }
+        }
+        if http.client_addresses_max == 0 {
+            return Err(invalid("client_addresses_max", "must be at least 1".into()));
+        }
+        let trusted_proxies = TrustedProxies::parse(&http.trusted_proxies)
+            .map_err(|message| invalid("trusted_proxies", message))?;
+        Ok(ClientLimits {
+            writes: Rate {
+                per_minute: http.writes_per_minute,
+                burst: http.writes_burst,
+            },
+            certificates: Rate {
+                per_minute: http.certificates_per_minute,
+                burst: http.certificates_burst,
+            },
+            addresses_max: http.client_addresses_max,
+            trusted_proxies,
+        })
+    }
+
+    /// The public listener's options: connection bounds, limits per client address, and TLS
+    /// with its certificate read and checked (`[http.tls]`).
+    pub fn public_options(&self) -> Result<crate::http::PublicOptions, ConfigError> {
+        let invalid = |error: crate::tls::TlsError| ConfigError::Invalid {
+            setting: "http.tls".into(),
+            message: error.to_string(),
+        };
+        let tls = self
+            .http
+            .tls
+            .as_ref()
+            .map(|tls| crate::tls::public::PublicTls::load(&tls.cert_file, &tls.key_file))
+            .transpose()
+            .map_err(invalid)?
+            .map(std::sync::Arc::new);
+        crate::http::PublicOptions::new(self.connection_limits(), self.client_limits()?, tls)
+            .map_err(invalid)
     }
 
     /// The Raft configuration.
@@ -623,6 +722,24 @@ mod tests {
         bad.save(&path).unwrap();
         let error = NodeFile::load(&path).unwrap_err().to_string();
         assert!(error.contains("cluster_url"), "{error}");
+        let mut bad = sample(&dir);
+        bad.http.writes_burst = 0;
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("http.writes_burst"), "{error}");
+        let mut bad = sample(&dir);
+        bad.http.trusted_proxies = vec!["10.0.0.0/40".into()];
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("http.trusted_proxies"), "{error}");
+        let mut bad = sample(&dir);
+        bad.http.tls = Some(PublicTlsFile {
+            cert_file: "missing.crt".into(),
+            key_file: "missing.key".into(),
+        });
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap().public_options().unwrap_err();
+        assert!(error.to_string().contains("missing.crt"), "{error}");
         let mut bad = sample(&dir);
         bad.http.connections_max = 0;
         bad.save(&path).unwrap();

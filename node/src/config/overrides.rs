@@ -79,6 +79,13 @@ overridable! {
         "Longest a request body may take to arrive once its head is read, in milliseconds.",
     "http.connections_max":
         "Most connections the public listener keeps open; past it, new ones get a 503.",
+    "http.writes_per_minute":
+        "Appends per client address per minute on the public listener; past it, 429. 0 for no \
+         limit.",
+    "http.writes_burst": "Most appends a client address may send at once.",
+    "http.certificates_per_minute":
+        "Certificate requests per client address per minute; past it, 429. 0 for no limit.",
+    "http.certificates_burst": "Most certificate requests a client address may send at once.",
     "ca.requests_per_identity_per_minute":
         "Most certificate requests per identity per minute (the `[ca]` section's setting); 0 \
          for no limit.",

@@ -264,8 +264,9 @@ fn rotate_error(error: RotateError) -> ApiError {
 
 /// Before a rotation is proposed: every member (voters and learners) must already serve the
 /// successor under the same origin and key as this node, or a replica that lacks it would stop
-/// when it applies the rotation. Asked over each member's public `GET /logs`; a node whose
-/// environment relays no writes (the simulator) has no client to ask with and checks nothing.
+/// when it applies the rotation. Asked with `GET /logs` on each member's cluster listener (mutual
+/// TLS, like every call between nodes); a node whose environment relays no writes (the
+/// simulator) has no client to ask with and checks nothing.
 async fn check_members_have(node: &Node, successor: &LogName) -> Result<(), ApiError> {
     let Some(client) = node.forward_client() else {
         return Ok(());
@@ -284,7 +285,7 @@ async fn check_members_have(node: &Node, successor: &LogName) -> Result<(), ApiE
         .membership_config
         .membership()
         .nodes()
-        .map(|(id, address)| (*id, address.api_url.clone()))
+        .map(|(id, address)| (*id, address.cluster_url.trim_end_matches('/').to_owned()))
         .collect();
     let mut missing = Vec::new();
     for (id, url) in members {
@@ -315,7 +316,7 @@ async fn check_members_have(node: &Node, successor: &LogName) -> Result<(), ApiE
 
 /// The origin and verifier key under which the node at `url` serves `log`, if it does.
 async fn member_log(
-    client: &crate::network::HttpClient,
+    client: &crate::network::ClusterClient,
     url: &str,
     log: &LogName,
 ) -> Result<Option<(String, String)>, String> {

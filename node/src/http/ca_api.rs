@@ -2,10 +2,10 @@
 //! `GET /api/v2/trustBundle`, `GET /api/v2/configuration`, and `GET /api/v2/ctLog` (the SCT
 //! key, which clients need in their trust root's `ctlogs`).
 //!
-//! Logged before returned. The leader (a follower forwards the request untouched) verifies the
-//! token, checks the rate limit and the proof of possession, and chooses every issuance field
-//! (random serial, time) before anything is proposed, so the Raft entries carry finished bytes
-//! and apply stays deterministic. Then:
+//! Logged before returned. The leader (a follower forwards the request untouched, to the
+//! leader's cluster listener) verifies the token, checks the rate limit per identity and the
+//! proof of possession, and chooses every issuance field (random serial, time) before anything
+//! is proposed, so the Raft entries carry finished bytes and apply stays deterministic. Then:
 //! 1. the precertificate's `MerkleTreeLeaf` is appended to the certificate log and committed;
 //! 2. the SCT is signed over it, naming its leaf index;
 //! 3. the final certificate, with that SCT, is appended and committed;
@@ -24,7 +24,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
-use super::log_api::{FORWARDED_BY, forward, overloaded};
+use super::log_api::{forward, overloaded};
 use super::{ApiError, Body, json, read_body};
 use crate::keyless::{IssueError, KeylessCa};
 use crate::metrics::OutcomeLabel;
@@ -39,7 +39,7 @@ pub(super) const ROUTES: [&str; 4] = [
     "/api/v2/configuration",
     "/api/v2/ctLog",
 ];
-const SIGNING_CERT: &str = "/api/v2/signingCert";
+pub(super) const SIGNING_CERT: &str = "/api/v2/signingCert";
 /// Largest request body: a token, a CSR or key, and JSON around them.
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
 /// The strict JSON reader's bounds for a `signingCert` body.
@@ -180,7 +180,7 @@ async fn signing_cert(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let authorization = request.headers().get(hyper::header::AUTHORIZATION).cloned();
-    let forwarded = request.headers().contains_key(FORWARDED_BY);
+    let forwarded = super::Forwarded::is(&request);
     let body = read_body(request, REQUEST_BYTES_MAX).await?;
     let parsed: SigningCertRequest = super::strict_json_as(&body, &JSON_LIMITS)?;
     let token = match (

@@ -136,6 +136,7 @@ pub async fn serve(
         listener,
         shutdown,
         limits.connections_max,
+        super::REFUSED,
         |stream, _peer, slot| {
             let issuer = Arc::clone(&issuer);
             tokio::spawn(async move {

@@ -4,8 +4,8 @@
 //! where Rekor v2 clients look for it. Reads come from committed state on whichever node
 //! answers, off the consensus path; tiles are immutable and cached for a year, checkpoints are
 //! not cached. Writes are validated and signature-checked by the node that receives them, then
-//! sequenced by the leader (forwarded there if this node does not lead), and answered only once
-//! the entry is committed and covered by a committed signed checkpoint.
+//! sequenced by the leader (forwarded to its cluster listener if this node does not lead), and
+//! answered only once the entry is committed and covered by a committed signed checkpoint.
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tlog::Hash;
 use tlog::tile::{Tile, TileKind};
 
-use super::{ApiError, Body, json, read_body, response};
+use super::{ApiError, Body, Forwarded, json, read_body, response};
 use crate::node::{FORWARD_TIMEOUT, Node};
 use crate::sequencer::{SequenceError, Sequenced};
 use crate::service;
@@ -27,8 +27,6 @@ use crate::state_machine::LogConfig;
 use crate::storage::StateView;
 use crate::types::LogName;
 
-/// The header a node adds to a write it forwards to the leader.
-pub(super) const FORWARDED_BY: &str = "x-cairn-forwarded-by";
 /// The log Rekor v2 clients write to and read from under `/api/v2/`.
 pub(crate) const ARTIFACT_LOG: &str = "artifacts";
 /// The largest submission body (a DSSE envelope can be a few MiB).
@@ -409,7 +407,7 @@ async fn submit_v2(
         Target::Family(_) => "/api/v2/log/entries".to_string(),
         Target::Exact(log) => format!("/logs/{log}/entries"),
     };
-    let forwarded = request.headers().contains_key(FORWARDED_BY);
+    let forwarded = Forwarded::is(&request);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
     // Decoding and the signature checks run off the async workers, bounded (`env::Checks`).
     let checked = body.clone();
@@ -494,8 +492,6 @@ pub(super) fn answer_error(error: service::AnswerError) -> ApiError {
     }
 }
 
-/// Sends a write to the leader and relays its answer (with the caller's `Authorization` header,
-/// if given: the CA's token).
 /// The answer to a submission that was too many: the pool is full, retry shortly.
 pub(super) fn overloaded(waiting: usize) -> ApiError {
     ApiError {
@@ -603,21 +599,27 @@ pub(super) async fn submit_or_forward(
     }
 }
 
+/// Sends a write to the leader's cluster listener (mutual TLS, so the leader knows a member
+/// sent it: it neither charges the sender's address nor forwards it again) and relays its
+/// answer (with the caller's `Authorization` header, if given: the CA's token).
 pub(super) async fn forward(
     node: &Arc<Node>,
     path: &str,
     body: Bytes,
     authorization: Option<&HeaderValue>,
 ) -> Result<Response<Body>, ApiError> {
-    let Some((leader, url)) = node.leader_url().filter(|(leader, _)| *leader != node.id()) else {
+    let Some((leader, address)) = node
+        .leader_address()
+        .filter(|(leader, _)| *leader != node.id())
+    else {
         return Err(ApiError::unavailable(
             "no_leader",
             "no leader is known; retry shortly",
         ));
     };
+    let url = address.cluster_url.trim_end_matches('/');
     let mut request = Request::post(format!("{url}{path}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(FORWARDED_BY, node.id().to_string());
+        .header(hyper::header::CONTENT_TYPE, "application/json");
     if let Some(authorization) = authorization {
         request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
     }
@@ -627,7 +629,10 @@ pub(super) async fn forward(
     let Some(client) = node.forward_client() else {
         return Err(ApiError::unavailable(
             "no_leader",
-            format!("this node does not lead and relays no writes; send it to {url}"),
+            format!(
+                "this node does not lead and relays no writes; send it to {}",
+                address.api_url
+            ),
         ));
     };
     let answer = tokio::time::timeout(FORWARD_TIMEOUT, client.request(request))

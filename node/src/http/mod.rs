@@ -1,12 +1,15 @@
 //! The node's HTTP servers: the only module of the node that serves HTTP.
 //!
-//! Two listeners. The public one serves the log API (C2SP tlog-tiles reads, Rekor v2 writes,
-//! proofs, the Rekor v1 API in `rekor_v1`, search in `search_api`), the keyless CA, the
-//! RFC 3161 timestamp authority (`tsa_api`), Sigstore trust documents (`trust`), the log
-//! explorer at `/` (`explorer`), the
-//! operational endpoints (`/healthz`, `/readyz`, `/metrics`) and the admin API (bearer token); it answers 404 under `/internal/`. The cluster listener speaks TLS 1.3, accepts
-//! only clients with a certificate from the cluster CA (mutual TLS, see `tls`), and serves the
-//! Raft endpoints and nothing else, so nobody outside the cluster can vote or append.
+//! Two listeners. The public one (`public`: plain HTTP/1.1, or TLS with HTTP/2 or HTTP/1.1,
+//! and limits per client address on appends and certificate requests) serves the log API
+//! (C2SP tlog-tiles reads, Rekor v2 writes, proofs, the Rekor v1 API in `rekor_v1`, search in
+//! `search_api`), the keyless CA, the RFC 3161 timestamp authority (`tsa_api`), Sigstore trust
+//! documents (`trust`), the log explorer at `/` (`explorer`), the operational endpoints
+//! (`/healthz`, `/readyz`, `/metrics`) and the admin API (bearer token); it answers 404 under
+//! `/internal/`. The cluster listener speaks TLS 1.3, accepts only clients with a certificate
+//! from the cluster CA (mutual TLS, see `tls`), and serves the Raft endpoints, the writes a
+//! member forwards to the leader, and what catch-up fetches, so nobody outside the cluster can
+//! vote, or pass as a member.
 //! Handlers never fail at the HTTP level: every error becomes a response with a status and a
 //! JSON body `{"code", "message"}` naming the field or limit at fault, and every request body is
 //! read through a size limit before it is parsed.
@@ -16,6 +19,7 @@ mod ca_api;
 pub mod dev_issuer;
 mod explorer;
 mod log_api;
+mod public;
 mod raft;
 mod rekor_v1;
 mod search_api;
@@ -40,6 +44,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::ConnectionLimits;
 use crate::node::Node;
+
+pub use public::{PublicOptions, serve_public};
 
 /// A response body: always fully in memory (the largest is a tile or an entry bundle).
 pub type Body = Full<Bytes>;
@@ -77,43 +83,35 @@ impl BodyDeadline {
     }
 }
 
-/// Serves `node`'s public API on `listener` with the default [`ConnectionLimits`] until
-/// `shutdown` resolves.
+/// Serves `node`'s public API on `listener` over plain HTTP with the default
+/// [`ConnectionLimits`] and no limits per client address (in-process servers: benchmarks)
+/// until `shutdown` resolves.
 pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
     serve_with_limits(listener, node, ConnectionLimits::default(), shutdown).await;
 }
 
-/// Serves `node`'s public API on `listener` within `limits` until `shutdown` resolves.
+/// Serves `node`'s public API on `listener` over plain HTTP within `limits`, with no limits per
+/// client address, until `shutdown` resolves; [`serve_public`] takes every option.
 pub async fn serve_with_limits(
     listener: TcpListener,
     node: Arc<Node>,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    accept_loop(
-        listener,
-        shutdown,
-        limits.connections_max,
-        |stream, peer, slot| {
-            let node = Arc::clone(&node);
-            tokio::spawn(async move {
-                let _slot = slot;
-                let service = service_fn(move |mut request: Request<Incoming>| {
-                    let node = Arc::clone(&node);
-                    BodyDeadline::stamp(&mut request, &limits);
-                    async move { Ok::<_, Infallible>(route(node, peer, request).await) }
-                });
-                if let Err(error) = limits
-                    .http1()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%error, %peer, "connection ended with an error");
-                }
-            });
-        },
-    )
-    .await;
+    serve_public(listener, node, PublicOptions::plain(limits), shutdown).await;
+}
+
+/// Marks a request that reached the cluster listener: a write a member forwarded to this node
+/// as to the leader. It is never forwarded again, and the limits per client address were
+/// applied where the client connected.
+#[derive(Clone, Copy, Debug)]
+struct Forwarded;
+
+impl Forwarded {
+    /// Whether `request` was forwarded here by a member.
+    fn is<B>(request: &Request<B>) -> bool {
+        request.extensions().get::<Forwarded>().is_some()
+    }
 }
 
 /// Serves `node`'s Raft endpoints on `listener`, over TLS with `tls` (which must require a
@@ -129,6 +127,8 @@ pub async fn serve_cluster(
         listener,
         shutdown,
         CLUSTER_CONNECTIONS_MAX,
+        // A TLS client would read a plain-text answer as garbage: just close.
+        b"",
         |stream, peer, slot| {
             let node = Arc::clone(&node);
             let acceptor = acceptor.clone();
@@ -177,11 +177,12 @@ retry-after: 1\r\nconnection: close\r\ncontent-length: 77\r\n\r\n\
 
 /// Accepts connections until `shutdown` resolves, handing each to `connected` with its slot
 /// (to hold until the connection ends); at most `connections_max` slots exist, and a connection
-/// accepted when none is free gets [`REFUSED`] and is closed.
+/// accepted when none is free gets `refusal` ([`REFUSED`] on plain HTTP) and is closed.
 async fn accept_loop(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     connections_max: usize,
+    refusal: &'static [u8],
     mut connected: impl FnMut(TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit),
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(
@@ -204,7 +205,9 @@ async fn accept_loop(
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            let _ = stream.try_write(REFUSED);
+            if !refusal.is_empty() {
+                let _ = stream.try_write(refusal);
+            }
             tracing::debug!(%peer, connections_max, "connection refused: too many open");
             continue;
         };
@@ -213,11 +216,12 @@ async fn accept_loop(
     }
 }
 
-/// Dispatches one cluster request: the Raft endpoints and catch-up's batch times, nothing else.
+/// Dispatches one cluster request: the Raft endpoints, catch-up's batch times and entry
+/// bundles, the list of logs, and writes forwarded to the leader; nothing else.
 async fn route_cluster(
     node: Arc<Node>,
     peer: SocketAddr,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Response<Body> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
@@ -225,6 +229,16 @@ async fn route_cluster(
         raft::handle(&node, &path, request).await
     } else if method == Method::POST && path == crate::network::BATCH_TIMES_PATH {
         raft::batch_times(&node, request).await
+    } else if public::limited_class(&method, &path).is_some() {
+        // The same handlers as on the public listener, marked so they never forward it again.
+        request.extensions_mut().insert(Forwarded);
+        route(node, peer, request).await
+    } else if method == Method::GET
+        && (path == "/logs" || path.starts_with("/logs/") && path.contains("/tile/entries/"))
+    {
+        // The logs a member serves (a rotation checks its members have the successor) and
+        // catch-up's entry bundles.
+        log_api::handle(&node, request).await
     } else {
         ApiError::not_found(format!("no cluster endpoint {method} {path}")).into_response()
     };

@@ -35,9 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tlog::Hash;
 
-use super::log_api::{
-    ARTIFACT_LOG, FORWARDED_BY, Target, answer_error, log_key_id, submit_or_forward,
-};
+use super::log_api::{ARTIFACT_LOG, Target, answer_error, log_key_id, submit_or_forward};
 use super::{ApiError, Body, read_body, response};
 use crate::api::v1_request::{
     Lookup, RequestError, SUBMISSION_BYTES_MAX, parse_submission, parse_uuid, retrieve_request,
@@ -495,7 +493,7 @@ async fn submit(
         Target::Family(_) => "/api/v1/log/entries".to_string(),
         Target::Exact(log) => format!("/logs/{log}/api/v1/log/entries"),
     };
-    let forwarded = request.headers().contains_key(FORWARDED_BY);
+    let forwarded = super::Forwarded::is(&request);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
     // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
     let checked = body.clone();

@@ -16,8 +16,8 @@ use node::types::{LogName, NodeAddress};
 ///
 /// Asks the node (admin API) for its state as of one moment: each log's size and signed
 /// checkpoint. Then copies every leaf below those sizes as C2SP entry bundles (the log's public
-/// tiles) with the leaves' integrated times (over the cluster listener, with the node's cluster
-/// certificate), and keeps the backup only if each log's leaves give its signed root. Run it
+/// tiles) with the leaves' integrated times, both over the cluster listener with the node's
+/// cluster certificate, and keeps the backup only if each log's leaves give its signed root. Run it
 /// again into the same directory to bring the backup up to date: full bundles already there are
 /// kept, only new ones are fetched.
 ///
@@ -107,7 +107,7 @@ pub(crate) async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         api_url: file.api_url.clone(),
         cluster_url: file.cluster_url.clone(),
     };
-    let source = HttpBundleSource::new(http, cluster_client(&tls));
+    let source = HttpBundleSource::new(cluster_client(&tls));
     let terminal = std::io::stderr().is_terminal();
     let progress = |log: &LogName, copied: u64, total: u64| {
         // A line per 2^20 leaves, or a line kept current on a terminal.

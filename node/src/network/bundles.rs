@@ -1,13 +1,13 @@
-//! The production [`BundleSource`]: entry bundles fetched over HTTP from a member's public API.
+//! The production [`BundleSource`]: entry bundles fetched from a member's cluster listener.
 //!
-//! Catch-up reads the same C2SP tlog-tiles endpoint clients read
-//! (`GET {api_url}/logs/{log}/tile/entries/...`), so it needs nothing a node does not already
-//! serve, and any member that has applied far enough can answer. Nothing fetched is trusted:
-//! the installer verifies the leaves against the snapshot's signed root.
+//! Catch-up reads the C2SP tlog-tiles entry bundles clients read, at the same path
+//! (`GET {cluster_url}/logs/{log}/tile/entries/...`), but from the member's cluster listener
+//! over mutual TLS with the cluster client: so it works whatever certificate, proxy or limits
+//! the public listener has, and any member that has applied far enough can answer. Nothing
+//! fetched is trusted: the installer verifies the leaves against the snapshot's signed root.
 //!
-//! The leaves' integrated times are not covered by that root, so they are asked of the member's
-//! cluster listener instead (`network::BATCH_TIMES_PATH`), over mutual TLS with the cluster
-//! client: only a cluster member can answer them.
+//! The leaves' integrated times are not covered by that root, so they are asked of the same
+//! listener (`network::BATCH_TIMES_PATH`): only a cluster member can answer them.
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use tlog::tile::Tile;
 
-use super::{BATCH_TIMES_PATH, ClusterClient, HttpClient};
+use super::{BATCH_TIMES_PATH, ClusterClient};
 use crate::catch_up::{BatchTimes, BundleFuture, BundleSource, FetchError, TimesFuture};
 use crate::types::{LogName, NodeAddress};
 
@@ -25,21 +25,19 @@ pub const BUNDLE_BYTES_MAX: usize = 256 * (2 + 65_535);
 /// The largest batch-times answer: 256 rows of two numbers and an option, postcard-encoded.
 const BATCH_TIMES_BYTES_MAX: usize = 256 * 24 + 16;
 
-/// Fetches entry bundles with a shared HTTP client, and batch times with the cluster client.
+/// Fetches entry bundles and batch times with the cluster client.
 #[derive(Clone, Debug)]
 pub struct HttpBundleSource {
-    client: HttpClient,
     cluster: ClusterClient,
     timeout: Duration,
 }
 
 impl HttpBundleSource {
-    /// A source over `client` (public API) and `cluster` (cluster listeners); each fetch
-    /// (connect, headers and body) is bounded by 30 s, long enough for a 16 MiB bundle on a
-    /// slow link, short enough to move on from a stalled member.
-    pub fn new(client: HttpClient, cluster: ClusterClient) -> HttpBundleSource {
+    /// A source over `cluster` (the members' cluster listeners); each fetch (connect, headers
+    /// and body) is bounded by 30 s, long enough for a 16 MiB bundle on a slow link, short
+    /// enough to move on from a stalled member.
+    pub fn new(cluster: ClusterClient) -> HttpBundleSource {
         HttpBundleSource {
-            client,
             cluster,
             timeout: Duration::from_secs(30),
         }
@@ -55,10 +53,10 @@ impl BundleSource for HttpBundleSource {
         width: u16,
     ) -> BundleFuture<'a> {
         Box::pin(async move {
-            let base = member.api_url.trim_end_matches('/');
+            let base = member.cluster_url.trim_end_matches('/');
             let url = format!("{base}/logs/{log}/{}", Tile::entries(index, width).path());
             let failed = |reason: String| FetchError::Failed {
-                member: member.api_url.clone(),
+                member: member.cluster_url.clone(),
                 reason,
             };
             let request = hyper::Request::get(&url)
@@ -66,14 +64,14 @@ impl BundleSource for HttpBundleSource {
                 .map_err(|error| failed(format!("building GET {url}: {error}")))?;
             let exchange = async {
                 let response = self
-                    .client
+                    .cluster
                     .request(request)
                     .await
                     .map_err(|error| failed(format!("GET {url}: {error}")))?;
                 let status = response.status();
                 if status == hyper::StatusCode::NOT_FOUND {
                     return Err(FetchError::NotFound {
-                        member: member.api_url.clone(),
+                        member: member.cluster_url.clone(),
                         log: log.clone(),
                         index,
                         width,

@@ -37,10 +37,21 @@ impl Cluster {
     /// Runs `cairn-node init` for `nodes` nodes on free loopback ports, with `init_args` added,
     /// in a fresh directory named after `kind` and `name`. Starts nothing.
     pub(crate) fn init(kind: &str, name: &str, nodes: usize, init_args: &[&str]) -> Cluster {
+        Cluster::init_with_scheme(kind, name, nodes, init_args, "http")
+    }
+
+    /// [`Cluster::init`] with public URLs of `scheme` (`http` or `https`).
+    pub(crate) fn init_with_scheme(
+        kind: &str,
+        name: &str,
+        nodes: usize,
+        init_args: &[&str],
+        scheme: &str,
+    ) -> Cluster {
         let dir = std::env::temp_dir().join(format!("cairn-{kind}-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let urls: Vec<String> = (0..nodes)
-            .map(|_| format!("http://127.0.0.1:{}", free_port()))
+            .map(|_| format!("{scheme}://127.0.0.1:{}", free_port()))
             .collect();
         let cluster_urls: Vec<String> = (0..nodes)
             .map(|_| format!("https://127.0.0.1:{}", free_port()))
