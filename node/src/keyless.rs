@@ -61,12 +61,78 @@ pub enum IssueError {
     NoCa,
 }
 
-/// Everything the CA routes need.
-pub struct KeylessCa {
+/// Signing material that is replaced at a time (docs/decisions/0011-ca-key-rotation.md):
+/// `current` signs before `next.from_ms`, `next` from then on. Which one signs is chosen by
+/// the time that goes into what is signed (a certificate's notBefore and its SCT's timestamp,
+/// a timestamp's genTime), read from the node's clock, so that the time always lies in the
+/// signer's window in the trusted root.
+#[derive(Debug)]
+pub struct Rotating<T> {
+    /// The material in use until `next` takes over.
+    pub current: T,
+    /// What takes over, and when.
+    pub next: Option<Next<T>>,
+}
+
+/// Material that takes over at a time.
+#[derive(Debug)]
+pub struct Next<T> {
+    /// From when (milliseconds since the epoch, by the node's clock) it signs.
+    pub from_ms: u64,
+    /// The material.
+    pub material: T,
+}
+
+impl<T> Rotating<T> {
+    /// Material that is never replaced.
+    pub fn fixed(current: T) -> Rotating<T> {
+        Rotating {
+            current,
+            next: None,
+        }
+    }
+
+    /// The material that signs at `unix_ms`.
+    pub fn at(&self, unix_ms: u64) -> &T {
+        match &self.next {
+            Some(next) if unix_ms >= next.from_ms => &next.material,
+            _ => &self.current,
+        }
+    }
+
+    /// Every material, oldest first, with the time it takes over (`None` for the first) and
+    /// the time it is replaced at (`None` for the last).
+    pub fn all(&self) -> Vec<(&T, Option<u64>, Option<u64>)> {
+        match &self.next {
+            Some(next) => vec![
+                (&self.current, None, Some(next.from_ms)),
+                (&next.material, Some(next.from_ms), None),
+            ],
+            None => vec![(&self.current, None, None)],
+        }
+    }
+}
+
+/// What the CA signs with: the intermediate (and its chain) and the certificate log's SCT key.
+pub struct CaMaterial {
     /// The intermediate that signs leaves, and the chain.
     pub authority: ca::cert::Authority,
     /// The certificate log's SCT key.
     pub ct_key: ca::ct::CtKey,
+}
+
+impl std::fmt::Debug for CaMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaMaterial")
+            .field("ct_log_id", &self.ct_key.log_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the CA routes need.
+pub struct KeylessCa {
+    /// The intermediates and SCT keys, and when each signs.
+    pub material: Rotating<CaMaterial>,
     /// Token verification against the allow-listed issuers.
     pub verifier: ca::oidc::TokenVerifier,
     /// Requests per identity per minute.
@@ -86,19 +152,17 @@ impl std::fmt::Debug for KeylessCa {
 }
 
 impl KeylessCa {
-    /// The CA of `authority`, `ct_key` and the rest of `settings` (less the TSA); discovery
+    /// The CA of `material` and the rest of `settings` (less the TSA); discovery
     /// documents and key sets are fetched through `fetch` when tokens arrive.
     pub(crate) fn new(
-        authority: ca::cert::Authority,
-        ct_key: ca::ct::CtKey,
+        material: Rotating<CaMaterial>,
         issuers: Vec<ca::oidc::IssuerConfig>,
         requests_per_identity_per_minute: u32,
         log: LogName,
         fetch: Arc<dyn ca::oidc::Fetch>,
     ) -> KeylessCa {
         KeylessCa {
-            authority,
-            ct_key,
+            material,
             verifier: ca::oidc::TokenVerifier::new(issuers, fetch),
             limiter: ca::rate::RateLimiter::new(requests_per_identity_per_minute),
             log,
@@ -113,15 +177,17 @@ impl KeylessCa {
     /// committed, and only then is it returned. Every choice that ends up in the log (serial,
     /// time) is in `issuance`, made once by the caller, so replicas stay deterministic.
     /// Both entries go to `log`, the certificate log that is open (frozen in between, the
-    /// second append fails and nothing is returned).
+    /// second append fails and nothing is returned). The intermediate and SCT key are those
+    /// in use at `issuance.timestamp_ms` ([`Rotating::at`]).
     pub async fn issue(
         &self,
         sequencer: &Sequencer,
         log: &LogName,
         issuance: &ca::cert::Issuance,
     ) -> Result<Issued, IssueError> {
-        let precertificate = self.authority.precertificate(issuance)?;
-        let issuer_key_hash = self.authority.issuer_key_hash();
+        let material = self.material.at(issuance.timestamp_ms);
+        let precertificate = material.authority.precertificate(issuance)?;
+        let issuer_key_hash = material.authority.issuer_key_hash();
         let precertificate_leaf =
             ca::ct::precert_leaf(issuance.timestamp_ms, issuer_key_hash, &precertificate.tbs)?;
         let logged_precertificate = match self
@@ -134,13 +200,13 @@ impl KeylessCa {
                 error,
             })?,
         };
-        let sct = self.ct_key.sign_precert(
+        let sct = material.ct_key.sign_precert(
             issuance.timestamp_ms,
             issuer_key_hash,
             &precertificate.tbs,
             logged_precertificate.index,
         )?;
-        let certificate = self
+        let certificate = material
             .authority
             .certificate(issuance, &precertificate, &sct)?;
         let certificate_leaf = ca::ct::x509_leaf(issuance.timestamp_ms, &certificate)?;

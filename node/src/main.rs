@@ -14,6 +14,8 @@ use overrides::Overrides;
 
 #[path = "main/backup.rs"]
 mod backup;
+#[path = "main/ca.rs"]
+mod ca_command;
 #[path = "main/dev.rs"]
 mod dev;
 #[path = "main/log.rs"]
@@ -116,6 +118,7 @@ enum Commands {
     Backup(backup::BackupArgs),
     Restore(backup::RestoreArgs),
     Log(log_command::LogArgs),
+    Ca(ca_command::CaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -158,6 +161,7 @@ fn main() -> anyhow::Result<()> {
         Commands::Backup(args) => multi_thread()?.block_on(backup::backup(args)),
         Commands::Restore(args) => multi_thread()?.block_on(backup::restore(args)),
         Commands::Log(args) => log_command::run(args),
+        Commands::Ca(args) => ca_command::run(args),
         Commands::Dev(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -18,7 +18,7 @@ use openraft::{Raft, RaftNetworkFactory};
 use crate::catch_up::SharedBundleSource;
 use crate::config::Settings;
 use crate::env::{Blocking, Checks, SharedClock, SystemClock};
-use crate::keyless::KeylessCa;
+use crate::keyless::{KeylessCa, Rotating};
 use crate::lifecycle::{Lifecycle, RotationError, RotationRecord};
 use crate::metrics::{LogLabel, Metrics, NodeLabel};
 use crate::network::{ClusterClient, HttpNetwork, cluster_client, http_client};
@@ -176,7 +176,7 @@ pub struct Node {
     /// Without a CA the CA routes answer 404.
     ca: Option<Arc<KeylessCa>>,
     /// Without a TSA the TSA routes answer 404 and the trust documents list none.
-    tsa: Option<Arc<ca::tsa::TimestampAuthority>>,
+    tsa: Option<Arc<Rotating<ca::tsa::TimestampAuthority>>>,
     /// Witness cosigning and quorum publication, when configured, and its loop (stopped with
     /// the node).
     witnessing: Option<(Arc<Witnessing>, tokio::task::AbortHandle)>,
@@ -259,8 +259,7 @@ impl Node {
         let (ca, tsa) = match settings.ca {
             Some(ca) => (
                 Some(Arc::new(KeylessCa::new(
-                    ca.authority,
-                    ca.ct_key,
+                    ca.material,
                     ca.issuers,
                     ca.requests_per_identity_per_minute,
                     ca.log,
@@ -367,7 +366,7 @@ impl Node {
     }
 
     /// The timestamp authority, if configured.
-    pub fn tsa(&self) -> Option<&Arc<ca::tsa::TimestampAuthority>> {
+    pub fn tsa(&self) -> Option<&Arc<Rotating<ca::tsa::TimestampAuthority>>> {
         self.tsa.as_ref()
     }
 

@@ -16,6 +16,9 @@ use crate::config::{
 use crate::env::{Clock, SystemClock};
 use crate::tls::{ClusterCa, TlsError};
 
+mod ca_next;
+pub use ca_next::{PreparedCa, prepare_ca_rotation};
+
 /// Why provisioning stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -172,8 +175,10 @@ pub fn init(
         }
         let cluster_listen = listen_address(&cluster_url)?;
         let node_dir = dir.join(format!("node-{id}"));
-        // Logs added since (successors `prepare_successor` wrote) stay in the config.
+        // Logs added since (successors `prepare_successor` wrote) stay in the config, and so
+        // does a prepared CA rotation (`prepare_ca_rotation`).
         let mut node_logs = logs.clone();
+        let mut node_ca = ca_file.clone();
         if let Ok(text) = std::fs::read_to_string(node_dir.join("config.toml"))
             && let Ok(existing) = toml::from_str::<NodeFile>(&text)
         {
@@ -183,6 +188,12 @@ pub fn init(
                     .into_iter()
                     .filter(|log| !LOG_NAMES.contains(&log.name.as_str())),
             );
+            if let Some(existing) = existing.ca {
+                node_ca.next = existing.next;
+                if let (Some(tsa), Some(existing)) = (&mut node_ca.tsa, existing.tsa) {
+                    tsa.next = existing.next;
+                }
+            }
         }
         let host = crate::tls::url_host(&cluster_url)?;
         ca.ensure_node_certificate(
@@ -207,7 +218,7 @@ pub fn init(
             sequencer: SequencerFile::default(),
             raft: RaftFile::default(),
             http: HttpFile::default(),
-            ca: Some(ca_file.clone()),
+            ca: Some(node_ca),
             witnessing: None,
         };
         let path = node_dir.join("config.toml");
@@ -265,38 +276,14 @@ pub fn prepare_successor(
     successor: &str,
     origin: Option<&str>,
 ) -> Result<Prepared, ProvisionError> {
-    let mut configs = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for entry in entries.flatten() {
-        let path = entry.path().join("config.toml");
-        let is_node = entry.file_name().to_string_lossy().starts_with("node-");
-        if is_node && path.is_file() {
-            configs.push(path);
-        }
-    }
-    configs.sort();
+    let configs = node_configs(dir)?;
     let invalid = |message: String| {
         ProvisionError::Config(ConfigError::Invalid {
             setting: "logs".into(),
             message,
         })
     };
-    // Read without resolving paths, so each file is written back with its own relative ones.
-    let read = |path: &Path| -> Result<NodeFile, ProvisionError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|error| {
-            ProvisionError::Config(ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: error.to_string(),
-            })
-        })
-    };
+    let read = read_unresolved;
     let first = configs
         .first()
         .ok_or_else(|| invalid(format!("no node-*/config.toml in {}", dir.display())))?;
@@ -384,6 +371,39 @@ pub fn prepare_successor(
         key_file: key_path,
         verifier_key,
         configs: written,
+    })
+}
+
+/// The `DIR/node-*/config.toml` files of a cluster directory, sorted.
+fn node_configs(dir: &Path) -> Result<Vec<PathBuf>, ProvisionError> {
+    let mut configs = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|source| ConfigError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path().join("config.toml");
+        let is_node = entry.file_name().to_string_lossy().starts_with("node-");
+        if is_node && path.is_file() {
+            configs.push(path);
+        }
+    }
+    configs.sort();
+    Ok(configs)
+}
+
+/// A node config read without resolving its paths, so that it is written back with its own
+/// relative ones.
+fn read_unresolved(path: &Path) -> Result<NodeFile, ProvisionError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| {
+        ProvisionError::Config(ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })
     })
 }
 
@@ -485,7 +505,9 @@ fn init_keyless_ca(
             root_cert_file: relative(&["tsa", "root.crt"]),
             cert_file: relative(&["tsa", "signer.crt"]),
             key_file: relative(&["tsa", "signer.key"]),
+            next: None,
         }),
+        next: None,
     })
 }
 

@@ -83,8 +83,10 @@ impl SimCa {
         )
         .map_err(|e| e.to_string())?;
         Ok(node::config::CaSettings {
-            authority,
-            ct_key: self.ct_key.clone(),
+            material: node::keyless::Rotating::fixed(node::keyless::CaMaterial {
+                authority,
+                ct_key: self.ct_key.clone(),
+            }),
             issuers: Vec::new(),
             requests_per_identity_per_minute: u32::MAX,
             log,

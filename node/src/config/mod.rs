@@ -124,6 +124,28 @@ pub struct CaFile {
     /// signing config offers no TSA and no Rekor v2 API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsa: Option<TsaFile>,
+    /// The material that replaces the intermediate and the SCT key at `from` (`[ca.next]`,
+    /// written by `cairn-node ca prepare`; docs/decisions/0011-ca-key-rotation.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<CaNextFile>,
+}
+
+/// The `[ca.next]` section: a CA (root and intermediate) and an SCT key that take over from
+/// the current ones at `from`, and are published in the trusted root as soon as configured.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CaNextFile {
+    /// When the node starts issuing with this material: an RFC 3339 UTC time
+    /// (`2026-12-08T00:00:00Z`), by the node's clock.
+    pub from: String,
+    /// The root certificate (PEM) that issued the next intermediate.
+    pub root_cert_file: PathBuf,
+    /// The next intermediate certificate (PEM).
+    pub intermediate_cert_file: PathBuf,
+    /// The next intermediate's private key (PEM, PKCS#8, ECDSA P-256).
+    pub intermediate_key_file: PathBuf,
+    /// The next SCT key (PEM, PKCS#8, ECDSA P-256).
+    pub ct_key_file: PathBuf,
 }
 
 /// The timestamp authority section (`[ca.tsa]`): its certificates and signing key.
@@ -133,6 +155,23 @@ pub struct TsaFile {
     /// The TSA's root certificate (PEM): the trust anchor clients get in the trusted root.
     pub root_cert_file: PathBuf,
     /// The signing certificate (PEM), issued by the root, extended key usage timeStamping.
+    pub cert_file: PathBuf,
+    /// The signing certificate's private key (PEM, PKCS#8, ECDSA P-256).
+    pub key_file: PathBuf,
+    /// The TSA that takes over at `from` (`[ca.tsa.next]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<TsaNextFile>,
+}
+
+/// The `[ca.tsa.next]` section: a timestamp authority that signs from `from` on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TsaNextFile {
+    /// When the node starts timestamping with it: an RFC 3339 UTC time, by the node's clock.
+    pub from: String,
+    /// Its root certificate (PEM).
+    pub root_cert_file: PathBuf,
+    /// Its signing certificate (PEM), issued by that root.
     pub cert_file: PathBuf,
     /// The signing certificate's private key (PEM, PKCS#8, ECDSA P-256).
     pub key_file: PathBuf,
@@ -336,6 +375,17 @@ impl NodeFile {
                 tsa.root_cert_file = base.join(&tsa.root_cert_file);
                 tsa.cert_file = base.join(&tsa.cert_file);
                 tsa.key_file = base.join(&tsa.key_file);
+                if let Some(next) = &mut tsa.next {
+                    next.root_cert_file = base.join(&next.root_cert_file);
+                    next.cert_file = base.join(&next.cert_file);
+                    next.key_file = base.join(&next.key_file);
+                }
+            }
+            if let Some(next) = &mut ca.next {
+                next.root_cert_file = base.join(&next.root_cert_file);
+                next.intermediate_cert_file = base.join(&next.intermediate_cert_file);
+                next.intermediate_key_file = base.join(&next.intermediate_key_file);
+                next.ct_key_file = base.join(&next.ct_key_file);
             }
         }
         if let Some(witnessing) = &mut file.witnessing {
@@ -428,6 +478,16 @@ impl NodeFile {
         if let Some(ca) = &self.ca {
             if !self.logs.iter().any(|log| log.name == ca.log) {
                 return Err(invalid("ca.log".into(), "must name one of the logs"));
+            }
+            if let Some(next) = &ca.next
+                && parse_utc_ms(&next.from).is_none()
+            {
+                return Err(invalid("ca.next.from".into(), UTC_FORMAT));
+            }
+            if let Some(next) = ca.tsa.as_ref().and_then(|tsa| tsa.next.as_ref())
+                && parse_utc_ms(&next.from).is_none()
+            {
+                return Err(invalid("ca.tsa.next.from".into(), UTC_FORMAT));
             }
             for (position, issuer) in ca.issuers.iter().enumerate() {
                 let scheme_ok =
@@ -621,6 +681,69 @@ impl NodeFile {
     }
 }
 
+/// What a `from` time must look like.
+const UTC_FORMAT: &str = "want an RFC 3339 UTC time after 1970, like 2026-12-08T00:00:00Z";
+
+/// An RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`) as milliseconds since the epoch;
+/// `None` for anything else (other offsets included: one spelling, no ambiguity).
+pub fn parse_utc_ms(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = bytes.get(range)?;
+        part.iter().try_fold(0u32, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0'))
+        })
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if bytes.len() < 20
+        || !separators.iter().all(|&(at, want)| bytes[at] == want)
+        || !matches!(bytes[10], b'T' | b't')
+        || !matches!(bytes[bytes.len() - 1], b'Z' | b'z')
+    {
+        return None;
+    }
+    let millis = match &bytes[19..bytes.len() - 1] {
+        [] => 0,
+        [b'.', fraction @ ..] if !fraction.is_empty() && fraction.len() <= 9 => {
+            if !fraction.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            // Milliseconds: the first three digits, padded with zeros, the rest dropped.
+            (0..3).fold(0u64, |acc, at| {
+                acc * 10 + u64::from(fraction.get(at).map_or(0, |digit| digit - b'0'))
+            })
+        }
+        _ => return None,
+    };
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    let month = time::Month::try_from(u8::try_from(digits(5..7)?).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(year, month, u8::try_from(digits(8..10)?).ok()?).ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(digits(11..13)?).ok()?,
+        u8::try_from(digits(14..16)?).ok()?,
+        u8::try_from(digits(17..19)?).ok()?,
+    )
+    .ok()?;
+    let seconds = u64::try_from(date.with_time(clock).assume_utc().unix_timestamp()).ok()?;
+    seconds.checked_mul(1000)?.checked_add(millis)
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC, to the second (rounded down).
+pub fn format_utc(unix_ms: u64) -> Option<String> {
+    let seconds = i64::try_from(unix_ms / 1000).ok()?;
+    let time = time::OffsetDateTime::from_unix_timestamp(seconds).ok()?;
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    ))
+}
+
 fn read_secret(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_path_buf(),
@@ -745,6 +868,27 @@ mod tests {
         bad.save(&path).unwrap();
         let error = NodeFile::load(&path).unwrap_err().to_string();
         assert!(error.contains("http"), "{error}");
+        let mut bad = sample(&dir);
+        bad.ca = Some(CaFile {
+            root_cert_file: "root.crt".into(),
+            intermediate_cert_file: "intermediate.crt".into(),
+            intermediate_key_file: "intermediate.key".into(),
+            ct_key_file: "ct.key".into(),
+            log: "artifacts".into(),
+            requests_per_identity_per_minute: 60,
+            issuers: Vec::new(),
+            tsa: None,
+            next: Some(CaNextFile {
+                from: "2026-12-08 00:00:00".into(),
+                root_cert_file: "root-2.crt".into(),
+                intermediate_cert_file: "intermediate-2.crt".into(),
+                intermediate_key_file: "intermediate-2.key".into(),
+                ct_key_file: "ct-2.key".into(),
+            }),
+        });
+        bad.save(&path).unwrap();
+        let error = NodeFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("ca.next.from"), "{error}");
         write_file(
             &path,
             b"id = 1\nlisten = \"127.0.0.1:1\"\nunknown_setting = 3\n",
@@ -753,5 +897,30 @@ mod tests {
         let error = NodeFile::load(&path).unwrap_err().to_string();
         assert!(error.contains("unknown"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn from_times_are_rfc3339_utc() {
+        assert_eq!(parse_utc_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_utc_ms("2026-12-08T00:00:01.5Z"),
+            Some(1_796_688_001_500)
+        );
+        assert_eq!(
+            format_utc(1_796_688_001_500).as_deref(),
+            Some("2026-12-08T00:00:01Z")
+        );
+        for bad in [
+            "",
+            "2026-12-08",
+            "2026-12-08T00:00:00+01:00",
+            "2026-13-08T00:00:00Z",
+            "2026-12-08T24:00:00Z",
+            "2026-12-08T00:00:00.Z",
+            "2026-12-08T00:00:00.x1Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse_utc_ms(bad), None, "{bad}");
+        }
     }
 }

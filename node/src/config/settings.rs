@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use openraft::SnapshotPolicy;
 
-use super::{CaFile, ConfigError, NodeFile, TsaFile};
+use super::{CaFile, ConfigError, NodeFile, TsaFile, parse_utc_ms};
+use crate::keyless::{CaMaterial, Next, Rotating};
 use crate::sequencer::SequencerConfig;
 use crate::state_machine::Logs;
 use crate::storage::IndexShape;
@@ -93,18 +94,17 @@ impl Default for ConnectionLimits {
 /// What a node's keyless CA is made of: loaded from a `[ca]` section ([`CaSettings::load`]), or
 /// made by the simulator.
 pub struct CaSettings {
-    /// The intermediate that signs leaves, and the chain.
-    pub authority: ca::cert::Authority,
-    /// The certificate log's SCT key.
-    pub ct_key: ca::ct::CtKey,
+    /// The intermediate that signs leaves with its chain, and the SCT key; and what replaces
+    /// them at a time, if configured (`[ca.next]`).
+    pub material: Rotating<CaMaterial>,
     /// The OpenID issuers whose tokens are accepted.
     pub issuers: Vec<ca::oidc::IssuerConfig>,
     /// Certificates per identity per minute (0: no limit).
     pub requests_per_identity_per_minute: u32,
     /// The log certificates are written to.
     pub log: LogName,
-    /// The timestamp authority served beside the CA, if any.
-    pub tsa: Option<ca::tsa::TimestampAuthority>,
+    /// The timestamp authority served beside the CA, if any, and its successor.
+    pub tsa: Option<Rotating<ca::tsa::TimestampAuthority>>,
 }
 
 impl std::fmt::Debug for CaSettings {
@@ -127,21 +127,35 @@ fn read(path: &Path, setting: &str) -> Result<String, ConfigError> {
 impl CaSettings {
     /// Loads the CA's keys and certificates (and the TSA's, if configured) named by `file`.
     pub fn load(file: &CaFile) -> Result<CaSettings, ConfigError> {
-        let invalid = |setting: &str, error: ca::CertError| ConfigError::Invalid {
-            setting: setting.into(),
-            message: error.to_string(),
+        let current = load_ca_material(
+            "ca",
+            &file.root_cert_file,
+            &file.intermediate_cert_file,
+            &file.intermediate_key_file,
+            &file.ct_key_file,
+        )?;
+        let next = match &file.next {
+            Some(next) => {
+                let from_ms = from_ms(&next.from, "ca.next.from")?;
+                let material = load_ca_material(
+                    "ca.next",
+                    &next.root_cert_file,
+                    &next.intermediate_cert_file,
+                    &next.intermediate_key_file,
+                    &next.ct_key_file,
+                )?;
+                // A certificate issued at `from` must lie within its intermediate's validity.
+                not_before_at_most(
+                    material.authority.chain_der()[0],
+                    from_ms,
+                    "ca.next.intermediate_cert_file",
+                )?;
+                Some(Next { from_ms, material })
+            }
+            None => None,
         };
-        let authority = ca::cert::Authority::load(
-            &read(&file.root_cert_file, "ca.root_cert_file")?,
-            &read(&file.intermediate_cert_file, "ca.intermediate_cert_file")?,
-            &read(&file.intermediate_key_file, "ca.intermediate_key_file")?,
-        )
-        .map_err(|error| invalid("ca", error))?;
-        let ct_key = ca::ct::CtKey::from_pkcs8_pem(&read(&file.ct_key_file, "ca.ct_key_file")?)
-            .map_err(|error| invalid("ca.ct_key_file", error))?;
         Ok(CaSettings {
-            authority,
-            ct_key,
+            material: Rotating { current, next },
             issuers: file.issuers.clone(),
             requests_per_identity_per_minute: file.requests_per_identity_per_minute,
             log: LogName(file.log.clone()),
@@ -150,17 +164,92 @@ impl CaSettings {
     }
 }
 
-/// Loads the timestamp authority of a `[ca.tsa]` section.
-fn load_tsa(file: &TsaFile) -> Result<ca::tsa::TimestampAuthority, ConfigError> {
-    ca::tsa::TimestampAuthority::load(
-        &read(&file.root_cert_file, "ca.tsa.root_cert_file")?,
-        &read(&file.cert_file, "ca.tsa.cert_file")?,
-        &read(&file.key_file, "ca.tsa.key_file")?,
-    )
-    .map_err(|error| ConfigError::Invalid {
-        setting: "ca.tsa".into(),
+/// A CA's chain and intermediate key, and an SCT key, from the files of section `section`.
+fn load_ca_material(
+    section: &str,
+    root: &Path,
+    intermediate: &Path,
+    intermediate_key: &Path,
+    ct_key: &Path,
+) -> Result<CaMaterial, ConfigError> {
+    let invalid = |setting: String, error: ca::CertError| ConfigError::Invalid {
+        setting,
         message: error.to_string(),
+    };
+    let authority = ca::cert::Authority::load(
+        &read(root, &format!("{section}.root_cert_file"))?,
+        &read(intermediate, &format!("{section}.intermediate_cert_file"))?,
+        &read(
+            intermediate_key,
+            &format!("{section}.intermediate_key_file"),
+        )?,
+    )
+    .map_err(|error| invalid(section.to_owned(), error))?;
+    let setting = format!("{section}.ct_key_file");
+    let ct_key = ca::ct::CtKey::from_pkcs8_pem(&read(ct_key, &setting)?)
+        .map_err(|error| invalid(setting, error))?;
+    Ok(CaMaterial { authority, ct_key })
+}
+
+/// A `from` setting as milliseconds since the epoch.
+fn from_ms(text: &str, setting: &str) -> Result<u64, ConfigError> {
+    parse_utc_ms(text).ok_or_else(|| ConfigError::Invalid {
+        setting: setting.into(),
+        message: format!("{text:?}: {}", super::UTC_FORMAT),
     })
+}
+
+/// Refuses a certificate that is not yet valid at `unix_ms`.
+fn not_before_at_most(der: &[u8], unix_ms: u64, setting: &str) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        setting: setting.into(),
+        message,
+    };
+    let (_, certificate) =
+        x509_parser::parse_x509_certificate(der).map_err(|error| invalid(error.to_string()))?;
+    let not_before = certificate.validity().not_before.timestamp();
+    if i128::from(not_before) * 1000 > i128::from(unix_ms) {
+        return Err(invalid(format!(
+            "the certificate is valid only from {not_before} (unix seconds), after `from`"
+        )));
+    }
+    Ok(())
+}
+
+/// Loads the timestamp authority of a `[ca.tsa]` section, and its `[ca.tsa.next]`.
+fn load_tsa(file: &TsaFile) -> Result<Rotating<ca::tsa::TimestampAuthority>, ConfigError> {
+    let load = |section: &str, root: &Path, cert: &Path, key: &Path| {
+        ca::tsa::TimestampAuthority::load(
+            &read(root, &format!("{section}.root_cert_file"))?,
+            &read(cert, &format!("{section}.cert_file"))?,
+            &read(key, &format!("{section}.key_file"))?,
+        )
+        .map_err(|error| ConfigError::Invalid {
+            setting: section.into(),
+            message: error.to_string(),
+        })
+    };
+    let current = load(
+        "ca.tsa",
+        &file.root_cert_file,
+        &file.cert_file,
+        &file.key_file,
+    )?;
+    let next = match &file.next {
+        Some(next) => {
+            let from_ms = from_ms(&next.from, "ca.tsa.next.from")?;
+            let material = load(
+                "ca.tsa.next",
+                &next.root_cert_file,
+                &next.cert_file,
+                &next.key_file,
+            )?;
+            not_before_at_most(material.chain_der()[0], from_ms, "ca.tsa.next.cert_file")?;
+            Some(Next { from_ms, material })
+        }
+        None => None,
+    };
+    Ok(Rotating { current, next })
 }
 
 impl NodeFile {

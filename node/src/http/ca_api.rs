@@ -115,11 +115,16 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
     result.unwrap_or_else(ApiError::into_response)
 }
 
+/// Every chain the CA issues under, the current one first (and the next one, once configured,
+/// as Fulcio lists every chain it has).
 fn trust_bundle(ca: &KeylessCa) -> Response<Body> {
-    json(
-        StatusCode::OK,
-        &serde_json::json!({ "chains": [{ "certificates": ca.authority.chain_pem() }] }),
-    )
+    let chains: Vec<_> = ca
+        .material
+        .all()
+        .into_iter()
+        .map(|(material, _, _)| serde_json::json!({ "certificates": material.authority.chain_pem() }))
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "chains": chains }))
 }
 
 fn configuration(ca: &KeylessCa) -> Response<Body> {
@@ -142,16 +147,18 @@ fn configuration(ca: &KeylessCa) -> Response<Body> {
     json(StatusCode::OK, &serde_json::json!({ "issuers": issuers }))
 }
 
+/// The certificate log and the SCT key in use now.
 fn ct_log(node: &Node, ca: &KeylessCa) -> Response<Body> {
     let log = node.active_log(&ca.log);
+    let ct_key = &ca.material.at(node.clock().now_unix_ms()).ct_key;
     let origin = node.logs().get(&log).map(|log| log.origin.clone());
     json(
         StatusCode::OK,
         &serde_json::json!({
             "log": log.0,
             "origin": origin,
-            "logId": BASE64.encode(ca.ct_key.log_id()),
-            "publicKey": BASE64.encode(ca.ct_key.spki_der()),
+            "logId": BASE64.encode(ct_key.log_id()),
+            "publicKey": BASE64.encode(ct_key.spki_der()),
             "keyDetails": "PKIX_ECDSA_P256_SHA_256",
         }),
     )
@@ -287,7 +294,8 @@ async fn signing_cert(
         certificate_index = issued.logged.index,
         "certificate issued"
     );
-    let [intermediate, root] = ca.authority.chain_pem();
+    // The chain of the intermediate that signed it: the one in use at its notBefore.
+    let [intermediate, root] = ca.material.at(issuance.timestamp_ms).authority.chain_pem();
     Ok(json(
         StatusCode::CREATED,
         &serde_json::json!({

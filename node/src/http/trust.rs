@@ -17,10 +17,12 @@
 //!   carry, `log_api::log_key_id`); see docs/decisions/0004-v1-checkpoint.md. Every log of the
 //!   family, oldest first, each key valid from its opening and a frozen one until its rotation
 //!   (`crate::lifecycle::Lifecycle::window`, docs/decisions/0010-log-lifecycle.md).
-//! - `certificateAuthorities`: the CA's intermediate and root.
-//! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI).
+//! - `certificateAuthorities`: the CA's intermediate and root; with `[ca.next]`, the next
+//!   ones too, each with its window (docs/decisions/0011-ca-key-rotation.md).
+//! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI),
+//!   and the next one, likewise.
 //! - `timestampAuthorities`: the cluster's TSA (`tsa_api`), its signing certificate and root,
-//!   when the node runs one.
+//!   when the node runs one, and the next one, likewise.
 //! - The signing config lists the CA, the TSA (`tsaUrls`, full URLs) and the log's Rekor v2
 //!   API beside its v1 API. A v2 entry carries no signed time, so v2 is offered only with a
 //!   TSA: clients pick the highest `majorApiVersion` of an operator (sigstore-python, cosign),
@@ -105,12 +107,14 @@ impl TrustDocuments {
         let ca = node
             .ca()
             .ok_or_else(|| ApiError::not_found("this cluster runs no CA: no trust documents"))?;
-        let [intermediate, root] = ca.authority.chain_der();
+        let root = ca.material.current.authority.chain_der()[1];
         // Keys and services are valid from the root certificate's notBefore: nothing this
         // deployment signed can be older than its CA.
         let start_seconds = not_before_seconds(root)?;
         let start = rfc3339(start_seconds)?;
-        let (organization, common_name) = subject(intermediate)?;
+        let first_start_ms = u64::try_from(start_seconds)
+            .unwrap_or(0)
+            .saturating_mul(1000);
         let valid_for = json!({ "start": start });
         // Every artifact log, oldest first: a frozen one with the end of its window
         // (`crate::lifecycle`), so that entries it holds verify and no new ones do.
@@ -120,14 +124,8 @@ impl TrustDocuments {
             let Some(log) = node.logs().get(&name) else {
                 continue;
             };
-            let first_start = u64::try_from(start_seconds)
-                .unwrap_or(0)
-                .saturating_mul(1000);
-            let (start_ms, end_ms) = lifecycle.window(&name, first_start);
-            let mut window = json!({ "start": rfc3339(seconds(start_ms, false))? });
-            if let Some(end_ms) = end_ms {
-                window["end"] = json!(rfc3339(seconds(end_ms, true))?);
-            }
+            let (start_ms, end_ms) = lifecycle.window(&name, first_start_ms);
+            let window = window(start_ms, end_ms)?;
             // One log, two identities: the v1 one first, the one Sigstore clients sign with.
             let tlog_url = tlog_base_url(scheme, &log.origin, host);
             for log_id in [v1_log_id(log), log_key_id(log)] {
@@ -143,49 +141,80 @@ impl TrustDocuments {
                 }));
             }
         }
-        let mut trusted_root = json!({
-            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
-            "tlogs": tlogs,
-            "certificateAuthorities": [{
+        // The CA's intermediates and SCT keys, current first; with `[ca.next]` configured the
+        // next is listed before it signs (docs/decisions/0011-ca-key-rotation.md). A retired
+        // intermediate's window ends a leaf's lifetime after the switch: the certificates it
+        // issued just before are used to sign until they expire, and clients check the CA's
+        // window at the signing time. An SCT key's ends at the switch: an SCT's time is its
+        // certificate's notBefore.
+        let mut authorities = Vec::new();
+        let mut ctlogs: Vec<Value> = Vec::new();
+        for (material, from_ms, until_ms) in ca.material.all() {
+            let [intermediate, root] = material.authority.chain_der();
+            let (organization, common_name) = subject(intermediate)?;
+            let start_ms = from_ms.unwrap_or(first_start_ms);
+            let leaf_ms = ca::cert::LEAF_VALIDITY_SECONDS * 1000;
+            authorities.push(json!({
                 "subject": { "organization": organization, "commonName": common_name },
                 "uri": base_url,
                 "certChain": { "certificates": [
                     { "rawBytes": BASE64.encode(intermediate) },
                     { "rawBytes": BASE64.encode(root) },
                 ] },
-                "validFor": valid_for,
-            }],
-            "ctlogs": [{
+                "validFor": window(start_ms, until_ms.map(|end| end.saturating_add(leaf_ms)))?,
+            }));
+            let log_id = BASE64.encode(material.ct_key.log_id());
+            // The same SCT key kept across the switch stays one entry, valid throughout.
+            if let Some(previous) = ctlogs.last_mut()
+                && previous["logId"]["keyId"] == json!(log_id)
+            {
+                previous["publicKey"]["validFor"] = window(first_start_ms, until_ms)?;
+                continue;
+            }
+            ctlogs.push(json!({
                 "baseUrl": format!("{base_url}/api/v2/ctLog"),
                 "hashAlgorithm": "SHA2_256",
                 "publicKey": {
-                    "rawBytes": BASE64.encode(ca.ct_key.spki_der()),
+                    "rawBytes": BASE64.encode(material.ct_key.spki_der()),
                     "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                    "validFor": valid_for,
+                    "validFor": window(start_ms, until_ms)?,
                 },
-                "logId": { "keyId": BASE64.encode(ca.ct_key.log_id()) },
-            }],
+                "logId": { "keyId": log_id },
+            }));
+        }
+        let mut trusted_root = json!({
+            "mediaType": TRUSTED_ROOT_MEDIA_TYPE,
+            "tlogs": tlogs,
+            "certificateAuthorities": authorities,
+            "ctlogs": ctlogs,
             "timestampAuthorities": [],
         });
         let mut tsa_urls = Vec::new();
         if let Some(tsa) = node.tsa() {
-            let [signer, root] = tsa.chain_der();
-            let (organization, common_name) = subject(signer)?;
-            let tsa_valid_for = json!({ "start": rfc3339(not_before_seconds(root)?)? });
             let url = format!("{base_url}{}", super::tsa_api::TIMESTAMP);
-            trusted_root["timestampAuthorities"] = json!([{
-                "subject": { "organization": organization, "commonName": common_name },
-                "uri": url,
-                "certChain": { "certificates": [
-                    { "rawBytes": BASE64.encode(signer) },
-                    { "rawBytes": BASE64.encode(root) },
-                ] },
-                "validFor": tsa_valid_for,
-            }]);
+            let first_start_ms = u64::try_from(not_before_seconds(tsa.current.chain_der()[1])?)
+                .unwrap_or(0)
+                .saturating_mul(1000);
+            let mut authorities = Vec::new();
+            // Each TSA valid while it signs: a token's genTime picks its key (`tsa_api`).
+            for (material, from_ms, until_ms) in tsa.all() {
+                let [signer, root] = material.chain_der();
+                let (organization, common_name) = subject(signer)?;
+                authorities.push(json!({
+                    "subject": { "organization": organization, "commonName": common_name },
+                    "uri": url,
+                    "certChain": { "certificates": [
+                        { "rawBytes": BASE64.encode(signer) },
+                        { "rawBytes": BASE64.encode(root) },
+                    ] },
+                    "validFor": window(from_ms.unwrap_or(first_start_ms), until_ms)?,
+                }));
+            }
+            trusted_root["timestampAuthorities"] = Value::Array(authorities);
             tsa_urls.push(json!({
                 "url": url,
                 "majorApiVersion": 1,
-                "validFor": tsa_valid_for,
+                "validFor": window(first_start_ms, None)?,
                 "operator": OPERATOR,
             }));
         }
@@ -281,6 +310,15 @@ fn certificate(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'
 /// The certificate's notBefore, in seconds since the epoch.
 fn not_before_seconds(der: &[u8]) -> Result<i64, ApiError> {
     Ok(certificate(der)?.validity().not_before.timestamp())
+}
+
+/// A `validFor` from `start_ms` (rounded down to the second) to `end_ms` (rounded up), if any.
+fn window(start_ms: u64, end_ms: Option<u64>) -> Result<Value, ApiError> {
+    let mut window = json!({ "start": rfc3339(seconds(start_ms, false))? });
+    if let Some(end_ms) = end_ms {
+        window["end"] = json!(rfc3339(seconds(end_ms, true))?);
+    }
+    Ok(window)
 }
 
 /// Milliseconds since the epoch as whole seconds, rounded down for a window's start and up for

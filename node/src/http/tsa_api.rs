@@ -6,8 +6,10 @@
 //!
 //! Any node answers: a timestamp is not logged, so nothing goes through Raft. `genTime` is
 //! the node's clock and the serial a 127-bit random number from its randomness seam, so
-//! serials are unique across nodes without coordination. The request is parsed and the token
-//! signed on [`crate::env::Checks`], off the async workers and bounded like signature checks.
+//! serials are unique across nodes without coordination. The signing key is the one in use at
+//! `genTime` (`[ca.tsa.next]` takes over at its `from`; `keyless::Rotating`). The request is
+//! parsed and the token signed on [`crate::env::Checks`], off the async workers and bounded
+//! like signature checks.
 //! Malformed requests get a 400 naming the field, as JSON like every other error; the TSA
 //! never signs a rejection (`TimeStampResp` with status rejection), so only granted
 //! responses ever carry its signature.
@@ -44,7 +46,7 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
         (Method::GET, CERT_CHAIN) => response(
             StatusCode::OK,
             "application/pem-certificate-chain",
-            Bytes::from(tsa.chain_pem().to_owned()),
+            Bytes::from(tsa.at(node.clock().now_unix_ms()).chain_pem().to_owned()),
         ),
         (Method::POST, TIMESTAMP) => match timestamp(node, tsa, request).await {
             Ok(reply) => response(StatusCode::CREATED, REPLY_MEDIA_TYPE, Bytes::from(reply)),
@@ -67,7 +69,7 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
 
 async fn timestamp(
     node: &Arc<Node>,
-    tsa: Arc<ca::tsa::TimestampAuthority>,
+    tsa: Arc<crate::keyless::Rotating<ca::tsa::TimestampAuthority>>,
     request: Request<Incoming>,
 ) -> Result<Vec<u8>, ApiError> {
     let media_type = request
@@ -103,7 +105,8 @@ async fn timestamp(
             } else {
                 ca::tsa::Request::parse(&body)?
             };
-            tsa.respond(&request, gen_time_ms, &serial)
+            // The key in use at genTime, so genTime lies in its window in the trusted root.
+            tsa.at(gen_time_ms).respond(&request, gen_time_ms, &serial)
         })
         .await?;
     signed.map_err(|error| match error {

@@ -1,0 +1,204 @@
+//! CA, SCT key and TSA rotation with the real binaries (issue 21, point 2): a `cairn-node dev`
+//! cluster signs a bundle (Rekor v2: a certificate with its SCT, and an RFC 3161 timestamp);
+//! `cairn-node ca prepare --in N` adds the next CA, SCT key and TSA to every config; the
+//! cluster restarts with them, and its trusted root lists the old and the new material with
+//! their windows before the new is used. Once `from` has passed, a second bundle is signed, and
+//! a trusted root holding only the new material verifies it (its certificate chains to the new
+//! intermediate, its SCT and timestamp are by the new keys) and refuses the first; the full
+//! trusted root, fetched after preparation, verifies both with `cairn verify`.
+//!
+//! Needs the `cairn` binary next to `cairn-node`: run with `cargo test -p node -p client`.
+
+// Test harness code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod dev_cluster;
+
+use dev_cluster::{Dev, NODE_BIN, cairn, text};
+
+fn get_json(url: &str) -> serde_json::Value {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
+    serde_json::from_slice(&answer[split + 4..]).unwrap()
+}
+
+/// Signs `name` through `url` over the signing config's Rekor v2 (with a timestamp): the
+/// artifact and its bundle.
+fn sign(home: &Path, dir: &Path, url: &str, name: &str) -> (PathBuf, PathBuf) {
+    let artifact = dir.join(name);
+    std::fs::write(&artifact, format!("{name} contents\n")).unwrap();
+    let signed = cairn(home, &["sign", "--url", url, artifact.to_str().unwrap()]);
+    assert!(signed.status.success(), "{}", text(&signed));
+    let bundle = dir.join(format!("{name}.sigstore.json"));
+    assert!(bundle.exists(), "{}", text(&signed));
+    (artifact, bundle)
+}
+
+/// `cairn verify` of `signed` against the trusted root `root`.
+fn verifies(home: &Path, issuer: &str, signed: &(PathBuf, PathBuf), root: &Path) -> bool {
+    let verified = cairn(
+        home,
+        &[
+            "verify",
+            signed.0.to_str().unwrap(),
+            "--bundle",
+            signed.1.to_str().unwrap(),
+            "--cert-identity",
+            "alice@example.com",
+            "--cert-oidc-issuer",
+            issuer,
+            "--trust-root",
+            root.to_str().unwrap(),
+        ],
+    );
+    if !verified.status.success() {
+        eprintln!("{}: {}", signed.1.display(), text(&verified));
+    }
+    verified.status.success()
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn the_ca_sct_key_and_tsa_rotate_at_from_and_old_bundles_stay_verifiable() {
+    let temp = tempfile::tempdir().unwrap();
+    let cluster = temp.path().join("cluster");
+    let home = temp.path().join("home");
+    let dev = Dev::start(&cluster);
+    let issuer = dev.issuer();
+    let login = cairn(
+        &home,
+        &[
+            "login",
+            "--dev",
+            "alice@example.com",
+            "--dev-issuer",
+            &issuer,
+        ],
+    );
+    assert!(login.status.success(), "{}", text(&login));
+    let before = sign(&home, temp.path(), &dev.url(1), "before.txt");
+
+    // The next material, taking over in 30 s: time for the restart and the checks below.
+    let prepared_at = unix_seconds();
+    let prepared = Command::new(NODE_BIN)
+        .args(["ca", "prepare", "--dir", cluster.to_str().unwrap()])
+        .args(["--in", "30"])
+        .output()
+        .unwrap();
+    assert!(prepared.status.success(), "{}", text(&prepared));
+    for file in ["ca-2/intermediate.crt", "keys/ct-2.key", "tsa-2/signer.key"] {
+        assert!(cluster.join(file).exists(), "{file}: {}", text(&prepared));
+    }
+    let config = std::fs::read_to_string(cluster.join("node-1/config.toml")).unwrap();
+    assert!(
+        config.contains("[ca.next]") && config.contains("[ca.tsa.next]"),
+        "{config}"
+    );
+    // A second preparation is refused while one is configured.
+    let again = Command::new(NODE_BIN)
+        .args(["ca", "prepare", "--dir", cluster.to_str().unwrap()])
+        .args(["--in", "60"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("one rotation is prepared at a time"));
+
+    dev.0.stop();
+    let dev = Dev::start(&cluster);
+    let root_json = get_json(&format!("{}/trust/trusted_root.json", dev.url(0)));
+    let from = config
+        .lines()
+        .find_map(|line| line.strip_prefix("from = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let from_seconds = node::config::parse_utc_ms(&from).unwrap() / 1000;
+    assert!(from_seconds >= prepared_at + 29, "{from}");
+    // Both of each, the old one's window ending at `from` (the intermediate's a
+    // certificate's lifetime later), the new one's starting there; before `from`.
+    let cas = root_json["certificateAuthorities"].as_array().unwrap();
+    let ctlogs = root_json["ctlogs"].as_array().unwrap();
+    let tsas = root_json["timestampAuthorities"].as_array().unwrap();
+    assert_eq!(
+        (cas.len(), ctlogs.len(), tsas.len()),
+        (2, 2, 2),
+        "{root_json}"
+    );
+    let end_of_old_certificates = node::config::format_utc((from_seconds + 20 * 60) * 1000);
+    assert_eq!(
+        cas[0]["validFor"]["end"].as_str(),
+        end_of_old_certificates.as_deref()
+    );
+    assert_eq!(cas[1]["validFor"]["start"], from.as_str());
+    assert_eq!(cas[1]["validFor"].get("end"), None);
+    for pair in [ctlogs, tsas] {
+        let windows: Vec<_> = pair
+            .iter()
+            .map(|entry| {
+                let window = entry
+                    .get("validFor")
+                    .unwrap_or(&entry["publicKey"]["validFor"]);
+                (window["start"].clone(), window.get("end").cloned())
+            })
+            .collect();
+        assert_eq!(windows[0].1, Some(serde_json::json!(from)), "{windows:?}");
+        assert_eq!(windows[1], (serde_json::json!(from), None), "{windows:?}");
+    }
+    assert_ne!(ctlogs[0]["logId"], ctlogs[1]["logId"]);
+    assert!(
+        unix_seconds() < from_seconds,
+        "the restart took past `from`"
+    );
+    let bundle = get_json(&format!("{}/api/v2/trustBundle", dev.url(2)));
+    assert_eq!(bundle["chains"].as_array().unwrap().len(), 2);
+    let root = temp.path().join("trusted_root.json");
+    std::fs::write(&root, serde_json::to_vec_pretty(&root_json).unwrap()).unwrap();
+
+    // Past `from` by the nodes' clocks (the same machine's): the new keys sign.
+    while unix_seconds() <= from_seconds {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = sign(&home, temp.path(), &dev.url(2), "after.txt");
+
+    // A trusted root with only the new CA, SCT key and TSA verifies the new bundle alone; one
+    // with only the old ones the old bundle alone; the full one both.
+    let only = |which: usize| {
+        let mut only = root_json.clone();
+        for list in ["certificateAuthorities", "ctlogs", "timestampAuthorities"] {
+            let entry = only[list][which].clone();
+            only[list] = serde_json::json!([entry]);
+        }
+        let path = temp.path().join(format!("only-{which}.json"));
+        std::fs::write(&path, serde_json::to_vec(&only).unwrap()).unwrap();
+        path
+    };
+    let (old_only, new_only) = (only(0), only(1));
+    assert!(verifies(&home, &issuer, &after, &new_only));
+    assert!(!verifies(&home, &issuer, &before, &new_only));
+    assert!(verifies(&home, &issuer, &before, &old_only));
+    assert!(!verifies(&home, &issuer, &after, &old_only));
+    assert!(verifies(&home, &issuer, &before, &root));
+    assert!(verifies(&home, &issuer, &after, &root));
+}
