@@ -61,7 +61,7 @@ pub enum IssueError {
     NoCa,
 }
 
-/// Signing material that is replaced at a time (docs/decisions/0011-ca-key-rotation.md):
+/// Signing material that is replaced at a time (docs/decisions/0012-ca-key-rotation.md):
 /// `current` signs before `next.from_ms`, `next` from then on. Which one signs is chosen by
 /// the time that goes into what is signed (a certificate's notBefore and its SCT's timestamp,
 /// a timestamp's genTime), read from the node's clock, so that the time always lies in the

@@ -125,7 +125,7 @@ pub struct CaFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tsa: Option<TsaFile>,
     /// The material that replaces the intermediate and the SCT key at `from` (`[ca.next]`,
-    /// written by `cairn-node ca prepare`; docs/decisions/0011-ca-key-rotation.md).
+    /// written by `cairn-node ca prepare`; docs/decisions/0012-ca-key-rotation.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<CaNextFile>,
 }

@@ -18,7 +18,7 @@
 //!   family, oldest first, each key valid from its opening and a frozen one until its rotation
 //!   (`crate::lifecycle::Lifecycle::window`, docs/decisions/0010-log-lifecycle.md).
 //! - `certificateAuthorities`: the CA's intermediate and root; with `[ca.next]`, the next
-//!   ones too, each with its window (docs/decisions/0011-ca-key-rotation.md).
+//!   ones too, each with its window (docs/decisions/0012-ca-key-rotation.md).
 //! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI),
 //!   and the next one, likewise.
 //! - `timestampAuthorities`: the cluster's TSA (`tsa_api`), its signing certificate and root,
@@ -142,7 +142,7 @@ impl TrustDocuments {
             }
         }
         // The CA's intermediates and SCT keys, current first; with `[ca.next]` configured the
-        // next is listed before it signs (docs/decisions/0011-ca-key-rotation.md). A retired
+        // next is listed before it signs (docs/decisions/0012-ca-key-rotation.md). A retired
         // intermediate's window ends a leaf's lifetime after the switch: the certificates it
         // issued just before are used to sign until they expire, and clients check the CA's
         // window at the signing time. An SCT key's ends at the switch: an SCT's time is its

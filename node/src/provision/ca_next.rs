@@ -1,6 +1,6 @@
 //! `cairn-node ca prepare`: the next CA (root and intermediate), SCT key and timestamp
 //! authority of a cluster directory, added as `[ca.next]` and `[ca.tsa.next]` to every node
-//! config (docs/decisions/0011-ca-key-rotation.md).
+//! config (docs/decisions/0012-ca-key-rotation.md).
 
 use std::path::{Path, PathBuf};
 
