@@ -18,7 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -26,6 +26,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
+// Connection timers pair with tokio's interval ticks: one clock for both.
+use tokio::time::Instant;
 
 use super::{
     ApiError, Body, BodyDeadline, REFUSED, TLS_HANDSHAKE_TIMEOUT, accept_loop, ca_api, route,
@@ -99,12 +101,10 @@ pub(super) fn limited_class(method: &Method, path: &str) -> Option<Class> {
     append.then_some(Class::Writes)
 }
 
-/// The limits per client address of one listener.
+/// The limits per client address of one listener, timed by the node's clock (the seam).
 #[derive(Debug)]
 struct Gate {
     limiter: Limiter,
-    /// The origin of the limiter's monotonic milliseconds.
-    started: Instant,
 }
 
 impl Gate {
@@ -126,8 +126,10 @@ impl Gate {
             .limits()
             .trusted_proxies
             .client(peer.ip(), forwarded_for);
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let wait = self.limiter.check(class, client, now_ms).err()?;
+        let wait = self
+            .limiter
+            .check(class, client, node.clock().now_unix_ms())
+            .err()?;
         node.metrics()
             .rate_limited_requests
             .get_or_create(&ClassLabel {
@@ -158,7 +160,6 @@ pub async fn serve_public(
     let limits = options.limits;
     let gate = Arc::new(Gate {
         limiter: Limiter::new(options.client_limits),
-        started: Instant::now(),
     });
     let (acceptor, reloader) = match options.tls {
         Some((tls, config)) => (
