@@ -457,16 +457,7 @@ async fn a_learner_catches_up_and_serves_the_same_tiles() {
     cluster.spawn(4);
     cluster.wait_for(4, "/healthz").await;
     let leader = cluster.leader().await;
-    let learner = serde_json::json!({
-        "id": 4,
-        "api_url": cluster.urls[3],
-        "cluster_url": cluster.cluster_urls[3],
-    });
-    let (status, body) = cluster
-        .request("POST", leader, "/admin/learners", Some(learner))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    add_learner(&cluster, leader, 4).await;
     acked.extend(append(&cluster, &client, "late", 20).await);
     check_agreement(&cluster, &acked).await;
 
@@ -550,8 +541,22 @@ async fn save_checkpoint(cluster: &Cluster, id: u64, path: &std::path::Path) -> 
         .checkpoint
 }
 
-/// The first log's (size, bundles fetched) in a backup's backup.json.
-fn backup_summary(backup: &std::path::Path) -> (u64, u64) {
+/// Backs node `id` up into `backup` with `cairn-node backup`; returns the first log's (size,
+/// bundles fetched) from the backup.json it wrote.
+async fn take_backup(cluster: &Cluster, id: u64, backup: &std::path::Path) -> (u64, u64) {
+    let out = cairn_node(&[
+        &"backup",
+        &"--config",
+        &cluster.config(id),
+        &"--out",
+        &backup,
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(backup.join("backup.json")).unwrap()).unwrap();
     let log = &summary["logs"][0];
@@ -572,21 +577,8 @@ async fn a_backup_of_a_running_cluster_restores_a_member_and_a_new_cluster() {
     // Taken from the running leader while clients keep appending.
     let backup = cluster.dir.join("backup");
     let writers = Writers::start(&cluster, 2, "during");
-    let out = cairn_node(&[
-        &"backup",
-        &"--config",
-        &cluster.config(leader),
-        &"--out",
-        &backup,
-    ])
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (first_size, fetched) = take_backup(&cluster, leader, &backup).await;
     acked.extend(writers.stop().await);
-    let (first_size, fetched) = backup_summary(&backup);
     assert!(first_size >= 300);
     assert_eq!(fetched, first_size.div_ceil(256));
     acked.extend(append(&cluster, &client, "after", 100).await);
@@ -643,35 +635,13 @@ async fn a_backup_of_a_running_cluster_restores_a_member_and_a_new_cluster() {
     );
     cluster.spawn(4);
     cluster.wait_for(4, "/healthz").await;
-    let learner = serde_json::json!({
-        "id": 4,
-        "api_url": cluster.urls[3],
-        "cluster_url": cluster.cluster_urls[3],
-    });
-    let (status, body) = cluster
-        .request("POST", leader, "/admin/learners", Some(learner))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    add_learner(&cluster, leader, 4).await;
     check_agreement(&cluster, &acked).await;
     check_v1_reads(&cluster, leader, 4, &acked).await;
 
     // The next backup into the same directory fetches only the bundles that are new or were
     // partial; with no writes since the published checkpoint, it holds all of it.
-    let out = cairn_node(&[
-        &"backup",
-        &"--config",
-        &cluster.config(leader),
-        &"--out",
-        &backup,
-    ])
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (size, fetched) = backup_summary(&backup);
+    let (size, fetched) = take_backup(&cluster, leader, &backup).await;
     assert_eq!(size, latest.size.0);
     assert_eq!(fetched, size.div_ceil(256) - first_size / 256);
     let (_, v1_before) = cluster
@@ -798,6 +768,17 @@ async fn a_data_directory_of_the_previous_format_opens_and_grows() {
     cluster.spawn(1);
     cluster.wait_for(1, "/readyz").await;
     assert_eq!(cluster.checkpoint(1).await.size, new.size);
+}
+
+/// Asks the `leader` to add node `id` as a learner.
+async fn add_learner(cluster: &Cluster, leader: u64, id: u64) {
+    let mut learner = cluster.address(id);
+    learner["id"] = id.into();
+    let (status, body) = cluster
+        .request("POST", leader, "/admin/learners", Some(learner))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
 /// Node `id` answers Rekor v1 entry reads byte for byte as node `reference` does, for entries
