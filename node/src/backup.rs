@@ -33,7 +33,6 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt as _;
 use openraft::SnapshotMeta;
-use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
 use tlog::tile::{TILE_WIDTH, Tile};
 use tlog::{Hash, Tree};
 
@@ -526,11 +525,8 @@ pub fn check_published(
             .iter()
             .find(|config| config.origin == origin)
             .ok_or_else(|| bad(format!("origin {origin:?} is none of this cluster's logs")))?;
-        let verifier = Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
-            .map_err(|error| bad(format!("log key: {error}")))?;
-        let mut verifiers = Verifiers::new();
-        verifiers
-            .push(Verifier::Ed25519(verifier))
+        let verifiers = config
+            .verifiers()
             .map_err(|error| bad(format!("log key: {error}")))?;
         let signed = tlog::checkpoint::open(checkpoint.note.as_bytes(), &verifiers)
             .map_err(|error| bad(error.to_string()))?;

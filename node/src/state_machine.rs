@@ -45,6 +45,17 @@ pub struct LogConfig {
     pub succeeds: Option<LogName>,
 }
 
+impl LogConfig {
+    /// The log's checkpoint key as the only verifier: what its checkpoints must verify with.
+    pub fn verifiers(&self) -> Result<tlog::keys::Verifiers, tlog::keys::KeyError> {
+        let verifier =
+            tlog::keys::Ed25519Verifier::new(&self.origin, self.signing_key.verifying_key())?;
+        let mut verifiers = tlog::keys::Verifiers::new();
+        verifiers.push(tlog::keys::Verifier::Ed25519(verifier))?;
+        Ok(verifiers)
+    }
+}
+
 impl std::fmt::Debug for LogConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogConfig")
@@ -544,7 +555,7 @@ impl<A: StateAccess> TileReader for StateTiles<'_, A> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use tlog::keys::{Verifier, Verifiers};
+    use tlog::keys::Verifiers;
 
     /// State in memory, for unit tests of apply.
     #[derive(Default, Clone, PartialEq, Eq, Debug)]
@@ -668,13 +679,10 @@ pub(crate) mod tests {
     }
 
     fn verifiers(logs: &Logs, name: &str) -> Verifiers {
-        let config = logs.get(&LogName(name.into())).unwrap();
-        let verifier =
-            tlog::keys::Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
-                .unwrap();
-        let mut verifiers = Verifiers::new();
-        verifiers.push(Verifier::Ed25519(verifier)).unwrap();
-        verifiers
+        logs.get(&LogName(name.into()))
+            .unwrap()
+            .verifiers()
+            .unwrap()
     }
 
     #[test]

@@ -39,7 +39,6 @@ use openraft::{
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
-use tlog::keys::{Ed25519Verifier, Verifier, Verifiers};
 use tlog::tile::TileHashStore;
 use tlog::{Hash, Tree, TreeSize};
 
@@ -469,11 +468,8 @@ fn check_head(config: &LogConfig, head: &LogHead) -> Result<(), String> {
             head.root
         ));
     }
-    let verifier = Ed25519Verifier::new(&config.origin, config.signing_key.verifying_key())
-        .map_err(|error| format!("log key: {error}"))?;
-    let mut verifiers = Verifiers::new();
-    verifiers
-        .push(Verifier::Ed25519(verifier))
+    let verifiers = config
+        .verifiers()
         .map_err(|error| format!("log key: {error}"))?;
     let signed = tlog::checkpoint::open(head.checkpoint.as_bytes(), &verifiers)
         .map_err(|error| format!("checkpoint: {error}"))?;
