@@ -140,17 +140,7 @@ pub fn init(
         let origin = log_origin(name, origin_domain);
         let key_path = dir.join("keys").join(format!("{name}.key"));
         if !key_path.exists() {
-            let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
-            let signer = tlog::keys::Ed25519Signer::new(&origin, key).map_err(|source| {
-                ProvisionError::Origin {
-                    origin: origin.clone(),
-                    source,
-                }
-            })?;
-            write_secret(
-                &key_path,
-                format!("{}\n", signer.to_private_key()).as_bytes(),
-            )?;
+            write_new_log_key(&key_path, &origin)?;
         }
         logs.push(LogFile {
             name: name.to_string(),
@@ -316,18 +306,7 @@ pub fn prepare_successor(
             }
         })?
     } else {
-        let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
-        let signer = tlog::keys::Ed25519Signer::new(&origin, key).map_err(|source| {
-            ProvisionError::Origin {
-                origin: origin.clone(),
-                source,
-            }
-        })?;
-        write_secret(
-            &key_path,
-            format!("{}\n", signer.to_private_key()).as_bytes(),
-        )?;
-        signer
+        write_new_log_key(&key_path, &origin)?
     };
     if tlog::note::NoteSigner::name(&signer) != origin {
         return Err(invalid(format!(
@@ -405,6 +384,24 @@ fn read_unresolved(path: &Path) -> Result<NodeFile, ProvisionError> {
             message: error.to_string(),
         })
     })
+}
+
+/// Makes a new checkpoint key for a log of `origin` and writes it (secret) to `key_path`.
+fn write_new_log_key(
+    key_path: &Path,
+    origin: &str,
+) -> Result<tlog::keys::Ed25519Signer, ProvisionError> {
+    let key = ed25519_dalek::SigningKey::from_bytes(&random_bytes::<32>());
+    let signer =
+        tlog::keys::Ed25519Signer::new(origin, key).map_err(|source| ProvisionError::Origin {
+            origin: origin.to_owned(),
+            source,
+        })?;
+    write_secret(
+        key_path,
+        format!("{}\n", signer.to_private_key()).as_bytes(),
+    )?;
+    Ok(signer)
 }
 
 /// Writes the config and certificate of a node `id` to add to the cluster [`init`] made in
