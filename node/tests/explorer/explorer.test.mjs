@@ -550,6 +550,7 @@ test("across a rotation of the artifact log: the frozen log and its successor ve
   assert.match(await page.textContent("#checks"), /signed entry timestamp/);
   assert.match(await page.textContent("#checks"), /in the log key's validity window \(\S+ to \S+\)/);
   assert.match(await page.textContent("#key-window"), /^\S+ to \S+$/);
+  await screenshot("frozen-entry", false);
   await open("#/log/artifacts");
   assert.equal(await statusOf("#log-status"), "verified", await page.textContent("main"));
   assert.match(await page.textContent("main"), /the log is frozen/);
