@@ -121,7 +121,8 @@ impl TrustDocuments {
         let valid_for = json!({ "start": start });
         // Every artifact log, then every certificate log, oldest first: a frozen one with the
         // end of its window (`crate::lifecycle`), so that entries it holds verify and no new
-        // ones do. The artifact logs come first: clients that take the first tlog find one.
+        // ones do. The artifact logs come first: sigstore-python's detached verification asks
+        // the first tlog's `baseUrl`.
         let lifecycle = node.lifecycle();
         let mut tlogs = Vec::new();
         let mut families = vec![(family.clone(), true)];
