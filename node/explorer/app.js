@@ -8,6 +8,7 @@ import {
   decimal,
   fromBase64,
   fromHex,
+  inWindow,
   leafHash,
   openCheckpoint,
   parseVerifierKey,
@@ -118,13 +119,15 @@ function save(key, value) {
 
 // ---- The logs and their keys ----
 
-/** Per log name: `{name, origin, verifier, source, problem}`. */
+/** Per log name: `{name, origin, state, verifier, source, problem, waiting}`. */
 let logs = new Map();
 
 /**
- * The logs this node serves and the key each checkpoint must verify under: the trusted root's
- * for a log it lists (and /logs must agree), else the key /logs names; both pinned on first
- * use, so a key that changes later is a failure, not a silent switch.
+ * The logs this node serves and the key each checkpoint must verify under: the trusted root's,
+ * which must list every log (artifact and certificate logs, frozen ones with the end of their
+ * window), and /logs must agree; pinned on first use, so a key that changes later is a
+ * failure, not a silent switch. A log the root does not list has no key here: its checkpoints
+ * fail (or wait, for a successor /logs says is not opened yet), whatever key /logs names.
  */
 async function loadLogs() {
   if (!globalThis.crypto?.subtle) {
@@ -141,7 +144,8 @@ async function loadLogs() {
   const found = new Map();
   for (const log of (listed.logs ?? []).slice(0, 16)) {
     if (!/^[a-z0-9_-]{1,64}$/.test(log.name)) continue;
-    const entry = { name: log.name, origin: log.origin, verifier: null, source: "", problem: "" };
+    const state = ["open", "frozen", "waiting"].includes(log.state) ? log.state : "open";
+    const entry = { name: log.name, origin: log.origin, state, verifier: null, source: "", problem: "", waiting: false };
     let listedKey = null;
     try {
       listedKey = await parseVerifierKey(log.verifier_key);
@@ -155,9 +159,14 @@ async function loadLogs() {
       if (listedKey && listedKey.vkey !== fromRoot.vkey) {
         entry.problem = "/logs names another key than the trusted root";
       }
-    } else if (listedKey) {
-      entry.verifier = listedKey;
-      entry.source = "this node's /logs (the trusted root lists no checkpoint key for this log)";
+    } else if (state === "waiting") {
+      // A prepared successor: the root lists a log from its opening. Not verified either way.
+      entry.waiting = true;
+      entry.problem = "this log is prepared but not opened yet: the trusted root lists it once it opens";
+    } else {
+      entry.problem = root
+        ? `the trusted root (/trust/trusted_root.json) lists no checkpoint key for ${log.origin}: nothing verifies this log`
+        : "this node serves no trusted root (/trust/trusted_root.json): nothing verifies this log";
     }
     if (entry.verifier) {
       const pinned = pins[entry.origin];
@@ -198,7 +207,7 @@ async function currentCheckpoint(log) {
     if (error.status === 503) return { status: "pending", reason: error.message, text: "" };
     throw error;
   }
-  if (!log.verifier) return { status: "failed", reason: "no key to verify it with", text };
+  if (!log.verifier) return { status: log.waiting ? "pending" : "failed", reason: log.problem || "no key to verify it with", text };
   const opened = await openCheckpoint(text, log.verifier);
   if (log.problem) return { ...opened, text, status: "failed", reason: log.problem };
   return { ...opened, text, status: opened.verified ? "verified" : "failed", reason: opened.reason };
@@ -281,12 +290,32 @@ function checkpointTable(opened) {
   );
 }
 
+function windowText(window) {
+  if (!window) return "unknown";
+  return window.end === null ? `from ${time(window.start)}, open` : `${time(window.start)} to ${time(window.end)}`;
+}
+
 function keyRow(log) {
-  return row(
-    "Log key",
-    h("div", { class: "mono" }, log.verifier?.vkey ?? "none"),
-    h("div", { class: "muted" }, `from ${log.source || "nowhere"}`),
-    log.problem ? h("div", { class: "why" }, log.problem) : "",
+  return [
+    row(
+      "Log key",
+      h("div", { class: "mono" }, log.verifier?.vkey ?? "none"),
+      h("div", { class: "muted" }, `from ${log.source || "nowhere"}`),
+      log.problem ? h("div", { class: "why" }, log.problem) : "",
+    ),
+    row("Key valid", h("span", { id: "key-window" }, windowText(log.verifier?.window)), " ", h("span", { class: "muted" }, `(the trusted root's validFor; the log is ${log.state})`)),
+  ];
+}
+
+/** The check that an entry's time is in its log key's window: a frozen log's key signs
+ * nothing after its rotation, a successor's nothing before its opening. */
+function windowCheck(log, ms, check) {
+  const window = log.verifier?.window;
+  const inside = window ? inWindow(window, ms) : false;
+  check(
+    `the integrated time is in the log key's validity window (${windowText(window)})`,
+    inside ? "verified" : "failed",
+    inside ? "" : `${time(ms)} is outside the window the trusted root gives this key`,
   );
 }
 
@@ -535,8 +564,9 @@ async function entryPage(logName, indexText) {
         overview.append(row("Integrated time", `${time(integrated)} `, h("span", { class: "muted" }, "(the leaf's timestamp, covered by the inclusion proof)")));
       }
     }
+    if (integrated !== null) windowCheck(log, integrated, check);
     details.append(
-      h("section", {}, h("h2", {}, "Checkpoint"), h("table", {}, keyRow(log)), checkpointTable(opened)),
+      h("section", {}, h("h2", {}, "Checkpoint"), h("table", {}, ...keyRow(log)), checkpointTable(opened)),
       h("section", {}, h("h2", {}, "Witnesses"), witnessTable(witnesses)),
       h("section", {}, h("h2", {}, "Inclusion proof"), h("pre", { id: "inclusion-proof" }, hashes.map(toBase64).join("\n") || "(empty: the tree has one entry)")),
     );
@@ -578,10 +608,9 @@ async function artifactDetails(log, index, leaf, details, overview, check) {
     }
   }
   // The integrated time: Rekor v1's entry carries it under the log key's signed entry
-  // timestamp, over this very body. Only the artifact log has the v1 API.
+  // timestamp, over this very body. Each artifact log (a frozen one too) has its own v1 API.
   try {
-    if (log.name !== "artifacts") throw new Error("this log has no Rekor v1 API");
-    const answer = await getJson(`/api/v1/log/entries?logIndex=${index}`);
+    const answer = await getJson(`/logs/${log.name}/api/v1/log/entries?logIndex=${index}`);
     const entry = Object.values(answer)[0];
     const body = toBase64(leaf);
     const logId = toHex(await sha256(concatSpki(log.verifier.publicKey)));
@@ -634,7 +663,7 @@ function certificateDetails(leaf, details, overview) {
 async function logPage(logName) {
   const log = logNamed(logName);
   const status = badge("pending", "log-status");
-  const summary = h("table", {}, row("Origin", mono(log.origin)), keyRow(log));
+  const summary = h("table", {}, row("Origin", mono(log.origin)), ...keyRow(log));
   const consistency = h("div", { id: "consistency" }, h("p", { class: "muted" }, "…"));
   const witnessing = h("div", {}, h("p", { class: "muted" }, "…"));
   const plot = h("div", { id: "growth" }, h("p", { class: "muted" }, "…"));
@@ -731,11 +760,11 @@ function aboutPage() {
       h(
         "ul",
         { class: "checks" },
-        h("li", {}, "Log keys: the trusted root's Ed25519 log keys, kept when the root names each by its C2SP key id (SHA-256 of origin, 0x0A, 0x01 and the key); a log the root does not list (the certificate log) uses the key /logs names. Each is pinned in this browser on first use: a changed key is a failure."),
+        h("li", {}, "Log keys: the trusted root's Ed25519 log keys, kept when the root names each by its C2SP key id (SHA-256 of origin, 0x0A, 0x01 and the key), with their validity windows. The root lists every log, artifacts and certificates, frozen ones too; a log it does not list fails, whatever key /logs names. Each key is pinned in this browser on first use: a changed key is a failure."),
         h("li", {}, "Checkpoints: the signed note's Ed25519 signature by the log key, with the origin as key name and the key id derived from it (WebCrypto Ed25519)."),
         h("li", {}, "Entries: the leaf hash (SHA-256 of 0x00 and the entry) and the RFC 6962 inclusion proof up to the checkpoint's root, recomputed here."),
         h("li", {}, "Witnesses: each cosignature (C2SP tlog-cosignature/v1: Ed25519 over “cosignature/v1”, the time and the checkpoint) against the node's tlog-policy, and the policy's quorum. The policy is pinned on first use too."),
-        h("li", {}, "Integrated time: for artifacts, the log key's signed entry timestamp over the entry; for certificates, the leaf's own timestamp, which the inclusion proof covers."),
+        h("li", {}, "Integrated time: for artifacts, the log key's signed entry timestamp over the entry; for certificates, the leaf's own timestamp, which the inclusion proof covers. Either must be in the log key's validity window: after a rotation, the frozen log's key vouches for nothing newer."),
         h("li", {}, "Consistency: the current checkpoint against the one this browser last saw, by an RFC 6962 consistency proof."),
         h("li", {}, "Not checked: certificates' chains and validity (they are shown as decoded); the growth plot's times."),
       ),

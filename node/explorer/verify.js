@@ -332,10 +332,32 @@ export function ed25519FromSpki(spki) {
 }
 
 /**
+ * A `validFor` (protobuf-specs TimeRange: RFC 3339 `start`, optional `end`) as `{start, end}`
+ * in milliseconds since the epoch (`end` null: open). Throws on a missing or unreadable start.
+ */
+export function parseValidFor(validFor) {
+  const time = (text) => {
+    const ms = typeof text === "string" && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/.test(text) ? Date.parse(text) : NaN;
+    if (!Number.isFinite(ms)) throw new Error(`validFor has no RFC 3339 UTC time: ${String(text).slice(0, 40)}`);
+    return ms;
+  };
+  const start = time(validFor?.start);
+  const end = validFor?.end === undefined || validFor?.end === null ? null : time(validFor.end);
+  return { start, end };
+}
+
+/** Whether `ms` (a time in milliseconds) is in `window` (`{start, end}`, end null: open). */
+export function inWindow(window, ms) {
+  return Number.isFinite(ms) && ms >= window.start && (window.end === null || ms <= window.end);
+}
+
+/**
  * The C2SP log keys a trusted root lists: for each Ed25519 tlog, the checkpoint verifier named
  * after its `baseUrl`'s host (the origin), kept only when the trusted root names it by that
  * key's C2SP key id (`logId.keyId` = SHA-256(origin ‖ 0x0A ‖ 0x01 ‖ key)), which shows the
- * name and key belong together. Returns `{verifiers, notes}`: why any tlog was left out.
+ * name and key belong together; each with its key's `window` (`validFor`, see
+ * `parseValidFor`), from the entry that names it by that id. Returns `{verifiers, notes}`:
+ * why any tlog was left out.
  */
 export async function trustedLogKeys(trustedRoot) {
   const verifiers = [];
@@ -349,15 +371,15 @@ export async function trustedLogKeys(trustedRoot) {
       const origin = new URL(tlog.baseUrl).hostname;
       const full = await keyHash(origin, TYPE_ED25519, key);
       const logId = fromBase64(tlog.logId.keyId);
-      const entry = byKey.get(toHex(key)) ?? { origin, key, matched: false };
-      if (equalBytes(full, logId)) entry.matched = true;
+      const entry = byKey.get(toHex(key)) ?? { origin, key, window: null };
+      if (equalBytes(full, logId)) entry.window = parseValidFor(tlog.publicKey.validFor);
       byKey.set(toHex(key), entry);
     } catch (error) {
       notes.push(`a tlog entry was skipped: ${error.message}`);
     }
   }
-  for (const { origin, key, matched } of byKey.values()) {
-    if (matched) verifiers.push(await makeVerifier(origin, TYPE_ED25519, key));
+  for (const { origin, key, window } of byKey.values()) {
+    if (window) verifiers.push({ ...(await makeVerifier(origin, TYPE_ED25519, key)), window });
     else notes.push(`${origin}: no logId.keyId is its C2SP key id`);
   }
   return { verifiers, notes };

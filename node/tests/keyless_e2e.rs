@@ -710,24 +710,50 @@ impl Witness {
 /// docs/decisions/0005-origins-and-base-urls.md): a checkpoint's key name, the origin, is the
 /// host name of each tlog's `baseUrl` (sigstore-go verifies a C2SP checkpoint under
 /// `url.Hostname()`) and inside it (sigstore-js looks it up as a substring); and no selector of
-/// the signing config asks for more services than it lists.
+/// the signing config asks for more services than it lists. The artifact log is listed twice
+/// (its v1 and C2SP log ids), first; the certificate log once, by its C2SP key id (what the
+/// explorer pins its key from), after it.
 fn check_trust_documents(dev: &Dev, root: &serde_json::Value) {
-    let committed =
-        String::from_utf8(get(&format!("{}/logs/artifacts/checkpoint", dev.url(0))).1).unwrap();
-    let origin = committed.lines().next().unwrap();
-    let key_name = committed
-        .lines()
-        .find_map(|line| line.strip_prefix("\u{2014} "))
-        .and_then(|line| line.split(' ').next())
-        .unwrap();
-    assert_eq!(key_name, origin);
-    for tlog in root["tlogs"].as_array().unwrap() {
-        let base_url = tlog["baseUrl"].as_str().unwrap();
-        let authority = base_url.split_once("://").unwrap().1;
-        let host = authority.split(['/', ':']).next().unwrap();
-        assert_eq!(host, origin, "{base_url}");
-        assert!(base_url.contains(key_name), "{base_url}");
+    let tlogs = root["tlogs"].as_array().unwrap();
+    let mut listed = Vec::new();
+    for log in ["artifacts", "certificates"] {
+        let committed =
+            String::from_utf8(get(&format!("{}/logs/{log}/checkpoint", dev.url(0))).1).unwrap();
+        let origin = committed.lines().next().unwrap();
+        let key_name = committed
+            .lines()
+            .find_map(|line| line.strip_prefix("\u{2014} "))
+            .and_then(|line| line.split(' ').next())
+            .unwrap();
+        assert_eq!(key_name, origin);
+        for (position, tlog) in tlogs.iter().enumerate() {
+            let base_url = tlog["baseUrl"].as_str().unwrap();
+            let authority = base_url.split_once("://").unwrap().1;
+            let host = authority.split(['/', ':']).next().unwrap();
+            if host == origin {
+                assert!(base_url.contains(key_name), "{base_url}");
+                listed.push((log, position));
+            }
+        }
     }
+    assert_eq!(
+        listed,
+        [("artifacts", 0), ("artifacts", 1), ("certificates", 2)],
+        "{root}"
+    );
+    // The certificate log's log id is its C2SP key id: SHA-256(origin, 0x0A, 0x01, key).
+    let certificates = &tlogs[2];
+    let spki = BASE64
+        .decode(certificates["publicKey"]["rawBytes"].as_str().unwrap())
+        .unwrap();
+    let mut preimage = b"certificates.cairn.localhost\n\x01".to_vec();
+    preimage.extend_from_slice(&spki[12..]);
+    assert_eq!(
+        certificates["logId"]["keyId"],
+        BASE64.encode(tlog::Hash::digest(&preimage).as_bytes())
+    );
+    assert_eq!(certificates["publicKey"]["keyDetails"], "PKIX_ED25519");
+    assert!(certificates["publicKey"]["validFor"]["start"].is_string());
     let signing: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dev.0.dir().join("signing_config.json")).unwrap())
             .unwrap();

@@ -229,15 +229,20 @@ fn a_rotated_log_stays_verifiable_and_its_successor_takes_the_appends() {
     assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
 
     // The trusted root lists both logs (v1 and C2SP identities each), the frozen one with an
-    // end to its window, the successor from its opening.
+    // end to its window, the successor from its opening; then the certificate log (its C2SP
+    // identity), open.
     let root_json = get_json(&format!("{}/trust/trusted_root.json", dev.url(0)));
     let tlogs = root_json["tlogs"].as_array().unwrap();
-    assert_eq!(tlogs.len(), 4, "{root_json}");
+    assert_eq!(tlogs.len(), 5, "{root_json}");
     for (position, tlog) in tlogs.iter().enumerate() {
         let window = &tlog["publicKey"]["validFor"];
         let frozen = position < 2;
         assert_eq!(window.get("end").is_some(), frozen, "{tlog}");
-        let host = if frozen { "artifacts." } else { "artifacts-2." };
+        let host = match position {
+            0 | 1 => "artifacts.",
+            2 | 3 => "artifacts-2.",
+            _ => "certificates.",
+        };
         assert!(tlog["baseUrl"].as_str().unwrap().contains(host), "{tlog}");
     }
     let root = temp.path().join("trusted_root.json");

@@ -16,7 +16,10 @@
 //!   `rekor_v1::v1_log_id`) and as a C2SP log (`logId` = its C2SP key id, the id its v2 entries
 //!   carry, `log_api::log_key_id`); see docs/decisions/0004-v1-checkpoint.md. Every log of the
 //!   family, oldest first, each key valid from its opening and a frozen one until its rotation
-//!   (`crate::lifecycle::Lifecycle::window`, docs/decisions/0010-log-lifecycle.md).
+//!   (`crate::lifecycle::Lifecycle::window`, docs/decisions/0010-log-lifecycle.md). Then each
+//!   certificate log (the CA's, and its successors) once, with its C2SP key id as `logId`, and
+//!   its window likewise: no bundle carries its entries, but the explorer verifies its
+//!   checkpoints against the key listed here, not against what the node says in `/logs`.
 //! - `certificateAuthorities`: the CA's intermediate and root; with `[ca.next]`, the next
 //!   ones too, each with its window (docs/decisions/0012-ca-key-rotation.md).
 //! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI),
@@ -116,29 +119,44 @@ impl TrustDocuments {
             .unwrap_or(0)
             .saturating_mul(1000);
         let valid_for = json!({ "start": start });
-        // Every artifact log, oldest first: a frozen one with the end of its window
-        // (`crate::lifecycle`), so that entries it holds verify and no new ones do.
+        // Every artifact log, then every certificate log, oldest first: a frozen one with the
+        // end of its window (`crate::lifecycle`), so that entries it holds verify and no new
+        // ones do. The artifact logs come first: sigstore-python's detached verification asks
+        // the first tlog's `baseUrl`.
         let lifecycle = node.lifecycle();
         let mut tlogs = Vec::new();
-        for name in lifecycle.family(&family) {
-            let Some(log) = node.logs().get(&name) else {
-                continue;
-            };
-            let (start_ms, end_ms) = lifecycle.window(&name, first_start_ms);
-            let window = window(start_ms, end_ms)?;
-            // One log, two identities: the v1 one first, the one Sigstore clients sign with.
-            let tlog_url = tlog_base_url(scheme, &log.origin, host);
-            for log_id in [v1_log_id(log), log_key_id(log)] {
-                tlogs.push(json!({
-                    "baseUrl": tlog_url,
-                    "hashAlgorithm": "SHA2_256",
-                    "publicKey": {
-                        "rawBytes": BASE64.encode(public_key_spki(log)),
-                        "keyDetails": "PKIX_ED25519",
-                        "validFor": window,
-                    },
-                    "logId": { "keyId": BASE64.encode(log_id.as_bytes()) },
-                }));
+        let mut families = vec![(family.clone(), true)];
+        if lifecycle.root(&ca.log) != &family {
+            families.push((ca.log.clone(), false));
+        }
+        for (head, artifact) in families {
+            for name in lifecycle.family(&head) {
+                let Some(log) = node.logs().get(&name) else {
+                    continue;
+                };
+                let (start_ms, end_ms) = lifecycle.window(&name, first_start_ms);
+                let window = window(start_ms, end_ms)?;
+                // An artifact log has two identities, the v1 one first (the one Sigstore
+                // clients sign with); a certificate log only its C2SP one: no bundle names it,
+                // it is listed so that its checkpoints are verified against this document.
+                let log_ids = if artifact {
+                    vec![v1_log_id(log), log_key_id(log)]
+                } else {
+                    vec![log_key_id(log)]
+                };
+                let tlog_url = tlog_base_url(scheme, &log.origin, host);
+                for log_id in log_ids {
+                    tlogs.push(json!({
+                        "baseUrl": tlog_url,
+                        "hashAlgorithm": "SHA2_256",
+                        "publicKey": {
+                            "rawBytes": BASE64.encode(public_key_spki(log)),
+                            "keyDetails": "PKIX_ED25519",
+                            "validFor": window,
+                        },
+                        "logId": { "keyId": BASE64.encode(log_id.as_bytes()) },
+                    }));
+                }
             }
         }
         // The CA's intermediates and SCT keys, current first; with `[ca.next]` configured the

@@ -149,7 +149,9 @@ function tampered(pathname, body) {
   const text = body.toString("utf8");
   if (tamper === "inclusion" && pathname.endsWith("/proof/inclusion")) {
     const proof = JSON.parse(text);
-    proof.hashes[0] = flipBase64(proof.hashes[0]);
+    // A tree of one entry has an empty proof: one hash too many fails as well.
+    if (proof.hashes.length === 0) proof.hashes.push(Buffer.alloc(32).toString("base64"));
+    else proof.hashes[0] = flipBase64(proof.hashes[0]);
     return Buffer.from(JSON.stringify(proof));
   }
   if (tamper === "consistency" && pathname.endsWith("/proof/consistency")) {
@@ -165,6 +167,12 @@ function tampered(pathname, body) {
     const listed = JSON.parse(text);
     for (const log of listed.logs) if (log.name === "certificates") log.verifier_key = otherKey;
     return Buffer.from(JSON.stringify(listed));
+  }
+  if (tamper === "root" && pathname === "/trust/trusted_root.json") {
+    // The certificate log left out of the trusted root.
+    const root = JSON.parse(text);
+    root.tlogs = root.tlogs.filter((tlog) => !tlog.baseUrl.includes("//certificates."));
+    return Buffer.from(JSON.stringify(root));
   }
   if (tamper === "unwitnessed" && pathname.endsWith("/witnesses")) {
     return Buffer.from(JSON.stringify({ ...JSON.parse(text), witnessed: false, policy: null, witnesses: [] }));
@@ -470,12 +478,20 @@ test("tampered answers show as failed, never verified", async () => {
     await open("#/entry/artifacts/2");
     assert.equal(await statusOf("#entry-status"), "failed");
 
-    // The certificate log's key (from /logs, pinned on the first visit) swapped for another.
+    // /logs names another key for the certificate log than the trusted root does.
     otherKey = await makeOtherKey("certificates.cairn.localhost");
     tamper = "key";
     await open("#/entry/certificates/1");
     assert.equal(await statusOf("#entry-status"), "failed");
-    assert.match(await page.textContent("#checks"), /key changed since you pinned/);
+    assert.match(await page.textContent("#checks"), /\/logs names another key than the trusted root/);
+
+    // A trusted root that leaves the certificate log out: no key from /logs stands in.
+    tamper = "root";
+    await open("#/entry/certificates/1");
+    assert.equal(await statusOf("#entry-status"), "failed");
+    assert.match(await page.textContent("#checks"), /lists no checkpoint key for certificates\.cairn\.localhost/);
+    await open("#/log/certificates");
+    assert.equal(await statusOf("#log-status"), "failed");
 
     // A node that says its log is not witnessed (any more): the pinned policy says otherwise.
     tamper = "unwitnessed";
@@ -498,6 +514,74 @@ test("tampered answers show as failed, never verified", async () => {
     await open("#/log/artifacts");
     assert.equal(await statusOf("#consistency-status"), "verified", await page.textContent("#consistency"));
     assert.match(await page.textContent("#consistency"), /size 7, root \S+\. Now: size 8\./);
+  } finally {
+    tamper = "none";
+  }
+});
+
+test("across a rotation of the artifact log: the frozen log and its successor verify", async () => {
+  const dir = path.join(work, "cluster");
+  const nodeUrl = `http://127.0.0.1:${base + 1}`;
+  // Step 1: the successor in every config, and a restart: served, empty, not opened.
+  await stopDev();
+  run(NODE_BIN, ["log", "prepare", "--dir", dir, "--log", "artifacts"]);
+  dev = await startDev(["--witness-policy", path.join(work, "witnesses.txt")]);
+  await waitForSize("artifacts", 8);
+  // Not in the trusted root yet, so not verified, whatever /logs says of its key.
+  await open("#/log/artifacts-2");
+  assert.equal(await statusOf("#log-status"), "pending", await page.textContent("main"));
+  assert.match(await page.textContent("main"), /prepared but not opened yet/);
+
+  // Step 2: freeze `artifacts`, open `artifacts-2`; the next entries go to the successor.
+  run(NODE_BIN, ["log", "rotate", "--url", nodeUrl, "--admin-token-file", path.join(dir, "admin-token"), "--log", "artifacts"]);
+  const files = [1, 2].map((i) => path.join(work, `after-rotation-${i}.txt`));
+  files.forEach((file, i) => fs.writeFileSync(file, `artifact ${i + 1} signed after the rotation\n`));
+  cairn(["sign", "--url", `http://127.0.0.1:${base}`, ...files]);
+  await waitForSize("artifacts-2", 2);
+  const root = await (await get(`${nodeUrl}/trust/trusted_root.json`)).json();
+  assert.deepEqual(
+    root.tlogs.map((tlog) => [new URL(tlog.baseUrl).hostname.split(".")[0], "end" in tlog.publicKey.validFor]),
+    [["artifacts", true], ["artifacts", true], ["artifacts-2", false], ["artifacts-2", false], ["certificates", false]],
+  );
+
+  // An entry of the frozen log: its key from the trusted root, with the end of its window.
+  await open("#/entry/artifacts/2");
+  assert.equal(await statusOf("#entry-status"), "verified", await page.textContent("#checks"));
+  assert.match(await page.textContent("#checks"), /signed entry timestamp/);
+  assert.match(await page.textContent("#checks"), /in the log key's validity window \(\S+ to \S+\)/);
+  assert.match(await page.textContent("#key-window"), /^\S+ to \S+$/);
+  await screenshot("frozen-entry", false);
+  await open("#/log/artifacts");
+  assert.equal(await statusOf("#log-status"), "verified", await page.textContent("main"));
+  assert.match(await page.textContent("main"), /the log is frozen/);
+
+  // The successor: searchable, its entry verified under its own key, its window open.
+  await open(`#/search?log=artifacts-2&kind=identity&q=${encodeURIComponent(IDENTITY)}`);
+  assert.deepEqual(await page.locator("#result-table a.result").allTextContents(), ["0", "1"]);
+  const digest = createHash("sha256").update(fs.readFileSync(files[1])).digest("hex");
+  await open(`#/search?log=artifacts-2&kind=hash&q=sha256:${digest}`);
+  const found = await page.locator("#result-table a.result").allTextContents();
+  assert.equal(found.length, 1);
+  await open(`#/entry/artifacts-2/${found[0]}`);
+  assert.match(await page.textContent("#entry-overview"), new RegExp(`:${digest}`));
+  assert.equal(await statusOf("#entry-status"), "verified", await page.textContent("#checks"));
+  assert.equal(await page.textContent("#signer"), IDENTITY);
+  assert.match(await page.textContent("#key-window"), /^from \S+, open$/);
+  assert.match(await page.textContent("main"), /artifacts-2\.cairn\.localhost/);
+  await open("#/log/artifacts-2");
+  assert.equal(await statusOf("#log-status"), "verified", await page.textContent("main"));
+
+  // Tampered proofs fail on both sides of the rotation.
+  try {
+    tamper = "inclusion";
+    for (const hash of ["#/entry/artifacts/2", "#/entry/artifacts-2/0", "#/entry/artifacts-2/1"]) {
+      await open(hash);
+      assert.equal(await statusOf("#entry-status"), "failed", hash);
+      assert.match(await page.textContent("#checks"), /does not lead from this entry to the signed root/);
+    }
+    tamper = "checkpoint";
+    await open("#/entry/artifacts-2/0");
+    assert.equal(await statusOf("#entry-status"), "failed");
   } finally {
     tamper = "none";
   }

@@ -130,6 +130,50 @@ test("checkpoints: the log's signature verifies; another root, origin or key doe
   await assert.rejects(v.parseVerifierKey(`${name}+00000000+${key}`));
 });
 
+test("log keys from a trusted root: by C2SP key id, each with its validity window", async () => {
+  const tlog = async (origin, key, logId, validFor) => ({
+    baseUrl: `http://${origin}:7001`,
+    hashAlgorithm: "SHA2_256",
+    publicKey: { rawBytes: v.toBase64(v.concat(v.fromHex("302a300506032b6570032100"), key.raw)), keyDetails: "PKIX_ED25519", validFor },
+    logId: { keyId: v.toBase64(logId ?? (await v.keyHash(origin, v.TYPE_ED25519, key.raw))) },
+  });
+  const [frozen, successor, certificates, stranger] = [ed25519(), ed25519(), ed25519(), ed25519()];
+  const closed = { start: "2026-01-01T00:00:00Z", end: "2026-02-01T00:05:00Z" };
+  const open = { start: "2026-02-01T00:00:00Z" };
+  const root = {
+    tlogs: [
+      // An artifact log is listed twice, its v1 id (SHA-256 of the SPKI) first.
+      await tlog("artifacts.example", frozen, await v.sha256(v.utf8("spki")), closed),
+      await tlog("artifacts.example", frozen, null, closed),
+      await tlog("artifacts-2.example", successor, null, open),
+      await tlog("certificates.example", certificates, null, open),
+      // Named by another id only: left out.
+      await tlog("stranger.example", stranger, new Uint8Array(32), open),
+    ],
+  };
+  const { verifiers, notes } = await v.trustedLogKeys(root);
+  assert.deepEqual(
+    verifiers.map((verifier) => [verifier.name, verifier.window.start, verifier.window.end]),
+    [
+      ["artifacts.example", Date.parse(closed.start), Date.parse(closed.end)],
+      ["artifacts-2.example", Date.parse(open.start), null],
+      ["certificates.example", Date.parse(open.start), null],
+    ],
+  );
+  assert.match(notes.join("\n"), /stranger\.example: no logId\.keyId is its C2SP key id/);
+  const window = verifiers[0].window;
+  assert.ok(v.inWindow(window, Date.parse("2026-01-15T00:00:00Z")));
+  assert.ok(!v.inWindow(window, Date.parse("2026-02-01T00:05:01Z")));
+  assert.ok(!v.inWindow(window, Date.parse("2025-12-31T23:59:59Z")));
+  assert.ok(!v.inWindow(window, NaN));
+  assert.ok(v.inWindow(verifiers[1].window, Date.parse("2099-01-01T00:00:00Z")));
+  // A window without a readable start leaves the key out.
+  root.tlogs[3].publicKey.validFor = { start: "yesterday" };
+  const without = await v.trustedLogKeys(root);
+  assert.ok(!without.verifiers.some((verifier) => verifier.name === "certificates.example"));
+  assert.match(without.notes.join("\n"), /validFor/);
+});
+
 test("a verifier key made by tlog::keys (its base64 holds a '+'): the key id matches", async () => {
   const vkey = "artifacts.cairn.localhost+15445028+AXk+caLfhZUgMyONt8YxhSJDwuOMB67fuCQjKWhEiaIF";
   const key = await v.parseVerifierKey(vkey);
