@@ -621,23 +621,69 @@ async fn a_follower_answers_appends_as_the_leader_does() {
         )]
     );
 
-    // The follower counted its batches and their leaves.
+    // Concurrent appends through the follower share batches, and each client gets the answer
+    // for its own entry.
+    let appends = (0..48).map(|i| {
+        let request = client
+            .request(format!("concurrent {i}").as_bytes())
+            .to_string();
+        let (http, urls) = (cluster.http.clone(), cluster.urls.clone());
+        tokio::spawn(async move {
+            let path = "/api/v2/log/entries";
+            loop {
+                let answer = common::cluster::request_to(
+                    &http,
+                    &urls,
+                    "POST",
+                    follower,
+                    path,
+                    None,
+                    Some(request.clone()),
+                )
+                .await;
+                match answer {
+                    Ok((201, body)) => return (i, body),
+                    Ok((503 | 429, _)) | Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok((status, body)) => {
+                        panic!("{status}: {}", String::from_utf8_lossy(&body))
+                    }
+                }
+            }
+        })
+    });
+    let mut indices = std::collections::BTreeSet::new();
+    for append in appends.collect::<Vec<_>>() {
+        let (i, body) = append.await.unwrap();
+        let acked = verify_entry(&cluster.verifiers, &body);
+        let logged: serde_json::Value = serde_json::from_slice(&acked.leaf).unwrap();
+        let digest = Hash::digest(format!("concurrent {i}").as_bytes());
+        assert_eq!(
+            logged["spec"]["hashedRekordV002"]["data"]["digest"],
+            digest.to_base64(),
+            "append {i} was answered with another entry"
+        );
+        assert!(indices.insert(acked.index));
+    }
+
+    // The follower counted its batches and their leaves: fewer batches than leaves.
     let (_, metrics) = cluster
         .request("GET", follower, "/metrics", None)
         .await
         .unwrap();
     let metrics = String::from_utf8_lossy(&metrics);
-    for series in [
-        "cairn_forwarded_batches_total ",
-        "cairn_forwarded_leaves_total ",
-    ] {
-        let count: f64 = metrics
+    let count = |series: &str| -> f64 {
+        metrics
             .lines()
             .find_map(|line| line.strip_prefix(series))
             .and_then(|rest| rest.trim().parse().ok())
-            .unwrap_or(0.0);
-        assert!(count >= 4.0, "{series}{count}");
-    }
+            .unwrap_or(0.0)
+    };
+    let batches = count("cairn_forwarded_batches_total ");
+    let leaves = count("cairn_forwarded_leaves_total ");
+    assert!(leaves >= 52.0, "{leaves} leaves forwarded");
+    assert!(batches < leaves, "{batches} batches for {leaves} leaves");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
