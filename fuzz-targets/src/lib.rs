@@ -208,7 +208,8 @@ pub fn verify_id_token(data: &[u8]) -> Option<Result<ca::identity::Identity, ca:
 }
 
 /// A Raft message body as the cluster endpoints decode it: the first byte chooses the
-/// endpoint (append, vote, install-snapshot, batch times), the rest is the postcard body.
+/// endpoint (append, vote, install-snapshot, and batch times, whose bodies are also read as a
+/// follower's batch of appends and the leader's answers to it), the rest is the postcard body.
 pub fn raft_message(data: &[u8]) {
     use node::types::TypeConfig;
     use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -227,6 +228,11 @@ pub fn raft_message(data: &[u8]) {
         }
         _ => {
             let _ = postcard::from_bytes::<(String, u64, u64)>(body);
+            // What decodes is within the batch's bounds, and encodes again.
+            if let Ok(leaves) = node::network::forward::decode_batch(body) {
+                assert!(node::network::forward::encode_batch(&leaves).is_ok());
+            }
+            let _ = node::network::forward::decode_answers(body, usize::from(endpoint));
         }
     }
 }

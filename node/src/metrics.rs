@@ -52,6 +52,10 @@ pub struct Metrics {
     pub overloaded_submissions: Counter,
     /// Leaves per proposed batch.
     pub batch_leaves: Histogram,
+    /// Batches of verified leaves this node sent to the leader (`network::forward`).
+    pub forwarded_batches: Counter,
+    /// Leaves in those batches (divided by the batches: the mean batch size).
+    pub forwarded_leaves: Counter,
     /// Seconds from proposing a batch to its outcome (commit and apply).
     pub commit_seconds: Histogram,
     /// Leaves in each log, refreshed on scrape.
@@ -100,6 +104,8 @@ impl Default for Metrics {
             appended_leaves: Family::default(),
             duplicate_leaves: Family::default(),
             overloaded_submissions: Counter::default(),
+            forwarded_batches: Counter::default(),
+            forwarded_leaves: Counter::default(),
             batch_leaves: Histogram::new([1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0]),
             commit_seconds: Histogram::new([
                 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -139,6 +145,16 @@ impl Default for Metrics {
             "overloaded_submissions",
             "Submissions refused because the pool was full",
             metrics.overloaded_submissions.clone(),
+        );
+        registry.register(
+            "forwarded_batches",
+            "Batches of verified leaves sent to the leader",
+            metrics.forwarded_batches.clone(),
+        );
+        registry.register(
+            "forwarded_leaves",
+            "Verified leaves sent to the leader in batches",
+            metrics.forwarded_leaves.clone(),
         );
         registry.register(
             "batch_leaves",

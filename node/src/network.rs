@@ -36,6 +36,7 @@ use crate::types::{NodeAddress, NodeId, TypeConfig};
 
 pub mod bundles;
 pub mod fetch;
+pub mod forward;
 
 /// The header every Raft message carries with the format its entries need
 /// (`types::Command::format`; absent: 1, a node from before formats were numbered).

@@ -21,6 +21,7 @@ use crate::env::{Blocking, Checks, SharedClock, SystemClock};
 use crate::keyless::{KeylessCa, Rotating};
 use crate::lifecycle::{Lifecycle, RotationError, RotationRecord};
 use crate::metrics::{LogLabel, Metrics, NodeLabel};
+use crate::network::forward::Forwarder;
 use crate::network::{ClusterClient, HttpNetwork, cluster_client, http_client};
 use crate::sequencer::{BatchProofs, ProposeError, Proposer, Sequencer};
 use crate::state_machine::Logs;
@@ -165,6 +166,8 @@ pub struct Node {
     logs: Logs,
     /// Relays writes to the leader's cluster listener, if the environment can.
     forward: Option<ClusterClient>,
+    /// Relays verified leaves to the leader in batches, over `forward`.
+    forwarder: Option<Arc<Forwarder>>,
     clock: SharedClock,
     metrics: Arc<Metrics>,
     blocking: Blocking,
@@ -289,6 +292,13 @@ impl Node {
                     let task = tokio::spawn(Arc::clone(&witnessing).run(committed)).abort_handle();
                     (witnessing, task)
                 });
+        // Only where writes can be relayed: the simulator's nodes have no relay and start no
+        // relay tasks.
+        let forwarder = env.forward.clone().map(|client| {
+            let (id, watch) = (settings.id, raft.metrics());
+            let leader = move || leader_in(&watch.borrow(), id);
+            Forwarder::new(client, leader, Arc::clone(&metrics))
+        });
         Ok(Arc::new(Node {
             id: settings.id,
             raft,
@@ -296,6 +306,7 @@ impl Node {
             reader,
             logs: settings.logs,
             forward: env.forward,
+            forwarder,
             clock: env.clock,
             metrics,
             admin_token: settings.admin_token,
@@ -358,6 +369,11 @@ impl Node {
     /// one.
     pub fn forward_client(&self) -> Option<&ClusterClient> {
         self.forward.as_ref()
+    }
+
+    /// The batching relay of verified leaves to the leader, if the environment can relay.
+    pub fn forwarder(&self) -> Option<&Arc<Forwarder>> {
+        self.forwarder.as_ref()
     }
 
     /// Witness cosigning and quorum publication, if configured.
@@ -617,6 +633,20 @@ impl Proposer for RaftProposer {
             Err(error) => Err(ProposeError::Failed(error.to_string())),
         }
     }
+}
+
+/// The leader `metrics` name and its addresses, unless it is `me` or unknown.
+fn leader_in(
+    metrics: &openraft::RaftMetrics<NodeId, crate::types::NodeAddress>,
+    me: NodeId,
+) -> Option<(NodeId, crate::types::NodeAddress)> {
+    let leader = metrics.current_leader.filter(|leader| *leader != me)?;
+    let address = metrics
+        .membership_config
+        .membership()
+        .get_node(&leader)?
+        .clone();
+    Some((leader, address))
 }
 
 /// How long a follower waits for the leader when forwarding a write.

@@ -146,7 +146,7 @@ pub async fn answer(
 }
 
 /// The root `proof` leads to from `leaf`, if it is the root and size `checkpoint` signs.
-fn checked_root(
+pub(crate) fn checked_root(
     proof: &tlog::InclusionProof,
     leaf: &[u8],
     checkpoint: &str,

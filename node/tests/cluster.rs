@@ -437,6 +437,255 @@ async fn three_nodes_lose_nothing_through_crashes_and_restarts() {
     check_agreement(&cluster, &acked).await;
 }
 
+/// Posts `body` to node `id`'s `path` until it is answered with neither 503 nor 429.
+async fn post_answered(cluster: &Cluster, id: u64, path: &str, body: &str) -> (u16, Bytes) {
+    let started = Instant::now();
+    loop {
+        match cluster
+            .request_as("POST", id, path, None, Some(body.to_string()))
+            .await
+        {
+            Ok((status, answer)) if status != 503 && status != 429 => return (status, answer),
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{path} on {id}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Rekor v1 hashedrekord request for `artifact`, signed by `client`.
+fn v1_request(client: &Client, artifact: &[u8]) -> String {
+    let pem = client
+        .key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    let digest = Hash::digest(artifact);
+    let signature: p256::ecdsa::Signature = client.key.sign_prehash(digest.as_bytes()).unwrap();
+    serde_json::json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": { "hash": { "algorithm": "sha256", "value": digest.to_hex() } },
+            "signature": {
+                "content": BASE64.encode(signature.to_der().as_bytes()),
+                "publicKey": { "content": BASE64.encode(pem) },
+            },
+        },
+    })
+    .to_string()
+}
+
+/// A follower relays only the verified leaf to the leader (in a batch, `/internal/appends`)
+/// and answers the client itself from the leader's outcome: a v2 or v1 answer from a follower
+/// verifies and is the very answer the leader gives (byte for byte, SET and v1 checkpoint
+/// included), a duplicate through a follower gets the original index, the batch endpoint is
+/// not on the public listener, and on a follower's cluster listener it forwards nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_answers_appends_as_the_leader_does() {
+    let cluster = Cluster::start("relay", 3, 3).await;
+    let client = Client::new(11);
+    let leader = cluster.leader().await;
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&id| id != leader)
+        .unwrap();
+
+    // v2: created through the follower, verified; the same request again, through the leader
+    // and through the follower, is the existing entry, answered alike.
+    let v2 = client.request(b"relayed v2").to_string();
+    let path = "/api/v2/log/entries";
+    let (status, created) = post_answered(&cluster, follower, path, &v2).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&created));
+    let acked = verify_entry(&cluster.verifiers, &created);
+    let (status, by_leader) = post_answered(&cluster, leader, path, &v2).await;
+    assert_eq!(status, 200);
+    let (status, by_follower) = post_answered(&cluster, follower, path, &v2).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        verify_entry(&cluster.verifiers, &by_follower).index,
+        acked.index
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&by_follower),
+        String::from_utf8_lossy(&by_leader)
+    );
+    let shape = |body: &[u8]| {
+        let entry: serde_json::Value = serde_json::from_slice(body).unwrap();
+        entry
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&created), shape(&by_leader));
+
+    // v1: created through the follower; the leader's answer to the same request (409, the
+    // entry at the same size) and its read of the entry are the follower's bytes.
+    let v1 = v1_request(&client, b"relayed v1");
+    let path = "/api/v1/log/entries";
+    let (status, created) = post_answered(&cluster, follower, path, &v1).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&created));
+    let (status, by_leader) = post_answered(&cluster, leader, path, &v1).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        String::from_utf8_lossy(&created),
+        String::from_utf8_lossy(&by_leader)
+    );
+    let (status, by_follower) = post_answered(&cluster, follower, path, &v1).await;
+    assert_eq!(status, 409);
+    assert_eq!(created, by_follower);
+    let entry: serde_json::Value = serde_json::from_slice(&created).unwrap();
+    let index = entry.as_object().unwrap().values().next().unwrap()["logIndex"]
+        .as_u64()
+        .unwrap();
+    let read = format!("/api/v1/log/entries?logIndex={index}");
+    let (status, read_back) = cluster.request("GET", leader, &read, None).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        read_back, created,
+        "the leader reads the entry back otherwise"
+    );
+    // The SET and the inclusion proof verify (the checks of the crash test's v1 reads).
+    let leaf = BASE64
+        .decode(
+            entry.as_object().unwrap().values().next().unwrap()["body"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let checkpoint = cluster.checkpoint(leader).await;
+    check_v1_reads(
+        &cluster,
+        leader,
+        leader,
+        &[Acked {
+            index,
+            leaf,
+            checkpoint,
+        }],
+    )
+    .await;
+
+    // The batch endpoint is not on the public listener: nobody outside the cluster can have a
+    // leaf sequenced unverified.
+    let forged = node::network::forward::encode_batch(&[node::network::forward::ForwardedLeaf {
+        destination: node::network::forward::Destination::Family(node::types::LogName(
+            "artifacts".into(),
+        )),
+        leaf: b"{\"forged\":true}".to_vec(),
+        integrated_time: false,
+    }])
+    .unwrap();
+    for id in [leader, follower] {
+        let url = format!(
+            "{}{}",
+            cluster.urls[usize::try_from(id - 1).unwrap()],
+            node::network::forward::APPENDS_PATH
+        );
+        let request = hyper::Request::post(url)
+            .body(Full::new(Bytes::from(forged.clone())))
+            .unwrap();
+        let answer = cluster.http.request(request).await.unwrap();
+        assert_eq!(answer.status(), 404, "node {id}");
+    }
+
+    // On a follower's cluster listener, a member's batch is never forwarded again: each leaf
+    // is answered "no leader".
+    let position = usize::try_from(follower - 1).unwrap();
+    let member = node::tls::ClusterTls::load(
+        &cluster.dir.join("cluster-ca/ca.crt"),
+        &cluster.dir.join(format!("node-{leader}/node.crt")),
+        &cluster.dir.join(format!("node-{leader}/node.key")),
+    )
+    .unwrap();
+    let member = node::network::cluster_client(&member);
+    let request = hyper::Request::post(format!(
+        "{}{}",
+        cluster.cluster_urls[position],
+        node::network::forward::APPENDS_PATH
+    ))
+    .body(Full::new(Bytes::from(forged)))
+    .unwrap();
+    let answer = member.request(request).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        node::network::forward::decode_answers(&body, 1).unwrap(),
+        vec![node::network::forward::LeafAnswer::Failed(
+            node::network::forward::Failure::NoLeader
+        )]
+    );
+
+    // Concurrent appends through the follower share batches, and each client gets the answer
+    // for its own entry.
+    let appends = (0..48).map(|i| {
+        let request = client
+            .request(format!("concurrent {i}").as_bytes())
+            .to_string();
+        let (http, urls) = (cluster.http.clone(), cluster.urls.clone());
+        tokio::spawn(async move {
+            let path = "/api/v2/log/entries";
+            loop {
+                let answer = common::cluster::request_to(
+                    &http,
+                    &urls,
+                    "POST",
+                    follower,
+                    path,
+                    None,
+                    Some(request.clone()),
+                )
+                .await;
+                match answer {
+                    Ok((201, body)) => return (i, body),
+                    Ok((503 | 429, _)) | Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok((status, body)) => {
+                        panic!("{status}: {}", String::from_utf8_lossy(&body))
+                    }
+                }
+            }
+        })
+    });
+    let mut indices = std::collections::BTreeSet::new();
+    for append in appends.collect::<Vec<_>>() {
+        let (i, body) = append.await.unwrap();
+        let acked = verify_entry(&cluster.verifiers, &body);
+        let logged: serde_json::Value = serde_json::from_slice(&acked.leaf).unwrap();
+        let digest = Hash::digest(format!("concurrent {i}").as_bytes());
+        assert_eq!(
+            logged["spec"]["hashedRekordV002"]["data"]["digest"],
+            digest.to_base64(),
+            "append {i} was answered with another entry"
+        );
+        assert!(indices.insert(acked.index));
+    }
+
+    // The follower counted its batches and their leaves: fewer batches than leaves.
+    let (_, metrics) = cluster
+        .request("GET", follower, "/metrics", None)
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    let count = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = count("cairn_forwarded_batches_total ");
+    let leaves = count("cairn_forwarded_leaves_total ");
+    assert!(leaves >= 52.0, "{leaves} leaves forwarded");
+    assert!(batches < leaves, "{batches} batches for {leaves} leaves");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_catches_up_and_serves_the_same_tiles() {
     // Snapshots every 20 entries keeping 5: by the time the learner joins, the Raft log it

@@ -24,7 +24,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
-use super::log_api::{forward, overloaded};
+use super::append::{forward, overloaded};
 use super::{ApiError, Body, json, read_body};
 use crate::keyless::{IssueError, KeylessCa};
 use crate::metrics::OutcomeLabel;

@@ -4,25 +4,23 @@
 //! where Rekor v2 clients look for it. Reads come from committed state on whichever node
 //! answers, off the consensus path; tiles are immutable and cached for a year, checkpoints are
 //! not cached. Writes are validated and signature-checked by the node that receives them, then
-//! sequenced by the leader (forwarded to its cluster listener if this node does not lead), and
-//! answered only once the entry is committed and covered by a committed signed checkpoint.
+//! sequenced by the leader (a follower relays the verified leaf, `append`), and answered only
+//! once the entry is committed and covered by a committed signed checkpoint.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tlog::Hash;
 use tlog::tile::{Tile, TileKind};
 
+use super::append::{Raw, Target, append};
 use super::{ApiError, Body, Forwarded, json, read_body, response};
-use crate::node::{FORWARD_TIMEOUT, Node};
-use crate::sequencer::{SequenceError, Sequenced};
-use crate::service;
+use crate::node::Node;
 use crate::state_machine::LogConfig;
 use crate::storage::StateView;
 use crate::types::LogName;
@@ -120,7 +118,7 @@ fn log_config<'a>(node: &'a Node, name: &str) -> Result<&'a LogConfig, ApiError>
         .ok_or_else(|| ApiError::not_found(format!("no log named {name:?}")))
 }
 
-fn storage_error(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn storage_error(error: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "storage_error",
@@ -421,15 +419,15 @@ async fn submit_v2(
             ApiError::new(status, error.code(), error.to_string())
         })?;
     let leaf = decoded.body.as_bytes().to_vec();
-    let (log, sequenced) =
-        match submit_or_forward(node, &target, leaf.clone(), &path, body, forwarded).await? {
-            Ok(sequenced) => sequenced,
-            Err(forwarded) => return Ok(forwarded),
-        };
-    let log = log_config(node, &log.0)?;
-    let appended = service::answer(node, &log.name, &leaf, sequenced)
-        .await
-        .map_err(answer_error)?;
+    let raw = Raw { path: &path, body };
+    // Answered here, or by the leader for a follower, which answers from what it got back:
+    // the same bytes either way.
+    let answered = match append(node, &target, leaf.clone(), false, raw, forwarded).await? {
+        Ok(answered) => answered,
+        Err(relayed) => return Ok(relayed),
+    };
+    let log = log_config(node, &answered.log.0)?;
+    let appended = answered.appended;
     let entry = serde_json::json!({
         "logIndex": appended.index.to_string(),
         "logId": { "keyId": BASE64.encode(log_key_id(log).as_bytes()) },
@@ -477,33 +475,6 @@ fn witnessed_checkpoint(
     Ok(reply)
 }
 
-/// What a client is told when its committed entry could not be answered.
-pub(super) fn answer_error(error: service::AnswerError) -> ApiError {
-    match error {
-        error @ service::AnswerError::NotWitnessed { .. } => {
-            ApiError::unavailable("not_witnessed", error.to_string())
-        }
-        error @ service::AnswerError::Proof { .. } => storage_error(error),
-        error => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "proof_failed",
-            error.to_string(),
-        ),
-    }
-}
-
-/// The answer to a submission that was too many: the pool is full, retry shortly.
-pub(super) fn overloaded(waiting: usize) -> ApiError {
-    ApiError {
-        retry_after_seconds: Some(1),
-        ..ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            format!("{waiting} submissions are already waiting; retry shortly"),
-        )
-    }
-}
-
 /// The first log of `log`'s family as configured: following `succeeds` back (a successor
 /// belongs to its family before a rotation opens it).
 fn configured_root(node: &Node, log: &LogName) -> LogName {
@@ -519,145 +490,6 @@ fn configured_root(node: &Node, log: &LogName) -> LogName {
         }
     }
     current
-}
-
-/// Where a submission goes.
-#[derive(Clone, Debug)]
-pub(super) enum Target {
-    /// The log of this family that is open when the entry is sequenced.
-    Family(LogName),
-    /// This log, which must be open.
-    Exact(LogName),
-}
-
-/// The answer to an append to a log that takes no appends (`crate::lifecycle`).
-pub(super) fn closed_log(node: &Node, log: &LogName) -> Option<ApiError> {
-    let lifecycle = node.lifecycle();
-    match lifecycle.state(node.logs(), log) {
-        crate::lifecycle::LogState::Open => None,
-        crate::lifecycle::LogState::Frozen(record) => Some(frozen(log, &record.successor)),
-        crate::lifecycle::LogState::Waiting(predecessor) => Some(ApiError::new(
-            StatusCode::CONFLICT,
-            "log_not_open",
-            format!("log {log} is not open yet: it opens when log {predecessor} is rotated"),
-        )),
-    }
-}
-
-/// 409 `log_frozen`, naming the frozen log and its successor.
-fn frozen(log: &LogName, successor: &LogName) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "log_frozen",
-        format!(
-            "log {log} is frozen: it takes no more appends (its final checkpoint is at \
-             /logs/{log}/checkpoint); append to its successor, log {successor}"
-        ),
-    )
-}
-
-/// Submits `leaf` to `target` and waits for its index, or, on a follower, forwards the request
-/// (`body`, to the leader's `path`) and returns the leader's answer as the inner `Err`. A
-/// request that was itself `forwarded` here is never forwarded again: two nodes that each
-/// believe the other leads would otherwise bounce it between them until a timeout.
-pub(super) async fn submit_or_forward(
-    node: &Arc<Node>,
-    target: &Target,
-    leaf: Vec<u8>,
-    path: &str,
-    body: Bytes,
-    forwarded: bool,
-) -> Result<Result<(LogName, Sequenced), Response<Body>>, ApiError> {
-    let committed = match target {
-        Target::Family(family) => service::commit_to_active(node, family, leaf).await,
-        Target::Exact(log) => {
-            if let Some(error) = closed_log(node, log) {
-                return Err(error);
-            }
-            service::commit(node, log, leaf)
-                .await
-                .map(|sequenced| (log.clone(), sequenced))
-        }
-    };
-    match committed {
-        Ok(sequenced) => Ok(Ok(sequenced)),
-        Err(SequenceError::Frozen { log, successor }) => Err(frozen(&log, &successor)),
-        Err(SequenceError::NotLeader(_)) if forwarded => Err(ApiError::unavailable(
-            "no_leader",
-            "forwarded here as to the leader, but this node does not lead; retry shortly",
-        )),
-        Err(SequenceError::NotLeader(_)) => Ok(Err(forward(node, path, body, None).await?)),
-        Err(SequenceError::Overloaded(waiting)) => Err(overloaded(waiting)),
-        Err(SequenceError::Refused(reason)) => Err(ApiError::bad_request("refused", reason)),
-        Err(error @ (SequenceError::Unknown(_) | SequenceError::Stopped)) => {
-            // The entry may still be committed: a retry is safe, dedup answers with it.
-            Err(ApiError::unavailable(
-                "outcome_unknown",
-                format!("{error}; retrying is safe"),
-            ))
-        }
-    }
-}
-
-/// Sends a write to the leader's cluster listener (mutual TLS, so the leader knows a member
-/// sent it: it neither charges the sender's address nor forwards it again) and relays its
-/// answer (with the caller's `Authorization` header, if given: the CA's token).
-pub(super) async fn forward(
-    node: &Arc<Node>,
-    path: &str,
-    body: Bytes,
-    authorization: Option<&HeaderValue>,
-) -> Result<Response<Body>, ApiError> {
-    let Some((leader, address)) = node
-        .leader_address()
-        .filter(|(leader, _)| *leader != node.id())
-    else {
-        return Err(ApiError::unavailable(
-            "no_leader",
-            "no leader is known; retry shortly",
-        ));
-    };
-    let url = address.cluster_url.trim_end_matches('/');
-    let mut request = Request::post(format!("{url}{path}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json");
-    if let Some(authorization) = authorization {
-        request = request.header(hyper::header::AUTHORIZATION, authorization.clone());
-    }
-    let request = request
-        .body(Full::new(body))
-        .map_err(|error| ApiError::unavailable("forward_failed", error.to_string()))?;
-    let Some(client) = node.forward_client() else {
-        return Err(ApiError::unavailable(
-            "no_leader",
-            format!(
-                "this node does not lead and relays no writes; send it to {}",
-                address.api_url
-            ),
-        ));
-    };
-    let answer = tokio::time::timeout(FORWARD_TIMEOUT, client.request(request))
-        .await
-        .map_err(|_| {
-            ApiError::unavailable("forward_timeout", format!("leader {leader} did not answer"))
-        })?
-        .map_err(|error| {
-            ApiError::unavailable("forward_failed", format!("leader {leader}: {error}"))
-        })?;
-    let status = answer.status();
-    let headers = answer.headers().clone();
-    let bytes = Limited::new(answer.into_body(), SUBMISSION_BYTES_MAX)
-        .collect()
-        .await
-        .map_err(|error| ApiError::unavailable("forward_failed", error.to_string()))?
-        .to_bytes();
-    let mut reply = Response::new(Full::new(bytes));
-    *reply.status_mut() = status;
-    for name in [hyper::header::CONTENT_TYPE, hyper::header::RETRY_AFTER] {
-        if let Some(value) = headers.get(&name) {
-            reply.headers_mut().insert(name, value.clone());
-        }
-    }
-    Ok(reply)
 }
 
 #[cfg(test)]

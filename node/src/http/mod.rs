@@ -8,13 +8,15 @@
 //! (`/healthz`, `/readyz`, `/metrics`) and the admin API (bearer token); it answers 404 under
 //! `/internal/`. The cluster listener speaks TLS 1.3, accepts only clients with a certificate
 //! from the cluster CA (mutual TLS, see `tls`), and serves the Raft endpoints, the writes a
-//! member forwards to the leader, and what catch-up fetches, so nobody outside the cluster can
-//! vote, or pass as a member.
+//! member relays to the leader (batches of verified leaves, `append`), and what catch-up
+//! fetches, so nobody outside the cluster can vote, pass as a member, or have an unverified
+//! leaf sequenced.
 //! Handlers never fail at the HTTP level: every error becomes a response with a status and a
 //! JSON body `{"code", "message"}` naming the field or limit at fault, and every request body is
 //! read through a size limit before it is parsed.
 
 mod admin;
+mod append;
 mod ca_api;
 pub mod dev_issuer;
 mod explorer;
@@ -217,7 +219,8 @@ async fn accept_loop(
 }
 
 /// Dispatches one cluster request: the Raft endpoints, catch-up's batch times and entry
-/// bundles, the list of logs, and writes forwarded to the leader; nothing else.
+/// bundles, the list of logs, batches of verified leaves for the leader, and writes forwarded
+/// to the leader as clients sent them; nothing else.
 async fn route_cluster(
     node: Arc<Node>,
     peer: SocketAddr,
@@ -229,6 +232,8 @@ async fn route_cluster(
         raft::handle(&node, &path, request).await
     } else if method == Method::POST && path == crate::network::BATCH_TIMES_PATH {
         raft::batch_times(&node, request).await
+    } else if method == Method::POST && path == crate::network::forward::APPENDS_PATH {
+        append::forwarded_appends(&node, request).await
     } else if public::limited_class(&method, &path).is_some() {
         // The same handlers as on the public listener, marked so they never forward it again.
         request.extensions_mut().insert(Forwarded);

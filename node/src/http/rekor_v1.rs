@@ -35,7 +35,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tlog::Hash;
 
-use super::log_api::{ARTIFACT_LOG, Target, answer_error, log_key_id, submit_or_forward};
+use super::append::{Answered, Raw, Target, append};
+use super::log_api::{ARTIFACT_LOG, log_key_id};
 use super::{ApiError, Body, read_body, response};
 use crate::api::v1_request::{
     Lookup, RequestError, SUBMISSION_BYTES_MAX, parse_submission, parse_uuid, retrieve_request,
@@ -322,26 +323,53 @@ fn entry(
     };
     let integrated_ms = view
         .integrated_time_ms(&log.name, index)
-        .map_err(storage_error)?
-        .ok_or_else(|| {
-            ApiError::unavailable(
-                "time_unknown",
-                format!(
-                    "this replica caught up on entry {index} from a snapshot and does not know \
-                     its integrated time; ask another node"
-                ),
-            )
-        })?;
+        .map_err(storage_error)?;
     let proof = view
         .inclusion_proof(&log.name, index, served.size)
         .map_err(storage_error)?;
-    let checkpoint = v1_checkpoint(log, &served.checkpoint)?;
-    let body = BASE64.encode(&leaf);
+    let proven = Proven {
+        hashes: &proof.hashes,
+        root: served.root,
+        tree_size: served.size,
+        checkpoint: &served.checkpoint,
+    };
+    v1_entry(log, &leaf, index, integrated_ms, &proven).map(Some)
+}
+
+/// An entry's inclusion proof and the committed checkpoint (C2SP form) it leads to.
+struct Proven<'a> {
+    hashes: &'a [Hash],
+    root: Hash,
+    tree_size: u64,
+    checkpoint: &'a str,
+}
+
+/// The entry `leaf` at `index` as Rekor v1 answers it, read back or just appended:
+/// `{uuid: {body, integratedTime, logID, logIndex, verification}}`, with the SET and the v1
+/// form of the checkpoint, both signed here (Ed25519: the same bytes on every node).
+fn v1_entry(
+    log: &LogConfig,
+    leaf: &[u8],
+    index: u64,
+    integrated_ms: Option<u64>,
+    proven: &Proven<'_>,
+) -> Result<Value, ApiError> {
+    let integrated_ms = integrated_ms.ok_or_else(|| {
+        ApiError::unavailable(
+            "time_unknown",
+            format!(
+                "this replica caught up on entry {index} from a snapshot and does not know \
+                 its integrated time; ask another node"
+            ),
+        )
+    })?;
+    let checkpoint = v1_checkpoint(log, proven.checkpoint)?;
+    let body = BASE64.encode(leaf);
     let integrated_time = integrated_ms / 1000;
     let log_id = hex::encode(v1_log_id(log).as_bytes());
     let set = signed_entry_timestamp(log, &body, integrated_time, &log_id, index);
-    let uuid = hex::encode(tlog::leaf_hash(&leaf).as_bytes());
-    Ok(Some(json!({
+    let uuid = hex::encode(tlog::leaf_hash(leaf).as_bytes());
+    Ok(json!({
         (uuid): {
             "body": body,
             "integratedTime": integrated_time,
@@ -350,15 +378,15 @@ fn entry(
             "verification": {
                 "inclusionProof": {
                     "checkpoint": checkpoint,
-                    "hashes": proof.hashes.iter().map(|hash| hex::encode(hash.as_bytes())).collect::<Vec<_>>(),
+                    "hashes": proven.hashes.iter().map(|hash| hex::encode(hash.as_bytes())).collect::<Vec<_>>(),
                     "logIndex": index,
-                    "rootHash": hex::encode(served.root.as_bytes()),
-                    "treeSize": served.size,
+                    "rootHash": hex::encode(proven.root.as_bytes()),
+                    "treeSize": proven.tree_size,
                 },
                 "signedEntryTimestamp": BASE64.encode(set),
             },
         }
-    })))
+    }))
 }
 
 /// The SET: the log key's signature over the RFC 8785 JSON of the four fields. Keys are written
@@ -483,7 +511,9 @@ fn consistency(
 }
 
 /// `POST /api/v1/log/entries`: verify, canonicalise, sequence; 201 with the entry, or 409 with
-/// the entry already logged.
+/// the entry already logged. The answer is made from the append's own checkpoint, proof and
+/// integrated time, on the leader and on a follower alike (which gets them from the leader), so
+/// it reads nothing this node may not have applied yet.
 async fn submit(
     node: &Arc<Node>,
     target: &Target,
@@ -502,40 +532,42 @@ async fn submit(
         .run(move || parse_submission(&checked))
         .await??;
     let leaf = canonical.into_bytes();
-    let (log, sequenced) =
-        match submit_or_forward(node, target, leaf.clone(), &path, body, forwarded).await? {
-            Ok(sequenced) => sequenced,
-            Err(forwarded) => return Ok(forwarded),
-        };
-    // For a witnessed log, answer only once a cosigned checkpoint covers the entry, as v2 does.
-    let appended = crate::service::answer(node, &log, &leaf, sequenced)
-        .await
-        .map_err(answer_error)?;
-    let (index, duplicate) = (appended.index, appended.duplicate);
-    let status = if duplicate {
+    let raw = Raw { path: &path, body };
+    // For a witnessed log the append is answered only once a cosigned checkpoint covers the
+    // entry, as v2 does.
+    let answered = match append(node, target, leaf.clone(), true, raw, forwarded).await? {
+        Ok(answered) => answered,
+        Err(relayed) => return Ok(relayed),
+    };
+    let log = node
+        .logs()
+        .get(&answered.log)
+        .ok_or_else(|| ApiError::not_found(format!("no log named {:?}", answered.log.0)))?;
+    let status = if answered.appended.duplicate {
         StatusCode::CONFLICT
     } else {
         StatusCode::CREATED
     };
-    // The entry is committed and signed; this node's state may lag the leader's commit by a
-    // moment, so wait briefly for it to apply before reading it back.
-    for _ in 0..50 {
-        let answer = read(node, &log, move |view, log, served| {
-            let entry = entry(view, log, served, index)?.ok_or_else(|| {
-                ApiError::unavailable("not_applied", "the entry is not applied here yet")
-            })?;
-            Ok(json_response(status, &entry))
-        })
-        .await;
-        match answer {
-            Err(error) if error.code == "not_applied" => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            other => return other,
-        }
-    }
-    Err(ApiError::unavailable(
-        "not_applied",
-        "the entry is committed but not yet applied here; get it by index shortly",
+    Ok(json_response(
+        status,
+        &appended_entry(log, &leaf, &answered)?,
     ))
+}
+
+/// The v1 entry of an append just answered.
+fn appended_entry(log: &LogConfig, leaf: &[u8], answered: &Answered) -> Result<Value, ApiError> {
+    let appended = &answered.appended;
+    let proven = Proven {
+        hashes: &appended.inclusion_proof.hashes,
+        root: appended.root,
+        tree_size: appended.tree_size,
+        checkpoint: &appended.checkpoint,
+    };
+    v1_entry(
+        log,
+        leaf,
+        appended.index,
+        answered.integrated_time_ms,
+        &proven,
+    )
 }
