@@ -105,16 +105,13 @@ impl SharedTailMemory {
         key: u64,
     ) -> Result<bool, DiskError> {
         let name = log.0.as_str();
-        let known = self.lock().filters.get(name, run);
-        let filter = match known {
-            Some(filter) => filter,
-            None => {
-                let filter = Arc::new(RunFilter::read(filters, name, run)?);
-                self.lock().filters.insert(name, run, filter.clone());
-                filter
-            }
-        };
-        Ok(filter.may_hold(key))
+        if let Some(answer) = self.lock().filters.may_hold(name, run, key) {
+            return Ok(answer);
+        }
+        let filter = Arc::new(RunFilter::read(filters, name, run)?);
+        let answer = filter.may_hold(key);
+        self.lock().filters.insert(name, run, filter);
+        Ok(answer)
     }
 
     /// Leaf indices in `flushed..size` whose tail row holds `key`, for a view whose tail starts
@@ -327,7 +324,8 @@ pub(crate) struct RedbState<'txn> {
     /// The index bookkeeping of each log this transaction has looked up in, kept current by
     /// its own writes; a log's presence also means the memory of its tail was checked against
     /// the stored tail in this transaction. Saves a decode and a descent per leaf.
-    index_metas: RefCell<BTreeMap<LogName, IndexMeta>>,
+    /// Shared, not copied, by each lookup: the bookkeeping lists every run and merge.
+    index_metas: RefCell<BTreeMap<LogName, Arc<IndexMeta>>>,
 }
 
 impl<'txn> RedbState<'txn> {
@@ -478,7 +476,7 @@ impl<'txn> RedbState<'txn> {
         }
         self.index_metas
             .borrow_mut()
-            .insert(log.clone(), meta.clone());
+            .insert(log.clone(), Arc::new(meta.clone()));
         Ok(memory
             .tails
             .get(log)
@@ -519,7 +517,7 @@ impl StateAccess for RedbState<'_> {
             let known = self.index_metas.borrow().get(log).cloned();
             let meta = match known {
                 Some(meta) => meta,
-                None => leaf_index::read_meta(&self.index.meta, log)?,
+                None => Arc::new(leaf_index::read_meta(&self.index.meta, log)?),
             };
             let key = leaf_index::dedup_key(leaf_hash);
             let mut candidates = match &self.upkeep {
@@ -623,7 +621,7 @@ impl StateAccess for RedbState<'_> {
             tail.end = tail.end.max(flushed);
         }
         if let Some(known) = self.index_metas.borrow_mut().get_mut(log) {
-            *known = meta;
+            *known = Arc::new(meta);
         }
         Ok(())
     }

@@ -113,7 +113,9 @@ impl RunFilter {
 /// starts over (the filters are reread as lookups need them).
 #[derive(Debug, Default)]
 pub(crate) struct FilterCache {
-    runs: HashMap<(String, u64), Arc<RunFilter>>,
+    /// Log name → run id → filter: keyed in two steps so that a lookup, which asks about every
+    /// run of its log, allocates nothing.
+    runs: HashMap<String, HashMap<u64, Arc<RunFilter>>>,
     bytes: usize,
 }
 
@@ -126,8 +128,9 @@ impl FilterCache {
         self.bytes = 0;
     }
 
-    pub(crate) fn get(&self, log: &str, run: u64) -> Option<Arc<RunFilter>> {
-        self.runs.get(&(log.to_owned(), run)).cloned()
+    /// Whether run `run` of `log` may hold `key`, if its filter is kept.
+    pub(crate) fn may_hold(&self, log: &str, run: u64, key: u64) -> Option<bool> {
+        Some(self.runs.get(log)?.get(&run)?.may_hold(key))
     }
 
     pub(crate) fn insert(&mut self, log: &str, run: u64, filter: Arc<RunFilter>) {
@@ -136,7 +139,14 @@ impl FilterCache {
             self.clear();
         }
         self.bytes += bytes;
-        self.runs.insert((log.to_owned(), run), filter);
+        match self.runs.get_mut(log) {
+            Some(runs) => {
+                runs.insert(run, filter);
+            }
+            None => {
+                self.runs.insert(log.to_owned(), HashMap::from([(run, filter)]));
+            }
+        }
     }
 }
 
