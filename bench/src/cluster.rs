@@ -35,13 +35,14 @@ const ARTIFACT_LOG: &str = "artifacts";
 impl Cluster {
     /// Runs `cairn-node dev` in `dir`: creates the cluster there, or resumes the one it holds
     /// with its data (which must have been made with the same `nodes` and `base_port`), with
-    /// environment variables for it and its nodes (`CAIRN_*`).
+    /// environment variables for it and its nodes (`CAIRN_*`), witnessed by the witnesses of
+    /// `witness_policy` if given (`dev --witness-policy`).
     pub(crate) fn start_in(
         node_bin: &Path,
-        nodes: u16,
+        (nodes, base_port): (u16, u16),
         dir: &Path,
-        base_port: u16,
         env_overrides: &[(&str, &str)],
+        witness_policy: Option<&Path>,
     ) -> anyhow::Result<Cluster> {
         let mut env: Vec<(String, String)> = vec![("RUST_LOG".into(), "warn".into())];
         env.extend(env_overrides.iter().map(|&(k, v)| (k.into(), v.into())));
@@ -51,12 +52,13 @@ impl Cluster {
             nodes,
             base_port,
             env,
+            witness_policy: witness_policy.map(Path::to_path_buf),
             log: dir.join("dev.log"),
             ready_within: Duration::from_secs(600),
         })
         .with_context(|| format!("see also {}/node-*/node.log", dir.display()))?;
         let mut cluster = Cluster::from_json(&dir.join("cluster.json"))?;
-        cluster.dev = Some(Started::new(dir.to_path_buf(), Duration::ZERO));
+        cluster.dev = Some(Started::new(dir.to_path_buf()));
         cluster.process = Some(process);
         Ok(cluster)
     }
@@ -111,6 +113,13 @@ impl Cluster {
         }
     }
 
+    /// Stops `child` with a started cluster, after its nodes and before its directory goes.
+    pub(crate) fn adopt(&mut self, child: Child) {
+        if let Some(dev) = &mut self.dev {
+            dev.children.push(child);
+        }
+    }
+
     /// The development OIDC issuer of a `cairn-node dev` this process started.
     pub(crate) fn dev_issuer(&self) -> Option<String> {
         self.process
@@ -131,35 +140,29 @@ pub(crate) fn free_base_port(nodes: u16) -> anyhow::Result<u16> {
 }
 
 /// Processes this benchmark started and their data directory: on drop the processes are
-/// stopped (SIGTERM, so they stop cleanly) and the directory removed unless kept.
+/// stopped (SIGTERM, so they stop cleanly; killed after 15 s) and the directory removed unless
+/// kept.
 #[derive(Debug)]
 pub(crate) struct Started {
-    /// Node processes, stopped first.
-    pub(crate) nodes: Option<node::dev_process::LocalCluster>,
     pub(crate) children: Vec<Child>,
     pub(crate) dir: PathBuf,
     pub(crate) keep: bool,
-    grace: Duration,
 }
 
 impl Started {
-    pub(crate) fn new(dir: PathBuf, grace: Duration) -> Started {
+    pub(crate) fn new(dir: PathBuf) -> Started {
         Started {
-            nodes: None,
             children: Vec::new(),
             dir,
             keep: false,
-            grace,
         }
     }
 }
 
 impl Drop for Started {
     fn drop(&mut self) {
-        if let Some(nodes) = &mut self.nodes {
-            nodes.stop_all();
-        }
-        node::process::stop_children(self.children.iter_mut().collect(), self.grace);
+        let children = self.children.iter_mut().collect();
+        node::process::stop_children(children, Duration::from_secs(15));
         if self.keep {
             eprintln!("data kept in {}", self.dir.display());
         } else {

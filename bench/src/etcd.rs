@@ -78,7 +78,7 @@ impl EtcdCluster {
         let mut cluster = EtcdCluster {
             endpoints: (0..members).map(client_url).collect(),
             pids: Vec::new(),
-            processes: Started::new(dir.clone(), Duration::from_secs(10)),
+            processes: Started::new(dir.clone()),
         };
         for i in 0..members {
             let name = format!("m{}", i + 1);

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use node::Node;
 use node::config::NodeFile;
 use node::env::{Clock as _, SystemClock};
-use node::tls::ClusterTls;
+use node::process::Serving;
 use node::types::{AppendBatch, Command, CommandOutcome, LeafOutcome, LogName};
-use node::{Env, Node};
 use serde::{Deserialize, Serialize};
 use tlog::Hash;
 
@@ -112,57 +112,25 @@ pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a node of the stopped cluster in this process, its servers in `servers` until
-/// `stopped` changes.
-async fn start_node(
-    config_path: &Path,
-    stopped: &tokio::sync::watch::Receiver<()>,
-    servers: &mut tokio::task::JoinSet<()>,
-) -> anyhow::Result<Arc<Node>> {
+/// Starts a node of the stopped cluster in this process, as `cairn-node run` would, with Raft
+/// settings for a fill.
+async fn start_node(config_path: &Path) -> anyhow::Result<Serving> {
     let file = NodeFile::load(config_path)?;
-    let tls = ClusterTls::load(
-        &file.cluster_ca_file,
-        &file.cluster_cert_file,
-        &file.cluster_key_file,
-    )
-    .context("loading the cluster TLS material")?;
-    let mut settings = file.settings()?;
-    let raft = &mut settings.raft;
-    raft.max_payload_entries = FILL_PAYLOAD_ENTRIES;
-    // Applying big batches on three replicas in one process saturates the machine; slow
-    // heartbeats must not start elections (a fill has no failures to detect quickly).
-    raft.heartbeat_interval = 1_000;
-    raft.election_timeout_min = 15_000;
-    raft.election_timeout_max = 30_000;
-    // The snapshot taken at the end should let the Raft log go entirely.
-    raft.max_in_snapshot_log_to_keep = 0;
-    // The node exactly as `cairn-node run` builds it, over the same environment.
-    let node = Node::start(settings, Env::production(&file.data_dir, &tls))
-        .await
-        .with_context(|| {
-            format!(
-                "starting the node over {} (is the cluster stopped?)",
-                file.data_dir.display()
-            )
-        })?;
-    // Retried briefly: the cluster's processes may have just exited.
-    let listener = node::process::bind(file.listen).await?;
-    let cluster_listener = node::process::bind(file.cluster_listen).await?;
-    let until = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
-        let _ = stopped.changed().await;
-    };
-    // The public API too: a node that must install a snapshot fetches bundles from it.
-    let api = node::http::serve(listener, Arc::clone(&node), until(stopped.clone()));
-    servers.spawn(api);
-    let config = tls.server_config();
-    let raft = node::http::serve_cluster(
-        cluster_listener,
-        config,
-        Arc::clone(&node),
-        until(stopped.clone()),
-    );
-    servers.spawn(raft);
-    Ok(node)
+    // The public API too, with no limits per client address: a node that must install a
+    // snapshot fetches bundles from it.
+    let public = node::http::PublicOptions::plain(node::config::ConnectionLimits::default());
+    let serving = Serving::start(&file, public, |settings| {
+        let raft = &mut settings.raft;
+        raft.max_payload_entries = FILL_PAYLOAD_ENTRIES;
+        // Applying big batches on three replicas in one process saturates the machine; slow
+        // heartbeats must not start elections (a fill has no failures to detect quickly).
+        raft.heartbeat_interval = 1_000;
+        raft.election_timeout_min = 15_000;
+        raft.election_timeout_max = 30_000;
+        // The snapshot taken at the end should let the Raft log go entirely.
+        raft.max_in_snapshot_log_to_keep = 0;
+    });
+    serving.await.context("is the cluster stopped?")
 }
 
 /// Grows the log of the stopped cluster in `args.dir`; the nodes run in this process only
@@ -174,19 +142,16 @@ pub(crate) async fn fill(args: &FillArgs) -> anyhow::Result<FillResult> {
             && (1..=64).contains(&args.sign_threads),
         "--batch must be 1 to {BATCH_MAX}, --in-flight and --sign-threads 1 to 64"
     );
-    let configs = node_configs(&args.dir)?;
-    let (stop, stopped) = tokio::sync::watch::channel(());
-    let (mut nodes, mut servers) = (Vec::new(), tokio::task::JoinSet::new());
-    for config in &configs {
-        let node = start_node(config, &stopped, &mut servers).await;
-        nodes.push(node.with_context(|| format!("starting the node of {}", config.display()))?);
+    let mut serving = Vec::new();
+    for config in node_configs(&args.dir)? {
+        let node = start_node(&config).await;
+        serving.push(node.with_context(|| format!("starting the node of {}", config.display()))?);
     }
+    let nodes: Vec<Arc<Node>> = serving.iter().map(|s| Arc::clone(s.node())).collect();
     let outcome = fill_running(args, &nodes).await;
-    let _ = stop.send(());
-    for node in &nodes {
+    for node in serving {
         node.shutdown().await;
     }
-    servers.join_all().await;
     outcome
 }
 
@@ -512,7 +477,7 @@ fn spawn_generators(
 
 /// `count` canonical hashedrekord v0.0.2 entries of batch `batch`: distinct artifacts, each
 /// signed (ECDSA P-256, prehashed SHA-256, as the node verifies) by one fresh key per batch.
-pub(crate) fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     let (key, spki) = crate::workload::fresh_p256_key()?;
     let mut signer = EntrySigner::new(&key, &spki)?;
     (0..count)
@@ -521,49 +486,4 @@ pub(crate) fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result
             Ok(signer.sign(&artifact, usize::try_from(n)?)?.0)
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD as BASE64;
-    use tlog::entry::{KeyDetails, Verifier};
-
-    #[test]
-    fn filled_leaves_are_canonical_distinct_and_validly_signed() {
-        let leaves = signed_leaves("t", 3, 2100).unwrap();
-        let mut hashes: Vec<Hash> = leaves.iter().map(|leaf| tlog::leaf_hash(leaf)).collect();
-        hashes.sort_unstable_by_key(|hash| hash.0);
-        hashes.dedup();
-        assert_eq!(
-            (leaves.len(), hashes.len()),
-            (2100, 2100),
-            "every entry is distinct"
-        );
-        let base64 = |value: &serde_json::Value| BASE64.decode(value.as_str().unwrap()).unwrap();
-        for (n, leaf) in leaves.iter().enumerate().step_by(97) {
-            // Canonical as the node stores it, over the artifact's digest, and the signature
-            // verifies under the key the entry names.
-            tlog::entry::CanonicalBody::parse(leaf).unwrap();
-            let value: serde_json::Value = serde_json::from_slice(leaf).unwrap();
-            let spec = &value["spec"]["hashedRekordV002"];
-            let artifact = format!("cairn-bench fill t 3 {n}");
-            let digest = Hash::digest(artifact.as_bytes());
-            assert_eq!(base64(&spec["data"]["digest"]), digest.as_bytes());
-            let signature = base64(&spec["signature"]["content"]);
-            let spki = base64(&spec["signature"]["verifier"]["publicKey"]["rawBytes"]);
-            // The uncompressed point at the end of a P-256 SubjectPublicKeyInfo (65 bytes).
-            let point = &spki[spki.len() - 65..];
-            let key = aws_lc_rs::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point);
-            key.verify(artifact.as_bytes(), &signature).unwrap();
-            // And tlog makes the same bytes from the same fields.
-            let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256).unwrap();
-            let body = crate::workload::canonical_body(&verifier, &digest, &signature).unwrap();
-            assert_eq!(body, *leaf);
-        }
-    }
 }

@@ -102,10 +102,10 @@ enum Commands {
     /// Witness cosigning: verified appends/s on a cluster that publishes a checkpoint only with
     /// a quorum of witness cosignatures, and how long a witnessing round takes.
     ///
-    /// Starts --witnesses witness processes (`cairn witness serve`) and a cluster (`cairn-node
-    /// init` + `run`) whose nodes' `[witnessing]` policy needs --quorum of them; every counted
-    /// append's checkpoint must carry the log signature and the quorum's cosignatures. Build
-    /// both binaries first:
+    /// Starts a `cairn-node dev` cluster whose nodes' witness policy (`--witness-policy`) needs
+    /// --quorum of --witnesses witness processes (`cairn witness serve`); every counted append's
+    /// checkpoint must carry the log signature and the quorum's cosignatures. Build both
+    /// binaries first:
     ///
     ///   cargo build --release -p node --bin cairn-node -p client --bin cairn
     ///

@@ -123,7 +123,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let environment = run::environment();
     let node_bin = args.run.node_bin()?;
     let dir = cluster::fresh_dir(&args.run.parent(), "scale")?;
-    let mut guard = Started::new(dir.clone(), Duration::ZERO);
+    let mut guard = Started::new(dir.clone());
     guard.keep = args.run.keep_data;
     let base_port = cluster::free_base_port(args.nodes)?;
     let (nodes, shown) = (args.nodes, dir.display());
@@ -131,7 +131,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
     // certificates, membership), the others resume it after a fill.
     let start = || -> anyhow::Result<Cluster> {
-        let start = || Cluster::start_in(&node_bin, nodes, &dir, base_port, &[]);
+        let start = || Cluster::start_in(&node_bin, (nodes, base_port), &dir, &[], None);
         let mut cluster = tokio::task::block_in_place(start)?;
         cluster.keep_data();
         Ok(cluster)

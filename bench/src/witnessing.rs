@@ -1,18 +1,17 @@
 //! `cairn-bench witnessing`: appends on a cluster that publishes a checkpoint only once a quorum
 //! of witnesses cosigned it, with the rounds from the nodes' metrics and the witnesses' CPU.
-//! The nodes are `cairn-node init` + `run` (`dev` has no witnessing); each witness is a
-//! `cairn witness serve` process, so its CPU is measured apart.
+//! The nodes are `cairn-node dev --witness-policy`; each witness is a `cairn witness serve`
+//! process, so its CPU is measured apart.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use node::dev_process::LocalCluster;
 use tokio::net::TcpStream;
 
 use crate::appends::AppendsArgs;
-use crate::cluster::{Cluster, PromHistogram, Started, find_binary};
+use crate::cluster::{Cluster, PromHistogram, find_binary};
 use crate::cluster::{Sample, Usage};
 use crate::run::{self, RunArgs};
 use crate::stats;
@@ -33,74 +32,69 @@ pub(crate) struct WitnessingArgs {
     pub(crate) quorum: u16,
 }
 
-/// Starts witnesses and a cluster whose nodes publish only with `quorum` of their cosignatures.
+/// Starts a `cairn-node dev` cluster whose nodes publish a checkpoint only with `quorum` of the
+/// witnesses' cosignatures (`dev --witness-policy`), then the witnesses; returns the cluster,
+/// which stops them too, and their process ids.
 async fn start(
     args: &WitnessingArgs,
     node_bin: &Path,
     parent: &Path,
-) -> anyhow::Result<(Started, Cluster, Vec<u32>)> {
-    let nodes = usize::from(args.nodes);
-    let witnesses = usize::from(args.witnesses);
+) -> anyhow::Result<(Cluster, Vec<u32>)> {
     let dir = crate::cluster::fresh_dir(parent, "witnessing")?;
-    // The witnesses first, then the nodes.
-    let mut guard = Started::new(dir.clone(), Duration::from_secs(15));
-    guard.keep = args.run.keep_data;
-    let ports = crate::cluster::free_ports(2 * nodes + witnesses)?;
-    let url = |scheme: &str, port: &u16| format!("{scheme}://127.0.0.1:{port}");
-    let urls: Vec<String> = ports[..nodes].iter().map(|p| url("http", p)).collect();
-    let cluster_urls: Vec<String> = (ports[nodes..2 * nodes].iter())
-        .map(|p| url("https", p))
-        .collect();
-    // What `cairn-node init` writes, with the node library's own provisioning.
-    let domain = node::provision::DEV_ORIGIN_DOMAIN;
-    let configs = node::provision::init(&dir, &urls, &cluster_urls, domain, Vec::new())?;
-    let key = std::fs::read_to_string(dir.join("keys/artifacts.key"))
-        .context("reading the artifact log's key")?;
-    let log_vkey = tlog::keys::Ed25519Signer::from_private_key(key.trim())
-        .map_err(|error| anyhow::anyhow!("artifact log key: {error}"))?
-        .verifier()
-        .to_vkey();
-
-    // The witnesses: `cairn witness serve` processes (one runtime thread each, as light as a
-    // witness can be), each with the key `cairn witness init` made.
+    let ports = crate::cluster::free_ports(usize::from(args.witnesses))?;
     let cairn = find_binary(
         "cairn",
         "build it with `cargo build --release -p client --bin cairn`",
     )?;
-    let log_policy = dir.join("witness-logs.txt");
-    std::fs::write(&log_policy, format!("log {log_vkey}\n"))?;
-    let mut policy = format!("log {log_vkey}\n");
-    for (n, port) in (1..).zip(&ports[2 * nodes..]) {
-        let (name, witness_dir) = (
-            format!("witness.bench/w{n}"),
-            dir.join(format!("witness-{n}")),
-        );
+    // Each witness's key, made by `cairn witness init`, and its URL: the policy's witness,
+    // group and quorum lines, to which `dev` adds a `log` line per log.
+    let mut witnesses = String::new();
+    for (n, port) in (1..).zip(&ports) {
+        let name = format!("witness.bench/w{n}");
         let init = Command::new(&cairn)
             .args(["witness", "init", "--name", &name, "--dir"])
-            .arg(&witness_dir)
+            .arg(dir.join(format!("witness-{n}")))
             .output()
             .context("running cairn witness init")?;
         let error = String::from_utf8_lossy(&init.stderr);
         ensure!(init.status.success(), "cairn witness init: {error}");
         let vkey = String::from_utf8(init.stdout)?;
-        policy.push_str(&format!(
-            "witness w{n} {} http://127.0.0.1:{port}\n",
-            vkey.trim()
-        ));
+        let line = format!("witness w{n} {} http://127.0.0.1:{port}\n", vkey.trim());
+        witnesses.push_str(&line);
+    }
+    let names: Vec<String> = (1..=args.witnesses).map(|i| format!("w{i}")).collect();
+    let (quorum, names) = (args.quorum, names.join(" "));
+    witnesses.push_str(&format!("group quorum {quorum} {names}\nquorum quorum\n"));
+    let witnesses_path = dir.join("witnesses.txt");
+    std::fs::write(&witnesses_path, witnesses)?;
+    let base_port = crate::cluster::free_base_port(args.nodes)?;
+    let nodes = (args.nodes, base_port);
+    let start = || Cluster::start_in(node_bin, nodes, &dir, &[], Some(witnesses_path.as_path()));
+    let mut cluster = tokio::task::block_in_place(start)?;
+    if args.run.keep_data {
+        cluster.keep_data();
+    }
+    // The witnesses: `cairn witness serve` processes (one runtime thread each, as light as a
+    // witness can be) with the policy `dev` wrote; until they listen the nodes retry.
+    let policy_path = dir.join("witness-policy.txt");
+    let mut witness_pids = Vec::new();
+    for (n, port) in (1..).zip(&ports) {
+        let witness_dir = dir.join(format!("witness-{n}"));
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(&cairn)
             .args(["witness", "serve", "--listen", &listen, "--dir"])
             .arg(&witness_dir)
             .arg("--policy")
-            .arg(&log_policy)
+            .arg(&policy_path)
             .envs([("RUST_LOG", "warn"), ("TOKIO_WORKER_THREADS", "1")])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting a witness")?;
-        guard.children.push(child);
+        witness_pids.push(child.id());
+        cluster.adopt(child);
         // Any path answers once the server listens (404 is an answer; `get` wants 2xx, so
         // probe the TCP port instead).
         let (started, listening) = (Instant::now(), || TcpStream::connect(("127.0.0.1", *port)));
@@ -111,39 +105,8 @@ async fn start(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let names: Vec<String> = (1..=witnesses).map(|i| format!("w{i}")).collect();
-    let (quorum, names) = (args.quorum, names.join(" "));
-    policy.push_str(&format!("group quorum {quorum} {names}\nquorum quorum\n"));
-    let policy_path = dir.join("witness-policy.txt");
-    std::fs::write(&policy_path, &policy)?;
-
-    // The nodes, with a [witnessing] section.
-    for path in &configs {
-        let mut file = node::config::NodeFile::load(path)?;
-        let (policy_file, fail_open, append_timeout_ms) = (policy_path.clone(), false, 10_000);
-        let witnessing = node::config::WitnessingFile {
-            policy_file,
-            fail_open,
-            append_timeout_ms,
-        };
-        file.witnessing = Some(witnessing);
-        file.save(path)?;
-    }
-    let mut processes = LocalCluster::new(node_bin, &dir, &urls, &cluster_urls)?;
-    processes.set_env("RUST_LOG", "warn");
-    // Held by the guard at once, so the nodes stop even if forming fails.
-    let processes = guard.nodes.insert(processes);
-    processes
-        .form(u64::from(args.nodes), Duration::from_secs(60))
-        .await?;
-    let node_pids = (1..=u64::from(args.nodes))
-        .filter_map(|id| processes.pid(id))
-        .collect();
-    let witness_pids = guard.children.iter().map(Child::id).collect();
-    let mut cluster = Cluster::existing(urls, log_vkey);
-    cluster.pids = node_pids;
-    cluster.witness_policy = Some(policy);
-    Ok((guard, cluster, witness_pids))
+    cluster.witness_policy = Some(std::fs::read_to_string(&policy_path)?);
+    Ok((cluster, witness_pids))
 }
 
 /// The witnessing round histogram summed over the nodes (only the leader runs rounds).
@@ -178,7 +141,7 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
         "starting {} witnesses and a {}-node cluster publishing with {} of their cosignatures",
         args.witnesses, args.nodes, args.quorum
     );
-    let (guard, cluster, witness_pids) = start(&args, &node_bin, &parent).await?;
+    let (cluster, witness_pids) = start(&args, &node_bin, &parent).await?;
     let appends = AppendsArgs::with(args.run.clone());
     let policy = cluster.witness_policy.clone().unwrap_or_default();
     let once = async |clients| {
@@ -216,7 +179,7 @@ pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     };
     let result = args.run.each(COLUMNS, once).await;
     eprintln!("stopping the cluster and the witnesses");
-    tokio::task::block_in_place(|| drop(guard));
+    tokio::task::block_in_place(|| drop(cluster));
     let (witnesses, quorum, runs) = (args.witnesses, args.quorum, result?);
     let report = serde_json::json!({
         "environment": environment, "witnesses": witnesses, "quorum": quorum, "policy": policy,

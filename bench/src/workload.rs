@@ -89,11 +89,7 @@ pub(crate) fn generate(count: usize, threads: usize) -> anyhow::Result<Signed> {
 }
 
 /// The canonical body of entry `n` with tlog's own code (JSON, then RFC 8785).
-pub(crate) fn canonical_body(
-    verifier: &Verifier,
-    digest: &Hash,
-    signature: &[u8],
-) -> anyhow::Result<Vec<u8>> {
+fn canonical_body(verifier: &Verifier, digest: &Hash, signature: &[u8]) -> anyhow::Result<Vec<u8>> {
     let entry = HashedRekordV002::new(
         digest.as_bytes(),
         Signature {
@@ -252,20 +248,31 @@ mod tests {
 
     use super::*;
 
+    /// The requests, and through [`EntrySigner`] the fill's entries too.
     #[test]
-    fn requests_are_distinct_and_the_template_gives_the_same_leaves_as_tlog() {
+    fn requests_are_distinct_validly_signed_and_the_template_gives_the_same_leaves_as_tlog() {
         // 2,000 entries on one thread: the template is used for most and re-checked twice.
         let (key, spki) = fresh_p256_key().unwrap();
         let (fast, _) = make_range(&key, &spki, "t", 0..2000).unwrap();
         let verifier = Verifier::public_key(&spki, KeyDetails::EcdsaP256Sha256).unwrap();
-        for prepared in fast.iter().step_by(101) {
+        // The uncompressed point at the end of a P-256 SubjectPublicKeyInfo (65 bytes).
+        let point = &spki[spki.len() - 65..];
+        let public = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+            point,
+        );
+        for (n, prepared) in fast.iter().enumerate().step_by(101) {
             let value: serde_json::Value = serde_json::from_slice(&prepared.body).unwrap();
             let request = &value["hashedRekordRequestV002"];
             let kind = &request["signature"]["verifier"]["keyDetails"];
             assert_eq!(kind, "PKIX_ECDSA_P256_SHA_256");
+            // Over the artifact's digest, with a signature the node accepts.
             let digest = Hash::from_base64(request["digest"].as_str().unwrap()).unwrap();
+            let artifact = format!("cairn-bench t {n}");
+            assert_eq!(digest, Hash::digest(artifact.as_bytes()));
             let signature = request["signature"]["content"].as_str().unwrap();
             let signature = BASE64.decode(signature).unwrap();
+            public.verify(artifact.as_bytes(), &signature).unwrap();
             let exact = canonical_body(&verifier, &digest, &signature).unwrap();
             assert_eq!(prepared.leaf_hash, tlog::leaf_hash(&exact));
         }

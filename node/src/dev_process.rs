@@ -71,6 +71,8 @@ pub struct DevOptions {
     pub base_port: u16,
     /// Environment variables for the supervisor and the nodes it starts (`CAIRN_*` overrides).
     pub env: Vec<(String, String)>,
+    /// Witness the logs with these witnesses (`cairn-node dev --witness-policy`).
+    pub witness_policy: Option<PathBuf>,
     /// Where the supervisor's own output goes.
     pub log: PathBuf,
     /// The longest wait for the cluster to be ready.
@@ -87,6 +89,7 @@ impl DevOptions {
             nodes,
             base_port: free_base_port(nodes).unwrap_or(20_000),
             env: Vec::new(),
+            witness_policy: None,
             log: dir.with_extension("dev.log"),
             ready_within: Duration::from_secs(90),
         }
@@ -118,14 +121,19 @@ impl DevProcess {
             .append(true)
             .open(&options.log)
             .map_err(spawn_error)?;
-        let child = Command::new(&options.binary)
+        let mut command = Command::new(&options.binary);
+        command
             .arg("dev")
             .arg("--nodes")
             .arg(options.nodes.to_string())
             .arg("--base-port")
             .arg(options.base_port.to_string())
             .arg("--dir")
-            .arg(&options.dir)
+            .arg(&options.dir);
+        if let Some(policy) = &options.witness_policy {
+            command.arg("--witness-policy").arg(policy);
+        }
+        let child = command
             .envs(options.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,15 +1,12 @@
 //! `cairn-node`: run a Cairn node, create a cluster's material, or run a local cluster.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use node::config::NodeFile;
-use node::process::{LogFormat, bind, init_logging, raise_open_files_limit, shutdown_signal};
+use node::process::{LogFormat, Serving, init_logging, raise_open_files_limit, shutdown_signal};
 use node::provision::{DEV_ORIGIN_DOMAIN, init};
-use node::tls::ClusterTls;
-use node::{Env, Node};
 use overrides::Overrides;
 
 #[path = "main/backup.rs"]
@@ -182,29 +179,17 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         .with_overrides(&overrides.0)
         .context("after applying flags and environment variables")?;
     raise_open_files_limit(file.http.connections_max);
-    // Before storage opens: a node without its cluster certificate could never take part.
-    let tls = ClusterTls::load(
-        &file.cluster_ca_file,
-        &file.cluster_cert_file,
-        &file.cluster_key_file,
-    )
-    .context("loading the cluster TLS material")?;
-    // Every file the settings name is read and checked before storage opens: a bad key or
-    // policy must stop the node at once.
-    let settings = file.settings()?;
     let public = file.public_options()?;
-    if let Some(ca) = &settings.ca {
-        tracing::info!(
-            issuers = ca.issuers.len(),
-            tsa = ca.tsa.is_some(),
-            "keyless CA serving"
-        );
-    }
-    let node = Node::start(settings, Env::production(&file.data_dir, &tls))
-        .await
-        .with_context(|| format!("starting the node over {}", file.data_dir.display()))?;
-    let listener = bind(file.listen).await?;
-    let cluster_listener = bind(file.cluster_listen).await?;
+    let serving = Serving::start(&file, public, |settings| {
+        if let Some(ca) = &settings.ca {
+            tracing::info!(
+                issuers = ca.issuers.len(),
+                tsa = ca.tsa.is_some(),
+                "keyless CA serving"
+            );
+        }
+    })
+    .await?;
     tracing::info!(
         id = file.id,
         listen = %file.listen,
@@ -213,41 +198,16 @@ async fn run(config_path: &Path, overrides: Overrides) -> anyhow::Result<()> {
         cluster_url = %file.cluster_url,
         "node serving"
     );
-    // Both listeners stop accepting on the first Ctrl-C or SIGTERM.
-    let (stop, stopped) = tokio::sync::watch::channel(());
-    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
-        let _ = stopped.changed().await;
+    // Both listeners stop accepting on the first Ctrl-C or SIGTERM. A storage error (a full or
+    // failing disk) stops the Raft core for good; a process that only serves stale reads would
+    // hide it, so stop and exit non-zero for the supervisor to restart the node once the disk
+    // is fixed (the restart resumes from what was synced).
+    let raft_stopped = tokio::select! {
+        () = shutdown_signal() => None,
+        reason = serving.node().raft_stopped() => Some(reason),
     };
-    let servers = async {
-        tokio::join!(
-            node::http::serve_public(
-                listener,
-                Arc::clone(&node),
-                public,
-                until_stopped(stopped.clone())
-            ),
-            node::http::serve_cluster(
-                cluster_listener,
-                tls.server_config(),
-                Arc::clone(&node),
-                until_stopped(stopped),
-            ),
-        )
-    };
-    // A storage error (a full or failing disk) stops the Raft core for good; a process that
-    // only serves stale reads would hide it, so stop and exit non-zero for the supervisor to
-    // restart the node once the disk is fixed (the restart resumes from what was synced).
-    let signal = async {
-        let raft_stopped = tokio::select! {
-            () = shutdown_signal() => None,
-            reason = node.raft_stopped() => Some(reason),
-        };
-        let _ = stop.send(());
-        raft_stopped
-    };
-    let (_, raft_stopped) = tokio::join!(servers, signal);
     tracing::info!("shutting down");
-    node.shutdown().await;
+    serving.shutdown().await;
     match raft_stopped {
         Some(reason) => anyhow::bail!("raft stopped: {reason}"),
         None => Ok(()),

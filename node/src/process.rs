@@ -1,9 +1,18 @@
 //! What a node process needs from its operating system beyond the node: listeners that wait
 //! out a previous process's sockets, the stop signals, enough file descriptors, and its log
-//! lines on standard error. Shared by `cairn-node run` and `cairn-node dev`.
+//! lines on standard error; and [`Serving`], a node started from its configuration file and
+//! serving both listeners. Shared by `cairn-node run`, `cairn-node dev` and the benchmark's
+//! fill, which runs a stopped cluster's nodes in one process.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::config::{ConfigError, NodeFile, Settings};
+use crate::http::PublicOptions;
+use crate::tls::{ClusterTls, TlsError};
+use crate::{Env, Node};
 
 /// Why a listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +71,101 @@ pub async fn bind(address: SocketAddr) -> Result<tokio::net::TcpListener, BindEr
             }
             Err(source) => return Err(BindError { address, source }),
         }
+    }
+}
+
+/// Why a node could not be started from its configuration file and served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The cluster certificate, its key or the cluster CA could not be loaded.
+    #[error("loading the cluster TLS material: {0}")]
+    Tls(#[from] TlsError),
+    /// A file the settings name could not be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The node did not start over its data directory.
+    #[error("starting the node over {data_dir}: {source}")]
+    Start {
+        /// The node's data directory.
+        data_dir: PathBuf,
+        /// Why.
+        source: crate::node::StartError,
+    },
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// A node started from its configuration file, serving its public API and its cluster
+/// listener until [`Serving::shutdown`].
+#[derive(Debug)]
+pub struct Serving {
+    node: Arc<Node>,
+    stop: tokio::sync::watch::Sender<()>,
+    servers: tokio::task::JoinSet<()>,
+}
+
+impl Serving {
+    /// Starts the node `file` describes over its data directory as `cairn-node run` does, with
+    /// its settings changed by `adjust`, and serves its public API with `public`.
+    pub async fn start(
+        file: &NodeFile,
+        public: PublicOptions,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Result<Serving, ServeError> {
+        // Before storage opens: a node without its cluster certificate could never take part.
+        let tls = ClusterTls::load(
+            &file.cluster_ca_file,
+            &file.cluster_cert_file,
+            &file.cluster_key_file,
+        )?;
+        // Every file the settings name is read and checked before storage opens: a bad key or
+        // policy must stop the node at once.
+        let mut settings = file.settings()?;
+        adjust(&mut settings);
+        let node = Node::start(settings, Env::production(&file.data_dir, &tls))
+            .await
+            .map_err(|source| ServeError::Start {
+                data_dir: file.data_dir.clone(),
+                source,
+            })?;
+        let listener = bind(file.listen).await?;
+        let cluster_listener = bind(file.cluster_listen).await?;
+        // Both listeners stop accepting once `stop` sends (or is dropped).
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
+            let _ = stopped.changed().await;
+        };
+        let mut servers = tokio::task::JoinSet::new();
+        servers.spawn(crate::http::serve_public(
+            listener,
+            Arc::clone(&node),
+            public,
+            until_stopped(stopped.clone()),
+        ));
+        servers.spawn(crate::http::serve_cluster(
+            cluster_listener,
+            tls.server_config(),
+            Arc::clone(&node),
+            until_stopped(stopped),
+        ));
+        Ok(Serving {
+            node,
+            stop,
+            servers,
+        })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Stops both listeners accepting, then shuts the node down.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        self.servers.join_all().await;
+        self.node.shutdown().await;
     }
 }
 

@@ -85,24 +85,6 @@ impl BodyDeadline {
     }
 }
 
-/// Serves `node`'s public API on `listener` over plain HTTP with the default
-/// [`ConnectionLimits`] and no limits per client address (in-process servers: benchmarks)
-/// until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
-    serve_with_limits(listener, node, ConnectionLimits::default(), shutdown).await;
-}
-
-/// Serves `node`'s public API on `listener` over plain HTTP within `limits`, with no limits per
-/// client address, until `shutdown` resolves; [`serve_public`] takes every option.
-pub async fn serve_with_limits(
-    listener: TcpListener,
-    node: Arc<Node>,
-    limits: ConnectionLimits,
-    shutdown: impl Future<Output = ()>,
-) {
-    serve_public(listener, node, PublicOptions::plain(limits), shutdown).await;
-}
-
 /// Marks a request that reached the cluster listener: a write a member forwarded to this node
 /// as to the leader. It is never forwarded again, and the limits per client address were
 /// applied where the client connected.

@@ -36,9 +36,9 @@ use crate::catch_up::SharedBundleSource;
 use crate::env::Blocking;
 use crate::state_machine::{Logs, StateError};
 
-// In layers, each using only those above it: the tables, the rows over them (apply's writer
-// and the readers it shares with the view), the leaf index's bulk builds, the read view, the
-// snapshot's transactions, and the openraft adapters on top.
+// In layers, each using only those above it: the tables, the tile reader over them, the rows
+// (apply's writer and the readers it shares with the view), the leaf index's bulk builds, the
+// read view, the snapshot's transactions, and the openraft adapters on top.
 mod install;
 pub mod leaf_index;
 pub(crate) mod leaf_stream;
@@ -49,6 +49,7 @@ pub(crate) mod rows;
 pub(crate) mod run_filter;
 pub mod snapshot;
 pub mod state_store;
+mod table_tiles;
 pub(crate) mod tables;
 pub mod view;
 

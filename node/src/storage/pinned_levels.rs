@@ -22,7 +22,7 @@ use redb::ReadableTable;
 use tlog::hash::HASH_LEN;
 
 use super::DiskError;
-use super::rows::{TileKey, read_stored_level};
+use super::table_tiles::{TileKey, read_stored_level};
 use crate::state_machine::STORED_LEVEL_STEP;
 use crate::types::LogName;
 

@@ -6,7 +6,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableHandle, W
 
 use super::leaf_index::{self, IndexShape, IndexTables, Upkeep};
 use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, LeafStream};
-use super::rows::{TableTiles, create_state_tables};
+use super::rows::create_state_tables;
+use super::table_tiles::TableTiles;
 use super::tables::{
     HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LEAF_INDEX_BUILT, MIDDLE_HASHES_BUILT,
     OLD_LEAF_INDEX, OLD_LEAVES, OLD_SEARCH, SM_META, TILE_HASHES, decode,

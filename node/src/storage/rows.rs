@@ -1,6 +1,7 @@
-//! Rows of `state.redb` and the writer over them: the table keys, the readers shared by apply
-//! (inside its write transaction) and the read view, and [`RedbState`], the redb implementation
-//! of [`StateAccess`] that apply and snapshot catch-up write through.
+//! Rows of `state.redb` and the writer over them: the readers shared by apply (inside its write
+//! transaction) and the read view, and [`RedbState`], the redb implementation of
+//! [`StateAccess`] that apply and snapshot catch-up write through. Reading tree hashes back out
+//! of the tables is [`table_tiles`](super::table_tiles).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -9,26 +10,23 @@ use std::sync::{Arc, Mutex};
 
 use openraft::{LogId, StoredMembership};
 use redb::{ReadableTable, Table, WriteTransaction};
-use tlog::tile::{TILE_WIDTH, Tile, TileReader};
-use tlog::tree::StoreError;
+use tlog::tile::Tile;
 use tlog::{Hash, NodeId as TreeNodeId};
 
 use super::DiskError;
 use super::leaf_index::{self, IndexMeta, IndexShape, IndexTables, TailKey, Upkeep};
-use super::leaf_stream::{LEAF_CHUNKS, LEAF_DIRECTORY, LeafHashes, LeafStream};
-use super::pinned_levels::PinnedLevels;
+use super::leaf_stream::{LEAF_CHUNKS, LEAF_DIRECTORY, LeafStream};
 use super::run_filter::{FilterCache, FilterKey, INDEX_FILTERS, RunFilter};
+use super::table_tiles::{TableTiles, TileKey};
 use super::tables::{
     BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, LAST_APPLIED, LAST_MEMBERSHIP,
-    LIFECYCLE, SM_META, TILE_HASHES, TIME_UNKNOWN, decode, decode_hash, encode,
+    LIFECYCLE, SM_META, TILE_HASHES, TIME_UNKNOWN, decode, encode,
 };
 use crate::lifecycle::Lifecycle;
 use crate::search::SearchKey;
 use crate::state_machine::{HashCaches, LogHead, StateAccess, StateError};
 use crate::types::{LogName, NodeAddress, NodeId};
 
-/// Key of the tile-hash table.
-pub(crate) type TileKey = (&'static str, u8, u64);
 /// A tile reader over the tables of a write transaction.
 pub(crate) type WriteTiles<'a, 'txn> =
     TableTiles<'a, Table<'txn, TileKey, &'static [u8]>, LeafStream<'txn>>;
@@ -238,71 +236,6 @@ pub(crate) fn read_head<T: ReadableTable<&'static str, &'static [u8]>>(
         Some(bytes) => Ok(Some(decode("heads", log, bytes.value())?)),
         None => Ok(None),
     }
-}
-
-/// The indices, at the tile's Merkle level, of hashes `position..position + count` of `tile`:
-/// `None` if they are not all within its width (or on overflow).
-fn tile_hash_range(tile: Tile, position: usize, count: usize) -> Option<(u64, u64)> {
-    if position.checked_add(count)? > usize::from(tile.width) {
-        return None;
-    }
-    let (tile_first, _) = tile_range(tile.index, tile.width)?;
-    let first = tile_first.checked_add(u64::try_from(position).ok()?)?;
-    Some((first, first.checked_add(u64::try_from(count).ok()?)?))
-}
-
-/// The hashes `first..end` of stored Merkle level `level` (not 0) of `log`, concatenated, from
-/// a row per hash. Every one must be stored.
-pub(crate) fn read_stored_level<T>(
-    hashes: &T,
-    log: &LogName,
-    level: u8,
-    first: u64,
-    end: u64,
-) -> Result<Vec<u8>, DiskError>
-where
-    T: ReadableTable<TileKey, &'static [u8]>,
-{
-    let missing = |index: u64| {
-        DiskError::Missing(format!(
-            "hash of log {log} at Merkle level {level} index {index}"
-        ))
-    };
-    let capacity = usize::try_from(end.saturating_sub(first)).unwrap_or(0);
-    let mut data = Vec::with_capacity(capacity.saturating_mul(tlog::hash::HASH_LEN));
-    let mut expected = first;
-    let name = log.0.as_str();
-    for row in hashes.range((name, level, first)..(name, level, end))? {
-        let (key, value) = row?;
-        let (_, _, index) = key.value();
-        if index != expected {
-            return Err(missing(expected));
-        }
-        // The key is formatted only if the hash is corrupt: this loop is on every proof's path.
-        let hash = decode_hash(
-            "tile_hashes",
-            &format_args!("({log}, {level}, {index})"),
-            value.value(),
-        )?;
-        data.extend_from_slice(hash.as_bytes());
-        expected += 1;
-    }
-    if expected != end {
-        return Err(missing(expected));
-    }
-    Ok(data)
-}
-
-/// The first index and the end of the `width` entries of tile `index` (None on overflow).
-pub(crate) fn tile_range(index: u64, width: u16) -> Option<(u64, u64)> {
-    let first = index.checked_mul(u64::from(TILE_WIDTH))?;
-    Some((first, first.checked_add(u64::from(width))?))
-}
-
-/// How many complete subtrees of Merkle level `8 * tile_level` a tree of `size` has.
-pub(crate) fn hashes_at_tile_level(size: u64, tile_level: u8) -> u64 {
-    let merkle_level = u32::from(tile_level) * u32::from(tlog::tile::TILE_HEIGHT);
-    size.checked_shr(merkle_level).unwrap_or(0)
 }
 
 /// [`StateAccess`] over the tables of one redb write transaction: reads see the transaction's
@@ -679,121 +612,5 @@ impl StateAccess for RedbState<'_> {
             .insert((log.0.as_str(), first_index), unix_ms)
             .map_err(|error| state_error(&error.into()))?;
         Ok(())
-    }
-}
-
-/// A [`TileReader`] over a tile-hash table and a leaf directory (of a write or a read
-/// transaction).
-pub(crate) struct TableTiles<'a, T, D> {
-    pub(crate) table: &'a T,
-    pub(crate) directory: &'a D,
-    /// Levels held in memory (a view's), read before the table.
-    pub(crate) pinned: Option<&'a PinnedLevels>,
-    pub(crate) log: &'a LogName,
-}
-
-impl<T, D> TableTiles<'_, T, D>
-where
-    T: ReadableTable<TileKey, &'static [u8]>,
-    D: LeafHashes,
-{
-    /// The bytes of hash tile `tile`: a range read of its `width` hashes, every one of which
-    /// must be stored.
-    pub(crate) fn tile_bytes(&self, tile: Tile) -> Result<Vec<u8>, DiskError> {
-        self.tile_part(tile, 0, usize::from(tile.width))
-    }
-
-    /// Hashes `position..position + count` of hash tile `tile` (within its width), every one
-    /// of which must be stored.
-    pub(crate) fn tile_part(
-        &self,
-        tile: Tile,
-        position: usize,
-        count: usize,
-    ) -> Result<Vec<u8>, DiskError> {
-        let (first, end) = tile_hash_range(tile, position, count).ok_or_else(|| {
-            DiskError::Missing(format!(
-                "hashes {position}+{count} of tile {tile} of log {}",
-                self.log
-            ))
-        })?;
-        self.level(tile.merkle_level(), first, end)
-    }
-
-    /// The stored hashes `first..end` of Merkle level `level`, concatenated: level 0 from the
-    /// leaf directory (`leaf_stream`), every other stored level from memory if `pinned` holds
-    /// them, else from a row per hash. Every one must be stored.
-    pub(crate) fn level(&self, level: u8, first: u64, end: u64) -> Result<Vec<u8>, DiskError> {
-        if level == 0 {
-            return self.directory.leaf_hashes(self.log.0.as_str(), first, end);
-        }
-        if let Some(data) = self
-            .pinned
-            .and_then(|pinned| pinned.read(self.log, level, first, end))
-        {
-            return Ok(data);
-        }
-        read_stored_level(self.table, self.log, level, first, end)
-    }
-
-    /// The root of the complete subtree over hashes `position..position + count` of hash tile
-    /// `tile` (`count` a power of two, `position` a multiple of it, within the width). A
-    /// subtree of 16 or more of the tile's hashes is folded from the stored level halfway up
-    /// the tile (`state_machine::STORED_LEVEL_STEP`), a smaller one from the tile's own level.
-    pub(crate) fn subtree_root_part(
-        &self,
-        tile: Tile,
-        position: usize,
-        count: usize,
-    ) -> Result<Hash, DiskError> {
-        let step = crate::state_machine::STORED_LEVEL_STEP;
-        let per_middle = 1usize << step;
-        let bad = || {
-            DiskError::Missing(format!(
-                "the subtree over hashes {position}+{count} of tile {tile} of log {}",
-                self.log
-            ))
-        };
-        if !count.is_power_of_two() || !position.is_multiple_of(count) {
-            return Err(bad());
-        }
-        let (first, end) = tile_hash_range(tile, position, count).ok_or_else(bad)?;
-        // Aligned on `count`, so on 16 when it reaches the middle level.
-        let data = if count >= per_middle {
-            self.level(tile.merkle_level() + step, first >> step, end >> step)?
-        } else {
-            self.level(tile.merkle_level(), first, end)?
-        };
-        tlog::tile::subtree_root(&data).ok_or_else(bad)
-    }
-}
-
-impl<T, D> TileReader for TableTiles<'_, T, D>
-where
-    T: ReadableTable<TileKey, &'static [u8]>,
-    D: LeafHashes,
-{
-    // A row per hash: a proof's low siblings cost 1, 2, 4, 8 hashes, and its higher ones 1, 2,
-    // 4, 8 of the level halfway up the tile, not the whole tile.
-    const READS_PART_OF_A_TILE: bool = true;
-
-    fn read_tile(&self, tile: Tile) -> Result<Vec<u8>, StoreError> {
-        self.tile_bytes(tile)
-            .map_err(|error| StoreError::Read(error.into()))
-    }
-
-    fn read_tile_hashes(
-        &self,
-        tile: Tile,
-        first: usize,
-        count: usize,
-    ) -> Result<Vec<u8>, StoreError> {
-        self.tile_part(tile, first, count)
-            .map_err(|error| StoreError::Read(error.into()))
-    }
-
-    fn subtree_root(&self, tile: Tile, first: usize, count: usize) -> Result<Hash, StoreError> {
-        self.subtree_root_part(tile, first, count)
-            .map_err(|error| StoreError::Read(error.into()))
     }
 }

@@ -15,11 +15,9 @@ use tlog::{Hash, LeafIndex, TreeSize};
 use super::leaf_index::{self, BlockKey, IndexMeta, TailKey};
 use super::leaf_stream::{self, LEAF_CHUNKS, LEAF_DIRECTORY, StreamKey};
 use super::pinned_levels::{PinnedLevels, VIEW_ROWS_MAX};
-use super::rows::{
-    SharedTailMemory, TableTiles, TileKey, applied_state, hashes_at_tile_level, read_head,
-    tile_range,
-};
+use super::rows::{SharedTailMemory, applied_state, read_head};
 use super::run_filter::{FilterKey, INDEX_FILTERS};
+use super::table_tiles::{TableTiles, TileKey, hashes_at_tile_level, tile_range};
 use super::tables::{
     BATCH_TIMES, HEADS, INDEX_BLOCKS, INDEX_META, INDEX_TAIL, SM_META, TILE_HASHES, TIME_UNKNOWN,
 };
