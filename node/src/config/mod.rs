@@ -12,9 +12,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod overrides;
+mod retired;
 mod settings;
 
 pub use overrides::{OVERRIDABLE, Overridable};
+pub use retired::{RetiredCaFile, RetiredTsaFile, ct_public_key_pem, ct_public_key_spki};
 
 pub use settings::{CaSettings, ConnectionLimits, Settings, WitnessingConfig, default_raft_config};
 
@@ -128,6 +130,10 @@ pub struct CaFile {
     /// written by `cairn-node ca prepare`; docs/decisions/0012-ca-key-rotation.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<CaNextFile>,
+    /// CAs and SCT keys that signed before, public parts only (`[[ca.retired]]`, written by
+    /// `cairn-node ca promote`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredCaFile>,
 }
 
 /// The `[ca.next]` section: a CA (root and intermediate) and an SCT key that take over from
@@ -161,6 +167,9 @@ pub struct TsaFile {
     /// The TSA that takes over at `from` (`[ca.tsa.next]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<TsaNextFile>,
+    /// Timestamp authorities that signed before, public parts only (`[[ca.tsa.retired]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredTsaFile>,
 }
 
 /// The `[ca.tsa.next]` section: a timestamp authority that signs from `from` on.
@@ -387,6 +396,7 @@ impl NodeFile {
                 next.intermediate_key_file = base.join(&next.intermediate_key_file);
                 next.ct_key_file = base.join(&next.ct_key_file);
             }
+            retired::resolve(ca, base);
         }
         if let Some(witnessing) = &mut file.witnessing {
             witnessing.policy_file = base.join(&witnessing.policy_file);
@@ -489,6 +499,7 @@ impl NodeFile {
             {
                 return Err(invalid("ca.tsa.next.from".into(), UTC_FORMAT));
             }
+            retired::check(ca)?;
             for (position, issuer) in ca.issuers.iter().enumerate() {
                 let scheme_ok =
                     issuer.url.starts_with("https://") || issuer.url.starts_with("http://");
@@ -885,6 +896,7 @@ mod tests {
                 intermediate_key_file: "intermediate-2.key".into(),
                 ct_key_file: "ct-2.key".into(),
             }),
+            retired: Vec::new(),
         });
         bad.save(&path).unwrap();
         let error = NodeFile::load(&path).unwrap_err().to_string();
