@@ -248,3 +248,68 @@ pub(super) fn keep_signing_material(fresh: &mut CaFile, existing: CaFile) {
         fresh.tsa = existing.tsa;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DEV_ORIGIN_DOMAIN, init, prepare_ca_rotation};
+    use super::*;
+
+    #[test]
+    fn promotion_waits_for_from_retires_public_parts_and_survives_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let urls = ["http://127.0.0.1:7001".to_owned()];
+        let configs = init(dir.path(), &urls, &[], DEV_ORIGIN_DOMAIN, Vec::new()).unwrap();
+        let now_ms = crate::env::Clock::now_unix_ms(&crate::env::SystemClock);
+        let from = format_utc(now_ms + 60_000).unwrap();
+        prepare_ca_rotation(dir.path(), &from, now_ms).unwrap();
+        let prepared = std::fs::read(&configs[0]).unwrap();
+
+        let error = promote_ca_rotation(dir.path(), now_ms)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("promote after"), "{error}");
+        assert_eq!(std::fs::read(&configs[0]).unwrap(), prepared);
+
+        let after = parse_utc_ms(&from).unwrap();
+        let promoted = promote_ca_rotation(dir.path(), after).unwrap();
+        assert_eq!(promoted.configs, configs);
+        assert_eq!(promoted.public_keys, [dir.path().join("keys/ct.pub")]);
+        assert!(
+            promoted
+                .retired_private_keys
+                .contains(&dir.path().join("ca/intermediate.key"))
+        );
+        let check = |path: &Path| {
+            let file = NodeFile::load(path).unwrap();
+            let ca = file.ca.clone().unwrap();
+            assert_eq!(ca.next, None);
+            assert!(ca.intermediate_key_file.ends_with("ca-2/intermediate.key"));
+            assert_eq!(ca.retired.len(), 1);
+            assert_eq!(ca.retired[0].until, from);
+            assert!(ca.retired[0].ct_public_key_file.ends_with("keys/ct.pub"));
+            let tsa = ca.tsa.clone().unwrap();
+            assert!(tsa.key_file.ends_with("tsa-2/signer.key"));
+            assert_eq!(tsa.retired.len(), 1);
+            let settings = CaSettings::load(&ca).unwrap();
+            assert_eq!(settings.material.retired.len(), 1);
+            assert_eq!(settings.material.all()[0].1, parse_utc_ms(&from));
+        };
+        check(&configs[0]);
+        let error = promote_ca_rotation(dir.path(), after)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no config"), "{error}");
+
+        // `init` over the directory keeps what was promoted, also with the retired private
+        // keys deleted: the retired certificates are not replaced.
+        let root = std::fs::read(dir.path().join("ca/root.crt")).unwrap();
+        for key in &promoted.retired_private_keys {
+            std::fs::remove_file(key).unwrap();
+        }
+        init(dir.path(), &urls, &[], DEV_ORIGIN_DOMAIN, Vec::new()).unwrap();
+        check(&configs[0]);
+        assert_eq!(std::fs::read(dir.path().join("ca/root.crt")).unwrap(), root);
+        assert!(!dir.path().join("ca/intermediate.key").exists());
+        assert!(!dir.path().join("keys/ct.key").exists());
+    }
+}
