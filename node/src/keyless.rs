@@ -65,13 +65,33 @@ pub enum IssueError {
 /// `current` signs before `next.from_ms`, `next` from then on. Which one signs is chosen by
 /// the time that goes into what is signed (a certificate's notBefore and its SCT's timestamp,
 /// a timestamp's genTime), read from the node's clock, so that the time always lies in the
-/// signer's window in the trusted root.
+/// signer's window in the trusted root. `retired` is what signed before `current`, public parts
+/// only: it signs nothing more, but the trusted root keeps listing it so that what it signed
+/// stays verifiable.
 #[derive(Debug)]
 pub struct Rotating<T> {
+    /// Material that signed before `current`, oldest first, each until the next took over
+    /// (`[[ca.retired]]`, `[[ca.tsa.retired]]`).
+    pub retired: Vec<Retired>,
     /// The material in use until `next` takes over.
     pub current: T,
     /// What takes over, and when.
     pub next: Option<Next<T>>,
+}
+
+/// Material that signed in a past window: its public parts, all clients need to verify what it
+/// signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retired {
+    /// From when it signed (milliseconds since the epoch).
+    pub from_ms: u64,
+    /// Until when it signed: the time its successor took over.
+    pub until_ms: u64,
+    /// Its chain, DER, signer first: a CA's intermediate and root, or a TSA's signing
+    /// certificate and root.
+    pub chain_der: [Vec<u8>; 2],
+    /// A retired CA's SCT key (DER SubjectPublicKeyInfo); `None` for a TSA.
+    pub ct_spki_der: Option<Vec<u8>>,
 }
 
 /// Material that takes over at a time.
@@ -87,6 +107,7 @@ impl<T> Rotating<T> {
     /// Material that is never replaced.
     pub fn fixed(current: T) -> Rotating<T> {
         Rotating {
+            retired: Vec::new(),
             current,
             next: None,
         }
@@ -100,16 +121,25 @@ impl<T> Rotating<T> {
         }
     }
 
-    /// Every material, oldest first, with the time it takes over (`None` for the first) and
-    /// the time it is replaced at (`None` for the last).
+    /// Every material that can sign, current first, with the time it takes over (`None` for
+    /// the first ever, which signs since its certificates were made) and the time it is
+    /// replaced at (`None` for the last). The current one took over when the last retired one
+    /// stopped.
     pub fn all(&self) -> Vec<(&T, Option<u64>, Option<u64>)> {
+        let current_from = self.retired.last().map(|retired| retired.until_ms);
         match &self.next {
             Some(next) => vec![
-                (&self.current, None, Some(next.from_ms)),
+                (&self.current, current_from, Some(next.from_ms)),
                 (&next.material, Some(next.from_ms), None),
             ],
-            None => vec![(&self.current, None, None)],
+            None => vec![(&self.current, current_from, None)],
         }
+    }
+
+    /// When the oldest retired material started signing, if any: the deployment is older than
+    /// the current material's certificates.
+    pub fn first_from_ms(&self) -> Option<u64> {
+        self.retired.first().map(|retired| retired.from_ms)
     }
 }
 

@@ -17,7 +17,9 @@ use crate::env::{Clock, SystemClock};
 use crate::tls::{ClusterCa, TlsError};
 
 mod ca_next;
+mod ca_promote;
 pub use ca_next::{PreparedCa, prepare_ca_rotation};
+pub use ca_promote::{PromotedCa, promote_ca_rotation};
 
 /// Why provisioning stopped.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +168,8 @@ pub fn init(
         let cluster_listen = listen_address(&cluster_url)?;
         let node_dir = dir.join(format!("node-{id}"));
         // Logs added since (successors `prepare_successor` wrote) stay in the config, and so
-        // does a prepared CA rotation (`prepare_ca_rotation`).
+        // do the CA's and TSA's material: a prepared rotation (`prepare_ca_rotation`), and
+        // after a promotion (`promote_ca_rotation`) the material in use and the retired.
         let mut node_logs = logs.clone();
         let mut node_ca = ca_file.clone();
         if let Ok(text) = std::fs::read_to_string(node_dir.join("config.toml"))
@@ -179,10 +182,7 @@ pub fn init(
                     .filter(|log| !LOG_NAMES.contains(&log.name.as_str())),
             );
             if let Some(existing) = existing.ca {
-                node_ca.next = existing.next;
-                if let (Some(tsa), Some(existing)) = (&mut node_ca.tsa, existing.tsa) {
-                    tsa.next = existing.next;
-                }
+                ca_promote::keep_signing_material(&mut node_ca, existing);
             }
         }
         let host = crate::tls::url_host(&cluster_url)?;
@@ -457,7 +457,9 @@ fn init_keyless_ca(
         dir.join("ca").join("intermediate.crt"),
         dir.join("ca").join("intermediate.key"),
     );
-    if !intermediate_key.exists() {
+    // A certificate without its key is a CA retired by `ca promote` whose key the operator
+    // deleted: its certificates stay listed in the trusted root, so they are never replaced.
+    if !intermediate_key.exists() && !intermediate.exists() {
         let now = Clock::now_unix_ms(&SystemClock) / 1000;
         if now == 0 {
             return Err(ProvisionError::Clock);
@@ -473,7 +475,7 @@ fn init_keyless_ca(
         dir.join("tsa").join("signer.crt"),
         dir.join("tsa").join("signer.key"),
     );
-    if !tsa_key.exists() {
+    if !tsa_key.exists() && !tsa_cert.exists() {
         let now = Clock::now_unix_ms(&SystemClock) / 1000;
         let new = ca::tsa::new_tsa("Cairn", now)?;
         write_file(&tsa_root, new.root_pem.as_bytes())?;
@@ -481,7 +483,7 @@ fn init_keyless_ca(
         write_secret(&tsa_key, new.signer_key_pem.as_bytes())?;
     }
     let ct_key = dir.join("keys").join("ct.key");
-    if !ct_key.exists() {
+    if !ct_key.exists() && !ct_key.with_extension("pub").exists() {
         let key = ca::ct::CtKey::from_scalar(&random_bytes::<32>())?;
         write_secret(&ct_key, key.to_pkcs8_pem()?.as_bytes())?;
     }
@@ -503,8 +505,10 @@ fn init_keyless_ca(
             cert_file: relative(&["tsa", "signer.crt"]),
             key_file: relative(&["tsa", "signer.key"]),
             next: None,
+            retired: Vec::new(),
         }),
         next: None,
+        retired: Vec::new(),
     })
 }
 

@@ -3,7 +3,7 @@
 //! successor log is added to a file (`provision`), so every way a file changes passes the same
 //! checks.
 
-use super::{ConfigError, NodeFile, UTC_FORMAT, parse_utc_ms};
+use super::{ConfigError, NodeFile, UTC_FORMAT, parse_utc_ms, retired};
 
 impl NodeFile {
     /// Checks that the settings can work together (also after overrides are applied).
@@ -87,6 +87,7 @@ impl NodeFile {
             {
                 return Err(invalid("ca.tsa.next.from".into(), UTC_FORMAT));
             }
+            retired::check(ca)?;
             for (position, issuer) in ca.issuers.iter().enumerate() {
                 let scheme_ok =
                     issuer.url.starts_with("https://") || issuer.url.starts_with("http://");

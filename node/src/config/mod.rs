@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 mod check;
 mod overrides;
+mod retired;
 mod settings;
 
 pub use overrides::{OVERRIDABLE, Overridable};
+pub use retired::{RetiredCaFile, RetiredTsaFile, ct_public_key_pem, ct_public_key_spki};
 
 pub use settings::{CaSettings, ConnectionLimits, Settings, WitnessingConfig, default_raft_config};
 
@@ -129,6 +131,10 @@ pub struct CaFile {
     /// written by `cairn-node ca prepare`; docs/decisions/0012-ca-key-rotation.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<CaNextFile>,
+    /// CAs and SCT keys that signed before, public parts only (`[[ca.retired]]`, written by
+    /// `cairn-node ca promote`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredCaFile>,
 }
 
 /// The `[ca.next]` section: a CA (root and intermediate) and an SCT key that take over from
@@ -162,6 +168,9 @@ pub struct TsaFile {
     /// The TSA that takes over at `from` (`[ca.tsa.next]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<TsaNextFile>,
+    /// Timestamp authorities that signed before, public parts only (`[[ca.tsa.retired]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredTsaFile>,
 }
 
 /// The `[ca.tsa.next]` section: a timestamp authority that signs from `from` on.
@@ -388,6 +397,7 @@ impl NodeFile {
                 next.intermediate_key_file = base.join(&next.intermediate_key_file);
                 next.ct_key_file = base.join(&next.ct_key_file);
             }
+            retired::resolve(ca, base);
         }
         if let Some(witnessing) = &mut file.witnessing {
             witnessing.policy_file = base.join(&witnessing.policy_file);

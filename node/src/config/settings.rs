@@ -155,7 +155,11 @@ impl CaSettings {
             None => None,
         };
         Ok(CaSettings {
-            material: Rotating { current, next },
+            material: Rotating {
+                retired: super::retired::load_retired_cas(&file.retired)?,
+                current,
+                next,
+            },
             issuers: file.issuers.clone(),
             requests_per_identity_per_minute: file.requests_per_identity_per_minute,
             log: LogName(file.log.clone()),
@@ -249,7 +253,11 @@ fn load_tsa(file: &TsaFile) -> Result<Rotating<ca::tsa::TimestampAuthority>, Con
         }
         None => None,
     };
-    Ok(Rotating { current, next })
+    Ok(Rotating {
+        retired: super::retired::load_retired_tsas(&file.retired)?,
+        current,
+        next,
+    })
 }
 
 impl NodeFile {

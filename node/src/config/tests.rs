@@ -95,6 +95,7 @@ fn mistakes_are_named() {
             intermediate_key_file: "intermediate-2.key".into(),
             ct_key_file: "ct-2.key".into(),
         }),
+        retired: Vec::new(),
     });
     bad.save(&path).unwrap();
     let error = NodeFile::load(&path).unwrap_err().to_string();

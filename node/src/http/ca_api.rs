@@ -115,14 +115,23 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
     result.unwrap_or_else(ApiError::into_response)
 }
 
-/// Every chain the CA issues under, the current one first (and the next one, once configured,
-/// as Fulcio lists every chain it has).
+/// Every chain the CA issues or issued under, the current one first, then the next one, once
+/// configured, and the retired ones, newest first (Fulcio lists every chain it has).
 fn trust_bundle(ca: &KeylessCa) -> Response<Body> {
+    let retired = ca.material.retired.iter().rev().map(|retired| {
+        retired
+            .chain_der
+            .iter()
+            .map(|der| ca::cert::to_pem(der))
+            .collect::<Vec<_>>()
+    });
     let chains: Vec<_> = ca
         .material
         .all()
         .into_iter()
-        .map(|(material, _, _)| serde_json::json!({ "certificates": material.authority.chain_pem() }))
+        .map(|(material, _, _)| material.authority.chain_pem().map(str::to_owned).to_vec())
+        .chain(retired)
+        .map(|chain| serde_json::json!({ "certificates": chain }))
         .collect();
     json(StatusCode::OK, &serde_json::json!({ "chains": chains }))
 }

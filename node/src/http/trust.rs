@@ -21,11 +21,12 @@
 //!   its window likewise: no bundle carries its entries, but the explorer verifies its
 //!   checkpoints against the key listed here, not against what the node says in `/logs`.
 //! - `certificateAuthorities`: the CA's intermediate and root; with `[ca.next]`, the next
-//!   ones too, each with its window (docs/decisions/0012-ca-key-rotation.md).
+//!   ones too, and first the retired ones (`[[ca.retired]]`, public parts only), each with its
+//!   window (docs/decisions/0012-ca-key-rotation.md).
 //! - `ctlogs`: the certificate log's SCT key (ECDSA P-256; `logId` = SHA-256 of its SPKI),
-//!   and the next one, likewise.
+//!   and the retired and next ones, likewise.
 //! - `timestampAuthorities`: the cluster's TSA (`tsa_api`), its signing certificate and root,
-//!   when the node runs one, and the next one, likewise.
+//!   when the node runs one, and the retired (`[[ca.tsa.retired]]`) and next ones, likewise.
 //! - The signing config lists the CA, the TSA (`tsaUrls`, full URLs) and the log's Rekor v2
 //!   API beside its v1 API. A v2 entry carries no signed time, so v2 is offered only with a
 //!   TSA: clients pick the highest `majorApiVersion` of an operator (sigstore-python, cosign),
@@ -94,6 +95,10 @@ pub(super) async fn handle(node: &Arc<Node>, request: Request<Incoming>) -> Resp
     super::json(StatusCode::OK, &document)
 }
 
+/// A CA the trusted root lists: from and until when it signs (`None`: since the deployment
+/// began, until further notice), its chain (intermediate, root) and its SCT key's SPKI.
+type CaWindow<'a> = (Option<u64>, Option<u64>, [&'a [u8]; 2], Option<&'a [u8]>);
+
 /// The trusted root and signing config of this deployment, reached at `scheme://host`.
 struct TrustDocuments {
     trusted_root: Value,
@@ -111,14 +116,14 @@ impl TrustDocuments {
             .ca()
             .ok_or_else(|| ApiError::not_found("this cluster runs no CA: no trust documents"))?;
         let root = ca.material.current.authority.chain_der()[1];
-        // Keys and services are valid from the root certificate's notBefore: nothing this
-        // deployment signed can be older than its CA.
-        let start_seconds = not_before_seconds(root)?;
-        let start = rfc3339(start_seconds)?;
-        let first_start_ms = u64::try_from(start_seconds)
+        // Keys and services are valid from the first CA's start: the oldest retired one's
+        // `from`, or the root certificate's notBefore: nothing this deployment signed can be
+        // older than its CA.
+        let first_start_ms = u64::try_from(not_before_seconds(root)?)
             .unwrap_or(0)
-            .saturating_mul(1000);
-        let valid_for = json!({ "start": start });
+            .saturating_mul(1000)
+            .min(ca.material.first_from_ms().unwrap_or(u64::MAX));
+        let valid_for = json!({ "start": rfc3339(seconds(first_start_ms, false))? });
         // Every artifact log, then every certificate log, oldest first: a frozen one with the
         // end of its window (`crate::lifecycle`), so that entries it holds verify and no new
         // ones do. The artifact logs come first: sigstore-python's detached verification asks
@@ -159,16 +164,31 @@ impl TrustDocuments {
                 }
             }
         }
-        // The CA's intermediates and SCT keys, current first; with `[ca.next]` configured the
-        // next is listed before it signs (docs/decisions/0012-ca-key-rotation.md). A retired
+        // The CA's intermediates and SCT keys, oldest first: the retired ones (public parts
+        // only, `[[ca.retired]]`), the current one and, with `[ca.next]` configured, the next,
+        // listed before it signs (docs/decisions/0012-ca-key-rotation.md). A replaced
         // intermediate's window ends a leaf's lifetime after the switch: the certificates it
         // issued just before are used to sign until they expire, and clients check the CA's
         // window at the signing time. An SCT key's ends at the switch: an SCT's time is its
         // certificate's notBefore.
+        let mut signers: Vec<CaWindow<'_>> = Vec::new();
+        for retired in &ca.material.retired {
+            let [intermediate, root] = &retired.chain_der;
+            signers.push((
+                Some(retired.from_ms),
+                Some(retired.until_ms),
+                [intermediate.as_slice(), root.as_slice()],
+                retired.ct_spki_der.as_deref(),
+            ));
+        }
+        for (material, from_ms, until_ms) in ca.material.all() {
+            let chain = material.authority.chain_der();
+            signers.push((from_ms, until_ms, chain, Some(material.ct_key.spki_der())));
+        }
         let mut authorities = Vec::new();
         let mut ctlogs: Vec<Value> = Vec::new();
-        for (material, from_ms, until_ms) in ca.material.all() {
-            let [intermediate, root] = material.authority.chain_der();
+        let mut ct_start_ms = first_start_ms;
+        for (from_ms, until_ms, [intermediate, root], spki) in signers {
             let (organization, common_name) = subject(intermediate)?;
             let start_ms = from_ms.unwrap_or(first_start_ms);
             let leaf_ms = ca::cert::LEAF_VALIDITY_SECONDS * 1000;
@@ -181,19 +201,21 @@ impl TrustDocuments {
                 ] },
                 "validFor": window(start_ms, until_ms.map(|end| end.saturating_add(leaf_ms)))?,
             }));
-            let log_id = BASE64.encode(material.ct_key.log_id());
-            // The same SCT key kept across the switch stays one entry, valid throughout.
+            let Some(spki) = spki else { continue };
+            let log_id = BASE64.encode(<sha2::Sha256 as sha2::Digest>::digest(spki));
+            // The same SCT key kept across a switch stays one entry, valid throughout.
             if let Some(previous) = ctlogs.last_mut()
                 && previous["logId"]["keyId"] == json!(log_id)
             {
-                previous["publicKey"]["validFor"] = window(first_start_ms, until_ms)?;
+                previous["publicKey"]["validFor"] = window(ct_start_ms, until_ms)?;
                 continue;
             }
+            ct_start_ms = start_ms;
             ctlogs.push(json!({
                 "baseUrl": format!("{base_url}/api/v2/ctLog"),
                 "hashAlgorithm": "SHA2_256",
                 "publicKey": {
-                    "rawBytes": BASE64.encode(material.ct_key.spki_der()),
+                    "rawBytes": BASE64.encode(spki),
                     "keyDetails": "PKIX_ECDSA_P256_SHA_256",
                     "validFor": window(start_ms, until_ms)?,
                 },
@@ -212,11 +234,24 @@ impl TrustDocuments {
             let url = format!("{base_url}{}", super::tsa_api::TIMESTAMP);
             let first_start_ms = u64::try_from(not_before_seconds(tsa.current.chain_der()[1])?)
                 .unwrap_or(0)
-                .saturating_mul(1000);
+                .saturating_mul(1000)
+                .min(tsa.first_from_ms().unwrap_or(u64::MAX));
             let mut authorities = Vec::new();
-            // Each TSA valid while it signs: a token's genTime picks its key (`tsa_api`).
-            for (material, from_ms, until_ms) in tsa.all() {
-                let [signer, root] = material.chain_der();
+            // Each TSA valid while it signs, retired ones (`[[ca.tsa.retired]]`) first: a
+            // token's genTime picks its key (`tsa_api`).
+            let retired = tsa.retired.iter().map(|retired| {
+                let [signer, root] = &retired.chain_der;
+                (
+                    [signer.as_slice(), root.as_slice()],
+                    Some(retired.from_ms),
+                    Some(retired.until_ms),
+                )
+            });
+            let signing = tsa
+                .all()
+                .into_iter()
+                .map(|(material, from_ms, until_ms)| (material.chain_der(), from_ms, until_ms));
+            for ([signer, root], from_ms, until_ms) in retired.chain(signing) {
                 let (organization, common_name) = subject(signer)?;
                 authorities.push(json!({
                     "subject": { "organization": organization, "commonName": common_name },

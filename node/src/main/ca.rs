@@ -1,5 +1,6 @@
 //! `cairn-node ca prepare`: the next CA, SCT key and timestamp authority of a cluster
-//! directory, taking over at a given time.
+//! directory, taking over at a given time; `cairn-node ca promote`: once that time has passed,
+//! the next becomes the current and the replaced material is kept, public parts only.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,12 @@ use node::env::Clock as _;
 /// certificate's lifetime, 20 minutes, longer), the new from `from`; when a node's clock reaches
 /// `from` it issues and timestamps with the new keys. Pick a `from` late enough for clients to
 /// fetch the new trusted root first.
+///
+/// Once `from` has passed, `cairn-node ca promote --dir DIR` moves `[ca.next]` into `[ca]` (and
+/// `[ca.tsa.next]` into `[ca.tsa]`) and keeps the replaced CA, SCT key and TSA as
+/// `[[ca.retired]]` and `[[ca.tsa.retired]]` entries (certificates and public keys only, with
+/// the window they signed in), which the trusted root keeps listing so that what they signed
+/// still verifies. Restart the nodes one at a time again; the next `ca prepare` can follow.
 ///
 /// See docs/operations.md, "Rotating a log and its key".
 #[derive(Args, Debug)]
@@ -45,6 +52,14 @@ enum CaCommand {
         /// Or: in how many seconds from now they take over.
         #[arg(long = "in", value_name = "SECONDS")]
         in_seconds: Option<u64>,
+    },
+    /// Once the prepared rotation's `from` has passed: make the next CA, SCT key and TSA the
+    /// current ones in every node config of a cluster directory, the replaced ones retired
+    /// (public parts only, still in the trusted root); restart the nodes afterwards.
+    Promote {
+        /// The cluster directory `cairn-node init` wrote.
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -84,6 +99,25 @@ pub(crate) fn run(args: CaArgs) -> anyhow::Result<()> {
                 "next: copy these to each machine and restart the nodes one at a time before {}",
                 prepared.from
             );
+            Ok(())
+        }
+        CaCommand::Promote { dir } => {
+            let now_ms = node::env::SystemClock.now_unix_ms();
+            let promoted = node::provision::promote_ca_rotation(&dir, now_ms)?;
+            for config in &promoted.configs {
+                println!("promoted in {}", config.display());
+            }
+            for key in &promoted.public_keys {
+                println!("retired SCT key's public key: {}", key.display());
+            }
+            println!(
+                "no config names these private keys any more; once every node runs the new \
+                 configs, they may be deleted:"
+            );
+            for key in &promoted.retired_private_keys {
+                println!("  {}", key.display());
+            }
+            println!("next: copy the configs to each machine and restart the nodes one at a time");
             Ok(())
         }
     }

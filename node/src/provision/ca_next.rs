@@ -74,7 +74,8 @@ pub fn prepare_ca_rotation(
                     "ca.next",
                     format!(
                         "{} already has a [ca.next] or [ca.tsa.next]: one rotation is \
-                         prepared at a time",
+                         prepared at a time (once its `from` has passed, `cairn-node ca \
+                         promote` makes it the current one)",
                         path.display()
                     ),
                 ));
