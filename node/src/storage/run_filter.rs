@@ -144,7 +144,8 @@ impl FilterCache {
                 runs.insert(run, filter);
             }
             None => {
-                self.runs.insert(log.to_owned(), HashMap::from([(run, filter)]));
+                self.runs
+                    .insert(log.to_owned(), HashMap::from([(run, filter)]));
             }
         }
     }
