@@ -93,23 +93,29 @@ impl SharedTailMemory {
         self.lock().clear();
     }
 
-    /// Whether complete run `run` of `log` may hold `key`, by its filter (read from `filters`
-    /// the first time and kept).
-    pub(crate) fn run_may_hold<F: ReadableTable<FilterKey, &'static [u8]>>(
+    /// For each of the complete `runs` of `log`, whether it may hold `key`, by its filter
+    /// (read from `filters` the first time and kept).
+    pub(crate) fn runs_may_hold<F: ReadableTable<FilterKey, &'static [u8]>>(
         &self,
         filters: &F,
         log: &LogName,
-        run: u64,
+        runs: &[u64],
         key: u64,
-    ) -> Result<bool, DiskError> {
+    ) -> Result<Vec<bool>, DiskError> {
         let name = log.0.as_str();
-        if let Some(answer) = self.lock().filters.may_hold(name, run, key) {
-            return Ok(answer);
+        let missing: Vec<u64> = {
+            let memory = self.lock();
+            runs.iter()
+                .copied()
+                .filter(|&run| !memory.filters.has(name, run))
+                .collect()
+        };
+        for run in missing {
+            let filter = Arc::new(RunFilter::read(filters, name, run)?);
+            self.lock().filters.insert(name, run, filter);
         }
-        let filter = Arc::new(RunFilter::read(filters, name, run)?);
-        let answer = filter.may_hold(key);
-        self.lock().filters.insert(name, run, filter);
-        Ok(answer)
+        // A filter the cache let go of meanwhile answers "maybe": the run is read.
+        Ok(self.lock().filters.may_hold_each(name, runs, key))
     }
 
     /// Leaf indices in `flushed..size` whose tail row holds `key`, for a view whose tail starts
@@ -471,9 +477,9 @@ impl StateAccess for RedbState<'_> {
             };
             // Filters only with apply's memory to keep them (a predicting or installing
             // writer reads every run).
-            let may_hold = |run: u64| match &self.upkeep {
-                Some((_, memory)) => memory.run_may_hold(&self.index.filters, log, run, key),
-                None => Ok(true),
+            let may_hold = |runs: &[u64]| match &self.upkeep {
+                Some((_, memory)) => memory.runs_may_hold(&self.index.filters, log, runs, key),
+                None => Ok(vec![true; runs.len()]),
             };
             leaf_index::run_candidates(
                 &meta,

@@ -90,11 +90,44 @@ impl RunFilter {
 
     /// Whether the run may hold `key`: false only if its filter says it does not.
     pub(crate) fn may_hold(&self, key: u64) -> bool {
-        let after = self.segments.partition_point(|(first, _)| *first <= key);
-        match after.checked_sub(1) {
-            Some(segment) => may_hold(&self.segments[segment].1, key),
+        match self.segment(key) {
+            Some(filter) => may_hold(filter, key),
             None => true,
         }
+    }
+
+    /// Whether the first of `key`'s probes is set: false means the run does not hold `key`.
+    fn first_probe(&self, key: u64) -> bool {
+        match self.segment(key) {
+            Some(filter) if !filter.is_empty() => {
+                let bit = key % (filter.len() as u64 * 8);
+                filter[usize_from(bit / 8)] & (1 << (bit % 8)) != 0
+            }
+            _ => true,
+        }
+    }
+
+    /// The filter of the segment that covers `key`: the one with the greatest start at or
+    /// below it. A merge output's segments start at its slices' starts, evenly spread over the
+    /// keys, so the position is computed first and only checked (a search is the fallback).
+    fn segment(&self, key: u64) -> Option<&[u8]> {
+        let count = self.segments.len();
+        let guess = usize_from(((u128::from(key) * count as u128) >> 64) as u64);
+        let covers = |position: usize| {
+            self.segments[position].0 <= key
+                && self
+                    .segments
+                    .get(position + 1)
+                    .is_none_or(|(next, _)| *next > key)
+        };
+        let position = if guess < count && covers(guess) {
+            guess
+        } else {
+            self.segments
+                .partition_point(|(first, _)| *first <= key)
+                .checked_sub(1)?
+        };
+        Some(&self.segments[position].1)
     }
 
     /// The bytes this filter occupies in memory.
@@ -128,9 +161,33 @@ impl FilterCache {
         self.bytes = 0;
     }
 
-    /// Whether run `run` of `log` may hold `key`, if its filter is kept.
-    pub(crate) fn may_hold(&self, log: &str, run: u64, key: u64) -> Option<bool> {
-        Some(self.runs.get(log)?.get(&run)?.may_hold(key))
+    /// Whether run `run` of `log` is kept.
+    pub(crate) fn has(&self, log: &str, run: u64) -> bool {
+        self.runs
+            .get(log)
+            .is_some_and(|runs| runs.contains_key(&run))
+    }
+
+    /// For each of `runs` of `log`, whether it may hold `key`: true for a run whose filter is
+    /// not kept. A lookup of a key the log does not have (nearly every dedup lookup) asks every
+    /// run, and each answer costs a cache miss in a filter that memory holds but the cache does
+    /// not: the first probes of all runs are made first, loads that do not depend on each
+    /// other, so that the processor waits for those misses together rather than one by one.
+    pub(crate) fn may_hold_each(&self, log: &str, runs: &[u64], key: u64) -> Vec<bool> {
+        let Some(kept) = self.runs.get(log) else {
+            return vec![true; runs.len()];
+        };
+        let filters: Vec<Option<&RunFilter>> =
+            runs.iter().map(|run| kept.get(run).map(|f| &**f)).collect();
+        let first: Vec<bool> = filters
+            .iter()
+            .map(|filter| filter.is_none_or(|filter| filter.first_probe(key)))
+            .collect();
+        filters
+            .iter()
+            .zip(first)
+            .map(|(filter, first)| first && filter.is_none_or(|filter| filter.may_hold(key)))
+            .collect()
     }
 
     pub(crate) fn insert(&mut self, log: &str, run: u64, filter: Arc<RunFilter>) {
@@ -192,5 +249,97 @@ mod tests {
         };
         assert!(late.may_hold(5));
         assert!(RunFilter::default().may_hold(5));
+    }
+
+    /// The segment a key's position is computed to be in is the one a search finds, for
+    /// segments at a merge's slice starts and for any others.
+    #[test]
+    fn the_computed_segment_is_the_searched_one() {
+        let slice_start = |slice: u64, slices: u64| {
+            u64::try_from((u128::from(slice) << 64) / u128::from(slices)).unwrap_or(u64::MAX)
+        };
+        let searched = |run: &RunFilter, key: u64| {
+            let after = run.segments.partition_point(|(first, _)| *first <= key);
+            after
+                .checked_sub(1)
+                .map(|position| run.segments[position].1.as_ptr())
+        };
+        let even = |slices: u64| RunFilter {
+            segments: (0..slices)
+                .map(|slice| (slice_start(slice, slices), build([key(slice)].into_iter())))
+                .collect(),
+        };
+        let uneven = RunFilter {
+            segments: [0, 7, 1 << 20, 1 << 63, u64::MAX - 1]
+                .into_iter()
+                .map(|first| (first, build([key(first)].into_iter())))
+                .collect(),
+        };
+        let late = RunFilter {
+            segments: vec![(1 << 40, build([key(1)].into_iter()))],
+        };
+        let runs = [
+            even(1),
+            even(3),
+            even(7),
+            even(1024),
+            even(1000),
+            uneven,
+            late,
+        ];
+        let mut keys: Vec<u64> = (0..20_000).map(key).collect();
+        for run in &runs {
+            for (first, _) in &run.segments {
+                keys.extend([first.wrapping_sub(1), *first, first.wrapping_add(1)]);
+            }
+        }
+        keys.extend([0, u64::MAX]);
+        for run in &runs {
+            for &k in &keys {
+                assert_eq!(run.segment(k).map(<[u8]>::as_ptr), searched(run, k), "{k}");
+            }
+        }
+    }
+
+    /// Asked about several runs at once, the cache answers as each run's filter does, and
+    /// "maybe" for a run it does not keep.
+    #[test]
+    fn runs_asked_together_answer_as_each_alone() {
+        let mut cache = FilterCache::default();
+        let held: Vec<Vec<u64>> = (0..5u64)
+            .map(|run| (0..2_000).map(|i| key(run * 10_000 + i)).collect())
+            .collect();
+        for (run, keys) in held.iter().enumerate() {
+            let filter = RunFilter {
+                segments: vec![(0, build(keys.iter().copied()))],
+            };
+            cache.insert("artifacts", run as u64, Arc::new(filter));
+        }
+        let runs = [4, 0, 99, 2, 1, 3];
+        for i in 0..60_000 {
+            let k = key(i);
+            let each = cache.may_hold_each("artifacts", &runs, k);
+            let alone: Vec<bool> = runs
+                .iter()
+                .map(|&run| {
+                    cache.runs["artifacts"]
+                        .get(&run)
+                        .is_none_or(|f| f.may_hold(k))
+                })
+                .collect();
+            assert_eq!(each, alone);
+            assert!(each[2], "run 99 is not kept: maybe");
+        }
+        for (run, keys) in held.iter().enumerate() {
+            let position = runs.iter().position(|&r| r == run as u64).unwrap();
+            assert!(
+                keys.iter()
+                    .all(|&k| cache.may_hold_each("artifacts", &runs, k)[position])
+            );
+        }
+        assert_eq!(
+            cache.may_hold_each("other", &runs, 5),
+            vec![true; runs.len()]
+        );
     }
 }

@@ -341,7 +341,7 @@ impl StateView {
             None,
             usize::MAX,
             tail_hits,
-            &|run| self.tail_memory.run_may_hold(filters, log, run, key),
+            &|runs| self.tail_memory.runs_may_hold(filters, log, runs, key),
         )?;
         for index in candidates {
             if index < size
@@ -484,7 +484,10 @@ impl StateView {
                 after,
                 fetch,
                 tail_hits.clone(),
-                &|run| self.tail_memory.run_may_hold(filters, log, run, index_key),
+                &|runs| {
+                    self.tail_memory
+                        .runs_may_hold(filters, log, runs, index_key)
+                },
             )?;
             let mut found = Vec::new();
             let mut short = false;

@@ -29,19 +29,25 @@ fn runs_for(meta: &IndexMeta, key: u64) -> Vec<u64> {
 /// The runs a lookup of `key` reads: [`runs_for`], less the complete runs whose filter
 /// (`may_hold`, `run_filter`) says they do not hold it. A merge output still being written has
 /// no complete filter and is always read.
-fn runs_to_read(
-    meta: &IndexMeta,
-    key: u64,
-    may_hold: &dyn Fn(u64) -> Result<bool, DiskError>,
-) -> Result<Vec<u64>, DiskError> {
-    let mut runs = Vec::new();
-    for run in runs_for(meta, key) {
-        if !meta.is_complete(run) || may_hold(run)? {
-            runs.push(run);
-        }
-    }
-    Ok(runs)
+fn runs_to_read(meta: &IndexMeta, key: u64, may_hold: &MayHold<'_>) -> Result<Vec<u64>, DiskError> {
+    let ids = runs_for(meta, key);
+    let complete: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|&run| meta.is_complete(run))
+        .collect();
+    let answers = may_hold(&complete)?;
+    // Without an answer for each run, read them all rather than skip one that holds the key.
+    let answered = answers.len() == complete.len();
+    let mut answers = answers.into_iter();
+    Ok(ids
+        .into_iter()
+        .filter(|&run| !meta.is_complete(run) || !answered || answers.next().unwrap_or(true))
+        .collect())
 }
+
+/// For each complete run asked about, whether its filter may hold the key looked up.
+pub(crate) type MayHold<'a> = dyn Fn(&[u64]) -> Result<Vec<bool>, DiskError> + 'a;
 
 /// Pair `position` of a block's bytes (whose length is a multiple of [`PAIR_BYTES`]).
 fn pair_at(bytes: &[u8], position: usize) -> (u64, u64) {
@@ -212,7 +218,7 @@ pub(crate) fn candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
     after: Option<u64>,
     limit: usize,
     tail_hits: Vec<u64>,
-    may_hold: &dyn Fn(u64) -> Result<bool, DiskError>,
+    may_hold: &MayHold<'_>,
 ) -> Result<(Vec<u64>, Option<u64>), DiskError> {
     let mut found = tail_hits;
     let mut complete_through: Option<u64> = None;
@@ -240,7 +246,7 @@ pub(crate) fn run_candidates<B: ReadableTable<BlockKey, &'static [u8]>>(
     log: &str,
     key: u64,
     out: &mut Vec<u64>,
-    may_hold: &dyn Fn(u64) -> Result<bool, DiskError>,
+    may_hold: &MayHold<'_>,
 ) -> Result<(), DiskError> {
     for run in runs_to_read(meta, key, may_hold)? {
         run_find_all(blocks, log, run, key, out)?;
