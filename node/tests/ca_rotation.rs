@@ -94,16 +94,13 @@ fn unix_seconds() -> u64 {
         .as_secs()
 }
 
-#[test]
-fn the_ca_sct_key_and_tsa_rotate_at_from_and_old_bundles_stay_verifiable() {
-    let _one = one_cluster();
-    let temp = tempfile::tempdir().unwrap();
-    let cluster = temp.path().join("cluster");
-    let home = temp.path().join("home");
-    let dev = Dev::start(&cluster);
+/// A dev cluster in `cluster`, with the client in `home` logged in to its dev issuer as
+/// alice@example.com; the cluster and the issuer's URL.
+fn start_logged_in(cluster: &Path, home: &Path) -> (Dev, String) {
+    let dev = Dev::start(cluster);
     let issuer = dev.issuer();
     let login = cairn(
-        &home,
+        home,
         &[
             "login",
             "--dev",
@@ -113,6 +110,16 @@ fn the_ca_sct_key_and_tsa_rotate_at_from_and_old_bundles_stay_verifiable() {
         ],
     );
     assert!(login.status.success(), "{}", text(&login));
+    (dev, issuer)
+}
+
+#[test]
+fn the_ca_sct_key_and_tsa_rotate_at_from_and_old_bundles_stay_verifiable() {
+    let _one = one_cluster();
+    let temp = tempfile::tempdir().unwrap();
+    let cluster = temp.path().join("cluster");
+    let home = temp.path().join("home");
+    let (dev, issuer) = start_logged_in(&cluster, &home);
     let before = sign(&home, temp.path(), &dev.url(1), "before.txt");
 
     // The next material, taking over in 30 s: time for the restart and the checks below.
@@ -260,19 +267,7 @@ fn promoted_rotations_keep_retired_cas_listed_and_their_bundles_verifiable() {
     let temp = tempfile::tempdir().unwrap();
     let cluster = temp.path().join("cluster");
     let home = temp.path().join("home");
-    let dev = Dev::start(&cluster);
-    let issuer = dev.issuer();
-    let login = cairn(
-        &home,
-        &[
-            "login",
-            "--dev",
-            "alice@example.com",
-            "--dev-issuer",
-            &issuer,
-        ],
-    );
-    assert!(login.status.success(), "{}", text(&login));
+    let (dev, issuer) = start_logged_in(&cluster, &home);
     let first = sign(&home, temp.path(), &dev.url(0), "first.txt");
     dev.0.stop();
 
