@@ -95,10 +95,30 @@ pub struct AppendBatch {
     pub log: LogName,
     /// The leaves: canonical entry bodies, already validated and signature-checked by the node
     /// that accepted them.
+    #[serde(with = "leaf_bytes")]
     pub leaves: Vec<Vec<u8>>,
     /// When the leader sequenced the batch, in milliseconds since the Unix epoch. Chosen once
     /// so every replica stores the same integrated time.
     pub timestamp_unix_ms: u64,
+}
+
+/// Serde for a batch's leaves with each leaf as one byte string: plain `Vec<u8>` goes through
+/// serde one element at a time, which cost a fill 5 to 7% of its CPU. Postcard writes both forms
+/// as the same bytes (a length, then the bytes), so entries already on disk read alike.
+mod leaf_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub(super) fn serialize<S: Serializer>(leaves: &[Vec<u8>], out: S) -> Result<S::Ok, S::Error> {
+        out.collect_seq(leaves.iter().map(|leaf| Bytes::new(leaf)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        input: D,
+    ) -> Result<Vec<Vec<u8>>, D::Error> {
+        let leaves = Vec::<ByteBuf>::deserialize(input)?;
+        Ok(leaves.into_iter().map(ByteBuf::into_vec).collect())
+    }
 }
 
 impl fmt::Display for Command {
@@ -185,3 +205,41 @@ openraft::declare_raft_types!(
         SnapshotData = Cursor<Vec<u8>>,
         AsyncRuntime = CairnRuntime,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `AppendBatch` before its leaves were byte strings: entries on disk were written like this.
+    #[derive(Serialize, Deserialize)]
+    struct PlainBatch {
+        log: LogName,
+        leaves: Vec<Vec<u8>>,
+        timestamp_unix_ms: u64,
+    }
+
+    #[test]
+    fn a_batch_encodes_as_it_did_with_plain_vectors() {
+        let leaves = vec![vec![], b"{\"kind\":\"x\"}".to_vec(), vec![0xff; 300]];
+        let batch = AppendBatch {
+            log: LogName("artifacts".to_owned()),
+            leaves: leaves.clone(),
+            timestamp_unix_ms: 1_700_000_000_123,
+        };
+        let plain = PlainBatch {
+            log: batch.log.clone(),
+            leaves,
+            timestamp_unix_ms: batch.timestamp_unix_ms,
+        };
+        let bytes = postcard::to_stdvec(&batch).expect("encode");
+        assert_eq!(bytes, postcard::to_stdvec(&plain).expect("encode plain"));
+        let decoded: AppendBatch = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(decoded, batch);
+        let json = serde_json::to_string(&batch).expect("json");
+        assert_eq!(json, serde_json::to_string(&plain).expect("json plain"));
+        assert_eq!(
+            serde_json::from_str::<AppendBatch>(&json).expect("from json"),
+            batch
+        );
+    }
+}

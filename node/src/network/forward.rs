@@ -71,6 +71,7 @@ pub struct ForwardedLeaf {
     /// Where it goes.
     pub destination: Destination,
     /// The canonical entry body, already checked by the follower.
+    #[serde(with = "serde_bytes")]
     pub leaf: Vec<u8>,
     /// Whether the answer must carry the entry's integrated time (Rekor v1 answers do).
     pub integrated_time: bool,
