@@ -103,19 +103,18 @@ impl SharedTailMemory {
         key: u64,
     ) -> Result<Vec<bool>, DiskError> {
         let name = log.0.as_str();
-        let missing: Vec<u64> = {
-            let memory = self.lock();
-            runs.iter()
-                .copied()
-                .filter(|&run| !memory.filters.has(name, run))
-                .collect()
-        };
-        for run in missing {
-            let filter = Arc::new(RunFilter::read(filters, name, run)?);
-            self.lock().filters.insert(name, run, filter);
+        let mut answers = self.lock().filters.may_hold_each(name, runs, key);
+        for (&run, answer) in runs.iter().zip(&mut answers) {
+            if answer.is_none() {
+                let filter = Arc::new(RunFilter::read(filters, name, run)?);
+                *answer = Some(filter.may_hold(key));
+                self.lock().filters.insert(name, run, filter);
+            }
         }
-        // A filter the cache let go of meanwhile answers "maybe": the run is read.
-        Ok(self.lock().filters.may_hold_each(name, runs, key))
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer != Some(false))
+            .collect())
     }
 
     /// Leaf indices in `flushed..size` whose tail row holds `key`, for a view whose tail starts

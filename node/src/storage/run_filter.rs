@@ -146,9 +146,10 @@ impl RunFilter {
 /// starts over (the filters are reread as lookups need them).
 #[derive(Debug, Default)]
 pub(crate) struct FilterCache {
-    /// Log name → run id → filter: keyed in two steps so that a lookup, which asks about every
-    /// run of its log, allocates nothing.
-    runs: HashMap<String, HashMap<u64, Arc<RunFilter>>>,
+    /// Log name → (run id, filter), sorted by run id: a lookup asks about every run of its log,
+    /// so it finds them by a binary search in a short array rather than by hashing each id, and
+    /// allocates nothing.
+    runs: HashMap<String, Vec<(u64, Arc<RunFilter>)>>,
     bytes: usize,
 }
 
@@ -161,24 +162,23 @@ impl FilterCache {
         self.bytes = 0;
     }
 
-    /// Whether run `run` of `log` is kept.
-    pub(crate) fn has(&self, log: &str, run: u64) -> bool {
-        self.runs
-            .get(log)
-            .is_some_and(|runs| runs.contains_key(&run))
-    }
-
-    /// For each of `runs` of `log`, whether it may hold `key`: true for a run whose filter is
-    /// not kept. A lookup of a key the log does not have (nearly every dedup lookup) asks every
-    /// run, and each answer costs a cache miss in a filter that memory holds but the cache does
-    /// not: the first probes of all runs are made first, loads that do not depend on each
-    /// other, so that the processor waits for those misses together rather than one by one.
-    pub(crate) fn may_hold_each(&self, log: &str, runs: &[u64], key: u64) -> Vec<bool> {
+    /// For each of `runs` of `log`, whether it may hold `key` by its kept filter, or `None` for
+    /// a run whose filter is not kept. A lookup of a key the log does not have (nearly every
+    /// dedup lookup) asks every run, and each answer costs a cache miss in a filter that memory
+    /// holds but the cache does not: the first probes of all runs are made first, loads that do
+    /// not depend on each other, so that the processor waits for those misses together rather
+    /// than one by one.
+    pub(crate) fn may_hold_each(&self, log: &str, runs: &[u64], key: u64) -> Vec<Option<bool>> {
         let Some(kept) = self.runs.get(log) else {
-            return vec![true; runs.len()];
+            return vec![None; runs.len()];
         };
-        let filters: Vec<Option<&RunFilter>> =
-            runs.iter().map(|run| kept.get(run).map(|f| &**f)).collect();
+        let filters: Vec<Option<&RunFilter>> = runs
+            .iter()
+            .map(|run| {
+                let position = kept.binary_search_by_key(run, |(id, _)| *id).ok()?;
+                Some(&*kept[position].1)
+            })
+            .collect();
         let first: Vec<bool> = filters
             .iter()
             .map(|filter| filter.is_none_or(|filter| filter.first_probe(key)))
@@ -186,7 +186,7 @@ impl FilterCache {
         filters
             .iter()
             .zip(first)
-            .map(|(filter, first)| first && filter.is_none_or(|filter| filter.may_hold(key)))
+            .map(|(filter, first)| filter.map(|filter| first && filter.may_hold(key)))
             .collect()
     }
 
@@ -195,14 +195,15 @@ impl FilterCache {
         if self.bytes + bytes > Self::MAX_BYTES {
             self.clear();
         }
-        self.bytes += bytes;
-        match self.runs.get_mut(log) {
-            Some(runs) => {
-                runs.insert(run, filter);
-            }
-            None => {
-                self.runs
-                    .insert(log.to_owned(), HashMap::from([(run, filter)]));
+        let kept = match self.runs.get_mut(log) {
+            Some(kept) => kept,
+            None => self.runs.entry(log.to_owned()).or_default(),
+        };
+        match kept.binary_search_by_key(&run, |(id, _)| *id) {
+            Ok(position) => kept[position].1 = filter,
+            Err(position) => {
+                self.bytes += bytes;
+                kept.insert(position, (run, filter));
             }
         }
     }
@@ -302,44 +303,49 @@ mod tests {
     }
 
     /// Asked about several runs at once, the cache answers as each run's filter does, and
-    /// "maybe" for a run it does not keep.
+    /// nothing for a run it does not keep, whatever order the runs were kept in.
     #[test]
     fn runs_asked_together_answer_as_each_alone() {
         let mut cache = FilterCache::default();
         let held: Vec<Vec<u64>> = (0..5u64)
             .map(|run| (0..2_000).map(|i| key(run * 10_000 + i)).collect())
             .collect();
-        for (run, keys) in held.iter().enumerate() {
-            let filter = RunFilter {
-                segments: vec![(0, build(keys.iter().copied()))],
-            };
-            cache.insert("artifacts", run as u64, Arc::new(filter));
+        let filters: Vec<Arc<RunFilter>> = held
+            .iter()
+            .map(|keys| {
+                Arc::new(RunFilter {
+                    segments: vec![(0, build(keys.iter().copied()))],
+                })
+            })
+            .collect();
+        for run in [3, 0, 4, 1, 2] {
+            cache.insert("artifacts", run as u64, Arc::clone(&filters[run]));
         }
         let runs = [4, 0, 99, 2, 1, 3];
         for i in 0..60_000 {
             let k = key(i);
             let each = cache.may_hold_each("artifacts", &runs, k);
-            let alone: Vec<bool> = runs
+            let alone: Vec<Option<bool>> = runs
                 .iter()
-                .map(|&run| {
-                    cache.runs["artifacts"]
-                        .get(&run)
-                        .is_none_or(|f| f.may_hold(k))
-                })
+                .map(|&run| filters.get(usize_from(run)).map(|f| f.may_hold(k)))
                 .collect();
             assert_eq!(each, alone);
-            assert!(each[2], "run 99 is not kept: maybe");
+            assert_eq!(each[2], None, "run 99 is not kept");
         }
         for (run, keys) in held.iter().enumerate() {
             let position = runs.iter().position(|&r| r == run as u64).unwrap();
             assert!(
                 keys.iter()
-                    .all(|&k| cache.may_hold_each("artifacts", &runs, k)[position])
+                    .all(|&k| cache.may_hold_each("artifacts", &runs, k)[position] == Some(true))
             );
         }
         assert_eq!(
             cache.may_hold_each("other", &runs, 5),
-            vec![true; runs.len()]
+            vec![None; runs.len()]
         );
+        // Keeping a run's filter again replaces it and counts its bytes once.
+        let bytes = cache.bytes;
+        cache.insert("artifacts", 2, Arc::clone(&filters[2]));
+        assert_eq!(cache.bytes, bytes);
     }
 }
