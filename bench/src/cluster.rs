@@ -29,8 +29,8 @@ pub(crate) struct Cluster {
     dev: Option<Started>,
 }
 
-/// The artifact log serves the Rekor v2 API.
-const ARTIFACT_LOG: &str = "artifacts";
+/// The artifact log serves the Rekor v2 API (and is the one the scale benchmark grows).
+pub(crate) const ARTIFACT_LOG: &str = "artifacts";
 
 impl Cluster {
     /// Runs `cairn-node dev` in `dir`: creates the cluster there, or resumes the one it holds
@@ -47,14 +47,12 @@ impl Cluster {
         let mut env: Vec<(String, String)> = vec![("RUST_LOG".into(), "warn".into())];
         env.extend(env_overrides.iter().map(|&(k, v)| (k.into(), v.into())));
         let process = node::dev_process::DevProcess::start(node::dev_process::DevOptions {
-            binary: node_bin.to_path_buf(),
-            dir: dir.to_path_buf(),
-            nodes,
             base_port,
             env,
             witness_policy: witness_policy.map(Path::to_path_buf),
             log: dir.join("dev.log"),
             ready_within: Duration::from_secs(600),
+            ..node::dev_process::DevOptions::new(node_bin, dir, nodes)
         })
         .with_context(|| format!("see also {}/node-*/node.log", dir.display()))?;
         let mut cluster = Cluster::from_json(&dir.join("cluster.json"))?;

@@ -11,8 +11,7 @@ use anyhow::{Context as _, bail, ensure};
 use tokio::net::TcpStream;
 
 use crate::appends::AppendsArgs;
-use crate::cluster::{Cluster, PromHistogram, find_binary};
-use crate::cluster::{Sample, Usage};
+use crate::cluster::{Cluster, PromHistogram, Sample, Usage, find_binary};
 use crate::run::{self, RunArgs};
 use crate::stats;
 
