@@ -262,7 +262,7 @@ pub(crate) async fn run_once(
             window.as_secs_f64()
         );
     }
-    let (ok, latencies) = measured.total(&[]);
+    let (ok, latencies) = measured.total(|_| true);
     let (metrics_before, metrics_after) = &measured.metrics;
     let (mode, verified) = (
         args.rate.map_or("closed", |_| "open"),

@@ -254,7 +254,7 @@ pub(crate) async fn run_puts(
     };
     let measured = run::measure(&load, &phases, target).await?;
     let window = measured.window;
-    let (ok, latencies) = measured.total(&[]);
+    let (ok, latencies) = measured.total(|_| true);
     let samples = std::mem::take(&mut *run::lock(&load.samples));
     let (readback_checked, readback_failed) =
         read_back(cluster, &load.run, value_bytes, &samples).await?;

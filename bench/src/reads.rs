@@ -25,7 +25,7 @@ use crate::appends::AppendLoad;
 use crate::cluster::Cluster;
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Failure, Phases, RunArgs, Target, Workload};
-use crate::stats::{Latencies, per_second};
+use crate::stats::per_second;
 use crate::verify::{ResponseVerifier, proof_kind};
 use client::log_entry::{verify_consistency_answer, verify_inclusion_answer};
 
@@ -356,7 +356,7 @@ async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::
         unit: "pre-fill appends",
     };
     let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
-    let (appended, _) = measured.total(&[]);
+    let (appended, _) = measured.total(|_| true);
     if let Some((kind, _)) = measured.errors.iter().next() {
         bail!("pre-fill appends failed: {kind}");
     }
@@ -476,11 +476,8 @@ async fn run_once(
     if measured.exhausted {
         eprintln!("warning: the mix used all its pre-signed appends before the window ended");
     }
-    let (reads_ok, reads) = measured.total(&["appends"]);
-    let (appends_ok, appends) = measured.kinds.get("appends").map_or_else(
-        || (0, Latencies::new()),
-        |(count, latencies)| (*count, latencies.clone()),
-    );
+    let (reads_ok, reads) = measured.total(|label| label != "appends");
+    let (appends_ok, appends) = measured.total(|label| label == "appends");
     // Each kind of read on its own: its count and latency in the window.
     let by_kind: serde_json::Map<String, serde_json::Value> = (measured.kinds.iter())
         .filter(|(label, _)| **label != "appends")

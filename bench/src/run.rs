@@ -415,12 +415,12 @@ impl Measured {
         fields
     }
 
-    /// The count and latencies of every label but those in `except`, together.
-    pub(crate) fn total(&self, except: &[&str]) -> (u64, Latencies) {
+    /// The count and latencies of every label that `counts`, together.
+    pub(crate) fn total(&self, counts: impl Fn(&str) -> bool) -> (u64, Latencies) {
         let mut latencies = Latencies::new();
         let mut count = 0;
         for (label, (n, more)) in &self.kinds {
-            if !except.contains(label) {
+            if counts(label) {
                 count += n;
                 latencies.merge(more);
             }
