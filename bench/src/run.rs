@@ -112,10 +112,15 @@ impl RunArgs {
         eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
         let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
         let base_port = cluster::free_base_port(nodes)?;
-        let start = || Cluster::start_in(&node_bin, (nodes, base_port), &dir, env, None);
-        let mut cluster = tokio::task::block_in_place(start)?;
+        let cluster = Cluster::start_in(
+            &node_bin,
+            (nodes, base_port),
+            &dir,
+            env,
+            None,
+            self.keep_data,
+        )?;
         if self.keep_data {
-            cluster.keep_data();
             eprintln!("cluster data kept in {}", dir.display());
         }
         let result = body(&cluster).await;
