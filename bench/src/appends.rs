@@ -14,7 +14,7 @@ use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
 use crate::stats;
 use crate::verify::ResponseVerifier;
-use crate::workload::Prepared;
+use crate::workload::Signed;
 
 #[derive(clap::Args, Clone, Debug)]
 #[command(mut_arg("clients", |arg| arg.default_value("64")))]
@@ -126,17 +126,11 @@ pub(crate) async fn run_all(
     Ok(())
 }
 
-/// Pre-signs `count` requests on every core.
-pub(crate) fn presign(count: usize) -> anyhow::Result<crate::workload::Signed> {
-    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-    tokio::task::block_in_place(|| crate::workload::generate(count, threads))
-}
-
 /// Pre-signed appends to one cluster, each answer verified against its log key (and witness
 /// policy). Client i talks to node i mod n.
 #[derive(Debug)]
 pub(crate) struct AppendLoad {
-    requests: Vec<Prepared>,
+    pub(crate) signed: Signed,
     pub(crate) verifier: ResponseVerifier,
     urls: Vec<String>,
     timeout: Duration,
@@ -144,34 +138,43 @@ pub(crate) struct AppendLoad {
 }
 
 impl AppendLoad {
-    pub(crate) fn new(
+    /// Pre-signs `count` requests on every core, for `cluster`.
+    pub(crate) fn presign(
         cluster: &Cluster,
-        requests: Vec<Prepared>,
+        count: usize,
         timeout: Duration,
         attempts: u32,
     ) -> anyhow::Result<AppendLoad> {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Ok(AppendLoad {
-            requests,
+            signed: tokio::task::block_in_place(|| crate::workload::generate(count, threads))?,
             verifier: ResponseVerifier::for_cluster(cluster)?,
             urls: cluster.urls.clone(),
             timeout,
             attempts,
         })
     }
+}
 
-    pub(crate) fn connection(&self, id: usize) -> anyhow::Result<Connection> {
+impl Workload for AppendLoad {
+    type Client = Connection;
+    type Answer = (usize, Answer);
+    // Retries wait inside `issue`; a final failure moves on to the next entry at once.
+    const PAUSE_AFTER_ERROR: Duration = Duration::ZERO;
+
+    async fn prepare(&self, id: usize) -> anyhow::Result<Connection> {
         Connection::new(&self.urls[id % self.urls.len()])
     }
 
     /// Submits pre-signed request `index`, retrying what is safe to retry: 429 and 503 (after
     /// the `Retry-After` the node asks for, at most 5 s) and transport failures.
-    pub(crate) async fn submit(
+    async fn issue(
         &self,
         connection: &mut Connection,
         index: usize,
         context: &Context<'_>,
     ) -> Result<(usize, Answer), Failure> {
-        let request = self.requests.get(index).ok_or(Failure::Exhausted)?;
+        let request = self.signed.requests.get(index).ok_or(Failure::Exhausted)?;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -205,8 +208,12 @@ impl AppendLoad {
     }
 
     /// Verifies the answer to request `index`: a verified 200 is a duplicate answer.
-    pub(crate) fn check(&self, (index, answer): (usize, Answer)) -> Result<Done, String> {
-        let request = self.requests.get(index).ok_or("verify: no such request")?;
+    fn verify(&self, _: &mut Connection, (index, answer): (usize, Answer)) -> Result<Done, String> {
+        let request = self
+            .signed
+            .requests
+            .get(index)
+            .ok_or("verify: no such request")?;
         match self.verifier.verify(&answer.body, &request.leaf_hash) {
             Ok(_) => Ok(Done {
                 label: "appends",
@@ -215,30 +222,6 @@ impl AppendLoad {
             }),
             Err(error) => Err(error.kind().to_string()),
         }
-    }
-}
-
-impl Workload for AppendLoad {
-    type Client = Connection;
-    type Answer = (usize, Answer);
-    // Retries wait inside `submit`; a final failure moves on to the next entry at once.
-    const PAUSE_AFTER_ERROR: Duration = Duration::ZERO;
-
-    async fn prepare(&self, id: usize) -> anyhow::Result<Connection> {
-        self.connection(id)
-    }
-
-    async fn issue(
-        &self,
-        connection: &mut Connection,
-        op: usize,
-        context: &Context<'_>,
-    ) -> Result<(usize, Answer), Failure> {
-        self.submit(connection, op, context).await
-    }
-
-    fn verify(&self, _: &mut Connection, answer: (usize, Answer)) -> Result<Done, String> {
-        self.check(answer)
     }
 }
 
@@ -259,18 +242,17 @@ pub(crate) async fn run_once(
     eprintln!(
         "{nodes} node(s), {clients} clients: pre-signing {presign_count} hashedrekord requests ..."
     );
-    let signed = presign(presign_count)?;
+    let load = AppendLoad::presign(cluster, presign_count, args.run.timeout(), args.attempts)?;
+    let signed = &load.signed;
     let (presigned, rate) = (signed.requests.len(), signed.signing_rate);
     let (request_bytes, leaf_bytes) = (signed.request_bytes, signed.leaf_bytes);
     eprintln!(
         "  signed {presigned} requests at {rate:.0}/s; request {request_bytes} bytes, log entry \
          {leaf_bytes} bytes"
     );
-    let load = AppendLoad::new(cluster, signed.requests, args.run.timeout(), args.attempts)?;
     let load = Arc::new(load);
-    let mut phases = args.run.phases(clients);
+    let mut phases = args.run.phases(clients, "appends");
     phases.rate = args.rate;
-    phases.unit = "appends";
     let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
     let window = measured.window;
     if measured.exhausted {
@@ -280,14 +262,14 @@ pub(crate) async fn run_once(
             window.as_secs_f64()
         );
     }
-    let (ok, latencies) = measured.total(&[]);
+    let (ok, latencies) = measured.total(|_| true);
     let (metrics_before, metrics_after) = &measured.metrics;
     let (mode, verified) = (
         args.rate.map_or("closed", |_| "open"),
         load.verifier.checkpoint_signatures_verified(),
     );
     // `batches`: the Raft batches the leader proposed during the window (its own histograms).
-    Ok(measured.record.with(serde_json::json!({
+    Ok(measured.with(serde_json::json!({
         "nodes": nodes, "mode": mode, "offered_rate": args.rate, "entry_kind": args.entry_kind,
         "request_bytes": request_bytes, "leaf_bytes": leaf_bytes, "fsync": FSYNC,
         "sequencer": cluster.sequencer, "appends_per_second": stats::per_second(ok, window),

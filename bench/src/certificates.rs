@@ -12,6 +12,7 @@ use client::TrustedRoot;
 use client::certificate::SigningCertificate;
 use client::time::UnixMillis;
 
+use crate::cluster::Cluster;
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
 use crate::stats::per_second;
@@ -99,41 +100,33 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     args.run.check()?;
     let environment = run::environment();
     let env = [("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")];
-    let runs = args
-        .run
-        .on_cluster(args.nodes, &env, async |cluster| run(&args, cluster).await);
-    let runs = runs.await?;
+    let runs = async |cluster: &Cluster| {
+        let issuer = cluster.dev_issuer().context("no dev issuer")?;
+        let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
+        let load = Arc::new(CertificateLoad {
+            root: TrustedRoot::from_json(&root).context("the cluster's trusted root")?,
+            urls: cluster.urls.clone(),
+            issuer,
+            timeout: args.run.timeout(),
+        });
+        let once = async |clients| {
+            let phases = args.run.phases(clients, "certificates");
+            let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
+            let (ok, latencies) = measured.total(|_| true);
+            // A certificate counts once issued, logged twice (precertificate and certificate)
+            // and checked.
+            anyhow::Ok(measured.with(serde_json::json!({
+                "nodes": cluster.urls.len(), "fsync": crate::appends::FSYNC,
+                "certificates_per_second": per_second(ok, measured.window),
+                "verified_certificates": ok, "latency": latencies.summary(),
+                "node_usage": measured.processes,
+            })))
+        };
+        args.run.each(COLUMNS, once).await
+    };
+    let runs = args.run.on_cluster(args.nodes, &env, runs).await?;
     let report = serde_json::json!({ "environment": environment, "runs": runs });
     args.run.finish(&report, table, true)
-}
-
-async fn run(
-    args: &CertificatesArgs,
-    cluster: &crate::cluster::Cluster,
-) -> anyhow::Result<Vec<serde_json::Value>> {
-    let issuer = cluster.dev_issuer().context("no dev issuer")?;
-    let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
-    let load = Arc::new(CertificateLoad {
-        root: TrustedRoot::from_json(&root).context("the cluster's trusted root")?,
-        urls: cluster.urls.clone(),
-        issuer,
-        timeout: args.run.timeout(),
-    });
-    let once = async |clients| {
-        let mut phases = args.run.phases(clients);
-        phases.unit = "certificates";
-        let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
-        let (ok, latencies) = measured.total(&[]);
-        // A certificate counts once issued, logged twice (precertificate and certificate) and
-        // checked.
-        anyhow::Ok(measured.record.with(serde_json::json!({
-            "nodes": cluster.urls.len(), "fsync": crate::appends::FSYNC,
-            "certificates_per_second": per_second(ok, measured.window),
-            "verified_certificates": ok, "latency": latencies.summary(),
-            "node_usage": measured.processes,
-        })))
-    };
-    args.run.each(COLUMNS, once).await
 }
 
 /// The columns of the `certificates` table (also the suite report's).

@@ -29,36 +29,39 @@ pub(crate) struct Cluster {
     dev: Option<Started>,
 }
 
-/// The artifact log serves the Rekor v2 API.
-const ARTIFACT_LOG: &str = "artifacts";
+/// The artifact log serves the Rekor v2 API (and is the one the scale benchmark grows).
+pub(crate) const ARTIFACT_LOG: &str = "artifacts";
 
 impl Cluster {
     /// Runs `cairn-node dev` in `dir`: creates the cluster there, or resumes the one it holds
     /// with its data (which must have been made with the same `nodes` and `base_port`), with
     /// environment variables for it and its nodes (`CAIRN_*`), witnessed by the witnesses of
-    /// `witness_policy` if given (`dev --witness-policy`).
+    /// `witness_policy` if given (`dev --witness-policy`). The directory is removed when the
+    /// cluster stops unless `keep`. Waiting for the cluster blocks this runtime thread only.
     pub(crate) fn start_in(
         node_bin: &Path,
         (nodes, base_port): (u16, u16),
         dir: &Path,
         env_overrides: &[(&str, &str)],
         witness_policy: Option<&Path>,
+        keep: bool,
     ) -> anyhow::Result<Cluster> {
         let mut env: Vec<(String, String)> = vec![("RUST_LOG".into(), "warn".into())];
         env.extend(env_overrides.iter().map(|&(k, v)| (k.into(), v.into())));
-        let process = node::dev_process::DevProcess::start(node::dev_process::DevOptions {
-            binary: node_bin.to_path_buf(),
-            dir: dir.to_path_buf(),
-            nodes,
+        let options = node::dev_process::DevOptions {
             base_port,
             env,
             witness_policy: witness_policy.map(Path::to_path_buf),
             log: dir.join("dev.log"),
             ready_within: Duration::from_secs(600),
-        })
-        .with_context(|| format!("see also {}/node-*/node.log", dir.display()))?;
+            ..node::dev_process::DevOptions::new(node_bin, dir, nodes)
+        };
+        let process = tokio::task::block_in_place(|| node::dev_process::DevProcess::start(options))
+            .with_context(|| format!("see also {}/node-*/node.log", dir.display()))?;
         let mut cluster = Cluster::from_json(&dir.join("cluster.json"))?;
-        cluster.dev = Some(Started::new(dir.to_path_buf()));
+        let mut dev = Started::new(dir.to_path_buf());
+        dev.keep = keep;
+        cluster.dev = Some(dev);
         cluster.process = Some(process);
         Ok(cluster)
     }
@@ -104,13 +107,6 @@ impl Cluster {
         let key = artifact_key(&logs).context("the node lists no artifacts log")?;
         eprintln!("warning: trusting the log key served by {url} (pass --verifier-key to pin it)");
         Ok(key.to_owned())
-    }
-
-    /// Keep the data directory of a started cluster after it stops.
-    pub(crate) fn keep_data(&mut self) {
-        if let Some(dev) = &mut self.dev {
-            dev.keep = true;
-        }
     }
 
     /// Stops `child` with a started cluster, after its nodes and before its directory goes.

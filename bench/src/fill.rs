@@ -21,10 +21,9 @@ use node::types::{AppendBatch, Command, CommandOutcome, LeafOutcome, LogName};
 use serde::{Deserialize, Serialize};
 use tlog::Hash;
 
+use crate::cluster::ARTIFACT_LOG;
 use crate::workload::EntrySigner;
 
-/// The log the scale benchmark grows (the one Rekor v2 clients write to).
-const ARTIFACT_LOG: &str = "artifacts";
 /// A batch the node's apply accepts (`state_machine::BATCH_LEAVES_MAX`).
 const BATCH_MAX: usize = node::state_machine::BATCH_LEAVES_MAX;
 /// Raft entries per AppendEntries message during the fill: with batches of a few MiB, the

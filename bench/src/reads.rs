@@ -12,19 +12,20 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use rand::distr::weighted::WeightedIndex;
 use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::json;
 use tlog::tile::Tile;
 use tlog::tile::TileKind::Hashes;
-use tlog::{Hash, MemoryTree, TreeSize};
+use tlog::{Hash, HashStore as _, MemoryTree, NodeId, TreeSize};
 use tokio::time::Instant;
 
 use crate::appends::AppendLoad;
 use crate::cluster::Cluster;
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Failure, Phases, RunArgs, Target, Workload};
-use crate::stats::{Latencies, per_second};
+use crate::stats::per_second;
 use crate::verify::{ResponseVerifier, proof_kind};
 use client::log_entry::{verify_consistency_answer, verify_inclusion_answer};
 
@@ -124,8 +125,8 @@ pub(crate) enum Read {
 pub(crate) struct Reference {
     size: u64,
     root: Hash,
+    /// Every complete subtree's hash, leaves included: for proofs' leaves and older roots.
     tree: MemoryTree,
-    leaf_hashes: Vec<Hash>,
     /// Full hash tiles at `size` and the SHA-256 of their bytes.
     tiles: Vec<(Tile, Hash)>,
     /// SHA-256 of each full entry bundle, by bundle index.
@@ -144,7 +145,6 @@ impl Reference {
             bundles.len()
         );
         let mut tree = MemoryTree::new();
-        let mut leaf_hashes = Vec::new();
         let mut full = Vec::new();
         for (index, bundle) in bundles.iter().enumerate() {
             let count = (size - index as u64 * width).min(width);
@@ -152,9 +152,7 @@ impl Reference {
             let entries = tlog::tile::decode_bundle(bundle, count)
                 .with_context(|| format!("entry bundle {index}"))?;
             for entry in entries {
-                let hash = tlog::leaf_hash(entry);
-                leaf_hashes.push(hash);
-                tree.append(hash)?;
+                tree.append(tlog::leaf_hash(entry))?;
             }
             if u64::from(count) == width {
                 full.push(Hash::digest(bundle));
@@ -175,7 +173,6 @@ impl Reference {
             size,
             root,
             tree,
-            leaf_hashes,
             tiles,
             bundles: full,
         })
@@ -250,11 +247,9 @@ impl Reference {
                 None => return Err("verify: wrong parameters"),
             },
             Read::Inclusion(index) => {
-                let leaf = self
-                    .leaf_hashes
-                    .get(at(index)?)
-                    .ok_or("verify: wrong parameters")?;
-                verify_inclusion_answer(body, (index, leaf), (self.size, &self.root))
+                let leaf = (self.tree.store.node_hash(NodeId::new(0, index)))
+                    .map_err(|_| "verify: wrong parameters")?;
+                verify_inclusion_answer(body, (index, &leaf), (self.size, &self.root))
                     .map_err(|error| proof_kind(&error))?;
             }
             Read::Consistency(old) => {
@@ -273,10 +268,12 @@ struct ReadLoad {
     reference: Arc<Reference>,
     verifier: Arc<ResponseVerifier>,
     mix: Vec<(ReadKind, u32)>,
+    /// Picks an index of `mix` by its weights.
+    weights: WeightedIndex<u32>,
     urls: Vec<String>,
     timeout: Duration,
-    /// An operation is an append with probability `append_ppm` / 10^6.
-    append_ppm: u64,
+    /// The probability that an operation is an append.
+    append_share: f64,
     appends: Option<AppendLoad>,
     next_append: AtomicUsize,
 }
@@ -304,23 +301,13 @@ impl Workload for ReadLoad {
         context: &Context<'_>,
     ) -> Result<ReadAnswer, Failure> {
         if let Some(appends) = &self.appends
-            && random.random_range(0..1_000_000) < self.append_ppm
+            && random.random_bool(self.append_share)
         {
             let index = self.next_append.fetch_add(1, Ordering::Relaxed);
-            let answer = appends.submit(connection, index, context).await?;
+            let answer = appends.issue(connection, index, context).await?;
             return Ok(ReadAnswer::Append(answer));
         }
-        let total: u64 = self.mix.iter().map(|(_, w)| u64::from(*w)).sum();
-        let mut point = random.random_range(0..total.max(1));
-        let kind = self
-            .mix
-            .iter()
-            .find(|(_, weight)| {
-                let hit = point < u64::from(*weight);
-                point = point.saturating_sub(u64::from(*weight));
-                hit
-            })
-            .map_or(ReadKind::Checkpoint, |(kind, _)| *kind);
+        let kind = self.mix[random.sample(&self.weights)].0;
         let read = self.reference.pick(kind, random.random());
         // Level 0 hash tiles are reported apart from the higher levels.
         let label = match read {
@@ -335,10 +322,14 @@ impl Workload for ReadLoad {
         Ok(ReadAnswer::Read(read, label, answer))
     }
 
-    fn verify(&self, _: &mut (Connection, SmallRng), answer: ReadAnswer) -> Result<Done, String> {
+    fn verify(
+        &self,
+        (connection, _): &mut (Connection, SmallRng),
+        answer: ReadAnswer,
+    ) -> Result<Done, String> {
         match answer {
             ReadAnswer::Append(answer) => match &self.appends {
-                Some(appends) => appends.check(answer),
+                Some(appends) => appends.verify(connection, answer),
                 None => Err("verify: unexpected append".into()),
             },
             ReadAnswer::Read(read, label, answer) => self
@@ -354,8 +345,7 @@ impl Workload for ReadLoad {
 /// without warm-up, until the requests run out.
 async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::Result<()> {
     eprintln!("pre-filling the log: signing {count} hashedrekord entries ...");
-    let signed = crate::appends::presign(count)?;
-    let load = Arc::new(AppendLoad::new(cluster, signed.requests, timeout, 5)?);
+    let load = Arc::new(AppendLoad::presign(cluster, count, timeout, 5)?);
     let started = Instant::now();
     let phases = Phases {
         clients: 64,
@@ -366,8 +356,8 @@ async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::
         unit: "pre-fill appends",
     };
     let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
-    let (appended, _) = measured.total(&[]);
-    if let Some((kind, _)) = measured.record.errors.iter().next() {
+    let (appended, _) = measured.total(|_| true);
+    if let Some((kind, _)) = measured.errors.iter().next() {
         bail!("pre-fill appends failed: {kind}");
     }
     anyhow::ensure!(
@@ -461,35 +451,33 @@ async fn run_once(
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let count = (MIX_PRESIGN_RATE * share).ceil() as usize + clients;
         eprintln!("{clients} clients: pre-signing {count} appends for the mix ...");
-        let signed = crate::appends::presign(count)?;
-        let load = AppendLoad::new(cluster, signed.requests, args.run.timeout(), 5)?;
-        Some(load)
+        Some(AppendLoad::presign(cluster, count, args.run.timeout(), 5)?)
     } else {
         None
     };
-    // Appends are chosen with probability appends_percent/100, in parts per million.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let append_ppm = (appends_percent * 10_000.0).round() as u64;
     let load = Arc::new(ReadLoad {
         reference: Arc::clone(reference),
         verifier: Arc::clone(verifier),
         mix: mix.to_vec(),
+        weights: WeightedIndex::new(mix.iter().map(|(_, weight)| *weight))?,
         urls: cluster.urls.clone(),
         timeout: args.run.timeout(),
-        append_ppm,
+        append_share: appends_percent / 100.0,
         appends,
         next_append: AtomicUsize::new(0),
     });
-    let measured = run::measure(&load, &args.run.phases(clients), Target::cluster(cluster)).await?;
+    let measured = run::measure(
+        &load,
+        &args.run.phases(clients, "ops"),
+        Target::cluster(cluster),
+    )
+    .await?;
     let window = measured.window;
     if measured.exhausted {
         eprintln!("warning: the mix used all its pre-signed appends before the window ended");
     }
-    let (reads_ok, reads) = measured.total(&["appends"]);
-    let (appends_ok, appends) = measured.kinds.get("appends").map_or_else(
-        || (0, Latencies::new()),
-        |(count, latencies)| (*count, latencies.clone()),
-    );
+    let (reads_ok, reads) = measured.total(|label| label != "appends");
+    let (appends_ok, appends) = measured.total(|label| label == "appends");
     // Each kind of read on its own: its count and latency in the window.
     let by_kind: serde_json::Map<String, serde_json::Value> = (measured.kinds.iter())
         .filter(|(label, _)| **label != "appends")
@@ -500,7 +488,7 @@ async fn run_once(
         })
         .collect();
     // `reads_per_second`: verified reads of every kind; `appends_per_second`: mix only.
-    Ok(measured.record.with(json!({
+    Ok(measured.with(json!({
         "nodes": cluster.urls.len(), "appends_percent": appends_percent,
         "tree_size": reference.size, "reads_per_second": per_second(reads_ok, window),
         "reads_latency": reads.summary(), "appends_per_second": per_second(appends_ok, window),

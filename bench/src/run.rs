@@ -112,10 +112,15 @@ impl RunArgs {
         eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
         let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
         let base_port = cluster::free_base_port(nodes)?;
-        let start = || Cluster::start_in(&node_bin, (nodes, base_port), &dir, env, None);
-        let mut cluster = tokio::task::block_in_place(start)?;
+        let cluster = Cluster::start_in(
+            &node_bin,
+            (nodes, base_port),
+            &dir,
+            env,
+            None,
+            self.keep_data,
+        )?;
         if self.keep_data {
-            cluster.keep_data();
             eprintln!("cluster data kept in {}", dir.display());
         }
         let result = body(&cluster).await;
@@ -124,15 +129,15 @@ impl RunArgs {
         result
     }
 
-    /// The phases of one run with `clients` clients and no rate.
-    pub(crate) fn phases(&self, clients: usize) -> Phases {
+    /// The phases of one run with `clients` clients and no rate, counting `unit`.
+    pub(crate) fn phases(&self, clients: usize, unit: &'static str) -> Phases {
         Phases {
             clients,
             warmup: Duration::from_secs_f64(self.warmup),
             duration: Duration::from_secs_f64(self.duration),
             rate: None,
             profile: self.profile,
-            unit: "ops",
+            unit,
         }
     }
 
@@ -299,7 +304,8 @@ struct ClientStats {
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Plain counters: a panic elsewhere cannot leave them inconsistent.
+    // Counters and a cache, changed in single steps (inserts, clears): a panic elsewhere cannot
+    // leave them half-updated, so a poisoned lock still guards correct data.
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -365,26 +371,26 @@ impl<'a> Target<'a> {
     }
 }
 
-/// One run's measurements.
-#[derive(Debug)]
+/// One run's measurements: what the subcommand reports in its own words, then what every run
+/// reports about its window (serialized, and flattened into each run record by [`Measured::with`]).
+#[derive(Debug, Serialize)]
 pub(crate) struct Measured {
+    #[serde(skip)]
     pub(crate) window: Duration,
     /// Verified operations and their latencies, by label.
+    #[serde(skip)]
     pub(crate) kinds: BTreeMap<&'static str, (u64, Latencies)>,
+    #[serde(skip)]
     pub(crate) duplicates: u64,
     /// The pre-signed requests ran out before the window ended.
+    #[serde(skip)]
     pub(crate) exhausted: bool,
     /// The nodes' (or etcd members') CPU and memory over the window.
+    #[serde(skip)]
     pub(crate) processes: Vec<ProcessUsage>,
     /// Each node's `/metrics` at the window's start and end.
+    #[serde(skip)]
     pub(crate) metrics: (Vec<Option<String>>, Vec<Option<String>>),
-    /// What every run record reports about its window.
-    pub(crate) record: Window,
-}
-
-/// What every run reports about its window, flattened into each subcommand's run record.
-#[derive(Debug, Serialize)]
-pub(crate) struct Window {
     pub(crate) clients: usize,
     pub(crate) warmup_s: f64,
     pub(crate) measured_s: f64,
@@ -403,7 +409,7 @@ pub(crate) struct Window {
     pub(crate) load_average_after: String,
 }
 
-impl Window {
+impl Measured {
     /// A run record: `fields`, then the window's (as `#[serde(flatten)]` adds them).
     pub(crate) fn with(&self, mut fields: serde_json::Value) -> serde_json::Value {
         if let (Some(record), Ok(serde_json::Value::Object(window))) =
@@ -413,15 +419,13 @@ impl Window {
         }
         fields
     }
-}
 
-impl Measured {
-    /// The count and latencies of every label but those in `except`, together.
-    pub(crate) fn total(&self, except: &[&str]) -> (u64, Latencies) {
+    /// The count and latencies of every label that `counts`, together.
+    pub(crate) fn total(&self, counts: impl Fn(&str) -> bool) -> (u64, Latencies) {
         let mut latencies = Latencies::new();
         let mut count = 0;
         for (label, (n, more)) in &self.kinds {
-            if !except.contains(label) {
+            if counts(label) {
                 count += n;
                 latencies.merge(more);
             }
@@ -504,20 +508,18 @@ pub(crate) async fn measure<W: Workload>(
         exhausted: state.exhausted.load(Ordering::Relaxed),
         processes: usage.processes,
         metrics: (metrics_before, metrics_after),
-        record: Window {
-            clients: phases.clients,
-            warmup_s: phases.warmup.as_secs_f64(),
-            measured_s: window.as_secs_f64(),
-            errors: Tally::default(),
-            retries: Tally::default(),
-            bench_usage: usage.bench,
-            machine_cpu_percent: usage.machine,
-            other_cpu_percent: usage.other,
-            profile,
-            timeline,
-            load_average_before: load_before,
-            load_average_after: load_average(),
-        },
+        clients: phases.clients,
+        warmup_s: phases.warmup.as_secs_f64(),
+        measured_s: window.as_secs_f64(),
+        errors: Tally::default(),
+        retries: Tally::default(),
+        bench_usage: usage.bench,
+        machine_cpu_percent: usage.machine,
+        other_cpu_percent: usage.other,
+        profile,
+        timeline,
+        load_average_before: load_before,
+        load_average_after: load_average(),
     };
     for stats in &all_stats {
         let stats = lock(stats);
@@ -530,8 +532,8 @@ pub(crate) async fn measure<W: Workload>(
             slot.1.merge(latencies);
         }
         measured.duplicates += stats.duplicates;
-        measured.record.errors.merge(&stats.errors);
-        measured.record.retries.merge(&stats.retries);
+        measured.errors.merge(&stats.errors);
+        measured.retries.merge(&stats.retries);
     }
     Ok(measured)
 }

@@ -129,13 +129,9 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     let (nodes, shown) = (args.nodes, dir.display());
     eprintln!("scale: {nodes}-node cluster in {shown} (base port {base_port}), sizes {sizes:?}");
     // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
-    // certificates, membership), the others resume it after a fill.
-    let start = || -> anyhow::Result<Cluster> {
-        let start = || Cluster::start_in(&node_bin, (nodes, base_port), &dir, &[], None);
-        let mut cluster = tokio::task::block_in_place(start)?;
-        cluster.keep_data();
-        Ok(cluster)
-    };
+    // certificates, membership), the others resume it after a fill. Each stop keeps `dir`:
+    // `guard` removes it at the end (unless --keep-data).
+    let start = || Cluster::start_in(&node_bin, (nodes, base_port), &dir, &[], None, true);
     let created = start()?;
     tokio::task::block_in_place(|| drop(created));
     let mut points = Vec::new();

@@ -148,7 +148,7 @@ impl ResponseVerifier {
     /// The size and root of a checkpoint whose signatures verify, from the cache if this exact
     /// text was verified before.
     pub(crate) fn checkpoint(&self, note: &str) -> Result<(u64, Hash), VerifyError> {
-        if let Some(known) = self.lock().get(note) {
+        if let Some(known) = crate::run::lock(&self.cache).get(note) {
             return Ok(*known);
         }
         // Verified outside the lock: two clients may verify the same new checkpoint at once,
@@ -165,7 +165,7 @@ impl ResponseVerifier {
         }
         let root = Hash::from_slice(&root)
             .map_err(|_| LogEntryError::Checkpoint("the root hash is not 32 bytes".into()))?;
-        let mut cache = self.lock();
+        let mut cache = crate::run::lock(&self.cache);
         if cache.len() >= CACHE_ENTRIES_MAX {
             cache.clear();
         }
@@ -181,14 +181,6 @@ impl ResponseVerifier {
             .checkpoint(&text)
             .map_err(|error| anyhow::anyhow!("checkpoint from {url}: {error}"))?;
         Ok((size, root, text))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Hash)>> {
-        // A panic while holding the lock cannot leave the map half-updated (single inserts and
-        // clears), so a poisoned cache is still a correct cache.
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

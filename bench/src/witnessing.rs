@@ -11,8 +11,7 @@ use anyhow::{Context as _, bail, ensure};
 use tokio::net::TcpStream;
 
 use crate::appends::AppendsArgs;
-use crate::cluster::{Cluster, PromHistogram, find_binary};
-use crate::cluster::{Sample, Usage};
+use crate::cluster::{Cluster, PromHistogram, Sample, Usage, find_binary};
 use crate::run::{self, RunArgs};
 use crate::stats;
 
@@ -69,11 +68,8 @@ async fn start(
     std::fs::write(&witnesses_path, witnesses)?;
     let base_port = crate::cluster::free_base_port(args.nodes)?;
     let nodes = (args.nodes, base_port);
-    let start = || Cluster::start_in(node_bin, nodes, &dir, &[], Some(witnesses_path.as_path()));
-    let mut cluster = tokio::task::block_in_place(start)?;
-    if args.run.keep_data {
-        cluster.keep_data();
-    }
+    let policy = Some(witnesses_path.as_path());
+    let mut cluster = Cluster::start_in(node_bin, nodes, &dir, &[], policy, args.run.keep_data)?;
     // The witnesses: `cairn witness serve` processes (one runtime thread each, as light as a
     // witness can be) with the policy `dev` wrote; until they listen the nodes retry.
     let policy_path = dir.join("witness-policy.txt");

@@ -82,9 +82,8 @@ async fn fill_stores_exactly_the_entries_it_signed_and_a_verifiable_checkpoint()
     assert!(!run_fill(&dir, "--to 100"));
 
     // The restarted node serves what the fill wrote; everything is checked from outside.
-    let _dev = dev(&dir, port);
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).unwrap()).unwrap();
+    let dev = dev(&dir, port);
+    let json = dev.cluster_json().unwrap();
     let url = json["nodes"][0]["url"].as_str().unwrap().to_string();
     let logs = json["logs"].as_array().unwrap();
     let log = logs.iter().find(|log| log["name"] == "artifacts").unwrap();
