@@ -334,20 +334,22 @@ impl std::fmt::Debug for Forwarder {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<(ForwardedLeaf, Reply)>,
+    /// The leaf bytes of `waiting`, kept as leaves come and go rather than summed per append.
+    waiting_bytes: usize,
     in_flight: usize,
 }
 
 impl Queue {
+    fn push(&mut self, leaf: ForwardedLeaf, reply: Reply) {
+        self.waiting_bytes += leaf.leaf.len();
+        self.waiting.push_back((leaf, reply));
+    }
+
     /// The next batch to send, if one should go now: at once when nothing is in flight, and
     /// otherwise only a full one (up to [`IN_FLIGHT_MAX`] in flight).
     fn next_batch(&mut self) -> Option<Vec<(ForwardedLeaf, Reply)>> {
-        let full = self.waiting.len() >= BATCH_LEAVES_MAX
-            || self
-                .waiting
-                .iter()
-                .map(|(leaf, _)| leaf.leaf.len())
-                .sum::<usize>()
-                >= BATCH_LEAF_BYTES_MAX;
+        let full =
+            self.waiting.len() >= BATCH_LEAVES_MAX || self.waiting_bytes >= BATCH_LEAF_BYTES_MAX;
         if self.waiting.is_empty()
             || self.in_flight >= IN_FLIGHT_MAX
             || (self.in_flight > 0 && !full)
@@ -364,6 +366,7 @@ impl Queue {
                 break;
             }
             bytes += size;
+            self.waiting_bytes -= size;
             batch.extend(self.waiting.pop_front());
         }
         self.in_flight += 1;
@@ -401,7 +404,7 @@ impl Forwarder {
             if queue.waiting.len() >= WAITING_MAX {
                 return Err(ForwardError::Overloaded(queue.waiting.len()));
             }
-            queue.waiting.push_back((leaf, reply));
+            queue.push(leaf, reply);
             queue.next_batch()
         };
         if let Some(batch) = batch {
@@ -591,9 +594,7 @@ mod tests {
         let mut queue = Queue::default();
         let push = |queue: &mut Queue, n: usize| {
             for _ in 0..n {
-                queue
-                    .waiting
-                    .push_back((leaf(1, "a"), oneshot::channel().0));
+                queue.push(leaf(1, "a"), oneshot::channel().0);
             }
         };
         push(&mut queue, 1);
@@ -611,10 +612,9 @@ mod tests {
         // Bytes bound a batch too.
         let mut queue = Queue::default();
         for _ in 0..3 {
-            queue
-                .waiting
-                .push_back((leaf(BATCH_LEAF_BYTES_MAX / 2, "a"), oneshot::channel().0));
+            queue.push(leaf(BATCH_LEAF_BYTES_MAX / 2, "a"), oneshot::channel().0);
         }
         assert_eq!(queue.next_batch().map(|b| b.len()), Some(2));
+        assert_eq!(queue.waiting_bytes, BATCH_LEAF_BYTES_MAX / 2);
     }
 }
