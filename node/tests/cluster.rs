@@ -455,29 +455,6 @@ async fn post_answered(cluster: &Cluster, id: u64, path: &str, body: &str) -> (u
     }
 }
 
-/// A Rekor v1 hashedrekord request for `artifact`, signed by `client`.
-fn v1_request(client: &Client, artifact: &[u8]) -> String {
-    let pem = client
-        .key
-        .verifying_key()
-        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
-        .unwrap();
-    let digest = Hash::digest(artifact);
-    let signature: p256::ecdsa::Signature = client.key.sign_prehash(digest.as_bytes()).unwrap();
-    serde_json::json!({
-        "apiVersion": "0.0.1",
-        "kind": "hashedrekord",
-        "spec": {
-            "data": { "hash": { "algorithm": "sha256", "value": digest.to_hex() } },
-            "signature": {
-                "content": BASE64.encode(signature.to_der().as_bytes()),
-                "publicKey": { "content": BASE64.encode(pem) },
-            },
-        },
-    })
-    .to_string()
-}
-
 /// A follower relays only the verified leaf to the leader (in a batch, `/internal/appends`)
 /// and answers the client itself from the leader's outcome: a v2 or v1 answer from a follower
 /// verifies and is the very answer the leader gives (byte for byte, SET and v1 checkpoint
@@ -526,7 +503,7 @@ async fn a_follower_answers_appends_as_the_leader_does() {
 
     // v1: created through the follower; the leader's answer to the same request (409, the
     // entry at the same size) and its read of the entry are the follower's bytes.
-    let v1 = v1_request(&client, b"relayed v1");
+    let v1 = common::v1_hashedrekord_request(&client.key, b"relayed v1");
     let path = "/api/v1/log/entries";
     let (status, created) = post_answered(&cluster, follower, path, &v1).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&created));

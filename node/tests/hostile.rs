@@ -33,9 +33,14 @@ const BODY_READ_TIMEOUT_MS: i64 = 3_000;
 const CONNECTIONS_MAX: i64 = 400;
 const HALF_SENT: usize = 300;
 
-/// A v2 hashedrekord request for `artifact`, signed with a fixed P-256 key.
+/// The fixed P-256 key every request of these tests is signed with.
+fn signer() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap()
+}
+
+/// A v2 hashedrekord request for `artifact`, signed by [`signer`].
 fn good_request(artifact: &[u8]) -> String {
-    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let key = signer();
     let spki = key.verifying_key().to_public_key_der().unwrap();
     let digest = tlog::Hash::digest(artifact);
     let signature: p256::ecdsa::Signature = key.sign_prehash(digest.as_bytes()).unwrap();
@@ -343,29 +348,6 @@ async fn hostile_traffic_is_refused_quickly_and_changes_nothing() {
     }
 }
 
-/// A Rekor v1 hashedrekord request for `artifact`, signed with the same key.
-fn good_v1_request(artifact: &[u8]) -> String {
-    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
-    let pem = key
-        .verifying_key()
-        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
-        .unwrap();
-    let digest = tlog::Hash::digest(artifact);
-    let signature: p256::ecdsa::Signature = key.sign_prehash(digest.as_bytes()).unwrap();
-    json!({
-        "apiVersion": "0.0.1",
-        "kind": "hashedrekord",
-        "spec": {
-            "data": { "hash": { "algorithm": "sha256", "value": digest.to_hex() } },
-            "signature": {
-                "content": BASE64.encode(signature.to_der().as_bytes()),
-                "publicKey": { "content": BASE64.encode(pem) },
-            },
-        },
-    })
-    .to_string()
-}
-
 /// A write that reached a node forwarded (as to the leader) is never forwarded again, v1 or
 /// v2: sent to a follower's cluster listener by a member (as a forwarding follower does), the
 /// follower answers it 503 itself. On the public listener a client cannot make a write count as
@@ -388,7 +370,11 @@ async fn a_forwarded_write_is_never_forwarded_again() {
     let member = node::network::cluster_client(&member);
     for (path, body, created) in [
         ("/api/v2/log/entries", good_request(b"hop v2"), 201),
-        ("/api/v1/log/entries", good_v1_request(b"hop v1"), 201),
+        (
+            "/api/v1/log/entries",
+            common::v1_hashedrekord_request(&signer(), b"hop v1"),
+            201,
+        ),
     ] {
         for via_cluster in [true, false] {
             let base = if via_cluster { cluster_url } else { url };

@@ -20,3 +20,30 @@ pub(crate) fn free_port() -> u16 {
         }
     }
 }
+
+/// A Rekor v1 hashedrekord request for `artifact`, signed by `key`.
+pub(crate) fn v1_hashedrekord_request(key: &p256::ecdsa::SigningKey, artifact: &[u8]) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    use p256::pkcs8::EncodePublicKey;
+
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    let digest = tlog::Hash::digest(artifact);
+    let signature: p256::ecdsa::Signature = key.sign_prehash(digest.as_bytes()).unwrap();
+    serde_json::json!({
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": { "hash": { "algorithm": "sha256", "value": digest.to_hex() } },
+            "signature": {
+                "content": BASE64.encode(signature.to_der().as_bytes()),
+                "publicKey": { "content": BASE64.encode(pem) },
+            },
+        },
+    })
+    .to_string()
+}
