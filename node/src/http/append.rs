@@ -17,7 +17,7 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 
 use super::log_api::storage_error;
-use super::{ApiError, Body, read_body, response};
+use super::{ApiError, Body, binary_answer, read_body};
 use crate::network::forward::{
     AppendedLeaf, BATCH_BODY_BYTES_MAX, ForwardError, ForwardedLeaf, LeafAnswer, decode_batch,
     encode_answers,
@@ -122,19 +122,7 @@ pub(super) async fn forwarded_appends(
         }
     }))
     .await;
-    match encode_answers(&answers) {
-        Ok(bytes) => response(
-            StatusCode::OK,
-            "application/octet-stream",
-            Bytes::from(bytes),
-        ),
-        Err(error) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "encoding_failed",
-            error.to_string(),
-        )
-        .into_response(),
-    }
+    binary_answer(encode_answers(&answers), "the batch's answers")
 }
 
 /// Sequences and answers `leaf` on this node, which must lead; never forwards.

@@ -370,6 +370,27 @@ pub fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> 
     response
 }
 
+/// A postcard answer between cluster members: 200 with the encoded bytes, or 500 if encoding
+/// failed (`what` says what was being encoded).
+pub(crate) fn binary_answer<E: std::fmt::Display>(
+    encoded: Result<Vec<u8>, E>,
+    what: &str,
+) -> Response<Body> {
+    match encoded {
+        Ok(bytes) => response(
+            StatusCode::OK,
+            "application/octet-stream",
+            Bytes::from(bytes),
+        ),
+        Err(error) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding_failed",
+            format!("encoding {what}: {error}"),
+        )
+        .into_response(),
+    }
+}
+
 /// Reads a JSON request body with the one strict reader (`api::json`: no duplicate member,
 /// bounded size, depth and width, the JSON path in errors): 413 past the size, 400 otherwise,
 /// with the reader's code.

@@ -8,13 +8,12 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, Body, read_body, response};
+use super::{ApiError, Body, binary_answer, read_body};
 use crate::catch_up::BATCH_TIMES_ROWS_MAX;
 use crate::network::{RAFT_BODY_BYTES_MAX, RAFT_FORMAT_HEADER, RAFT_PATH};
 use crate::node::Node;
@@ -123,17 +122,5 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn encode<T: Serialize>(answer: &T) -> Response<Body> {
-    match postcard::to_stdvec(answer) {
-        Ok(bytes) => response(
-            StatusCode::OK,
-            "application/octet-stream",
-            Bytes::from(bytes),
-        ),
-        Err(error) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "encoding_failed",
-            format!("encoding Raft answer: {error}"),
-        )
-        .into_response(),
-    }
+    binary_answer(postcard::to_stdvec(answer), "Raft answer")
 }
