@@ -503,7 +503,7 @@ impl CanonicalBody {
     /// longer than [`BODY_BYTES_MAX`].
     pub fn new(entry: impl Into<Entry>) -> Result<CanonicalBody, BodyError> {
         let entry = entry.into();
-        let bytes = jcs::canonicalize(&entry.to_json());
+        let bytes = template::write(&entry).unwrap_or_else(|| jcs::canonicalize(&entry.to_json()));
         if bytes.len() > BODY_BYTES_MAX {
             return Err(BodyError::TooLarge {
                 actual: bytes.len(),

@@ -10,11 +10,19 @@
 //! [`HashedRekordV002::from_strings`]). A body that does not match, or whose values do not
 //! validate, returns `None` and takes the JSON path, so `Entry::parse` gives the same answer
 //! either way.
+//!
+//! Writing is the mirror image: a hashedrekord's canonical body is the same template filled
+//! with its values ([`write`]), which is what JCS of its JSON gives, without building the JSON
+//! tree (that took 6% of a loaded cluster's CPU). A value outside the plain alphabet, which
+//! the types never produce, sends the entry back to the JSON path.
 
-use super::Entry;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use super::hashedrekord::{
     HashedRekordV001, HashedRekordV002, SignatureStrings, V001Strings, V002Strings,
 };
+use super::{Entry, VerifierKey};
 
 /// The entry of `body` if it is a hashedrekord body in canonical member order whose values are
 /// all valid; `None` otherwise (which says nothing about the body: the JSON path decides).
@@ -75,6 +83,64 @@ pub(super) fn parse(body: &[u8]) -> Option<Entry> {
     HashedRekordV002::from_strings(&strings)
         .ok()
         .map(Entry::HashedRekordV002)
+}
+
+/// The canonical body of a hashedrekord entry, written from the template `parse` reads; `None`
+/// for other kinds, and for a value that would need a JSON escape (never, for valid entries).
+pub(super) fn write(entry: &Entry) -> Option<Vec<u8>> {
+    let mut body = Body(Vec::with_capacity(1024));
+    match entry {
+        Entry::HashedRekordV001(entry) => {
+            body.literal(r#"{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{"data":{"hash":{"algorithm":""#);
+            body.value(entry.digest().algorithm().rekor_v1_name())?;
+            body.literal(r#"","value":""#);
+            body.value(&entry.digest().to_hex())?;
+            body.literal(r#""}},"signature":{"content":""#);
+            body.value(&entry.signature().to_base64())?;
+            body.literal(r#"","publicKey":{"content":""#);
+            body.value(&entry.public_key().to_base64_pem())?;
+            body.literal(r#""}}}}"#);
+        }
+        Entry::HashedRekordV002(entry) => {
+            body.literal(r#"{"apiVersion":"0.0.2","kind":"hashedrekord","spec":{"hashedRekordV002":{"data":{"algorithm":""#);
+            body.value(entry.digest().algorithm().protobuf_name())?;
+            body.literal(r#"","digest":""#);
+            body.value(&entry.digest().to_base64())?;
+            body.literal(r#""},"signature":{"content":""#);
+            let signature = entry.signature();
+            body.value(&signature.content.to_base64())?;
+            body.literal(r#"","verifier":{"keyDetails":""#);
+            body.value(signature.verifier.key_details().protobuf_name())?;
+            // JCS orders members by name: `keyDetails` before `publicKey` and `x509Certificate`.
+            let (name, der) = match signature.verifier.key() {
+                VerifierKey::PublicKey(der) => (r#"","publicKey":{"rawBytes":""#, der),
+                VerifierKey::X509Certificate(der) => (r#"","x509Certificate":{"rawBytes":""#, der),
+            };
+            body.literal(name);
+            body.value(&BASE64.encode(der))?;
+            body.literal(r#""}}}}}}"#);
+        }
+        Entry::DsseV001(_) | Entry::DsseV002(_) | Entry::IntotoV002(_) => return None,
+    }
+    Some(body.0)
+}
+
+/// A body being written.
+struct Body(Vec<u8>);
+
+impl Body {
+    fn literal(&mut self, literal: &str) {
+        self.0.extend_from_slice(literal.as_bytes());
+    }
+
+    /// Appends the text of a string value, if JSON never escapes any of its characters.
+    fn value(&mut self, value: &str) -> Option<()> {
+        if !value.bytes().all(|byte| PLAIN[usize::from(byte)]) {
+            return None;
+        }
+        self.0.extend_from_slice(value.as_bytes());
+        Some(())
+    }
 }
 
 /// The unread rest of a body.
