@@ -296,7 +296,7 @@ impl Node {
         // relay tasks.
         let forwarder = env.forward.clone().map(|client| {
             let (id, watch) = (settings.id, raft.metrics());
-            let leader = move || leader_in(&watch.borrow(), id);
+            let leader = move || leader_of(&watch.borrow()).filter(|(leader, _)| *leader != id);
             Forwarder::new(client, leader, Arc::clone(&metrics))
         });
         Ok(Arc::new(Node {
@@ -476,14 +476,7 @@ impl Node {
 
     /// The leader's addresses, if a leader is known (this node's own if it leads).
     pub fn leader_address(&self) -> Option<(NodeId, crate::types::NodeAddress)> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader?;
-        let address = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)?
-            .clone();
-        Some((leader, address))
+        leader_of(&self.raft.metrics().borrow())
     }
 
     /// Refreshes the state gauges and renders every metric.
@@ -635,12 +628,11 @@ impl Proposer for RaftProposer {
     }
 }
 
-/// The leader `metrics` name and its addresses, unless it is `me` or unknown.
-fn leader_in(
+/// The leader `metrics` name and its addresses, if it is known and in the membership.
+fn leader_of(
     metrics: &openraft::RaftMetrics<NodeId, crate::types::NodeAddress>,
-    me: NodeId,
 ) -> Option<(NodeId, crate::types::NodeAddress)> {
-    let leader = metrics.current_leader.filter(|leader| *leader != me)?;
+    let leader = metrics.current_leader?;
     let address = metrics
         .membership_config
         .membership()
