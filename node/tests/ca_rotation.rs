@@ -206,16 +206,7 @@ fn the_ca_sct_key_and_tsa_rotate_at_from_and_old_bundles_stay_verifiable() {
 
     // A trusted root with only the new CA, SCT key and TSA verifies the new bundle alone; one
     // with only the old ones the old bundle alone; the full one both.
-    let only = |which: usize| {
-        let mut only = root_json.clone();
-        for list in ["certificateAuthorities", "ctlogs", "timestampAuthorities"] {
-            let entry = only[list][which].clone();
-            only[list] = serde_json::json!([entry]);
-        }
-        let path = temp.path().join(format!("only-{which}.json"));
-        std::fs::write(&path, serde_json::to_vec(&only).unwrap()).unwrap();
-        path
-    };
+    let only = |which: usize| root_with_only(&root_json, which, temp.path());
     let (old_only, new_only) = (only(0), only(1));
     assert!(verifies(&home, &issuer, &after, &new_only));
     assert!(!verifies(&home, &issuer, &before, &new_only));
@@ -380,17 +371,21 @@ fn promoted_rotations_keep_retired_cas_listed_and_their_bundles_verifiable() {
     }
     // Each bundle verifies against its own CA's entries alone: the first against the first
     // CA, SCT key and TSA, retired twice, and not against the current ones.
-    let only = |which: usize| {
-        let mut only = root_json.clone();
-        for list in ["certificateAuthorities", "ctlogs", "timestampAuthorities"] {
-            let entry = only[list][which].clone();
-            only[list] = serde_json::json!([entry]);
-        }
-        let path = temp.path().join(format!("only-{which}.json"));
-        std::fs::write(&path, serde_json::to_vec(&only).unwrap()).unwrap();
-        path
-    };
+    let only = |which: usize| root_with_only(&root_json, which, temp.path());
     assert!(verifies(&home, &issuer, &first, &only(0)));
     assert!(!verifies(&home, &issuer, &first, &only(2)));
     assert!(verifies(&home, &issuer, &third, &only(2)));
+}
+
+/// A copy of the trusted root `root_json` with only the `which`-th CA, SCT key and TSA,
+/// written into `dir`.
+fn root_with_only(root_json: &serde_json::Value, which: usize, dir: &Path) -> PathBuf {
+    let mut only = root_json.clone();
+    for list in ["certificateAuthorities", "ctlogs", "timestampAuthorities"] {
+        let entry = only[list][which].clone();
+        only[list] = serde_json::json!([entry]);
+    }
+    let path = dir.join(format!("only-{which}.json"));
+    std::fs::write(&path, serde_json::to_vec(&only).unwrap()).unwrap();
+    path
 }

@@ -386,11 +386,7 @@ async fn three_nodes_lose_nothing_through_crashes_and_restarts() {
     let writers = Writers::start(&cluster, 4, "follower crash");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let leader = cluster.leader().await;
-    let follower = cluster
-        .running()
-        .into_iter()
-        .find(|&id| id != leader)
-        .unwrap();
+    let follower = cluster.follower_of(leader);
     cluster.kill(follower);
     acked.extend(append(&cluster, &client, "follower down", 20).await);
     cluster.spawn(follower);
@@ -465,11 +461,7 @@ async fn a_follower_answers_appends_as_the_leader_does() {
     let cluster = Cluster::start("relay", 3, 3).await;
     let client = Client::new(11);
     let leader = cluster.leader().await;
-    let follower = cluster
-        .running()
-        .into_iter()
-        .find(|&id| id != leader)
-        .unwrap();
+    let follower = cluster.follower_of(leader);
 
     // v2: created through the follower, verified; the same request again, through the leader
     // and through the follower, is the existing entry, answered alike.
@@ -503,7 +495,7 @@ async fn a_follower_answers_appends_as_the_leader_does() {
 
     // v1: created through the follower; the leader's answer to the same request (409, the
     // entry at the same size) and its read of the entry are the follower's bytes.
-    let v1 = common::v1_hashedrekord_request(&client.key, b"relayed v1");
+    let v1 = common::v1_hashedrekord_request(&client.key, b"relayed v1").to_string();
     let path = "/api/v1/log/entries";
     let (status, created) = post_answered(&cluster, follower, path, &v1).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&created));
@@ -574,13 +566,7 @@ async fn a_follower_answers_appends_as_the_leader_does() {
     // On a follower's cluster listener, a member's batch is never forwarded again: each leaf
     // is answered "no leader".
     let position = usize::try_from(follower - 1).unwrap();
-    let member = node::tls::ClusterTls::load(
-        &cluster.dir.join("cluster-ca/ca.crt"),
-        &cluster.dir.join(format!("node-{leader}/node.crt")),
-        &cluster.dir.join(format!("node-{leader}/node.key")),
-    )
-    .unwrap();
-    let member = node::network::cluster_client(&member);
+    let member = cluster.member_client(leader);
     let request = hyper::Request::post(format!(
         "{}{}",
         cluster.cluster_urls[position],

@@ -358,21 +358,15 @@ async fn a_forwarded_write_is_never_forwarded_again() {
     let mut cluster = common::cluster::Cluster::init("hostile", "hop", 2, &[]);
     cluster.form(2).await;
     let leader = cluster.leader().await;
-    let follower = if leader == 1 { 2 } else { 1 };
+    let follower = cluster.follower_of(leader);
     let position = usize::try_from(follower - 1).unwrap();
     let (url, cluster_url) = (&cluster.urls[position], &cluster.cluster_urls[position]);
-    let member = node::tls::ClusterTls::load(
-        &cluster.dir.join("cluster-ca/ca.crt"),
-        &cluster.dir.join(format!("node-{leader}/node.crt")),
-        &cluster.dir.join(format!("node-{leader}/node.key")),
-    )
-    .unwrap();
-    let member = node::network::cluster_client(&member);
+    let member = cluster.member_client(leader);
     for (path, body, created) in [
         ("/api/v2/log/entries", good_request(b"hop v2"), 201),
         (
             "/api/v1/log/entries",
-            common::v1_hashedrekord_request(&signer(), b"hop v1"),
+            common::v1_hashedrekord_request(&signer(), b"hop v1").to_string(),
             201,
         ),
     ] {

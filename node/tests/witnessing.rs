@@ -160,23 +160,7 @@ impl Cluster {
     /// Appends one Rekor v1 hashedrekord through node `id`; the status and the response body.
     async fn append_v1(&self, id: u64, artifact: &[u8]) -> (u16, serde_json::Value) {
         let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
-        let pem = key
-            .verifying_key()
-            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
-            .unwrap();
-        let digest = Hash::digest(artifact);
-        let signature: p256::ecdsa::Signature = key.sign_prehash(digest.as_bytes()).unwrap();
-        let request = serde_json::json!({
-            "apiVersion": "0.0.1",
-            "kind": "hashedrekord",
-            "spec": {
-                "data": { "hash": { "algorithm": "sha256", "value": digest.to_hex() } },
-                "signature": {
-                    "content": BASE64.encode(signature.to_der().as_bytes()),
-                    "publicKey": { "content": BASE64.encode(pem) },
-                },
-            },
-        });
+        let request = common::v1_hashedrekord_request(&key, artifact);
         let (status, body) = self
             .request("POST", id, "/api/v1/log/entries", Some(request))
             .await

@@ -218,6 +218,26 @@ impl Cluster {
         }
     }
 
+    /// A running node other than `leader`.
+    pub(crate) fn follower_of(&self, leader: u64) -> u64 {
+        self.running()
+            .into_iter()
+            .find(|&id| id != leader)
+            .expect("a running node other than the leader")
+    }
+
+    /// A client of the cluster listeners that presents node `id`'s member certificate, as a
+    /// fellow member does.
+    pub(crate) fn member_client(&self, id: u64) -> node::network::ClusterClient {
+        let member = node::tls::ClusterTls::load(
+            &self.dir.join("cluster-ca/ca.crt"),
+            &self.dir.join(format!("node-{id}/node.crt")),
+            &self.dir.join(format!("node-{id}/node.key")),
+        )
+        .unwrap();
+        node::network::cluster_client(&member)
+    }
+
     /// The leader, as a running node reports it, once one is running.
     pub(crate) async fn leader(&self) -> u64 {
         let started = Instant::now();

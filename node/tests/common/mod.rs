@@ -22,7 +22,10 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// A Rekor v1 hashedrekord request for `artifact`, signed by `key`.
-pub(crate) fn v1_hashedrekord_request(key: &p256::ecdsa::SigningKey, artifact: &[u8]) -> String {
+pub(crate) fn v1_hashedrekord_request(
+    key: &p256::ecdsa::SigningKey,
+    artifact: &[u8],
+) -> serde_json::Value {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;
     use p256::ecdsa::signature::hazmat::PrehashSigner;
@@ -45,5 +48,4 @@ pub(crate) fn v1_hashedrekord_request(key: &p256::ecdsa::SigningKey, artifact: &
             },
         },
     })
-    .to_string()
 }
