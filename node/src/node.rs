@@ -310,7 +310,10 @@ impl Node {
             clock: env.clock,
             metrics,
             admin_token: settings.admin_token,
-            checks: Checks::per_core(env.blocking.clone()),
+            // A check is CPU work of tenths of a millisecond, not disk work: it runs on the
+            // request's own task, since handing it to the blocking pool and back cost two
+            // thread wake-ups per request.
+            checks: Checks::per_core(Blocking::Inline),
             blocking: env.blocking,
             public_url: settings.public_url,
             ca,
