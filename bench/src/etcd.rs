@@ -240,7 +240,7 @@ pub(crate) async fn run_puts(
 ) -> anyhow::Result<serde_json::Value> {
     let load = Arc::new(PutLoad {
         endpoints: cluster.endpoints.clone(),
-        run: crate::workload::random_tag()?,
+        run: crate::workload::random_tag(),
         value_bytes,
         samples: Mutex::new(Vec::new()),
     });
