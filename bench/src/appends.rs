@@ -6,9 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::ValueEnum;
-use serde::Serialize;
-
 use crate::cluster::{Cluster, PromHistogram};
 use crate::net::{Answer, Connection};
 use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
@@ -29,9 +26,6 @@ pub(crate) struct AppendsArgs {
     /// client sends its next request when the previous one is verified.
     #[arg(long)]
     pub(crate) rate: Option<f64>,
-    /// The entry type submitted.
-    #[arg(long, value_enum, default_value_t = EntryKind::Hashedrekord)]
-    pub(crate) entry_kind: EntryKind,
     /// Use a running cluster at these node URLs instead of starting one (comma-separated).
     #[arg(long, value_delimiter = ',', conflicts_with = "cluster_json")]
     pub(crate) urls: Vec<String>,
@@ -64,13 +58,6 @@ impl AppendsArgs {
         let defaults = defaults.expect("appends' defaults parse");
         AppendsArgs { run, ..defaults }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum EntryKind {
-    /// Rekor v2 hashedRekordRequestV002: a SHA-256 digest signed with ECDSA P-256 (public key).
-    Hashedrekord,
 }
 
 /// Closed-loop runs pre-sign enough for this many appends per second (25% above the 20,000/s
@@ -270,10 +257,10 @@ pub(crate) async fn run_once(
     );
     // `batches`: the Raft batches the leader proposed during the window (its own histograms).
     Ok(measured.with(serde_json::json!({
-        "nodes": nodes, "mode": mode, "offered_rate": args.rate, "entry_kind": args.entry_kind,
+        "nodes": nodes, "mode": mode, "offered_rate": args.rate, "entry_kind": "hashedrekord",
         "request_bytes": request_bytes, "leaf_bytes": leaf_bytes, "fsync": FSYNC,
         "sequencer": cluster.sequencer, "appends_per_second": stats::per_second(ok, window),
-        "verified_appends": ok, "duplicate_answers": measured.duplicates,
+        "verified_appends": ok, "duplicate_answers": measured.counts.duplicates,
         "latency": latencies.summary(), "presigned": presigned,
         "presigned_exhausted": measured.exhausted, "presign_per_second": rate,
         "checkpoint_signatures_verified": verified, "node_usage": measured.processes,

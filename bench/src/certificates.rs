@@ -11,6 +11,7 @@ use bytes::Bytes;
 use client::TrustedRoot;
 use client::certificate::SigningCertificate;
 use client::time::UnixMillis;
+use node::env::{Clock as _, SystemClock};
 
 use crate::cluster::Cluster;
 use crate::net::{Answer, Connection};
@@ -37,8 +38,7 @@ fn check(root: &TrustedRoot, body: &[u8]) -> Result<(), &'static str> {
     let pem = chain[0].as_str().ok_or("verify: no chain")?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| "verify: pem")?;
     let leaf = SigningCertificate::parse(&pem.contents).map_err(|_| "verify: der")?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    let now = UnixMillis(now.map_or(0, |now| i64::try_from(now.as_millis()).unwrap_or(i64::MAX)));
+    let now = UnixMillis(i64::try_from(SystemClock.now_unix_ms()).unwrap_or(i64::MAX));
     let authority =
         (leaf.verify_chain(&root.certificate_authorities, now)).map_err(|_| "verify: chain")?;
     leaf.verify_sct(authority, &root.ctlogs)

@@ -357,7 +357,7 @@ async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::
     };
     let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
     let (appended, _) = measured.total(|_| true);
-    if let Some((kind, _)) = measured.errors.iter().next() {
+    if let Some((kind, _)) = measured.counts.errors.iter().next() {
         bail!("pre-fill appends failed: {kind}");
     }
     anyhow::ensure!(
@@ -479,10 +479,11 @@ async fn run_once(
     let (reads_ok, reads) = measured.total(|label| label != "appends");
     let (appends_ok, appends) = measured.total(|label| label == "appends");
     // Each kind of read on its own: its count and latency in the window.
-    let by_kind: serde_json::Map<String, serde_json::Value> = (measured.kinds.iter())
+    let by_kind: serde_json::Map<String, serde_json::Value> = (measured.counts.kinds.iter())
         .filter(|(label, _)| **label != "appends")
-        .map(|(label, (count, latencies))| {
-            let (per_second, latency) = (per_second(*count, window), latencies.summary());
+        .map(|(label, latencies)| {
+            let count = latencies.count();
+            let (per_second, latency) = (per_second(count, window), latencies.summary());
             let kind = json!({ "verified": count, "per_second": per_second, "latency": latency });
             ((*label).to_string(), kind)
         })

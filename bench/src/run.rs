@@ -293,14 +293,31 @@ struct Live {
     in_flight: AtomicU64,
 }
 
-/// What one client saw inside the measured window.
-#[derive(Debug, Default)]
-struct ClientStats {
-    /// Count and latencies by label.
-    kinds: BTreeMap<&'static str, (u64, Latencies)>,
-    duplicates: u64,
-    errors: Tally,
-    retries: Tally,
+/// What clients saw inside the measured window: one client's, or a whole run's.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Counts {
+    /// The latencies (and so the count) of verified operations, by label.
+    #[serde(skip)]
+    pub(crate) kinds: BTreeMap<&'static str, Latencies>,
+    /// Verified answers that were the log's answer to a duplicate.
+    #[serde(skip)]
+    pub(crate) duplicates: u64,
+    pub(crate) errors: Tally,
+    pub(crate) retries: Tally,
+}
+
+impl Counts {
+    fn merge(&mut self, other: &Counts) {
+        for (label, latencies) in &other.kinds {
+            self.kinds
+                .entry(*label)
+                .or_insert_with(Latencies::new)
+                .merge(latencies);
+        }
+        self.duplicates += other.duplicates;
+        self.errors.merge(&other.errors);
+        self.retries.merge(&other.retries);
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -338,7 +355,7 @@ impl State {
 /// What an operation may tell the loop while it runs.
 pub(crate) struct Context<'a> {
     state: &'a State,
-    stats: &'a Mutex<ClientStats>,
+    stats: &'a Mutex<Counts>,
 }
 
 impl Context<'_> {
@@ -377,11 +394,6 @@ impl<'a> Target<'a> {
 pub(crate) struct Measured {
     #[serde(skip)]
     pub(crate) window: Duration,
-    /// Verified operations and their latencies, by label.
-    #[serde(skip)]
-    pub(crate) kinds: BTreeMap<&'static str, (u64, Latencies)>,
-    #[serde(skip)]
-    pub(crate) duplicates: u64,
     /// The pre-signed requests ran out before the window ended.
     #[serde(skip)]
     pub(crate) exhausted: bool,
@@ -394,8 +406,8 @@ pub(crate) struct Measured {
     pub(crate) clients: usize,
     pub(crate) warmup_s: f64,
     pub(crate) measured_s: f64,
-    pub(crate) errors: Tally,
-    pub(crate) retries: Tally,
+    #[serde(flatten)]
+    pub(crate) counts: Counts,
     pub(crate) bench_usage: Option<ProcessUsage>,
     /// The whole machine's busy CPU over the window, percent of one core.
     pub(crate) machine_cpu_percent: Option<f64>,
@@ -423,14 +435,10 @@ impl Measured {
     /// The count and latencies of every label that `counts`, together.
     pub(crate) fn total(&self, counts: impl Fn(&str) -> bool) -> (u64, Latencies) {
         let mut latencies = Latencies::new();
-        let mut count = 0;
-        for (label, (n, more)) in &self.kinds {
-            if counts(label) {
-                count += n;
-                latencies.merge(more);
-            }
+        for (_, more) in self.counts.kinds.iter().filter(|(label, _)| counts(label)) {
+            latencies.merge(more);
         }
-        (count, latencies)
+        (latencies.count(), latencies)
     }
 }
 
@@ -460,7 +468,7 @@ pub(crate) async fn measure<W: Workload>(
     let mut tasks = Vec::new();
     let mut all_stats = Vec::new();
     for (id, client) in clients.into_iter().enumerate() {
-        let stats = Arc::new(Mutex::new(ClientStats::default()));
+        let stats = Arc::new(Mutex::new(Counts::default()));
         all_stats.push(Arc::clone(&stats));
         tasks.push(tokio::spawn(run_client(
             Arc::clone(workload),
@@ -501,18 +509,19 @@ pub(crate) async fn measure<W: Workload>(
     let profile = recording.map(|recording| tokio::task::block_in_place(|| recording.finish()));
     let profile = profile.transpose()?;
     let usage = Usage::between(&before, &after, window, target.name);
-    let mut measured = Measured {
+    let mut counts = Counts::default();
+    for stats in &all_stats {
+        counts.merge(&lock(stats));
+    }
+    Ok(Measured {
         window,
-        kinds: BTreeMap::new(),
-        duplicates: 0,
         exhausted: state.exhausted.load(Ordering::Relaxed),
         processes: usage.processes,
         metrics: (metrics_before, metrics_after),
         clients: phases.clients,
         warmup_s: phases.warmup.as_secs_f64(),
         measured_s: window.as_secs_f64(),
-        errors: Tally::default(),
-        retries: Tally::default(),
+        counts,
         bench_usage: usage.bench,
         machine_cpu_percent: usage.machine,
         other_cpu_percent: usage.other,
@@ -520,22 +529,7 @@ pub(crate) async fn measure<W: Workload>(
         timeline,
         load_average_before: load_before,
         load_average_after: load_average(),
-    };
-    for stats in &all_stats {
-        let stats = lock(stats);
-        for (label, (count, latencies)) in &stats.kinds {
-            let slot = measured
-                .kinds
-                .entry(*label)
-                .or_insert_with(|| (0, Latencies::new()));
-            slot.0 += count;
-            slot.1.merge(latencies);
-        }
-        measured.duplicates += stats.duplicates;
-        measured.errors.merge(&stats.errors);
-        measured.retries.merge(&stats.retries);
-    }
-    Ok(measured)
+    })
 }
 
 /// One client: runs until the end of the window, recording into `stats`.
@@ -548,7 +542,7 @@ async fn run_client<W: Workload>(
     mut client: W::Client,
     id: usize,
     state: Arc<State>,
-    stats: Arc<Mutex<ClientStats>>,
+    stats: Arc<Mutex<Counts>>,
 ) {
     tokio::time::sleep_until(state.start).await;
     let mut sequence = 0usize;
@@ -594,10 +588,8 @@ async fn run_client<W: Workload>(
                 if counted {
                     let mut stats = lock(&stats);
                     stats.duplicates += u64::from(done.duplicate);
-                    let kind =
-                        (stats.kinds.entry(done.label)).or_insert_with(|| (0, Latencies::new()));
-                    kind.0 += 1;
-                    kind.1.record(finished - started);
+                    let kind = stats.kinds.entry(done.label).or_insert_with(Latencies::new);
+                    kind.record(finished - started);
                 }
             }
             Err(Failure::Exhausted) => {
