@@ -15,12 +15,11 @@ use crate::workload::Signed;
 
 #[derive(clap::Args, Clone, Debug)]
 #[command(mut_arg("clients", |arg| arg.default_value("64")))]
+#[command(mut_arg("nodes", |arg| arg.help("Cluster sizes to start, one after the other \
+    (comma-separated). Ignored with --urls or --cluster-json")))]
 pub(crate) struct AppendsArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cluster sizes to start, in turn (comma-separated). Ignored with --urls or --cluster-json.
-    #[arg(long, value_delimiter = ',', default_value = "3")]
-    pub(crate) nodes: Vec<u16>,
     /// Open loop: offer this many appends per second in total, whatever the answers, and
     /// measure latency from each request's due time. Without it the load is closed loop: each
     /// client sends its next request when the previous one is verified.
@@ -80,24 +79,21 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
         );
     }
     let environment = run::environment();
-    let mut runs = Vec::new();
-    if !args.urls.is_empty() || args.cluster_json.is_some() {
-        let cluster = if let Some(path) = &args.cluster_json {
-            Cluster::from_json(path)?
-        } else {
-            let key = match &args.verifier_key {
-                Some(key) => key.clone(),
-                None => Cluster::served_key(&args.urls[0]).await?,
-            };
-            Cluster::existing(args.urls.clone(), key)
+    let runs = if let Some(path) = &args.cluster_json {
+        run_all(&args, &Cluster::from_json(path)?).await?
+    } else if !args.urls.is_empty() {
+        // Known only by URL: without --verifier-key, trust on first use (load generation only).
+        let verifier_key = match &args.verifier_key {
+            Some(key) => key.clone(),
+            None => Cluster::served_key(&args.urls[0]).await?,
         };
-        run_all(&args, &cluster, &mut runs).await?;
+        let mut cluster = Cluster::default();
+        (cluster.urls, cluster.verifier_key) = (args.urls.clone(), verifier_key);
+        run_all(&args, &cluster).await?
     } else {
-        for &nodes in &args.nodes {
-            let run = async |cluster: &Cluster| run_all(&args, cluster, &mut runs).await;
-            args.run.on_cluster(nodes, &[], run).await?;
-        }
-    }
+        let run = async |cluster: &Cluster| run_all(&args, cluster).await;
+        args.run.on_clusters(&[], None, run).await?
+    };
     let report = serde_json::json!({ "environment": environment, "runs": runs });
     args.run.finish(&report, table, true)
 }
@@ -106,11 +102,9 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
 pub(crate) async fn run_all(
     args: &AppendsArgs,
     cluster: &Cluster,
-    runs: &mut Vec<serde_json::Value>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let once = async |clients| run_once(args, cluster, clients).await;
-    runs.extend(args.run.each(COLUMNS, once).await?);
-    Ok(())
+    args.run.each(COLUMNS, once).await
 }
 
 /// Pre-signed appends to one cluster, each answer verified against its log key (and witness

@@ -25,9 +25,6 @@ use crate::stats::per_second;
 pub(crate) struct CertificatesArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cluster size to start.
-    #[arg(long, default_value_t = 3)]
-    nodes: u16,
 }
 
 /// A client's checks of one answer: its certificate chains to a CA of the trusted root and
@@ -101,12 +98,12 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     let environment = run::environment();
     let env = [("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")];
     let runs = async |cluster: &Cluster| {
-        let issuer = cluster.dev_issuer().context("no dev issuer")?;
+        let dev = cluster.process.as_ref().context("no dev issuer")?;
         let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
         let load = Arc::new(CertificateLoad {
             root: TrustedRoot::from_json(&root).context("the cluster's trusted root")?,
             urls: cluster.urls.clone(),
-            issuer,
+            issuer: dev.issuer(),
             timeout: args.run.timeout(),
         });
         let once = async |clients| {
@@ -124,7 +121,7 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
         };
         args.run.each(COLUMNS, once).await
     };
-    let runs = args.run.on_cluster(args.nodes, &env, runs).await?;
+    let runs = args.run.on_clusters(&env, None, runs).await?;
     let report = serde_json::json!({ "environment": environment, "runs": runs });
     args.run.finish(&report, table, true)
 }

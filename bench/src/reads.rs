@@ -33,9 +33,6 @@ use client::log_entry::{verify_consistency_answer, verify_inclusion_answer};
 pub(crate) struct ReadsArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cluster size to start.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) nodes: u16,
     /// Entries appended (and verified) before the runs; the reads cover the tree they make.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) prefill: usize,
@@ -404,7 +401,6 @@ async fn reference(cluster: &Cluster, verifier: &ResponseVerifier) -> anyhow::Re
 /// The `reads` and `mix` subcommands: start a cluster, pre-fill it, run once per client count.
 pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
     args.run.check()?;
-    anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
     anyhow::ensure!(
         (1..=100_000_000).contains(&args.prefill),
         "--prefill must be 1 to 100000000"
@@ -425,7 +421,7 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
             async |clients| run_once(&args, cluster, (&reference, &verifier), reads, clients).await;
         args.run.each(COLUMNS, once).await
     };
-    let runs = args.run.on_cluster(args.nodes, &[], runs).await?;
+    let runs = args.run.on_clusters(&[], None, runs).await?;
     let (prefill, read_mix) = (args.prefill, &args.read_mix);
     let report = serde_json::json!({
         "environment": environment, "prefill": prefill, "read_mix": read_mix, "runs": runs,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +28,9 @@ pub(crate) struct RunArgs {
     /// followers forward to the leader as they would for real users.
     #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
     pub(crate) clients: Vec<usize>,
+    /// Cluster sizes to start, one after the other (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub(crate) nodes: Vec<u16>,
     /// Seconds of measurement per run.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) duration: f64,
@@ -74,7 +77,19 @@ impl RunArgs {
             !self.clients.is_empty() && !self.clients.contains(&0),
             "--clients must be at least 1"
         );
+        anyhow::ensure!(
+            !self.nodes.is_empty() && self.nodes.iter().all(|n| (1..=9).contains(n)),
+            "--nodes must be 1 to 9 (cairn-node dev)"
+        );
         Ok(())
+    }
+
+    /// The one cluster size of a subcommand that starts a single cluster.
+    pub(crate) fn one_size(&self) -> anyhow::Result<u16> {
+        match self.nodes[..] {
+            [nodes] => Ok(nodes),
+            _ => anyhow::bail!("this subcommand starts one cluster: give it one size"),
+        }
     }
 
     /// The benchmark's own runtime, with `--client-threads` workers.
@@ -100,33 +115,32 @@ impl RunArgs {
         self.data_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
-    /// Runs `body` on a `cairn-node dev` cluster of `nodes` started with these environment
-    /// variables, then stops the cluster.
-    pub(crate) async fn on_cluster<T>(
+    /// Runs `body` on a `cairn-node dev` cluster of each --nodes size in turn, started with
+    /// these environment variables (and witnessed under `witnesses`, a `dev --witness-policy`
+    /// file, if given) and stopped after it; returns all their results.
+    pub(crate) async fn on_clusters<T>(
         &self,
-        nodes: u16,
         env: &[(&str, &str)],
-        body: impl AsyncFnOnce(&Cluster) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+        witnesses: Option<&Path>,
+        mut body: impl AsyncFnMut(&Cluster) -> anyhow::Result<Vec<T>>,
+    ) -> anyhow::Result<Vec<T>> {
         let node_bin = self.node_bin()?;
-        eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
-        let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
-        let base_port = cluster::free_base_port(nodes)?;
-        let cluster = Cluster::start_in(
-            &node_bin,
-            (nodes, base_port),
-            &dir,
-            env,
-            None,
-            self.keep_data,
-        )?;
-        if self.keep_data {
-            eprintln!("cluster data kept in {}", dir.display());
+        let mut results = Vec::new();
+        for &nodes in &self.nodes {
+            eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
+            let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
+            let base_port = cluster::free_base_port(nodes)?;
+            let (sizes, keep) = ((nodes, base_port), self.keep_data);
+            let cluster = Cluster::start_in(&node_bin, sizes, &dir, env, witnesses, keep)?;
+            if self.keep_data {
+                eprintln!("cluster data kept in {}", dir.display());
+            }
+            let result = body(&cluster).await;
+            eprintln!("stopping the {nodes}-node cluster");
+            tokio::task::block_in_place(|| drop(cluster));
+            results.extend(result?);
         }
-        let result = body(&cluster).await;
-        eprintln!("stopping the {nodes}-node cluster");
-        tokio::task::block_in_place(|| drop(cluster));
-        result
+        Ok(results)
     }
 
     /// The phases of one run with `clients` clients and no rate, counting `unit`.

@@ -45,6 +45,7 @@ const SIZE_MAX: u64 = 1_000_000_000;
     .help("Seconds of measured appends at each size")))]
 #[command(mut_arg("warmup", |arg| arg.default_value("2")
     .help("Seconds of appends before measuring")))]
+#[command(mut_arg("nodes", |arg| arg.help("Nodes in the cluster")))]
 pub(crate) struct ScaleArgs {
     /// The append run's settings, and where the cluster lives.
     #[command(flatten)]
@@ -52,9 +53,6 @@ pub(crate) struct ScaleArgs {
     /// Log sizes to measure at, ascending (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     pub(crate) sizes: Vec<u64>,
-    /// Nodes in the cluster.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) nodes: u16,
     /// Inclusion proofs to ask for at each size (random leaf indexes), and as many consistency
     /// proofs (random earlier signed sizes to the current one).
     #[arg(long, default_value_t = 2000)]
@@ -110,23 +108,20 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         "--sizes: 1 to {SIZES_MAX} sizes, ascending, each 1 to {SIZE_MAX}"
     );
     ensure!(
-        (1..=9).contains(&args.nodes)
-            && args.run.clients.len() == 1
+        args.run.clients.len() == 1
             && args.proof_clients >= 1
             && args.proofs >= 1
             && args.catch_up_timeout > 0.0,
-        "--nodes must be 1 to 9 (cairn-node dev), --clients one value, --proof-clients and \
-         --proofs at least 1, --catch-up-timeout positive"
+        "--clients one value, --proof-clients and --proofs at least 1, --catch-up-timeout positive"
     );
     args.run.check()?;
+    let nodes = args.run.one_size()?;
     let started = Instant::now();
     let environment = run::environment();
     let node_bin = args.run.node_bin()?;
     let dir = cluster::fresh_dir(&args.run.parent(), "scale")?;
-    let mut guard = Started::new(dir.clone());
-    guard.keep = args.run.keep_data;
-    let base_port = cluster::free_base_port(args.nodes)?;
-    let (nodes, shown) = (args.nodes, dir.display());
+    let guard = Started::new(dir.clone(), args.run.keep_data);
+    let (base_port, shown) = (cluster::free_base_port(nodes)?, dir.display());
     eprintln!("scale: {nodes}-node cluster in {shown} (base port {base_port}), sizes {sizes:?}");
     // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
     // certificates, membership), the others resume it after a fill. Each stop keeps `dir`:
@@ -136,7 +131,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     tokio::task::block_in_place(|| drop(created));
     let mut points = Vec::new();
     let mut trusted: Vec<(u64, Hash)> = Vec::new();
-    let mut next_id = u64::from(args.nodes) + 1;
+    let mut next_id = u64::from(nodes) + 1;
     // The log's size after the last append run: where the next fill starts.
     let mut current = 0;
     for &size in sizes {
@@ -178,7 +173,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     drop(guard);
     let (run, fsync) = (&args.run, crate::appends::FSYNC);
     let settings = serde_json::json!({
-        "nodes": args.nodes, "sizes": args.sizes, "append_clients": run.clients[0],
+        "nodes": nodes, "sizes": args.sizes, "append_clients": run.clients[0],
         "append_warmup_s": run.warmup, "append_duration_s": run.duration, "proofs": args.proofs,
         "proof_clients": args.proof_clients, "fill_batch_leaves": args.fill_batch,
         "fill_in_flight": args.fill_in_flight, "fsync": fsync, "fill_method": FILL_METHOD,
