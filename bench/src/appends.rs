@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::{Cluster, PromHistogram};
-use crate::net::{Answer, Connection};
+use crate::net::{self, Answer};
 use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
 use crate::stats;
 use crate::verify::ResponseVerifier;
@@ -138,35 +138,30 @@ impl AppendLoad {
 }
 
 impl Workload for AppendLoad {
-    type Client = Connection;
+    /// The URL of the node the client talks to.
+    type Client = String;
     type Answer = (usize, Answer);
     // Retries wait inside `issue`; a final failure moves on to the next entry at once.
     const PAUSE_AFTER_ERROR: Duration = Duration::ZERO;
 
-    async fn prepare(&self, id: usize) -> anyhow::Result<Connection> {
-        Connection::new(&self.urls[id % self.urls.len()])
+    async fn prepare(&self, id: usize) -> anyhow::Result<String> {
+        Ok(self.urls[id % self.urls.len()].clone())
     }
 
     /// Submits pre-signed request `index`, retrying what is safe to retry: 429 and 503 (after
     /// the `Retry-After` the node asks for, at most 5 s) and transport failures.
     async fn issue(
         &self,
-        connection: &mut Connection,
+        url: &mut String,
         index: usize,
         context: &Context<'_>,
     ) -> Result<(usize, Answer), Failure> {
         let request = self.signed.requests.get(index).ok_or(Failure::Exhausted)?;
+        let url = format!("{url}/api/v2/log/entries");
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let sent = connection
-                .send(
-                    "/api/v2/log/entries",
-                    Some(request.body.clone()),
-                    None,
-                    self.timeout,
-                )
-                .await;
+            let sent = net::send(&url, Some(request.body.clone()), None, self.timeout).await;
             let (kind, wait) = match sent {
                 Ok(answer) if matches!(answer.status, 200 | 201) => return Ok((index, answer)),
                 Ok(Answer {
@@ -189,7 +184,7 @@ impl Workload for AppendLoad {
     }
 
     /// Verifies the answer to request `index`: a verified 200 is a duplicate answer.
-    fn verify(&self, _: &mut Connection, (index, answer): (usize, Answer)) -> Result<Done, String> {
+    fn verify(&self, _: &mut String, (index, answer): (usize, Answer)) -> Result<Done, String> {
         let request = self
             .signed
             .requests

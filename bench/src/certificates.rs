@@ -14,7 +14,7 @@ use client::time::UnixMillis;
 use node::env::{Clock as _, SystemClock};
 
 use crate::cluster::Cluster;
-use crate::net::{Answer, Connection};
+use crate::net::{self, Answer};
 use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
 use crate::stats::per_second;
 
@@ -51,13 +51,14 @@ struct CertificateLoad {
 }
 
 impl Workload for CertificateLoad {
-    type Client = (Connection, String, Bytes);
+    /// Its node's signingCert URL, its token and its request.
+    type Client = (String, String, Bytes);
     type Answer = Answer;
 
-    async fn prepare(&self, id: usize) -> anyhow::Result<(Connection, String, Bytes)> {
+    async fn prepare(&self, id: usize) -> anyhow::Result<(String, String, Bytes)> {
         let body = serde_json::json!({ "email": format!("bench{id}@example.com") }).to_string();
         let url = format!("{}/token", self.issuer);
-        let token = crate::net::request(&url, Some(body), None, self.timeout).await?;
+        let token = net::request(&url, Some(body), None, self.timeout).await?;
         let token: serde_json::Value = serde_json::from_slice(&token)?;
         let token = token["id_token"]
             .as_str()
@@ -68,23 +69,20 @@ impl Workload for CertificateLoad {
             .serialize_request(&key)?
             .pem()?;
         let body = serde_json::json!({ "certificateSigningRequest": BASE64.encode(csr) });
-        let connection = Connection::new(&self.urls[id % self.urls.len()])?;
-        Ok((connection, token, Bytes::from(body.to_string())))
+        let url = format!("{}/api/v2/signingCert", self.urls[id % self.urls.len()]);
+        Ok((url, token, Bytes::from(body.to_string())))
     }
 
     async fn issue(
         &self,
-        (connection, token, body): &mut (Connection, String, Bytes),
+        (url, token, body): &mut (String, String, Bytes),
         _: usize,
         _: &Context<'_>,
     ) -> Result<Answer, Failure> {
-        let path = "/api/v2/signingCert";
-        Ok(connection
-            .send(path, Some(body.clone()), Some(token.as_str()), self.timeout)
-            .await?)
+        Ok(net::send(url, Some(body.clone()), Some(token.as_str()), self.timeout).await?)
     }
 
-    fn verify(&self, _: &mut (Connection, String, Bytes), answer: Answer) -> Result<Done, String> {
+    fn verify(&self, _: &mut (String, String, Bytes), answer: Answer) -> Result<Done, String> {
         if answer.status != 201 {
             return Err(format!("http {}", answer.status));
         }
@@ -99,7 +97,7 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     let env = [("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")];
     let runs = async |cluster: &Cluster| {
         let dev = cluster.process.as_ref().context("no dev issuer")?;
-        let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
+        let root = net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
         let load = Arc::new(CertificateLoad {
             root: TrustedRoot::from_json(&root).context("the cluster's trusted root")?,
             urls: cluster.urls.clone(),

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::appends::AppendLoad;
 use crate::cluster::Cluster;
-use crate::net::{Answer, Connection};
+use crate::net::{self, Answer};
 use crate::run::{self, Context, Done, Failure, Phases, RunArgs, Target, Workload};
 use crate::stats::per_second;
 use crate::verify::{ResponseVerifier, proof_kind};
@@ -281,19 +281,18 @@ enum ReadAnswer {
 }
 
 impl Workload for ReadLoad {
-    type Client = (Connection, SmallRng);
+    /// The URL of the node the client talks to, and its generator.
+    type Client = (String, SmallRng);
     type Answer = ReadAnswer;
 
-    async fn prepare(&self, id: usize) -> anyhow::Result<(Connection, SmallRng)> {
-        Ok((
-            Connection::new(&self.urls[id % self.urls.len()])?,
-            SmallRng::try_from_os_rng()?,
-        ))
+    async fn prepare(&self, id: usize) -> anyhow::Result<(String, SmallRng)> {
+        let url = self.urls[id % self.urls.len()].clone();
+        Ok((url, SmallRng::try_from_os_rng()?))
     }
 
     async fn issue(
         &self,
-        (connection, random): &mut (Connection, SmallRng),
+        (url, random): &mut (String, SmallRng),
         _: usize,
         context: &Context<'_>,
     ) -> Result<ReadAnswer, Failure> {
@@ -301,7 +300,7 @@ impl Workload for ReadLoad {
             && random.random_bool(self.append_share)
         {
             let index = self.next_append.fetch_add(1, Ordering::Relaxed);
-            let answer = appends.issue(connection, index, context).await?;
+            let answer = appends.issue(url, index, context).await?;
             return Ok(ReadAnswer::Append(answer));
         }
         let kind = self.mix[random.sample(&self.weights)].0;
@@ -315,18 +314,18 @@ impl Workload for ReadLoad {
             _ => kind.name(),
         };
         let path = self.reference.path(read);
-        let answer = connection.send(&path, None, None, self.timeout).await?;
+        let answer = net::send(&format!("{url}{path}"), None, None, self.timeout).await?;
         Ok(ReadAnswer::Read(read, label, answer))
     }
 
     fn verify(
         &self,
-        (connection, _): &mut (Connection, SmallRng),
+        (url, _): &mut (String, SmallRng),
         answer: ReadAnswer,
     ) -> Result<Done, String> {
         match answer {
             ReadAnswer::Append(answer) => match &self.appends {
-                Some(appends) => appends.verify(connection, answer),
+                Some(appends) => appends.verify(url, answer),
                 None => Err("verify: unexpected append".into()),
             },
             ReadAnswer::Read(read, label, answer) => self
@@ -387,13 +386,12 @@ async fn reference(cluster: &Cluster, verifier: &ResponseVerifier) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     eprintln!("building the verified reference: tree size {size}, downloading its entry bundles");
-    let mut connection = Connection::new(&cluster.urls[0])?;
     let width = u64::from(tlog::tile::TILE_WIDTH);
     let mut bundles = Vec::new();
     for index in 0..size.div_ceil(width) {
         let count = u16::try_from((size - index * width).min(width))?;
-        let path = format!("/api/v2/{}", Tile::entries(index, count).path());
-        bundles.push(connection.get_ok(&path).await?);
+        let bundle = Tile::entries(index, count).path();
+        bundles.push(net::get(&format!("{}/api/v2/{bundle}", cluster.urls[0])).await?);
     }
     tokio::task::block_in_place(|| Reference::build(size, root, &bundles))
 }

@@ -23,9 +23,9 @@ use crate::stats::{Latencies, Tally};
 /// `mut_arg` (`appends` and `certificates` run 64 clients by default).
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct RunArgs {
-    /// Concurrent clients, one run per value (comma-separated). Each client is one keep-alive
-    /// HTTP/1.1 connection with one request in flight; client i talks to node i mod n, and
-    /// followers forward to the leader as they would for real users.
+    /// Concurrent clients, one run per value (comma-separated). Each client has one request in
+    /// flight, over a shared pool of keep-alive HTTP/1.1 connections; client i talks to node
+    /// i mod n, and followers forward to the leader as they would for real users.
     #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
     pub(crate) clients: Vec<usize>,
     /// Cluster sizes to start, one after the other (comma-separated).
@@ -501,10 +501,10 @@ pub(crate) async fn measure<W: Workload>(
     let recording = profiling.transpose()?;
     let before = Sample::take(target.pids);
     let window_started = Instant::now();
-    // A closed-loop run that runs out of requests stops early; measure up to that point.
+    // A run that runs out of requests stops early, once every client has stopped; measure up
+    // to that point.
     while Instant::now() < state.end
-        && !(state.exhausted.load(Ordering::Relaxed)
-            && state.live.in_flight.load(Ordering::Relaxed) == 0)
+        && !(state.exhausted.load(Ordering::Relaxed) && tasks.iter().all(|t| t.is_finished()))
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
