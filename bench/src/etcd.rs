@@ -304,7 +304,8 @@ async fn read_back(
 
 /// The `peer` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
-#[command(mut_arg("nodes", |arg| arg.long("members").help("Cairn nodes and etcd members")))]
+#[command(mut_arg("nodes", |arg| arg.long("members").value_name("MEMBERS")
+    .help("Cairn nodes and etcd members")))]
 pub(crate) struct PeerArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,

@@ -481,9 +481,8 @@ fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8
     let signer = EntrySigner::new(&key, &spki)?;
     (0..count)
         .map(|n| {
-            Ok(signer
-                .sign(&format!("cairn-bench fill {tag} {batch} {n}"))?
-                .0)
+            let artifact = format!("cairn-bench fill {tag} {batch} {n}");
+            Ok(signer.sign(&artifact)?.0)
         })
         .collect()
 }

@@ -504,7 +504,8 @@ pub(crate) async fn measure<W: Workload>(
     // A run that runs out of requests stops early, once every client has stopped; measure up
     // to that point.
     while Instant::now() < state.end
-        && !(state.exhausted.load(Ordering::Relaxed) && tasks.iter().all(|t| t.is_finished()))
+        && !(state.exhausted.load(Ordering::Relaxed)
+            && tasks.iter().all(tokio::task::JoinHandle::is_finished))
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
