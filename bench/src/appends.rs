@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::ValueEnum;
-use serde::Serialize;
-
 use crate::cluster::{Cluster, PromHistogram};
-use crate::net::{Answer, Connection};
+use crate::net::{self, Answer};
 use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
 use crate::stats;
 use crate::verify::ResponseVerifier;
@@ -18,20 +15,16 @@ use crate::workload::Signed;
 
 #[derive(clap::Args, Clone, Debug)]
 #[command(mut_arg("clients", |arg| arg.default_value("64")))]
+#[command(mut_arg("nodes", |arg| arg.help("Cluster sizes to start, one after the other \
+    (comma-separated). Ignored with --urls or --cluster-json")))]
 pub(crate) struct AppendsArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cluster sizes to start, in turn (comma-separated). Ignored with --urls or --cluster-json.
-    #[arg(long, value_delimiter = ',', default_value = "3")]
-    pub(crate) nodes: Vec<u16>,
     /// Open loop: offer this many appends per second in total, whatever the answers, and
     /// measure latency from each request's due time. Without it the load is closed loop: each
     /// client sends its next request when the previous one is verified.
     #[arg(long)]
     pub(crate) rate: Option<f64>,
-    /// The entry type submitted.
-    #[arg(long, value_enum, default_value_t = EntryKind::Hashedrekord)]
-    pub(crate) entry_kind: EntryKind,
     /// Use a running cluster at these node URLs instead of starting one (comma-separated).
     #[arg(long, value_delimiter = ',', conflicts_with = "cluster_json")]
     pub(crate) urls: Vec<String>,
@@ -66,13 +59,6 @@ impl AppendsArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum EntryKind {
-    /// Rekor v2 hashedRekordRequestV002: a SHA-256 digest signed with ECDSA P-256 (public key).
-    Hashedrekord,
-}
-
 /// Closed-loop runs pre-sign enough for this many appends per second (25% above the 20,000/s
 /// target) by default: signing takes a few seconds per run on this machine, so more would
 /// make a short run mostly waiting; a run that uses them all says so and is cut short.
@@ -93,24 +79,21 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
         );
     }
     let environment = run::environment();
-    let mut runs = Vec::new();
-    if !args.urls.is_empty() || args.cluster_json.is_some() {
-        let cluster = if let Some(path) = &args.cluster_json {
-            Cluster::from_json(path)?
-        } else {
-            let key = match &args.verifier_key {
-                Some(key) => key.clone(),
-                None => Cluster::served_key(&args.urls[0]).await?,
-            };
-            Cluster::existing(args.urls.clone(), key)
+    let runs = if let Some(path) = &args.cluster_json {
+        run_all(&args, &Cluster::from_json(path)?).await?
+    } else if !args.urls.is_empty() {
+        // Known only by URL: without --verifier-key, trust on first use (load generation only).
+        let verifier_key = match &args.verifier_key {
+            Some(key) => key.clone(),
+            None => Cluster::served_key(&args.urls[0]).await?,
         };
-        run_all(&args, &cluster, &mut runs).await?;
+        let mut cluster = Cluster::default();
+        (cluster.urls, cluster.verifier_key) = (args.urls.clone(), verifier_key);
+        run_all(&args, &cluster).await?
     } else {
-        for &nodes in &args.nodes {
-            let run = async |cluster: &Cluster| run_all(&args, cluster, &mut runs).await;
-            args.run.on_cluster(nodes, &[], run).await?;
-        }
-    }
+        let run = async |cluster: &Cluster| run_all(&args, cluster).await;
+        args.run.on_clusters(&[], None, run).await?
+    };
     let report = serde_json::json!({ "environment": environment, "runs": runs });
     args.run.finish(&report, table, true)
 }
@@ -119,11 +102,9 @@ pub(crate) async fn appends(args: AppendsArgs) -> anyhow::Result<()> {
 pub(crate) async fn run_all(
     args: &AppendsArgs,
     cluster: &Cluster,
-    runs: &mut Vec<serde_json::Value>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let once = async |clients| run_once(args, cluster, clients).await;
-    runs.extend(args.run.each(COLUMNS, once).await?);
-    Ok(())
+    args.run.each(COLUMNS, once).await
 }
 
 /// Pre-signed appends to one cluster, each answer verified against its log key (and witness
@@ -157,35 +138,30 @@ impl AppendLoad {
 }
 
 impl Workload for AppendLoad {
-    type Client = Connection;
+    /// The URL of the node the client talks to.
+    type Client = String;
     type Answer = (usize, Answer);
     // Retries wait inside `issue`; a final failure moves on to the next entry at once.
     const PAUSE_AFTER_ERROR: Duration = Duration::ZERO;
 
-    async fn prepare(&self, id: usize) -> anyhow::Result<Connection> {
-        Connection::new(&self.urls[id % self.urls.len()])
+    async fn prepare(&self, id: usize) -> anyhow::Result<String> {
+        Ok(self.urls[id % self.urls.len()].clone())
     }
 
     /// Submits pre-signed request `index`, retrying what is safe to retry: 429 and 503 (after
     /// the `Retry-After` the node asks for, at most 5 s) and transport failures.
     async fn issue(
         &self,
-        connection: &mut Connection,
+        url: &mut String,
         index: usize,
         context: &Context<'_>,
     ) -> Result<(usize, Answer), Failure> {
         let request = self.signed.requests.get(index).ok_or(Failure::Exhausted)?;
+        let url = format!("{url}/api/v2/log/entries");
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let sent = connection
-                .send(
-                    "/api/v2/log/entries",
-                    Some(request.body.clone()),
-                    None,
-                    self.timeout,
-                )
-                .await;
+            let sent = net::send(&url, Some(request.body.clone()), None, self.timeout).await;
             let (kind, wait) = match sent {
                 Ok(answer) if matches!(answer.status, 200 | 201) => return Ok((index, answer)),
                 Ok(Answer {
@@ -208,7 +184,7 @@ impl Workload for AppendLoad {
     }
 
     /// Verifies the answer to request `index`: a verified 200 is a duplicate answer.
-    fn verify(&self, _: &mut Connection, (index, answer): (usize, Answer)) -> Result<Done, String> {
+    fn verify(&self, _: &mut String, (index, answer): (usize, Answer)) -> Result<Done, String> {
         let request = self
             .signed
             .requests
@@ -270,10 +246,10 @@ pub(crate) async fn run_once(
     );
     // `batches`: the Raft batches the leader proposed during the window (its own histograms).
     Ok(measured.with(serde_json::json!({
-        "nodes": nodes, "mode": mode, "offered_rate": args.rate, "entry_kind": args.entry_kind,
+        "nodes": nodes, "mode": mode, "offered_rate": args.rate, "entry_kind": "hashedrekord",
         "request_bytes": request_bytes, "leaf_bytes": leaf_bytes, "fsync": FSYNC,
         "sequencer": cluster.sequencer, "appends_per_second": stats::per_second(ok, window),
-        "verified_appends": ok, "duplicate_answers": measured.duplicates,
+        "verified_appends": ok, "duplicate_answers": measured.counts.duplicates,
         "latency": latencies.summary(), "presigned": presigned,
         "presigned_exhausted": measured.exhausted, "presign_per_second": rate,
         "checkpoint_signatures_verified": verified, "node_usage": measured.processes,

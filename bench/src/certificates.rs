@@ -11,9 +11,10 @@ use bytes::Bytes;
 use client::TrustedRoot;
 use client::certificate::SigningCertificate;
 use client::time::UnixMillis;
+use node::env::{Clock as _, SystemClock};
 
 use crate::cluster::Cluster;
-use crate::net::{Answer, Connection};
+use crate::net::{self, Answer};
 use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
 use crate::stats::per_second;
 
@@ -24,9 +25,6 @@ use crate::stats::per_second;
 pub(crate) struct CertificatesArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cluster size to start.
-    #[arg(long, default_value_t = 3)]
-    nodes: u16,
 }
 
 /// A client's checks of one answer: its certificate chains to a CA of the trusted root and
@@ -37,8 +35,7 @@ fn check(root: &TrustedRoot, body: &[u8]) -> Result<(), &'static str> {
     let pem = chain[0].as_str().ok_or("verify: no chain")?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| "verify: pem")?;
     let leaf = SigningCertificate::parse(&pem.contents).map_err(|_| "verify: der")?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    let now = UnixMillis(now.map_or(0, |now| i64::try_from(now.as_millis()).unwrap_or(i64::MAX)));
+    let now = UnixMillis(i64::try_from(SystemClock.now_unix_ms()).unwrap_or(i64::MAX));
     let authority =
         (leaf.verify_chain(&root.certificate_authorities, now)).map_err(|_| "verify: chain")?;
     leaf.verify_sct(authority, &root.ctlogs)
@@ -54,13 +51,14 @@ struct CertificateLoad {
 }
 
 impl Workload for CertificateLoad {
-    type Client = (Connection, String, Bytes);
+    /// Its node's signingCert URL, its token and its request.
+    type Client = (String, String, Bytes);
     type Answer = Answer;
 
-    async fn prepare(&self, id: usize) -> anyhow::Result<(Connection, String, Bytes)> {
+    async fn prepare(&self, id: usize) -> anyhow::Result<(String, String, Bytes)> {
         let body = serde_json::json!({ "email": format!("bench{id}@example.com") }).to_string();
         let url = format!("{}/token", self.issuer);
-        let token = crate::net::request(&url, Some(body), None, self.timeout).await?;
+        let token = net::request(&url, Some(body), None, self.timeout).await?;
         let token: serde_json::Value = serde_json::from_slice(&token)?;
         let token = token["id_token"]
             .as_str()
@@ -71,23 +69,20 @@ impl Workload for CertificateLoad {
             .serialize_request(&key)?
             .pem()?;
         let body = serde_json::json!({ "certificateSigningRequest": BASE64.encode(csr) });
-        let connection = Connection::new(&self.urls[id % self.urls.len()])?;
-        Ok((connection, token, Bytes::from(body.to_string())))
+        let url = format!("{}/api/v2/signingCert", self.urls[id % self.urls.len()]);
+        Ok((url, token, Bytes::from(body.to_string())))
     }
 
     async fn issue(
         &self,
-        (connection, token, body): &mut (Connection, String, Bytes),
+        (url, token, body): &mut (String, String, Bytes),
         _: usize,
         _: &Context<'_>,
     ) -> Result<Answer, Failure> {
-        let path = "/api/v2/signingCert";
-        Ok(connection
-            .send(path, Some(body.clone()), Some(token.as_str()), self.timeout)
-            .await?)
+        Ok(net::send(url, Some(body.clone()), Some(token.as_str()), self.timeout).await?)
     }
 
-    fn verify(&self, _: &mut (Connection, String, Bytes), answer: Answer) -> Result<Done, String> {
+    fn verify(&self, _: &mut (String, String, Bytes), answer: Answer) -> Result<Done, String> {
         if answer.status != 201 {
             return Err(format!("http {}", answer.status));
         }
@@ -101,12 +96,12 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
     let environment = run::environment();
     let env = [("CAIRN_CA_REQUESTS_PER_IDENTITY_PER_MINUTE", "0")];
     let runs = async |cluster: &Cluster| {
-        let issuer = cluster.dev_issuer().context("no dev issuer")?;
-        let root = crate::net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
+        let dev = cluster.process.as_ref().context("no dev issuer")?;
+        let root = net::get(&format!("{}/trust/trusted_root.json", cluster.urls[0])).await?;
         let load = Arc::new(CertificateLoad {
             root: TrustedRoot::from_json(&root).context("the cluster's trusted root")?,
             urls: cluster.urls.clone(),
-            issuer,
+            issuer: dev.issuer(),
             timeout: args.run.timeout(),
         });
         let once = async |clients| {
@@ -124,7 +119,7 @@ pub(crate) async fn certificates(args: CertificatesArgs) -> anyhow::Result<()> {
         };
         args.run.each(COLUMNS, once).await
     };
-    let runs = args.run.on_cluster(args.nodes, &env, runs).await?;
+    let runs = args.run.on_clusters(&env, None, runs).await?;
     let report = serde_json::json!({ "environment": environment, "runs": runs });
     args.run.finish(&report, table, true)
 }

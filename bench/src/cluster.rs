@@ -24,7 +24,7 @@ pub(crate) struct Cluster {
     pub(crate) witness_policy: Option<String>,
     /// The `cairn-node dev` this process started, stopped on drop (before `dev` removes its
     /// directory: fields drop in order).
-    process: Option<node::dev_process::DevProcess>,
+    pub(crate) process: Option<node::dev_process::DevProcess>,
     /// Set for a cluster this process started: its directory, removed on drop unless kept.
     dev: Option<Started>,
 }
@@ -59,9 +59,12 @@ impl Cluster {
         let process = tokio::task::block_in_place(|| node::dev_process::DevProcess::start(options))
             .with_context(|| format!("see also {}/node-*/node.log", dir.display()))?;
         let mut cluster = Cluster::from_json(&dir.join("cluster.json"))?;
-        let mut dev = Started::new(dir.to_path_buf());
-        dev.keep = keep;
-        cluster.dev = Some(dev);
+        if witness_policy.is_some() {
+            // What `dev` made of it: the same with a `log` line per log.
+            let policy = std::fs::read_to_string(dir.join("witness-policy.txt"))?;
+            cluster.witness_policy = Some(policy);
+        }
+        cluster.dev = Some(Started::new(dir.to_path_buf(), keep));
         cluster.process = Some(process);
         Ok(cluster)
     }
@@ -90,16 +93,6 @@ impl Cluster {
         })
     }
 
-    /// An existing cluster known only by URL. Without `--verifier-key` the key is read from the
-    /// first node's `/logs`: trust on first use, acceptable for load generation only.
-    pub(crate) fn existing(urls: Vec<String>, verifier_key: String) -> Cluster {
-        Cluster {
-            urls,
-            verifier_key,
-            ..Cluster::default()
-        }
-    }
-
     /// The artifact log's key as node `url` lists it in `/logs`, which trusts that node.
     pub(crate) async fn served_key(url: &str) -> anyhow::Result<String> {
         let logs = crate::net::get(&format!("{}/logs", url.trim_end_matches('/'))).await?;
@@ -107,20 +100,6 @@ impl Cluster {
         let key = artifact_key(&logs).context("the node lists no artifacts log")?;
         eprintln!("warning: trusting the log key served by {url} (pass --verifier-key to pin it)");
         Ok(key.to_owned())
-    }
-
-    /// Stops `child` with a started cluster, after its nodes and before its directory goes.
-    pub(crate) fn adopt(&mut self, child: Child) {
-        if let Some(dev) = &mut self.dev {
-            dev.children.push(child);
-        }
-    }
-
-    /// The development OIDC issuer of a `cairn-node dev` this process started.
-    pub(crate) fn dev_issuer(&self) -> Option<String> {
-        self.process
-            .as_ref()
-            .map(node::dev_process::DevProcess::issuer)
     }
 }
 
@@ -146,11 +125,11 @@ pub(crate) struct Started {
 }
 
 impl Started {
-    pub(crate) fn new(dir: PathBuf) -> Started {
+    pub(crate) fn new(dir: PathBuf, keep: bool) -> Started {
         Started {
             children: Vec::new(),
             dir,
-            keep: false,
+            keep,
         }
     }
 }

@@ -58,14 +58,14 @@ pub(crate) struct EtcdCluster {
 }
 
 impl EtcdCluster {
-    /// Starts `members` etcd members on loopback under a fresh directory in `parent`, and
-    /// waits until the cluster answers a write.
+    /// Starts `members` etcd members on loopback under a fresh directory where `run` keeps
+    /// its clusters, and waits until the cluster answers a write.
     pub(crate) async fn start(
         bin: &Path,
         members: usize,
-        parent: &Path,
+        run: &RunArgs,
     ) -> anyhow::Result<EtcdCluster> {
-        let dir = crate::cluster::fresh_dir(parent, "etcd")?;
+        let dir = crate::cluster::fresh_dir(&run.parent(), "etcd")?;
         let ports = crate::cluster::free_ports(members * 2)?;
         let client_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i]);
         let peer_url = |i: usize| format!("http://127.0.0.1:{}", ports[2 * i + 1]);
@@ -75,7 +75,7 @@ impl EtcdCluster {
         let initial_cluster = initial.join(",");
         let mut cluster = EtcdCluster {
             endpoints: (0..members).map(client_url).collect(),
-            processes: Started::new(dir.clone()),
+            processes: Started::new(dir.clone(), run.keep_data),
         };
         for i in 0..members {
             let name = format!("m{}", i + 1);
@@ -240,7 +240,7 @@ pub(crate) async fn run_puts(
 ) -> anyhow::Result<serde_json::Value> {
     let load = Arc::new(PutLoad {
         endpoints: cluster.endpoints.clone(),
-        run: crate::workload::random_tag()?,
+        run: crate::workload::random_tag(),
         value_bytes,
         samples: Mutex::new(Vec::new()),
     });
@@ -304,12 +304,11 @@ async fn read_back(
 
 /// The `peer` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
+#[command(mut_arg("nodes", |arg| arg.long("members").value_name("MEMBERS")
+    .help("Cairn nodes and etcd members")))]
 pub(crate) struct PeerArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cairn nodes and etcd members.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) members: u16,
     /// etcd value size in bytes. Default: the mean size of the Cairn log entries of the same
     /// run (a hashedrekord entry, about 488 bytes).
     #[arg(long)]
@@ -322,7 +321,7 @@ pub(crate) struct PeerArgs {
 /// The `peer` subcommand: Cairn then etcd for every client count, and their ratios.
 pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     args.run.check()?;
-    anyhow::ensure!((1..=7).contains(&args.members), "--members must be 1 to 7");
+    let members = args.run.one_size()?;
     if let Some(bytes) = args.value_bytes {
         anyhow::ensure!(
             (16..=1_048_576).contains(&bytes),
@@ -338,9 +337,8 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
 
     // Cairn first.
     let appends = crate::appends::AppendsArgs::with(args.run.clone());
-    let mut cairn_runs = Vec::new();
-    let run = async |cairn: &_| crate::appends::run_all(&appends, cairn, &mut cairn_runs).await;
-    args.run.on_cluster(args.members, &[], run).await?;
+    let run = async |cairn: &_| crate::appends::run_all(&appends, cairn).await;
+    let cairn_runs = args.run.on_clusters(&[], None, run).await?;
 
     // Then etcd, with the Cairn entries' size.
     let value_bytes = args
@@ -359,11 +357,10 @@ pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
              \"other\""
         );
     }
-    let (members, bin) = (args.members, etcd_bin.display());
+    let bin = etcd_bin.display();
     eprintln!("starting a {members}-member etcd cluster ({bin}), values of {value_bytes} bytes");
     let members = usize::from(members);
-    let mut etcd_cluster = EtcdCluster::start(&etcd_bin, members, &args.run.parent()).await?;
-    etcd_cluster.processes.keep = args.run.keep_data;
+    let etcd_cluster = EtcdCluster::start(&etcd_bin, members, &args.run).await?;
     let once = async |clients| {
         eprintln!("etcd, {clients} clients");
         run_puts(&etcd_cluster, args.run.phases(clients, "puts"), value_bytes).await

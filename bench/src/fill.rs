@@ -211,7 +211,7 @@ async fn fill_running(args: &FillArgs, nodes: &[Arc<Node>]) -> anyhow::Result<Fi
     let (sender, mut receiver) =
         tokio::sync::mpsc::channel::<anyhow::Result<Vec<Vec<u8>>>>(args.in_flight * 2);
     let stop = Arc::new(AtomicBool::new(false));
-    let generators = spawn_generators(args, total, batches, &sender, &stop)?;
+    let generators = spawn_generators(args, total, batches, &sender, &stop);
     // Only the generators hold senders now: the channel closes when they are done.
     drop(sender);
 
@@ -445,11 +445,11 @@ fn spawn_generators(
     batches: u64,
     sender: &tokio::sync::mpsc::Sender<anyhow::Result<Vec<Vec<u8>>>>,
     stop: &Arc<AtomicBool>,
-) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
-    let tag: Arc<str> = Arc::from(crate::workload::random_tag()?);
+) -> Vec<std::thread::JoinHandle<()>> {
+    let tag: Arc<str> = Arc::from(crate::workload::random_tag());
     let next = Arc::new(AtomicU64::new(0));
     let size = args.batch as u64;
-    Ok((0..args.sign_threads)
+    (0..args.sign_threads)
         .map(|_| {
             let (sender, stop, next, tag) = (
                 sender.clone(),
@@ -471,18 +471,18 @@ fn spawn_generators(
                 }
             })
         })
-        .collect())
+        .collect()
 }
 
 /// `count` canonical hashedrekord v0.0.2 entries of batch `batch`: distinct artifacts, each
 /// signed (ECDSA P-256, prehashed SHA-256, as the node verifies) by one fresh key per batch.
 fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     let (key, spki) = crate::workload::fresh_p256_key()?;
-    let mut signer = EntrySigner::new(&key, &spki)?;
+    let signer = EntrySigner::new(&key, &spki)?;
     (0..count)
         .map(|n| {
             let artifact = format!("cairn-bench fill {tag} {batch} {n}");
-            Ok(signer.sign(&artifact, usize::try_from(n)?)?.0)
+            Ok(signer.sign(&artifact)?.0)
         })
         .collect()
 }

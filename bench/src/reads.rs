@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::appends::AppendLoad;
 use crate::cluster::Cluster;
-use crate::net::{Answer, Connection};
+use crate::net::{self, Answer};
 use crate::run::{self, Context, Done, Failure, Phases, RunArgs, Target, Workload};
 use crate::stats::per_second;
 use crate::verify::{ResponseVerifier, proof_kind};
@@ -33,9 +33,6 @@ use client::log_entry::{verify_consistency_answer, verify_inclusion_answer};
 pub(crate) struct ReadsArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cluster size to start.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) nodes: u16,
     /// Entries appended (and verified) before the runs; the reads cover the tree they make.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) prefill: usize,
@@ -284,19 +281,18 @@ enum ReadAnswer {
 }
 
 impl Workload for ReadLoad {
-    type Client = (Connection, SmallRng);
+    /// The URL of the node the client talks to, and its generator.
+    type Client = (String, SmallRng);
     type Answer = ReadAnswer;
 
-    async fn prepare(&self, id: usize) -> anyhow::Result<(Connection, SmallRng)> {
-        Ok((
-            Connection::new(&self.urls[id % self.urls.len()])?,
-            SmallRng::try_from_os_rng()?,
-        ))
+    async fn prepare(&self, id: usize) -> anyhow::Result<(String, SmallRng)> {
+        let url = self.urls[id % self.urls.len()].clone();
+        Ok((url, SmallRng::try_from_os_rng()?))
     }
 
     async fn issue(
         &self,
-        (connection, random): &mut (Connection, SmallRng),
+        (url, random): &mut (String, SmallRng),
         _: usize,
         context: &Context<'_>,
     ) -> Result<ReadAnswer, Failure> {
@@ -304,7 +300,7 @@ impl Workload for ReadLoad {
             && random.random_bool(self.append_share)
         {
             let index = self.next_append.fetch_add(1, Ordering::Relaxed);
-            let answer = appends.issue(connection, index, context).await?;
+            let answer = appends.issue(url, index, context).await?;
             return Ok(ReadAnswer::Append(answer));
         }
         let kind = self.mix[random.sample(&self.weights)].0;
@@ -318,18 +314,18 @@ impl Workload for ReadLoad {
             _ => kind.name(),
         };
         let path = self.reference.path(read);
-        let answer = connection.send(&path, None, None, self.timeout).await?;
+        let answer = net::send(&format!("{url}{path}"), None, None, self.timeout).await?;
         Ok(ReadAnswer::Read(read, label, answer))
     }
 
     fn verify(
         &self,
-        (connection, _): &mut (Connection, SmallRng),
+        (url, _): &mut (String, SmallRng),
         answer: ReadAnswer,
     ) -> Result<Done, String> {
         match answer {
             ReadAnswer::Append(answer) => match &self.appends {
-                Some(appends) => appends.verify(connection, answer),
+                Some(appends) => appends.verify(url, answer),
                 None => Err("verify: unexpected append".into()),
             },
             ReadAnswer::Read(read, label, answer) => self
@@ -357,7 +353,7 @@ async fn prefill(cluster: &Cluster, count: usize, timeout: Duration) -> anyhow::
     };
     let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
     let (appended, _) = measured.total(|_| true);
-    if let Some((kind, _)) = measured.errors.iter().next() {
+    if let Some((kind, _)) = measured.counts.errors.iter().next() {
         bail!("pre-fill appends failed: {kind}");
     }
     anyhow::ensure!(
@@ -390,13 +386,12 @@ async fn reference(cluster: &Cluster, verifier: &ResponseVerifier) -> anyhow::Re
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     eprintln!("building the verified reference: tree size {size}, downloading its entry bundles");
-    let mut connection = Connection::new(&cluster.urls[0])?;
     let width = u64::from(tlog::tile::TILE_WIDTH);
     let mut bundles = Vec::new();
     for index in 0..size.div_ceil(width) {
         let count = u16::try_from((size - index * width).min(width))?;
-        let path = format!("/api/v2/{}", Tile::entries(index, count).path());
-        bundles.push(connection.get_ok(&path).await?);
+        let bundle = Tile::entries(index, count).path();
+        bundles.push(net::get(&format!("{}/api/v2/{bundle}", cluster.urls[0])).await?);
     }
     tokio::task::block_in_place(|| Reference::build(size, root, &bundles))
 }
@@ -404,7 +399,6 @@ async fn reference(cluster: &Cluster, verifier: &ResponseVerifier) -> anyhow::Re
 /// The `reads` and `mix` subcommands: start a cluster, pre-fill it, run once per client count.
 pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
     args.run.check()?;
-    anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
     anyhow::ensure!(
         (1..=100_000_000).contains(&args.prefill),
         "--prefill must be 1 to 100000000"
@@ -425,7 +419,7 @@ pub(crate) async fn reads(args: ReadsArgs) -> anyhow::Result<()> {
             async |clients| run_once(&args, cluster, (&reference, &verifier), reads, clients).await;
         args.run.each(COLUMNS, once).await
     };
-    let runs = args.run.on_cluster(args.nodes, &[], runs).await?;
+    let runs = args.run.on_clusters(&[], None, runs).await?;
     let (prefill, read_mix) = (args.prefill, &args.read_mix);
     let report = serde_json::json!({
         "environment": environment, "prefill": prefill, "read_mix": read_mix, "runs": runs,
@@ -479,10 +473,11 @@ async fn run_once(
     let (reads_ok, reads) = measured.total(|label| label != "appends");
     let (appends_ok, appends) = measured.total(|label| label == "appends");
     // Each kind of read on its own: its count and latency in the window.
-    let by_kind: serde_json::Map<String, serde_json::Value> = (measured.kinds.iter())
+    let by_kind: serde_json::Map<String, serde_json::Value> = (measured.counts.kinds.iter())
         .filter(|(label, _)| **label != "appends")
-        .map(|(label, (count, latencies))| {
-            let (per_second, latency) = (per_second(*count, window), latencies.summary());
+        .map(|(label, latencies)| {
+            let count = latencies.count();
+            let (per_second, latency) = (per_second(count, window), latencies.summary());
             let kind = json!({ "verified": count, "per_second": per_second, "latency": latency });
             ((*label).to_string(), kind)
         })

@@ -151,11 +151,6 @@ fn run_part(args: &ReportArgs, part: &str, json: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The runs of a part, or none.
-fn runs<'a>(parts: &'a Map<String, Value>, part: &str) -> &'a [Value] {
-    list(parts, part, "runs")
-}
-
 /// A list in a part's results, or none.
 fn list<'a>(parts: &'a Map<String, Value>, part: &str, key: &str) -> &'a [Value] {
     parts
@@ -164,40 +159,31 @@ fn list<'a>(parts: &'a Map<String, Value>, part: &str, key: &str) -> &'a [Value]
         .map_or(&[], Vec::as_slice)
 }
 
+/// The scale curve's charts, `title=path` (as table columns).
+const CHARTS: &str = "Bytes written per entry while filling=fill.written_bytes_per_entry \
+    | State bytes per entry per node=disk.state_bytes_per_entry \
+    | Appends per second=appends.appends_per_second \
+    | Inclusion proof p99, ms=proofs.inclusion.p99_ms \
+    | New node catch-up, entries per second=catch_up.entries_per_second";
+
 /// The scale curve as line charts, one per cost, in Mermaid, which GitHub draws from the text:
 /// plots that come with the numbers they are made of.
 fn scale_charts(points: &[Value]) -> String {
-    let sizes: Vec<String> = points
-        .iter()
-        .map(|point| format!("\"{}\"", f(point, "entries")))
-        .collect();
+    let series = |path: &str, show: &dyn Fn(f64) -> String| {
+        let values: Vec<String> = points.iter().map(|point| show(f(point, path))).collect();
+        values.join(", ")
+    };
+    let sizes = series("entries", &|entries| format!("\"{entries}\""));
     let mut text = String::from("\n### The scale curve, plotted\n");
-    for (title, path) in [
-        (
-            "Bytes written per entry while filling",
-            "fill.written_bytes_per_entry",
-        ),
-        (
-            "State bytes per entry per node",
-            "disk.state_bytes_per_entry",
-        ),
-        ("Appends per second", "appends.appends_per_second"),
-        ("Inclusion proof p99, ms", "proofs.inclusion.p99_ms"),
-        (
-            "New node catch-up, entries per second",
-            "catch_up.entries_per_second",
-        ),
-    ] {
-        let values: Vec<String> = points
-            .iter()
-            .map(|point| format!("{:.2}", f(point, path)))
-            .collect();
+    for (title, path) in CHARTS
+        .split('|')
+        .filter_map(|chart| chart.trim().split_once('='))
+    {
+        let values = series(path, &|value| format!("{value:.2}"));
         let _ = write!(
             text,
-            "\n```mermaid\nxychart-beta\n  title \"{title}\"\n  x-axis \"entries\" [{}]\n  \
-             line [{}]\n```\n",
-            sizes.join(", "),
-            values.join(", ")
+            "\n```mermaid\nxychart-beta\n  title \"{title}\"\n  x-axis \"entries\" [{sizes}]\n  \
+             line [{values}]\n```\n"
         );
     }
     text
@@ -241,7 +227,7 @@ fn cpu_per_operation(run: &Value, usage: &str, rate: &str) -> f64 {
 fn cairn_three_nodes(parts: &Map<String, Value>) -> Vec<&Value> {
     let peer = list(parts, "peer", "cairn");
     let source = if peer.is_empty() {
-        runs(parts, "appends")
+        list(parts, "appends", "runs")
     } else {
         peer
     };
@@ -294,7 +280,10 @@ fn targets(parts: &Map<String, Value>) -> Vec<Value> {
             ));
         }
     }
-    if let Some(run) = highest(runs(parts, "certificates"), "certificates_per_second") {
+    if let Some(run) = highest(
+        list(parts, "certificates", "runs"),
+        "certificates_per_second",
+    ) {
         let (rate, p99) = (f(run, "certificates_per_second"), f(run, "latency.p99_ms"));
         targets.push(target(
             "keyless CA on 3 nodes: at least 5,000 certificates/s",
@@ -397,7 +386,7 @@ fn markdown(report: &Value, parts: &Map<String, Value>, targets: &[Value]) -> St
         "target=target | measured=measured | met=met | bottleneck (from a profile)=bottleneck",
         targets,
     ));
-    let appends: Vec<Value> = runs(parts, "appends")
+    let appends: Vec<Value> = list(parts, "appends", "runs")
         .iter()
         .filter(|r| r["nodes"].as_u64() == Some(1))
         .chain(cairn_three_nodes(parts))

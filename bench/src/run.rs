@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,11 +23,14 @@ use crate::stats::{Latencies, Tally};
 /// `mut_arg` (`appends` and `certificates` run 64 clients by default).
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct RunArgs {
-    /// Concurrent clients, one run per value (comma-separated). Each client is one keep-alive
-    /// HTTP/1.1 connection with one request in flight; client i talks to node i mod n, and
-    /// followers forward to the leader as they would for real users.
+    /// Concurrent clients, one run per value (comma-separated). Each client has one request in
+    /// flight, over a shared pool of keep-alive HTTP/1.1 connections; client i talks to node
+    /// i mod n, and followers forward to the leader as they would for real users.
     #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
     pub(crate) clients: Vec<usize>,
+    /// Cluster sizes to start, one after the other (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub(crate) nodes: Vec<u16>,
     /// Seconds of measurement per run.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) duration: f64,
@@ -74,7 +77,19 @@ impl RunArgs {
             !self.clients.is_empty() && !self.clients.contains(&0),
             "--clients must be at least 1"
         );
+        anyhow::ensure!(
+            !self.nodes.is_empty() && self.nodes.iter().all(|n| (1..=9).contains(n)),
+            "--nodes must be 1 to 9 (cairn-node dev)"
+        );
         Ok(())
+    }
+
+    /// The one cluster size of a subcommand that starts a single cluster.
+    pub(crate) fn one_size(&self) -> anyhow::Result<u16> {
+        match self.nodes[..] {
+            [nodes] => Ok(nodes),
+            _ => anyhow::bail!("this subcommand starts one cluster: give it one size"),
+        }
     }
 
     /// The benchmark's own runtime, with `--client-threads` workers.
@@ -100,33 +115,32 @@ impl RunArgs {
         self.data_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
 
-    /// Runs `body` on a `cairn-node dev` cluster of `nodes` started with these environment
-    /// variables, then stops the cluster.
-    pub(crate) async fn on_cluster<T>(
+    /// Runs `body` on a `cairn-node dev` cluster of each --nodes size in turn, started with
+    /// these environment variables (and witnessed under `witnesses`, a `dev --witness-policy`
+    /// file, if given) and stopped after it; returns all their results.
+    pub(crate) async fn on_clusters<T>(
         &self,
-        nodes: u16,
         env: &[(&str, &str)],
-        body: impl AsyncFnOnce(&Cluster) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+        witnesses: Option<&Path>,
+        mut body: impl AsyncFnMut(&Cluster) -> anyhow::Result<Vec<T>>,
+    ) -> anyhow::Result<Vec<T>> {
         let node_bin = self.node_bin()?;
-        eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
-        let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
-        let base_port = cluster::free_base_port(nodes)?;
-        let cluster = Cluster::start_in(
-            &node_bin,
-            (nodes, base_port),
-            &dir,
-            env,
-            None,
-            self.keep_data,
-        )?;
-        if self.keep_data {
-            eprintln!("cluster data kept in {}", dir.display());
+        let mut results = Vec::new();
+        for &nodes in &self.nodes {
+            eprintln!("starting {nodes}-node cluster ({})", node_bin.display());
+            let dir = cluster::fresh_dir(&self.parent(), &format!("{nodes}n"))?;
+            let base_port = cluster::free_base_port(nodes)?;
+            let (sizes, keep) = ((nodes, base_port), self.keep_data);
+            let cluster = Cluster::start_in(&node_bin, sizes, &dir, env, witnesses, keep)?;
+            if self.keep_data {
+                eprintln!("cluster data kept in {}", dir.display());
+            }
+            let result = body(&cluster).await;
+            eprintln!("stopping the {nodes}-node cluster");
+            tokio::task::block_in_place(|| drop(cluster));
+            results.extend(result?);
         }
-        let result = body(&cluster).await;
-        eprintln!("stopping the {nodes}-node cluster");
-        tokio::task::block_in_place(|| drop(cluster));
-        result
+        Ok(results)
     }
 
     /// The phases of one run with `clients` clients and no rate, counting `unit`.
@@ -293,14 +307,31 @@ struct Live {
     in_flight: AtomicU64,
 }
 
-/// What one client saw inside the measured window.
-#[derive(Debug, Default)]
-struct ClientStats {
-    /// Count and latencies by label.
-    kinds: BTreeMap<&'static str, (u64, Latencies)>,
-    duplicates: u64,
-    errors: Tally,
-    retries: Tally,
+/// What clients saw inside the measured window: one client's, or a whole run's.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Counts {
+    /// The latencies (and so the count) of verified operations, by label.
+    #[serde(skip)]
+    pub(crate) kinds: BTreeMap<&'static str, Latencies>,
+    /// Verified answers that were the log's answer to a duplicate.
+    #[serde(skip)]
+    pub(crate) duplicates: u64,
+    pub(crate) errors: Tally,
+    pub(crate) retries: Tally,
+}
+
+impl Counts {
+    fn merge(&mut self, other: &Counts) {
+        for (label, latencies) in &other.kinds {
+            self.kinds
+                .entry(*label)
+                .or_insert_with(Latencies::new)
+                .merge(latencies);
+        }
+        self.duplicates += other.duplicates;
+        self.errors.merge(&other.errors);
+        self.retries.merge(&other.retries);
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -338,7 +369,7 @@ impl State {
 /// What an operation may tell the loop while it runs.
 pub(crate) struct Context<'a> {
     state: &'a State,
-    stats: &'a Mutex<ClientStats>,
+    stats: &'a Mutex<Counts>,
 }
 
 impl Context<'_> {
@@ -377,11 +408,6 @@ impl<'a> Target<'a> {
 pub(crate) struct Measured {
     #[serde(skip)]
     pub(crate) window: Duration,
-    /// Verified operations and their latencies, by label.
-    #[serde(skip)]
-    pub(crate) kinds: BTreeMap<&'static str, (u64, Latencies)>,
-    #[serde(skip)]
-    pub(crate) duplicates: u64,
     /// The pre-signed requests ran out before the window ended.
     #[serde(skip)]
     pub(crate) exhausted: bool,
@@ -394,8 +420,8 @@ pub(crate) struct Measured {
     pub(crate) clients: usize,
     pub(crate) warmup_s: f64,
     pub(crate) measured_s: f64,
-    pub(crate) errors: Tally,
-    pub(crate) retries: Tally,
+    #[serde(flatten)]
+    pub(crate) counts: Counts,
     pub(crate) bench_usage: Option<ProcessUsage>,
     /// The whole machine's busy CPU over the window, percent of one core.
     pub(crate) machine_cpu_percent: Option<f64>,
@@ -423,14 +449,10 @@ impl Measured {
     /// The count and latencies of every label that `counts`, together.
     pub(crate) fn total(&self, counts: impl Fn(&str) -> bool) -> (u64, Latencies) {
         let mut latencies = Latencies::new();
-        let mut count = 0;
-        for (label, (n, more)) in &self.kinds {
-            if counts(label) {
-                count += n;
-                latencies.merge(more);
-            }
+        for (_, more) in self.counts.kinds.iter().filter(|(label, _)| counts(label)) {
+            latencies.merge(more);
         }
-        (count, latencies)
+        (latencies.count(), latencies)
     }
 }
 
@@ -460,7 +482,7 @@ pub(crate) async fn measure<W: Workload>(
     let mut tasks = Vec::new();
     let mut all_stats = Vec::new();
     for (id, client) in clients.into_iter().enumerate() {
-        let stats = Arc::new(Mutex::new(ClientStats::default()));
+        let stats = Arc::new(Mutex::new(Counts::default()));
         all_stats.push(Arc::clone(&stats));
         tasks.push(tokio::spawn(run_client(
             Arc::clone(workload),
@@ -479,10 +501,11 @@ pub(crate) async fn measure<W: Workload>(
     let recording = profiling.transpose()?;
     let before = Sample::take(target.pids);
     let window_started = Instant::now();
-    // A closed-loop run that runs out of requests stops early; measure up to that point.
+    // A run that runs out of requests stops early, once every client has stopped; measure up
+    // to that point.
     while Instant::now() < state.end
         && !(state.exhausted.load(Ordering::Relaxed)
-            && state.live.in_flight.load(Ordering::Relaxed) == 0)
+            && tasks.iter().all(tokio::task::JoinHandle::is_finished))
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -501,18 +524,19 @@ pub(crate) async fn measure<W: Workload>(
     let profile = recording.map(|recording| tokio::task::block_in_place(|| recording.finish()));
     let profile = profile.transpose()?;
     let usage = Usage::between(&before, &after, window, target.name);
-    let mut measured = Measured {
+    let mut counts = Counts::default();
+    for stats in &all_stats {
+        counts.merge(&lock(stats));
+    }
+    Ok(Measured {
         window,
-        kinds: BTreeMap::new(),
-        duplicates: 0,
         exhausted: state.exhausted.load(Ordering::Relaxed),
         processes: usage.processes,
         metrics: (metrics_before, metrics_after),
         clients: phases.clients,
         warmup_s: phases.warmup.as_secs_f64(),
         measured_s: window.as_secs_f64(),
-        errors: Tally::default(),
-        retries: Tally::default(),
+        counts,
         bench_usage: usage.bench,
         machine_cpu_percent: usage.machine,
         other_cpu_percent: usage.other,
@@ -520,22 +544,7 @@ pub(crate) async fn measure<W: Workload>(
         timeline,
         load_average_before: load_before,
         load_average_after: load_average(),
-    };
-    for stats in &all_stats {
-        let stats = lock(stats);
-        for (label, (count, latencies)) in &stats.kinds {
-            let slot = measured
-                .kinds
-                .entry(*label)
-                .or_insert_with(|| (0, Latencies::new()));
-            slot.0 += count;
-            slot.1.merge(latencies);
-        }
-        measured.duplicates += stats.duplicates;
-        measured.errors.merge(&stats.errors);
-        measured.retries.merge(&stats.retries);
-    }
-    Ok(measured)
+    })
 }
 
 /// One client: runs until the end of the window, recording into `stats`.
@@ -548,7 +557,7 @@ async fn run_client<W: Workload>(
     mut client: W::Client,
     id: usize,
     state: Arc<State>,
-    stats: Arc<Mutex<ClientStats>>,
+    stats: Arc<Mutex<Counts>>,
 ) {
     tokio::time::sleep_until(state.start).await;
     let mut sequence = 0usize;
@@ -594,10 +603,8 @@ async fn run_client<W: Workload>(
                 if counted {
                     let mut stats = lock(&stats);
                     stats.duplicates += u64::from(done.duplicate);
-                    let kind =
-                        (stats.kinds.entry(done.label)).or_insert_with(|| (0, Latencies::new()));
-                    kind.0 += 1;
-                    kind.1.record(finished - started);
+                    let kind = stats.kinds.entry(done.label).or_insert_with(Latencies::new);
+                    kind.record(finished - started);
                 }
             }
             Err(Failure::Exhausted) => {

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -18,9 +19,9 @@ use node::dev_process::{LocalCluster, LocalError};
 use crate::appends::AppendsArgs;
 use crate::cluster::{self, Cluster, Started};
 use crate::fill::FillResult;
-use crate::net::Connection;
-use crate::run::{self, RunArgs};
-use crate::stats::Latencies;
+use crate::net::{self, Answer};
+use crate::run::{self, Context, Done, Failure, RunArgs, Target, Workload};
+use crate::stats::per_second;
 use crate::verify::{ResponseVerifier, proof_kind};
 use client::log_entry::{verify_consistency_answer, verify_inclusion_answer};
 
@@ -45,6 +46,7 @@ const SIZE_MAX: u64 = 1_000_000_000;
     .help("Seconds of measured appends at each size")))]
 #[command(mut_arg("warmup", |arg| arg.default_value("2")
     .help("Seconds of appends before measuring")))]
+#[command(mut_arg("nodes", |arg| arg.help("Nodes in the cluster")))]
 pub(crate) struct ScaleArgs {
     /// The append run's settings, and where the cluster lives.
     #[command(flatten)]
@@ -52,9 +54,6 @@ pub(crate) struct ScaleArgs {
     /// Log sizes to measure at, ascending (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     pub(crate) sizes: Vec<u64>,
-    /// Nodes in the cluster.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) nodes: u16,
     /// Inclusion proofs to ask for at each size (random leaf indexes), and as many consistency
     /// proofs (random earlier signed sizes to the current one).
     #[arg(long, default_value_t = 2000)]
@@ -110,23 +109,20 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
         "--sizes: 1 to {SIZES_MAX} sizes, ascending, each 1 to {SIZE_MAX}"
     );
     ensure!(
-        (1..=9).contains(&args.nodes)
-            && args.run.clients.len() == 1
+        args.run.clients.len() == 1
             && args.proof_clients >= 1
             && args.proofs >= 1
             && args.catch_up_timeout > 0.0,
-        "--nodes must be 1 to 9 (cairn-node dev), --clients one value, --proof-clients and \
-         --proofs at least 1, --catch-up-timeout positive"
+        "--clients one value, --proof-clients and --proofs at least 1, --catch-up-timeout positive"
     );
     args.run.check()?;
+    let nodes = args.run.one_size()?;
     let started = Instant::now();
     let environment = run::environment();
     let node_bin = args.run.node_bin()?;
     let dir = cluster::fresh_dir(&args.run.parent(), "scale")?;
-    let mut guard = Started::new(dir.clone());
-    guard.keep = args.run.keep_data;
-    let base_port = cluster::free_base_port(args.nodes)?;
-    let (nodes, shown) = (args.nodes, dir.display());
+    let guard = Started::new(dir.clone(), args.run.keep_data);
+    let (base_port, shown) = (cluster::free_base_port(nodes)?, dir.display());
     eprintln!("scale: {nodes}-node cluster in {shown} (base port {base_port}), sizes {sizes:?}");
     // Each start runs `cairn-node dev` in `dir`: the first creates the cluster (keys,
     // certificates, membership), the others resume it after a fill. Each stop keeps `dir`:
@@ -136,7 +132,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     tokio::task::block_in_place(|| drop(created));
     let mut points = Vec::new();
     let mut trusted: Vec<(u64, Hash)> = Vec::new();
-    let mut next_id = u64::from(args.nodes) + 1;
+    let mut next_id = u64::from(nodes) + 1;
     // The log's size after the last append run: where the next fill starts.
     let mut current = 0;
     for &size in sizes {
@@ -178,7 +174,7 @@ pub(crate) async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
     drop(guard);
     let (run, fsync) = (&args.run, crate::appends::FSYNC);
     let settings = serde_json::json!({
-        "nodes": args.nodes, "sizes": args.sizes, "append_clients": run.clients[0],
+        "nodes": nodes, "sizes": args.sizes, "append_clients": run.clients[0],
         "append_warmup_s": run.warmup, "append_duration_s": run.duration, "proofs": args.proofs,
         "proof_clients": args.proof_clients, "fill_batch_leaves": args.fill_batch,
         "fill_in_flight": args.fill_in_flight, "fsync": fsync, "fill_method": FILL_METHOD,
@@ -273,83 +269,129 @@ async fn proofs(
     trusted: &[(u64, Hash)],
 ) -> anyhow::Result<serde_json::Value> {
     let (size, root, _) = verifier.fetch_checkpoint(&cluster.urls[0]).await?;
-    let older: Arc<Vec<(u64, Hash)>> = Arc::new(
-        trusted
-            .iter()
-            .copied()
-            .filter(|(old, _)| *old < size)
-            .collect(),
-    );
+    let older: Vec<(u64, Hash)> = trusted
+        .iter()
+        .copied()
+        .filter(|(old, _)| *old < size)
+        .collect();
     if older.is_empty() {
         eprintln!(
             "   no signed size below {size} to prove consistency from: inclusion proofs only"
         );
     }
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..args.proof_clients {
-        let share =
-            args.proofs / args.proof_clients + usize::from(task < args.proofs % args.proof_clients);
-        let mut connection = Connection::new(&cluster.urls[task % cluster.urls.len()])?;
-        let older = Arc::clone(&older);
-        tasks.spawn(async move {
-            let mut random = SmallRng::try_from_os_rng()?;
-            let [mut reads, mut inclusion, mut consistency] = [(); 3].map(|()| Latencies::new());
-            for _ in 0..share {
-                let index = random.random_range(0..size);
-                let at = Instant::now();
-                let leaf = connection
-                    .get_ok(&format!("/api/v2/entries/{index}"))
-                    .await?;
-                reads.record(at.elapsed());
-                let at = Instant::now();
-                let body = connection
-                    .get_ok(&format!(
-                        "/api/v2/proof/inclusion?index={index}&tree_size={size}"
-                    ))
-                    .await?;
-                let leaf = tlog::leaf_hash(&leaf);
-                verify_inclusion_answer(&body, (index, &leaf), (size, &root)).map_err(|error| {
-                    anyhow::anyhow!(
-                        "inclusion proof of {index} at {size}: {}",
-                        proof_kind(&error)
-                    )
-                })?;
-                inclusion.record(at.elapsed());
-
-                if older.is_empty() {
-                    continue;
-                }
-                let (old, old_root) = older[random.random_range(0..older.len())];
-                let at = Instant::now();
-                let body = connection
-                    .get_ok(&format!("/api/v2/proof/consistency?old={old}&new={size}"))
-                    .await?;
-                verify_consistency_answer(&body, (old, &old_root), (size, &root)).map_err(
-                    |error| {
-                        anyhow::anyhow!("consistency proof {old} -> {size}: {}", proof_kind(&error))
-                    },
-                )?;
-                consistency.record(at.elapsed());
-            }
-            anyhow::Ok([reads, inclusion, consistency])
-        });
+    let load = Arc::new(ProofLoad {
+        urls: cluster.urls.clone(),
+        timeout: args.run.timeout(),
+        signed: (size, root),
+        older,
+        rounds: (args.proofs, AtomicUsize::new(0)),
+    });
+    // The phase loop without warm-up, until the rounds run out.
+    let mut phases = args.run.phases(args.proof_clients, "proof answers");
+    (phases.warmup, phases.duration) = (Duration::ZERO, Duration::from_secs(24 * 3600));
+    phases.profile = false;
+    let measured = run::measure(&load, &phases, Target::cluster(cluster)).await?;
+    if let Some((kind, _)) = measured.counts.errors.iter().next() {
+        bail!("a proof at tree size {size} did not verify ({kind})");
     }
-    let mut all = [(); 3].map(|()| Latencies::new());
-    while let Some(done) = tasks.join_next().await {
-        let client = done.context("a proof client failed")??;
-        all.iter_mut()
-            .zip(&client)
-            .for_each(|(all, one)| all.merge(one));
-    }
-    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-    let [reads, inclusion, consistency] = all.map(|latencies| latencies.summary());
-    let proofs_per_second = (inclusion.count + consistency.count) as f64 / elapsed;
+    let [reads, inclusion, consistency] = ["entry_reads", "inclusion", "consistency"]
+        .map(|label| measured.total(|kind| kind == label).1.summary());
+    let proofs = inclusion.count + consistency.count;
     // `tree_size`: the checkpoint the proofs were checked against.
     Ok(serde_json::json!({
         "tree_size": size, "entry_reads": reads, "inclusion": inclusion,
-        "consistency": consistency, "proofs_per_second": proofs_per_second,
+        "consistency": consistency, "proofs_per_second": per_second(proofs, measured.window),
     }))
+}
+
+/// Rounds of an entry read, its inclusion proof and (if there is an earlier signed size) a
+/// consistency proof, each request timed on its own: a client's round goes on at its next
+/// request. The first failure ends the rounds.
+struct ProofLoad {
+    urls: Vec<String>,
+    timeout: Duration,
+    /// The size and root of the signed checkpoint every proof leads to, and earlier signed
+    /// sizes and roots to prove consistency from.
+    signed: (u64, Hash),
+    older: Vec<(u64, Hash)>,
+    /// Rounds to make, and rounds started.
+    rounds: (usize, AtomicUsize),
+}
+
+/// The request a client's round is at.
+#[derive(Clone, Copy)]
+enum Step {
+    Entry(u64),
+    /// The proof that this leaf hash is at this index.
+    Inclusion(u64, Hash),
+    /// The proof from this signed size and root.
+    Consistency(u64, Hash),
+}
+
+impl Workload for ProofLoad {
+    /// The URL of the node the client talks to, its generator and its step (none between
+    /// rounds).
+    type Client = (String, SmallRng, Option<Step>);
+    type Answer = Result<Answer, &'static str>;
+
+    async fn prepare(&self, id: usize) -> anyhow::Result<Self::Client> {
+        let url = self.urls[id % self.urls.len()].clone();
+        Ok((url, SmallRng::try_from_os_rng()?, None))
+    }
+
+    async fn issue(
+        &self,
+        (url, random, step): &mut Self::Client,
+        _: usize,
+        _: &Context<'_>,
+    ) -> Result<Self::Answer, Failure> {
+        let size = self.signed.0;
+        if step.is_none() && self.rounds.1.fetch_add(1, Ordering::Relaxed) >= self.rounds.0 {
+            return Err(Failure::Exhausted);
+        }
+        let path = match *step.get_or_insert_with(|| Step::Entry(random.random_range(0..size))) {
+            Step::Entry(index) => format!("entries/{index}"),
+            Step::Inclusion(index, _) => format!("proof/inclusion?index={index}&tree_size={size}"),
+            Step::Consistency(old, _) => format!("proof/consistency?old={old}&new={size}"),
+        };
+        Ok(net::send(&format!("{url}/api/v2/{path}"), None, None, self.timeout).await)
+    }
+
+    fn verify(
+        &self,
+        (_, random, step): &mut Self::Client,
+        answer: Self::Answer,
+    ) -> Result<Done, String> {
+        let signed = (self.signed.0, &self.signed.1);
+        let fail = |kind: &str| {
+            // No round starts after a failure.
+            self.rounds.1.store(self.rounds.0, Ordering::Relaxed);
+            Err(kind.to_owned())
+        };
+        let (label, verified) = match (answer, step.take()) {
+            (Err(kind), _) => return fail(kind),
+            (Ok(answer), _) if answer.status != 200 => return fail("http error"),
+            (Ok(answer), Some(Step::Entry(index))) => {
+                *step = Some(Step::Inclusion(index, tlog::leaf_hash(&answer.body)));
+                ("entry_reads", Ok(()))
+            }
+            (Ok(answer), Some(Step::Inclusion(index, leaf))) => {
+                let pick = random.random_range(0..self.older.len().max(1));
+                *step = (self.older.get(pick)).map(|&(old, root)| Step::Consistency(old, root));
+                let verified = verify_inclusion_answer(&answer.body, (index, &leaf), signed);
+                ("inclusion", verified)
+            }
+            (Ok(answer), Some(Step::Consistency(old, root))) => {
+                let verified = verify_consistency_answer(&answer.body, (old, &root), signed);
+                ("consistency", verified)
+            }
+            (Ok(_), None) => return fail("verify: no request"),
+        };
+        match verified {
+            Ok(()) => Ok(Done::read(label)),
+            Err(error) => fail(proof_kind(&error)),
+        }
+    }
 }
 
 /// Adds an empty node `id` to the running cluster as a learner, times it until it serves the

@@ -35,6 +35,11 @@ impl Latencies {
         let _ = self.histogram.record(micros);
     }
 
+    /// How many latencies were recorded.
+    pub(crate) fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
     pub(crate) fn merge(&mut self, other: &Latencies) {
         // Cannot fail: both histograms have the same bounds.
         let _ = self.histogram.add(&other.histogram);

@@ -4,25 +4,25 @@
 //! process, so its CPU is measured apart.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use tokio::net::TcpStream;
 
 use crate::appends::AppendsArgs;
-use crate::cluster::{Cluster, PromHistogram, Sample, Usage, find_binary};
+use crate::cluster::{
+    Cluster, PromHistogram, Sample, Started, Usage, find_binary, free_ports, fresh_dir,
+};
 use crate::run::{self, RunArgs};
 use crate::stats;
 
 /// The `witnessing` subcommand's arguments (also the settings `cairn-bench report` passes).
 #[derive(clap::Args, Clone, Debug)]
+#[command(mut_arg("nodes", |arg| arg.help("Nodes in the cluster")))]
 pub(crate) struct WitnessingArgs {
     #[command(flatten)]
     pub(crate) run: RunArgs,
-    /// Cluster size.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) nodes: u16,
     /// Witnesses, each a separate process.
     #[arg(long, default_value_t = 3)]
     pub(crate) witnesses: u16,
@@ -31,54 +31,50 @@ pub(crate) struct WitnessingArgs {
     pub(crate) quorum: u16,
 }
 
-/// Starts a `cairn-node dev` cluster whose nodes publish a checkpoint only with `quorum` of the
-/// witnesses' cosignatures (`dev --witness-policy`), then the witnesses; returns the cluster,
-/// which stops them too, and their process ids.
-async fn start(
-    args: &WitnessingArgs,
-    node_bin: &Path,
-    parent: &Path,
-) -> anyhow::Result<(Cluster, Vec<u32>)> {
-    let dir = crate::cluster::fresh_dir(parent, "witnessing")?;
-    let ports = crate::cluster::free_ports(usize::from(args.witnesses))?;
-    let cairn = find_binary(
-        "cairn",
-        "build it with `cargo build --release -p client --bin cairn`",
-    )?;
-    // Each witness's key, made by `cairn witness init`, and its URL: the policy's witness,
-    // group and quorum lines, to which `dev` adds a `log` line per log.
-    let mut witnesses = String::new();
+/// Makes each witness's key with `cairn witness init` in a fresh directory (whose processes
+/// stop with it), and there `witnesses.txt`: the witness, group and quorum lines of the policy
+/// the nodes publish under, to which `dev --witness-policy` adds a `log` line per log. Returns
+/// the directory and the witnesses' ports.
+fn init(args: &WitnessingArgs, cairn: &Path) -> anyhow::Result<(Started, Vec<u16>)> {
+    let dir = fresh_dir(&args.run.parent(), "witnesses")?;
+    let witnesses = Started::new(dir, args.run.keep_data);
+    let ports = free_ports(usize::from(args.witnesses))?;
+    let mut lines = String::new();
     for (n, port) in (1..).zip(&ports) {
         let name = format!("witness.bench/w{n}");
-        let init = Command::new(&cairn)
+        let init = Command::new(cairn)
             .args(["witness", "init", "--name", &name, "--dir"])
-            .arg(dir.join(format!("witness-{n}")))
+            .arg(witnesses.dir.join(format!("witness-{n}")))
             .output()
             .context("running cairn witness init")?;
         let error = String::from_utf8_lossy(&init.stderr);
         ensure!(init.status.success(), "cairn witness init: {error}");
         let vkey = String::from_utf8(init.stdout)?;
         let line = format!("witness w{n} {} http://127.0.0.1:{port}\n", vkey.trim());
-        witnesses.push_str(&line);
+        lines.push_str(&line);
     }
     let names: Vec<String> = (1..=args.witnesses).map(|i| format!("w{i}")).collect();
     let (quorum, names) = (args.quorum, names.join(" "));
-    witnesses.push_str(&format!("group quorum {quorum} {names}\nquorum quorum\n"));
-    let witnesses_path = dir.join("witnesses.txt");
-    std::fs::write(&witnesses_path, witnesses)?;
-    let base_port = crate::cluster::free_base_port(args.nodes)?;
-    let nodes = (args.nodes, base_port);
-    let policy = Some(witnesses_path.as_path());
-    let mut cluster = Cluster::start_in(node_bin, nodes, &dir, &[], policy, args.run.keep_data)?;
-    // The witnesses: `cairn witness serve` processes (one runtime thread each, as light as a
-    // witness can be) with the policy `dev` wrote; until they listen the nodes retry.
-    let policy_path = dir.join("witness-policy.txt");
-    let mut witness_pids = Vec::new();
-    for (n, port) in (1..).zip(&ports) {
-        let witness_dir = dir.join(format!("witness-{n}"));
+    lines.push_str(&format!("group quorum {quorum} {names}\nquorum quorum\n"));
+    std::fs::write(witnesses.dir.join("witnesses.txt"), lines)?;
+    Ok((witnesses, ports))
+}
+
+/// Starts the witnesses: `cairn witness serve` processes (one runtime thread each, as light as
+/// a witness can be) with the cluster's `policy`; until they listen the nodes retry.
+async fn serve(
+    witnesses: &mut Started,
+    ports: &[u16],
+    cairn: &Path,
+    policy: &str,
+) -> anyhow::Result<()> {
+    let policy_path = witnesses.dir.join("witness-policy.txt");
+    std::fs::write(&policy_path, policy)?;
+    for (n, port) in (1..).zip(ports) {
+        let witness_dir = witnesses.dir.join(format!("witness-{n}"));
         let log = std::fs::File::create(witness_dir.join("witness.log"))?;
         let listen = format!("127.0.0.1:{port}");
-        let child = Command::new(&cairn)
+        let child = Command::new(cairn)
             .args(["witness", "serve", "--listen", &listen, "--dir"])
             .arg(&witness_dir)
             .arg("--policy")
@@ -89,8 +85,7 @@ async fn start(
             .stderr(log)
             .spawn()
             .context("starting a witness")?;
-        witness_pids.push(child.id());
-        cluster.adopt(child);
+        witnesses.children.push(child);
         // Any path answers once the server listens (404 is an answer; `get` wants 2xx, so
         // probe the TCP port instead).
         let (started, listening) = (Instant::now(), || TcpStream::connect(("127.0.0.1", *port)));
@@ -101,8 +96,7 @@ async fn start(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    cluster.witness_policy = Some(std::fs::read_to_string(&policy_path)?);
-    Ok((cluster, witness_pids))
+    Ok(())
 }
 
 /// The witnessing round histogram summed over the nodes (only the leader runs rounds).
@@ -125,61 +119,69 @@ async fn rounds(urls: &[String]) -> PromHistogram {
 /// Starts the witnesses and the cluster, runs once per client count, stops everything.
 pub(crate) async fn witnessing(args: WitnessingArgs) -> anyhow::Result<()> {
     args.run.check()?;
-    anyhow::ensure!((1..=7).contains(&args.nodes), "--nodes must be 1 to 7");
+    let nodes = args.run.one_size()?;
     anyhow::ensure!(
         (1..=9).contains(&args.witnesses) && (1..=args.witnesses).contains(&args.quorum),
         "--witnesses must be 1 to 9 and --quorum 1 to --witnesses"
     );
-    let node_bin = args.run.node_bin()?;
-    let parent = args.run.parent();
+    let cairn = find_binary(
+        "cairn",
+        "build it with `cargo build --release -p client --bin cairn`",
+    )?;
     let environment = run::environment();
+    let (witnesses, quorum) = (args.witnesses, args.quorum);
     eprintln!(
-        "starting {} witnesses and a {}-node cluster publishing with {} of their cosignatures",
-        args.witnesses, args.nodes, args.quorum
+        "starting {witnesses} witnesses and a {nodes}-node cluster publishing with {quorum} of \
+         their cosignatures"
     );
-    let (cluster, witness_pids) = start(&args, &node_bin, &parent).await?;
+    let (mut processes, ports) = init(&args, &cairn)?;
+    let witness_list = processes.dir.join("witnesses.txt");
     let appends = AppendsArgs::with(args.run.clone());
-    let policy = cluster.witness_policy.clone().unwrap_or_default();
-    let once = async |clients| {
-        let rounds_before = rounds(&cluster.urls).await;
-        let cpu_before = Sample::take(&witness_pids);
-        let started = Instant::now();
-        let run = crate::appends::run_once(&appends, &cluster, clients).await?;
-        let span = started.elapsed();
-        let cpu_after = Sample::take(&witness_pids);
-        let delta = rounds(&cluster.urls).await.since(&rounds_before);
-        let usage = Usage::between(&cpu_before, &cpu_after, span, "witness ");
-        let witness_cpu_seconds: f64 = usage
-            .processes
-            .iter()
-            .map(|u| u.cpu_percent / 100.0 * span.as_secs_f64())
-            .sum();
-        // Rounds (on the leader, each asks every witness once) happen only under load
-        // (warm-up and window), not while pre-signing; a round runs from the signed
-        // checkpoint to holding the quorum's cosignatures.
-        let load_s = stats::number(&run, "warmup_s") + stats::number(&run, "measured_s");
-        let cosignatures = delta.count * f64::from(args.witnesses);
-        let witnessing = (delta.count > 0.0).then(|| {
-            serde_json::json!({
-                "rounds": delta.count, "rounds_per_second": delta.count / load_s.max(1e-9),
-                "round_mean_ms": delta.mean() * 1000.0,
-                "round_p50_ms_at_most": delta.quantile_bound(0.5) * 1000.0,
-                "round_p99_ms_at_most": delta.quantile_bound(0.99) * 1000.0,
-                "witness_cpu_seconds": witness_cpu_seconds,
-                "witness_cpu_ms_per_cosignature": witness_cpu_seconds * 1000.0 / cosignatures,
-                "span_s": span.as_secs_f64(),
-            })
-        });
-        // The verified appends (as `appends` reports them) and the witnessing figures.
-        anyhow::Ok(serde_json::json!({ "appends": run, "witnessing": witnessing }))
+    let mut policy = String::new();
+    let runs = async |cluster: &Cluster| {
+        policy = cluster.witness_policy.clone().unwrap_or_default();
+        serve(&mut processes, &ports, &cairn, &policy).await?;
+        let witness_pids: Vec<u32> = processes.children.iter().map(Child::id).collect();
+        let once = async |clients| {
+            let rounds_before = rounds(&cluster.urls).await;
+            let cpu_before = Sample::take(&witness_pids);
+            let started = Instant::now();
+            let run = crate::appends::run_once(&appends, cluster, clients).await?;
+            let span = started.elapsed();
+            let cpu_after = Sample::take(&witness_pids);
+            let delta = rounds(&cluster.urls).await.since(&rounds_before);
+            let usage = Usage::between(&cpu_before, &cpu_after, span, "witness ");
+            let witness_cpu_seconds: f64 = usage
+                .processes
+                .iter()
+                .map(|u| u.cpu_percent / 100.0 * span.as_secs_f64())
+                .sum();
+            // Rounds (on the leader, each asks every witness once) happen only under load
+            // (warm-up and window), not while pre-signing; a round runs from the signed
+            // checkpoint to holding the quorum's cosignatures.
+            let load_s = stats::number(&run, "warmup_s") + stats::number(&run, "measured_s");
+            let cosignatures = delta.count * f64::from(witnesses);
+            let witnessing = (delta.count > 0.0).then(|| {
+                serde_json::json!({
+                    "rounds": delta.count, "rounds_per_second": delta.count / load_s.max(1e-9),
+                    "round_mean_ms": delta.mean() * 1000.0,
+                    "round_p50_ms_at_most": delta.quantile_bound(0.5) * 1000.0,
+                    "round_p99_ms_at_most": delta.quantile_bound(0.99) * 1000.0,
+                    "witness_cpu_seconds": witness_cpu_seconds,
+                    "witness_cpu_ms_per_cosignature": witness_cpu_seconds * 1000.0 / cosignatures,
+                    "span_s": span.as_secs_f64(),
+                })
+            });
+            // The verified appends (as `appends` reports them) and the witnessing figures.
+            anyhow::Ok(serde_json::json!({ "appends": run, "witnessing": witnessing }))
+        };
+        args.run.each(COLUMNS, once).await
     };
-    let result = args.run.each(COLUMNS, once).await;
-    eprintln!("stopping the cluster and the witnesses");
-    tokio::task::block_in_place(|| drop(cluster));
-    let (witnesses, quorum, runs) = (args.witnesses, args.quorum, result?);
+    let runs = args.run.on_clusters(&[], Some(&witness_list), runs).await;
+    tokio::task::block_in_place(|| drop(processes));
     let report = serde_json::json!({
         "environment": environment, "witnesses": witnesses, "quorum": quorum, "policy": policy,
-        "runs": runs,
+        "runs": runs?,
     });
     args.run.finish(&report, table, true)
 }
