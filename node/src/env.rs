@@ -58,10 +58,11 @@ impl Blocking {
 }
 
 /// Where CPU-heavy checks of what clients send run (signature verification, parsing large
-/// bodies): through [`Blocking`], so never on an async worker in production, with at most
-/// `running` at once and at most `waiting` queued behind them. Past that, work is refused
-/// ([`Busy`]) instead of queued, so a flood of expensive requests costs each of them a quick
-/// refusal and leaves the workers free for everything else.
+/// bodies): through [`Blocking`] (a node runs them on the request's own task: a check is at
+/// most milliseconds of CPU, bounded by the request limits, and handing each to a thread pool
+/// cost two thread wake-ups per request), with at most `running` at once and at most `waiting`
+/// queued behind them. Past that, work is refused ([`Busy`]) instead of queued, so a flood of
+/// expensive requests costs each of them a quick refusal and leaves workers free for the rest.
 #[derive(Clone, Debug)]
 pub struct Checks {
     blocking: Blocking,
