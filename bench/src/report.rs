@@ -1,6 +1,7 @@
 //! `cairn-bench report`: the whole suite, each part a child process of this binary exactly as a
-//! user would run it, combined into `report.json` and written up as `README.md`: each part's
-//! table and the design targets, each one not met with its bottleneck from a CPU profile.
+//! user would run it, combined into `report.json` and written up as `README.md`, each part's
+//! table as the part itself prints it. What each figure is held to is discussed with its
+//! measurements in the pages beside it (`scale.md`, `etcd.md`, ...).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -92,15 +93,13 @@ pub(crate) fn report(args: &ReportArgs) -> anyhow::Result<()> {
             parts.insert(part.to_owned(), value);
         }
     }
-    let targets = targets(&parts);
     let report = json!({
         "environment": crate::run::environment(),
         "quick": args.quick,
         "seconds_per_part": timings,
-        "targets": targets,
         "parts": parts,
     });
-    let markdown = markdown(&report, &parts, &targets);
+    let markdown = markdown(&report, &parts);
     for (name, text) in [
         ("report.json", serde_json::to_vec_pretty(&report)?),
         ("README.md", markdown.into_bytes()),
@@ -189,40 +188,6 @@ fn scale_charts(points: &[Value]) -> String {
     text
 }
 
-/// Where a run's CPU went, from its profile: "node 1 (leader) CPU: redb 13%, kernel 31%, ...".
-fn bottleneck(run: &Value) -> String {
-    if !run["profile"]["components"].is_array() {
-        return "no profile recorded".to_owned();
-    }
-    let process = run["profile"]["process"].as_str().unwrap_or("leader");
-    let mut text = format!("{process} CPU: {}", stats::hottest(&run["profile"], 4));
-    let (machine, nodes) = (f(run, "machine_cpu_percent"), cpu(run, "node_usage"));
-    if machine > 0.0 {
-        let _ = write!(
-            text,
-            "; the machine's cores were {machine:.0}% busy (nodes {nodes:.0}%, of 200%)"
-        );
-    }
-    text
-}
-
-/// The CPU percent of a run's processes together.
-fn cpu(run: &Value, usage: &str) -> f64 {
-    run[usage].as_array().map_or(0.0, |processes| {
-        processes.iter().map(|p| f(p, "cpu_percent")).sum()
-    })
-}
-
-/// CPU microseconds per operation over a run's window, from its processes' usage.
-fn cpu_per_operation(run: &Value, usage: &str, rate: &str) -> f64 {
-    let rate = f(run, rate);
-    if rate > 0.0 {
-        cpu(run, usage) / 100.0 / rate * 1e6
-    } else {
-        0.0
-    }
-}
-
 /// The 3-node Cairn append runs: `peer`'s (measured next to etcd), else `appends`' own.
 fn cairn_three_nodes(parts: &Map<String, Value>) -> Vec<&Value> {
     let peer = list(parts, "peer", "cairn");
@@ -235,134 +200,8 @@ fn cairn_three_nodes(parts: &Map<String, Value>) -> Vec<&Value> {
     source.iter().filter(closed).collect()
 }
 
-fn highest<'a>(runs: impl IntoIterator<Item = &'a Value>, field: &str) -> Option<&'a Value> {
-    runs.into_iter()
-        .max_by(|a, b| f(a, field).total_cmp(&f(b, field)))
-}
-
-/// A design target and where Cairn stands; what holds it back if it is not met.
-fn target(target: &str, measured: &str, met: bool, bottleneck: impl FnOnce() -> String) -> Value {
-    json!({ "target": target, "measured": measured, "met": met, "bottleneck": (!met).then(bottleneck) })
-}
-
-/// The design targets, each with where Cairn stands.
-fn targets(parts: &Map<String, Value>) -> Vec<Value> {
-    let mut targets = Vec::new();
-    if let Some(run) = highest(cairn_three_nodes(parts), "appends_per_second") {
-        let (rate, p99) = (f(run, "appends_per_second"), f(run, "latency.p99_ms"));
-        targets.push(target(
-            "appends on 3 nodes: at least 20,000/s with p99 under 200 ms",
-            &format!("{rate:.0}/s at {} clients, p99 {p99:.0} ms", run["clients"]),
-            rate >= 20_000.0 && p99 < 200.0,
-            || bottleneck(run),
-        ));
-        if let Some(etcd) = highest(list(parts, "peer", "etcd"), "puts_per_second") {
-            let puts = f(etcd, "puts_per_second");
-            let ratio = if puts > 0.0 { rate / puts } else { 0.0 };
-            let cairn_cpu = cpu_per_operation(run, "node_usage", "appends_per_second");
-            let etcd_cpu = cpu_per_operation(etcd, "member_usage", "puts_per_second");
-            targets.push(target(
-                "at least 3 times etcd's put rate (3 nodes, same clients and value size)",
-                &format!(
-                    "{ratio:.2}x: Cairn {rate:.0} appends/s, etcd {puts:.0} puts/s at {} clients \
-                     (peaks)",
-                    etcd["clients"]
-                ),
-                ratio >= 3.0,
-                || {
-                    format!(
-                        "both are CPU-bound on the shared cores: Cairn's nodes spend \
-                         {cairn_cpu:.0} µs of CPU per append, etcd's members {etcd_cpu:.0} µs \
-                         per put; {}",
-                        bottleneck(run)
-                    )
-                },
-            ));
-        }
-    }
-    if let Some(run) = highest(
-        list(parts, "certificates", "runs"),
-        "certificates_per_second",
-    ) {
-        let (rate, p99) = (f(run, "certificates_per_second"), f(run, "latency.p99_ms"));
-        targets.push(target(
-            "keyless CA on 3 nodes: at least 5,000 certificates/s",
-            &format!("{rate:.0}/s at {} clients, p99 {p99:.0} ms", run["clients"]),
-            rate >= 5_000.0,
-            || bottleneck(run),
-        ));
-    }
-    // The curve to 10^7 (`scale-large`) if there is one, else this report's own.
-    let large = list(parts, SCALE_LARGE, "points");
-    let (points, curve) = if large.is_empty() {
-        let curve = "this report's scale run".to_owned();
-        (list(parts, "scale", "points"), curve)
-    } else {
-        let stamp = &parts[SCALE_LARGE]["environment"];
-        let (date, commit) = (stamp["date"].as_str(), stamp["commit"].as_str());
-        let (date, commit) = (date.unwrap_or("?"), commit.unwrap_or("?"));
-        (large, format!("the run to 10^7 of {date} at `{commit}`"))
-    };
-    if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        let change = |path: &str| match f(first, path) {
-            first if first > 0.0 => f(last, path) / first,
-            _ => 0.0,
-        };
-        let flat = |path: &str| (1.0 / 1.5..=1.5).contains(&change(path));
-        let (disk, proof) = ("disk.state_bytes_per_entry", "proofs.inclusion.p99_ms");
-        let (appends, written) = ("appends.appends_per_second", "fill.written_bytes_per_entry");
-        let largest = f(last, "entries");
-        let range = |path: &str, places: usize| {
-            let (first, last) = (f(first, path), f(last, path));
-            format!("{first:.places$} to {last:.places$}")
-        };
-        targets.push(target(
-            "flat cost per entry up to 10^7 entries",
-            &format!(
-                "{curve}: {} entries: disk {} B/entry per node, inclusion proof p99 {} ms, \
-                 appends {}/s, bytes written per entry while filling {}",
-                range("entries", 0),
-                range(disk, 0),
-                range(proof, 1),
-                range(appends, 0),
-                range(written, 0)
-            ),
-            largest >= 1e7 && flat(disk) && flat(proof) && flat(appends),
-            || {
-                let mut causes = Vec::new();
-                if largest < 1e7 {
-                    causes.push(format!(
-                        "not measured beyond {largest:.0} entries (10^7 needs about 26 GB of disk \
-                         and about 12 minutes on this machine: `cairn-bench report --large`)"
-                    ));
-                }
-                if !flat(proof) {
-                    causes.push(format!(
-                        "inclusion proof p99 grows {:.1}x: a proof reads a few pages per tile \
-                         level, and at the largest size the nodes' databases no longer fit this \
-                         machine's page cache together, so some of those reads go to the disk \
-                         (docs/benchmarks/scale.md)",
-                        change(proof)
-                    ));
-                }
-                for (what, path) in [
-                    ("bytes kept per entry", disk),
-                    ("appends per second", appends),
-                ] {
-                    if !flat(path) {
-                        causes.push(format!("{what} change {:.1}x", change(path)));
-                    }
-                }
-                causes.join("; ")
-            },
-        ));
-    }
-    targets
-}
-
-/// The Markdown page: where it ran, the targets, then each part's table as the part itself
-/// prints it.
-fn markdown(report: &Value, parts: &Map<String, Value>, targets: &[Value]) -> String {
+/// The Markdown page: where it ran, then each part's table as the part itself prints it.
+fn markdown(report: &Value, parts: &Map<String, Value>) -> String {
     let environment = &report["environment"];
     let text = |value: &Value| value.as_str().unwrap_or("?").to_owned();
     let mut page = format!(
@@ -381,11 +220,6 @@ fn markdown(report: &Value, parts: &Map<String, Value>, targets: &[Value]) -> St
     if report["quick"].as_bool() == Some(true) {
         page.push_str("\n**A `--quick` run: 2-second windows. Do not quote its numbers.**\n");
     }
-    page.push_str("\n## Where Cairn stands against the targets\n");
-    page.push_str(&stats::table(
-        "target=target | measured=measured | met=met | bottleneck (from a profile)=bottleneck",
-        targets,
-    ));
     let appends: Vec<Value> = list(parts, "appends", "runs")
         .iter()
         .filter(|r| r["nodes"].as_u64() == Some(1))
