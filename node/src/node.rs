@@ -171,7 +171,7 @@ pub struct Node {
     clock: SharedClock,
     metrics: Arc<Metrics>,
     blocking: Blocking,
-    /// Where client signature checks run: off the async workers, bounded (past the bound a
+    /// Where client signature checks run: on the request's task, bounded (past the bound a
     /// request is refused with 503 rather than queued).
     checks: Checks,
     admin_token: String,
@@ -310,9 +310,7 @@ impl Node {
             clock: env.clock,
             metrics,
             admin_token: settings.admin_token,
-            // A check is CPU work of tenths of a millisecond, not disk work: it runs on the
-            // request's own task, since handing it to the blocking pool and back cost two
-            // thread wake-ups per request.
+            // CPU work, not disk work: on the request's own task (see `Checks`).
             checks: Checks::per_core(Blocking::Inline),
             blocking: env.blocking,
             public_url: settings.public_url,

@@ -260,8 +260,8 @@ async fn signing_cert(
             )
         });
     }
-    // The proof of possession is a signature check on client input: off the async workers,
-    // bounded like every other (`env::Checks`).
+    // The proof of possession is a signature check on client input, bounded like every other
+    // (`env::Checks`).
     let challenge = identity.challenge.clone();
     let (csr, key_request) = (
         parsed.certificate_signing_request,

@@ -407,7 +407,7 @@ async fn submit_v2(
     };
     let forwarded = Forwarded::is(&request);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-    // Decoding and the signature checks run off the async workers, bounded (`env::Checks`).
+    // Decoding and the signature checks run bounded (`env::Checks`).
     let checked = body.clone();
     let decoded = node
         .checks()

@@ -525,7 +525,7 @@ async fn submit(
     };
     let forwarded = super::Forwarded::is(&request);
     let body = read_body(request, SUBMISSION_BYTES_MAX).await?;
-    // Parsing and signature checks run off the async workers, bounded (`env::Checks`).
+    // Parsing and signature checks run bounded (`env::Checks`).
     let checked = body.clone();
     let canonical = node
         .checks()

@@ -8,8 +8,7 @@
 //! the node's clock and the serial a 127-bit random number from its randomness seam, so
 //! serials are unique across nodes without coordination. The signing key is the one in use at
 //! `genTime` (`[ca.tsa.next]` takes over at its `from`; `keyless::Rotating`). The request is
-//! parsed and the token signed on [`crate::env::Checks`], off the async workers and bounded
-//! like signature checks.
+//! parsed and the token signed on [`crate::env::Checks`], bounded like signature checks.
 //! Malformed requests get a 400 naming the field, as JSON like every other error; the TSA
 //! never signs a rejection (`TimeStampResp` with status rejection), so only granted
 //! responses ever carry its signature.
