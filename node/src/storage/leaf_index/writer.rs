@@ -165,7 +165,7 @@ impl<'txn> IndexTables<'txn> {
                 break;
             }
             for key in decode_tail_row(log, index, bytes.value())? {
-                pairs.push((key, index));
+                pairs.push(pair(key, index));
             }
             expected += 1;
         }
@@ -177,7 +177,7 @@ impl<'txn> IndexTables<'txn> {
         self.tail.retain_in((log, from)..(log, to), |_, _| false)?;
         #[cfg(feature = "canaries")] // The planted bug: the flush's last leaf is left out.
         if crate::canary::is(crate::canary::Canary::IndexFlushDropsALeaf) {
-            pairs.retain(|&(_, index)| index + 1 != to);
+            pairs.retain(|&pair| pair_leaf(pair) + 1 != to);
         }
         pairs.sort_unstable();
         let id = meta.next_run;
@@ -200,14 +200,14 @@ impl<'txn> IndexTables<'txn> {
         log: &str,
         run: u64,
         first_key: u64,
-        pairs: &[(u64, u64)],
+        pairs: &[u128],
     ) -> Result<(), DiskError> {
         #[cfg(feature = "canaries")] // The planted bug: the run's last pair is left out.
         let pairs = match pairs.split_last() {
             Some((_, rest)) if crate::canary::is(crate::canary::Canary::FilterMissesAKey) => rest,
             _ => pairs,
         };
-        let filter = run_filter::build(pairs.iter().map(|&(key, _)| key));
+        let filter = run_filter::build(pairs.iter().map(|&pair| pair_key(pair)));
         self.filters
             .insert((log, run, first_key), filter.as_slice())?;
         Ok(())
@@ -217,19 +217,20 @@ impl<'txn> IndexTables<'txn> {
         &mut self,
         log: &str,
         run: u64,
-        pairs: &[(u64, u64)],
+        pairs: &[u128],
         block_entries: usize,
     ) -> Result<(), DiskError> {
         let mut bytes = Vec::with_capacity(block_entries.max(1) * PAIR_BYTES);
         for block in pairs.chunks(block_entries.max(1)) {
             bytes.clear();
-            for (key, leaf) in block {
-                bytes.extend_from_slice(&key.to_be_bytes());
-                bytes.extend_from_slice(&leaf.to_be_bytes());
+            for pair in block {
+                bytes.extend_from_slice(&pair.to_be_bytes());
             }
-            let (first_key, first_leaf) = block[0];
-            self.blocks
-                .insert((log, run, first_key, first_leaf), bytes.as_slice())?;
+            let first = block[0];
+            self.blocks.insert(
+                (log, run, pair_key(first), pair_leaf(first)),
+                bytes.as_slice(),
+            )?;
         }
         Ok(())
     }
@@ -246,7 +247,8 @@ impl<'txn> IndexTables<'txn> {
         let high = slice_start(merge.done + 1, merge.slices);
         // `low` is below 2^64 because `done < slices`.
         let low_key = u64::try_from(low).unwrap_or(u64::MAX);
-        let mut pairs = Vec::new();
+        let estimate = usize_from(merge.slice_estimate() / merge.inputs.len().max(1) as u64);
+        let mut inputs = Vec::with_capacity(merge.inputs.len());
         let mut consumed = Vec::new();
         for &input in &merge.inputs {
             let (start_key, start_leaf) = match self
@@ -260,6 +262,8 @@ impl<'txn> IndexTables<'txn> {
                 }
                 None => (0, 0),
             };
+            // Slightly more than an even share, so the vector rarely grows.
+            let mut slice = Vec::with_capacity(estimate + estimate / 8);
             for row in self
                 .blocks
                 .range((log, input, start_key, start_leaf)..=(log, input, u64::MAX, u64::MAX))?
@@ -269,21 +273,22 @@ impl<'txn> IndexTables<'txn> {
                 if u128::from(first_key) >= high {
                     break;
                 }
-                let block = decode_block((log, input, first_key, first_leaf), bytes.value())?;
-                pairs.extend(block.iter().copied().filter(|&(key, _)| {
-                    let key = u128::from(key);
-                    low <= key && key < high
-                }));
-                let last = block.last().map_or(0, |&(key, _)| key);
+                let last = decode_block_into(
+                    (log, input, first_key, first_leaf),
+                    bytes.value(),
+                    low..high,
+                    &mut slice,
+                )?;
                 if u128::from(last) < high {
                     consumed.push((input, first_key, first_leaf));
                 }
             }
+            inputs.push(slice);
         }
         for (run, key, leaf) in consumed {
             self.blocks.remove((log, run, key, leaf))?;
         }
-        pairs.sort_unstable();
+        let pairs = merge_sorted(inputs);
         self.write_blocks(log, merge.output, &pairs, block_entries)?;
         // Empty slices get a segment too: a key's segment is the last one at or below it.
         self.write_filter(log, merge.output, low_key, &pairs)?;
