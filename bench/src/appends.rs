@@ -164,13 +164,9 @@ impl Workload for AppendLoad {
             let sent = net::send(&url, Some(request.body.clone()), None, self.timeout).await;
             let (kind, wait) = match sent {
                 Ok(answer) if matches!(answer.status, 200 | 201) => return Ok((index, answer)),
-                Ok(Answer {
-                    status: status @ (429 | 503),
-                    retry_after,
-                    ..
-                }) => (
-                    format!("http {status}"),
-                    Duration::from_secs(retry_after.unwrap_or(1).min(5)),
+                Ok(answer) if matches!(answer.status, 429 | 503) => (
+                    format!("http {}", answer.status),
+                    Duration::from_secs(net::retry_after(&answer).unwrap_or(1).min(5)),
                 ),
                 Ok(answer) => return Err(Failure::Error(format!("http {}", answer.status))),
                 Err(kind) => (kind.to_string(), Duration::from_millis(50)),

@@ -7,22 +7,16 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::header;
-use node::network::HttpClient;
+pub(crate) use node::network::Answer;
+use node::network::{CallError, HttpClient};
 
 static CLIENT: LazyLock<HttpClient> = LazyLock::new(node::network::http_client);
 
-/// An answer: its status, its `Retry-After` seconds if any, and its body.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) retry_after: Option<u64>,
-    pub(crate) body: Bytes,
-}
-
-/// A GET of `url`, or a JSON POST when `body` is given, with an optional bearer token. A
-/// transport failure or timeout is named by its kind (`connect`, `transport`, `timeout`).
+/// A GET of `url`, or a JSON POST when `body` is given, with an optional bearer token, through
+/// the node library's `exchange`. A transport failure or timeout (of the whole exchange, body
+/// included) is named by its kind (`connect`, `transport`, `timeout`).
 pub(crate) async fn send(
     url: &str,
     body: Option<Bytes>,
@@ -37,28 +31,18 @@ pub(crate) async fn send(
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     let request = (builder.body(Full::new(body.unwrap_or_default()))).map_err(|_| "request")?;
-    let exchange = async {
-        let response = CLIENT.request(request).await.map_err(|error| {
-            if error.is_connect() {
-                "connect"
-            } else {
-                "transport"
-            }
-        })?;
-        let status = response.status().as_u16();
-        let retry_after = (response.headers().get(header::RETRY_AFTER))
-            .and_then(|value| value.to_str().ok()?.parse().ok());
-        let body = response.into_body().collect().await;
-        let body = body.map_err(|_| "transport")?.to_bytes();
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(Err("timeout"))
+    let exchange = node::network::exchange(&CLIENT, request, timeout);
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(CallError::Request(error))) if error.is_connect() => Err("connect"),
+        Ok(Err(CallError::Timeout(_))) | Err(_) => Err("timeout"),
+        Ok(Err(_)) => Err("transport"),
+    }
+}
+
+/// An answer's `Retry-After` seconds, if any.
+pub(crate) fn retry_after(answer: &Answer) -> Option<u64> {
+    (answer.headers.get(header::RETRY_AFTER)).and_then(|value| value.to_str().ok()?.parse().ok())
 }
 
 /// One request for setup: a GET, or a JSON POST of `body`; the body of a 2xx answer, an error

@@ -57,15 +57,14 @@ impl Blocking {
     }
 }
 
-/// Where CPU-heavy checks of what clients send run (signature verification, parsing large
-/// bodies): through [`Blocking`] (a node runs them on the request's own task: a check is at
-/// most milliseconds of CPU, bounded by the request limits, and handing each to a thread pool
-/// cost two thread wake-ups per request), with at most `running` at once and at most `waiting`
-/// queued behind them. Past that, work is refused ([`Busy`]) instead of queued, so a flood of
-/// expensive requests costs each of them a quick refusal and leaves workers free for the rest.
+/// How CPU-heavy checks of what clients send are bounded (signature verification, parsing large
+/// bodies). A check runs on the request's own task (a check is at most milliseconds of CPU,
+/// bounded by the request limits, and handing each to a thread pool cost two thread wake-ups per
+/// request), with at most `running` at once and at most `waiting` queued behind them. Past that,
+/// work is refused ([`Busy`]) instead of queued, so a flood of expensive requests costs each of
+/// them a quick refusal and leaves workers free for the rest.
 #[derive(Clone, Debug)]
 pub struct Checks {
-    blocking: Blocking,
     /// Held by every check admitted (running or waiting): `running + waiting` permits.
     admitted: Arc<tokio::sync::Semaphore>,
     /// Held by every check running: `running` permits.
@@ -81,10 +80,9 @@ pub struct Busy(pub usize);
 
 impl Checks {
     /// At most `running` checks at once (at least one), and at most `waiting` more queued.
-    pub fn new(blocking: Blocking, running: usize, waiting: usize) -> Checks {
+    pub fn new(running: usize, waiting: usize) -> Checks {
         let running = running.max(1);
         Checks {
-            blocking,
             admitted: Arc::new(tokio::sync::Semaphore::new(running + waiting)),
             running: Arc::new(tokio::sync::Semaphore::new(running)),
             capacity: running + waiting,
@@ -96,34 +94,30 @@ impl Checks {
     /// work: the bound is on a flood's memory and wait, not on a burst of honest clients. (Four
     /// per core turned 64 clients' appends into 503s and one-second retries, cutting the
     /// append rate by more than half.)
-    pub fn per_core(blocking: Blocking) -> Checks {
+    pub fn per_core() -> Checks {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Checks::new(blocking, cores, 64 * cores)
+        Checks::new(cores, 64 * cores)
     }
 
-    /// Runs `work` once admitted, or refuses it at once if `running + waiting` checks are
-    /// already admitted. The permits move into the work, so a caller that goes away (its
-    /// connection closed) does not free its slot before the work is done.
+    /// Runs `work` on the calling task once admitted, or refuses it at once if
+    /// `running + waiting` checks are already admitted. A caller that goes away while waiting
+    /// frees its slot; once `work` has started it runs to the end (it does not yield), so its
+    /// slot is held until it is done.
     pub async fn run<T, F>(&self, work: F) -> Result<T, Busy>
     where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
+        F: FnOnce() -> T,
     {
-        let admitted = Arc::clone(&self.admitted)
-            .try_acquire_owned()
+        let _admitted = self
+            .admitted
+            .try_acquire()
             .map_err(|_| Busy(self.admitted_count()))?;
-        let running = Arc::clone(&self.running)
-            .acquire_owned()
+        let _running = self
+            .running
+            .acquire()
             .await
             // The semaphore is never closed.
             .map_err(|_| Busy(self.admitted_count()))?;
-        Ok(self
-            .blocking
-            .run(move || {
-                let _permits = (admitted, running);
-                work()
-            })
-            .await)
+        Ok(work())
     }
 
     fn admitted_count(&self) -> usize {
@@ -163,8 +157,10 @@ mod tests {
     /// queued; a slot frees only when its work has finished, even if its caller went away.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn checks_refuse_past_their_bound_and_hold_slots_until_done() {
-        let checks = Checks::new(Blocking::Pool, 1, 1);
-        let (started, first_running) = std::sync::mpsc::channel::<()>();
+        let checks = Checks::new(1, 1);
+        let (started, first_running) = tokio::sync::oneshot::channel::<()>();
+        // The first check blocks its worker thread until the test releases it: a check runs on
+        // its caller's task, so the other worker runs the rest.
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let first = tokio::spawn({
             let checks = checks.clone();
@@ -179,10 +175,7 @@ mod tests {
             }
         });
         // The first check runs (and holds the one running slot) before the second is sent.
-        tokio::task::spawn_blocking(move || first_running.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        first_running.await.unwrap();
         let second = tokio::spawn({
             let checks = checks.clone();
             async move { checks.run(|| 8).await }
@@ -192,7 +185,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         assert_eq!(checks.run(|| 9).await, Err(Busy(2)));
-        // The first caller goes away; its work still holds its slot.
+        // The first caller goes away; its work, already running on its task, still holds its slot.
         first.abort();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(checks.run(|| 9).await, Err(Busy(2)));

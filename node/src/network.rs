@@ -128,8 +128,57 @@ pub fn ssl_cert_file() -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certificates)
 }
 
-/// The most bytes [`call`] reads of an answer.
+/// The most bytes [`exchange`] reads of an answer.
 const CALL_ANSWER_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// An answer to [`exchange`]: its status, its headers and its body.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The answer's headers (the bench reads `Retry-After`).
+    pub headers: hyper::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// Why [`exchange`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No answer's head within the timeout.
+    #[error("no answer within {} s", .0.as_secs())]
+    Timeout(Duration),
+    /// The request failed before an answer came (`is_connect`: no connection was made).
+    #[error(transparent)]
+    Request(hyper_util::client::legacy::Error),
+    /// The answer's body failed, or was longer than 16 MiB.
+    #[error("{0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Sends `request` with `client`: the answer's head within `timeout`, then its body (at most
+/// 16 MiB; the caller bounds how long that takes, if it must).
+pub async fn exchange(
+    client: &HttpClient,
+    request: hyper::Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Answer, CallError> {
+    let response = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .map_err(|_| CallError::Timeout(timeout))?
+        .map_err(CallError::Request)?;
+    let (head, body) = response.into_parts();
+    let body = Limited::new(body, CALL_ANSWER_BYTES_MAX)
+        .collect()
+        .await
+        .map_err(CallError::Body)?
+        .to_bytes();
+    Ok(Answer {
+        status: head.status.as_u16(),
+        headers: head.headers,
+        body,
+    })
+}
 
 /// One JSON request with `client` (an admin or health call to a node): the status and the
 /// body, or why no answer came within `timeout`.
@@ -151,17 +200,10 @@ pub async fn call(
     let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|error| format!("{url}: {error}"))?;
-    let response = tokio::time::timeout(timeout, client.request(request))
+    let answer = exchange(client, request, timeout)
         .await
-        .map_err(|_| format!("{url}: no answer within {} s", timeout.as_secs()))?
         .map_err(|error| format!("{url}: {error}"))?;
-    let status = response.status().as_u16();
-    let bytes = Limited::new(response.into_body(), CALL_ANSWER_BYTES_MAX)
-        .collect()
-        .await
-        .map_err(|error| format!("{url}: {error}"))?
-        .to_bytes();
-    Ok((status, bytes))
+    Ok((answer.status, answer.body))
 }
 
 /// A new HTTP/1.1-over-TLS client with keep-alive for Raft RPCs, authenticating with `tls`.

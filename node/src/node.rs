@@ -311,7 +311,7 @@ impl Node {
             metrics,
             admin_token: settings.admin_token,
             // CPU work, not disk work: on the request's own task (see `Checks`).
-            checks: Checks::per_core(Blocking::Inline),
+            checks: Checks::per_core(),
             blocking: env.blocking,
             public_url: settings.public_url,
             ca,
