@@ -187,7 +187,13 @@ async fn wait_for_leader(nodes: &[Arc<Node>]) -> anyhow::Result<Arc<Node>> {
 
 async fn fill_running(args: &FillArgs, nodes: &[Arc<Node>]) -> anyhow::Result<FillResult> {
     let mut leader = wait_for_leader(nodes).await?;
-    // The leader applies everything committed in earlier terms before it may be written to.
+    // The log's size counts only once the leader has applied every entry committed in earlier
+    // terms: an earlier phase's last appends may be committed but not yet applied here.
+    leader
+        .raft()
+        .ensure_linearizable()
+        .await
+        .context("waiting for the leader to apply what earlier terms committed")?;
     let from = head_of(&leader)?.tree_size;
     ensure!(
         args.to >= from,
