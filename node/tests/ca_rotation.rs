@@ -16,31 +16,13 @@
 // Test harness code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod dev_cluster;
 
-use dev_cluster::{Dev, NODE_BIN, cairn, text};
-
-fn get_json(url: &str) -> serde_json::Value {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&answer[..split]).to_string();
-    assert!(head.starts_with("HTTP/1.1 200"), "{url}: {head}");
-    serde_json::from_slice(&answer[split + 4..]).unwrap()
-}
+use dev_cluster::{Dev, NODE_BIN, cairn, get_json, text};
 
 /// Signs `name` through `url` over the signing config's Rekor v2 (with a timestamp): the
 /// artifact and its bundle.

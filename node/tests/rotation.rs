@@ -12,40 +12,12 @@
 // Test harness code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod dev_cluster;
 
-use dev_cluster::{Dev, NODE_BIN, cairn, text};
-
-/// A plain HTTP/1.1 request on loopback: (status, body).
-fn request(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_at(rest.find('/').unwrap());
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&answer[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, answer[split + 4..].to_vec())
-}
-
-fn get_json(url: &str) -> serde_json::Value {
-    let (status, body) = request("GET", url, b"");
-    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).unwrap()
-}
+use dev_cluster::{Dev, NODE_BIN, cairn, get_json, request, text};
 
 /// Signs `name` (with `contents`) through `url`, over Rekor v1 or the signing config's v2:
 /// the artifact and its bundle.

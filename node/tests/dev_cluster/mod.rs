@@ -1,9 +1,10 @@
 //! A `cairn-node dev` cluster and the `cairn` binary, for tests of the client's commands
 //! against real nodes.
 
-// Test harness code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+// Test harness code: a failed unwrap is a failed test. Not every test file uses every helper.
+#![allow(clippy::unwrap_used, dead_code)]
 
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -62,4 +63,37 @@ pub(crate) fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// A plain HTTP/1.1 request on loopback: (status, body).
+pub(crate) fn request(method: &str, url: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&answer[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, answer[split + 4..].to_vec())
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+pub(crate) fn get(url: &str) -> (u16, Vec<u8>) {
+    request("GET", url, b"")
+}
+
+/// The JSON body of a GET that must answer 200.
+pub(crate) fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = get(url);
+    assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
 }
