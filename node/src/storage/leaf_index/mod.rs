@@ -207,9 +207,9 @@ fn pair_leaf(pair: u128) -> u64 {
 }
 
 /// Appends to `out` the pairs ([`pair`]) of a stored block whose keys are in `keys`, and
-/// returns the block's last key. Checks the block's shape: whole pairs, the first one its key, each pair at
-/// or above the one before, the block's included (so pairs appended block after block stay in
-/// order: a merge relies on it).
+/// returns the block's last key. Checks the block's shape: whole pairs, the first one its key,
+/// each pair at or above the one before, the block's included (so pairs appended block after
+/// block stay in order: a merge relies on it).
 fn decode_block_into(
     key: (&str, u64, u64, u64),
     bytes: &[u8],
