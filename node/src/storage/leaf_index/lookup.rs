@@ -49,33 +49,6 @@ fn runs_to_read(meta: &IndexMeta, key: u64, may_hold: &MayHold<'_>) -> Result<Ve
 /// For each complete run asked about, whether its filter may hold the key looked up.
 pub(crate) type MayHold<'a> = dyn Fn(&[u64]) -> Result<Vec<bool>, DiskError> + 'a;
 
-/// Pair `position` of a block's bytes (whose length is a multiple of [`PAIR_BYTES`]).
-fn pair_at(bytes: &[u8], position: usize) -> (u64, u64) {
-    let at = position * PAIR_BYTES;
-    let mut key = [0u8; 8];
-    let mut leaf = [0u8; 8];
-    key.copy_from_slice(&bytes[at..at + 8]);
-    leaf.copy_from_slice(&bytes[at + 8..at + PAIR_BYTES]);
-    (u64::from_be_bytes(key), u64::from_be_bytes(leaf))
-}
-
-/// A stored block's bytes, checked for shape: whole pairs, the first one its key. (Order inside
-/// is not checked here: a lookup only ever takes candidates from it, which are checked against
-/// the leaves.)
-fn block_bytes<'b>(key: (&str, u64, u64, u64), bytes: &'b [u8]) -> Result<&'b [u8], DiskError> {
-    if bytes.is_empty()
-        || !bytes.len().is_multiple_of(PAIR_BYTES)
-        || pair_at(bytes, 0) != (key.2, key.3)
-    {
-        return Err(DiskError::corrupt(
-            "index_blocks",
-            &format_args!("{key:?}"),
-            format!("{} bytes, not whole pairs starting at the key", bytes.len()),
-        ));
-    }
-    Ok(bytes)
-}
-
 /// Every leaf index paired with `key` in run `run`: one descent to the last block that can hold
 /// `key`, then backwards while earlier blocks can too (deduplication's lookup).
 fn run_find_all<T: ReadableTable<BlockKey, &'static [u8]>>(

@@ -189,6 +189,33 @@ fn decode_tail_row(log: &str, index: u64, bytes: &[u8]) -> Result<Vec<u64>, Disk
         .collect())
 }
 
+/// Pair `position` of a block's bytes (whose length is a multiple of [`PAIR_BYTES`]).
+fn pair_at(bytes: &[u8], position: usize) -> (u64, u64) {
+    let at = position * PAIR_BYTES;
+    let mut key = [0u8; 8];
+    let mut leaf = [0u8; 8];
+    key.copy_from_slice(&bytes[at..at + 8]);
+    leaf.copy_from_slice(&bytes[at + 8..at + PAIR_BYTES]);
+    (u64::from_be_bytes(key), u64::from_be_bytes(leaf))
+}
+
+/// A stored block's bytes, checked for shape: whole pairs, the first one its key. (Order inside
+/// is not checked here: a lookup only ever takes candidates from it, which are checked against
+/// the leaves.)
+fn block_bytes<'b>(key: (&str, u64, u64, u64), bytes: &'b [u8]) -> Result<&'b [u8], DiskError> {
+    if bytes.is_empty()
+        || !bytes.len().is_multiple_of(PAIR_BYTES)
+        || pair_at(bytes, 0) != (key.2, key.3)
+    {
+        return Err(DiskError::corrupt(
+            "index_blocks",
+            &format_args!("{key:?}"),
+            format!("{} bytes, not whole pairs starting at the key", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// A pair as the writer handles it: the index key in the high half, the leaf index in the low
 /// one, so that pairs order as (key, leaf index) and write as 16 big-endian bytes.
 fn pair(key: u64, leaf: u64) -> u128 {
@@ -207,42 +234,30 @@ fn pair_leaf(pair: u128) -> u64 {
 }
 
 /// Appends to `out` the pairs ([`pair`]) of a stored block whose keys are in `keys`, and
-/// returns the block's last key. Checks the block's shape: whole pairs, the first one its key,
-/// each pair at or above the one before, the block's included (so pairs appended block after
-/// block stay in order: a merge relies on it).
+/// returns the block's last key. Checks the block's shape ([`block_bytes`]) and that each pair
+/// is at or above the one before, the block's included (so pairs appended block after block
+/// stay in order: a merge relies on it).
 fn decode_block_into(
     key: (&str, u64, u64, u64),
     bytes: &[u8],
     keys: std::ops::Range<u128>,
     out: &mut Vec<u128>,
 ) -> Result<u64, DiskError> {
-    if bytes.is_empty() || !bytes.len().is_multiple_of(PAIR_BYTES) {
-        return Err(DiskError::corrupt(
-            "index_blocks",
-            &format_args!("{key:?}"),
-            format!("{} bytes, not a positive multiple of 16", bytes.len()),
-        ));
-    }
-    let out_of_order = || {
-        DiskError::corrupt(
-            "index_blocks",
-            &format_args!("{key:?}"),
-            "pairs out of order or not starting at the key",
-        )
-    };
-    let first = pair(key.2, key.3);
+    let bytes = block_bytes(key, bytes)?;
     let mut previous = out.last().copied().unwrap_or(0);
-    for (position, chunk) in bytes.chunks_exact(PAIR_BYTES).enumerate() {
-        let mut be = [0u8; PAIR_BYTES];
-        be.copy_from_slice(chunk);
-        // Big-endian: the index key in the high half, the leaf index in the low one.
-        let pair = u128::from_be_bytes(be);
-        if (position == 0 && pair != first) || pair < previous {
-            return Err(out_of_order());
+    for position in 0..bytes.len() / PAIR_BYTES {
+        let (index_key, leaf) = pair_at(bytes, position);
+        let current = pair(index_key, leaf);
+        if current < previous {
+            return Err(DiskError::corrupt(
+                "index_blocks",
+                &format_args!("{key:?}"),
+                "pairs out of order",
+            ));
         }
-        previous = pair;
-        if keys.contains(&u128::from(pair_key(pair))) {
-            out.push(pair);
+        previous = current;
+        if keys.contains(&u128::from(index_key)) {
+            out.push(current);
         }
     }
     Ok(pair_key(previous))
