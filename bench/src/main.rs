@@ -116,8 +116,8 @@ enum Commands {
     /// Runs each part as a child process of this binary with the report's settings (appends
     /// on 1 and 3 nodes at several client counts, the keyless CA), each with the leader's CPU
     /// profile, then writes OUT/report.json, OUT/README.md (each part's table, the leader's
-    /// hottest code among its columns) and each part's raw JSON in OUT/raw/. `scripts/bench-report` installs what it needs, builds and
-    /// runs it:
+    /// hottest code among its columns) and each part's raw JSON in OUT/raw/.
+    /// `scripts/bench-report` installs what it needs, builds and runs it:
     ///
     ///   scripts/bench-report
     ///

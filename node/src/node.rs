@@ -310,7 +310,6 @@ impl Node {
             clock: env.clock,
             metrics,
             admin_token: settings.admin_token,
-            // CPU work, not disk work: on the request's own task (see `Checks`).
             checks: Checks::per_core(),
             blocking: env.blocking,
             public_url: settings.public_url,
