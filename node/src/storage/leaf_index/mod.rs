@@ -71,7 +71,9 @@ pub struct IndexShape {
     pub fanout: usize,
     /// Pairs per block: 240 pairs (3,840 bytes) and the block's key fit one 4 KiB redb page.
     pub block_entries: usize,
-    /// Pairs a merge slice aims at.
+    /// Pairs a merge slice aims at (at most). 12,800: a slice's filter segment, at 10 bits per
+    /// pair rounded up to a power of two (`run_filter::build`), is then 2^17 bits with a
+    /// little to spare, not 2^18.
     pub slice_entries: u64,
     /// Merge work (pairs read and written) each appended leaf pays for: above the write
     /// amplification of the levels (about one per level), so that merges keep up.
@@ -84,7 +86,7 @@ impl Default for IndexShape {
             tail_leaves: 4096,
             fanout: 4,
             block_entries: 240,
-            slice_entries: 16_384,
+            slice_entries: 12_800,
             work_per_leaf: 48,
         }
     }
