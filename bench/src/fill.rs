@@ -80,6 +80,12 @@ pub(crate) struct FillResult {
     /// every replica's Raft log and state database, page writes included), per entry added;
     /// `None` where /proc does not say.
     pub(crate) written_bytes_per_entry: Option<f64>,
+    /// Of `seconds`, the share in which some task on the machine waited for storage
+    /// (`/proc/pressure/io`, "some"), in percent: contention for the disk, from this fill or
+    /// from anything else, which moves fill rates from run to run; `None` where the kernel
+    /// does not say.
+    #[serde(default)]
+    pub(crate) io_stalled_percent: Option<f64>,
     /// The leader's signed checkpoint after every batch (C2SP signed notes), oldest first:
     /// trusted sizes and roots for consistency proofs later.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -101,8 +107,15 @@ pub(crate) fn node_configs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
     let result = fill(&args).await?;
     eprintln!(
-        "filled {} -> {} entries in {:.1} s ({:.0}/s), settled in {:.1} s",
-        result.from, result.to, result.seconds, result.entries_per_second, result.settle_seconds
+        "filled {} -> {} entries in {:.1} s ({:.0}/s), settled in {:.1} s{}",
+        result.from,
+        result.to,
+        result.seconds,
+        result.entries_per_second,
+        result.settle_seconds,
+        (result.io_stalled_percent)
+            .map(|percent| format!("; the disk stalled some task {percent:.1}% of the fill"))
+            .unwrap_or_default()
     );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&result)?)
@@ -214,6 +227,7 @@ async fn fill_running(args: &FillArgs, nodes: &[Arc<Node>]) -> anyhow::Result<Fi
     );
     let started = Instant::now();
     let written_before = written_bytes();
+    let stalled_before = io_stalled_micros();
     let (sender, mut receiver) =
         tokio::sync::mpsc::channel::<anyhow::Result<Vec<Vec<u8>>>>(args.in_flight * 2);
     let stop = Arc::new(AtomicBool::new(false));
@@ -309,6 +323,9 @@ async fn fill_running(args: &FillArgs, nodes: &[Arc<Node>]) -> anyhow::Result<Fi
     }
     result?;
     let seconds = started.elapsed().as_secs_f64();
+    let io_stalled_percent = stalled_before
+        .zip(io_stalled_micros())
+        .map(|(before, after)| after.saturating_sub(before) as f64 / 1e4 / seconds.max(1e-9));
 
     // The proposals may complete out of order; checkpoints are kept by size.
     checkpoints.sort_by_key(|(size, _)| *size);
@@ -334,6 +351,7 @@ async fn fill_running(args: &FillArgs, nodes: &[Arc<Node>]) -> anyhow::Result<Fi
         written_bytes_per_entry: written_before
             .zip(written_bytes())
             .map(|(before, after)| after.saturating_sub(before) as f64 / total.max(1) as f64),
+        io_stalled_percent,
         checkpoints: checkpoints.into_iter().map(|(_, text)| text).collect(),
     })
 }
@@ -345,6 +363,20 @@ fn written_bytes() -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("write_bytes:"))
         .and_then(|value| value.trim().parse().ok())
+}
+
+/// The microseconds in which some task on the machine waited for storage, since boot: the
+/// "some" line's `total` in `/proc/pressure/io` (Linux 4.20 and later, with PSI on).
+fn io_stalled_micros() -> Option<u64> {
+    some_total(&std::fs::read_to_string("/proc/pressure/io").ok()?)
+}
+
+/// The `total` of the "some" line of a pressure file's `text`.
+fn some_total(text: &str) -> Option<u64> {
+    let some = text.lines().find(|line| line.starts_with("some "))?;
+    some.split_whitespace()
+        .find_map(|field| field.strip_prefix("total="))
+        .and_then(|value| value.parse().ok())
 }
 
 /// The head's checkpoint verifies under the log's key, as a client verifies it, and names the
@@ -491,4 +523,19 @@ fn signed_leaves(tag: &str, batch: u64, count: u64) -> anyhow::Result<Vec<Vec<u8
             Ok(signer.sign(&artifact)?.0)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::some_total;
+
+    #[test]
+    fn the_some_total_is_read_from_a_pressure_file() {
+        let text = "some avg10=5.02 avg60=4.80 avg300=2.88 total=818056022\n\
+                    full avg10=0.16 avg60=0.87 avg300=0.32 total=381089950\n";
+        assert_eq!(some_total(text), Some(818_056_022));
+        assert_eq!(some_total("full avg10=0.00 total=5\n"), None);
+        assert_eq!(some_total("some avg10=0.00 total=x\n"), None);
+        assert_eq!(some_total(""), None);
+    }
 }
