@@ -29,6 +29,13 @@ const BATCH_MAX: usize = node::state_machine::BATCH_LEAVES_MAX;
 /// Raft entries per AppendEntries message during the fill: with batches of a few MiB, the
 /// node's default of 64 could exceed the cluster listener's 64 MiB body limit.
 const FILL_PAYLOAD_ENTRIES: u64 = 8;
+/// Raft entries between snapshots during the fill (each followed by a purge of the log it
+/// covers): 100 batches of 4,096 leaves, 409,600 leaves. A node's configured 10,000 entries
+/// hold about as many leaves at the batch sizes it proposes under sustained load (40 to 60
+/// leaves, docs/benchmarks/appends.md); at the fill's 4,096 they would be 41 million leaves,
+/// so a fill to 10^7 kept its whole Raft log until the end, 4.5 GB per node (now at most a
+/// few hundred MB). The fill rate was the same either way (docs/benchmarks/scale.md).
+const FILL_SNAPSHOT_ENTRIES: u64 = 100;
 /// Attempts per batch: leadership can move while the machine is saturated.
 const PROPOSE_ATTEMPTS: u32 = 5;
 /// A proposal's outcome, with its batch (to propose again) and how often it was retried.
@@ -127,7 +134,8 @@ pub(crate) async fn fill_command(args: FillArgs) -> anyhow::Result<()> {
 /// Starts a node of the stopped cluster in this process, as `cairn-node run` would, with Raft
 /// settings for a fill.
 async fn start_node(config_path: &Path) -> anyhow::Result<Serving> {
-    let file = NodeFile::load(config_path)?;
+    let mut file = NodeFile::load(config_path)?;
+    file.raft.snapshot_every_entries = FILL_SNAPSHOT_ENTRIES;
     // The public API too, with no limits per client address: a node that must install a
     // snapshot fetches bundles from it.
     let public = node::http::PublicOptions::plain(node::config::ConnectionLimits::default());
