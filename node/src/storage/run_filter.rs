@@ -42,11 +42,11 @@ const PROBES: u64 = 7;
 ///
 /// Its size in bits is 10 per pair rounded up to a power of two (merge slices are sized so
 /// that theirs gets 10 to 11 bits per pair, see `IndexShape::slice_entries`), so that a
-/// probe's bit is its hash masked rather than divided:
-/// a 64-bit division per probe was most of the cost of building and probing filters, which
-/// grows with the number of levels. Filters written before were any multiple of 64 bits, and
-/// [`bit_position`] takes their remainder as before; a node of that version takes the
-/// remainder of a power-of-two size, which is the same bit, so the format is unchanged.
+/// probe's bit is its hash masked rather than divided: a 64-bit division per probe was most of
+/// the cost of building and probing filters, which grows with the number of levels. Filters
+/// written before were any multiple of 64 bits, and [`bit_position`] takes their remainder as
+/// before; a node of that version takes the remainder of a power-of-two size, which is the
+/// same bit, so the format is unchanged.
 pub(crate) fn build(keys: impl ExactSizeIterator<Item = u64>) -> Vec<u8> {
     let bits = (keys.len() * BITS_PER_PAIR).max(64).next_power_of_two();
     let mut filter = vec![0u8; bits / 8];
@@ -257,13 +257,14 @@ mod tests {
     /// multiple of 64 bits (as they were) is still read by remainder.
     #[test]
     fn filters_read_alike_by_mask_and_by_remainder() {
-        let by_remainder = |filter: &[u8], key: u64| {
-            let bits = filter.len() as u64 * 8;
+        // The probes as a node of that version computes them.
+        let remainder_probes = |key: u64, bits: u64| {
             let step = key.rotate_left(32) | 1;
-            (0..PROBES).all(|probe| {
-                let bit = key.wrapping_add(probe.wrapping_mul(step)) % bits;
-                filter[usize_from(bit / 8)] & (1 << (bit % 8)) != 0
-            })
+            (0..PROBES).map(move |probe| key.wrapping_add(probe.wrapping_mul(step)) % bits)
+        };
+        let by_remainder = |filter: &[u8], key: u64| {
+            remainder_probes(key, filter.len() as u64 * 8)
+                .all(|bit| filter[usize_from(bit / 8)] & (1 << (bit % 8)) != 0)
         };
         for count in [0, 1, 6, 7, 100, 1_000, 16_384, 20_000] {
             let keys: Vec<u64> = (0..count).map(key).collect();
@@ -280,10 +281,7 @@ mod tests {
         }
         // 96 bytes (768 bits, not a power of two): probes are taken by remainder.
         let mut old = vec![0u8; 96];
-        let bits = old.len() as u64 * 8;
-        let step = key(1).rotate_left(32) | 1;
-        for probe in 0..PROBES {
-            let bit = key(1).wrapping_add(probe.wrapping_mul(step)) % bits;
+        for bit in remainder_probes(key(1), 96 * 8) {
             old[usize_from(bit / 8)] |= 1 << (bit % 8);
         }
         assert!(may_hold(&old, key(1)) && by_remainder(&old, key(1)));
