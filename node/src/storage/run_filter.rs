@@ -78,6 +78,26 @@ fn bit_position(hash: u64, bits: u64) -> u64 {
     }
 }
 
+/// A filter of a power-of-two size laid out at another power-of-two `size`, answering for
+/// every key as it did or (when folded smaller) "maybe" more often: a probe's bit is its hash
+/// masked to the size, so a filter repeated to twice its size has every bit where it was, and
+/// one folded to half its size (the halves or-ed) has every bit that either half had. A segment
+/// of another size than the run's others (a slice with a few more pairs, or none) is rare, so
+/// the false "maybe"s folding adds are rare too.
+fn resize(filter: &[u8], size: usize) -> impl Iterator<Item = u8> + '_ {
+    (0..size).map(move |byte| {
+        if filter.len() <= size {
+            filter[byte % filter.len()]
+        } else {
+            filter
+                .iter()
+                .skip(byte)
+                .step_by(size)
+                .fold(0, |all, bits| all | bits)
+        }
+    })
+}
+
 /// The bits a key sets: double hashing on the key's two halves.
 fn probes(key: u64, bits: u64) -> impl Iterator<Item = u64> {
     let first = key;
@@ -88,8 +108,17 @@ fn probes(key: u64, bits: u64) -> impl Iterator<Item = u64> {
 /// The filter segments of one complete run, read once.
 #[derive(Debug, Default)]
 pub(crate) struct RunFilter {
-    /// (first key, filter bytes), by first key.
-    segments: Vec<(u64, Vec<u8>)>,
+    /// The first index key of each segment, ascending.
+    starts: Vec<u64>,
+    /// Where each segment's bytes begin in `bits`, and where the last one ends.
+    offsets: Vec<usize>,
+    /// Every segment's filter bytes, back to back: one allocation per run.
+    bits: Vec<u8>,
+    /// The size of every segment, when all have one size and start at the slice starts of an
+    /// even split of the keys (every flush, and every merge output without empty slices): a
+    /// key's segment is then computed from the key alone, so a probe waits for one cache
+    /// miss (the filter's byte) rather than two (the segment's entry, then its byte).
+    even: Option<usize>,
 }
 
 impl RunFilter {
@@ -99,12 +128,63 @@ impl RunFilter {
         log: &str,
         run: u64,
     ) -> Result<RunFilter, DiskError> {
-        let mut segments = Vec::new();
+        let mut filter = RunFilter::default();
         for row in filters.range((log, run, 0)..=(log, run, u64::MAX))? {
             let (key, bytes) = row?;
-            segments.push((key.value().2, bytes.value().to_vec()));
+            filter.push(key.value().2, bytes.value());
         }
-        Ok(RunFilter { segments })
+        Ok(filter.finish())
+    }
+
+    /// The filter of `segments` (first key, filter bytes), in key order.
+    #[cfg(test)]
+    fn from_segments(segments: Vec<(u64, Vec<u8>)>) -> RunFilter {
+        let mut filter = RunFilter::default();
+        for (start, bytes) in segments {
+            filter.push(start, &bytes);
+        }
+        filter.finish()
+    }
+
+    /// Adds the segment starting at `start` (above those before it) with filter `bytes`.
+    fn push(&mut self, start: u64, bytes: &[u8]) {
+        self.starts.push(start);
+        self.offsets.push(self.bits.len());
+        self.bits.extend_from_slice(bytes);
+    }
+
+    /// Ends the segments. Where they are an even split of the keys and their sizes powers of
+    /// two (every flush and merge output since filter sizes were), lays them out at one size,
+    /// so that a key's segment is found by arithmetic (`position`).
+    fn finish(mut self) -> RunFilter {
+        self.offsets.push(self.bits.len());
+        let count = self.starts.len();
+        let sizes: Vec<usize> = self
+            .offsets
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .collect();
+        let even_split = count > 0
+            && self.starts.iter().zip(0u64..).all(|(&start, slice)| {
+                u128::from(start) == (u128::from(slice) << 64) / count as u128
+            });
+        if !even_split || !sizes.iter().all(|size| size.is_power_of_two()) {
+            return self;
+        }
+        let mut sorted = sizes.clone();
+        sorted.sort_unstable();
+        let size = sorted[count / 2];
+        if sizes.iter().any(|&other| other != size) {
+            let mut bits = Vec::with_capacity(count * size);
+            for position in 0..count {
+                let segment = &self.bits[self.offsets[position]..self.offsets[position + 1]];
+                bits.extend(resize(segment, size));
+            }
+            self.bits = bits;
+            self.offsets = (0..=count).map(|position| position * size).collect();
+        }
+        self.even = Some(size);
+        self
     }
 
     /// Whether the run may hold `key`: false only if its filter says it does not.
@@ -126,35 +206,35 @@ impl RunFilter {
         }
     }
 
-    /// The filter of the segment that covers `key`: the one with the greatest start at or
-    /// below it. A merge output's segments start at its slices' starts, evenly spread over the
-    /// keys, so the position is computed first and only checked (a search is the fallback).
+    /// The filter of the segment that covers `key`.
     fn segment(&self, key: u64) -> Option<&[u8]> {
-        let count = self.segments.len();
-        let guess = usize_from(((u128::from(key) * count as u128) >> 64) as u64);
-        let covers = |position: usize| {
-            self.segments[position].0 <= key
-                && self
-                    .segments
-                    .get(position + 1)
-                    .is_none_or(|(next, _)| *next > key)
+        let position = self.position(key)?;
+        let (begin, end) = match self.even {
+            Some(size) => (position * size, (position + 1) * size),
+            None => (self.offsets[position], self.offsets[position + 1]),
         };
-        let position = if guess < count && covers(guess) {
-            guess
-        } else {
-            self.segments
-                .partition_point(|(first, _)| *first <= key)
-                .checked_sub(1)?
-        };
-        Some(&self.segments[position].1)
+        self.bits.get(begin..end)
+    }
+
+    /// The segment that covers `key`: the one with the greatest start at or below it.
+    fn position(&self, key: u64) -> Option<usize> {
+        if self.even.is_none() {
+            return self
+                .starts
+                .partition_point(|&first| first <= key)
+                .checked_sub(1);
+        }
+        // Slice `s` of `count` starts at floor(s * 2^64 / count), so `key` is in the slice of
+        // its even share or, where that start was rounded down onto it, the first of the next.
+        let count = self.starts.len() as u128;
+        let share = (u128::from(key) * count) >> 64;
+        let in_next = (u128::from(key) + 1) * count > (share + 1) << 64;
+        Some(usize_from(share as u64) + usize::from(in_next))
     }
 
     /// The bytes this filter occupies in memory.
     fn bytes(&self) -> usize {
-        self.segments
-            .iter()
-            .map(|(_, filter)| filter.len() + 8)
-            .sum()
+        self.bits.len() + self.starts.len() * 16
     }
 }
 
@@ -291,68 +371,90 @@ mod tests {
     fn the_segment_at_or_below_a_key_answers_for_it() {
         let low: Vec<u64> = (0..100).map(|i| i * 10).collect();
         let high: Vec<u64> = (0..100).map(|i| 1 << 40 | i).collect();
-        let run = RunFilter {
-            segments: vec![
-                (0, build(low.iter().copied())),
-                (1 << 40, build(high.iter().copied())),
-            ],
-        };
+        let run = RunFilter::from_segments(vec![
+            (0, build(low.iter().copied())),
+            (1 << 40, build(high.iter().copied())),
+        ]);
         assert!(low.iter().chain(&high).all(|&k| run.may_hold(k)));
         // A run whose first segment starts above a key (slices merged before filters existed)
         // may hold it.
-        let late = RunFilter {
-            segments: vec![(1 << 40, build(high.iter().copied()))],
-        };
+        let late = RunFilter::from_segments(vec![(1 << 40, build(high.iter().copied()))]);
         assert!(late.may_hold(5));
         assert!(RunFilter::default().may_hold(5));
     }
 
+    /// A run's filter segments: first key and filter bytes.
+    type Segments = Vec<(u64, Vec<u8>)>;
+
     /// The segment a key's position is computed to be in is the one a search finds, for
-    /// segments at a merge's slice starts and for any others.
+    /// segments at a merge's slice starts and for any others. Its bytes are that segment's,
+    /// or, laid out at the run's common size, answer as they did (or "maybe" where folded).
     #[test]
     fn the_computed_segment_is_the_searched_one() {
         let slice_start = |slice: u64, slices: u64| {
             u64::try_from((u128::from(slice) << 64) / u128::from(slices)).unwrap_or(u64::MAX)
         };
-        let searched = |run: &RunFilter, key: u64| {
-            let after = run.segments.partition_point(|(first, _)| *first <= key);
-            after
-                .checked_sub(1)
-                .map(|position| run.segments[position].1.as_ptr())
+        // Segments of one key each have one size; of `slice` keys each, all different sizes.
+        let even = |slices: u64, keys_per_slice: fn(u64) -> u64| {
+            (0..slices)
+                .map(|slice| {
+                    let keys = (0..keys_per_slice(slice)).map(|i| key(slice << 20 | i));
+                    (
+                        slice_start(slice, slices),
+                        build(keys.collect::<Vec<_>>().into_iter()),
+                    )
+                })
+                .collect::<Vec<_>>()
         };
-        let even = |slices: u64| RunFilter {
-            segments: (0..slices)
-                .map(|slice| (slice_start(slice, slices), build([key(slice)].into_iter())))
-                .collect(),
-        };
-        let uneven = RunFilter {
-            segments: [0, 7, 1 << 20, 1 << 63, u64::MAX - 1]
-                .into_iter()
-                .map(|first| (first, build([key(first)].into_iter())))
-                .collect(),
-        };
-        let late = RunFilter {
-            segments: vec![(1 << 40, build([key(1)].into_iter()))],
-        };
-        let runs = [
-            even(1),
-            even(3),
-            even(7),
-            even(1024),
-            even(1000),
-            uneven,
-            late,
+        let uneven = [0, 7, 1 << 20, 1 << 63, u64::MAX - 1]
+            .into_iter()
+            .map(|first| (first, build([key(first)].into_iter())))
+            .collect();
+        let late = vec![(1 << 40, build([key(1)].into_iter()))];
+        // Segments, and whether they lay out evenly.
+        let cases: Vec<(Segments, bool)> = vec![
+            (even(1, |_| 1), true),
+            (even(3, |_| 1), true),
+            (even(7, |_| 1), true),
+            (even(1024, |_| 1), true),
+            (even(1000, |_| 1), true),
+            // 8 to 128 bytes, laid out at 64: repeated or folded.
+            (even(9, |slice| slice * 10), true),
+            // Sizes not powers of two (filters from before they were) are searched.
+            (vec![(0, vec![0xff; 96]), (1 << 63, vec![0xff; 96])], false),
+            (uneven, false),
+            (late, false),
         ];
         let mut keys: Vec<u64> = (0..20_000).map(key).collect();
-        for run in &runs {
-            for (first, _) in &run.segments {
+        for (segments, _) in &cases {
+            for (first, _) in segments {
                 keys.extend([first.wrapping_sub(1), *first, first.wrapping_add(1)]);
             }
         }
         keys.extend([0, u64::MAX]);
-        for run in &runs {
+        for (segments, even) in cases {
+            let run = RunFilter::from_segments(segments.clone());
+            assert_eq!(run.even.is_some(), even, "{} segments", segments.len());
             for &k in &keys {
-                assert_eq!(run.segment(k).map(<[u8]>::as_ptr), searched(run, k), "{k}");
+                let searched = segments
+                    .partition_point(|(first, _)| *first <= k)
+                    .checked_sub(1);
+                assert_eq!(run.position(k), searched, "{k}");
+                let Some(position) = searched else {
+                    assert_eq!(run.segment(k), None);
+                    continue;
+                };
+                let original = segments[position].1.as_slice();
+                let segment = run.segment(k).unwrap();
+                if segment.len() == original.len() {
+                    assert_eq!(segment, original, "{k}");
+                }
+                let answer = may_hold(segment, k);
+                if segment.len() >= original.len() {
+                    assert_eq!(answer, may_hold(original, k), "{k}");
+                } else {
+                    assert!(answer || !may_hold(original, k), "{k}");
+                }
             }
         }
     }
@@ -368,9 +470,10 @@ mod tests {
         let filters: Vec<Arc<RunFilter>> = held
             .iter()
             .map(|keys| {
-                Arc::new(RunFilter {
-                    segments: vec![(0, build(keys.iter().copied()))],
-                })
+                Arc::new(RunFilter::from_segments(vec![(
+                    0,
+                    build(keys.iter().copied()),
+                )]))
             })
             .collect();
         for run in [3, 0, 4, 1, 2] {
