@@ -528,7 +528,7 @@ fn blocks(path: &Path) -> u64 {
 
 /// The columns of the `scale` table (also the suite report's), one row per size.
 const COLUMNS: &str = "entries=entries | fill entries/s=fill.entries_per_second:0 \
-    | fill IO stalled %=fill.io_stalled_percent:1 \
+    | fill IO stalled %=fill.io_stalled_percent:1 | fill CPU µs/entry=fill.cpu_micros_per_entry:1 \
     | fill written B/entry=fill.written_bytes_per_entry:0 \
     | state B/entry/node=disk.state_bytes_per_entry:0 | Raft log B/entry=disk.raft_log_bytes_per_entry:1 \
     | appends/s=appends.appends_per_second:0 | append p50 ms=appends.latency.p50_ms:1 \
