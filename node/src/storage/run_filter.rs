@@ -114,10 +114,11 @@ pub(crate) struct RunFilter {
     offsets: Vec<usize>,
     /// Every segment's filter bytes, back to back: one allocation per run.
     bits: Vec<u8>,
-    /// The size of every segment, when all have one size and start at the slice starts of an
-    /// even split of the keys (every flush, and every merge output without empty slices): a
-    /// key's segment is then computed from the key alone, so a probe waits for one cache
-    /// miss (the filter's byte) rather than two (the segment's entry, then its byte).
+    /// The size of every segment, when they start at the slice starts of an even split of the
+    /// keys at power-of-two sizes (every flush and merge output since sizes were), laid out at
+    /// one size by `finish`: a key's segment is then computed from the key alone, so a probe
+    /// waits for one cache miss (the filter's byte) rather than two (the segment's entry, then
+    /// its byte).
     even: Option<usize>,
 }
 
