@@ -98,6 +98,13 @@ fn resize(filter: &[u8], size: usize) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
+/// The first key of slice `slice` of `slices` (2^64 for `slice == slices`): the split of the
+/// keys a merge writes its output by, a segment per slice, which [`RunFilter`] recognises so as
+/// to compute a key's segment rather than search for it.
+pub(crate) fn slice_start(slice: u64, slices: u64) -> u128 {
+    (u128::from(slice) << 64) / u128::from(slices.max(1))
+}
+
 /// The bits a key sets: double hashing on the key's two halves.
 fn probes(key: u64, bits: u64) -> impl Iterator<Item = u64> {
     let first = key;
@@ -166,9 +173,11 @@ impl RunFilter {
             .map(|pair| pair[1] - pair[0])
             .collect();
         let even_split = count > 0
-            && self.starts.iter().zip(0u64..).all(|(&start, slice)| {
-                u128::from(start) == (u128::from(slice) << 64) / count as u128
-            });
+            && self
+                .starts
+                .iter()
+                .zip(0u64..)
+                .all(|(&start, slice)| u128::from(start) == slice_start(slice, count as u64));
         if !even_split || !sizes.iter().all(|size| size.is_power_of_two()) {
             return self;
         }
@@ -225,8 +234,9 @@ impl RunFilter {
                 .partition_point(|&first| first <= key)
                 .checked_sub(1);
         }
-        // Slice `s` of `count` starts at floor(s * 2^64 / count), so `key` is in the slice of
-        // its even share or, where that start was rounded down onto it, the first of the next.
+        // Slice `s` of `count` starts at floor(s * 2^64 / count) (`slice_start`), so `key` is
+        // in the slice of its even share or, where that start was rounded down onto it, the
+        // first of the next.
         let count = self.starts.len() as u128;
         let share = (u128::from(key) * count) >> 64;
         let in_next = (u128::from(key) + 1) * count > (share + 1) << 64;
@@ -392,16 +402,16 @@ mod tests {
     /// or, laid out at the run's common size, answer as they did (or "maybe" where folded).
     #[test]
     fn the_computed_segment_is_the_searched_one() {
-        let slice_start = |slice: u64, slices: u64| {
-            u64::try_from((u128::from(slice) << 64) / u128::from(slices)).unwrap_or(u64::MAX)
-        };
+        // Below 2^64 for every slice but the end.
+        let first_key =
+            |slice: u64, slices: u64| u64::try_from(slice_start(slice, slices)).unwrap_or(u64::MAX);
         // Segments of one key each have one size; of `slice` keys each, all different sizes.
         let even = |slices: u64, keys_per_slice: fn(u64) -> u64| {
             (0..slices)
                 .map(|slice| {
                     let keys = (0..keys_per_slice(slice)).map(|i| key(slice << 20 | i));
                     (
-                        slice_start(slice, slices),
+                        first_key(slice, slices),
                         build(keys.collect::<Vec<_>>().into_iter()),
                     )
                 })

@@ -40,7 +40,7 @@ use redb::{ReadableTable, Table};
 use serde::{Deserialize, Serialize};
 use tlog::Hash;
 
-use super::run_filter::{self, FilterKey, INDEX_FILTERS};
+use super::run_filter::{self, FilterKey, INDEX_FILTERS, slice_start};
 use super::tables::{INDEX_BLOCKS, INDEX_META, INDEX_TAIL, decode, encode};
 use super::{DiskError, usize_from};
 use crate::search::SearchKey;
@@ -140,11 +140,6 @@ impl Merge {
     fn slice_estimate(&self) -> u64 {
         (self.entries_in / self.slices.max(1)).max(1)
     }
-}
-
-/// The first key of slice `slice` of `slices` (2^64 for `slice == slices`).
-fn slice_start(slice: u64, slices: u64) -> u128 {
-    (u128::from(slice) << 64) / u128::from(slices.max(1))
 }
 
 /// The index key of a leaf hash.
